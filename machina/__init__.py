@@ -1,0 +1,1 @@
+"""machina: a PyTorch toolkit for episode-based reinforcement learning."""

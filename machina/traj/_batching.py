@@ -1,0 +1,55 @@
+"""Index arithmetic shared by the Traj batch generators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+def check_batch_size(batch_size: int, available: int, unit: str) -> None:
+    """Raise a ValueError naming ``batch_size`` when it is not in ``[1, available]``."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if available == 0:
+        raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
+    if batch_size > available:
+        raise ValueError(
+            f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
+        )
+
+
+def shuffled_chunks(n: int, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """A random permutation of ``range(n)`` cut into chunks of ``batch_size`` (last smaller)."""
+    perm = torch.randperm(n, device=device)
+    yield from torch.split(perm, batch_size)
+
+
+def gather_sequences(
+    columns: dict[str, torch.Tensor], starts: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Gather flat columns into zero-padded time-major sequences.
+
+    Parameters
+    ----------
+    columns : dict of str to torch.Tensor
+        Flat columns, shape (N, ...).
+    starts, lengths : torch.Tensor
+        Start index and length of each sequence, shape (B,).
+
+    Returns
+    -------
+    dict of str to torch.Tensor
+        Each column as (T_max, B, ...) with zeros past each sequence's end, plus
+        ``out_masks`` (T_max, B) float32, 1.0 on real steps.
+    """
+    t = torch.arange(int(lengths.max()), device=starts.device)[:, None]
+    valid = t < lengths[None, :]
+    indices = torch.where(valid, starts[None, :] + t, starts[None, :])
+    batch = {}
+    for key, col in columns.items():
+        gathered = col[indices]
+        mask = valid.reshape(valid.shape + (1,) * (col.dim() - 1))
+        batch[key] = torch.where(mask, gathered, torch.zeros((), dtype=col.dtype))
+    batch["out_masks"] = valid.to(torch.float32)
+    return batch

@@ -1,0 +1,314 @@
+"""Columnar storage of whole episodes."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from machina.traj._batching import check_batch_size, gather_sequences, shuffled_chunks
+
+Epi = dict
+# Episode keys whose values are dicts of arrays; their sub-keys become top-level columns.
+GROUP_KEYS = ("a_is", "e_is")
+
+
+class Traj:
+    """Whole episodes stored as contiguous columns plus an episode-boundary index.
+
+    Episodes are added in two steps, as in the original machina: ``add_epis`` puts them in a
+    pending list (``current_epis``) that the estimators in ``machina.traj.epi_functional``
+    read and extend, and ``register_epis`` appends them to the columns that training batches
+    are drawn from.
+
+    Parameters
+    ----------
+    max_steps : int, optional
+        Bound on the number of stored steps. When set, ``add_traj`` and ``register_epis``
+        evict the oldest *whole* episodes until ``num_step <= max_steps``.
+    device : str or torch.device
+        Device of the stored columns.
+
+    Attributes
+    ----------
+    data_map : dict of str to torch.Tensor
+        One column per key, shape (num_step, ...). ``a_is`` / ``e_is`` sub-keys are columns.
+    current_epis : list of dict or None
+        Episodes added but not yet registered.
+    """
+
+    def __init__(self, max_steps: int | None = None, device: str | torch.device = "cpu"):
+        if max_steps is not None and max_steps <= 0:
+            raise ValueError(f"max_steps: expected a positive int or None, got {max_steps!r}")
+        self.max_steps = max_steps
+        self.device = torch.device(device)
+        self.data_map: dict[str, torch.Tensor] = {}
+        # Column key -> "a_is" / "e_is" for keys that came from those groups.
+        self.groups: dict[str, str] = {}
+        self._epis_index = np.zeros(1, dtype=np.int64)
+        self.current_epis: list[Epi] | None = None
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_step(self) -> int:
+        return int(self._epis_index[-1])
+
+    @property
+    def num_epi(self) -> int:
+        return len(self._epis_index) - 1
+
+    @property
+    def epis_index(self) -> np.ndarray:
+        """Episode boundaries, shape (num_epi + 1,): episode i spans ``[idx[i], idx[i+1])``."""
+        return self._epis_index
+
+    def __len__(self) -> int:
+        return self.num_step
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.data_map)
+        return f"Traj(num_epi={self.num_epi}, num_step={self.num_step}, keys=[{keys}])"
+
+    # ---------------------------------------------------------------- adding
+    def add_epis(self, epis: Sequence[Epi]) -> None:
+        """Queue whole episodes for the estimators and ``register_epis``.
+
+        Parameters
+        ----------
+        epis : list of dict
+            Episodes as returned by a sampler: dicts of arrays sharing a first axis of length T.
+        """
+        if isinstance(epis, dict):
+            raise TypeError("epis: expected a list of episode dicts, got a single dict")
+        self.current_epis = list(epis)
+
+    def with_current_epis(self, epis: list[Epi]) -> Traj:
+        """A shallow copy whose pending episodes are ``epis``; stored columns are shared."""
+        new = copy.copy(self)
+        new.data_map = dict(self.data_map)
+        new.groups = dict(self.groups)
+        new.current_epis = epis
+        return new
+
+    def register_epis(self) -> None:
+        """Append the pending episodes to the columns and clear the pending list."""
+        if not self.current_epis:
+            raise ValueError("register_epis: no pending episodes; call add_epis(epis) first")
+        columns, groups, lengths = _flatten_epis(self.current_epis)
+        self._append(columns, groups, lengths)
+        self.current_epis = None
+
+    def add_traj(self, traj: Traj) -> None:
+        """Append every stored episode of ``traj``; with ``max_steps``, evict the oldest first.
+
+        Parameters
+        ----------
+        traj : Traj
+            A Traj whose episodes have been registered.
+        """
+        if not isinstance(traj, Traj):
+            raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+        if traj.num_epi == 0:
+            return
+        lengths = np.diff(traj._epis_index)
+        self._append({k: v for k, v in traj.data_map.items()}, traj.groups, lengths)
+
+    def _append(self, columns: dict, groups: dict[str, str], lengths: np.ndarray) -> None:
+        columns = {k: torch.as_tensor(v).to(self.device) for k, v in columns.items()}
+        if self.num_epi > 0 and set(columns) != set(self.data_map):
+            missing = sorted(set(self.data_map) ^ set(columns))
+            raise ValueError(
+                f"episodes: keys differ from the stored ones ({', '.join(missing)}); "
+                "run the same estimators on every batch of episodes added to one Traj"
+            )
+        if self.num_epi == 0:
+            self.data_map = columns
+        else:
+            self.data_map = {k: torch.cat([self.data_map[k], columns[k]]) for k in columns}
+        self.groups.update(groups)
+        ends = self.num_step + np.cumsum(lengths, dtype=np.int64)
+        self._epis_index = np.concatenate([self._epis_index, ends])
+        self._evict()
+
+    def _evict(self) -> None:
+        if self.max_steps is None or self.num_step <= self.max_steps:
+            return
+        # First episode start that leaves at most max_steps steps behind it.
+        keep_from = int(np.searchsorted(self._epis_index, self.num_step - self.max_steps))
+        start = int(self._epis_index[keep_from])
+        self.data_map = {k: v[start:].clone() for k, v in self.data_map.items()}
+        self._epis_index = self._epis_index[keep_from:] - start
+
+    # -------------------------------------------------------------- batching
+    def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v[indices] for k, v in self.data_map.items()}
+
+    def iterate(self, batch_size: int, epoch: int = 1) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled minibatches that visit every step exactly once per epoch.
+
+        Parameters
+        ----------
+        batch_size : int
+            Steps per batch; the last batch of an epoch may be smaller.
+        epoch : int
+            Number of passes over the data.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column indexed by the batch's steps, shape (B, ...).
+        """
+        check_batch_size(batch_size, self.num_step, "steps")
+        for _ in range(epoch):
+            for indices in shuffled_chunks(self.num_step, batch_size, self.device):
+                yield self._batch(indices)
+
+    def iterate_once(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of ``iterate``."""
+        return self.iterate(batch_size, epoch=1)
+
+    def random_batch(
+        self, batch_size: int, epoch: int = 1, return_indices: bool = False
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """``epoch`` batches of steps drawn uniformly with replacement.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns of shape (batch_size, ...); with ``return_indices`` the pair
+            ``(batch, indices)`` where ``indices`` has shape (batch_size,).
+        """
+        check_batch_size(batch_size, self.num_step, "steps")
+        for _ in range(epoch):
+            indices = torch.randint(0, self.num_step, (batch_size,), device=self.device)
+            batch = self._batch(indices)
+            yield (batch, indices) if return_indices else batch
+
+    def random_batch_once(
+        self, batch_size: int, return_indices: bool = False
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``random_batch``."""
+        return next(self.random_batch(batch_size, 1, return_indices))
+
+    def iterate_rnn(
+        self, batch_size: int, num_epi_per_seq: int = 1, epoch: int = 1
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled batches of whole episodes as zero-padded, time-major sequences.
+
+        Parameters
+        ----------
+        batch_size : int
+            Sequences per batch; the last batch of an epoch may be smaller.
+        num_epi_per_seq : int
+            Consecutive episodes joined into one sequence (the hidden state is reset at each
+            episode start through ``h_masks``).
+        epoch : int
+            Number of passes over the data.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column as (T_max, B, ...), plus ``out_masks`` (T_max, B), 1.0 on real steps
+            and 0.0 on padding, and ``h_masks`` (T_max, B), 1.0 where an episode starts.
+        """
+        if num_epi_per_seq < 1:
+            raise ValueError(f"num_epi_per_seq: expected an int >= 1, got {num_epi_per_seq!r}")
+        seq_index = self._epis_index[::num_epi_per_seq]
+        if seq_index[-1] != self.num_step:
+            seq_index = np.append(seq_index, self.num_step)
+        num_seq = len(seq_index) - 1
+        check_batch_size(batch_size, num_seq, "sequences")
+        starts = torch.as_tensor(seq_index[:-1], device=self.device)
+        lengths = torch.as_tensor(np.diff(seq_index), device=self.device)
+        epi_starts = torch.zeros(self.num_step, dtype=torch.float32, device=self.device)
+        epi_starts[torch.as_tensor(self._epis_index[:-1], device=self.device)] = 1.0
+        columns = {**self.data_map, "h_masks": epi_starts}
+        for _ in range(epoch):
+            for seqs in shuffled_chunks(num_seq, batch_size, self.device):
+                yield gather_sequences(columns, starts[seqs], lengths[seqs])
+
+    # ------------------------------------------------------------ conversion
+    def to(self, device: str | torch.device) -> Traj:
+        """Move every column to ``device`` in place; returns self."""
+        self.device = torch.device(device)
+        self.data_map = {k: v.to(self.device) for k, v in self.data_map.items()}
+        return self
+
+    def epis(self) -> list[Epi]:
+        """Stored episodes as dicts of numpy arrays (views of the columns on CPU)."""
+        columns = {k: v.cpu().numpy() for k, v in self.data_map.items()}
+        out = []
+        for start, end in zip(self._epis_index[:-1], self._epis_index[1:]):
+            epi: Epi = {group: {} for group in GROUP_KEYS}
+            for key, col in columns.items():
+                group = self.groups.get(key)
+                (epi[group] if group else epi)[key] = col[start:end]
+            out.append(epi)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the stored episodes to an ``.npz`` file that loads without pickle.
+
+        Every column keeps its dtype and values exactly; pending episodes are not saved.
+        """
+        arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
+        arrays["epis_index"] = self._epis_index
+        arrays["group_keys"] = np.array(list(self.groups), dtype=np.str_)
+        arrays["group_names"] = np.array(list(self.groups.values()), dtype=np.str_)
+        if self.max_steps is not None:
+            arrays["max_steps"] = np.array(self.max_steps, dtype=np.int64)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Traj:
+        """Read a Traj written by ``save``; never unpickles (``allow_pickle=False``)."""
+        with np.load(path, allow_pickle=False) as f:
+            max_steps = int(f["max_steps"]) if "max_steps" in f.files else None
+            traj = cls(max_steps=max_steps, device=device)
+            traj._epis_index = f["epis_index"].astype(np.int64)
+            traj.data_map = {
+                name[4:]: torch.from_numpy(f[name]).to(traj.device)
+                for name in f.files
+                if name.startswith("col:")
+            }
+            traj.groups = dict(zip(f["group_keys"].tolist(), f["group_names"].tolist()))
+        return traj
+
+
+def _flatten_epis(epis: Sequence[Epi]) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
+    """Concatenate episodes into columns; ``a_is`` / ``e_is`` sub-keys become columns."""
+    first = epis[0]
+    groups = {k: g for g in GROUP_KEYS for k in first.get(g, {})}
+    keys = [k for k in first if k not in GROUP_KEYS]
+    clash = set(keys) & set(groups)
+    if clash:
+        raise ValueError(f"episodes: agent/env info keys {sorted(clash)} clash with episode keys")
+    lengths = np.empty(len(epis), dtype=np.int64)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in [*keys, *groups]}
+    for i, epi in enumerate(epis):
+        sub = {g: epi.get(g, {}) for g in GROUP_KEYS}
+        found = {k for k in epi if k not in GROUP_KEYS} | {k for g in sub.values() for k in g}
+        if found != set(parts):
+            diff = sorted(found ^ set(parts))
+            raise ValueError(f"epis[{i}]: keys {diff} differ from those of epis[0]")
+        length = len(epi[keys[0]])
+        for k in keys:
+            parts[k].append(_column_part(epi[k], length, i, k))
+        for k, g in groups.items():
+            parts[k].append(_column_part(sub[g][k], length, i, f"{g}.{k}"))
+        lengths[i] = length
+    columns = {k: np.concatenate(v) for k, v in parts.items()}
+    return columns, groups, lengths
+
+
+def _column_part(value, length: int, i: int, key: str) -> np.ndarray:
+    value = np.asarray(value)
+    if value.ndim == 0 or len(value) != length:
+        raise ValueError(
+            f"epis[{i}]['{key}']: expected a first axis of length {length}, got shape {value.shape}"
+        )
+    return value

@@ -1,0 +1,228 @@
+"""Estimators against plain per-step reference loops."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_random_epis
+
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.traj._scan import reverse_discounted_sum
+
+GAMMAS = [0.0, 0.5, 0.99, 1.0]
+LAMS = [0.0, 0.7, 0.95, 1.0]
+
+
+class LinearVf(torch.nn.Module):
+    """V(s) = w . s + b; enough to make every bootstrap value distinct."""
+
+    rnn = False
+
+    def __init__(self, ob_dim: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(ob_dim, 1)
+
+    def forward(self, obs, hs=None, h_masks=None):
+        vs = self.lin(obs).squeeze(-1)
+        return vs, dict(mean=vs)
+
+
+def ref_v(vf, ob):
+    with torch.no_grad():
+        return float(vf(torch.as_tensor(ob[None]))[0][0])
+
+
+def ref_rets(epi, gamma, vf):
+    """Monte-Carlo returns, one step at a time, bootstrapped only when truncated."""
+    length = len(epi["rews"])
+    nxt = ref_v(vf, epi["next_obs"][-1]) if epi["truncs"][-1] else 0.0
+    rets = np.zeros(length)
+    for t in reversed(range(length)):
+        nxt = epi["rews"][t] + gamma * nxt
+        rets[t] = nxt
+    return rets
+
+
+def ref_advs(epi, gamma, lam, vf):
+    """GAE as in Schulman et al. (2016): delta recursion, step by step."""
+    length = len(epi["rews"])
+    vs = [ref_v(vf, epi["obs"][t]) for t in range(length)]
+    advs = np.zeros(length)
+    adv = 0.0
+    for t in reversed(range(length)):
+        if t == length - 1:
+            next_v = 0.0 if epi["terms"][t] else ref_v(vf, epi["next_obs"][t])
+        else:
+            next_v = vs[t + 1]
+        delta = epi["rews"][t] + gamma * next_v - vs[t]
+        adv = delta + (gamma * lam * adv if t < length - 1 else 0.0)
+        advs[t] = adv
+    return advs
+
+
+@pytest.fixture
+def epis(rng):
+    return make_random_epis(rng, n_epi=40, max_len=25)
+
+
+def test_scan_matches_loop_on_single_and_long_episodes(rng):
+    for lengths in ([1], [1, 1, 1], [2, 1, 3], [1000], list(rng.integers(1, 70, size=50))):
+        lengths = np.asarray(lengths)
+        x = rng.normal(size=lengths.sum())
+        out = reverse_discounted_sum(x, 0.9, lengths)
+        ref, start = np.zeros_like(x), 0
+        for length in lengths:
+            acc = 0.0
+            for t in reversed(range(start, start + length)):
+                acc = x[t] + 0.9 * acc
+                ref[t] = acc
+            start += length
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+def test_compute_rets_matches_reference(epis, gamma):
+    vf = LinearVf(3)
+    before = copy.deepcopy(epis)
+    out = ef.compute_rets(ef.compute_vs(epis, vf), gamma)
+    for epi, new in zip(epis, out):
+        np.testing.assert_allclose(new["rets"], ref_rets(epi, gamma, vf), rtol=1e-4, atol=1e-4)
+        assert new["rets"].dtype == np.float32
+    _assert_unchanged(before, epis)
+
+
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("lam", LAMS)
+def test_compute_advs_matches_reference(epis, gamma, lam):
+    vf = LinearVf(3)
+    before = copy.deepcopy(epis)
+    out = ef.compute_advs(ef.compute_vs(epis, vf), gamma, lam)
+    for epi, new in zip(epis, out):
+        ref = ref_advs(epi, gamma, lam, vf)
+        np.testing.assert_allclose(new["advs"], ref, rtol=1e-4, atol=1e-4)
+    _assert_unchanged(before, epis)
+
+
+def test_gae_with_lambda_one_is_return_minus_value(epis):
+    vf = LinearVf(3)
+    out = ef.compute_advs(ef.compute_rets(ef.compute_vs(epis, vf), 0.97), 0.97, 1.0)
+    for epi in out:
+        np.testing.assert_allclose(epi["advs"], epi["rets"] - epi["vs"], atol=1e-4)
+
+
+def test_truncation_closed_form():
+    """Constant V and reward 1: truncated returns stay at 1 / (1 - gamma), terminated decay."""
+
+    class ConstVf(LinearVf):
+        def forward(self, obs, hs=None, h_masks=None):
+            vs = torch.full(obs.shape[:1], 1.0 / (1 - 0.9))
+            return vs, dict(mean=vs)
+
+    length = 50
+    base = dict(
+        obs=np.zeros((length, 1), np.float32),
+        next_obs=np.zeros((length, 1), np.float32),
+        rews=np.ones(length, np.float32),
+    )
+    end = np.zeros(length, bool)
+    end[-1] = True
+    trunc = dict(base, terms=np.zeros(length, bool), truncs=end, dones=end)
+    term = dict(base, terms=end, truncs=np.zeros(length, bool), dones=end)
+    out = ef.compute_advs(ef.compute_rets(ef.compute_vs([trunc, term], ConstVf(1)), 0.9), 0.9, 0.95)
+    np.testing.assert_allclose(out[0]["rets"], 10.0, rtol=1e-5)
+    np.testing.assert_allclose(out[0]["advs"], 0.0, atol=1e-5)
+    np.testing.assert_allclose(out[1]["rets"][-1], 1.0)
+    np.testing.assert_allclose(out[1]["rets"][0], (1 - 0.9**length) / (1 - 0.9), rtol=1e-5)
+
+
+def test_concatenation_equals_each_alone(epis):
+    vf = LinearVf(3)
+    together = ef.compute_advs(ef.compute_vs(epis, vf), 0.99, 0.95)
+    for epi, joint in zip(epis, together):
+        alone = ef.compute_advs(ef.compute_vs([epi], vf), 0.99, 0.95)[0]
+        np.testing.assert_allclose(alone["advs"], joint["advs"], rtol=1e-5, atol=1e-5)
+
+
+def test_centerize_and_h_masks(epis):
+    vf = LinearVf(3)
+    out = ef.compute_h_masks(ef.centerize_advs(ef.compute_advs(ef.compute_vs(epis, vf), 0.9, 0.9)))
+    advs = np.concatenate([e["advs"] for e in out])
+    assert abs(advs.mean()) < 1e-5 and abs(advs.std() - 1) < 1e-4
+    for epi in out:
+        expected = np.zeros(len(epi["rews"]), np.float32)
+        expected[0] = 1
+        np.testing.assert_array_equal(epi["h_masks"], expected)
+
+
+def test_traj_in_traj_out_leaves_input_untouched(epis):
+    vf = LinearVf(3)
+    traj = Traj()
+    traj.add_epis(epis)
+    new = ef.compute_rets(ef.compute_vs(traj, vf), 0.99)
+    assert isinstance(new, Traj)
+    assert "rets" in new.current_epis[0] and "rets" not in traj.current_epis[0]
+    # Unchanged arrays are shared, not copied.
+    assert new.current_epis[0]["obs"] is epis[0]["obs"]
+    new.register_epis()
+    assert traj.num_step == 0 and new.num_step == sum(len(e["rews"]) for e in epis)
+
+
+def test_missing_keys_name_the_estimator(epis):
+    with pytest.raises(KeyError, match="compute_vs"):
+        ef.compute_advs(epis, 0.99, 0.95)
+    with pytest.raises(KeyError, match="compute_vs"):
+        ef.compute_rets(epis, 0.99)  # truncated episodes need next_vs
+    with pytest.raises(ValueError, match="gamma"):
+        ef.compute_rets([e for e in epis if e["terms"][-1]], 1.5)
+    with pytest.raises(TypeError, match="data"):
+        ef.compute_h_masks(epis[0])
+
+
+def test_add_next_obs_keeps_sampler_next_obs(epis):
+    out = ef.add_next_obs(epis)
+    assert out[0]["next_obs"] is epis[0]["next_obs"]
+    stripped = [{k: v for k, v in e.items() if k != "next_obs"} for e in epis]
+    with pytest.warns(UserWarning, match="final observation"):
+        rebuilt = ef.add_next_obs(stripped)
+    for epi, new in zip(epis, rebuilt):
+        np.testing.assert_array_equal(new["next_obs"][:-1], epi["next_obs"][:-1])
+
+
+def test_recurrent_vf_runs_each_episode_from_a_fresh_state(epis):
+    class SumVf(torch.nn.Module):
+        """V = running sum of obs[:, 0] since the episode start: depends on the hidden state."""
+
+        rnn = True
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def reset(self):
+            pass
+
+        def forward(self, obs, hs=None, h_masks=None):
+            acc, out = torch.zeros(obs.shape[1]), []
+            for t in range(obs.shape[0]):
+                acc = acc * (1 - h_masks[t, :, 0]) + obs[t, :, 0] * self.w
+                out.append(acc)
+            vs = torch.stack(out)
+            return vs, dict(mean=vs)
+
+    out = ef.compute_vs(epis, SumVf())
+    for epi, new in zip(epis, out):
+        np.testing.assert_allclose(new["vs"], np.cumsum(epi["obs"][:, 0]), rtol=1e-5, atol=1e-5)
+        final = epi["obs"][:, 0].sum() + epi["next_obs"][-1, 0]
+        np.testing.assert_allclose(new["next_vs"][-1], final, rtol=1e-5, atol=1e-5)
+
+
+def _assert_unchanged(before, after):
+    for b, a in zip(before, after):
+        assert set(b) == set(a)
+        for k in b:
+            if isinstance(b[k], dict):
+                continue
+            np.testing.assert_array_equal(b[k], a[k])

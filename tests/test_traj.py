@@ -1,0 +1,135 @@
+"""Traj: registration, FIFO bound, batching and save/load."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_random_epis
+
+from machina.traj import Traj
+
+
+def make_traj(epis, max_steps=None):
+    traj = Traj(max_steps=max_steps)
+    traj.add_epis(epis)
+    traj.register_epis()
+    return traj
+
+
+def test_register_flattens_columns(rng):
+    epis = make_random_epis(rng, 7)
+    traj = make_traj(epis)
+    assert traj.num_epi == 7
+    assert traj.num_step == sum(len(e["rews"]) for e in epis)
+    assert {"obs", "acs", "rews", "mean", "x_pos"} <= set(traj.data_map)
+    np.testing.assert_array_equal(
+        traj.data_map["obs"].numpy(), np.concatenate([e["obs"] for e in epis])
+    )
+    assert traj.data_map["terms"].dtype == torch.bool
+    assert traj.data_map["x_pos"].dtype == torch.float64
+    back = traj.epis()
+    np.testing.assert_array_equal(back[3]["a_is"]["mean"], epis[3]["a_is"]["mean"])
+    np.testing.assert_array_equal(back[3]["e_is"]["x_pos"], epis[3]["e_is"]["x_pos"])
+
+
+def test_fifo_keeps_newest_whole_episodes(rng):
+    memory = Traj(max_steps=60)
+    added = []
+    for _ in range(10):
+        epis = make_random_epis(rng, 3, max_len=15)
+        added.extend(epis)
+        memory.add_traj(make_traj(epis))
+        assert memory.num_step <= 60
+    # The kept episodes are exactly the newest ones whose total fits in the bound.
+    lengths = [len(e["rews"]) for e in added]
+    keep = 0
+    while sum(lengths[len(lengths) - keep - 1 :]) <= 60:
+        keep += 1
+    assert memory.num_epi == keep
+    expected = np.concatenate([e["rews"] for e in added[-keep:]])
+    np.testing.assert_array_equal(memory.data_map["rews"].numpy(), expected)
+    assert memory.epis_index[0] == 0 and memory.epis_index[-1] == memory.num_step
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64, 1000])
+def test_iterate_visits_every_step_once_per_epoch(rng, batch_size):
+    traj = make_traj(make_random_epis(rng, 50))
+    traj.data_map["step_id"] = torch.arange(traj.num_step)
+    if batch_size > traj.num_step:
+        with pytest.raises(ValueError, match="batch_size"):
+            next(traj.iterate(batch_size))
+        return
+    seen = torch.cat([b["step_id"] for b in traj.iterate(batch_size, epoch=3)])
+    assert len(seen) == 3 * traj.num_step
+    for epoch in seen.split(traj.num_step):
+        assert torch.equal(epoch.sort().values, torch.arange(traj.num_step))
+    assert all(len(b["obs"]) <= batch_size for b in traj.iterate_once(batch_size))
+
+
+def test_random_batch_shapes_and_indices(rng):
+    traj = make_traj(make_random_epis(rng, 20))
+    batches = list(traj.random_batch(16, epoch=5, return_indices=True))
+    assert len(batches) == 5
+    for batch, idx in batches:
+        assert batch["obs"].shape == (16, 3)
+        assert torch.equal(batch["rews"], traj.data_map["rews"][idx])
+
+
+def test_iterate_rnn_pads_whole_episodes(rng):
+    epis = make_random_epis(rng, 11)
+    traj = make_traj(epis)
+    lengths = {len(e["rews"]) for e in epis}
+    seen = 0
+    for batch in traj.iterate_rnn(batch_size=4):
+        t_max, b = batch["out_masks"].shape
+        assert batch["obs"].shape == (t_max, b, 3)
+        assert batch["h_masks"].shape == (t_max, b)
+        assert torch.all(batch["h_masks"][0] == 1)
+        for i in range(b):
+            length = int(batch["out_masks"][:, i].sum())
+            assert length in lengths
+            assert torch.all(batch["out_masks"][:length, i] == 1)
+            assert torch.all(batch["obs"][length:, i] == 0)
+            # The real steps form one stored episode, in order.
+            rews = batch["rews"][:length, i].numpy()
+            assert any(np.array_equal(rews, e["rews"]) for e in epis)
+        seen += b
+    assert seen == 11
+
+
+def test_iterate_rnn_joins_episodes_with_h_masks(rng):
+    epis = make_random_epis(rng, 6)
+    traj = make_traj(epis)
+    batch = next(traj.iterate_rnn(batch_size=3, num_epi_per_seq=2))
+    assert batch["out_masks"].shape[1] == 3
+    assert torch.all(batch["h_masks"].sum(0) == 2)
+
+
+def test_save_load_round_trip_without_pickle(rng, tmp_path):
+    traj = make_traj(make_random_epis(rng, 9), max_steps=10_000)
+    path = tmp_path / "traj.npz"
+    traj.save(path)
+    loaded = Traj.load(path)
+    assert loaded.max_steps == 10_000
+    np.testing.assert_array_equal(loaded.epis_index, traj.epis_index)
+    assert set(loaded.data_map) == set(traj.data_map)
+    for key, col in traj.data_map.items():
+        assert loaded.data_map[key].dtype == col.dtype
+        assert torch.equal(loaded.data_map[key], col)
+    assert loaded.groups == traj.groups
+    # np.load(allow_pickle=False) must be able to read every entry.
+    with np.load(path, allow_pickle=False) as f:
+        for name in f.files:
+            f[name]
+
+
+def test_bad_input_errors(rng):
+    traj = Traj()
+    with pytest.raises(ValueError, match="register_epis"):
+        traj.register_epis()
+    epis = make_random_epis(rng, 2)
+    epis[1]["rews"] = epis[1]["rews"][:-1] if len(epis[1]["rews"]) > 1 else np.zeros(5)
+    traj.add_epis(epis)
+    with pytest.raises(ValueError, match=r"epis\[1\]"):
+        traj.register_epis()
+    with pytest.raises(ValueError, match="max_steps"):
+        Traj(max_steps=0)
