@@ -1,0 +1,147 @@
+"""The default ``Logger`` and module-level functions that forward to it.
+
+They keep the original's style working unchanged::
+
+    from machina import logger
+    logger.add_tabular_output(score_file)
+    logger.log("start")
+    logger.record_results(log_dir, result_dict, score_file, total_epi, step, total_step, rews)
+
+The default instance is the only state kept at module level. Code that wants its own
+outputs (tests, several runs in one process) creates a ``Logger`` instead, or installs one
+with ``set_logger``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from machina.logger.logger import Logger
+
+__all__ = [
+    "get_logger",
+    "set_logger",
+    "log",
+    "add_text_output",
+    "remove_text_output",
+    "record_tabular",
+    "record_tabular_misc_stat",
+    "dump_tabular",
+    "add_tabular_output",
+    "remove_tabular_output",
+    "add_tensorboard_output",
+    "remove_tensorboard_output",
+    "record_results",
+    "close",
+]
+
+_default_logger = Logger()
+
+
+def get_logger() -> Logger:
+    """Return the default ``Logger`` the module-level functions use."""
+    return _default_logger
+
+
+def set_logger(logger: Logger) -> Logger:
+    """Make ``logger`` the default; return the previous default (not closed).
+
+    Parameters
+    ----------
+    logger : Logger
+        The new default.
+
+    Returns
+    -------
+    Logger
+        The previous default, e.g. to restore it later.
+    """
+    global _default_logger
+    if not isinstance(logger, Logger):
+        raise TypeError(f"set_logger: logger must be a Logger, got {type(logger).__name__}")
+    previous, _default_logger = _default_logger, logger
+    return previous
+
+
+def log(msg: Any, with_timestamp: bool = True) -> None:
+    """Print a timestamped message with the default logger; see ``Logger.log``."""
+    _default_logger.log(msg, with_timestamp=with_timestamp)
+
+
+def add_text_output(path: str | os.PathLike) -> None:
+    """Copy messages to a text file; see ``Logger.add_text_output``."""
+    _default_logger.add_text_output(path)
+
+
+def remove_text_output(path: str | os.PathLike) -> None:
+    """Stop copying messages to a text file; see ``Logger.remove_text_output``."""
+    _default_logger.remove_text_output(path)
+
+
+def record_tabular(key: str, value: Any) -> None:
+    """Set a value in the current row; see ``Logger.record_tabular``."""
+    _default_logger.record_tabular(key, value)
+
+
+def record_tabular_misc_stat(key: str, values: Any) -> None:
+    """Record Average/Std/Median/Min/Max; see ``Logger.record_tabular_misc_stat``."""
+    _default_logger.record_tabular_misc_stat(key, values)
+
+
+def dump_tabular(step: int | None = None, no_print: bool = False) -> dict[str, Any]:
+    """Write the current row to every output; see ``Logger.dump_tabular``."""
+    return _default_logger.dump_tabular(step=step, no_print=no_print)
+
+
+def add_tabular_output(csv_path: str | os.PathLike, append: bool = False) -> None:
+    """Write rows to a CSV file; see ``Logger.add_tabular_output``."""
+    _default_logger.add_tabular_output(csv_path, append=append)
+
+
+def remove_tabular_output(csv_path: str | os.PathLike) -> None:
+    """Stop writing rows to a CSV file; see ``Logger.remove_tabular_output``."""
+    _default_logger.remove_tabular_output(csv_path)
+
+
+def add_tensorboard_output(log_dir: str | os.PathLike) -> None:
+    """Write rows as TensorBoard scalars; see ``Logger.add_tensorboard_output``."""
+    _default_logger.add_tensorboard_output(log_dir)
+
+
+def remove_tensorboard_output(log_dir: str | os.PathLike) -> None:
+    """Stop writing to a TensorBoard directory; see ``Logger.remove_tensorboard_output``."""
+    _default_logger.remove_tensorboard_output(log_dir)
+
+
+def record_results(
+    log_dir: str | os.PathLike,
+    result_dict: Mapping[str, Any],
+    score_file: str | os.PathLike,
+    total_epi: int,
+    step: int,
+    total_step: int,
+    rewards: Sequence[float] | np.ndarray | None = None,
+    plot_title: str | None = None,
+    async_plot: bool = False,
+) -> str | None:
+    """Record, dump and plot one training iteration; see ``Logger.record_results``."""
+    return _default_logger.record_results(
+        log_dir,
+        result_dict,
+        score_file,
+        total_epi,
+        step,
+        total_step,
+        rewards=rewards,
+        plot_title=plot_title,
+        async_plot=async_plot,
+    )
+
+
+def close() -> None:
+    """Close every output of the default logger; see ``Logger.close``."""
+    _default_logger.close()

@@ -1,0 +1,403 @@
+"""``Logger``: timestamped messages and one row of scalars per iteration, sent to every output.
+
+A ``Logger`` owns its outputs (text files, CSV files, TensorBoard directories) and the row
+being built; nothing is global. ``machina.logger`` also keeps one default instance so that
+the original's ``from machina import logger; logger.log(...)`` style keeps working.
+"""
+
+from __future__ import annotations
+
+import datetime
+import numbers
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from machina.logger.csv_output import CsvOutput
+from machina.logger.plot import plot_learning_curve
+from machina.logger.tensorboard_output import TensorBoardOutput
+
+__all__ = ["Logger"]
+
+# Names of the columns ``record_results`` writes besides the result dict's own.
+REWARD_PREFIX = "Reward"
+EPISODES_PER_ITER = "EpisodePerIter"
+TOTAL_EPISODES = "TotalEpisode"
+STEPS_PER_ITER = "StepPerIter"
+TOTAL_STEPS = "TotalStep"
+LEARNING_CURVE_PNG = "learning_curve.png"
+
+
+class Logger:
+    """Print timestamped messages and write rows of scalars to CSV and TensorBoard.
+
+    Use ``record_tabular`` to fill the current row during an iteration and
+    ``dump_tabular`` to write it to every output, print it as a table and start a new row.
+
+    Parameters
+    ----------
+    text_file : str or os.PathLike, optional
+        A text file that receives a copy of every message (appended to).
+    stdout : bool, default True
+        Whether messages and tables are printed to standard output.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with Logger(stdout=False) as lg:
+    ...     lg.add_tabular_output(os.path.join(d, "progress.csv"))
+    ...     lg.record_tabular("Loss", 0.5)
+    ...     row = lg.dump_tabular(step=0)
+    >>> row
+    {'Loss': 0.5}
+    """
+
+    def __init__(self, text_file: str | os.PathLike | None = None, stdout: bool = True) -> None:
+        self.stdout = stdout
+        self._text_files: dict[str, TextIO] = {}
+        self._csv_outputs: dict[str, CsvOutput] = {}
+        self._tensorboard_outputs: dict[str, TensorBoardOutput] = {}
+        self._tabular: dict[str, Any] = {}
+        self._num_dumps = 0
+        if text_file is not None:
+            self.add_text_output(text_file)
+
+    # ------------------------------------------------------------------ messages
+    def log(self, msg: Any, with_timestamp: bool = True) -> None:
+        """Print a message, prefixed with the local time, and copy it to the text files.
+
+        Parameters
+        ----------
+        msg : object
+            The message; converted with ``str``.
+        with_timestamp : bool, default True
+            Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as the original did.
+        """
+        out = str(msg)
+        if with_timestamp:
+            now = datetime.datetime.now().astimezone()
+            out = f"{now.strftime('%Y-%m-%d %H:%M:%S.%f %Z')} | {out}"
+        self._emit(out)
+
+    def _emit(self, text: str) -> None:
+        if self.stdout:
+            # Looked up at call time so redirections (pytest, notebooks) are honoured.
+            print(text, file=sys.stdout, flush=True)
+        for f in self._text_files.values():
+            f.write(text + "\n")
+            f.flush()
+
+    def add_text_output(self, path: str | os.PathLike) -> None:
+        """Copy every message and table to a text file (appended to; directories created)."""
+        key = os.path.abspath(os.fspath(path))
+        if key in self._text_files:
+            return
+        parent = os.path.dirname(key)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._text_files[key] = open(key, "a", encoding="utf-8")
+
+    def remove_text_output(self, path: str | os.PathLike) -> None:
+        """Stop copying messages to ``path`` and close it."""
+        key = os.path.abspath(os.fspath(path))
+        if key not in self._text_files:
+            raise ValueError(
+                f"remove_text_output: {os.fspath(path)!r} is not a text output of this "
+                f"logger; its text outputs are {sorted(self._text_files)}"
+            )
+        self._text_files.pop(key).close()
+
+    # ------------------------------------------------------------------ outputs
+    @property
+    def tabular_outputs(self) -> list[str]:
+        """Absolute paths of the CSV files rows are written to."""
+        return list(self._csv_outputs)
+
+    @property
+    def tensorboard_outputs(self) -> list[str]:
+        """Absolute paths of the TensorBoard directories rows are written to."""
+        return list(self._tensorboard_outputs)
+
+    def add_tabular_output(self, csv_path: str | os.PathLike, append: bool = False) -> None:
+        """Write every dumped row to a CSV file.
+
+        Parameters
+        ----------
+        csv_path : str or os.PathLike
+            The CSV file; parent directories are created. Adding a file twice does nothing.
+        append : bool, default False
+            False truncates an existing file (as the original did); True continues it,
+            keeping its header, e.g. when resuming a run.
+        """
+        key = os.path.abspath(os.fspath(csv_path))
+        if key not in self._csv_outputs:
+            self._csv_outputs[key] = CsvOutput(key, append=append)
+
+    def remove_tabular_output(self, csv_path: str | os.PathLike) -> None:
+        """Stop writing rows to ``csv_path`` and close it."""
+        key = os.path.abspath(os.fspath(csv_path))
+        if key not in self._csv_outputs:
+            raise ValueError(
+                f"remove_tabular_output: {os.fspath(csv_path)!r} is not a tabular output of "
+                f"this logger; its tabular outputs are {self.tabular_outputs}"
+            )
+        self._csv_outputs.pop(key).close()
+
+    def add_tensorboard_output(self, log_dir: str | os.PathLike) -> None:
+        """Write every dumped row as TensorBoard scalars in ``log_dir``.
+
+        Each key is a scalar tag, recorded at the ``step`` given to ``dump_tabular``.
+        Adding the same directory twice does nothing; several directories may be added.
+        """
+        key = os.path.abspath(os.fspath(log_dir))
+        if key not in self._tensorboard_outputs:
+            self._tensorboard_outputs[key] = TensorBoardOutput(key)
+
+    def remove_tensorboard_output(self, log_dir: str | os.PathLike) -> None:
+        """Stop writing rows to the TensorBoard directory ``log_dir`` and close its file."""
+        key = os.path.abspath(os.fspath(log_dir))
+        if key not in self._tensorboard_outputs:
+            raise ValueError(
+                f"remove_tensorboard_output: {os.fspath(log_dir)!r} is not a TensorBoard "
+                f"output of this logger; its outputs are {self.tensorboard_outputs}"
+            )
+        self._tensorboard_outputs.pop(key).close()
+
+    # ------------------------------------------------------------------ tabular
+    def record_tabular(self, key: str, value: Any) -> None:
+        """Set ``key`` to ``value`` in the current row (a later call for the key wins).
+
+        Parameters
+        ----------
+        key : str
+            Column name.
+        value : scalar
+            A number, a one-element numpy array or torch tensor (converted with
+            ``.item()``), a string, or None. Arrays with several elements are refused: use
+            ``record_tabular_misc_stat`` to record their statistics.
+        """
+        self._tabular[str(key)] = _to_scalar(key, value)
+
+    def record_tabular_misc_stat(self, key: str, values: Any) -> None:
+        """Record ``{key}Average``, ``Std``, ``Median``, ``Min`` and ``Max`` of ``values``.
+
+        Parameters
+        ----------
+        key : str
+            Column-name prefix.
+        values : array-like, shape (n,) with n >= 1
+            Numbers, a numpy array, a torch tensor or a list of scalar tensors.
+        """
+        arr = _to_float_array(key, values).ravel()
+        if arr.size == 0:
+            raise ValueError(f"record_tabular_misc_stat: {key!r} has no values")
+        self.record_tabular(key + "Average", float(np.mean(arr)))
+        self.record_tabular(key + "Std", float(np.std(arr)))
+        self.record_tabular(key + "Median", float(np.median(arr)))
+        self.record_tabular(key + "Min", float(np.min(arr)))
+        self.record_tabular(key + "Max", float(np.max(arr)))
+
+    def dump_tabular(self, step: int | None = None, no_print: bool = False) -> dict[str, Any]:
+        """Write the current row to every output, print it, and start an empty row.
+
+        Parameters
+        ----------
+        step : int, optional
+            TensorBoard step of the row; by default the number of rows dumped before.
+        no_print : bool, default False
+            Do not print the table (it is still written to the CSV and TensorBoard).
+
+        Returns
+        -------
+        dict of str to scalar
+            The row that was written; empty (and nothing written) if nothing was recorded.
+        """
+        row, self._tabular = self._tabular, {}
+        if not row:
+            return row
+        if step is None:
+            step = self._num_dumps
+        self._num_dumps += 1
+        for csv_output in self._csv_outputs.values():
+            csv_output.write(row)
+        for tb_output in self._tensorboard_outputs.values():
+            tb_output.write(row, step)
+        if not no_print:
+            self._emit(_format_table(row))
+        return row
+
+    # ------------------------------------------------------------------ results
+    def record_results(
+        self,
+        log_dir: str | os.PathLike,
+        result_dict: Mapping[str, Any],
+        score_file: str | os.PathLike,
+        total_epi: int,
+        step: int,
+        total_step: int,
+        rewards: Sequence[float] | np.ndarray | None = None,
+        plot_title: str | None = None,
+        async_plot: bool = False,
+    ) -> str | None:
+        """Record one iteration of training, dump it, and redraw the learning curve.
+
+        Records, then dumps at TensorBoard step ``total_step``:
+
+        - for each list or array in ``result_dict`` (e.g. ``PolLoss``: one loss per update),
+          ``{key}Average``, ``{key}Std``, ``{key}Median``, ``{key}Min``, ``{key}Max`` (empty
+          lists are skipped); for each scalar (e.g. ``new_kl_beta``, also as a 0-d
+          tensor), its value under ``key``;
+        - with ``rewards``: ``RewardAverage``, ``RewardStd``, ``RewardMedian``,
+          ``RewardMin``, ``RewardMax`` and ``EpisodePerIter``;
+        - ``TotalEpisode``, ``StepPerIter`` and ``TotalStep``.
+
+        Parameters
+        ----------
+        log_dir : str or os.PathLike
+            The run's directory, printed as the original did.
+        result_dict : mapping of str to scalar or array-like
+            What an algorithm's ``train`` returned.
+        score_file : str or os.PathLike
+            The progress CSV. Registered as a tabular output if it is not one yet.
+        total_epi : int
+            Episodes sampled since the start.
+        step : int
+            Steps sampled in this iteration.
+        total_step : int
+            Steps sampled since the start.
+        rewards : array-like, shape (n_epi,), optional
+            Return (sum of rewards) of each episode sampled in this iteration.
+        plot_title : str, optional
+            Title of the learning-curve figure, e.g. the environment name.
+        async_plot : bool, default False
+            Accepted for compatibility with the original and ignored: the figure is drawn
+            in-process (tens of milliseconds with Agg), so it is current when this returns.
+
+        Returns
+        -------
+        str or None
+            Path of the learning-curve PNG, ``learning_curve.png`` in the directory of
+            ``score_file``; None when ``rewards`` is not given (nothing to plot).
+        """
+        del async_plot  # see docstring
+        self.log(f"outdir {os.path.abspath(os.fspath(log_dir))}")
+        score_file = os.path.abspath(os.fspath(score_file))
+        if score_file not in self._csv_outputs:
+            self.add_tabular_output(score_file)
+
+        for key, value in result_dict.items():
+            arr = _to_float_array(key, value) if _is_array_like(value) else None
+            if arr is None:
+                self.record_tabular(key, value)
+            elif arr.ndim == 0:
+                self.record_tabular(key, arr.item())
+            elif arr.size >= 1:
+                self.record_tabular_misc_stat(key, arr)
+        if rewards is not None:
+            rewards_arr = _to_float_array("rewards", rewards).ravel()
+            if rewards_arr.size >= 1:
+                self.record_tabular_misc_stat(REWARD_PREFIX, rewards_arr)
+            self.record_tabular(EPISODES_PER_ITER, int(rewards_arr.size))
+        self.record_tabular(TOTAL_EPISODES, total_epi)
+        self.record_tabular(STEPS_PER_ITER, step)
+        self.record_tabular(TOTAL_STEPS, total_step)
+        self.dump_tabular(step=int(total_step))
+
+        if rewards is None:
+            return None
+        try:
+            return plot_learning_curve(
+                score_file,
+                os.path.join(os.path.dirname(score_file), LEARNING_CURVE_PNG),
+                x=TOTAL_STEPS,
+                y=REWARD_PREFIX + "Average",
+                title=plot_title,
+            )
+        except KeyError:
+            # No RewardAverage yet (every iteration so far had zero episodes).
+            return None
+
+    # ------------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Close every output. The logger stays usable: add outputs again to reuse it."""
+        for f in self._text_files.values():
+            f.close()
+        for output in [*self._csv_outputs.values(), *self._tensorboard_outputs.values()]:
+            output.close()
+        self._text_files.clear()
+        self._csv_outputs.clear()
+        self._tensorboard_outputs.clear()
+
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Logger(text={list(self._text_files)}, csv={self.tabular_outputs}, "
+            f"tensorboard={self.tensorboard_outputs})"
+        )
+
+
+def _is_array_like(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray)) or hasattr(value, "detach")
+
+
+def _to_float_array(key: str, value: Any) -> np.ndarray:
+    """Convert numbers, arrays, tensors or lists of scalar tensors to a float array."""
+    try:
+        return np.asarray(_to_numpy(value), dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{key!r}: expected numbers, a numpy array or a torch tensor, got "
+            f"{type(value).__name__} ({e})"
+        ) from e
+
+
+def _to_numpy(value: Any) -> Any:
+    if hasattr(value, "detach"):  # torch.Tensor, without importing torch here
+        return value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)):
+        return [_to_numpy(v) for v in value]
+    return value
+
+
+def _to_scalar(key: str, value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, numbers.Number) and hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if _is_array_like(value):
+        arr = np.asarray(_to_numpy(value))
+        if arr.size != 1:
+            raise TypeError(
+                f"record_tabular: {key!r} must be a scalar, got an array of shape "
+                f"{arr.shape}; use record_tabular_misc_stat to record its statistics"
+            )
+        return arr.item()
+    if isinstance(value, numbers.Number):
+        return value
+    return str(value)
+
+
+def _format_table(row: Mapping[str, Any]) -> str:
+    cells = [(key, _format_value(value)) for key, value in row.items()]
+    key_width = max(len(k) for k, _ in cells)
+    value_width = max(len(v) for _, v in cells)
+    rule = "-" * (key_width + value_width + 7)
+    lines = [rule]
+    lines += [f"| {k:<{key_width}} | {v:>{value_width}} |" for k, v in cells]
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
