@@ -1,0 +1,122 @@
+"""Pieces shared by the MLP and LSTM nets: initialisation, flattening and policy heads."""
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from machina.pols._spaces import check_flat_space, check_space
+
+#: initial state-independent log standard deviation, as in the original machina
+#: (std ~0.37 in the normalised action space [-1, 1]).
+LOG_STD_INIT = -1.0
+HIDDEN_GAIN = math.sqrt(2.0)
+#: small output gain so that the initial policy is close to uniform / centred
+#: ("What Matters in On-Policy RL", Andrychowicz et al. 2020, section 3.2).
+POLICY_GAIN = 0.01
+
+
+def init_linear(layer: nn.Linear, gain: float) -> nn.Linear:
+    """Orthogonal weights with ``gain`` and zero bias; returns ``layer``."""
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def flatten_obs(obs: torch.Tensor, ob_ndim: int) -> torch.Tensor:
+    """``(*lead, *ob_shape)`` -> ``(*lead, ob_dim)``."""
+    if ob_ndim == 0:
+        return obs.unsqueeze(-1)
+    return obs.flatten(start_dim=obs.ndim - ob_ndim)
+
+
+def ob_dim_of(observation_space: gym.Space, owner: str) -> int:
+    """Flat size of a Box observation, with a clear error for other spaces."""
+    check_space("observation_space", observation_space, gym.spaces.Box, owner)
+    return int(np.prod(observation_space.shape, dtype=np.int64))
+
+
+def action_encoding_dim(action_space: gym.Space, owner: str) -> int:
+    """Size of an action as a Q-net input: Box flat size, or one-hot size for discrete spaces."""
+    space = check_space(
+        "action_space",
+        action_space,
+        (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete),
+        owner,
+    )
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        check_flat_space("action_space", space, owner)
+        return int(space.nvec.sum())
+    return int(np.prod(space.shape, dtype=np.int64))
+
+
+def encode_acs(acs: torch.Tensor, action_space: gym.Space) -> torch.Tensor:
+    """Actions as float features: Box flattened, Discrete / MultiDiscrete one-hot.
+
+    ``acs (*lead, *ac_shape)`` -> ``(*lead, action_encoding_dim)``.
+    """
+    if isinstance(action_space, gym.spaces.Discrete):
+        return nn.functional.one_hot(acs.long(), int(action_space.n)).float()
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        one_hots = [
+            nn.functional.one_hot(acs[..., i].long(), int(n)).float()
+            for i, n in enumerate(action_space.nvec)
+        ]
+        return torch.cat(one_hots, dim=-1)
+    return flatten_obs(acs.float(), len(action_space.shape))
+
+
+class PolHead(nn.Module):
+    """Map features ``(*lead, in_features)`` to the policy outputs for ``action_space``.
+
+    Box: ``(mean (*lead, d) in [-1, 1] via tanh, log_std (*lead, d))`` with a learned
+    state-independent ``log_std``, or ``(mean,)`` when ``deterministic``. Discrete:
+    ``(pi (*lead, n),)``. MultiDiscrete: ``(pi (*lead, k, n_max),)``, where the classes beyond a
+    sub-action's own ``n`` get probability 0.
+    """
+
+    def __init__(
+        self, in_features: int, action_space: gym.Space, owner: str, deterministic: bool = False
+    ) -> None:
+        super().__init__()
+        space = check_space(
+            "action_space",
+            action_space,
+            (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete),
+            owner,
+        )
+        self.action_space = space
+        self.deterministic = deterministic
+        if isinstance(space, gym.spaces.Box):
+            check_flat_space("action_space", space, owner)
+            dim = space.shape[0]
+            self.mean_layer = init_linear(nn.Linear(in_features, dim), POLICY_GAIN)
+            if not deterministic:
+                self.log_std_param = nn.Parameter(torch.full((dim,), LOG_STD_INIT))
+        elif isinstance(space, gym.spaces.Discrete):
+            self.output_layer = init_linear(nn.Linear(in_features, int(space.n)), POLICY_GAIN)
+        else:
+            check_flat_space("action_space", space, owner)
+            nvec = torch.as_tensor(space.nvec, dtype=torch.int64)
+            self.n_max = int(nvec.max())
+            self.output_layer = init_linear(
+                nn.Linear(in_features, len(nvec) * self.n_max), POLICY_GAIN
+            )
+            valid = torch.arange(self.n_max) < nvec.unsqueeze(-1)  # (k, n_max)
+            self.register_buffer("valid", valid, persistent=False)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Policy outputs; see the class docstring for shapes."""
+        if isinstance(self.action_space, gym.spaces.Box):
+            mean = torch.tanh(self.mean_layer(features))
+            if self.deterministic:
+                return (mean,)
+            return mean, self.log_std_param.expand_as(mean)
+        logits = self.output_layer(features)
+        if isinstance(self.action_space, gym.spaces.MultiDiscrete):
+            logits = logits.unflatten(-1, self.valid.shape).masked_fill(~self.valid, -torch.inf)
+        return (torch.softmax(logits, dim=-1),)

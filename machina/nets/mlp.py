@@ -1,0 +1,110 @@
+"""Two-hidden-layer MLP nets: policy, state value and state-action value."""
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from machina.nets._layers import (
+    HIDDEN_GAIN,
+    PolHead,
+    action_encoding_dim,
+    encode_acs,
+    flatten_obs,
+    init_linear,
+    ob_dim_of,
+)
+
+
+class PolNet(nn.Module):
+    """MLP policy net.
+
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        Observations ``(*ob_shape)``, flattened on input.
+    action_space : gymnasium.spaces.Box, Discrete or MultiDiscrete
+        Decides the outputs (see :meth:`forward`).
+    h1, h2 : int
+        Hidden layer sizes (ReLU).
+    deterministic : bool
+        Box only: return ``mean`` alone (for deterministic policies).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.Space,
+        h1: int = 64,
+        h2: int = 64,
+        deterministic: bool = False,
+    ) -> None:
+        super().__init__()
+        ob_dim = ob_dim_of(observation_space, type(self).__name__)
+        self.ob_ndim = len(observation_space.shape)
+        self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
+        self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
+        self.head = PolHead(h2, action_space, type(self).__name__, deterministic)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Policy outputs for ``obs (*lead, *ob_shape)``.
+
+        Returns
+        -------
+        Box: ``(mean (*lead, d), log_std (*lead, d))``, or ``mean`` when deterministic.
+        Discrete: ``pi (*lead, n)``. MultiDiscrete: ``pi (*lead, k, n_max)``.
+        """
+        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = torch.relu(self.fc2(h))
+        outputs = self.head(h)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+class VNet(nn.Module):
+    """MLP state-value net: ``obs (*lead, *ob_shape)`` -> ``(*lead, 1)``."""
+
+    def __init__(self, observation_space: gym.spaces.Box, h1: int = 64, h2: int = 64) -> None:
+        super().__init__()
+        ob_dim = ob_dim_of(observation_space, type(self).__name__)
+        self.ob_ndim = len(observation_space.shape)
+        self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
+        self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
+        self.output_layer = init_linear(nn.Linear(h2, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """State values ``(*lead, 1)`` for ``obs (*lead, *ob_shape)``."""
+        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = torch.relu(self.fc2(h))
+        return self.output_layer(h)
+
+
+class QNet(nn.Module):
+    """MLP state-action value net: ``(obs, acs)`` -> ``(*lead, 1)``.
+
+    Box actions enter as they are; Discrete and MultiDiscrete actions (integer indices) enter
+    one-hot encoded.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.Space,
+        h1: int = 64,
+        h2: int = 64,
+    ) -> None:
+        super().__init__()
+        self.action_space = action_space
+        ob_dim = ob_dim_of(observation_space, type(self).__name__)
+        self.ob_ndim = len(observation_space.shape)
+        ac_dim = action_encoding_dim(action_space, type(self).__name__)
+        self.fc1 = init_linear(nn.Linear(ob_dim + ac_dim, h1), HIDDEN_GAIN)
+        self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
+        self.output_layer = init_linear(nn.Linear(h2, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
+        """Q values ``(*lead, 1)`` for ``obs (*lead, *ob_shape)`` and ``acs (*lead, *ac_shape)``."""
+        features = torch.cat(
+            [flatten_obs(obs, self.ob_ndim), encode_acs(acs, self.action_space)], dim=-1
+        )
+        h = torch.relu(self.fc1(features))
+        h = torch.relu(self.fc2(h))
+        return self.output_layer(h)

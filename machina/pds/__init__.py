@@ -1,0 +1,9 @@
+"""Probability distributions of policies; parameters are dicts of tensors."""
+
+from machina.pds.base import BasePd
+from machina.pds.categorical_pd import CategoricalPd
+from machina.pds.deterministic_pd import DeterministicPd
+from machina.pds.gaussian_pd import GaussianPd
+from machina.pds.multi_categorical_pd import MultiCategoricalPd
+
+__all__ = ["BasePd", "CategoricalPd", "DeterministicPd", "GaussianPd", "MultiCategoricalPd"]

@@ -1,0 +1,194 @@
+"""Calling a feed-forward or recurrent net on observations; shared by policies and vfuncs.
+
+Policies and value functions hold the same three things: an ``observation_space``, a ``net`` and
+an ``rnn`` flag. How observations become tensors and how a recurrent hidden state is kept between
+calls lives here, once, so that no subclass repeats it.
+"""
+
+import itertools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+HiddenState = Any  # usually ``(h, c)``, each ``(1, B, cell)``; whatever ``net.init_hs`` returns
+
+
+def _as_tuple(outputs: Any) -> tuple:
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+def _detach(hs: HiddenState) -> HiddenState:
+    if isinstance(hs, torch.Tensor):
+        return hs.detach()
+    return type(hs)(_detach(h) for h in hs)
+
+
+class RecurrentMixin:
+    """Observation conversion and the recurrent hidden-state protocol for a ``torch.nn.Module``.
+
+    Feed-forward (``rnn=False``): observations are ``(B, *ob_shape)`` (any number of leading
+    dims works) and the net is called as ``net(obs)``.
+
+    Recurrent (``rnn=True``): observations are ``(T, B, *ob_shape)`` and the net is called as
+    ``net(obs, hs, h_masks)`` returning ``(*outputs, new_hs)``. ``h_masks (T, B, 1)`` is 1 where an
+    episode starts; the net zeroes the hidden state there before processing that step. When
+    ``hs`` is not given, the state stored by the previous call is used, or ``net.init_hs(B)`` when
+    there is none or the batch size changed. The new state is stored, detached, in ``self.hs``:
+    the next call continues the episode but does not backpropagate into the previous call's graph
+    (whose buffers may already be freed).
+
+    In both cases observations with fewer leading dims are unsqueezed at the front, so a single
+    observation ``(*ob_shape,)`` gives outputs with leading ``(1,)``, or ``(1, 1)`` when recurrent.
+    """
+
+    observation_space: gym.Space
+    net: nn.Module | None
+    rnn: bool
+    hs: HiddenState | None
+
+    def _init_recurrent(
+        self, observation_space: gym.Space, net: nn.Module | None, rnn: bool
+    ) -> None:
+        """Set ``observation_space``, ``net``, ``rnn`` and an empty hidden state."""
+        if getattr(observation_space, "shape", None) is None:
+            raise ValueError(
+                f"observation_space: {type(self).__name__} needs a space with a shape "
+                f"(e.g. gymnasium.spaces.Box), got {observation_space!r}"
+            )
+        self.observation_space = observation_space
+        self.net = net
+        self.rnn = bool(rnn)
+        self.hs = None
+        self._hs_batch_size: int | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter or buffer; CPU if there are none."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def reset(self) -> None:
+        """Forget the stored hidden state; the next recurrent call starts from ``init_hs``."""
+        self.hs = None
+        self._hs_batch_size = None
+
+    def _check_net(self) -> tuple[torch.Tensor, ...]:
+        """Check ``net`` fits ``rnn`` and return its outputs on one zero observation.
+
+        The outputs (hidden state removed) have leading ``(1,)``, or ``(1, 1)`` when recurrent;
+        subclasses check their trailing shapes against the action space.
+        """
+        owner = type(self).__name__
+        if not isinstance(self.net, nn.Module):
+            raise ValueError(f"net: {owner} needs a torch.nn.Module, got {type(self.net)!r}")
+        if self.rnn and not callable(getattr(self.net, "init_hs", None)):
+            raise ValueError(
+                f"net: {owner} with rnn=True needs a net with init_hs(batch_size), "
+                f"got {type(self.net).__name__} without it"
+            )
+        lead = (1, 1) if self.rnn else (1,)
+        obs = torch.zeros(lead + tuple(self.observation_space.shape), device=self.device)
+        was_training = self.net.training
+        # eval mode so that the probe does not update e.g. batch-norm statistics
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                if self.rnn:
+                    outputs = _as_tuple(self.net(obs, self.net.init_hs(1), obs.new_zeros(1, 1, 1)))
+                    outputs = outputs[:-1]
+                else:
+                    outputs = _as_tuple(self.net(obs))
+        except Exception as error:
+            raise ValueError(
+                f"net: {owner} could not call {type(self.net).__name__} on a zero observation "
+                f"of shape {tuple(obs.shape)} for observation_space {self.observation_space!r} "
+                f"(rnn={self.rnn}): {error}"
+            ) from error
+        finally:
+            self.net.train(was_training)
+        return outputs
+
+    def _obs_to_tensor(self, obs: Any) -> torch.Tensor:
+        """Convert ``obs`` (numpy, list or tensor) to a float32 tensor on :attr:`device`.
+
+        Parameters
+        ----------
+        obs : array-like
+            ``(B, *ob_shape)``, or ``(T, B, *ob_shape)`` when recurrent; fewer leading dims are
+            unsqueezed at the front.
+
+        Returns
+        -------
+        torch.Tensor
+            float32, ``(B, *ob_shape)`` or ``(T, B, *ob_shape)``.
+
+        Raises
+        ------
+        ValueError
+            If the trailing dims differ from ``observation_space.shape``, or if ``obs`` holds
+            NaN or inf.
+        """
+        obs = torch.as_tensor(np.asarray(obs) if isinstance(obs, list | tuple) else obs)
+        obs = obs.to(device=self.device, dtype=torch.float32)
+        ob_shape = tuple(self.observation_space.shape)
+        n_lead = obs.ndim - len(ob_shape)
+        expected = "(T, B, *ob_shape)" if self.rnn else "(B, *ob_shape)"
+        if n_lead < 0 or tuple(obs.shape[n_lead:]) != ob_shape or (self.rnn and n_lead > 2):
+            raise ValueError(
+                f"obs: {type(self).__name__} expects {expected} with ob_shape={ob_shape} "
+                f"from observation_space, got shape {tuple(obs.shape)}"
+            )
+        for _ in range(n_lead, 2 if self.rnn else 1):
+            obs = obs.unsqueeze(0)
+        finite = torch.isfinite(obs)
+        if not bool(finite.all()):
+            first = tuple(int(i) for i in torch.nonzero(~finite)[0])
+            raise ValueError(
+                f"obs: expected finite values, got {int((~finite).sum())} NaN/inf entries of "
+                f"{obs.numel()} (first at index {first}, value {obs[first].item()})"
+            )
+        return obs
+
+    def _h_masks_to_tensor(self, h_masks: Any, obs: torch.Tensor) -> torch.Tensor:
+        """``h_masks`` as float32 ``(T, B, 1)``; zeros (no reset) when None."""
+        time_steps, batch_size = obs.shape[:2]
+        if h_masks is None:
+            return obs.new_zeros(time_steps, batch_size, 1)
+        h_masks = torch.as_tensor(h_masks).to(device=obs.device, dtype=torch.float32)
+        if tuple(h_masks.shape) == (time_steps, batch_size):
+            h_masks = h_masks.unsqueeze(-1)
+        if tuple(h_masks.shape) != (time_steps, batch_size, 1):
+            raise ValueError(
+                f"h_masks: expected shape ({time_steps}, {batch_size}) or "
+                f"({time_steps}, {batch_size}, 1) to match obs {tuple(obs.shape)}, "
+                f"got {tuple(h_masks.shape)}"
+            )
+        return h_masks
+
+    def _call_net(
+        self, obs: torch.Tensor, hs: HiddenState | None = None, h_masks: Any = None
+    ) -> tuple[tuple[torch.Tensor, ...], HiddenState | None]:
+        """Run ``net`` on converted ``obs``.
+
+        Returns
+        -------
+        outputs : tuple of torch.Tensor
+            The net's outputs without the hidden state, leading ``(B,)`` or ``(T, B)``.
+        hs : HiddenState or None
+            The new hidden state (not detached) when recurrent, else None.
+        """
+        if not self.rnn:
+            return _as_tuple(self.net(obs)), None
+        batch_size = obs.shape[1]
+        if hs is None:
+            if self.hs is None or self._hs_batch_size != batch_size:
+                self.hs = self.net.init_hs(batch_size)
+            hs = self.hs
+        *outputs, new_hs = _as_tuple(self.net(obs, hs, self._h_masks_to_tensor(h_masks, obs)))
+        self.hs = _detach(new_hs)
+        self._hs_batch_size = batch_size
+        return tuple(outputs), new_hs

@@ -1,0 +1,294 @@
+"""Policies: bounds, modes, shapes, recurrent resets, input checks; and the LSTM nets."""
+
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from machina.nets import PolNet, PolNetLSTM
+from machina.nets.lstm import run_lstm
+from machina.pols import CategoricalPol, GaussianPol, MultiCategoricalPol, RandomPol
+
+OB_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+BOX = gym.spaces.Box(
+    np.array([-2.0, -1.0, 0.0], dtype=np.float32), np.array([2.0, 3.0, 0.5], dtype=np.float32)
+)
+DISCRETE = gym.spaces.Discrete(4, start=1)
+MULTI = gym.spaces.MultiDiscrete([2, 5, 3])
+
+
+def make_pol(kind: str, rnn: bool, action_space=None):
+    torch.manual_seed(0)
+    cls, space = {
+        "gauss": (GaussianPol, BOX),
+        "cat": (CategoricalPol, DISCRETE),
+        "multi": (MultiCategoricalPol, MULTI),
+    }[kind]
+    space = action_space or space
+    net = PolNetLSTM(OB_SPACE, space, 16, 16) if rnn else PolNet(OB_SPACE, space, 16, 16)
+    return cls(OB_SPACE, space, net, rnn=rnn)
+
+
+def random_obs(*lead, seed=0):
+    return np.random.default_rng(seed).normal(size=(*lead, 3)).astype(np.float32)
+
+
+AC_SHAPES = {"gauss": (3,), "cat": (), "multi": (3,)}
+PARAM_SHAPES = {
+    "gauss": {"mean": (3,), "log_std": (3,)},
+    "cat": {"pi": (4,)},
+    "multi": {"pi": (3, 5)},
+}
+
+
+@pytest.mark.parametrize("rnn", [False, True])
+@pytest.mark.parametrize("kind", ["gauss", "cat", "multi"])
+def test_output_shapes(kind, rnn):
+    pol = make_pol(kind, rnn)
+    lead = (5, 2) if rnn else (4,)
+    for act in (pol, pol.deterministic_ac_real):
+        ac_real, ac, a_i = act(random_obs(*lead))
+        assert isinstance(ac_real, np.ndarray) and ac_real.shape == lead + AC_SHAPES[kind]
+        assert isinstance(ac, torch.Tensor) and ac.shape == lead + AC_SHAPES[kind]
+        assert {key: tuple(v.shape) for key, v in a_i.items()} == {
+            key: lead + shape for key, shape in PARAM_SHAPES[kind].items()
+        }
+        assert pol.action_space.contains(ac_real.reshape(-1, *AC_SHAPES[kind])[0])
+
+
+@pytest.mark.parametrize("rnn", [False, True])
+def test_gaussian_actions_stay_within_bounds(rnn):
+    pol = make_pol("gauss", rnn)
+    with torch.no_grad():
+        # saturate the tanh sometimes and make samples leave [-1, 1] often
+        torch.nn.init.normal_(pol.net.head.mean_layer.weight, std=3.0)
+        pol.net.head.log_std_param.fill_(0.5)
+    lead = (50, 40) if rnn else (2000,)
+    ac_real, ac, _ = pol(random_obs(*lead))
+    assert (ac_real >= BOX.low).all() and (ac_real <= BOX.high).all()
+    ac = ac.detach().numpy()
+    outside = np.abs(ac) > 1.0
+    assert outside.any() and (~outside).any()
+    scaled = BOX.low + (ac + 1.0) * 0.5 * (BOX.high - BOX.low)
+    np.testing.assert_allclose(ac_real[~outside], scaled[~outside], rtol=1e-5, atol=1e-6)
+
+
+def test_convert_ac_for_real_keeps_type_and_maps_endpoints():
+    pol = make_pol("gauss", False)
+    ac = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 5.0, -5.0]], dtype=np.float32)
+    real = pol.convert_ac_for_real(ac)
+    assert isinstance(real, np.ndarray) and real.dtype == np.float32
+    np.testing.assert_allclose(real, [BOX.low, BOX.high, [0.0, 3.0, 0.0]])
+    real_t = pol.convert_ac_for_real(torch.as_tensor(ac))
+    assert isinstance(real_t, torch.Tensor)
+    np.testing.assert_allclose(real_t.numpy(), real)
+
+
+def test_gaussian_without_normalize_ac_only_clips():
+    torch.manual_seed(0)
+    unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+    pol = GaussianPol(OB_SPACE, unbounded, PolNet(OB_SPACE, unbounded), normalize_ac=False)
+    ac_real, ac, _ = pol(random_obs(8))
+    np.testing.assert_array_equal(ac_real, ac.detach().numpy())
+    pol = GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX), normalize_ac=False)
+    ac = np.array([[-5.0, 0.5, 0.25]], dtype=np.float32)
+    np.testing.assert_allclose(pol.convert_ac_for_real(ac), [[-2.0, 0.5, 0.25]])
+
+
+@pytest.mark.parametrize("rnn", [False, True])
+@pytest.mark.parametrize("kind", ["gauss", "cat", "multi"])
+def test_deterministic_ac_is_the_mode(kind, rnn):
+    pol = make_pol(kind, rnn)
+    obs = random_obs(3, 2) if rnn else random_obs(6)
+    ac_real, ac, a_i = pol.deterministic_ac_real(obs)
+    mode = a_i["mean"] if kind == "gauss" else torch.argmax(a_i["pi"], dim=-1)
+    assert torch.equal(ac, mode)
+    pol.reset()
+    np.testing.assert_array_equal(ac_real, pol.convert_ac_for_real(mode.detach().numpy()))
+    if kind != "gauss":
+        np.testing.assert_array_equal(ac_real, ac.numpy() + pol.action_space.start)
+
+
+@pytest.mark.parametrize("kind", ["gauss", "cat", "multi"])
+def test_recurrent_h_masks_reset_the_state(kind):
+    pol = make_pol(kind, rnn=True)
+    with torch.no_grad():  # outputs far from uniform, so that equal outputs mean equal states
+        for layer in pol.net.head.modules():
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.normal_(layer.weight, std=1.0)
+    obs = random_obs(6, 2)
+    hs = tuple(torch.randn_like(h) for h in pol.net.init_hs(2))
+    h_masks = np.zeros((6, 2), dtype=np.float32)
+    h_masks[3, 0] = 1.0  # a new episode starts at step 3 in column 0
+    _, _, a_i = pol.deterministic_ac_real(obs, hs=hs, h_masks=h_masks)
+    _, _, fresh = pol.deterministic_ac_real(obs[3:, :1], hs=pol.net.init_hs(1))
+    _, _, unmasked = pol.deterministic_ac_real(obs, hs=hs)
+    key = "mean" if kind == "gauss" else "pi"
+    assert_close(a_i[key][3:, :1], fresh[key])
+    assert_close(a_i[key][:, 1:], unmasked[key][:, 1:])  # the other column carries on
+    assert (unmasked[key][3:, :1] - fresh[key]).abs().max() > 1e-3  # the test can fail
+
+
+def test_stored_hidden_state_continues_across_calls():
+    pol = make_pol("gauss", rnn=True)
+    obs, h_masks = random_obs(6, 3), np.zeros((6, 3), dtype=np.float32)
+    h_masks[0], h_masks[4, 1] = 1.0, 1.0
+    pol.reset()
+    _, _, whole = pol.deterministic_ac_real(obs, h_masks=h_masks)
+    pol.reset()
+    steps = [pol.deterministic_ac_real(obs[t], h_masks=h_masks[t : t + 1])[2] for t in range(6)]
+    assert steps[0]["mean"].shape == (1, 3, 3)
+    assert_close(torch.cat([step["mean"] for step in steps]), whole["mean"])
+    # a new batch size re-initialises the stored state instead of failing
+    assert pol(random_obs(1, 5))[1].shape == (1, 5, 3)
+    assert pol.hs[0].shape == (1, 5, 16) and not pol.hs[0].requires_grad
+
+
+@pytest.mark.parametrize("rnn", [False, True])
+@pytest.mark.parametrize("kind", ["gauss", "cat", "multi"])
+def test_llh_of_sampled_actions_backpropagates_to_the_net(kind, rnn):
+    pol = make_pol(kind, rnn)
+    _, ac, a_i = pol(random_obs(4, 2) if rnn else random_obs(8))
+    pol.pd.llh(ac.detach(), a_i).sum().backward()
+    grads = [p.grad for p in pol.net.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_numpy_float64_list_and_single_obs_are_accepted():
+    pol = make_pol("gauss", False)
+    ac_real, _, a_i = pol.deterministic_ac_real(random_obs(5).astype(np.float64))
+    assert a_i["mean"].dtype == torch.float32 and ac_real.shape == (5, 3)
+    assert pol([[0.0, 0.1, 0.2]])[1].shape == (1, 3)
+    assert pol(np.zeros(3))[1].shape == (1, 3)
+    assert make_pol("cat", True)(np.zeros(3))[1].shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("cls", "space", "message"),
+    [
+        (
+            GaussianPol,
+            gym.spaces.Discrete(2),
+            "action_space: GaussianPol needs a gymnasium.spaces.Box, got Discrete(2)",
+        ),
+        (
+            CategoricalPol,
+            BOX,
+            f"action_space: CategoricalPol needs a gymnasium.spaces.Discrete, got {BOX!r}",
+        ),
+        (
+            MultiCategoricalPol,
+            gym.spaces.Discrete(3),
+            "action_space: MultiCategoricalPol needs a gymnasium.spaces.MultiDiscrete, "
+            "got Discrete(3)",
+        ),
+    ],
+)
+def test_wrong_action_space_is_named(cls, space, message):
+    net = PolNet(OB_SPACE, space)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        cls(OB_SPACE, space, net)
+
+
+def test_construction_errors_name_the_argument():
+    two_dim = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^net: GaussianPol .*\(mean \(\.\.\., 3\)"):
+        GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, two_dim))
+    with pytest.raises(ValueError, match=r"^net: CategoricalPol .*pi \(\.\.\., 4\)"):
+        CategoricalPol(OB_SPACE, DISCRETE, PolNet(OB_SPACE, gym.spaces.Discrete(3)))
+    with pytest.raises(ValueError, match=r"^net: GaussianPol with rnn=True needs .*init_hs"):
+        GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX), rnn=True)
+    with pytest.raises(ValueError, match=r"^net: GaussianPol could not call PolNet"):
+        GaussianPol(gym.spaces.Box(-1, 1, (5,)), BOX, PolNet(OB_SPACE, BOX))
+    unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^action_space: .*normalize_ac=False"):
+        GaussianPol(OB_SPACE, unbounded, PolNet(OB_SPACE, unbounded))
+    with pytest.raises(
+        ValueError, match=r"^observation_space: PolNet needs a gymnasium.spaces.Box"
+    ):
+        PolNet(gym.spaces.Discrete(3), BOX)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_obs_is_rejected(bad):
+    pol = make_pol("cat", False)
+    obs = random_obs(4)
+    obs[2, 1] = bad
+    with pytest.raises(ValueError, match=r"^obs: expected finite values, .*\(2, 1\)"):
+        pol(obs)
+
+
+def test_wrong_obs_shape_is_rejected():
+    with pytest.raises(ValueError, match=r"^obs: GaussianPol expects \(B, \*ob_shape\)"):
+        make_pol("gauss", False)(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"^h_masks: expected shape \(5, 2\)"):
+        make_pol("gauss", True)(random_obs(5, 2), h_masks=np.zeros((5, 3)))
+
+
+@pytest.mark.parametrize("rnn", [False, True])
+def test_random_pol(rnn):
+    torch.manual_seed(0)
+    lead = (50, 20) if rnn else (1000,)
+    half_open = gym.spaces.Box(
+        np.array([-1.0, 0.0, -np.inf, -np.inf], dtype=np.float32),
+        np.array([1.0, np.inf, 2.0, np.inf], dtype=np.float32),
+    )
+    for space in (BOX, half_open, DISCRETE, MULTI):
+        pol = RandomPol(OB_SPACE, space, rnn=rnn)
+        ac_real, ac, a_i = pol(random_obs(*lead))
+        assert a_i == {} and ac_real.shape == lead + space.shape and ac.shape == ac_real.shape
+        flat = ac_real.reshape(-1, *space.shape)
+        assert all(space.contains(x) for x in flat[:200])
+        if isinstance(space, gym.spaces.Box):
+            assert (flat >= space.low).all() and (flat <= space.high).all()
+        else:
+            # every value is reached: uniform over the whole range
+            low = np.asarray(space.start)
+            high = low + (space.n if isinstance(space, gym.spaces.Discrete) else space.nvec) - 1
+            assert (flat.min(0) == low).all() and (flat.max(0) == high).all()
+        assert pol.hs is None
+    pol = RandomPol(OB_SPACE, BOX, rnn=rnn, normalize_ac=True)
+    ac_real, ac, _ = pol(random_obs(*lead))
+    assert ac.abs().max() <= 1.0
+    np.testing.assert_allclose(ac_real, pol.convert_ac_for_real(ac.numpy()))
+
+
+def _reference_lstm(lstm, xs, hs, h_masks):
+    """Obviously-right loop: one step at a time, zeroing the state where a mask is set."""
+    h, c = hs
+    outs = []
+    for t in range(xs.shape[0]):
+        keep = 1.0 - h_masks[t].reshape(1, -1, 1)
+        out, (h, c) = lstm(xs[t : t + 1], (h * keep, c * keep))
+        outs.append(out)
+    return torch.cat(outs), (h, c)
+
+
+@pytest.mark.parametrize("time_steps", [1, 2, 9])
+def test_run_lstm_matches_step_by_step_reference(time_steps):
+    torch.manual_seed(time_steps)
+    lstm = torch.nn.LSTM(4, 5)
+    xs = torch.randn(time_steps, 3, 4)
+    hs = (torch.randn(1, 3, 5), torch.randn(1, 3, 5))
+    h_masks = (torch.rand(time_steps, 3, 1) < 0.3).float()
+    out, (h, c) = run_lstm(lstm, xs, hs, h_masks)
+    ref_out, (ref_h, ref_c) = _reference_lstm(lstm, xs, hs, h_masks)
+    assert_close(out, ref_out)
+    assert_close(h, ref_h)
+    assert_close(c, ref_c)
+
+
+def test_pol_net_lstm_outputs_and_init_hs():
+    net = PolNetLSTM(OB_SPACE, BOX, h_size=8, cell_size=6)
+    h, c = net.init_hs(4)
+    assert h.shape == c.shape == (1, 4, 6) and not h.any()
+    mean, log_std, (h, c) = net(torch.zeros(7, 4, 3), (h, c), torch.zeros(7, 4, 1))
+    assert mean.shape == log_std.shape == (7, 4, 3) and h.shape == (1, 4, 6)
+    pi, hs = PolNetLSTM(OB_SPACE, MULTI)(torch.zeros(2, 4, 3), None, None)
+    assert pi.shape == (2, 4, 3, 5)
+    assert_close(pi.sum(-1), torch.ones(2, 4, 3))
+    with pytest.raises(ValueError, match=r"^hs: expected"):
+        net(torch.zeros(7, 4, 3), net.init_hs(2), None)
