@@ -1,0 +1,69 @@
+"""Proximal policy optimisation with the clipped surrogate (Schulman et al., 2017)."""
+
+from __future__ import annotations
+
+import torch
+
+from machina import loss_functional as lf
+from machina.algos._common import check_traj, log, minibatches, optimizer_step
+from machina.traj import Traj
+
+
+def train(
+    traj: Traj,
+    pol: torch.nn.Module,
+    vf: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    optim_vf: torch.optim.Optimizer,
+    epoch: int,
+    batch_size: int,
+    num_epi_per_seq: int = 1,
+    clip_param: float = 0.2,
+    ent_beta: float = 1e-3,
+    max_grad_norm: float | None = 0.5,
+    clip_vfunc: bool = False,
+    log_enable: bool = True,
+) -> dict[str, list[float]]:
+    """Update ``pol`` and ``vf`` for ``epoch`` passes over ``traj`` in minibatches.
+
+    Parameters
+    ----------
+    traj : Traj
+        Registered episodes with ``advs`` (``ef.compute_advs``), ``rets``
+        (``ef.compute_rets``) and the sampling policy's distribution parameters.
+    pol, vf : torch.nn.Module
+        Policy and state-value function; recurrent ones train on whole-episode sequences.
+    optim_pol, optim_vf : torch.optim.Optimizer
+        Their optimisers.
+    epoch : int
+        Passes over the data.
+    batch_size : int
+        Steps per minibatch (sequences per minibatch when recurrent).
+    num_epi_per_seq : int
+        Episodes joined into one sequence, recurrent case.
+    clip_param : float
+        Ratio clipping range.
+    ent_beta : float
+        Entropy bonus coefficient.
+    max_grad_norm : float or None
+        Gradient-norm clip for both networks.
+    clip_vfunc : bool
+        Clip the value update around ``vs`` (needs ``ef.compute_vs``).
+    log_enable : bool
+        Log progress through ``machina.logger``.
+
+    Returns
+    -------
+    dict
+        ``PolLoss`` and ``VfLoss``: one float per minibatch.
+    """
+    check_traj(traj, ["advs", "rets", "acs", *(["vs"] if clip_vfunc else [])], "ppo_clip")
+    log(log_enable, "Optimizing...")
+    pol_losses, vf_losses = [], []
+    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+        pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
+        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
+        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+    log(log_enable, "Optimization finished!")
+    return dict(PolLoss=pol_losses, VfLoss=vf_losses)

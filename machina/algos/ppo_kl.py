@@ -1,0 +1,64 @@
+"""Proximal policy optimisation with an adaptive KL penalty (Schulman et al., 2017)."""
+
+from __future__ import annotations
+
+import torch
+
+from machina import loss_functional as lf
+from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
+from machina.traj import Traj
+
+
+def train(
+    traj: Traj,
+    pol: torch.nn.Module,
+    vf: torch.nn.Module,
+    kl_beta: float,
+    kl_targ: float,
+    optim_pol: torch.optim.Optimizer,
+    optim_vf: torch.optim.Optimizer,
+    epoch: int,
+    batch_size: int,
+    max_grad_norm: float | None = None,
+    num_epi_per_seq: int = 1,
+    ent_beta: float = 0.0,
+    log_enable: bool = True,
+) -> dict:
+    """Minimise ``-E[ratio * A] + kl_beta * KL`` and adapt ``kl_beta`` toward ``kl_targ``.
+
+    After the update the mean KL from the sampling policy is measured on all of ``traj``:
+    above ``1.5 * kl_targ`` the coefficient doubles, below ``kl_targ / 1.5`` it halves.
+
+    Parameters
+    ----------
+    traj : Traj
+        Registered episodes with ``advs``, ``rets`` and the sampling policy's parameters.
+    kl_beta : float
+        Current KL coefficient; pass the returned ``new_kl_beta`` to the next call.
+    kl_targ : float
+        Target KL per update.
+    (other parameters as ``ppo_clip.train``)
+
+    Returns
+    -------
+    dict
+        ``PolLoss``, ``VfLoss`` (per minibatch), ``new_kl_beta`` and ``kl_mean`` (floats).
+    """
+    check_traj(traj, ["advs", "rets", "acs"], "ppo_kl")
+    log(log_enable, "Optimizing...")
+    pol_losses, vf_losses = [], []
+    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+        pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
+        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        vf_loss = lf.monte_carlo(vf, batch)
+        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+    with torch.no_grad():
+        kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
+    if kl_mean > 1.5 * kl_targ:
+        new_kl_beta = 2.0 * kl_beta
+    elif kl_mean < kl_targ / 1.5:
+        new_kl_beta = 0.5 * kl_beta
+    else:
+        new_kl_beta = kl_beta
+    log(log_enable, "Optimization finished!")
+    return dict(PolLoss=pol_losses, VfLoss=vf_losses, new_kl_beta=new_kl_beta, kl_mean=kl_mean)

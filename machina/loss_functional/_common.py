@@ -1,0 +1,49 @@
+"""Running a module over a flat or sequence batch, and masked means over its steps."""
+
+from __future__ import annotations
+
+import torch
+
+Batch = dict[str, torch.Tensor]
+
+
+def masked_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean of ``x`` over the batch's real steps.
+
+    Flat batches (B,) average everything; sequence batches from ``Traj.iterate_rnn`` carry
+    ``out_masks`` (T, B) and padding steps are left out.
+    """
+    masks = batch.get("out_masks")
+    if masks is None:
+        return x.mean()
+    return (x * masks).sum() / masks.sum().clamp_min(1.0)
+
+
+def run(module: torch.nn.Module, batch: Batch) -> tuple:
+    """``module(obs)`` for a flat batch, or over whole sequences from a fresh hidden state.
+
+    Recurrent modules see ``h_masks`` so their state resets at every episode start; this is
+    the one place where recurrence changes how a loss calls a network.
+    """
+    if getattr(module, "rnn", False):
+        if "h_masks" not in batch:
+            raise KeyError("batch: a recurrent module needs 'h_masks'; use Traj.iterate_rnn")
+        module.reset()
+        return module(batch["obs"], h_masks=batch["h_masks"])
+    return module(batch["obs"])
+
+
+def old_params(a_i: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
+    """The sampling policy's distribution parameters, recorded in the batch as ``a_is``."""
+    missing = [k for k in a_i if k != "hs" and k not in batch]
+    if missing:
+        raise KeyError(
+            f"batch: no {missing} recorded by the sampling policy (agent info 'a_is'); "
+            "train on episodes sampled by EpiSampler with this kind of policy"
+        )
+    return {k: batch[k] for k in a_i if k != "hs"}
+
+
+def new_params(a_i: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Distribution parameters from a policy's agent info, without the hidden state."""
+    return {k: v for k, v in a_i.items() if k != "hs"}

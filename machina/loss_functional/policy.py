@@ -1,0 +1,80 @@
+"""Policy-gradient losses as pure functions of (policy, batch)."""
+
+from __future__ import annotations
+
+import torch
+
+from machina.loss_functional._common import Batch, masked_mean, new_params, old_params, run
+
+
+def _log_ratio_and_params(pol: torch.nn.Module, batch: Batch):
+    """log(pi / pi_old) of the batch's actions, with the new and old distribution params."""
+    _, _, a_i = run(pol, batch)
+    params, old = new_params(a_i), old_params(a_i, batch)
+    log_ratio = pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old)
+    return log_ratio, params, old
+
+
+def pg(pol: torch.nn.Module, batch: Batch, ent_beta: float = 0.0) -> torch.Tensor:
+    """Vanilla policy gradient: ``-E[log pi(a|s) * A] - ent_beta * H``.
+
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        A machina policy.
+    batch : dict of str to torch.Tensor
+        ``obs``, ``acs`` and ``advs`` of shape (B, ...) or (T, B, ...) with ``out_masks``.
+    ent_beta : float
+        Entropy bonus coefficient.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss.
+    """
+    _, _, a_i = run(pol, batch)
+    params = new_params(a_i)
+    llh = pol.pd.llh(batch["acs"], params)
+    ent = pol.pd.ent(params)
+    return -masked_mean(llh * batch["advs"], batch) - ent_beta * masked_mean(ent, batch)
+
+
+def pg_clip(
+    pol: torch.nn.Module, batch: Batch, clip_param: float, ent_beta: float = 0.0
+) -> torch.Tensor:
+    """PPO's clipped surrogate (Schulman et al., 2017), entropy bonus ``ent_beta``.
+
+    The sampling policy's probabilities come from the parameters it recorded in ``a_is``.
+    Returns a scalar loss.
+    """
+    log_ratio, params, _ = _log_ratio_and_params(pol, batch)
+    ratio = torch.exp(log_ratio)
+    advs = batch["advs"]
+    surrogate = torch.min(ratio * advs, torch.clamp(ratio, 1 - clip_param, 1 + clip_param) * advs)
+    ent = pol.pd.ent(params)
+    return -masked_mean(surrogate, batch) - ent_beta * masked_mean(ent, batch)
+
+
+def pg_kl(
+    pol: torch.nn.Module, batch: Batch, kl_beta: float, ent_beta: float = 0.0
+) -> torch.Tensor:
+    """PPO's KL-penalised surrogate: ``-E[ratio * A] + kl_beta * KL(pi_old || pi)``.
+
+    Returns a scalar loss.
+    """
+    log_ratio, params, old = _log_ratio_and_params(pol, batch)
+    kl = pol.pd.kl_pq(old, params)
+    surrogate = torch.exp(log_ratio) * batch["advs"]
+    ent = pol.pd.ent(params)
+    return (
+        -masked_mean(surrogate, batch)
+        + kl_beta * masked_mean(kl, batch)
+        - ent_beta * masked_mean(ent, batch)
+    )
+
+
+def kl_old_new(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean ``KL(pi_old || pi)`` over the batch's steps, a scalar tensor."""
+    _, _, a_i = run(pol, batch)
+    params = new_params(a_i)
+    return masked_mean(pol.pd.kl_pq(old_params(a_i, batch), params), batch)
