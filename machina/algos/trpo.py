@@ -77,11 +77,11 @@ def update_pol(
     step_dir = conjugate_gradients(fisher_vector, grad, num_cg)
     shs = 0.5 * (step_dir @ fisher_vector(step_dir))
     if not torch.isfinite(shs) or shs <= 0:
-        return -float(surrogate), 0.0
+        return -float(surrogate.detach()), 0.0
     full_step = step_dir * torch.sqrt(2 * max_kl / (2 * shs))
     expected = grad @ full_step
     old_flat = _flat(p.detach() for p in params)
-    old_value = float(surrogate)
+    old_value = float(surrogate.detach())
     with torch.no_grad():
         for frac in 0.5 ** torch.arange(max_backtracks, dtype=torch.float32):
             _set_flat(params, old_flat + frac * full_step)

@@ -1,0 +1,150 @@
+"""Proximal policy optimisation on any gymnasium task.
+
+    python example/run_ppo.py --env_name CartPole-v1 --log runs/ppo_cartpole
+
+Trains until a deterministic evaluation reaches ``--solve_return`` (CartPole-v1: 475) or
+``--max_steps`` env steps pass, and writes progress.csv, TensorBoard events,
+learning_curve.png and the trained policy (models/pol_last.pt) into ``--log``.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+from machina import logger
+from machina.algos import ppo_clip, ppo_kl
+from machina.envs import C2DEnv, GymEnv
+from machina.pols import make_pol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import make_vf
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
+parser.add_argument("--log", default="runs/ppo", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--ppo_type", choices=["clip", "kl"], default="clip")
+parser.add_argument("--rnn", action="store_true", help="LSTM policy and value function")
+parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
+parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
+parser.add_argument("--num_envs", type=int, default=8, help="environments per worker")
+parser.add_argument("--max_steps", type=int, default=200_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=int, default=1024)
+parser.add_argument("--epoch_per_iter", type=int, default=10)
+parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--rnn_batch_size", type=int, default=8, help="sequences per batch")
+parser.add_argument("--pol_lr", type=float, default=1e-3)
+parser.add_argument("--vf_lr", type=float, default=1e-3)
+parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--lam", type=float, default=0.95)
+parser.add_argument("--clip_param", type=float, default=0.2)
+parser.add_argument("--ent_beta", type=float, default=0.0)
+parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--kl_targ", type=float, default=0.01)
+parser.add_argument("--init_kl_beta", type=float, default=1.0)
+parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+args = parser.parse_args()
+
+os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
+score_file = os.path.join(args.log, "progress.csv")
+# The progress bar reports on the terminal; the per-iteration tables go to log.txt.
+logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
+logger.add_tabular_output(score_file)
+logger.add_tensorboard_output(args.log)
+torch.manual_seed(args.seed)
+
+env = GymEnv(args.env_name)
+if args.c2d:
+    env = C2DEnv(env)
+solve_return = args.solve_return
+if solve_return is None and env.spec is not None:
+    solve_return = env.spec.reward_threshold
+
+pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
+vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
+optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
+optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)
+sampler = EpiSampler(
+    env, pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
+)
+
+total_epi, total_step, kl_beta, eval_return = 0, 0, args.init_kl_beta, -np.inf
+with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
+    while total_step < args.max_steps:
+        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+
+        traj = Traj()
+        traj.add_epis(epis)
+        traj = ef.compute_vs(traj, vf)
+        traj = ef.compute_rets(traj, args.gamma)
+        traj = ef.compute_advs(traj, args.gamma, args.lam)
+        traj = ef.centerize_advs(traj)
+        traj = ef.compute_h_masks(traj)
+        traj.register_epis()
+
+        batch_size = args.rnn_batch_size if args.rnn else args.batch_size
+        batch_size = min(batch_size, traj.num_epi if args.rnn else traj.num_step)
+        if args.ppo_type == "clip":
+            result_dict = ppo_clip.train(
+                traj=traj,
+                pol=pol,
+                vf=vf,
+                optim_pol=optim_pol,
+                optim_vf=optim_vf,
+                epoch=args.epoch_per_iter,
+                batch_size=batch_size,
+                clip_param=args.clip_param,
+                ent_beta=args.ent_beta,
+                max_grad_norm=args.max_grad_norm,
+                log_enable=False,
+            )
+        else:
+            result_dict = ppo_kl.train(
+                traj=traj,
+                pol=pol,
+                vf=vf,
+                kl_beta=kl_beta,
+                kl_targ=args.kl_targ,
+                optim_pol=optim_pol,
+                optim_vf=optim_vf,
+                epoch=args.epoch_per_iter,
+                batch_size=batch_size,
+                max_grad_norm=args.max_grad_norm,
+                log_enable=False,
+            )
+            kl_beta = result_dict["new_kl_beta"]
+
+        total_epi += traj.num_epi
+        total_step += traj.num_step
+        eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
+        eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
+        result_dict["EvalReturn"] = eval_return
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            traj.num_step,
+            total_step,
+            rewards,
+            plot_title=args.env_name,
+        )
+        torch.save(pol.state_dict(), os.path.join(args.log, "models", "pol_last.pt"))
+        torch.save(vf.state_dict(), os.path.join(args.log, "models", "vf_last.pt"))
+        bar.update(traj.num_step)
+        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
+        if solve_return is not None and eval_return >= solve_return:
+            break
+
+sampler.close()
+logger.close()
+solved = solve_return is not None and eval_return >= solve_return
+status = "solved" if solved else "not solved"
+print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
+print(f"run folder: {os.path.abspath(args.log)}")

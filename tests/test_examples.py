@@ -1,0 +1,40 @@
+"""Examples run end to end: the notebook top to bottom, scripts on tiny budgets."""
+
+import os
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quickstart_notebook_executes(tmp_path):
+    path = os.path.join(REPO, "example", "quickstart", "ppo_acrobot.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = "".join(
+        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+    )
+    assert "deterministic evaluation:" in outputs
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("run_ppo.py", ["--ppo_type", "kl", "--max_steps", "2000"]),
+        ("run_ppo.py", ["--rnn", "--max_steps", "2000", "--num_parallel", "2", "--num_envs", "2"]),
+        ("run_ppo.py", ["--env_name", "Pendulum-v1", "--c2d", "--max_steps", "2000"]),
+        ("run_trpo.py", ["--max_steps", "2000"]),
+        ("run_vpg.py", ["--max_steps", "2000"]),
+    ],
+)
+def test_example_script_runs(tmp_path, script, args):
+    cmd = [sys.executable, os.path.join(REPO, "example", script), "--log", str(tmp_path), *args]
+    subprocess.run(cmd, check=True, timeout=300, capture_output=True)
+    assert (tmp_path / "progress.csv").stat().st_size > 0
+    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
