@@ -19,7 +19,15 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.6", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6"],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.6",
+            "nbclient>=0.9",
+            "nbformat>=5.9",
+            "ipykernel>=6",
+            "moviepy>=1.0",
+        ],
+        "video": ["moviepy>=1.0"],
         "bench": ["stable-baselines3>=2.3"],
     },
 )

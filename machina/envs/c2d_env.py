@@ -1,0 +1,45 @@
+"""C2DEnv: a continuous-action environment seen through a discrete (binned) action space."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+
+class C2DEnv(gymnasium.ActionWrapper):
+    """Turn a 1-D ``Box`` action space into ``MultiDiscrete([n_bins] * d)``.
+
+    Bin ``k`` of dimension ``i`` is the real action
+    ``low[i] + k * (high[i] - low[i]) / (n_bins - 1)``: ``n_bins`` evenly spaced values
+    from ``low[i]`` to ``high[i]``, both ends included.
+
+    Parameters
+    ----------
+    env : gymnasium.Env
+        An environment (a ``GymEnv`` too) whose action space is a bounded ``Box`` of shape (d,).
+    n_bins : int
+        Number of values per action dimension, at least 2.
+    """
+
+    def __init__(self, env: gymnasium.Env, n_bins: int = 10) -> None:
+        space = env.action_space
+        if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
+            raise ValueError(f"env: expected an action space Box of shape (d,), given {space}")
+        if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+            raise ValueError(f"env: expected finite action bounds, given {space}")
+        if int(n_bins) != n_bins or n_bins < 2:
+            raise ValueError(f"n_bins: expected an integer >= 2, given {n_bins!r}")
+        super().__init__(env)
+        self.n_bins = int(n_bins)
+        self.action_space = gymnasium.spaces.MultiDiscrete(
+            np.full(space.shape, self.n_bins, dtype=np.int64)
+        )
+        # bins: (d, n_bins) table of real actions, so mapping is one fancy index.
+        self.bins = np.linspace(space.low, space.high, self.n_bins, axis=-1).astype(space.dtype)
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        """Map bin indices (d,) int to the real action (d,) of the inner ``Box``."""
+        idx = np.asarray(action, dtype=np.int64).reshape(self.bins.shape[0])
+        if np.any(idx < 0) or np.any(idx >= self.n_bins):
+            raise ValueError(f"action: expected bin indices in [0, {self.n_bins}), given {action}")
+        return self.bins[np.arange(self.bins.shape[0]), idx]

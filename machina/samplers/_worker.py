@@ -1,0 +1,109 @@
+"""Entry point of a sampler worker process: ``python -m machina.samplers._worker FD``.
+
+The worker talks to its parent over one end of a ``socket.socketpair`` (file descriptor FD)
+wrapped in a ``multiprocessing.connection.Connection``. Messages are cloudpickled tuples;
+payloads that run user code on unpickling (env factory, policy) are pickled separately so a
+failure to load them is reported with the task it belongs to.
+
+Protocol (parent -> worker / worker -> parent)::
+
+    ("init", init_bytes)                      -> ("ready", "init", observation_space, action_space)
+    ("sample", task_id, task_bytes, quotas)   -> ("epis", task_id, epis) | ("aborted", task_id)
+    ("abort", task_id)                           (stops the running task, if it is that one)
+    ("close",) or end of file                    (exit)
+    any failure                               -> ("error", task_id, message, cause, traceback)
+
+The worker exits when its connection reaches end of file, which is how it notices that the
+parent died: it never outlives the sampler that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from multiprocessing.connection import Connection
+
+import cloudpickle
+
+from machina.samplers._protocol import error_message, recv, send
+
+
+def serve(conn: Connection) -> None:
+    """Answer the parent's messages until "close" or end of file."""
+    from machina.samplers.engine import BatchEngine, SamplingAborted
+
+    engine = None
+    try:
+        while True:
+            msg = recv(conn)
+            cmd = msg[0]
+            if cmd == "close":
+                return
+            if cmd == "abort":
+                continue  # the task it meant has already been answered
+            if cmd == "init":
+                try:
+                    init = cloudpickle.loads(msg[1])
+                    # Same import path as the parent, so objects pickled by reference (classes
+                    # of the user's modules, test modules) load here too.
+                    sys.path[:] = init["sys_path"] + [
+                        p for p in sys.path if p not in init["sys_path"]
+                    ]
+                    env_fn = cloudpickle.loads(init["env_fn"])
+                    engine = BatchEngine(
+                        env_fn, init["slot_ids"], init["seed"], init["rng_seed"], init["seeded"]
+                    )
+                    send(conn, ("ready", "init", engine.observation_space, engine.action_space))
+                except Exception as exc:
+                    send(conn, error_message("init", exc))
+                continue
+            if cmd == "sample":
+                task_id = msg[1]
+                try:
+                    if engine is None:
+                        raise RuntimeError("sample before a successful init")
+                    task = cloudpickle.loads(msg[2])
+                    epi_quotas, step_quotas = msg[3]
+                    epis = engine.run(
+                        task["pol"],
+                        epi_quotas,
+                        step_quotas,
+                        task["deterministic"],
+                        task["prepro"],
+                        should_stop=conn.poll,
+                    )
+                    reply = ("epis", task_id, epis)
+                except SamplingAborted:
+                    reply = ("aborted", task_id)
+                except Exception as exc:
+                    reply = error_message(task_id, exc)
+                send(conn, reply)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    # One thread per worker: the workers are the parallelism, and many threads per process
+    # on a few cores only contend.
+    torch.set_num_threads(1)
+    sock = socket.socket(fileno=int(argv[1]))
+    conn = Connection(sock.detach())
+    try:
+        serve(conn)
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass  # the parent is gone or closing: nothing to report to
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
+    # Skip interpreter teardown (atexit handlers of user modules, thread joins): the worker
+    # has nothing left to flush.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,0 +1,247 @@
+"""EpiSampler: whole episodes from many environments, in one process or several."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from machina.samplers.engine import (
+    BatchEngine,
+    Episode,
+    as_env_factory,
+    engine_rng_seed,
+    split_budget,
+)
+from machina.samplers.workers import WorkerPool
+
+
+def _same_space(pol_space: gymnasium.Space, env_space: gymnasium.Space, bounds: bool) -> bool:
+    """Whether a policy built for ``pol_space`` can act in / read ``env_space``."""
+    spaces = gymnasium.spaces
+    if isinstance(env_space, spaces.Box):
+        if not isinstance(pol_space, spaces.Box) or pol_space.shape != env_space.shape:
+            return False
+        # Action bounds matter: the policy scales its [-1, 1] output to them.
+        return not bounds or (
+            np.array_equal(pol_space.low, env_space.low)
+            and np.array_equal(pol_space.high, env_space.high)
+        )
+    if isinstance(env_space, spaces.Discrete):
+        return (
+            isinstance(pol_space, spaces.Discrete)
+            and pol_space.n == env_space.n
+            and pol_space.start == env_space.start
+        )
+    if isinstance(env_space, spaces.MultiDiscrete):
+        return isinstance(pol_space, spaces.MultiDiscrete) and np.array_equal(
+            pol_space.nvec, env_space.nvec
+        )
+    return pol_space == env_space
+
+
+def check_pol_spaces(
+    pol: Any,
+    observation_space: gymnasium.Space,
+    action_space: gymnasium.Space,
+    check_obs: bool = True,
+) -> None:
+    """Raise ValueError naming ``pol`` when its spaces do not fit the environment's.
+
+    A policy without ``observation_space`` / ``action_space`` attributes is not checked.
+    """
+    checks = [("action_space", action_space, True)]
+    if check_obs:
+        checks.insert(0, ("observation_space", observation_space, False))
+    for name, env_space, bounds in checks:
+        pol_space = getattr(pol, name, None)
+        if pol_space is not None and not _same_space(pol_space, env_space, bounds):
+            raise ValueError(
+                f"pol.{name} does not match the environment's: expected {env_space}, "
+                f"given {pol_space}"
+            )
+
+
+def _check_budget(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer or None, given {value!r}")
+    return int(value)
+
+
+def _cpu_policy(pol: torch.nn.Module) -> torch.nn.Module:
+    """The policy as workers should receive it: on the CPU (they have no GPU context)."""
+    tensors = list(pol.parameters()) + list(pol.buffers()) if hasattr(pol, "parameters") else []
+    if all(t.device.type == "cpu" for t in tensors):
+        return pol
+    return copy.deepcopy(pol).cpu()
+
+
+class EpiSampler:
+    """Sample whole episodes with a policy from copies of one environment.
+
+    Each process runs a batch engine that steps ``num_envs`` environments and calls the
+    policy once per step on their stacked observations. ``num_parallel=1`` runs the engine
+    in this process; ``num_parallel > 1`` runs one engine per worker process.
+
+    Parameters
+    ----------
+    env : gymnasium.Env, GymEnv or callable
+        The environment, copied once per slot (pickle round trip), or a zero-argument
+        factory called once per slot (lambdas and closures work with worker processes).
+    pol : torch.nn.Module
+        A policy; its ``observation_space`` and ``action_space`` are checked against the env.
+    num_parallel : int
+        Number of processes that sample.
+    prepro : callable, optional
+        Maps one observation (*ob_shape) to what the policy sees and episodes store
+        (``obs`` and ``next_obs``); sent to the workers with the policy at each ``sample``.
+        With a prepro the observation space of ``pol`` is not checked.
+    seed : int or None
+        Environment slot ``i`` (of ``num_parallel * num_envs``) first resets with
+        ``seed + i``; later resets are unseeded. The policy samples with a torch RNG per
+        process seeded from ``seed`` and kept across calls. The same seed, ``num_parallel``
+        and ``num_envs`` give the same episodes. None: not seeded.
+    num_envs : int
+        Environments per process.
+
+    Raises
+    ------
+    ValueError
+        When ``pol`` does not fit the environment, or an argument is out of range.
+    RuntimeError
+        When an environment cannot be built (with its index and seed) or a worker fails to
+        start.
+    """
+
+    def __init__(
+        self,
+        env: gymnasium.Env | Callable[[], gymnasium.Env],
+        pol: torch.nn.Module,
+        num_parallel: int = 1,
+        prepro: Callable[[np.ndarray], np.ndarray] | None = None,
+        seed: int | None = 256,
+        num_envs: int = 1,
+    ) -> None:
+        for name, value in (("num_parallel", num_parallel), ("num_envs", num_envs)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, given {value!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"seed: expected an integer or None, given {seed!r}")
+        if prepro is not None and not callable(prepro):
+            raise ValueError(f"prepro: expected a callable or None, given {prepro!r}")
+        self.env = env
+        self.num_parallel = int(num_parallel)
+        self.num_envs = int(num_envs)
+        self.prepro = prepro
+        self.seed = None if seed is None else int(seed)
+        self._engine: BatchEngine | None = None
+        self._pool: WorkerPool | None = None
+        self._closed = False
+        env_fn = as_env_factory(env)
+        if self.num_parallel == 1:
+            self._engine = BatchEngine(
+                env_fn, range(self.num_envs), self.seed, engine_rng_seed(self.seed, 0)
+            )
+            backend = self._engine
+        else:
+            self._pool = WorkerPool(env_fn, self.num_parallel, self.num_envs, self.seed)
+            backend = self._pool
+        self.observation_space = backend.observation_space
+        self.action_space = backend.action_space
+        try:
+            check_pol_spaces(pol, self.observation_space, self.action_space, prepro is None)
+        except ValueError:
+            self.close()
+            raise
+
+    def sample(
+        self,
+        pol: torch.nn.Module,
+        max_epis: int | None = None,
+        max_steps: int | None = None,
+        deterministic: bool = False,
+    ) -> list[Episode]:
+        """Sample whole episodes.
+
+        The budgets are split as evenly as possible over all ``num_parallel * num_envs``
+        environment slots. A slot begins a new episode only while it is under both of its
+        quotas, counting the steps of its episode in progress; episodes already begun are
+        always finished and returned, so the sample is not biased toward short episodes.
+
+        Parameters
+        ----------
+        pol : torch.nn.Module
+            The policy to act with (its current weights are sent to the workers).
+        max_epis : int, optional
+            Number of episodes; exact when it is the only budget.
+        max_steps : int, optional
+            Minimum total number of steps.
+        deterministic : bool
+            Act with ``pol.deterministic_ac_real`` (the distribution's mode).
+
+        Returns
+        -------
+        epis : list of dict
+            Whole episodes, ordered by environment slot and then by start. Keys: ``obs``
+            (T, *ob_shape) float32, ``acs`` (T, *ac_shape), ``rews`` (T,) float32,
+            ``next_obs`` (T, *ob_shape) float32, ``terms``, ``truncs``, ``dones`` (T,) bool,
+            ``a_is`` dict of (T, ...) arrays, ``e_is`` dict of (T, ...) arrays.
+
+        Raises
+        ------
+        ValueError
+            When neither budget is given, or ``pol`` does not fit the environment.
+        RuntimeError
+            When an environment raises or returns a non-finite observation (naming its index
+            and seed, chained to the original exception), or a worker dies. The sampler stays
+            usable: a dead worker is replaced at the next call.
+        """
+        if self._closed:
+            raise RuntimeError("this EpiSampler is closed; create a new one")
+        max_epis = _check_budget("max_epis", max_epis)
+        max_steps = _check_budget("max_steps", max_steps)
+        if max_epis is None and max_steps is None:
+            raise ValueError("sample: give max_epis or max_steps (or both), given neither")
+        check_pol_spaces(pol, self.observation_space, self.action_space, self.prepro is None)
+        num_slots = self.num_parallel * self.num_envs
+        epi_quotas = split_budget(max_epis, num_slots)
+        step_quotas = split_budget(max_steps, num_slots)
+        if self._engine is not None:
+            return self._engine.run(pol, epi_quotas, step_quotas, bool(deterministic), self.prepro)
+        n = self.num_envs
+        quotas = [
+            (epi_quotas[w * n : (w + 1) * n], step_quotas[w * n : (w + 1) * n])
+            for w in range(self.num_parallel)
+        ]
+        task = {
+            "pol": _cpu_policy(pol),
+            "prepro": self.prepro,
+            "deterministic": bool(deterministic),
+        }
+        return self._pool.sample(task, quotas)
+
+    def close(self) -> None:
+        """Stop the worker processes and close the environments. Idempotent."""
+        self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+        if self._engine is not None:
+            self._engine.close()
+
+    def __enter__(self) -> EpiSampler:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

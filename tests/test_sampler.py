@@ -1,0 +1,478 @@
+"""Tests of machina.samplers.EpiSampler: whole episodes, budgets, seeding, errors, processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from machina.envs import C2DEnv, GymEnv
+from machina.nets import PolNet, PolNetLSTM
+from machina.pols import CategoricalPol, GaussianPol, MultiCategoricalPol, RandomPol
+from machina.samplers import EpiSampler
+from machina.samplers.engine import split_budget
+
+EPI_KEYS = {"obs", "acs", "rews", "next_obs", "terms", "truncs", "dones", "a_is", "e_is"}
+
+
+class ToyEnv(gym.Env):
+    """Observation (step, episode); terminates after `length` steps.
+
+    Can raise on a given step or return a NaN observation, in the first `fail_episodes`
+    episodes of this instance only (so that a later sample succeeds).
+    """
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length=5, fail_at_step=None, nan_at_step=None, fail_episodes=10**9):
+        self.length = length
+        self.fail_at_step = fail_at_step
+        self.nan_at_step = nan_at_step
+        self.fail_episodes = fail_episodes
+        self.episode = -1
+        self.t = 0
+
+    def _obs(self):
+        return np.array([self.t, self.episode], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        failing = self.episode < self.fail_episodes
+        if failing and self.t == self.fail_at_step:
+            raise ValueError(f"boom at step {self.t}")
+        obs = self._obs()
+        if failing and self.t == self.nan_at_step:
+            obs[0] = np.nan
+        info = {"t": self.t, "name": "toy", "vec": np.ones(3)}
+        return obs, 1.0, self.t >= self.length, False, info
+
+
+def categorical_pol(env):
+    torch.manual_seed(0)
+    net = PolNet(env.observation_space, env.action_space)
+    return CategoricalPol(env.observation_space, env.action_space, net)
+
+
+def gaussian_pol(env, rnn=False):
+    torch.manual_seed(0)
+    if rnn:
+        net = PolNetLSTM(env.observation_space, env.action_space)
+    else:
+        net = PolNet(env.observation_space, env.action_space)
+    return GaussianPol(env.observation_space, env.action_space, net, rnn=rnn)
+
+
+def cartpole(max_episode_steps=20):
+    return GymEnv("CartPole-v1", max_episode_steps=max_episode_steps)
+
+
+def assert_whole_episode(epi, ob_shape):
+    assert set(epi) == EPI_KEYS
+    T = len(epi["rews"])
+    assert T >= 1
+    assert epi["obs"].shape == (T, *ob_shape) and epi["obs"].dtype == np.float32
+    assert epi["next_obs"].shape == (T, *ob_shape) and epi["next_obs"].dtype == np.float32
+    assert epi["rews"].dtype == np.float32
+    for key in ("terms", "truncs", "dones"):
+        assert epi[key].shape == (T,) and epi[key].dtype == bool
+    np.testing.assert_array_equal(epi["dones"], epi["terms"] | epi["truncs"])
+    assert epi["dones"][-1] and not epi["dones"][:-1].any()
+    np.testing.assert_array_equal(epi["next_obs"][:-1], epi["obs"][1:])
+    for value in list(epi["a_is"].values()) + list(epi["e_is"].values()):
+        assert value.shape[0] == T
+
+
+def lengths(epis):
+    return [len(e["rews"]) for e in epis]
+
+
+def assert_same_epis(a, b):
+    assert len(a) == len(b)
+    for ea, eb in zip(a, b):
+        for key in ("obs", "acs", "rews", "next_obs", "terms", "truncs"):
+            np.testing.assert_array_equal(ea[key], eb[key])
+        assert ea["a_is"].keys() == eb["a_is"].keys()
+        for key in ea["a_is"]:
+            np.testing.assert_array_equal(ea["a_is"][key], eb["a_is"][key])
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_episodes_whole_and_consistent(env_id):
+    env = GymEnv(env_id, max_episode_steps=30)
+    pol = categorical_pol(env) if env_id == "CartPole-v1" else gaussian_pol(env)
+    with EpiSampler(env, pol, num_envs=3) as sampler:
+        epis = sampler.sample(pol, max_epis=6)
+    assert len(epis) == 6
+    for epi in epis:
+        assert_whole_episode(epi, env.observation_space.shape)
+        if env_id == "CartPole-v1":
+            assert epi["acs"].dtype == np.int64 and epi["acs"].shape == (len(epi["rews"]),)
+            assert set(epi["a_is"]) == {"pi"}
+        else:
+            assert epi["acs"].shape == (len(epi["rews"]), 1)
+            assert set(epi["a_is"]) == {"mean", "log_std"}
+            # a time limit, never a true end, in Pendulum
+            assert epi["truncs"][-1] and not epi["terms"].any() and len(epi["rews"]) == 30
+
+
+def test_terminated_vs_truncated():
+    env = cartpole(max_episode_steps=20)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_envs=4, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=40)
+    n_truncs = n_terms = 0
+    for epi in epis:
+        T = len(epi["rews"])
+        if epi["truncs"][-1]:
+            # the pole may also fall on the last allowed step: then both flags are set
+            assert T == 20
+            n_truncs += 1
+        else:
+            assert epi["terms"][-1] and T < 20
+            n_terms += 1
+    assert n_truncs > 0 and n_terms > 0
+
+
+def test_env_info_numeric_only():
+    env = ToyEnv(length=4)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol) as sampler:
+        (epi,) = sampler.sample(pol, max_epis=1)
+    assert set(epi["e_is"]) == {"t", "vec"}
+    np.testing.assert_array_equal(epi["e_is"]["t"], [1, 2, 3, 4])
+    assert epi["e_is"]["vec"].shape == (4, 3)
+
+
+@pytest.mark.parametrize("num_parallel,num_envs", [(1, 1), (1, 3), (2, 2)])
+def test_max_epis_exact(num_parallel, num_envs):
+    env = cartpole()
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, num_parallel=num_parallel, num_envs=num_envs) as sampler:
+        for max_epis in (7, 1, 9):
+            assert len(sampler.sample(pol, max_epis=max_epis)) == max_epis
+
+
+def check_step_budget(epis, max_steps, num_parallel, num_envs):
+    """Episodes come ordered by slot: each slot must have begun every one of its episodes
+    while under its quota, and stopped only once at or over it."""
+    quotas = split_budget(max_steps, num_parallel * num_envs)
+    lens = lengths(epis)
+    i = 0
+    for quota in quotas:
+        done = 0
+        while done < quota:
+            done += lens[i]  # begun with `done` < quota
+            i += 1
+    assert i == len(lens)
+    assert sum(lens) >= max_steps
+
+
+@pytest.mark.parametrize("num_parallel,num_envs", [(1, 1), (1, 4), (2, 2)])
+def test_max_steps_met_without_new_episodes_after(num_parallel, num_envs):
+    env = cartpole(max_episode_steps=50)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_parallel=num_parallel, num_envs=num_envs) as sampler:
+        for max_steps in (300, 3, 101):
+            epis = sampler.sample(pol, max_steps=max_steps)
+            check_step_budget(epis, max_steps, num_parallel, num_envs)
+            for epi in epis:
+                assert_whole_episode(epi, (4,))
+
+
+def test_max_steps_fixed_length_episodes():
+    env = ToyEnv(length=5)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol) as sampler:
+        # 11 steps: episodes begin at 0, 5, 10 and all finish, even the one begun at step 10.
+        assert lengths(sampler.sample(pol, max_steps=11)) == [5, 5, 5]
+        assert lengths(sampler.sample(pol, max_steps=10)) == [5, 5]
+        # both budgets: whichever is met first
+        assert lengths(sampler.sample(pol, max_steps=100, max_epis=2)) == [5, 5]
+
+
+def test_split_budget_even():
+    assert split_budget(6, 4) == [2, 2, 1, 1]
+    assert split_budget(3, 3) == [1, 1, 1]
+    assert split_budget(1, 4) == [1, 0, 0, 0]
+    assert split_budget(None, 2) == [None, None]
+
+
+@pytest.mark.parametrize("num_parallel,num_envs", [(1, 3), (2, 2)])
+def test_seed_reproducible(num_parallel, num_envs):
+    env = cartpole()
+    pol = categorical_pol(env)
+
+    def run(seed):
+        with EpiSampler(env, pol, num_parallel=num_parallel, num_envs=num_envs, seed=seed) as s:
+            return s.sample(pol, max_steps=150) + s.sample(pol, max_epis=5)
+
+    first, second, other = run(3), run(3), run(4)
+    assert_same_epis(first, second)
+    assert not np.array_equal(first[0]["obs"][0], other[0]["obs"][0])
+
+
+def test_seeded_first_reset_then_unseeded():
+    env = cartpole()
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, num_envs=2, seed=10) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+    for slot in (0, 1):
+        expected, _ = gym.make("CartPole-v1").reset(seed=10 + slot)
+        np.testing.assert_array_equal(epis[2 * slot]["obs"][0], expected)
+    assert not np.array_equal(epis[0]["obs"][0], epis[1]["obs"][0])
+
+
+def test_user_torch_rng_untouched():
+    env = cartpole()
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, num_envs=2) as sampler:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        sampler.sample(pol, max_steps=50)
+        np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_deterministic_takes_the_mode():
+    env = GymEnv("Pendulum-v1", max_episode_steps=10)
+    pol = gaussian_pol(env)
+    with EpiSampler(env, pol, num_envs=2) as sampler:
+        for epi in sampler.sample(pol, max_epis=2, deterministic=True):
+            np.testing.assert_allclose(epi["acs"], epi["a_is"]["mean"], rtol=1e-6)
+    env = cartpole()
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, num_envs=2) as sampler:
+        for epi in sampler.sample(pol, max_epis=2, deterministic=True):
+            np.testing.assert_array_equal(epi["acs"], epi["a_is"]["pi"].argmax(-1))
+
+
+def test_deterministic_same_across_process_layouts():
+    """Same total of slots, same seed: one process of 4 or two of 2 give the same episodes
+    when acting deterministically (slot seeds and quotas depend only on the global slot)."""
+    env = GymEnv("Pendulum-v1", max_episode_steps=15)
+    pol = gaussian_pol(env)
+    results = []
+    for num_parallel, num_envs in ((1, 4), (2, 2)):
+        with EpiSampler(env, pol, num_parallel=num_parallel, num_envs=num_envs, seed=5) as s:
+            results.append(s.sample(pol, max_epis=6, deterministic=True))
+    a, b = results
+    assert lengths(a) == lengths(b)
+    for ea, eb in zip(a, b):
+        np.testing.assert_allclose(ea["obs"], eb["obs"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ea["acs"], eb["acs"], rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_factory_parallel():
+    max_steps = 13
+
+    def make():  # a closure: pickled by value, lives in no module
+        return gym.make("CartPole-v1", max_episode_steps=max_steps)
+
+    env = make()
+    pol = categorical_pol(env)
+    for factory in (make, lambda: gym.make("CartPole-v1", max_episode_steps=max_steps)):
+        with EpiSampler(factory, pol, num_parallel=2, num_envs=2) as sampler:
+            epis = sampler.sample(pol, max_epis=8)
+        assert len(epis) == 8 and max(lengths(epis)) <= max_steps
+
+
+def test_pendulum_parallel_and_c2d():
+    env = GymEnv("Pendulum-v1", max_episode_steps=12)
+    pol = gaussian_pol(env)
+    with EpiSampler(env, pol, num_parallel=2) as sampler:
+        epis = sampler.sample(pol, max_steps=30)
+    check_step_budget(epis, 30, 2, 1)
+    c2d = C2DEnv(GymEnv("Pendulum-v1", max_episode_steps=12), n_bins=7)
+    torch.manual_seed(0)
+    net = PolNet(c2d.observation_space, c2d.action_space)
+    pol = MultiCategoricalPol(c2d.observation_space, c2d.action_space, net)
+    with EpiSampler(c2d, pol, num_envs=2) as sampler:
+        (epi,) = sampler.sample(pol, max_epis=1)
+    assert epi["acs"].shape == (12, 1) and epi["acs"].dtype == np.int64
+    assert epi["a_is"]["pi"].shape == (12, 1, 7)
+
+
+class SpyRecurrentPol(GaussianPol):
+    """Records the h_masks and batch shape of each call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+        self.resets = 0
+
+    def forward(self, obs, hs=None, h_masks=None):
+        self.calls.append((tuple(obs.shape), np.asarray(h_masks).copy()))
+        return super().forward(obs, hs, h_masks)
+
+    def reset(self):
+        self.resets += 1
+        super().reset()
+
+
+def test_recurrent_policy_masks():
+    env = GymEnv("Pendulum-v1", max_episode_steps=4)
+    torch.manual_seed(0)
+    net = PolNetLSTM(env.observation_space, env.action_space)
+    pol = SpyRecurrentPol(env.observation_space, env.action_space, net, rnn=True)
+    with EpiSampler(env, pol, num_envs=2) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+        assert pol.resets == 1
+        sampler.sample(pol, max_epis=2)
+        assert pol.resets == 2
+    assert len(epis) == 4
+    for epi in epis:
+        assert_whole_episode(epi, (3,))
+        assert set(epi["a_is"]) == {"mean", "log_std"}
+    shapes = {shape for shape, _ in pol.calls}
+    assert shapes == {(1, 2, 3)}
+    masks = np.stack([m for _, m in pol.calls[:8]])[:, 0]  # the first call's 8 steps
+    # episodes of 4 steps in both slots: a new one starts every 4 steps
+    np.testing.assert_array_equal(masks, [[1, 1], [0, 0], [0, 0], [0, 0]] * 2)
+
+
+def test_prepro_applied_to_obs_and_next_obs():
+    env = cartpole()
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, prepro=lambda o: 2.0 * o, seed=7) as sampler:
+        (epi,) = sampler.sample(pol, max_epis=1)
+    first, _ = gym.make("CartPole-v1").reset(seed=7)
+    np.testing.assert_allclose(epi["obs"][0], 2.0 * first)
+    np.testing.assert_array_equal(epi["next_obs"][:-1], epi["obs"][1:])
+
+
+def test_env_instance_is_copied():
+    env = ToyEnv(length=3)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_envs=2) as sampler:
+        sampler.sample(pol, max_epis=4)
+    assert env.episode == -1  # the user's instance was never reset
+
+
+def test_bad_arguments():
+    env = cartpole()
+    pol = categorical_pol(env)
+    pendulum = GymEnv("Pendulum-v1")
+    with pytest.raises(ValueError, match=r"pol\.observation_space.*expected.*given"):
+        EpiSampler(pendulum, pol)
+    with EpiSampler(env, pol) as sampler:
+        with pytest.raises(ValueError, match="max_epis or max_steps"):
+            sampler.sample(pol)
+        with pytest.raises(ValueError, match="max_steps"):
+            sampler.sample(pol, max_steps=0)
+        other = CategoricalPol(
+            env.observation_space,
+            gym.spaces.Discrete(3),
+            PolNet(env.observation_space, gym.spaces.Discrete(3)),
+        )
+        with pytest.raises(ValueError, match=r"pol\.action_space.*Discrete\(2\).*Discrete\(3\)"):
+            sampler.sample(other, max_epis=1)
+    with pytest.raises(ValueError, match="num_envs"):
+        EpiSampler(env, pol, num_envs=0)
+    with pytest.raises(TypeError, match="env"):
+        EpiSampler(3, pol)
+
+
+@pytest.mark.parametrize("num_parallel", [1, 2])
+def test_raising_env_gives_clear_error(num_parallel):
+    env = ToyEnv(length=8, fail_at_step=5, fail_episodes=1)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_parallel=num_parallel, num_envs=2, seed=100) as sampler:
+        start = time.monotonic()
+        # whichever slot's failure arrives first is reported
+        pattern = r"environment [0-3] \(seed 10[0-3]\) raised ValueError: boom at step 5.*step 5"
+        with pytest.raises(RuntimeError, match=pattern) as info:
+            sampler.sample(pol, max_epis=4)
+        assert time.monotonic() - start < 10
+        assert isinstance(info.value.__cause__, ValueError)
+        assert "boom at step 5" in str(info.value.__cause__)
+        # usable afterwards: the envs fail in their first episode only
+        epis = sampler.sample(pol, max_epis=4)
+        assert lengths(epis) == [8] * 4
+
+
+@pytest.mark.parametrize("num_parallel", [1, 2])
+def test_nan_observation_gives_clear_error(num_parallel):
+    env = ToyEnv(length=8, nan_at_step=3, fail_episodes=1)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_parallel=num_parallel, seed=0) as sampler:
+        pattern = r"environment [01] \(seed [01]\) returned a non-finite observation.*step 3"
+        with pytest.raises(RuntimeError, match=pattern):
+            sampler.sample(pol, max_epis=2)
+
+
+class SlowEnv(ToyEnv):
+    def step(self, action):
+        time.sleep(0.002)
+        return super().step(action)
+
+
+def test_killed_worker_gives_error_and_is_replaced():
+    env = SlowEnv(length=10)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_parallel=2, seed=0) as sampler:
+        victim = sampler._pool.workers[1].proc
+        threading.Timer(0.5, os.kill, (victim.pid, signal.SIGKILL)).start()
+        start = time.monotonic()
+        with pytest.raises(RuntimeError, match=r"worker 1 .*seeds \[1\].*SIGKILL"):
+            sampler.sample(pol, max_steps=10**7)
+        assert time.monotonic() - start < 15
+        # a new worker replaces the dead one; the surviving worker is interrupted
+        assert len(sampler.sample(pol, max_epis=4)) == 4
+        assert sampler._pool.workers[1].proc.pid != victim.pid
+
+
+def test_close_leaves_no_processes():
+    env = cartpole()
+    pol = categorical_pol(env)
+    sampler = EpiSampler(env, pol, num_parallel=2)
+    sampler.sample(pol, max_epis=2)
+    procs = [w.proc for w in sampler._pool.workers]
+    sampler.close()
+    assert all(p.poll() is not None for p in procs)
+    with pytest.raises(RuntimeError, match="closed"):
+        sampler.sample(pol, max_epis=1)
+
+
+def test_workers_exit_when_parent_dies(tmp_path):
+    script = textwrap.dedent(
+        """
+        import os, sys, gymnasium as gym
+        from machina.pols import RandomPol
+        from machina.samplers import EpiSampler
+        env = gym.make("CartPole-v1")
+        pol = RandomPol(env.observation_space, env.action_space)
+        sampler = EpiSampler(env, pol, num_parallel=2)
+        print(" ".join(str(w.proc.pid) for w in sampler._pool.workers), flush=True)
+        os._exit(0)  # dies without closing anything
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    pids = [int(p) for p in out.stdout.split()]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    assert not any(_pid_alive(p) for p in pids)
+
+
+def _pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
