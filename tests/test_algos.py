@@ -1,0 +1,130 @@
+"""Algorithms and losses: closed-form values, trust regions and clear errors."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from machina import loss_functional as lf
+from machina.algos import ppo_clip, ppo_kl, trpo, vpg
+from machina.algos._common import optimizer_step
+from machina.pols import make_pol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import make_vf
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    env = gym.make("CartPole-v1")
+    pol = make_pol(env.observation_space, env.action_space, h_size=16)
+    vf = make_vf(env.observation_space, h_size=16)
+    with EpiSampler(env, pol, seed=0, num_envs=4) as sampler:
+        epis = sampler.sample(pol, max_steps=400)
+    return pol, vf, epis
+
+
+def estimated_traj(epis, vf, register=True):
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_vs(traj, vf)
+    traj = ef.compute_rets(traj, 0.99)
+    traj = ef.compute_advs(traj, 0.99, 0.95)
+    if register:
+        traj.register_epis()
+    return traj
+
+
+def test_clipped_loss_at_the_sampling_policy_is_minus_mean_advantage(setup):
+    pol, vf, epis = setup
+    batch = dict(estimated_traj(epis, vf).data_map)
+    # Unchanged policy: every ratio is 1, so clipping is inactive.
+    loss = lf.pg_clip(pol, batch, clip_param=0.2, ent_beta=0.0)
+    assert torch.allclose(loss, -batch["advs"].mean(), atol=1e-5)
+    kl_loss = lf.pg_kl(pol, batch, kl_beta=5.0)
+    assert torch.allclose(kl_loss, -batch["advs"].mean(), atol=1e-5)
+    assert float(lf.kl_old_new(pol, batch).detach()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_clipped_loss_matches_formula_after_a_change(setup):
+    pol, vf, epis = setup
+    batch = dict(estimated_traj(epis, vf).data_map)
+    batch["pi"] = torch.full_like(batch["pi"], 0.5)  # pretend the sampler acted uniformly
+    _, _, a_i = pol(batch["obs"])
+    new_p = a_i["pi"].gather(1, batch["acs"].long().reshape(-1, 1)).squeeze(1)
+    ratio = new_p / 0.5
+    advs = batch["advs"]
+    expected = -torch.min(ratio * advs, ratio.clamp(0.9, 1.1) * advs).mean()
+    assert torch.allclose(lf.pg_clip(pol, batch, 0.1), expected, atol=1e-5)
+
+
+def test_value_loss_is_half_mean_squared_error(setup):
+    _, vf, epis = setup
+    batch = dict(estimated_traj(epis, vf).data_map)
+    vs = vf(batch["obs"])[0]
+    expected = 0.5 * ((vs - batch["rets"]) ** 2).mean()
+    assert torch.allclose(lf.monte_carlo(vf, batch), expected)
+
+
+def test_trpo_step_stays_in_the_trust_region(setup):
+    sampling_pol, vf, epis = setup
+    pol = make_pol(sampling_pol.observation_space, sampling_pol.action_space, h_size=16)
+    pol.load_state_dict(sampling_pol.state_dict())
+    batch = dict(estimated_traj(epis, vf).data_map)
+    batch["advs"] = (batch["advs"] - batch["advs"].mean()) / batch["advs"].std()
+    loss, kl = trpo.update_pol(pol, batch, max_kl=0.01)
+    assert 0 < kl <= 0.015
+    assert float(lf.kl_old_new(pol, batch).detach()) == pytest.approx(kl, rel=1e-4)
+    # The surrogate E[ratio * A] starts at E[A] = 0 and must improve.
+    assert loss < 0
+
+
+def test_ppo_kl_adapts_beta(setup):
+    sampling_pol, vf, epis = setup
+    pol = make_pol(sampling_pol.observation_space, sampling_pol.action_space, h_size=16)
+    pol.load_state_dict(sampling_pol.state_dict())
+    traj = estimated_traj(epis, vf)
+    vf = make_vf(sampling_pol.observation_space, h_size=16)
+    optim_pol = torch.optim.Adam(pol.parameters(), 1e-2)
+    optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+    # A tiny target is always exceeded by a large step: beta doubles.
+    result = ppo_kl.train(traj, pol, vf, 1.0, 1e-8, optim_pol, optim_vf, 3, 64, log_enable=False)
+    assert result["new_kl_beta"] == 2.0 and result["kl_mean"] > 1e-8
+    # A huge target is never reached: beta halves.
+    result = ppo_kl.train(traj, pol, vf, 1.0, 1e3, optim_pol, optim_vf, 1, 64, log_enable=False)
+    assert result["new_kl_beta"] == 0.5
+
+
+def test_missing_keys_name_the_estimator(setup):
+    pol, vf, epis = setup
+    optim = torch.optim.Adam(pol.parameters())
+    traj = Traj()
+    traj.add_epis(epis)
+    traj.register_epis()
+    with pytest.raises(KeyError, match=r"'advs'.*ef\.compute_advs"):
+        ppo_clip.train(traj, pol, vf, optim, optim, 1, 32, log_enable=False)
+    pending = estimated_traj(epis, vf, register=False)
+    with pytest.raises(ValueError, match="register_epis"):
+        vpg.train(pending, pol, vf, optim, optim, 1, 32, log_enable=False)
+    with pytest.raises(TypeError, match="traj"):
+        trpo.train(epis, pol, vf, optim, log_enable=False)
+
+
+def test_batch_larger_than_traj_is_refused(setup):
+    pol, vf, epis = setup
+    traj = estimated_traj(epis, vf)
+    optim = torch.optim.Adam(pol.parameters())
+    with pytest.raises(ValueError, match=rf"batch_size: expected at most the {traj.num_step}"):
+        ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step + 1, log_enable=False)
+
+
+def test_optimizer_step_clips_gradients():
+    lin = torch.nn.Linear(3, 1)
+    optim = torch.optim.SGD(lin.parameters(), lr=1.0)
+    before = torch.cat([p.detach().clone().reshape(-1) for p in lin.parameters()])
+    loss = 1e6 * lin(torch.ones(1, 3)).sum()
+    optimizer_step(optim, loss, lin.parameters(), max_grad_norm=0.5)
+    after = torch.cat([p.detach().reshape(-1) for p in lin.parameters()])
+    assert np.isclose(float((after - before).norm()), 0.5, rtol=1e-4)
