@@ -21,7 +21,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7",
-            "ruff>=0.6",
+            "ruff==0.17.5",
             "nbclient>=0.9",
             "nbformat>=5.9",
             "ipykernel>=6",

@@ -10,10 +10,12 @@ def make_random_epis(rng: np.random.Generator, n_epi: int, max_len: int = 30, ob
     for _ in range(n_epi):
         length = int(rng.integers(1, max_len + 1))
         obs = rng.normal(size=(length + 1, ob_dim)).astype(np.float32)
-        terminated = bool(rng.integers(2))
+        # Ends: terminated, truncated, or both at once (gymnasium allows it; terminated wins).
+        end = int(rng.integers(3))
         terms = np.zeros(length, dtype=bool)
         truncs = np.zeros(length, dtype=bool)
-        (terms if terminated else truncs)[-1] = True
+        terms[-1] = end in (0, 2)
+        truncs[-1] = end in (1, 2)
         epis.append(
             dict(
                 obs=obs[:-1],

@@ -150,3 +150,12 @@ def test_c2d_env_bad_arguments():
         C2DEnv(GymEnv("CartPole-v1"))
     with pytest.raises(ValueError, match="n_bins"):
         C2DEnv(GymEnv("Pendulum-v1"), n_bins=1)
+
+
+def test_gym_env_seed_seeds_the_next_reset():
+    env = GymEnv("CartPole-v1")
+    env.seed(3)
+    first = env.reset()[0]
+    assert not np.array_equal(env.reset()[0], first)
+    env.seed(3)
+    np.testing.assert_array_equal(env.reset()[0], first)

@@ -38,7 +38,8 @@ def ref_v(vf, ob):
 def ref_rets(epi, gamma, vf):
     """Monte-Carlo returns, one step at a time, bootstrapped only when truncated."""
     length = len(epi["rews"])
-    nxt = ref_v(vf, epi["next_obs"][-1]) if epi["truncs"][-1] else 0.0
+    bootstrap = epi["truncs"][-1] and not epi["terms"][-1]
+    nxt = ref_v(vf, epi["next_obs"][-1]) if bootstrap else 0.0
     rets = np.zeros(length)
     for t in reversed(range(length)):
         nxt = epi["rews"][t] + gamma * nxt

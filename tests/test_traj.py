@@ -133,3 +133,50 @@ def test_bad_input_errors(rng):
         traj.register_epis()
     with pytest.raises(ValueError, match="max_steps"):
         Traj(max_steps=0)
+
+
+def test_fifo_refuses_an_episode_longer_than_the_bound(rng):
+    epis = make_random_epis(rng, 3, max_len=15)
+    epis[1] = make_random_epis(rng, 1, max_len=1)[0]
+    long = {
+        **epis[0],
+        **{k: np.concatenate([v] * 20) for k, v in epis[0].items() if k not in ("a_is", "e_is")},
+    }
+    long["a_is"] = {k: np.concatenate([v] * 20) for k, v in epis[0]["a_is"].items()}
+    long["e_is"] = {k: np.concatenate([v] * 20) for k, v in epis[0]["e_is"].items()}
+    memory = Traj(max_steps=len(long["rews"]) - 1)
+    with pytest.raises(ValueError, match="max_steps"):
+        memory.add_traj(make_traj([long]))
+
+
+def test_add_traj_does_not_share_storage(rng):
+    source = make_traj(make_random_epis(rng, 3))
+    memory = Traj(max_steps=1000)
+    memory.add_traj(source)
+    memory.data_map["rews"][0] += 1.0
+    assert memory.data_map["rews"][0] != source.data_map["rews"][0]
+
+
+def test_info_key_clash_and_empty_episode_are_refused(rng):
+    epis = make_random_epis(rng, 2)
+    for epi in epis:
+        epi["e_is"]["mean"] = np.zeros(len(epi["rews"]))
+    traj = Traj()
+    traj.add_epis(epis)
+    with pytest.raises(ValueError, match="a_is and e_is"):
+        traj.register_epis()
+    empty = {
+        k: (v[:0] if isinstance(v, np.ndarray) else {kk: vv[:0] for kk, vv in v.items()})
+        for k, v in make_random_epis(rng, 1)[0].items()
+    }
+    traj.add_epis([empty])
+    with pytest.raises(ValueError, match="at least one step"):
+        traj.register_epis()
+
+
+def test_original_argument_names_and_numpy_batch_size(rng):
+    traj = Traj(traj_device="cpu")
+    traj.add_epis(make_random_epis(rng, 4))
+    traj.register_epis()
+    assert traj.device == torch.device("cpu")
+    assert len(next(traj.iterate(np.int64(4)))["obs"]) == 4

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
 import gymnasium
 import numpy as np
+
+# Copies made by unpickling (one per sampler slot) record under their own names.
+_copy_ids = itertools.count()
 
 
 class GymEnv(gymnasium.Env):
@@ -47,6 +51,8 @@ class GymEnv(gymnasium.Env):
         self.make_kwargs: dict[str, Any] = dict(make_kwargs)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.record_video = bool(record_video)
+        self.video_prefix = "rl-video"
+        self._next_seed: int | None = None
         if isinstance(env, str):
             self.env_id = env
             inner = self._make()
@@ -75,7 +81,9 @@ class GymEnv(gymnasium.Env):
             return env
         from gymnasium.wrappers import RecordVideo
 
-        return RecordVideo(env, video_folder=self.log_dir, disable_logger=True)
+        return RecordVideo(
+            env, video_folder=self.log_dir, name_prefix=self.video_prefix, disable_logger=True
+        )
 
     def _set_inner(self, inner: gymnasium.Env) -> None:
         self.env = inner
@@ -105,7 +113,13 @@ class GymEnv(gymnasium.Env):
         obs : observation (``observation_space`` sample)
         info : dict
         """
+        if seed is None:
+            seed, self._next_seed = self._next_seed, None
         return self.env.reset(seed=seed, options=options)
+
+    def seed(self, seed: int | None = None) -> None:
+        """Seed the next ``reset`` (the original machina's and old gym's ``env.seed``)."""
+        self._next_seed = seed
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step the environment.
@@ -143,6 +157,8 @@ class GymEnv(gymnasium.Env):
         self.make_kwargs = state["make_kwargs"]
         self.log_dir = state["log_dir"]
         self.record_video = state["record_video"]
+        self.video_prefix = f"rl-video-{os.getpid()}-{next(_copy_ids)}"
+        self._next_seed = None
         if self.env_id is None:
             inner = self._wrap_video(state["env"])
         else:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 
 import torch
 
 
-def check_batch_size(batch_size: int, available: int, unit: str) -> None:
-    """Raise a ValueError naming ``batch_size`` when it is not in ``[1, available]``."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+def check_batch_size(batch_size: int, available: int, unit: str) -> int:
+    """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``."""
+    try:
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}") from None
+    if batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
@@ -17,6 +22,7 @@ def check_batch_size(batch_size: int, available: int, unit: str) -> None:
         raise ValueError(
             f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
         )
+    return batch_size
 
 
 def shuffled_chunks(n: int, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:

@@ -55,6 +55,8 @@ def concat(epis: Sequence[Epi], key: str, lengths: np.ndarray) -> np.ndarray:
     """One key of every episode concatenated, with each episode's first axis checked."""
     parts = [np.asarray(epi[key]) for epi in epis]
     for i, (part, length) in enumerate(zip(parts, lengths)):
+        if length == 0:
+            raise ValueError(f"epis[{i}]: episodes must have at least one step, got 0")
         if part.shape[:1] != (length,):
             raise ValueError(
                 f"epis[{i}]['{key}']: expected a first axis of length {length} "

@@ -124,7 +124,11 @@ def _bootstrap_values(epis: Sequence[Epi], lengths: np.ndarray, fn_name: str) ->
     """``next_vs``, or zeros when no episode is truncated and none were computed."""
     if all("next_vs" in epi for epi in epis):
         return concat(epis, "next_vs", lengths).astype(np.float64)
-    n_trunc = sum(bool(np.asarray(epi.get("truncs", [False]))[-1]) for epi in epis)
+    n_trunc = sum(
+        bool(np.asarray(epi.get("truncs", [False]))[-1])
+        and not bool(np.asarray(epi.get("terms", [False]))[-1])
+        for epi in epis
+    )
     if n_trunc:
         raise KeyError(
             f"{fn_name}: {n_trunc} truncated episode(s) need 'next_vs' to bootstrap from; "

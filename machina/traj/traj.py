@@ -31,6 +31,8 @@ class Traj:
         evict the oldest *whole* episodes until ``num_step <= max_steps``.
     device : str or torch.device
         Device of the stored columns.
+    traj_device : str or torch.device, optional
+        The original machina's name for ``device``; overrides it when given.
 
     Attributes
     ----------
@@ -40,7 +42,15 @@ class Traj:
         Episodes added but not yet registered.
     """
 
-    def __init__(self, max_steps: int | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        max_steps: int | None = None,
+        device: str | torch.device = "cpu",
+        traj_device: str | torch.device | None = None,
+    ):
+        # traj_device is the original machina's name for device; kept so its scripts port.
+        if traj_device is not None:
+            device = traj_device
         if max_steps is not None and max_steps <= 0:
             raise ValueError(f"max_steps: expected a positive int or None, got {max_steps!r}")
         self.max_steps = max_steps
@@ -114,9 +124,15 @@ class Traj:
         if traj.num_epi == 0:
             return
         lengths = np.diff(traj._epis_index)
-        self._append({k: v for k, v in traj.data_map.items()}, traj.groups, lengths)
+        # Clone so that the two Trajs never share storage.
+        self._append({k: v.clone() for k, v in traj.data_map.items()}, traj.groups, lengths)
 
     def _append(self, columns: dict, groups: dict[str, str], lengths: np.ndarray) -> None:
+        if self.max_steps is not None and lengths.max() > self.max_steps:
+            raise ValueError(
+                f"max_steps: a Traj bounded to {self.max_steps} steps cannot hold a whole "
+                f"episode of {int(lengths.max())} steps; raise max_steps"
+            )
         columns = {k: torch.as_tensor(v).to(self.device) for k, v in columns.items()}
         if self.num_epi > 0 and set(columns) != set(self.data_map):
             missing = sorted(set(self.data_map) ^ set(columns))
@@ -161,7 +177,7 @@ class Traj:
         dict of str to torch.Tensor
             Each column indexed by the batch's steps, shape (B, ...).
         """
-        check_batch_size(batch_size, self.num_step, "steps")
+        batch_size = check_batch_size(batch_size, self.num_step, "steps")
         for _ in range(epoch):
             for indices in shuffled_chunks(self.num_step, batch_size, self.device):
                 yield self._batch(indices)
@@ -181,7 +197,7 @@ class Traj:
             Columns of shape (batch_size, ...); with ``return_indices`` the pair
             ``(batch, indices)`` where ``indices`` has shape (batch_size,).
         """
-        check_batch_size(batch_size, self.num_step, "steps")
+        batch_size = check_batch_size(batch_size, self.num_step, "steps")
         for _ in range(epoch):
             indices = torch.randint(0, self.num_step, (batch_size,), device=self.device)
             batch = self._batch(indices)
@@ -220,7 +236,7 @@ class Traj:
         if seq_index[-1] != self.num_step:
             seq_index = np.append(seq_index, self.num_step)
         num_seq = len(seq_index) - 1
-        check_batch_size(batch_size, num_seq, "sequences")
+        batch_size = check_batch_size(batch_size, num_seq, "sequences")
         starts = torch.as_tensor(seq_index[:-1], device=self.device)
         lengths = torch.as_tensor(np.diff(seq_index), device=self.device)
         epi_starts = torch.zeros(self.num_step, dtype=torch.float32, device=self.device)
@@ -287,6 +303,12 @@ def _flatten_epis(epis: Sequence[Epi]) -> tuple[dict[str, np.ndarray], dict[str,
     clash = set(keys) & set(groups)
     if clash:
         raise ValueError(f"episodes: agent/env info keys {sorted(clash)} clash with episode keys")
+    info_clash = set(first.get("a_is", {})) & set(first.get("e_is", {}))
+    if info_clash:
+        raise ValueError(
+            f"episodes: keys {sorted(info_clash)} are in both a_is and e_is; they would share "
+            "one column (rename the env info)"
+        )
     lengths = np.empty(len(epis), dtype=np.int64)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in [*keys, *groups]}
     for i, epi in enumerate(epis):
@@ -307,6 +329,8 @@ def _flatten_epis(epis: Sequence[Epi]) -> tuple[dict[str, np.ndarray], dict[str,
 
 def _column_part(value, length: int, i: int, key: str) -> np.ndarray:
     value = np.asarray(value)
+    if length == 0:
+        raise ValueError(f"epis[{i}]['{key}']: episodes must have at least one step, got 0")
     if value.ndim == 0 or len(value) != length:
         raise ValueError(
             f"epis[{i}]['{key}']: expected a first axis of length {length}, got shape {value.shape}"
