@@ -28,6 +28,6 @@ setup(
             "moviepy>=1.0",
         ],
         "video": ["moviepy>=1.0"],
-        "bench": ["stable-baselines3>=2.3"],
+        "bench": ["stable-baselines3>=2.4"],
     },
 )
