@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import make_random_epis
 
-from machina.traj import Traj
+from machina.traj import Traj, _scan
 from machina.traj import epi_functional as ef
 from machina.traj._scan import reverse_discounted_sum
 
@@ -69,38 +69,84 @@ def epis(rng):
     return make_random_epis(rng, n_epi=40, max_len=25)
 
 
-def test_scan_matches_loop_on_single_and_long_episodes(rng):
-    for lengths in ([1], [1, 1, 1], [2, 1, 3], [1000], list(rng.integers(1, 70, size=50))):
-        lengths = np.asarray(lengths)
-        x = rng.normal(size=lengths.sum())
-        out = reverse_discounted_sum(x, 0.9, lengths)
-        ref, start = np.zeros_like(x), 0
-        for length in lengths:
-            acc = 0.0
-            for t in reversed(range(start, start + length)):
-                acc = x[t] + 0.9 * acc
-                ref[t] = acc
-            start += length
-        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+SCAN_LENGTHS = [
+    [1],
+    [1, 1, 1],
+    [2, 1, 3],
+    [1000],
+    [31, 32, 33, 1, 64, 65, 1],  # around the scan's block size
+    [5000, 1, 2],  # several levels of blocks
+    [1] * 100 + [2] * 100,
+    list(np.random.default_rng(1).integers(1, 70, size=50)),
+    list(np.random.default_rng(2).integers(1, 3000, size=20)),
+]
 
 
+@pytest.mark.parametrize("lengths", SCAN_LENGTHS, ids=range(len(SCAN_LENGTHS)))
+@pytest.mark.parametrize("decay", [0.0, 1e-12, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("blocked_only", [False, True])
+def test_scan_matches_loop_on_single_and_long_episodes(
+    rng, monkeypatch, lengths, decay, blocked_only
+):
+    if blocked_only:  # no plain loop for short inputs, even in the scan's own recursion
+        monkeypatch.setattr(_scan, "_LOOP_MAX", 0)
+    lengths = np.asarray(lengths)
+    x = rng.normal(size=lengths.sum())
+    out = reverse_discounted_sum(x, decay, lengths)
+    ref, start = np.zeros_like(x), 0
+    for length in lengths:
+        acc = 0.0
+        for t in reversed(range(start, start + length)):
+            acc = x[t] + decay * acc
+            ref[t] = acc
+        start += length
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    # In place: the result may overwrite its input.
+    inplace = x.copy()
+    assert reverse_discounted_sum(inplace, decay, lengths, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, out)
+
+
+def test_scan_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="x: expected shape"):
+        reverse_discounted_sum(np.zeros(4), 0.9, np.array([2, 3]))
+    with pytest.raises(ValueError, match="out: expected a float64"):
+        reverse_discounted_sum(np.zeros(5), 0.9, np.array([2, 3]), out=np.zeros(5, np.float32))
+
+
+def _as(path, epis):
+    """The episodes as the estimators' input: the list itself, or a Traj holding them."""
+    if path == "list":
+        return epis
+    traj = Traj()
+    traj.add_epis(epis)
+    return traj
+
+
+def _episodes(data):
+    return data.current_epis if isinstance(data, Traj) else data
+
+
+@pytest.mark.parametrize("path", ["list", "traj"])
 @pytest.mark.parametrize("gamma", GAMMAS)
-def test_compute_rets_matches_reference(epis, gamma):
+def test_compute_rets_matches_reference(epis, gamma, path):
     vf = LinearVf(3)
     before = copy.deepcopy(epis)
-    out = ef.compute_rets(ef.compute_vs(epis, vf), gamma)
+    out = _episodes(ef.compute_rets(ef.compute_vs(_as(path, epis), vf), gamma))
     for epi, new in zip(epis, out):
         np.testing.assert_allclose(new["rets"], ref_rets(epi, gamma, vf), rtol=1e-4, atol=1e-4)
         assert new["rets"].dtype == np.float32
     _assert_unchanged(before, epis)
 
 
+@pytest.mark.parametrize("path", ["list", "traj"])
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("lam", LAMS)
-def test_compute_advs_matches_reference(epis, gamma, lam):
+def test_compute_advs_matches_reference(epis, gamma, lam, path):
     vf = LinearVf(3)
     before = copy.deepcopy(epis)
-    out = ef.compute_advs(ef.compute_vs(epis, vf), gamma, lam)
+    out = _episodes(ef.compute_advs(ef.compute_vs(_as(path, epis), vf), gamma, lam))
     for epi, new in zip(epis, out):
         ref = ref_advs(epi, gamma, lam, vf)
         np.testing.assert_allclose(new["advs"], ref, rtol=1e-4, atol=1e-4)
@@ -165,10 +211,80 @@ def test_traj_in_traj_out_leaves_input_untouched(epis):
     new = ef.compute_rets(ef.compute_vs(traj, vf), 0.99)
     assert isinstance(new, Traj)
     assert "rets" in new.current_epis[0] and "rets" not in traj.current_epis[0]
-    # Unchanged arrays are shared, not copied.
-    assert new.current_epis[0]["obs"] is epis[0]["obs"]
+    # Unchanged arrays are shared, not copied: the pending columns are the same arrays, and
+    # the episodes read back from them are views.
+    assert new.pending.columns["obs"] is traj.pending.columns["obs"]
+    assert np.shares_memory(new.current_epis[0]["obs"], traj.pending.columns["obs"])
     new.register_epis()
     assert traj.num_step == 0 and new.num_step == sum(len(e["rews"]) for e in epis)
+
+
+def _pipeline(data, vf):
+    with pytest.warns(UserWarning, match="final observation"):
+        data = ef.add_next_obs(data)
+    data = ef.compute_vs(data, vf)
+    data = ef.compute_rets(data, 0.97)
+    data = ef.compute_advs(data, 0.97, 0.9)
+    data = ef.centerize_advs(data)
+    return ef.compute_h_masks(data)
+
+
+def test_traj_path_equals_list_path_and_leaves_inputs_untouched(epis):
+    """Every estimator gives bit-identical results on a Traj and on a list of episodes."""
+    vf = LinearVf(3)
+    stripped = [{k: v for k, v in e.items() if k != "next_obs"} for e in epis]
+    before = copy.deepcopy(stripped)
+    traj = Traj()
+    traj.add_epis(stripped)
+    pending_before = {k: v.copy() for k, v in traj.pending.columns.items()}
+
+    from_list = _pipeline(stripped, vf)
+    from_traj = _pipeline(traj, vf)
+
+    assert isinstance(from_list, list) and isinstance(from_traj, Traj)
+    assert len(from_traj.current_epis) == len(from_list)
+    for a, b in zip(from_list, from_traj.current_epis):
+        assert set(a) == set(b)
+        for key in a:
+            if key in ("a_is", "e_is"):
+                assert a[key].keys() == b[key].keys()
+                for sub in a[key]:
+                    np.testing.assert_array_equal(a[key][sub], b[key][sub])
+            else:
+                np.testing.assert_array_equal(a[key], b[key])
+                assert a[key].dtype == b[key].dtype, key
+    # Inputs untouched: the list, its arrays, and the input Traj's pending columns.
+    _assert_unchanged(before, stripped)
+    assert all("next_obs" not in e and "advs" not in e for e in stripped)
+    assert set(traj.pending.columns) == set(pending_before)
+    for key, col in pending_before.items():
+        np.testing.assert_array_equal(traj.pending.columns[key], col)
+    assert "next_obs" not in traj.current_epis[0]
+    # The list path shares the arrays it did not change.
+    assert from_list[0]["obs"] is stripped[0]["obs"]
+    assert from_list[0]["a_is"] is stripped[0]["a_is"]
+    # Registering either gives the same columns.
+    from_traj.register_epis()
+    via_list = Traj()
+    via_list.add_epis(from_list)
+    via_list.register_epis()
+    assert set(via_list.data_map) == set(from_traj.data_map)
+    for key, col in via_list.data_map.items():
+        assert torch.equal(col, from_traj.data_map[key]), key
+
+
+def test_estimators_refuse_a_traj_without_pending_episodes(epis):
+    with pytest.raises(ValueError, match="add_epis"):
+        ef.compute_h_masks(Traj())
+    traj = Traj()
+    traj.add_epis(epis)
+    traj.register_epis()
+    with pytest.raises(ValueError, match="compute_rets.*add_epis"):
+        ef.compute_rets(traj, 0.99)
+    with pytest.raises(KeyError, match="compute_advs.*pending.*'vs'.*compute_vs"):
+        fresh = Traj()
+        fresh.add_epis(epis)
+        ef.compute_advs(fresh, 0.99, 0.95)
 
 
 def test_missing_keys_name_the_estimator(epis):
@@ -180,6 +296,13 @@ def test_missing_keys_name_the_estimator(epis):
         ef.compute_rets([e for e in epis if e["terms"][-1]], 1.5)
     with pytest.raises(TypeError, match="data"):
         ef.compute_h_masks(epis[0])
+    empty = {k: (v[:0] if isinstance(v, np.ndarray) else v) for k, v in epis[0].items()}
+    with pytest.raises(ValueError, match=r"epis\[1\].*at least one step"):
+        ef.compute_rets([epis[0], empty], 0.99)
+    short = dict(epis[1], rews=np.zeros(len(epis[1]["rews"]) + 1, np.float32))
+    with pytest.raises(ValueError, match=r"epis\[0\]\['truncs'\]: expected a first axis of length"):
+        ef.compute_rets([short], 0.99)
+    assert ef.compute_h_masks([]) == []
 
 
 def test_add_next_obs_keeps_sampler_next_obs(epis):
@@ -192,7 +315,10 @@ def test_add_next_obs_keeps_sampler_next_obs(epis):
         np.testing.assert_array_equal(new["next_obs"][:-1], epi["next_obs"][:-1])
 
 
-def test_recurrent_vf_runs_each_episode_from_a_fresh_state(epis):
+def test_recurrent_vf_runs_each_episode_from_a_fresh_state(epis, monkeypatch):
+    # Several chunks of episodes, the last one smaller.
+    monkeypatch.setattr(ef, "_VF_RNN_CHUNK", 7)
+
     class SumVf(torch.nn.Module):
         """V = running sum of obs[:, 0] since the episode start: depends on the hidden state."""
 
@@ -214,7 +340,12 @@ def test_recurrent_vf_runs_each_episode_from_a_fresh_state(epis):
             return vs, dict(mean=vs)
 
     out = ef.compute_vs(epis, SumVf())
-    for epi, new in zip(epis, out):
+    traj = Traj()
+    traj.add_epis(epis)
+    via_traj = ef.compute_vs(traj, SumVf()).current_epis
+    for epi, new, other in zip(epis, out, via_traj):
+        np.testing.assert_array_equal(new["vs"], other["vs"])
+        np.testing.assert_array_equal(new["next_vs"], other["next_vs"])
         np.testing.assert_allclose(new["vs"], np.cumsum(epi["obs"][:, 0]), rtol=1e-5, atol=1e-5)
         final = epi["obs"][:, 0].sum() + epi["next_obs"][-1, 0]
         np.testing.assert_allclose(new["next_vs"][-1], final, rtol=1e-5, atol=1e-5)

@@ -1,5 +1,7 @@
 """Traj: registration, FIFO bound, batching and save/load."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -128,8 +130,10 @@ def test_bad_input_errors(rng):
         traj.register_epis()
     epis = make_random_epis(rng, 2)
     epis[1]["rews"] = epis[1]["rews"][:-1] if len(epis[1]["rews"]) > 1 else np.zeros(5)
-    traj.add_epis(epis)
+    # add_epis flattens the episodes, so it is where they are checked.
     with pytest.raises(ValueError, match=r"epis\[1\]"):
+        traj.add_epis(epis)
+    with pytest.raises(ValueError, match="register_epis"):
         traj.register_epis()
     with pytest.raises(ValueError, match="max_steps"):
         Traj(max_steps=0)
@@ -162,16 +166,15 @@ def test_info_key_clash_and_empty_episode_are_refused(rng):
     for epi in epis:
         epi["e_is"]["mean"] = np.zeros(len(epi["rews"]))
     traj = Traj()
-    traj.add_epis(epis)
     with pytest.raises(ValueError, match="a_is and e_is"):
-        traj.register_epis()
+        traj.add_epis(epis)
     empty = {
         k: (v[:0] if isinstance(v, np.ndarray) else {kk: vv[:0] for kk, vv in v.items()})
         for k, v in make_random_epis(rng, 1)[0].items()
     }
-    traj.add_epis([empty])
     with pytest.raises(ValueError, match="at least one step"):
-        traj.register_epis()
+        traj.add_epis([empty])
+    assert traj.pending is None
 
 
 def test_original_argument_names_and_numpy_batch_size(rng):
@@ -180,3 +183,69 @@ def test_original_argument_names_and_numpy_batch_size(rng):
     traj.register_epis()
     assert traj.device == torch.device("cpu")
     assert len(next(traj.iterate(np.int64(4)))["obs"]) == 4
+
+
+def test_pending_episodes_are_flat_and_read_back_as_episodes(rng):
+    epis = make_random_epis(rng, 8)
+    before = copy.deepcopy(epis)
+    traj = Traj()
+    traj.add_epis(epis)
+    lengths = [len(e["rews"]) for e in epis]
+    np.testing.assert_array_equal(traj.pending.lengths, lengths)
+    np.testing.assert_array_equal(
+        traj.pending.columns["obs"], np.concatenate([e["obs"] for e in epis])
+    )
+    assert traj.pending.groups == {"mean": "a_is", "x_pos": "e_is"}
+    # current_epis: the same episodes back, as views of the flat columns.
+    assert len(traj.current_epis) == 8
+    for epi, back in zip(epis, traj.current_epis):
+        assert set(back) == set(epi)
+        for key in ("obs", "rews", "terms", "truncs", "next_obs"):
+            np.testing.assert_array_equal(back[key], epi[key])
+            assert back[key].dtype == epi[key].dtype
+            assert np.shares_memory(back[key], traj.pending.columns[key])
+        np.testing.assert_array_equal(back["a_is"]["mean"], epi["a_is"]["mean"])
+        np.testing.assert_array_equal(back["e_is"]["x_pos"], epi["e_is"]["x_pos"])
+    assert traj.current_epis is traj.current_epis  # built once
+    # The given arrays were copied, not adopted: the Traj never writes into them.
+    assert not np.shares_memory(traj.pending.columns["obs"], epis[0]["obs"])
+    traj.register_epis()
+    assert traj.pending is None and traj.current_epis is None
+    for epi, old in zip(epis, before):
+        np.testing.assert_array_equal(epi["obs"], old["obs"])
+
+
+def test_current_epis_assignment_replaces_the_pending_episodes(rng):
+    traj = Traj()
+    traj.add_epis(make_random_epis(rng, 3))
+    epis = make_random_epis(rng, 5)
+    traj.current_epis = epis
+    assert traj.pending.num_epi == 5 and len(traj.current_epis) == 5
+    traj.register_epis()
+    assert traj.num_epi == 5
+    traj.current_epis = make_random_epis(rng, 2)
+    traj.current_epis = None
+    with pytest.raises(ValueError, match="register_epis"):
+        traj.register_epis()
+    traj.add_epis([])
+    assert traj.current_epis == []
+    with pytest.raises(ValueError, match="register_epis"):
+        traj.register_epis()
+
+
+def test_register_of_flat_pending_equals_columns_of_the_episodes(rng):
+    first, second = make_random_epis(rng, 4), make_random_epis(rng, 6)
+    traj = Traj()
+    traj.add_epis(first)
+    traj.register_epis()
+    traj.add_epis(second)
+    traj.register_epis()
+    both = first + second
+    assert traj.num_epi == 10
+    np.testing.assert_array_equal(traj.epis_index, np.cumsum([0] + [len(e["rews"]) for e in both]))
+    np.testing.assert_array_equal(
+        traj.data_map["mean"].numpy(), np.concatenate([e["a_is"]["mean"] for e in both])
+    )
+    for epi, back in zip(both, traj.epis()):
+        np.testing.assert_array_equal(back["acs"], epi["acs"])
+        np.testing.assert_array_equal(back["e_is"]["x_pos"], epi["e_is"]["x_pos"])

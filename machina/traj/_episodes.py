@@ -3,75 +3,154 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from machina.traj._columns import FlatEpisodes, concat_checked
 from machina.traj.traj import Traj
 
 Epi = dict
 
 
-def episode_function(fn: Callable[..., list[Epi]]) -> Callable:
-    """Let ``fn(epis, ...) -> new_epis`` also take a Traj (its pending episodes).
+class Columns:
+    """Read-only flat view of episodes given to an estimator's math.
 
-    A Traj argument gives back a new Traj whose pending episodes are the result; the input
-    Traj is left untouched.
+    ``data[key]`` is the key of every episode concatenated, shape (N, ...). From a Traj these
+    are its pending columns as they are; from a list of episodes a key is concatenated on
+    first use only, so an estimator pays only for the keys it reads. ``a_is`` / ``e_is``
+    sub-keys are not visible, whichever the source.
+
+    Attributes
+    ----------
+    lengths : np.ndarray
+        Episode lengths, (n_epi,) int64, summing to N.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        keys: set[str],
+        load: Callable[[str], np.ndarray],
+        missing: Callable[[str], str],
+    ):
+        self.lengths = lengths
+        self._keys = keys
+        self._load = load
+        self._missing = missing
+        self._cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of_flat(cls, flat: FlatEpisodes) -> Columns:
+        keys = {k for k in flat.columns if k not in flat.groups}
+        return cls(
+            flat.lengths,
+            keys,
+            flat.columns.__getitem__,
+            lambda key: f"the Traj's pending episodes have no '{key}'",
+        )
+
+    @classmethod
+    def of_epis(cls, epis: Sequence[Epi]) -> Columns:
+        for i, epi in enumerate(epis):
+            if not isinstance(epi, Mapping) or "rews" not in epi:
+                raise KeyError(f"epis[{i}]: expected an episode dict with 'rews'")
+        lengths = np.fromiter((len(epi["rews"]) for epi in epis), dtype=np.int64, count=len(epis))
+        empty = np.flatnonzero(lengths == 0)
+        if len(empty):
+            raise ValueError(f"epis[{empty[0]}]: episodes must have at least one step, got 0")
+        keys = set.intersection(*(set(epi) for epi in epis)) if epis else set()
+
+        def load(key: str) -> np.ndarray:
+            return concat_checked([epi[key] for epi in epis], lengths, key)
+
+        def missing(key: str) -> str:
+            i = next(i for i, epi in enumerate(epis) if key not in epi)
+            return f"epis[{i}] has no '{key}'"
+
+        return cls(lengths, keys - {"a_is", "e_is"}, load, missing)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            if key not in self._keys:
+                raise KeyError(self._missing(key))
+            self._cache[key] = self._load(key)
+        return self._cache[key]
+
+    def require(self, key: str, fn_name: str, added_by: str | None = None) -> np.ndarray:
+        """``self[key]``, or a KeyError naming ``fn_name`` and the estimator that adds it."""
+        if key not in self._keys:
+            hint = f"; call {added_by} first" if added_by else ""
+            raise KeyError(f"{fn_name}: {self._missing(key)}{hint}")
+        return self[key]
+
+    @functools.cached_property
+    def num_step(self) -> int:
+        return int(self.lengths.sum())
+
+    @functools.cached_property
+    def ends(self) -> np.ndarray:
+        """Flat index one past each episode's last step, (n_epi,)."""
+        return np.cumsum(self.lengths)
+
+    @property
+    def last(self) -> np.ndarray:
+        """Flat index of each episode's last step, (n_epi,)."""
+        return self.ends - 1
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Flat index of each episode's first step, (n_epi,)."""
+        return self.ends - self.lengths
+
+
+Estimator = Callable[..., Mapping[str, np.ndarray]]
+
+
+def episode_function(fn: Estimator) -> Callable:
+    """Turn ``fn(data: Columns, ...) -> {key: (N, ...) array}`` into an estimator on episodes.
+
+    The estimator takes a Traj (its pending episodes) or a list of episode dicts and returns
+    a new object of the same kind with the columns ``fn`` returned added or replaced. The
+    input is left untouched and arrays that ``fn`` did not return are shared, not copied:
+    a Traj gets them as new flat pending columns (no per-episode split), a list gets new
+    episode dicts holding each episode's slice.
     """
 
     @functools.wraps(fn)
     def wrapper(data, *args, **kwargs):
         if isinstance(data, Traj):
-            if not data.current_epis:
+            flat = data.pending
+            if flat is None or flat.num_epi == 0:
                 raise ValueError(
                     f"{fn.__name__}: the Traj has no pending episodes; call traj.add_epis(epis) "
                     "before the estimators and traj.register_epis() after them"
                 )
-            return data.with_current_epis(fn(data.current_epis, *args, **kwargs))
-        if isinstance(data, dict) or not isinstance(data, Sequence):
+            new = fn(Columns.of_flat(flat), *args, **kwargs)
+            return data.with_pending(flat.with_columns(new))
+        if isinstance(data, Mapping) or not isinstance(data, Sequence):
             raise TypeError(
                 f"{fn.__name__}: data: expected a Traj or a list of episode dicts, "
                 f"got {type(data).__name__}"
             )
-        return fn(list(data), *args, **kwargs)
+        epis = list(data)
+        if not epis:
+            return []
+        columns = Columns.of_epis(epis)
+        new = fn(columns, *args, **kwargs)
+        bounds = columns.ends[:-1]
+        pieces = {k: np.split(v, bounds) for k, v in new.items()}
+        return [{**epi, **{k: p[i] for k, p in pieces.items()}} for i, epi in enumerate(epis)]
 
+    # The public signature: data is what the caller passes, not the Columns fn receives.
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    params[0] = params[0].replace(annotation="Traj | list[dict]")
+    wrapper.__signature__ = signature.replace(
+        parameters=params, return_annotation="Traj | list[dict]"
+    )
     return wrapper
-
-
-def require(epis: Sequence[Epi], key: str, fn_name: str, added_by: str | None = None) -> None:
-    """Raise a KeyError naming the estimator that adds ``key`` when an episode lacks it."""
-    for i, epi in enumerate(epis):
-        if key not in epi:
-            hint = f"; call {added_by} first" if added_by else ""
-            raise KeyError(f"{fn_name}: epis[{i}] has no '{key}'{hint}")
-
-
-def lengths_of(epis: Sequence[Epi]) -> np.ndarray:
-    """Episode lengths, shape (n_epi,)."""
-    return np.fromiter((len(epi["rews"]) for epi in epis), dtype=np.int64, count=len(epis))
-
-
-def concat(epis: Sequence[Epi], key: str, lengths: np.ndarray) -> np.ndarray:
-    """One key of every episode concatenated, with each episode's first axis checked."""
-    parts = [np.asarray(epi[key]) for epi in epis]
-    for i, (part, length) in enumerate(zip(parts, lengths)):
-        if length == 0:
-            raise ValueError(f"epis[{i}]: episodes must have at least one step, got 0")
-        if part.shape[:1] != (length,):
-            raise ValueError(
-                f"epis[{i}]['{key}']: expected a first axis of length {length} "
-                f"(that of 'rews'), got shape {part.shape}"
-            )
-    return np.concatenate(parts)
-
-
-def split_into(epis: Sequence[Epi], lengths: np.ndarray, **columns: np.ndarray) -> list[Epi]:
-    """New episode dicts: each old one (arrays shared, not copied) plus its slice of columns."""
-    bounds = np.cumsum(lengths)[:-1]
-    pieces = {k: np.split(v, bounds) for k, v in columns.items()}
-    return [{**epi, **{k: pieces[k][i] for k in columns}} for i, epi in enumerate(epis)]
-
-
-def last_steps(lengths: np.ndarray) -> np.ndarray:
-    """Flat index of each episode's last step, shape (n_epi,)."""
-    return np.cumsum(lengths) - 1

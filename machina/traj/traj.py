@@ -10,19 +10,20 @@ import numpy as np
 import torch
 
 from machina.traj._batching import check_batch_size, gather_sequences, shuffled_chunks
+from machina.traj._columns import FlatEpisodes, split_columns
 
 Epi = dict
-# Episode keys whose values are dicts of arrays; their sub-keys become top-level columns.
-GROUP_KEYS = ("a_is", "e_is")
 
 
 class Traj:
     """Whole episodes stored as contiguous columns plus an episode-boundary index.
 
     Episodes are added in two steps, as in the original machina: ``add_epis`` puts them in a
-    pending list (``current_epis``) that the estimators in ``machina.traj.epi_functional``
-    read and extend, and ``register_epis`` appends them to the columns that training batches
-    are drawn from.
+    pending set that the estimators in ``machina.traj.epi_functional`` read and extend, and
+    ``register_epis`` appends them to the columns that training batches are drawn from.
+    Pending episodes are kept flat too (``pending``: one array per key plus the lengths), so
+    that the estimators and ``register_epis`` work on a few large arrays, never on one small
+    array per episode.
 
     Parameters
     ----------
@@ -38,8 +39,10 @@ class Traj:
     ----------
     data_map : dict of str to torch.Tensor
         One column per key, shape (num_step, ...). ``a_is`` / ``e_is`` sub-keys are columns.
+    pending : FlatEpisodes or None
+        Episodes added but not yet registered, as flat columns plus lengths.
     current_epis : list of dict or None
-        Episodes added but not yet registered.
+        The pending episodes as dicts of views (read-only; see the property).
     """
 
     def __init__(
@@ -59,7 +62,8 @@ class Traj:
         # Column key -> "a_is" / "e_is" for keys that came from those groups.
         self.groups: dict[str, str] = {}
         self._epis_index = np.zeros(1, dtype=np.int64)
-        self.current_epis: list[Epi] | None = None
+        self._pending: FlatEpisodes | None = None
+        self._current_epis: list[Epi] | None = None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -86,30 +90,62 @@ class Traj:
     def add_epis(self, epis: Sequence[Epi]) -> None:
         """Queue whole episodes for the estimators and ``register_epis``.
 
+        The episodes are concatenated here, once, into flat pending columns (``pending``);
+        the given arrays are copied, never modified, and replace any pending episodes.
+
         Parameters
         ----------
         epis : list of dict
             Episodes as returned by a sampler: dicts of arrays sharing a first axis of length T.
         """
-        if isinstance(epis, dict):
-            raise TypeError("epis: expected a list of episode dicts, got a single dict")
-        self.current_epis = list(epis)
+        self._set_pending(FlatEpisodes.from_epis(epis))
 
-    def with_current_epis(self, epis: list[Epi]) -> Traj:
-        """A shallow copy whose pending episodes are ``epis``; stored columns are shared."""
+    @property
+    def pending(self) -> FlatEpisodes | None:
+        """The pending episodes as flat columns plus lengths, or None when there are none."""
+        return self._pending
+
+    @property
+    def current_epis(self) -> list[Epi] | None:
+        """The pending episodes as dicts of arrays, or None when there are none.
+
+        Built on first access from the flat pending columns: the arrays are views of them,
+        with ``a_is`` / ``e_is`` regrouped. Treat the list as read-only: assigning keys in its
+        dicts does not reach ``register_epis``; assign a new list to ``current_epis`` (or call
+        ``add_epis``) instead.
+        """
+        if self._pending is None:
+            return None
+        if self._current_epis is None:
+            self._current_epis = self._pending.to_epis()
+        return self._current_epis
+
+    @current_epis.setter
+    def current_epis(self, epis: Sequence[Epi] | None) -> None:
+        self._set_pending(None if epis is None else FlatEpisodes.from_epis(epis))
+
+    def _set_pending(self, pending: FlatEpisodes | None) -> None:
+        self._pending = pending
+        self._current_epis = None
+
+    def with_pending(self, pending: FlatEpisodes) -> Traj:
+        """A shallow copy whose pending episodes are ``pending``; stored columns are shared."""
         new = copy.copy(self)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
-        new.current_epis = epis
+        new._set_pending(pending)
         return new
 
     def register_epis(self) -> None:
-        """Append the pending episodes to the columns and clear the pending list."""
-        if not self.current_epis:
+        """Append the pending episodes to the columns and clear them.
+
+        On CPU the first registration adopts the pending arrays as the columns without a copy.
+        """
+        if self._pending is None or self._pending.num_epi == 0:
             raise ValueError("register_epis: no pending episodes; call add_epis(epis) first")
-        columns, groups, lengths = _flatten_epis(self.current_epis)
-        self._append(columns, groups, lengths)
-        self.current_epis = None
+        pending = self._pending
+        self._append(pending.columns, pending.groups, pending.lengths)
+        self._set_pending(None)
 
     def add_traj(self, traj: Traj) -> None:
         """Append every stored episode of ``traj``; with ``max_steps``, evict the oldest first.
@@ -160,7 +196,8 @@ class Traj:
 
     # -------------------------------------------------------------- batching
     def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {k: v[indices] for k, v in self.data_map.items()}
+        # index_select: half the time of v[indices] per column (measured, batch 256, CPU).
+        return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
 
     def iterate(self, batch_size: int, epoch: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         """Shuffled minibatches that visit every step exactly once per epoch.
@@ -256,14 +293,7 @@ class Traj:
     def epis(self) -> list[Epi]:
         """Stored episodes as dicts of numpy arrays (views of the columns on CPU)."""
         columns = {k: v.cpu().numpy() for k, v in self.data_map.items()}
-        out = []
-        for start, end in zip(self._epis_index[:-1], self._epis_index[1:]):
-            epi: Epi = {group: {} for group in GROUP_KEYS}
-            for key, col in columns.items():
-                group = self.groups.get(key)
-                (epi[group] if group else epi)[key] = col[start:end]
-            out.append(epi)
-        return out
+        return split_columns(columns, self.groups, np.diff(self._epis_index))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the stored episodes to an ``.npz`` file that loads without pickle.
@@ -293,46 +323,3 @@ class Traj:
             }
             traj.groups = dict(zip(f["group_keys"].tolist(), f["group_names"].tolist()))
         return traj
-
-
-def _flatten_epis(epis: Sequence[Epi]) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
-    """Concatenate episodes into columns; ``a_is`` / ``e_is`` sub-keys become columns."""
-    first = epis[0]
-    groups = {k: g for g in GROUP_KEYS for k in first.get(g, {})}
-    keys = [k for k in first if k not in GROUP_KEYS]
-    clash = set(keys) & set(groups)
-    if clash:
-        raise ValueError(f"episodes: agent/env info keys {sorted(clash)} clash with episode keys")
-    info_clash = set(first.get("a_is", {})) & set(first.get("e_is", {}))
-    if info_clash:
-        raise ValueError(
-            f"episodes: keys {sorted(info_clash)} are in both a_is and e_is; they would share "
-            "one column (rename the env info)"
-        )
-    lengths = np.empty(len(epis), dtype=np.int64)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in [*keys, *groups]}
-    for i, epi in enumerate(epis):
-        sub = {g: epi.get(g, {}) for g in GROUP_KEYS}
-        found = {k for k in epi if k not in GROUP_KEYS} | {k for g in sub.values() for k in g}
-        if found != set(parts):
-            diff = sorted(found ^ set(parts))
-            raise ValueError(f"epis[{i}]: keys {diff} differ from those of epis[0]")
-        length = len(epi[keys[0]])
-        for k in keys:
-            parts[k].append(_column_part(epi[k], length, i, k))
-        for k, g in groups.items():
-            parts[k].append(_column_part(sub[g][k], length, i, f"{g}.{k}"))
-        lengths[i] = length
-    columns = {k: np.concatenate(v) for k, v in parts.items()}
-    return columns, groups, lengths
-
-
-def _column_part(value, length: int, i: int, key: str) -> np.ndarray:
-    value = np.asarray(value)
-    if length == 0:
-        raise ValueError(f"epis[{i}]['{key}']: episodes must have at least one step, got 0")
-    if value.ndim == 0 or len(value) != length:
-        raise ValueError(
-            f"epis[{i}]['{key}']: expected a first axis of length {length}, got shape {value.shape}"
-        )
-    return value
