@@ -31,6 +31,10 @@ def test_quickstart_notebook_executes(tmp_path):
         ("run_ppo.py", ["--env_name", "Pendulum-v1", "--c2d", "--max_steps", "2000"]),
         ("run_trpo.py", ["--max_steps", "2000"]),
         ("run_vpg.py", ["--max_steps", "2000"]),
+        ("run_sac.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
+        ("run_ddpg.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
+        ("run_td3.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
+        ("run_dqn.py", ["--max_steps", "600", "--eval_interval", "200", "--eval_epis", "2"]),
     ],
 )
 def test_example_script_runs(tmp_path, script, args):

@@ -2,6 +2,34 @@
 
 from machina.loss_functional._common import masked_mean
 from machina.loss_functional.policy import kl_old_new, pg, pg_clip, pg_kl
+from machina.loss_functional.q import (
+    bellman_target,
+    ddpg_pol,
+    ddpg_targets,
+    dqn,
+    dqn_targets,
+    q_regression,
+    td3_targets,
+)
+from machina.loss_functional.sac import sac_alpha, sac_pol, sac_targets, sample_acs
 from machina.loss_functional.value import monte_carlo
 
-__all__ = ["kl_old_new", "masked_mean", "monte_carlo", "pg", "pg_clip", "pg_kl"]
+__all__ = [
+    "bellman_target",
+    "ddpg_pol",
+    "ddpg_targets",
+    "dqn",
+    "dqn_targets",
+    "kl_old_new",
+    "masked_mean",
+    "monte_carlo",
+    "pg",
+    "pg_clip",
+    "pg_kl",
+    "q_regression",
+    "sac_alpha",
+    "sac_pol",
+    "sac_targets",
+    "sample_acs",
+    "td3_targets",
+]

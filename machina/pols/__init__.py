@@ -1,17 +1,24 @@
 """Policies: map observations to actions for the environment and for learning."""
 
+from machina.pols.argmax_qf_pol import ArgmaxQfPol
 from machina.pols.base import BasePol
 from machina.pols.categorical_pol import CategoricalPol
+from machina.pols.deterministic_action_noise_pol import DeterministicActionNoisePol
 from machina.pols.factory import make_pol
 from machina.pols.gaussian_pol import GaussianPol
 from machina.pols.multi_categorical_pol import MultiCategoricalPol
 from machina.pols.random_pol import RandomPol
+from machina.pols.tanh_gaussian_pol import TanhGaussianPd, TanhGaussianPol
 
 __all__ = [
+    "ArgmaxQfPol",
     "BasePol",
     "CategoricalPol",
+    "DeterministicActionNoisePol",
     "GaussianPol",
     "MultiCategoricalPol",
     "RandomPol",
+    "TanhGaussianPd",
+    "TanhGaussianPol",
     "make_pol",
 ]

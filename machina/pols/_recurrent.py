@@ -170,9 +170,16 @@ class RecurrentMixin:
         return h_masks
 
     def _call_net(
-        self, obs: torch.Tensor, hs: HiddenState | None = None, h_masks: Any = None
+        self,
+        obs: torch.Tensor,
+        hs: HiddenState | None = None,
+        h_masks: Any = None,
+        extra: tuple[torch.Tensor, ...] = (),
     ) -> tuple[tuple[torch.Tensor, ...], HiddenState | None]:
         """Run ``net`` on converted ``obs``.
+
+        ``extra`` inputs follow ``obs``: ``net(obs, *extra)``, or
+        ``net(obs, *extra, hs, h_masks)`` when recurrent (a Q net's actions).
 
         Returns
         -------
@@ -182,13 +189,14 @@ class RecurrentMixin:
             The new hidden state (not detached) when recurrent, else None.
         """
         if not self.rnn:
-            return _as_tuple(self.net(obs)), None
+            return _as_tuple(self.net(obs, *extra)), None
         batch_size = obs.shape[1]
         if hs is None:
             if self.hs is None or self._hs_batch_size != batch_size:
                 self.hs = self.net.init_hs(batch_size)
             hs = self.hs
-        *outputs, new_hs = _as_tuple(self.net(obs, hs, self._h_masks_to_tensor(h_masks, obs)))
+        h_masks = self._h_masks_to_tensor(h_masks, obs)
+        *outputs, new_hs = _as_tuple(self.net(obs, *extra, hs, h_masks))
         self.hs = _detach(new_hs)
         self._hs_batch_size = batch_size
         return tuple(outputs), new_hs

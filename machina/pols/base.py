@@ -138,6 +138,19 @@ class BasePol(RecurrentMixin, nn.Module):
         """Like :meth:`forward` but ``ac`` is the distribution's mode (mean or argmax)."""
         return self._act(obs, hs, h_masks, deterministic=True)
 
+    def pd_params(
+        self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """Distribution parameters for ``obs``, differentiable, without drawing an action.
+
+        What losses that sample actions themselves (SAC) or use the mode (DDPG) call: it
+        skips :meth:`forward`'s sampling and conversion to numpy. Arguments as
+        :meth:`forward`; returns the ``a_i`` that :meth:`forward` would.
+        """
+        obs = self._obs_to_tensor(obs)
+        outputs, _ = self._call_net(obs, hs, h_masks)
+        return self._pd_params(outputs)
+
     def _act(
         self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
     ) -> ActResult:

@@ -1,0 +1,141 @@
+"""Soft actor-critic with twin Q functions and a learned temperature.
+
+Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from machina import loss_functional as lf
+from machina.algos._common import (
+    check_feed_forward,
+    check_traj,
+    frozen,
+    log,
+    optimizer_step,
+    polyak_update,
+)
+from machina.pds import DeterministicPd, GaussianPd
+from machina.traj import Traj
+
+#: what every off-policy algorithm reads from its batches
+OFF_POLICY_KEYS = ("obs", "acs", "rews", "next_obs", "terms")
+
+
+def _check_pol(pol: torch.nn.Module, reparam: bool) -> None:
+    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam)."""
+    pd = getattr(pol, "pd", None)
+    usable = isinstance(pd, GaussianPd) or hasattr(pd, "sample_with_llh")
+    if not reparam:
+        usable = pd is not None and not isinstance(pd, DeterministicPd)
+    if not usable:
+        what = "a reparameterisable" if reparam else "a stochastic"
+        raise ValueError(
+            f"sac.train: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
+            f"{type(pol).__name__} with pd {type(pd).__name__}"
+        )
+
+
+def train(
+    traj: Traj,
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    optim_pol: torch.optim.Optimizer,
+    optim_qfs: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    optim_alpha: torch.optim.Optimizer,
+    epoch: int,
+    batch_size: int,
+    tau: float,
+    gamma: float,
+    sampling: int = 1,
+    reparam: bool = True,
+    log_enable: bool = True,
+    target_ent: float | None = None,
+    max_grad_norm: float | None = None,
+) -> dict:
+    """Take ``epoch`` SAC gradient steps, each on a uniform random batch of ``traj``.
+
+    Each step: regress every Q function onto the soft target from the target Q functions
+    (:func:`machina.loss_functional.sac_targets`), then step the policy against the updated
+    twin minimum, then the temperature toward ``target_ent``, then move the target Q
+    functions toward the Q functions by ``tau``.
+
+    Parameters
+    ----------
+    traj : Traj
+        Replay memory of registered episodes with ``obs``, ``acs``, ``rews``, ``next_obs``
+        and ``terms``, e.g. a ``Traj(max_steps=...)`` that ``add_traj`` fills each iteration.
+    pol : torch.nn.Module
+        Stochastic policy: a ``TanhGaussianPol`` (squashed, recommended) or a
+        ``GaussianPol`` (clipped by the environment; see ``machina.loss_functional.sac``).
+        Feed-forward.
+    qfs, targ_qfs : sequence of torch.nn.Module
+        Q functions (``DeterministicSAVfunc``) and their targets (``copy.deepcopy``), twins.
+    log_alpha : torch.Tensor
+        Scalar log temperature with ``requires_grad=True``; optimised by ``optim_alpha``.
+    optim_pol, optim_alpha : torch.optim.Optimizer
+        Optimisers of ``pol`` and ``[log_alpha]``.
+    optim_qfs : torch.optim.Optimizer or sequence of them
+        One per Q function, or one for all.
+    epoch : int
+        Number of gradient steps (e.g. the number of environment steps just sampled).
+    batch_size : int
+        Steps per batch, drawn uniformly with replacement.
+    tau : float
+        Polyak rate of the target Q functions.
+    gamma : float
+        Discount.
+    sampling : int
+        Actions drawn per state to estimate the expectations over the policy.
+    reparam : bool
+        Reparameterised policy gradient (else likelihood-ratio).
+    log_enable : bool
+        Log progress through ``machina.logger``.
+    target_ent : float, optional
+        Target entropy; default ``-action_dim``.
+    max_grad_norm : float, optional
+        Gradient-norm clip of every network.
+
+    Returns
+    -------
+    dict
+        ``PolLoss``, ``QfLoss`` (mean over the Q functions), ``AlphaLoss``: one float per
+        step; ``Alpha`` and ``Entropy`` (estimated ``-E[log pi]``) after the last step.
+    """
+    check_traj(traj, OFF_POLICY_KEYS, "sac")
+    qfs, targ_qfs = list(qfs), list(targ_qfs)
+    check_feed_forward("sac", pol=pol, qfs=qfs)
+    _check_pol(pol, reparam)
+    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
+        raise ValueError(f"sac.train: sampling: expected an int >= 1, got {sampling!r}")
+    if target_ent is None:
+        target_ent = -float(np.prod(pol.action_space.shape))
+    log(log_enable, "Optimizing...")
+    pol_losses, qf_losses, alpha_losses = [], [], []
+    qf_params = [p for qf in qfs for p in qf.parameters()]
+    llh = None
+    for batch in traj.random_batch(batch_size, epoch):
+        targets = lf.sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
+        qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
+        qf_losses.append(optimizer_step(optim_qfs, qf_loss, qf_params, max_grad_norm) / len(qfs))
+        with frozen(qfs):
+            pol_loss, llh = lf.sac_pol(pol, qfs, log_alpha, batch, sampling, reparam)
+            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+        alpha_loss = lf.sac_alpha(log_alpha, llh, target_ent)
+        alpha_losses.append(optimizer_step(optim_alpha, alpha_loss))
+        polyak_update(targ_qfs, qfs, tau)
+    log(log_enable, "Optimization finished!")
+    entropy = float(-llh.mean()) if llh is not None else float("nan")
+    return dict(
+        PolLoss=pol_losses,
+        QfLoss=qf_losses,
+        AlphaLoss=alpha_losses,
+        Alpha=float(torch.exp(log_alpha.detach())),
+        Entropy=entropy,
+    )

@@ -1,0 +1,132 @@
+"""Soft actor-critic losses (Haarnoja et al., 2018, "SAC: Algorithms and Applications").
+
+The policy's actions are drawn from its own distribution ``pol.pd``, the one the sampler drew
+the recorded ``acs`` from, so that the loss and the data agree:
+
+- ``TanhGaussianPol`` (recommended): actions are ``tanh(u)``; samples and their
+  log-likelihoods come from ``pd.sample_with_llh``, which applies the ``log(1 - tanh(u)^2)``
+  correction to the pre-squash sample ``u``.
+- ``GaussianPol`` (the original machina's choice): ``acs`` are the unclipped Gaussian samples
+  and the environment clips them to the bounds. SAC is then exact for that environment (one
+  whose action space is all of R^d), with the Gaussian's log-likelihood; Q functions are fitted
+  to the unclipped actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from machina.loss_functional._common import Batch
+from machina.loss_functional.q import bellman_target
+
+
+def sample_acs(
+    pol: torch.nn.Module, params: dict, sampling: int = 1, reparam: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``sampling`` actions per state from ``pol.pd`` with their log-likelihoods.
+
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        A stochastic policy; its ``pd`` may offer ``sample_with_llh`` (squashed Gaussians).
+    params : dict
+        Distribution parameters with leading ``(B,)``, from ``pol.pd_params``.
+    sampling : int
+        Samples per state.
+    reparam : bool
+        Reparameterised samples (gradients flow through the actions); otherwise the actions
+        carry no gradient and only the log-likelihood does.
+
+    Returns
+    -------
+    acs : torch.Tensor
+        ``(sampling, B, *ac_shape)``.
+    llh : torch.Tensor
+        ``(sampling, B)``.
+    """
+    pd, shape = pol.pd, torch.Size([sampling])
+    if reparam:
+        if hasattr(pd, "sample_with_llh"):
+            return pd.sample_with_llh(params, shape)
+        acs = pd.sample(params, shape)
+        return acs, pd.llh(acs, params)
+    with torch.no_grad():
+        acs = pd.sample(params, shape)
+    return acs, pd.llh(acs, params)
+
+
+def _expand(obs: torch.Tensor, sampling: int) -> torch.Tensor:
+    return obs.unsqueeze(0).expand(sampling, *obs.shape)
+
+
+def _min_q(qfs: Sequence[torch.nn.Module], obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
+    return torch.stack([qf(obs, acs)[0] for qf in qfs]).min(dim=0).values
+
+
+def sac_targets(
+    pol: torch.nn.Module,
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    gamma: float,
+    sampling: int = 1,
+) -> torch.Tensor:
+    """Soft Q target ``r + gamma * (1 - term) * E[min_i Q'_i(s', a') - alpha * log pi(a'|s')]``.
+
+    The expectation over ``a' ~ pi(.|s')`` is a mean over ``sampling`` draws. Returns ``(B,)``
+    without gradient.
+    """
+    with torch.no_grad():
+        next_obs = batch["next_obs"]
+        acs, llh = sample_acs(pol, pol.pd_params(next_obs), sampling)
+        next_qs = _min_q(targ_qfs, _expand(next_obs, sampling), acs)
+        next_vs = torch.mean(next_qs - torch.exp(log_alpha) * llh, dim=0)
+        return bellman_target(batch["rews"], batch["terms"], next_vs, gamma)
+
+
+def sac_pol(
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    sampling: int = 1,
+    reparam: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Policy loss ``E[alpha * log pi(a|s) - min_i Q_i(s, a)]``, ``a ~ pi(.|s)``.
+
+    With ``reparam`` the gradient flows through the reparameterised actions; otherwise it is
+    the likelihood-ratio estimator ``E[log pi(a|s) * (alpha * log pi(a|s) - Q(s, a))]``, with
+    the mean over the ``sampling`` draws of a state as baseline when ``sampling > 1``.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Scalar.
+    llh : torch.Tensor
+        ``(sampling, B)`` log-likelihoods of the drawn actions, detached (for
+        :func:`sac_alpha`).
+    """
+    obs = batch["obs"]
+    alpha = torch.exp(log_alpha).detach()
+    acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam)
+    if reparam:
+        qs = _min_q(qfs, _expand(obs, sampling), acs)
+        loss = torch.mean(alpha * llh - qs)
+    else:
+        with torch.no_grad():
+            advs = alpha * llh - _min_q(qfs, _expand(obs, sampling), acs)
+            if sampling > 1:
+                advs = advs - advs.mean(dim=0, keepdim=True)
+        loss = torch.mean(llh * advs)
+    return loss, llh.detach()
+
+
+def sac_alpha(log_alpha: torch.Tensor, llh: torch.Tensor, target_ent: float) -> torch.Tensor:
+    """Temperature loss ``-E[log_alpha * (log pi(a|s) + target_ent)]``, a scalar.
+
+    Its gradient raises ``alpha`` while the policy's entropy ``-E[log pi]`` is below
+    ``target_ent`` and lowers it above.
+    """
+    return -torch.mean(log_alpha * (llh + target_ent).detach())

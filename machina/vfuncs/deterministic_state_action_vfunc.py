@@ -1,0 +1,188 @@
+"""Deterministic state-action value function Q(s, a)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from machina.pols._recurrent import HiddenState, RecurrentMixin
+from machina.pols._spaces import check_space
+
+
+class DeterministicSAVfunc(RecurrentMixin, nn.Module):
+    """State-action value function wrapping a Q net.
+
+    Actions are in the *policy's* action space, as episodes store them in ``acs``: for a Box
+    policy with ``normalize_ac=True`` that is ``[-1, 1]``, for Discrete the index ``0..n-1``
+    (without the space's ``start``).
+
+    Parameters
+    ----------
+    observation_space : gymnasium.Space
+        Space of one observation; ``obs`` must end with its shape.
+    action_space : gymnasium.spaces.Box, Discrete or MultiDiscrete
+        Space of one action; ``acs`` must end with its shape.
+    net : torch.nn.Module
+        ``net(obs, acs) -> (B, 1)`` (e.g. ``machina.nets.QNet``); when recurrent
+        ``net(obs, acs, hs, h_masks) -> ((T, B, 1), hs)`` with ``init_hs(batch_size)``.
+    rnn : bool
+        Whether ``net`` is recurrent; hidden-state semantics as for policies (see
+        :class:`machina.pols.BasePol`).
+    """
+
+    action_space_types: tuple[type, ...] = (
+        gym.spaces.Box,
+        gym.spaces.Discrete,
+        gym.spaces.MultiDiscrete,
+    )
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        net: nn.Module,
+        rnn: bool = False,
+    ) -> None:
+        super().__init__()
+        check_space("action_space", action_space, self.action_space_types, type(self).__name__)
+        self.action_space = action_space
+        self._init_recurrent(observation_space, net, rnn)
+        self._check_q_net()
+
+    def _check_q_net(self) -> None:
+        """Call ``net`` on one zero observation and action; a ValueError naming it if unfit."""
+        owner = type(self).__name__
+        if not isinstance(self.net, nn.Module):
+            raise ValueError(f"net: {owner} needs a torch.nn.Module, got {type(self.net)!r}")
+        if self.rnn and not callable(getattr(self.net, "init_hs", None)):
+            raise ValueError(
+                f"net: {owner} with rnn=True needs a net with init_hs(batch_size), "
+                f"got {type(self.net).__name__} without it"
+            )
+        lead = (1, 1) if self.rnn else (1,)
+        obs = torch.zeros(lead + tuple(self.observation_space.shape), device=self.device)
+        acs = torch.zeros(lead + tuple(self.action_space.shape), device=self.device)
+        acs = acs.to(self._acs_dtype())
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                if self.rnn:
+                    outputs = self.net(obs, acs, self.net.init_hs(1), obs.new_zeros(1, 1, 1))
+                    outputs = outputs[:-1]
+                else:
+                    outputs = self.net(obs, acs)
+                    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        except Exception as error:
+            raise ValueError(
+                f"net: {owner} could not call {type(self.net).__name__} on a zero observation "
+                f"{tuple(obs.shape)} and action {tuple(acs.shape)} "
+                f"(rnn={self.rnn}): {error}"
+            ) from error
+        finally:
+            self.net.train(was_training)
+        if len(outputs) != 1 or tuple(outputs[0].shape[len(lead) :]) not in ((), (1,)):
+            raise ValueError(
+                f"net: {owner} needs a net returning Q values of shape (..., 1), got outputs "
+                f"of shapes {[tuple(out.shape) for out in outputs]}"
+            )
+
+    def _acs_dtype(self) -> torch.dtype:
+        return torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+
+    def _acs_to_tensor(self, acs: Any, obs: torch.Tensor) -> torch.Tensor:
+        """``acs`` as a tensor on :attr:`device` with the leading dims of ``obs``."""
+        acs = torch.as_tensor(np.asarray(acs) if isinstance(acs, list | tuple) else acs)
+        acs = acs.to(device=obs.device, dtype=self._acs_dtype())
+        ac_shape = tuple(self.action_space.shape)
+        lead = tuple(obs.shape[: obs.ndim - len(self.observation_space.shape)])
+        n_lead = acs.ndim - len(ac_shape)
+        if n_lead < 0 or tuple(acs.shape[n_lead:]) != ac_shape or n_lead > len(lead):
+            raise ValueError(
+                f"acs: {type(self).__name__} expects (*lead, *ac_shape) with ac_shape={ac_shape} "
+                f"from action_space and lead={lead} from obs, got shape {tuple(acs.shape)}"
+            )
+        acs = acs.reshape((1,) * (len(lead) - n_lead) + tuple(acs.shape))
+        if tuple(acs.shape[: len(lead)]) != lead:
+            raise ValueError(
+                f"acs: expected leading dims {lead} to match obs {tuple(obs.shape)}, "
+                f"got shape {tuple(acs.shape)}"
+            )
+        return acs
+
+    def forward(
+        self, obs: Any, acs: Any, hs: HiddenState | None = None, h_masks: Any = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """State-action values.
+
+        Parameters
+        ----------
+        obs : array-like
+            ``(B, *ob_shape)``, or ``(T, B, *ob_shape)`` when recurrent; numpy or tensor.
+            Feed-forward functions accept any number of leading dims, e.g. ``(S, B)``.
+        acs : array-like
+            ``(*lead, *ac_shape)`` with the leading dims of ``obs``.
+        hs : HiddenState, optional
+            Recurrent only: initial state; default the stored one (see :meth:`reset`).
+        h_masks : array-like, optional
+            Recurrent only: ``(T, B)`` or ``(T, B, 1)``, 1 where an episode starts.
+
+        Returns
+        -------
+        qs : torch.Tensor
+            ``(*lead,)``: ``(B,)``, or ``(T, B)`` when recurrent.
+        info : dict
+            ``mean``: ``qs``; ``hs``: the new hidden state (None when feed-forward).
+        """
+        obs = self._obs_to_tensor(obs)
+        acs = self._acs_to_tensor(acs, obs)
+        outputs, new_hs = self._call_net(obs, hs, h_masks, extra=(acs,))
+        qs = outputs[0]
+        if qs.ndim == obs.ndim - len(self.observation_space.shape) + 1:
+            qs = qs.squeeze(-1)
+        return qs, dict(mean=qs, hs=new_hs)
+
+    def max(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maximum of Q over all actions and the maximising action, for Discrete actions.
+
+        Every action is evaluated in one batched call of ``net``.
+
+        Parameters
+        ----------
+        obs : array-like
+            ``(B, *ob_shape)``.
+
+        Returns
+        -------
+        max_qs : torch.Tensor
+            ``(B,)``; differentiable with respect to the net.
+        max_acs : torch.Tensor
+            ``(B,)`` int64 in ``0..n-1``.
+        """
+        if not isinstance(self.action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"action_space: {type(self).__name__}.max enumerates a "
+                f"gymnasium.spaces.Discrete, got {self.action_space!r}; use "
+                "CEMDeterministicSAVfunc for Box actions"
+            )
+        if self.rnn:
+            raise NotImplementedError(f"{type(self).__name__}.max: recurrent nets (rnn=True)")
+        qs = self.all_qs(obs)
+        max_qs, max_acs = torch.max(qs, dim=-1)
+        return max_qs, max_acs
+
+    def all_qs(self, obs: Any) -> torch.Tensor:
+        """Q of every Discrete action: ``obs (B, *ob_shape)`` -> ``(B, n)``."""
+        obs = self._obs_to_tensor(obs)
+        n = int(self.action_space.n)
+        # (n, B, ...): one row per action; QNet one-hot encodes the indices.
+        obs_all = obs.unsqueeze(0).expand(n, *obs.shape)
+        lead = obs.shape[: obs.ndim - len(self.observation_space.shape)]
+        acs_all = torch.arange(n, device=obs.device).reshape((n,) + (1,) * len(lead))
+        qs, _ = self._call_net(obs_all, extra=(acs_all.expand(n, *lead),))
+        qs = qs[0].reshape(n, *lead)
+        return torch.movedim(qs, 0, -1)
