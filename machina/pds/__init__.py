@@ -5,5 +5,13 @@ from machina.pds.categorical_pd import CategoricalPd
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pds.multi_categorical_pd import MultiCategoricalPd
+from machina.pds.tanh_gaussian_pd import TanhGaussianPd
 
-__all__ = ["BasePd", "CategoricalPd", "DeterministicPd", "GaussianPd", "MultiCategoricalPd"]
+__all__ = [
+    "BasePd",
+    "CategoricalPd",
+    "DeterministicPd",
+    "GaussianPd",
+    "MultiCategoricalPd",
+    "TanhGaussianPd",
+]
