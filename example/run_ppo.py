@@ -32,12 +32,18 @@ parser.add_argument("--c2d", action="store_true", help="discretise a continuous 
 parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
 parser.add_argument("--num_envs", type=int, default=8, help="environments per worker")
 parser.add_argument("--max_steps", type=int, default=200_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=1024)
-parser.add_argument("--epoch_per_iter", type=int, default=10)
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--steps_per_iter", type=int, default=512)
+parser.add_argument("--epoch_per_iter", type=int, default=20)
+parser.add_argument("--batch_size", type=int, default=512, help="steps per minibatch")
+parser.add_argument(
+    "--max_minibatches",
+    type=int,
+    default=2,
+    help="per epoch (0: no cap); bigger iterations get bigger minibatches instead",
+)
 parser.add_argument("--rnn_batch_size", type=int, default=8, help="sequences per batch")
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--vf_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=float, default=3e-3)
+parser.add_argument("--vf_lr", type=float, default=1e-2)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
@@ -48,6 +54,12 @@ parser.add_argument("--kl_targ", type=float, default=0.01)
 parser.add_argument("--init_kl_beta", type=float, default=1.0)
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+parser.add_argument(
+    "--num_threads",
+    type=int,
+    default=1,
+    help="torch threads; small networks run fastest on one, above all on a busy machine",
+)
 args = parser.parse_args()
 
 os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
@@ -56,6 +68,7 @@ score_file = os.path.join(args.log, "progress.csv")
 logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
 logger.add_tabular_output(score_file)
 logger.add_tensorboard_output(args.log)
+torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -87,8 +100,15 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
         traj = ef.compute_h_masks(traj)
         traj.register_epis()
 
-        batch_size = args.rnn_batch_size if args.rnn else args.batch_size
-        batch_size = min(batch_size, traj.num_epi if args.rnn else traj.num_step)
+        if args.rnn:
+            batch_size = min(args.rnn_batch_size, traj.num_epi)
+        else:
+            # Whole episodes make iterations grow as the policy improves; past
+            # max_minibatches * batch_size steps the minibatches grow, not their number.
+            batch_size = args.batch_size
+            if args.max_minibatches > 0:
+                batch_size = max(batch_size, -(-traj.num_step // args.max_minibatches))
+            batch_size = min(batch_size, traj.num_step)
         if args.ppo_type == "clip":
             result_dict = ppo_clip.train(
                 traj=traj,
