@@ -249,3 +249,89 @@ def test_register_of_flat_pending_equals_columns_of_the_episodes(rng):
     for epi, back in zip(both, traj.epis()):
         np.testing.assert_array_equal(back["acs"], epi["acs"])
         np.testing.assert_array_equal(back["e_is"]["x_pos"], epi["e_is"]["x_pos"])
+
+
+def _columns_of(epis):
+    return make_traj(epis).data_map
+
+
+def test_many_small_add_traj_equal_the_newest_whole_episodes(rng):
+    bound = 50
+    memory = Traj(max_steps=bound)
+    added = []
+    caps = set()
+    for _ in range(40):
+        epis = make_random_epis(rng, int(rng.integers(1, 3)), max_len=12)
+        added.extend(epis)
+        memory.add_traj(make_traj(epis))
+        caps.add(len(next(iter(memory._bufs.values()))))
+        lengths = [len(e["rews"]) for e in added]
+        keep = 0
+        while keep < len(added) and sum(lengths[len(lengths) - keep - 1 :]) <= bound:
+            keep += 1
+        reference = _columns_of(added[-keep:])
+        assert memory.num_epi == keep
+        np.testing.assert_array_equal(
+            memory.epis_index, np.concatenate([[0], np.cumsum(lengths[-keep:])])
+        )
+        assert set(memory.data_map) == set(reference)
+        for k, col in reference.items():
+            assert memory.data_map[k].dtype == col.dtype
+            assert torch.equal(memory.data_map[k], col), k
+    # Compaction moves rows to the front instead of growing: one buffer, bounded capacity.
+    assert len(caps) == 1 and max(caps) <= bound + 2 * 12
+
+
+def test_data_map_views_after_eviction(rng):
+    memory = Traj(max_steps=40)
+    for _ in range(12):
+        memory.add_traj(make_traj(make_random_epis(rng, 2, max_len=10)))
+        for k, col in memory.data_map.items():
+            assert col.shape[0] == memory.num_step
+            buf = memory._bufs[k]
+            assert col.untyped_storage().data_ptr() == buf.untyped_storage().data_ptr()
+        back = memory.epis()
+        assert sum(len(e["rews"]) for e in back) == memory.num_step
+        np.testing.assert_array_equal(
+            np.concatenate([e["rews"] for e in back]), memory.data_map["rews"].numpy()
+        )
+
+
+def test_save_load_after_eviction(rng, tmp_path):
+    memory = Traj(max_steps=40)
+    for _ in range(12):
+        memory.add_traj(make_traj(make_random_epis(rng, 2, max_len=10)))
+    path = tmp_path / "fifo.npz"
+    memory.save(path)
+    loaded = Traj.load(path)
+    np.testing.assert_array_equal(loaded.epis_index, memory.epis_index)
+    for k, col in memory.data_map.items():
+        assert loaded.data_map[k].dtype == col.dtype
+        assert torch.equal(loaded.data_map[k], col)
+    with np.load(path, allow_pickle=False) as f:
+        assert len(f["col:rews"]) == memory.num_step  # only the live rows are written
+    # The loaded Traj keeps working as a FIFO.
+    loaded.add_traj(make_traj(make_random_epis(rng, 2, max_len=10)))
+    assert loaded.num_step <= 40
+
+
+def test_unbounded_appends_and_shallow_copies_do_not_corrupt_each_other(rng):
+    epis = [make_random_epis(rng, 3) for _ in range(6)]
+    traj = Traj()
+    for e in epis[:3]:
+        traj.add_epis(e)
+        traj.register_epis()
+    snapshot = {k: v.clone() for k, v in traj.data_map.items()}
+    twin = copy.copy(traj)
+    twin.add_epis(epis[3])
+    twin.register_epis()
+    traj.add_epis(epis[4])
+    traj.register_epis()
+    for k, v in snapshot.items():
+        assert torch.equal(twin.data_map[k][: len(v)], v)
+    expected = _columns_of([x for e in (*epis[:3], epis[4]) for x in e])
+    for k, v in expected.items():
+        assert torch.equal(traj.data_map[k], v)
+    expected = _columns_of([x for e in epis[:4] for x in e])
+    for k, v in expected.items():
+        assert torch.equal(twin.data_map[k], v)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import mmap
 import os
 from collections.abc import Iterator, Sequence
 
@@ -13,6 +15,43 @@ from machina.traj._batching import check_batch_size, gather_sequences, shuffled_
 from machina.traj._columns import FlatEpisodes, split_columns
 
 Epi = dict
+# Capacity of an unbounded Traj's buffers, relative to its rows when they are reallocated.
+_GROWTH = 1.5
+# Smallest chunk of rows moved per copy when compacting a FIFO (see _move_to_front).
+_MIN_MOVE_ROWS = 4096
+# CPU buffers from this size on get their own memory map (see _empty).
+_MMAP_BYTES = 1 << 20
+
+
+def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised buffer; large CPU ones in their own anonymous memory map.
+
+    glibc serves a freed size from its heap afterwards (its mmap threshold rises), and buffers
+    that grow by reallocation then fragment the heap: measured 14 MB resident over 41 MB of
+    columns. A private mapping is returned to the OS when the tensor dies, and its untouched
+    pages (the spare capacity) are never resident.
+    """
+    nbytes = math.prod(shape) * dtype.itemsize
+    if device.type != "cpu" or nbytes < _MMAP_BYTES:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).view(shape)
+
+
+def _move_to_front(buf: torch.Tensor, src: int, n: int) -> None:
+    """Move rows ``[src, src + n)`` of ``buf`` to ``[0, n)`` in place, front to back.
+
+    torch refuses overlapping copies, so the rows move in chunks of ``step`` rows: chunk
+    ``[src + i, src + i + c)`` overlaps its destination ``[i, i + c)`` only when
+    ``src < step``, and writing it only overwrites rows already read. Chunks of ``src`` rows
+    need no temporary (large temporaries were measured to leave several MB of heap resident);
+    a small ``src`` would mean very many copies, so it gets small cloned chunks instead.
+    """
+    step = max(src, _MIN_MOVE_ROWS)
+    for i in range(0, n, step):
+        chunk = buf[src + i : src + min(n, i + step)]
+        if src < step:
+            chunk = chunk.clone()
+        buf[i : i + len(chunk)].copy_(chunk)
 
 
 class Traj:
@@ -39,6 +78,8 @@ class Traj:
     ----------
     data_map : dict of str to torch.Tensor
         One column per key, shape (num_step, ...). ``a_is`` / ``e_is`` sub-keys are columns.
+        The columns are views of storage that later ``register_epis`` / ``add_traj`` calls
+        may overwrite in place (the FIFO moves rows); ``clone()`` a column to keep it.
     pending : FlatEpisodes or None
         Episodes added but not yet registered, as flat columns plus lengths.
     current_epis : list of dict or None
@@ -62,6 +103,13 @@ class Traj:
         # Column key -> "a_is" / "e_is" for keys that came from those groups.
         self.groups: dict[str, str] = {}
         self._epis_index = np.zeros(1, dtype=np.int64)
+        # Column storage written in place (see _write): per key a buffer of capacity >= num_step
+        # that only this Traj writes, and the row where the columns start. data_map[k] is the
+        # view _bufs[k][_start:_start + num_step]; _views remembers the views handed out, so that
+        # a column the user replaced (or one adopted zero-copy) is never written in place.
+        self._bufs: dict[str, torch.Tensor] = {}
+        self._views: dict[str, torch.Tensor] = {}
+        self._start = 0
         self._pending: FlatEpisodes | None = None
         self._current_epis: list[Epi] | None = None
 
@@ -128,27 +176,40 @@ class Traj:
         self._pending = pending
         self._current_epis = None
 
+    def __copy__(self) -> Traj:
+        """A shallow copy sharing the stored columns; neither Traj then writes them in place."""
+        new = object.__new__(Traj)
+        new.__dict__.update(self.__dict__)
+        new.data_map = dict(self.data_map)
+        new.groups = dict(self.groups)
+        # Both see the same rows: the next append of either copies them into a new buffer.
+        self._disown()
+        new._disown()
+        return new
+
     def with_pending(self, pending: FlatEpisodes) -> Traj:
         """A shallow copy whose pending episodes are ``pending``; stored columns are shared."""
         new = copy.copy(self)
-        new.data_map = dict(self.data_map)
-        new.groups = dict(self.groups)
         new._set_pending(pending)
         return new
 
     def register_epis(self) -> None:
         """Append the pending episodes to the columns and clear them.
 
-        On CPU the first registration adopts the pending arrays as the columns without a copy.
+        On CPU the first registration adopts the pending arrays as the columns without a copy
+        (the pending arrays are never modified in place, so sharing them is safe); the Traj
+        never writes into adopted arrays, the next append copies them into its own buffer.
         """
         if self._pending is None or self._pending.num_epi == 0:
             raise ValueError("register_epis: no pending episodes; call add_epis(epis) first")
         pending = self._pending
-        self._append(pending.columns, pending.groups, pending.lengths)
+        self._append(pending.columns, pending.groups, pending.lengths, adopt=True)
         self._set_pending(None)
 
     def add_traj(self, traj: Traj) -> None:
         """Append every stored episode of ``traj``; with ``max_steps``, evict the oldest first.
+
+        The rows are copied: the two Trajs never share storage.
 
         Parameters
         ----------
@@ -160,10 +221,11 @@ class Traj:
         if traj.num_epi == 0:
             return
         lengths = np.diff(traj._epis_index)
-        # Clone so that the two Trajs never share storage.
-        self._append({k: v.clone() for k, v in traj.data_map.items()}, traj.groups, lengths)
+        self._append(traj.data_map, traj.groups, lengths, adopt=False)
 
-    def _append(self, columns: dict, groups: dict[str, str], lengths: np.ndarray) -> None:
+    def _append(
+        self, columns: dict, groups: dict[str, str], lengths: np.ndarray, adopt: bool
+    ) -> None:
         if self.max_steps is not None and lengths.max() > self.max_steps:
             raise ValueError(
                 f"max_steps: a Traj bounded to {self.max_steps} steps cannot hold a whole "
@@ -176,23 +238,74 @@ class Traj:
                 f"episodes: keys differ from the stored ones ({', '.join(missing)}); "
                 "run the same estimators on every batch of episodes added to one Traj"
             )
-        if self.num_epi == 0:
+        index = np.concatenate([self._epis_index, self.num_step + np.cumsum(lengths)])
+        # FIFO: the oldest whole episodes leave first, until at most max_steps steps remain.
+        drop = 0
+        if self.max_steps is not None and index[-1] > self.max_steps:
+            keep_from = int(np.searchsorted(index, index[-1] - self.max_steps))
+            drop = int(index[keep_from])
+            index = index[keep_from:] - drop
+        if self.num_epi == 0 and adopt and drop == 0:
+            self._disown()
             self.data_map = columns
         else:
-            self.data_map = {k: torch.cat([self.data_map[k], columns[k]]) for k in columns}
+            self._write(columns, drop)
         self.groups.update(groups)
-        ends = self.num_step + np.cumsum(lengths, dtype=np.int64)
-        self._epis_index = np.concatenate([self._epis_index, ends])
-        self._evict()
+        self._epis_index = index
 
-    def _evict(self) -> None:
-        if self.max_steps is None or self.num_step <= self.max_steps:
-            return
-        # First episode start that leaves at most max_steps steps behind it.
-        keep_from = int(np.searchsorted(self._epis_index, self.num_step - self.max_steps))
-        start = int(self._epis_index[keep_from])
-        self.data_map = {k: v[start:].clone() for k, v in self.data_map.items()}
-        self._epis_index = self._epis_index[keep_from:] - start
+    def _owns(self) -> bool:
+        """Whether data_map still is the views of this Traj's own buffers (see __init__)."""
+        return (
+            bool(self._bufs)
+            and self.data_map.keys() == self._views.keys()
+            and all(self.data_map[k] is v for k, v in self._views.items())
+        )
+
+    def _disown(self) -> None:
+        self._bufs, self._views, self._start = {}, {}, 0
+
+    def _write(self, columns: dict[str, torch.Tensor], drop: int) -> None:
+        """Append ``columns`` after the stored rows, dropping the first ``drop`` rows of both."""
+        old = {k: v for k, v in self.data_map.items()} if self.num_epi > 0 else {}
+        old_drop = min(drop, self.num_step)
+        kept_old = self.num_step - old_drop
+        new_from = drop - old_drop  # a batch longer than max_steps loses episodes too
+        size = kept_old + len(next(iter(columns.values()))) - new_from
+        for k, v in old.items():
+            if v.shape[1:] != columns[k].shape[1:]:
+                raise ValueError(
+                    f"{k}: expected steps of shape {tuple(v.shape[1:])} as stored, "
+                    f"got {tuple(columns[k].shape[1:])}"
+                )
+        owned = self._owns() and all(self._bufs[k].dtype == c.dtype for k, c in columns.items())
+        cap = len(next(iter(self._bufs.values()))) if owned else 0
+        start = self._start + old_drop  # eviction of stored rows only moves the start
+        if owned and start + size > cap and size <= cap:
+            # No room at the tail: move the kept rows to the front, in place.
+            for buf in self._bufs.values():
+                _move_to_front(buf, start, kept_old)
+            start = 0
+        elif not owned or size > cap:
+            # New buffers. Bounded: room for max_steps plus this batch, allocated once (the
+            # kept rows never exceed max_steps, so compaction always makes room later).
+            # Unbounded: geometric growth, so that appends copy each row O(1) times.
+            if self.max_steps is not None:
+                cap = max(size, self.max_steps + size - kept_old)
+            else:
+                cap = max(size, int(size * _GROWTH))
+            bufs = {}
+            for k, c in columns.items():
+                dtype = torch.promote_types(old[k].dtype, c.dtype) if k in old else c.dtype
+                bufs[k] = _empty((cap, *c.shape[1:]), dtype, self.device)
+                if kept_old:
+                    bufs[k][:kept_old].copy_(old[k][old_drop:])
+            self._bufs, start = bufs, 0
+        del old  # the old buffers are freed once the views below replace data_map's
+        for k, c in columns.items():
+            self._bufs[k][start + kept_old : start + size].copy_(c[new_from:])
+        self._start = start
+        self.data_map = {k: b[start : start + size] for k, b in self._bufs.items()}
+        self._views = dict(self.data_map)
 
     # -------------------------------------------------------------- batching
     def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -287,7 +400,10 @@ class Traj:
     def to(self, device: str | torch.device) -> Traj:
         """Move every column to ``device`` in place; returns self."""
         self.device = torch.device(device)
-        self.data_map = {k: v.to(self.device) for k, v in self.data_map.items()}
+        moved = {k: v.to(self.device) for k, v in self.data_map.items()}
+        if any(moved[k] is not v for k, v in self.data_map.items()):
+            self._disown()  # only the live rows moved; the next append allocates a buffer
+        self.data_map = moved
         return self
 
     def epis(self) -> list[Epi]:
