@@ -414,6 +414,99 @@ def test_nan_observation_gives_clear_error(num_parallel):
             sampler.sample(pol, max_epis=2)
 
 
+class OddObsEnv(ToyEnv):
+    """ToyEnv whose observation goes wrong in its second episode: NaN at the reset, inf at
+    the final step, or a different shape at step 2."""
+
+    def __init__(self, fault):
+        super().__init__(length=4)
+        self.fault = fault
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        if self.fault == "nan_reset" and self.episode == 1:
+            obs[1] = np.nan
+        return obs, info
+
+    def step(self, action):
+        obs, rew, term, trunc, info = super().step(action)
+        if self.episode == 1 and self.fault == "inf_final" and term:
+            obs[0] = np.inf
+        if self.episode == 1 and self.fault == "shape" and self.t == 2:
+            obs = np.zeros(5, dtype=np.float32)
+        return obs, rew, term, trunc, info
+
+
+@pytest.mark.parametrize(
+    "fault,pattern",
+    [
+        ("nan_reset", r"non-finite observation.*during reset"),
+        ("inf_final", r"non-finite observation.*inf\) during step 4"),
+        ("shape", r"observation.* of shape \(5,\) where \(2,\).*during step 2"),
+    ],
+)
+@pytest.mark.parametrize("prepro", [None, lambda o: o + 1.0])
+def test_bad_observation_errors_name_env_and_step(fault, pattern, prepro):
+    env = OddObsEnv(fault)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_envs=2, seed=0, prepro=prepro) as sampler:
+        with pytest.raises(RuntimeError, match=r"environment [01] \(seed [01]\) .*" + pattern):
+            sampler.sample(pol, max_epis=4)
+
+
+def test_list_observations_and_long_episodes():
+    """Observations as lists are converted; episodes longer than the engine's first buffer
+    (64 steps) and slots that stop early keep every step."""
+
+    class ListObsEnv(ToyEnv):
+        def reset(self, *, seed=None, options=None):
+            obs, info = super().reset(seed=seed, options=options)
+            return obs.tolist(), info
+
+        def step(self, action):
+            obs, *rest = super().step(action)
+            return (obs.tolist(), *rest)
+
+    env = ListObsEnv(length=150)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_envs=3) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+    assert lengths(epis) == [150] * 4
+    for epi in epis:
+        assert_whole_episode(epi, (2,))
+        np.testing.assert_array_equal(epi["obs"][:, 0], np.arange(150))
+        np.testing.assert_array_equal(epi["next_obs"][-1], [150, epi["obs"][0, 1]])
+
+
+def test_recurrent_idle_slot_repeats_its_final_observation():
+    env = ToyEnv(length=3)
+    torch.manual_seed(0)
+    space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    net = PolNetLSTM(env.observation_space, space)
+
+    class Recorder(GaussianPol):
+        def forward(self, obs, hs=None, h_masks=None):
+            seen.append(np.asarray(obs)[0].copy())
+            return super().forward(obs, hs, h_masks)
+
+    seen = []
+    pol = Recorder(env.observation_space, space, net, rnn=True)
+    sampler = EpiSampler(
+        lambda: gym.wrappers.TransformAction(
+            ToyEnv(length=3), lambda a: int(a[0] > 0), gym.spaces.Box(-1, 1, (1,))
+        ),
+        pol,
+        num_envs=2,
+    )
+    with sampler:
+        epis = sampler.sample(pol, max_epis=3)  # slot 0: two episodes, slot 1: one
+    assert lengths(epis) == [3, 3, 3]
+    assert len(seen) == 6
+    # steps 4-6: slot 1 is idle and shows its final observation (t=3, episode 0)
+    for obs in seen[3:]:
+        np.testing.assert_array_equal(obs[1], [3, 0])
+
+
 class SlowEnv(ToyEnv):
     def step(self, action):
         time.sleep(0.002)

@@ -8,10 +8,13 @@ failure to load them is reported with the task it belongs to.
 Protocol (parent -> worker / worker -> parent)::
 
     ("init", init_bytes)                      -> ("ready", "init", observation_space, action_space)
-    ("sample", task_id, task_bytes, quotas)   -> ("epis", task_id, epis) | ("aborted", task_id)
+    ("sample", task_id, task_bytes, quotas)   -> ("epis", task_id, packed) | ("aborted", task_id)
     ("abort", task_id)                           (stops the running task, if it is that one)
     ("close",) or end of file                    (exit)
     any failure                               -> ("error", task_id, message, cause, traceback)
+
+``packed`` is ``BatchEngine.run_packed``'s result: the episodes as a few flat arrays and their
+boundaries, cheap to pickle whatever the number of episodes.
 
 The worker exits when its connection reaches end of file, which is how it notices that the
 parent died: it never outlives the sampler that started it.
@@ -65,7 +68,7 @@ def serve(conn: Connection) -> None:
                         raise RuntimeError("sample before a successful init")
                     task = cloudpickle.loads(msg[2])
                     epi_quotas, step_quotas = msg[3]
-                    epis = engine.run(
+                    packed = engine.run_packed(
                         task["pol"],
                         epi_quotas,
                         step_quotas,
@@ -73,7 +76,7 @@ def serve(conn: Connection) -> None:
                         task["prepro"],
                         should_stop=conn.poll,
                     )
-                    reply = ("epis", task_id, epis)
+                    reply = ("epis", task_id, packed)
                 except SamplingAborted:
                     reply = ("aborted", task_id)
                 except Exception as exc:

@@ -2,6 +2,13 @@
 
 The engine is what runs inside one process, the user's own (``num_parallel=1``) or a worker
 (``machina.samplers._worker``). It knows nothing about processes; ``workers.py`` does.
+
+Per step the engine does one policy call for the whole batch and one numpy copy per output
+key into time-major buffers (row = engine step, column = slot); environments write their next
+observation straight into the next row, which is the policy's next input, and a whole row is
+checked for NaN/inf at once. Only what ends an episode (its final observation, a reset) is
+handled per slot in Python. Episodes are cut out of the buffers once, at the end of ``run``,
+by one gather per key (``pack_episodes``).
 """
 
 from __future__ import annotations
@@ -103,8 +110,21 @@ def engine_rng_seed(seed: int | None, worker: int, restart: int = 0) -> int | No
 
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        try:
+            return x.numpy()  # a CPU tensor outside autograd: no copy, cheapest
+        except (RuntimeError, TypeError):
+            return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _is_a_i(key: str, value: Any) -> bool:
+    """Whether a policy's agent-info entry goes into episodes (arrays, not the hidden state)."""
+    return key != "hs" and isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    # count_nonzero is several times cheaper than .all() on small arrays
+    return np.count_nonzero(np.isfinite(arr)) == arr.size
 
 
 def _numeric_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -118,56 +138,150 @@ def _numeric_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-class _EpisodeBuffer:
-    """Per-step rows of one episode in progress; ``finish`` stacks them into arrays."""
+def _env_info_columns(infos: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Stack one episode's per-step numeric infos into (T, ...) columns.
 
-    def __init__(self, discrete_acs: bool) -> None:
-        self.discrete_acs = discrete_acs
-        self.obs: list[np.ndarray] = []
-        self.next_obs: list[np.ndarray] = []
-        self.acs: list[np.ndarray] = []
-        self.rews: list[float] = []
-        self.terms: list[bool] = []
-        self.truncs: list[bool] = []
-        self.a_is: dict[str, list[np.ndarray]] = {}
-        self.e_is: list[dict[str, np.ndarray]] = []
+    A key becomes a column only if every step has it with one shape: the columns must share
+    the episode's first axis T.
+    """
+    columns = {}
+    for key, first in infos[0].items():
+        rows = [info.get(key) for info in infos]
+        if all(r is not None and r.shape == first.shape for r in rows):
+            columns[key] = np.stack(rows)
+    return columns
 
-    def add(self, ob, ac, a_i, rew, next_ob, term, trunc, info) -> None:
-        self.obs.append(ob)
-        self.acs.append(ac)
-        for key, value in a_i.items():
-            self.a_is.setdefault(key, []).append(value)
-        self.rews.append(rew)
-        self.next_obs.append(next_ob)
-        self.terms.append(term)
-        self.truncs.append(trunc)
-        self.e_is.append(_numeric_info(info))
 
-    def finish(self) -> Episode:
-        terms = np.asarray(self.terms, dtype=bool)
-        truncs = np.asarray(self.truncs, dtype=bool)
-        acs = np.stack(self.acs)
-        if self.discrete_acs:
-            acs = acs.astype(np.int64, copy=False)
-        # An env info key goes to e_is only if every step has it with one shape: the columns
-        # must share the episode's first axis T.
-        e_is = {}
-        if self.e_is:
-            for key, first in self.e_is[0].items():
-                rows = [info.get(key) for info in self.e_is]
-                if all(r is not None and r.shape == first.shape for r in rows):
-                    e_is[key] = np.stack(rows)
-        return {
-            "obs": np.stack(self.obs).astype(np.float32, copy=False),
-            "acs": acs,
-            "rews": np.asarray(self.rews, dtype=np.float32),
-            "next_obs": np.stack(self.next_obs).astype(np.float32, copy=False),
-            "terms": terms,
-            "truncs": truncs,
-            "dones": terms | truncs,
-            "a_is": {key: np.stack(rows) for key, rows in self.a_is.items()},
-            "e_is": e_is,
-        }
+class _Growable:
+    """Arrays whose first axis grows by doubling (zero-filled, so unused rows stay finite)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.fields: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, item_shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        arr = np.zeros((self.capacity, *item_shape), dtype=dtype)
+        self.fields[name] = arr
+        return arr
+
+    def ensure(self, size: int) -> bool:
+        """Make room for ``size`` items; True when the arrays were reallocated."""
+        if size <= self.capacity:
+            return False
+        capacity = self.capacity
+        while capacity < size:
+            capacity *= 2
+        for name, arr in self.fields.items():
+            grown = np.zeros((capacity, *arr.shape[1:]), dtype=arr.dtype)
+            grown[: self.capacity] = arr
+            self.fields[name] = grown
+        self.capacity = capacity
+        return True
+
+
+class _History(_Growable):
+    """Time-major buffers of one ``run``: row ``t`` holds every slot's data at engine step t.
+
+    Writing a whole step is one numpy copy per key (the policy's outputs for the batch), and
+    the observations the policy reads are a contiguous row, so no per-step Python objects are
+    kept. Rows are never compacted: the buffers hold about the sample itself plus, per slot,
+    the rows it spent idle once its quota was met.
+    """
+
+    def __init__(self, num_slots: int, capacity: int = 64) -> None:
+        super().__init__(capacity)
+        self.n = num_slots
+
+    def add(self, name: str, item_shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return super().add(name, (self.n, *item_shape), dtype)
+
+    def gather(self, name: str, flat_index: np.ndarray) -> np.ndarray:
+        """Rows ``flat_index`` (``row * n + slot``) of one field, as a new array."""
+        arr = self.fields[name]
+        return arr.reshape(-1, *arr.shape[2:])[flat_index]
+
+
+def pack_episodes(
+    history: _History, finals: np.ndarray, records: list[tuple], discrete_acs: bool
+) -> dict[str, Any]:
+    """All finished episodes as flat columns (episodes concatenated) and their boundaries.
+
+    Parameters
+    ----------
+    history : _History
+        The run's buffers (``obs``, ``acs``, ``rews`` and ``a_is/<key>`` fields).
+    finals : ndarray
+        The final observation of episode ``i`` (in order of ending) at ``finals[i]``.
+    records : list of tuple
+        ``(slot, first_row, length, term, trunc, infos)`` per episode in order of ending;
+        ``infos`` is the list of per-step numeric infos when every step had one, else None.
+    discrete_acs : bool
+        Cast actions to int64.
+
+    Returns
+    -------
+    packed : dict
+        ``cols`` (dict of flat arrays, ``a_is`` a dict of them), ``bounds`` (episode ``i``
+        spans ``bounds[i]:bounds[i + 1]``) and ``e_is`` (a dict of columns per episode).
+        Small to pickle (a few arrays), and ``unpack_episodes`` turns it into episodes.
+    """
+    if not records:
+        return {"cols": {"a_is": {}}, "bounds": np.zeros(1, dtype=np.int64), "e_is": []}
+    num = len(records)
+    order = sorted(range(num), key=lambda i: (records[i][0], records[i][1]))  # slot, start
+    records = [records[i] for i in order]
+    slots = np.fromiter((r[0] for r in records), dtype=np.int64, count=num)
+    firsts = np.fromiter((r[1] for r in records), dtype=np.int64, count=num)
+    lengths = np.fromiter((r[2] for r in records), dtype=np.int64, count=num)
+    bounds = np.zeros(num + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+    total = int(bounds[-1])
+    within = np.arange(total, dtype=np.int64) - np.repeat(bounds[:-1], lengths)
+    flat_index = (np.repeat(firsts, lengths) + within) * history.n + np.repeat(slots, lengths)
+    ends = bounds[1:] - 1
+
+    obs = history.gather("obs", flat_index)
+    # Within an episode the next observation is the following row; at its end, the final one.
+    next_obs = np.empty_like(obs)
+    next_obs[:-1] = obs[1:]
+    next_obs[ends] = finals[np.asarray(order)]
+    terms = np.zeros(total, dtype=bool)
+    truncs = np.zeros(total, dtype=bool)
+    terms[ends] = [r[3] for r in records]
+    truncs[ends] = [r[4] for r in records]
+    acs = history.gather("acs", flat_index)
+    if discrete_acs:
+        acs = acs.astype(np.int64, copy=False)
+    cols = {
+        "obs": obs,
+        "acs": acs,
+        "rews": history.gather("rews", flat_index),
+        "next_obs": next_obs,
+        "terms": terms,
+        "truncs": truncs,
+        "dones": terms | truncs,
+        "a_is": {
+            name[len("a_is/") :]: history.gather(name, flat_index)
+            for name in history.fields
+            if name.startswith("a_is/")
+        },
+    }
+    e_is = [{} if r[5] is None else _env_info_columns(r[5]) for r in records]
+    return {"cols": cols, "bounds": bounds, "e_is": e_is}
+
+
+def unpack_episodes(packed: dict[str, Any]) -> list[Episode]:
+    """Split packed columns into episode dicts (views of the columns, no copy)."""
+    cols, bounds, e_is = packed["cols"], packed["bounds"].tolist(), packed["e_is"]
+    columns = [(key, value) for key, value in cols.items() if key != "a_is"]
+    a_is = list(cols["a_is"].items())
+    epis = []
+    for a, b, epi_e_is in zip(bounds[:-1], bounds[1:], e_is):
+        epi = {key: value[a:b] for key, value in columns}
+        epi["a_is"] = {key: value[a:b] for key, value in a_is}
+        epi["e_is"] = epi_e_is
+        epis.append(epi)
+    return epis
 
 
 class BatchEngine:
@@ -214,6 +328,8 @@ class BatchEngine:
         self._discrete_acs = isinstance(
             self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)
         )
+        # Shape of the observations of the current run (after prepro), set by its first reset.
+        self._ob_shape: tuple[int, ...] | None = None
         # The policy's sampling RNG lives here, not in torch's global state, so that sampling
         # is reproducible per engine and the user's own RNG stream is left untouched.
         with torch.random.fork_rng(devices=[]):
@@ -231,30 +347,66 @@ class BatchEngine:
             f"environment {self.slot_ids[k]} (seed {self.seeds[k]}) {what} during {phase}"
         )
 
+    def _non_finite_error(self, k: int, arr: np.ndarray, phase: str) -> RuntimeError:
+        bad = ~np.isfinite(arr)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        return self._env_error(
+            k,
+            phase,
+            None,
+            f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
+            f"NaN/inf, first at index {first}: {arr[first]})",
+        )
+
     def _observe(self, k: int, raw: Any, phase: str, prepro: Callable | None) -> np.ndarray:
+        """One observation, checked (finite, the shape of the run's first), after prepro, as a
+        new float32 array: the path of the first resets and of every observation with a
+        prepro (without one, observations are written to the buffers as they come and
+        checked a whole row at a time)."""
         arr = np.asarray(raw)
-        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-            bad = ~np.isfinite(arr)
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise self._env_error(
-                k,
-                phase,
-                None,
-                f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
-                f"NaN/inf, first at index {first}: {arr[first]})",
-            )
+        if arr.dtype.kind in "fc" and not _all_finite(arr):
+            raise self._non_finite_error(k, arr, phase)
         if prepro is not None:
             arr = np.asarray(prepro(arr))
-        return arr.astype(np.float32, copy=False)
+        arr = np.array(arr, dtype=np.float32)  # a copy: the env may reuse its array
+        if self._ob_shape is None:
+            self._ob_shape = arr.shape
+        elif arr.shape != self._ob_shape:
+            raise self._shape_error(k, arr, phase, prepro is not None)
+        return arr
 
-    def _reset(self, k: int, prepro: Callable | None) -> np.ndarray:
+    def _shape_error(self, k: int, raw: Any, phase: str, prepro: bool = False) -> RuntimeError:
+        what = "an observation" + (" (after prepro)" if prepro else "")
+        return self._env_error(
+            k,
+            phase,
+            None,
+            f"returned {what} of shape {np.shape(raw)} where {self._ob_shape} (the shape of "
+            "the first one) was expected",
+        )
+
+    def _store(
+        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str, prepro: Callable | None
+    ) -> None:
+        """``dest[i] = raw`` for slot k: as is without prepro (the caller checks that it is
+        finite), else through ``_observe``."""
+        if prepro is not None:
+            dest[i] = self._observe(k, raw, phase, prepro)
+            return
+        try:
+            dest[i] = raw
+        except (TypeError, ValueError) as exc:
+            raise self._shape_error(k, raw, phase) from exc
+
+    def _reset(self, k: int) -> Any:
+        """Reset slot k (with its seed the first time); the raw observation."""
         seed = self.seeds[k] if self._needs_seed[k] else None
         try:
             raw, _ = self.envs[k].reset(seed=seed)
         except Exception as exc:
             raise self._env_error(k, "reset", exc) from exc
         self._needs_seed[k] = False
-        return self._observe(k, raw, "reset", prepro)
+        return raw
 
     def run(
         self,
@@ -286,104 +438,193 @@ class BatchEngine:
         Returns
         -------
         epis : list of dict
-            Whole episodes ordered by slot, then by start within the slot.
+            Whole episodes ordered by slot, then by start within the slot. Their arrays are
+            views of columns shared by all episodes of the call.
         """
+        return unpack_episodes(
+            self.run_packed(pol, epi_quotas, step_quotas, deterministic, prepro, should_stop)
+        )
+
+    def run_packed(
+        self,
+        pol: torch.nn.Module,
+        epi_quotas: Sequence[int | None],
+        step_quotas: Sequence[int | None],
+        deterministic: bool = False,
+        prepro: Callable[[np.ndarray], np.ndarray] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Like ``run``, but the episodes come packed (see ``pack_episodes``): what a worker
+        sends back, a few arrays whatever the number of episodes."""
+        rnn = bool(getattr(pol, "rnn", False))
+        # Inference mode skips autograd's bookkeeping altogether, a little cheaper than
+        # no_grad per call. Not for recurrent policies: they keep their hidden state, which
+        # would then be an inference tensor that a later training call could not use.
+        grad_mode = torch.no_grad() if rnn else torch.inference_mode()
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._rng_state)
             try:
-                with torch.no_grad():
+                with grad_mode:
                     return self._run(
-                        pol, epi_quotas, step_quotas, deterministic, prepro, should_stop
+                        pol, rnn, epi_quotas, step_quotas, deterministic, prepro, should_stop
                     )
             finally:
                 self._rng_state = torch.get_rng_state()
 
-    def _run(self, pol, epi_quotas, step_quotas, deterministic, prepro, should_stop):
+    def _run(self, pol, rnn, epi_quotas, step_quotas, deterministic, prepro, should_stop):
         n = len(self.envs)
-        rnn = bool(getattr(pol, "rnn", False))
+        envs = self.envs
         act = pol.deterministic_ac_real if deterministic else pol
         param = next(iter(pol.parameters()), None) if hasattr(pol, "parameters") else None
         device = param.device if param is not None else torch.device("cpu")
+        on_cpu = device.type == "cpu"
         if rnn:
             pol.reset()
 
-        epis: list[list[Episode]] = [[] for _ in range(n)]
         started = [0] * n
-        steps = [0] * n  # finished plus in-progress steps per slot
-        obs: list[np.ndarray | None] = [None] * n
-        bufs: list[_EpisodeBuffer | None] = [None] * n
+        steps = [0] * n  # steps of the finished episodes per slot
+        first_row = [0] * n  # row of the current episode's first step, per slot
+        # Per slot: the per-step numeric infos of the current episode; None when not stepping.
+        infos: list[list | None] = [None] * n
+        records: list[tuple] = []  # one per finished episode, see pack_episodes
         starts = np.zeros(n, dtype=np.float32)  # 1 where an episode starts this step (h_masks)
 
-        def try_start(k: int) -> bool:
-            """Begin a new episode in slot k if it is under both of its quotas."""
+        def under_quotas(k: int) -> bool:
             under_epis = epi_quotas[k] is None or started[k] < epi_quotas[k]
-            under_steps = step_quotas[k] is None or steps[k] < step_quotas[k]
-            if not (under_epis and under_steps):
-                return False
-            obs[k] = self._reset(k, prepro)
-            bufs[k], starts[k] = _EpisodeBuffer(self._discrete_acs), 1.0
-            started[k] += 1
-            return True
+            return under_epis and (step_quotas[k] is None or steps[k] < step_quotas[k])
 
-        active = [k for k in range(n) if try_start(k)]
+        def begin(k: int, row: int) -> None:
+            first_row[k], starts[k], infos[k] = row, 1.0, []
+            started[k] += 1
+
+        # First resets, through the checking path: the first observation sets the shape.
+        self._ob_shape = None
+        first_obs = {}
+        for k in range(n):
+            if under_quotas(k):
+                first_obs[k] = self._observe(k, self._reset(k), "reset", prepro)
+                begin(k, 0)
+        history = _History(n)
+        ended_epis = _Growable(64)
+        if not first_obs:
+            return pack_episodes(history, None, records, self._discrete_acs)
+        ob_shape = self._ob_shape
+        obs_buf = history.add("obs", ob_shape, np.float32)
+        finals = ended_epis.add("finals", ob_shape, np.float32)
+        for k, ob in first_obs.items():
+            obs_buf[0, k] = ob
+        active = list(first_obs)
+        acs_buf = rews_buf = None
+        ai_keys = None  # the policy's a_i entries that go into episodes, set at its first call
+        ai_bufs: dict[str, np.ndarray] = {}
+        t = 0  # the row of the observations acted on
         while active:
             if should_stop is not None and should_stop():
                 raise SamplingAborted
-            rows, ac_real, ac, a_i = self._act(act, rnn, obs, active, starts, device)
-            starts[:] = 0.0
-            still_active = []
-            for row, k in zip(rows, active):
-                phase = f"step {len(bufs[k].rews) + 1}"
+            if history.ensure(t + 2):
+                obs_buf = history.fields["obs"]
+                acs_buf, rews_buf = history.fields.get("acs"), history.fields.get("rews")
+                ai_bufs = {key: history.fields["a_is/" + key] for key in ai_bufs}
+            all_active = len(active) == n
+            # Where this step's values go in a row: all of it, or the active slots' columns.
+            step_rows = Ellipsis if all_active else np.asarray(active)
+
+            # One policy call for the batch. A recurrent policy keeps one hidden-state row
+            # per slot, so it always sees every slot; slots that are not stepping repeat their
+            # last observation (zeros if they never began), and their outputs are ignored.
+            if rnn:
+                if not all_active:
+                    idle = [k for k in range(n) if infos[k] is None]
+                batch = torch.from_numpy(obs_buf[t][None])
+                masks = torch.from_numpy(starts[None])
+                if not on_cpu:
+                    batch, masks = batch.to(device), masks.to(device)
+                ac_real, ac, a_i = act(batch, h_masks=masks)
+                starts[:] = 0.0
+                if ai_keys is None:
+                    ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
+                ac_real, ac = _to_numpy(ac_real)[0], _to_numpy(ac)[0]
+                a_i = {key: _to_numpy(a_i[key])[0] for key in ai_keys}
+                out_rows = Ellipsis
+                ac_real = ac_real if all_active else ac_real[active]
+            else:
+                out_rows = step_rows
+                batch = torch.from_numpy(obs_buf[t] if all_active else obs_buf[t][step_rows])
+                if not on_cpu:
+                    batch = batch.to(device)
+                ac_real, ac, a_i = act(batch)
+                if ai_keys is None:
+                    ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
+                ac_real, ac = _to_numpy(ac_real), _to_numpy(ac)
+                a_i = {key: _to_numpy(a_i[key]) for key in ai_keys}
+            if acs_buf is None:
+                acs_buf = history.add("acs", ac.shape[1:], ac.dtype)
+                rews_buf = history.add("rews", (), np.float32)
+                for key, v in a_i.items():
+                    if v.ndim >= 1:
+                        ai_bufs[key] = history.add("a_is/" + key, v.shape[1:], v.dtype)
+            acs_buf[t][out_rows] = ac
+            for key, buf in ai_bufs.items():
+                buf[t][out_rows] = a_i[key]
+
+            # Step every active slot; the next observations go straight into row t + 1.
+            next_row = obs_buf[t + 1]
+            rews = []
+            ended = []
+            for k, a in zip(active, ac_real):
                 try:
-                    raw, rew, term, trunc, info = self.envs[k].step(ac_real[row])
+                    raw, rew, term, trunc, info = envs[k].step(a)
                 except Exception as exc:
-                    raise self._env_error(k, phase, exc) from exc
-                next_ob = self._observe(k, raw, phase, prepro)
-                a_i_row = {key: v[row] for key, v in a_i.items()}
-                bufs[k].add(obs[k], ac[row], a_i_row, rew, next_ob, bool(term), bool(trunc), info)
-                steps[k] += 1
-                obs[k] = next_ob
+                    raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+                rews.append(rew)
+                if info:
+                    infos[k].append(_numeric_info(info))
                 if term or trunc:
-                    epis[k].append(bufs[k].finish())
-                    bufs[k] = None
-                    if try_start(k):
-                        still_active.append(k)
+                    ended.append((k, raw, term, trunc))
+                elif prepro is None:
+                    try:
+                        next_row[k] = raw  # checked below, for the whole row at once
+                    except (TypeError, ValueError) as exc:
+                        raise self._shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
                 else:
-                    still_active.append(k)
-            active = still_active
-        return [epi for slot_epis in epis for epi in slot_epis]
+                    next_row[k] = self._observe(k, raw, f"step {t - first_row[k] + 1}", prepro)
+            rews_buf[t][step_rows] = rews
 
-    @staticmethod
-    def _act(act, rnn, obs, active, starts, device):
-        """One policy call for the active slots.
-
-        Returns
-        -------
-        rows : sequence of int
-            Row of each active slot in the outputs.
-        ac_real, ac : ndarray (B, *ac_shape)
-        a_i : dict of ndarray (B, ...), without the hidden state ``hs``
-        """
-        if rnn:
-            # A recurrent policy keeps one hidden-state row per slot, so it always sees all
-            # slots; idle slots repeat their last observation (zeros if they never began).
-            template = obs[active[0]]
-            batch = np.stack([o if o is not None else np.zeros_like(template) for o in obs])
-            masks = torch.as_tensor(starts[None], device=device)
-            ac_real, ac, a_i = act(torch.as_tensor(batch[None], device=device), h_masks=masks)
-            ac_real, ac = ac_real[0], ac[0]
-            a_i = {key: v[0] for key, v in a_i.items() if key != "hs"}
-            rows = active
-        else:
-            batch = np.stack([obs[k] for k in active])
-            ac_real, ac, a_i = act(torch.as_tensor(batch, device=device))
-            rows = range(len(active))
-        a_i = {
-            key: _to_numpy(v)
-            for key, v in a_i.items()
-            if key != "hs" and isinstance(v, (torch.Tensor, np.ndarray))
-        }
-        return rows, _to_numpy(ac_real), _to_numpy(ac), a_i
+            if ended:
+                ended_epis.ensure(len(records) + len(ended))
+                finals = ended_epis.fields["finals"]
+                for k, raw, term, trunc in ended:
+                    length = t - first_row[k] + 1
+                    self._store(finals, len(records), k, raw, f"step {length}", prepro)
+                    epi_infos = infos[k] if len(infos[k]) == length else None
+                    records.append((k, first_row[k], length, bool(term), bool(trunc), epi_infos))
+                    steps[k] += length
+                    if under_quotas(k):
+                        self._store(next_row, k, k, self._reset(k), "reset", prepro)
+                        begin(k, t + 1)
+                    else:
+                        # A slot that stops keeps its final observation (a recurrent policy
+                        # still sees it).
+                        next_row[k] = finals[len(records) - 1]
+                        infos[k] = None
+                new_finals = finals[len(records) - len(ended) : len(records)]
+                if not _all_finite(new_finals):
+                    for (k, _, length, *_), final in zip(records[-len(ended) :], new_finals):
+                        if not _all_finite(final):
+                            raise self._non_finite_error(k, final, f"step {length}")
+            # One check of all the new observations (zero rows where no slot stepped).
+            if not _all_finite(next_row):
+                for k in active:
+                    if not _all_finite(next_row[k]):
+                        first = first_row[k] == t + 1
+                        phase = "reset" if first else f"step {t - first_row[k] + 1}"
+                        raise self._non_finite_error(k, next_row[k], phase)
+            if ended:
+                active = [k for k in active if infos[k] is not None]
+            if rnn and not all_active:
+                next_row[idle] = obs_buf[t][idle]
+            t += 1
+        return pack_episodes(history, finals, records, self._discrete_acs)
 
     def close(self) -> None:
         """Close every environment, ignoring errors (closing is best effort)."""

@@ -191,7 +191,9 @@ class EpiSampler:
             Whole episodes, ordered by environment slot and then by start. Keys: ``obs``
             (T, *ob_shape) float32, ``acs`` (T, *ac_shape), ``rews`` (T,) float32,
             ``next_obs`` (T, *ob_shape) float32, ``terms``, ``truncs``, ``dones`` (T,) bool,
-            ``a_is`` dict of (T, ...) arrays, ``e_is`` dict of (T, ...) arrays.
+            ``a_is`` dict of (T, ...) arrays, ``e_is`` dict of (T, ...) arrays. The arrays
+            of one call's episodes are slices of columns they share (one array per key), so
+            no per-episode copies are made.
 
         Raises
         ------

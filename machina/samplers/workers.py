@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from machina.samplers._protocol import recv, send
-from machina.samplers.engine import Episode, engine_rng_seed
+from machina.samplers.engine import Episode, engine_rng_seed, unpack_episodes
 
 # How often the parent looks at the workers' exit codes while it waits for replies, in
 # seconds: a worker's death is normally seen at once through end of file, this is a backstop.
@@ -211,7 +211,7 @@ class WorkerPool:
             w.pending = task_id
             w.sampled = True
         replies = self._collect(self.workers, task_id)
-        return [epi for msg in replies for epi in msg[2]]
+        return [epi for msg in replies for epi in unpack_episodes(msg[2])]
 
     def _recover(self) -> None:
         """Make every worker idle: drain answers of interrupted tasks, replace dead workers."""
