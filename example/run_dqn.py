@@ -52,11 +52,7 @@ parser.add_argument(
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
-score_file = os.path.join(args.log, "progress.csv")
-logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
-logger.add_tabular_output(score_file)
-logger.add_tensorboard_output(args.log)
+score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -115,8 +111,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             plot_title=args.env_name,
         )
         # the policy's only parameters are the Q function's
-        torch.save(pol.state_dict(), os.path.join(args.log, "models", "pol_last.pt"))
-        torch.save(qf.state_dict(), os.path.join(args.log, "models", "qf_last.pt"))
+        logger.save_models(args.log, pol=pol, qf=qf)
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

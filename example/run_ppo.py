@@ -62,12 +62,7 @@ parser.add_argument(
 )
 args = parser.parse_args()
 
-os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
-score_file = os.path.join(args.log, "progress.csv")
-# The progress bar reports on the terminal; the per-iteration tables go to log.txt.
-logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
-logger.add_tabular_output(score_file)
-logger.add_tensorboard_output(args.log)
+score_file = logger.start_run(args.log)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -155,8 +150,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             rewards,
             plot_title=args.env_name,
         )
-        torch.save(pol.state_dict(), os.path.join(args.log, "models", "pol_last.pt"))
-        torch.save(vf.state_dict(), os.path.join(args.log, "models", "vf_last.pt"))
+        logger.save_models(args.log, pol=pol, vf=vf)
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

@@ -53,11 +53,7 @@ parser.add_argument(
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
-score_file = os.path.join(args.log, "progress.csv")
-logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
-logger.add_tabular_output(score_file)
-logger.add_tensorboard_output(args.log)
+score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -124,9 +120,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             rewards,
             plot_title=args.env_name,
         )
-        torch.save(pol.state_dict(), os.path.join(args.log, "models", "pol_last.pt"))
-        for i, qf in enumerate(qfs, start=1):
-            torch.save(qf.state_dict(), os.path.join(args.log, "models", f"qf{i}_last.pt"))
+        logger.save_models(args.log, pol=pol, qf1=qfs[0], qf2=qfs[1])
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

@@ -6,7 +6,6 @@ Writes progress.csv, TensorBoard events, learning_curve.png and models/ into ``-
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -38,12 +37,7 @@ parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
 args = parser.parse_args()
 
-os.makedirs(os.path.join(args.log, "models"), exist_ok=True)
-score_file = os.path.join(args.log, "progress.csv")
-# The progress bar reports on the terminal; the per-iteration tables go to log.txt.
-logger.set_logger(logger.Logger(text_file=os.path.join(args.log, "log.txt"), stdout=False))
-logger.add_tabular_output(score_file)
-logger.add_tensorboard_output(args.log)
+score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -92,8 +86,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             rewards,
             plot_title=args.env_name,
         )
-        torch.save(pol.state_dict(), os.path.join(args.log, "models", "pol_last.pt"))
-        torch.save(vf.state_dict(), os.path.join(args.log, "models", "vf_last.pt"))
+        logger.save_models(args.log, pol=pol, vf=vf)
         bar.update(traj.num_step)
         bar.set_postfix(reward=f"{np.mean(rewards):.1f}")
 

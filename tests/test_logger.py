@@ -330,3 +330,22 @@ def test_progress_bar(disable, tmp_path):
     else:
         assert bar.n == 4
         assert "train" in text and "4/4" in text and "loss=0.5" in text
+
+
+def test_start_run_and_save_models_make_a_run_folder(tmp_path):
+    previous = logger.get_logger()
+    try:
+        score_file = logger.start_run(tmp_path / "run")
+        logger.record_tabular("TotalStep", 5)
+        logger.dump_tabular(step=5)
+        lin = torch.nn.Linear(2, 1)
+        logger.save_models(tmp_path / "run", pol=lin, log_alpha=torch.ones((), requires_grad=True))
+        logger.get_logger().close()
+    finally:
+        logger.set_logger(previous)
+    assert score_file == str(tmp_path / "run" / "progress.csv")
+    assert (tmp_path / "run" / "progress.csv").read_text().startswith("TotalStep")
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "run").iterdir())
+    loaded = torch.load(tmp_path / "run" / "models" / "pol_last.pt")
+    assert torch.equal(loaded["weight"], lin.weight)
+    assert float(torch.load(tmp_path / "run" / "models" / "log_alpha_last.pt")) == 1.0

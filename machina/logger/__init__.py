@@ -36,6 +36,7 @@ from machina.logger.default import (
 from machina.logger.logger import Logger
 from machina.logger.plot import plot_learning_curve, read_csv_columns
 from machina.logger.progress import progress
+from machina.logger.run import save_models, start_run
 from machina.logger.tensorboard_output import TensorBoardOutput
 
 __all__ = [
@@ -59,4 +60,6 @@ __all__ = [
     "remove_tensorboard_output",
     "record_results",
     "close",
+    "save_models",
+    "start_run",
 ]
