@@ -8,7 +8,7 @@ import torch
 
 from machina import loss_functional as lf
 from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
-from machina.loss_functional._common import masked_mean, new_params, old_params, run
+from machina.loss_functional._common import masked_mean
 from machina.traj import Traj
 
 
@@ -34,10 +34,8 @@ def conjugate_gradients(
 
 def _surrogate(pol: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(Surrogate advantage E[ratio * A], mean KL(pi_old || pi)) on ``batch``."""
-    _, _, a_i = run(pol, batch)
-    params, old = new_params(a_i), old_params(a_i, batch)
-    ratio = torch.exp(pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old))
-    surrogate = masked_mean(ratio * batch["advs"], batch)
+    log_ratio, params, old = lf.log_ratio(pol, batch)
+    surrogate = masked_mean(torch.exp(log_ratio) * batch["advs"], batch)
     kl = masked_mean(pol.pd.kl_pq(old, params), batch)
     return surrogate, kl
 

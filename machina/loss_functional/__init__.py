@@ -1,7 +1,7 @@
 """Losses as pure functions of (modules, batch) returning scalar tensors."""
 
 from machina.loss_functional._common import masked_mean
-from machina.loss_functional.policy import kl_old_new, pg, pg_clip, pg_kl
+from machina.loss_functional.policy import kl_old_new, log_ratio, pg, pg_clip, pg_kl
 from machina.loss_functional.q import (
     bellman_target,
     ddpg_pol,
@@ -21,6 +21,7 @@ __all__ = [
     "dqn",
     "dqn_targets",
     "kl_old_new",
+    "log_ratio",
     "masked_mean",
     "monte_carlo",
     "pg",

@@ -7,12 +7,14 @@ import torch
 from machina.loss_functional._common import Batch, masked_mean, new_params, old_params, run
 
 
-def _log_ratio_and_params(pol: torch.nn.Module, batch: Batch):
-    """log(pi / pi_old) of the batch's actions, with the new and old distribution params."""
+def log_ratio(pol: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, dict]:
+    """``log(pi(a|s) / pi_old(a|s))`` of the batch's actions, (B,) or (T, B).
+
+    Returns it with the new and the old (recorded in ``a_is``) distribution parameters.
+    """
     _, _, a_i = run(pol, batch)
     params, old = new_params(a_i), old_params(a_i, batch)
-    log_ratio = pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old)
-    return log_ratio, params, old
+    return pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old), params, old
 
 
 def pg(pol: torch.nn.Module, batch: Batch, ent_beta: float = 0.0) -> torch.Tensor:
@@ -47,8 +49,8 @@ def pg_clip(
     The sampling policy's probabilities come from the parameters it recorded in ``a_is``.
     Returns a scalar loss.
     """
-    log_ratio, params, _ = _log_ratio_and_params(pol, batch)
-    ratio = torch.exp(log_ratio)
+    log_ratios, params, _ = log_ratio(pol, batch)
+    ratio = torch.exp(log_ratios)
     advs = batch["advs"]
     surrogate = torch.min(ratio * advs, torch.clamp(ratio, 1 - clip_param, 1 + clip_param) * advs)
     ent = pol.pd.ent(params)
@@ -62,9 +64,9 @@ def pg_kl(
 
     Returns a scalar loss.
     """
-    log_ratio, params, old = _log_ratio_and_params(pol, batch)
+    log_ratios, params, old = log_ratio(pol, batch)
     kl = pol.pd.kl_pq(old, params)
-    surrogate = torch.exp(log_ratio) * batch["advs"]
+    surrogate = torch.exp(log_ratios) * batch["advs"]
     ent = pol.pd.ent(params)
     return (
         -masked_mean(surrogate, batch)
