@@ -76,11 +76,13 @@ class RecurrentMixin:
         self.hs = None
         self._hs_batch_size = None
 
-    def _check_net(self) -> tuple[torch.Tensor, ...]:
+    def _check_net(self, extra_shapes: tuple = (), extra_dtype=torch.float32) -> tuple:
         """Check ``net`` fits ``rnn`` and return its outputs on one zero observation.
 
-        The outputs (hidden state removed) have leading ``(1,)``, or ``(1, 1)`` when recurrent;
-        subclasses check their trailing shapes against the action space.
+        ``extra_shapes`` adds zero inputs after the observation (a Q net's action), of trailing
+        shapes ``extra_shapes`` and dtype ``extra_dtype``. The outputs (hidden state removed)
+        have leading ``(1,)``, or ``(1, 1)`` when recurrent; subclasses check their trailing
+        shapes.
         """
         owner = type(self).__name__
         if not isinstance(self.net, nn.Module):
@@ -92,21 +94,26 @@ class RecurrentMixin:
             )
         lead = (1, 1) if self.rnn else (1,)
         obs = torch.zeros(lead + tuple(self.observation_space.shape), device=self.device)
+        extra = tuple(
+            torch.zeros(lead + tuple(shape), dtype=extra_dtype, device=self.device)
+            for shape in extra_shapes
+        )
         was_training = self.net.training
         # eval mode so that the probe does not update e.g. batch-norm statistics
         self.net.eval()
         try:
             with torch.no_grad():
                 if self.rnn:
-                    outputs = _as_tuple(self.net(obs, self.net.init_hs(1), obs.new_zeros(1, 1, 1)))
-                    outputs = outputs[:-1]
+                    hs, h_masks = self.net.init_hs(1), obs.new_zeros(1, 1, 1)
+                    outputs = _as_tuple(self.net(obs, *extra, hs, h_masks))[:-1]
                 else:
-                    outputs = _as_tuple(self.net(obs))
+                    outputs = _as_tuple(self.net(obs, *extra))
         except Exception as error:
+            extra_msg = "".join(f" and an input {tuple(x.shape)}" for x in extra)
             raise ValueError(
                 f"net: {owner} could not call {type(self.net).__name__} on a zero observation "
-                f"of shape {tuple(obs.shape)} for observation_space {self.observation_space!r} "
-                f"(rnn={self.rnn}): {error}"
+                f"of shape {tuple(obs.shape)}{extra_msg} for observation_space "
+                f"{self.observation_space!r} (rnn={self.rnn}): {error}"
             ) from error
         finally:
             self.net.train(was_training)

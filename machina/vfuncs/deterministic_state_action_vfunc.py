@@ -55,40 +55,12 @@ class DeterministicSAVfunc(RecurrentMixin, nn.Module):
 
     def _check_q_net(self) -> None:
         """Call ``net`` on one zero observation and action; a ValueError naming it if unfit."""
-        owner = type(self).__name__
-        if not isinstance(self.net, nn.Module):
-            raise ValueError(f"net: {owner} needs a torch.nn.Module, got {type(self.net)!r}")
-        if self.rnn and not callable(getattr(self.net, "init_hs", None)):
-            raise ValueError(
-                f"net: {owner} with rnn=True needs a net with init_hs(batch_size), "
-                f"got {type(self.net).__name__} without it"
-            )
+        outputs = self._check_net((self.action_space.shape,), self._acs_dtype())
         lead = (1, 1) if self.rnn else (1,)
-        obs = torch.zeros(lead + tuple(self.observation_space.shape), device=self.device)
-        acs = torch.zeros(lead + tuple(self.action_space.shape), device=self.device)
-        acs = acs.to(self._acs_dtype())
-        was_training = self.net.training
-        self.net.eval()
-        try:
-            with torch.no_grad():
-                if self.rnn:
-                    outputs = self.net(obs, acs, self.net.init_hs(1), obs.new_zeros(1, 1, 1))
-                    outputs = outputs[:-1]
-                else:
-                    outputs = self.net(obs, acs)
-                    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        except Exception as error:
-            raise ValueError(
-                f"net: {owner} could not call {type(self.net).__name__} on a zero observation "
-                f"{tuple(obs.shape)} and action {tuple(acs.shape)} "
-                f"(rnn={self.rnn}): {error}"
-            ) from error
-        finally:
-            self.net.train(was_training)
         if len(outputs) != 1 or tuple(outputs[0].shape[len(lead) :]) not in ((), (1,)):
             raise ValueError(
-                f"net: {owner} needs a net returning Q values of shape (..., 1), got outputs "
-                f"of shapes {[tuple(out.shape) for out in outputs]}"
+                f"net: {type(self).__name__} needs a net returning Q values of shape (..., 1), "
+                f"got outputs of shapes {[tuple(out.shape) for out in outputs]}"
             )
 
     def _acs_dtype(self) -> torch.dtype:
