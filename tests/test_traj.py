@@ -335,3 +335,35 @@ def test_unbounded_appends_and_shallow_copies_do_not_corrupt_each_other(rng):
     expected = _columns_of([x for e in epis[:4] for x in e])
     for k, v in expected.items():
         assert torch.equal(twin.data_map[k], v)
+
+
+def test_growth_of_memory_mapped_columns_keeps_every_row(rng):
+    # Columns past 1 MB live in their own memory maps, whose old pages are released while an
+    # unbounded Traj grows; a shallow copy taken in between must keep its rows.
+    traj, stored, snapshot = Traj(), [], None
+    for round_ in range(12):
+        epis = []
+        for _ in range(4):
+            length = int(rng.integers(500, 3000))
+            obs = rng.standard_normal((length, 64)).astype(np.float32)
+            flags = np.zeros(length, dtype=bool)
+            epis.append(
+                dict(
+                    obs=obs,
+                    acs=obs[:, :2].copy(),
+                    rews=obs[:, 0].copy(),
+                    next_obs=obs,
+                    terms=flags,
+                    truncs=flags,
+                    dones=flags,
+                )
+            )
+            stored.append(obs)
+        traj.add_epis(epis)
+        traj.register_epis()
+        if round_ == 5:
+            twin, snapshot = copy.copy(traj), traj.data_map["obs"].clone()
+    assert traj.data_map["obs"].untyped_storage().nbytes() > 1 << 20
+    assert torch.equal(traj.data_map["obs"], torch.as_tensor(np.concatenate(stored)))
+    assert torch.equal(traj.data_map["rews"], torch.as_tensor(np.concatenate(stored)[:, 0]))
+    assert torch.equal(twin.data_map["obs"], snapshot)
