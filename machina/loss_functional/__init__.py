@@ -1,6 +1,8 @@
 """Losses as pure functions of (modules, batch) returning scalar tensors."""
 
 from machina.loss_functional._common import masked_mean
+from machina.loss_functional.distill import shannon_cross_entropy
+from machina.loss_functional.model import dynamics
 from machina.loss_functional.policy import kl_old_new, log_ratio, pg, pg_clip, pg_kl
 from machina.loss_functional.q import (
     bellman_target,
@@ -18,6 +20,7 @@ __all__ = [
     "bellman_target",
     "ddpg_pol",
     "ddpg_targets",
+    "dynamics",
     "dqn",
     "dqn_targets",
     "kl_old_new",
@@ -32,5 +35,6 @@ __all__ = [
     "sac_pol",
     "sac_targets",
     "sample_acs",
+    "shannon_cross_entropy",
     "td3_targets",
 ]

@@ -6,6 +6,8 @@ from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.deterministic_action_noise_pol import DeterministicActionNoisePol
 from machina.pols.factory import make_pol
 from machina.pols.gaussian_pol import GaussianPol
+from machina.pols.mixture_gaussian_pol import MixtureGaussianPol
+from machina.pols.mpc_pol import MPCPol
 from machina.pols.multi_categorical_pol import MultiCategoricalPol
 from machina.pols.random_pol import RandomPol
 from machina.pols.tanh_gaussian_pol import TanhGaussianPd, TanhGaussianPol
@@ -16,6 +18,8 @@ __all__ = [
     "CategoricalPol",
     "DeterministicActionNoisePol",
     "GaussianPol",
+    "MPCPol",
+    "MixtureGaussianPol",
     "MultiCategoricalPol",
     "RandomPol",
     "TanhGaussianPd",

@@ -1,0 +1,113 @@
+"""Model-based RL: random-shooting MPC with a learned dynamics model, on Pendulum.
+
+    python example/run_mpc.py --log runs/mpc_pendulum
+
+Random episodes train a first dynamics model (``mpc.train_dm``); then each iteration the
+MPC policy samples episodes with the model, they join the data set, and the model trains
+again on all of it (Nagabandi et al., 2018, arXiv:1708.02596). MPC needs the task's reward
+as a function of (next_obs, acs): ``rew_func`` below is Pendulum-v1's. Writes progress.csv,
+TensorBoard events, learning_curve.png and the model (models/dm_last.pt) into ``--log``.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+from machina import logger
+from machina.algos import mpc
+from machina.envs import GymEnv
+from machina.models import DeterministicSModel
+from machina.nets.model import ModelNet
+from machina.pols import RandomPol
+from machina.pols.mpc_pol import MPCPol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+
+
+def rew_func(next_obs, acs):
+    """Pendulum-v1's reward, batched in torch: next_obs = (cos, sin, thetadot), acs = torque."""
+    theta = torch.atan2(next_obs[:, 1], next_obs[:, 0])
+    thetadot = next_obs[:, 2].clamp(-8.0, 8.0)
+    return -(theta**2 + 0.1 * thetadot**2 + 0.001 * acs[:, 0] ** 2)
+
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="Pendulum-v1", help="a task rew_func describes")
+parser.add_argument("--log", default="runs/mpc", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
+parser.add_argument("--num_envs", type=int, default=4, help="environments per worker")
+parser.add_argument("--num_random_rollouts", type=int, default=20, help="warm-up episodes")
+parser.add_argument("--max_epis", type=int, default=40, help="MPC episode budget")
+parser.add_argument("--max_epis_per_iter", type=int, default=4)
+parser.add_argument("--n_samples", type=int, default=500, help="action sequences per step")
+parser.add_argument("--horizon_of_samples", type=int, default=15, help="steps per sequence")
+parser.add_argument("--epoch_per_iter", type=int, default=500, help="model gradient steps")
+parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--dm_lr", type=float, default=1e-3)
+parser.add_argument("--h_size", type=int, default=64, help="model hidden units per layer")
+parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+args = parser.parse_args()
+
+score_file = logger.start_run(args.log)
+torch.set_num_threads(args.num_threads)
+torch.manual_seed(args.seed)
+
+env = GymEnv(args.env_name)
+ob_space, ac_space = env.observation_space, env.action_space
+
+# ---- warm-up data from random actions (in real units, like MPCPol's) ----
+random_pol = RandomPol(ob_space, ac_space)
+with EpiSampler(env, random_pol, num_envs=args.num_envs, seed=args.seed) as rand_sampler:
+    epis = rand_sampler.sample(random_pol, max_epis=args.num_random_rollouts)
+traj = Traj()
+traj.add_epis(epis)
+traj.register_epis()
+random_return = float(np.mean([np.sum(epi["rews"]) for epi in epis]))
+print(f"random actions: mean return {random_return:.1f}")
+
+dm = DeterministicSModel(ob_space, ac_space, ModelNet(ob_space, ac_space, args.h_size, args.h_size))
+optim_dm = torch.optim.Adam(dm.parameters(), args.dm_lr)
+mpc_pol = MPCPol(ob_space, ac_space, dm, rew_func, args.n_samples, args.horizon_of_samples)
+sampler = EpiSampler(
+    env, mpc_pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
+)
+
+total_epi, total_step, mean_rew = 0, 0, -np.inf
+with logger.progress(total=args.max_epis, desc=args.env_name, disable=False) as bar:
+    while total_epi < args.max_epis:
+        # the model's statistics and weights follow all the data gathered so far
+        result_dict = mpc.train_dm(
+            traj, dm, optim_dm, args.epoch_per_iter, args.batch_size, log_enable=False
+        )
+        epis = sampler.sample(mpc_pol, max_epis=args.max_epis_per_iter)
+        curr_traj = Traj()
+        curr_traj.add_epis(epis)
+        curr_traj.register_epis()
+        traj.add_traj(curr_traj)
+
+        total_epi += curr_traj.num_epi
+        total_step += curr_traj.num_step
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        mean_rew = float(np.mean(rewards))
+        result_dict["RandomReturn"] = random_return
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            curr_traj.num_step,
+            total_step,
+            rewards,
+            plot_title=args.env_name,
+        )
+        logger.save_models(args.log, dm=dm)
+        bar.update(curr_traj.num_epi)
+        bar.set_postfix(mpc=f"{mean_rew:.1f}", random=f"{random_return:.1f}")
+
+sampler.close()
+logger.close()
+print(f"MPC mean return {mean_rew:.1f} vs random {random_return:.1f} after {total_epi} episodes;")
+print(f"run folder: {os.path.abspath(args.log)}")

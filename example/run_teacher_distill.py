@@ -1,0 +1,128 @@
+"""On-policy teacher distillation: a small student learns a trained teacher's actions.
+
+    python example/run_ppo.py --env_name CartPole-v1 --log runs/ppo_cartpole
+    python example/run_teacher_distill.py --teacher_path runs/ppo_cartpole/models/pol_last.pt
+
+The student samples its own episodes; on their states it minimises KL(teacher || student)
+(``on_pol_teacher_distill.train``), so it is corrected where it actually goes. It never sees
+a reward. Without ``--teacher_path`` a PPO teacher is first trained here for
+``--teacher_steps`` env steps. Writes progress.csv (``EvalReturn`` of the student,
+``TeacherReturn``), TensorBoard events, learning_curve.png and the student (models/) into
+``--log``.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+from machina import logger
+from machina.algos import on_pol_teacher_distill, ppo_clip
+from machina.envs import GymEnv
+from machina.pols import make_pol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import make_vf
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
+parser.add_argument("--log", default="runs/teacher_distill", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--teacher_path", default=None, help="teacher state_dict (run_ppo.py's)")
+parser.add_argument("--teacher_h_size", type=int, default=64, help="teacher hidden units")
+parser.add_argument("--teacher_steps", type=int, default=30_000, help="PPO steps if no path")
+parser.add_argument("--student_h_size", type=int, default=16, help="student hidden units")
+parser.add_argument("--num_envs", type=int, default=8, help="environments sampled at once")
+parser.add_argument("--max_steps", type=int, default=20_000, help="student env-step budget")
+parser.add_argument("--steps_per_iter", type=int, default=1000)
+parser.add_argument("--epoch_per_iter", type=int, default=5)
+parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--lr", type=float, default=3e-3)
+parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--solve_fraction", type=float, default=0.95, help="stop at this x teacher")
+parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+args = parser.parse_args()
+
+score_file = logger.start_run(args.log)
+torch.set_num_threads(args.num_threads)
+torch.manual_seed(args.seed)
+
+env = GymEnv(args.env_name)
+ob_space, ac_space = env.observation_space, env.action_space
+teacher = make_pol(ob_space, ac_space, h_size=args.teacher_h_size)
+student = make_pol(ob_space, ac_space, h_size=args.student_h_size)
+sampler = EpiSampler(env, student, num_envs=args.num_envs, seed=args.seed)
+
+
+def mean_return(epis):
+    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
+
+
+# ---- the teacher: loaded, or trained with PPO ----
+if args.teacher_path is not None:
+    teacher.load_state_dict(torch.load(args.teacher_path))
+else:
+    vf = make_vf(ob_space, h_size=args.teacher_h_size)
+    optim_pol = torch.optim.Adam(teacher.parameters(), 1e-3)
+    optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+    step = 0
+    while step < args.teacher_steps:
+        traj = Traj()
+        traj.add_epis(sampler.sample(teacher, max_steps=1024))
+        traj = ef.compute_vs(traj, vf)
+        traj = ef.compute_rets(traj, 0.99)
+        traj = ef.compute_advs(traj, 0.99, 0.95)
+        traj = ef.centerize_advs(traj)
+        traj.register_epis()
+        ppo_clip.train(traj, teacher, vf, optim_pol, optim_vf, 10, 256, log_enable=False)
+        step += traj.num_step
+teacher_return = mean_return(sampler.sample(teacher, max_epis=args.eval_epis, deterministic=True))
+print(f"teacher deterministic return: {teacher_return:.1f}")
+
+# ---- distillation on the student's own episodes ----
+optim_student = torch.optim.Adam(student.parameters(), args.lr)
+total_epi, total_step, eval_return = 0, 0, -np.inf
+with logger.progress(total=args.max_steps, desc="distill", disable=False) as bar:
+    while total_step < args.max_steps:
+        epis = sampler.sample(student, max_steps=args.steps_per_iter)
+        traj = Traj()
+        traj.add_epis(epis)
+        traj = ef.compute_h_masks(traj)
+        traj.register_epis()
+        result_dict = on_pol_teacher_distill.train(
+            traj,
+            student,
+            teacher,
+            optim_student,
+            epoch=args.epoch_per_iter,
+            batchsize=args.batch_size,
+            log_enable=False,
+        )
+        total_epi += traj.num_epi
+        total_step += traj.num_step
+        eval_epis = sampler.sample(student, max_epis=args.eval_epis, deterministic=True)
+        eval_return = mean_return(eval_epis)
+        result_dict.update(EvalReturn=eval_return, TeacherReturn=teacher_return)
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            traj.num_step,
+            total_step,
+            rewards,
+            plot_title=args.env_name,
+        )
+        logger.save_models(args.log, pol=student, teacher=teacher)
+        bar.update(traj.num_step)
+        bar.set_postfix(kl=f"{np.mean(result_dict['S_Pol_loss']):.4f}", eval=f"{eval_return:.1f}")
+        if eval_return >= args.solve_fraction * teacher_return:
+            break
+
+sampler.close()
+logger.close()
+print(f"student {eval_return:.1f} vs teacher {teacher_return:.1f} after {total_step} steps;")
+print(f"run folder: {os.path.abspath(args.log)}")

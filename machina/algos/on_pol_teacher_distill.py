@@ -1,0 +1,71 @@
+"""On-policy teacher distillation: a student learns a trained teacher's action distribution.
+
+Rusu et al., 2016, "Policy Distillation" (arXiv:1511.06295), with the states sampled by the
+student itself (Czarnecki et al., 2019, "Distilling Policy Distillation", arXiv:1902.02186):
+the student is corrected on the states it actually visits, not only on the teacher's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from machina.algos._common import check_traj, log, minibatches, optimizer_step
+from machina.loss_functional.distill import shannon_cross_entropy
+from machina.traj import Traj
+
+
+def train(
+    traj: Traj,
+    student_pol: torch.nn.Module,
+    teacher_pol: torch.nn.Module,
+    student_optim: torch.optim.Optimizer,
+    epoch: int,
+    batchsize: int,
+    num_epi_per_seq: int = 1,
+    log_enable: bool = True,
+    max_grad_norm: float | None = None,
+) -> dict:
+    """Minimise ``KL(teacher || student)`` on the states of ``traj``.
+
+    Parameters
+    ----------
+    traj : Traj
+        Registered episodes, typically sampled by ``student_pol``; recurrent policies also
+        need ``h_masks`` (``ef.compute_h_masks``).
+    student_pol : torch.nn.Module
+        The policy trained, e.g. a smaller net than the teacher's.
+    teacher_pol : torch.nn.Module
+        The trained policy, left unchanged; its ``pd`` is of the student's kind.
+    student_optim : torch.optim.Optimizer
+        Optimiser of ``student_pol``'s parameters.
+    epoch : int
+        Passes over ``traj``.
+    batchsize : int
+        Steps per minibatch, or episode sequences when either policy is recurrent.
+    num_epi_per_seq : int
+        Recurrent only: episodes joined into one sequence.
+    log_enable : bool
+        Log progress through ``machina.logger``.
+    max_grad_norm : float, optional
+        Gradient-norm clip of the student.
+
+    Returns
+    -------
+    dict
+        ``S_Pol_loss``: one float per minibatch (the mean KL).
+    """
+    pols = (student_pol, teacher_pol)
+    keys = ("obs", "h_masks") if any(getattr(p, "rnn", False) for p in pols) else ("obs",)
+    check_traj(traj, keys, "on_pol_teacher_distill")
+    log(log_enable, "Optimizing...")
+    losses = [
+        optimizer_step(
+            student_optim,
+            shannon_cross_entropy(student_pol, teacher_pol, batch),
+            None,
+            max_grad_norm,
+        )
+        for batch in minibatches(traj, pols, batchsize, epoch, num_epi_per_seq)
+    ]
+    log(log_enable, "Optimization finished!")
+    return dict(S_Pol_loss=losses)

@@ -1,0 +1,5 @@
+"""Dynamics models: ``(obs, acs)`` -> next-observation change."""
+
+from machina.models.deterministic_state_model import DeterministicSModel
+
+__all__ = ["DeterministicSModel"]

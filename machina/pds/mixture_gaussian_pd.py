@@ -1,0 +1,123 @@
+"""Mixture of diagonal Gaussians."""
+
+import torch
+
+from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
+from machina.pds.categorical_pd import sample_categorical
+from machina.pds.gaussian_pd import GaussianPd
+
+_GAUSSIAN = GaussianPd()
+
+
+class MixtureGaussianPd(BasePd):
+    """Mixture of ``K`` diagonal Gaussians over ``d`` action dims.
+
+    Parameters come as ``dict(pi=(*lead, K), mean=(*lead, K, d), log_std=...)``: ``pi`` holds
+    the mixture weights (probabilities summing to 1 over ``K``), ``mean`` and ``log_std`` the
+    components' parameters, ``log_std`` broadcastable to ``mean`` (e.g. a state-independent
+    ``(K, d)``).
+
+    ``sample`` and ``llh`` are exact. A mixture's KL divergence and entropy have no closed
+    form; :meth:`kl_pq` and :meth:`ent` use the pairwise-KL approximations below, which are
+    deterministic and differentiable (usable in losses, unlike Monte-Carlo estimates), and
+    exact for one component.
+    """
+
+    param_keys = ("pi", "mean", "log_std")
+
+    def _components(self, params: Params, name: str = "params") -> tuple[torch.Tensor, ...]:
+        pi, mean, log_std = self._get(params, name)
+        if pi.ndim + 1 != mean.ndim or pi.shape[-1] != mean.shape[-2]:
+            raise ValueError(
+                f"{name}: MixtureGaussianPd needs pi (*lead, K) and mean (*lead, K, d), got pi "
+                f"{tuple(pi.shape)} and mean {tuple(mean.shape)}"
+            )
+        return pi, mean, log_std.expand_as(mean)
+
+    def sample(self, params: Params, sample_shape: torch.Size = NO_SAMPLE_SHAPE) -> torch.Tensor:
+        """Draw a component from ``pi``, then a Gaussian sample of it.
+
+        The component draw is discrete (no gradient flows to ``pi``); the Gaussian draw is
+        reparameterised (gradients flow to the chosen component's ``mean`` and ``log_std``).
+
+        Parameters
+        ----------
+        params : dict
+            ``pi (*lead, K)``, ``mean (*lead, K, d)``, ``log_std`` broadcastable to ``mean``.
+        sample_shape : torch.Size
+            Extra leading sample dims.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(*sample_shape, *lead, d)``.
+        """
+        pi, mean, log_std = self._components(params)
+        sample_shape = torch.Size(sample_shape)
+        ks = sample_categorical(pi, sample_shape)  # (*sample_shape, *lead)
+        index = ks[..., None, None].expand(*ks.shape, 1, mean.shape[-1])
+        full = sample_shape + mean.shape
+        chosen_mean = torch.gather(mean.expand(full), -2, index).squeeze(-2)
+        chosen_log_std = torch.gather(log_std.expand(full), -2, index).squeeze(-2)
+        return chosen_mean + torch.exp(chosen_log_std) * torch.randn_like(chosen_mean)
+
+    def _component_llhs(
+        self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+    ) -> torch.Tensor:
+        """``log N(x; mean_k, std_k)`` per component: ``(*lead, K)``."""
+        return _GAUSSIAN.llh(x.unsqueeze(-2), dict(mean=mean, log_std=log_std))
+
+    def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        """``log sum_k pi_k N(x; mean_k, std_k)`` of ``x (*lead, d)``: ``(*lead,)``."""
+        pi, mean, log_std = self._components(params)
+        return torch.logsumexp(safe_log(pi) + self._component_llhs(x, mean, log_std), dim=-1)
+
+    def _pairwise_kl(
+        self,
+        p_mean: torch.Tensor,
+        p_log_std: torch.Tensor,
+        q_mean: torch.Tensor,
+        q_log_std: torch.Tensor,
+    ) -> torch.Tensor:
+        """``KL(p_a || q_b)`` between every pair of components: ``(*lead, K_p, K_q)``."""
+        p = dict(mean=p_mean.unsqueeze(-2), log_std=p_log_std.unsqueeze(-2))
+        q = dict(mean=q_mean.unsqueeze(-3), log_std=q_log_std.unsqueeze(-3))
+        return _GAUSSIAN.kl_pq(p, q)
+
+    def kl_pq(self, p_params: Params, q_params: Params) -> torch.Tensor:
+        """Variational approximation of KL(p || q): ``(*lead,)``.
+
+        Hershey & Olsen, 2007, "Approximating the Kullback Leibler divergence between
+        Gaussian mixture models", eq. (20)::
+
+            sum_a pi_a log( sum_a' pi_a' exp(-KL(p_a || p_a'))
+                            / sum_b w_b exp(-KL(p_a || q_b)) )
+
+        with weights ``pi`` of ``p`` and ``w`` of ``q``. Zero when ``p`` equals ``q``, the
+        Gaussian KL for one component each, and the exact KL in the limit of well-separated
+        components. (The original machina weighted ``q``'s components with ``p``'s weights.)
+        """
+        p_pi, p_mean, p_log_std = self._components(p_params, "p_params")
+        q_pi, q_mean, q_log_std = self._components(q_params, "q_params")
+        kl_pp = self._pairwise_kl(p_mean, p_log_std, p_mean, p_log_std)
+        kl_pq = self._pairwise_kl(p_mean, p_log_std, q_mean, q_log_std)
+        log_self = torch.logsumexp(safe_log(p_pi).unsqueeze(-2) - kl_pp, dim=-1)
+        log_other = torch.logsumexp(safe_log(q_pi).unsqueeze(-2) - kl_pq, dim=-1)
+        return torch.sum(p_pi * (log_self - log_other), dim=-1)
+
+    def ent(self, params: Params) -> torch.Tensor:
+        """Pairwise-KL estimate of the entropy, an upper bound: ``(*lead,)``.
+
+        Kolchinsky & Tracey, 2017, "Estimating mixture entropy with pairwise distances",
+        eq. (10)::
+
+            sum_a pi_a H(p_a) - sum_a pi_a log sum_b pi_b exp(-KL(p_a || p_b))
+
+        It lies between the components' mean entropy and that plus the entropy of ``pi``,
+        and equals the entropy for one component and for well-separated components.
+        """
+        pi, mean, log_std = self._components(params)
+        comp_ent = _GAUSSIAN.ent(dict(mean=mean, log_std=log_std))  # (*lead, K)
+        kl = self._pairwise_kl(mean, log_std, mean, log_std)
+        overlap = torch.logsumexp(safe_log(pi).unsqueeze(-2) - kl, dim=-1)
+        return torch.sum(pi * (comp_ent - overlap), dim=-1)
