@@ -1,6 +1,7 @@
 """Tests of machina.envs: GymEnv (wrapping, pickling, videos) and C2DEnv (bins to actions)."""
 
 import pickle
+import warnings
 
 import cloudpickle
 import gymnasium as gym
@@ -159,3 +160,14 @@ def test_gym_env_seed_seeds_the_next_reset():
     assert not np.array_equal(env.reset()[0], first)
     env.seed(3)
     np.testing.assert_array_equal(env.reset()[0], first)
+
+
+@pytest.mark.parametrize("wrap", ["gym_env", "c2d_env"])
+def test_wrappers_pass_gymnasiums_env_checker(wrap):
+    from gymnasium.utils.env_checker import check_env
+
+    env = GymEnv("Pendulum-v1") if wrap == "gym_env" else C2DEnv(gym.make("Pendulum-v1"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checker's advice on Box bounds and old seed()
+        check_env(env, skip_render_check=True)
+    assert env.spec is not None and env.spec.id == "Pendulum-v1"

@@ -1,6 +1,15 @@
-"""Environments: gymnasium wrappers that samplers copy and send to worker processes."""
+"""Environments: gymnasium wrappers that samplers copy and send to worker processes.
 
+Importing this package registers the PyBullet tasks (``HopperBulletEnv-v0`` ...) with
+gymnasium; pybullet itself is imported only when one of them is made.
+"""
+
+from machina.envs.ac_in_ob_env import AcInObEnv
+from machina.envs.bullet import register_bullet_envs
 from machina.envs.c2d_env import C2DEnv
 from machina.envs.gym_env import GymEnv
+from machina.envs.rew_in_ob_env import RewInObEnv
 
-__all__ = ["C2DEnv", "GymEnv"]
+register_bullet_envs()
+
+__all__ = ["AcInObEnv", "C2DEnv", "GymEnv", "RewInObEnv", "register_bullet_envs"]

@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 
 
-class C2DEnv(gymnasium.ActionWrapper):
+class C2DEnv(gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
     """Turn a 1-D ``Box`` action space into ``MultiDiscrete([n_bins] * d)``.
 
     Bin ``k`` of dimension ``i`` is the real action
@@ -29,7 +29,8 @@ class C2DEnv(gymnasium.ActionWrapper):
             raise ValueError(f"env: expected finite action bounds, given {space}")
         if int(n_bins) != n_bins or n_bins < 2:
             raise ValueError(f"n_bins: expected an integer >= 2, given {n_bins!r}")
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self, n_bins=n_bins)
+        gymnasium.ActionWrapper.__init__(self, env)
         self.n_bins = int(n_bins)
         self.action_space = gymnasium.spaces.MultiDiscrete(
             np.full(space.shape, self.n_bins, dtype=np.int64)

@@ -9,6 +9,12 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from machina.envs.bullet import register_bullet_envs
+
+# The Bullet ids must be known wherever a GymEnv is re-made from its id, worker processes
+# included (unpickling a GymEnv imports this module); registering imports no pybullet.
+register_bullet_envs()
+
 # Copies made by unpickling (one per sampler slot) record under their own names.
 _copy_ids = itertools.count()
 
@@ -19,8 +25,8 @@ class GymEnv(gymnasium.Env):
     Parameters
     ----------
     env : str or gymnasium.Env
-        An environment id for ``gymnasium.make`` (e.g. ``"Pendulum-v1"``) or an
-        already-built environment.
+        An environment id for ``gymnasium.make`` (e.g. ``"Pendulum-v1"``,
+        ``"HopperBulletEnv-v0"``) or an already-built environment.
     log_dir : str, optional
         Folder the videos go to when ``record_video`` is True.
     record_video : bool
@@ -115,7 +121,10 @@ class GymEnv(gymnasium.Env):
         """
         if seed is None:
             seed, self._next_seed = self._next_seed, None
-        return self.env.reset(seed=seed, options=options)
+        out = self.env.reset(seed=seed, options=options)
+        # gymnasium's checker looks for the generator on the outermost Env: share the inner one.
+        self._np_random = self.env.unwrapped.np_random
+        return out
 
     def seed(self, seed: int | None = None) -> None:
         """Seed the next ``reset`` (the original machina's and old gym's ``env.seed``)."""

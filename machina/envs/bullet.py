@@ -1,0 +1,187 @@
+"""PyBullet's locomotion, pendulum and reacher tasks as gymnasium 1.x environments.
+
+:func:`register_bullet_envs` registers the familiar ids (``HopperBulletEnv-v0`` ...) with
+gymnasium without importing pybullet; pybullet and ``pybullet_envs`` are imported the first
+time one of them is made. ``pybullet_envs`` is written against the retired ``gym`` API
+(``reset() -> obs``, ``step -> (obs, rew, done, info)``, ``seed()``); :class:`BulletEnv`
+adapts one of its environments to gymnasium's:
+
+- ``reset(seed=...) -> (obs, info)``: the seed draws the simulator's own RandomState seed from
+  the environment's ``np_random``, so a seeded reset reproduces the episode exactly;
+- ``step -> (obs, rew, terminated, truncated, info)``: pybullet's ``done`` means the robot
+  fell (or the pendulum dropped), a true end, so it is ``terminated``; the time limit is
+  gymnasium's ``TimeLimit`` (added by ``gymnasium.make`` from the registered
+  ``max_episode_steps``, 1000 for locomotion), reported as ``truncated``;
+- ``render_mode="rgb_array"``: ``render()`` returns a (240, 320, 3) uint8 frame;
+- observations are float32, as the observation space says.
+
+Example
+-------
+>>> import gymnasium
+>>> from machina.envs.bullet import register_bullet_envs
+>>> register_bullet_envs()
+>>> env = gymnasium.make("HopperBulletEnv-v0")
+>>> obs, info = env.reset(seed=0)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+# id -> (pybullet_envs class as "module:Class", max_episode_steps, reward_threshold),
+# as pybullet_envs/__init__.py registers them.
+BULLET_ENVS: dict[str, tuple[str, int, float | None]] = {
+    "HalfCheetahBulletEnv-v0": ("gym_locomotion_envs:HalfCheetahBulletEnv", 1000, 3000.0),
+    "HopperBulletEnv-v0": ("gym_locomotion_envs:HopperBulletEnv", 1000, 2500.0),
+    "Walker2DBulletEnv-v0": ("gym_locomotion_envs:Walker2DBulletEnv", 1000, 2500.0),
+    "AntBulletEnv-v0": ("gym_locomotion_envs:AntBulletEnv", 1000, 2500.0),
+    "HumanoidBulletEnv-v0": ("gym_locomotion_envs:HumanoidBulletEnv", 1000, None),
+    "HumanoidFlagrunBulletEnv-v0": ("gym_locomotion_envs:HumanoidFlagrunBulletEnv", 1000, 2000.0),
+    "InvertedPendulumBulletEnv-v0": ("gym_pendulum_envs:InvertedPendulumBulletEnv", 1000, 950.0),
+    "InvertedDoublePendulumBulletEnv-v0": (
+        "gym_pendulum_envs:InvertedDoublePendulumBulletEnv",
+        1000,
+        9100.0,
+    ),
+    "InvertedPendulumSwingupBulletEnv-v0": (
+        "gym_pendulum_envs:InvertedPendulumSwingupBulletEnv",
+        1000,
+        800.0,
+    ),
+    "ReacherBulletEnv-v0": ("gym_manipulator_envs:ReacherBulletEnv", 150, 18.0),
+}
+
+# Frames per second of the simulation as rendered: pybullet_envs' own metadata value.
+_RENDER_FPS = 60
+
+
+def register_bullet_envs() -> None:
+    """Register every id of :data:`BULLET_ENVS` with gymnasium. Idempotent, and cheap: it
+    imports neither pybullet nor ``pybullet_envs`` (the entry point is resolved when an id is
+    made). Ids already registered (by the user or an earlier call) are left as they are."""
+    for env_id, (bullet_class, max_episode_steps, reward_threshold) in BULLET_ENVS.items():
+        if env_id in gymnasium.registry:
+            continue
+        gymnasium.register(
+            env_id,
+            entry_point="machina.envs.bullet:BulletEnv",
+            max_episode_steps=max_episode_steps,
+            reward_threshold=reward_threshold,
+            kwargs={"bullet_class": bullet_class},
+        )
+
+
+def _load_class(bullet_class: str) -> type:
+    """Import a ``pybullet_envs`` class ("module:Class") with the stand-in ``gym`` in place."""
+    from machina.envs._legacy_gym import legacy_gym_modules
+
+    module_name, _, class_name = bullet_class.partition(":")
+    with legacy_gym_modules():
+        module = importlib.import_module(f"pybullet_envs.{module_name}")
+    return getattr(module, class_name)
+
+
+class BulletEnv(gymnasium.Env):
+    """One ``pybullet_envs`` environment behind the gymnasium 1.x API.
+
+    Usually made through ``gymnasium.make(id)`` (which adds the time limit) after
+    :func:`register_bullet_envs`, or ``GymEnv(id)``.
+
+    Parameters
+    ----------
+    bullet_class : str
+        The ``pybullet_envs`` class as ``"module:Class"``, e.g.
+        ``"gym_locomotion_envs:HopperBulletEnv"``.
+    render_mode : {None, "rgb_array"}
+        With ``"rgb_array"``, ``render()`` returns a (240, 320, 3) uint8 frame.
+
+    Notes
+    -----
+    Pickles as its constructor arguments (the simulator connection cannot travel): a copy
+    is a fresh, unreset environment.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS}
+
+    def __init__(self, bullet_class: str, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode: expected None or one of {self.metadata['render_modes']}, "
+                f"given {render_mode!r}"
+            )
+        if not isinstance(bullet_class, str) or ":" not in bullet_class:
+            raise ValueError(
+                f"bullet_class: expected 'module:Class' of pybullet_envs, given {bullet_class!r}"
+            )
+        self.bullet_class = bullet_class
+        self.render_mode = render_mode
+        self._env = _load_class(bullet_class)()
+        # Spaces are gymnasium's already (the stand-in's gym.spaces is gymnasium.spaces);
+        # rebuilt here so they are plain float32 Boxes that carry no pybullet state.
+        ob_space, ac_space = self._env.observation_space, self._env.action_space
+        self.observation_space = gymnasium.spaces.Box(
+            ob_space.low.astype(np.float32), ob_space.high.astype(np.float32), dtype=np.float32
+        )
+        self.action_space = gymnasium.spaces.Box(
+            ac_space.low.astype(np.float32), ac_space.high.astype(np.float32), dtype=np.float32
+        )
+        self._seeded = False
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode.
+
+        Returns
+        -------
+        obs : (ob_dim,) float32
+        info : dict (empty)
+        """
+        super().reset(seed=seed)
+        if seed is not None or not self._seeded:
+            # The simulator's robots draw their initial state from a RandomState of their
+            # own; seeding it from np_random makes reset(seed=s) reproduce the episode.
+            self._env.seed(int(self.np_random.integers(2**31 - 1)))
+            self._seeded = True
+        obs = self._env.reset()
+        return np.asarray(obs, dtype=np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Advance the simulation by one control step.
+
+        Parameters
+        ----------
+        action : (ac_dim,) array in the action space
+
+        Returns
+        -------
+        obs : (ob_dim,) float32
+        rew : float
+        terminated : bool
+            pybullet's ``done``: the robot fell, or the pendulum dropped.
+        truncated : bool
+            Always False here: the time limit is the ``TimeLimit`` wrapper's.
+        info : dict
+        """
+        obs, rew, done, info = self._env.step(np.asarray(action, dtype=np.float32))
+        return np.asarray(obs, dtype=np.float32), float(rew), bool(done), False, dict(info)
+
+    def render(self) -> np.ndarray | None:
+        """The current frame, (240, 320, 3) uint8, with ``render_mode="rgb_array"``; else None."""
+        if self.render_mode != "rgb_array":
+            return None
+        frame = self._env.render(mode="rgb_array")
+        return np.ascontiguousarray(frame, dtype=np.uint8)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.bullet_class, self.render_mode))
+
+    def __repr__(self) -> str:
+        return f"BulletEnv({self.bullet_class!r})"

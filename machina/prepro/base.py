@@ -1,0 +1,177 @@
+"""BasePrePro: observations normalised by the running mean and variance of those seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from machina.prepro.running_mean_std import RunningMeanStd
+
+
+class BasePrePro:
+    """Normalise observations: ``clip((ob - mean) / (std + eps), -clip, clip)``.
+
+    ``mean`` and ``std`` are those of every raw observation given to :meth:`update` (exact,
+    not an exponential average); before any, the normalisation is the identity (then
+    clipped).
+
+    Use with a sampler: pass the prepro as ``EpiSampler(env, pol, prepro=prepro)``. It is
+    sent to the workers with the policy at every ``sample`` call, so during one call every
+    observation is normalised with the same statistics, and the episodes store the
+    normalised ``obs`` / ``next_obs`` that the policy saw, which is what the estimators and
+    algorithms then use unchanged. Right after each ``sample``, fold its observations into
+    the statistics with :meth:`update_with_epis`::
+
+        prepro = BasePrePro(env.observation_space)
+        sampler = EpiSampler(env, pol, prepro=prepro)
+        epis = sampler.sample(pol, max_steps=2048)
+        prepro.update_with_epis(epis)
+
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        The raw observations' space.
+    normalize_ob : bool
+        False: :meth:`prepro` returns observations unchanged (as float32).
+    clip : float or None
+        Bound of the normalised values; None: no clipping.
+    eps : float
+        Added to the standard deviation, so constant features do not divide by zero.
+    """
+
+    def __init__(
+        self,
+        observation_space: gymnasium.spaces.Box,
+        normalize_ob: bool = True,
+        clip: float | None = 5.0,
+        eps: float = 1e-8,
+    ) -> None:
+        if not isinstance(observation_space, gymnasium.spaces.Box):
+            raise ValueError(
+                f"observation_space: expected a gymnasium.spaces.Box, given {observation_space}"
+            )
+        if clip is not None and not clip > 0:
+            raise ValueError(f"clip: expected a positive number or None, given {clip!r}")
+        if not eps > 0:
+            raise ValueError(f"eps: expected a positive number, given {eps!r}")
+        self.observation_space = observation_space
+        self.normalize_ob = bool(normalize_ob)
+        self.clip = None if clip is None else float(clip)
+        self.eps = float(eps)
+        self.ob_rms = RunningMeanStd(observation_space.shape)
+
+    @property
+    def ob_rm(self) -> np.ndarray:
+        """Running mean of the observations, (*ob_shape); zeros before any update."""
+        return self.ob_rms.mean
+
+    @property
+    def ob_rv(self) -> np.ndarray:
+        """Running variance of the observations, (*ob_shape); ones before any update."""
+        if self.ob_rms.count == 0:
+            return np.ones(self.ob_rms.shape)
+        return self.ob_rms.var
+
+    def _check(self, obs: Any, name: str) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.float64)
+        shape = self.ob_rms.shape
+        if obs.shape[obs.ndim - len(shape) :] != shape:
+            raise ValueError(f"{name}: expected shape (..., *{shape}), given {obs.shape}")
+        return obs
+
+    def prepro(self, ob: np.ndarray) -> np.ndarray:
+        """Normalise observations.
+
+        Parameters
+        ----------
+        ob : (..., *ob_shape) array
+            One observation or a batch of them.
+
+        Returns
+        -------
+        (..., *ob_shape) float32
+        """
+        ob = self._check(ob, "ob")
+        if not self.normalize_ob:
+            return ob.astype(np.float32)
+        out = (ob - self.ob_rm) / (np.sqrt(self.ob_rv) + self.eps)
+        if self.clip is not None:
+            out = np.clip(out, -self.clip, self.clip)
+        return out.astype(np.float32)
+
+    __call__ = prepro
+
+    def unprepro(self, ob: np.ndarray) -> np.ndarray:
+        """Invert :meth:`prepro` with the current statistics: exact for values within
+        ``(-clip, clip)``; a clipped value comes back as the bound's raw value.
+
+        Parameters
+        ----------
+        ob : (..., *ob_shape) array of normalised observations
+
+        Returns
+        -------
+        (..., *ob_shape) float64
+        """
+        ob = self._check(ob, "ob")
+        if not self.normalize_ob:
+            return ob
+        return ob * (np.sqrt(self.ob_rv) + self.eps) + self.ob_rm
+
+    def update(self, obs: np.ndarray) -> None:
+        """Fold raw observations into the statistics.
+
+        Parameters
+        ----------
+        obs : (N, *ob_shape) or (*ob_shape) array
+        """
+        obs = self._check(obs, "obs")
+        self.ob_rms.update(obs.reshape((-1, *self.ob_rms.shape)))
+
+    def update_with_epis(self, epis: Iterable[Mapping[str, np.ndarray]]) -> None:
+        """Fold into the statistics the raw observations of episodes sampled with this
+        prepro, recovered from their normalised ``obs`` by :meth:`unprepro`: call it right
+        after the ``sample`` that produced them, before any other update (the inversion
+        uses the current statistics, which must be those the sampler normalised with). The
+        first observation of each episode and every later one are in ``obs``; an episode's
+        final ``next_obs`` is not counted, as it is not an observation a policy acts on.
+
+        Parameters
+        ----------
+        epis : iterable of dict
+            Episodes with ``obs`` (T, *ob_shape), normalised by this prepro.
+        """
+        obs = [np.asarray(epi["obs"]) for epi in epis]
+        if obs:
+            self.update(self.unprepro(np.concatenate(obs, axis=0)))
+
+    def prepro_with_update(self, ob: np.ndarray) -> np.ndarray:
+        """Fold raw observations into the statistics, then normalise them (the original
+        machina's in-process path).
+
+        Parameters
+        ----------
+        ob : (*ob_shape) or (N, *ob_shape) array
+
+        Returns
+        -------
+        Same shape, float32
+        """
+        self.update(ob)
+        return self.prepro(ob)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The statistics, for saving with the policy."""
+        return self.ob_rms.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ob_rms.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"BasePrePro(shape={self.ob_rms.shape}, count={self.ob_rms.count}, "
+            f"clip={self.clip}, normalize_ob={self.normalize_ob})"
+        )
