@@ -128,3 +128,40 @@ def test_optimizer_step_clips_gradients():
     optimizer_step(optim, loss, lin.parameters(), max_grad_norm=0.5)
     after = torch.cat([p.detach().reshape(-1) for p in lin.parameters()])
     assert np.isclose(float((after - before).norm()), 0.5, rtol=1e-4)
+
+
+class _RandomLengthEnv(gym.Env):
+    """Many discrete action dimensions and episodes of random length: padded sequences."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([5] * 20)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self._left = int(self.np_random.integers(2, 30))
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self._left -= 1
+        obs = self.np_random.uniform(-1, 1, 3).astype(np.float32)
+        return obs, float(action.sum()), self._left == 0, False, {}
+
+
+def test_recurrent_ppo_on_padded_multi_categorical_sequences_stays_finite():
+    # Padding steps carry all-zero recorded probabilities: log 0 summed over 20 dimensions
+    # once overflowed exp(llh - llh_old) to inf, and inf * mask 0 made the loss NaN.
+    torch.manual_seed(0)
+    env = _RandomLengthEnv()
+    pol = make_pol(env.observation_space, env.action_space, rnn=True, h_size=16)
+    vf = make_vf(env.observation_space, rnn=True, h_size=16)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=8)
+    assert len({len(e["rews"]) for e in epis}) > 1
+    traj = estimated_traj(epis, vf)
+    batch = next(traj.iterate_rnn(batch_size=8))
+    assert (batch["out_masks"] == 0).any()
+    for loss in (lf.pg_clip(pol, batch, 0.2), lf.pg_kl(pol, batch, 1.0), lf.kl_old_new(pol, batch)):
+        pol.zero_grad()
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert all(torch.isfinite(p.grad).all() for p in pol.parameters() if p.grad is not None)

@@ -11,12 +11,13 @@ def masked_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Mean of ``x`` over the batch's real steps.
 
     Flat batches (B,) average everything; sequence batches from ``Traj.iterate_rnn`` carry
-    ``out_masks`` (T, B) and padding steps are left out.
+    ``out_masks`` (T, B) and padding steps are left out — selected away, not multiplied by
+    0, since a term of a padding step may be inf or NaN (zero-padded distribution parameters).
     """
     masks = batch.get("out_masks")
     if masks is None:
         return x.mean()
-    return (x * masks).sum() / masks.sum().clamp_min(1.0)
+    return torch.where(masks > 0, x * masks, torch.zeros_like(x)).sum() / masks.sum().clamp_min(1.0)
 
 
 def run(module: torch.nn.Module, batch: Batch) -> tuple:

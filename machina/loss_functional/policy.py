@@ -11,10 +11,16 @@ def log_ratio(pol: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, d
     """``log(pi(a|s) / pi_old(a|s))`` of the batch's actions, (B,) or (T, B).
 
     Returns it with the new and the old (recorded in ``a_is``) distribution parameters.
+    Padding steps of sequence batches get 0: their recorded parameters are zeros, whose
+    log-likelihood can be -inf, and exp(inf) would poison the gradient even when masked.
     """
     _, _, a_i = run(pol, batch)
     params, old = new_params(a_i), old_params(a_i, batch)
-    return pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old), params, old
+    log_ratios = pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old)
+    masks = batch.get("out_masks")
+    if masks is not None:
+        log_ratios = torch.where(masks > 0, log_ratios, torch.zeros_like(log_ratios))
+    return log_ratios, params, old
 
 
 def pg(pol: torch.nn.Module, batch: Batch, ent_beta: float = 0.0) -> torch.Tensor:
