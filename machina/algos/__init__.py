@@ -1,8 +1,13 @@
 """One module per algorithm, each exposing ``train(traj, ...) -> dict``."""
 
 from machina.algos import (
+    airl,
+    behavior_clone,
     ddpg,
+    diayn,
+    diayn_sac,
     dqn,
+    gail,
     mpc,
     on_pol_teacher_distill,
     ppo_clip,
@@ -14,8 +19,13 @@ from machina.algos import (
 )
 
 __all__ = [
+    "airl",
+    "behavior_clone",
     "ddpg",
+    "diayn",
+    "diayn_sac",
     "dqn",
+    "gail",
     "mpc",
     "on_pol_teacher_distill",
     "ppo_clip",

@@ -9,7 +9,8 @@ from machina.envs.bullet import register_bullet_envs
 from machina.envs.c2d_env import C2DEnv
 from machina.envs.gym_env import GymEnv
 from machina.envs.rew_in_ob_env import RewInObEnv
+from machina.envs.skill_env import SkillEnv
 
 register_bullet_envs()
 
-__all__ = ["AcInObEnv", "C2DEnv", "GymEnv", "RewInObEnv", "register_bullet_envs"]
+__all__ = ["AcInObEnv", "C2DEnv", "GymEnv", "RewInObEnv", "SkillEnv", "register_bullet_envs"]

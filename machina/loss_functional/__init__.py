@@ -1,7 +1,17 @@
 """Losses as pure functions of (modules, batch) returning scalar tensors."""
 
 from machina.loss_functional._common import masked_mean
+from machina.loss_functional.diayn import cross_ent_diayn, diayn_rews, skill_accuracy, split_skill
 from machina.loss_functional.distill import shannon_cross_entropy
+from machina.loss_functional.imitation import (
+    airl_energies,
+    airl_logits,
+    bernoulli_ent,
+    cross_ent,
+    density_ratio_cross_ent,
+    gail_logits,
+    log_likelihood,
+)
 from machina.loss_functional.model import dynamics
 from machina.loss_functional.policy import kl_old_new, log_ratio, pg, pg_clip, pg_kl
 from machina.loss_functional.q import (
@@ -17,13 +27,22 @@ from machina.loss_functional.sac import sac_alpha, sac_pol, sac_targets, sample_
 from machina.loss_functional.value import monte_carlo
 
 __all__ = [
+    "airl_energies",
+    "airl_logits",
     "bellman_target",
+    "bernoulli_ent",
+    "cross_ent",
+    "cross_ent_diayn",
     "ddpg_pol",
     "ddpg_targets",
-    "dynamics",
+    "density_ratio_cross_ent",
+    "diayn_rews",
     "dqn",
     "dqn_targets",
+    "dynamics",
+    "gail_logits",
     "kl_old_new",
+    "log_likelihood",
     "log_ratio",
     "masked_mean",
     "monte_carlo",
@@ -36,5 +55,7 @@ __all__ = [
     "sac_targets",
     "sample_acs",
     "shannon_cross_entropy",
+    "skill_accuracy",
+    "split_skill",
     "td3_targets",
 ]

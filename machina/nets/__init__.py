@@ -1,8 +1,21 @@
 """Ready-made MLP and LSTM nets for policies and value functions."""
 
+from machina.nets.discrim import DiscrimNet, StateDiscrimNet
 from machina.nets.lstm import PolNetLSTM, VNetLSTM
 from machina.nets.mixture import MixturePolNet
 from machina.nets.mlp import PolNet, QNet, VNet
 from machina.nets.model import ModelNet
+from machina.nets.skill_discrim import SkillDiscrimNet
 
-__all__ = ["MixturePolNet", "ModelNet", "PolNet", "PolNetLSTM", "QNet", "VNet", "VNetLSTM"]
+__all__ = [
+    "DiscrimNet",
+    "MixturePolNet",
+    "ModelNet",
+    "PolNet",
+    "PolNetLSTM",
+    "QNet",
+    "SkillDiscrimNet",
+    "StateDiscrimNet",
+    "VNet",
+    "VNetLSTM",
+]

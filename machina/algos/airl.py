@@ -1,0 +1,218 @@
+"""Adversarial inverse reinforcement learning (Fu et al., 2018).
+
+AIRL's discriminator is ``D = exp(f) / (exp(f) + pi(a|s))`` with
+``f(s, a, s') = g(s) + gamma * h(s') - h(s)`` (``rewf`` = g, ``shaping_vf`` = h; or
+``f = advf(s, a)``), so its logit is ``f - log pi`` and the policy's reward
+``log D - log(1 - D) = f - log pi``. One iteration::
+
+    agent_traj = ef.compute_airl_pseudo_rews(agent_traj, pol, gamma, rewf, shaping_vf)
+    ... ef.compute_vs / compute_rets / compute_advs as for PPO or TRPO ...
+    agent_traj.register_epis()
+    result = airl.train(agent_traj, expert_traj, pol, vf, optim_vf, optim_discrim,
+                        rewf=rewf, shaping_vf=shaping_vf, rl_type="ppo_clip", gamma=gamma, ...)
+
+As in ``gail``, the policy step is the chosen algorithm's own ``train`` and only the
+discriminator update is AIRL's. After training, ``rewf`` alone is the recovered reward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from machina.algos._adversarial import discrim_batches, rl_step
+from machina.algos._common import Batch, check_feed_forward, check_traj, log, optimizer_step
+from machina.loss_functional.imitation import density_ratio_cross_ent
+from machina.traj import Traj
+
+_NEEDS = ["obs", "acs", "next_obs"]
+
+
+def update_discrim(
+    rewf: torch.nn.Module | None,
+    shaping_vf: torch.nn.Module | None,
+    advf: torch.nn.Module | None,
+    pol: torch.nn.Module,
+    optim_discrim: torch.optim.Optimizer,
+    agent_batch: Batch,
+    expert_batch: Batch,
+    gamma: float,
+    ent_beta: float = 0.0,
+) -> float:
+    """One step on the mean of the agent (label 0) and expert (label 1) cross-entropies."""
+    loss = density_ratio_cross_ent(
+        pol, agent_batch, 0, gamma, rewf, shaping_vf, advf, ent_beta
+    ) + density_ratio_cross_ent(pol, expert_batch, 1, gamma, rewf, shaping_vf, advf, ent_beta)
+    return optimizer_step(optim_discrim, loss / 2)
+
+
+def _check_rew_type(
+    rew_type: str | None,
+    rewf: torch.nn.Module | None,
+    shaping_vf: torch.nn.Module | None,
+    advf: torch.nn.Module | None,
+) -> None:
+    has_rew = rewf is not None and shaping_vf is not None
+    if rew_type not in (None, "rew", "adv"):
+        raise ValueError(f"airl.train: rew_type: expected 'rew' or 'adv', got {rew_type!r}")
+    if (rew_type == "rew" or (rew_type is None and advf is None)) and not has_rew:
+        raise ValueError(
+            "airl.train: rewf, shaping_vf: the reward form (rew_type='rew') needs both, got "
+            f"rewf={type(rewf).__name__}, shaping_vf={type(shaping_vf).__name__}"
+        )
+    if rew_type == "adv" and advf is None:
+        raise ValueError("airl.train: advf: rew_type='adv' needs advf(obs, acs), got None")
+
+
+def train_discrim(
+    agent_traj: Traj,
+    expert_traj: Traj,
+    pol: torch.nn.Module,
+    optim_discrim: torch.optim.Optimizer,
+    gamma: float,
+    rewf: torch.nn.Module | None = None,
+    shaping_vf: torch.nn.Module | None = None,
+    advf: torch.nn.Module | None = None,
+    discrim_batch_size: int = 32,
+    discrim_step: int = 1,
+    discrim_ent_beta: float = 0.0,
+) -> dict[str, list[float]]:
+    """``discrim_step`` discriminator steps on random agent and expert batches.
+
+    Returns
+    -------
+    dict
+        ``DiscrimLoss``: one float per step.
+    """
+    _check_rew_type(None, rewf, shaping_vf, advf)
+    modules = dict(pol=pol, rewf=rewf, shaping_vf=shaping_vf, advf=advf)
+    check_feed_forward("airl", **{k: m for k, m in modules.items() if m is not None})
+    terms = "terms" if "terms" in expert_traj.data_map else "dones"
+    check_traj(agent_traj, [*_NEEDS, terms], "airl")
+    check_traj(expert_traj, [*_NEEDS, terms], "airl")
+    batches = discrim_batches(agent_traj, expert_traj, discrim_batch_size, discrim_step)
+    losses = [
+        update_discrim(
+            rewf, shaping_vf, advf, pol, optim_discrim, agent, expert, gamma, discrim_ent_beta
+        )
+        for agent, expert in batches
+    ]
+    return dict(DiscrimLoss=losses)
+
+
+def train(
+    agent_traj: Traj,
+    expert_traj: Traj,
+    pol: torch.nn.Module,
+    vf: torch.nn.Module,
+    optim_vf: torch.optim.Optimizer,
+    optim_discrim: torch.optim.Optimizer | None = None,
+    rewf: torch.nn.Module | None = None,
+    shaping_vf: torch.nn.Module | None = None,
+    advf: torch.nn.Module | None = None,
+    rl_type: str = "trpo",
+    pol_ent_beta: float = 0.0,
+    discrim_ent_beta: float = 0.0,
+    epoch: int = 1,
+    batch_size: int = 64,
+    discrim_batch_size: int = 32,
+    num_epi_per_seq: int = 1,
+    discrim_step: int = 1,
+    damping: float = 0.1,
+    max_kl: float = 0.01,
+    num_cg: int = 10,
+    optim_pol: torch.optim.Optimizer | None = None,
+    clip_param: float = 0.2,
+    max_grad_norm: float | None = 0.5,
+    clip_vfunc: bool = False,
+    kl_beta: float = 1.0,
+    kl_targ: float = 0.01,
+    gamma: float = 0.995,
+    rew_type: str | None = None,
+    log_enable: bool = True,
+    optim_discim: torch.optim.Optimizer | None = None,
+) -> dict:
+    """One AIRL iteration: the policy step of ``rl_type``, then ``discrim_step``
+    discriminator steps.
+
+    Parameters
+    ----------
+    agent_traj : Traj
+        Registered agent episodes whose ``rews`` are ``ef.compute_airl_pseudo_rews``'s, with
+        ``next_obs``, ``terms`` and the keys ``rl_type``'s ``train`` needs.
+    expert_traj : Traj
+        Registered expert episodes with ``obs``, ``acs``, ``next_obs`` and ``terms``.
+    pol, vf : torch.nn.Module
+        Feed-forward policy (its ``log pi`` enters the discriminator) and value function.
+    optim_vf, optim_discrim : torch.optim.Optimizer
+        Optimisers of ``vf`` and of the discriminator's modules (``rewf`` and
+        ``shaping_vf``, or ``advf``).
+    rewf, shaping_vf : torch.nn.Module, optional
+        ``g(s)`` and ``h(s)``: ``module(obs) -> (values (B,), info)``.
+    advf : torch.nn.Module, optional
+        ``advf(obs, acs) -> (values (B,), info)``, instead of ``rewf`` and ``shaping_vf``.
+    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"}
+        The ``machina.algos`` module whose ``train`` takes the policy step.
+    gamma : float
+        Discount of the shaping term; use the one given to ``compute_airl_pseudo_rews``.
+    rew_type : {"rew", "adv"}, optional
+        Which discriminator form is meant, checked against the modules given (the original
+        machina's example passed it).
+    log_enable : bool
+        Log progress through ``machina.logger``.
+    optim_discim : torch.optim.Optimizer, optional
+        The original machina's misspelt name of ``optim_discrim``, accepted for its scripts.
+    (other parameters as ``gail.train``)
+
+    Returns
+    -------
+    dict
+        The policy step's results (``PolLoss``, ``VfLoss``, and for ``ppo_kl``
+        ``new_kl_beta`` and ``kl_mean``) plus ``DiscrimLoss``: one float per step.
+    """
+    if optim_discim is not None:
+        if optim_discrim is not None:
+            raise TypeError("airl.train: got both optim_discrim and optim_discim; pass one")
+        optim_discrim = optim_discim
+    if optim_discrim is None:
+        raise TypeError("airl.train: optim_discrim: expected a torch.optim.Optimizer, got None")
+    _check_rew_type(rew_type, rewf, shaping_vf, advf)
+    check_feed_forward("airl", pol=pol)
+    log(log_enable, "Optimizing...")
+    result = rl_step(
+        rl_type,
+        agent_traj,
+        pol,
+        vf,
+        optim_pol,
+        optim_vf,
+        epoch,
+        batch_size,
+        num_epi_per_seq,
+        pol_ent_beta,
+        max_grad_norm,
+        clip_param,
+        clip_vfunc,
+        kl_beta,
+        kl_targ,
+        damping,
+        max_kl,
+        num_cg,
+        "airl",
+    )
+    result.update(
+        train_discrim(
+            agent_traj,
+            expert_traj,
+            pol,
+            optim_discrim,
+            gamma,
+            rewf,
+            shaping_vf,
+            advf,
+            discrim_batch_size,
+            discrim_step,
+            discrim_ent_beta,
+        )
+    )
+    log(log_enable, "Optimization finished!")
+    return result

@@ -1,0 +1,72 @@
+"""DIAYN's skill discriminator (Eysenbach et al., 2018, "Diversity is All You Need",
+arXiv:1802.06070).
+
+DIAYN is three parts a script composes: ``machina.envs.SkillEnv`` (a skill per episode, in
+the observation), this discriminator ``q(z | s)``, and any maximum-entropy learner on the
+pseudo reward ``log q(z | s) - log p(z)``, e.g. :mod:`machina.algos.diayn_sac`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from machina.algos._common import check_traj, log, optimizer_step
+from machina.loss_functional.diayn import cross_ent_diayn, skill_accuracy
+from machina.traj import Traj
+
+__all__ = ["train"]
+
+
+def train(
+    discrim: torch.nn.Module,
+    optim_discrim: torch.optim.Optimizer,
+    on_traj: Traj,
+    discrim_batch_size: int,
+    epc_per_itr: int,
+    num_skill: int,
+    ob_key: str = "next_obs",
+    max_grad_norm: float | None = None,
+    log_enable: bool = True,
+) -> dict:
+    """Take ``epc_per_itr`` cross-entropy steps of the discriminator on random batches.
+
+    Parameters
+    ----------
+    discrim : torch.nn.Module
+        ``state (B, ob_dim) -> logits (B, num_skill)``, e.g.
+        ``machina.nets.skill_discrim.SkillDiscrimNet``; it never sees the skill one-hot.
+    optim_discrim : torch.optim.Optimizer
+        Optimiser of ``discrim``.
+    on_traj : Traj
+        Registered episodes from a ``SkillEnv``, usually the freshly sampled ones, with
+        ``ob_key`` of shape (ob_dim + num_skill,).
+    discrim_batch_size : int
+        Steps per batch, drawn uniformly with replacement.
+    epc_per_itr : int
+        Number of gradient steps.
+    num_skill : int
+        Number of skills of the ``SkillEnv``.
+    ob_key : str
+        Observations to classify: ``"next_obs"`` (default; the ones
+        ``compute_diayn_rews`` and ``diayn_sac`` reward) or ``"obs"``.
+    max_grad_norm : float, optional
+        Gradient-norm clip.
+    log_enable : bool
+        Log progress through ``machina.logger``.
+
+    Returns
+    -------
+    dict
+        ``DiscrimLoss`` and ``DiscrimAcc`` (batch accuracy before each step; chance is
+        ``1 / num_skill``): one float per step. (The original machina returned the list of
+        losses alone.)
+    """
+    check_traj(on_traj, (ob_key,), "diayn")
+    log(log_enable, "Optimizing discriminator...")
+    losses, accs = [], []
+    for batch in on_traj.random_batch(discrim_batch_size, epc_per_itr):
+        accs.append(float(skill_accuracy(discrim, batch[ob_key], num_skill)))
+        loss = cross_ent_diayn(discrim, batch, num_skill, ob_key)
+        losses.append(optimizer_step(optim_discrim, loss, None, max_grad_norm))
+    log(log_enable, "Optimization finished!")
+    return dict(DiscrimLoss=losses, DiscrimAcc=accs)

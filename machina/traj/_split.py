@@ -1,0 +1,32 @@
+"""Splitting episodes into training and held-out sets (the original ``ef.train_test_split``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["train_test_split"]
+
+
+def train_test_split(epis: Sequence[dict], train_size: float) -> tuple[list[dict], list[dict]]:
+    """The first ``int(len(epis) * train_size)`` episodes, and the rest.
+
+    Whole episodes go to one side, so held-out steps never come from a training episode.
+    The order is kept; shuffle ``epis`` first for a random split.
+
+    Parameters
+    ----------
+    epis : list of dict
+        Episodes.
+    train_size : float
+        Fraction in [0, 1] of the episodes to train on.
+
+    Returns
+    -------
+    (list of dict, list of dict)
+        Training and held-out episodes (the same dicts, not copies).
+    """
+    if not 0.0 <= train_size <= 1.0:
+        raise ValueError(f"train_size: expected a float in [0, 1], got {train_size!r}")
+    epis = list(epis)
+    num_train = int(len(epis) * train_size)
+    return epis[:num_train], epis[num_train:]
