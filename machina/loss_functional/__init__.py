@@ -14,6 +14,11 @@ from machina.loss_functional.imitation import (
 )
 from machina.loss_functional.model import dynamics
 from machina.loss_functional.policy import kl_old_new, log_ratio, pg, pg_clip, pg_kl
+from machina.loss_functional.prioritized import (
+    ddpg_nstep_targets,
+    nstep_target,
+    weighted_q_regression,
+)
 from machina.loss_functional.q import (
     bellman_target,
     ddpg_pol,
@@ -22,6 +27,12 @@ from machina.loss_functional.q import (
     dqn_targets,
     q_regression,
     td3_targets,
+)
+from machina.loss_functional.r2d2_sac import (
+    r2d2_q_loss,
+    r2d2_sac_alpha,
+    r2d2_sac_pol,
+    r2d2_sac_targets,
 )
 from machina.loss_functional.sac import sac_alpha, sac_pol, sac_targets, sample_acs
 from machina.loss_functional.value import monte_carlo
@@ -33,6 +44,7 @@ __all__ = [
     "bernoulli_ent",
     "cross_ent",
     "cross_ent_diayn",
+    "ddpg_nstep_targets",
     "ddpg_pol",
     "ddpg_targets",
     "density_ratio_cross_ent",
@@ -46,10 +58,15 @@ __all__ = [
     "log_ratio",
     "masked_mean",
     "monte_carlo",
+    "nstep_target",
     "pg",
     "pg_clip",
     "pg_kl",
     "q_regression",
+    "r2d2_q_loss",
+    "r2d2_sac_alpha",
+    "r2d2_sac_pol",
+    "r2d2_sac_targets",
     "sac_alpha",
     "sac_pol",
     "sac_targets",
@@ -58,4 +75,5 @@ __all__ = [
     "skill_accuracy",
     "split_skill",
     "td3_targets",
+    "weighted_q_regression",
 ]

@@ -1,7 +1,7 @@
 """Ready-made MLP and LSTM nets for policies and value functions."""
 
 from machina.nets.discrim import DiscrimNet, StateDiscrimNet
-from machina.nets.lstm import PolNetLSTM, VNetLSTM
+from machina.nets.lstm import PolNetLSTM, QNetLSTM, VNetLSTM
 from machina.nets.mixture import MixturePolNet
 from machina.nets.mlp import PolNet, QNet, VNet
 from machina.nets.model import ModelNet
@@ -14,6 +14,7 @@ __all__ = [
     "PolNet",
     "PolNetLSTM",
     "QNet",
+    "QNetLSTM",
     "SkillDiscrimNet",
     "StateDiscrimNet",
     "VNet",

@@ -169,3 +169,48 @@ class VNetLSTM(_LSTMBody):
         """State values ``(T, B, 1)`` and the new ``hs``; arguments as in ``PolNetLSTM.forward``."""
         features, hs = self._features(obs, hs, h_masks)
         return self.output_layer(features), hs
+
+
+class QNetLSTM(_LSTMBody):
+    """LSTM action-value net for recurrent off-policy learners (``r2d2_sac``).
+
+    ``(obs (T, B, *ob_shape), acs (T, B, d), hs, h_masks)`` -> ``(qs (T, B, 1), hs)``. The
+    LSTM reads observations only and the action joins in the MLP head after it, so the
+    recurrent state does not depend on the actions: a target computed with the policy's
+    next actions can reuse the state built on the replayed ones.
+
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        Observations ``(*ob_shape)``, flattened on input.
+    action_space : gymnasium.spaces.Box
+        Actions ``(d,)``.
+    h_size : int
+        Size of the ReLU input layer and of the head's hidden layer.
+    cell_size : int
+        LSTM hidden size.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        h_size: int = 64,
+        cell_size: int = 64,
+    ) -> None:
+        super().__init__(observation_space, h_size, cell_size)
+        ac_dim = ob_dim_of(action_space, type(self).__name__)
+        self.hidden_layer = init_linear(nn.Linear(cell_size + ac_dim, h_size), HIDDEN_GAIN)
+        self.output_layer = init_linear(nn.Linear(h_size, 1), 1.0)
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        acs: torch.Tensor,
+        hs: HiddenState | None = None,
+        h_masks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, HiddenState]:
+        """Q values ``(T, B, 1)`` and the new ``hs``; ``acs`` is ``(T, B, d)``."""
+        features, hs = self._features(obs, hs, h_masks)
+        hidden = torch.relu(self.hidden_layer(torch.cat([features, acs], dim=-1)))
+        return self.output_layer(hidden), hs

@@ -32,7 +32,10 @@ def shuffled_chunks(n: int, batch_size: int, device: torch.device) -> Iterator[t
 
 
 def gather_sequences(
-    columns: dict[str, torch.Tensor], starts: torch.Tensor, lengths: torch.Tensor
+    columns: dict[str, torch.Tensor],
+    starts: torch.Tensor,
+    lengths: torch.Tensor,
+    time_steps: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Gather flat columns into zero-padded time-major sequences.
 
@@ -42,14 +45,18 @@ def gather_sequences(
         Flat columns, shape (N, ...).
     starts, lengths : torch.Tensor
         Start index and length of each sequence, shape (B,).
+    time_steps : int, optional
+        Padded length T; default the longest sequence, ``T_max``.
 
     Returns
     -------
     dict of str to torch.Tensor
-        Each column as (T_max, B, ...) with zeros past each sequence's end, plus
-        ``out_masks`` (T_max, B) float32, 1.0 on real steps.
+        Each column as (T, B, ...) with zeros past each sequence's end, plus
+        ``out_masks`` (T, B) float32, 1.0 on real steps.
     """
-    t = torch.arange(int(lengths.max()), device=starts.device)[:, None]
+    if time_steps is None:
+        time_steps = int(lengths.max())
+    t = torch.arange(time_steps, device=starts.device)[:, None]
     valid = t < lengths[None, :]
     indices = torch.where(valid, starts[None, :] + t, starts[None, :])
     batch = {}

@@ -1,4 +1,4 @@
-"""Estimators over whole episodes: values, returns, advantages and masks.
+"""Estimators over whole episodes: values, returns, advantages, masks, priorities, n-step.
 
 Every function takes either a ``Traj`` (it reads the pending episodes added with
 ``add_epis``) or a list of episodes, and returns a new object of the same kind with the new
@@ -18,17 +18,29 @@ import warnings
 import numpy as np
 import torch
 
+from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
+from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
+from machina.traj._replay import window_pris, window_starts
 from machina.traj._scan import reverse_discounted_sum
+from machina.traj._split import train_test_split
 
 __all__ = [
     "add_next_obs",
     "centerize_advs",
     "compute_advs",
+    "compute_airl_pseudo_rews",
+    "compute_diayn_rews",
     "compute_h_masks",
+    "compute_nstep",
+    "compute_pris",
+    "compute_pseudo_rews",
     "compute_rets",
+    "compute_seq_pris",
     "compute_vs",
     "lambda_returns",
+    "set_all_pris",
+    "train_test_split",
 ]
 
 # Rows of observations per value-function call: bounds memory on million-step batches.
@@ -268,3 +280,182 @@ def add_next_obs(data: Columns) -> dict[str, np.ndarray]:
         stacklevel=3,
     )
     return {"next_obs": next_obs}
+
+
+# ------------------------------------------------------------------ replay memory
+@episode_function
+def set_all_pris(data: Columns, pri: float | torch.Tensor) -> dict[str, np.ndarray]:
+    """Add ``pris`` (T,) float32, every step's priority set to ``pri``.
+
+    New episodes usually get the replay memory's highest priority,
+    ``ef.set_all_pris(traj, off_traj.get_max_pri())``, so that each is replayed soon.
+    """
+    pri = float(pri)
+    if not (np.isfinite(pri) and pri > 0.0):
+        raise ValueError(f"pri: expected a finite positive priority, got {pri!r}")
+    return {"pris": np.full(data.num_step, pri, dtype=np.float32)}
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a float in [0, 1], got {value!r}")
+
+
+@episode_function
+def compute_pris(
+    data: Columns,
+    qf: torch.nn.Module,
+    targ_qf: torch.nn.Module,
+    pol: torch.nn.Module | None,
+    gamma: float,
+    continuous: bool = True,
+    deterministic: bool = True,
+    rnn: bool = False,
+    sampling: int = 1,
+    alpha: float = 0.6,
+    epsilon: float = 1e-6,
+    log_alpha: torch.Tensor | None = None,
+) -> dict[str, np.ndarray]:
+    """Add ``pris`` (T,) float32: ``(|td| + epsilon) ** alpha`` from the current networks.
+
+    ``td = Q(s, a) - y`` with the one-step target ``y`` of the algorithm being trained,
+    bootstrapped through truncation (``next_obs``), not through termination:
+
+    - ``continuous`` and ``deterministic`` (DDPG): ``y = r + gamma * Q'(s', pol(s'))``;
+    - ``continuous`` and not ``deterministic`` (SAC): the soft target with ``sampling``
+      actions from ``pol`` and temperature ``exp(log_alpha)`` (0 when None);
+    - not ``continuous`` (double DQN): ``y = r + gamma * Q'(s', argmax_a Q(s', a))``.
+
+    Parameters
+    ----------
+    data : Traj or list of dict
+        Episodes with ``obs``, ``acs``, ``rews``, ``next_obs`` and ``terms``.
+    qf, targ_qf : torch.nn.Module
+        Feed-forward Q function and its target.
+    pol : torch.nn.Module or None
+        The policy whose action at ``next_obs`` the target evaluates (``targ_pol`` for
+        DDPG); unused when not ``continuous``.
+    gamma : float
+        Discount.
+    rnn : bool
+        Must be False: recurrent learners give new episodes the maximum priority
+        (``set_all_pris``) and update it from their sequence batches.
+    alpha, epsilon : float
+        Priority exponent and the floor that keeps every step drawable.
+    """
+    from machina.loss_functional import q as lf_q
+    from machina.loss_functional import sac as lf_sac
+
+    if rnn or getattr(qf, "rnn", False):
+        raise ValueError(
+            "compute_pris: qf: recurrent Q functions are not supported; give new episodes "
+            "ef.set_all_pris(traj, off_traj.get_max_pri()) and let training update them"
+        )
+    _check_unit("gamma", gamma)
+    if epsilon <= 0.0:
+        raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+    device = _param_device(qf)
+    keys = ("obs", "acs", "rews", "next_obs")
+    columns = {k: data.require(k, "compute_pris") for k in keys}
+    columns["terms"] = _terms(data)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, data.num_step, _VF_CHUNK):
+            batch = {
+                k: torch.as_tensor(v[lo : lo + _VF_CHUNK], device=device)
+                for k, v in columns.items()
+            }
+            for k in ("obs", "next_obs", "rews"):
+                batch[k] = batch[k].to(torch.float32)
+            if not continuous:
+                targets = lf_q.dqn_targets(qf, targ_qf, batch, gamma)
+            elif deterministic:
+                targets = lf_q.ddpg_targets(pol, targ_qf, batch, gamma)
+            else:
+                temp = torch.tensor(-np.inf, device=device) if log_alpha is None else log_alpha
+                targets = lf_sac.sac_targets(pol, [targ_qf], temp, batch, gamma, sampling)
+            td = qf(batch["obs"], batch["acs"])[0] - targets
+            out.append(((td.abs() + epsilon) ** alpha).cpu().numpy())
+    return {"pris": np.concatenate(out).astype(np.float32)}
+
+
+@episode_function
+def compute_seq_pris(data: Columns, seq_length: int, eta: float = 0.9) -> dict[str, np.ndarray]:
+    """Add ``seq_pris`` (T,) float32: the priority of the window starting at each step.
+
+    A window is ``seq_length`` steps of one episode (see ``Traj.random_batch_rnn``); its
+    priority is ``eta * max + (1 - eta) * mean`` of its steps' ``pris`` (R2D2, Kapturowski
+    et al., 2019). Steps where no window starts (the last ``seq_length - 1`` of an episode
+    longer than ``seq_length``) get 0, so that ``prioritized_random_batch_rnn`` never draws
+    them; an episode shorter than ``seq_length`` has one window, at its first step.
+
+    Parameters
+    ----------
+    data : Traj or list of dict
+        Episodes with ``pris`` (T,) from ``set_all_pris`` or ``compute_pris``.
+    seq_length : int
+        Window length L, the one given to ``prioritized_random_batch_rnn``.
+    eta : float
+        Weight of the maximum, in [0, 1].
+    """
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
+        raise ValueError(f"seq_length: expected an int >= 1, got {seq_length!r}")
+    _check_unit("eta", eta)
+    pris = torch.as_tensor(data.require("pris", "compute_seq_pris", "ef.set_all_pris"))
+    index = np.concatenate([[0], data.ends])
+    starts = window_starts(index, seq_length)
+    ends = np.repeat(data.ends, np.maximum(data.lengths - seq_length, 0) + 1)
+    seq_pris = np.zeros(data.num_step, dtype=np.float32)
+    seq_pris[starts] = window_pris(
+        pris, torch.as_tensor(starts), torch.as_tensor(ends), seq_length, eta
+    ).numpy()
+    return {"seq_pris": seq_pris}
+
+
+@episode_function
+def compute_nstep(data: Columns, gamma: float, n: int) -> dict[str, np.ndarray]:
+    """Add n-step transitions for off-policy targets ``nstep_rews + nstep_discounts * V(s')``.
+
+    With ``k = min(n, steps left in the episode)``:
+
+    - ``nstep_rews`` (T,) float32: ``sum_{j<k} gamma^j r[t+j]``;
+    - ``nstep_next_obs`` (T, *ob_shape): ``next_obs[t+k-1]``, the observation after those k
+      steps (at an episode's end, the final observation gymnasium returned);
+    - ``nstep_discounts`` (T,) float32: ``gamma^k``, or 0 when step ``t+k-1`` terminated.
+
+    The sums stop at episode ends; a truncated episode still bootstraps from its final
+    observation. ``n = 1`` gives the one-step transition (``rews``, ``next_obs``).
+
+    Parameters
+    ----------
+    data : Traj or list of dict
+        Episodes with ``rews``, ``next_obs`` and ``terms``.
+    gamma : float
+        Discount in [0, 1].
+    n : int
+        Steps summed, >= 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    _check_unit("gamma", gamma)
+    rews = data.require("rews", "compute_nstep").astype(np.float64)
+    next_obs = data.require(
+        "next_obs", "compute_nstep", "ef.add_next_obs (EpiSampler episodes carry it)"
+    )
+    terms = _terms(data).astype(bool)
+    num = data.num_step
+    t = np.arange(num)
+    end = np.repeat(data.ends, data.lengths)  # one past each step's episode end
+    k = np.minimum(n, end - t)
+    # n array passes, one per summed step: n is small, and no step loop over the data.
+    acc = np.zeros(num)
+    for j in range(n):
+        acc += np.where(j < k, gamma**j * rews[np.minimum(t + j, num - 1)], 0.0)
+    last = t + k - 1
+    terminated = terms[last] & (last == end - 1)
+    discounts = np.where(terminated, 0.0, np.float64(gamma) ** k)
+    return {
+        "nstep_rews": acc.astype(np.float32),
+        "nstep_next_obs": next_obs[last],
+        "nstep_discounts": discounts.astype(np.float32),
+    }

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from machina.traj import _replay
 from machina.traj._batching import check_batch_size, gather_sequences, shuffled_chunks
 from machina.traj._columns import FlatEpisodes, split_columns
 
@@ -153,6 +154,9 @@ class Traj:
         self._start = 0
         self._pending: FlatEpisodes | None = None
         self._current_epis: list[Epi] | None = None
+        # Importance-sampling exponent of the prioritised batches, annealed toward 1 by each
+        # batch drawn (the original machina's attribute); None until the first one.
+        self.pri_beta: float | None = None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -273,6 +277,11 @@ class Traj:
                 f"episode of {int(lengths.max())} steps; raise max_steps"
             )
         columns = {k: torch.as_tensor(v).to(self.device) for k, v in columns.items()}
+        if self.num_epi > 0 and "pris" in self.data_map and "pris" not in columns:
+            # Prioritised replay: new episodes enter with the highest priority stored, so
+            # that each is replayed at least once soon (Schaul et al., 2016, algorithm 1).
+            n = int(lengths.sum())
+            columns["pris"] = torch.full((n,), self.get_max_pri(), device=self.device)
         if self.num_epi > 0 and set(columns) != set(self.data_map):
             missing = sorted(set(self.data_map) ^ set(columns))
             raise ValueError(
@@ -438,6 +447,237 @@ class Traj:
         for _ in range(epoch):
             for seqs in shuffled_chunks(num_seq, batch_size, self.device):
                 yield gather_sequences(columns, starts[seqs], lengths[seqs])
+
+    # ----------------------------------------------------------- replay memory
+    def get_max_pri(self) -> float:
+        """The highest stored priority (``pris``), or 1.0 when there is none yet.
+
+        New episodes get it (``ef.set_all_pris(traj, off_traj.get_max_pri())``; ``add_traj``
+        fills it in by itself for episodes without ``pris``).
+        """
+        pris = self.data_map.get("pris")
+        if pris is None or len(pris) == 0:
+            return 1.0
+        return float(pris.max())
+
+    def _next_beta(self, init_beta: float, beta_step: float) -> float:
+        """``init_beta`` on the first prioritised batch, then ``beta_step`` more each, up to 1."""
+        if self.pri_beta is None:
+            self.pri_beta = float(init_beta)
+        else:
+            self.pri_beta = min(1.0, self.pri_beta + float(beta_step))
+        return self.pri_beta
+
+    def _pris(self, key: str, added_by: str) -> torch.Tensor:
+        if key not in self.data_map:
+            raise KeyError(
+                f"{key}: the Traj has no '{key}' column; add it with {added_by} before "
+                "register_epis()"
+            )
+        return self.data_map[key]
+
+    def prioritized_random_batch(
+        self,
+        batch_size: int,
+        epoch: int = 1,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> Iterator:
+        """``epoch`` batches of steps drawn with prioritised replay (Schaul et al., 2016).
+
+        Step i is drawn with probability ``P(i) = p_i / sum_j p_j``: in ``proportional``
+        mode ``p_i`` is the stored ``pris`` (already ``(|td| + eps) ** alpha``, see
+        ``traj_functional.update_pris``); in ``rank_based`` mode ``p_i = rank(i) ** -alpha``,
+        rank 1 for the highest ``pris``. Each batch carries ``is_weights``
+        ``w_i = (N P(i)) ** -beta / max_j w_j`` (max over the whole memory), with ``beta``
+        starting at ``init_beta`` and growing by ``beta_step`` per batch up to 1 (kept in
+        ``pri_beta`` across calls).
+
+        Parameters
+        ----------
+        batch_size : int
+            Steps per batch, drawn with replacement.
+        epoch : int
+            Number of batches.
+        return_indices : bool
+            Also yield the drawn step indices, for ``traj_functional.update_pris``.
+        mode : {"proportional", "rank_based"}
+        alpha : float
+            Rank-based mode's exponent (proportional priorities already include it).
+        init_beta, beta_step : float
+            Importance-sampling exponent's start and increment per batch.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns (B, ...) plus ``is_weights`` (B,) float32; with ``return_indices`` the
+            pair ``(batch, indices)``, ``indices`` (B,) int64.
+        """
+        _replay.check_mode(mode)
+        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        for _ in range(epoch):
+            pris = self._pris("pris", "ef.set_all_pris or ef.compute_pris")
+            _replay.check_pris(pris, "pris", "ef.set_all_pris or traj_functional.update_pris")
+            beta = self._next_beta(init_beta, beta_step)
+            weights = _replay.sampling_weights(pris, mode, alpha)
+            indices = _replay.draw(weights, batch_size)
+            batch = self._batch(indices)
+            batch["is_weights"] = _replay.is_weights(weights, indices, beta)
+            yield (batch, indices) if return_indices else batch
+
+    def prioritized_random_batch_once(
+        self,
+        batch_size: int,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``prioritized_random_batch``."""
+        batches = self.prioritized_random_batch(
+            batch_size, 1, return_indices, mode, alpha, init_beta, beta_step
+        )
+        return next(batches)
+
+    def _seq_length(self, seq_length: int | None) -> int:
+        if seq_length is None:
+            return int(np.diff(self._epis_index).max()) if self.num_epi else 1
+        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
+            raise ValueError(f"seq_length: expected an int >= 1 or None, got {seq_length!r}")
+        return seq_length
+
+    def _windows(self, starts: torch.Tensor, seq_length: int) -> dict[str, torch.Tensor]:
+        """Time-major windows (L, B, ...) from flat ``starts`` (B,), cut at episode ends."""
+        index = torch.as_tensor(self._epis_index, device=self.device)
+        epi = torch.searchsorted(index, starts, right=True) - 1
+        lengths = torch.clamp(index[epi + 1] - starts, max=seq_length)
+        batch = gather_sequences(self.data_map, starts, lengths, time_steps=seq_length)
+        h_masks = torch.zeros(seq_length, len(starts), device=self.device)
+        h_masks[0] = (starts == index[epi]).to(h_masks.dtype)
+        batch["h_masks"] = h_masks
+        return batch
+
+    def random_batch_rnn(
+        self,
+        batch_size: int,
+        seq_length: int | None = None,
+        epoch: int = 1,
+        return_indices: bool = False,
+    ) -> Iterator:
+        """``epoch`` batches of fixed-length windows drawn uniformly, time-major.
+
+        A window is ``seq_length`` consecutive steps of one episode and never crosses an
+        episode boundary: an episode of T >= L steps has ``T - L + 1`` windows, a shorter one
+        a single window of its T steps, zero-padded to L (``out_masks``). Every window is
+        equally likely (not every episode: long episodes are not under-sampled).
+
+        Parameters
+        ----------
+        batch_size : int
+            Windows per batch, drawn with replacement.
+        seq_length : int, optional
+            L; default the longest stored episode (whole episodes, as the original).
+        epoch : int
+            Number of batches.
+        return_indices : bool
+            Also yield each window's flat start index (B,).
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column as (L, B, ...), plus ``out_masks`` (L, B), 1.0 on real steps, and
+            ``h_masks`` (L, B), 1.0 at t = 0 where the window starts its episode (the
+            hidden state is then exactly the initial one; otherwise burn-in approximates it).
+        """
+        seq_length = self._seq_length(seq_length)
+        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        lengths = np.diff(self._epis_index)
+        counts = _replay.window_counts(lengths, seq_length)
+        ends = np.cumsum(counts)
+        # window w of episode e starts at first step + (w - windows before e)
+        offsets = torch.as_tensor(self._epis_index[:-1] - (ends - counts), device=self.device)
+        ends = torch.as_tensor(ends, device=self.device)
+        for _ in range(epoch):
+            w = torch.randint(0, int(ends[-1]), (batch_size,), device=self.device)
+            starts = offsets[torch.searchsorted(ends, w, right=True)] + w
+            batch = self._windows(starts, seq_length)
+            yield (batch, starts) if return_indices else batch
+
+    def prioritized_random_batch_rnn(
+        self,
+        batch_size: int,
+        seq_length: int,
+        epoch: int = 1,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> Iterator:
+        """``epoch`` batches of windows drawn by their priority ``seq_pris`` (R2D2).
+
+        Windows as in ``random_batch_rnn``; the window starting at step s is drawn with
+        probability proportional to ``seq_pris[s]`` (``ef.compute_seq_pris`` with the same
+        ``seq_length``), or by rank in ``rank_based`` mode. ``is_weights`` (B,) as in
+        ``prioritized_random_batch``, N being the number of windows.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns (L, B, ...), ``out_masks``, ``h_masks`` and ``is_weights`` (B,); with
+            ``return_indices`` the pair ``(batch, starts)``, ``starts`` (B,) int64.
+        """
+        _replay.check_mode(mode)
+        seq_length = self._seq_length(seq_length)
+        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        added_by = f"ef.compute_seq_pris(traj, {seq_length})"
+        for _ in range(epoch):
+            seq_pris = self._pris("seq_pris", added_by)
+            cand = torch.as_tensor(
+                _replay.window_starts(self._epis_index, seq_length), device=self.device
+            )
+            pris = seq_pris[cand]
+            _replay.check_pris(pris, "seq_pris", f"{added_by} (the same seq_length)")
+            beta = self._next_beta(init_beta, beta_step)
+            weights = _replay.sampling_weights(pris, mode, alpha)
+            drawn = _replay.draw(weights, batch_size)
+            starts = cand[drawn]
+            batch = self._windows(starts, seq_length)
+            batch["is_weights"] = _replay.is_weights(weights, drawn, beta)
+            yield (batch, starts) if return_indices else batch
+
+    def prioritized_random_batch_rnn_once(
+        self,
+        batch_size: int,
+        seq_length: int,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``prioritized_random_batch_rnn``."""
+        batches = self.prioritized_random_batch_rnn(
+            batch_size, seq_length, 1, return_indices, mode, alpha, init_beta, beta_step
+        )
+        return next(batches)
+
+    def writable_column(self, key: str) -> torch.Tensor:
+        """Column ``key``, safe to modify in place (e.g. priorities updated by index).
+
+        Columns adopted without a copy, loaded, or shared with a copy of this Traj are first
+        copied into this Traj's own buffers (once), so that an in-place write never reaches
+        another object's arrays.
+        """
+        if key not in self.data_map:
+            raise KeyError(f"{key}: the Traj has no '{key}' column")
+        if not self._owns():
+            self._write({k: v[:0] for k, v in self.data_map.items()}, 0)
+        return self.data_map[key]
 
     # ------------------------------------------------------------ conversion
     def to(self, device: str | torch.device) -> Traj:

@@ -1,0 +1,163 @@
+"""Recurrent SAC on prioritised sequence replay (R2D2-SAC), any task with a Box action space.
+
+    python example/run_r2d2_sac.py --env_name Pendulum-v1 --log runs/r2d2_sac_pendulum
+
+An LSTM policy and twin LSTM Q functions. Each iteration samples ``--steps_per_iter`` env steps,
+gives the new episodes the replay memory's highest priority and scores their windows of
+``--seq_length`` steps, adds them to a bounded replay ``Traj`` and takes ``--updates_per_iter``
+gradient steps on batches of windows drawn by priority, the first ``--burn_in_length`` steps of
+each only warming up the recurrent state. ``--hide_velocity`` drops the observation's last
+component (Pendulum's angular velocity), a partially observed task that needs the memory.
+Trains until a deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps
+pass, and writes progress.csv, TensorBoard events, learning_curve.png and the trained networks
+(models/) into ``--log``.
+"""
+
+import argparse
+import copy
+import os
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from machina import logger
+from machina.algos import r2d2_sac
+from machina.envs import GymEnv
+from machina.nets import PolNetLSTM, QNetLSTM
+from machina.pols import TanhGaussianPol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import DeterministicSAVfunc
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
+parser.add_argument("--log", default="runs/r2d2_sac", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--hide_velocity", action="store_true", help="drop the last obs component")
+parser.add_argument("--num_envs", type=int, default=1, help="environments sampled at once")
+parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
+parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
+parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
+parser.add_argument("--seq_length", type=int, default=20, help="window length, burn-in included")
+parser.add_argument("--burn_in_length", type=int, default=5, help="state warm-up steps")
+parser.add_argument("--updates_per_iter", type=int, default=50, help="gradient steps per iter")
+parser.add_argument("--pol_lr", type=float, default=1e-3)
+parser.add_argument("--qf_lr", type=float, default=1e-3)
+parser.add_argument("--alpha_lr", type=float, default=1e-3)
+parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--cell_size", type=int, default=64, help="LSTM units")
+parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--sampling", type=int, default=1, help="actions drawn per state")
+parser.add_argument(
+    "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
+)
+parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+parser.add_argument(
+    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+)
+args = parser.parse_args()
+torch.set_num_threads(args.num_threads)
+
+
+score_file = logger.start_run(args.log)
+torch.manual_seed(args.seed)
+
+if args.hide_velocity:
+    base = gym.make(args.env_name)
+    space = base.observation_space
+    low, high = space.low[:-1], space.high[:-1]
+    env = GymEnv(
+        gym.wrappers.TransformObservation(
+            base, lambda ob: ob[:-1], gym.spaces.Box(low, high, dtype=space.dtype)
+        )
+    )
+else:
+    env = GymEnv(args.env_name)
+solve_return = args.solve_return
+if solve_return is None and env.spec is not None:
+    solve_return = env.spec.reward_threshold
+ob_space, ac_space = env.observation_space, env.action_space
+
+pol_net = PolNetLSTM(ob_space, ac_space, args.h_size, args.cell_size)
+pol = TanhGaussianPol(ob_space, ac_space, pol_net, rnn=True)
+qfs = [
+    DeterministicSAVfunc(
+        ob_space, ac_space, QNetLSTM(ob_space, ac_space, args.h_size, args.cell_size), rnn=True
+    )
+    for _ in range(2)
+]
+targ_qfs = [copy.deepcopy(qf) for qf in qfs]
+log_alpha = torch.zeros((), requires_grad=True)
+optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
+optim_qfs = [torch.optim.Adam(qf.parameters(), args.qf_lr) for qf in qfs]
+optim_alpha = torch.optim.Adam([log_alpha], args.alpha_lr)
+sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
+off_traj = Traj(max_steps=args.replay_size)
+
+total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
+with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
+    while total_step < args.max_steps:
+        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+        traj = Traj()
+        traj.add_epis(epis)
+        traj = ef.set_all_pris(traj, off_traj.get_max_pri())
+        traj = ef.compute_seq_pris(traj, args.seq_length)
+        traj.register_epis()
+        off_traj.add_traj(traj)
+
+        result_dict = r2d2_sac.train(
+            off_traj,
+            pol,
+            qfs,
+            targ_qfs,
+            log_alpha,
+            optim_pol,
+            optim_qfs,
+            optim_alpha,
+            epoch=args.updates_per_iter,
+            batch_size=min(args.batch_size, off_traj.num_step),
+            seq_length=args.seq_length,
+            burn_in_length=args.burn_in_length,
+            tau=args.tau,
+            gamma=args.gamma,
+            sampling=args.sampling,
+            log_enable=False,
+            mode=args.mode,
+        )
+
+        total_epi += traj.num_epi
+        total_step += traj.num_step
+        if total_step >= next_eval or total_step >= args.max_steps:
+            next_eval += args.eval_interval
+            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
+            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
+            result_dict["EvalReturn"] = eval_return
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            traj.num_step,
+            total_step,
+            rewards,
+            plot_title=args.env_name,
+        )
+        logger.save_models(args.log, pol=pol, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha)
+        bar.update(traj.num_step)
+        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
+        if solve_return is not None and eval_return >= solve_return:
+            break
+
+sampler.close()
+logger.close()
+solved = solve_return is not None and eval_return >= solve_return
+status = "solved" if solved else "not solved" if solve_return is not None else "done"
+print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
+print(f"run folder: {os.path.abspath(args.log)}")

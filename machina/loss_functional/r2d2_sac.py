@@ -1,0 +1,181 @@
+"""Recurrent soft actor-critic losses on sequence batches with burn-in (R2D2-style).
+
+Batches are fixed-length windows from ``Traj.prioritized_random_batch_rnn`` /
+``random_batch_rnn``: columns ``(T, B, ...)``, ``out_masks`` and ``h_masks`` ``(T, B)``.
+Every recurrent module runs over a window from its zero initial state. The first
+``burn_in_length`` steps only warm that state up (Kapturowski et al., 2019, section 3): the
+state is detached after them and their losses are left out, except in windows that start at
+an episode's first step (``h_masks[0] == 1``), where the zero state is exact and every step is
+trained.
+
+Q functions must keep their recurrent state independent of the action (the action enters
+after the recurrence, as in an LSTM over observations followed by a head on
+``(features, action)``): the target ``Q'(h_{t+1}, a')`` of every step then comes from one
+pass over the window's observations with the sampled next actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from machina.loss_functional._common import Batch
+from machina.loss_functional.sac import sample_acs
+
+
+def _detach(hs):
+    if isinstance(hs, torch.Tensor):
+        return hs.detach()
+    return type(hs)(_detach(h) for h in hs)
+
+
+def _masked_mean(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` weighted by ``masks`` over its non-zero entries; padding is selected
+    away, not multiplied by 0, so that a non-finite value there cannot leak in."""
+    x = torch.where(masks > 0, x * masks, torch.zeros_like(x))
+    return x.sum() / (masks > 0).sum().clamp_min(1)
+
+
+def train_masks(batch: Batch, burn_in_length: int) -> torch.Tensor:
+    """``(T, B)`` float mask of the trained steps: real steps after burn-in, or every real
+    step of a window that starts its episode."""
+    masks = batch["out_masks"].clone()
+    if burn_in_length > 0:
+        starts_epi = batch["h_masks"][0] > 0
+        masks[:burn_in_length] *= starts_epi.to(masks.dtype)[None, :]
+    return masks
+
+
+def _pol_params(pol: torch.nn.Module, obs, h_masks, burn_in_length: int) -> dict:
+    """Policy parameters over a window, the state detached after burn-in."""
+    hs = pol.net.init_hs(obs.shape[1])
+    if not 0 < burn_in_length < len(obs):
+        return pol.pd_params(obs, hs=hs, h_masks=h_masks)
+    first = pol.pd_params(obs[:burn_in_length], hs=hs, h_masks=h_masks[:burn_in_length])
+    hs = _detach(pol.hs)  # stored by the call above
+    rest = pol.pd_params(obs[burn_in_length:], hs=hs, h_masks=h_masks[burn_in_length:])
+    return {k: torch.cat([first[k], rest[k]]) for k in first}
+
+
+def _qs(qf: torch.nn.Module, obs, acs, h_masks, burn_in_length: int) -> torch.Tensor:
+    """``Q(h_t, acs_t)`` over a window, ``acs`` ``(S, T, B, ...)`` -> ``(S, T, B)``.
+
+    The S action samples are folded into the batch axis: one recurrent pass of S * B columns.
+    """
+    samples, steps, batch_size = acs.shape[:3]
+    obs = obs.repeat(1, samples, *([1] * (obs.dim() - 2)))
+    h_masks = h_masks.repeat(1, samples)
+    acs = acs.transpose(0, 1).reshape(steps, samples * batch_size, *acs.shape[3:])
+    hs = qf.net.init_hs(samples * batch_size)
+    if not 0 < burn_in_length < steps:
+        qs = qf(obs, acs, hs=hs, h_masks=h_masks)[0]
+    else:
+        b = burn_in_length
+        first, info = qf(obs[:b], acs[:b], hs=hs, h_masks=h_masks[:b])
+        rest = qf(obs[b:], acs[b:], hs=_detach(info["hs"]), h_masks=h_masks[b:])[0]
+        qs = torch.cat([first, rest])
+    return qs.reshape(steps, samples, batch_size).transpose(0, 1)
+
+
+def _min_qs(qfs, obs, acs, h_masks, burn_in_length) -> torch.Tensor:
+    return torch.stack([_qs(qf, obs, acs, h_masks, burn_in_length) for qf in qfs]).amin(0)
+
+
+def extended_obs(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Observations ``(T + 1, B, ...)`` with each window's final ``next_obs`` after its last
+    real step (windows never cross an episode boundary, so ``next_obs[t] = obs[t + 1]``
+    inside), and ``h_masks`` extended by a row of zeros."""
+    obs, next_obs = batch["obs"], batch["next_obs"]
+    lengths = batch["out_masks"].sum(0).long()
+    cols = torch.arange(obs.shape[1], device=obs.device)
+    ext = torch.cat([obs, torch.zeros_like(obs[:1])])
+    ext[lengths, cols] = next_obs[lengths - 1, cols]
+    h_masks = torch.cat([batch["h_masks"], torch.zeros_like(batch["h_masks"][:1])])
+    return ext, h_masks
+
+
+def r2d2_sac_targets(
+    pol: torch.nn.Module,
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    gamma: float,
+    burn_in_length: int,
+    sampling: int = 1,
+) -> torch.Tensor:
+    """Soft targets ``r_t + gamma (1 - term_t) E[min_i Q'_i(h_{t+1}, a') - alpha log pi(a')]``,
+    ``(T, B)`` without gradient; ``a' ~ pi(.|h_{t+1})``, ``sampling`` draws per step."""
+    with torch.no_grad():
+        obs, h_masks = extended_obs(batch)
+        params = _pol_params(pol, obs, h_masks, burn_in_length)
+        acs, llh = sample_acs(pol, params, sampling)
+        next_qs = _min_qs(targ_qfs, obs, acs, h_masks, burn_in_length)[:, 1:]
+        next_vs = torch.mean(next_qs - torch.exp(log_alpha) * llh[:, 1:], dim=0)
+        not_term = 1.0 - batch["terms"].to(next_vs.dtype)
+        return batch["rews"].to(next_vs.dtype) + gamma * not_term * next_vs
+
+
+def r2d2_q_loss(
+    qfs: Sequence[torch.nn.Module],
+    batch: Batch,
+    targets: torch.Tensor,
+    masks: torch.Tensor,
+    burn_in_length: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over ``qfs`` of ``0.5 * sum(w m (Q - y)^2) / sum(m)``, ``w = is_weights`` (B,).
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Scalar.
+    td : torch.Tensor
+        ``(T, B)`` mean of ``|Q_i - y|`` over the Q functions, detached (new priorities).
+    """
+    weights = batch.get("is_weights")
+    weights = masks if weights is None else masks * weights.to(masks.dtype)[None, :]
+    acs = batch["acs"].unsqueeze(0)
+    loss, td = 0.0, 0.0
+    for qf in qfs:
+        err = _qs(qf, batch["obs"], acs, batch["h_masks"], burn_in_length)[0] - targets
+        loss = loss + 0.5 * _masked_mean(err**2, weights)
+        td = td + err.detach().abs()
+    return loss, td / len(qfs)
+
+
+def r2d2_sac_pol(
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    masks: torch.Tensor,
+    burn_in_length: int,
+    sampling: int = 1,
+    reparam: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Policy loss ``E[alpha log pi(a|h_t) - min_i Q_i(h_t, a)]`` over the trained steps.
+
+    Returns the scalar loss and the ``(sampling, T, B)`` log-likelihoods, detached.
+    """
+    alpha = torch.exp(log_alpha).detach()
+    params = _pol_params(pol, batch["obs"], batch["h_masks"], burn_in_length)
+    acs, llh = sample_acs(pol, params, sampling, reparam)
+    if reparam:
+        qs = _min_qs(qfs, batch["obs"], acs, batch["h_masks"], burn_in_length)
+        per_step = torch.mean(alpha * llh - qs, dim=0)
+    else:
+        with torch.no_grad():
+            qs = _min_qs(qfs, batch["obs"], acs, batch["h_masks"], burn_in_length)
+            advs = alpha * llh - qs
+            if sampling > 1:
+                advs = advs - advs.mean(dim=0, keepdim=True)
+        per_step = torch.mean(llh * advs, dim=0)
+    return _masked_mean(per_step, masks), llh.detach()
+
+
+def r2d2_sac_alpha(
+    log_alpha: torch.Tensor, llh: torch.Tensor, masks: torch.Tensor, target_ent: float
+) -> torch.Tensor:
+    """Temperature loss ``-E[log_alpha (log pi + target_ent)]`` over the trained steps."""
+    per_step = torch.mean(llh + target_ent, dim=0).detach()
+    return -_masked_mean(log_alpha * per_step, masks)

@@ -1,0 +1,99 @@
+"""Index arithmetic of a Traj used as a replay memory: priorities, windows, IS weights.
+
+Everything here works on whole arrays of indices and priorities: drawing a batch is a
+cumulative sum, a binary search per drawn item and a gather, never a Python loop per sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: sampling modes of ``Traj.prioritized_random_batch`` (Schaul et al., 2016, section 3.3)
+MODES = ("proportional", "rank_based")
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    return mode
+
+
+def sampling_weights(pris: torch.Tensor, mode: str, alpha: float) -> torch.Tensor:
+    """Unnormalised sampling weights, float64 (N,).
+
+    ``proportional``: the priorities themselves (already ``(|td| + eps) ** alpha``, as
+    ``update_pris`` stores them). ``rank_based``: ``rank ** -alpha`` with rank 1 for the
+    highest priority, by one argsort (O(N log N) per batch).
+    """
+    pris = pris.to(torch.float64)
+    if mode == "proportional":
+        return pris
+    order = torch.argsort(pris, descending=True)
+    ranks = torch.empty_like(pris)
+    ranks[order] = torch.arange(1, len(pris) + 1, dtype=torch.float64, device=pris.device)
+    return ranks.pow(-alpha)
+
+
+def check_pris(pris: torch.Tensor, key: str, added_by: str) -> None:
+    """A ValueError naming ``key`` unless every priority is finite and positive."""
+    if len(pris) == 0:
+        return
+    low = float(pris.min())
+    if not (low > 0.0 and bool(torch.isfinite(pris).all())):
+        raise ValueError(
+            f"{key}: expected finite positive priorities, got min {low} (and "
+            f"{int((~torch.isfinite(pris)).sum())} non-finite); set them with {added_by}"
+        )
+
+
+def draw(weights: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``batch_size`` indices drawn with replacement, P(i) = weights[i] / sum(weights).
+
+    Inverse-CDF sampling: one float64 cumulative sum and a binary search per draw (no limit
+    on N, unlike ``torch.multinomial``'s 2 ** 24 categories).
+    """
+    cdf = torch.cumsum(weights, 0)
+    u = torch.rand(batch_size, dtype=torch.float64, device=weights.device) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
+
+
+def is_weights(weights: torch.Tensor, drawn: torch.Tensor, beta: float) -> torch.Tensor:
+    """Importance-sampling weights ``(N P(i)) ** -beta / max_j (N P(j)) ** -beta``, (B,).
+
+    The maximum is over the whole memory (Schaul et al., 2016, section 3.4), reached at the
+    smallest P, so the weights lie in (0, 1] and equal ``(P(i) / min_j P(j)) ** -beta``.
+    """
+    low = weights.min()
+    return (weights[drawn] / low).pow(-beta).to(torch.float32)
+
+
+def window_counts(lengths: np.ndarray, seq_length: int) -> np.ndarray:
+    """Windows per episode: full windows of ``seq_length`` steps, or one for a short episode."""
+    return np.maximum(lengths - seq_length, 0) + 1
+
+
+def window_starts(epis_index: np.ndarray, seq_length: int) -> np.ndarray:
+    """Flat index of every window start, (W,) int64, episode by episode."""
+    starts = epis_index[:-1]
+    counts = window_counts(np.diff(epis_index), seq_length)
+    offsets = np.cumsum(counts) - counts
+    return np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
+
+
+def window_pris(
+    pris: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, seq_length: int, eta: float
+) -> torch.Tensor:
+    """``eta * max + (1 - eta) * mean`` of ``|pris|`` over ``[start, min(start + L, end))``.
+
+    R2D2's sequence priority (Kapturowski et al., 2019, section 2.3). ``starts`` and ``ends``
+    (the end of each window's episode) are (S,); returns (S,) float32.
+    """
+    t = torch.arange(seq_length, device=pris.device)
+    idx = starts[:, None] + t[None, :]
+    valid = idx < ends[:, None]
+    values = pris.abs().to(torch.float32)[torch.where(valid, idx, starts[:, None])]
+    count = valid.sum(dim=1).to(torch.float32)
+    peak = torch.where(valid, values, torch.zeros((), dtype=values.dtype)).amax(dim=1)
+    mean = torch.where(valid, values, torch.zeros((), dtype=values.dtype)).sum(dim=1) / count
+    return eta * peak + (1.0 - eta) * mean

@@ -1,0 +1,92 @@
+"""Functions on a whole registered ``Traj`` (the replay memory), not on pending episodes."""
+
+from __future__ import annotations
+
+import torch
+
+from machina.traj import _replay
+from machina.traj.traj import Traj
+
+__all__ = ["update_pris"]
+
+
+def update_pris(
+    traj: Traj,
+    td_loss: torch.Tensor,
+    indices: torch.Tensor,
+    alpha: float = 0.6,
+    epsilon: float = 1e-6,
+    update_epi_pris: bool = False,
+    seq_length: int | None = None,
+    eta: float = 0.9,
+) -> Traj:
+    """Set ``pris[indices] = (|td_loss| + epsilon) ** alpha`` in place; returns ``traj``.
+
+    Parameters
+    ----------
+    traj : Traj
+        Replay memory with a ``pris`` column (``ef.set_all_pris`` / ``ef.compute_pris``).
+    td_loss : torch.Tensor
+        TD errors of the drawn steps, any shape; only their magnitude matters.
+    indices : torch.Tensor or sequence of int
+        Flat step indices, the shape of ``td_loss`` (``prioritized_random_batch`` returns
+        them; for a sequence batch, ``starts + t`` at its real steps). A repeated index
+        keeps one of its values.
+    alpha, epsilon : float
+        Priority exponent, and the floor that keeps every step drawable.
+    update_epi_pris : bool
+        Also recompute ``seq_pris`` of every window holding an updated step (sequence
+        replay; needs ``seq_length`` and a ``seq_pris`` column from ``ef.compute_seq_pris``).
+    seq_length : int, optional
+        Window length of ``seq_pris``.
+    eta : float
+        Weight of the maximum in a window's priority (see ``ef.compute_seq_pris``).
+    """
+    if not isinstance(traj, Traj):
+        raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+    if epsilon <= 0.0:
+        raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+    pris = traj.writable_column("pris") if "pris" in traj.data_map else None
+    if pris is None:
+        raise KeyError("pris: the Traj has no 'pris' column; add it with ef.set_all_pris")
+    td_loss = torch.as_tensor(td_loss).detach()
+    indices = torch.as_tensor(indices, device=pris.device).reshape(-1).long()
+    if td_loss.numel() != indices.numel():
+        raise ValueError(
+            f"td_loss: expected one value per index ({indices.numel()}), got shape "
+            f"{tuple(td_loss.shape)}"
+        )
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= traj.num_step):
+        raise ValueError(
+            f"indices: expected flat step indices in [0, {traj.num_step}), got "
+            f"[{int(indices.min())}, {int(indices.max())}]"
+        )
+    new = (td_loss.reshape(-1).abs().to(torch.float32) + epsilon) ** alpha
+    pris[indices] = new.to(device=pris.device, dtype=pris.dtype)
+    if update_epi_pris:
+        _update_seq_pris(traj, pris, indices, seq_length, eta)
+    return traj
+
+
+def _update_seq_pris(
+    traj: Traj, pris: torch.Tensor, indices: torch.Tensor, seq_length: int | None, eta: float
+) -> None:
+    """Recompute ``seq_pris`` of the windows that hold any of ``indices``."""
+    if seq_length is None:
+        raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
+    seq_pris = traj.writable_column("seq_pris") if "seq_pris" in traj.data_map else None
+    if seq_pris is None:
+        raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
+    # Windows [s, s + L) holding step i start in [i - L + 1, i]; keep the real window starts.
+    cand = (indices[:, None] - torch.arange(seq_length, device=indices.device)).reshape(-1)
+    cand = torch.unique(cand[cand >= 0])
+    index = torch.as_tensor(traj.epis_index, device=indices.device)
+    epi = torch.searchsorted(index, cand, right=True) - 1
+    lengths = index[epi + 1] - index[epi]
+    counts = torch.as_tensor(
+        _replay.window_counts(lengths.cpu().numpy(), seq_length), device=indices.device
+    )
+    keep = cand - index[epi] < counts
+    starts, ends = cand[keep], index[epi + 1][keep]
+    values = _replay.window_pris(pris, starts, ends, seq_length, eta)
+    seq_pris[starts] = values.to(seq_pris.dtype)

@@ -1,0 +1,279 @@
+"""Prioritised DDPG and R2D2-SAC: unit checks, learning on Pendulum-v1 and their examples."""
+
+import copy
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from machina.algos import prioritized_ddpg, r2d2_sac
+from machina.loss_functional import r2d2_sac as lf_r2d2
+from machina.nets import PolNet, PolNetLSTM, QNet, QNetLSTM
+from machina.noise import GaussianActionNoise
+from machina.pols import DeterministicActionNoisePol, RandomPol, TanhGaussianPol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import DeterministicSAVfunc
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def one_thread():
+    """Small nets on shared cores: one intra-op thread avoids oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def mean_return(epis):
+    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
+
+
+def random_return(env_id, n_epi=10):
+    env = gym.make(env_id)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, seed=123, num_envs=2) as sampler:
+        return mean_return(sampler.sample(pol, max_epis=n_epi))
+
+
+def pendulum_spaces():
+    env = gym.make("Pendulum-v1")
+    return env.observation_space, env.action_space
+
+
+def run_example(tmp_path, script, args):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, os.path.join(REPO, "example", script), "--log", str(tmp_path), *args]
+    proc = subprocess.run(cmd, check=True, timeout=300, capture_output=True, text=True, env=env)
+    assert (tmp_path / "progress.csv").stat().st_size > 0
+    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+    return proc.stdout
+
+
+# ------------------------------------------------------------------- prioritised DDPG
+def ddpg_nets(seed=0):
+    torch.manual_seed(seed)
+    ob, ac = pendulum_spaces()
+    net = PolNet(ob, ac, deterministic=True)
+    pol = DeterministicActionNoisePol(ob, ac, net, noise=GaussianActionNoise(ac, 0.1))
+    qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac))
+    targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
+    optim_pol = torch.optim.Adam(pol.parameters(), 1e-3)
+    optim_qf = torch.optim.Adam(qf.parameters(), 1e-3)
+    return pol, targ_pol, qf, targ_qf, optim_pol, optim_qf
+
+
+def sample_traj(pol, n_steps, seed=0, nstep=None):
+    with EpiSampler(gym.make("Pendulum-v1"), pol, seed=seed) as sampler:
+        epis = sampler.sample(pol, max_steps=n_steps)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.set_all_pris(traj, 1.0)
+    if nstep:
+        traj = ef.compute_nstep(traj, 0.99, nstep)
+    traj.register_epis()
+    return traj
+
+
+@pytest.mark.parametrize("nstep", [None, 3])
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_prioritized_ddpg_updates_the_drawn_priorities(one_thread, mode, nstep):
+    pol, targ_pol, qf, targ_qf, optim_pol, optim_qf = ddpg_nets()
+    traj = sample_traj(pol, 400, nstep=nstep)
+    result = prioritized_ddpg.train(
+        traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, 5, 32, 0.005, 0.99,
+        log_enable=False, mode=mode, nstep=nstep is not None,
+    )  # fmt: skip
+    assert len(result["PolLoss"]) == len(result["QfLoss"]) == 5
+    assert result["Beta"] == pytest.approx(0.4 + 4 * 0.00025 / 4)
+    pris = traj.data_map["pris"]
+    assert 0 < int((pris != 1.0).sum()) <= 5 * 32  # the drawn steps got TD priorities
+
+
+def test_prioritized_ddpg_names_missing_keys(one_thread):
+    pol, targ_pol, qf, targ_qf, optim_pol, optim_qf = ddpg_nets()
+    traj = sample_traj(pol, 200)
+    args = (traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, 1, 8, 0.005, 0.99)
+    with pytest.raises(KeyError, match="nstep_rews"):
+        prioritized_ddpg.train(*args, log_enable=False, nstep=True)
+    del traj.data_map["pris"]
+    with pytest.raises(KeyError, match="pris"):
+        prioritized_ddpg.train(*args, log_enable=False)
+
+
+def off_policy_loop(pol, train, max_steps, prepare, steps_per_iter=200, seed=0):
+    """Sample, give new episodes the max priority, add to the replay memory, train."""
+    env = gym.make("Pendulum-v1")
+    off_traj = Traj(max_steps=100_000)
+    step = 0
+    with EpiSampler(env, pol, seed=seed) as sampler:
+        while step < max_steps:
+            epis = sampler.sample(pol, max_steps=steps_per_iter)
+            traj = Traj()
+            traj.add_epis(epis)
+            traj = prepare(traj, off_traj)
+            traj.register_epis()
+            off_traj.add_traj(traj)
+            step += traj.num_step
+            train(off_traj, traj.num_step)
+        return mean_return(sampler.sample(pol, max_epis=10, deterministic=True))
+
+
+#: the learning tests' margin over the random policy's mean return on Pendulum-v1 (about
+#: -1250): a broken learner stays near or below it, a working one swings up within budget.
+MARGIN = 500.0
+#: R2D2-SAC's budget: env steps, gradient steps per 200 env steps (64 windows of 10), lr,
+#: and its margin over random (measured: +478 after 4,000 steps; recurrent SAC learns
+#: slower per env step than the feed-forward one).
+R2D2_STEPS, R2D2_UPDATES, R2D2_LR, R2D2_MARGIN = 5000, 100, 1e-3, 300.0
+
+
+def test_prioritized_ddpg_improves_pendulum_over_random(one_thread):
+    baseline = random_return("Pendulum-v1")
+    pol, targ_pol, qf, targ_qf, optim_pol, optim_qf = ddpg_nets()
+
+    def prepare(traj, off_traj):
+        return ef.compute_nstep(ef.set_all_pris(traj, off_traj.get_max_pri()), 0.99, 3)
+
+    def train(off_traj, epoch):
+        prioritized_ddpg.train(
+            off_traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, epoch,
+            min(128, off_traj.num_step), 0.005, 0.99, log_enable=False, nstep=True,
+            beta_step=1e-4,
+        )  # fmt: skip
+
+    final = off_policy_loop(pol, train, 5000, prepare)
+    print(f"prioritized DDPG Pendulum-v1: {final:.1f} vs random {baseline:.1f}")
+    assert final >= baseline + MARGIN, (final, baseline)
+
+
+def test_run_prioritized_ddpg_example(tmp_path):
+    args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2", "--nstep", "3"]
+    out = run_example(tmp_path, "run_prioritized_ddpg.py", [*args, "--mode", "rank_based"])
+    assert "eval return" in out
+
+
+# --------------------------------------------------------------------------- R2D2-SAC
+def r2d2_nets(seed=0, size=32):
+    torch.manual_seed(seed)
+    ob, ac = pendulum_spaces()
+    pol = TanhGaussianPol(ob, ac, PolNetLSTM(ob, ac, size, size), rnn=True)
+    qfs = [DeterministicSAVfunc(ob, ac, QNetLSTM(ob, ac, size, size), rnn=True) for _ in range(2)]
+    targ_qfs = [copy.deepcopy(qf) for qf in qfs]
+    log_alpha = torch.zeros((), requires_grad=True)
+    optims = dict(
+        optim_pol=torch.optim.Adam(pol.parameters(), 1e-3),
+        optim_qfs=[torch.optim.Adam(qf.parameters(), 1e-3) for qf in qfs],
+        optim_alpha=torch.optim.Adam([log_alpha], 1e-3),
+    )
+    return pol, qfs, targ_qfs, log_alpha, optims
+
+
+def window_batch():
+    """Two windows of 4 steps: one starting its episode with 2 real steps, one mid-episode."""
+    obs = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(4, 2, 3)
+    batch = dict(
+        obs=obs,
+        next_obs=obs + 100.0,
+        out_masks=torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0], [0.0, 1.0]]),
+        h_masks=torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+    )
+    return batch
+
+
+def test_burn_in_steps_train_only_where_the_window_starts_its_episode():
+    masks = lf_r2d2.train_masks(window_batch(), burn_in_length=2)
+    expected = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert torch.equal(masks, expected)
+    assert torch.equal(lf_r2d2.train_masks(window_batch(), 0), window_batch()["out_masks"])
+
+
+def test_extended_obs_appends_each_windows_final_next_obs():
+    batch = window_batch()
+    ext, h_masks = lf_r2d2.extended_obs(batch)
+    assert ext.shape == (5, 2, 3) and h_masks.shape == (5, 2)
+    assert torch.equal(ext[:4, 1], batch["obs"][:, 1]) and torch.equal(
+        ext[2, 0], batch["next_obs"][1, 0]
+    )
+    assert torch.equal(ext[4, 1], batch["next_obs"][3, 1])
+    assert torch.equal(ext[:2, 0], batch["obs"][:2, 0]) and torch.equal(
+        ext[3, 0], batch["obs"][3, 0]
+    )
+    assert not ext[4, 0].any()
+
+
+def test_r2d2_sac_trains_on_windows_and_rescores_them(one_thread):
+    pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()
+    with EpiSampler(gym.make("Pendulum-v1"), pol, seed=0) as sampler:
+        epis = sampler.sample(pol, max_steps=400)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(ef.set_all_pris(traj, 1.0), 8)
+    traj.register_epis()
+    result = r2d2_sac.train(
+        traj, pol, qfs, targ_qfs, log_alpha, epoch=3, batch_size=8, seq_length=8,
+        burn_in_length=3, tau=0.01, gamma=0.99, sampling=2, log_enable=False, **optims,
+    )  # fmt: skip
+    assert {len(result[k]) for k in ("PolLoss", "QfLoss", "AlphaLoss")} == {3}
+    assert np.isfinite(result["Entropy"]) and result["Alpha"] != 1.0
+    pris = traj.data_map["pris"]
+    assert 0 < int((pris != 1.0).sum()) <= 3 * 8 * 8
+    # the windows holding updated steps were re-scored: seq_pris is that of the new pris
+    rescored = ef.compute_seq_pris(traj.epis(), 8)
+    expected = np.concatenate([epi["seq_pris"] for epi in rescored])
+    np.testing.assert_allclose(traj.data_map["seq_pris"].numpy(), expected, rtol=1e-5)
+
+
+def test_r2d2_sac_needs_recurrent_modules_and_seq_pris(one_thread):
+    pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()
+    ff_pol, *_ = ddpg_nets()
+    traj = sample_traj(ff_pol, 200)
+    common = dict(epoch=1, batch_size=4, seq_length=8, burn_in_length=2, tau=0.01, gamma=0.99)
+    with pytest.raises(KeyError, match="seq_pris"):
+        r2d2_sac.train(traj, pol, qfs, targ_qfs, log_alpha, **optims, **common)
+    traj.data_map["seq_pris"] = torch.ones(traj.num_step)
+    ob, ac = pendulum_spaces()
+    ff_qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac))
+    with pytest.raises(ValueError, match="recurrent"):
+        r2d2_sac.train(traj, pol, [ff_qf], [ff_qf], log_alpha, **optims, **common)
+    with pytest.raises(ValueError, match="burn_in_length"):
+        r2d2_sac.train(
+            traj, pol, qfs, targ_qfs, log_alpha, **optims, **{**common, "burn_in_length": 8}
+        )
+
+
+def test_r2d2_sac_improves_pendulum_over_random(one_thread):
+    baseline = random_return("Pendulum-v1")
+    pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()
+    for optim in [optims["optim_pol"], *optims["optim_qfs"]]:
+        for group in optim.param_groups:
+            group["lr"] = R2D2_LR
+    seq_length, burn_in_length = 10, 3
+
+    def prepare(traj, off_traj):
+        return ef.compute_seq_pris(ef.set_all_pris(traj, off_traj.get_max_pri()), seq_length)
+
+    def train(off_traj, epoch):
+        r2d2_sac.train(
+            off_traj, pol, qfs, targ_qfs, log_alpha, epoch=R2D2_UPDATES, batch_size=64,
+            seq_length=seq_length, burn_in_length=burn_in_length, tau=0.01, gamma=0.99,
+            log_enable=False, **optims,
+        )  # fmt: skip
+
+    final = off_policy_loop(pol, train, R2D2_STEPS, prepare)
+    print(f"R2D2-SAC Pendulum-v1: {final:.1f} vs random {baseline:.1f}")
+    assert final >= baseline + R2D2_MARGIN, (final, baseline)
+
+
+def test_run_r2d2_sac_example(tmp_path):
+    args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]
+    small = ["--updates_per_iter", "3", "--seq_length", "8", "--burn_in_length", "2"]
+    out = run_example(tmp_path, "run_r2d2_sac.py", [*args, *small, "--hide_velocity"])
+    assert "eval return" in out

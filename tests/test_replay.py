@@ -1,0 +1,349 @@
+"""Traj as a replay memory: uniform, prioritised and sequence batches, priorities, n-step.
+
+Sampling is checked statistically with fixed seeds (chi-square against the intended
+distribution), everything else against plain per-step reference loops on random episodes with
+terminated and truncated ends mixed.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_random_epis
+from scipy import stats
+
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.traj import traj_functional as tf
+
+
+def make_traj(epis, max_steps=None):
+    traj = Traj(max_steps=max_steps)
+    traj.add_epis(epis)
+    traj.register_epis()
+    return traj
+
+
+def chi2_pvalue(counts, probs):
+    counts = np.asarray(counts, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    expected = probs / probs.sum() * counts.sum()
+    return stats.chisquare(counts, expected).pvalue
+
+
+def window_reference(epis, seq_length):
+    """Every window start (flat index) and its episode's bounds, one episode at a time."""
+    starts, bounds, offset = [], [], 0
+    for epi in epis:
+        length = len(epi["rews"])
+        for s in range(max(length - seq_length, 0) + 1):
+            starts.append(offset + s)
+            bounds.append((offset, offset + length))
+        offset += length
+    return starts, bounds
+
+
+# ----------------------------------------------------------------------- uniform batches
+def test_random_batch_is_uniform(rng):
+    torch.manual_seed(0)
+    traj = make_traj(make_random_epis(rng, 4, max_len=10))
+    counts = np.zeros(traj.num_step)
+    for batch, indices in traj.random_batch(traj.num_step, epoch=600, return_indices=True):
+        np.add.at(counts, indices.numpy(), 1)
+        np.testing.assert_array_equal(batch["rews"].numpy(), traj.data_map["rews"][indices])
+    assert chi2_pvalue(counts, np.full(traj.num_step, 1 / traj.num_step)) > 1e-3
+    # a deliberately skewed count is rejected by the same test
+    skewed = counts.copy()
+    skewed[0] += 0.2 * counts.mean() * 5
+    assert chi2_pvalue(skewed, np.full(traj.num_step, 1 / traj.num_step)) < 1e-3
+
+
+@pytest.mark.parametrize("seq_length", [1, 4, 12, None])
+def test_random_batch_rnn_windows_stay_inside_episodes_and_are_uniform(rng, seq_length):
+    torch.manual_seed(0)
+    epis = make_random_epis(rng, 12, max_len=15)
+    traj = make_traj(epis)
+    traj.data_map["step_id"] = torch.arange(traj.num_step)
+    length = seq_length or max(len(e["rews"]) for e in epis)
+    starts_ref, bounds = window_reference(epis, length)
+    bound_of = dict(zip(starts_ref, bounds))
+    counts = dict.fromkeys(starts_ref, 0)
+    for batch, starts in traj.random_batch_rnn(32, length, epoch=150, return_indices=True):
+        assert batch["obs"].shape == (length, 32, 3)
+        assert batch["out_masks"].shape == batch["h_masks"].shape == (length, 32)
+        for b, start in enumerate(starts.tolist()):
+            counts[start] += 1  # a KeyError here: a start that is no window start
+            lo, hi = bound_of[start]
+            n_real = min(length, hi - start)
+            mask = batch["out_masks"][:, b]
+            assert mask[:n_real].all() and not mask[n_real:].any()
+            np.testing.assert_array_equal(
+                batch["step_id"][:n_real, b].numpy(), np.arange(start, start + n_real)
+            )
+            assert (batch["obs"][n_real:, b] == 0).all()
+            assert batch["h_masks"][0, b] == float(start == lo)
+            assert not batch["h_masks"][1:, b].any()
+    values = np.array(list(counts.values()))
+    assert chi2_pvalue(values, np.full(len(values), 1 / len(values))) > 1e-3
+
+
+# ------------------------------------------------------------------ prioritised batches
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_prioritized_frequencies_follow_the_priorities(rng, mode):
+    torch.manual_seed(0)
+    traj = make_traj(make_random_epis(rng, 3, max_len=8))
+    n = traj.num_step
+    pris = torch.as_tensor(rng.uniform(0.1, 3.0, size=n), dtype=torch.float32)
+    traj.data_map["pris"] = pris
+    if mode == "proportional":
+        probs = pris.numpy() / pris.numpy().sum()
+    else:
+        alpha = 0.7
+        rank = np.empty(n)
+        rank[np.argsort(-pris.numpy(), kind="stable")] = np.arange(1, n + 1)
+        probs = rank**-alpha / (rank**-alpha).sum()
+    counts = np.zeros(n)
+    for _, indices in traj.prioritized_random_batch(
+        n, epoch=2000, return_indices=True, mode=mode, alpha=0.7
+    ):
+        np.add.at(counts, indices.numpy(), 1)
+    assert chi2_pvalue(counts, probs) > 1e-3
+    # and a uniform draw of the same size is told apart
+    assert chi2_pvalue(np.full(n, counts.sum() / n), probs) < 1e-3
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_importance_weights_match_the_formula_and_beta_anneals(rng, mode):
+    traj = make_traj(make_random_epis(rng, 5))
+    n = traj.num_step
+    pris = rng.uniform(0.1, 3.0, size=n).astype(np.float32)
+    traj.data_map["pris"] = torch.as_tensor(pris)
+    alpha = 0.5
+    if mode == "proportional":
+        p = pris.astype(np.float64)
+    else:
+        order = sorted(range(n), key=lambda i: -pris[i])
+        p = np.empty(n)
+        for rank, i in enumerate(order, start=1):
+            p[i] = rank**-alpha
+    probs = p / p.sum()
+    batches = traj.prioritized_random_batch(
+        16, 5, True, mode=mode, alpha=alpha, init_beta=0.4, beta_step=0.3
+    )
+    for k, (batch, indices) in enumerate(batches):
+        beta = min(1.0, 0.4 + 0.3 * k)
+        assert traj.pri_beta == pytest.approx(beta)
+        all_w = [(n * probs[i]) ** -beta for i in range(n)]
+        expected = [(n * probs[i]) ** -beta / max(all_w) for i in indices.tolist()]
+        np.testing.assert_allclose(batch["is_weights"].numpy(), expected, rtol=1e-5)
+        assert batch["is_weights"].dtype == torch.float32
+    assert traj.pri_beta == 1.0
+
+
+def test_prioritized_batches_need_positive_pris(rng):
+    traj = make_traj(make_random_epis(rng, 3))
+    with pytest.raises(KeyError, match="ef.set_all_pris"):
+        traj.prioritized_random_batch_once(4)
+    traj.data_map["pris"] = torch.ones(traj.num_step)
+    with pytest.raises(ValueError, match="mode"):
+        traj.prioritized_random_batch_once(4, mode="ranked")
+    traj.data_map["pris"][3] = 0.0
+    with pytest.raises(ValueError, match="pris"):
+        traj.prioritized_random_batch_once(4)
+    with pytest.raises(ValueError, match="batch_size"):
+        traj.prioritized_random_batch_once(0)
+
+
+def test_new_episodes_get_max_priority_and_fifo_keeps_pris(rng):
+    memory = Traj(max_steps=80)
+    first = ef.set_all_pris(make_random_epis(rng, 4, max_len=10), 1.0)
+    memory.add_traj(make_traj(first))
+    tf.update_pris(memory, torch.tensor([4.0, 2.0]), torch.tensor([0, 1]), alpha=1.0)
+    assert memory.get_max_pri() == pytest.approx(4.0, rel=1e-5)
+    added = []
+    for _ in range(6):
+        epis = make_random_epis(rng, 3, max_len=10)
+        added.extend(epis)
+        before_max = memory.get_max_pri()
+        memory.add_traj(make_traj(epis))  # no 'pris': filled in with the maximum
+        new_steps = sum(len(e["rews"]) for e in epis)
+        np.testing.assert_allclose(memory.data_map["pris"][-new_steps:].numpy(), before_max)
+        assert memory.num_step <= 80
+    # FIFO evicted whole episodes; the kept priorities still line up with their steps
+    kept = memory.data_map["pris"].numpy()
+    assert len(kept) == memory.num_step and np.all(kept > 0)
+    assert Traj().get_max_pri() == 1.0
+
+
+def test_update_pris_writes_the_formula_and_never_shared_arrays(rng):
+    epis = ef.set_all_pris(make_random_epis(rng, 4), 1.0)
+    traj = make_traj(epis)  # adopts the pending arrays without a copy
+    shared = copy.copy(traj)
+    td = torch.tensor([-2.0, 0.5, 0.0])
+    idx = torch.tensor([0, 5, 7])
+    tf.update_pris(traj, td, idx, alpha=0.6, epsilon=1e-6)
+    expected = (td.abs() + 1e-6) ** 0.6
+    torch.testing.assert_close(traj.data_map["pris"][idx], expected)
+    assert (shared.data_map["pris"] == 1.0).all()  # the copy's rows were not written
+    with pytest.raises(ValueError, match="td_loss"):
+        tf.update_pris(traj, td, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="indices"):
+        tf.update_pris(traj, td, torch.tensor([0, 1, traj.num_step]))
+
+
+# --------------------------------------------------------------------- sequence priority
+def ref_seq_pris(epis, seq_length, eta):
+    out = []
+    for epi in epis:
+        pris = np.abs(np.asarray(epi["pris"], dtype=np.float64))
+        seq = np.zeros(len(pris))
+        for s in range(max(len(pris) - seq_length, 0) + 1):
+            window = pris[s : s + seq_length]
+            seq[s] = eta * window.max() + (1 - eta) * window.mean()
+        out.append(seq)
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("seq_length", [1, 3, 10, 40])
+def test_compute_seq_pris_matches_reference(rng, seq_length):
+    epis = make_random_epis(rng, 10)
+    for epi in epis:
+        epi["pris"] = rng.uniform(0.1, 2.0, size=len(epi["rews"])).astype(np.float32)
+    out = ef.compute_seq_pris(epis, seq_length, eta=0.9)
+    got = np.concatenate([e["seq_pris"] for e in out])
+    np.testing.assert_allclose(got, ref_seq_pris(epis, seq_length, 0.9), rtol=1e-5)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(traj, seq_length, eta=0.9)
+    np.testing.assert_allclose(traj.pending.columns["seq_pris"], got)
+
+
+def test_update_pris_refreshes_the_windows_it_touches(rng):
+    seq_length = 5
+    epis = make_random_epis(rng, 8, max_len=20)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(ef.set_all_pris(traj, 1.0), seq_length)
+    traj.register_epis()
+    idx = torch.as_tensor(rng.choice(traj.num_step, size=15, replace=False))
+    td = torch.as_tensor(rng.normal(size=15), dtype=torch.float32)
+    tf.update_pris(traj, td, idx, update_epi_pris=True, seq_length=seq_length, eta=0.8)
+    back = traj.epis()
+    np.testing.assert_allclose(
+        traj.data_map["seq_pris"].numpy(), ref_seq_pris(back, seq_length, 0.8), rtol=1e-5
+    )
+
+
+def test_prioritized_rnn_draws_windows_by_seq_pris(rng):
+    torch.manual_seed(0)
+    seq_length = 4
+    epis = make_random_epis(rng, 8, max_len=10)
+    for epi in epis:
+        epi["pris"] = rng.uniform(0.2, 3.0, size=len(epi["rews"])).astype(np.float32)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(traj, seq_length)
+    traj.register_epis()
+    traj.data_map["step_id"] = torch.arange(traj.num_step)
+    starts_ref, bounds = window_reference(epis, seq_length)
+    seq = traj.data_map["seq_pris"].numpy()
+    probs = seq[starts_ref] / seq[starts_ref].sum()
+    position = {s: i for i, s in enumerate(starts_ref)}
+    counts = np.zeros(len(starts_ref))
+    beta = 0.4
+    for batch, starts in traj.prioritized_random_batch_rnn(
+        16, seq_length, epoch=500, return_indices=True, init_beta=0.4, beta_step=0.001
+    ):
+        for b, s in enumerate(starts.tolist()):
+            counts[position[s]] += 1
+            lo, hi = bounds[position[s]]
+            n_real = int(batch["out_masks"][:, b].sum())
+            assert n_real == min(seq_length, hi - s)
+            assert batch["step_id"][n_real - 1, b] < hi
+        w = (len(starts_ref) * probs) ** -beta
+        expected = w[[position[s] for s in starts.tolist()]] / w.max()
+        np.testing.assert_allclose(batch["is_weights"].numpy(), expected, rtol=1e-4)
+        beta += 0.001
+    assert chi2_pvalue(counts, probs) > 1e-3
+    with pytest.raises(ValueError, match="seq_pris"):  # windows of 2 steps were never scored
+        traj.prioritized_random_batch_rnn_once(4, 2)
+
+
+# ------------------------------------------------------------------------------ n-step
+def ref_nstep(epis, gamma, n):
+    rews, next_obs, discounts = [], [], []
+    for epi in epis:
+        length = len(epi["rews"])
+        for t in range(length):
+            acc, k = 0.0, 0
+            while k < n and t + k < length:
+                acc += gamma**k * float(epi["rews"][t + k])
+                k += 1
+            terminated = t + k == length and bool(epi["terms"][-1])
+            rews.append(acc)
+            next_obs.append(epi["next_obs"][t + k - 1])
+            discounts.append(0.0 if terminated else gamma**k)
+    return np.array(rews), np.array(next_obs), np.array(discounts)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("n", [1, 3, 50])
+@pytest.mark.parametrize("as_traj", [False, True])
+def test_compute_nstep_matches_reference(rng, gamma, n, as_traj):
+    epis = make_random_epis(rng, 15)
+    if as_traj:
+        traj = Traj()
+        traj.add_epis(epis)
+        cols = ef.compute_nstep(traj, gamma, n).pending.columns
+    else:
+        out = ef.compute_nstep(epis, gamma, n)
+        cols = {k: np.concatenate([e[k] for e in out]) for k in out[0] if k.startswith("nstep")}
+    rews, next_obs, discounts = ref_nstep(epis, gamma, n)
+    np.testing.assert_allclose(cols["nstep_rews"], rews, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(cols["nstep_next_obs"], next_obs)
+    np.testing.assert_allclose(cols["nstep_discounts"], discounts, rtol=1e-6)
+    if n == 1:
+        np.testing.assert_allclose(cols["nstep_rews"], np.concatenate([e["rews"] for e in epis]))
+
+
+def test_compute_nstep_errors():
+    epis = make_random_epis(np.random.default_rng(1), 2)
+    with pytest.raises(ValueError, match="n:"):
+        ef.compute_nstep(epis, 0.9, 0)
+    with pytest.raises(ValueError, match="gamma"):
+        ef.compute_nstep(epis, 1.5, 2)
+
+
+# ------------------------------------------------------------------------ compute_pris
+class LinearQ(torch.nn.Module):
+    rnn = False
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.lin = torch.nn.Linear(5, 1)
+
+    def forward(self, obs, acs):
+        qs = self.lin(torch.cat([obs, acs], -1)).squeeze(-1)
+        return qs, dict(mean=qs)
+
+
+class MeanPol(torch.nn.Module):
+    def pd_params(self, obs):
+        return dict(mean=torch.tanh(obs[..., :2]))
+
+
+def test_compute_pris_uses_ddpg_td_errors(rng):
+    epis = make_random_epis(rng, 6)
+    qf, targ_qf, pol, gamma = LinearQ(0), LinearQ(1), MeanPol(), 0.9
+    out = ef.compute_pris(epis, qf, targ_qf, pol, gamma, alpha=0.5, epsilon=1e-3)
+    with torch.no_grad():
+        for epi, got in zip(epis, out):
+            for t in range(len(epi["rews"])):
+                ob, ac = torch.as_tensor(epi["obs"][t]), torch.as_tensor(epi["acs"][t])
+                nob = torch.as_tensor(epi["next_obs"][t])
+                q = float(qf(ob[None], ac[None])[0])
+                nq = float(targ_qf(nob[None], pol.pd_params(nob[None])["mean"])[0])
+                y = float(epi["rews"][t]) + gamma * (1 - float(epi["terms"][t])) * nq
+                assert got["pris"][t] == pytest.approx((abs(q - y) + 1e-3) ** 0.5, rel=1e-4)
