@@ -1,7 +1,18 @@
-"""Shared test fixtures: random episodes with terminated and truncated ends mixed."""
+"""Shared test helpers: random episodes with terminated and truncated ends mixed, and running
+example scripts / code in a fresh interpreter with readable failures."""
+
+import os
+import shlex
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
+
+EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example")
+# How much of each stream a failure message shows: enough for a traceback, not a whole log.
+TAIL_CHARS = 3000
 
 
 def make_random_epis(rng: np.random.Generator, n_epi: int, max_len: int = 30, ob_dim: int = 3):
@@ -35,3 +46,72 @@ def make_random_epis(rng: np.random.Generator, n_epi: int, max_len: int = 30, ob
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def _tail(text: str | bytes | None, name: str) -> str:
+    if not text:
+        return f"--- {name}: (empty)"
+    if isinstance(text, bytes):  # TimeoutExpired carries bytes even when text=True
+        text = text.decode(errors="replace")
+    if len(text) <= TAIL_CHARS:
+        return f"--- {name}:\n{text}"
+    return f"--- {name} (last {TAIL_CHARS} of {len(text)} chars):\n[...]{text[-TAIL_CHARS:]}"
+
+
+def _run(
+    cmd: list[str], timeout: float, cwd: str | os.PathLike | None
+) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with text output captured; fail the test with the command and the tails of
+    stdout and stderr (stderr last, where the traceback is) on a non-zero exit or a timeout."""
+    where = f"\n(cwd: {cwd})" if cwd is not None else ""
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        timed_out = e
+    else:
+        timed_out = None
+    # Failing outside the except block keeps subprocess's own traceback out of the report.
+    if timed_out is not None:
+        pytest.fail(
+            f"timed out after {timeout} s: {shlex.join(cmd)}{where}\n"
+            f"{_tail(timed_out.stdout, 'stdout')}\n{_tail(timed_out.stderr, 'stderr')}"
+        )
+    if result.returncode != 0:
+        pytest.fail(
+            f"exit code {result.returncode}: {shlex.join(cmd)}{where}\n"
+            f"{_tail(result.stdout, 'stdout')}\n{_tail(result.stderr, 'stderr')}"
+        )
+    return result
+
+
+def run_example(
+    script: str, *args, timeout: float = 300, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``example/<script> args...`` in a fresh interpreter (the installed machina).
+
+    Parameters
+    ----------
+    script : str
+        Path relative to ``example/``, e.g. ``"run_ppo.py"``.
+    *args
+        Command-line arguments; converted with ``str`` (numbers, paths).
+    timeout : float
+        Seconds before the test fails as hung.
+    cwd : str or os.PathLike, optional
+        Working directory of the script; the test's by default.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        With ``stdout`` and ``stderr`` as str; only returned on exit code 0.
+    """
+    cmd = [sys.executable, os.path.join(EXAMPLE_DIR, script), *map(str, args)]
+    return _run(cmd, timeout, cwd)
+
+
+def run_python(
+    code: str, timeout: float = 300, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``code`` (dedented) with ``python -c`` in a fresh interpreter; fails like
+    :func:`run_example`."""
+    return _run([sys.executable, "-c", textwrap.dedent(code)], timeout, cwd)

@@ -2,16 +2,13 @@
 
 import copy
 import math
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis
+from conftest import make_random_epis, run_example
 from torch import nn
 from torch.testing import assert_close
 
@@ -32,7 +29,6 @@ from machina.traj import Traj
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.vfuncs import DeterministicSAVfunc
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 4
 OB_DIM = 3
 
@@ -337,23 +333,11 @@ def test_diayn_sac_discovers_distinguishable_skills(one_thread):
 
 # ----------------------------------------------------------------------- example
 def test_run_diayn_example_runs(tmp_path):
-    cmd = [
-        sys.executable,
-        os.path.join(REPO, "example", "run_diayn.py"),
-        "--log",
-        str(tmp_path),
-        "--max_steps",
-        "200",
-        "--eval_interval",
-        "200",
-        "--eval_epis",
-        "2",
-        "--max_episode_steps",
-        "100",
-    ]
-    # the repository first on the path, whatever copy of machina is installed
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(cmd, check=True, timeout=300, capture_output=True, text=True, env=env)
+    out = run_example(
+        "run_diayn.py",
+        *("--log", tmp_path, "--max_steps", 200, "--eval_interval", 200),
+        *("--eval_epis", 2, "--max_episode_steps", 100),
+    )
     assert "discriminator accuracy on fresh episodes" in out.stdout
     header = (tmp_path / "progress.csv").read_text().splitlines()[0]
     assert "DiaynRew" in header and "DiscrimLossAverage" in header and "EvalDiscrimAcc" in header

@@ -1,13 +1,10 @@
 """On-policy teacher distillation: the loss is the KL it claims; a student matches its teacher."""
 
-import os
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import run_example
 from torch.distributions import Categorical, kl_divergence
 from torch.testing import assert_close
 
@@ -18,8 +15,6 @@ from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
 from machina.vfuncs import make_vf
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -139,22 +134,10 @@ def test_student_reaches_80_percent_of_its_teacher(teacher):
 
 
 def test_example_runs(tmp_path):
-    cmd = [
-        sys.executable,
-        os.path.join(REPO, "example", "run_teacher_distill.py"),
-        "--log",
-        str(tmp_path),
-        "--teacher_steps",
-        "1000",
-        "--max_steps",
-        "1000",
-        "--steps_per_iter",
-        "500",
-        "--eval_epis",
-        "2",
-    ]
-    # the repository on the path, whichever checkout the installed package points to
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    subprocess.run(cmd, check=True, timeout=300, capture_output=True, env=env)
+    run_example(
+        "run_teacher_distill.py",
+        *("--log", tmp_path, "--teacher_steps", 1000, "--max_steps", 1000),
+        *("--steps_per_iter", 500, "--eval_epis", 2),
+    )
     assert (tmp_path / "progress.csv").stat().st_size > 0
     assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0

@@ -1,10 +1,6 @@
 """PyBullet tasks under gymnasium 1.x: registration, API, seeding, samplers, PPO, examples."""
 
 import importlib.util
-import os
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import cloudpickle
@@ -12,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import run_example, run_python
 from gymnasium.utils.env_checker import check_env
 
 from machina.algos import ppo_clip
@@ -23,33 +20,7 @@ from machina.traj import Traj
 from machina.traj import epi_functional as ef
 from machina.vfuncs import make_vf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 register_bullet_envs()
-
-
-def run_python(code, timeout=300):
-    """Run ``code`` in a fresh interpreter that imports this checkout of machina."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO] + ([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])
-    )
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=True,
-    )
-
-
-def run_script(script, *args, timeout=300):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO] + ([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])
-    )
-    cmd = [sys.executable, os.path.join(REPO, "example", script), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=True)
 
 
 def test_import_is_lazy_and_leaves_no_fake_gym():
@@ -210,7 +181,7 @@ def read_progress(log):
 
 @pytest.mark.parametrize("rnn", ["--no-rnn", "--rnn"])
 def test_run_mixed_env_runs_an_iteration(tmp_path, rnn):
-    run_script(
+    run_example(
         "run_mixed_env.py",
         "--log",
         tmp_path,
@@ -234,7 +205,7 @@ def test_run_mixed_env_runs_an_iteration(tmp_path, rnn):
 
 @pytest.mark.skipif(importlib.util.find_spec("moviepy") is None, reason="moviepy not installed")
 def test_take_movie_writes_a_video_of_a_saved_policy(tmp_path):
-    run_script(
+    run_example(
         "run_ppo.py",
         "--env_name",
         "HopperBulletEnv-v0",
@@ -250,7 +221,7 @@ def test_take_movie_writes_a_video_of_a_saved_policy(tmp_path):
         1,
     )
     out = tmp_path / "hopper.mp4"
-    result = run_script(
+    result = run_example(
         "take_movie.py",
         *("--env_name", "HopperBulletEnv-v0", "--log", tmp_path, "--out", out, "--max_steps", 30),
     )

@@ -1,18 +1,15 @@
 """Examples run end to end: the notebook top to bottom, scripts on tiny budgets."""
 
 import os
-import subprocess
-import sys
 
 import nbformat
 import pytest
+from conftest import EXAMPLE_DIR, run_example
 from nbclient import NotebookClient
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_quickstart_notebook_executes(tmp_path):
-    path = os.path.join(REPO, "example", "quickstart", "ppo_acrobot.ipynb")
+    path = os.path.join(EXAMPLE_DIR, "quickstart", "ppo_acrobot.ipynb")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -38,7 +35,6 @@ def test_quickstart_notebook_executes(tmp_path):
     ],
 )
 def test_example_script_runs(tmp_path, script, args):
-    cmd = [sys.executable, os.path.join(REPO, "example", script), "--log", str(tmp_path), *args]
-    subprocess.run(cmd, check=True, timeout=300, capture_output=True)
+    run_example(script, "--log", tmp_path, *args)
     assert (tmp_path / "progress.csv").stat().st_size > 0
     assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0

@@ -7,16 +7,13 @@ reference loops on random episodes with terminated and truncated ends mixed.
 
 import copy
 import math
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis
+from conftest import make_random_epis, run_example
 
 from machina.algos import airl, behavior_clone, gail, ppo_clip
 from machina.loss_functional.imitation import cross_ent, density_ratio_cross_ent
@@ -29,7 +26,6 @@ from machina.traj import epi_functional as ef
 from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
 from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc, make_vf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 AC = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 EXPERT_H = 64
@@ -344,16 +340,6 @@ def test_adversarial_train_errors_name_the_argument(expert):
 
 
 # ---------------------------------------------------------------------------- examples
-def run_example(script, *args):
-    cmd = [sys.executable, os.path.join(REPO, "example", script), *map(str, args)]
-    # This checkout first on the path, whatever machina the interpreter has installed.
-    path = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    result = subprocess.run(cmd, timeout=300, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def test_imitation_examples_run(expert, tmp_path):
     epis_path = tmp_path / "expert.npz"
     out = run_example(

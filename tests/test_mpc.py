@@ -1,13 +1,10 @@
 """Dynamics model, its training and random-shooting MPC: it beats random actions on Pendulum."""
 
-import os
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import run_example
 from torch import nn
 from torch.testing import assert_close
 
@@ -20,8 +17,6 @@ from machina.pols.mpc_pol import MPCPol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -191,30 +186,11 @@ def test_mpc_beats_random_actions_on_pendulum():
 
 
 def test_example_runs_with_worker_processes(tmp_path):
-    cmd = [
-        sys.executable,
-        os.path.join(REPO, "example", "run_mpc.py"),
-        "--log",
-        str(tmp_path),
-        "--num_random_rollouts",
-        "4",
-        "--max_epis",
-        "4",
-        "--max_epis_per_iter",
-        "2",
-        "--n_samples",
-        "50",
-        "--horizon_of_samples",
-        "5",
-        "--epoch_per_iter",
-        "50",
-        "--num_parallel",
-        "2",
-        "--num_envs",
-        "1",
-    ]
-    # the repository on the path, whichever checkout the installed package points to
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
-    subprocess.run(cmd, check=True, timeout=300, capture_output=True, env=env)
+    run_example(
+        "run_mpc.py",
+        *("--log", tmp_path, "--num_random_rollouts", 4, "--max_epis", 4),
+        *("--max_epis_per_iter", 2, "--n_samples", 50, "--horizon_of_samples", 5),
+        *("--epoch_per_iter", 50, "--num_parallel", 2, "--num_envs", 1),
+    )
     assert (tmp_path / "progress.csv").stat().st_size > 0
     assert (tmp_path / "models" / "dm_last.pt").stat().st_size > 0

@@ -1,14 +1,12 @@
 """Prioritised DDPG and R2D2-SAC: unit checks, learning on Pendulum-v1 and their examples."""
 
 import copy
-import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import run_example
 
 from machina.algos import prioritized_ddpg, r2d2_sac
 from machina.loss_functional import r2d2_sac as lf_r2d2
@@ -19,8 +17,6 @@ from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
 from machina.vfuncs import DeterministicSAVfunc
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -48,13 +44,11 @@ def pendulum_spaces():
     return env.observation_space, env.action_space
 
 
-def run_example(tmp_path, script, args):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    cmd = [sys.executable, os.path.join(REPO, "example", script), "--log", str(tmp_path), *args]
-    proc = subprocess.run(cmd, check=True, timeout=300, capture_output=True, text=True, env=env)
+def run_logged_example(tmp_path, script, args):
+    out = run_example(script, "--log", tmp_path, *args).stdout
     assert (tmp_path / "progress.csv").stat().st_size > 0
     assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
-    return proc.stdout
+    return out
 
 
 # ------------------------------------------------------------------- prioritised DDPG
@@ -156,7 +150,7 @@ def test_prioritized_ddpg_improves_pendulum_over_random(one_thread):
 
 def test_run_prioritized_ddpg_example(tmp_path):
     args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2", "--nstep", "3"]
-    out = run_example(tmp_path, "run_prioritized_ddpg.py", [*args, "--mode", "rank_based"])
+    out = run_logged_example(tmp_path, "run_prioritized_ddpg.py", [*args, "--mode", "rank_based"])
     assert "eval return" in out
 
 
@@ -275,5 +269,5 @@ def test_r2d2_sac_improves_pendulum_over_random(one_thread):
 def test_run_r2d2_sac_example(tmp_path):
     args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]
     small = ["--updates_per_iter", "3", "--seq_length", "8", "--burn_in_length", "2"]
-    out = run_example(tmp_path, "run_r2d2_sac.py", [*args, *small, "--hide_velocity"])
+    out = run_logged_example(tmp_path, "run_r2d2_sac.py", [*args, *small, "--hide_velocity"])
     assert "eval return" in out
