@@ -1,31 +1,35 @@
 """Off-policy pieces: Polyak averaging, Q targets, noise, Q functions, policies, learning."""
 
 import copy
+import csv
 import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import make_random_epis
+from conftest import make_random_epis, run_example
 from torch import nn
 from torch.testing import assert_close
 
 from machina import loss_functional as lf
-from machina.algos import ddpg, dqn, sac, td3
+from machina.algos import ddpg, dqn, qtopt, sac, svg, td3
 from machina.algos._common import polyak_update
-from machina.nets import PolNet, QNet
+from machina.loss_functional import qtopt as qtopt_lf
+from machina.loss_functional import svg as svg_lf
+from machina.nets import PolNet, QNet, VNet
 from machina.noise import GaussianActionNoise, OUActionNoise
 from machina.pols import (
     ArgmaxQfPol,
     DeterministicActionNoisePol,
     GaussianPol,
+    RandomPol,
     TanhGaussianPd,
     TanhGaussianPol,
 )
 from machina.samplers import EpiSampler
 from machina.traj import Traj
-from machina.vfuncs import CEMDeterministicSAVfunc, DeterministicSAVfunc
+from machina.vfuncs import CEMDeterministicSAVfunc, DeterministicSAVfunc, DeterministicSVfunc
 
 BOX_OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 BOX_AC = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
@@ -644,3 +648,304 @@ def test_dqn_reaches_150_on_cartpole(one_thread):
     )
     print(f"DQN CartPole-v1: eval return {eval_return:.1f} after {steps} steps")
     assert eval_return >= 150.0
+
+
+# ------------------------------------------------------------------- QT-Opt and SVG
+def test_qtopt_target_is_the_smaller_target_at_the_cem_argmax():
+    """min(Q'_1, Q'_2) at argmax Q'_1, bootstrapped through truncation, not termination."""
+    torch.manual_seed(0)
+    gamma = 0.9
+    batch = _tiny_batch()
+    # Q'_1 peaks at a = next_obs[:, :1] = 1 with value 0; the lagged Q'_2 is a constant
+    targ_qf1 = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet(), num_sampling=256, num_iter=3)
+    for c, next_v in [(-2.0, -2.0), (5.0, 0.0)]:
+        targ_qf2 = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(c))
+        expected = torch.tensor([1.0 + gamma * next_v, 2.0 + gamma * next_v, 3.0])
+        targets = qtopt_lf.clipped_double_targets(targ_qf1, targ_qf2, batch, gamma)
+        assert_close(targets, expected, atol=1e-3, rtol=0)
+    qf = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(0.0))
+    loss = qtopt_lf.clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma)
+    assert_close(loss, 0.5 * torch.mean(expected**2), atol=1e-3, rtol=0)
+    # BCE: targets (all >= 1 here) clamp to the label 1, so each step costs -log Q = log 2
+    half = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(0.5))
+    bce = qtopt_lf.clipped_double_bellman(half, targ_qf1, targ_qf2, batch, gamma, "bce")
+    assert_close(bce, torch.tensor(math.log(2.0)))
+    with pytest.raises(ValueError, match="loss_type"):
+        qtopt_lf.clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma, "huber")
+    with pytest.raises(ValueError, match="qf: loss_type='bce'"):
+        outside = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(2.0))
+        qtopt_lf.clipped_double_bellman(outside, targ_qf1, targ_qf2, batch, gamma, "bce")
+
+
+def test_svg_losses_in_closed_form():
+    torch.manual_seed(0)
+    gamma, c = 0.9, 10.0
+    batch = _tiny_batch()
+    pol = TanhGaussianPol(BOX_OB, BOX_AC, PolNet(BOX_OB, BOX_AC))
+    qf = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(c))
+    expected = torch.tensor([1.0 + gamma * c, 2.0 + gamma * c, 3.0])
+    assert_close(svg_lf.svg_targets(pol, qf, batch, gamma, sampling=3), expected)
+    # the action gradient of Q = -(a - 0.5)^2 points the mean toward 0.5
+    peak = DeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet())
+    peak_batch = dict(obs=torch.full((4, 3), 0.5))
+    loss = svg_lf.ag(pol, peak, peak_batch, sampling=64)
+    loss.backward()
+    mean_bias_grad = pol.net.head.mean_layer.bias.grad
+    mean = float(pol.pd_params(peak_batch["obs"])["mean"][0, 0].detach())
+    assert float(mean_bias_grad[0]) * (mean - 0.5) > 0  # descent moves the mean to 0.5
+    # an exact model has zero regression loss; the SVG(1) return of a known model and value
+    dm = lambda obs, acs: torch.ones_like(obs)  # noqa: E731
+    assert float(svg_lf.delta_regression(dm, batch)) == 0.0
+    vf = DeterministicSVfunc(BOX_OB, ConstVNet(c))
+    rew_fn = lambda obs, acs: -(acs[..., 0] ** 2)  # noqa: E731
+    det_pol = DeterministicActionNoisePol(
+        BOX_OB, BOX_AC, PolNet(BOX_OB, BOX_AC, deterministic=True)
+    )
+    # a deterministic policy's action is its mean: -E[r + gamma (1 - term) V]
+    acs = det_pol.pd_params(batch["obs"])["mean"][:, 0]
+    expected = -torch.mean(-(acs**2) + gamma * c * torch.tensor([1.0, 1.0, 0.0]))
+    assert_close(svg_lf.svg1_pol(det_pol, vf, dm, rew_fn, batch, gamma), expected)
+
+
+class ConstVNet(nn.Module):
+    """V(s) = c everywhere."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(float(c)))
+
+    def forward(self, obs):
+        return self.c.expand(obs.shape[:-1] + (1,))
+
+
+def test_svg1_value_loss_weights_by_the_likelihood_ratio():
+    """On-policy data: weights 1 (plain TD); data from a far policy: clipped weights."""
+    torch.manual_seed(0)
+    gamma = 0.9
+    pol = GaussianPol(BOX_OB, BOX_AC, PolNet(BOX_OB, BOX_AC))
+    obs = torch.randn(64, 3)
+    params = {k: v.detach() for k, v in pol.pd_params(obs).items()}
+    batch = dict(
+        obs=obs,
+        next_obs=torch.randn(64, 3),
+        acs=pol.pd.sample(params).detach(),
+        rews=torch.randn(64),
+        terms=torch.rand(64) < 0.2,
+        **params,
+    )
+    vf = DeterministicSVfunc(BOX_OB, VNet(BOX_OB, 8, 8))
+    targ_vf = copy.deepcopy(vf)
+    with torch.no_grad():
+        for p in targ_vf.parameters():
+            p.add_(0.1)
+    vs = vf(obs)[0]
+    targets = lf.bellman_target(batch["rews"], batch["terms"], targ_vf(batch["next_obs"])[0], gamma)
+    td = 0.5 * (vs - targets) ** 2
+    assert_close(svg_lf.svg1_vf(vf, targ_vf, pol, batch, gamma), td.mean())
+    # recorded log_std far below the policy's: ratios explode and are clipped before normalising
+    far = dict(batch, log_std=batch["log_std"] - 3.0)
+    new = pol.pd_params(obs)
+    ratio = torch.exp(pol.pd.llh(batch["acs"], new) - pol.pd.llh(batch["acs"], far))
+    weights = ratio.clamp(max=2.0)
+    expected = (weights / weights.mean() * td).mean()
+    assert_close(svg_lf.svg1_vf(vf, targ_vf, pol, far, gamma, max_weight=2.0), expected)
+    del far["log_std"]
+    with pytest.raises(KeyError, match="log_std"):
+        svg_lf.svg1_vf(vf, targ_vf, pol, far, gamma)
+
+
+def test_qtopt_and_svg_train_return_their_losses(rng):
+    """qtopt, svg (SVG(0)) and svg.train_svg1 run on random episodes, terms and truncs mixed."""
+    torch.manual_seed(0)
+    epis = make_random_epis(rng, 10)
+    for epi in epis:
+        epi["a_is"]["log_std"] = np.full_like(epi["a_is"]["mean"], -0.5)
+        epi["acs"] = np.tanh(epi["acs"])
+    traj = _traj_from(epis)
+    ac = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    qf = CEMDeterministicSAVfunc(BOX_OB, ac, QNet(BOX_OB, ac, 8, 8), num_sampling=16, num_iter=1)
+    plain = DeterministicSAVfunc(BOX_OB, ac, QNet(BOX_OB, ac, 8, 8))
+    lagged_qf, targ_qf1 = copy.deepcopy(qf), copy.deepcopy(qf)
+    before = [p.clone() for p in targ_qf1.parameters()]
+    plain_before = [p.clone() for p in plain.parameters()]
+    optim_qf = torch.optim.Adam(qf.parameters())
+    result = qtopt.train(
+        traj, qf, lagged_qf, targ_qf1, plain, optim_qf, 3, 8, 0.5, 0.9, log_enable=False
+    )
+    assert len(result["QfLoss"]) == 3 and result["grad_step"] == 3
+    assert not all(torch.equal(a, b) for a, b in zip(before, targ_qf1.parameters()))
+    # targ_qf2 follows lagged_qf, which is not trained: three steps of tau = 0.5 toward it
+    for p, p0, lag in zip(plain.parameters(), plain_before, lagged_qf.parameters()):
+        assert_close(p, lag + 0.125 * (p0 - lag))
+    with pytest.raises(ValueError, match="qtopt.train: targ_qf1"):
+        qtopt.train(traj, qf, lagged_qf, plain, plain, optim_qf, 1, 8, log_enable=False)
+    with pytest.raises(ValueError, match="qtopt.train: loss_type"):
+        qtopt.train(traj, qf, lagged_qf, targ_qf1, plain, optim_qf, 1, 8, loss_type="l1")
+
+    pol = TanhGaussianPol(BOX_OB, ac, PolNet(BOX_OB, ac, 8, 8))
+    optim_pol = torch.optim.Adam(pol.parameters())
+    optim_plain = torch.optim.Adam(plain.parameters())
+    common = dict(epoch=3, batch_size=8, tau=0.1, gamma=0.9, sampling=2, log_enable=False)
+    result = svg.train(
+        traj, pol, copy.deepcopy(pol), plain, copy.deepcopy(plain), optim_pol, optim_plain, **common
+    )
+    assert {len(result[k]) for k in ("PolLoss", "QfLoss")} == {3}
+    vf = DeterministicSVfunc(BOX_OB, VNet(BOX_OB, 8, 8))
+    dm = nn.Linear(5, 3)
+    rew_fn = lambda obs, acs: -(acs**2).sum(-1)  # noqa: E731
+    result = svg.train_svg1(
+        traj,
+        pol,
+        vf,
+        copy.deepcopy(vf),
+        DeltaNet(dm),
+        rew_fn,
+        optim_pol,
+        torch.optim.Adam(vf.parameters()),
+        optim_dm=torch.optim.Adam(dm.parameters()),
+        **common,
+    )
+    assert {len(result[k]) for k in ("PolLoss", "VfLoss", "DmLoss")} == {3}
+    assert np.all(np.isfinite(result["PolLoss"]))
+    det = DeterministicActionNoisePol(BOX_OB, ac, PolNet(BOX_OB, ac, 8, 8, deterministic=True))
+    with pytest.raises(ValueError, match="svg.train: pol"):
+        svg.train(traj, det, det, plain, plain, optim_pol, optim_plain, **common)
+    with pytest.raises(ValueError, match="svg.train: sampling"):
+        svg.train(traj, pol, pol, plain, plain, optim_pol, optim_plain, **dict(common, sampling=0))
+    with pytest.raises(ValueError, match="dm: expected a model"):
+        svg.train_svg1(
+            traj, pol, vf, vf, DeltaNet(nn.Linear(5, 2)), rew_fn, optim_pol, optim_pol, **common
+        )
+
+
+class DeltaNet(nn.Module):
+    """Dynamics model from a linear layer of ``(obs, acs)``."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, obs, acs):
+        return self.layer(torch.cat([obs, acs], dim=-1))
+
+
+def _random_pendulum_return(seed=0, epis=10):
+    """Mean return of uniformly random actions: the baseline the learners must beat."""
+    env = gym.make("Pendulum-v1")
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, seed=seed) as sampler:
+        return float(np.mean([e["rews"].sum() for e in sampler.sample(pol, max_epis=epis)]))
+
+
+#: a learner must beat the random policy (about -1200 on Pendulum-v1) by this much
+PENDULUM_MARGIN = 700.0
+
+
+def test_qtopt_beats_random_on_pendulum_by_700(one_thread):
+    torch.manual_seed(0)
+    baseline = _random_pendulum_return()
+    ob, ac = _pendulum_spaces()
+    cem = dict(num_sampling=32, num_best_sampling=4, num_iter=1, multivari=False)
+    qf = CEMDeterministicSAVfunc(ob, ac, QNet(ob, ac, 32, 32), **cem)
+    lagged_qf, targ_qf1, targ_qf2 = (copy.deepcopy(qf) for _ in range(3))
+    pol = ArgmaxQfPol(ob, ac, qf, eps=0.2)
+    optim = torch.optim.Adam(qf.parameters(), 1e-3)
+    grad_steps = [0]
+
+    def train(off_traj, epoch):
+        result = qtopt.train(
+            off_traj,
+            qf,
+            lagged_qf,
+            targ_qf1,
+            targ_qf2,
+            optim,
+            epoch,
+            batch_size=min(128, off_traj.num_step),
+            tau=0.005,
+            gamma=0.99,
+            log_enable=False,
+        )
+        grad_steps[0] += result["grad_step"]
+        if grad_steps[0] % 1000 < epoch:  # refresh the lagged copy every 1000 steps
+            lagged_qf.load_state_dict(qf.state_dict())
+
+    threshold = baseline + PENDULUM_MARGIN
+    # every action is a CEM search: evaluate less often, on fewer episodes, to keep it short
+    eval_return, steps, _ = _off_policy_loop(
+        "Pendulum-v1", pol, train, 8000, threshold, eval_every=1000, eval_epis=5, first_eval=3000
+    )
+    print(f"QT-Opt Pendulum-v1: {eval_return:.1f} after {steps} steps (random {baseline:.1f})")
+    assert eval_return >= threshold
+
+
+@pytest.mark.parametrize("variant", [0, 1])
+def test_svg_beats_random_on_pendulum_by_700(one_thread, variant):
+    torch.manual_seed(0)
+    baseline = _random_pendulum_return()
+    ob, ac = _pendulum_spaces()
+    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
+    optim_pol = torch.optim.Adam(pol.parameters(), 1e-3)
+    common = dict(tau=0.005, gamma=0.99, log_enable=False)
+    if variant == 0:
+        targ_pol = copy.deepcopy(pol)
+        qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac))
+        targ_qf = copy.deepcopy(qf)
+        optim_qf = torch.optim.Adam(qf.parameters(), 1e-3)
+
+        def train(off_traj, epoch):
+            bs = min(256, off_traj.num_step)
+            svg.train(
+                off_traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, epoch, bs, **common
+            )
+
+    else:
+        vf = DeterministicSVfunc(ob, VNet(ob))
+        targ_vf = copy.deepcopy(vf)
+        dm = DeltaNet(nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3)))
+        optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+        optim_dm = torch.optim.Adam(dm.parameters(), 1e-3)
+
+        def pendulum_rew(obs, acs):  # Pendulum-v1's reward; policy actions in [-1, 1]
+            th = torch.atan2(obs[..., 1], obs[..., 0])
+            return -(th**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * (2.0 * acs[..., 0]) ** 2)
+
+        def train(off_traj, epoch):
+            svg.train_svg1(
+                off_traj,
+                pol,
+                vf,
+                targ_vf,
+                dm,
+                pendulum_rew,
+                optim_pol,
+                optim_vf,
+                epoch,
+                min(256, off_traj.num_step),
+                optim_dm=optim_dm,
+                **common,
+            )
+
+    threshold = baseline + PENDULUM_MARGIN
+    eval_return, steps, _ = _off_policy_loop(
+        "Pendulum-v1", pol, train, 8000, threshold, eval_every=1000
+    )
+    print(f"SVG({variant}) Pendulum-v1: {eval_return:.1f} after {steps} steps ({baseline:.1f})")
+    assert eval_return >= threshold
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("run_qtopt.py", ["--lag", "200"]),
+        ("run_svg.py", ["--svg", "0"]),
+        ("run_svg.py", ["--svg", "1"]),
+    ],
+)
+def test_qtopt_and_svg_examples_run(tmp_path, script, args):
+    budget = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]
+    run_example(script, "--log", tmp_path, *budget, *args)
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and np.isfinite(float(rows[-1]["EvalReturn"]))
+    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0

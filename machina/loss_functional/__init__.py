@@ -28,6 +28,7 @@ from machina.loss_functional.q import (
     q_regression,
     td3_targets,
 )
+from machina.loss_functional.qtopt import clipped_double_bellman, clipped_double_targets
 from machina.loss_functional.r2d2_sac import (
     r2d2_q_loss,
     r2d2_sac_alpha,
@@ -35,18 +36,31 @@ from machina.loss_functional.r2d2_sac import (
     r2d2_sac_targets,
 )
 from machina.loss_functional.sac import sac_alpha, sac_pol, sac_targets, sample_acs
+from machina.loss_functional.svg import (
+    ag,
+    bellman,
+    delta_regression,
+    svg1_pol,
+    svg1_vf,
+    svg_targets,
+)
 from machina.loss_functional.value import monte_carlo
 
 __all__ = [
+    "ag",
     "airl_energies",
     "airl_logits",
+    "bellman",
     "bellman_target",
     "bernoulli_ent",
+    "clipped_double_bellman",
+    "clipped_double_targets",
     "cross_ent",
     "cross_ent_diayn",
     "ddpg_nstep_targets",
     "ddpg_pol",
     "ddpg_targets",
+    "delta_regression",
     "density_ratio_cross_ent",
     "diayn_rews",
     "dqn",
@@ -74,6 +88,9 @@ __all__ = [
     "shannon_cross_entropy",
     "skill_accuracy",
     "split_skill",
+    "svg1_pol",
+    "svg1_vf",
+    "svg_targets",
     "td3_targets",
     "weighted_q_regression",
 ]

@@ -1,0 +1,142 @@
+"""QT-Opt on Pendulum-v1 (or any task with a one-dimensional Box action space).
+
+    python example/run_qtopt.py --log runs/qtopt_pendulum
+
+No policy network: the policy acts greedily with respect to the Q function, maximised over
+continuous actions by the cross-entropy method (``ArgmaxQfPol`` over a
+``CEMDeterministicSAVfunc``), with probability ``--eps`` of a uniformly random action. The
+Q function learns by clipped double Q-learning against two targets, one following it and one
+following a lagged copy refreshed every ``--lag`` gradient steps. Each iteration samples
+``--steps_per_iter`` env steps into a bounded replay ``Traj`` and takes as many gradient steps.
+"""
+
+import argparse
+import copy
+import os
+
+import numpy as np
+import torch
+
+from machina import logger
+from machina.algos import qtopt
+from machina.envs import GymEnv
+from machina.nets import QNet
+from machina.pols import ArgmaxQfPol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.vfuncs import CEMDeterministicSAVfunc
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
+parser.add_argument("--log", default="runs/qtopt", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
+parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
+parser.add_argument("--batch_size", type=int, default=128)
+parser.add_argument("--qf_lr", type=float, default=1e-3)
+parser.add_argument("--h_size", type=int, default=32, help="hidden units per layer")
+parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--lag", type=int, default=1000, help="gradient steps between lagged copies")
+parser.add_argument("--eps", type=float, default=0.2, help="probability of a random action")
+parser.add_argument("--num_sampling", type=int, default=32, help="CEM actions per round")
+parser.add_argument("--num_best_sampling", type=int, default=4, help="CEM elite actions")
+parser.add_argument("--num_iter", type=int, default=1, help="CEM refits")
+parser.add_argument("--loss_type", choices=["mse", "bce"], default="mse")
+parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+parser.add_argument(
+    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+)
+args = parser.parse_args()
+torch.set_num_threads(args.num_threads)
+
+score_file = logger.start_run(args.log)
+torch.manual_seed(args.seed)
+
+env = GymEnv(args.env_name)
+solve_return = args.solve_return
+if solve_return is None and env.spec is not None:
+    solve_return = env.spec.reward_threshold
+ob_space, ac_space = env.observation_space, env.action_space
+
+# One CEM search setting for acting and for the targets' argmax (a diagonal Gaussian: 1-D
+# actions gain nothing from a full covariance).
+cem = dict(
+    num_sampling=args.num_sampling,
+    num_best_sampling=args.num_best_sampling,
+    num_iter=args.num_iter,
+    multivari=False,
+)
+qf = CEMDeterministicSAVfunc(
+    ob_space, ac_space, QNet(ob_space, ac_space, args.h_size, args.h_size), **cem
+)
+lagged_qf = copy.deepcopy(qf)
+targ_qf1 = copy.deepcopy(qf)
+targ_qf2 = copy.deepcopy(qf)
+pol = ArgmaxQfPol(ob_space, ac_space, qf, eps=args.eps)
+optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
+sampler = EpiSampler(env, pol, seed=args.seed)
+off_traj = Traj(max_steps=args.replay_size)
+
+total_epi, total_step, total_grad_step, next_lag = 0, 0, 0, args.lag
+eval_return, next_eval = -np.inf, args.eval_interval
+with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
+    while total_step < args.max_steps:
+        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+        traj = Traj()
+        traj.add_epis(epis)
+        traj.register_epis()
+        off_traj.add_traj(traj)
+
+        result_dict = qtopt.train(
+            off_traj,
+            qf,
+            lagged_qf,
+            targ_qf1,
+            targ_qf2,
+            optim_qf,
+            epoch=traj.num_step,
+            batch_size=min(args.batch_size, off_traj.num_step),
+            tau=args.tau,
+            gamma=args.gamma,
+            loss_type=args.loss_type,
+            log_enable=False,
+        )
+        total_grad_step += result_dict.pop("grad_step")
+        if total_grad_step >= next_lag:
+            next_lag += args.lag
+            lagged_qf.load_state_dict(qf.state_dict())
+
+        total_epi += traj.num_epi
+        total_step += traj.num_step
+        if total_step >= next_eval or total_step >= args.max_steps:
+            next_eval += args.eval_interval
+            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
+            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
+            result_dict["EvalReturn"] = eval_return
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            traj.num_step,
+            total_step,
+            rewards,
+            plot_title=args.env_name,
+        )
+        logger.save_models(args.log, pol=pol, qf=qf, lagged_qf=lagged_qf)
+        bar.update(traj.num_step)
+        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
+        if solve_return is not None and eval_return >= solve_return:
+            break
+
+sampler.close()
+logger.close()
+solved = solve_return is not None and eval_return >= solve_return
+status = "solved" if solved else "not solved" if solve_return is not None else "done"
+print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
+print(f"run folder: {os.path.abspath(args.log)}")

@@ -1,0 +1,177 @@
+"""Stochastic value gradients, SVG(0) or SVG(1), on Pendulum-v1 (or any Box-action task).
+
+    python example/run_svg.py --log runs/svg0_pendulum
+    python example/run_svg.py --svg 1 --log runs/svg1_pendulum
+
+SVG(0) follows the gradient of a learned Q(s, a) through reparameterised actions. SVG(1)
+follows ``r(s, a) + gamma * V(s + f(s, a))`` through a one-step dynamics model ``f`` learned
+here (a small MLP predicting ``next_obs - obs``), a state value learned off-policy, and the
+task's reward function: Pendulum-v1's is written out below in torch (for another task, pass
+a differentiable reward of your own or a learned reward net). Each iteration samples
+``--steps_per_iter`` env steps into a bounded replay ``Traj`` and takes as many gradient steps.
+"""
+
+import argparse
+import copy
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from machina import logger
+from machina.algos import svg
+from machina.envs import GymEnv
+from machina.nets import PolNet, QNet, VNet
+from machina.pols import TanhGaussianPol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="Pendulum-v1", help="Box actions; --svg 1: Pendulum")
+parser.add_argument("--log", default="runs/svg", help="run folder")
+parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--svg", type=int, choices=[0, 1], default=0, help="SVG(0) or SVG(1)")
+parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
+parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
+parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--pol_lr", type=float, default=1e-3)
+parser.add_argument("--qf_lr", type=float, default=1e-3, help="Q (SVG(0)) or V (SVG(1)) lr")
+parser.add_argument("--dm_lr", type=float, default=1e-3, help="dynamics model lr (SVG(1))")
+parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--sampling", type=int, default=1, help="actions drawn per state")
+parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+parser.add_argument(
+    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+)
+args = parser.parse_args()
+torch.set_num_threads(args.num_threads)
+
+score_file = logger.start_run(args.log)
+torch.manual_seed(args.seed)
+
+env = GymEnv(args.env_name)
+if args.svg == 1 and args.env_name.split("-")[0] != "Pendulum":
+    parser.error("--svg 1: this script writes out Pendulum's reward; pass your task's own")
+solve_return = args.solve_return
+if solve_return is None and env.spec is not None:
+    solve_return = env.spec.reward_threshold
+ob_space, ac_space = env.observation_space, env.action_space
+max_torque = float(ac_space.high[0])
+
+
+def pendulum_rew(obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
+    """Pendulum-v1's reward from ``obs = (cos th, sin th, th_dot)`` and actions in [-1, 1]."""
+    th = torch.atan2(obs[..., 1], obs[..., 0])
+    torque = max_torque * acs[..., 0]
+    return -(th**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * torque**2)
+
+
+class DeltaModel(nn.Module):
+    """Dynamics model: MLP of ``(obs, acs)`` predicting ``next_obs - obs``."""
+
+    def __init__(self, ob_dim: int, ac_dim: int, h_size: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(ob_dim + ac_dim, h_size),
+            nn.ReLU(),
+            nn.Linear(h_size, h_size),
+            nn.ReLU(),
+            nn.Linear(h_size, ob_dim),
+        )
+
+    def forward(self, obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, acs], dim=-1))
+
+
+pol = TanhGaussianPol(ob_space, ac_space, PolNet(ob_space, ac_space, args.h_size, args.h_size))
+optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
+if args.svg == 0:
+    targ_pol = copy.deepcopy(pol)
+    qf = DeterministicSAVfunc(
+        ob_space, ac_space, QNet(ob_space, ac_space, args.h_size, args.h_size)
+    )
+    targ_qf = copy.deepcopy(qf)
+    optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
+    models = dict(pol=pol, qf=qf)
+else:
+    vf = DeterministicSVfunc(ob_space, VNet(ob_space, args.h_size, args.h_size))
+    targ_vf = copy.deepcopy(vf)
+    dm = DeltaModel(ob_space.shape[0], ac_space.shape[0], args.h_size)
+    optim_vf = torch.optim.Adam(vf.parameters(), args.qf_lr)
+    optim_dm = torch.optim.Adam(dm.parameters(), args.dm_lr)
+    models = dict(pol=pol, vf=vf, dm=dm)
+sampler = EpiSampler(env, pol, seed=args.seed)
+off_traj = Traj(max_steps=args.replay_size)
+
+total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
+with logger.progress(total=args.max_steps, desc=f"SVG({args.svg})", disable=False) as bar:
+    while total_step < args.max_steps:
+        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+        traj = Traj()
+        traj.add_epis(epis)
+        traj.register_epis()
+        off_traj.add_traj(traj)
+
+        common = dict(
+            epoch=traj.num_step,
+            batch_size=min(args.batch_size, off_traj.num_step),
+            tau=args.tau,
+            gamma=args.gamma,
+            sampling=args.sampling,
+            log_enable=False,
+        )
+        if args.svg == 0:
+            result_dict = svg.train(
+                off_traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, **common
+            )
+        else:
+            result_dict = svg.train_svg1(
+                off_traj,
+                pol,
+                vf,
+                targ_vf,
+                dm,
+                pendulum_rew,
+                optim_pol,
+                optim_vf,
+                optim_dm=optim_dm,
+                **common,
+            )
+
+        total_epi += traj.num_epi
+        total_step += traj.num_step
+        if total_step >= next_eval or total_step >= args.max_steps:
+            next_eval += args.eval_interval
+            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
+            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
+            result_dict["EvalReturn"] = eval_return
+        rewards = [np.sum(epi["rews"]) for epi in epis]
+        logger.record_results(
+            args.log,
+            result_dict,
+            score_file,
+            total_epi,
+            traj.num_step,
+            total_step,
+            rewards,
+            plot_title=f"SVG({args.svg}) {args.env_name}",
+        )
+        logger.save_models(args.log, **models)
+        bar.update(traj.num_step)
+        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
+        if solve_return is not None and eval_return >= solve_return:
+            break
+
+sampler.close()
+logger.close()
+solved = solve_return is not None and eval_return >= solve_return
+status = "solved" if solved else "not solved" if solve_return is not None else "done"
+print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
+print(f"run folder: {os.path.abspath(args.log)}")
