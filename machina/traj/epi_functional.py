@@ -1,4 +1,5 @@
-"""Estimators over whole episodes: values, returns, advantages, masks, priorities, n-step.
+"""Estimators over whole episodes: values, returns, advantages, masks, priorities, n-step,
+normalisation.
 
 Every function takes either a ``Traj`` (it reads the pending episodes added with
 ``add_epis``) or a list of episodes, and returns a new object of the same kind with the new
@@ -20,6 +21,7 @@ import torch
 
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
+from machina.traj._normalize import normalize_obs_and_acs
 from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
 from machina.traj._replay import window_pris, window_starts
 from machina.traj._scan import reverse_discounted_sum
@@ -39,6 +41,7 @@ __all__ = [
     "compute_seq_pris",
     "compute_vs",
     "lambda_returns",
+    "normalize_obs_and_acs",
     "set_all_pris",
     "train_test_split",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 
-from machina.traj import _replay
+from machina.traj import _normalize, _replay
 from machina.traj.traj import Traj
 
-__all__ = ["update_pris"]
+__all__ = ["normalize_obs_and_acs", "update_pris"]
 
 
 def update_pris(
@@ -90,3 +93,69 @@ def _update_seq_pris(
     starts, ends = cand[keep], index[epi + 1][keep]
     values = _replay.window_pris(pris, starts, ends, seq_length, eta)
     seq_pris[starts] = values.to(seq_pris.dtype)
+
+
+def normalize_obs_and_acs(
+    traj: Traj,
+    mean_obs: Any = None,
+    std_obs: Any = None,
+    mean_acs: Any = None,
+    std_acs: Any = None,
+    return_statistic: bool = True,
+    eps: float = 1e-6,
+) -> Traj | tuple[Traj, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Standardise the registered ``obs``, ``next_obs`` and ``acs`` columns of ``traj``.
+
+    The statistics and the transform are those of ``ef.normalize_obs_and_acs`` (mean, and
+    population standard deviation plus ``eps`` over all stored steps; given statistics used
+    as they are), computed with torch on the Traj's device. (The original machina's version
+    used the unbiased standard deviation without ``eps`` and then set infinities to 0.)
+
+    Returns a new Traj: a copy sharing every other column and the pending episodes, which
+    are not normalised (use ``ef.normalize_obs_and_acs`` with the returned statistics).
+    ``traj`` is untouched; as after ``copy.copy``, neither Traj writes shared rows in place.
+
+    Parameters
+    ----------
+    traj : Traj
+        With registered ``obs`` (N, *ob_shape), ``next_obs`` (N, *ob_shape) and ``acs``
+        (N, *ac_shape).
+    mean_obs, std_obs, mean_acs, std_acs : array-like, optional
+        As in ``ef.normalize_obs_and_acs``: a scalar, ``(dim,)`` or ``(1, dim)``.
+    return_statistic : bool
+        Also return the statistics used.
+    eps : float
+        Added to the computed standard deviations, >= 0.
+
+    Returns
+    -------
+    traj : Traj
+        The copy with the normalised columns (floating columns keep their dtype).
+    mean_obs, std_obs, mean_acs, std_acs : torch.Tensor
+        Only with ``return_statistic``: ``(1, dim)`` float32 on ``traj.device``, accepted
+        by ``MPCPol`` (move them to the CPU first from another device).
+    """
+    if not isinstance(traj, Traj):
+        raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+    eps = _normalize.check_eps(eps)
+    if traj.num_step == 0:
+        raise ValueError(
+            "normalize_obs_and_acs: traj has no registered steps; call traj.register_epis() "
+            "first (or ef.normalize_obs_and_acs on the pending episodes)"
+        )
+    missing = [k for k in ("obs", "acs", "next_obs") if k not in traj.data_map]
+    if missing:
+        raise KeyError(
+            f"normalize_obs_and_acs: traj has no {missing} column(s); it needs 'obs', 'acs' "
+            "and 'next_obs' (ef.add_next_obs before register_epis)"
+        )
+    given = dict(zip(_normalize.STAT_NAMES, (mean_obs, std_obs, mean_acs, std_acs)))
+    with torch.no_grad():
+        new_columns, stats = _normalize.normalize_traj_columns(traj.data_map, given, eps)
+    # A shallow copy: its data_map is a new dict sharing the columns not replaced here, and
+    # both Trajs stop writing their buffers in place, so neither can reach the other's rows.
+    new = copy.copy(traj)
+    new.data_map = {**new.data_map, **new_columns}
+    if return_statistic:
+        return (new, *(stats[name] for name in _normalize.STAT_NAMES))
+    return new
