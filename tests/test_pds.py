@@ -1,6 +1,7 @@
 """Distributions agree with torch.distributions on random parameters, leading dims (B,), (T, B)."""
 
 import pytest
+import scipy.stats
 import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from torch.testing import assert_close
@@ -80,6 +81,60 @@ def test_categorical_sample_frequencies():
     freqs = torch.nn.functional.one_hot(samples, 4).float().mean(0)
     assert_close(freqs, pi, atol=0.015, rtol=0)
     assert not (samples[:, 0] == 1).any()
+
+
+def _chi_square_p_value(samples, pi):
+    """Pearson's test of class counts against ``pi``, pooled over every row of ``pi``.
+
+    ``samples (N, *lead)`` drawn from ``pi (*lead, n)``; classes of probability 0 must have
+    no draws and are left out of the degrees of freedom.
+    """
+    n = pi.shape[-1]
+    counts = torch.nn.functional.one_hot(samples, n).sum(0).reshape(-1, n).double()
+    expected = samples.shape[0] * pi.reshape(-1, n).double()
+    possible = expected > 0
+    assert (counts[~possible] == 0).all()
+    stat = ((counts - expected)[possible] ** 2 / expected[possible]).sum().item()
+    dof = int(possible.sum()) - counts.shape[0]
+    return scipy.stats.chi2.sf(stat, dof)
+
+
+def test_categorical_sampling_is_exact_chi_square():
+    """Inverse-CDF sampling draws class k with probability pi[k] (chi-square, fixed seed).
+
+    Rows of 6 classes, some with zero or tiny probabilities, over leading dims (2, 3); drawn
+    as a sample_shape (one CDF per row), one sample per row (what a sampler does), and from
+    unnormalised weights. The same test rejects samples of a slightly perturbed pi, so a
+    biased sampler would fail it.
+    """
+    torch.manual_seed(0)
+    pi = _probs(torch.Generator().manual_seed(3), (2, 3, 6))
+    pi[0, 0, 1] = pi[1, 2, 5] = 0.0
+    pi[0, 1, 3] = 1e-3
+    pi = pi / pi.sum(-1, keepdim=True)
+    pd, num = CategoricalPd(), 40_000
+    shaped = pd.sample(dict(pi=pi), torch.Size([num]))
+    one_per_row = pd.sample(dict(pi=pi.expand(num, *pi.shape)))
+    unnormalised = pd.sample(dict(pi=3.0 * pi), torch.Size([num]))
+    for samples in (shaped, one_per_row, unnormalised):
+        assert samples.shape == (num, 2, 3) and samples.dtype == torch.int64
+        assert _chi_square_p_value(samples, pi) > 1e-3
+    perturbed = pi.clone()
+    perturbed[..., 0] += 0.02
+    perturbed[..., 2] = (perturbed[..., 2] - 0.02).clamp_min(0.0)
+    assert (
+        _chi_square_p_value(
+            pd.sample(dict(pi=perturbed / perturbed.sum(-1, keepdim=True)), torch.Size([num])), pi
+        )
+        < 1e-6
+    )
+
+
+@pytest.mark.parametrize("bad", [[0.5, float("nan")], [0.0, 0.0], [-0.1, 1.1], [float("inf"), 1.0]])
+def test_categorical_sample_rejects_invalid_probabilities(bad):
+    pi = torch.tensor([[0.5, 0.5], bad])
+    with pytest.raises(ValueError, match=r"pi: expected probabilities .*\(row 1 "):
+        CategoricalPd().sample(dict(pi=pi))
 
 
 def test_categorical_zero_probabilities_stay_finite():

@@ -212,6 +212,68 @@ def test_construction_errors_name_the_argument():
         PolNet(gym.spaces.Discrete(3), BOX)
 
 
+def _torch_ac_real(pol, ac):
+    """The torch conversion of an action, what the numpy path of forward must reproduce."""
+    return pol._real_to_numpy(pol._ac_to_real(ac))
+
+
+@pytest.mark.parametrize(
+    ("kind", "space", "normalize_ac"),
+    [
+        ("gauss", BOX, True),
+        ("gauss", BOX, False),
+        ("gauss", gym.spaces.Box(-0.3, 1e3, (3,), dtype=np.float64), True),
+        ("cat", DISCRETE, True),
+        ("multi", gym.spaces.MultiDiscrete([2, 5, 3], start=[-1, 0, 7]), True),
+    ],
+)
+def test_numpy_action_conversion_equals_torch(kind, space, normalize_ac):
+    """forward converts actions in numpy on the CPU: bitwise what the torch path gives."""
+    pol = make_pol(kind, False, space)
+    pol.normalize_ac = normalize_ac
+    gen = torch.Generator().manual_seed(0)
+    if kind == "gauss":  # inside and well outside [-1, 1], and the endpoints
+        ac = 2.0 * torch.randn(500, 3, generator=gen)
+        ac[:2] = torch.tensor([-1.0, 1.0]).unsqueeze(-1)
+    else:
+        ac = pol.pd.sample(pol.pd_params(random_obs(500)))
+    ac_real = pol._ac_real_numpy(ac)
+    expected = _torch_ac_real(pol, ac)
+    assert ac_real.dtype == expected.dtype == space.dtype and ac_real.shape == expected.shape
+    np.testing.assert_array_equal(ac_real, expected)
+    assert all(space.contains(a) for a in ac_real)
+    # and forward returns it
+    torch.manual_seed(1)
+    ac_real, ac, _ = pol(random_obs(64))
+    np.testing.assert_array_equal(ac_real, _torch_ac_real(pol, ac.detach()))
+
+
+def test_subclass_overriding_the_conversion_keeps_it():
+    class Shifted(CategoricalPol):
+        def _ac_to_real(self, ac):
+            return super()._ac_to_real(ac) + 10
+
+    torch.manual_seed(0)
+    pol = Shifted(OB_SPACE, DISCRETE, PolNet(OB_SPACE, DISCRETE, 16, 16))
+    ac_real, ac, _ = pol(random_obs(20))
+    np.testing.assert_array_equal(ac_real, ac.numpy() + DISCRETE.start + 10)
+
+
+def test_device_follows_moves_and_assigned_modules():
+    """pol.device is cached; .to() and assigning a module must not leave it stale."""
+    pol = make_pol("cat", False)
+    assert pol.device == torch.device("cpu")
+    pol.to("meta")
+    assert pol.device == torch.device("meta")
+    pol.to_empty(device="cpu")
+    assert pol.device == torch.device("cpu")
+    pol.net = PolNet(OB_SPACE, DISCRETE, 16, 16).to("meta")
+    assert pol.device == torch.device("meta")
+    # tensors replaced inside a submodule, e.g. a meta-device policy loading real weights
+    pol.load_state_dict(make_pol("cat", False).state_dict(), assign=True)
+    assert pol.device == torch.device("cpu")
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_obs_is_rejected(bad):
     pol = make_pol("cat", False)
@@ -219,6 +281,8 @@ def test_non_finite_obs_is_rejected(bad):
     obs[2, 1] = bad
     with pytest.raises(ValueError, match=r"^obs: expected finite values, .*\(2, 1\)"):
         pol(obs)
+    with pytest.raises(ValueError, match=r"^obs: expected finite values, .*\(2, 1\)"):
+        pol(torch.as_tensor(obs).requires_grad_())
 
 
 def test_wrong_obs_shape_is_rejected():

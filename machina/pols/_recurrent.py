@@ -5,7 +5,6 @@ an ``rnn`` flag. How observations become tensors and how a recurrent hidden stat
 calls lives here, once, so that no subclass repeats it.
 """
 
-import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +23,19 @@ def _detach(hs: HiddenState) -> HiddenState:
     if isinstance(hs, torch.Tensor):
         return hs.detach()
     return type(hs)(_detach(h) for h in hs)
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN or inf; in numpy on the CPU, a few times cheaper on the
+    small batches a sampler passes than torch's ``isfinite(x).all()`` with its sync."""
+    if x.is_cpu:
+        try:
+            arr = (x.detach() if x.requires_grad else x).numpy()
+        except (RuntimeError, TypeError):  # e.g. a dtype numpy lacks
+            pass
+        else:
+            return np.count_nonzero(np.isfinite(arr)) == arr.size
+    return bool(torch.isfinite(x).all())
 
 
 class RecurrentMixin:
@@ -67,9 +79,32 @@ class RecurrentMixin:
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer; CPU if there are none."""
-        for tensor in itertools.chain(self.parameters(), self.buffers()):
-            return tensor.device
+        # Every call converts observations to this device: walking the modules each time cost
+        # about as much as a linear layer. Where the first tensor lives (its module, and its
+        # name there) is kept instead, and the tensor looked up anew: that follows ``.to()``
+        # and ``load_state_dict(assign=True)``, which may replace tensors. The place itself is
+        # forgotten when modules may have changed: ``_apply`` or an assigned module / tensor.
+        place = self.__dict__.get("_device_place")
+        if place is not None:
+            tensor = getattr(place[0], place[1]).get(place[2])
+            if tensor is not None:
+                return tensor.device
+        for kind in ("_parameters", "_buffers"):  # the order of chain(parameters(), buffers())
+            for module in self.modules():
+                for name, tensor in getattr(module, kind).items():
+                    if tensor is not None:
+                        self.__dict__["_device_place"] = (module, kind, name)
+                        return tensor.device
         return torch.device("cpu")
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.__dict__["_device_place"] = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, nn.Module | torch.Tensor):
+            self.__dict__["_device_place"] = None
+        super().__setattr__(name, value)
 
     def reset(self) -> None:
         """Forget the stored hidden state; the next recurrent call starts from ``init_hs``."""
@@ -140,19 +175,21 @@ class RecurrentMixin:
             NaN or inf.
         """
         obs = torch.as_tensor(np.asarray(obs) if isinstance(obs, list | tuple) else obs)
-        obs = obs.to(device=self.device, dtype=torch.float32)
+        device = self.device
+        if obs.dtype is not torch.float32 or obs.device != device:
+            obs = obs.to(device=device, dtype=torch.float32)
         ob_shape = tuple(self.observation_space.shape)
         n_lead = obs.ndim - len(ob_shape)
-        expected = "(T, B, *ob_shape)" if self.rnn else "(B, *ob_shape)"
-        if n_lead < 0 or tuple(obs.shape[n_lead:]) != ob_shape or (self.rnn and n_lead > 2):
+        if n_lead < 0 or obs.shape[n_lead:] != ob_shape or (self.rnn and n_lead > 2):
+            expected = "(T, B, *ob_shape)" if self.rnn else "(B, *ob_shape)"
             raise ValueError(
                 f"obs: {type(self).__name__} expects {expected} with ob_shape={ob_shape} "
                 f"from observation_space, got shape {tuple(obs.shape)}"
             )
         for _ in range(n_lead, 2 if self.rnn else 1):
             obs = obs.unsqueeze(0)
-        finite = torch.isfinite(obs)
-        if not bool(finite.all()):
+        if not _all_finite(obs):
+            finite = torch.isfinite(obs)
             first = tuple(int(i) for i in torch.nonzero(~finite)[0])
             raise ValueError(
                 f"obs: expected finite values, got {int((~finite).sum())} NaN/inf entries of "

