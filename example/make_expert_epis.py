@@ -39,7 +39,7 @@ env = GymEnv(args.env_name)
 if args.c2d:
     env = C2DEnv(env)
 pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
-pol.load_state_dict(torch.load(args.pol_path))
+pol.load_state_dict(torch.load(args.pol_path, map_location="cpu"))
 
 with EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed) as sampler:
     epis = sampler.sample(pol, max_epis=args.num_epis, deterministic=args.deterministic)

@@ -70,13 +70,15 @@ ob_space, ac_space = env.observation_space, env.action_space
 pol = make_pol(ob_space, ac_space, h_size=args.h_size)
 vf = make_vf(ob_space, h_size=args.h_size)
 if args.rew_type == "rew":
-    rewf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space))
-    shaping_vf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space))
+    rewf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, args.h_size, args.h_size))
+    shaping_vf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, args.h_size, args.h_size))
     advf = None
     discrim = torch.nn.ModuleDict(dict(rewf=rewf, shaping_vf=shaping_vf))
 else:
     rewf = shaping_vf = None
-    advf = DeterministicSAVfunc(ob_space, ac_space, DiscrimNet(ob_space, ac_space))
+    advf = DeterministicSAVfunc(
+        ob_space, ac_space, DiscrimNet(ob_space, ac_space, args.h_size, args.h_size)
+    )
     discrim = torch.nn.ModuleDict(dict(advf=advf))
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)

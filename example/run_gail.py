@@ -66,7 +66,9 @@ if args.c2d:
 ob_space, ac_space = env.observation_space, env.action_space
 pol = make_pol(ob_space, ac_space, h_size=args.h_size)
 vf = make_vf(ob_space, h_size=args.h_size)
-discrim = DeterministicSAVfunc(ob_space, ac_space, DiscrimNet(ob_space, ac_space))
+discrim = DeterministicSAVfunc(
+    ob_space, ac_space, DiscrimNet(ob_space, ac_space, args.h_size, args.h_size)
+)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)
 optim_discrim = torch.optim.Adam(discrim.parameters(), args.discrim_lr)

@@ -5,8 +5,10 @@
 Random episodes train a first dynamics model (``mpc.train_dm``); then each iteration the
 MPC policy samples episodes with the model, they join the data set, and the model trains
 again on all of it (Nagabandi et al., 2018, arXiv:1708.02596). MPC needs the task's reward
-as a function of (next_obs, acs): ``rew_func`` below is Pendulum-v1's. Writes progress.csv,
-TensorBoard events, learning_curve.png and the model (models/dm_last.pt) into ``--log``.
+as a function of (next_obs, acs): ``rew_func`` below approximates Pendulum-v1's (gymnasium
+charges the cost on the state *before* the step, which a function of next_obs cannot see).
+Writes progress.csv, TensorBoard events, learning_curve.png and the model
+(models/dm_last.pt) into ``--log``.
 """
 
 import argparse
@@ -27,7 +29,9 @@ from machina.traj import Traj
 
 
 def rew_func(next_obs, acs):
-    """Pendulum-v1's reward, batched in torch: next_obs = (cos, sin, thetadot), acs = torque."""
+    """Pendulum-v1's cost on the state after the step, batched in torch: next_obs = (cos, sin,
+    thetadot), acs = torque. An approximation: gymnasium charges the cost of the state before
+    the step, one step earlier along the same trajectory."""
     theta = torch.atan2(next_obs[:, 1], next_obs[:, 0])
     thetadot = next_obs[:, 2].clamp(-8.0, 8.0)
     return -(theta**2 + 0.1 * thetadot**2 + 0.001 * acs[:, 0] ** 2)

@@ -62,7 +62,7 @@ def mean_return(epis):
 
 # ---- the teacher: loaded, or trained with PPO ----
 if args.teacher_path is not None:
-    teacher.load_state_dict(torch.load(args.teacher_path))
+    teacher.load_state_dict(torch.load(args.teacher_path, map_location="cpu"))
 else:
     vf = make_vf(ob_space, h_size=args.teacher_h_size)
     optim_pol = torch.optim.Adam(teacher.parameters(), 1e-3)
@@ -89,7 +89,6 @@ with logger.progress(total=args.max_steps, desc="distill", disable=False) as bar
         epis = sampler.sample(student, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
-        traj = ef.compute_h_masks(traj)
         traj.register_epis()
         result_dict = on_pol_teacher_distill.train(
             traj,
@@ -97,7 +96,7 @@ with logger.progress(total=args.max_steps, desc="distill", disable=False) as bar
             teacher,
             optim_student,
             epoch=args.epoch_per_iter,
-            batchsize=args.batch_size,
+            batchsize=min(args.batch_size, traj.num_step),
             log_enable=False,
         )
         total_epi += traj.num_epi

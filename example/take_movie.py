@@ -47,7 +47,7 @@ if args.c2d:
     env = C2DEnv(env)
 pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
-pol.load_state_dict(torch.load(pol_path))
+pol.load_state_dict(torch.load(pol_path, map_location="cpu"))
 pol.eval()
 act = pol.forward if args.stochastic else pol.deterministic_ac_real
 

@@ -193,8 +193,15 @@ def test_errors_name_the_argument(rng):
     traj = Traj()
     traj.add_epis(no_next)
     traj.register_epis()
-    with pytest.raises(KeyError, match="diayn.train: traj has no 'next_obs'"):
+    with pytest.raises(KeyError, match="diayn.train: on_traj has no 'next_obs'"):
         diayn.train(ConstLogits([0.0] * K), None, traj, 8, 1, K, log_enable=False)
+    full = Traj()
+    full.add_epis(epis)
+    full.register_epis()
+    with pytest.raises(
+        ValueError, match=f"diayn.train: discrim_batch_size: .*{full.num_step} steps on_traj"
+    ):
+        diayn.train(ConstLogits([0.0] * K), None, full, full.num_step + 1, 1, K)
     with pytest.raises(KeyError, match="diayn_sac.train: traj has no 'next_obs'"):
         diayn_sac.train(traj, *[None] * 12, ConstLogits([0.0] * K), K)
 

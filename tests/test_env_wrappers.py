@@ -87,3 +87,49 @@ def test_wrapper_argument_errors_name_the_argument():
         AcInObEnv(GymEnv("Pendulum-v1"), dim=1)
     with pytest.raises(ValueError, match="env: expected an observation space Box"):
         AcInObEnv(GymEnv("Blackjack-v1"))
+
+
+class _MultiDiscreteEnv(gym.Env):
+    """A 1-D Box observation and a MultiDiscrete action space that starts at 1."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.MultiDiscrete([3, 2], start=[1, 1])
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        assert action in self.action_space
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def test_ac_in_ob_one_hot_counts_from_the_spaces_start():
+    env = AcInObEnv(_MultiDiscreteEnv())
+    env.reset(seed=0)
+    # The lowest action of each dimension is the first bin, the highest the last.
+    np.testing.assert_array_equal(env.step(np.array([1, 1]))[0][2:], [1, 0, 0, 1, 0])
+    np.testing.assert_array_equal(env.step(np.array([3, 2]))[0][2:], [0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(env.step(np.array([2, 1]))[0][2:], [0, 1, 0, 1, 0])
+    for bad in (np.array([0, 1]), np.array([4, 1]), np.array([1, 3]), np.array([1])):
+        with pytest.raises(ValueError, match="action: expected an element of MultiDiscrete"):
+            env.encode_action(bad)
+    discrete = AcInObEnv(GymEnv(gym.make("CartPole-v1")))
+    discrete.env.action_space = gym.spaces.Discrete(2, start=-1)
+    assert discrete.encode_action(-1).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="action: expected an element of Discrete"):
+        discrete.encode_action(1)
+
+
+def test_rew_in_ob_keeps_the_appended_reward_within_its_bounds():
+    # Pendulum's rewards are in [-16.3, 0]: standardised with std 1 they leave [-2, 2].
+    env = RewInObEnv(GymEnv("Pendulum-v1"), low=-2.0, high=0.5, mean=-1.0)
+    env.reset(seed=0)
+    appended = []
+    for _ in range(30):
+        obs, rew, *_ = env.step(np.array([2.0], np.float32))
+        assert obs in env.observation_space
+        appended.append((obs[3], rew))
+    assert any(rew + 1.0 < -2.0 for _, rew in appended)  # clipping was exercised
+    for value, rew in appended:
+        assert value == pytest.approx(min(max(rew + 1.0, -2.0), 0.5))

@@ -4,7 +4,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from machina.envs import GymEnv
 from machina.pols import RandomPol
 from machina.prepro import BasePrePro, RunningMeanStd
 from machina.samplers import EpiSampler
@@ -55,30 +54,52 @@ def test_prepro_normalises_clips_and_inverts():
     np.testing.assert_array_equal(off.ob_rm, ob)
 
 
+def _offset_pendulum():
+    # Pendulum's observations moved far from 0 (mean ~30): with the default clip=5 the first
+    # batch, normalised by the identity, is clipped to 5 everywhere.
+    return gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1", max_episode_steps=50),
+        lambda ob: (ob * np.array([3.0, 1.0, 0.5]) + np.array([30.0, -12.0, 4.0])).astype(
+            np.float32
+        ),
+        gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+    )
+
+
 @pytest.mark.parametrize("num_parallel", [1, 2])
 def test_sampler_normalises_with_prepro_and_stats_equal_numpy(num_parallel):
     """The policy's observations are normalised with the prepro's statistics as of each
     ``sample`` call (in workers too), and ``update_with_epis`` folds in exactly the raw
-    observations, checked against numpy over a prepro-less sample of the same episodes
-    (RandomPol's actions do not depend on the observations)."""
-    env = GymEnv("Pendulum-v1", max_episode_steps=50)
-    pol = RandomPol(env.observation_space, env.action_space)
+    observations (default clip=5, observations offset far from 0), checked against numpy
+    over a prepro-less sample of the same episodes (RandomPol's actions do not depend on
+    the observations)."""
+    env = _offset_pendulum
+    pol = RandomPol(gym.spaces.Box(-np.inf, np.inf, (3,)), gym.make("Pendulum-v1").action_space)
+    rounds = 4
     with EpiSampler(env, pol, num_parallel=num_parallel, seed=3) as sampler:
-        raw_epis = [sampler.sample(pol, max_epis=4) for _ in range(2)]
-    raw = [np.concatenate([epi["obs"] for epi in epis]) for epis in raw_epis]
+        raw = [
+            np.concatenate([epi["obs"] for epi in sampler.sample(pol, max_epis=4)])
+            for _ in range(rounds)
+        ]
+    assert raw[0][:, 0].mean() > 20.0
 
-    # clip=None: every normalised value inverts exactly.
-    prepro = BasePrePro(env.observation_space, clip=None)
-    prepro.update(np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -2.0]]))
-    seen = [np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -2.0]])]
+    prepro = BasePrePro(gym.spaces.Box(-np.inf, np.inf, (3,), np.float32))
+    assert prepro.clip == 5.0
+    seen = []
     with EpiSampler(env, pol, num_parallel=num_parallel, seed=3, prepro=prepro) as sampler:
         for raw_obs in raw:
             mean, std = prepro.ob_rm.copy(), np.sqrt(prepro.ob_rv)
             epis = sampler.sample(pol, max_epis=4)
             obs = np.concatenate([epi["obs"] for epi in epis])
-            np.testing.assert_allclose(obs, (raw_obs - mean) / (std + 1e-8), rtol=1e-4, atol=1e-5)
+            expected = np.clip((raw_obs - mean) / (std + 1e-8), -5.0, 5.0)
+            np.testing.assert_allclose(obs, expected, rtol=1e-4, atol=1e-4)
             prepro.update_with_epis(epis)
             seen.append(raw_obs)
             everything = np.concatenate(seen)
             np.testing.assert_allclose(prepro.ob_rm, everything.mean(0), rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(prepro.ob_rv, everything.var(0), rtol=1e-5, atol=1e-6)
+    # Once the statistics are learnt, nothing is clipped and the features are standardised.
+    assert np.abs(obs).max() < 5.0
+    assert np.abs(obs.mean(0)).max() < 1.0 and np.abs(obs.std(0) - 1.0).max() < 0.5
+    with pytest.raises(KeyError, match=r"epis: episode 0 has no e_is\['raw_obs'\]"):
+        prepro.update_with_epis([{"obs": raw[0], "e_is": {}}])

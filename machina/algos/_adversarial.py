@@ -8,15 +8,132 @@ update is new.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 
 from machina.algos import ppo_clip, ppo_kl, trpo, vpg
-from machina.algos._common import Batch
+from machina.algos._common import Batch, log
 from machina.traj import Traj
 
 RL_TYPES = ("trpo", "ppo_clip", "ppo_kl", "vpg")
+# The arguments of gail.train / airl.train that go to the policy step (rl_step).
+RL_ARGS = (
+    "epoch",
+    "batch_size",
+    "num_epi_per_seq",
+    "pol_ent_beta",
+    "max_grad_norm",
+    "clip_param",
+    "clip_vfunc",
+    "kl_beta",
+    "kl_targ",
+    "damping",
+    "max_kl",
+    "num_cg",
+)
+
+
+def resolve_optim_discrim(
+    optim_discrim: torch.optim.Optimizer | None,
+    optim_discim: torch.optim.Optimizer | None,
+    algo: str,
+) -> torch.optim.Optimizer:
+    """The discriminator's optimiser, given as ``optim_discrim`` or as the original machina's
+    misspelt ``optim_discim`` (accepted so that its scripts port), never both."""
+    if optim_discim is not None:
+        if optim_discrim is not None:
+            raise TypeError(f"{algo}.train: got both optim_discrim and optim_discim; pass one")
+        optim_discrim = optim_discim
+    if optim_discrim is None:
+        raise TypeError(f"{algo}.train: optim_discrim: expected a torch.optim.Optimizer, got None")
+    return optim_discrim
+
+
+def adversarial_iteration(
+    algo: str,
+    rl_type: str,
+    agent_traj: Traj,
+    pol: torch.nn.Module,
+    vf: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer | None,
+    optim_vf: torch.optim.Optimizer,
+    train_discrim: Callable[[], dict[str, list[float]]],
+    rl_args: Mapping[str, Any],
+    log_enable: bool,
+) -> dict:
+    """One iteration of ``gail.train`` / ``airl.train``: the discriminator steps, then the
+    policy step of ``rl_type`` on ``agent_traj`` (whose pseudo rewards are already computed).
+
+    The discriminator is trained first, on the samples of the policy that drew them: AIRL's
+    logit ``f - log pi`` must use the ``log pi`` of that policy, which the policy step would
+    change. The policy step's rewards come from the discriminator as it was when
+    ``agent_traj``'s pseudo rewards were computed, either way.
+
+    Parameters
+    ----------
+    algo : str
+        ``"gail"`` or ``"airl"``, for error messages.
+    rl_type : str
+        One of ``RL_TYPES``.
+    train_discrim : callable
+        Runs the discriminator steps; returns ``{"DiscrimLoss": [...]}``.
+    rl_args : mapping
+        The ``RL_ARGS`` values (see ``rl_args``).
+    (other parameters as ``rl_step``)
+
+    Returns
+    -------
+    dict
+        The policy step's results plus ``DiscrimLoss``.
+    """
+    check_rl_step(rl_type, optim_pol, rl_args["pol_ent_beta"], algo)
+    log(log_enable, "Optimizing...")
+    discrim_result = train_discrim()
+    result = rl_step(rl_type, agent_traj, pol, vf, optim_pol, optim_vf, algo=algo, **rl_args)
+    result.update(discrim_result)
+    log(log_enable, "Optimization finished!")
+    return result
+
+
+def rl_args(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``RL_ARGS`` entries of ``params`` (e.g. ``locals()`` at the top of a ``train``)."""
+    return {name: params[name] for name in RL_ARGS}
+
+
+def check_discrim_batch_size(batch_size: int, traj: Traj, traj_name: str, algo: str) -> None:
+    """A ValueError naming ``discrim_batch_size`` and ``traj_name`` when ``batch_size`` is not
+    a positive int at most ``traj.num_step`` (batches are drawn from every step of it)."""
+    try:
+        size = operator.index(batch_size)
+    except TypeError:
+        size = None
+    if size is None or size < 1:
+        raise ValueError(
+            f"{algo}.train: discrim_batch_size: expected a positive int, got {batch_size!r}"
+        )
+    if size > traj.num_step:
+        raise ValueError(
+            f"{algo}.train: discrim_batch_size: expected at most the {traj.num_step} steps "
+            f"{traj_name} holds, got {batch_size}"
+        )
+
+
+def check_rl_step(
+    rl_type: str, optim_pol: torch.optim.Optimizer | None, pol_ent_beta: float, algo: str
+) -> None:
+    """The errors of a policy step that cannot run, raised before anything is trained."""
+    if rl_type not in RL_TYPES:
+        raise ValueError(f"{algo}.train: rl_type: expected one of {RL_TYPES}, got {rl_type!r}")
+    if rl_type == "trpo" and pol_ent_beta:
+        raise ValueError(
+            f"{algo}.train: pol_ent_beta: trpo has no entropy bonus, expected 0, "
+            f"got {pol_ent_beta!r}; use rl_type='ppo_clip' for one"
+        )
+    if rl_type != "trpo" and optim_pol is None:
+        raise ValueError(f"{algo}.train: optim_pol: rl_type={rl_type!r} needs one, got None")
 
 
 def rl_step(
@@ -26,6 +143,7 @@ def rl_step(
     vf: torch.nn.Module,
     optim_pol: torch.optim.Optimizer | None,
     optim_vf: torch.optim.Optimizer,
+    *,
     epoch: int,
     batch_size: int,
     num_epi_per_seq: int,
@@ -40,15 +158,42 @@ def rl_step(
     num_cg: int,
     algo: str,
 ) -> dict:
-    """One call of ``machina.algos.<rl_type>.train`` on ``traj`` with the matching arguments."""
-    if rl_type not in RL_TYPES:
-        raise ValueError(f"{algo}.train: rl_type: expected one of {RL_TYPES}, got {rl_type!r}")
+    """One call of ``machina.algos.<rl_type>.train`` on ``traj`` with the matching arguments.
+
+    Parameters
+    ----------
+    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"}
+        The algorithm of the policy step.
+    traj : Traj
+        Registered episodes with the keys that algorithm needs (``advs``, ``rets``, ...).
+    pol, vf : torch.nn.Module
+        Policy and state-value function.
+    optim_pol : torch.optim.Optimizer or None
+        Needed by every ``rl_type`` but ``trpo``.
+    optim_vf : torch.optim.Optimizer
+        Optimiser of ``vf``.
+    epoch, batch_size, num_epi_per_seq : int
+        Passes, minibatch size and (recurrent) episodes per sequence.
+    pol_ent_beta : float
+        Entropy bonus (not ``trpo``, which must get 0).
+    max_grad_norm : float or None
+        Gradient-norm clip (not ``trpo``).
+    clip_param, clip_vfunc
+        ``ppo_clip`` only.
+    kl_beta, kl_targ
+        ``ppo_kl`` only.
+    damping, max_kl, num_cg
+        ``trpo`` only.
+    algo : str
+        ``"gail"`` or ``"airl"``, for error messages.
+
+    Returns
+    -------
+    dict
+        The chosen ``train``'s result.
+    """
+    check_rl_step(rl_type, optim_pol, pol_ent_beta, algo)
     if rl_type == "trpo":
-        if pol_ent_beta:
-            raise ValueError(
-                f"{algo}.train: pol_ent_beta: trpo has no entropy bonus, expected 0, "
-                f"got {pol_ent_beta!r}; use rl_type='ppo_clip' for one"
-            )
         return trpo.train(
             traj,
             pol,
@@ -62,8 +207,6 @@ def rl_step(
             damping=damping,
             log_enable=False,
         )
-    if optim_pol is None:
-        raise ValueError(f"{algo}.train: optim_pol: rl_type={rl_type!r} needs one, got None")
     common = dict(
         epoch=epoch,
         batch_size=batch_size,
@@ -89,11 +232,13 @@ def rl_step(
 
 
 def discrim_batches(
-    agent_traj: Traj, expert_traj: Traj, batch_size: int, step: int
+    agent_traj: Traj, expert_traj: Traj, batch_size: int, step: int, algo: str = "gail"
 ) -> Iterator[tuple[Batch, Batch]]:
     """``step`` pairs of (agent, expert) batches of ``batch_size`` steps drawn uniformly."""
     if step < 0:
-        raise ValueError(f"discrim_step: expected an int >= 0, got {step!r}")
+        raise ValueError(f"{algo}.train: discrim_step: expected an int >= 0, got {step!r}")
+    check_discrim_batch_size(batch_size, agent_traj, "agent_traj", algo)
+    check_discrim_batch_size(batch_size, expert_traj, "expert_traj", algo)
     return zip(
         agent_traj.random_batch(batch_size, epoch=step),
         expert_traj.random_batch(batch_size, epoch=step),

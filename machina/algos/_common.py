@@ -23,20 +23,27 @@ ADDED_BY = {
 }
 
 
-def check_traj(traj: Traj, keys: Iterable[str], algo: str) -> None:
-    """Raise a clear error when ``traj`` is not a registered Traj holding ``keys``."""
+def check_traj(traj: Traj, keys: Iterable[str], algo: str, name: str = "traj") -> None:
+    """Raise a clear error when ``traj`` is not a registered Traj holding ``keys``.
+
+    ``name`` is the argument's name in ``algo``'s ``train`` (e.g. ``"expert_traj"``), used in
+    the messages.
+    """
     if not isinstance(traj, Traj):
         raise TypeError(
-            f"{algo}.train: traj: expected a machina.traj.Traj, got {type(traj).__name__}"
+            f"{algo}.train: {name}: expected a machina.traj.Traj, got {type(traj).__name__}"
         )
     if traj.num_step == 0:
-        hint = " (episodes are pending: call traj.register_epis())" if traj.current_epis else ""
-        raise ValueError(f"{algo}.train: traj holds no registered steps{hint}")
+        pending = f" (episodes are pending: call {name}.register_epis())"
+        hint = pending if traj.current_epis else ""
+        raise ValueError(f"{algo}.train: {name} holds no registered steps{hint}")
     for key in keys:
         if key not in traj.data_map:
             adder = ADDED_BY.get(key)
-            hint = f"; add it with {adder} before traj.register_epis()" if adder else ""
-            raise KeyError(f"{algo}.train: traj has no '{key}'{hint}")
+            if adder:
+                adder = adder.replace("(traj", f"({name}", 1)  # the caller's argument name
+            hint = f"; add it with {adder} before {name}.register_epis()" if adder else ""
+            raise KeyError(f"{algo}.train: {name} has no '{key}'{hint}")
 
 
 def is_recurrent(*modules: torch.nn.Module) -> bool:

@@ -17,10 +17,17 @@ discriminator update is AIRL's. After training, ``rewf`` alone is the recovered 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from machina.algos._adversarial import discrim_batches, rl_step
-from machina.algos._common import Batch, check_feed_forward, check_traj, log, optimizer_step
+from machina.algos._adversarial import (
+    adversarial_iteration,
+    discrim_batches,
+    resolve_optim_discrim,
+    rl_args,
+)
+from machina.algos._common import Batch, check_feed_forward, check_traj, optimizer_step
 from machina.loss_functional.imitation import density_ratio_cross_ent
 from machina.traj import Traj
 
@@ -38,7 +45,31 @@ def update_discrim(
     gamma: float,
     ent_beta: float = 0.0,
 ) -> float:
-    """One step on the mean of the agent (label 0) and expert (label 1) cross-entropies."""
+    """One discriminator step on the mean of the agent (label 0) and expert (label 1)
+    cross-entropies (``lf.density_ratio_cross_ent``).
+
+    Parameters
+    ----------
+    rewf, shaping_vf : torch.nn.Module or None
+        ``g(s)`` and ``h(s)`` of the reward form, or None with ``advf``.
+    advf : torch.nn.Module or None
+        ``advf(s, a)`` of the advantage form, or None with ``rewf`` and ``shaping_vf``.
+    pol : torch.nn.Module
+        The policy that sampled ``agent_batch``; its ``log pi`` enters the logits.
+    optim_discrim : torch.optim.Optimizer
+        Optimiser of the discriminator's modules.
+    agent_batch, expert_batch : dict of str to torch.Tensor
+        ``obs``, ``acs``, ``next_obs`` and ``terms`` (or ``dones``), each (B, ...).
+    gamma : float
+        Discount of the shaping term.
+    ent_beta : float
+        Entropy bonus of the discriminator's prediction.
+
+    Returns
+    -------
+    float
+        The loss before the step.
+    """
     loss = density_ratio_cross_ent(
         pol, agent_batch, 0, gamma, rewf, shaping_vf, advf, ent_beta
     ) + density_ratio_cross_ent(pol, expert_batch, 1, gamma, rewf, shaping_vf, advf, ent_beta)
@@ -54,6 +85,14 @@ def _check_rew_type(
     has_rew = rewf is not None and shaping_vf is not None
     if rew_type not in (None, "rew", "adv"):
         raise ValueError(f"airl.train: rew_type: expected 'rew' or 'adv', got {rew_type!r}")
+    if advf is not None and (rewf is not None or shaping_vf is not None):
+        # One discriminator form only: with both, which one trains would be a silent guess.
+        raise ValueError(
+            "airl.train: rewf, shaping_vf, advf: expected rewf and shaping_vf "
+            "(rew_type='rew') or advf (rew_type='adv'), not both forms; got "
+            f"rewf={type(rewf).__name__}, shaping_vf={type(shaping_vf).__name__}, "
+            f"advf={type(advf).__name__}"
+        )
     if (rew_type == "rew" or (rew_type is None and advf is None)) and not has_rew:
         raise ValueError(
             "airl.train: rewf, shaping_vf: the reward form (rew_type='rew') needs both, got "
@@ -61,6 +100,20 @@ def _check_rew_type(
         )
     if rew_type == "adv" and advf is None:
         raise ValueError("airl.train: advf: rew_type='adv' needs advf(obs, acs), got None")
+
+
+def _end_key(traj: Traj, name: str) -> str:
+    """``terms`` when ``traj`` has it, else ``dones`` (with a warning): the key that cuts the
+    shaping term ``h(s')`` in ``traj``'s steps."""
+    if "terms" in traj.data_map or "dones" not in traj.data_map:
+        return "terms"
+    warnings.warn(
+        f"airl.train: {name} has 'dones' but no 'terms': its time-limit truncations are "
+        "treated as terminations (h(s') cut to 0 after them); store 'terms' to tell them "
+        "apart",
+        stacklevel=3,
+    )
+    return "dones"
 
 
 def train_discrim(
@@ -78,6 +131,21 @@ def train_discrim(
 ) -> dict[str, list[float]]:
     """``discrim_step`` discriminator steps on random agent and expert batches.
 
+    Parameters
+    ----------
+    agent_traj, expert_traj : Traj
+        Registered agent and expert episodes with ``obs``, ``acs``, ``next_obs`` and
+        ``terms``; a Traj with ``dones`` only is accepted with a warning (its truncations
+        then count as terminations).
+    pol, optim_discrim, gamma, rewf, shaping_vf, advf
+        As :func:`update_discrim`; ``pol`` must be the policy that sampled ``agent_traj``.
+    discrim_batch_size : int
+        Steps per batch, drawn from each Traj; at most the steps each holds.
+    discrim_step : int
+        Number of steps.
+    discrim_ent_beta : float
+        Entropy bonus of the discriminator's prediction.
+
     Returns
     -------
     dict
@@ -86,10 +154,10 @@ def train_discrim(
     _check_rew_type(None, rewf, shaping_vf, advf)
     modules = dict(pol=pol, rewf=rewf, shaping_vf=shaping_vf, advf=advf)
     check_feed_forward("airl", **{k: m for k, m in modules.items() if m is not None})
-    terms = "terms" if "terms" in expert_traj.data_map else "dones"
-    check_traj(agent_traj, [*_NEEDS, terms], "airl")
-    check_traj(expert_traj, [*_NEEDS, terms], "airl")
-    batches = discrim_batches(agent_traj, expert_traj, discrim_batch_size, discrim_step)
+    # Each Traj with its own key: the loss reads terms, or dones where a batch has no terms.
+    check_traj(agent_traj, [*_NEEDS, _end_key(agent_traj, "agent_traj")], "airl", "agent_traj")
+    check_traj(expert_traj, [*_NEEDS, _end_key(expert_traj, "expert_traj")], "airl", "expert_traj")
+    batches = discrim_batches(agent_traj, expert_traj, discrim_batch_size, discrim_step, "airl")
     losses = [
         update_discrim(
             rewf, shaping_vf, advf, pol, optim_discrim, agent, expert, gamma, discrim_ent_beta
@@ -131,8 +199,12 @@ def train(
     log_enable: bool = True,
     optim_discim: torch.optim.Optimizer | None = None,
 ) -> dict:
-    """One AIRL iteration: the policy step of ``rl_type``, then ``discrim_step``
-    discriminator steps.
+    """One AIRL iteration: ``discrim_step`` discriminator steps, then the policy step of
+    ``rl_type``.
+
+    The discriminator is trained first (the original machina trained it after the policy
+    step): its logit ``f - log pi`` must use the ``log pi`` of the policy that sampled
+    ``agent_traj``, which the policy step changes.
 
     Parameters
     ----------
@@ -140,7 +212,8 @@ def train(
         Registered agent episodes whose ``rews`` are ``ef.compute_airl_pseudo_rews``'s, with
         ``next_obs``, ``terms`` and the keys ``rl_type``'s ``train`` needs.
     expert_traj : Traj
-        Registered expert episodes with ``obs``, ``acs``, ``next_obs`` and ``terms``.
+        Registered expert episodes with ``obs``, ``acs``, ``next_obs`` and ``terms`` (or
+        only ``dones``, with a warning: truncations then count as terminations).
     pol, vf : torch.nn.Module
         Feed-forward policy (its ``log pi`` enters the discriminator) and value function.
     optim_vf, optim_discrim : torch.optim.Optimizer
@@ -149,7 +222,8 @@ def train(
     rewf, shaping_vf : torch.nn.Module, optional
         ``g(s)`` and ``h(s)``: ``module(obs) -> (values (B,), info)``.
     advf : torch.nn.Module, optional
-        ``advf(obs, acs) -> (values (B,), info)``, instead of ``rewf`` and ``shaping_vf``.
+        ``advf(obs, acs) -> (values (B,), info)``, instead of ``rewf`` and ``shaping_vf``
+        (giving both forms is an error).
     rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"}
         The ``machina.algos`` module whose ``train`` takes the policy step.
     gamma : float
@@ -169,38 +243,18 @@ def train(
         The policy step's results (``PolLoss``, ``VfLoss``, and for ``ppo_kl``
         ``new_kl_beta`` and ``kl_mean``) plus ``DiscrimLoss``: one float per step.
     """
-    if optim_discim is not None:
-        if optim_discrim is not None:
-            raise TypeError("airl.train: got both optim_discrim and optim_discim; pass one")
-        optim_discrim = optim_discim
-    if optim_discrim is None:
-        raise TypeError("airl.train: optim_discrim: expected a torch.optim.Optimizer, got None")
+    optim_discrim = resolve_optim_discrim(optim_discrim, optim_discim, "airl")
     _check_rew_type(rew_type, rewf, shaping_vf, advf)
     check_feed_forward("airl", pol=pol)
-    log(log_enable, "Optimizing...")
-    result = rl_step(
+    return adversarial_iteration(
+        "airl",
         rl_type,
         agent_traj,
         pol,
         vf,
         optim_pol,
         optim_vf,
-        epoch,
-        batch_size,
-        num_epi_per_seq,
-        pol_ent_beta,
-        max_grad_norm,
-        clip_param,
-        clip_vfunc,
-        kl_beta,
-        kl_targ,
-        damping,
-        max_kl,
-        num_cg,
-        "airl",
-    )
-    result.update(
-        train_discrim(
+        lambda: train_discrim(
             agent_traj,
             expert_traj,
             pol,
@@ -212,7 +266,7 @@ def train(
             discrim_batch_size,
             discrim_step,
             discrim_ent_beta,
-        )
+        ),
+        rl_args(locals()),
+        log_enable,
     )
-    log(log_enable, "Optimization finished!")
-    return result

@@ -64,7 +64,7 @@ def train(
     dict
         ``PolLoss``: one float per minibatch.
     """
-    check_traj(expert_traj, ["obs", "acs"], "behavior_clone")
+    check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
     log(log_enable, "Optimizing...")
     pol_losses = [
         update_pol(pol, optim_pol, batch, max_grad_norm)
@@ -82,7 +82,7 @@ def test(expert_traj: Traj, pol: torch.nn.Module) -> dict[str, list[float]]:
     dict
         ``TestPolLoss``: a list of one float.
     """
-    check_traj(expert_traj, ["obs", "acs"], "behavior_clone")
+    check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
     with torch.no_grad():
         loss = log_likelihood(pol, whole_batch(expert_traj, [pol]))
     return dict(TestPolLoss=[float(loss)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from machina.algos._adversarial import check_discrim_batch_size
 from machina.algos._common import check_traj, log, optimizer_step
 from machina.loss_functional.diayn import cross_ent_diayn, skill_accuracy
 from machina.traj import Traj
@@ -41,7 +42,8 @@ def train(
         Registered episodes from a ``SkillEnv``, usually the freshly sampled ones, with
         ``ob_key`` of shape (ob_dim + num_skill,).
     discrim_batch_size : int
-        Steps per batch, drawn uniformly with replacement.
+        Steps per batch, drawn uniformly with replacement; at most the steps ``on_traj``
+        holds.
     epc_per_itr : int
         Number of gradient steps.
     num_skill : int
@@ -61,7 +63,8 @@ def train(
         ``1 / num_skill``): one float per step. (The original machina returned the list of
         losses alone.)
     """
-    check_traj(on_traj, (ob_key,), "diayn")
+    check_traj(on_traj, (ob_key,), "diayn", "on_traj")
+    check_discrim_batch_size(discrim_batch_size, on_traj, "on_traj", "diayn")
     log(log_enable, "Optimizing discriminator...")
     losses, accs = [], []
     for batch in on_traj.random_batch(discrim_batch_size, epc_per_itr):

@@ -8,17 +8,22 @@ GAIL is an on-policy algorithm run on a learned reward. One iteration::
     result = gail.train(agent_traj, expert_traj, pol, vf, discrim, optim_vf, optim_discrim,
                         rl_type="ppo_clip", optim_pol=optim_pol, ...)
 
-``train`` calls the chosen algorithm's own ``train`` (``rl_type``) for the policy and value
-function, then ``train_discrim``. Scripts that want another schedule call the pieces
-themselves: any on-policy ``train`` on the pseudo-rewarded Traj, then ``train_discrim``.
+``train`` calls ``train_discrim``, then the chosen algorithm's own ``train`` (``rl_type``)
+for the policy and value function. Scripts that want another schedule call the pieces
+themselves: ``train_discrim`` and any on-policy ``train`` on the pseudo-rewarded Traj.
 """
 
 from __future__ import annotations
 
 import torch
 
-from machina.algos._adversarial import discrim_batches, rl_step
-from machina.algos._common import Batch, check_feed_forward, check_traj, log, optimizer_step
+from machina.algos._adversarial import (
+    adversarial_iteration,
+    discrim_batches,
+    resolve_optim_discrim,
+    rl_args,
+)
+from machina.algos._common import Batch, check_feed_forward, check_traj, optimizer_step
 from machina.loss_functional.imitation import cross_ent
 from machina.traj import Traj
 
@@ -31,7 +36,27 @@ def update_discrim(
     ent_beta: float = 0.0,
     state_only: bool = False,
 ) -> float:
-    """One step on the mean of the agent (label 0) and expert (label 1) cross-entropies."""
+    """One discriminator step on the mean of the agent (label 0) and expert (label 1)
+    cross-entropies (``lf.cross_ent``).
+
+    Parameters
+    ----------
+    discrim : torch.nn.Module
+        ``discrim(obs, acs) -> (logits (B,), info)`` (``discrim(obs)`` when ``state_only``).
+    optim_discrim : torch.optim.Optimizer
+        Optimiser of ``discrim``.
+    agent_batch, expert_batch : dict of str to torch.Tensor
+        ``obs`` (B, *ob_shape) and ``acs`` (B, *ac_shape) of agent and expert steps.
+    ent_beta : float
+        Entropy bonus of the discriminator's prediction.
+    state_only : bool
+        The discriminator sees observations only.
+
+    Returns
+    -------
+    float
+        The loss before the step.
+    """
     loss = cross_ent(discrim, agent_batch, 0, ent_beta, state_only)
     loss = loss + cross_ent(discrim, expert_batch, 1, ent_beta, state_only)
     return optimizer_step(optim_discrim, loss / 2)
@@ -49,16 +74,30 @@ def train_discrim(
 ) -> dict[str, list[float]]:
     """``discrim_step`` discriminator steps on random agent and expert batches.
 
+    Parameters
+    ----------
+    agent_traj, expert_traj : Traj
+        Registered agent and expert episodes with ``obs`` (and ``acs`` unless
+        ``state_only``).
+    discrim, optim_discrim, state_only
+        As :func:`update_discrim`.
+    discrim_batch_size : int
+        Steps per batch, drawn from each Traj; at most the steps each holds.
+    discrim_step : int
+        Number of steps.
+    discrim_ent_beta : float
+        Entropy bonus of the discriminator's prediction.
+
     Returns
     -------
     dict
         ``DiscrimLoss``: one float per step.
     """
     keys = ["obs"] if state_only else ["obs", "acs"]
-    check_traj(agent_traj, keys, "gail")
-    check_traj(expert_traj, keys, "gail")
+    check_traj(agent_traj, keys, "gail", "agent_traj")
+    check_traj(expert_traj, keys, "gail", "expert_traj")
     check_feed_forward("gail", discrim=discrim)
-    batches = discrim_batches(agent_traj, expert_traj, discrim_batch_size, discrim_step)
+    batches = discrim_batches(agent_traj, expert_traj, discrim_batch_size, discrim_step, "gail")
     losses = [
         update_discrim(discrim, optim_discrim, agent, expert, discrim_ent_beta, state_only)
         for agent, expert in batches
@@ -95,8 +134,13 @@ def train(
     log_enable: bool = True,
     optim_discim: torch.optim.Optimizer | None = None,
 ) -> dict:
-    """One GAIL iteration: the policy step of ``rl_type``, then ``discrim_step`` discriminator
-    steps.
+    """One GAIL iteration: ``discrim_step`` discriminator steps, then the policy step of
+    ``rl_type``.
+
+    The discriminator is trained before the policy step (the original machina trained it
+    after), on the samples of the policy that drew them; the policy step's rewards are the
+    pseudo rewards already in ``agent_traj``, so the order changes the discriminator that the
+    next iteration's pseudo rewards come from only by being trained on fresher data.
 
     Parameters
     ----------
@@ -121,7 +165,8 @@ def train(
     epoch, batch_size, num_epi_per_seq
         Passed to the policy step.
     discrim_batch_size, discrim_step : int
-        Steps per discriminator batch (from each Traj) and number of discriminator steps.
+        Steps per discriminator batch (from each Traj; at most the steps each holds) and
+        number of discriminator steps.
     damping, max_kl, num_cg
         ``trpo`` only.
     optim_pol : torch.optim.Optimizer, optional
@@ -145,37 +190,17 @@ def train(
         The policy step's results (``PolLoss``, ``VfLoss``, and for ``ppo_kl``
         ``new_kl_beta`` and ``kl_mean``) plus ``DiscrimLoss``: one float per step.
     """
-    if optim_discim is not None:
-        if optim_discrim is not None:
-            raise TypeError("gail.train: got both optim_discrim and optim_discim; pass one")
-        optim_discrim = optim_discim
-    if optim_discrim is None:
-        raise TypeError("gail.train: optim_discrim: expected a torch.optim.Optimizer, got None")
-    check_traj(agent_traj, ["obs", "acs"], "gail")
-    log(log_enable, "Optimizing...")
-    result = rl_step(
+    optim_discrim = resolve_optim_discrim(optim_discrim, optim_discim, "gail")
+    check_traj(agent_traj, ["obs", "acs"], "gail", "agent_traj")
+    return adversarial_iteration(
+        "gail",
         rl_type,
         agent_traj,
         pol,
         vf,
         optim_pol,
         optim_vf,
-        epoch,
-        batch_size,
-        num_epi_per_seq,
-        pol_ent_beta,
-        max_grad_norm,
-        clip_param,
-        clip_vfunc,
-        kl_beta,
-        kl_targ,
-        damping,
-        max_kl,
-        num_cg,
-        "gail",
-    )
-    result.update(
-        train_discrim(
+        lambda: train_discrim(
             agent_traj,
             expert_traj,
             discrim,
@@ -184,7 +209,7 @@ def train(
             discrim_step,
             discrim_ent_beta,
             state_only,
-        )
+        ),
+        rl_args(locals()),
+        log_enable,
     )
-    log(log_enable, "Optimization finished!")
-    return result

@@ -30,8 +30,8 @@ def train(
     Parameters
     ----------
     traj : Traj
-        Registered episodes, typically sampled by ``student_pol``; recurrent policies also
-        need ``h_masks`` (``ef.compute_h_masks``).
+        Registered episodes with ``obs``, typically sampled by ``student_pol``. Recurrent
+        policies train on whole-episode sequences whose ``h_masks`` the batching builds.
     student_pol : torch.nn.Module
         The policy trained, e.g. a smaller net than the teacher's.
     teacher_pol : torch.nn.Module
@@ -55,8 +55,8 @@ def train(
         ``S_Pol_loss``: one float per minibatch (the mean KL).
     """
     pols = (student_pol, teacher_pol)
-    keys = ("obs", "h_masks") if any(getattr(p, "rnn", False) for p in pols) else ("obs",)
-    check_traj(traj, keys, "on_pol_teacher_distill")
+    # No h_masks needed: Traj.iterate_rnn builds them from the episode boundaries.
+    check_traj(traj, ("obs",), "on_pol_teacher_distill")
     log(log_enable, "Optimizing...")
     losses = [
         optimizer_step(

@@ -7,22 +7,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-
-def _check_flat_box(env: gymnasium.Env, name: str) -> gymnasium.spaces.Box:
-    space = env.observation_space
-    if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
-        raise ValueError(f"{name}: expected an observation space Box of shape (d,), given {space}")
-    return space
+from machina.envs._append_wrapper import _AppendWrapper, _check_dim, _check_flat_box
 
 
-def _check_dim(dim: int) -> int:
-    # Observations are flat: the only axis to append along is the first (0 or -1).
-    if dim not in (0, -1):
-        raise ValueError(f"dim: expected 0 or -1 (observations are 1-D), given {dim!r}")
-    return dim
-
-
-class AcInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+class AcInObEnv(_AppendWrapper):
     """Append the previous action to the observation.
 
     A policy that sees what it just did (and, with :class:`RewInObEnv`, what it got for it)
@@ -99,14 +87,15 @@ class AcInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
             dtype=np.float32,
         )
 
-    @property
-    def horizon(self) -> int | None:
-        """Time limit of an episode (``max_episode_steps``), or None when unlimited."""
-        spec = self.env.spec
-        return None if spec is None else spec.max_episode_steps
-
     def encode_action(self, action: Any) -> np.ndarray:
-        """The part of the observation that stands for ``action``: (ac_dim,) float32."""
+        """The part of the observation that stands for ``action``: (ac_dim,) float32.
+
+        Raises
+        ------
+        ValueError
+            When a ``Discrete`` / ``MultiDiscrete`` action is not in the action space
+            (``start`` included).
+        """
         space = self.env.action_space
         spaces = gymnasium.spaces
         if isinstance(space, spaces.Box):
@@ -116,17 +105,23 @@ class AcInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
             if self.normalize:
                 ac = (ac - space.low) * 2.0 / (space.high - space.low) - 1.0
             return ac.astype(np.float32)
-        nvec = [space.n] if isinstance(space, spaces.Discrete) else space.nvec.ravel().tolist()
-        idx = np.asarray(action, dtype=np.int64).reshape(len(nvec))
         if isinstance(space, spaces.Discrete):
-            idx = idx - space.start
+            nvec = np.array([space.n], dtype=np.int64)
+            start = np.array([space.start], dtype=np.int64)
+        else:
+            nvec = space.nvec.ravel().astype(np.int64)
+            start = np.asarray(space.start, dtype=np.int64).ravel()
+        given = np.asarray(action)
+        if given.size != nvec.size or given.dtype.kind not in "iub":
+            raise ValueError(f"action: expected an element of {space}, given {action!r}")
+        # Both spaces may start elsewhere than 0 (``start``): the one-hot index is the offset.
+        idx = given.astype(np.int64).reshape(nvec.size) - start
+        if np.any(idx < 0) or np.any(idx >= nvec):
+            raise ValueError(f"action: expected an element of {space}, given {action!r}")
         onehot = np.zeros(self.ac_dim, dtype=np.float32)
         offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]).astype(np.int64)
         onehot[offsets + idx] = 1.0
         return onehot
-
-    def _append(self, obs: Any, part: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.asarray(obs, dtype=np.float32), part], axis=self.dim)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -7,10 +7,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from machina.envs.ac_in_ob_env import _check_dim, _check_flat_box
+from machina.envs._append_wrapper import _AppendWrapper, _check_dim, _check_flat_box
 
 
-class RewInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+class RewInObEnv(_AppendWrapper):
     """Append the previous reward to the observation.
 
     The appended value is ``(rew - mean) / std`` with ``normalize``, the raw reward
@@ -29,7 +29,8 @@ class RewInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     mean, std : float
         Used with ``normalize``; ``std`` must be positive.
     low, high : float
-        Bounds of the appended value in the observation space.
+        Bounds of the appended value in the observation space; the appended value is
+        clipped to them (the reward itself is not).
     """
 
     def __init__(
@@ -68,21 +69,13 @@ class RewInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         self.initial_value = float(initial_value)
         self.mean = float(mean)
         self.std = float(std)
+        self.low = float(low)
+        self.high = float(high)
         self.observation_space = gymnasium.spaces.Box(
             np.append(ob_space.low, low).astype(np.float32),
             np.append(ob_space.high, high).astype(np.float32),
             dtype=np.float32,
         )
-
-    @property
-    def horizon(self) -> int | None:
-        """Time limit of an episode (``max_episode_steps``), or None when unlimited."""
-        spec = self.env.spec
-        return None if spec is None else spec.max_episode_steps
-
-    def _append(self, obs: Any, value: float) -> np.ndarray:
-        part = np.array([value], dtype=np.float32)
-        return np.concatenate([np.asarray(obs, dtype=np.float32), part], axis=self.dim)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -104,8 +97,10 @@ class RewInObEnv(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         -------
         obs : (ob_dim + 1,) float32
         rew, terminated, truncated, info
-            As the inner environment's.
+            As the inner environment's (the reward unclipped).
         """
         obs, rew, term, trunc, info = self.env.step(action)
         value = (float(rew) - self.mean) / self.std if self.normalize else float(rew)
+        # Kept within [low, high] so that the observation stays in observation_space.
+        value = min(max(value, self.low), self.high)
         return self._append(obs, value), rew, term, trunc, info

@@ -131,8 +131,21 @@ def airl_energies(
     rewf, shaping_vf : torch.nn.Module, optional
         State functions ``g`` and ``h``: ``module(obs) -> (values (B,), info)``.
     advf : torch.nn.Module, optional
-        ``advf(obs, acs) -> (values (B,), info)``; used when ``rewf`` / ``shaping_vf`` are not.
+        ``advf(obs, acs) -> (values (B,), info)``, instead of ``rewf`` and ``shaping_vf``.
+
+    Raises
+    ------
+    ValueError
+        When neither form is complete, or when both are given (``advf`` with ``rewf`` or
+        ``shaping_vf``).
     """
+    if advf is not None and (rewf is not None or shaping_vf is not None):
+        # Two forms given: which one the caller meant cannot be told, so none is guessed.
+        raise ValueError(
+            "rewf, shaping_vf, advf: expected rewf and shaping_vf (rew_type='rew') or advf "
+            f"(rew_type='adv'), not both forms; got rewf={type(rewf).__name__}, "
+            f"shaping_vf={type(shaping_vf).__name__}, advf={type(advf).__name__}"
+        )
     if rewf is not None and shaping_vf is not None:
         n = obs.shape[0]
         g = rewf(obs)[0].reshape(n)

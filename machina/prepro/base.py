@@ -22,13 +22,18 @@ class BasePrePro:
     sent to the workers with the policy at every ``sample`` call, so during one call every
     observation is normalised with the same statistics, and the episodes store the
     normalised ``obs`` / ``next_obs`` that the policy saw, which is what the estimators and
-    algorithms then use unchanged. Right after each ``sample``, fold its observations into
-    the statistics with :meth:`update_with_epis`::
+    algorithms then use unchanged. The sampler also keeps the raw observation each step
+    acted on, in ``e_is["raw_obs"]``: right after each ``sample``, fold them into the
+    statistics with :meth:`update_with_epis`::
 
         prepro = BasePrePro(env.observation_space)
         sampler = EpiSampler(env, pol, prepro=prepro)
         epis = sampler.sample(pol, max_steps=2048)
         prepro.update_with_epis(epis)
+
+    The statistics are always those of raw observations: the normalised ones cannot stand
+    in for them, as clipping loses the values beyond ``clip`` (with the default clip, the
+    first batch normalised by the identity would otherwise pin the mean to the bound).
 
     Parameters
     ----------
@@ -131,22 +136,39 @@ class BasePrePro:
         obs = self._check(obs, "obs")
         self.ob_rms.update(obs.reshape((-1, *self.ob_rms.shape)))
 
-    def update_with_epis(self, epis: Iterable[Mapping[str, np.ndarray]]) -> None:
-        """Fold into the statistics the raw observations of episodes sampled with this
-        prepro, recovered from their normalised ``obs`` by :meth:`unprepro`: call it right
-        after the ``sample`` that produced them, before any other update (the inversion
-        uses the current statistics, which must be those the sampler normalised with). The
-        first observation of each episode and every later one are in ``obs``; an episode's
-        final ``next_obs`` is not counted, as it is not an observation a policy acts on.
+    def update_with_epis(self, epis: Iterable[Mapping[str, Any]]) -> None:
+        """Fold into the statistics the raw observations of episodes sampled with a prepro.
+
+        ``EpiSampler(..., prepro=...)`` stores, next to the normalised ``obs``, the raw
+        observation each step acted on in ``e_is["raw_obs"]``; those are folded in, so the
+        statistics equal numpy's mean and variance over every raw observation sampled (the
+        first of each episode and every later one the policy acted on; an episode's final
+        ``next_obs`` is not counted). Episodes may come from any number of ``sample`` calls,
+        in any order.
 
         Parameters
         ----------
         epis : iterable of dict
-            Episodes with ``obs`` (T, *ob_shape), normalised by this prepro.
+            Episodes with ``e_is["raw_obs"]`` (T, *ob_shape).
+
+        Raises
+        ------
+        KeyError
+            When an episode has no ``e_is["raw_obs"]`` (it was not sampled with a prepro):
+            fold raw observations in with :meth:`update` instead.
         """
-        obs = [np.asarray(epi["obs"]) for epi in epis]
-        if obs:
-            self.update(self.unprepro(np.concatenate(obs, axis=0)))
+        raw = []
+        for i, epi in enumerate(epis):
+            e_is = epi.get("e_is") or {}
+            if "raw_obs" not in e_is:
+                raise KeyError(
+                    f"epis: episode {i} has no e_is['raw_obs'], the raw observations that "
+                    "EpiSampler(..., prepro=...) keeps; for episodes sampled without a prepro "
+                    "(raw obs), call prepro.update(np.concatenate([epi['obs'] ...]))"
+                )
+            raw.append(self._check(e_is["raw_obs"], "epis: e_is['raw_obs']"))
+        if raw:
+            self.update(np.concatenate(raw, axis=0))
 
     def prepro_with_update(self, ob: np.ndarray) -> np.ndarray:
         """Fold raw observations into the statistics, then normalise them (the original
@@ -164,10 +186,23 @@ class BasePrePro:
         return self.prepro(ob)
 
     def state_dict(self) -> dict[str, Any]:
-        """The statistics, for saving with the policy."""
+        """The statistics, for saving with the policy.
+
+        Returns
+        -------
+        dict
+            ``mean`` and ``var`` (*ob_shape) float64 copies and the sample ``count``.
+        """
         return self.ob_rms.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the statistics saved by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            ``mean`` and ``var`` (*ob_shape) arrays and the sample ``count``.
+        """
         self.ob_rms.load_state_dict(state)
 
     def __repr__(self) -> str:

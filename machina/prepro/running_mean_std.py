@@ -59,9 +59,23 @@ class RunningMeanStd:
         self.count = total
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
+        """The statistics.
+
+        Returns
+        -------
+        dict
+            ``mean`` and ``var`` (*shape) float64 copies and the sample ``count`` (int).
+        """
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
 
     def load_state_dict(self, state: dict[str, np.ndarray | int]) -> None:
+        """Restore the statistics of :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state : dict
+            ``mean`` and ``var`` of shape (*shape) and ``count``.
+        """
         self.mean = np.array(state["mean"], dtype=np.float64).reshape(self.shape)
         self.var = np.array(state["var"], dtype=np.float64).reshape(self.shape)
         self.count = int(state["count"])

@@ -330,6 +330,8 @@ class BatchEngine:
         )
         # Shape of the observations of the current run (after prepro), set by its first reset.
         self._ob_shape: tuple[int, ...] | None = None
+        # With a prepro: per slot, the raw observation last seen (kept in e_is["raw_obs"]).
+        self._raw_obs: dict[int, np.ndarray] = {}
         # The policy's sampling RNG lives here, not in torch's global state, so that sampling
         # is reproducible per engine and the user's own RNG stream is left untouched.
         with torch.random.fork_rng(devices=[]):
@@ -367,6 +369,7 @@ class BatchEngine:
         if arr.dtype.kind in "fc" and not _all_finite(arr):
             raise self._non_finite_error(k, arr, phase)
         if prepro is not None:
+            self._raw_obs[k] = np.array(arr)  # a copy: the env may reuse its array
             arr = np.asarray(prepro(arr))
         arr = np.array(arr, dtype=np.float32)  # a copy: the env may reuse its array
         if self._ob_shape is None:
@@ -431,7 +434,8 @@ class BatchEngine:
             Use ``pol.deterministic_ac_real`` (the distribution's mode).
         prepro : callable, optional
             Maps one observation (*ob_shape) to the observation the policy sees and the
-            episode stores (``obs`` and ``next_obs``).
+            episode stores (``obs`` and ``next_obs``); the raw observation each step acted
+            on is kept in ``e_is["raw_obs"]`` (for the prepro's running statistics).
         should_stop : callable, optional
             Polled once per step; True aborts with ``SamplingAborted``.
 
@@ -577,7 +581,14 @@ class BatchEngine:
                 except Exception as exc:
                     raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
                 rews.append(rew)
-                if info:
+                if prepro is not None:
+                    # The raw observation this step acted on: running statistics must come
+                    # from raw observations, which clipped normalised ones cannot give back
+                    # (machina.prepro.BasePrePro.update_with_epis).
+                    step_info = _numeric_info(info) if info else {}
+                    step_info["raw_obs"] = self._raw_obs[k]
+                    infos[k].append(step_info)
+                elif info:
                     infos[k].append(_numeric_info(info))
                 if term or trunc:
                     ended.append((k, raw, term, trunc))

@@ -9,15 +9,7 @@ import torch
 
 from machina.loss_functional.diayn import diayn_rews
 from machina.traj._episodes import Columns, episode_function
-
-# Rows of observations per discriminator call: bounds memory on million-step batches.
-_CHUNK = 65536
-
-
-def _device_of(module: Callable) -> torch.device:
-    params = module.parameters() if isinstance(module, torch.nn.Module) else iter(())
-    param = next(params, None)
-    return param.device if param is not None else torch.device("cpu")
+from machina.traj._modules import chunked_no_grad, module_device
 
 
 @episode_function
@@ -49,17 +41,17 @@ def compute_diayn_rews(
         ``"next_obs"`` or ``"obs"``.
     """
     obs = data.require(ob_key, "compute_diayn_rews", "ef.add_next_obs(data)")
-    device = _device_of(rew_giver)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(obs), _CHUNK):
-            chunk = torch.as_tensor(obs[start : start + _CHUNK], dtype=torch.float32).to(device)
-            if num_skill is None:
-                rews = rew_giver(chunk)[0]
-            else:
-                rews = diayn_rews(rew_giver, chunk, num_skill)
-            out.append(torch.as_tensor(rews).reshape(-1).cpu().numpy())
-    rews = np.concatenate(out).astype(np.float32)
+    device = module_device(rew_giver)
+
+    def pseudo_rews(rows: slice) -> torch.Tensor:
+        chunk = torch.as_tensor(obs[rows], dtype=torch.float32).to(device)
+        if num_skill is None:
+            rews = rew_giver(chunk)[0]
+        else:
+            rews = diayn_rews(rew_giver, chunk, num_skill)
+        return torch.as_tensor(rews).reshape(-1)
+
+    rews = chunked_no_grad(len(obs), pseudo_rews)
     if len(rews) != len(obs):
         raise ValueError(
             f"compute_diayn_rews: rew_giver: expected one reward per step ({len(obs)}), "

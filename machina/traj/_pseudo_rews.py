@@ -15,20 +15,9 @@ import torch.nn.functional as F
 
 from machina.loss_functional.imitation import airl_energies, gail_logits
 from machina.traj._episodes import Columns, episode_function
+from machina.traj._modules import chunked_no_grad, module_device
 
 __all__ = ["compute_airl_pseudo_rews", "compute_pseudo_rews"]
-
-# Rows per network call: bounds memory on million-step batches.
-_CHUNK = 65536
-
-
-def _device(*modules: torch.nn.Module | None) -> torch.device:
-    for module in modules:
-        if module is not None:
-            param = next(module.parameters(), None)
-            if param is not None:
-                return param.device
-    return torch.device("cpu")
 
 
 def _check_feed_forward(fn_name: str, **modules: torch.nn.Module | None) -> None:
@@ -73,17 +62,15 @@ def compute_pseudo_rews(
     _check_feed_forward("compute_pseudo_rews", rew_giver=rew_giver)
     obs = data.require("obs", "compute_pseudo_rews")
     acs = None if state_only else data.require("acs", "compute_pseudo_rews")
-    device = _device(rew_giver)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, data.num_step, _CHUNK):
-            part = slice(lo, lo + _CHUNK)
-            batch = {"obs": torch.as_tensor(obs[part], device=device)}
-            if not state_only:
-                batch["acs"] = torch.as_tensor(acs[part], device=device)
-            logits = gail_logits(rew_giver, batch, state_only)
-            out.append(F.softplus(logits).cpu().numpy())
-    rews = np.concatenate(out).astype(np.float32)
+    device = module_device(rew_giver)
+
+    def pseudo_rews(rows: slice) -> torch.Tensor:
+        batch = {"obs": torch.as_tensor(obs[rows], device=device)}
+        if not state_only:
+            batch["acs"] = torch.as_tensor(acs[rows], device=device)
+        return F.softplus(gail_logits(rew_giver, batch, state_only))
+
+    rews = chunked_no_grad(data.num_step, pseudo_rews)
     return _with_real_rews(data, rews)
 
 
@@ -129,24 +116,21 @@ def compute_airl_pseudo_rews(
     acs = data.require("acs", name)
     next_obs = data.require("next_obs", name, "ef.add_next_obs (EpiSampler episodes carry it)")
     terms = data.require("terms" if "terms" in data else "dones", name)
-    device = _device(pol, rewf, advf)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, data.num_step, _CHUNK):
-            part = slice(lo, lo + _CHUNK)
-            obs_chunk = torch.as_tensor(obs[part], device=device)
-            acs_chunk = torch.as_tensor(acs[part], device=device)
-            energies = airl_energies(
-                obs_chunk,
-                acs_chunk,
-                torch.as_tensor(next_obs[part], device=device),
-                torch.as_tensor(terms[part], device=device),
-                gamma,
-                rewf,
-                shaping_vf,
-                advf,
-            )
-            llh = pol.pd.llh(acs_chunk, pol.pd_params(obs_chunk))
-            out.append((energies - llh).cpu().numpy())
-    rews = np.concatenate(out).astype(np.float32)
-    return _with_real_rews(data, rews)
+    device = module_device(pol, rewf, shaping_vf, advf)
+
+    def pseudo_rews(rows: slice) -> torch.Tensor:
+        obs_rows = torch.as_tensor(obs[rows], device=device)
+        acs_rows = torch.as_tensor(acs[rows], device=device)
+        energies = airl_energies(
+            obs_rows,
+            acs_rows,
+            torch.as_tensor(next_obs[rows], device=device),
+            torch.as_tensor(terms[rows], device=device),
+            gamma,
+            rewf,
+            shaping_vf,
+            advf,
+        )
+        return energies - pol.pd.llh(acs_rows, pol.pd_params(obs_rows))
+
+    return _with_real_rews(data, chunked_no_grad(data.num_step, pseudo_rews))
