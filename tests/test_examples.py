@@ -11,6 +11,10 @@ from nbclient import NotebookClient
 def test_quickstart_notebook_executes(tmp_path):
     path = os.path.join(EXAMPLE_DIR, "quickstart", "ppo_acrobot.ipynb")
     nb = nbformat.read(path, as_version=4)
+    # Top to bottom as written, on a smaller budget: the suite checks it runs, not how well.
+    first = nb.cells[next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")]
+    assert "TOTAL_STEPS = 60_000" in first.source
+    first.source = first.source.replace("TOTAL_STEPS = 60_000", "TOTAL_STEPS = 8_000")
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
