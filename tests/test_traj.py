@@ -339,7 +339,7 @@ def test_unbounded_appends_and_shallow_copies_do_not_corrupt_each_other(rng):
 
 def test_growth_of_memory_mapped_columns_keeps_every_row(rng):
     # Columns past 1 MB live in their own memory maps, whose old pages are released while an
-    # unbounded Traj grows; a shallow copy taken in between must keep its rows.
+    # unbounded Traj grows; a shallow copy or episodes viewing the columns must keep their rows.
     traj, stored, snapshot = Traj(), [], None
     for round_ in range(12):
         epis = []
@@ -363,7 +363,11 @@ def test_growth_of_memory_mapped_columns_keeps_every_row(rng):
         traj.register_epis()
         if round_ == 5:
             twin, snapshot = copy.copy(traj), traj.data_map["obs"].clone()
+        if round_ == 7:
+            held = traj.epis()  # views of the columns: their rows must survive growth
+            held_copy = [e["obs"].copy() for e in held]
     assert traj.data_map["obs"].untyped_storage().nbytes() > 1 << 20
     assert torch.equal(traj.data_map["obs"], torch.as_tensor(np.concatenate(stored)))
     assert torch.equal(traj.data_map["rews"], torch.as_tensor(np.concatenate(stored)[:, 0]))
     assert torch.equal(twin.data_map["obs"], snapshot)
+    assert all(np.array_equal(e["obs"], c) for e, c in zip(held, held_copy))

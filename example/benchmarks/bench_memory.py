@@ -206,6 +206,9 @@ def child(scenario: str, spec: dict, steps: int, batch_epis: int) -> dict:
         raw=raw,
         peak=peak.peak_bytes(),
         held=held,
+        # RSS stops counting shared pages this process lets go of while the system keeps them:
+        # the Traj's buffers must be private memory for RSS to be the whole cost.
+        shmem=_status_kb("RssShmem") * 1024,
         method=peak.method,
         columns={
             k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in traj.data_map.items()
@@ -260,7 +263,9 @@ def main() -> None:
         ],
         rows,
     )
+    shmem = max(res["shmem"] for res in results.values()) / MB
     print(f"\nmeasured with: {first['method']}, fresh subprocess per scenario")
+    print(f"shared memory held by the process at the end (not in the table): {shmem:.2f} MB")
     print(f"machine: {machine()}")
 
 

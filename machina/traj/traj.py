@@ -28,6 +28,14 @@ _MMAP_BYTES = 1 << 20
 _GROW_CHUNK_BYTES = 16 << 20
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 _MADV_DONTNEED = 4  # <sys/mman.h> on Linux
+# Python's mmap maps MAP_SHARED by default: shared pages survive MADV_DONTNEED (only this
+# process's view of them goes) and count as shmem, not as the process's own memory.
+_MAP_FLAGS = (
+    {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_ANONYMOUS") else {}
+)
+# Tensors that hold an owned buffer's storage: the flat tensor over the mapping, the buffer
+# (a view of it) and the Traj's data_map view of the stored rows.
+_OWNED_HOLDERS = 3
 
 
 def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -41,12 +49,25 @@ def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tens
     nbytes = math.prod(shape) * dtype.itemsize
     if device.type != "cpu" or nbytes < _MMAP_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
-    return torch.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).view(shape)
+    return torch.frombuffer(mmap.mmap(-1, nbytes, **_MAP_FLAGS), dtype=dtype).view(shape)
 
 
 def _is_mapped(buf: torch.Tensor) -> bool:
     """Whether ``buf`` is a whole private mapping made by :func:`_empty`."""
     return buf.device.type == "cpu" and buf.untyped_storage().nbytes() >= _MMAP_BYTES
+
+
+def _unshared(buf: torch.Tensor) -> bool:
+    """Whether no tensor but the owning Traj's own views the storage of ``buf``.
+
+    Other views (``Traj.epis()`` episodes, a sliced column someone kept) must keep their
+    rows, so their buffer's pages are not released. Unknown (no use count): assume shared.
+    """
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None or not _MAP_FLAGS:
+        return False
+    storage = buf.untyped_storage()  # its handle counts as one more holder
+    return use_count(storage._cdata) <= _OWNED_HOLDERS + 1
 
 
 def _release_pages(buf: torch.Tensor, nbytes: int) -> None:
@@ -349,7 +370,7 @@ class Traj:
                 bufs[k] = _empty((cap, *c.shape[1:]), dtype, self.device)
                 if kept_old:
                     # Only buffers this Traj owns alone may lose their pages while copying.
-                    release = owned and _is_mapped(self._bufs[k])
+                    release = owned and _is_mapped(self._bufs[k]) and _unshared(self._bufs[k])
                     _grow_copy(bufs[k], old[k][old_drop:], release)
             self._bufs, start = bufs, 0
         del old  # the old buffers are freed once the views below replace data_map's
