@@ -21,6 +21,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7",
+            "scipy>=1.10",
             "ruff==0.17.5",
             "nbclient>=0.9",
             "nbformat>=5.9",

@@ -63,3 +63,40 @@ def _fmt(x: object) -> str:
             return f"{x:,.0f}"
         return f"{x:.2f}"
     return str(x)
+
+
+class Curve:
+    """Evaluation schedule and learning curve of one run: (seconds, env steps, return).
+
+    Wall-clock seconds are the measure; the process's CPU seconds are recorded too, as a
+    check that is less sensitive to other programs sharing the machine.
+    """
+
+    def __init__(self, eval_every: int, solved_return: float) -> None:
+        self.eval_every = eval_every
+        self.solved_return = solved_return
+        self.next_eval = eval_every
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        self.cpu = 0.0
+        self.points: list[tuple[float, int, float]] = []
+        self.solved = False
+
+    def due(self, steps: int) -> bool:
+        return steps >= self.next_eval
+
+    def record(self, steps: int, eval_return: float) -> bool:
+        """Store one evaluation; True once solved."""
+        self.points.append((time.perf_counter() - self.start, steps, eval_return))
+        self.cpu = time.process_time() - self.cpu_start
+        while self.next_eval <= steps:
+            self.next_eval += self.eval_every
+        self.solved = eval_return >= self.solved_return
+        return self.solved
+
+    def result(self, steps: int) -> dict:
+        """Seconds, CPU seconds and env steps to the solving evaluation (or so far), the curve."""
+        seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
+        if self.solved:
+            seconds, steps, cpu = self.points[-1][0], self.points[-1][1], self.cpu
+        return dict(solved=self.solved, seconds=seconds, cpu=cpu, steps=steps, curve=self.points)

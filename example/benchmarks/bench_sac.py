@@ -45,13 +45,12 @@ import copy
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import machine, median, print_table  # noqa: E402
+from _harness import Curve, machine, median, print_table  # noqa: E402
 
 ENV_ID = "Pendulum-v1"
 SOLVED = -200.0
@@ -76,37 +75,6 @@ MACHINA = dict(
 SB3 = dict(n_timesteps=20_000, learning_rate=1e-3)
 
 
-class Curve:
-    """Evaluation schedule and learning curve of one run: (seconds, env steps, return)."""
-
-    def __init__(self, eval_every: int) -> None:
-        self.eval_every = eval_every
-        self.next_eval = eval_every
-        self.start = time.perf_counter()
-        self.cpu_start = time.process_time()
-        self.cpu = 0.0
-        self.points: list[tuple[float, int, float]] = []
-        self.solved = False
-
-    def due(self, steps: int) -> bool:
-        return steps >= self.next_eval
-
-    def record(self, steps: int, eval_return: float) -> bool:
-        """Store one evaluation; True once solved."""
-        self.points.append((time.perf_counter() - self.start, steps, eval_return))
-        self.cpu = time.process_time() - self.cpu_start
-        while self.next_eval <= steps:
-            self.next_eval += self.eval_every
-        self.solved = eval_return >= SOLVED
-        return self.solved
-
-    def result(self, steps: int) -> dict:
-        seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
-        if self.solved:
-            seconds, steps, cpu = self.points[-1][0], self.points[-1][1], self.cpu
-        return dict(solved=self.solved, seconds=seconds, cpu=cpu, steps=steps, curve=self.points)
-
-
 def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     """example/run_sac.py's loop until solved; evaluation on a second sampler."""
     from machina.algos import sac
@@ -118,7 +86,7 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     from machina.vfuncs import DeterministicSAVfunc
 
     hp = MACHINA
-    curve = Curve(eval_every)
+    curve = Curve(eval_every, SOLVED)
     torch.manual_seed(seed)
     env = GymEnv(ENV_ID)
     ob, ac, h = env.observation_space, env.action_space, hp["h_size"]
@@ -189,7 +157,7 @@ def run_sb3(seed: int, max_steps: int, eval_every: int) -> dict:
                 )
                 self.stop = curve.record(self.num_timesteps, float(mean))
 
-    curve = Curve(eval_every)
+    curve = Curve(eval_every, SOLVED)
     env = make_vec_env(ENV_ID, n_envs=1, seed=seed)
     eval_env = make_vec_env(ENV_ID, n_envs=EVAL_EPIS, seed=10_000 + seed)
     model = SAC(

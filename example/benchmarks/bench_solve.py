@@ -44,13 +44,12 @@ import argparse
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import machine, median, print_table  # noqa: E402
+from _harness import Curve, machine, median, print_table  # noqa: E402
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -98,41 +97,6 @@ def minibatch_size(num_step: int, batch_size: int, max_minibatches: int) -> int:
     return min(num_step, max(batch_size, -(-num_step // max_minibatches)))
 
 
-class Curve:
-    """Evaluation schedule and learning curve of one run: (seconds, env steps, return).
-
-    Wall-clock seconds are the measure; the process's CPU seconds are recorded too, as a
-    check that is less sensitive to other programs sharing the machine.
-    """
-
-    def __init__(self, eval_every: int) -> None:
-        self.eval_every = eval_every
-        self.next_eval = eval_every
-        self.start = time.perf_counter()
-        self.cpu_start = time.process_time()
-        self.cpu = 0.0
-        self.points: list[tuple[float, int, float]] = []
-        self.solved = False
-
-    def due(self, steps: int) -> bool:
-        return steps >= self.next_eval
-
-    def record(self, steps: int, eval_return: float) -> bool:
-        """Store one evaluation; True once solved."""
-        self.points.append((time.perf_counter() - self.start, steps, eval_return))
-        self.cpu = time.process_time() - self.cpu_start
-        while self.next_eval <= steps:
-            self.next_eval += self.eval_every
-        self.solved = eval_return >= SOLVED
-        return self.solved
-
-    def result(self, steps: int) -> dict:
-        seconds, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
-        if self.solved:
-            seconds, steps, cpu = self.points[-1][0], self.points[-1][1], self.cpu
-        return dict(solved=self.solved, seconds=seconds, cpu=cpu, steps=steps, curve=self.points)
-
-
 def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     """The README's loop until solved; evaluation on a second sampler."""
     from machina.algos import ppo_clip
@@ -144,7 +108,7 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     from machina.vfuncs import make_vf
 
     hp = MACHINA
-    curve = Curve(eval_every)
+    curve = Curve(eval_every, SOLVED)
     torch.manual_seed(seed)
     env = GymEnv(ENV_ID)
     pol = make_pol(env.observation_space, env.action_space, h_size=hp["h_size"])
@@ -215,7 +179,7 @@ def run_sb3(seed: int, max_steps: int, eval_every: int) -> dict:
         def _on_step(self) -> bool:
             return not self.stop
 
-    curve = Curve(eval_every)
+    curve = Curve(eval_every, SOLVED)
     env = make_vec_env(ENV_ID, n_envs=hp["n_envs"], seed=seed)
     eval_env = make_vec_env(ENV_ID, n_envs=EVAL_EPIS, seed=10_000 + seed)
     model = PPO(
