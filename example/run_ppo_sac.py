@@ -115,8 +115,12 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             log_enable=False,
         )
 
-        # Off-policy: the same episodes join the replay memory, then SAC.
-        off_traj.add_traj(traj)
+        # Off-policy: the same episodes' transitions join the replay memory, then SAC. Only
+        # the keys SAC reads: PPO's values, returns and advantages go stale at once.
+        new_traj = Traj()
+        new_traj.add_epis([{k: epi[k] for k in sac.OFF_POLICY_KEYS} for epi in epis])
+        new_traj.register_epis()
+        off_traj.add_traj(new_traj)
         sac_result = sac.train(
             off_traj,
             pol,

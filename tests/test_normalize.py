@@ -232,6 +232,22 @@ def test_traj_functional_matches_epi_functional(rng):
     assert tf.normalize_obs_and_acs(traj, return_statistic=False).num_step == traj.num_step
 
 
+@pytest.mark.parametrize("registered_traj", [False, True])
+def test_nstep_next_obs_is_normalised_with_the_obs_statistics(rng, registered_traj):
+    """n-step targets bootstrap from nstep_next_obs: it must live in the obs' scale too."""
+    epis = ef.compute_nstep(scaled_epis(rng), 0.9, 3)
+    raw = np.concatenate([e["nstep_next_obs"] for e in epis])
+    if registered_traj:
+        new, mean_obs, std_obs, *_ = tf.normalize_obs_and_acs(registered(epis))
+        got = new.data_map["nstep_next_obs"].numpy()
+        mean_obs, std_obs = mean_obs.numpy(), std_obs.numpy()
+    else:
+        new, mean_obs, std_obs, *_ = ef.normalize_obs_and_acs(epis)
+        got = np.concatenate([e["nstep_next_obs"] for e in new])
+    np.testing.assert_allclose(got, (raw - mean_obs) / std_obs, rtol=1e-5, atol=1e-5)
+    assert got.dtype == raw.dtype
+
+
 def test_traj_functional_shares_only_what_it_does_not_change(rng):
     traj = Traj()
     for _ in range(2):  # two appends: traj now writes into buffers of its own

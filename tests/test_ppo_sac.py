@@ -90,7 +90,11 @@ def test_ppo_and_sac_both_improve_one_pendulum_policy(one_thread):
             assert _moved(before, pol), "PPO did not update the policy"
             assert np.all(np.isfinite(ppo["PolLoss"]))
 
-            off_traj.add_traj(traj)
+            # as the example: only the transitions SAC reads join the replay memory
+            new_traj = Traj()
+            new_traj.add_epis([{k: epi[k] for k in sac.OFF_POLICY_KEYS} for epi in epis])
+            new_traj.register_epis()
+            off_traj.add_traj(new_traj)
             before = _snapshot(pol)
             result = sac.train(
                 off_traj,
@@ -115,8 +119,9 @@ def test_ppo_and_sac_both_improve_one_pendulum_policy(one_thread):
                 eval_return = _eval(sampler, pol)
                 if eval_return >= threshold:
                     break
-    # the replay memory holds every episode PPO learned from
+    # the replay memory holds every episode PPO learned from, without its on-policy columns
     assert off_traj.num_step == steps
+    assert set(off_traj.data_map) == set(sac.OFF_POLICY_KEYS)
     print(f"PPO + SAC Pendulum-v1: {initial:.1f} -> {eval_return:.1f} after {steps} steps")
     assert eval_return >= threshold
 

@@ -9,9 +9,11 @@ import torch
 from conftest import run_example
 
 from machina.algos import prioritized_ddpg, r2d2_sac
+from machina.loss_functional import prioritized as lf_pri
 from machina.loss_functional import r2d2_sac as lf_r2d2
 from machina.nets import PolNet, PolNetLSTM, QNet, QNetLSTM
 from machina.noise import GaussianActionNoise
+from machina.pds import DeterministicPd
 from machina.pols import DeterministicActionNoisePol, RandomPol, TanhGaussianPol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -81,14 +83,102 @@ def sample_traj(pol, n_steps, seed=0, nstep=None):
 def test_prioritized_ddpg_updates_the_drawn_priorities(one_thread, mode, nstep):
     pol, targ_pol, qf, targ_qf, optim_pol, optim_qf = ddpg_nets()
     traj = sample_traj(pol, 400, nstep=nstep)
+    gamma, alpha, eps = 0.99, 0.7, 1e-3
+    # the nets of the first step, and the steps it draws (the same seed, a copy of the memory)
+    qf0, targ_pol0, targ_qf0 = (copy.deepcopy(m) for m in (qf, targ_pol, targ_qf))
+    torch.manual_seed(7)
+    _, idx = copy.copy(traj).prioritized_random_batch_once(32, True, mode, alpha)
+    torch.manual_seed(7)
     result = prioritized_ddpg.train(
-        traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, 5, 32, 0.005, 0.99,
-        log_enable=False, mode=mode, nstep=nstep is not None,
+        traj, pol, targ_pol, qf, targ_qf, optim_pol, optim_qf, 1, 32, 0.005, gamma,
+        log_enable=False, mode=mode, alpha=alpha, epsilon=eps, nstep=nstep is not None,
     )  # fmt: skip
-    assert len(result["PolLoss"]) == len(result["QfLoss"]) == 5
-    assert result["Beta"] == pytest.approx(0.4 + 4 * 0.00025 / 4)
-    pris = traj.data_map["pris"]
-    assert 0 < int((pris != 1.0).sum()) <= 5 * 32  # the drawn steps got TD priorities
+    assert len(result["PolLoss"]) == len(result["QfLoss"]) == 1
+    assert result["Beta"] == pytest.approx(0.4)
+    cols = {k: v[idx] for k, v in traj.data_map.items()}
+    with torch.no_grad():  # Q and the target by hand, from the nets before the update
+        q = qf0(cols["obs"], cols["acs"])[0]
+        if nstep:
+            boot_obs, discount = cols["nstep_next_obs"], cols["nstep_discounts"]
+            rews = cols["nstep_rews"]
+        else:
+            boot_obs, rews = cols["next_obs"], cols["rews"]
+            discount = gamma * (1.0 - cols["terms"].float())
+        next_q = targ_qf0(boot_obs, targ_pol0.pd_params(boot_obs)["mean"])[0]
+        y = rews + discount * next_q
+    expected = (torch.abs(q - y) + eps) ** alpha
+    torch.testing.assert_close(traj.data_map["pris"][idx], expected, rtol=1e-5, atol=1e-6)
+    untouched = torch.ones(traj.num_step, dtype=torch.bool)
+    untouched[idx] = False
+    assert (traj.data_map["pris"][untouched] == 1.0).all()
+
+
+class SumQ(torch.nn.Module):
+    """``Q(s, a) = sum(s) + 2 sum(a)``, feed-forward."""
+
+    rnn = False
+
+    def forward(self, obs, acs):
+        return obs.sum(-1) + 2.0 * acs.sum(-1), {}
+
+
+class FirstDimPol(torch.nn.Module):
+    """Deterministic ``mu(s) = s[..., :1]``."""
+
+    pd = DeterministicPd()
+
+    def pd_params(self, obs):
+        return dict(mean=obs[..., :1])
+
+
+def test_ddpg_nstep_targets_cut_at_terminations_and_bootstrap_truncations():
+    """Two hand-made episodes, n = 2, gamma = 0.5; targets in closed form.
+
+    With ``f(s) = Q'(s, mu'(s)) = sum(s) + 2 s[0]``: a step whose n-step window ends in a
+    termination gets the discounted rewards only; one cut by the truncation bootstraps from
+    the episode's final ``next_obs``.
+    """
+    obs_a = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [9.0, 9.0]], dtype=np.float32)
+    obs_b = np.array([[0.0, 1.0], [1.0, 1.0], [5.0, -1.0]], dtype=np.float32)
+    epis = [
+        dict(obs=obs_a[:-1], next_obs=obs_a[1:], acs=np.zeros((3, 1), np.float32),
+             rews=np.array([1.0, 2.0, 4.0], np.float32), terms=np.array([0, 0, 1], bool),
+             truncs=np.zeros(3, bool)),
+        dict(obs=obs_b[:-1], next_obs=obs_b[1:], acs=np.zeros((2, 1), np.float32),
+             rews=np.array([3.0, 5.0], np.float32), terms=np.zeros(2, bool),
+             truncs=np.array([0, 1], bool)),
+    ]  # fmt: skip
+    cols = ef.compute_nstep(epis, 0.5, 2)
+    batch = {k: torch.as_tensor(np.concatenate([e[k] for e in cols])) for k in lf_pri.NSTEP_KEYS}
+    got = lf_pri.ddpg_nstep_targets(FirstDimPol(), SumQ(), batch)
+
+    def f(s):
+        return s[0] + s[1] + 2.0 * s[0]
+
+    expected = [
+        1.0 + 0.5 * 2.0 + 0.25 * f(obs_a[2]),  # bootstraps two steps on
+        2.0 + 0.5 * 4.0,  # the termination cuts the bootstrap (f(obs_a[3]) = 36 unused)
+        4.0,
+        3.0 + 0.5 * 5.0 + 0.25 * f(obs_b[2]),  # truncated: from the final next_obs
+        5.0 + 0.5 * f(obs_b[2]),
+    ]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+
+
+def test_weighted_q_regression_applies_the_importance_weights():
+    obs = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 0.5]])
+    acs = torch.tensor([[0.5], [1.0], [-2.0]])
+    targets = torch.tensor([2.0, 0.0, 1.0])
+    weights = torch.tensor([1.0, 0.25, 0.5])
+    q = obs.sum(-1) + 2.0 * acs.sum(-1)  # (4.0, 1.0, -0.5)
+    loss, td = lf_pri.weighted_q_regression(
+        SumQ(), dict(obs=obs, acs=acs, is_weights=weights), targets
+    )
+    torch.testing.assert_close(td, q - targets)
+    # 0.5 * mean(w (Q - y)^2) = 0.5 * (1 * 4 + 0.25 * 1 + 0.5 * 2.25) / 3
+    assert float(loss) == pytest.approx(0.5 * (4.0 + 0.25 + 1.125) / 3)
+    unweighted, _ = lf_pri.weighted_q_regression(SumQ(), dict(obs=obs, acs=acs), targets)
+    assert float(unweighted) == pytest.approx(0.5 * (4.0 + 1.0 + 2.25) / 3)
 
 
 def test_prioritized_ddpg_names_missing_keys(one_thread):
@@ -203,6 +293,82 @@ def test_extended_obs_appends_each_windows_final_next_obs():
     assert not ext[4, 0].any()
 
 
+class ZeroState(torch.nn.Module):
+    def init_hs(self, batch_size):
+        return torch.zeros(batch_size)
+
+
+class FirstDimRecurrentPol(torch.nn.Module):
+    """Deterministic ``mu(s) = s[..., :1]`` with a recurrent policy's interface (llh 0)."""
+
+    rnn = True
+    pd = DeterministicPd()
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.hs = ZeroState(), None
+
+    def pd_params(self, obs, hs=None, h_masks=None):
+        self.hs = hs
+        return dict(mean=obs[..., :1])
+
+
+class SumRecurrentQ(torch.nn.Module):
+    """``Q(h_t, a) = sum(s_t) + sum(a) + shift`` with a recurrent Q function's interface."""
+
+    rnn = True
+
+    def __init__(self, shift):
+        super().__init__()
+        self.net, self.shift = ZeroState(), shift
+
+    def forward(self, obs, acs, hs=None, h_masks=None):
+        return obs.sum(-1) + acs.sum(-1) + self.shift, {"hs": hs}
+
+
+def test_r2d2_sac_targets_cut_at_terminations_and_bootstrap_truncations():
+    """Closed-form soft targets on two hand-made windows of 3 steps (gamma = 0.5).
+
+    The policy is deterministic (log pi = 0) and ``min_i Q'_i(s, mu(s)) = f(s) = sum(s) +
+    s[0]``, so ``y_t = r_t + gamma (1 - term_t) f(s_{t+1})``. Window 0 starts its episode and
+    ends it by a termination after 2 steps; window 1 ends by a truncation, whose final
+    ``next_obs`` is bootstrapped from.
+    """
+    obs = torch.tensor(
+        [[[1.0, 0.0], [2.0, 2.0]], [[2.0, 1.0], [3.0, 1.0]], [[0.0, 0.0], [4.0, 0.0]]]
+    )  # (T=3, B=2, 2); window 0 has 2 real steps, row 2 is padding
+    next_obs = torch.zeros_like(obs)
+    next_obs[0] = obs[1]
+    next_obs[1, 0] = torch.tensor([7.0, 7.0])  # after the termination: must not count
+    next_obs[1, 1] = obs[2, 1]
+    next_obs[2, 1] = torch.tensor([6.0, -1.0])  # the truncated episode's final next_obs
+    batch = dict(
+        obs=obs,
+        next_obs=next_obs,
+        acs=torch.zeros(3, 2, 1),
+        rews=torch.tensor([[1.0, 2.0], [3.0, 4.0], [0.0, 5.0]]),
+        terms=torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]),
+        out_masks=torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]]),
+        h_masks=torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]),
+    )
+    targ_qfs = [SumRecurrentQ(0.0), SumRecurrentQ(1.0)]  # the minimum is the first
+
+    def f(s):
+        return float(s.sum() + s[0])
+
+    for burn_in_length in (0, 1):
+        y = lf_r2d2.r2d2_sac_targets(
+            FirstDimRecurrentPol(), targ_qfs, torch.tensor(0.0), batch, 0.5, burn_in_length, 2
+        )
+        expected = [
+            [1.0 + 0.5 * f(obs[1, 0]), 2.0 + 0.5 * f(obs[1, 1])],
+            [3.0, 4.0 + 0.5 * f(obs[2, 1])],  # termination: r only
+            [5.0 + 0.5 * f(next_obs[2, 1])],  # truncation: bootstraps from final next_obs
+        ]
+        real = batch["out_masks"] > 0
+        np.testing.assert_allclose(y[real].numpy(), np.concatenate(expected), rtol=1e-6)
+
+
 def test_r2d2_sac_trains_on_windows_and_rescores_them(one_thread):
     pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()
     with EpiSampler(gym.make("Pendulum-v1"), pol, seed=0) as sampler:
@@ -211,14 +377,38 @@ def test_r2d2_sac_trains_on_windows_and_rescores_them(one_thread):
     traj.add_epis(epis)
     traj = ef.compute_seq_pris(ef.set_all_pris(traj, 1.0), 8)
     traj.register_epis()
+    # the first step's windows and soft targets (same seed: the same draws), Q by hand
+    qfs0, targ0, pol0 = copy.deepcopy(qfs), copy.deepcopy(targ_qfs), copy.deepcopy(pol)
+    torch.manual_seed(11)
+    batch, starts = copy.copy(traj).prioritized_random_batch_rnn_once(8, 8, True)
+    targets = lf_r2d2.r2d2_sac_targets(pol0, targ0, log_alpha.detach(), batch, 0.99, 3, 2)
+    torch.manual_seed(11)
     result = r2d2_sac.train(
-        traj, pol, qfs, targ_qfs, log_alpha, epoch=3, batch_size=8, seq_length=8,
-        burn_in_length=3, tau=0.01, gamma=0.99, sampling=2, log_enable=False, **optims,
+        traj, pol, qfs, targ_qfs, log_alpha, epoch=1, batch_size=8, seq_length=8,
+        burn_in_length=3, tau=0.01, gamma=0.99, sampling=2, log_enable=False, pri_alpha=0.6,
+        epsilon=1e-6, **optims,
     )  # fmt: skip
-    assert {len(result[k]) for k in ("PolLoss", "QfLoss", "AlphaLoss")} == {3}
+    assert {len(result[k]) for k in ("PolLoss", "QfLoss", "AlphaLoss")} == {1}
     assert np.isfinite(result["Entropy"]) and result["Alpha"] != 1.0
-    pris = traj.data_map["pris"]
-    assert 0 < int((pris != 1.0).sum()) <= 3 * 8 * 8
+    with torch.no_grad():  # each Q over the whole window from the zero state, no burn-in split
+        qs = [
+            qf(batch["obs"], batch["acs"], hs=qf.net.init_hs(8), h_masks=batch["h_masks"])[0]
+            for qf in qfs0
+        ]
+    td = sum((q - targets).abs() for q in qs) / len(qs)
+    trained = (batch["out_masks"] > 0) & (
+        (torch.arange(8)[:, None] >= 3) | (batch["h_masks"][0] > 0)[None, :]
+    )
+    steps = starts[None, :] + torch.arange(8)[:, None]
+    # a step trained in two overlapping windows keeps one of its two values: check the others
+    once = torch.bincount(steps[trained], minlength=traj.num_step)[steps] == 1
+    check = trained & once
+    assert int(check.sum()) >= 30
+    expected = (td[check] + 1e-6) ** 0.6
+    torch.testing.assert_close(traj.data_map["pris"][steps[check]], expected, rtol=1e-4, atol=1e-5)
+    untouched = torch.ones(traj.num_step, dtype=torch.bool)
+    untouched[steps[trained]] = False
+    assert (traj.data_map["pris"][untouched] == 1.0).all()
     # the windows holding updated steps were re-scored: seq_pris is that of the new pris
     rescored = ef.compute_seq_pris(traj.epis(), 8)
     expected = np.concatenate([epi["seq_pris"] for epi in rescored])
@@ -235,8 +425,11 @@ def test_r2d2_sac_needs_recurrent_modules_and_seq_pris(one_thread):
     traj.data_map["seq_pris"] = torch.ones(traj.num_step)
     ob, ac = pendulum_spaces()
     ff_qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac))
-    with pytest.raises(ValueError, match="recurrent"):
+    with pytest.raises(ValueError, match=r"qfs\[0\]: expected a recurrent"):
         r2d2_sac.train(traj, pol, [ff_qf], [ff_qf], log_alpha, **optims, **common)
+    # a feed-forward target is named as such, not as a third Q function
+    with pytest.raises(ValueError, match=r": targ_qfs\[0\]: expected a recurrent"):
+        r2d2_sac.train(traj, pol, qfs, [ff_qf, targ_qfs[1]], log_alpha, **optims, **common)
     with pytest.raises(ValueError, match="burn_in_length"):
         r2d2_sac.train(
             traj, pol, qfs, targ_qfs, log_alpha, **optims, **{**common, "burn_in_length": 8}

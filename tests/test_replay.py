@@ -13,7 +13,7 @@ import torch
 from conftest import make_random_epis
 from scipy import stats
 
-from machina.traj import Traj
+from machina.traj import Traj, _replay
 from machina.traj import epi_functional as ef
 from machina.traj import traj_functional as tf
 
@@ -141,6 +141,94 @@ def test_importance_weights_match_the_formula_and_beta_anneals(rng, mode):
     assert traj.pri_beta == 1.0
 
 
+def average_ranks_reference(pris):
+    """Rank 1 for the highest priority; a group of equal priorities shares its mean rank."""
+    ranks = np.empty(len(pris))
+    for i, p in enumerate(pris):
+        higher = sum(1 for q in pris if q > p)
+        equal = sum(1 for q in pris if q == p)
+        ranks[i] = higher + (equal + 1) / 2  # mean of ranks higher + 1 .. higher + equal
+    return ranks
+
+
+def test_rank_based_equal_priorities_draw_uniformly():
+    """Every step starts at the same priority: rank-based replay must then be uniform."""
+    torch.manual_seed(0)
+    traj = make_traj(make_random_epis(np.random.default_rng(3), 120, max_len=15))
+    n = traj.num_step
+    traj.data_map["pris"] = torch.ones(n)
+    counts = np.zeros(n)
+    batches = traj.prioritized_random_batch(
+        n, epoch=60, return_indices=True, mode="rank_based", alpha=0.6
+    )
+    for batch, indices in batches:
+        np.add.at(counts, indices.numpy(), 1)
+        np.testing.assert_allclose(batch["is_weights"].numpy(), 1.0)  # P(i) = 1 / N
+    assert chi2_pvalue(counts, np.full(n, 1.0 / n)) > 1e-3
+    first = counts[: n // 10].sum() / counts.sum()
+    assert first == pytest.approx(0.1, abs=0.01)
+
+
+def test_rank_based_ties_share_their_average_rank(rng):
+    torch.manual_seed(0)
+    traj = make_traj(make_random_epis(rng, 4, max_len=10))
+    n = traj.num_step
+    pris = rng.choice([0.5, 1.0, 2.0, 3.0], size=n).astype(np.float32)  # many ties
+    pris[rng.choice(n, size=3, replace=False)] = rng.uniform(0.1, 4.0, size=3)
+    traj.data_map["pris"] = torch.as_tensor(pris)
+    alpha = 0.7
+    p = average_ranks_reference(pris.tolist()) ** -alpha
+    probs = p / p.sum()
+    weights = _replay.sampling_weights(traj.data_map["pris"], "rank_based", alpha)
+    np.testing.assert_allclose(weights.numpy(), p, rtol=1e-12)
+    counts = np.zeros(n)
+    batches = traj.prioritized_random_batch(
+        n, 400, True, mode="rank_based", alpha=alpha, init_beta=0.5, beta_step=0.0
+    )
+    w = (n * probs) ** -0.5
+    for batch, indices in batches:
+        np.add.at(counts, indices.numpy(), 1)
+        np.testing.assert_allclose(batch["is_weights"].numpy(), w[indices] / w.max(), rtol=1e-5)
+    assert chi2_pvalue(counts, probs) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(alpha=-0.1), "alpha"),
+        (dict(alpha=float("nan")), "alpha"),
+        (dict(init_beta=1.5), "init_beta"),
+        (dict(init_beta=-0.1), "init_beta"),
+        (dict(beta_step=-1e-3), "beta_step"),
+    ],
+)
+def test_prioritized_batches_check_alpha_and_beta(rng, kwargs, name):
+    epis = ef.set_all_pris(make_random_epis(rng, 3, max_len=10), 1.0)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(traj, 2)
+    traj.register_epis()
+    with pytest.raises(ValueError, match=f"^{name}: expected"):
+        traj.prioritized_random_batch_once(4, **kwargs)
+    with pytest.raises(ValueError, match=f"^{name}: expected"):
+        traj.prioritized_random_batch_rnn_once(4, 2, **kwargs)
+    assert traj.pri_beta is None
+
+
+def test_pri_beta_survives_save_and_load(rng, tmp_path):
+    traj = make_traj(ef.set_all_pris(make_random_epis(rng, 3), 1.0))
+    traj.save(tmp_path / "fresh.npz")
+    assert Traj.load(tmp_path / "fresh.npz").pri_beta is None
+    for _ in traj.prioritized_random_batch(4, 3, init_beta=0.4, beta_step=0.1):
+        pass
+    traj.save(tmp_path / "memory.npz")
+    loaded = Traj.load(tmp_path / "memory.npz")
+    assert loaded.pri_beta == traj.pri_beta == pytest.approx(0.6)
+    # the annealing resumes where it stopped
+    loaded.prioritized_random_batch_once(4, init_beta=0.4, beta_step=0.1)
+    assert loaded.pri_beta == pytest.approx(0.7)
+
+
 def test_prioritized_batches_need_positive_pris(rng):
     traj = make_traj(make_random_epis(rng, 3))
     with pytest.raises(KeyError, match="ef.set_all_pris"):
@@ -155,24 +243,35 @@ def test_prioritized_batches_need_positive_pris(rng):
         traj.prioritized_random_batch_once(0)
 
 
+def pri_of(obs):
+    """A priority that is a function of the step's observation: follows it through FIFO."""
+    return 1.0 + np.abs(obs).sum(axis=-1)
+
+
 def test_new_episodes_get_max_priority_and_fifo_keeps_pris(rng):
     memory = Traj(max_steps=80)
     first = ef.set_all_pris(make_random_epis(rng, 4, max_len=10), 1.0)
     memory.add_traj(make_traj(first))
     tf.update_pris(memory, torch.tensor([4.0, 2.0]), torch.tensor([0, 1]), alpha=1.0)
     assert memory.get_max_pri() == pytest.approx(4.0, rel=1e-5)
-    added = []
+    evicted = 0
     for _ in range(6):
+        # every step's priority becomes a function of its observation (update_pris by index)
+        obs = memory.data_map["obs"].numpy()
+        tf.update_pris(memory, torch.as_tensor(pri_of(obs)), torch.arange(len(obs)), 1.0, 1e-6)
+        first_kept = memory.data_map["obs"][0].clone()
         epis = make_random_epis(rng, 3, max_len=10)
-        added.extend(epis)
         before_max = memory.get_max_pri()
         memory.add_traj(make_traj(epis))  # no 'pris': filled in with the maximum
         new_steps = sum(len(e["rews"]) for e in epis)
-        np.testing.assert_allclose(memory.data_map["pris"][-new_steps:].numpy(), before_max)
         assert memory.num_step <= 80
-    # FIFO evicted whole episodes; the kept priorities still line up with their steps
-    kept = memory.data_map["pris"].numpy()
-    assert len(kept) == memory.num_step and np.all(kept > 0)
+        pris = memory.data_map["pris"].numpy()
+        np.testing.assert_allclose(pris[-new_steps:], before_max)
+        # FIFO evicted and compacted whole episodes; each kept priority still is its step's
+        old_obs = memory.data_map["obs"][:-new_steps].numpy()
+        np.testing.assert_allclose(pris[:-new_steps], pri_of(old_obs) + 1e-6, rtol=1e-5)
+        evicted += not torch.equal(memory.data_map["obs"][0], first_kept)
+    assert evicted >= 3  # the check above ran after real evictions
     assert Traj().get_max_pri() == 1.0
 
 
@@ -190,6 +289,13 @@ def test_update_pris_writes_the_formula_and_never_shared_arrays(rng):
         tf.update_pris(traj, td, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="indices"):
         tf.update_pris(traj, td, torch.tensor([0, 1, traj.num_step]))
+    # a failed sequence update writes nothing (checked before the first write)
+    before = traj.data_map["pris"].clone()
+    with pytest.raises(KeyError, match="seq_pris"):
+        tf.update_pris(traj, td * 3, idx, update_epi_pris=True, seq_length=4)
+    with pytest.raises(ValueError, match="seq_length"):
+        tf.update_pris(traj, td * 3, idx, update_epi_pris=True)
+    assert torch.equal(traj.data_map["pris"], before)
 
 
 # --------------------------------------------------------------------- sequence priority

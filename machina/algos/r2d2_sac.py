@@ -23,8 +23,13 @@ from machina.traj import Traj
 from machina.traj import traj_functional as tf
 
 
-def _check_recurrent(pol: torch.nn.Module, qfs: Sequence[torch.nn.Module]) -> None:
-    for name, module in [("pol", pol), *((f"qfs[{i}]", qf) for i, qf in enumerate(qfs))]:
+def _check_recurrent(
+    pol: torch.nn.Module, qfs: Sequence[torch.nn.Module], targ_qfs: Sequence[torch.nn.Module]
+) -> None:
+    named = [("pol", pol)]
+    named += [(f"qfs[{i}]", qf) for i, qf in enumerate(qfs)]
+    named += [(f"targ_qfs[{i}]", qf) for i, qf in enumerate(targ_qfs)]
+    for name, module in named:
         if not getattr(module, "rnn", False):
             raise ValueError(
                 f"r2d2_sac.train: {name}: expected a recurrent module (rnn=True, e.g. an LSTM "
@@ -119,7 +124,7 @@ def train(
     """
     check_traj(traj, (*OFF_POLICY_KEYS, "pris", "seq_pris"), "r2d2_sac")
     qfs, targ_qfs = list(qfs), list(targ_qfs)
-    _check_recurrent(pol, qfs + targ_qfs)
+    _check_recurrent(pol, qfs, targ_qfs)
     _check_pol(pol, reparam)
     if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
         raise ValueError(f"r2d2_sac.train: sampling: expected an int >= 1, got {sampling!r}")

@@ -20,6 +20,9 @@ NAME = "normalize_obs_and_acs"
 STAT_NAMES = ("mean_obs", "std_obs", "mean_acs", "std_acs")
 # Which column each statistic is taken over; next_obs is normalised with the obs statistics.
 STAT_KEYS = {"mean_obs": "obs", "std_obs": "obs", "mean_acs": "acs", "std_acs": "acs"}
+#: observation columns normalised with the obs statistics whenever present (n-step targets
+#: of ``ef.compute_nstep`` bootstrap from ``nstep_next_obs``, which must match ``obs``)
+OPTIONAL_OBS_KEYS = ("nstep_next_obs",)
 
 
 def check_eps(eps: float) -> float:
@@ -108,11 +111,15 @@ def _normalize(
             std = x.std(axis=0, dtype=np.float64, keepdims=True) + eps
             check_computed_std(name, std)
             out[name] = std.astype(np.float32)
-    return {
+    new = {
         "obs": _standardize(columns["obs"], out["mean_obs"], out["std_obs"]),
         "next_obs": _standardize(columns["next_obs"], out["mean_obs"], out["std_obs"]),
         "acs": _standardize(columns["acs"], out["mean_acs"], out["std_acs"]),
     }
+    for key in OPTIONAL_OBS_KEYS:
+        if key in data:
+            new[key] = _standardize(data[key], out["mean_obs"], out["std_obs"])
+    return new
 
 
 # The adapter's errors (no pending episodes, wrong data type) name the public function.
@@ -132,7 +139,8 @@ def normalize_obs_and_acs(
     """Standardise ``obs``, ``next_obs`` and ``acs`` with statistics over all steps.
 
     ``obs_n = (obs - mean_obs) / std_obs``, ``next_obs_n = (next_obs - mean_obs) / std_obs``
-    and ``acs_n = (acs - mean_acs) / std_acs``. A statistic that is not given is computed
+    and ``acs_n = (acs - mean_acs) / std_acs``; ``nstep_next_obs`` (``compute_nstep``), when
+    present, is normalised like ``next_obs``. A statistic that is not given is computed
     over every step of every episode: the mean, and the population standard deviation plus
     ``eps`` (so a constant dimension normalises to 0 instead of dividing by 0). Given ones
     are used as they are, without ``eps``. Returns a new object; the input is untouched and
@@ -179,8 +187,8 @@ def normalize_traj_columns(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Torch twin of ``_normalize`` for a registered Traj's columns, on their device.
 
-    Returns the new ``obs``, ``next_obs`` and ``acs`` columns and the statistics
-    ``(1, *shape)`` float32 each.
+    Returns the new ``obs``, ``next_obs``, ``acs`` (and ``nstep_next_obs`` when present)
+    columns and the statistics ``(1, *shape)`` float32 each.
     """
     stats: dict[str, torch.Tensor] = {}
     for name in STAT_NAMES:
@@ -204,4 +212,7 @@ def normalize_traj_columns(
         "next_obs": standardize(columns["next_obs"], stats["mean_obs"], stats["std_obs"]),
         "acs": standardize(columns["acs"], stats["mean_acs"], stats["std_acs"]),
     }
+    for key in OPTIONAL_OBS_KEYS:
+        if key in columns:
+            new[key] = standardize(columns[key], stats["mean_obs"], stats["std_obs"])
     return new, stats

@@ -19,19 +19,42 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def check_pri_args(alpha: float, init_beta: float, beta_step: float) -> None:
+    """A ValueError naming the argument unless ``alpha >= 0``, ``init_beta`` in [0, 1] and
+    ``beta_step >= 0`` (NaN fails every check)."""
+    for name, value, ok, expected in (
+        ("alpha", alpha, lambda v: v >= 0.0, "a float >= 0"),
+        ("init_beta", init_beta, lambda v: 0.0 <= v <= 1.0, "a float in [0, 1]"),
+        ("beta_step", beta_step, lambda v: v >= 0.0, "a float >= 0"),
+    ):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if isinstance(value, bool) or not (ok(number) and number < float("inf")):
+            raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
 def sampling_weights(pris: torch.Tensor, mode: str, alpha: float) -> torch.Tensor:
     """Unnormalised sampling weights, float64 (N,).
 
     ``proportional``: the priorities themselves (already ``(|td| + eps) ** alpha``, as
     ``update_pris`` stores them). ``rank_based``: ``rank ** -alpha`` with rank 1 for the
-    highest priority, by one argsort (O(N log N) per batch).
+    highest priority; equal priorities share the average of their ranks, so that ties (every
+    new episode enters at the maximum) are drawn alike, not by storage order. One sort,
+    O(N log N) per batch.
     """
     pris = pris.to(torch.float64)
     if mode == "proportional":
         return pris
-    order = torch.argsort(pris, descending=True)
+    values, order = torch.sort(pris, descending=True)
+    _, counts = torch.unique_consecutive(values, return_counts=True)
+    # a group of c ties occupying positions [p, p + c) (1-based ranks p + 1 .. p + c)
+    # averages to p + (c + 1) / 2
+    first = torch.cumsum(counts, 0) - counts
+    group_rank = first.to(torch.float64) + (counts.to(torch.float64) + 1.0) / 2.0
     ranks = torch.empty_like(pris)
-    ranks[order] = torch.arange(1, len(pris) + 1, dtype=torch.float64, device=pris.device)
+    ranks[order] = torch.repeat_interleave(group_rank, counts)
     return ranks.pow(-alpha)
 
 
@@ -69,7 +92,13 @@ def is_weights(weights: torch.Tensor, drawn: torch.Tensor, beta: float) -> torch
 
 
 def window_counts(lengths: np.ndarray, seq_length: int) -> np.ndarray:
-    """Windows per episode: full windows of ``seq_length`` steps, or one for a short episode."""
+    """Windows per episode: full windows of ``seq_length`` steps, or one for a short episode.
+
+    Windows start only at steps ``[0, T - L]``, never padded past the episode's end, so an
+    episode's last ``L - 1`` steps (and its first) lie in fewer windows than its middle ones
+    (see ``Traj.random_batch_rnn``). ``ef.compute_seq_pris`` and ``traj_functional.update_pris``
+    score exactly this window set.
+    """
     return np.maximum(lengths - seq_length, 0) + 1
 
 

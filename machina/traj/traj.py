@@ -527,9 +527,9 @@ class Traj:
             Also yield the drawn step indices, for ``traj_functional.update_pris``.
         mode : {"proportional", "rank_based"}
         alpha : float
-            Rank-based mode's exponent (proportional priorities already include it).
+            Rank-based mode's exponent, >= 0 (proportional priorities already include it).
         init_beta, beta_step : float
-            Importance-sampling exponent's start and increment per batch.
+            Importance-sampling exponent's start, in [0, 1], and increment per batch, >= 0.
 
         Yields
         ------
@@ -538,6 +538,7 @@ class Traj:
             pair ``(batch, indices)``, ``indices`` (B,) int64.
         """
         _replay.check_mode(mode)
+        _replay.check_pri_args(alpha, init_beta, beta_step)
         batch_size = check_batch_size(batch_size, self.num_step, "steps")
         for _ in range(epoch):
             pris = self._pris("pris", "ef.set_all_pris or ef.compute_pris")
@@ -596,6 +597,13 @@ class Traj:
         a single window of its T steps, zero-padded to L (``out_masks``). Every window is
         equally likely (not every episode: long episodes are not under-sampled).
 
+        Coverage is not uniform over steps: in an episode of T >= L steps, step t lies in
+        ``min(t + 1, T - t, L, T - L + 1)`` windows, so the first and the last ``L - 1``
+        steps are replayed less than the middle ones, the last step (an episode's only
+        terminal step) and the first down to a single window, i.e. ``1 / L`` of a middle
+        step's rate. Keep L well below the episode length, or use windows of whole episodes
+        (``seq_length=None``), when the episode ends matter.
+
         Parameters
         ----------
         batch_size : int
@@ -644,7 +652,9 @@ class Traj:
         Windows as in ``random_batch_rnn``; the window starting at step s is drawn with
         probability proportional to ``seq_pris[s]`` (``ef.compute_seq_pris`` with the same
         ``seq_length``), or by rank in ``rank_based`` mode. ``is_weights`` (B,) as in
-        ``prioritized_random_batch``, N being the number of windows.
+        ``prioritized_random_batch``, N being the number of windows. The window set, and
+        so the lower coverage of each episode's first and last ``seq_length - 1`` steps
+        (the terminal step lies in a single window), is that of ``random_batch_rnn``.
 
         Yields
         ------
@@ -653,6 +663,7 @@ class Traj:
             ``return_indices`` the pair ``(batch, starts)``, ``starts`` (B,) int64.
         """
         _replay.check_mode(mode)
+        _replay.check_pri_args(alpha, init_beta, beta_step)
         seq_length = self._seq_length(seq_length)
         batch_size = check_batch_size(batch_size, self.num_step, "steps")
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
@@ -718,7 +729,9 @@ class Traj:
     def save(self, path: str | os.PathLike) -> None:
         """Write the stored episodes to an ``.npz`` file that loads without pickle.
 
-        Every column keeps its dtype and values exactly; pending episodes are not saved.
+        Every column keeps its dtype and values exactly, and the prioritised-replay exponent
+        ``pri_beta`` is kept, so a reloaded memory resumes its annealing; pending episodes are
+        not saved.
         """
         arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
         arrays["epis_index"] = self._epis_index
@@ -726,6 +739,8 @@ class Traj:
         arrays["group_names"] = np.array(list(self.groups.values()), dtype=np.str_)
         if self.max_steps is not None:
             arrays["max_steps"] = np.array(self.max_steps, dtype=np.int64)
+        if self.pri_beta is not None:
+            arrays["pri_beta"] = np.array(self.pri_beta, dtype=np.float64)
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -742,4 +757,6 @@ class Traj:
                 if name.startswith("col:")
             }
             traj.groups = dict(zip(f["group_keys"].tolist(), f["group_names"].tolist()))
+            if "pri_beta" in f.files:
+                traj.pri_beta = float(f["pri_beta"])
         return traj

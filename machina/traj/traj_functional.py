@@ -49,9 +49,15 @@ def update_pris(
         raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
-    pris = traj.writable_column("pris") if "pris" in traj.data_map else None
-    if pris is None:
+    if "pris" not in traj.data_map:
         raise KeyError("pris: the Traj has no 'pris' column; add it with ef.set_all_pris")
+    # every check before the first write: a failed call leaves the priorities as they were
+    if update_epi_pris:
+        if seq_length is None:
+            raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
+        if "seq_pris" not in traj.data_map:
+            raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
+    pris = traj.writable_column("pris")
     td_loss = torch.as_tensor(td_loss).detach()
     indices = torch.as_tensor(indices, device=pris.device).reshape(-1).long()
     if td_loss.numel() != indices.numel():
@@ -72,14 +78,11 @@ def update_pris(
 
 
 def _update_seq_pris(
-    traj: Traj, pris: torch.Tensor, indices: torch.Tensor, seq_length: int | None, eta: float
+    traj: Traj, pris: torch.Tensor, indices: torch.Tensor, seq_length: int, eta: float
 ) -> None:
-    """Recompute ``seq_pris`` of the windows that hold any of ``indices``."""
-    if seq_length is None:
-        raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
-    seq_pris = traj.writable_column("seq_pris") if "seq_pris" in traj.data_map else None
-    if seq_pris is None:
-        raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
+    """Recompute ``seq_pris`` of the windows that hold any of ``indices`` (checked by the
+    caller: ``seq_length`` given, a ``seq_pris`` column present)."""
+    seq_pris = traj.writable_column("seq_pris")
     # Windows [s, s + L) holding step i start in [i - L + 1, i]; keep the real window starts.
     cand = (indices[:, None] - torch.arange(seq_length, device=indices.device)).reshape(-1)
     cand = torch.unique(cand[cand >= 0])
@@ -104,7 +107,8 @@ def normalize_obs_and_acs(
     return_statistic: bool = True,
     eps: float = 1e-6,
 ) -> Traj | tuple[Traj, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Standardise the registered ``obs``, ``next_obs`` and ``acs`` columns of ``traj``.
+    """Standardise the registered ``obs``, ``next_obs`` and ``acs`` columns of ``traj``
+    (and ``nstep_next_obs``, when present, with the ``obs`` statistics).
 
     The statistics and the transform are those of ``ef.normalize_obs_and_acs`` (mean, and
     population standard deviation plus ``eps`` over all stored steps; given statistics used
