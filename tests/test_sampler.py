@@ -18,6 +18,7 @@ from machina.envs import C2DEnv, GymEnv
 from machina.nets import PolNet, PolNetLSTM
 from machina.pols import CategoricalPol, GaussianPol, MultiCategoricalPol, RandomPol
 from machina.samplers import EpiSampler
+from machina.samplers._numpy_policy import NumpyPolicy
 from machina.samplers.engine import split_budget
 
 EPI_KEYS = {"obs", "acs", "rews", "next_obs", "terms", "truncs", "dones", "a_is", "e_is"}
@@ -261,9 +262,10 @@ def test_deterministic_takes_the_mode():
             np.testing.assert_array_equal(epi["acs"], epi["a_is"]["pi"].argmax(-1))
 
 
-def test_sampled_actions_are_draws_from_the_stored_pi():
+@pytest.mark.parametrize("fast_inference", [True, False])
+def test_sampled_actions_are_draws_from_the_stored_pi(fast_inference):
     """End to end (engine, policy, categorical sampler): each action is a draw from the ``pi``
-    stored with it, in the same row.
+    stored with it, in the same row, with numpy inference (fast_inference) or the policy's.
 
     The policy is made confident so that ``pi`` varies widely across states; steps are binned
     by ``pi[1]`` and in each bin the count of action 1 is compared with the sum of ``pi[1]``
@@ -274,7 +276,7 @@ def test_sampled_actions_are_draws_from_the_stored_pi():
     pol = categorical_pol(env)
     with torch.no_grad():
         torch.nn.init.normal_(pol.net.head.output_layer.weight, std=2.0)
-    with EpiSampler(env, pol, num_envs=8, seed=0) as sampler:
+    with EpiSampler(env, pol, num_envs=8, seed=0, fast_inference=fast_inference) as sampler:
         epis = sampler.sample(pol, max_steps=3000)
     acs = np.concatenate([epi["acs"] for epi in epis])
     p1 = np.concatenate([epi["a_is"]["pi"][:, 1] for epi in epis]).astype(np.float64)
@@ -286,6 +288,141 @@ def test_sampled_actions_are_draws_from_the_stored_pi():
         var = np.sum(p1[sel] * (1.0 - p1[sel]))
         stat += (np.sum(acs[sel] == 1) - np.sum(p1[sel])) ** 2 / max(var, 1e-9)
     assert scipy.stats.chi2.sf(stat, len(np.unique(bins))) > 1e-3
+
+
+@pytest.mark.parametrize("fast_inference", [True, False])
+def test_gaussian_actions_are_draws_from_the_stored_mean_and_std(fast_inference):
+    """Each Gaussian action is mean + std * N(0, 1) with the mean and log_std stored in its
+    row: the standardised actions of every dimension pass a Kolmogorov-Smirnov test against
+    N(0, 1) and are uncorrelated with the mean (the mode, or another row's mean, fails)."""
+    env = GymEnv("Pendulum-v1", max_episode_steps=50)
+    pol = gaussian_pol(env)
+    with EpiSampler(env, pol, num_envs=8, seed=0, fast_inference=fast_inference) as sampler:
+        epis = sampler.sample(pol, max_steps=2000)
+    acs = np.concatenate([epi["acs"] for epi in epis]).astype(np.float64)
+    mean = np.concatenate([epi["a_is"]["mean"] for epi in epis]).astype(np.float64)
+    log_std = np.concatenate([epi["a_is"]["log_std"] for epi in epis]).astype(np.float64)
+    z = (acs - mean) / np.exp(log_std)
+    for d in range(z.shape[1]):
+        assert scipy.stats.kstest(z[:, d], "norm").pvalue > 1e-3
+        assert abs(np.corrcoef(z[:, d], mean[:, d])[0, 1]) < 0.1
+
+
+def confident_pol(env):
+    """A make_pol-like MLP policy with large random weights, so its outputs vary widely."""
+    pol = gaussian_pol(env) if isinstance(env.action_space, gym.spaces.Box) else None
+    pol = pol or categorical_pol(env)
+    with torch.no_grad():
+        for param in pol.net.parameters():
+            torch.nn.init.normal_(param, std=0.5)
+    return pol
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("batch", [1, 7])
+def test_numpy_policy_matches_the_torch_policy(env_id, batch):
+    """NumpyPolicy (what fast_inference acts with) against the policy's own call on the same
+    observations and torch RNG state: a_i within 1e-6 with the same keys, shapes and dtypes,
+    the same draws (actions equal, or within float32 rounding for Gaussian), the same mode."""
+    env = gym.make(env_id)
+    pol = confident_pol(env)
+    fast = NumpyPolicy.build(pol, env.observation_space.shape)
+    assert fast is not None
+    obs = np.random.default_rng(0).normal(size=(batch, *env.observation_space.shape))
+    obs = obs.astype(np.float32)
+    for deterministic in (False, True):
+        for seed in range(5):
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                act = pol.deterministic_ac_real if deterministic else pol
+                ref_real, ref_ac, ref_a_i = act(torch.from_numpy(obs))
+            torch.manual_seed(seed)
+            ac_real, ac, a_i = (fast.mode if deterministic else fast.sample)(obs)
+            assert a_i.keys() == ref_a_i.keys()
+            for key, value in a_i.items():
+                ref = ref_a_i[key].detach().numpy()
+                assert value.dtype == ref.dtype and value.shape == ref.shape
+                np.testing.assert_allclose(value, ref, rtol=0, atol=1e-6)
+            ref_ac = ref_ac.detach().numpy()
+            assert ac.dtype == ref_ac.dtype and ac.shape == ref_ac.shape
+            assert ac_real.dtype == ref_real.dtype and ac_real.shape == ref_real.shape
+            if ac.dtype.kind == "f":
+                np.testing.assert_allclose(ac, ref_ac, rtol=0, atol=1e-5)
+                np.testing.assert_allclose(ac_real, ref_real, rtol=0, atol=1e-4)
+            else:
+                np.testing.assert_array_equal(ac, ref_ac)
+                np.testing.assert_array_equal(ac_real, ref_real)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_fast_inference_same_episodes_as_the_torch_policy(env_id):
+    """Same seed with and without fast_inference: the same draws from the same RNG, so the
+    same episodes up to float32 rounding (Pendulum's dynamics amplify it over many steps, so
+    its episodes are short), in two layouts."""
+    env = GymEnv(env_id, max_episode_steps=20)
+    pol = confident_pol(env)
+    for num_parallel, num_envs in ((1, 3), (2, 2)):
+        epis = {}
+        for fast in (True, False):
+            with EpiSampler(
+                env,
+                pol,
+                num_parallel=num_parallel,
+                num_envs=num_envs,
+                seed=1,
+                fast_inference=fast,
+            ) as sampler:
+                epis[fast] = sampler.sample(pol, max_steps=300)
+                epis[fast] += sampler.sample(pol, max_epis=5, deterministic=True)
+        assert lengths(epis[True]) == lengths(epis[False])
+        for ea, eb in zip(epis[True], epis[False]):
+            assert ea["acs"].dtype == eb["acs"].dtype
+            np.testing.assert_allclose(ea["obs"], eb["obs"], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(ea["acs"], eb["acs"], rtol=0, atol=1e-4)
+            assert ea["a_is"].keys() == eb["a_is"].keys()
+            for key in ea["a_is"]:
+                assert ea["a_is"][key].dtype == eb["a_is"][key].dtype
+                np.testing.assert_allclose(ea["a_is"][key], eb["a_is"][key], rtol=0, atol=1e-4)
+
+
+def test_numpy_policy_only_for_what_it_reproduces():
+    """Policies NumpyPolicy cannot vouch for keep the torch path: subclasses (they may
+    override any step), other nets, recurrent ones, hooks, other observation shapes."""
+    env = cartpole()
+    ob_shape = env.observation_space.shape
+    assert NumpyPolicy.build(categorical_pol(env), ob_shape) is not None
+    assert NumpyPolicy.build(categorical_pol(env), (5,)) is None
+
+    class MyPol(CategoricalPol):
+        pass
+
+    net = PolNet(env.observation_space, env.action_space)
+    assert NumpyPolicy.build(MyPol(env.observation_space, env.action_space, net), ob_shape) is None
+    user_net = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(-1))
+    user_pol = CategoricalPol(env.observation_space, env.action_space, user_net)
+    assert NumpyPolicy.build(user_pol, ob_shape) is None
+    hooked = categorical_pol(env)
+    hooked.net.fc2.register_forward_hook(lambda module, args, out: out * 0.0)
+    assert NumpyPolicy.build(hooked, ob_shape) is None
+    pendulum = gym.make("Pendulum-v1")
+    assert NumpyPolicy.build(gaussian_pol(pendulum, rnn=True), (3,)) is None
+    assert NumpyPolicy.build(gaussian_pol(pendulum).double(), (3,)) is None
+    assert NumpyPolicy.build(RandomPol(env.observation_space, env.action_space), ob_shape) is None
+    # the hooked policy is really called by the sampler: with zero features, pi is constant
+    with EpiSampler(env, hooked, seed=0) as sampler:
+        epis = sampler.sample(hooked, max_steps=40)
+    pi = np.concatenate([epi["a_is"]["pi"] for epi in epis])
+    np.testing.assert_array_equal(pi, np.broadcast_to(pi[0], pi.shape))
+
+
+def test_fast_inference_invalid_pi_raises_the_policy_error():
+    env = cartpole()
+    pol = categorical_pol(env)
+    with torch.no_grad():
+        pol.net.head.output_layer.bias.fill_(np.nan)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        with pytest.raises(ValueError, match=r"pi: expected probabilities"):
+            sampler.sample(pol, max_steps=10)
 
 
 def test_deterministic_same_across_process_layouts():

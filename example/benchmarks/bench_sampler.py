@@ -17,7 +17,9 @@ In one process, with 1, 8 and 64 environments:
 - **SB3**: ``model.collect_rollouts`` with ``DummyVecEnv`` of the same environments and
   ``n_steps`` = steps per measurement / envs (no training step);
 - **EpiSampler**: ``sampler.sample(pol, max_steps=...)`` with ``num_envs`` environments,
-  counting the steps of the whole episodes it returns.
+  counting the steps of the whole episodes it returns; once with its default numpy inference
+  of the policy (``fast_inference=True``) and once calling the PyTorch policy
+  (``fast_inference=False``): the ratios to the other contenders are given for both.
 
 Worker processes: ``EpiSampler(num_parallel=2)`` against ``num_parallel=1`` (its engine in this
 process): 2 workers x 64 envs against 1 x 64 (``num_envs`` is per process: what raising
@@ -68,6 +70,7 @@ PARALLEL = (((2, 64), (1, 64)), ((2, 32), (1, 64)), ((2, 8), (1, 16)))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RAW = "raw loop (random actions, no policy)"
 SB3_NAME = "stable-baselines3 collect_rollouts"
+NO_FAST = "EpiSampler fast_inference=False"
 #: the clocks of ``--clock``: wall-clock seconds, or this process's CPU seconds
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -121,6 +124,7 @@ class Machina:
         num_parallel: int = 1,
         seed: int = 0,
         clock: Callable[[], float] = time.perf_counter,
+        fast_inference: bool = True,
     ) -> None:
         self.clock = clock
         env = gym.make(env_id)
@@ -132,6 +136,7 @@ class Machina:
             num_parallel=num_parallel,
             num_envs=num_envs,
             seed=seed,
+            fast_inference=fast_inference,
         )
         self.steps = steps
         self.cores: list[float] = []  # CPU seconds of the sampling processes per wall second
@@ -221,6 +226,7 @@ def bench_single(
     steps = steps_for(num_envs, steps)
     contenders = {
         "EpiSampler": Machina(env_id, num_envs, steps, clock=clock),
+        NO_FAST: Machina(env_id, num_envs, steps, clock=clock, fast_inference=False),
         RAW: RawLoop(env_id, num_envs, steps, clock=clock),
         SB3_NAME: SB3(env_id, num_envs, steps, clock=clock),
     }
@@ -237,6 +243,9 @@ def bench_single(
     for name, rates in results.items():
         ratio = 1.0 if name == "EpiSampler" else paired_ratio(results, "EpiSampler", name)
         rows.append([env_id, num_envs, name, median(rates), ratio, targets.get(name, "")])
+    for name in (RAW, SB3_NAME):  # the same ratios without the numpy inference
+        ratio = paired_ratio(results, NO_FAST, name)
+        rows.append([env_id, num_envs, f"{name} (vs fast_inference=False)", "", ratio, ""])
 
 
 def bench_parallel(env_id: str, steps: int, repeats: int, rows: list, loads: list) -> None:
@@ -270,6 +279,7 @@ def plot(rows: list, path: str, clock: str) -> None:
     env_ids = list(dict.fromkeys(row[0] for row in rows))
     styles = {
         "EpiSampler": dict(color="tab:blue", marker="o", label="machina EpiSampler"),
+        NO_FAST: dict(color="tab:blue", marker="o", linestyle=":", mfc="none", label=NO_FAST),
         SB3_NAME: dict(color="tab:orange", marker="s", label="stable-baselines3 rollouts"),
         RAW: dict(color="gray", marker="^", linestyle="--", label=RAW),
     }
@@ -352,7 +362,8 @@ def main() -> None:
             parallel_rows,
         )
     print(
-        "\nsteps/s: median over the rounds. ratio: EpiSampler's rate over the contender's "
+        "\nsteps/s: median over the rounds. ratio: EpiSampler's rate (fast_inference=True, "
+        "its default; rows '(vs fast_inference=False)': without it) over the contender's "
         "(for worker processes: over num_parallel=1's), the median of the ratios within a "
         "round. One torch thread in this process for every contender "
         "(torch.set_num_threads(1)); sampler workers run one thread each. A 64x64 MLP "

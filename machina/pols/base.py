@@ -217,7 +217,12 @@ class BasePol(RecurrentMixin, nn.Module):
             or (bounds is None and start is None)  # a subclass registered its own buffers
         ):
             return self._real_to_numpy(self._ac_to_real(ac))
-        arr = ac.numpy()
+        return self._ac_real_from_numpy(ac.numpy())
+
+    def _ac_real_from_numpy(self, arr: np.ndarray) -> np.ndarray:
+        """The numpy arithmetic of :meth:`_ac_real_numpy`, for a policy-space action array
+        ``arr`` of a policy whose conversions are BasePol's own (the caller checks)."""
+        bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
         if bounds is None:  # Discrete, MultiDiscrete
             return (arr.astype(np.int64, copy=False) + start).astype(start.dtype, copy=False)
         low, high, half_range, float32_space = bounds

@@ -75,6 +75,7 @@ def serve(conn: Connection) -> None:
                         task["deterministic"],
                         task["prepro"],
                         should_stop=conn.poll,
+                        fast_inference=task["fast_inference"],
                     )
                     reply = ("epis", task_id, packed)
                 except SamplingAborted:

@@ -21,6 +21,8 @@ import gymnasium
 import numpy as np
 import torch
 
+from machina.samplers._numpy_policy import NumpyPolicy
+
 Episode = dict[str, Any]
 EnvFactory = Callable[[], gymnasium.Env]
 
@@ -419,6 +421,7 @@ class BatchEngine:
         deterministic: bool = False,
         prepro: Callable[[np.ndarray], np.ndarray] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        fast_inference: bool = True,
     ) -> list[Episode]:
         """Sample whole episodes until every slot has met its quota.
 
@@ -438,6 +441,10 @@ class BatchEngine:
             on is kept in ``e_is["raw_obs"]`` (for the prepro's running statistics).
         should_stop : callable, optional
             Polled once per step; True aborts with ``SamplingAborted``.
+        fast_inference : bool
+            Act with a numpy copy of the policy (``NumpyPolicy``) when it is one of
+            machina's feed-forward MLP policies on the CPU; other policies, or False, call
+            ``pol`` itself.
 
         Returns
         -------
@@ -446,7 +453,9 @@ class BatchEngine:
             views of columns shared by all episodes of the call.
         """
         return unpack_episodes(
-            self.run_packed(pol, epi_quotas, step_quotas, deterministic, prepro, should_stop)
+            self.run_packed(
+                pol, epi_quotas, step_quotas, deterministic, prepro, should_stop, fast_inference
+            )
         )
 
     def run_packed(
@@ -457,6 +466,7 @@ class BatchEngine:
         deterministic: bool = False,
         prepro: Callable[[np.ndarray], np.ndarray] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        fast_inference: bool = True,
     ) -> dict[str, Any]:
         """Like ``run``, but the episodes come packed (see ``pack_episodes``): what a worker
         sends back, a few arrays whatever the number of episodes."""
@@ -470,12 +480,29 @@ class BatchEngine:
             try:
                 with grad_mode:
                     return self._run(
-                        pol, rnn, epi_quotas, step_quotas, deterministic, prepro, should_stop
+                        pol,
+                        rnn,
+                        epi_quotas,
+                        step_quotas,
+                        deterministic,
+                        prepro,
+                        should_stop,
+                        fast_inference,
                     )
             finally:
                 self._rng_state = torch.get_rng_state()
 
-    def _run(self, pol, rnn, epi_quotas, step_quotas, deterministic, prepro, should_stop):
+    def _run(
+        self,
+        pol,
+        rnn,
+        epi_quotas,
+        step_quotas,
+        deterministic,
+        prepro,
+        should_stop,
+        fast_inference,
+    ):
         n = len(self.envs)
         envs = self.envs
         act = pol.deterministic_ac_real if deterministic else pol
@@ -513,6 +540,10 @@ class BatchEngine:
         if not first_obs:
             return pack_episodes(history, None, records, self._discrete_acs)
         ob_shape = self._ob_shape
+        # The weights are fixed for the whole call: snapshot them once for numpy inference.
+        fast = NumpyPolicy.build(pol, ob_shape) if fast_inference and not rnn else None
+        if fast is not None:
+            act = fast.mode if deterministic else fast.sample
         obs_buf = history.add("obs", ob_shape, np.float32)
         finals = ended_epis.add("finals", ob_shape, np.float32)
         for k, ob in first_obs.items():
@@ -553,9 +584,11 @@ class BatchEngine:
                 ac_real = ac_real if all_active else ac_real[active]
             else:
                 out_rows = step_rows
-                batch = torch.from_numpy(obs_buf[t] if all_active else obs_buf[t][step_rows])
-                if not on_cpu:
-                    batch = batch.to(device)
+                batch = obs_buf[t] if all_active else obs_buf[t][step_rows]
+                if fast is None:
+                    batch = torch.from_numpy(batch)
+                    if not on_cpu:
+                        batch = batch.to(device)
                 ac_real, ac, a_i = act(batch)
                 if ai_keys is None:
                     ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
@@ -575,30 +608,48 @@ class BatchEngine:
             next_row = obs_buf[t + 1]
             rews = []
             ended = []
-            for k, a in zip(active, ac_real):
+            if prepro is None:
+                raws = []
+                for k, a in zip(active, ac_real):
+                    try:
+                        raw, rew, term, trunc, info = envs[k].step(a)
+                    except Exception as exc:
+                        raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+                    raws.append(raw)
+                    rews.append(rew)
+                    if info:
+                        infos[k].append(_numeric_info(info))
+                    if term or trunc:
+                        ended.append((k, raw, term, trunc))
+                # One copy for the row (checked below, for the whole row at once); the slots
+                # that ended are overwritten with their reset or final observation.
                 try:
-                    raw, rew, term, trunc, info = envs[k].step(a)
-                except Exception as exc:
-                    raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
-                rews.append(rew)
-                if prepro is not None:
+                    next_row[step_rows] = raws
+                except (TypeError, ValueError):
+                    for k, raw in zip(active, raws):
+                        try:
+                            next_row[k] = raw
+                        except (TypeError, ValueError) as exc:
+                            phase = f"step {t - first_row[k] + 1}"
+                            raise self._shape_error(k, raw, phase) from exc
+            else:
+                for k, a in zip(active, ac_real):
+                    try:
+                        raw, rew, term, trunc, info = envs[k].step(a)
+                    except Exception as exc:
+                        raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+                    rews.append(rew)
                     # The raw observation this step acted on: running statistics must come
                     # from raw observations, which clipped normalised ones cannot give back
                     # (machina.prepro.BasePrePro.update_with_epis).
                     step_info = _numeric_info(info) if info else {}
                     step_info["raw_obs"] = self._raw_obs[k]
                     infos[k].append(step_info)
-                elif info:
-                    infos[k].append(_numeric_info(info))
-                if term or trunc:
-                    ended.append((k, raw, term, trunc))
-                elif prepro is None:
-                    try:
-                        next_row[k] = raw  # checked below, for the whole row at once
-                    except (TypeError, ValueError) as exc:
-                        raise self._shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
-                else:
-                    next_row[k] = self._observe(k, raw, f"step {t - first_row[k] + 1}", prepro)
+                    if term or trunc:
+                        ended.append((k, raw, term, trunc))
+                    else:
+                        phase = f"step {t - first_row[k] + 1}"
+                        next_row[k] = self._observe(k, raw, phase, prepro)
             rews_buf[t][step_rows] = rews
 
             if ended:

@@ -109,6 +109,13 @@ class EpiSampler:
         and ``num_envs`` give the same episodes. None: not seeded.
     num_envs : int
         Environments per process.
+    fast_inference : bool
+        Act in numpy, on a copy of the weights taken at each ``sample``, when ``pol`` is a
+        ``GaussianPol`` or ``CategoricalPol`` on machina's ``PolNet`` on the CPU (what
+        ``make_pol`` builds without ``rnn``): the same distribution parameters (to float32
+        rounding) and the same draws from the same RNG, at about a third of the cost of a
+        PyTorch call. Other policies (subclasses, other nets, recurrent, on a GPU) are called
+        as they are. False: always call ``pol``.
 
     Raises
     ------
@@ -127,6 +134,7 @@ class EpiSampler:
         prepro: Callable[[np.ndarray], np.ndarray] | None = None,
         seed: int | None = 256,
         num_envs: int = 1,
+        fast_inference: bool = True,
     ) -> None:
         for name, value in (("num_parallel", num_parallel), ("num_envs", num_envs)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -140,6 +148,7 @@ class EpiSampler:
         self.num_envs = int(num_envs)
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
+        self.fast_inference = bool(fast_inference)
         self._engine: BatchEngine | None = None
         self._pool: WorkerPool | None = None
         self._closed = False
@@ -215,7 +224,14 @@ class EpiSampler:
         epi_quotas = split_budget(max_epis, num_slots)
         step_quotas = split_budget(max_steps, num_slots)
         if self._engine is not None:
-            return self._engine.run(pol, epi_quotas, step_quotas, bool(deterministic), self.prepro)
+            return self._engine.run(
+                pol,
+                epi_quotas,
+                step_quotas,
+                bool(deterministic),
+                self.prepro,
+                fast_inference=self.fast_inference,
+            )
         n = self.num_envs
         quotas = [
             (epi_quotas[w * n : (w + 1) * n], step_quotas[w * n : (w + 1) * n])
@@ -225,6 +241,7 @@ class EpiSampler:
             "pol": _cpu_policy(pol),
             "prepro": self.prepro,
             "deterministic": bool(deterministic),
+            "fast_inference": self.fast_inference,
         }
         return self._pool.sample(task, quotas)
 

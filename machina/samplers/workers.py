@@ -196,7 +196,8 @@ class WorkerPool:
         Parameters
         ----------
         task : dict
-            ``pol``, ``prepro`` and ``deterministic``; pickled once, sent to every worker.
+            ``pol``, ``prepro``, ``deterministic`` and ``fast_inference``; pickled once, sent
+            to every worker.
         quotas : sequence of (epi_quotas, step_quotas), one per worker
         """
         self._recover()
