@@ -30,7 +30,12 @@ parser.add_argument("--ppo_type", choices=["clip", "kl"], default="clip")
 parser.add_argument("--rnn", action="store_true", help="LSTM policy and value function")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
-parser.add_argument("--num_envs", type=int, default=8, help="environments per worker")
+parser.add_argument(
+    "--num_envs",
+    type=int,
+    default=4,
+    help="environments per worker; each finishes its episode, so fewer make smaller iterations",
+)
 parser.add_argument("--max_steps", type=int, default=200_000, help="env-step budget")
 parser.add_argument("--steps_per_iter", type=int, default=512)
 parser.add_argument("--epoch_per_iter", type=int, default=20)
