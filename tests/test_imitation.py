@@ -267,11 +267,13 @@ def test_gail_improves_cartpole_return(expert):
 
 
 def test_airl_improves_cartpole_return(expert):
-    base, final = adversarial(expert, "airl")
-    print(f"AIRL: untrained {base:.1f} -> {final:.1f}")
-    # Margin: +100 over the untrained policy's ~22 (measured: 173 after 20k steps with the
-    # discriminator trained before the policy step; seeds 1-9: 74-485, 8 of 9 pass).
-    assert final >= base + 100, (base, final)
+    # AIRL on CartPole is bimodal across seeds (measured, 20k steps, seeds 1-6: 42, 490, 500,
+    # 346, 66, 500): a single seed is a lottery, so the median of three must clear the margin.
+    runs = [adversarial(expert, "airl", seed=seed) for seed in (1, 2, 3)]
+    base = float(np.median([b for b, _ in runs]))
+    final = float(np.median([f for _, f in runs]))
+    print(f"AIRL: untrained {base:.1f} -> {final:.1f} (median of 3 seeds: {runs})")
+    assert final >= base + 100, runs
 
 
 @pytest.mark.parametrize("algo", ["gail", "airl"])
