@@ -354,6 +354,32 @@ def test_numpy_policy_matches_the_torch_policy(env_id, batch):
                 np.testing.assert_array_equal(ac_real, ref_real)
 
 
+@pytest.mark.parametrize("start", [0, 2])
+def test_numpy_policy_batch_size_changes_and_action_start(start):
+    """One NumpyPolicy called with changing batch sizes (as in a sample's last steps, where
+    slots stop one by one; it reuses its hidden buffers per batch size) gives the torch path's
+    draws every time, for a Discrete space starting at 0 (ac_real is ac itself) or not."""
+    ob_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    ac_space = gym.spaces.Discrete(3, start=start)
+    torch.manual_seed(0)
+    pol = CategoricalPol(ob_space, ac_space, PolNet(ob_space, ac_space))
+    fast = NumpyPolicy.build(pol, ob_space.shape)
+    assert fast is not None
+    rng = np.random.default_rng(0)
+    for i, batch in enumerate([7, 1, 7, 3, 3, 64]):
+        obs = rng.normal(size=(batch, 4)).astype(np.float32)
+        torch.manual_seed(i)
+        with torch.inference_mode():
+            ref_real, ref_ac, ref_a_i = pol(torch.from_numpy(obs))
+        torch.manual_seed(i)
+        ac_real, ac, a_i = fast.sample(obs)
+        np.testing.assert_array_equal(ac, ref_ac.numpy())
+        assert ac_real.dtype == ref_real.dtype
+        np.testing.assert_array_equal(ac_real, ref_real)
+        np.testing.assert_allclose(a_i["pi"], ref_a_i["pi"].numpy(), rtol=0, atol=1e-6)
+        assert ac_real.min() >= start and ac_real.max() < start + 3
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_fast_inference_same_episodes_as_the_torch_policy(env_id):
     """Same seed with and without fast_inference: the same draws from the same RNG, so the

@@ -33,6 +33,7 @@ from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.gaussian_pol import GaussianPol
 
 ActResult = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
+_ZERO = np.float32(0.0)
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -67,6 +68,18 @@ class NumpyPolicy:
         if self.box:
             self.log_std = head.log_std_param.detach().numpy().copy()
             self.std = np.exp(self.log_std)  # what torch.exp gives, to float32 rounding
+        # A Discrete space starting at 0 (the usual case): ac_real is ac itself, as int64.
+        start = pol.__dict__.get("_np_ac_start")
+        self.ac_is_real = (
+            not self.box
+            and start is not None
+            and start.dtype == np.int64
+            and start.ndim == 0
+            and int(start) == 0
+        )
+        # Hidden activations, reused while the batch size stays the same (they never leave
+        # the call, unlike the outputs).
+        self._hidden: tuple[int, list[np.ndarray]] = (-1, [])
 
     @classmethod
     def build(cls, pol: Any, ob_shape: tuple[int, ...]) -> NumpyPolicy | None:
@@ -103,11 +116,17 @@ class NumpyPolicy:
 
     def _outputs(self, obs: np.ndarray) -> np.ndarray:
         """The head's linear output ``(B, out)`` for ``obs (B, *ob_shape)``."""
-        h = obs.reshape(obs.shape[0], -1)
-        for weight, bias in self.layers:
-            h = h @ weight
+        batch = obs.shape[0]
+        h = obs.reshape(batch, -1)
+        if self._hidden[0] != batch:
+            self._hidden = (
+                batch,
+                [np.empty((batch, b.shape[0]), np.float32) for _, b in self.layers],
+            )
+        for (weight, bias), buf in zip(self.layers, self._hidden[1]):
+            h = np.matmul(h, weight, out=buf)
             h += bias
-            np.maximum(h, 0.0, out=h)
+            np.maximum(h, _ZERO, out=h)
         weight, bias = self.out
         out = h @ weight
         out += bias
@@ -121,14 +140,17 @@ class NumpyPolicy:
         if self.box:
             np.tanh(out, out=out)
             return {"mean": out, "log_std": np.broadcast_to(self.log_std, out.shape)}, None
-        # softmax as torch computes it: exp(x - max) / sum
-        out -= out.max(axis=-1, keepdims=True)
+        # softmax as torch computes it: exp(x - max) / sum (the ufuncs themselves: cheaper
+        # than the methods max / cumsum, which call them)
+        out -= np.maximum.reduce(out, axis=-1, keepdims=True)
         np.exp(out, out=out)
-        cum = np.cumsum(out, axis=-1)
+        cum = np.add.accumulate(out, axis=-1)
         out /= cum[:, -1:]
         return {"pi": out}, cum
 
     def _finish(self, ac: np.ndarray, a_i: dict[str, np.ndarray]) -> ActResult:
+        if self.ac_is_real:
+            return ac, ac, a_i
         return self.pol._ac_real_from_numpy(ac), ac, a_i
 
     def sample(self, obs: np.ndarray) -> ActResult:
@@ -145,7 +167,8 @@ class NumpyPolicy:
         # sample_categorical on the unnormalised pi: the first class whose cumulative value
         # exceeds u * total, so class k with probability exp_k / total = pi_k
         total = cum[:, -1:]
-        if np.count_nonzero(total > 0.0) != total.size:  # NaN or 0: the torch path's error
+        # NaN or 0 (a NaN minimum compares False): the torch path's error
+        if not np.minimum.reduce(total, axis=None) > 0.0:
             sample_categorical(torch.from_numpy(a_i["pi"]), torch.Size())
         u = torch.rand(total.shape[0], 1).numpy()
         u *= total

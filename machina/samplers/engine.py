@@ -391,16 +391,19 @@ class BatchEngine:
         )
 
     def _store(
-        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str, prepro: Callable | None
+        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str | int, prepro: Callable | None
     ) -> None:
         """``dest[i] = raw`` for slot k: as is without prepro (the caller checks that it is
-        finite), else through ``_observe``."""
+        finite), else through ``_observe``. ``phase`` is a name, or the episode step (an int,
+        formatted only for an error: this runs at every episode's end)."""
         if prepro is not None:
+            phase = f"step {phase}" if isinstance(phase, int) else phase
             dest[i] = self._observe(k, raw, phase, prepro)
             return
         try:
             dest[i] = raw
         except (TypeError, ValueError) as exc:
+            phase = f"step {phase}" if isinstance(phase, int) else phase
             raise self._shape_error(k, raw, phase) from exc
 
     def _reset(self, k: int) -> Any:
@@ -505,6 +508,7 @@ class BatchEngine:
     ):
         n = len(self.envs)
         envs = self.envs
+        env_steps = [env.step for env in envs]  # bound once: looked up at every env step
         act = pol.deterministic_ac_real if deterministic else pol
         param = next(iter(pol.parameters()), None) if hasattr(pol, "parameters") else None
         device = param.device if param is not None else torch.device("cpu")
@@ -590,10 +594,11 @@ class BatchEngine:
                     if not on_cpu:
                         batch = batch.to(device)
                 ac_real, ac, a_i = act(batch)
-                if ai_keys is None:
-                    ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
-                ac_real, ac = _to_numpy(ac_real), _to_numpy(ac)
-                a_i = {key: _to_numpy(a_i[key]) for key in ai_keys}
+                if fast is None:  # NumpyPolicy's outputs are numpy arrays already
+                    if ai_keys is None:
+                        ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
+                    ac_real, ac = _to_numpy(ac_real), _to_numpy(ac)
+                    a_i = {key: _to_numpy(a_i[key]) for key in ai_keys}
             if acs_buf is None:
                 acs_buf = history.add("acs", ac.shape[1:], ac.dtype)
                 rews_buf = history.add("rews", (), np.float32)
@@ -612,7 +617,7 @@ class BatchEngine:
                 raws = []
                 for k, a in zip(active, ac_real):
                     try:
-                        raw, rew, term, trunc, info = envs[k].step(a)
+                        raw, rew, term, trunc, info = env_steps[k](a)
                     except Exception as exc:
                         raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
                     raws.append(raw)
@@ -635,7 +640,7 @@ class BatchEngine:
             else:
                 for k, a in zip(active, ac_real):
                     try:
-                        raw, rew, term, trunc, info = envs[k].step(a)
+                        raw, rew, term, trunc, info = env_steps[k](a)
                     except Exception as exc:
                         raise self._env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
                     rews.append(rew)
@@ -652,12 +657,13 @@ class BatchEngine:
                         next_row[k] = self._observe(k, raw, phase, prepro)
             rews_buf[t][step_rows] = rews
 
+            stopped = False  # whether a slot met its quotas (and leaves ``active``)
             if ended:
                 ended_epis.ensure(len(records) + len(ended))
                 finals = ended_epis.fields["finals"]
                 for k, raw, term, trunc in ended:
                     length = t - first_row[k] + 1
-                    self._store(finals, len(records), k, raw, f"step {length}", prepro)
+                    self._store(finals, len(records), k, raw, length, prepro)
                     epi_infos = infos[k] if len(infos[k]) == length else None
                     records.append((k, first_row[k], length, bool(term), bool(trunc), epi_infos))
                     steps[k] += length
@@ -669,6 +675,7 @@ class BatchEngine:
                         # still sees it).
                         next_row[k] = finals[len(records) - 1]
                         infos[k] = None
+                        stopped = True
                 new_finals = finals[len(records) - len(ended) : len(records)]
                 if not _all_finite(new_finals):
                     for (k, _, length, *_), final in zip(records[-len(ended) :], new_finals):
@@ -681,7 +688,7 @@ class BatchEngine:
                         first = first_row[k] == t + 1
                         phase = "reset" if first else f"step {t - first_row[k] + 1}"
                         raise self._non_finite_error(k, next_row[k], phase)
-            if ended:
+            if stopped:
                 active = [k for k in active if infos[k] is not None]
             if rnn and not all_active:
                 next_row[idle] = obs_buf[t][idle]
