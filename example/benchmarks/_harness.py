@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -100,3 +101,73 @@ class Curve:
         if self.solved:
             seconds, steps, cpu = self.points[-1][0], self.points[-1][1], self.cpu
         return dict(solved=self.solved, seconds=seconds, cpu=cpu, steps=steps, curve=self.points)
+
+
+def run_seeds(
+    contenders: dict[str, Callable[[int, int, int], dict]],
+    seeds: list[int],
+    max_steps: int,
+    eval_every: int,
+) -> dict[str, list[dict]]:
+    """Each contender's time-to-solve run on every seed, alternating who goes first.
+
+    ``contenders[name](seed, max_steps, eval_every)`` returns a :meth:`Curve.result` dict.
+    Odd seeds reverse the order, so that the machine's slow and fast moments fall on both.
+    """
+    names = list(contenders)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for seed in seeds:
+        for name in names if seed % 2 == 0 else names[::-1]:
+            res = contenders[name](seed, max_steps, eval_every)
+            runs[name].append(res)
+            status = "solved" if res["solved"] else "NOT solved"
+            last = res["curve"][-1][2] if res["curve"] else math.nan
+            print(
+                f"{name} seed {seed}: {status} in {res['seconds']:.1f} s "
+                f"({res['cpu']:.1f} CPU s), {res['steps']} env steps, last eval {last:.1f}",
+                flush=True,
+            )
+    return runs
+
+
+def print_solve_tables(
+    title: str, runs: dict[str, list[dict]], seeds: list[int], settings: str
+) -> list[float]:
+    """Print every run and the medians of :func:`run_seeds`' results; return the ratios of
+    the first contender's medians over the second's (wall-clock, CPU, env steps; NaN where a
+    contender did not solve the median run)."""
+    names = list(runs)
+    rows = []
+    for name in names:
+        for seed, res in zip(seeds, runs[name]):
+            solved = "yes" if res["solved"] else "no"
+            rows.append([name, seed, solved, res["seconds"], res["cpu"], res["steps"]])
+    print_table(
+        f"{title}, every run",
+        ["contender", "seed", "solved", "wall-clock s", "CPU s", "env steps"],
+        rows,
+    )
+
+    def med(name: str, key: str) -> float:
+        # A run that did not solve counts as infinitely slow.
+        return median([r[key] if r["solved"] else math.inf for r in runs[name]])
+
+    keys = ["seconds", "cpu", "steps"]
+    summary = []
+    for name in names:
+        solved = sum(r["solved"] for r in runs[name])
+        shown = ["not solved" if math.isinf(med(name, k)) else med(name, k) for k in keys]
+        summary.append([name, f"{solved}/{len(seeds)}", *shown])
+    ratios = []
+    for k in keys:
+        a, b = med(names[0], k), med(names[1], k)
+        ratios.append(math.nan if math.isinf(a) or math.isinf(b) else a / b)
+    summary.append(
+        [f"{names[0]} / {names[1]}", "", *("n/a" if math.isnan(r) else r for r in ratios)]
+    )
+    print_table(
+        f"{title}: medians over {len(seeds)} seeds ({settings})",
+        ["contender", "solved", "wall-clock s", "CPU s", "env steps"],
+        summary,
+    )
+    return ratios

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import Curve, machine, median, print_table  # noqa: E402
+from _harness import Curve, machine, print_solve_tables, run_seeds  # noqa: E402
 
 ENV_ID = "CartPole-v1"
 SOLVED = 475.0
@@ -269,53 +269,12 @@ def main() -> None:
     for name in names:
         CONTENDERS[name](0, 1, 10**9)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    runs: dict[str, list[dict]] = {name: [] for name in names}
-    for seed in seeds:
-        for name in names if seed % 2 == 0 else names[::-1]:
-            res = CONTENDERS[name](seed, args.max_steps, args.eval_every)
-            runs[name].append(res)
-            status = "solved" if res["solved"] else "NOT solved"
-            print(
-                f"{name} seed {seed}: {status} in {res['seconds']:.1f} s "
-                f"({res['cpu']:.1f} CPU s), {res['steps']} env steps",
-                flush=True,
-            )
-
-    rows = []
-    for name in names:
-        for seed, res in zip(seeds, runs[name]):
-            solved = "yes" if res["solved"] else "no"
-            rows.append([name, seed, solved, res["seconds"], res["cpu"], res["steps"]])
-    print_table(
-        f"Time to solve {ENV_ID} (deterministic eval return >= {SOLVED:.0f}), every run",
-        ["contender", "seed", "solved", "wall-clock s", "CPU s", "env steps"],
-        rows,
-    )
-
-    def med(name: str, key: str) -> float:
-        # A run that did not solve counts as infinitely slow.
-        return median([r[key] if r["solved"] else math.inf for r in runs[name]])
-
-    def show(x: float) -> object:
-        return "not solved" if math.isinf(x) else x
-
-    def ratio(key: str) -> float:
-        a, b = med("machina", key), med("stable-baselines3", key)
-        return math.nan if math.isinf(a) or math.isinf(b) else a / b
-
-    keys = ["seconds", "cpu", "steps"]
-    summary = []
-    for name in names:
-        solved = sum(r["solved"] for r in runs[name])
-        summary.append([name, f"{solved}/{len(seeds)}", *(show(med(name, k)) for k in keys)])
-    ratios = [ratio(k) for k in keys]
-    shown = ["n/a" if math.isnan(r) else r for r in ratios]
-    summary.append(["machina / stable-baselines3", "", *shown])
-    print_table(
-        f"Time to solve {ENV_ID}: medians over {len(seeds)} seeds "
-        f"(eval every {args.eval_every} steps, cap {args.max_steps} steps)",
-        ["contender", "solved", "wall-clock s", "CPU s", "env steps"],
-        summary,
+    runs = run_seeds(CONTENDERS, seeds, args.max_steps, args.eval_every)
+    ratios = print_solve_tables(
+        f"Time to solve {ENV_ID} (deterministic eval return >= {SOLVED:.0f})",
+        runs,
+        seeds,
+        f"eval every {args.eval_every} steps, cap {args.max_steps} steps",
     )
     print(f"\nmachine: {machine()}; torch threads: {torch.get_num_threads()}")
     got = ["n/a (a contender did not solve)" if math.isnan(r) else f"{r:.2f}" for r in ratios]

@@ -1,4 +1,4 @@
-"""What the learned-reward estimators share: the modules' device, chunked no-grad calls."""
+"""What the estimators that run networks share: the modules' device, chunked no-grad calls."""
 
 from __future__ import annotations
 

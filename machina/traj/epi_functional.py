@@ -21,6 +21,7 @@ import torch
 
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
+from machina.traj._modules import chunked_no_grad, module_device
 from machina.traj._normalize import normalize_obs_and_acs
 from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
 from machina.traj._replay import window_pris, window_starts
@@ -46,8 +47,7 @@ __all__ = [
     "train_test_split",
 ]
 
-# Rows of observations per value-function call: bounds memory on million-step batches.
-_VF_CHUNK = 65536
+# Episodes per recurrent value-function call: bounds the padded (T, B) batch.
 _VF_RNN_CHUNK = 256
 
 
@@ -83,18 +83,13 @@ def compute_vs(data: Columns, vf: torch.nn.Module) -> dict[str, np.ndarray]:
     return {"vs": vs, "next_vs": next_vs}
 
 
-def _param_device(module: torch.nn.Module) -> torch.device:
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _values_ff(vf: torch.nn.Module, obs: np.ndarray) -> np.ndarray:
-    device = _param_device(vf)
-    out = []
-    for start in range(0, len(obs), _VF_CHUNK):
-        chunk = torch.as_tensor(obs[start : start + _VF_CHUNK], dtype=torch.float32, device=device)
-        out.append(vf(chunk)[0].reshape(-1).cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+    device = module_device(vf)
+
+    def values(rows: slice) -> torch.Tensor:
+        return vf(torch.as_tensor(obs[rows], dtype=torch.float32, device=device))[0].reshape(-1)
+
+    return chunked_no_grad(len(obs), values)
 
 
 def _values_rnn(
@@ -105,7 +100,7 @@ def _values_rnn(
     ``obs`` is (N, *ob_shape) flat, ``final_obs`` (n_epi, *ob_shape); episodes go through
     ``vf`` time-major and zero-padded, ``_VF_RNN_CHUNK`` at a time.
     """
-    device = _param_device(vf)
+    device = module_device(vf)
     starts = np.cumsum(lengths) - lengths
     vs = np.empty(len(obs), dtype=np.float32)
     final_vs = np.empty(len(lengths), dtype=np.float32)
@@ -357,29 +352,26 @@ def compute_pris(
     _check_unit("gamma", gamma)
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
-    device = _param_device(qf)
+    device = module_device(qf)
     keys = ("obs", "acs", "rews", "next_obs")
     columns = {k: data.require(k, "compute_pris") for k in keys}
     columns["terms"] = _terms(data)
-    out = []
-    with torch.no_grad():
-        for lo in range(0, data.num_step, _VF_CHUNK):
-            batch = {
-                k: torch.as_tensor(v[lo : lo + _VF_CHUNK], device=device)
-                for k, v in columns.items()
-            }
-            for k in ("obs", "next_obs", "rews"):
-                batch[k] = batch[k].to(torch.float32)
-            if not continuous:
-                targets = lf_q.dqn_targets(qf, targ_qf, batch, gamma)
-            elif deterministic:
-                targets = lf_q.ddpg_targets(pol, targ_qf, batch, gamma)
-            else:
-                temp = torch.tensor(-np.inf, device=device) if log_alpha is None else log_alpha
-                targets = lf_sac.sac_targets(pol, [targ_qf], temp, batch, gamma, sampling)
-            td = qf(batch["obs"], batch["acs"])[0] - targets
-            out.append(((td.abs() + epsilon) ** alpha).cpu().numpy())
-    return {"pris": np.concatenate(out).astype(np.float32)}
+
+    def pris(rows: slice) -> torch.Tensor:
+        batch = {k: torch.as_tensor(v[rows], device=device) for k, v in columns.items()}
+        for k in ("obs", "next_obs", "rews"):
+            batch[k] = batch[k].to(torch.float32)
+        if not continuous:
+            targets = lf_q.dqn_targets(qf, targ_qf, batch, gamma)
+        elif deterministic:
+            targets = lf_q.ddpg_targets(pol, targ_qf, batch, gamma)
+        else:
+            temp = torch.tensor(-np.inf, device=device) if log_alpha is None else log_alpha
+            targets = lf_sac.sac_targets(pol, [targ_qf], temp, batch, gamma, sampling)
+        td = qf(batch["obs"], batch["acs"])[0] - targets
+        return (td.abs() + epsilon) ** alpha
+
+    return {"pris": chunked_no_grad(data.num_step, pris)}
 
 
 @episode_function
