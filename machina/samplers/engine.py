@@ -556,6 +556,7 @@ class BatchEngine:
         acs_buf = rews_buf = None
         ai_keys = None  # the policy's a_i entries that go into episodes, set at its first call
         ai_bufs: dict[str, np.ndarray] = {}
+        out_bufs: list[tuple[str, np.ndarray]] = []  # (NumpyPolicy outs key, buffer)
         t = 0  # the row of the observations acted on
         while active:
             if should_stop is not None and should_stop():
@@ -564,6 +565,7 @@ class BatchEngine:
                 obs_buf = history.fields["obs"]
                 acs_buf, rews_buf = history.fields.get("acs"), history.fields.get("rews")
                 ai_bufs = {key: history.fields["a_is/" + key] for key in ai_bufs}
+                out_bufs = [("ac", acs_buf), *ai_bufs.items()]
             all_active = len(active) == n
             # Where this step's values go in a row: all of it, or the active slots' columns.
             step_rows = Ellipsis if all_active else np.asarray(active)
@@ -586,28 +588,36 @@ class BatchEngine:
                 a_i = {key: _to_numpy(a_i[key])[0] for key in ai_keys}
                 out_rows = Ellipsis
                 ac_real = ac_real if all_active else ac_real[active]
+            elif fast is not None:
+                out_rows = step_rows
+                if all_active and acs_buf is not None:
+                    # NumpyPolicy writes the actions and a_i straight into this step's rows
+                    outs = {key: buf[t] for key, buf in out_bufs}
+                    ac_real = act(obs_buf[t], outs)[0]
+                    out_rows = None
+                else:
+                    ac_real, ac, a_i = act(obs_buf[t] if all_active else obs_buf[t][step_rows])
             else:
                 out_rows = step_rows
-                batch = obs_buf[t] if all_active else obs_buf[t][step_rows]
-                if fast is None:
-                    batch = torch.from_numpy(batch)
-                    if not on_cpu:
-                        batch = batch.to(device)
+                batch = torch.from_numpy(obs_buf[t] if all_active else obs_buf[t][step_rows])
+                if not on_cpu:
+                    batch = batch.to(device)
                 ac_real, ac, a_i = act(batch)
-                if fast is None:  # NumpyPolicy's outputs are numpy arrays already
-                    if ai_keys is None:
-                        ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
-                    ac_real, ac = _to_numpy(ac_real), _to_numpy(ac)
-                    a_i = {key: _to_numpy(a_i[key]) for key in ai_keys}
+                if ai_keys is None:
+                    ai_keys = [key for key, v in a_i.items() if _is_a_i(key, v)]
+                ac_real, ac = _to_numpy(ac_real), _to_numpy(ac)
+                a_i = {key: _to_numpy(a_i[key]) for key in ai_keys}
             if acs_buf is None:
                 acs_buf = history.add("acs", ac.shape[1:], ac.dtype)
                 rews_buf = history.add("rews", (), np.float32)
                 for key, v in a_i.items():
                     if v.ndim >= 1:
                         ai_bufs[key] = history.add("a_is/" + key, v.shape[1:], v.dtype)
-            acs_buf[t][out_rows] = ac
-            for key, buf in ai_bufs.items():
-                buf[t][out_rows] = a_i[key]
+                out_bufs = [("ac", acs_buf), *ai_bufs.items()]
+            if out_rows is not None:
+                acs_buf[t][out_rows] = ac
+                for key, buf in ai_bufs.items():
+                    buf[t][out_rows] = a_i[key]
 
             # Step every active slot; the next observations go straight into row t + 1.
             next_row = obs_buf[t + 1]
