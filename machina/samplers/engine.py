@@ -230,11 +230,12 @@ def pack_episodes(
     if not records:
         return {"cols": {"a_is": {}}, "bounds": np.zeros(1, dtype=np.int64), "e_is": []}
     num = len(records)
-    order = sorted(range(num), key=lambda i: (records[i][0], records[i][1]))  # slot, start
-    records = [records[i] for i in order]
-    slots = np.fromiter((r[0] for r in records), dtype=np.int64, count=num)
-    firsts = np.fromiter((r[1] for r in records), dtype=np.int64, count=num)
-    lengths = np.fromiter((r[2] for r in records), dtype=np.int64, count=num)
+    slots, firsts, lengths = (
+        np.fromiter((r[j] for r in records), dtype=np.int64, count=num) for j in range(3)
+    )
+    order = np.lexsort((firsts, slots))  # by slot, then start
+    slots, firsts, lengths = slots[order], firsts[order], lengths[order]
+    records = [records[i] for i in order.tolist()]
     bounds = np.zeros(num + 1, dtype=np.int64)
     np.cumsum(lengths, out=bounds[1:])
     total = int(bounds[-1])
@@ -246,7 +247,7 @@ def pack_episodes(
     # Within an episode the next observation is the following row; at its end, the final one.
     next_obs = np.empty_like(obs)
     next_obs[:-1] = obs[1:]
-    next_obs[ends] = finals[np.asarray(order)]
+    next_obs[ends] = finals[order]
     terms = np.zeros(total, dtype=bool)
     truncs = np.zeros(total, dtype=bool)
     terms[ends] = [r[3] for r in records]
@@ -391,19 +392,16 @@ class BatchEngine:
         )
 
     def _store(
-        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str | int, prepro: Callable | None
+        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str, prepro: Callable | None
     ) -> None:
         """``dest[i] = raw`` for slot k: as is without prepro (the caller checks that it is
-        finite), else through ``_observe``. ``phase`` is a name, or the episode step (an int,
-        formatted only for an error: this runs at every episode's end)."""
+        finite), else through ``_observe``."""
         if prepro is not None:
-            phase = f"step {phase}" if isinstance(phase, int) else phase
             dest[i] = self._observe(k, raw, phase, prepro)
             return
         try:
             dest[i] = raw
         except (TypeError, ValueError) as exc:
-            phase = f"step {phase}" if isinstance(phase, int) else phase
             raise self._shape_error(k, raw, phase) from exc
 
     def _reset(self, k: int) -> Any:
@@ -669,11 +667,15 @@ class BatchEngine:
 
             stopped = False  # whether a slot met its quotas (and leaves ``active``)
             if ended:
-                ended_epis.ensure(len(records) + len(ended))
+                first_end = len(records)
+                ended_epis.ensure(first_end + len(ended))
                 finals = ended_epis.fields["finals"]
                 for k, raw, term, trunc in ended:
                     length = t - first_row[k] + 1
-                    self._store(finals, len(records), k, raw, length, prepro)
+                    if prepro is None:  # the final observation is in the row already
+                        finals[len(records)] = next_row[k]
+                    else:
+                        finals[len(records)] = self._observe(k, raw, f"step {length}", prepro)
                     epi_infos = infos[k] if len(infos[k]) == length else None
                     records.append((k, first_row[k], length, bool(term), bool(trunc), epi_infos))
                     steps[k] += length
@@ -686,7 +688,7 @@ class BatchEngine:
                         next_row[k] = finals[len(records) - 1]
                         infos[k] = None
                         stopped = True
-                new_finals = finals[len(records) - len(ended) : len(records)]
+                new_finals = finals[first_end : len(records)]
                 if not _all_finite(new_finals):
                     for (k, _, length, *_), final in zip(records[-len(ended) :], new_finals):
                         if not _all_finite(final):
