@@ -200,7 +200,8 @@ class _History(_Growable):
     def gather(self, name: str, flat_index: np.ndarray) -> np.ndarray:
         """Rows ``flat_index`` (``row * n + slot``) of one field, as a new array."""
         arr = self.fields[name]
-        return arr.reshape(-1, *arr.shape[2:])[flat_index]
+        # np.take: several times faster than fancy indexing for rows of a 2-D array
+        return np.take(arr.reshape(-1, *arr.shape[2:]), flat_index, axis=0)
 
 
 def pack_episodes(
