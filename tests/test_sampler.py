@@ -319,11 +319,12 @@ def confident_pol(env):
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("batch", [1, 7, 64])
 def test_numpy_policy_matches_the_torch_policy(env_id, batch):
     """NumpyPolicy (what fast_inference acts with) against the policy's own call on the same
     observations and torch RNG state: a_i within 1e-6 with the same keys, shapes and dtypes,
-    the same draws (actions equal, or within float32 rounding for Gaussian), the same mode."""
+    the same draws (actions equal, or within float32 rounding for Gaussian), the same mode.
+    64 rows: torch fills 16 or more random values by another (vectorised) kernel."""
     env = gym.make(env_id)
     pol = confident_pol(env)
     fast = NumpyPolicy.build(pol, env.observation_space.shape)
@@ -352,6 +353,29 @@ def test_numpy_policy_matches_the_torch_policy(env_id, batch):
             else:
                 np.testing.assert_array_equal(ac, ref_ac)
                 np.testing.assert_array_equal(ac_real, ref_real)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_numpy_policy_writes_into_given_outputs(env_id):
+    """With ``outs`` (rows of the engine's buffers) NumpyPolicy writes ac and every a_i entry
+    into them and returns them: the same values as without, for sample and mode."""
+    env = gym.make(env_id)
+    pol = confident_pol(env)
+    fast = NumpyPolicy.build(pol, env.observation_space.shape)
+    obs = np.random.default_rng(1).normal(size=(5, *env.observation_space.shape))
+    obs = obs.astype(np.float32)
+    for act in (fast.sample, fast.mode):
+        torch.manual_seed(0)
+        ref_real, ref_ac, ref_a_i = act(obs)
+        outs = {"ac": np.full_like(ref_ac, 7)}
+        outs.update({key: np.full_like(value, 7) for key, value in ref_a_i.items()})
+        torch.manual_seed(0)
+        ac_real, ac, a_i = act(obs, outs)
+        assert ac is outs["ac"] and all(a_i[key] is outs[key] for key in ref_a_i)
+        np.testing.assert_array_equal(ac, ref_ac)
+        np.testing.assert_array_equal(ac_real, ref_real)
+        for key, value in ref_a_i.items():
+            np.testing.assert_array_equal(a_i[key], value)
 
 
 @pytest.mark.parametrize("start", [0, 2])

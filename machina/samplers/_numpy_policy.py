@@ -60,7 +60,7 @@ class NumpyPolicy:
     At these sizes every numpy call costs about a microsecond whatever its work, so the layout
     saves calls: fc2's and the head's biases are an extra input row of their weights, fed by a
     constant column of ones at the end of each hidden buffer (ReLU keeps it 1); ReLU runs in
-    place through a torch view of the buffer (a third of ``np.maximum``'s time); and the
+    place through a torch view of the buffer (less than half of ``np.maximum``'s time); and the
     categorical head computes its logits transposed, ``(n, B)``, so that the softmax and the
     draw reduce over rows of B values instead of B rows of n.
     """
