@@ -47,31 +47,6 @@ def calc_rewards(
     return rews, dict(skill=split_skill(obs, num_skill)[1])
 
 
-class _DiaynRewsTraj(Traj):
-    """Read-only view of a Traj's stored episodes whose batches carry DIAYN rewards.
-
-    It shares the columns of ``source`` (nothing is copied, ``source`` is never written) and
-    rewrites ``rews`` in each batch it draws, so that ``sac.train`` runs unchanged on it.
-    """
-
-    def __init__(self, source: Traj, discrim: torch.nn.Module, num_skill: int, ob_key: str) -> None:
-        super().__init__(device=source.device)
-        self.data_map = source.data_map
-        self.groups = source.groups
-        self._epis_index = source.epis_index
-        self.discrim, self.num_skill, self.ob_key = discrim, num_skill, ob_key
-        self.rew_sum, self.rew_count = 0.0, 0
-
-    def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        batch = super()._batch(indices)
-        with torch.no_grad():
-            rews = diayn_rews(self.discrim, batch[self.ob_key], self.num_skill)
-        batch["rews"] = rews.to(batch["rews"].dtype)
-        self.rew_sum += float(rews.sum())
-        self.rew_count += len(rews)
-        return batch
-
-
 def train(
     traj: Traj,
     pol: torch.nn.Module,
@@ -127,9 +102,19 @@ def train(
         batches (0 at chance, ``log(num_skill)`` when every state tells its skill).
     """
     check_traj(traj, (*sac.OFF_POLICY_KEYS, ob_key), "diayn_sac")
-    view = _DiaynRewsTraj(traj, discrim, num_skill, ob_key)
+    rew_sum, rew_count = 0.0, 0
+
+    def relabel(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        nonlocal rew_sum, rew_count
+        with torch.no_grad():
+            rews = diayn_rews(discrim, batch[ob_key], num_skill)
+        batch["rews"] = rews.to(batch["rews"].dtype)
+        rew_sum += float(rews.sum())
+        rew_count += len(rews)
+        return batch
+
     result = sac.train(
-        view,
+        traj,
         pol,
         qfs,
         targ_qfs,
@@ -146,6 +131,7 @@ def train(
         log_enable=log_enable,
         target_ent=target_ent,
         max_grad_norm=max_grad_norm,
+        transform_batch=relabel,
     )
-    result["DiaynRew"] = view.rew_sum / max(view.rew_count, 1)
+    result["DiaynRew"] = rew_sum / max(rew_count, 1)
     return result

@@ -5,7 +5,7 @@ Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:18
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,7 @@ def train(
     log_enable: bool = True,
     target_ent: float | None = None,
     max_grad_norm: float | None = None,
+    transform_batch: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> dict:
     """Take ``epoch`` SAC gradient steps, each on a uniform random batch of ``traj``.
 
@@ -101,6 +102,10 @@ def train(
         Target entropy; default ``-action_dim``.
     max_grad_norm : float, optional
         Gradient-norm clip of every network.
+    transform_batch : callable, optional
+        Applied to every batch (a dict of ``(batch_size, ...)`` tensors, a copy of the
+        replay's rows) before the step, e.g. to relabel ``rews`` with a learned reward
+        (:func:`machina.algos.diayn_sac.train`); returns the batch to train on.
 
     Returns
     -------
@@ -121,6 +126,8 @@ def train(
     qf_params = [p for qf in qfs for p in qf.parameters()]
     llh = None
     for batch in traj.random_batch(batch_size, epoch):
+        if transform_batch is not None:
+            batch = transform_batch(batch)
         targets = lf.sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
         qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
         qf_losses.append(optimizer_step(optim_qfs, qf_loss, qf_params, max_grad_norm) / len(qfs))
