@@ -51,7 +51,9 @@ parser.add_argument("--pol_lr", type=float, default=3e-3)
 parser.add_argument("--vf_lr", type=float, default=1e-2)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
 parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
+parser.add_argument(
+    "--lam", type=float, default=0.97, help="GAE lambda, also of the value targets (TD(lambda))"
+)
 parser.add_argument("--clip_param", type=float, default=0.2)
 parser.add_argument("--ent_beta", type=float, default=0.0)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
@@ -80,8 +82,9 @@ if solve_return is None and env.spec is not None:
 
 pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
-optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
-optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)
+# fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
+optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
+optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
 sampler = EpiSampler(
     env, pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
 )
@@ -94,7 +97,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
         traj = Traj()
         traj.add_epis(epis)
         traj = ef.compute_vs(traj, vf)
-        traj = ef.compute_rets(traj, args.gamma)
+        traj = ef.compute_rets(traj, args.gamma, args.lam)  # TD(lambda) value targets
         traj = ef.compute_advs(traj, args.gamma, args.lam)
         traj = ef.centerize_advs(traj)
         traj = ef.compute_h_masks(traj)

@@ -47,6 +47,22 @@ def ref_rets(epi, gamma, vf):
     return rets
 
 
+def ref_lambda_rets(epi, gamma, lam, vf):
+    """TD(lambda) returns step by step: G[t] = r[t] + gamma * ((1 - lam) * V(s[t+1]) +
+    lam * G[t+1]), and at the end r + gamma * V(s_T) unless terminated."""
+    length = len(epi["rews"])
+    rets = np.zeros(length)
+    for t in reversed(range(length)):
+        if t == length - 1:
+            rets[t] = epi["rews"][t]
+            if not epi["terms"][t]:
+                rets[t] += gamma * ref_v(vf, epi["next_obs"][t])
+        else:
+            next_v = ref_v(vf, epi["obs"][t + 1])
+            rets[t] = epi["rews"][t] + gamma * ((1 - lam) * next_v + lam * rets[t + 1])
+    return rets
+
+
 def ref_advs(epi, gamma, lam, vf):
     """GAE as in Schulman et al. (2016): delta recursion, step by step."""
     length = len(epi["rews"])
@@ -151,6 +167,24 @@ def test_compute_advs_matches_reference(epis, gamma, lam, path):
         ref = ref_advs(epi, gamma, lam, vf)
         np.testing.assert_allclose(new["advs"], ref, rtol=1e-4, atol=1e-4)
     _assert_unchanged(before, epis)
+
+
+@pytest.mark.parametrize("path", ["list", "traj"])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.97])
+def test_compute_rets_with_lambda_matches_reference(epis, lam, path):
+    """TD(lambda) value targets: the per-step recursion, and GAE's advs + vs."""
+    vf = LinearVf(3)
+    data = ef.compute_vs(_as(path, epis), vf)
+    out = _episodes(ef.compute_advs(ef.compute_rets(data, 0.98, lam), 0.98, lam))
+    for epi, new in zip(epis, out):
+        ref = ref_lambda_rets(epi, 0.98, lam, vf)
+        np.testing.assert_allclose(new["rets"], ref, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(new["rets"], new["advs"] + new["vs"], rtol=1e-5, atol=1e-5)
+    terminated = [epi for epi in epis if epi["terms"][-1]]
+    with pytest.raises(KeyError, match=r"compute_rets \(lam < 1\).*compute_vs"):
+        ef.compute_rets(terminated, 0.98, 0.9)  # V(next obs) is needed at every step
+    with pytest.raises(ValueError, match="lam: expected a float in"):
+        ef.compute_rets(data, 0.98, 1.5)
 
 
 def test_gae_with_lambda_one_is_return_minus_value(epis):

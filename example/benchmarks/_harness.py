@@ -7,6 +7,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -21,6 +22,15 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def quiet_sb3(model: Any) -> Any:
+    """Give a stable-baselines3 model a logger that writes nothing: its default one makes a
+    new folder in the temporary directory for every run. Returns the model."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def alternate(contenders: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import Curve, machine, print_solve_tables, run_seeds  # noqa: E402
+from _harness import Curve, machine, print_solve_tables, quiet_sb3, run_seeds  # noqa: E402
 
 ENV_ID = "Pendulum-v1"
 SOLVED = -200.0
@@ -168,7 +168,7 @@ def run_sb3(seed: int, max_steps: int, eval_every: int) -> dict:
         device="cpu",
         verbose=0,
     )
-    model.learn(total_timesteps=max_steps, callback=Eval())
+    quiet_sb3(model).learn(total_timesteps=max_steps, callback=Eval())
     if not curve.solved and (not curve.points or curve.points[-1][1] < model.num_timesteps):
         # The cap is reached: evaluate the policy trained on the last step too.
         mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPIS, deterministic=True)

@@ -56,7 +56,7 @@ import gymnasium as gym
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import alternate, machine, median, print_table  # noqa: E402
+from _harness import alternate, machine, median, print_table, quiet_sb3  # noqa: E402
 
 from machina.pols import make_pol  # noqa: E402
 from machina.samplers import EpiSampler  # noqa: E402
@@ -196,6 +196,7 @@ class SB3:
             )
         self.steps = n_steps * num_envs
         self.clock = clock
+        quiet_sb3(self.model)
         _, self.callback = self.model._setup_learn(10**12, None)
         self.callback.on_training_start(locals(), globals())
         self()  # warm-up

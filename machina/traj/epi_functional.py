@@ -199,20 +199,27 @@ def lambda_returns(
 
 
 @episode_function
-def compute_rets(data: Columns, gamma: float) -> dict[str, np.ndarray]:
-    """Add ``rets`` (T,) float32, discounted returns bootstrapped at truncation.
+def compute_rets(data: Columns, gamma: float, lam: float = 1.0) -> dict[str, np.ndarray]:
+    """Add ``rets`` (T,) float32, discounted returns bootstrapped at truncation, or with
+    ``lam < 1`` TD(lambda) returns: value targets of less variance than whole-episode sums.
 
     Parameters
     ----------
     data : Traj or list of dict
         Episodes with ``rews`` (T,), ``terms`` (T,), ``truncs`` (T,) and, when any episode
-        is truncated, ``next_vs`` (T,) from ``compute_vs``.
+        is truncated or ``lam < 1``, ``next_vs`` (T,) from ``compute_vs``.
     gamma : float
         Discount factor in [0, 1].
+    lam : float
+        TD(lambda)'s lambda in [0, 1]; 1 (the default) gives discounted returns. With the
+        ``lam`` of ``compute_advs``, ``rets = advs + vs`` (GAE's value target).
     """
-    next_vs = _bootstrap_values(data, "compute_rets")
+    if lam == 1.0:
+        next_vs = _bootstrap_values(data, "compute_rets")
+    else:  # every step bootstraps a (1 - lam) share from V(next obs)
+        next_vs = data.require("next_vs", "compute_rets (lam < 1)", "ef.compute_vs(data, vf)")
     rews = data.require("rews", "compute_rets")
-    rets = lambda_returns(rews, next_vs, _terms(data), data.lengths, gamma, 1.0)
+    rets = lambda_returns(rews, next_vs, _terms(data), data.lengths, gamma, lam)
     return {"rets": rets.astype(np.float32)}
 
 
