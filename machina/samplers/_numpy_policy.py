@@ -61,26 +61,26 @@ class NumpyPolicy:
     Notes
     -----
     At these sizes every numpy call costs about a microsecond whatever its work, so the layout
-    saves calls: fc2's and the head's biases are an extra input row of their weights, fed by a
-    constant column of ones at the end of each hidden buffer (ReLU keeps it 1); ReLU runs in
-    place through a torch view of the buffer (less than half of ``np.maximum``'s time); and the
-    categorical head computes its logits transposed, ``(n, B)``, so that the softmax and the
-    draw reduce over rows of B values instead of B rows of n.
+    saves calls: activations are transposed, ``(features, B)``, so that every matmul writes a
+    C-contiguous block and the softmax and the draw reduce over rows of B values instead of B
+    rows of n; fc2's and the head's biases are an extra input column of their weights, fed by
+    a constant row of ones at the end of each hidden buffer (ReLU keeps it 1); ReLU runs in
+    place through a torch view of the buffer (less than half of ``np.maximum``'s time).
     """
 
     def __init__(self, pol: GaussianPol | CategoricalPol) -> None:
         net = pol.net
         self.pol = pol
         self.box = isinstance(pol, GaussianPol)
+        # Activations are transposed, (features, B): every matmul writes a C-contiguous
+        # block (BLAS straight into the buffer) and the softmax reduces over rows of B values.
         weight, bias = _weights(net.fc1)
-        self.w1, self.b1 = np.ascontiguousarray(weight.T), bias.copy()  # x @ w1 + b1
+        self.w1, self.b1 = weight.copy(), bias[:, None].copy()  # w1 @ obs.T + b1
         weight, bias = _weights(net.fc2)
-        self.w2 = np.ascontiguousarray(np.vstack([weight.T, bias[None]]))  # (h1 + 1, h2)
+        self.w2 = np.ascontiguousarray(np.hstack([weight, bias[:, None]]))  # (h2, h1 + 1)
         head = net.head
         weight, bias = _weights(head.mean_layer if self.box else head.output_layer)
-        head_w = np.hstack([weight, bias[:, None]])  # (out, h2 + 1)
-        # Gaussian: mean (B, d) = h2 @ head_w.T; categorical: logits.T (n, B) = head_w @ h2.T
-        self.head_w = np.ascontiguousarray(head_w.T if self.box else head_w)
+        self.head_w = np.ascontiguousarray(np.hstack([weight, bias[:, None]]))  # (out, h2 + 1)
         if self.box:
             self.log_std = head.log_std_param.detach().numpy().copy()
             self.std = np.exp(self.log_std)  # what torch.exp gives, to float32 rounding
@@ -93,7 +93,7 @@ class NumpyPolicy:
             and start.ndim == 0
             and int(start) == 0
         )
-        self._batch = -1  # the batch size the hidden buffers are for (see _hidden)
+        self._batch = -1  # the batch size the buffers are for (see _buffers)
 
     @classmethod
     def build(cls, pol: Any, ob_shape: tuple[int, ...]) -> NumpyPolicy | None:
@@ -133,39 +133,42 @@ class NumpyPolicy:
         once: they are reused while the batch size stays the same (they never leave the
         call, unlike the outputs)."""
         self._batch = batch
-        h1 = np.ones((batch, self.w1.shape[1] + 1), np.float32)
-        h2 = np.ones((batch, self.w2.shape[1] + 1), np.float32)
+        h1 = np.ones((self.w1.shape[0] + 1, batch), np.float32)
+        h2 = np.ones((self.w2.shape[0] + 1, batch), np.float32)
         self._h1, self._h2 = h1, h2
-        self._h1_out, self._h2_out = h1[:, :-1], h2[:, :-1]  # the ones column stays out
+        self._h1_out, self._h2_out = h1[:-1], h2[:-1]  # the row of ones stays out
         self._relu1, self._relu2 = torch.from_numpy(h1), torch.from_numpy(h2)
         # torch.rand(B) and torch.randn(B, d) are empty(...).uniform_() / .normal_(): the
         # same draws, into a buffer shared with numpy
-        width = self.head_w.shape[1] if self.box else 1
+        width = self.head_w.shape[0] if self.box else 1
         self._noise = torch.empty(batch, width) if self.box else torch.empty(batch)
         self._noise_np = self._noise.numpy()
 
-    def _hidden(self, obs: np.ndarray) -> np.ndarray:
-        """The last hidden layer ``(B, h2 + 1)`` for ``obs (B, *ob_shape)``, its last column 1."""
+    def _head(self, obs: np.ndarray) -> np.ndarray:
+        """The head's linear output, transposed: ``(out, B)`` for ``obs (B, *ob_shape)``."""
         if obs.shape[0] != self._batch:
             self._buffers(obs.shape[0])
         h1 = self._h1_out
-        np.matmul(obs if obs.ndim == 2 else obs.reshape(len(obs), -1), self.w1, out=h1)
+        np.dot(self.w1, obs.reshape(len(obs), -1).T, out=h1)
         np.add(h1, self.b1, out=h1)
         self._relu1.relu_()
-        np.matmul(self._h1, self.w2, out=self._h2_out)
+        np.dot(self.w2, self._h1, out=self._h2_out)
         self._relu2.relu_()
-        return self._h2
+        return np.dot(self.head_w, self._h2)
 
     def _mean(self, obs: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         """The Gaussian head's ``mean (B, d)``, into ``out`` if given."""
-        mean = np.dot(self._hidden(obs), self.head_w, out=out)
-        return np.tanh(mean, out=mean)
+        mean_t = self._head(obs)
+        if out is None:
+            return np.tanh(mean_t, out=mean_t).T
+        np.tanh(mean_t, out=out.T)
+        return out
 
     def _softmax(self, obs: np.ndarray, pi: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """``pi (B, n)``, into ``pi`` if given, and the transposed cumulative sums ``(n, B)`` of
         ``exp(logits - max)``, the unnormalised ``pi`` (their last row is the sum that
         normalises ``pi``: one reduction for both), as torch computes softmax."""
-        out = np.dot(self.head_w, self._hidden(obs).T)  # (n, B)
+        out = self._head(obs)
         np.subtract(out, np.maximum.reduce(out, axis=0), out=out)
         np.exp(out, out=out)
         cum = np.add.accumulate(out, axis=0)
