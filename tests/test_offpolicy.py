@@ -545,6 +545,48 @@ def _pendulum_spaces():
     return env.observation_space, env.action_space
 
 
+def test_sac_transform_batch_sees_every_batch_and_trains_on_its_result(rng):
+    """transform_batch gets each of the epoch batches (copies: the replay keeps its rewards)
+    and the step uses what it returns: rewards of 1000 give a far larger Q loss."""
+    traj = _traj_from(make_random_epis(rng, 10))
+    rews_before = traj.data_map["rews"].clone()
+    ac_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    losses, seen = {}, []
+
+    def relabel(batch):
+        seen.append(len(batch["rews"]))
+        batch["rews"] = torch.full_like(batch["rews"], 1000.0)
+        return batch
+
+    for name, transform in (("identity", None), ("relabel", relabel)):
+        torch.manual_seed(0)
+        qfs = [
+            DeterministicSAVfunc(BOX_OB, ac_space, QNet(BOX_OB, ac_space, 8, 8)) for _ in range(2)
+        ]
+        pol = TanhGaussianPol(BOX_OB, ac_space, PolNet(BOX_OB, ac_space, 8, 8))
+        log_alpha = torch.zeros((), requires_grad=True)
+        result = sac.train(
+            traj,
+            pol,
+            qfs,
+            [copy.deepcopy(qf) for qf in qfs],
+            log_alpha,
+            torch.optim.Adam(pol.parameters()),
+            torch.optim.Adam([p for qf in qfs for p in qf.parameters()]),
+            torch.optim.Adam([log_alpha]),
+            3,
+            8,
+            0.1,
+            0.9,
+            log_enable=False,
+            transform_batch=transform,
+        )
+        losses[name] = result["QfLoss"][0]
+    assert seen == [8, 8, 8]
+    assert losses["relabel"] > 1e4 * losses["identity"]
+    assert torch.equal(traj.data_map["rews"], rews_before)
+
+
 def test_sac_solves_pendulum_within_15k_steps(one_thread):
     torch.manual_seed(0)
     ob, ac = _pendulum_spaces()
