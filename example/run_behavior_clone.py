@@ -21,7 +21,7 @@ from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
-from machina.traj._split import train_test_split
+from machina.traj import epi_functional as ef
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
@@ -50,7 +50,7 @@ optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 sampler = EpiSampler(env, pol, seed=args.seed)
 
 expert_epis = Traj.load(args.expert_path).epis()
-train_epis, test_epis = train_test_split(expert_epis, train_size=args.train_size)
+train_epis, test_epis = ef.train_test_split(expert_epis, train_size=args.train_size)
 train_traj = Traj()
 train_traj.add_epis(train_epis)
 train_traj.register_epis()

@@ -23,7 +23,6 @@ from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-from machina.traj._pseudo_rews import compute_pseudo_rews
 from machina.vfuncs import DeterministicSAVfunc, make_vf
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -86,7 +85,7 @@ while total_step < args.max_steps:
 
     agent_traj = Traj()
     agent_traj.add_epis(epis)
-    agent_traj = compute_pseudo_rews(agent_traj, discrim)
+    agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
     agent_traj = ef.compute_vs(agent_traj, vf)
     agent_traj = ef.compute_rets(agent_traj, args.gamma)
     agent_traj = ef.compute_advs(agent_traj, args.gamma, args.lam)
