@@ -73,6 +73,13 @@ def whole_batch(traj: Traj, modules: Iterable[torch.nn.Module]) -> Batch:
     return dict(traj.data_map)
 
 
+def check_sampling(sampling: int, fn_name: str) -> None:
+    """A ValueError naming ``fn_name`` unless ``sampling`` (actions drawn per state) is an
+    int >= 1."""
+    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
+        raise ValueError(f"{fn_name}: sampling: expected an int >= 1, got {sampling!r}")
+
+
 def optimizer_step(
     optim: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
     loss: torch.Tensor,

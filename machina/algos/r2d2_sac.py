@@ -16,7 +16,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from machina.algos._common import check_traj, frozen, log, optimizer_step, polyak_update
+from machina.algos._common import (
+    check_sampling,
+    check_traj,
+    frozen,
+    log,
+    optimizer_step,
+    polyak_update,
+)
 from machina.algos.sac import OFF_POLICY_KEYS, _check_pol
 from machina.loss_functional import r2d2_sac as lf_r2d2
 from machina.traj import Traj
@@ -125,9 +132,8 @@ def train(
     check_traj(traj, (*OFF_POLICY_KEYS, "pris", "seq_pris"), "r2d2_sac")
     qfs, targ_qfs = list(qfs), list(targ_qfs)
     _check_recurrent(pol, qfs, targ_qfs)
-    _check_pol(pol, reparam)
-    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
-        raise ValueError(f"r2d2_sac.train: sampling: expected an int >= 1, got {sampling!r}")
+    _check_pol(pol, reparam, "r2d2_sac.train")
+    check_sampling(sampling, "r2d2_sac.train")
     if not 0 <= burn_in_length < seq_length:
         raise ValueError(
             f"r2d2_sac.train: burn_in_length: expected an int in [0, seq_length={seq_length}), "

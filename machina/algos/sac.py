@@ -13,6 +13,7 @@ import torch
 from machina import loss_functional as lf
 from machina.algos._common import (
     check_feed_forward,
+    check_sampling,
     check_traj,
     frozen,
     log,
@@ -26,8 +27,9 @@ from machina.traj import Traj
 OFF_POLICY_KEYS = ("obs", "acs", "rews", "next_obs", "terms")
 
 
-def _check_pol(pol: torch.nn.Module, reparam: bool) -> None:
-    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam)."""
+def _check_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sac.train") -> None:
+    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam);
+    ``fn_name`` is the function the error names (SAC's relatives share this check)."""
     pd = getattr(pol, "pd", None)
     usable = isinstance(pd, GaussianPd) or hasattr(pd, "sample_with_llh")
     if not reparam:
@@ -35,7 +37,7 @@ def _check_pol(pol: torch.nn.Module, reparam: bool) -> None:
     if not usable:
         what = "a reparameterisable" if reparam else "a stochastic"
         raise ValueError(
-            f"sac.train: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
+            f"{fn_name}: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
             f"{type(pol).__name__} with pd {type(pd).__name__}"
         )
 
@@ -117,8 +119,7 @@ def train(
     qfs, targ_qfs = list(qfs), list(targ_qfs)
     check_feed_forward("sac", pol=pol, qfs=qfs)
     _check_pol(pol, reparam)
-    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
-        raise ValueError(f"sac.train: sampling: expected an int >= 1, got {sampling!r}")
+    check_sampling(sampling, "sac.train")
     if target_ent is None:
         target_ent = -float(np.prod(pol.action_space.shape))
     log(log_enable, "Optimizing...")

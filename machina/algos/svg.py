@@ -10,6 +10,7 @@ import torch
 
 from machina.algos._common import (
     check_feed_forward,
+    check_sampling,
     check_traj,
     frozen,
     log,
@@ -19,18 +20,6 @@ from machina.algos._common import (
 from machina.algos.sac import OFF_POLICY_KEYS, _check_pol
 from machina.loss_functional import svg as svg_lf
 from machina.traj import Traj
-
-
-def _check_sampling(sampling: int, algo: str) -> None:
-    if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
-        raise ValueError(f"{algo}.train: sampling: expected an int >= 1, got {sampling!r}")
-
-
-def _check_reparam(pol: torch.nn.Module, algo: str) -> None:
-    try:
-        _check_pol(pol, reparam=True)
-    except ValueError as err:
-        raise ValueError(str(err).replace("sac.train", algo)) from None
 
 
 def train(
@@ -90,8 +79,8 @@ def train(
     """
     check_traj(traj, OFF_POLICY_KEYS, "svg")
     check_feed_forward("svg", pol=pol, qf=qf)
-    _check_reparam(pol, "svg.train")
-    _check_sampling(sampling, "svg")
+    _check_pol(pol, True, "svg.train")
+    check_sampling(sampling, "svg.train")
     log(log_enable, "Optimizing...")
     pol_losses, qf_losses = [], []
     for batch in traj.random_batch(batch_size, epoch):
@@ -177,8 +166,8 @@ def train_svg1(
     """
     check_traj(traj, OFF_POLICY_KEYS, "svg")
     check_feed_forward("svg", pol=pol, vf=vf, dm=dm)
-    _check_reparam(pol, "svg.train_svg1")
-    _check_sampling(sampling, "svg")
+    _check_pol(pol, True, "svg.train_svg1")
+    check_sampling(sampling, "svg.train_svg1")
     if not callable(rew_fn):
         raise TypeError(
             f"svg.train_svg1: rew_fn: expected a callable (obs, acs) -> rews, got "
