@@ -37,15 +37,6 @@ def gym_box(n):
     return gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
 
 
-@pytest.fixture
-def one_thread():
-    """Small nets on shared cores: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_skill_epis(rng, n_epi, max_len=30):
     """Random episodes (terminated and truncated ends mixed) from a SkillEnv: obs and
     next_obs end with the one-hot of the episode's skill."""
@@ -207,7 +198,7 @@ def test_errors_name_the_argument(rng):
 
 
 # ------------------------------------------------------------- discriminator training
-def test_diayn_train_learns_to_tell_separable_skills(one_thread):
+def test_diayn_train_learns_to_tell_separable_skills():
     """States of skill z gather around centre z (Bayes accuracy > 0.99): the discriminator
     must become near-perfect on fresh states."""
     torch.manual_seed(0)
@@ -246,7 +237,7 @@ def _pendulum_replay(n_steps, seed=0):
     return env, traj
 
 
-def test_diayn_sac_fits_q_to_the_pseudo_reward_and_keeps_the_replay(one_thread):
+def test_diayn_sac_fits_q_to_the_pseudo_reward_and_keeps_the_replay():
     """With gamma = 0 the soft Q target is the reward alone: the Q functions must learn the
     per-skill pseudo reward of a constant discriminator, not the environment's reward."""
     torch.manual_seed(0)
@@ -325,7 +316,7 @@ def _diayn_heldout_accuracy(max_steps, train_pol, seed=0):
     return float(skill_accuracy(discrim, obs, K))
 
 
-def test_diayn_sac_discovers_distinguishable_skills(one_thread):
+def test_diayn_sac_discovers_distinguishable_skills():
     """Learning test. Chance is 1/4. After 3000 env steps of DIAYN-SAC the discriminator
     must tell the skill of 32 fresh episodes' states at >= 0.6 (2.4x chance; measured 0.83
     at seed 0, 0.82-0.85 at seeds 1-2). Baselines, same loop and budget: the policy left

@@ -17,14 +17,6 @@ from machina.traj import epi_functional as ef
 from machina.vfuncs import make_vf
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mean_return(epis):
     return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
@@ -32,7 +24,6 @@ def mean_return(epis):
 @pytest.fixture(scope="module")
 def teacher():
     """A PPO teacher on CartPole (30k steps, ~20 s) and its deterministic return."""
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     env = gym.make("CartPole-v1")
     pol = make_pol(env.observation_space, env.action_space, h_size=64)

@@ -32,8 +32,6 @@ OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 AC = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 EXPERT_H = 64
 
-torch.set_num_threads(1)
-
 
 def mean_return(epis, key="rews"):
     return float(np.mean([np.sum(epi[key]) for epi in epis]))

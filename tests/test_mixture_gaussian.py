@@ -21,14 +21,6 @@ from machina.vfuncs import DeterministicSVfunc
 LEADS = [(5,), (4, 3)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _params(generator, lead, k=3, d=2, spread=1.0):
     pi = torch.softmax(torch.randn(*lead, k, generator=generator), dim=-1)
     mean = spread * torch.randn(*lead, k, d, generator=generator)

@@ -19,14 +19,6 @@ from machina.traj import Traj
 from machina.traj import epi_functional as ef
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def pendulum_rew(next_obs, acs):
     theta = torch.atan2(next_obs[:, 1], next_obs[:, 0])
     return -(theta**2 + 0.1 * next_obs[:, 2].clamp(-8, 8) ** 2 + 0.001 * acs[:, 0] ** 2)

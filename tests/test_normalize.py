@@ -20,14 +20,6 @@ from machina.traj import traj_functional as tf
 STATS = ("mean_obs", "std_obs", "mean_acs", "std_acs")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scaled_epis(rng, n_epi=6):
     """Random episodes whose dimensions have distinct offsets and scales."""
     epis = make_random_epis(rng, n_epi)

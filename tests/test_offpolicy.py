@@ -36,15 +36,6 @@ BOX_AC = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 DISCRETE_AC = gym.spaces.Discrete(3)
 
 
-@pytest.fixture
-def one_thread():
-    """Small nets on shared cores: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------- Polyak averaging
 def test_polyak_update_moves_parameters_by_tau_and_copies_buffers():
     torch.manual_seed(0)
@@ -306,7 +297,7 @@ def test_train_functions_return_their_losses(rng):
 
 
 # --------------------------------------------------------------------------- noise
-def test_ou_noise_follows_its_recursion_and_resets(one_thread):
+def test_ou_noise_follows_its_recursion_and_resets():
     noise = OUActionNoise(BOX_AC, sigma=0.3, theta=0.5, dt=0.1, x0=[1.0])
     torch.manual_seed(0)
     x1 = noise((2,))
@@ -587,7 +578,7 @@ def test_sac_transform_batch_sees_every_batch_and_trains_on_its_result(rng):
     assert torch.equal(traj.data_map["rews"], rews_before)
 
 
-def test_sac_solves_pendulum_within_15k_steps(one_thread):
+def test_sac_solves_pendulum_within_15k_steps():
     torch.manual_seed(0)
     ob, ac = _pendulum_spaces()
     pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
@@ -622,7 +613,7 @@ def test_sac_solves_pendulum_within_15k_steps(one_thread):
 
 
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
-def test_deterministic_pg_improves_pendulum_past_minus_600(one_thread, algo):
+def test_deterministic_pg_improves_pendulum_past_minus_600(algo):
     torch.manual_seed(0)
     ob, ac = _pendulum_spaces()
     net = PolNet(ob, ac, deterministic=True)
@@ -653,7 +644,7 @@ def test_deterministic_pg_improves_pendulum_past_minus_600(one_thread, algo):
     assert eval_return >= -600.0
 
 
-def test_dqn_reaches_150_on_cartpole(one_thread):
+def test_dqn_reaches_150_on_cartpole():
     torch.manual_seed(0)
     env = gym.make("CartPole-v1")
     ob, ac = env.observation_space, env.action_space
@@ -883,7 +874,7 @@ def _random_pendulum_return(seed=0, epis=10):
 PENDULUM_MARGIN = 700.0
 
 
-def test_qtopt_beats_random_on_pendulum_by_700(one_thread):
+def test_qtopt_beats_random_on_pendulum_by_700():
     torch.manual_seed(0)
     baseline = _random_pendulum_return()
     ob, ac = _pendulum_spaces()
@@ -922,7 +913,7 @@ def test_qtopt_beats_random_on_pendulum_by_700(one_thread):
 
 
 @pytest.mark.parametrize("variant", [0, 1])
-def test_svg_beats_random_on_pendulum_by_700(one_thread, variant):
+def test_svg_beats_random_on_pendulum_by_700(variant):
     torch.manual_seed(0)
     baseline = _random_pendulum_return()
     ob, ac = _pendulum_spaces()

@@ -5,7 +5,6 @@ import csv
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 from conftest import run_example
 
@@ -21,14 +20,6 @@ from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc
 MARGIN = 600.0
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _snapshot(module):
     return [p.detach().clone() for p in module.parameters()]
 
@@ -42,7 +33,7 @@ def _eval(sampler, pol):
     return float(np.mean([epi["rews"].sum() for epi in epis]))
 
 
-def test_ppo_and_sac_both_improve_one_pendulum_policy(one_thread):
+def test_ppo_and_sac_both_improve_one_pendulum_policy():
     """Every iteration PPO and then SAC each step the one policy; the return improves."""
     torch.manual_seed(0)
     env = gym.make("Pendulum-v1")
