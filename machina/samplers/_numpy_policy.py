@@ -30,7 +30,7 @@ from torch import nn
 
 from machina.nets._layers import PolHead
 from machina.nets.mlp import PolNet
-from machina.pds.categorical_pd import CategoricalPd, sample_categorical
+from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.gaussian_pol import GaussianPol
@@ -200,9 +200,9 @@ class NumpyPolicy:
         # sample_categorical on the unnormalised pi: the first class whose cumulative value
         # exceeds u * total, so class k with probability exp_k / total = pi_k
         total = cum[-1]
-        # NaN or 0 (a NaN minimum compares False): the torch path's error
+        # NaN or 0 (a NaN minimum compares False): the torch path's error (sample_categorical's)
         if not np.minimum.reduce(total, axis=None) > 0.0:
-            sample_categorical(torch.from_numpy(pi), torch.Size())
+            raise _invalid_pi(torch.from_numpy(pi))
         self._noise.uniform_()  # the torch path's (B, 1) uniform draws
         u = np.multiply(self._noise_np, total, out=self._noise_np)
         ac = np.add.reduce(np.less_equal(cum, u), axis=0, dtype=np.int64, out=get("ac"))

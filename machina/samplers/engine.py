@@ -392,18 +392,16 @@ class BatchEngine:
             "the first one) was expected",
         )
 
-    def _store(
-        self, dest: np.ndarray, i: int, k: int, raw: Any, phase: str, prepro: Callable | None
-    ) -> None:
-        """``dest[i] = raw`` for slot k: as is without prepro (the caller checks that it is
-        finite), else through ``_observe``."""
+    def _store_reset(self, row: np.ndarray, k: int, raw: Any, prepro: Callable | None) -> None:
+        """``row[k] = raw``, slot k's reset observation: as is without prepro (the caller checks
+        that it is finite), else through ``_observe``."""
         if prepro is not None:
-            dest[i] = self._observe(k, raw, phase, prepro)
+            row[k] = self._observe(k, raw, "reset", prepro)
             return
         try:
-            dest[i] = raw
+            row[k] = raw
         except (TypeError, ValueError) as exc:
-            raise self._shape_error(k, raw, phase) from exc
+            raise self._shape_error(k, raw, "reset") from exc
 
     def _reset(self, k: int) -> Any:
         """Reset slot k (with its seed the first time); the raw observation."""
@@ -506,8 +504,7 @@ class BatchEngine:
         fast_inference,
     ):
         n = len(self.envs)
-        envs = self.envs
-        env_steps = [env.step for env in envs]  # bound once: looked up at every env step
+        env_steps = [env.step for env in self.envs]  # bound once: looked up at every env step
         act = pol.deterministic_ac_real if deterministic else pol
         param = next(iter(pol.parameters()), None) if hasattr(pol, "parameters") else None
         device = param.device if param is not None else torch.device("cpu")
@@ -681,7 +678,7 @@ class BatchEngine:
                     records.append((k, first_row[k], length, bool(term), bool(trunc), epi_infos))
                     steps[k] += length
                     if under_quotas(k):
-                        self._store(next_row, k, k, self._reset(k), "reset", prepro)
+                        self._store_reset(next_row, k, self._reset(k), prepro)
                         begin(k, t + 1)
                     else:
                         # A slot that stops keeps its final observation (a recurrent policy

@@ -24,7 +24,7 @@ from machina.traj._episodes import Columns, episode_function
 from machina.traj._modules import chunked_no_grad, module_device
 from machina.traj._normalize import normalize_obs_and_acs
 from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
-from machina.traj._replay import window_pris, window_starts
+from machina.traj._replay import window_counts, window_pris, window_starts
 from machina.traj._scan import reverse_discounted_sum
 from machina.traj._split import train_test_split
 
@@ -406,7 +406,7 @@ def compute_seq_pris(data: Columns, seq_length: int, eta: float = 0.9) -> dict[s
     pris = torch.as_tensor(data.require("pris", "compute_seq_pris", "ef.set_all_pris"))
     index = np.concatenate([[0], data.ends])
     starts = window_starts(index, seq_length)
-    ends = np.repeat(data.ends, np.maximum(data.lengths - seq_length, 0) + 1)
+    ends = np.repeat(data.ends, window_counts(data.lengths, seq_length))
     seq_pris = np.zeros(data.num_step, dtype=np.float32)
     seq_pris[starts] = window_pris(
         pris, torch.as_tensor(starts), torch.as_tensor(ends), seq_length, eta

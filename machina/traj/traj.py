@@ -624,15 +624,10 @@ class Traj:
         """
         seq_length = self._seq_length(seq_length)
         batch_size = check_batch_size(batch_size, self.num_step, "steps")
-        lengths = np.diff(self._epis_index)
-        counts = _replay.window_counts(lengths, seq_length)
-        ends = np.cumsum(counts)
-        # window w of episode e starts at first step + (w - windows before e)
-        offsets = torch.as_tensor(self._epis_index[:-1] - (ends - counts), device=self.device)
-        ends = torch.as_tensor(ends, device=self.device)
+        cand = _replay.window_starts(self._epis_index, seq_length)
+        cand = torch.as_tensor(cand, device=self.device)
         for _ in range(epoch):
-            w = torch.randint(0, int(ends[-1]), (batch_size,), device=self.device)
-            starts = offsets[torch.searchsorted(ends, w, right=True)] + w
+            starts = cand[torch.randint(0, len(cand), (batch_size,), device=self.device)]
             batch = self._windows(starts, seq_length)
             yield (batch, starts) if return_indices else batch
 
