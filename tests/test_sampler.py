@@ -378,6 +378,24 @@ def test_numpy_policy_writes_into_given_outputs(env_id):
             np.testing.assert_array_equal(a_i[key], value)
 
 
+def test_numpy_policy_raises_the_torch_paths_error_on_nan_probabilities():
+    """NaN weights give NaN probabilities: NumpyPolicy raises what the policy's own call
+    raises, before drawing anything from the RNG."""
+    env = cartpole()
+    pol = categorical_pol(env)
+    with torch.no_grad():
+        pol.net.fc1.weight.fill_(float("nan"))
+    fast = NumpyPolicy.build(pol, env.observation_space.shape)
+    obs = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError) as ref, torch.inference_mode():
+        pol(torch.from_numpy(obs))
+    state = torch.get_rng_state()
+    with pytest.raises(ValueError) as err:
+        fast.sample(obs)
+    assert str(err.value) == str(ref.value)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 @pytest.mark.parametrize("start", [0, 2])
 def test_numpy_policy_batch_size_changes_and_action_start(start):
     """One NumpyPolicy called with changing batch sizes (as in a sample's last steps, where
