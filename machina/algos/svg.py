@@ -181,7 +181,8 @@ def train_svg1(
             dm_losses.append(optimizer_step(optim_dm, dm_loss, None, max_grad_norm))
         vf_loss = svg_lf.svg1_vf(vf, targ_vf, pol, batch, gamma, max_weight)
         vf_losses.append(optimizer_step(optim_vf, vf_loss, None, max_grad_norm))
-        with frozen([vf, dm]):
+        # a learned reward net gets no gradient from the policy step either
+        with frozen([vf, dm, *([rew_fn] if isinstance(rew_fn, torch.nn.Module) else [])]):
             pol_loss = svg_lf.svg1_pol(pol, vf, dm, rew_fn, batch, gamma, sampling)
             pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
         polyak_update(targ_vf, vf, tau)

@@ -21,13 +21,9 @@ from collections.abc import Sequence
 import torch
 
 from machina.loss_functional._common import Batch
+from machina.loss_functional.q import bellman_target
 from machina.loss_functional.sac import sample_acs
-
-
-def _detach(hs):
-    if isinstance(hs, torch.Tensor):
-        return hs.detach()
-    return type(hs)(_detach(h) for h in hs)
+from machina.pols._recurrent import _detach
 
 
 def _masked_mean(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -53,7 +49,7 @@ def _pol_params(pol: torch.nn.Module, obs, h_masks, burn_in_length: int) -> dict
     if not 0 < burn_in_length < len(obs):
         return pol.pd_params(obs, hs=hs, h_masks=h_masks)
     first = pol.pd_params(obs[:burn_in_length], hs=hs, h_masks=h_masks[:burn_in_length])
-    hs = _detach(pol.hs)  # stored by the call above
+    hs = pol.hs  # stored, detached, by the call above
     rest = pol.pd_params(obs[burn_in_length:], hs=hs, h_masks=h_masks[burn_in_length:])
     return {k: torch.cat([first[k], rest[k]]) for k in first}
 
@@ -112,8 +108,7 @@ def r2d2_sac_targets(
         acs, llh = sample_acs(pol, params, sampling)
         next_qs = _min_qs(targ_qfs, obs, acs, h_masks, burn_in_length)[:, 1:]
         next_vs = torch.mean(next_qs - torch.exp(log_alpha) * llh[:, 1:], dim=0)
-        not_term = 1.0 - batch["terms"].to(next_vs.dtype)
-        return batch["rews"].to(next_vs.dtype) + gamma * not_term * next_vs
+        return bellman_target(batch["rews"], batch["terms"], next_vs, gamma)
 
 
 def r2d2_q_loss(
