@@ -302,7 +302,10 @@ class Traj:
             # Prioritised replay: new episodes enter with the highest priority stored, so
             # that each is replayed at least once soon (Schaul et al., 2016, algorithm 1).
             n = int(lengths.sum())
-            columns["pris"] = torch.full((n,), self.get_max_pri(), device=self.device)
+            stored = self.data_map["pris"]
+            columns["pris"] = torch.full(
+                (n,), self.get_max_pri(), dtype=stored.dtype, device=self.device
+            )
         if self.num_epi > 0 and set(columns) != set(self.data_map):
             missing = sorted(set(self.data_map) ^ set(columns))
             raise ValueError(
@@ -542,13 +545,31 @@ class Traj:
         batch_size = check_batch_size(batch_size, self.num_step, "steps")
         for _ in range(epoch):
             pris = self._pris("pris", "ef.set_all_pris or ef.compute_pris")
-            _replay.check_pris(pris, "pris", "ef.set_all_pris or traj_functional.update_pris")
-            beta = self._next_beta(init_beta, beta_step)
-            weights = _replay.sampling_weights(pris, mode, alpha)
-            indices = _replay.draw(weights, batch_size)
+            indices, is_weights = self._prioritized_draw(
+                pris, "pris", "ef.set_all_pris or traj_functional.update_pris",
+                mode, alpha, batch_size, init_beta, beta_step,
+            )  # fmt: skip
             batch = self._batch(indices)
-            batch["is_weights"] = _replay.is_weights(weights, indices, beta)
+            batch["is_weights"] = is_weights
             yield (batch, indices) if return_indices else batch
+
+    def _prioritized_draw(
+        self,
+        pris: torch.Tensor,
+        key: str,
+        fix_hint: str,
+        mode: str,
+        alpha: float,
+        batch_size: int,
+        init_beta: float,
+        beta_step: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions drawn in ``pris`` (B,) and their importance weights (B,); anneals beta."""
+        _replay.check_pris(pris, key, fix_hint)
+        beta = self._next_beta(init_beta, beta_step)
+        weights = _replay.sampling_weights(pris, mode, alpha)
+        drawn = _replay.draw(weights, batch_size)
+        return drawn, _replay.is_weights(weights, drawn, beta)
 
     def prioritized_random_batch_once(
         self,
@@ -662,19 +683,20 @@ class Traj:
         seq_length = self._seq_length(seq_length)
         batch_size = check_batch_size(batch_size, self.num_step, "steps")
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
+        cand, cand_of = None, None
         for _ in range(epoch):
             seq_pris = self._pris("seq_pris", added_by)
-            cand = torch.as_tensor(
-                _replay.window_starts(self._epis_index, seq_length), device=self.device
-            )
-            pris = seq_pris[cand]
-            _replay.check_pris(pris, "seq_pris", f"{added_by} (the same seq_length)")
-            beta = self._next_beta(init_beta, beta_step)
-            weights = _replay.sampling_weights(pris, mode, alpha)
-            drawn = _replay.draw(weights, batch_size)
+            if cand_of is not self._epis_index:  # episodes added or evicted since the last
+                cand_of = self._epis_index
+                cand = _replay.window_starts(cand_of, seq_length)
+                cand = torch.as_tensor(cand, device=self.device)
+            drawn, is_weights = self._prioritized_draw(
+                seq_pris[cand], "seq_pris", f"{added_by} (the same seq_length)",
+                mode, alpha, batch_size, init_beta, beta_step,
+            )  # fmt: skip
             starts = cand[drawn]
             batch = self._windows(starts, seq_length)
-            batch["is_weights"] = _replay.is_weights(weights, drawn, beta)
+            batch["is_weights"] = is_weights
             yield (batch, starts) if return_indices else batch
 
     def prioritized_random_batch_rnn_once(
