@@ -52,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+def mean_return(epis: list[dict], key: str = "rews") -> float:
+    """Mean over episodes of the sum of ``key`` (the undiscounted return)."""
+    return float(np.mean([np.sum(epi[key]) for epi in epis]))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

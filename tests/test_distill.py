@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_example
+from conftest import mean_return, run_example
 from torch.distributions import Categorical, kl_divergence
 from torch.testing import assert_close
 
@@ -15,10 +15,6 @@ from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
 from machina.vfuncs import make_vf
-
-
-def mean_return(epis):
-    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_example, run_python
+from conftest import mean_return, run_example, run_python
 from gymnasium.utils.env_checker import check_env
 
 from machina.algos import ppo_clip
@@ -126,10 +126,6 @@ def test_gym_env_and_two_worker_sampler_make_bullet_ids():
     assert len(epis) == 4
     assert all(epi["terms"][-1] or epi["truncs"][-1] for epi in epis)
     assert not np.array_equal(epis[0]["obs"][0], epis[2]["obs"][0])  # seeds 5 and 6
-
-
-def mean_return(epis):
-    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
 def test_ppo_improves_hopper():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis, run_example
+from conftest import make_random_epis, mean_return, run_example
 
 from machina.algos import airl, behavior_clone, gail, ppo_clip
 from machina.algos._adversarial import discrim_batches
@@ -31,10 +31,6 @@ from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc, make_vf
 OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
 AC = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 EXPERT_H = 64
-
-
-def mean_return(epis, key="rews"):
-    return float(np.mean([np.sum(epi[key]) for epi in epis]))
 
 
 def estimate(traj, vf, gamma=0.99, lam=0.95):

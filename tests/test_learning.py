@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
+from conftest import mean_return
 
 from machina.algos import ppo_clip, ppo_kl, trpo, vpg
 from machina.pols import RandomPol, make_pol
@@ -18,10 +18,6 @@ from machina.traj import epi_functional as ef
 from machina.vfuncs import make_vf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def mean_return(epis):
-    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
 def random_return(env_id, n_epi=20):

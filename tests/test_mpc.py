@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_example
+from conftest import mean_return, run_example
 from torch import nn
 from torch.testing import assert_close
 
@@ -22,10 +22,6 @@ from machina.traj import epi_functional as ef
 def pendulum_rew(next_obs, acs):
     theta = torch.atan2(next_obs[:, 1], next_obs[:, 0])
     return -(theta**2 + 0.1 * next_obs[:, 2].clamp(-8, 8) ** 2 + 0.001 * acs[:, 0] ** 2)
-
-
-def mean_return(epis):
-    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
 def random_traj(env, n_epi, seed=0):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import run_example
+from conftest import mean_return, run_example
 
 from machina.algos import prioritized_ddpg, r2d2_sac
 from machina.loss_functional import prioritized as lf_pri
@@ -19,10 +19,6 @@ from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
 from machina.vfuncs import DeterministicSAVfunc
-
-
-def mean_return(epis):
-    return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
 def random_return(env_id, n_epi=10):
