@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from conftest import run_example
 
+from machina import loss_functional as lf
 from machina.algos import ppo_clip, sac
 from machina.nets import PolNet, QNet, VNet
 from machina.pols import TanhGaussianPol
@@ -26,6 +27,12 @@ def _snapshot(module):
 
 def _moved(before, module):
     return any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+
+
+def _ppo_loss(pol, traj):
+    """PPO's clipped-surrogate loss of ``pol`` on every step of ``traj``."""
+    with torch.no_grad():
+        return float(lf.pg_clip(pol, dict(traj.data_map), 0.2))
 
 
 def _eval(sampler, pol):
@@ -66,6 +73,7 @@ def test_ppo_and_sac_both_improve_one_pendulum_policy():
             traj.register_epis()
 
             before = _snapshot(pol)
+            surrogate_before = _ppo_loss(pol, traj)
             ppo = ppo_clip.train(
                 traj=traj,
                 pol=pol,
@@ -79,6 +87,9 @@ def test_ppo_and_sac_both_improve_one_pendulum_policy():
                 log_enable=False,
             )
             assert _moved(before, pol), "PPO did not update the policy"
+            # PPO's step improves its own objective on the batch it learned from (the return
+            # threshold below alone could be met by SAC)
+            assert _ppo_loss(pol, traj) < surrogate_before, "PPO did not lower its loss"
             assert np.all(np.isfinite(ppo["PolLoss"]))
 
             # as the example: only the transitions SAC reads join the replay memory
