@@ -36,7 +36,7 @@ from machina.logger.default import (
 from machina.logger.logger import Logger
 from machina.logger.plot import plot_learning_curve, read_csv_columns
 from machina.logger.progress import progress
-from machina.logger.run import save_models, start_run
+from machina.logger.run import Run, save_models, start_run
 from machina.logger.tensorboard_output import TensorBoardOutput
 
 __all__ = [
@@ -62,4 +62,5 @@ __all__ = [
     "close",
     "save_models",
     "start_run",
+    "Run",
 ]
