@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from machina.traj import _ddp, _replay
+from machina.traj import _ddp, _files, _replay
 from machina.traj._batching import check_batch_size, gather_sequences
 from machina.traj._columns import FlatEpisodes, split_columns
 
@@ -300,6 +300,11 @@ class Traj:
         """
         if not isinstance(traj, Traj):
             raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+        if traj.pending is not None and traj.pending.num_epi > 0:
+            raise ValueError(
+                f"traj: has {traj.pending.num_epi} pending episodes that add_traj would not "
+                "add; call traj.register_epis() (after the estimators) before add_traj(traj)"
+            )
         if traj.num_epi == 0:
             return
         lengths = np.diff(traj._epis_index)
@@ -376,13 +381,13 @@ class Traj:
                 _move_to_front(buf, start, kept_old)
             start = 0
         elif not owned or size > cap:
-            # New buffers. Bounded: room for max_steps plus this batch, allocated once (the
-            # kept rows never exceed max_steps, so compaction always makes room later).
-            # Unbounded: geometric growth, so that appends copy each row O(1) times.
+            # New buffers, grown geometrically so that appends copy each row O(1) times.
+            # Bounded, at most room for max_steps plus this batch: the kept rows never exceed
+            # max_steps, so compaction always makes room later. max_steps is only a cap, never
+            # reserved up front (the original examples use max_steps=10**12).
+            cap = max(size, int(size * _GROWTH))
             if self.max_steps is not None:
-                cap = max(size, self.max_steps + size - kept_old)
-            else:
-                cap = max(size, int(size * _GROWTH))
+                cap = max(size, min(cap, self.max_steps + size - kept_old))
             bufs = {}
             for k, c in columns.items():
                 dtype = torch.promote_types(old[k].dtype, c.dtype) if k in old else c.dtype
@@ -952,6 +957,10 @@ class Traj:
         Every column keeps its dtype and values exactly, and the prioritised-replay exponent
         ``pri_beta`` is kept, so a reloaded memory resumes its annealing; pending episodes are
         not saved.
+
+        The file is replaced atomically: written to a temporary file in the same directory,
+        flushed to disk, then renamed over ``path``; a save killed half way leaves the
+        previous file intact.
         """
         arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
         arrays["epis_index"] = self._epis_index
@@ -961,24 +970,22 @@ class Traj:
             arrays["max_steps"] = np.array(self.max_steps, dtype=np.int64)
         if self.pri_beta is not None:
             arrays["pri_beta"] = np.array(self.pri_beta, dtype=np.float64)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        _files.write_atomic(path, arrays)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike, device: str | torch.device = "cpu", ddp: bool = False
     ) -> Traj:
-        """Read a Traj written by ``save``; never unpickles (``allow_pickle=False``)."""
-        with np.load(path, allow_pickle=False) as f:
-            max_steps = int(f["max_steps"]) if "max_steps" in f.files else None
-            traj = cls(max_steps=max_steps, ddp=ddp, device=device)
-            traj._epis_index = f["epis_index"].astype(np.int64)
-            traj.data_map = {
-                name[4:]: torch.from_numpy(f[name]).to(traj.device)
-                for name in f.files
-                if name.startswith("col:")
-            }
-            traj.groups = dict(zip(f["group_keys"].tolist(), f["group_names"].tolist()))
-            if "pri_beta" in f.files:
-                traj.pri_beta = float(f["pri_beta"])
+        """Read a Traj written by ``save``; never unpickles (``allow_pickle=False``).
+
+        The file is validated before anything is built: a ValueError names the path and what
+        is wrong (not an ``.npz`` archive, a missing member, episode boundaries that do not
+        start at 0, increase and end at the columns' length, columns of other lengths).
+        """
+        f = _files.read_checked(path)
+        traj = cls(max_steps=f.max_steps, ddp=ddp, device=device)
+        traj._epis_index = f.epis_index
+        traj.data_map = {k: torch.from_numpy(v).to(traj.device) for k, v in f.columns.items()}
+        traj.groups = f.groups
+        traj.pri_beta = f.pri_beta
         return traj
