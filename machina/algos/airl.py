@@ -73,7 +73,12 @@ def update_discrim(
     loss = density_ratio_cross_ent(
         pol, agent_batch, 0, gamma, rewf, shaping_vf, advf, ent_beta
     ) + density_ratio_cross_ent(pol, expert_batch, 1, gamma, rewf, shaping_vf, advf, ent_beta)
-    return optimizer_step(optim_discrim, loss / 2)
+    return optimizer_step(
+        optim_discrim,
+        loss / 2,
+        name="airl.update_discrim: discrim_loss",
+        batch={"agent": agent_batch, "expert": expert_batch},
+    )
 
 
 def _check_rew_type(

@@ -74,10 +74,23 @@ def train(
     for batch in traj.random_batch(batch_size, epoch):
         targets = lf.ddpg_targets(targ_pol, targ_qf, batch, gamma)
         qf_loss = lf.q_regression(qf, batch, targets)
-        qf_losses.append(optimizer_step(optim_qf, qf_loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf, qf_loss, None, max_grad_norm, name="ddpg.train: qf_loss", batch=batch
+            )
+        )
         with frozen([qf]):
             pol_loss = lf.ddpg_pol(pol, qf, batch)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="ddpg.train: pol_loss",
+                    batch=batch,
+                )
+            )
         polyak_update([targ_pol, targ_qf], [pol, qf], tau)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, QfLoss=qf_losses)

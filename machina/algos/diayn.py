@@ -70,6 +70,15 @@ def train(
     for batch in on_traj.random_batch(discrim_batch_size, epc_per_itr):
         accs.append(float(skill_accuracy(discrim, batch[ob_key], num_skill)))
         loss = cross_ent_diayn(discrim, batch, num_skill, ob_key)
-        losses.append(optimizer_step(optim_discrim, loss, None, max_grad_norm))
+        losses.append(
+            optimizer_step(
+                optim_discrim,
+                loss,
+                None,
+                max_grad_norm,
+                name="diayn.train: discrim_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(DiscrimLoss=losses, DiscrimAcc=accs)

@@ -59,7 +59,12 @@ def update_discrim(
     """
     loss = cross_ent(discrim, agent_batch, 0, ent_beta, state_only)
     loss = loss + cross_ent(discrim, expert_batch, 1, ent_beta, state_only)
-    return optimizer_step(optim_discrim, loss / 2)
+    return optimizer_step(
+        optim_discrim,
+        loss / 2,
+        name="gail.update_discrim: discrim_loss",
+        batch={"agent": agent_batch, "expert": expert_batch},
+    )
 
 
 def train_discrim(

@@ -82,7 +82,14 @@ def train_dm(
     else:
         batches = traj.random_batch(min(batch_size, traj.num_step), epoch)
     losses = [
-        optimizer_step(optim_dm, dynamics(dyn_model, batch), None, max_grad_norm)
+        optimizer_step(
+            optim_dm,
+            dynamics(dyn_model, batch),
+            None,
+            max_grad_norm,
+            name="mpc.train_dm: dm_loss",
+            batch=batch,
+        )
         for batch in batches
     ]
     log(log_enable, "Optimization finished!")

@@ -64,6 +64,8 @@ def train(
             shannon_cross_entropy(student_pol, teacher_pol, batch),
             None,
             max_grad_norm,
+            name="on_pol_teacher_distill.train: student_loss",
+            batch=batch,
         )
         for batch in minibatches(traj, pols, batchsize, epoch, num_epi_per_seq)
     ]

@@ -62,8 +62,26 @@ def train(
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="ppo_clip.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="ppo_clip.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)

@@ -49,9 +49,27 @@ def train(
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="ppo_kl.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="ppo_kl.train: vf_loss",
+                batch=batch,
+            )
+        )
     with torch.no_grad():
         kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
     if kl_mean > 1.5 * kl_targ:

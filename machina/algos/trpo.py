@@ -133,6 +133,14 @@ def train(
     pol_loss, kl = update_pol(pol, whole_batch(traj, [pol]), max_kl, num_cg, damping)
     vf_losses = []
     for batch in minibatches(traj, [vf], batch_size, epoch, num_epi_per_seq):
-        vf_losses.append(optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters()))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                lf.monte_carlo(vf, batch),
+                vf.parameters(),
+                name="trpo.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=[pol_loss], VfLoss=vf_losses, KL=[kl])

@@ -40,8 +40,26 @@ def train(
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         pol_loss = lf.pg(pol, batch, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="vpg.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="vpg.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)
