@@ -17,6 +17,20 @@ from machina.traj import Traj
 MODEL_KEYS = ("obs", "acs", "next_obs")
 
 
+def update_dm(
+    dm: torch.nn.Module,
+    optim_dm: torch.optim.Optimizer,
+    batch: dict,
+    target: str = "next_obs",
+    td: bool = True,
+) -> float:
+    """One step of the dynamics model on ``batch`` (``lf.dynamics`` with ``target``, ``td``).
+
+    Returns the loss before the step.
+    """
+    return optimizer_step(optim_dm, dynamics(dm, batch, target=target, td=td))
+
+
 def train_dm(
     traj: Traj,
     dyn_model: torch.nn.Module,

@@ -9,6 +9,38 @@ from machina.algos._common import check_traj, log, minibatches, optimizer_step
 from machina.traj import Traj
 
 
+def update_pol(
+    pol: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    batch: dict,
+    clip_param: float,
+    ent_beta: float,
+    max_grad_norm: float | None,
+) -> float:
+    """One step of ``pol`` on the clipped surrogate of ``batch`` (``lf.pg_clip``).
+
+    Returns the loss before the step.
+    """
+    loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
+    return optimizer_step(optim_pol, loss, pol.parameters(), max_grad_norm)
+
+
+def update_vf(
+    vf: torch.nn.Module,
+    optim_vf: torch.optim.Optimizer,
+    batch: dict,
+    clip_param: float,
+    clip: bool,
+    max_grad_norm: float | None,
+) -> float:
+    """One regression step of ``vf`` onto ``rets``, clipped around ``vs`` when ``clip``.
+
+    Returns the loss before the step.
+    """
+    loss = lf.monte_carlo(vf, batch, clip_param, clip)
+    return optimizer_step(optim_vf, loss, vf.parameters(), max_grad_norm)
+
+
 def train(
     traj: Traj,
     pol: torch.nn.Module,

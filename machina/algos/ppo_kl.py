@@ -9,6 +9,27 @@ from machina.algos._common import check_traj, log, minibatches, optimizer_step, 
 from machina.traj import Traj
 
 
+def update_pol(
+    pol: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    batch: dict,
+    kl_beta: float,
+    max_grad_norm: float | None,
+    ent_beta: float = 0.0,
+) -> float:
+    """One step of ``pol`` on the KL-penalised surrogate of ``batch`` (``lf.pg_kl``).
+
+    Returns the loss before the step.
+    """
+    loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
+    return optimizer_step(optim_pol, loss, pol.parameters(), max_grad_norm)
+
+
+def update_vf(vf: torch.nn.Module, optim_vf: torch.optim.Optimizer, batch: dict) -> float:
+    """One regression step of ``vf`` onto the batch's ``rets``; returns the loss before it."""
+    return optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters())
+
+
 def train(
     traj: Traj,
     pol: torch.nn.Module,
