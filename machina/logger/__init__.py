@@ -13,11 +13,14 @@ instance exactly as the original machina's ``logger`` module was used::
                           rewards, plot_title="Pendulum-v1")
 
 Modules: ``logger`` (the ``Logger``), ``csv_output``, ``tensorboard_output``, ``plot``,
-``progress`` and ``default`` (the default instance and the functions bound to it).
+``progress`` and ``default`` (the default instance and the functions bound to it);
+``output`` (the interface of ``Logger.add_output``), ``wandb_output`` and ``mlflow_output``
+(Weights & Biases and MLflow, optional extras imported when used).
 """
 
 from machina.logger.csv_output import CsvOutput
 from machina.logger.default import (
+    add_output,
     add_tabular_output,
     add_tensorboard_output,
     add_text_output,
@@ -28,16 +31,20 @@ from machina.logger.default import (
     record_results,
     record_tabular,
     record_tabular_misc_stat,
+    remove_output,
     remove_tabular_output,
     remove_tensorboard_output,
     remove_text_output,
     set_logger,
 )
 from machina.logger.logger import Logger
+from machina.logger.mlflow_output import MLflowOutput
+from machina.logger.output import Output, namespaced
 from machina.logger.plot import plot_learning_curve, read_csv_columns
 from machina.logger.progress import progress
 from machina.logger.run import Run, save_models, start_run
 from machina.logger.tensorboard_output import TensorBoardOutput
+from machina.logger.wandb_output import WandbOutput
 
 __all__ = [
     "Logger",
@@ -63,4 +70,10 @@ __all__ = [
     "save_models",
     "start_run",
     "Run",
+    "Output",
+    "namespaced",
+    "WandbOutput",
+    "MLflowOutput",
+    "add_output",
+    "remove_output",
 ]

@@ -55,7 +55,7 @@ class CsvOutput:
         """Whether the file has been closed."""
         return self._file.closed
 
-    def write(self, row: Mapping[str, Any]) -> None:
+    def write(self, row: Mapping[str, Any], step: int | None = None) -> None:
         """Write one row; keys missing from ``row`` get an empty cell.
 
         Parameters
@@ -63,6 +63,9 @@ class CsvOutput:
         row : mapping of str to scalar
             Column name to value. Keys not yet in the header extend it, and the file is
             rewritten once with the new header before this row is appended.
+        step : int, optional
+            Ignored (a row carries its own step columns); accepted so that a ``CsvOutput``
+            is a ``machina.logger.output.Output`` for ``Logger.add_output``.
         """
         if self._file.closed:
             raise ValueError(f"CsvOutput for {self.path!r} is closed; cannot write a row.")

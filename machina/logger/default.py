@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from machina.logger.logger import Logger
+from machina.logger.output import Output
 
 __all__ = [
     "get_logger",
@@ -37,6 +38,8 @@ __all__ = [
     "remove_tensorboard_output",
     "record_results",
     "close",
+    "add_output",
+    "remove_output",
 ]
 
 _default_logger = Logger()
@@ -145,3 +148,13 @@ def record_results(
 def close() -> None:
     """Close every output of the default logger; see ``Logger.close``."""
     _default_logger.close()
+
+
+def add_output(output: Output) -> Output:
+    """Send rows to any output (W&B, MLflow...); see ``Logger.add_output``."""
+    return _default_logger.add_output(output)
+
+
+def remove_output(output: Output) -> None:
+    """Stop sending rows to an output and close it; see ``Logger.remove_output``."""
+    _default_logger.remove_output(output)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from machina.logger.csv_output import CsvOutput
+from machina.logger.output import Output
 from machina.logger.plot import plot_learning_curve
 from machina.logger.tensorboard_output import TensorBoardOutput
 
@@ -61,6 +62,7 @@ class Logger:
         self._text_files: dict[str, TextIO] = {}
         self._csv_outputs: dict[str, CsvOutput] = {}
         self._tensorboard_outputs: dict[str, TensorBoardOutput] = {}
+        self._outputs: list[Output] = []  # add_output's (W&B, MLflow, ...)
         self._tabular: dict[str, Any] = {}
         self._num_dumps = 0
         if text_file is not None:
@@ -167,6 +169,44 @@ class Logger:
             )
         self._tensorboard_outputs.pop(key).close()
 
+    @property
+    def outputs(self) -> list[Output]:
+        """The outputs added with :meth:`add_output`, in order."""
+        return list(self._outputs)
+
+    def add_output(self, output: Output) -> Output:
+        """Send every dumped row to ``output`` as ``output.write(row, step)``.
+
+        Parameters
+        ----------
+        output : machina.logger.output.Output
+            Anything with ``write(row, step)`` and ``close()``: ``WandbOutput``,
+            ``MLflowOutput``, ``TensorBoardOutput``, ``CsvOutput`` or your own. The logger
+            closes it in :meth:`close`. Adding the same object twice does nothing.
+
+        Returns
+        -------
+        Output
+            ``output``, e.g. to remove it later.
+        """
+        if not isinstance(output, Output):
+            raise TypeError(
+                f"add_output: output needs write(row, step) and close(), got "
+                f"{type(output).__name__}"
+            )
+        if not any(o is output for o in self._outputs):
+            self._outputs.append(output)
+        return output
+
+    def remove_output(self, output: Output) -> None:
+        """Stop sending rows to ``output`` (added with :meth:`add_output`) and close it."""
+        for i, o in enumerate(self._outputs):
+            if o is output:
+                del self._outputs[i]
+                output.close()
+                return
+        raise ValueError(f"remove_output: {output!r} is not an output of this logger")
+
     # ------------------------------------------------------------------ tabular
     def record_tabular(self, key: str, value: Any) -> None:
         """Set ``key`` to ``value`` in the current row (a later call for the key wins).
@@ -226,6 +266,8 @@ class Logger:
             csv_output.write(row)
         for tb_output in self._tensorboard_outputs.values():
             tb_output.write(row, step)
+        for output in self._outputs:
+            output.write(row, step)
         if not no_print:
             self._emit(_format_table(row))
         return row
@@ -328,6 +370,9 @@ class Logger:
             f.close()
         for output in [*self._csv_outputs.values(), *self._tensorboard_outputs.values()]:
             output.close()
+        for output in self._outputs:
+            output.close()
+        self._outputs.clear()
         self._text_files.clear()
         self._csv_outputs.clear()
         self._tensorboard_outputs.clear()
