@@ -10,13 +10,10 @@ import gymnasium
 import numpy as np
 import torch
 
-from machina.samplers.engine import (
-    BatchEngine,
-    Episode,
-    as_env_factory,
-    engine_rng_seed,
-    split_budget,
-)
+from machina.samplers._buffers import unpack_episodes
+from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
+from machina.samplers._task import Episode, SampleTask
+from machina.samplers.engine import BatchEngine
 from machina.samplers.workers import WorkerPool
 
 
@@ -220,29 +217,11 @@ class EpiSampler:
         if max_epis is None and max_steps is None:
             raise ValueError("sample: give max_epis or max_steps (or both), given neither")
         check_pol_spaces(pol, self.observation_space, self.action_space, self.prepro is None)
-        num_slots = self.num_parallel * self.num_envs
-        epi_quotas = split_budget(max_epis, num_slots)
-        step_quotas = split_budget(max_steps, num_slots)
+        quotas = split_quotas(max_epis, max_steps, self.num_parallel, self.num_envs)
         if self._engine is not None:
-            return self._engine.run(
-                pol,
-                epi_quotas,
-                step_quotas,
-                bool(deterministic),
-                self.prepro,
-                fast_inference=self.fast_inference,
-            )
-        n = self.num_envs
-        quotas = [
-            (epi_quotas[w * n : (w + 1) * n], step_quotas[w * n : (w + 1) * n])
-            for w in range(self.num_parallel)
-        ]
-        task = {
-            "pol": _cpu_policy(pol),
-            "prepro": self.prepro,
-            "deterministic": bool(deterministic),
-            "fast_inference": self.fast_inference,
-        }
+            task = SampleTask(pol, bool(deterministic), self.prepro, self.fast_inference)
+            return unpack_episodes(self._engine.run_task(task, quotas[0]))
+        task = SampleTask(_cpu_policy(pol), bool(deterministic), self.prepro, self.fast_inference)
         return self._pool.sample(task, quotas)
 
     def close(self) -> None:
