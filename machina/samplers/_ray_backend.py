@@ -86,7 +86,6 @@ class EngineActor:
         where = {
             "node": ray.get_runtime_context().get_node_id(),
             "host": socket.gethostname(),
-            "ip": ray.util.get_node_ip_address(),
             "pid": os.getpid(),
         }
         if self.init_error is not None:
@@ -275,6 +274,7 @@ class RayPool:
                     self._kill(slot)
                     raise RuntimeError(f"{slot.describe()} failed to start: {exc}") from exc
                 slot.where = msg[-1]
+                slot.where["ip"] = slot.where["host"]
                 if msg[0] == "error":
                     error = self._error(slot, msg[:-1])
                     self._kill(slot)
@@ -288,6 +288,10 @@ class RayPool:
                     f"{slot.describe()} was not placed and started within {limit:.0f} "
                     f"s; resources asked per actor: {self._options}"
                 )
+        # The nodes' addresses as the cluster knows them (what `ray start` was given).
+        addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
+        for slot in slots:
+            slot.where["ip"] = addresses.get(slot.where["node"], slot.where["host"])
         return [spaces[slot.index] for slot in slots]
 
     def _kill(self, slot: _Slot) -> None:
