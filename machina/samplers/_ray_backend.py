@@ -52,6 +52,21 @@ def import_ray() -> Any:
     return ray
 
 
+def _runtime_env(user_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The actors' runtime environment: the user's, plus this machina first on PYTHONPATH
+    (actors on this machine import the driver's copy even when it is not installed; on
+    other nodes the path does not exist and their installed machina is used) and one thread
+    per process for OpenMP (the actors are the parallelism)."""
+    env = dict(user_env or {})
+    env_vars = dict(env.get("env_vars") or {})
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rest = env_vars.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    env_vars["PYTHONPATH"] = os.pathsep.join([package_root] + ([rest] if rest else []))
+    env_vars.setdefault("OMP_NUM_THREADS", "1")
+    env["env_vars"] = env_vars
+    return env
+
+
 class EngineActor:
     """The actor class (made remote by ``RayPool``): one engine, one task at a time.
 
@@ -191,6 +206,11 @@ class RayPool:
         self.started_ray = False
         self._closed = False
         self._task_ids = 0
+        #: the driver's side of the last ``sample``: ``broadcast_s`` (pickling and putting
+        #: the task), ``task_bytes``, ``submit_s`` (sending the calls), ``gather_s``
+        #: (unpickling and unpacking the actors' messages), ``result_bytes`` (their total
+        #: size), ``replaced`` (actors replaced).
+        self.last_stats: dict[str, float] = {}
         self._init_ray(address, num_actors * max(float(num_cpus), 0.0))
         try:
             self._env_fn_ref = ray.put(cloudpickle.dumps(env_fn))
@@ -205,6 +225,7 @@ class RayPool:
             if resources:
                 options["resources"] = dict(resources)
             options.update(ray_remote_args or {})
+            options["runtime_env"] = _runtime_env(options.get("runtime_env"))
             self._options = options
             self._per_actor = list(per_actor_resources or [])
             self.slots = [
@@ -252,7 +273,9 @@ class RayPool:
             # A replacement actor must not replay the seeded first resets.
             seeded=[slot.sampled] * len(slot.slot_ids),
         )
-        return self._actor_cls.options(**options).remote(list(sys.path), self._env_fn_ref, spec)
+        # Absolute paths: the actor's working directory is not the driver's.
+        sys_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+        return self._actor_cls.options(**options).remote(sys_path, self._env_fn_ref, spec)
 
     def _start(self, slots: Sequence[_Slot]) -> list[tuple[Any, Any]]:
         """Start actors for ``slots`` (all at once) and wait until each built its engine."""
@@ -313,7 +336,11 @@ class RayPool:
         self._task_ids += 1
         task_id = self._task_ids
         # Pickled and put once, whatever the number of actors: every actor gets a reference.
-        task_ref = ray.put(cloudpickle.dumps(task))
+        start = time.perf_counter()
+        task_bytes = cloudpickle.dumps(task)
+        task_ref = ray.put(task_bytes)
+        stats = {"broadcast_s": time.perf_counter() - start, "task_bytes": len(task_bytes)}
+        stats.update(result_bytes=0, gather_s=0.0, replaced=0)
         pending: dict[Any, tuple[_Slot, float]] = {}
         attempts = {slot.index: 0 for slot in self.slots}
 
@@ -323,8 +350,10 @@ class RayPool:
             deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
             pending[ref] = (slot, deadline)
 
+        start = time.perf_counter()
         for slot in self.slots:
             submit(slot)
+        stats["submit_s"] = time.perf_counter() - start
         results: dict[int, Any] = {}
         try:
             while pending:
@@ -340,7 +369,10 @@ class RayPool:
                         lost.append((slot, f"was lost ({type(exc).__name__})", exc))
                         continue
                     if isinstance(msg, bytes):
+                        start = time.perf_counter()
                         results[slot.index] = cloudpickle.loads(msg)[2]
+                        stats["gather_s"] += time.perf_counter() - start
+                        stats["result_bytes"] += len(msg)
                     elif msg[0] == "error":
                         raise self._error(slot, msg)
                     else:  # "aborted": only when the driver asked, never here
@@ -352,6 +384,7 @@ class RayPool:
                         lost.append((slot, f"did not answer within {self.timeout} s", None))
                 for slot, why, exc in lost:
                     attempts[slot.index] += 1
+                    stats["replaced"] += 1
                     self._kill(slot)
                     slot.restarts += 1
                     if attempts[slot.index] > self.max_retries:
@@ -374,7 +407,11 @@ class RayPool:
                     except Exception:
                         pass
             raise
-        return [epi for slot in self.slots for epi in unpack_episodes(results[slot.index])]
+        start = time.perf_counter()
+        epis = [epi for slot in self.slots for epi in unpack_episodes(results[slot.index])]
+        stats["gather_s"] += time.perf_counter() - start
+        self.last_stats = stats
+        return epis
 
     def _error(self, slot: _Slot, msg: tuple) -> RuntimeError:
         """The RuntimeError for an actor's ("error", ...) reply, with the original cause."""
