@@ -299,6 +299,25 @@ def test_bad_backend_arguments():
         EpiSampler(env, None, backend="ray", timeout=-1)
 
 
+def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
+    """No Ray initialised: the first sampler starts a local instance, a second one uses it;
+    closing the first leaves it running for the second, closing the last shuts it down."""
+    if ray.is_initialized():
+        ray.shutdown()
+    env = GymEnv("CartPole-v1", max_episode_steps=20)
+    pol = categorical_pol(env)
+    first = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
+    second = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
+    try:
+        assert ray.is_initialized()
+        first.close()
+        assert len(second.sample(pol, max_epis=2)) == 2
+    finally:
+        first.close()
+        second.close()
+    assert not ray.is_initialized()
+
+
 def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     """A simulated two-node cluster: the actors spread over both nodes (the same
     deterministic episodes as one process stepping all slots); then the node of one actor

@@ -38,6 +38,9 @@ INSTALL_HINT = 'pip install -e ".[ray]"'
 _POLL_INTERVAL = 0.5
 # An actor that is not placed and has not built its environments by then is lost.
 _START_TIMEOUT = 300.0
+# The Ray connection machina made (a local instance it started, or a connection to
+# ``address``): shared by every sampler that finds it, shut down when the last one closes.
+_OWNED = {"users": 0}
 
 
 def import_ray() -> Any:
@@ -242,7 +245,10 @@ class RayPool:
     def _init_ray(self, address: str | None, cpus_needed: float) -> None:
         ray = self.ray
         if ray.is_initialized():
-            return  # the user's own Ray: use it, never shut it down
+            if _OWNED["users"] > 0:  # machina's own: one more sampler on it
+                _OWNED["users"] += 1
+                self.started_ray = True
+            return  # else the user's own Ray: use it, never shut it down
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -256,6 +262,7 @@ class RayPool:
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
+        _OWNED["users"] = 1
         self.started_ray = True
 
     def _new_actor(self, slot: _Slot) -> Any:
@@ -433,12 +440,15 @@ class RayPool:
         return [slot.where.get("node", "?") for slot in self.slots]
 
     def close(self) -> None:
-        """Stop the actors; shut Ray down if this pool started (or connected) it."""
+        """Stop the actors; shut Ray down if machina started (or connected) it and no other
+        sampler still uses it."""
         if self._closed:
             return
         self._closed = True
         ray = self.ray
         for slot in getattr(self, "slots", []):
             self._kill(slot)
-        if self.started_ray and ray.is_initialized():
-            ray.shutdown()
+        if self.started_ray:
+            _OWNED["users"] -= 1
+            if _OWNED["users"] == 0 and ray.is_initialized():
+                ray.shutdown()
