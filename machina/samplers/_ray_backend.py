@@ -64,7 +64,8 @@ def _runtime_env(user_env: dict[str, Any] | None) -> dict[str, Any]:
     env_vars = dict(env.get("env_vars") or {})
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rest = env_vars.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
-    env_vars["PYTHONPATH"] = os.pathsep.join([package_root] + ([rest] if rest else []))
+    paths = [package_root] + [p for p in rest.split(os.pathsep) if p and p != package_root]
+    env_vars["PYTHONPATH"] = os.pathsep.join(paths)
     env_vars.setdefault("OMP_NUM_THREADS", "1")
     env["env_vars"] = env_vars
     return env
