@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from machina.pds.base import BasePd
+from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
+from machina.pds.gaussian_pd import GaussianPd
 from machina.pols._recurrent import HiddenState, RecurrentMixin
 from machina.pols._spaces import check_space
 
@@ -168,6 +170,79 @@ class BasePol(RecurrentMixin, nn.Module):
         params = self._pd_params(outputs)
         ac = self._mode(params) if deterministic else self.pd.sample(params)
         return self._ac_real_numpy(ac.detach()), ac, params
+
+    def numpy_inference(self) -> dict[str, Any] | None:
+        """What a numpy copy of this policy's act step needs, or None where it has none.
+
+        The sampler's fast path (``EpiSampler(fast_inference=True)``) acts in numpy with
+        this, so that ``machina.samplers`` needs no policy, distribution or net class. Only
+        given where the arithmetic is known exactly: a ``GaussianPol`` or ``CategoricalPol``
+        itself (a subclass may override any step) with its own distribution, on machina's
+        feed-forward ``PolNet`` and its stochastic head, everything on the CPU in float32,
+        no forward hooks. (Classes are matched by qualified name: ``machina.nets`` imports
+        from ``machina.pols``, so this module cannot import the net classes.)
+
+        Returns
+        -------
+        dict or None
+            ``kind``: ``"gaussian"`` or ``"categorical"``; ``layers``: ``[(W (out, in),
+            b (out,))]`` of fc1, fc2 and the head's output layer, float32 views of the
+            parameters (ReLU after the first two; then ``tanh`` for the Gaussian mean,
+            softmax for the categorical ``pi``); ``log_std`` (d,) (Gaussian); ``ac_real``:
+            maps a policy-space action array (B, ...) to the environment's action;
+            ``ac_is_real``: True when that map is the identity (Discrete starting at 0);
+            ``invalid_pi``: maps probabilities ``pi (B, n)`` to the ``ValueError`` the torch
+            path raises for them.
+        """
+
+        def qualname(obj: Any) -> str:
+            return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+        kinds = {
+            "machina.pols.gaussian_pol.GaussianPol": ("gaussian", GaussianPd),
+            "machina.pols.categorical_pol.CategoricalPol": ("categorical", CategoricalPd),
+        }
+        kind, pd_cls = kinds.get(qualname(self), (None, None))
+        net = self.net
+        if kind is None or type(self.pd) is not pd_cls or self.rnn:
+            return None
+        if qualname(net) != "machina.nets.mlp.PolNet" or net.head.deterministic:
+            return None
+        if qualname(net.head) != "machina.nets._layers.PolHead":
+            return None
+        tensors = list(self.parameters()) + list(self.buffers())
+        if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
+            return None
+        if any(p.dtype != torch.float32 for p in self.parameters()):
+            return None
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
+            return None
+        # the numpy copies of the action bounds / offsets (absent in policies pickled by an
+        # older version)
+        bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
+        if bounds is None and start is None:
+            return None
+        head = net.head.mean_layer if kind == "gaussian" else net.head.output_layer
+        spec: dict[str, Any] = {
+            "kind": kind,
+            "layers": [
+                (layer.weight.detach().numpy(), layer.bias.detach().numpy())
+                for layer in (net.fc1, net.fc2, head)
+            ],
+            "ac_real": self._ac_real_from_numpy,
+            "ac_is_real": (
+                start is not None
+                and start.dtype == np.int64
+                and start.ndim == 0
+                and int(start) == 0
+            ),
+            "invalid_pi": lambda pi: _invalid_pi(torch.from_numpy(pi)),
+        }
+        if kind == "gaussian":
+            spec["log_std"] = net.head.log_std_param.detach().numpy()
+        return spec
 
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Map a policy-space action to the environment's action.

@@ -1,5 +1,7 @@
-"""Samplers: whole episodes from environments, in this process or in worker processes."""
+"""Samplers: whole episodes from environments, in this process, in worker processes or in
+Ray actors over a cluster."""
 
+from machina.samplers.distributed_epi_sampler import DistributedEpiSampler
 from machina.samplers.epi_sampler import EpiSampler
 
-__all__ = ["EpiSampler"]
+__all__ = ["DistributedEpiSampler", "EpiSampler"]

@@ -9,9 +9,10 @@ loop. Inside the sampler each call costs more (about 45 µs with 64 observations
 environments in between leaves the caches and branch predictors cold, so every numpy call
 counts, whatever its size (see :class:`NumpyPolicy`'s notes).
 
-Only what is known exactly is taken over: a ``GaussianPol`` or ``CategoricalPol`` (the classes
-themselves, not subclasses, which may override any step) with a feed-forward ``PolNet`` and its
-``PolHead`` on the CPU in float32, no forward hooks. Anything else keeps the torch path.
+What is taken over is what the policy vouches for through its hook,
+``BasePol.numpy_inference`` (machina's own ``GaussianPol`` and ``CategoricalPol`` on a
+feed-forward ``PolNet``, CPU, float32, no hooks): this module imports no policy, distribution or
+net class. Anything else keeps the torch path.
 
 The random draws are the torch path's own: one ``torch.randn`` (Gaussian noise) or
 ``torch.rand`` (categorical inverse-CDF) of the same shape, from the engine's torch RNG. So the
@@ -26,28 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from machina.nets._layers import PolHead
-from machina.nets.mlp import PolNet
-from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
-from machina.pds.gaussian_pd import GaussianPd
-from machina.pols.categorical_pol import CategoricalPol
-from machina.pols.gaussian_pol import GaussianPol
 
 ActResult = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
-
-
-def _has_hooks(module: nn.Module) -> bool:
-    """Whether any forward (pre-)hook, of ``module``, a submodule or global, would run."""
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
-
-
-def _weights(layer: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
-    """``(W (out, in), b (out,))`` as float32 numpy views of the layer's parameters."""
-    return layer.weight.detach().numpy(), layer.bias.detach().numpy()
 
 
 class NumpyPolicy:
@@ -68,31 +49,22 @@ class NumpyPolicy:
     place through a torch view of the buffer (less than half of ``np.maximum``'s time).
     """
 
-    def __init__(self, pol: GaussianPol | CategoricalPol) -> None:
-        net = pol.net
-        self.pol = pol
-        self.box = isinstance(pol, GaussianPol)
+    def __init__(self, spec: dict[str, Any]) -> None:
+        """``spec``: what ``pol.numpy_inference()`` returned (see ``BasePol.numpy_inference``)."""
+        (w1, b1), (w2, b2), (wh, bh) = spec["layers"]
+        self.box = spec["kind"] == "gaussian"
+        self._ac_real = spec["ac_real"]
+        self._invalid_pi = spec["invalid_pi"]
         # Activations are transposed, (features, B): every matmul writes a C-contiguous
         # block (BLAS straight into the buffer) and the softmax reduces over rows of B values.
-        weight, bias = _weights(net.fc1)
-        self.w1, self.b1 = weight.copy(), bias[:, None].copy()  # w1 @ obs.T + b1
-        weight, bias = _weights(net.fc2)
-        self.w2 = np.ascontiguousarray(np.hstack([weight, bias[:, None]]))  # (h2, h1 + 1)
-        head = net.head
-        weight, bias = _weights(head.mean_layer if self.box else head.output_layer)
-        self.head_w = np.ascontiguousarray(np.hstack([weight, bias[:, None]]))  # (out, h2 + 1)
+        self.w1, self.b1 = w1.copy(), b1[:, None].copy()  # w1 @ obs.T + b1
+        self.w2 = np.ascontiguousarray(np.hstack([w2, b2[:, None]]))  # (h2, h1 + 1)
+        self.head_w = np.ascontiguousarray(np.hstack([wh, bh[:, None]]))  # (out, h2 + 1)
         if self.box:
-            self.log_std = head.log_std_param.detach().numpy().copy()
+            self.log_std = spec["log_std"].copy()
             self.std = np.exp(self.log_std)  # what torch.exp gives, to float32 rounding
         # A Discrete space starting at 0 (the usual case): ac_real is ac itself, as int64.
-        start = pol.__dict__.get("_np_ac_start")
-        self.ac_is_real = (
-            not self.box
-            and start is not None
-            and start.dtype == np.int64
-            and start.ndim == 0
-            and int(start) == 0
-        )
+        self.ac_is_real = not self.box and spec["ac_is_real"]
         self._batch = -1  # the batch size the buffers are for (see _buffers)
 
     @classmethod
@@ -102,31 +74,18 @@ class NumpyPolicy:
         Parameters
         ----------
         pol : Any
-            The policy of a ``sample`` call.
+            The policy of a ``sample`` call; asked through its ``numpy_inference`` hook.
         ob_shape : tuple of int
             Shape of the run's observations; must be the policy's own (otherwise the torch
             path runs and raises its clear error).
         """
-        cls_pd = {GaussianPol: GaussianPd, CategoricalPol: CategoricalPd}.get(type(pol))
-        if cls_pd is None or type(pol.pd) is not cls_pd or pol.rnn:
-            return None
-        net = pol.net
-        if type(net) is not PolNet or type(net.head) is not PolHead or net.head.deterministic:
+        hook = getattr(pol, "numpy_inference", None)
+        spec = hook() if callable(hook) else None
+        if spec is None:
             return None
         if tuple(ob_shape) != tuple(pol.observation_space.shape):
             return None
-        if any(not p.is_cpu or p.dtype != torch.float32 for p in pol.parameters()):
-            return None
-        if any(not b.is_cpu for b in pol.buffers()) or _has_hooks(pol):
-            return None
-        # the numpy copies of the action bounds / offsets (absent in policies pickled by an
-        # older version), and float32 draws as the torch path makes them
-        no_bounds = pol.__dict__.get("_np_ac_bounds") is None
-        if no_bounds and pol.__dict__.get("_np_ac_start") is None:
-            return None
-        if torch.get_default_dtype() != torch.float32:
-            return None
-        return cls(pol)
+        return cls(spec)
 
     def _buffers(self, batch: int) -> None:
         """Hidden activations and draw buffers for batches of ``batch``, with their views made
@@ -180,7 +139,7 @@ class NumpyPolicy:
     def _finish(self, ac: np.ndarray, a_i: dict[str, np.ndarray]) -> ActResult:
         if self.ac_is_real:
             return ac, ac, a_i
-        return self.pol._ac_real_from_numpy(ac), ac, a_i
+        return self._ac_real(ac), ac, a_i
 
     def sample(self, obs: np.ndarray, outs: dict[str, np.ndarray] | None = None) -> ActResult:
         """Draw actions, as ``pol(obs)`` does (same draws from torch's RNG).
@@ -202,7 +161,7 @@ class NumpyPolicy:
         total = cum[-1]
         # NaN or 0 (a NaN minimum compares False): the torch path's error (sample_categorical's)
         if not np.minimum.reduce(total, axis=None) > 0.0:
-            raise _invalid_pi(torch.from_numpy(pi))
+            raise self._invalid_pi(pi)
         self._noise.uniform_()  # the torch path's (B, 1) uniform draws
         u = np.multiply(self._noise_np, total, out=self._noise_np)
         ac = np.add.reduce(np.less_equal(cum, u), axis=0, dtype=np.int64, out=get("ac"))

@@ -7,13 +7,16 @@ failure to load them is reported with the task it belongs to.
 
 Protocol (parent -> worker / worker -> parent)::
 
-    ("init", init_bytes)                      -> ("ready", "init", observation_space, action_space)
+    ("init", sys_path, env_fn_bytes, spec)    -> ("ready", "init", observation_space, action_space)
     ("sample", task_id, task_bytes, quotas)   -> ("epis", task_id, packed) | ("aborted", task_id)
+
+``spec`` is an ``EngineSpec``, ``task_bytes`` a pickled ``SampleTask`` and ``quotas`` a
+``Quotas`` (``machina.samplers._task``).
     ("abort", task_id)                           (stops the running task, if it is that one)
     ("close",) or end of file                    (exit)
     any failure                               -> ("error", task_id, message, cause, traceback)
 
-``packed`` is ``BatchEngine.run_packed``'s result: the episodes as a few flat arrays and their
+``packed`` is ``BatchEngine.run_task``'s result: the episodes as a few flat arrays and their
 boundaries, cheap to pickle whatever the number of episodes.
 
 The worker exits when its connection reaches end of file, which is how it notices that the
@@ -47,16 +50,11 @@ def serve(conn: Connection) -> None:
                 continue  # the task it meant has already been answered
             if cmd == "init":
                 try:
-                    init = cloudpickle.loads(msg[1])
+                    _, parent_path, env_fn_bytes, spec = msg
                     # Same import path as the parent, so objects pickled by reference (classes
                     # of the user's modules, test modules) load here too.
-                    sys.path[:] = init["sys_path"] + [
-                        p for p in sys.path if p not in init["sys_path"]
-                    ]
-                    env_fn = cloudpickle.loads(init["env_fn"])
-                    engine = BatchEngine(
-                        env_fn, init["slot_ids"], init["seed"], init["rng_seed"], init["seeded"]
-                    )
+                    sys.path[:] = parent_path + [p for p in sys.path if p not in parent_path]
+                    engine = BatchEngine.from_spec(cloudpickle.loads(env_fn_bytes), spec)
                     send(conn, ("ready", "init", engine.observation_space, engine.action_space))
                 except Exception as exc:
                     send(conn, error_message("init", exc))
@@ -67,16 +65,7 @@ def serve(conn: Connection) -> None:
                     if engine is None:
                         raise RuntimeError("sample before a successful init")
                     task = cloudpickle.loads(msg[2])
-                    epi_quotas, step_quotas = msg[3]
-                    packed = engine.run_packed(
-                        task["pol"],
-                        epi_quotas,
-                        step_quotas,
-                        task["deterministic"],
-                        task["prepro"],
-                        should_stop=conn.poll,
-                        fast_inference=task["fast_inference"],
-                    )
+                    packed = engine.run_task(task, msg[3], should_stop=conn.poll)
                     reply = ("epis", task_id, packed)
                 except SamplingAborted:
                     reply = ("aborted", task_id)

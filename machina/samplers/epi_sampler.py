@@ -10,14 +10,13 @@ import gymnasium
 import numpy as np
 import torch
 
-from machina.samplers.engine import (
-    BatchEngine,
-    Episode,
-    as_env_factory,
-    engine_rng_seed,
-    split_budget,
-)
+from machina.samplers._buffers import unpack_episodes
+from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
+from machina.samplers._task import Episode, SampleTask
+from machina.samplers.engine import BatchEngine
 from machina.samplers.workers import WorkerPool
+
+BACKENDS = ("process", "ray")
 
 
 def _same_space(pol_space: gymnasium.Space, env_space: gymnasium.Space, bounds: bool) -> bool:
@@ -112,10 +111,34 @@ class EpiSampler:
     fast_inference : bool
         Act in numpy, on a copy of the weights taken at each ``sample``, when ``pol`` is a
         ``GaussianPol`` or ``CategoricalPol`` on machina's ``PolNet`` on the CPU (what
-        ``make_pol`` builds without ``rnn``): the same distribution parameters (to float32
-        rounding) and the same draws from the same RNG, at about a third of the cost of a
-        PyTorch call. Other policies (subclasses, other nets, recurrent, on a GPU) are called
-        as they are. False: always call ``pol``.
+        ``make_pol`` builds without ``rnn``; the policy says so through
+        ``pol.numpy_inference()``): the same distribution parameters (to float32 rounding)
+        and the same draws from the same RNG, at about a third of the cost of a PyTorch
+        call. Other policies (subclasses, other nets, recurrent, on a GPU) are called as they
+        are. False: always call ``pol``.
+    backend : {"process", "ray"}
+        ``"process"``: ``num_parallel > 1`` runs worker processes on this machine.
+        ``"ray"``: ``num_parallel`` Ray actors (any ``num_parallel``, 1 included), each
+        stepping ``num_envs`` environments with the same engine: for the same ``seed``,
+        ``num_parallel`` and ``num_envs`` the same episodes as the process backend. Needs
+        ``pip install -e ".[ray]"``.
+    address : str, optional
+        Ray only: the cluster to connect to (``"auto"``, ``"10.0.0.1:6379"``). Default:
+        ``RAY_ADDRESS`` if set, else a Ray already initialised in this process, else a new
+        local instance (quiet, no dashboard) that ``close`` shuts down.
+    num_cpus, num_gpus : float
+        Ray only: resources each actor reserves (default 1 CPU, no GPU).
+    resources : dict, optional
+        Ray only: custom resources each actor reserves, e.g. ``{"sampler_node": 1}``.
+    ray_remote_args : dict, optional
+        Ray only: more options for the actors (``ActorClass.options``), overriding the above
+        and the default ``scheduling_strategy="SPREAD"`` (actors spread over the nodes).
+    timeout : float, optional
+        Ray only: seconds an actor may take to answer one ``sample``; past it the actor is
+        treated as lost (killed, replaced, its share re-run). None: no limit (a dead actor
+        or node is still noticed at once).
+    max_retries : int
+        Ray only: replacements of one actor's share within one ``sample`` before it raises.
 
     Raises
     ------
@@ -135,7 +158,34 @@ class EpiSampler:
         seed: int | None = 256,
         num_envs: int = 1,
         fast_inference: bool = True,
+        backend: str = "process",
+        address: str | None = None,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        resources: dict[str, float] | None = None,
+        ray_remote_args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        _per_actor_resources: list[dict[str, float]] | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, given {backend!r}")
+        if backend != "ray":
+            ray_only = {
+                "address": (address, None),
+                "num_cpus": (num_cpus, 1),
+                "num_gpus": (num_gpus, 0),
+                "resources": (resources, None),
+                "ray_remote_args": (ray_remote_args, None),
+                "timeout": (timeout, None),
+            }
+            for name, (value, default) in ray_only.items():
+                if value != default:
+                    raise ValueError(
+                        f'{name}: only for backend="ray", given {value!r} with backend={backend!r}'
+                    )
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout: expected a positive number of seconds, given {timeout!r}")
         for name, value in (("num_parallel", num_parallel), ("num_envs", num_envs)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, given {value!r}")
@@ -149,11 +199,30 @@ class EpiSampler:
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
         self.fast_inference = bool(fast_inference)
+        self.backend = backend
         self._engine: BatchEngine | None = None
-        self._pool: WorkerPool | None = None
+        self._pool: WorkerPool | Any = None
         self._closed = False
         env_fn = as_env_factory(env)
-        if self.num_parallel == 1:
+        if backend == "ray":
+            from machina.samplers._ray_backend import RayPool
+
+            self._pool = RayPool(
+                env_fn,
+                self.num_parallel,
+                self.num_envs,
+                self.seed,
+                address=address,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                resources=resources,
+                ray_remote_args=ray_remote_args,
+                per_actor_resources=_per_actor_resources,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+            backend = self._pool
+        elif self.num_parallel == 1:
             self._engine = BatchEngine(
                 env_fn, range(self.num_envs), self.seed, engine_rng_seed(self.seed, 0)
             )
@@ -220,33 +289,16 @@ class EpiSampler:
         if max_epis is None and max_steps is None:
             raise ValueError("sample: give max_epis or max_steps (or both), given neither")
         check_pol_spaces(pol, self.observation_space, self.action_space, self.prepro is None)
-        num_slots = self.num_parallel * self.num_envs
-        epi_quotas = split_budget(max_epis, num_slots)
-        step_quotas = split_budget(max_steps, num_slots)
+        quotas = split_quotas(max_epis, max_steps, self.num_parallel, self.num_envs)
         if self._engine is not None:
-            return self._engine.run(
-                pol,
-                epi_quotas,
-                step_quotas,
-                bool(deterministic),
-                self.prepro,
-                fast_inference=self.fast_inference,
-            )
-        n = self.num_envs
-        quotas = [
-            (epi_quotas[w * n : (w + 1) * n], step_quotas[w * n : (w + 1) * n])
-            for w in range(self.num_parallel)
-        ]
-        task = {
-            "pol": _cpu_policy(pol),
-            "prepro": self.prepro,
-            "deterministic": bool(deterministic),
-            "fast_inference": self.fast_inference,
-        }
+            task = SampleTask(pol, bool(deterministic), self.prepro, self.fast_inference)
+            return unpack_episodes(self._engine.run_task(task, quotas[0]))
+        task = SampleTask(_cpu_policy(pol), bool(deterministic), self.prepro, self.fast_inference)
         return self._pool.sample(task, quotas)
 
     def close(self) -> None:
-        """Stop the worker processes and close the environments. Idempotent."""
+        """Stop the worker processes (or Ray actors, and the Ray instance this sampler
+        started) and close the environments. Idempotent."""
         self._closed = True
         if self._pool is not None:
             self._pool.close()

@@ -24,8 +24,10 @@ from typing import Any
 
 import cloudpickle
 
+from machina.samplers._buffers import unpack_episodes
 from machina.samplers._protocol import recv, send
-from machina.samplers.engine import Episode, engine_rng_seed, unpack_episodes
+from machina.samplers._setup import engine_rng_seed, slot_seeds
+from machina.samplers._task import EngineSpec, Episode, Quotas, SampleTask
 
 # How often the parent looks at the workers' exit codes while it waits for replies, in
 # seconds: a worker's death is normally seen at once through end of file, this is a backstop.
@@ -161,8 +163,7 @@ class WorkerPool:
         self.workers = []
         for w in range(num_workers):
             slot_ids = list(range(w * num_envs, (w + 1) * num_envs))
-            seeds = [None if seed is None else seed + i for i in slot_ids]
-            self.workers.append(_Worker(w, slot_ids, seeds))
+            self.workers.append(_Worker(w, slot_ids, slot_seeds(seed, slot_ids)))
         self._finalizer = weakref.finalize(self, _shutdown, self.workers)
         try:
             spaces = self._start(self.workers)
@@ -176,29 +177,27 @@ class WorkerPool:
         for w in workers:
             w.start()
         for w in workers:
-            init = {
-                "sys_path": list(sys.path),
-                "env_fn": self._env_fn_bytes,
-                "slot_ids": w.slot_ids,
-                "seed": self.seed,
-                "rng_seed": engine_rng_seed(self.seed, w.index, w.restarts),
+            spec = EngineSpec(
+                index=w.index,
+                slot_ids=w.slot_ids,
+                seed=self.seed,
+                rng_seed=engine_rng_seed(self.seed, w.index, w.restarts),
                 # A replacement worker must not replay the seeded first resets.
-                "seeded": [w.sampled] * len(w.slot_ids),
-            }
-            send(w.conn, ("init", cloudpickle.dumps(init)))
+                seeded=[w.sampled] * len(w.slot_ids),
+            )
+            send(w.conn, ("init", list(sys.path), self._env_fn_bytes, spec))
             w.pending = "init"
         replies = self._collect(workers, "init", timeout=_START_TIMEOUT)
         return [(msg[2], msg[3]) for msg in replies]
 
-    def sample(self, task: dict[str, Any], quotas: Sequence[tuple[list, list]]) -> list[Episode]:
+    def sample(self, task: SampleTask, quotas: Sequence[Quotas]) -> list[Episode]:
         """Run one task on every worker and return all episodes in worker order.
 
         Parameters
         ----------
-        task : dict
-            ``pol``, ``prepro``, ``deterministic`` and ``fast_inference``; pickled once, sent
-            to every worker.
-        quotas : sequence of (epi_quotas, step_quotas), one per worker
+        task : SampleTask
+            Pickled once (policy weights included), sent to every worker.
+        quotas : sequence of Quotas, one per worker
         """
         self._recover()
         task_id = next(self._task_ids)

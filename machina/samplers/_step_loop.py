@@ -1,0 +1,217 @@
+"""One run of an engine: step every slot until each has met its quotas.
+
+Per step: one policy call for the batch (through the run's actor, ``_actors.py``) and one
+numpy copy per output key into time-major buffers (row = engine step, column = slot);
+environments write their next observation straight into the next row, which is the policy's
+next input, and a whole row is checked for NaN/inf at once. Only what ends an episode (its
+final observation, a reset) is handled per slot in Python. Episodes are cut out of the buffers
+once, at the end, by one gather per key (``pack_episodes``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from machina.samplers._actors import make_actor
+from machina.samplers._buffers import (
+    Growable,
+    History,
+    StepOutputs,
+    all_finite,
+    numeric_info,
+    pack_episodes,
+)
+from machina.samplers._env_slots import EnvSlots
+from machina.samplers._task import Quotas, SampleTask, SamplingAborted
+
+
+class StepLoop:
+    """The state of one run over ``slots``: per-slot episode bookkeeping and the buffers.
+
+    Parameters
+    ----------
+    slots : EnvSlots
+        The engine's environments.
+    task : SampleTask
+        The policy and how to act.
+    quotas : Quotas
+        One episode and one step quota per slot.
+    """
+
+    def __init__(self, slots: EnvSlots, task: SampleTask, quotas: Quotas) -> None:
+        n = len(slots)
+        self.slots = slots
+        self.task = task
+        self.epi_quotas, self.step_quotas = list(quotas.epis), list(quotas.steps)
+        if len(self.epi_quotas) != n:
+            raise ValueError(f"quotas: expected one per slot ({n}), given {len(self.epi_quotas)}")
+        self.started = [0] * n
+        self.steps = [0] * n  # steps of the finished episodes per slot
+        self.first_row = [0] * n  # row of the current episode's first step, per slot
+        # Per slot: the per-step numeric infos of the current episode; None when not stepping.
+        self.infos: list[list | None] = [None] * n
+        self.records: list[tuple] = []  # one per finished episode, see pack_episodes
+        self.starts = np.zeros(n, dtype=np.float32)  # 1 where an episode starts (h_masks)
+        self.history = History(n)
+        self.env_steps = [env.step for env in slots.envs]  # bound once: used at every env step
+        self.ended_epis = Growable(64)
+
+    def under_quotas(self, k: int) -> bool:
+        epi_quota, step_quota = self.epi_quotas[k], self.step_quotas[k]
+        under_epis = epi_quota is None or self.started[k] < epi_quota
+        return under_epis and (step_quota is None or self.steps[k] < step_quota)
+
+    def begin(self, k: int, row: int) -> None:
+        self.first_row[k], self.starts[k], self.infos[k] = row, 1.0, []
+        self.started[k] += 1
+
+    def run(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """Step until every slot met its quotas; the episodes packed (``pack_episodes``)."""
+        slots, prepro, history = self.slots, self.task.prepro, self.history
+        n = len(slots)
+        # First resets, through the checking path: the first observation sets the shape.
+        slots.ob_shape = None
+        first_obs = {}
+        for k in range(n):
+            if self.under_quotas(k):
+                first_obs[k] = slots.observe(k, slots.reset(k), "reset", prepro)
+                self.begin(k, 0)
+        if not first_obs:
+            return pack_episodes(history, None, self.records, slots.discrete_acs)
+        ob_shape = slots.ob_shape
+        outputs = StepOutputs(history)
+        actor = make_actor(self.task, ob_shape, outputs, self.starts)
+        obs_buf = history.add("obs", ob_shape, np.float32)
+        rews_buf = history.add("rews", (), np.float32)
+        self.ended_epis.add("finals", ob_shape, np.float32)
+        for k, ob in first_obs.items():
+            obs_buf[0, k] = ob
+        active = list(first_obs)
+        step = self._step_envs if prepro is None else self._step_envs_prepro
+        t = 0  # the row of the observations acted on
+        while active:
+            if should_stop is not None and should_stop():
+                raise SamplingAborted
+            if history.ensure(t + 2):
+                obs_buf, rews_buf = history.fields["obs"], history.fields["rews"]
+                outputs.refresh()
+            all_active = len(active) == n
+            # Where this step's values go in a row: all of it, or the active slots' columns.
+            step_rows = Ellipsis if all_active else np.asarray(active)
+            if actor.full_batch and not all_active:
+                idle = [k for k in range(n) if self.infos[k] is None]
+            ac_real = actor.act(obs_buf[t], step_rows, t)
+            # Step every active slot; the next observations go straight into row t + 1.
+            next_row = obs_buf[t + 1]
+            rews, ended = step(active, ac_real, step_rows, next_row, t)
+            rews_buf[t][step_rows] = rews
+            stopped = self._end_episodes(ended, next_row, t) if ended else False
+            # One check of all the new observations (zero rows where no slot stepped).
+            if not all_finite(next_row):
+                self._raise_non_finite(active, next_row, t)
+            if stopped:
+                active = [k for k in active if self.infos[k] is not None]
+            if actor.full_batch and not all_active:
+                next_row[idle] = obs_buf[t][idle]
+            t += 1
+        finals = self.ended_epis.fields["finals"]
+        return pack_episodes(history, finals, self.records, slots.discrete_acs)
+
+    def _step_envs(
+        self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
+    ) -> tuple[list, list]:
+        """Step the active slots without prepro: observations go into ``next_row`` as they
+        come (checked later for the whole row). Returns the rewards and the ended episodes
+        ``(slot, raw final observation, term, trunc)``."""
+        slots, infos, first_row, env_steps = self.slots, self.infos, self.first_row, self.env_steps
+        raws, rews, ended = [], [], []
+        for k, a in zip(active, ac_real):
+            try:
+                raw, rew, term, trunc, info = env_steps[k](a)
+            except Exception as exc:
+                raise slots.env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+            raws.append(raw)
+            rews.append(rew)
+            if info:
+                infos[k].append(numeric_info(info))
+            if term or trunc:
+                ended.append((k, raw, term, trunc))
+        # One copy for the row (checked by the caller, for the whole row at once); the slots
+        # that ended are overwritten with their reset or final observation.
+        try:
+            next_row[step_rows] = raws
+        except (TypeError, ValueError):
+            for k, raw in zip(active, raws):
+                try:
+                    next_row[k] = raw
+                except (TypeError, ValueError) as exc:
+                    raise slots.shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
+        return rews, ended
+
+    def _step_envs_prepro(
+        self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
+    ) -> tuple[list, list]:
+        """Step the active slots with a prepro: each observation through ``slots.observe``."""
+        slots, infos, first_row, prepro = self.slots, self.infos, self.first_row, self.task.prepro
+        rews, ended = [], []
+        for k, a in zip(active, ac_real):
+            try:
+                raw, rew, term, trunc, info = self.env_steps[k](a)
+            except Exception as exc:
+                raise slots.env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+            rews.append(rew)
+            # The raw observation this step acted on: running statistics must come from raw
+            # observations, which clipped normalised ones cannot give back
+            # (machina.prepro.BasePrePro.update_with_epis).
+            step_info = numeric_info(info) if info else {}
+            step_info["raw_obs"] = slots.raw_obs[k]
+            infos[k].append(step_info)
+            if term or trunc:
+                ended.append((k, raw, term, trunc))
+            else:
+                next_row[k] = slots.observe(k, raw, f"step {t - first_row[k] + 1}", prepro)
+        return rews, ended
+
+    def _end_episodes(self, ended: list[tuple], next_row: np.ndarray, t: int) -> bool:
+        """Record the episodes that ended at step ``t``, reset their slots or stop them.
+
+        Returns whether a slot met its quotas (and leaves the active slots)."""
+        slots, records, prepro = self.slots, self.records, self.task.prepro
+        first_end = len(records)
+        self.ended_epis.ensure(first_end + len(ended))
+        finals = self.ended_epis.fields["finals"]
+        stopped = False
+        for k, raw, term, trunc in ended:
+            length = t - self.first_row[k] + 1
+            if prepro is None:  # the final observation is in the row already
+                finals[len(records)] = next_row[k]
+            else:
+                finals[len(records)] = slots.observe(k, raw, f"step {length}", prepro)
+            epi_infos = self.infos[k] if len(self.infos[k]) == length else None
+            records.append((k, self.first_row[k], length, bool(term), bool(trunc), epi_infos))
+            self.steps[k] += length
+            if self.under_quotas(k):
+                slots.store_reset(next_row, k, slots.reset(k), prepro)
+                self.begin(k, t + 1)
+            else:
+                # A slot that stops keeps its final observation (a recurrent policy still
+                # sees it).
+                next_row[k] = finals[len(records) - 1]
+                self.infos[k] = None
+                stopped = True
+        new_finals = finals[first_end : len(records)]
+        if not all_finite(new_finals):
+            for (k, _, length, *_), final in zip(records[-len(ended) :], new_finals):
+                if not all_finite(final):
+                    raise slots.non_finite_error(k, final, f"step {length}")
+        return stopped
+
+    def _raise_non_finite(self, active: list[int], next_row: np.ndarray, t: int) -> None:
+        for k in active:
+            if not all_finite(next_row[k]):
+                first = self.first_row[k] == t + 1
+                phase = "reset" if first else f"step {t - self.first_row[k] + 1}"
+                raise self.slots.non_finite_error(k, next_row[k], phase)

@@ -1,0 +1,114 @@
+"""``DistributedEpiSampler``: the original machina's multi-node sampler, on Ray.
+
+The original ran one Redis-connected process per node (``rank`` 0..world_size-1) serving a
+master (``rank=-1``). On Ray the nodes join the cluster instead (``ray start --head`` on the
+first, ``ray start --address=HEAD:6379`` on the others) and the master alone creates the
+sampler; its actors spread over the nodes::
+
+    sampler = DistributedEpiSampler(world_size=2, env=env, pol=pol, num_parallel=8)
+    epis = sampler.sample(pol, max_steps=4096)
+
+``world_size`` is the number of nodes: the ``num_parallel`` actors are ``num_parallel //
+world_size`` per node (at least one), spread by Ray's ``"SPREAD"`` strategy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from machina.samplers._task import Episode
+from machina.samplers.epi_sampler import EpiSampler
+
+__all__ = ["DistributedEpiSampler"]
+
+
+class DistributedEpiSampler:
+    """Sample whole episodes over the nodes of a Ray cluster.
+
+    Parameters
+    ----------
+    world_size : int
+        Number of nodes.
+    rank : int
+        -1 (the default): the master, which samples. A rank >= 0 was a node process of the
+        original; on Ray a node joins with ``ray start --address=...`` instead, so such an
+        object samples nothing (``sample`` raises) and a warning says so.
+    env, pol : required on the master
+        As :class:`machina.samplers.EpiSampler`'s.
+    num_parallel : int
+        Actors in total (``num_parallel // world_size`` per node in the original).
+    prepro, seed : as :class:`machina.samplers.EpiSampler`'s.
+    flush_db : bool
+        The original's Redis reset; ignored (no Redis).
+    **kwargs
+        More arguments of :class:`machina.samplers.EpiSampler` (``num_envs``, ``address``,
+        ``num_cpus``, ``timeout``...).
+    """
+
+    def __init__(
+        self,
+        world_size: int,
+        rank: int = -1,
+        env: gymnasium.Env | Callable[[], gymnasium.Env] | None = None,
+        pol: torch.nn.Module | None = None,
+        num_parallel: int = 8,
+        prepro: Callable[[np.ndarray], np.ndarray] | None = None,
+        seed: int | None = 256,
+        flush_db: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size: expected a positive integer, given {world_size!r}")
+        self.world_size = world_size
+        self.rank = rank
+        self._sampler: EpiSampler | None = None
+        if rank >= 0:
+            warnings.warn(
+                "DistributedEpiSampler(rank >= 0): on Ray a node joins the cluster with "
+                "`ray start --address=<head>:6379`; no per-node sampler process is needed",
+                stacklevel=2,
+            )
+            return
+        if env is None or pol is None:
+            raise ValueError("env, pol: the master (rank=-1) needs both, given None")
+        per_node = max(1, num_parallel // world_size)
+        self._sampler = EpiSampler(
+            env,
+            pol,
+            num_parallel=per_node * world_size,
+            prepro=prepro,
+            seed=seed,
+            backend="ray",
+            **kwargs,
+        )
+
+    def sample(
+        self,
+        pol: torch.nn.Module,
+        max_epis: int | None = None,
+        max_steps: int | None = None,
+        deterministic: bool = False,
+    ) -> list[Episode]:
+        """Sample whole episodes on the master (see :meth:`EpiSampler.sample`)."""
+        if self._sampler is None:
+            raise RuntimeError(
+                f"DistributedEpiSampler(rank={self.rank}) is not the master: sample with rank=-1"
+            )
+        return self._sampler.sample(pol, max_epis, max_steps, deterministic)
+
+    def close(self) -> None:
+        """Stop the actors (and the Ray instance the sampler started)."""
+        if self._sampler is not None:
+            self._sampler.close()
+
+    def __enter__(self) -> DistributedEpiSampler:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

@@ -1,0 +1,128 @@
+"""The original machina's Ray sampler, ``machina.samplers.raysampler.EpiSampler``, on the
+engine of :class:`machina.samplers.EpiSampler` with ``backend="ray"``.
+
+Ported scripts keep working::
+
+    sampler = EpiSampler(env, pol, num_parallel=8, seed=256, node_info={"node1": 4})
+    sampler.set_pol_state(pol.state_dict())          # or sample(pol, ...)
+    epis = sampler.sample(max_steps=4096)
+
+Each of the ``num_parallel`` Ray actors steps one environment (the original's layout); give
+``num_envs`` to step more per actor.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+
+from machina.samplers._task import Episode
+from machina.samplers.epi_sampler import EpiSampler as _LocalEpiSampler
+
+__all__ = ["EpiSampler"]
+
+
+class EpiSampler:
+    """Sample whole episodes with Ray actors, keeping a copy of the policy to act with.
+
+    Parameters
+    ----------
+    env : gymnasium.Env, GymEnv or callable
+        The environment, copied once per slot, or a zero-argument factory.
+    pol : torch.nn.Module
+        The policy; a CPU copy is kept and its weights are updated by :meth:`set_pol_state`
+        (or :meth:`set_pol`, or passing a policy to :meth:`sample`).
+    num_parallel : int
+        Number of Ray actors.
+    prepro : callable, optional
+        As :class:`machina.samplers.EpiSampler`'s.
+    seed : int or None
+        As :class:`machina.samplers.EpiSampler`'s.
+    worker_cls : None
+        The original's custom worker classes are replaced by the shared engine: only None
+        is accepted.
+    node_info : dict, optional
+        ``{resource_name: count}``: ``count`` actors each reserve one unit of the custom
+        resource ``resource_name`` (a node started with ``ray start
+        --resources='{"node1": 100}'``), the others are placed by Ray (spread over nodes).
+    **kwargs
+        More arguments of :class:`machina.samplers.EpiSampler` (``num_envs``, ``address``,
+        ``num_cpus``, ``timeout``...).
+    """
+
+    def __init__(
+        self,
+        env: gymnasium.Env | Callable[[], gymnasium.Env],
+        pol: torch.nn.Module,
+        num_parallel: int = 8,
+        prepro: Callable[[np.ndarray], np.ndarray] | None = None,
+        seed: int | None = 256,
+        worker_cls: Any = None,
+        node_info: dict[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if worker_cls is not None:
+            raise ValueError(
+                "worker_cls: custom worker classes are not supported (every actor runs "
+                f"machina's sampling engine); expected None, given {worker_cls!r}"
+            )
+        per_actor: list[dict[str, float]] = []
+        for name, count in (node_info or {}).items():
+            per_actor += [{name: 1}] * int(count)
+        if len(per_actor) > num_parallel:
+            raise ValueError(
+                f"node_info: asks for {len(per_actor)} actors in total, more than "
+                f"num_parallel={num_parallel}"
+            )
+        self.pol = copy.deepcopy(pol).cpu()
+        self._sampler = _LocalEpiSampler(
+            env,
+            self.pol,
+            num_parallel=num_parallel,
+            prepro=prepro,
+            seed=seed,
+            backend="ray",
+            _per_actor_resources=per_actor,
+            **kwargs,
+        )
+
+    def set_pol(self, pol: torch.nn.Module) -> None:
+        """Act with (a CPU copy of) ``pol`` from now on."""
+        self.pol = copy.deepcopy(pol).cpu()
+
+    def set_pol_state(self, state_dict: dict[str, Any]) -> None:
+        """Load ``state_dict`` into the policy the sampler acts with."""
+        self.pol.load_state_dict(state_dict)
+
+    def sample(
+        self,
+        pol: torch.nn.Module | None = None,
+        max_epis: int | None = None,
+        max_steps: int | None = None,
+        deterministic: bool = False,
+    ) -> list[Episode]:
+        """Sample whole episodes (see :meth:`machina.samplers.EpiSampler.sample`).
+
+        Parameters
+        ----------
+        pol : torch.nn.Module, optional
+            When given, its weights are loaded first (as ``set_pol_state``).
+        """
+        if pol is not None:
+            self.set_pol_state({k: v.detach().cpu() for k, v in pol.state_dict().items()})
+        return self._sampler.sample(self.pol, max_epis, max_steps, deterministic)
+
+    def close(self) -> None:
+        """Stop the actors (and the Ray instance the sampler started)."""
+        self._sampler.close()
+
+    def __enter__(self) -> EpiSampler:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()

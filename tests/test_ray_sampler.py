@@ -1,0 +1,352 @@
+"""Tests of EpiSampler(backend="ray") and the original's Ray entry points, on real Ray.
+
+A local Ray instance (4 logical CPUs on whatever cores there are) is started once for the
+module and shut down at its end; the cluster tests start their own two-node cluster
+(``ray.cluster_utils.Cluster``, all on 127.0.0.1) and shut it down.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from machina.envs import GymEnv  # noqa: E402
+from machina.nets import PolNet  # noqa: E402
+from machina.pols import CategoricalPol, GaussianPol  # noqa: E402
+from machina.samplers import (  # noqa: E402
+    DistributedEpiSampler,
+    EpiSampler,
+    raysampler,  # noqa: E402
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SlowEnv(gym.Env):
+    """A toy: observation (t, 0), episodes of ``length`` steps, each step sleeps ``delay``
+    seconds; ``hang_at``: that step sleeps an hour; ``fail_at``: that step raises, in the
+    environment whose first reset was seeded with ``fail_seed`` (any, when None)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length=5, delay=0.0, hang_at=None, fail_at=None, fail_seed=None):
+        self.length, self.delay, self.hang_at, self.fail_at = length, delay, hang_at, fail_at
+        self.fail_seed = fail_seed
+        self.first_seed = None
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.first_seed is None:
+            self.first_seed = seed
+        self.t = 0
+        return np.array([0.0, 0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == self.hang_at:
+            time.sleep(3600)
+        if self.t == self.fail_at and self.fail_seed in (None, self.first_seed):
+            raise ValueError(f"boom at step {self.t}")
+        if self.delay:
+            time.sleep(self.delay)
+        return np.array([self.t, 0.0], np.float32), 1.0, self.t >= self.length, False, {}
+
+
+def categorical_pol(env):
+    torch.manual_seed(0)
+    return CategoricalPol(
+        env.observation_space, env.action_space, PolNet(env.observation_space, env.action_space)
+    )
+
+
+def gaussian_pol(env):
+    torch.manual_seed(0)
+    return GaussianPol(
+        env.observation_space, env.action_space, PolNet(env.observation_space, env.action_space)
+    )
+
+
+def assert_same_epis(a, b):
+    assert len(a) == len(b)
+    for ea, eb in zip(a, b):
+        for key in ("obs", "acs", "rews", "next_obs", "terms", "truncs", "dones"):
+            assert ea[key].dtype == eb[key].dtype
+            np.testing.assert_array_equal(ea[key], eb[key])
+        assert ea["a_is"].keys() == eb["a_is"].keys()
+        for key in ea["a_is"]:
+            np.testing.assert_array_equal(ea["a_is"][key], eb["a_is"][key])
+
+
+def assert_whole(epis):
+    for epi in epis:
+        assert epi["dones"][-1] and not epi["dones"][:-1].any()
+
+
+def _start_local_ray():
+    ray.init(
+        address="local",
+        num_cpus=4,
+        resources={"node1": 2},
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="warning",
+    )
+
+
+@pytest.fixture(scope="module")
+def _ray_module():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def local_ray(_ray_module):
+    """This module's local Ray instance (started again after a cluster test)."""
+    if not ray.is_initialized():
+        _start_local_ray()
+    yield
+
+
+@pytest.fixture
+def cluster(_ray_module):
+    """A two-node cluster on this machine: a head with 2 CPUs and a node with 1; node death
+    noticed within about a second and a half."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    system_config = {
+        "health_check_initial_delay_ms": 0,
+        "health_check_period_ms": 500,
+        "health_check_failure_threshold": 3,
+    }
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "_system_config": system_config},
+    )
+    # Cluster writes its address where a bare ray.init() on this machine would find it:
+    # remove it, other programs here must not attach to this test's cluster.
+    address_file = ray._private.utils.get_ray_address_file(None)
+    if os.path.exists(address_file) and open(address_file).read().strip() == c.address:
+        os.remove(address_file)
+    try:
+        c.add_node(num_cpus=1)
+        ray.init(address=c.address, log_to_driver=False, logging_level="warning")
+        c.wait_for_nodes()
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def test_ray_backend_same_episodes_as_processes(local_ray):
+    """Same seed, N and M: the Ray actors and the worker processes return identical
+    episodes, stochastic and deterministic (a Gaussian policy: float actions, compared to
+    the bit; the categorical policy's parity is in the cluster test)."""
+    for env, make_pol in ((GymEnv("Pendulum-v1", max_episode_steps=30), gaussian_pol),):
+        pol = make_pol(env)
+        epis = {}
+        for backend in ("process", "ray"):
+            with EpiSampler(env, pol, num_parallel=2, num_envs=2, seed=3, backend=backend) as s:
+                epis[backend] = s.sample(pol, max_steps=300)
+                epis[backend] += s.sample(pol, max_epis=5, deterministic=True)
+                epis[backend] += s.sample(pol, max_epis=3, max_steps=50)
+        assert_same_epis(epis["process"], epis["ray"])
+        assert_whole(epis["ray"])
+        assert all(e["obs"].flags.writeable for e in epis["ray"])
+    assert ray.is_initialized()  # the user's Ray (this module's) is left running
+
+
+def test_env_error_names_slot_seed_and_node(local_ray):
+    """An env that raises: the engine's message (slot, seed, step, the original error, as in
+    this process and in worker processes), after the actor's description naming its node;
+    the original exception is the cause, and the sampler stays usable."""
+    env_fn = lambda: SlowEnv(fail_at=3, fail_seed=8)  # noqa: E731
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, pol, seed=8) as s, pytest.raises(RuntimeError) as local:
+        s.sample(pol, max_epis=2)
+    with EpiSampler(env_fn, pol, num_parallel=2, seed=7, backend="ray") as s:
+        for _ in range(2):  # raises again, but answers
+            with pytest.raises(RuntimeError) as err:
+                s.sample(pol, max_epis=2)
+            assert isinstance(err.value.__cause__, ValueError)
+    message = str(err.value)
+    assert (
+        str(local.value) == "environment 0 (seed 8) raised ValueError: boom at step 3 during step 3"
+    )
+    assert message.split("): ", 1)[1] == str(local.value).replace("environment 0", "environment 1")
+    address = ray.nodes()[0]["NodeManagerAddress"]  # this machine's (Ray avoids 127.0.0.1)
+    assert message.startswith(f"ray sampler actor 1 (node {address} id ")
+    assert "env slots [1], seeds [8]" in message
+
+
+def test_actor_killed_mid_sample_is_replaced(local_ray):
+    """SIGKILL to an actor's process during sample: its share is re-run on a replacement,
+    the call returns exactly max_epis whole episodes, and the next call works."""
+    env_fn = lambda: SlowEnv(length=5, delay=0.01)  # noqa: E731
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, pol, num_parallel=2, num_envs=2, seed=0, backend="ray") as s:
+        pool = s._pool
+        pid = pool.slots[0].where["pid"]
+        killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        try:
+            epis = s.sample(pol, max_epis=80)  # 20 episodes of 5 steps per slot: >= 1 s
+        finally:
+            killer.cancel()
+        assert len(epis) == 80 and [len(e["rews"]) for e in epis] == [5] * 80
+        assert_whole(epis)
+        assert pool.slots[0].restarts == 1 and pool.slots[0].where["pid"] != pid
+        assert len(s.sample(pol, max_epis=4)) == 4
+
+
+def test_hanging_actor_times_out(local_ray):
+    """An env that sleeps for an hour on a step: with timeout=2 the actor is treated as lost
+    (killed; max_retries=0: no replacement within the call) and the call raises, naming the
+    actor, in seconds, not an hour. (Replacement itself: the kill and node tests.)"""
+    env_fn = lambda: SlowEnv(length=5, hang_at=2)  # noqa: E731
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, pol, seed=0, backend="ray", timeout=2, max_retries=0) as s:
+        with pytest.raises(RuntimeError, match=r"ray sampler actor 0 .* did not answer within 2"):
+            s.sample(pol, max_epis=1)
+        assert s._pool.slots[0].actor is None  # killed, replaced at the next call
+
+
+def test_without_ray_the_error_names_the_install_command():
+    """ray missing (simulated in a fresh interpreter): backend="ray" raises ImportError
+    naming pip install -e ".[ray]"; the process backend is unaffected."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["ray"] = None
+        from machina.envs import GymEnv
+        from machina.samplers import EpiSampler
+        env = GymEnv("CartPole-v1")
+        try:
+            EpiSampler(env, None, backend="ray")
+        except ImportError as exc:
+            print(exc)
+        EpiSampler(env, None).close()
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert 'pip install -e ".[ray]"' in out.stdout
+
+
+def test_original_raysampler_api(local_ray):
+    """raysampler.EpiSampler(env, pol, num_parallel, prepro, seed, worker_cls, node_info):
+    set_pol_state loads weights that the next sample acts with (the same episodes as an
+    EpiSampler with those weights), sample(pol=...) too, node_info reserves resources."""
+    env = GymEnv("CartPole-v1", max_episode_steps=30)
+    pol = categorical_pol(env)
+    other = categorical_pol(env)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(-2.0)
+    sampler = raysampler.EpiSampler(env, pol, num_parallel=2, seed=4, node_info={"node1": 1})
+    try:
+        sampler.set_pol_state(other.state_dict())
+        epis = sampler.sample(max_epis=4, deterministic=True)
+        # deterministic: the same episodes for any layout of the same slots (2 x 1 here)
+        with EpiSampler(env, other, num_envs=2, seed=4) as ref:
+            assert_same_epis(epis, ref.sample(other, max_epis=4, deterministic=True))
+        assert len(sampler.sample(pol, max_steps=50)) >= 2
+    finally:
+        sampler.close()
+    with pytest.raises(ValueError, match="worker_cls"):
+        raysampler.EpiSampler(env, pol, num_parallel=2, worker_cls=object)
+
+
+def test_distributed_epi_sampler_on_ray(local_ray):
+    """DistributedEpiSampler(world_size, rank=-1, env, pol, num_parallel, prepro, seed): the
+    master samples on Ray; a rank >= 0 warns that nodes join with ray start."""
+    env = GymEnv("Pendulum-v1", max_episode_steps=20)
+    pol = gaussian_pol(env)
+    with DistributedEpiSampler(2, env=env, pol=pol, num_parallel=2, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+    assert len(epis) == 4
+    assert_whole(epis)
+    with pytest.warns(UserWarning, match="ray start"):
+        node = DistributedEpiSampler(2, rank=0)
+    with pytest.raises(RuntimeError, match="not the master"):
+        node.sample(pol, max_epis=1)
+
+
+def test_bad_backend_arguments():
+    env = GymEnv("CartPole-v1")
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        EpiSampler(env, None, backend="dask")
+    with pytest.raises(ValueError, match='address: only for backend="ray"'):
+        EpiSampler(env, None, address="auto")
+    with pytest.raises(ValueError, match="timeout: expected a positive number"):
+        EpiSampler(env, None, backend="ray", timeout=-1)
+
+
+def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
+    """No Ray initialised: the first sampler starts a local instance, a second one uses it;
+    closing the first leaves it running for the second, closing the last shuts it down."""
+    if ray.is_initialized():
+        ray.shutdown()
+    env = GymEnv("CartPole-v1", max_episode_steps=20)
+    pol = categorical_pol(env)
+    first = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
+    second = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
+    try:
+        assert ray.is_initialized()
+        first.close()
+        assert len(second.sample(pol, max_epis=2)) == 2
+    finally:
+        first.close()
+        second.close()
+    assert not ray.is_initialized()
+
+
+def test_two_node_cluster_then_node_removed_mid_sample(cluster):
+    """A simulated two-node cluster: the actors spread over both nodes (the same
+    deterministic episodes as one process stepping all slots); then the node of one actor
+    is removed during sample: its share is re-run on a replacement on the surviving node and
+    the call returns exactly max_epis whole episodes. (Last in the module: it stops the
+    module's local instance.)"""
+    env = GymEnv("CartPole-v1", max_episode_steps=30)
+    pol = categorical_pol(env)
+    with EpiSampler(env, pol, seed=1, num_envs=4) as local:
+        ref = local.sample(pol, max_epis=6, deterministic=True)
+    env_fn = lambda: SlowEnv(length=5, delay=0.01)  # noqa: E731
+    with EpiSampler(env, pol, num_parallel=2, num_envs=2, seed=1, backend="ray", timeout=60) as s:
+        pool = s._pool
+        assert len(set(pool.nodes())) == 2
+        assert_same_epis(s.sample(pol, max_epis=6, deterministic=True), ref)
+    assert ray.is_initialized()  # connected by the user: not shut down by close()
+
+    slow_pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, slow_pol, num_parallel=2, seed=0, backend="ray", timeout=60) as s:
+        pool = s._pool
+        head_id = ray.get_runtime_context().get_node_id()
+        lost = [slot for slot in pool.slots if slot.where["node"] != head_id]
+        assert len(lost) == 1  # SPREAD: one actor per node
+        remover = threading.Timer(0.5, cluster.remove_node, (next(iter(cluster.worker_nodes)),))
+        remover.start()
+        try:
+            epis = s.sample(slow_pol, max_epis=40)  # 20 episodes of 5 steps per actor: >= 1 s
+        finally:
+            remover.join()
+        assert len(epis) == 40 and [len(e["rews"]) for e in epis] == [5] * 40
+        assert_whole(epis)
+        assert lost[0].restarts == 1 and lost[0].where["node"] == head_id
