@@ -29,17 +29,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_torchrun(scenario: str, out_dir) -> list[dict]:
-    """Launch the worker on ``WORLD`` ranks; return each rank's saved results. The whole
-    process group is killed if it outlives ``TIMEOUT_S``."""
+def torchrun(script: str, *script_args: str, cwd: str = ROOT) -> str:
+    """Run ``script`` on ``WORLD`` local ranks; return its output, failing the test on a
+    non-zero exit. The whole process group is killed if it outlives ``TIMEOUT_S``."""
     cmd = [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
-        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", WORKER, scenario,
-        str(out_dir),
+        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", script, *script_args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group: the finally below kills every rank
     )  # fmt: skip
     try:
@@ -50,7 +49,13 @@ def run_torchrun(scenario: str, out_dir) -> list[dict]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    assert proc.returncode == 0, f"torchrun {scenario} failed:\n{output[-4000:]}"
+    assert proc.returncode == 0, f"torchrun {' '.join(cmd[2:])} failed:\n{output[-4000:]}"
+    return output
+
+
+def run_torchrun(scenario: str, out_dir) -> list[dict]:
+    """The worker's ``scenario`` on ``WORLD`` ranks; each rank's saved results."""
+    torchrun(WORKER, scenario, str(out_dir))
     return [
         torch.load(out_dir / f"{scenario}_rank{r}.pt", weights_only=False) for r in range(WORLD)
     ]
@@ -156,3 +161,14 @@ def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
     assert_states_equal(r0["sac"]["pol"], r1["sac"]["pol"])
     for a, b in zip(r0["sac"]["qfs"], r1["sac"]["qfs"]):
         assert_states_equal(a, b)
+
+
+def test_example_runs_under_torchrun(tmp_path):
+    """example/run_ppo_distributed.py, one small iteration on 2 ranks; rank 0 alone logs."""
+    output = torchrun(
+        os.path.join(ROOT, "example", "run_ppo_distributed.py"), "--run_dir", str(tmp_path),
+        "--max_steps", "200", "--steps_per_iter", "200", "--epoch_per_iter", "1",
+        "--h_size", "16", cwd=str(tmp_path),
+    )  # fmt: skip
+    assert output.count("iter   1") == 1 and "on 2 rank(s)" in output
+    assert (tmp_path / "progress.csv").exists() and (tmp_path / "models" / "pol_last.pt").exists()
