@@ -150,6 +150,9 @@ def unit_checks(rank: int) -> dict:
     out["distributed_adamw_grad"] = w.grad.clone()
     dist_utils.set_grad_averaging(True)
 
+    # A tensor averaged for code that computes its own update (e.g. a natural gradient).
+    out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))
+
     # A parameter with a gradient on rank 0 only: rank 1 counts zero, both get the mean.
     a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
     loss = (a * 2).sum() + ((b * 4).sum() if rank == 0 else 0.0)

@@ -133,6 +133,11 @@ def test_gradients_are_averaged_before_clipping(same_data):
     assert torch.equal(u0["distributed_adamw"], u1["distributed_adamw"])
 
 
+def test_average_tensor_gives_every_rank_the_mean(same_data):
+    for r in same_data[0]:
+        assert torch.equal(r["unit"]["average_tensor"], torch.tensor([1.0, 1.0]))
+
+
 def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):
     for r in same_data[0]:
         # a: gradient 2 on both ranks; b: 4 on rank 0, none on rank 1 -> mean 2; SGD lr 1.
