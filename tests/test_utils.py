@@ -137,3 +137,13 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
     # the same weights on both ranks, and what rank 0 reports is that state
     assert all(torch.equal(a, b) for a, b in zip(*ranks))
     assert torch.equal(state["weight"], ranks[0][0]) and len(params) == 2
+
+
+def test_all_finite_finds_nan_and_inf_in_any_tensor_and_dtype():
+    ok = [torch.ones(3), torch.zeros(2, 2, dtype=torch.float64)]
+    assert mu.all_finite(ok) and mu.all_finite([])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        tensors = [t.clone() for t in ok]
+        tensors[1][1, 0] = bad
+        assert not mu.all_finite(tensors)
+        assert tensors[0].tolist() == [1.0, 1.0, 1.0]  # values are left as they were
