@@ -11,7 +11,7 @@ import torch
 
 from machina.traj import Traj
 from machina.utils import distributed as dist_utils
-from machina.utils.checks import NonFiniteError
+from machina.utils.checks import NonFiniteError, all_finite
 
 Batch = dict[str, torch.Tensor]
 
@@ -153,18 +153,26 @@ def optimizer_step(
             )
             raise _non_finite(f"{name} is {where}", batch)
     grads = [p.grad for p in opt_params if p.grad is not None]
-    # One norm serves both the clip and the finiteness check (a single host sync).
+    finite = True
     if max_grad_norm is not None:
         clip = opt_params if params is None else list(params)
-        total = torch.nn.utils.clip_grad_norm_(clip, max_grad_norm)
-        if not {id(g) for g in grads} <= {id(p.grad) for p in clip if p.grad is not None}:
-            total = torch.nn.utils.get_total_norm(grads)  # some stepped grads were not clipped
+        # The clip's total norm doubles as the finiteness check when it covers every
+        # gradient the optimisers will use (the usual case).
+        total_norm = float(torch.nn.utils.clip_grad_norm_(clip, max_grad_norm))
+        finite = math.isfinite(total_norm)
+        if finite and not {id(g) for g in grads} <= {
+            id(p.grad) for p in clip if p.grad is not None
+        }:
+            finite = all_finite(grads)
+    elif grads:
+        finite = all_finite(grads)
+    if not finite:
+        raise _non_finite(f"the gradient of {name} is not finite", batch)
+    if averaging:
+        with dist_utils.grads_already_averaged():
+            for opt in optims:
+                opt.step()
     else:
-        total = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-    total_norm = float(total)
-    if not math.isfinite(total_norm):
-        raise _non_finite(f"the gradient of {name} is not finite (norm {total_norm})", batch)
-    with dist_utils.grads_already_averaged() if averaging else contextlib.nullcontext():
         for opt in optims:
             opt.step()
     return loss_value

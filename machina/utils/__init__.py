@@ -7,7 +7,7 @@ when its helpers are called). The names are the original ``machina.utils``'s.
 """
 
 from machina.utils import distributed
-from machina.utils.checks import NonFiniteError
+from machina.utils.checks import NonFiniteError, all_finite
 from machina.utils.device import cpu_mode, get_device, set_device
 from machina.utils.distributed import make_model_distributed, wrap_ddp
 from machina.utils.ray_trainers import (
@@ -24,6 +24,7 @@ from machina.utils.timing import measure
 __all__ = [
     "distributed",
     "NonFiniteError",
+    "all_finite",
     "measure",
     "set_device",
     "get_device",

@@ -25,6 +25,7 @@ __all__ = [
     "grad_averaging_enabled",
     "averages_here",
     "average_gradients",
+    "average_tensor",
     "grads_already_averaged",
     "grads_are_averaged",
     "broadcast_params",
@@ -132,6 +133,17 @@ def average_gradients(
     if extra is None:
         return None
     return flat[n + len(params) :].view_as(extra)
+
+
+def average_tensor(t: torch.Tensor) -> torch.Tensor:
+    """Replace ``t`` by its mean over ranks, in place, when gradient averaging is on (returns
+    ``t``). For training code that computes its own update direction instead of calling
+    ``optimizer_step`` (e.g. a natural-gradient step: average the gradient and each
+    Fisher-vector product), so that every rank takes the same step."""
+    if averages_here():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t.div_(get_world_size())
+    return t
 
 
 @contextlib.contextmanager

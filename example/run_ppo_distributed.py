@@ -1,0 +1,129 @@
+"""Data-parallel PPO over processes with torch.distributed, launched by torchrun.
+
+    torchrun --nproc_per_node 2 example/run_ppo_distributed.py --run_dir runs/ppo_ddp
+
+(on one machine; ``python -m torch.distributed.run`` is the same command). Each rank samples
+its own episodes with seed ``--seed + rank`` and trains on them; every optimiser step averages
+the gradients over the ranks before clipping, so all ranks hold the same weights. With
+``--same_data`` rank 0 samples, every rank gets its episodes and trains on its share of each
+minibatch (``Traj(ddp=True)``), which equals one process training on the same data. Rank 0
+logs progress.csv and the policy into ``--run_dir`` and prints one line per iteration. gloo runs
+on CPU; on a machine with GPUs use ``--backend nccl`` to train each rank on its own GPU.
+Across machines, run the same command on each with ``--nnodes N --node_rank i
+--master_addr <host of rank 0> --master_port 29500``.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+import machina.distributed as mdist
+from machina import logger
+from machina.algos import ppo_clip
+from machina.envs import GymEnv
+from machina.pols import make_pol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import make_vf
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
+parser.add_argument(
+    "--run_dir",
+    default="runs/ppo_distributed",
+    help="run folder (rank 0); not --log: torchrun would take it",
+)
+parser.add_argument("--seed", type=int, default=0, help="rank r samples with seed + r")
+parser.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
+parser.add_argument("--same_data", action="store_true", help="rank 0 samples for every rank")
+parser.add_argument("--num_envs", type=int, default=4, help="environments per rank")
+parser.add_argument("--max_steps", type=int, default=100_000, help="env steps, all ranks")
+parser.add_argument("--steps_per_iter", type=int, default=512, help="per rank")
+parser.add_argument("--epoch_per_iter", type=int, default=10)
+parser.add_argument("--batch_size", type=int, default=256, help="steps per minibatch per rank")
+parser.add_argument("--lr", type=float, default=3e-3)
+parser.add_argument("--h_size", type=int, default=64)
+parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--lam", type=float, default=0.97)
+parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--solve_return", type=float, default=None, help="stop at this return")
+args = parser.parse_args()
+
+mdist.init(backend=args.backend)  # reads torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...
+rank, world = mdist.get_rank(), mdist.get_world_size()
+torch.set_num_threads(1)
+torch.manual_seed(args.seed)
+device = torch.device("cuda", mdist.get_local_rank()) if args.backend == "nccl" else None
+
+env = GymEnv(args.env_name)
+solve_return = args.solve_return
+if solve_return is None and env.spec is not None:
+    solve_return = env.spec.reward_threshold
+pol = make_pol(env.observation_space, env.action_space, h_size=args.h_size)
+vf = make_vf(env.observation_space, h_size=args.h_size)
+mdist.sync_params(pol, vf)  # rank 0's initial weights on every rank
+# The sampler steps environments on CPU with a CPU copy of the policy; training runs on
+# ``device`` (each rank's GPU with nccl).
+train_pol, train_vf = (pol, vf) if device is None else (pol.to(device), vf.to(device))
+sample_pol = pol if device is None else make_pol(env.observation_space, env.action_space,
+                                                 h_size=args.h_size)  # fmt: skip
+optim_pol = torch.optim.Adam(train_pol.parameters(), args.lr)
+optim_vf = torch.optim.Adam(train_vf.parameters(), args.lr)
+sampler = None
+if rank == 0 or not args.same_data:
+    sampler = EpiSampler(env, sample_pol, num_envs=args.num_envs, seed=args.seed + rank)
+if mdist.is_main():
+    score_file = logger.start_run(args.run_dir)
+
+total_step, mean_return, it = 0, -np.inf, 0
+while total_step < args.max_steps:
+    if device is not None:
+        sample_pol.load_state_dict({k: v.cpu() for k, v in train_pol.state_dict().items()})
+    epis = sampler.sample(sample_pol, max_steps=args.steps_per_iter) if sampler else None
+    if args.same_data:
+        epis = mdist.broadcast_object(epis)  # rank 0's episodes on every rank
+
+    traj = Traj(ddp=args.same_data, device=device or "cpu")
+    traj.add_epis(epis)
+    traj = ef.compute_vs(traj, train_vf)
+    traj = ef.compute_rets(traj, args.gamma, args.lam)
+    traj = ef.compute_advs(traj, args.gamma, args.lam)
+    traj = ef.centerize_advs(traj)
+    traj.register_epis()
+    # With --same_data a minibatch is shared by the ranks: world times the per-rank size.
+    batch_size = args.batch_size * (world if args.same_data else 1)
+    result = ppo_clip.train(
+        traj=traj,
+        pol=train_pol,
+        vf=train_vf,
+        optim_pol=optim_pol,
+        optim_vf=optim_vf,
+        epoch=args.epoch_per_iter,
+        batch_size=min(batch_size, traj.num_step),
+        max_grad_norm=args.max_grad_norm,
+        log_enable=False,
+    )
+    # Every rank computes the same totals, so every rank leaves the loop at the same time.
+    ranks_sampling = 1 if args.same_data else world
+    total_step += round(mdist.mean_over_ranks(traj.num_step) * ranks_sampling)
+    mean_return = mdist.mean_over_ranks(float(np.mean([np.sum(e["rews"]) for e in epis])))
+    it += 1
+    if mdist.is_main():
+        logger.record_results(args.run_dir, result, score_file, it, traj.num_step, total_step,
+                              [mean_return])  # fmt: skip
+        logger.save_models(args.run_dir, pol=train_pol, vf=train_vf)
+        print(f"iter {it:3d}  steps {total_step:7d}  mean return over ranks {mean_return:8.1f}",
+              flush=True)  # fmt: skip
+    if solve_return is not None and mean_return >= solve_return:
+        break
+
+if sampler is not None:
+    sampler.close()
+if mdist.is_main():
+    logger.close()
+    print(f"{args.env_name}: mean return {mean_return:.1f} after {total_step} steps on "
+          f"{world} rank(s); run folder: {os.path.abspath(args.run_dir)}")  # fmt: skip
+mdist.destroy()

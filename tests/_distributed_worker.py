@@ -1,0 +1,217 @@
+"""Worker of tests/test_distributed.py, launched by torchrun (2 ranks, gloo, 127.0.0.1).
+
+``python -m torch.distributed.run --nproc_per_node 2 ... _distributed_worker.py SCENARIO DIR``
+
+- ``same_data``: every rank holds the same episodes (``Traj(ddp=True)``): PPO feed-forward,
+  PPO recurrent and SAC, plus unit checks of the gradient all-reduce (averaged before
+  clipping, NaN on one rank, a gradient present on one rank only, the Distributed*
+  optimisers).
+- ``own_data``: each rank samples its own episodes with its own seed and a different budget
+  (plain ``Traj``): PPO feed-forward and recurrent, SAC.
+
+Each rank saves what it ended with to ``DIR/<scenario>_rank<r>.pt``. The training functions
+here are also imported by the test, which runs them in one process for the reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+
+import gymnasium as gym
+import torch
+
+from machina.algos import ppo_clip, sac
+from machina.algos._common import optimizer_step
+from machina.nets import PolNet, QNet
+from machina.pols import TanhGaussianPol, make_pol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.traj import epi_functional as ef
+from machina.vfuncs import DeterministicSAVfunc, make_vf
+
+EPI_LEN = 50  # every episode has this length, so each rank's share weighs the same
+SEED = 1234  # torch seed before each train call (rank 0 draws the minibatches with it)
+
+
+def make_env() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=EPI_LEN)
+
+
+def sample_epis(seed: int, max_steps: int, rnn: bool = False) -> list[dict]:
+    env = make_env()
+    torch.manual_seed(seed)
+    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
+    with EpiSampler(env, pol, seed=seed) as sampler:
+        return sampler.sample(pol, max_steps=max_steps)
+
+
+def build_ppo(rnn: bool, seed: int = 0) -> tuple:
+    env = make_env()
+    torch.manual_seed(seed)
+    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
+    vf = make_vf(env.observation_space, rnn=rnn, h_size=8)
+    return pol, vf
+
+
+def make_optim(params, adam: bool) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum where runs are compared: an update linear in the gradient
+    keeps float32 rounding differences at their size, where Adam's m / sqrt(v) turns a
+    rounding-level difference of a near-zero gradient component into a full step."""
+    params = list(params)
+    return torch.optim.Adam(params, 3e-3) if adam else torch.optim.SGD(params, 0.05, 0.9)
+
+
+def train_ppo(
+    epis: list[dict], pol, vf, ddp: bool, rnn: bool, adam: bool = True, epoch: int = 2
+) -> dict:
+    """ppo_clip (clipping on) from ``pol``/``vf``; returns the new states and losses.
+
+    Compared with single-process training, use one epoch: the policy draws actions in its
+    forward pass, so rank 0's RNG (which draws the next epoch's permutation) advances by its
+    share of each batch, not by the whole batch as in one process.
+    """
+    optim_pol = make_optim(pol.parameters(), adam)
+    optim_vf = make_optim(vf.parameters(), adam)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj = ef.compute_vs(traj, vf)
+    traj = ef.compute_rets(traj, 0.99)
+    traj = ef.compute_advs(traj, 0.99, 0.95)
+    traj = ef.centerize_advs(traj)
+    traj = ef.compute_h_masks(traj)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    result = ppo_clip.train(
+        traj=traj, pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, epoch=epoch,
+        batch_size=2 if rnn else 40, max_grad_norm=0.5, log_enable=False,
+    )  # fmt: skip
+    return dict(pol=pol.state_dict(), vf=vf.state_dict(), result=result)
+
+
+def build_sac(seed: int = 0) -> tuple:
+    env = make_env()
+    ob, ac = env.observation_space, env.action_space
+    torch.manual_seed(seed)
+    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, 8, 8))
+    qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8)) for _ in range(2)]
+    return pol, qfs
+
+
+def train_sac(epis: list[dict], pol, qfs, ddp: bool) -> dict:
+    targ_qfs = [copy.deepcopy(qf) for qf in qfs]
+    log_alpha = torch.zeros((), requires_grad=True)
+    optim_pol = torch.optim.Adam(pol.parameters(), 3e-3)
+    optim_qfs = [torch.optim.Adam(qf.parameters(), 3e-3) for qf in qfs]
+    optim_alpha = torch.optim.Adam([log_alpha], 3e-3)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    result = sac.train(
+        traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, 6, 32, 0.05,
+        0.99, max_grad_norm=1.0, log_enable=False,
+    )  # fmt: skip
+    return dict(
+        pol=pol.state_dict(),
+        qfs=[qf.state_dict() for qf in qfs],
+        targ_qfs=[qf.state_dict() for qf in targ_qfs],
+        log_alpha=log_alpha.detach().clone(),
+        result=result,
+    )
+
+
+def unit_checks(rank: int) -> dict:
+    """Gradient all-reduce facts that a trained network would blur."""
+    from machina import optims
+    from machina.utils import NonFiniteError
+    from machina.utils import distributed as dist_utils
+
+    out = {}
+    # Averaged before clipping: rank gradients [3,0,0] and [0,4,0] average to [1.5,2,0]
+    # (norm 2.5), clipped to norm 1: [0.6,0.8,0]. Clipping first would give [0.5,0.5,0].
+    rank_grads = [torch.tensor([3.0, 0.0, 0.0]), torch.tensor([0.0, 4.0, 0.0])]
+    w = torch.nn.Parameter(torch.zeros(3))
+    optimizer_step(torch.optim.SGD([w], lr=1.0), (rank_grads[rank] * w).sum(), None, 1.0)
+    out["clip_after_average"] = w.detach().clone()
+
+    # The same through DistributedSGD with machina's averaging turned off: the optimiser
+    # makes optimizer_step average (once, before clipping).
+    dist_utils.set_grad_averaging(False)
+    w = torch.nn.Parameter(torch.zeros(3))
+    optimizer_step(optims.DistributedSGD([w], lr=1.0), (rank_grads[rank] * w).sum(), None, 1.0)
+    out["distributed_sgd_clip"] = w.detach().clone()
+    # DistributedAdamW in a plain loop (backward, step): it averages in step().
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = optims.DistributedAdamW([w], lr=0.1)
+    (rank_grads[rank] * w).sum().backward()
+    opt.step()
+    out["distributed_adamw"] = w.detach().clone()
+    out["distributed_adamw_grad"] = w.grad.clone()
+    dist_utils.set_grad_averaging(True)
+
+    # A tensor averaged for code that computes its own update (e.g. a natural gradient).
+    out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))
+
+    # A parameter with a gradient on rank 0 only: rank 1 counts zero, both get the mean.
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    loss = (a * 2).sum() + ((b * 4).sum() if rank == 0 else 0.0)
+    optimizer_step(torch.optim.SGD([a, b], lr=1.0), loss)
+    out["one_rank_grad"] = torch.cat([a.detach(), b.detach()])
+
+    # A NaN loss on rank 1 only: both ranks raise, neither steps, no rank waits.
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.Adam([w], 0.1)
+    optimizer_step(opt, w.sum())
+    before = (w.detach().clone(), copy.deepcopy(opt.state_dict()))
+    scale = float("nan") if rank == 1 else 1.0
+    try:
+        optimizer_step(opt, (w * scale).sum(), name="unit_loss", batch={"x": w.detach() * scale})
+        out["nan_error"] = None
+    except NonFiniteError as e:
+        out["nan_error"] = str(e)
+    out["nan_unchanged"] = torch.equal(before[0], w.detach()) and all(
+        torch.equal(x, y)
+        for x, y in zip(before[1]["state"][0].values(), opt.state_dict()["state"][0].values())
+    )
+    return out
+
+
+def main() -> None:
+    import machina.distributed as mdist
+
+    scenario, out_dir = sys.argv[1], sys.argv[2]
+    mdist.init(timeout=60)  # a stuck collective fails within a minute instead of hanging
+    torch.set_num_threads(1)
+    rank = mdist.get_rank()
+    inputs = torch.load(f"{out_dir}/inputs.pt", weights_only=False)
+    out = {}
+    if scenario == "same_data":
+        for rnn in (False, True):
+            pol, vf = build_ppo(rnn)
+            mdist.sync_params(pol, vf)
+            epis = inputs[f"epis_rnn{rnn}"]
+            out[f"ppo_rnn{rnn}"] = train_ppo(epis, pol, vf, True, rnn, adam=False, epoch=1)
+        pol, qfs = build_sac()
+        out["sac"] = train_sac(inputs["epis_rnnFalse"], pol, qfs, True)
+        out["unit"] = unit_checks(rank)
+    elif scenario == "own_data":
+        # Different seeds and budgets: ranks hold different numbers of steps and episodes.
+        steps = inputs["steps_per_rank"][rank]
+        for rnn in (False, True):
+            pol, vf = build_ppo(rnn, seed=rank)  # different initial weights, synced below
+            mdist.sync_params(pol, vf)
+            epis = sample_epis(seed=100 + rank, max_steps=steps, rnn=rnn)
+            out[f"ppo_rnn{rnn}"] = train_ppo(epis, pol, vf, False, rnn)
+            out[f"num_step_rnn{rnn}"] = sum(len(e["rews"]) for e in epis)
+        pol, qfs = build_sac(seed=rank)
+        mdist.sync_params(pol, *qfs)
+        out["sac"] = train_sac(sample_epis(seed=200 + rank, max_steps=steps), pol, qfs, False)
+    else:
+        raise ValueError(f"scenario: expected 'same_data' or 'own_data', got {scenario!r}")
+    torch.save(out, f"{out_dir}/{scenario}_rank{rank}.pt")
+    mdist.destroy()
+
+
+if __name__ == "__main__":
+    main()

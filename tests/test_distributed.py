@@ -1,0 +1,179 @@
+"""Data-parallel training with torch.distributed: real 2-process gloo groups launched with
+torchrun on 127.0.0.1 (worker: tests/_distributed_worker.py).
+
+Mode 1 (every rank holds the same episodes, ``Traj(ddp=True)``): PPO's parameters equal
+single-process training on the same data within float32 tolerance, identical on both ranks.
+Mode 2 (each rank samples its own episodes, different amounts): training finishes, the ranks
+agree on the number of steps and end with identical parameters.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import _distributed_worker as worker
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "_distributed_worker.py")
+WORLD = 2
+TIMEOUT_S = 180  # a whole launch; the worker's collectives time out after 60 s themselves
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script: str, *script_args: str, cwd: str = ROOT) -> str:
+    """Run ``script`` on ``WORLD`` local ranks; return its output, failing the test on a
+    non-zero exit. The whole process group is killed if it outlives ``TIMEOUT_S``."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
+        "--master_addr=127.0.0.1", f"--master_port={_free_port()}", script, *script_args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group: the finally below kills every rank
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        output = "(timed out)"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 0, f"torchrun {' '.join(cmd[2:])} failed:\n{output[-4000:]}"
+    return output
+
+
+def run_torchrun(scenario: str, out_dir) -> list[dict]:
+    """The worker's ``scenario`` on ``WORLD`` ranks; each rank's saved results."""
+    torchrun(WORKER, scenario, str(out_dir))
+    return [
+        torch.load(out_dir / f"{scenario}_rank{r}.pt", weights_only=False) for r in range(WORLD)
+    ]
+
+
+@pytest.fixture(scope="module")
+def same_data(tmp_path_factory):
+    """Mode 1: the launch, and the single-process references on the same episodes."""
+    out_dir = tmp_path_factory.mktemp("same_data")
+    epis = {f"epis_rnn{rnn}": worker.sample_epis(seed=7, max_steps=400, rnn=rnn) for rnn in
+            (False, True)}  # fmt: skip
+    torch.save(epis, out_dir / "inputs.pt")
+    ranks = run_torchrun("same_data", out_dir)
+    refs = {}
+    for rnn in (False, True):
+        pol, vf = worker.build_ppo(rnn)
+        epi = epis[f"epis_rnn{rnn}"]
+        refs[f"ppo_rnn{rnn}"] = worker.train_ppo(epi, pol, vf, False, rnn, adam=False, epoch=1)
+    return ranks, refs
+
+
+def flat(state_dict: dict) -> torch.Tensor:
+    return torch.cat([v.reshape(-1).double() for v in state_dict.values()])
+
+
+def assert_states_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
+def test_same_data_ppo_equals_single_process_training(same_data, rnn):
+    ranks, refs = same_data
+    ref = refs[f"ppo_rnn{rnn}"]
+    for name in ("pol", "vf"):
+        # Bit-identical on the ranks: each step applies the same all-reduced gradient.
+        assert_states_equal(ranks[0][f"ppo_rnn{rnn}"][name], ranks[1][f"ppo_rnn{rnn}"][name])
+        got, want = flat(ranks[0][f"ppo_rnn{rnn}"][name]), flat(ref[name])
+        # Float32: each rank sums half of the minibatch and the halves are averaged, so every
+        # gradient differs from the single-process one by rounding (an ulp or so); SGD (see
+        # worker.make_optim) carries that linearly through the 10 steps. 1e-6 is ~8 ulps of
+        # weights of order 1 (measured: 1 ulp), far below one step (~1e-3).
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+        assert not torch.equal(got, flat(worker.build_ppo(rnn)[0 if name == "pol" else 1]
+                                         .state_dict()))  # fmt: skip
+    # The ranks saw different halves of each minibatch: their losses differ, their mean is
+    # the single-process loss.
+    for key in ("PolLoss", "VfLoss"):
+        r0, r1 = (torch.tensor(r[f"ppo_rnn{rnn}"]["result"][key]) for r in ranks)
+        assert len(r0) == len(r1) == len(ref["result"][key])
+        assert not torch.equal(r0, r1)
+
+
+def test_same_data_sac_keeps_ranks_identical(same_data):
+    """SAC draws its action noise on each rank (from its own RNG), so it is not the
+    single-process run; the ranks must still stay identical, nets, targets and temperature."""
+    ranks, _ = same_data
+    r0, r1 = ranks[0]["sac"], ranks[1]["sac"]
+    assert_states_equal(r0["pol"], r1["pol"])
+    for a, b in zip(r0["qfs"] + r0["targ_qfs"], r1["qfs"] + r1["targ_qfs"]):
+        assert_states_equal(a, b)
+    assert torch.equal(r0["log_alpha"], r1["log_alpha"])
+    assert float(r0["log_alpha"]) != 0.0
+    assert r0["result"]["QfLoss"] != r1["result"]["QfLoss"]  # different shares of each batch
+
+
+def test_gradients_are_averaged_before_clipping(same_data):
+    for unit in (r["unit"] for r in same_data[0]):
+        expected = torch.tensor([-0.6, -0.8, 0.0])
+        torch.testing.assert_close(unit["clip_after_average"], expected)
+        torch.testing.assert_close(unit["distributed_sgd_clip"], expected)
+        torch.testing.assert_close(unit["distributed_adamw_grad"], torch.tensor([1.5, 2.0, 0.0]))
+    u0, u1 = (r["unit"] for r in same_data[0])
+    assert torch.equal(u0["distributed_adamw"], u1["distributed_adamw"])
+
+
+def test_average_tensor_gives_every_rank_the_mean(same_data):
+    for r in same_data[0]:
+        assert torch.equal(r["unit"]["average_tensor"], torch.tensor([1.0, 1.0]))
+
+
+def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):
+    for r in same_data[0]:
+        # a: gradient 2 on both ranks; b: 4 on rank 0, none on rank 1 -> mean 2; SGD lr 1.
+        assert torch.equal(r["unit"]["one_rank_grad"], torch.tensor([-1.0, -1.0, -1.0, -1.0]))
+
+
+def test_nan_loss_on_one_rank_stops_every_rank_before_the_step(same_data):
+    u0, u1 = (r["unit"] for r in same_data[0])
+    assert "unit_loss is finite on rank 0 but not on another rank" in u0["nan_error"]
+    assert "unit_loss is nan on rank 1" in u1["nan_error"]
+    assert "non-finite values in: ['x']" in u1["nan_error"]
+    assert u0["nan_unchanged"] and u1["nan_unchanged"]
+
+
+def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
+    """Mode 2: each rank samples its own episodes (own seed, 300 vs 500 steps)."""
+    torch.save({"steps_per_rank": [300, 500]}, tmp_path / "inputs.pt")
+    r0, r1 = run_torchrun("own_data", tmp_path)
+    for rnn in (False, True):
+        assert r0[f"num_step_rnn{rnn}"] < r1[f"num_step_rnn{rnn}"]
+        a, b = r0[f"ppo_rnn{rnn}"], r1[f"ppo_rnn{rnn}"]
+        assert_states_equal(a["pol"], b["pol"])
+        assert_states_equal(a["vf"], b["vf"])
+        # the ranks agreed on the smaller rank's number of minibatches
+        assert len(a["result"]["PolLoss"]) == len(b["result"]["PolLoss"])
+    assert_states_equal(r0["sac"]["pol"], r1["sac"]["pol"])
+    for a, b in zip(r0["sac"]["qfs"], r1["sac"]["qfs"]):
+        assert_states_equal(a, b)
+
+
+def test_example_runs_under_torchrun(tmp_path):
+    """example/run_ppo_distributed.py, one small iteration on 2 ranks; rank 0 alone logs."""
+    output = torchrun(
+        os.path.join(ROOT, "example", "run_ppo_distributed.py"), "--run_dir", str(tmp_path),
+        "--max_steps", "200", "--steps_per_iter", "200", "--epoch_per_iter", "1",
+        "--h_size", "16", cwd=str(tmp_path),
+    )  # fmt: skip
+    assert output.count("iter   1") == 1 and "on 2 rank(s)" in output
+    assert (tmp_path / "progress.csv").exists() and (tmp_path / "models" / "pol_last.pt").exists()
