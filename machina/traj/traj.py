@@ -269,6 +269,25 @@ class Traj:
         new._disown()
         return new
 
+    def copy(self, traj: Traj) -> None:
+        """Make this Traj a shallow copy of ``traj`` in place (the original machina's form of
+        ``copy.copy(traj)``): both share the stored columns, neither writes them in place."""
+        if not isinstance(traj, Traj):
+            raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+        shallow = copy.copy(traj)
+        self.__dict__.clear()
+        self.__dict__.update(shallow.__dict__)
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in torch.distributed's default group when ``ddp``, else 0."""
+        return _ddp.Group(self.ddp).rank if self.ddp else 0
+
+    @property
+    def world_size(self) -> int:
+        """The default group's number of ranks when ``ddp``, else 1."""
+        return _ddp.Group(self.ddp).world if self.ddp else 1
+
     def with_pending(self, pending: FlatEpisodes) -> Traj:
         """A shallow copy whose pending episodes are ``pending``; stored columns are shared."""
         new = copy.copy(self)

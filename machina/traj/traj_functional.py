@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from machina.traj import _normalize, _replay
+from machina.traj._sync import sync
 from machina.traj.traj import Traj
 
-__all__ = ["normalize_obs_and_acs", "update_pris"]
+__all__ = ["normalize_obs_and_acs", "sync", "update_pris"]
 
 
 def update_pris(
