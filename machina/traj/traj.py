@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import functools
 import math
 import mmap
 import os
@@ -14,7 +13,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from machina.traj import _ddp, _files, _replay
+from machina.traj import _ddp, _files, _replay, _samplers
 from machina.traj._batching import check_batch_size, gather_sequences
 from machina.traj._columns import FlatEpisodes, split_columns
 
@@ -118,6 +117,27 @@ def _move_to_front(buf: torch.Tensor, src: int, n: int) -> None:
         buf[i : i + len(chunk)].copy_(chunk)
 
 
+class _CachedSampler:
+    """A replay sampler and what it was built from: column ``key``'s tensor and its version
+    (in-place writes bump it), the episode index, and the window starts it draws among."""
+
+    def __init__(self, sampler, column: torch.Tensor, index: np.ndarray, cand):
+        self.sampler = sampler
+        self.column = column
+        self.version = column._version
+        self.index = index
+        self.cand = cand
+
+    def fresh(self, column: torch.Tensor, index: np.ndarray) -> bool:
+        """Whether the sampler still describes ``column`` over the episodes of ``index``."""
+        return (
+            column is self.column
+            and column._version == self.version
+            and index is self.index
+            and not self.sampler.stale
+        )
+
+
 class Traj:
     """Whole episodes stored as contiguous columns plus an episode-boundary index.
 
@@ -194,6 +214,8 @@ class Traj:
         # Importance-sampling exponent of the prioritised batches, annealed toward 1 by each
         # batch drawn (the original machina's attribute); None until the first one.
         self.pri_beta: float | None = None
+        # Prioritised replay samplers by (column, seq_length, mode, alpha); see _samplers.
+        self._samplers: dict[tuple, _CachedSampler] = {}
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -264,6 +286,7 @@ class Traj:
         new.__dict__.update(self.__dict__)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
+        new._samplers = {}
         # Both see the same rows: the next append of either copies them into a new buffer.
         self._disown()
         new._disown()
@@ -747,8 +770,8 @@ class Traj:
         batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
         for _ in range(count):
             indices, is_weights = self._prioritized_draw(
-                group, lambda: self._pris("pris", "ef.set_all_pris or ef.compute_pris"),
-                "pris", "ef.set_all_pris or traj_functional.update_pris",
+                group, "pris", None, "ef.set_all_pris or ef.compute_pris",
+                "ef.set_all_pris or traj_functional.update_pris",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
             batch = self._batch(indices)
@@ -758,8 +781,9 @@ class Traj:
     def _prioritized_draw(
         self,
         group: _ddp.Group,
-        get_pris,
         key: str,
+        seq_length: int | None,
+        added_by: str,
         fix_hint: str,
         mode: str,
         alpha: float,
@@ -767,7 +791,8 @@ class Traj:
         init_beta: float,
         beta_step: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions drawn in ``get_pris()`` (B,) and their importance weights (B,).
+        """Steps (window starts with ``seq_length``) drawn by ``key`` (B,), and their
+        importance weights (B,).
 
         Anneals ``pri_beta``. With ``Traj(ddp=True)``, rank 0 draws (from its priorities)
         and every rank keeps its share of both.
@@ -776,17 +801,74 @@ class Traj:
         beta = min(1.0, beta)
 
         def make() -> torch.Tensor:
-            pris = get_pris()
-            _replay.check_pris(pris, key, fix_hint)
-            weights = _replay.sampling_weights(pris, mode, alpha)
-            drawn = _replay.draw(weights, batch_size)
-            is_weights = _replay.is_weights(weights, drawn, beta)
+            entry = self._replay_sampler(key, seq_length, added_by, fix_hint, mode, alpha)
+            positions, is_weights = entry.sampler.draw(batch_size, beta)
+            drawn = positions if entry.cand is None else entry.cand.take(positions)
             return torch.stack([drawn.to(torch.float64), is_weights.to(torch.float64)])
 
         packed = group.same(make, (2, batch_size), torch.float64).to(self.device)
         self.pri_beta = beta
         packed = group.share(packed.T)
         return packed[:, 0].to(torch.int64), packed[:, 1].to(torch.float32)
+
+    def _replay_sampler(
+        self,
+        key: str,
+        seq_length: int | None,
+        added_by: str,
+        fix_hint: str,
+        mode: str,
+        alpha: float,
+    ) -> _CachedSampler:
+        """The sampler over column ``key`` (at the window starts of ``seq_length``), built on
+        first use and rebuilt when the column or the episodes changed other than through
+        ``_set_priorities`` (or, rank-based, when its order is due; see ``_samplers``)."""
+        column = self._pris(key, added_by)
+        cache_key = (key, seq_length, mode, float(alpha))
+        entry = self._samplers.get(cache_key)
+        if entry is not None and entry.fresh(column, self._epis_index):
+            return entry
+        cand = None
+        values = column
+        if seq_length is not None:
+            cand = torch.as_tensor(_replay.window_starts(self._epis_index, seq_length))
+            values = column.cpu().take(cand)
+        # the one O(N) check, when building; updates are checked as they come
+        _replay.check_pris(values, key, fix_hint)
+        entry = _CachedSampler(
+            _samplers.make_sampler(values, mode, alpha), column, self._epis_index, cand
+        )
+        self._samplers[cache_key] = entry
+        return entry
+
+    def _set_priorities(self, key: str, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """``data_map[key][indices] = values`` in place, and the same in the samplers over it.
+
+        The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
+        the O(N) rebuild that any other write to the column leads to.
+        """
+        column = self.writable_column(key)
+        entries = [
+            e
+            for k, e in self._samplers.items()
+            if k[0] == key and e.fresh(column, self._epis_index)
+        ]
+        indices = indices.to(column.device)
+        column[indices] = values.to(device=column.device, dtype=column.dtype)
+        written = column.take(indices).cpu()  # a repeated index: the value that stayed
+        valid = bool(torch.isfinite(written).all()) and bool((written > 0).all())
+        for entry in entries:
+            if not valid:  # rebuilt, and its check raises, at the next draw
+                continue
+            positions, weights = indices.cpu(), written
+            if entry.cand is not None:
+                positions = torch.searchsorted(entry.cand, positions).clamp_(
+                    max=len(entry.cand) - 1
+                )
+                real = entry.cand.take(positions) == indices.cpu()
+                positions, weights = positions[real], weights[real]
+            entry.sampler.update(positions, weights)
+            entry.version = column._version
 
     def prioritized_random_batch_once(
         self,
@@ -802,9 +884,6 @@ class Traj:
             batch_size, 1, return_indices, mode, alpha, init_beta, beta_step
         )
         return next(batches)
-
-    def _seq_pris(self, added_by: str, cand: torch.Tensor) -> torch.Tensor:
-        return self._pris("seq_pris", added_by)[cand]
 
     def _seq_length(self, seq_length: int | None) -> int:
         if seq_length is None:
@@ -910,18 +989,11 @@ class Traj:
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
-        cand, cand_of = None, None
         for _ in range(count):
-            if cand_of is not self._epis_index:  # episodes added or evicted since the last
-                cand_of = self._epis_index
-                cand = _replay.window_starts(cand_of, seq_length)
-                cand = torch.as_tensor(cand, device=self.device)
-            drawn, is_weights = self._prioritized_draw(
-                group, functools.partial(self._seq_pris, added_by, cand),
-                "seq_pris", f"{added_by} (the same seq_length)",
+            starts, is_weights = self._prioritized_draw(
+                group, "seq_pris", seq_length, added_by, f"{added_by} (the same seq_length)",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
-            starts = cand[drawn]
             batch = self._windows(starts, seq_length)
             batch["is_weights"] = is_weights
             yield (batch, starts) if return_indices else batch
