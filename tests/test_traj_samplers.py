@@ -71,13 +71,13 @@ def test_sum_tree_finds_the_leaf_of_each_mass_and_never_a_zero_one(n):
         weights[pos] = new
         weights[0] = max(weights[0], 1.0)
         new = weights[pos]
-        tree.update(torch.as_tensor(pos), torch.as_tensor(new))
+        tree.update(pos, new)
         cum = np.cumsum(weights)
         assert tree.total == pytest.approx(cum[-1], rel=1e-12)
         assert tree.min == weights[weights > 0].min()
         mass = rng.uniform(0.0, cum[-1], size=500)
         mass = np.concatenate([mass, [0.0, np.nextafter(cum[-1], 0)]])
-        found = tree.find(torch.as_tensor(mass)).numpy()
+        found = tree.find(mass)
         assert (found < n).all() and (weights[found] > 0).all()
         # leaf i holds [cum[i] - w[i], cum[i]); rounding may move a mass by a few ulps
         slack = 1e-12 * cum[-1]
@@ -142,9 +142,9 @@ def test_updates_are_followed_at_once_through_update_pris():
     assert traj._replay_sampler("seq_pris", 3, "", "", "proportional", 0.6) is windows
     pris = traj.data_map["pris"].numpy().astype(np.float64)
     seq_pris = traj.data_map["seq_pris"].numpy().astype(np.float64)
-    np.testing.assert_array_equal(steps.sampler.tree.values(torch.arange(len(pris))), pris)
-    got = windows.sampler.tree.values(torch.arange(len(windows.cand)))
-    np.testing.assert_array_equal(got, seq_pris[windows.cand.numpy()])
+    np.testing.assert_array_equal(steps.sampler.tree.values(np.arange(len(pris))), pris)
+    got = windows.sampler.tree.values(np.arange(len(windows.cand)))
+    np.testing.assert_array_equal(got, seq_pris[windows.cand])
     counts = np.zeros(traj.num_step)
     for _, idx in traj.prioritized_random_batch(150, 1000, True):
         counts += counts_of(idx, traj.num_step)
@@ -166,9 +166,7 @@ def test_rank_based_order_is_rebuilt_after_enough_updates():
     fresh = traj._replay_sampler("pris", None, "", "", "rank_based", 0.6)
     assert fresh is not entry
     pris = traj.data_map["pris"].numpy().astype(np.float64)
-    np.testing.assert_allclose(
-        fresh.sampler.tree.values(torch.arange(n)).numpy(), rank_reference(pris, 0.6)
-    )
+    np.testing.assert_allclose(fresh.sampler.tree.values(np.arange(n)), rank_reference(pris, 0.6))
 
 
 def test_priorities_stay_aligned_through_fifo_evictions_and_save_load(tmp_path):

@@ -34,67 +34,79 @@ class SumTree:
     block by binary search in the block sums, then the leaf by binary search in that block;
     an update recomputes the running sums of the touched blocks and of the block totals
     (N / BLOCK additions, in one vectorised call). Two wide levels mean few calls per batch,
-    which is what costs in Python, where a binary tree would need log2(N) of them. Sums are
+    which is what costs from Python, where a binary tree would need log2(N) of them. Sums are
     recomputed from the leaves on update, never adjusted by differences, so no rounding error
     accumulates however many updates are made.
+
+    numpy for the small per-batch operations (a fraction of torch's per-call cost), torch
+    (on the same memory) for the cumulative sums, which numpy does not vectorise.
     """
 
     def __init__(self, weights: torch.Tensor):
-        weights = weights.detach().to("cpu", torch.float64)
+        weights = weights.detach().to("cpu", torch.float64).numpy()
         self.n = len(weights)
-        blocks = max(1, -(-self.n // BLOCK))
-        self._leaves = torch.zeros(blocks * BLOCK, dtype=torch.float64)
+        self._blocks = max(1, -(-self.n // BLOCK))
+        self._leaves = np.zeros(self._blocks * BLOCK, dtype=np.float64)
         self._leaves[: self.n] = weights
-        self._grid = self._leaves.view(blocks, BLOCK)
-        self._running = torch.cumsum(self._grid, 1)  # within each block
-        self._block_sums = self._running[:, -1].clone()
-        self._block_cdf = torch.cumsum(self._block_sums, 0)
+        self._grid = self._leaves.reshape(self._blocks, BLOCK)
+        self._running = torch.cumsum(torch.from_numpy(self._grid), 1).numpy()  # in each block
+        self._block_sums = self._running[:, -1].copy()
+        self._block_cdf = torch.cumsum(torch.from_numpy(self._block_sums), 0).numpy()
         # minimum over the positive leaves, for the importance weights
-        positive = torch.where(self._grid > 0, self._grid, torch.inf)
-        self._block_mins = positive.amin(1)
+        self._block_mins = np.where(self._grid > 0, self._grid, np.inf).min(1)
         self.min = float(self._block_mins.min())
 
     @property
     def total(self) -> float:
         return float(self._block_cdf[-1])
 
-    def values(self, positions: torch.Tensor) -> torch.Tensor:
-        return self._leaves.take(positions)
+    def values(self, positions: np.ndarray) -> np.ndarray:
+        return self._leaves[positions]
 
-    def find(self, mass: torch.Tensor) -> torch.Tensor:
+    def find(self, mass: np.ndarray) -> np.ndarray:
         """The leaf holding each cumulative ``mass`` (B,) float64 in ``[0, total)``: leaf i
         for masses in ``[sum(w[:i]), sum(w[:i + 1]))``; leaves of weight 0 are never found."""
         # Masses are kept in [0, total) and each block's rest in [0, block total), whatever
         # the rounding: a binary search (first running sum > mass) then never stops on a
         # weight of 0, whose running sum equals the one before it.
-        zero = torch.zeros((), dtype=torch.float64)
-        mass = torch.minimum(mass, torch.nextafter(self._block_cdf[-1], zero))
-        last = len(self._block_sums) - 1
-        block = torch.searchsorted(self._block_cdf, mass, right=True).clamp_(max=last)
-        rest = mass - self._block_cdf.take(block) + self._block_sums.take(block)
-        running = torch.index_select(self._running, 0, block)
-        rest = torch.minimum(rest.clamp_(min=0.0), torch.nextafter(running[:, -1], zero))
-        leaf = torch.searchsorted(running, rest[:, None], right=True).squeeze(1)
-        return block * BLOCK + leaf.clamp_(max=BLOCK - 1)
+        mass = np.minimum(mass, np.nextafter(self._block_cdf[-1], 0.0))
+        block = np.searchsorted(self._block_cdf, mass, side="right")
+        np.minimum(block, self._blocks - 1, out=block)
+        rest = mass - self._block_cdf[block] + self._block_sums[block]
+        running = self._running[block]
+        np.maximum(rest, 0.0, out=rest)
+        np.minimum(rest, np.nextafter(running[:, -1], 0.0), out=rest)
+        leaf = torch.searchsorted(
+            torch.from_numpy(running), torch.from_numpy(rest[:, None]), right=True
+        ).numpy()[:, 0]
+        np.minimum(leaf, BLOCK - 1, out=leaf)
+        return block * BLOCK + leaf
 
-    def update(self, positions: torch.Tensor, weights: torch.Tensor) -> None:
+    def update(self, positions: np.ndarray, weights: np.ndarray) -> None:
         """Set the leaves ``positions`` (B,) int64 to ``weights`` (B,); a repeated position
         must carry one weight."""
-        self._leaves.index_copy_(0, positions, weights.to(torch.float64))
+        self._leaves[positions] = weights
         block = positions // BLOCK  # repeats recompute the same block: harmless
-        rows = torch.index_select(self._grid, 0, block)
-        running = torch.cumsum(rows, 1)
-        self._running.index_copy_(0, block, running)
-        self._block_sums.index_copy_(0, block, running[:, -1])
-        positive = torch.where(rows > 0, rows, torch.inf)
-        self._block_mins.index_copy_(0, block, positive.amin(1))
-        torch.cumsum(self._block_sums, 0, out=self._block_cdf)
+        rows = self._grid[block]
+        running = torch.cumsum(torch.from_numpy(rows), 1).numpy()
+        self._running[block] = running
+        self._block_sums[block] = running[:, -1]
+        self._block_mins[block] = np.where(rows > 0, rows, np.inf).min(1)
+        torch.cumsum(torch.from_numpy(self._block_sums), 0, out=torch.from_numpy(self._block_cdf))
         self.min = float(self._block_mins.min())
 
 
-def _uniform(batch_size: int) -> torch.Tensor:
+def _uniform(batch_size: int) -> np.ndarray:
     """U[0, 1) float64 draws from torch's global RNG (seeded by ``torch.manual_seed``)."""
-    return torch.rand(batch_size, dtype=torch.float64)
+    return torch.rand(batch_size, dtype=torch.float64).numpy()
+
+
+def _draw(tree: SumTree, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (B,) int64 drawn with P(i) = w_i / sum_j w_j, and importance weights
+    ``(P(i) / min_j P(j)) ** -beta`` (B,) float32 (the largest over the population is 1)."""
+    positions = tree.find(_uniform(batch_size) * tree.total)
+    ratio = tree.values(positions) / tree.min
+    return positions, (ratio ** -float(beta)).astype(np.float32)
 
 
 class ProportionalSampler:
@@ -105,14 +117,10 @@ class ProportionalSampler:
         self.n = self.tree.n
         self.stale = False  # exact after every update
 
-    def draw(self, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (B,) int64 and importance weights ``(P(i) / min_j P(j)) ** -beta`` (B,)
-        float32 (the maximum weight over the whole population is 1)."""
-        positions = self.tree.find(_uniform(batch_size) * self.tree.total)
-        ratio = self.tree.values(positions) / self.tree.min
-        return positions, ratio.pow_(-beta).to(torch.float32)
+    def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        return _draw(self.tree, batch_size, beta)
 
-    def update(self, positions: torch.Tensor, pris: torch.Tensor) -> None:
+    def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
         self.tree.update(positions, pris)
 
 
@@ -141,12 +149,10 @@ class RankSampler:
         self._updates = 0
         self.stale = False
 
-    def draw(self, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-        positions = self.tree.find(_uniform(batch_size) * self.tree.total)
-        ratio = self.tree.values(positions) / self.tree.min
-        return positions, ratio.pow_(-beta).to(torch.float32)
+    def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+        return _draw(self.tree, batch_size, beta)
 
-    def update(self, positions: torch.Tensor, pris: torch.Tensor) -> None:
+    def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
         self._updates += len(positions)
         self.stale = self._updates >= max(1, int(self.n * RANK_REBUILD_FRACTION))
 

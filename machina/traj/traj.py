@@ -800,11 +800,21 @@ class Traj:
         beta = float(init_beta) if self.pri_beta is None else self.pri_beta + float(beta_step)
         beta = min(1.0, beta)
 
-        def make() -> torch.Tensor:
+        def draw() -> tuple[np.ndarray, np.ndarray]:
             entry = self._replay_sampler(key, seq_length, added_by, fix_hint, mode, alpha)
             positions, is_weights = entry.sampler.draw(batch_size, beta)
-            drawn = positions if entry.cand is None else entry.cand.take(positions)
-            return torch.stack([drawn.to(torch.float64), is_weights.to(torch.float64)])
+            return (positions if entry.cand is None else entry.cand[positions]), is_weights
+
+        if not group.split:
+            drawn, is_weights = draw()
+            self.pri_beta = beta
+            return (
+                torch.from_numpy(drawn).to(self.device),
+                torch.from_numpy(is_weights).to(self.device),
+            )
+
+        def make() -> torch.Tensor:
+            return torch.from_numpy(np.stack(draw()).astype(np.float64))
 
         packed = group.same(make, (2, batch_size), torch.float64).to(self.device)
         self.pri_beta = beta
@@ -831,8 +841,8 @@ class Traj:
         cand = None
         values = column
         if seq_length is not None:
-            cand = torch.as_tensor(_replay.window_starts(self._epis_index, seq_length))
-            values = column.cpu().take(cand)
+            cand = _replay.window_starts(self._epis_index, seq_length)
+            values = column.cpu()[torch.from_numpy(cand)]
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
         entry = _CachedSampler(
@@ -855,17 +865,19 @@ class Traj:
         ]
         indices = indices.to(column.device)
         column[indices] = values.to(device=column.device, dtype=column.dtype)
+        if not entries:
+            return
         written = column.take(indices).cpu()  # a repeated index: the value that stayed
-        valid = bool(torch.isfinite(written).all()) and bool((written > 0).all())
+        if not (bool(torch.isfinite(written).all()) and bool((written > 0).all())):
+            return  # the samplers are rebuilt, and the check raises, at the next draw
+        steps = indices.cpu().numpy()
+        written = written.numpy().astype(np.float64)
         for entry in entries:
-            if not valid:  # rebuilt, and its check raises, at the next draw
-                continue
-            positions, weights = indices.cpu(), written
+            positions, weights = steps, written
             if entry.cand is not None:
-                positions = torch.searchsorted(entry.cand, positions).clamp_(
-                    max=len(entry.cand) - 1
-                )
-                real = entry.cand.take(positions) == indices.cpu()
+                positions = np.searchsorted(entry.cand, steps)
+                np.minimum(positions, len(entry.cand) - 1, out=positions)
+                real = entry.cand[positions] == steps
                 positions, weights = positions[real], weights[real]
             entry.sampler.update(positions, weights)
             entry.version = column._version
