@@ -91,9 +91,16 @@ class SumTree:
         running = torch.cumsum(torch.from_numpy(rows), 1).numpy()
         self._running[block] = running
         self._block_sums[block] = running[:, -1]
-        self._block_mins[block] = np.where(rows > 0, rows, np.inf).min(1)
+        old_mins = self._block_mins[block]
+        new_mins = np.where(rows > 0, rows, np.inf).min(1)
+        self._block_mins[block] = new_mins
         torch.cumsum(torch.from_numpy(self._block_sums), 0, out=torch.from_numpy(self._block_cdf))
-        self.min = float(self._block_mins.min())
+        # The minimum over all blocks is searched again only when a block that held it rose.
+        low = float(new_mins.min())
+        if low <= self.min:
+            self.min = low
+        elif (old_mins == self.min).any():
+            self.min = float(self._block_mins.min())
 
 
 def _uniform(batch_size: int) -> np.ndarray:

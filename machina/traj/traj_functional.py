@@ -58,7 +58,7 @@ def update_pris(
             raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
         if "seq_pris" not in traj.data_map:
             raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
-    pris = traj.writable_column("pris")
+    pris = traj.data_map["pris"]
     td_loss = torch.as_tensor(td_loss).detach()
     indices = torch.as_tensor(indices, device=pris.device).reshape(-1).long()
     if td_loss.numel() != indices.numel():
