@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from machina.traj import Traj
+from machina.traj import traj_functional as tf
 
 WORLD = 2
 # Rank 0's seed before each call: the shares must be rank 0's draw, whatever rank 1's RNG.
@@ -34,6 +35,7 @@ def make_traj(num_epi: int, seed: int, ddp: bool = False, pris: bool = True) -> 
         epi = {
             "obs": rng.normal(size=(length, 2)).astype(np.float32),
             "rews": rng.normal(size=length).astype(np.float32),
+            "terms": np.arange(length) == length - 1,
         }
         if pris:
             epi["pris"] = rng.uniform(0.1, 2.0, size=length).astype(np.float32)
@@ -121,6 +123,11 @@ def worker(out_dir: str) -> None:
     }
     for name, fn in errors.items():
         result[f"error/{name}"] = np.array(_error_of(fn))
+    # tf.sync: rank 1 gets rank 0's episodes, bool columns included.
+    synced = tf.sync(make_traj(20, seed=0) if rank == 0 else make_traj(3, seed=5, pris=False))
+    result["sync/epis_index"] = synced.epis_index
+    result.update({f"sync/col/{k}": v.numpy() for k, v in synced.data_map.items()})
+
     # The group still works after the errors (no rank is stuck in a collective).
     result["after_errors"] = np.array(len(list(traj.random_batch(4, 2))))
 
@@ -224,6 +231,17 @@ def test_ranks_with_their_own_data_agree_on_the_number_of_batches(ranks):
     }
     for key, count in expected.items():
         assert [int(r[f"mode2/{key}"]) for r in ranks] == [count] * WORLD, key
+
+
+def test_sync_gives_every_rank_the_master_s_episodes(ranks):
+    master = make_traj(20, seed=0)
+    for r in ranks:
+        np.testing.assert_array_equal(r["sync/epis_index"], master.epis_index)
+        cols = {k[9:]: v for k, v in r.items() if k.startswith("sync/col/")}
+        assert set(cols) == set(master.data_map)
+        for k, v in master.data_map.items():
+            assert cols[k].dtype == v.numpy().dtype
+            np.testing.assert_array_equal(cols[k], v.numpy())
 
 
 def test_an_error_on_one_rank_is_raised_on_every_rank(ranks):

@@ -25,6 +25,9 @@ Contenders, alternating round by round (the harness), medians and ratios from on
   vectorised per episode, as the original did them;
   (b) the same, but each episode's arrays converted to Python lists first, so that the
   recursions run on Python floats (the fastest plain-Python form).
+- *estimators on a list*: the same machina estimators given the list of episode dicts
+  instead of a Traj (each call concatenates the keys it reads, except the columns an
+  earlier estimator added, which it reads flat), against the numpy-indexing reference.
 - *storage*: ``Traj.add_epis`` (concatenates the raw episodes into pending columns) plus
   ``Traj.register_epis`` (appends them, with the estimators' new columns, to an empty Traj:
   adopted without a copy), against concatenating every key of the reference's estimated
@@ -268,6 +271,7 @@ def main() -> None:
     est = alternate(
         {
             "machina": lambda: timed(lambda: machina_estimators(pending)),
+            "machina list": lambda: timed(lambda: machina_estimators(epis)),
             "numpy indexing": lambda: timed(lambda: ref_estimators(epis)),
             "lists": lambda: timed(lambda: ref_estimators_lists(epis)),
         },
@@ -311,6 +315,12 @@ def main() -> None:
     rows = [
         row(estimators, est["machina"], est["numpy indexing"], "per-step Python, numpy indexing"),
         row(estimators, est["machina"], est["lists"], "per-step Python, on lists"),
+        row(
+            f"{estimators}, on the list of episodes",
+            est["machina list"],
+            est["numpy indexing"],
+            "per-step Python, numpy indexing",
+        ),
         row("Traj.add_epis", add_times),
         row("Traj.register_epis", register_times),
         row("add_epis + register_epis", store["machina"], store["reference"], "concatenate keys"),

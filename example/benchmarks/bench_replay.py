@@ -16,14 +16,22 @@ alternate, round by round (``_harness.alternate``), on one torch thread:
   ``rank_based`` mode (``is_weights`` included);
 - ``random_batch_rnn`` / ``prioritized_random_batch_rnn``: one batch of ``--seq_batch``
   windows of ``--seq_length`` steps, uniform and by ``seq_pris`` (both modes);
+- ``sample + update``: one prioritised batch of 256 steps and ``traj_functional.update_pris``
+  of its 256 priorities (what a prioritised learner does per step), both modes; the
+  rank-based mode rebuilds its order after N/16 updated priorities, so its rounds time
+  ``--rank_calls`` calls, several rebuild cycles, and its row is the amortised cost;
+- ``cpprb sample + update``: cpprb's ``PrioritizedReplayBuffer`` (a C++ sum tree) holding the
+  same columns and priorities (``alpha=1``: the stored priorities already carry the
+  exponent), ``sample(256)`` (every column gathered, as ours) plus ``update_priorities``;
+  skipped with a note when cpprb is not installed (``pip install cpprb``);
 - ``SAC step``: one full SAC gradient step of ``sac.train`` on the same memory (its own
   uniform batch draw included) with ``example/run_sac.py``'s networks (64x64, twin Q).
 
 Each round times several calls of each (``--calls``; ``--pri_calls`` for the proportional
-and ``--rank_calls`` for the rank-based draws, which cost O(N) and O(N log N) per batch) and
-keeps the mean per call; the table gives the median over rounds and the ratio to a SAC step.
-Target (issue 4): uniform ``random_batch`` <= 1/10 of a SAC step. The other rows have no
-target and are printed as information.
+and ``--rank_calls`` for the rank-based draws) and keeps the mean per call; the table gives
+the median over rounds and the ratio to a SAC step. Targets: uniform ``random_batch`` <= 1/10
+of a SAC step (issue 4); sample + update of 256 at 1e6 steps <= 0.3 ms proportional and
+<= 1 ms rank-based amortised (issue 12), printed beside cpprb's time on the same machine.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from machina.nets import PolNet, QNet  # noqa: E402
 from machina.pols import TanhGaussianPol  # noqa: E402
 from machina.traj import Traj  # noqa: E402
 from machina.traj import epi_functional as ef  # noqa: E402
+from machina.traj import traj_functional as tf  # noqa: E402
 from machina.vfuncs import DeterministicSAVfunc  # noqa: E402
 
 EPI_LEN = 200
@@ -94,6 +103,22 @@ def make_memory(num_step: int, seq_length: int, seed: int = 0) -> Traj:
     return traj
 
 
+def make_cpprb(traj: Traj):
+    """cpprb's PrioritizedReplayBuffer holding ``traj``'s columns and priorities, or None."""
+    try:
+        import cpprb
+    except ImportError:
+        return None
+    columns = {k: v.numpy() for k, v in traj.data_map.items() if k not in ("pris", "seq_pris")}
+    env_dict = {
+        k: {"shape": v.shape[1:] or 1, "dtype": v.dtype} for k, v in columns.items()
+    }  # fmt: skip
+    buffer = cpprb.PrioritizedReplayBuffer(traj.num_step, env_dict, alpha=1.0)
+    pris = traj.data_map["pris"].numpy().astype(np.float64)
+    buffer.add(**columns, priorities=pris)
+    return buffer
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--num_step", type=int, default=1_000_000, help="replay size")
@@ -103,7 +128,10 @@ def main() -> None:
         "--pri_calls", type=int, default=100, help="calls per round, proportional prioritised"
     )
     parser.add_argument(
-        "--rank_calls", type=int, default=20, help="calls per round, rank-based prioritised"
+        "--rank_calls",
+        type=int,
+        default=1000,
+        help="calls per round, rank-based prioritised (several order rebuilds)",
     )
     parser.add_argument("--seq_length", type=int, default=10, help="window length, rnn batches")
     parser.add_argument("--seq_batch", type=int, default=64, help="windows per rnn batch")
@@ -111,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.num_step, args.rounds, args.calls = 100_000, 3, 50
-        args.pri_calls, args.rank_calls = 20, 5
+        args.pri_calls, args.rank_calls = 20, 100
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
@@ -185,6 +213,37 @@ def main() -> None:
             calls,
         )
 
+    # sample + update: what a prioritised learner does per gradient step
+    tds = torch.as_tensor(np.random.default_rng(1).normal(size=(64, BATCH)), dtype=torch.float32)
+
+    def sample_update(n: int, mode: str) -> Iterator:
+        batches = traj.prioritized_random_batch(BATCH, n, True, mode=mode)
+        for i, (batch, indices) in enumerate(batches):
+            tf.update_pris(traj, tds[i % len(tds)], indices)
+            yield batch
+
+    for mode, calls in (("proportional", args.pri_calls), ("rank_based", args.rank_calls)):
+        contenders[f"sample + update_pris({BATCH}), {mode}"] = (
+            timer(lambda n, m=mode: sample_update(n, m), calls),
+            calls,
+        )
+    cpprb_buffer = make_cpprb(traj)
+    if cpprb_buffer is None:
+        print("cpprb is not installed (pip install cpprb): its row is left out")
+    else:
+        new_pris = tds.abs().double().numpy() + 1e-6
+
+        def cpprb_batches(n: int) -> Iterator:
+            for i in range(n):
+                batch = cpprb_buffer.sample(BATCH, beta=0.4)
+                cpprb_buffer.update_priorities(batch["indexes"], new_pris[i % len(new_pris)])
+                yield batch
+
+        contenders[f"cpprb sample + update_priorities({BATCH})"] = (
+            timer(cpprb_batches, args.pri_calls),
+            args.pri_calls,
+        )
+
     for fn, _ in contenders.values():  # warm-up: first calls allocate and import
         fn()
     results = alternate({name: fn for name, (fn, _) in contenders.items()}, args.rounds)
@@ -207,10 +266,17 @@ def main() -> None:
     ratio = per_call[uniform] / step_s
     verdict = "met" if ratio <= TARGET else "MISSED"
     print(f"target: {uniform} / SAC step <= {TARGET:.2f} (got {ratio:.3f}, {verdict})")
+    cpprb_name = f"cpprb sample + update_priorities({BATCH})"
+    for mode, target_ms in (("proportional", 0.3), ("rank_based", 1.0)):
+        ms = per_call[f"sample + update_pris({BATCH}), {mode}"] * 1e3
+        versus = ""
+        if cpprb_name in per_call:
+            versus = f"; {ms / (per_call[cpprb_name] * 1e3):.2f}x cpprb's time here"
+        print(f"target: sample + update, {mode} <= {target_ms} ms (got {ms:.3f} ms{versus})")
     over = [
         f"{name} ({per_call[name] / step_s:.2f}x)"
         for name in per_call
-        if name not in (uniform, "SAC step") and per_call[name] / step_s > TARGET
+        if name not in (uniform, "SAC step", cpprb_name) and per_call[name] / step_s > TARGET
     ]
     if over:
         print(f"over {TARGET:.2f} of a SAC step (information, no target): " + "; ".join(over))

@@ -1,11 +1,15 @@
-"""Index arithmetic shared by the Traj batch generators."""
+"""Uniform batches of a Traj (steps, whole episodes, windows) and the index arithmetic they
+share."""
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Iterator
 
+import numpy as np
 import torch
+
+from machina.traj import _ddp, _replay
 
 
 def check_batch_size(batch_size: int, available: int, unit: str) -> int:
@@ -68,3 +72,340 @@ def gather_sequences(
         batch[key] = torch.where(mask, gathered, torch.zeros((), dtype=col.dtype))
     batch["out_masks"] = valid.to(torch.float32)
     return batch
+
+
+class Batching:
+    """The batching job of ``Traj``: minibatches of steps, of whole episodes and of windows,
+    uniform, each shared between torch.distributed ranks as ``Traj(ddp=True)`` asks.
+
+    Expects ``data_map``, ``_epis_index``, ``device``, ``ddp`` and ``num_step`` / ``num_epi``.
+    """
+
+    def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        # index_select: half the time of v[indices] per column (measured, batch 256, CPU).
+        return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
+
+    def _population(self, indices) -> torch.Tensor | None:
+        """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.
+
+        ``indices`` may be integer step indices or a boolean mask of length ``num_step``.
+        """
+        if indices is None:
+            return None
+        idx = torch.as_tensor(indices.copy() if isinstance(indices, np.ndarray) else indices)
+        if idx.dtype == torch.bool and idx.shape == (self.num_step,):
+            idx = torch.nonzero(idx).flatten()
+        if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype.is_complex:
+            raise ValueError(
+                f"indices: expected a 1-d array of int step indices, got dtype {idx.dtype} "
+                f"and shape {tuple(idx.shape)}"
+            )
+        if len(idx) and not (0 <= int(idx.min()) and int(idx.max()) < self.num_step):
+            raise ValueError(
+                f"indices: expected step indices in [0, {self.num_step}), got values in "
+                f"[{int(idx.min())}, {int(idx.max())}]"
+            )
+        return idx.to(device=self.device, dtype=torch.int64)
+
+    def _plan(
+        self, group: _ddp.Group, batch_size: int, available: int, unit: str, count
+    ) -> tuple[int, int]:
+        """The checked batch size and the number of batches all ranks agree on (see _ddp).
+
+        ``count(batch_size)`` is this rank's number of batches; an error on any rank is
+        raised on every rank, so that none is left waiting in a collective.
+        """
+        error, n = None, 0
+        try:
+            batch_size = check_batch_size(batch_size, available, unit)
+            group.check_share(batch_size)
+            n = count(batch_size)
+        except ValueError as e:
+            error = e
+        return batch_size, group.agree(n, self.num_step, error)
+
+    def _order(self, group: _ddp.Group, n: int, shuffle: bool) -> torch.Tensor:
+        """A permutation of ``range(n)`` (the identity without ``shuffle``), the same on all
+        ranks of a ``ddp`` Traj (drawn on rank 0)."""
+
+        def make() -> torch.Tensor:
+            if shuffle:
+                return torch.randperm(n, device=self.device)
+            return torch.arange(n, device=self.device)
+
+        return group.same(make, (n,), torch.int64).to(self.device)
+
+    @staticmethod
+    def _num_chunks(n: int, batch_size: int, group: _ddp.Group) -> int:
+        """Chunks of ``batch_size`` in ``n`` items; a last smaller chunk counts unless a
+        ``ddp`` rank would get nothing of it (fewer items than ranks)."""
+        full, rest = divmod(n, batch_size)
+        return full + (rest >= (group.world if group.split else 1))
+
+    def iterate(
+        self, batch_size: int, epoch: int = 1, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Minibatches that visit every step (of ``indices``) exactly once per epoch.
+
+        Parameters
+        ----------
+        batch_size : int
+            Steps per batch; the last batch of an epoch may be smaller.
+        epoch : int
+            Number of passes over the data.
+        indices : array of int or bool, optional
+            Steps to iterate over (step indices, or a mask over ``num_step``); default all.
+        shuffle : bool
+            Visit the steps in a new random order each epoch; else in the order given.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column indexed by the batch's steps, shape (B, ...). With ``Traj(ddp=True)``
+            under torch.distributed, this rank's share of each batch (see ``Traj``).
+        """
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group)
+        )
+        for _ in range(epoch):
+            order = self._order(group, n, shuffle)
+            if pop is not None:
+                order = pop[order]
+            for i in range(count):
+                yield self._batch(group.share(order[i * batch_size : (i + 1) * batch_size]))
+
+    def iterate_once(
+        self, batch_size: int, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of ``iterate``."""
+        return self.iterate(batch_size, 1, indices, shuffle)
+
+    def iterate_step(
+        self, batch_size: int, step: int = 1, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """``step`` minibatches taken in turn from one order of the steps, cycling.
+
+        The steps (of ``indices``) are put in one random order (or kept in order without
+        ``shuffle``) and cut into chunks of ``batch_size``, the last one smaller; the batches
+        are those chunks in turn, starting again at the first after the last.
+        """
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
+        order = self._order(group, n, shuffle)
+        if pop is not None:
+            order = pop[order]
+        chunks = max(1, self._num_chunks(n, batch_size, group))
+        for i in range(count):
+            j = i % chunks
+            yield self._batch(group.share(order[j * batch_size : (j + 1) * batch_size]))
+
+    def full_batch(self, epoch: int = 1, return_indices: bool = False) -> Iterator:
+        """Every stored step as one batch, ``epoch`` times.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            The columns (N, ...) (views: do not modify them; with ``Traj(ddp=True)`` this
+            rank's share of the steps, copied); with ``return_indices`` the pair
+            ``(batch, indices)``, ``indices`` (N,) int64.
+        """
+        group = _ddp.Group(self.ddp)
+        _, count = self._plan(group, self.num_step, self.num_step, "steps", lambda b: epoch)
+        indices = group.share(torch.arange(self.num_step, device=self.device))
+        for _ in range(count):
+            batch = self._batch(indices) if group.split else dict(self.data_map)
+            yield (batch, indices) if return_indices else batch
+
+    def iterate_epi(self, shuffle: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+        """Every stored episode once, as a dict of its columns (T, ...) (views).
+
+        With ``Traj(ddp=True)`` under torch.distributed, each rank gets its own contiguous
+        share of one order of the episodes, ``num_epi // world`` each.
+        """
+        group = _ddp.Group(self.ddp)
+        per_rank = self.num_epi // group.world if group.split else self.num_epi
+        error = None
+        if self.num_epi == 0:
+            error = ValueError("iterate_epi: the Traj holds no episodes; call register_epis()")
+        elif per_rank == 0:
+            error = ValueError(
+                f"iterate_epi: Traj(ddp=True) shares the episodes between {group.world} "
+                f"ranks; expected at least {group.world}, the Traj holds {self.num_epi}"
+            )
+        count = group.agree(per_rank, self.num_step, error)
+        order = self._order(group, self.num_epi, shuffle).tolist()
+        lo = group.rank * per_rank if group.split else 0
+        index = self._epis_index
+        for i in order[lo : lo + count]:
+            yield {k: v[index[i] : index[i + 1]] for k, v in self.data_map.items()}
+
+    def random_batch(
+        self, batch_size: int, epoch: int = 1, indices=None, return_indices: bool = False
+    ) -> Iterator:
+        """``epoch`` batches of steps drawn uniformly with replacement.
+
+        Parameters
+        ----------
+        batch_size : int
+        epoch : int
+        indices : array of int or bool, optional
+            Steps to draw from (step indices, or a mask over ``num_step``); default all. A
+            bool in this place is taken as ``return_indices`` (the 0.x-era positional form
+            ``random_batch(batch_size, epoch, return_indices)``).
+        return_indices : bool
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns of shape (batch_size, ...); with ``return_indices`` the pair
+            ``(batch, indices)`` where ``indices`` has shape (batch_size,). With
+            ``Traj(ddp=True)`` under torch.distributed, this rank's share of each.
+        """
+        if isinstance(indices, bool):
+            indices, return_indices = None, indices
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
+        for _ in range(count):
+            drawn = group.same(
+                lambda: torch.randint(0, n, (batch_size,), device=self.device),
+                (batch_size,),
+                torch.int64,
+            )
+            drawn = group.share(drawn.to(self.device))
+            if pop is not None:
+                drawn = pop[drawn]
+            batch = self._batch(drawn)
+            yield (batch, drawn) if return_indices else batch
+
+    def random_batch_once(
+        self, batch_size: int, indices=None, return_indices: bool = False
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``random_batch``."""
+        if isinstance(indices, bool):
+            indices, return_indices = None, indices
+        return next(self.random_batch(batch_size, 1, indices, return_indices))
+
+    def iterate_rnn(
+        self, batch_size: int, num_epi_per_seq: int = 1, epoch: int = 1
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Shuffled batches of whole episodes as zero-padded, time-major sequences.
+
+        Parameters
+        ----------
+        batch_size : int
+            Sequences per batch; the last batch of an epoch may be smaller.
+        num_epi_per_seq : int
+            Consecutive episodes joined into one sequence (the hidden state is reset at each
+            episode start through ``h_masks``).
+        epoch : int
+            Number of passes over the data.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column as (T_max, B, ...), plus ``out_masks`` (T_max, B), 1.0 on real steps
+            and 0.0 on padding, and ``h_masks`` (T_max, B), 1.0 where an episode starts.
+            With ``Traj(ddp=True)`` under torch.distributed, this rank's share of the B
+            sequences (T_max still that of the whole batch).
+        """
+        if num_epi_per_seq < 1:
+            raise ValueError(f"num_epi_per_seq: expected an int >= 1, got {num_epi_per_seq!r}")
+        seq_index = self._epis_index[::num_epi_per_seq]
+        if seq_index[-1] != self.num_step:
+            seq_index = np.append(seq_index, self.num_step)
+        num_seq = len(seq_index) - 1
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(
+            group, batch_size, num_seq, "sequences", lambda b: self._num_chunks(num_seq, b, group)
+        )
+        starts = torch.as_tensor(seq_index[:-1], device=self.device)
+        lengths = torch.as_tensor(np.diff(seq_index), device=self.device)
+        epi_starts = torch.zeros(self.num_step, dtype=torch.float32, device=self.device)
+        epi_starts[torch.as_tensor(self._epis_index[:-1], device=self.device)] = 1.0
+        columns = {**self.data_map, "h_masks": epi_starts}
+        for _ in range(epoch):
+            order = self._order(group, num_seq, True)
+            for i in range(count):
+                seqs = order[i * batch_size : (i + 1) * batch_size]
+                time_steps = int(lengths[seqs].max())
+                mine = group.share(seqs)
+                yield gather_sequences(columns, starts[mine], lengths[mine], time_steps)
+
+    def _seq_length(self, seq_length: int | None) -> int:
+        if seq_length is None:
+            return int(np.diff(self._epis_index).max()) if self.num_epi else 1
+        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
+            raise ValueError(f"seq_length: expected an int >= 1 or None, got {seq_length!r}")
+        return seq_length
+
+    def _windows(self, starts: torch.Tensor, seq_length: int) -> dict[str, torch.Tensor]:
+        """Time-major windows (L, B, ...) from flat ``starts`` (B,), cut at episode ends."""
+        index = torch.as_tensor(self._epis_index, device=self.device)
+        epi = torch.searchsorted(index, starts, right=True) - 1
+        lengths = torch.clamp(index[epi + 1] - starts, max=seq_length)
+        batch = gather_sequences(self.data_map, starts, lengths, time_steps=seq_length)
+        h_masks = torch.zeros(seq_length, len(starts), device=self.device)
+        h_masks[0] = (starts == index[epi]).to(h_masks.dtype)
+        batch["h_masks"] = h_masks
+        return batch
+
+    def random_batch_rnn(
+        self,
+        batch_size: int,
+        seq_length: int | None = None,
+        epoch: int = 1,
+        return_indices: bool = False,
+    ) -> Iterator:
+        """``epoch`` batches of fixed-length windows drawn uniformly, time-major.
+
+        A window is ``seq_length`` consecutive steps of one episode and never crosses an
+        episode boundary: an episode of T >= L steps has ``T - L + 1`` windows, a shorter one
+        a single window of its T steps, zero-padded to L (``out_masks``). Every window is
+        equally likely (not every episode: long episodes are not under-sampled).
+
+        Coverage is not uniform over steps: in an episode of T >= L steps, step t lies in
+        ``min(t + 1, T - t, L, T - L + 1)`` windows, so the first and the last ``L - 1``
+        steps are replayed less than the middle ones, the last step (an episode's only
+        terminal step) and the first down to a single window, i.e. ``1 / L`` of a middle
+        step's rate. Keep L well below the episode length, or use windows of whole episodes
+        (``seq_length=None``), when the episode ends matter.
+
+        Parameters
+        ----------
+        batch_size : int
+            Windows per batch, drawn with replacement.
+        seq_length : int, optional
+            L; default the longest stored episode (whole episodes, as the original).
+        epoch : int
+            Number of batches.
+        return_indices : bool
+            Also yield each window's flat start index (B,).
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Each column as (L, B, ...), plus ``out_masks`` (L, B), 1.0 on real steps, and
+            ``h_masks`` (L, B), 1.0 at t = 0 where the window starts its episode (the
+            hidden state is then exactly the initial one; otherwise burn-in approximates it).
+        """
+        seq_length = self._seq_length(seq_length)
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        cand = _replay.window_starts(self._epis_index, seq_length)
+        cand = torch.as_tensor(cand, device=self.device)
+        for _ in range(count):
+            drawn = group.same(
+                lambda: torch.randint(0, len(cand), (batch_size,), device=self.device),
+                (batch_size,),
+                torch.int64,
+            )
+            starts = cand[group.share(drawn.to(self.device))]
+            batch = self._windows(starts, seq_length)
+            yield (batch, starts) if return_indices else batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -60,9 +61,16 @@ class Columns:
         empty = np.flatnonzero(lengths == 0)
         if len(empty):
             raise ValueError(f"epis[{empty[0]}]: episodes must have at least one step, got 0")
-        keys = set.intersection(*(set(epi) for epi in epis)) if epis else set()
+        first = epis[0].keys() if epis else set()
+        if all(epi.keys() == first for epi in epis):  # the usual case: one dict layout
+            keys = set(first)
+        else:
+            keys = set.intersection(*(set(epi) for epi in epis))
 
         def load(key: str) -> np.ndarray:
+            flat = _split_flat(epis, key)  # a column an earlier estimator added
+            if flat is not None:
+                return flat
             return concat_checked([epi[key] for epi in epis], lengths, key)
 
         def missing(key: str) -> str:
@@ -108,6 +116,42 @@ class Columns:
         return self.ends - self.lengths
 
 
+# Flat columns that estimators split into per-episode views for lists of episodes, by id:
+# a weak reference to the flat array and the ids of its views in episode order. The next
+# estimator on such a list reads the flat array instead of concatenating the episodes.
+_SPLIT: dict[int, tuple[weakref.ref, tuple[int, ...]]] = {}
+
+
+def _split_into_views(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    """Per-episode views of ``flat``, remembered (see ``_split_flat``)."""
+    ends = np.cumsum(lengths).tolist()
+    views = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+    if flat.base is None:  # the views' base is flat itself only when flat owns its data
+        key = id(flat)
+        _SPLIT[key] = (weakref.ref(flat), tuple(map(id, views)))
+        weakref.finalize(flat, _SPLIT.pop, key, None)
+    return views
+
+
+def _split_flat(epis: Sequence[Epi], key: str) -> np.ndarray | None:
+    """The flat array that ``epis`` hold views of under ``key``, in order, or None.
+
+    True when every episode's array is the very view ``_split_into_views`` made, in the same
+    order: an edit in place of a view edits the flat array (shared memory); an array
+    assigned anew, a reordered, shortened or longer list, fails the check.
+    """
+    base = getattr(epis[0].get(key), "base", None)
+    entry = _SPLIT.get(id(base)) if base is not None else None
+    if entry is None or entry[0]() is not base:
+        return None
+    arrays = [epi.get(key) for epi in epis]
+    if tuple(map(id, arrays)) != entry[1]:
+        return None
+    if not all(getattr(a, "base", None) is base for a in arrays):
+        return None
+    return base
+
+
 Estimator = Callable[..., Mapping[str, np.ndarray]]
 
 
@@ -142,9 +186,12 @@ def episode_function(fn: Estimator) -> Callable:
             return []
         columns = Columns.of_epis(epis)
         new = fn(columns, *args, **kwargs)
-        bounds = columns.ends[:-1]
-        pieces = {k: np.split(v, bounds) for k, v in new.items()}
-        return [{**epi, **{k: p[i] for k, p in pieces.items()}} for i, epi in enumerate(epis)]
+        views = {k: _split_into_views(v, columns.lengths) for k, v in new.items()}
+        out = [epi.copy() for epi in epis]  # dict.copy: several times {**epi, ...} here
+        for key, pieces in views.items():
+            for epi, piece in zip(out, pieces):
+                epi[key] = piece
+        return out
 
     # The public signature: data is what the caller passes, not the Columns fn receives.
     signature = inspect.signature(fn)

@@ -21,6 +21,7 @@ import torch
 
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
+from machina.traj._hidden_states import compute_hs
 from machina.traj._modules import chunked_no_grad, module_device
 from machina.traj._normalize import normalize_obs_and_acs
 from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
@@ -35,6 +36,7 @@ __all__ = [
     "compute_airl_pseudo_rews",
     "compute_diayn_rews",
     "compute_h_masks",
+    "compute_hs",
     "compute_nstep",
     "compute_pris",
     "compute_pseudo_rews",

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from machina.traj import _normalize, _replay
+from machina.traj._sync import sync
 from machina.traj.traj import Traj
 
-__all__ = ["normalize_obs_and_acs", "update_pris"]
+__all__ = ["normalize_obs_and_acs", "sync", "update_pris"]
 
 
 def update_pris(
@@ -57,7 +58,7 @@ def update_pris(
             raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
         if "seq_pris" not in traj.data_map:
             raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
-    pris = traj.writable_column("pris")
+    pris = traj.data_map["pris"]
     td_loss = torch.as_tensor(td_loss).detach()
     indices = torch.as_tensor(indices, device=pris.device).reshape(-1).long()
     if td_loss.numel() != indices.numel():
@@ -71,7 +72,9 @@ def update_pris(
             f"[{int(indices.min())}, {int(indices.max())}]"
         )
     new = (td_loss.reshape(-1).abs().to(torch.float32) + epsilon) ** alpha
-    pris[indices] = new.to(device=pris.device, dtype=pris.dtype)
+    # through the Traj, so that its replay samplers follow in O(B log N)
+    traj._set_priorities("pris", indices, new)
+    pris = traj.data_map["pris"]
     if update_epi_pris:
         _update_seq_pris(traj, pris, indices, seq_length, eta)
     return traj
@@ -82,7 +85,6 @@ def _update_seq_pris(
 ) -> None:
     """Recompute ``seq_pris`` of the windows that hold any of ``indices`` (checked by the
     caller: ``seq_length`` given, a ``seq_pris`` column present)."""
-    seq_pris = traj.writable_column("seq_pris")
     # Windows [s, s + L) holding step i start in [i - L + 1, i]; keep the real window starts.
     cand = (indices[:, None] - torch.arange(seq_length, device=indices.device)).reshape(-1)
     cand = torch.unique(cand[cand >= 0])
@@ -95,7 +97,7 @@ def _update_seq_pris(
     keep = cand - index[epi] < counts
     starts, ends = cand[keep], index[epi + 1][keep]
     values = _replay.window_pris(pris, starts, ends, seq_length, eta)
-    seq_pris[starts] = values.to(seq_pris.dtype)
+    traj._set_priorities("seq_pris", starts, values)
 
 
 def normalize_obs_and_acs(

@@ -1,0 +1,294 @@
+"""The prioritised-replay job of ``Traj``: batches of steps or windows drawn by priority
+(Schaul et al., 2016), through the samplers of ``_samplers`` cached per column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from machina.traj import _ddp, _replay, _samplers
+
+
+class _CachedSampler:
+    """A replay sampler and what it was built from: column ``key``'s tensor and its version
+    (in-place writes bump it), the episode index, and the window starts it draws among."""
+
+    def __init__(self, sampler, column: torch.Tensor, index: np.ndarray, cand):
+        self.sampler = sampler
+        self.column = column
+        self.version = column._version
+        self.index = index
+        self.cand = cand
+
+    def fresh(self, column: torch.Tensor, index: np.ndarray) -> bool:
+        """Whether the sampler still describes ``column`` over the episodes of ``index``."""
+        return (
+            column is self.column
+            and column._version == self.version
+            and index is self.index
+            and not self.sampler.stale
+        )
+
+
+class PrioritizedReplay:
+    """Prioritised batches, ``pri_beta`` annealing, and priority writes that keep the samplers
+    in step.
+
+    Expects ``data_map``, ``_epis_index``, ``device``, ``ddp``, ``pri_beta``, ``_samplers``,
+    and the batching and storage jobs' ``_plan``, ``_batch``, ``_windows``, ``_seq_length``
+    and ``writable_column``.
+    """
+
+    def get_max_pri(self) -> float:
+        """The highest stored priority (``pris``), or 1.0 when there is none yet.
+
+        New episodes get it (``ef.set_all_pris(traj, off_traj.get_max_pri())``; ``add_traj``
+        fills it in by itself for episodes without ``pris``).
+        """
+        pris = self.data_map.get("pris")
+        if pris is None or len(pris) == 0:
+            return 1.0
+        return float(pris.max())
+
+    def _pris(self, key: str, added_by: str) -> torch.Tensor:
+        if key not in self.data_map:
+            raise KeyError(
+                f"{key}: the Traj has no '{key}' column; add it with {added_by} before "
+                "register_epis()"
+            )
+        return self.data_map[key]
+
+    def prioritized_random_batch(
+        self,
+        batch_size: int,
+        epoch: int = 1,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> Iterator:
+        """``epoch`` batches of steps drawn with prioritised replay (Schaul et al., 2016).
+
+        Step i is drawn with probability ``P(i) = p_i / sum_j p_j``: in ``proportional``
+        mode ``p_i`` is the stored ``pris`` (already ``(|td| + eps) ** alpha``, see
+        ``traj_functional.update_pris``); in ``rank_based`` mode ``p_i = rank(i) ** -alpha``,
+        rank 1 for the highest ``pris``. Each batch carries ``is_weights``
+        ``w_i = (N P(i)) ** -beta / max_j w_j`` (max over the whole memory), with ``beta``
+        starting at ``init_beta`` and growing by ``beta_step`` per batch up to 1 (kept in
+        ``pri_beta`` across calls).
+
+        Parameters
+        ----------
+        batch_size : int
+            Steps per batch, drawn with replacement.
+        epoch : int
+            Number of batches.
+        return_indices : bool
+            Also yield the drawn step indices, for ``traj_functional.update_pris``.
+        mode : {"proportional", "rank_based"}
+        alpha : float
+            Rank-based mode's exponent, >= 0 (proportional priorities already include it).
+        init_beta, beta_step : float
+            Importance-sampling exponent's start, in [0, 1], and increment per batch, >= 0.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns (B, ...) plus ``is_weights`` (B,) float32; with ``return_indices`` the
+            pair ``(batch, indices)``, ``indices`` (B,) int64.
+        """
+        _replay.check_mode(mode)
+        _replay.check_pri_args(alpha, init_beta, beta_step)
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        for _ in range(count):
+            indices, is_weights = self._prioritized_draw(
+                group, "pris", None, "ef.set_all_pris or ef.compute_pris",
+                "ef.set_all_pris or traj_functional.update_pris",
+                mode, alpha, batch_size, init_beta, beta_step,
+            )  # fmt: skip
+            batch = self._batch(indices)
+            batch["is_weights"] = is_weights
+            yield (batch, indices) if return_indices else batch
+
+    def _prioritized_draw(
+        self,
+        group: _ddp.Group,
+        key: str,
+        seq_length: int | None,
+        added_by: str,
+        fix_hint: str,
+        mode: str,
+        alpha: float,
+        batch_size: int,
+        init_beta: float,
+        beta_step: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps (window starts with ``seq_length``) drawn by ``key`` (B,), and their
+        importance weights (B,).
+
+        Anneals ``pri_beta``. With ``Traj(ddp=True)``, rank 0 draws (from its priorities)
+        and every rank keeps its share of both.
+        """
+        beta = float(init_beta) if self.pri_beta is None else self.pri_beta + float(beta_step)
+        beta = min(1.0, beta)
+
+        def draw() -> tuple[np.ndarray, np.ndarray]:
+            entry = self._replay_sampler(key, seq_length, added_by, fix_hint, mode, alpha)
+            positions, is_weights = entry.sampler.draw(batch_size, beta)
+            return (positions if entry.cand is None else entry.cand[positions]), is_weights
+
+        if not group.split:
+            drawn, is_weights = draw()
+            self.pri_beta = beta
+            return (
+                torch.from_numpy(drawn).to(self.device),
+                torch.from_numpy(is_weights).to(self.device),
+            )
+
+        def make() -> torch.Tensor:
+            return torch.from_numpy(np.stack(draw()).astype(np.float64))
+
+        packed = group.same(make, (2, batch_size), torch.float64).to(self.device)
+        self.pri_beta = beta
+        packed = group.share(packed.T)
+        return packed[:, 0].to(torch.int64), packed[:, 1].to(torch.float32)
+
+    def _replay_sampler(
+        self,
+        key: str,
+        seq_length: int | None,
+        added_by: str,
+        fix_hint: str,
+        mode: str,
+        alpha: float,
+    ) -> _CachedSampler:
+        """The sampler over column ``key`` (at the window starts of ``seq_length``), built on
+        first use and rebuilt when the column or the episodes changed other than through
+        ``_set_priorities`` (or, rank-based, when its order is due; see ``_samplers``)."""
+        column = self._pris(key, added_by)
+        cache_key = (key, seq_length, mode, float(alpha))
+        entry = self._samplers.get(cache_key)
+        if entry is not None and entry.fresh(column, self._epis_index):
+            return entry
+        cand = None
+        values = column
+        if seq_length is not None:
+            cand = _replay.window_starts(self._epis_index, seq_length)
+            values = column.cpu()[torch.from_numpy(cand)]
+        # the one O(N) check, when building; updates are checked as they come
+        _replay.check_pris(values, key, fix_hint)
+        entry = _CachedSampler(
+            _samplers.make_sampler(values, mode, alpha), column, self._epis_index, cand
+        )
+        self._samplers[cache_key] = entry
+        return entry
+
+    def _set_priorities(self, key: str, indices: torch.Tensor, values: torch.Tensor) -> None:
+        """``data_map[key][indices] = values`` in place, and the same in the samplers over it.
+
+        The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
+        the O(N) rebuild that any other write to the column leads to.
+        """
+        column = self.writable_column(key)
+        entries = [
+            e
+            for k, e in self._samplers.items()
+            if k[0] == key and e.fresh(column, self._epis_index)
+        ]
+        indices = indices.to(column.device)
+        column[indices] = values.to(device=column.device, dtype=column.dtype)
+        if not entries:
+            return
+        steps = indices.cpu().numpy()
+        # read back: for a repeated index, the value that stayed
+        if column.device.type == "cpu":
+            written = column.numpy()[steps].astype(np.float64)
+        else:
+            written = column.take(indices).cpu().numpy().astype(np.float64)
+        if not np.all((written > 0.0) & (written < np.inf)):  # NaN fails both
+            return  # the samplers are rebuilt, and the check raises, at the next draw
+        for entry in entries:
+            positions, weights = steps, written
+            if entry.cand is not None:
+                positions = np.searchsorted(entry.cand, steps)
+                np.minimum(positions, len(entry.cand) - 1, out=positions)
+                real = entry.cand[positions] == steps
+                positions, weights = positions[real], weights[real]
+            entry.sampler.update(positions, weights)
+            entry.version = column._version
+
+    def prioritized_random_batch_once(
+        self,
+        batch_size: int,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``prioritized_random_batch``."""
+        batches = self.prioritized_random_batch(
+            batch_size, 1, return_indices, mode, alpha, init_beta, beta_step
+        )
+        return next(batches)
+
+    def prioritized_random_batch_rnn(
+        self,
+        batch_size: int,
+        seq_length: int,
+        epoch: int = 1,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> Iterator:
+        """``epoch`` batches of windows drawn by their priority ``seq_pris`` (R2D2).
+
+        Windows as in ``random_batch_rnn``; the window starting at step s is drawn with
+        probability proportional to ``seq_pris[s]`` (``ef.compute_seq_pris`` with the same
+        ``seq_length``), or by rank in ``rank_based`` mode. ``is_weights`` (B,) as in
+        ``prioritized_random_batch``, N being the number of windows. The window set, and
+        so the lower coverage of each episode's first and last ``seq_length - 1`` steps
+        (the terminal step lies in a single window), is that of ``random_batch_rnn``.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            Columns (L, B, ...), ``out_masks``, ``h_masks`` and ``is_weights`` (B,); with
+            ``return_indices`` the pair ``(batch, starts)``, ``starts`` (B,) int64.
+        """
+        _replay.check_mode(mode)
+        _replay.check_pri_args(alpha, init_beta, beta_step)
+        seq_length = self._seq_length(seq_length)
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        added_by = f"ef.compute_seq_pris(traj, {seq_length})"
+        for _ in range(count):
+            starts, is_weights = self._prioritized_draw(
+                group, "seq_pris", seq_length, added_by, f"{added_by} (the same seq_length)",
+                mode, alpha, batch_size, init_beta, beta_step,
+            )  # fmt: skip
+            batch = self._windows(starts, seq_length)
+            batch["is_weights"] = is_weights
+            yield (batch, starts) if return_indices else batch
+
+    def prioritized_random_batch_rnn_once(
+        self,
+        batch_size: int,
+        seq_length: int,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = 0.6,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``prioritized_random_batch_rnn``."""
+        batches = self.prioritized_random_batch_rnn(
+            batch_size, seq_length, 1, return_indices, mode, alpha, init_beta, beta_step
+        )
+        return next(batches)

@@ -1,0 +1,82 @@
+"""Broadcasting a whole Traj from one rank to the others (the original ``tf.sync``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from machina.traj.traj import Traj
+
+
+def _wire_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def sync(traj: Traj, master_rank: int = 0) -> Traj:
+    """Every rank gets ``master_rank``'s stored episodes, over torch.distributed.
+
+    A collective: every rank of the default process group calls it. The columns, episode
+    boundaries, groups, bound and ``pri_beta`` are broadcast as tensors and JSON (no pickle);
+    pending episodes are not sent. Without an initialised group of more than one rank,
+    ``traj`` is returned as it is.
+
+    Parameters
+    ----------
+    traj : Traj
+        This rank's Traj; on ``master_rank``, the one sent.
+    master_rank : int
+        The rank whose Traj every rank gets.
+
+    Returns
+    -------
+    Traj
+        ``traj`` itself on ``master_rank``; elsewhere a new Traj on ``traj``'s device, with
+        its ``ddp`` flag.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return traj
+    rank, device = dist.get_rank(), _wire_device()
+    master = rank == master_rank
+    if master:
+        meta = {
+            "columns": [
+                [k, str(v.dtype).removeprefix("torch."), list(v.shape)]
+                for k, v in traj.data_map.items()
+            ],
+            "epis_index": traj.epis_index.tolist(),
+            "groups": traj.groups,
+            "max_steps": traj.max_steps,
+            "pri_beta": traj.pri_beta,
+        }
+        payload = torch.tensor(list(json.dumps(meta).encode()), dtype=torch.uint8, device=device)
+        size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
+    else:
+        size = torch.zeros(1, dtype=torch.int64, device=device)
+    dist.broadcast(size, master_rank)
+    if not master:
+        payload = torch.empty(int(size), dtype=torch.uint8, device=device)
+    dist.broadcast(payload, master_rank)
+    meta = json.loads(bytes(payload.cpu().numpy().tolist()).decode())
+    columns = {}
+    for key, dtype_name, shape in meta["columns"]:
+        dtype = getattr(torch, dtype_name)
+        if master:
+            wire = traj.data_map[key].to(device).contiguous()
+        else:
+            wire = torch.empty(shape, dtype=dtype, device=device)
+        # gloo has no bool collectives: bools travel as bytes
+        dist.broadcast(wire.view(torch.uint8) if dtype == torch.bool else wire, master_rank)
+        columns[key] = wire
+    if master:
+        return traj
+    new = Traj(max_steps=meta["max_steps"], ddp=traj.ddp, device=traj.device)
+    new._epis_index = np.asarray(meta["epis_index"], dtype=np.int64)
+    new.data_map = {k: v.to(new.device) for k, v in columns.items()}
+    new.groups = dict(meta["groups"])
+    new.pri_beta = meta["pri_beta"]
+    return new

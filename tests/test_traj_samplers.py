@@ -1,0 +1,216 @@
+"""Prioritised replay samplers: the sum tree, i.i.d. draws by priority (chi-square), and
+priorities kept aligned through updates, FIFO evictions and save/load."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from machina.traj import Traj, _samplers
+from machina.traj import epi_functional as ef
+from machina.traj import traj_functional as tf
+
+# Chi-square tests on fixed seeds: a correct sampler fails one with probability 1e-4.
+P_MIN = 1e-4
+
+
+def make_memory(rng, n_epi=30, max_len=12, max_steps=None, seq_length=None):
+    epis = []
+    for _ in range(n_epi):
+        length = int(rng.integers(1, max_len + 1))
+        epis.append(
+            dict(
+                obs=rng.normal(size=(length, 2)).astype(np.float32),
+                rews=rng.normal(size=length).astype(np.float32),
+                pris=rng.uniform(0.05, 3.0, size=length).astype(np.float32),
+            )
+        )
+    traj = Traj(max_steps=max_steps)
+    traj.add_epis(epis)
+    if seq_length is not None:
+        traj = ef.compute_seq_pris(traj, seq_length)
+    traj.register_epis()
+    return traj
+
+
+def counts_of(draws: torch.Tensor, n: int) -> np.ndarray:
+    return np.bincount(draws.reshape(-1).numpy(), minlength=n).astype(np.float64)
+
+
+def assert_follows(counts: np.ndarray, weights: np.ndarray) -> None:
+    expected = weights / weights.sum() * counts.sum()
+    assert counts[weights == 0].sum() == 0
+    keep = weights > 0
+    assert chisquare(counts[keep], expected[keep]).pvalue > P_MIN
+
+
+def rank_reference(pris: np.ndarray, alpha: float) -> np.ndarray:
+    """Slow, obvious ranks: 1 for the highest priority, ties averaged."""
+    ranks = np.empty(len(pris))
+    for i, p in enumerate(pris):
+        higher = np.sum(pris > p)
+        equal = np.sum(pris == p)
+        ranks[i] = higher + (equal + 1) / 2
+    return ranks**-alpha
+
+
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 1000, 4097])
+def test_sum_tree_finds_the_leaf_of_each_mass_and_never_a_zero_one(n):
+    rng = np.random.default_rng(n)
+    weights = rng.uniform(0.0, 2.0, size=n)
+    weights[rng.random(n) < 0.2] = 0.0
+    weights[0] = 1.0
+    tree = _samplers.SumTree(torch.as_tensor(weights))
+    for _ in range(5):  # updates, repeated positions included, then finds
+        pos = rng.integers(0, n, size=min(n, 40))
+        rep = min(3, len(pos))
+        pos = np.concatenate([pos, pos[:rep]])
+        new = rng.uniform(0.0, 2.0, size=len(pos))
+        new[rng.random(len(pos)) < 0.2] = 0.0
+        new[len(pos) - rep :] = new[:rep]  # a repeated position carries one value
+        weights[pos] = new
+        weights[0] = max(weights[0], 1.0)
+        new = weights[pos]
+        tree.update(pos, new)
+        cum = np.cumsum(weights)
+        assert tree.total == pytest.approx(cum[-1], rel=1e-12)
+        assert tree.min == weights[weights > 0].min()
+        mass = rng.uniform(0.0, cum[-1], size=500)
+        mass = np.concatenate([mass, [0.0, np.nextafter(cum[-1], 0)]])
+        found = tree.find(mass)
+        assert (found < n).all() and (weights[found] > 0).all()
+        # leaf i holds [cum[i] - w[i], cum[i]); rounding may move a mass by a few ulps
+        slack = 1e-12 * cum[-1]
+        assert (cum[found] - weights[found] <= mass + slack).all()
+        assert (mass < cum[found] + slack).all()
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_draws_follow_the_priorities_and_weights_are_exact(mode):
+    rng = np.random.default_rng(1)
+    traj = make_memory(rng)
+    pris = traj.data_map["pris"].numpy().astype(np.float64)
+    pris[:7] = pris[0]  # ties, averaged in rank-based mode
+    traj.data_map["pris"] = torch.as_tensor(pris.astype(np.float32))
+    pris = traj.data_map["pris"].numpy().astype(np.float64)
+    weights = pris if mode == "proportional" else rank_reference(pris, 0.7)
+    torch.manual_seed(0)
+    drawn, counts = [], np.zeros(traj.num_step)
+    for batch, idx in traj.prioritized_random_batch(150, 1000, True, mode, 0.7, 0.5, 0.0):
+        counts += counts_of(idx, traj.num_step)
+        drawn.append((idx, batch["is_weights"]))
+    assert_follows(counts, weights)
+    idx, is_weights = drawn[-1]
+    expected = (weights[idx.numpy()] / weights.min()) ** -0.5
+    np.testing.assert_allclose(is_weights.numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_window_draws_follow_the_window_priorities(mode):
+    rng = np.random.default_rng(2)
+    seq_length = 4
+    traj = make_memory(rng, seq_length=seq_length)
+    seq_pris = traj.data_map["seq_pris"].numpy().astype(np.float64)
+    index = traj.epis_index
+    starts = np.concatenate(
+        [np.arange(a, max(a + 1, b - seq_length + 1)) for a, b in zip(index[:-1], index[1:])]
+    )
+    weights = np.zeros(traj.num_step)
+    ref = seq_pris[starts] if mode == "proportional" else rank_reference(seq_pris[starts], 0.6)
+    weights[starts] = ref
+    torch.manual_seed(1)
+    counts = np.zeros(traj.num_step)
+    for _, got in traj.prioritized_random_batch_rnn(150, seq_length, 1000, True, mode):
+        counts += counts_of(got, traj.num_step)
+    assert_follows(counts, weights)
+
+
+def test_updates_are_followed_at_once_through_update_pris():
+    rng = np.random.default_rng(3)
+    traj = make_memory(rng, seq_length=3)
+    traj.writable_column("pris")  # adopted columns are copied once, at the first write
+    torch.manual_seed(2)
+    next(traj.prioritized_random_batch(10))  # the samplers exist before the updates
+    next(traj.prioritized_random_batch_rnn(10, 3))
+    steps = traj._replay_sampler("pris", None, "", "", "proportional", 0.6)
+    windows = traj._replay_sampler("seq_pris", 3, "", "", "proportional", 0.6)
+    for _ in range(20):  # repeated indices included
+        idx = torch.as_tensor(rng.integers(0, traj.num_step, size=25))
+        tf.update_pris(traj, torch.as_tensor(rng.normal(size=25) * 3), idx, 0.6, 1e-6, True, 3)
+    # updated in place, not rebuilt, and equal to the columns
+    assert traj._replay_sampler("pris", None, "", "", "proportional", 0.6) is steps
+    assert traj._replay_sampler("seq_pris", 3, "", "", "proportional", 0.6) is windows
+    pris = traj.data_map["pris"].numpy().astype(np.float64)
+    seq_pris = traj.data_map["seq_pris"].numpy().astype(np.float64)
+    np.testing.assert_array_equal(steps.sampler.tree.values(np.arange(len(pris))), pris)
+    got = windows.sampler.tree.values(np.arange(len(windows.cand)))
+    np.testing.assert_array_equal(got, seq_pris[windows.cand])
+    counts = np.zeros(traj.num_step)
+    for _, idx in traj.prioritized_random_batch(150, 1000, True):
+        counts += counts_of(idx, traj.num_step)
+    assert_follows(counts, pris)
+
+
+def test_rank_based_order_is_rebuilt_after_enough_updates():
+    rng = np.random.default_rng(4)
+    traj = make_memory(rng)
+    n = traj.num_step
+    traj.writable_column("pris")  # adopted columns are copied once, at the first write
+    next(traj.prioritized_random_batch(4, mode="rank_based"))
+    entry = traj._replay_sampler("pris", None, "", "", "rank_based", 0.6)
+    due = max(1, int(n * _samplers.RANK_REBUILD_FRACTION))
+    # every update counts, so the order is redone after `due` updated priorities
+    tf.update_pris(traj, torch.ones(due - 1), torch.arange(due - 1))
+    assert traj._replay_sampler("pris", None, "", "", "rank_based", 0.6) is entry
+    tf.update_pris(traj, torch.ones(1), torch.tensor([n - 1]))
+    fresh = traj._replay_sampler("pris", None, "", "", "rank_based", 0.6)
+    assert fresh is not entry
+    pris = traj.data_map["pris"].numpy().astype(np.float64)
+    np.testing.assert_allclose(fresh.sampler.tree.values(np.arange(n)), rank_reference(pris, 0.6))
+
+
+def test_priorities_stay_aligned_through_fifo_evictions_and_save_load(tmp_path):
+    rng = np.random.default_rng(5)
+    memory = Traj(max_steps=150)
+    torch.manual_seed(3)
+    for _ in range(8):
+        memory.add_traj(make_memory(rng, n_epi=6))
+        next(memory.prioritized_random_batch(8))  # a sampler over the rows before eviction
+        idx = torch.as_tensor(rng.integers(0, memory.num_step, size=16))
+        tf.update_pris(memory, torch.as_tensor(rng.normal(size=16)), idx)
+    assert memory.num_step <= 150
+    memory.save(tmp_path / "replay.npz")
+    loaded = Traj.load(tmp_path / "replay.npz")
+    for traj in (memory, loaded):
+        pris = traj.data_map["pris"].numpy().astype(np.float64)
+        counts = np.zeros(traj.num_step)
+        for batch, idx in traj.prioritized_random_batch(100, 1000, True):
+            counts += counts_of(idx, traj.num_step)
+            # the batch's rows are those of the drawn steps: obs and priority agree
+            assert torch.equal(batch["obs"], traj.data_map["obs"][idx])
+        assert_follows(counts, pris)
+
+
+def test_direct_writes_to_the_column_rebuild_the_sampler():
+    rng = np.random.default_rng(6)
+    traj = make_memory(rng)
+    next(traj.prioritized_random_batch(4))
+    traj.writable_column("pris")[:] = 1.0
+    traj.writable_column("pris")[3] = 1000.0
+    torch.manual_seed(4)
+    counts = np.zeros(traj.num_step)
+    for _, idx in traj.prioritized_random_batch(150, 400, True):
+        counts += counts_of(idx, traj.num_step)
+    assert_follows(counts, traj.data_map["pris"].numpy().astype(np.float64))
+    traj.writable_column("pris")[5] = float("nan")
+    with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
+        next(traj.prioritized_random_batch(4))
+
+
+def test_a_non_finite_update_is_refused_at_the_next_draw():
+    rng = np.random.default_rng(7)
+    traj = make_memory(rng)
+    next(traj.prioritized_random_batch(4))
+    tf.update_pris(traj, torch.tensor([float("nan")]), torch.tensor([2]))
+    with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
+        next(traj.prioritized_random_batch(4))
