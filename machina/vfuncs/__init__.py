@@ -1,5 +1,6 @@
 """Value functions: state values V(s) and state-action values Q(s, a)."""
 
+from machina.vfuncs import state_action_vfuncs, state_vfuncs  # machina 0.x's subpackages
 from machina.vfuncs.base import BaseSAVfunc, BaseSVfunc
 from machina.vfuncs.cem_state_action_vfunc import CEMDeterministicSAVfunc
 from machina.vfuncs.deterministic_state_action_vfunc import DeterministicSAVfunc
@@ -17,4 +18,6 @@ __all__ = [
     "DeterministicSVfunc",
     "NormalizedDeterministicSVfunc",
     "make_vf",
+    "state_action_vfuncs",
+    "state_vfuncs",
 ]
