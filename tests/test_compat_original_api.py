@@ -590,3 +590,59 @@ def test_gymnasium_checker_has_nothing_to_say_about_seed():
         warnings.simplefilter("always")
         check_env(GymEnv("CartPole-v1"), skip_render_check=True)
     assert not [w for w in caught if "seed" in str(w.message)]
+
+
+# ----------------------------------------------------------------------- recurrent MPC
+class ModelNetLSTM(nn.Module):
+    """A recurrent dynamics net in the original's style: hidden state (B, cell)."""
+
+    def __init__(self, ob_space, ac_space, cell=8):
+        super().__init__()
+        self.cell_size = cell
+        self.cell = nn.LSTMCell(ob_space.shape[0] + ac_space.shape[0], cell)
+        self.out = nn.Linear(cell, ob_space.shape[0])
+
+    def init_hs(self, batch_size=1):
+        zeros = next(self.parameters()).new_zeros(batch_size, self.cell_size)
+        return zeros, zeros.clone()
+
+    def forward(self, ob, ac, hs, h_masks):
+        outs = []
+        for x, mask in zip(torch.cat([ob, ac], dim=-1), h_masks):
+            hs = self.cell(x, (hs[0] * (1 - mask), hs[1] * (1 - mask)))
+            outs.append(hs[0])
+        return self.out(torch.stack(outs)), hs
+
+
+def test_mpc_with_a_recurrent_dynamics_model():
+    from machina.pols import MPCPol
+
+    torch.manual_seed(0)
+    env = GymEnv("Pendulum-v1", max_episode_steps=6)
+    ob, ac = _spaces(env)
+
+    def rew_func(next_obs, acs, mean_obs=0.0, std_obs=1.0, mean_acs=0.0, std_acs=1.0):
+        return -(next_obs[:, 2] ** 2)
+
+    net = ModelNetLSTM(ob, ac)
+    pol = MPCPol(ob, ac, net, rew_func, 4, 3, rnn=True)
+    assert pol.rnn
+    epis = EpiSampler(env, pol, num_parallel=1, num_envs=2, seed=0).sample(pol, max_epis=3)
+    assert len(epis) == 3 and all(ac.contains(a.astype(np.float32)) for a in epis[0]["acs"])
+    # the state follows the actions taken; an episode start resets it
+    obs = torch.zeros(1, 2, 3)
+    torch.manual_seed(3)
+    pol(obs, h_masks=torch.ones(1, 2))
+    after_start = [h.clone() for h in pol.hs]
+    pol(obs, h_masks=torch.zeros(1, 2))
+    assert not torch.equal(after_start[0], pol.hs[0])
+    torch.manual_seed(3)  # the same plans from a fresh state: the same state after
+    pol(obs, h_masks=torch.ones(1, 2))
+    torch.testing.assert_close(pol.hs[0], after_start[0], rtol=0, atol=0)
+    dm = DeterministicSModel(ob, ac, net, rnn=True)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_h_masks(traj)
+    traj.register_epis()
+    result = mpc.train_dm(traj, dm, torch.optim.Adam(dm.parameters(), 1e-3), 1, 1)
+    assert np.isfinite(result["DynModelLoss"]).all()
