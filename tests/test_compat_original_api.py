@@ -646,3 +646,13 @@ def test_mpc_with_a_recurrent_dynamics_model():
     traj.register_epis()
     result = mpc.train_dm(traj, dm, torch.optim.Adam(dm.parameters(), 1e-3), 1, 1)
     assert np.isfinite(result["DynModelLoss"]).all()
+
+
+def test_noise_and_deterministic_policy_calls_of_the_original(pendulum_replay):
+    env, pol, _ = pendulum_replay
+    noise = OUActionNoise(env.action_space)
+    assert noise("cpu").shape == (1,)  # 0.x's noise(device)
+    obs = torch.zeros(2, 3)
+    _, noiseless, _ = pol(obs, True)  # 0.x's pol(obs, no_noise)
+    torch.testing.assert_close(noiseless, pol.deterministic_ac_real(obs)[1])
+    torch.testing.assert_close(pol(obs, no_noise=True)[1], noiseless)
