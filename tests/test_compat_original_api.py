@@ -537,6 +537,9 @@ def test_wrappers_keep_horizon_original_env_and_terminate():
     assert skill.horizon == c2d.horizon == 30
     assert c2d.n_bins == 30 and c2d.action_space.nvec.tolist() == [30]
     assert skill.original_env is base.original_env and c2d.original_env is base.original_env
+    c2d.reset(seed=0)
+    with pytest.warns(UserWarning, match="using the first 1"):
+        c2d.step([3, 10])  # 0.x ignored indices beyond the action's dimension
     c2d.terminate()
 
 
