@@ -152,8 +152,10 @@ def test_recurrent_model_trains_on_sequences():
     optim = torch.optim.Adam(dm.parameters(), 1e-2)
     losses = mpc.train_dm(env_traj, dm, optim, 15, 4, log_enable=False)["DynModelLoss"]
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
-    with pytest.raises(ValueError, match="rnn: MPCPol plans with feed-forward"):
-        MPCPol(env.observation_space, env.action_space, dm, pendulum_rew)
+    # MPCPol plans with it too (machina 0.x's recurrent MPC, issue 14), carrying its state
+    pol = MPCPol(env.observation_space, env.action_space, dm, pendulum_rew, 8, 3)
+    ac_real, _, _ = pol(np.zeros((1, 4, 3), np.float32), h_masks=np.ones((1, 4), np.float32))
+    assert pol.rnn and ac_real.shape == (1, 4, 1) and np.all(np.abs(ac_real) <= 2.0)
 
 
 def test_mpc_beats_random_actions_on_pendulum():

@@ -483,7 +483,7 @@ def test_argmax_qf_pol_is_greedy_and_epsilon_random():
         ArgmaxQfPol(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC))
     # continuous: CEM
     cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet(), num_iter=3)
-    pol = ArgmaxQfPol(BOX_OB, BOX_AC, cem)
+    pol = ArgmaxQfPol(BOX_OB, BOX_AC, cem, eps=0.0)  # default eps is 0.x's 0.2
     ac_real, ac, _ = pol(torch.tensor([[0.5, 0.0, 0.0]]))
     assert_close(ac, torch.tensor([[0.5]]), atol=0.05, rtol=0)
     assert_close(torch.as_tensor(ac_real), torch.tensor([[1.0]]), atol=0.1, rtol=0)

@@ -59,7 +59,9 @@ def test_recurrent_h_masks_reset_the_state():
 
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"^net: DeterministicSVfunc needs .*\(\.\.\., 1\)"):
-        DeterministicSVfunc(OB_SPACE, PolNet(OB_SPACE, gym.spaces.Discrete(3)))
+        # two outputs (mean, log_std); one (B, k) output is accepted (multi-output nets, as
+        # machina 0.x's DIAYN discriminator, issue 14)
+        DeterministicSVfunc(OB_SPACE, PolNet(OB_SPACE, gym.spaces.Box(-1.0, 1.0, (2,))))
     with pytest.raises(ValueError, match=r"^net: DeterministicSVfunc with rnn=True needs"):
         DeterministicSVfunc(OB_SPACE, VNet(OB_SPACE), rnn=True)
     vf = DeterministicSVfunc(OB_SPACE, VNet(OB_SPACE))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium
 import numpy as np
 
@@ -41,8 +43,20 @@ class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstruc
         self.bins = np.linspace(space.low, space.high, self.n_bins, axis=-1).astype(space.dtype)
 
     def action(self, action: np.ndarray) -> np.ndarray:
-        """Map bin indices (d,) int to the real action (d,) of the inner ``Box``."""
-        idx = np.asarray(action, dtype=np.int64).reshape(self.bins.shape[0])
+        """Map bin indices (d,) int to the real action (d,) of the inner ``Box``.
+
+        A longer flat action keeps its first ``d`` indices, with a warning (machina 0.x
+        zipped the action with the bounds and so ignored the rest).
+        """
+        idx = np.asarray(action, dtype=np.int64).reshape(-1)
+        dim = self.bins.shape[0]
+        if idx.size > dim:
+            warnings.warn(
+                f"action: expected {dim} bin indices, got {idx.size}; using the first {dim}",
+                stacklevel=2,
+            )
+            idx = idx[:dim]
+        idx = idx.reshape(dim)
         if np.any(idx < 0) or np.any(idx >= self.n_bins):
             raise ValueError(f"action: expected bin indices in [0, {self.n_bins}), given {action}")
         return self.bins[np.arange(self.bins.shape[0]), idx]

@@ -28,7 +28,14 @@ from machina.logger.default import (
     dump_tabular,
     get_logger,
     log,
+    mkdir_p,
+    pop_prefix,
+    pop_tabular_prefix,
+    prefix,
+    push_prefix,
+    push_tabular_prefix,
     record_results,
+    record_results_bc,
     record_tabular,
     record_tabular_misc_stat,
     remove_output,
@@ -36,8 +43,9 @@ from machina.logger.default import (
     remove_tensorboard_output,
     remove_text_output,
     set_logger,
+    tabular_prefix,
 )
-from machina.logger.logger import Logger
+from machina.logger.logger import Logger, colorize
 from machina.logger.mlflow_output import MLflowOutput
 from machina.logger.output import Output, namespaced
 from machina.logger.plot import plot_learning_curve, read_csv_columns
@@ -66,6 +74,15 @@ __all__ = [
     "add_tensorboard_output",
     "remove_tensorboard_output",
     "record_results",
+    "record_results_bc",
+    "push_prefix",
+    "pop_prefix",
+    "prefix",
+    "push_tabular_prefix",
+    "pop_tabular_prefix",
+    "tabular_prefix",
+    "colorize",
+    "mkdir_p",
     "close",
     "save_models",
     "start_run",

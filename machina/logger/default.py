@@ -14,6 +14,7 @@ with ``set_logger``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -70,9 +71,46 @@ def set_logger(logger: Logger) -> Logger:
     return previous
 
 
-def log(msg: Any, with_timestamp: bool = True) -> None:
+def log(
+    msg: Any, with_prefix: bool = True, with_timestamp: bool = True, color: str | None = None
+) -> None:
     """Print a timestamped message with the default logger; see ``Logger.log``."""
-    _default_logger.log(msg, with_timestamp=with_timestamp)
+    _default_logger.log(msg, with_prefix=with_prefix, with_timestamp=with_timestamp, color=color)
+
+
+def push_prefix(prefix: str) -> None:
+    """Start the following messages with ``prefix``; see ``Logger.push_prefix``."""
+    _default_logger.push_prefix(prefix)
+
+
+def pop_prefix() -> None:
+    """Remove the prefix pushed last; see ``Logger.pop_prefix``."""
+    _default_logger.pop_prefix()
+
+
+def prefix(prefix: str) -> contextlib.AbstractContextManager[None]:
+    """A block whose messages start with ``prefix``; see ``Logger.prefix``."""
+    return _default_logger.prefix(prefix)
+
+
+def push_tabular_prefix(prefix: str) -> None:
+    """Start the following tabular keys with ``prefix``; see ``Logger.push_tabular_prefix``."""
+    _default_logger.push_tabular_prefix(prefix)
+
+
+def pop_tabular_prefix() -> None:
+    """Remove the tabular prefix pushed last; see ``Logger.pop_tabular_prefix``."""
+    _default_logger.pop_tabular_prefix()
+
+
+def tabular_prefix(prefix: str) -> contextlib.AbstractContextManager[None]:
+    """A block whose tabular keys start with ``prefix``; see ``Logger.tabular_prefix``."""
+    return _default_logger.tabular_prefix(prefix)
+
+
+def mkdir_p(path: str | os.PathLike) -> None:
+    """Create ``path`` and its parents; nothing if it exists."""
+    os.makedirs(path, exist_ok=True)
 
 
 def add_text_output(path: str | os.PathLike) -> None:
@@ -139,6 +177,28 @@ def record_results(
         total_epi,
         step,
         total_step,
+        rewards=rewards,
+        plot_title=plot_title,
+        async_plot=async_plot,
+    )
+
+
+def record_results_bc(
+    log_dir: str | os.PathLike,
+    result_dict: Mapping[str, Any],
+    score_file: str | os.PathLike,
+    epoch: int,
+    rewards: Sequence[float] | np.ndarray | None = None,
+    plot_title: str | None = None,
+    async_plot: bool = True,
+) -> str | None:
+    """Record, dump and plot one epoch of behaviour cloning; see
+    ``Logger.record_results_bc``."""
+    return _default_logger.record_results_bc(
+        log_dir,
+        result_dict,
+        score_file,
+        epoch,
         rewards=rewards,
         plot_title=plot_title,
         async_plot=async_plot,

@@ -7,11 +7,12 @@ the original's ``from machina import logger; logger.log(...)`` style keeps worki
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import numbers
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -30,6 +31,23 @@ TOTAL_EPISODES = "TotalEpisode"
 STEPS_PER_ITER = "StepPerIter"
 TOTAL_STEPS = "TotalStep"
 LEARNING_CURVE_PNG = "learning_curve.png"
+CURRENT_EPOCH = "CurrentEpoch"
+
+# ANSI colour codes of ``colorize``.
+_COLORS = dict(
+    gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36, white=37, crimson=38
+)
+
+
+def colorize(string: str, color: str, bold: bool = False, highlight: bool = False) -> str:
+    """``string`` wrapped in the ANSI codes of ``color`` (one of ``gray``, ``red``,
+    ``green``, ``yellow``, ``blue``, ``magenta``, ``cyan``, ``white``, ``crimson``)."""
+    if color not in _COLORS:
+        raise ValueError(f"color: expected one of {sorted(_COLORS)}, got {color!r}")
+    codes = [str(_COLORS[color] + (10 if highlight else 0))]
+    if bold:
+        codes.append("1")
+    return f"\x1b[{';'.join(codes)}m{string}\x1b[0m"
 
 
 class Logger:
@@ -64,26 +82,80 @@ class Logger:
         self._tensorboard_outputs: dict[str, TensorBoardOutput] = {}
         self._outputs: list[Output] = []  # add_output's (W&B, MLflow, ...)
         self._tabular: dict[str, Any] = {}
+        self._prefixes: list[str] = []
+        self._tabular_prefixes: list[str] = []
         self._num_dumps = 0
         if text_file is not None:
             self.add_text_output(text_file)
 
     # ------------------------------------------------------------------ messages
-    def log(self, msg: Any, with_timestamp: bool = True) -> None:
+    def log(
+        self,
+        msg: Any,
+        with_prefix: bool = True,
+        with_timestamp: bool = True,
+        color: str | None = None,
+    ) -> None:
         """Print a message, prefixed with the local time, and copy it to the text files.
 
         Parameters
         ----------
         msg : object
             The message; converted with ``str``.
+        with_prefix : bool, default True
+            Start it with the prefixes pushed by :meth:`push_prefix` (none by default).
         with_timestamp : bool, default True
             Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as the original did.
+        color : str, optional
+            Print in this colour (see :func:`colorize`).
         """
         out = str(msg)
+        if with_prefix:
+            out = "".join(self._prefixes) + out
         if with_timestamp:
             now = datetime.datetime.now().astimezone()
             out = f"{now.strftime('%Y-%m-%d %H:%M:%S.%f %Z')} | {out}"
+        if color is not None:
+            out = colorize(out, color)
         self._emit(out)
+
+    def push_prefix(self, prefix: str) -> None:
+        """Start every following message with ``prefix`` (after the earlier prefixes)."""
+        self._prefixes.append(str(prefix))
+
+    def pop_prefix(self) -> None:
+        """Remove the prefix pushed last."""
+        if not self._prefixes:
+            raise IndexError("pop_prefix: no prefix was pushed")
+        self._prefixes.pop()
+
+    @contextlib.contextmanager
+    def prefix(self, prefix: str) -> Iterator[None]:
+        """Messages logged inside the block start with ``prefix``."""
+        self.push_prefix(prefix)
+        try:
+            yield
+        finally:
+            self.pop_prefix()
+
+    def push_tabular_prefix(self, prefix: str) -> None:
+        """Start every following ``record_tabular`` key with ``prefix``."""
+        self._tabular_prefixes.append(str(prefix))
+
+    def pop_tabular_prefix(self) -> None:
+        """Remove the tabular prefix pushed last."""
+        if not self._tabular_prefixes:
+            raise IndexError("pop_tabular_prefix: no tabular prefix was pushed")
+        self._tabular_prefixes.pop()
+
+    @contextlib.contextmanager
+    def tabular_prefix(self, prefix: str) -> Iterator[None]:
+        """Keys recorded inside the block start with ``prefix``."""
+        self.push_tabular_prefix(prefix)
+        try:
+            yield
+        finally:
+            self.pop_tabular_prefix()
 
     def _emit(self, text: str) -> None:
         if self.stdout:
@@ -220,7 +292,7 @@ class Logger:
             ``.item()``), a string, or None. Arrays with several elements are refused: use
             ``record_tabular_misc_stat`` to record their statistics.
         """
-        self._tabular[str(key)] = _to_scalar(key, value)
+        self._tabular["".join(self._tabular_prefixes) + str(key)] = _to_scalar(key, value)
 
     def record_tabular_misc_stat(self, key: str, values: Any) -> None:
         """Record ``{key}Average``, ``Std``, ``Median``, ``Min`` and ``Max`` of ``values``.
@@ -361,6 +433,81 @@ class Logger:
             )
         except KeyError:
             # No RewardAverage yet (every iteration so far had zero episodes).
+            return None
+
+    def record_results_bc(
+        self,
+        log_dir: str | os.PathLike,
+        result_dict: Mapping[str, Any],
+        score_file: str | os.PathLike,
+        epoch: int,
+        rewards: Sequence[float] | np.ndarray | None = None,
+        plot_title: str | None = None,
+        async_plot: bool = True,
+    ) -> str | None:
+        """Record one epoch of supervised training (behaviour cloning), dump it, and plot.
+
+        Records the result dict as :meth:`record_results` does, ``Reward*`` statistics with
+        ``rewards``, and ``CurrentEpoch``; dumps at TensorBoard step ``epoch``.
+
+        Parameters
+        ----------
+        log_dir : str or os.PathLike
+            The run's directory, printed.
+        result_dict : mapping of str to scalar or array-like
+            What ``behavior_clone.train`` (or ``test``) returned.
+        score_file : str or os.PathLike
+            The progress CSV; registered as a tabular output if it is not one yet.
+        epoch : int
+            The epoch just finished.
+        rewards : array-like, shape (n_epi,), optional
+            Returns of evaluation episodes.
+        plot_title : str, optional
+            Title of the figure.
+        async_plot : bool, default True
+            Accepted for compatibility with the original and ignored (see
+            :meth:`record_results`).
+
+        Returns
+        -------
+        str or None
+            Path of ``learning_curve.png`` beside ``score_file``: ``RewardAverage`` against
+            ``CurrentEpoch`` with ``rewards``, else the first recorded list's average; None
+            when nothing can be plotted.
+        """
+        del async_plot  # see docstring
+        self.log(f"outdir {os.path.abspath(os.fspath(log_dir))}")
+        score_file = os.path.abspath(os.fspath(score_file))
+        if score_file not in self._csv_outputs:
+            self.add_tabular_output(score_file)
+        curve = None
+        for key, value in result_dict.items():
+            arr = _to_float_array(key, value) if _is_array_like(value) else None
+            if arr is None:
+                self.record_tabular(key, value)
+            elif arr.ndim == 0:
+                self.record_tabular(key, arr.item())
+            elif arr.size >= 1:
+                self.record_tabular_misc_stat(key, arr)
+                curve = curve or key + "Average"
+        if rewards is not None:
+            rewards_arr = _to_float_array("rewards", rewards).ravel()
+            if rewards_arr.size >= 1:
+                self.record_tabular_misc_stat(REWARD_PREFIX, rewards_arr)
+                curve = REWARD_PREFIX + "Average"
+        self.record_tabular(CURRENT_EPOCH, epoch)
+        self.dump_tabular(step=int(epoch))
+        if curve is None:
+            return None
+        try:
+            return plot_learning_curve(
+                score_file,
+                os.path.join(os.path.dirname(score_file), LEARNING_CURVE_PNG),
+                x=CURRENT_EPOCH,
+                y=curve,
+                title=plot_title,
+            )
+        except KeyError:
             return None
 
     # ------------------------------------------------------------------ lifetime

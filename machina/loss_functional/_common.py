@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 Batch = dict[str, torch.Tensor]
@@ -48,3 +53,21 @@ def old_params(a_i: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Te
 def new_params(a_i: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Distribution parameters from a policy's agent info, without the hidden state."""
     return {k: v for k, v in a_i.items() if k != "hs"}
+
+
+class _CallableModule(types.ModuleType):
+    """A module that can be called: ``module(*args)`` runs its ``__call_target__``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__dict__["__call_target__"](*args, **kwargs)
+
+
+def make_module_callable(module_name: str, target: Callable[..., Any]) -> None:
+    """Make the module ``module_name`` callable as ``target``, keeping all its attributes.
+
+    ``lf.sac`` and ``lf.r2d2_sac`` were functions in machina 0.x and are modules of
+    functions now; this keeps both ``lf.sac(pol, qfs, ...)`` and ``lf.sac.sac_targets``.
+    """
+    module = sys.modules[module_name]
+    module.__class__ = _CallableModule
+    module.__call_target__ = target

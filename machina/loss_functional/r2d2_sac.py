@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from machina.loss_functional._common import Batch
+from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional.q import bellman_target
-from machina.loss_functional.sac import sample_acs
+from machina.loss_functional.sac import sample_acs, with_terms
 from machina.pols._recurrent import _detach
 
 
@@ -174,3 +175,69 @@ def r2d2_sac_alpha(
     """Temperature loss ``-E[log_alpha (log pi + target_ent)]`` over the trained steps."""
     per_step = torch.mean(llh + target_ent, dim=0).detach()
     return -_masked_mean(log_alpha * per_step, masks)
+
+
+def r2d2_sac_losses(
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    gamma: float,
+    sampling: int = 1,
+    burn_in_length: int = 40,
+    reparam: bool = True,
+    normalize: bool = False,
+    eps: float = 1e-6,
+) -> tuple[Batch, torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """All R2D2-SAC losses on one sequence batch; also callable as ``lf.r2d2_sac(...)``.
+
+    Parameters
+    ----------
+    pol, qfs, targ_qfs, log_alpha, gamma, sampling, reparam
+        As :func:`machina.loss_functional.sac.sac_losses`, with recurrent networks.
+    batch : dict of str to torch.Tensor
+        A ``Traj.random_batch_rnn`` batch: ``obs``, ``acs``, ``rews``, ``next_obs``,
+        ``terms`` (or ``dones``), ``h_masks`` and ``out_masks``, leading (T, B).
+    burn_in_length : int
+        Leading steps that only warm up the hidden states.
+    normalize, eps
+        Accepted for machina 0.x's signature; the likelihood-ratio estimator uses the mean
+        of the ``sampling`` draws as baseline instead.
+
+    Returns
+    -------
+    batch : dict
+        The batch given.
+    pol_loss : torch.Tensor
+        Scalar.
+    qf_losses : list of torch.Tensor
+        Per Q function, ``0.5 * E[(Q_i - y)^2]`` over the trained steps (``is_weights`` too
+        when the batch has them).
+    alpha_loss : torch.Tensor
+        Scalar, target entropy ``-ac_dim``.
+    td_losses : torch.Tensor
+        ``(T, B)``: ``Q - y`` averaged over the Q functions, detached (meaningful where
+        :func:`train_masks` is 1).
+    """
+    given = batch
+    batch = with_terms(batch)
+    targets = r2d2_sac_targets(pol, targ_qfs, log_alpha, batch, gamma, burn_in_length, sampling)
+    masks = train_masks(batch, burn_in_length)
+    weights = batch.get("is_weights")
+    weights = masks if weights is None else masks * weights.to(masks.dtype)[None, :]
+    acs = batch["acs"].unsqueeze(0)
+    qf_losses, errs = [], []
+    for qf in qfs:
+        err = _qs(qf, batch["obs"], acs, batch["h_masks"], burn_in_length)[0] - targets
+        qf_losses.append(0.5 * _masked_mean(err**2, weights))
+        errs.append(err.detach())
+    pol_loss, llh = r2d2_sac_pol(
+        pol, qfs, log_alpha, batch, masks, burn_in_length, sampling, reparam
+    )
+    target_ent = -float(np.prod(pol.action_space.shape))
+    alpha_loss = r2d2_sac_alpha(log_alpha, llh, masks, target_ent)
+    return given, pol_loss, qf_losses, alpha_loss, torch.stack(errs).mean(dim=0)
+
+
+make_module_callable(__name__, r2d2_sac_losses)

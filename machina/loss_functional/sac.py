@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from machina.loss_functional._common import Batch
+from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional.q import bellman_target
 
 
@@ -130,3 +131,75 @@ def sac_alpha(log_alpha: torch.Tensor, llh: torch.Tensor, target_ent: float) -> 
     ``target_ent`` and lowers it above.
     """
     return -torch.mean(log_alpha * (llh + target_ent).detach())
+
+
+def with_terms(batch: Batch) -> Batch:
+    """``batch`` with ``terms``: its own, or ``dones`` where only those were recorded (every
+    episode end then counts as a termination, as machina 0.x treated them)."""
+    if "terms" in batch or "dones" not in batch:
+        return batch
+    return {**batch, "terms": batch["dones"]}
+
+
+def sac_losses(
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    batch: Batch,
+    gamma: float,
+    sampling: int = 1,
+    reparam: bool = True,
+    normalize: bool = False,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """All three SAC losses on one batch; also callable as ``lf.sac(...)`` (machina 0.x).
+
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        Stochastic policy.
+    qfs, targ_qfs : sequence of torch.nn.Module
+        Q functions and their targets.
+    log_alpha : torch.Tensor
+        Log temperature, a scalar.
+    batch : dict of str to torch.Tensor
+        ``obs``, ``acs``, ``rews``, ``next_obs`` and ``terms`` (or ``dones``), leading (B,).
+    gamma : float
+        Discount.
+    sampling : int
+        Actions drawn per state.
+    reparam : bool
+        Reparameterised policy gradient (see :func:`sac_pol`).
+    normalize : bool
+        Without ``reparam``: standardise the likelihood-ratio weights of the batch.
+    eps : float
+        Added to their standard deviation.
+
+    Returns
+    -------
+    pol_loss : torch.Tensor
+        Scalar (:func:`sac_pol`).
+    qf_losses : list of torch.Tensor
+        ``0.5 * E[(Q_i - y)^2]`` per Q function against :func:`sac_targets`.
+    alpha_loss : torch.Tensor
+        Scalar (:func:`sac_alpha` with target entropy ``-ac_dim``).
+    """
+    batch = with_terms(batch)
+    targets = sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
+    qf_losses = [0.5 * torch.mean((qf(batch["obs"], batch["acs"])[0] - targets) ** 2) for qf in qfs]
+    if reparam or not normalize:
+        pol_loss, llh = sac_pol(pol, qfs, log_alpha, batch, sampling, reparam)
+    else:
+        obs = batch["obs"]
+        acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam=False)
+        with torch.no_grad():
+            weights = torch.exp(log_alpha) * llh - _min_q(qfs, _expand(obs, sampling), acs)
+            weights = (weights - weights.mean()) / (weights.std() + eps)
+        pol_loss = torch.mean(llh * weights)
+        llh = llh.detach()
+    target_ent = -float(np.prod(pol.action_space.shape))
+    return pol_loss, qf_losses, sac_alpha(log_alpha, llh, target_ent)
+
+
+make_module_callable(__name__, sac_losses)

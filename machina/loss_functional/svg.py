@@ -23,7 +23,7 @@ import torch
 
 from machina.loss_functional._common import Batch, old_params
 from machina.loss_functional.q import bellman_target, q_regression
-from machina.loss_functional.sac import _expand, sample_acs
+from machina.loss_functional.sac import _expand, sample_acs, with_terms
 
 #: ``rew_fn(obs (..., *ob_shape), acs (..., d)) -> rews (...)``, differentiable in ``acs``
 RewFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -53,7 +53,10 @@ def bellman(
     targ_pol: torch.nn.Module,
     batch: Batch,
     gamma: float,
+    continuous: bool = True,
+    deterministic: bool = True,
     sampling: int = 1,
+    reduction: str = "elementwise_mean",
 ) -> torch.Tensor:
     """Bellman loss ``0.5 * E[(Q(s, a) - y)^2]`` against :func:`svg_targets`, a scalar.
 
@@ -67,17 +70,49 @@ def bellman(
         ``obs``, ``acs``, ``rews``, ``next_obs`` and ``terms``, leading ``(B,)``.
     gamma : float
         Discount.
+    continuous : bool
+        Only True (continuous actions).
+    deterministic : bool
+        Unused: how next actions are drawn follows ``targ_pol.pd``.
     sampling : int
         Next actions drawn per state.
+    reduction : {"elementwise_mean", "mean", "sum", "none"}
+        How the per-step losses ``0.5 * (Q - y)^2`` (B,) are reduced.
+
+    Notes
+    -----
+    The positional order is machina 0.x's. An int in ``continuous``'s place is read as
+    ``sampling`` of the order ``(qf, targ_qf, targ_pol, batch, gamma, sampling)``.
     """
-    return q_regression(qf, batch, svg_targets(targ_pol, targ_qf, batch, gamma, sampling))
+    if isinstance(continuous, int) and not isinstance(continuous, bool):
+        continuous, sampling = True, continuous  # (qf, targ_qf, targ_pol, batch, gamma, sampling)
+    if not continuous:
+        raise ValueError("continuous: bellman supports only continuous action spaces (True)")
+    if reduction not in ("elementwise_mean", "mean", "sum", "none"):
+        raise ValueError(
+            f"reduction: expected 'elementwise_mean', 'mean', 'sum' or 'none', got {reduction!r}"
+        )
+    batch = with_terms(batch)
+    targets = svg_targets(targ_pol, targ_qf, batch, gamma, sampling)
+    if reduction in ("elementwise_mean", "mean"):
+        return q_regression(qf, batch, targets)
+    per_step = 0.5 * (qf(batch["obs"], batch["acs"])[0] - targets) ** 2
+    return per_step.sum() if reduction == "sum" else per_step
 
 
-def ag(pol: torch.nn.Module, qf: torch.nn.Module, batch: Batch, sampling: int = 1) -> torch.Tensor:
+def ag(
+    pol: torch.nn.Module,
+    qf: torch.nn.Module,
+    batch: Batch,
+    sampling: int = 1,
+    no_noise: bool = False,
+) -> torch.Tensor:
     """SVG(0)'s action-gradient loss ``-E[Q(s, a)]``, ``a ~ pol(.|s)`` reparameterised.
 
     Gradients reach the policy through the actions (mean and standard deviation alike).
-    Returns a scalar.
+    Returns a scalar. ``no_noise`` is accepted for machina 0.x's signature: a
+    ``DeterministicActionNoisePol``'s distribution is its noise-free action already (the
+    noise is exploration, added only when acting).
     """
     obs = batch["obs"]
     acs, _ = sample_acs(pol, pol.pd_params(obs), sampling, reparam=True)

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState, RecurrentMixin
+from machina.models.base import BaseModel
+from machina.pols._recurrent import HiddenState
 from machina.pols._spaces import check_flat_space, check_space
 from machina.traj import Traj
 
@@ -19,7 +20,7 @@ STD_EPS = 1e-6
 _STAT_NAMES = ("mean_obs", "std_obs", "mean_acs", "std_acs", "mean_d_obs", "std_d_obs")
 
 
-class DeterministicSModel(RecurrentMixin, nn.Module):
+class DeterministicSModel(BaseModel):
     """Dynamics model ``(obs, acs) -> next_obs - obs`` on a net that works in normalised units.
 
     The net sees standardised observations and actions and predicts the standardised
@@ -59,7 +60,6 @@ class DeterministicSModel(RecurrentMixin, nn.Module):
         data_parallel: bool = False,
         parallel_dim: int = 0,
     ) -> None:
-        super().__init__()
         owner = type(self).__name__
         if data_parallel:
             raise ValueError(
@@ -72,8 +72,7 @@ class DeterministicSModel(RecurrentMixin, nn.Module):
         ):
             check_space(name, space, gym.spaces.Box, owner)
             check_flat_space(name, space, owner)
-        self.action_space = action_space
-        self._init_recurrent(observation_space, net, rnn)
+        super().__init__(observation_space, action_space, net, rnn)
         ob_dim, ac_dim = observation_space.shape[0], action_space.shape[0]
         for name, dim, fill in zip(
             _STAT_NAMES, (ob_dim, ob_dim, ac_dim, ac_dim, ob_dim, ob_dim), (0.0, 1.0) * 3

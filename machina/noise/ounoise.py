@@ -65,7 +65,12 @@ class OUActionNoise(BaseActionNoise):
     def __call__(
         self, batch_shape: Sequence[int] = (), device: str | torch.device | None = None
     ) -> torch.Tensor:
-        """Advance the process one step: noise of shape ``(*batch_shape, d)``, float32."""
+        """Advance the process one step: noise of shape ``(*batch_shape, d)``, float32.
+
+        ``noise(device)`` with a device alone (machina 0.x's call) gives shape ``(d,)``.
+        """
+        if isinstance(batch_shape, str | torch.device):
+            batch_shape, device = (), batch_shape
         shape = tuple(batch_shape) + (self.ac_dim,)
         device = None if device is None else torch.device(device)
         x = self.x_prev

@@ -26,12 +26,17 @@ class ArgmaxQfPol(BasePol):
     qfunc : machina.vfuncs.DeterministicSAVfunc
         Q function with ``max(obs) -> (max_qs (B,), max_acs)``; its parameters are the
         policy's.
-    eps : float
-        Probability of a random action when sampling (epsilon-greedy exploration); change it
-        between ``sample`` calls to anneal it. :meth:`deterministic_ac_real` is always greedy.
+    rnn : bool
+        Only False: the argmax is searched for each observation on its own.
     normalize_ac : bool
         Box only: actions are in ``[-1, 1]``, scaled to ``[low, high]``; must agree with the
         Q function's ``normalize_ac``.
+    eps : float
+        Probability of a random action when sampling (epsilon-greedy exploration); change it
+        between ``sample`` calls to anneal it. :meth:`deterministic_ac_real` is always greedy.
+
+    The positional order is machina 0.x's; a number in ``rnn``'s place is read as ``eps`` of
+    the order ``(observation_space, action_space, qfunc, eps, normalize_ac)``.
 
     Notes
     -----
@@ -46,9 +51,17 @@ class ArgmaxQfPol(BasePol):
         observation_space: gym.Space,
         action_space: gym.Space,
         qfunc: nn.Module,
-        eps: float = 0.0,
+        rnn: bool = False,
         normalize_ac: bool = True,
+        eps: float = 0.2,
     ) -> None:
+        if isinstance(rnn, float) or (isinstance(rnn, int) and not isinstance(rnn, bool)):
+            eps, rnn = rnn, False  # (observation_space, action_space, qfunc, eps, normalize_ac)
+        if rnn:
+            raise ValueError(
+                f"rnn: {type(self).__name__} supports only False (qfunc.max searches each "
+                f"observation on its own), given {rnn!r}"
+            )
         super().__init__(
             observation_space, action_space, None, rnn=False, normalize_ac=normalize_ac
         )

@@ -22,6 +22,8 @@ class CategoricalPol(BasePol):
         ``net(obs, hs, h_masks) -> (pi (T, B, n), hs)``.
     rnn : bool
         Whether ``net`` is recurrent.
+    normalize_ac : bool
+        Accepted for the signature all policies share; discrete actions are never scaled.
 
     Notes
     -----
@@ -36,8 +38,9 @@ class CategoricalPol(BasePol):
         action_space: gym.spaces.Discrete,
         net: nn.Module,
         rnn: bool = False,
+        normalize_ac: bool = True,
     ) -> None:
-        super().__init__(observation_space, action_space, net, rnn=rnn)
+        super().__init__(observation_space, action_space, net, rnn=rnn, normalize_ac=normalize_ac)
         self.pd = CategoricalPd()
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:

@@ -83,6 +83,16 @@ class DeterministicActionNoisePol(BasePol):
             return ac.clamp(-1.0, 1.0)
         return torch.clamp(ac, self._ac_low.to(ac.device), self._ac_high.to(ac.device))
 
+    def forward(
+        self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None, no_noise: bool = False
+    ) -> ActResult:
+        """Act: the net's action plus noise (see :meth:`BasePol.forward`); ``no_noise=True``
+        (machina 0.x's flag, also accepted as the second positional argument) gives the
+        noise-free action, as :meth:`deterministic_ac_real` does."""
+        if isinstance(hs, bool):  # 0.x's forward(obs, no_noise)
+            hs, no_noise = None, hs
+        return self._act(obs, hs, h_masks, deterministic=no_noise)
+
     def _act(
         self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
     ) -> ActResult:

@@ -57,7 +57,11 @@ class MPCPol(BasePol):
     mean_obs, std_obs, mean_acs, std_acs : float or array-like
         Only with a bare net: the statistics its inputs were standardised with.
     rnn : bool
-        Only False: the planner needs a feed-forward model.
+        Whether the dynamics model is recurrent (``net(obs, acs, hs, h_masks) -> (d_obs, hs)``
+        with ``init_hs``). The policy then keeps the model's hidden state per environment:
+        plans roll out from it, and after each step it advances with the action taken
+        (reset where an episode starts). A recurrent ``DeterministicSModel`` as ``net``
+        makes the policy recurrent too.
     normalize_ac : bool
         False (default): ``ac`` and the recorded ``acs`` are in real units, like
         ``RandomPol``'s by default, so both kinds of episodes train one model. True: ``ac``
@@ -91,25 +95,22 @@ class MPCPol(BasePol):
         rnn: bool = False,
         normalize_ac: bool = False,
     ) -> None:
-        if rnn or getattr(net, "rnn", False):
-            raise ValueError("rnn: MPCPol plans with feed-forward dynamics models only, given rnn")
+        rnn = bool(rnn or getattr(net, "rnn", False))
         if not callable(rew_func):
             raise ValueError(
                 f"rew_func: expected a callable (next_obs, acs) -> rews, got {rew_func!r}"
             )
         model = self._as_model(
-            observation_space, action_space, net, mean_obs, std_obs, mean_acs, std_acs
+            observation_space, action_space, net, rnn, mean_obs, std_obs, mean_acs, std_acs
         )
-        super().__init__(
-            observation_space, action_space, model, rnn=False, normalize_ac=normalize_ac
-        )
+        super().__init__(observation_space, action_space, model, rnn=rnn, normalize_ac=normalize_ac)
         self.rew_func = rew_func
         self.n_samples = _positive_int("n_samples", n_samples)
         self.horizon = _positive_int("horizon", horizon)
         self._check_rew_func()
 
     @staticmethod
-    def _as_model(observation_space, action_space, net, *stats) -> DeterministicSModel:
+    def _as_model(observation_space, action_space, net, rnn, *stats) -> DeterministicSModel:
         # Imported here: machina.models builds on machina.pols' recurrence helpers.
         from machina.models import DeterministicSModel
 
@@ -119,6 +120,10 @@ class MPCPol(BasePol):
                     "mean_obs: MPCPol takes the statistics from the DeterministicSModel given "
                     "as net; pass mean_obs .. std_acs only with a bare net"
                 )
+            if net.rnn != rnn:
+                raise ValueError(
+                    f"rnn: MPCPol got rnn={rnn} with a DeterministicSModel of rnn={net.rnn}"
+                )
             if tuple(net.observation_space.shape) != tuple(observation_space.shape) or tuple(
                 net.action_space.shape
             ) != tuple(action_space.shape):
@@ -127,7 +132,7 @@ class MPCPol(BasePol):
                     f"not match observation_space {observation_space}, action_space {action_space}"
                 )
             return net
-        model = DeterministicSModel(observation_space, action_space, net)
+        model = DeterministicSModel(observation_space, action_space, net, rnn=rnn)
         mean_obs, std_obs, mean_acs, std_acs = stats
         with torch.no_grad():
             for name, value in (
@@ -172,6 +177,8 @@ class MPCPol(BasePol):
     def _act(
         self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
     ) -> ActResult:
+        if self.rnn:
+            return self._act_recurrent(obs, hs, h_masks)
         obs = self._obs_to_tensor(obs)
         lead, ob_dim = obs.shape[:-1], obs.shape[-1]
         flat = obs.reshape(-1, ob_dim)
@@ -198,3 +205,82 @@ class MPCPol(BasePol):
             return uniform * 2.0 - 1.0
         low, high = self._ac_low.to(device), self._ac_high.to(device)
         return low + uniform * (high - low)
+
+    # ---------------------------------------------------------------- recurrent models
+    def _act_recurrent(self, obs: Any, hs: HiddenState | None, h_masks: Any) -> ActResult:
+        """Plan step by step through ``obs (T, B, ob_dim)``, carrying the model's state."""
+        obs = self._obs_to_tensor(obs)
+        masks = self._h_masks_to_tensor(h_masks, obs)
+        steps, batch = obs.shape[:2]
+        net = self.net.net
+        if hs is None:
+            hs = self.hs if self.hs is not None and self._hs_batch_size == batch else None
+        if hs is None:
+            hs = net.init_hs(batch)
+        dim = _batch_dim(net)
+        acs = []
+        with torch.no_grad():
+            for t in range(steps):
+                hs = _scale_rows(hs, 1.0 - masks[t, :, 0], dim)  # episode starts: fresh state
+                ac = self._plan_recurrent(obs[t], hs, dim)
+                zeros = obs.new_zeros(1, batch, 1)
+                _, hs = self.net.normalized_delta(obs[t][None], ac[None], hs, zeros)
+                acs.append(ac)
+        self.hs, self._hs_batch_size = hs, batch
+        ac = torch.stack(acs)
+        return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
+
+    def _plan_recurrent(self, obs: torch.Tensor, hs: HiddenState, dim: int) -> torch.Tensor:
+        """The first action of the best plan for each row of ``obs (B, ob_dim)`` from the
+        model state ``hs`` (its batch axis ``dim`` of size B)."""
+        batch, n = obs.shape[0], self.n_samples
+        model = self.net
+        plans = self._sample_plans(batch * n, obs.device)
+        states = obs.repeat_interleave(n, dim=0)
+        plan_hs = _repeat_rows(hs, n, dim)
+        zeros = obs.new_zeros(1, batch * n, 1)
+        total = obs.new_zeros(batch * n)
+        for ac in plans:
+            # the model takes actions as episodes record them (policy space), like _predict
+            d_norm, plan_hs = model.normalized_delta(states[None], ac[None], plan_hs, zeros)
+            states = states + d_norm[0] * model.std_d_obs + model.mean_d_obs
+            total += torch.as_tensor(self.rew_func(states, self._ac_to_real(ac))).reshape(-1)
+        total = torch.nan_to_num(total, nan=-torch.inf)
+        best = torch.argmax(total.view(batch, n), dim=1)
+        return plans[0].view(batch, n, -1)[torch.arange(batch, device=obs.device), best]
+
+
+def _batch_dim(net: nn.Module) -> int:
+    """The axis of ``net.init_hs(b)``'s tensors that has size ``b``."""
+    one, two = net.init_hs(1), net.init_hs(2)
+    first, second = _first_tensor(one), _first_tensor(two)
+    for axis, (a, b) in enumerate(zip(first.shape, second.shape)):
+        if (a, b) == (1, 2):
+            return axis
+    raise ValueError(
+        f"net: MPCPol could not find the batch axis of {type(net).__name__}.init_hs: shapes "
+        f"{tuple(first.shape)} for 1 and {tuple(second.shape)} for 2"
+    )
+
+
+def _first_tensor(hs: HiddenState) -> torch.Tensor:
+    return hs if isinstance(hs, torch.Tensor) else _first_tensor(hs[0])
+
+
+def _map_hs(hs: HiddenState, fn: Callable[[torch.Tensor], torch.Tensor]) -> HiddenState:
+    if isinstance(hs, torch.Tensor):
+        return fn(hs)
+    return type(hs)(_map_hs(h, fn) for h in hs)
+
+
+def _scale_rows(hs: HiddenState, scale: torch.Tensor, dim: int) -> HiddenState:
+    def fn(h: torch.Tensor) -> torch.Tensor:
+        shape = [1] * h.ndim
+        shape[dim] = -1
+        return h * scale.to(h.dtype).reshape(shape)
+
+    return _map_hs(hs, fn)
+
+
+def _repeat_rows(hs: HiddenState, n: int, dim: int) -> HiddenState:
+    return _map_hs(hs, lambda h: h.repeat_interleave(n, dim=dim))

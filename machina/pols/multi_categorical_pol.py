@@ -23,6 +23,8 @@ class MultiCategoricalPol(BasePol):
         when recurrent ``net(obs, hs, h_masks) -> (pi (T, B, k, n), hs)``.
     rnn : bool
         Whether ``net`` is recurrent.
+    normalize_ac : bool
+        Accepted for the signature all policies share; discrete actions are never scaled.
 
     Notes
     -----
@@ -37,8 +39,9 @@ class MultiCategoricalPol(BasePol):
         action_space: gym.spaces.MultiDiscrete,
         net: nn.Module,
         rnn: bool = False,
+        normalize_ac: bool = True,
     ) -> None:
-        super().__init__(observation_space, action_space, net, rnn=rnn)
+        super().__init__(observation_space, action_space, net, rnn=rnn, normalize_ac=normalize_ac)
         self.pd = MultiCategoricalPd()
 
     def _check_action_space(self, action_space: gym.Space) -> None:

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState, RecurrentMixin
+from machina.pols._recurrent import HiddenState
 from machina.pols._spaces import check_space
+from machina.vfuncs.base import BaseSAVfunc
 
 
-class DeterministicSAVfunc(RecurrentMixin, nn.Module):
+class DeterministicSAVfunc(BaseSAVfunc):
     """State-action value function wrapping a Q net.
 
     Actions are in the *policy's* action space, as episodes store them in ``acs``: for a Box
@@ -47,10 +48,8 @@ class DeterministicSAVfunc(RecurrentMixin, nn.Module):
         net: nn.Module,
         rnn: bool = False,
     ) -> None:
-        super().__init__()
         check_space("action_space", action_space, self.action_space_types, type(self).__name__)
-        self.action_space = action_space
-        self._init_recurrent(observation_space, net, rnn)
+        super().__init__(observation_space, action_space, net, rnn)
         self._check_q_net()
 
     def _check_q_net(self) -> None:

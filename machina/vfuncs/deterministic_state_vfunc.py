@@ -6,10 +6,11 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState, RecurrentMixin
+from machina.pols._recurrent import HiddenState
+from machina.vfuncs.base import BaseSVfunc
 
 
-class DeterministicSVfunc(RecurrentMixin, nn.Module):
+class DeterministicSVfunc(BaseSVfunc):
     """State-value function wrapping a value net.
 
     Parameters
@@ -18,21 +19,21 @@ class DeterministicSVfunc(RecurrentMixin, nn.Module):
         Space of one observation; ``obs`` must end with its shape.
     net : torch.nn.Module
         ``net(obs) -> (B, 1)``; when recurrent ``net(obs, hs, h_masks) -> ((T, B, 1), hs)`` with
-        ``init_hs(batch_size)``.
+        ``init_hs(batch_size)``. A net with several outputs per state, ``(B, k)``, gives
+        values ``(B, k)`` (e.g. the DIAYN discriminator's logits).
     rnn : bool
         Whether ``net`` is recurrent; hidden-state semantics as for policies (see
         :class:`machina.pols.BasePol`).
     """
 
     def __init__(self, observation_space: gym.Space, net: nn.Module, rnn: bool = False) -> None:
-        super().__init__()
-        self._init_recurrent(observation_space, net, rnn)
+        super().__init__(observation_space, net, rnn)
         outputs = self._check_net()
-        lead = 2 if self.rnn else 1
-        if len(outputs) != 1 or tuple(outputs[0].shape[lead:]) not in ((), (1,)):
+        if len(outputs) != 1:
             raise ValueError(
-                f"net: {type(self).__name__} needs a net returning values of shape (..., 1), "
-                f"got outputs of shapes {[tuple(out.shape) for out in outputs]}"
+                f"net: {type(self).__name__} needs a net returning one tensor of values "
+                f"(..., 1) or (..., k), got {len(outputs)} outputs of shapes "
+                f"{[tuple(out.shape) for out in outputs]}"
             )
 
     def forward(
@@ -52,7 +53,8 @@ class DeterministicSVfunc(RecurrentMixin, nn.Module):
         Returns
         -------
         vs : torch.Tensor
-            ``(B,)``, or ``(T, B)`` when recurrent.
+            ``(B,)``, or ``(T, B)`` when recurrent (``(B, k)`` / ``(T, B, k)`` for a net with
+            ``k > 1`` outputs).
         info : dict
             ``mean``: ``vs``; ``hs``: the new hidden state (None when feed-forward).
         """
@@ -62,3 +64,37 @@ class DeterministicSVfunc(RecurrentMixin, nn.Module):
         if vs.ndim == obs.ndim - len(self.observation_space.shape) + 1:
             vs = vs.squeeze(-1)
         return vs, dict(mean=vs, hs=new_hs)
+
+
+class NormalizedDeterministicSVfunc(DeterministicSVfunc):
+    """A :class:`DeterministicSVfunc` whose net predicts standardised values:
+    ``V(s) = net(s) * x_std + x_mean``.
+
+    ``x_mean`` and ``x_std`` (buffers, ``(1,)``) are set with :meth:`set_mean` and
+    :meth:`set_std`, e.g. to the mean and standard deviation of the returns.
+    """
+
+    def __init__(self, observation_space: gym.Space, net: nn.Module, rnn: bool = False) -> None:
+        super().__init__(observation_space, net, rnn)
+        self.register_buffer("x_mean", torch.zeros(1))
+        self.register_buffer("x_std", torch.ones(1))
+        self.normalized = True
+
+    def forward(
+        self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """State values in real units; arguments and results as
+        :meth:`DeterministicSVfunc.forward` (``info["mean"]`` is the standardised value)."""
+        vs, info = super().forward(obs, hs, h_masks)
+        return vs * self.x_std + self.x_mean, info
+
+    def set_mean(self, mean: float | torch.Tensor) -> None:
+        """Set ``x_mean`` (a scalar)."""
+        self.x_mean.copy_(torch.as_tensor(mean, dtype=self.x_mean.dtype).reshape(1))
+
+    def set_std(self, std: float | torch.Tensor) -> None:
+        """Set ``x_std`` (a positive scalar)."""
+        std = torch.as_tensor(std, dtype=self.x_std.dtype).reshape(1)
+        if not bool(std > 0):
+            raise ValueError(f"std: expected a positive scale, got {float(std)!r}")
+        self.x_std.copy_(std)
