@@ -19,11 +19,11 @@ Protocol, the same for both:
   normalised with the training statistics, frozen; raw rewards);
 - each evaluation appends a row to the CSV at once (``assets/bullet_results.csv``): lib,
   algo, env, seed, budget, attempt, steps, wall_s (training wall-clock, evaluations
-  excluded), cpu_s (the process's CPU seconds, evaluations included), eval_s,
-  eval_return (mean of the 5 episodes), eval_std, final (1 on the evaluation at the end of
-  the budget), load1 (the machine's one-minute load average: other programs shared this
-  2-core machine while the committed results were measured, so wall-clock is noisy; CPU
-  seconds less so);
+  excluded), cpu_s (the process's CPU seconds, evaluations excluded), eval_s and
+  eval_cpu_s (spent in evaluations), eval_return (mean of the 5 episodes), eval_std,
+  final (1 on the evaluation at the end of the budget), load1 (the machine's one-minute
+  load average: other programs shared this 2-core machine while the committed results
+  were measured, so wall-clock is noisy; CPU seconds less so);
 - resuming: a run whose ``final`` row is in the CSV is skipped. A partial run (killed before
   its end) restarts from scratch with a new ``attempt`` id; ``--report`` uses the finished
   attempt of a run, or else its latest partial one (shown as partial).
@@ -90,7 +90,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 CSV_PATH = os.path.join(REPO, "assets", "bullet_results.csv")
 FIELDS = [
     "lib", "algo", "env", "seed", "budget", "attempt", "steps", "wall_s", "cpu_s", "eval_s",
-    "eval_return", "eval_std", "final", "load1",
+    "eval_cpu_s", "eval_return", "eval_std", "final", "load1",
 ]  # fmt: skip
 
 # rl-baselines3-zoo's hyperparameters (hyperparams/{ppo,sac,td3}.yml) for these ids; the
@@ -168,15 +168,17 @@ class Recorder:
         self.start = time.perf_counter()
         self.cpu_start = time.process_time()
         self.eval_s = 0.0
+        self.eval_cpu_s = 0.0
         self.last = math.nan
 
     def due(self, steps: int) -> bool:
         return steps >= self.next_eval and steps < self.budget
 
     def record(self, steps: int, evaluate: Callable[[], list[float]], final: bool = False) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rets = evaluate()
         self.eval_s += time.perf_counter() - t0
+        self.eval_cpu_s += time.process_time() - c0
         wall = time.perf_counter() - self.start - self.eval_s
         while self.next_eval <= steps:
             self.next_eval += self.every
@@ -185,8 +187,9 @@ class Recorder:
             self.key,
             steps=steps,
             wall_s=round(wall, 2),
-            cpu_s=round(time.process_time() - self.cpu_start, 2),
+            cpu_s=round(time.process_time() - self.cpu_start - self.eval_cpu_s, 2),
             eval_s=round(self.eval_s, 2),
+            eval_cpu_s=round(self.eval_cpu_s, 2),
             eval_return=round(self.last, 2),
             eval_std=round(float(np.std(rets)), 2),
             final=int(final),
@@ -219,7 +222,7 @@ def read_rows(path: str) -> list[dict[str, Any]]:
     for r in rows:
         for k in ("seed", "budget", "steps", "final"):
             r[k] = int(r[k])
-        for k in ("wall_s", "cpu_s", "eval_s", "eval_return", "eval_std", "load1"):
+        for k in ("wall_s", "cpu_s", "eval_s", "eval_cpu_s", "eval_return", "eval_std", "load1"):
             r[k] = float(r[k])
     return rows
 

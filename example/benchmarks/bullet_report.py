@@ -35,7 +35,7 @@ def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
     for r in rows:
         for k in ("seed", "budget", "steps", "final"):
             r[k] = int(r[k])
-        for k in ("wall_s", "cpu_s", "eval_s", "eval_return", "eval_std", "load1"):
+        for k in ("wall_s", "cpu_s", "eval_s", "eval_cpu_s", "eval_return", "eval_std", "load1"):
             r[k] = float(r[k])
         key = (r["lib"], r["algo"], r["env"], r["seed"], r["budget"])
         attempts[key][r["attempt"]].append(r)
