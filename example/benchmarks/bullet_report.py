@@ -7,7 +7,9 @@ Prints a Markdown table per algorithm and task (final deterministic return: medi
 range over the finished seeds; training wall-clock; env steps per second; the ratio of
 machina's median wall-clock to stable-baselines3's) and writes
 ``assets/bullet_<algo>_<task>.png``: median (line) and range (band) over seeds of the
-evaluation return against env steps and against training wall-clock.
+evaluation return against env steps, training wall-clock and training CPU seconds (the
+machine was shared with other programs: CPU seconds are the steadier measure of cost).
+Unfinished runs are drawn up to where they are (the legend counts them as partial).
 """
 
 from __future__ import annotations
@@ -54,40 +56,59 @@ def _fmt(x: float) -> str:
 
 
 def table(runs: dict[tuple, list[dict]]) -> str:
-    """The README table (Markdown)."""
+    """The README table (Markdown): per algorithm, task and library, the finished seeds'
+    final return (median [min, max]), training wall-clock and CPU seconds (medians; both
+    without evaluations), env steps per wall-clock and per CPU second, and machina's median
+    wall-clock and CPU seconds over stable-baselines3's."""
     groups: dict[tuple, dict[str, list[list[dict]]]] = defaultdict(lambda: defaultdict(list))
     for (lib, algo, env, _seed, budget), rs in sorted(runs.items()):
         groups[(algo, env, budget)][lib].append(rs)
     lines = [
         "| algo | task | budget | library | seeds done (partial) | final return median "
-        "[min, max] | wall-clock s median | env steps/s | wall-clock vs SB3 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "[min, max] | wall-clock s | CPU s | env steps / s | env steps / CPU s "
+        "| partial runs: last eval @ steps | wall-clock vs SB3 | CPU vs SB3 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (algo, env, budget), by_lib in sorted(groups.items()):
-        walls = {}
+        med: dict[str, dict[str, float]] = {}
+        rows = {}
         for lib in ("machina", "sb3"):
             done = [rs for rs in by_lib.get(lib, []) if rs[-1]["final"]]
             partial = len(by_lib.get(lib, [])) - len(done)
+            last = ", ".join(
+                f"{_fmt(rs[-1]['eval_return'])} @{rs[-1]['steps'] // 1000}k"
+                for rs in by_lib.get(lib, [])
+                if not rs[-1]["final"]
+            )
             finals = [rs[-1]["eval_return"] for rs in done]
-            wall = [rs[-1]["wall_s"] for rs in done]
-            rate = [rs[-1]["steps"] / rs[-1]["wall_s"] for rs in done if rs[-1]["wall_s"] > 0]
-            walls[lib] = statistics.median(wall) if wall else math.nan
+
+            def median_of(values: list[float]) -> float:
+                return statistics.median(values) if values else math.nan
+
+            m = {
+                "wall": median_of([rs[-1]["wall_s"] for rs in done]),
+                "cpu": median_of([rs[-1]["cpu_s"] for rs in done]),
+                "rate": median_of([rs[-1]["steps"] / rs[-1]["wall_s"] for rs in done]),
+                "cpu_rate": median_of([rs[-1]["steps"] / rs[-1]["cpu_s"] for rs in done]),
+            }
+            med[lib] = m
             ret = (
                 f"{_fmt(statistics.median(finals))} [{_fmt(min(finals))}, {_fmt(max(finals))}]"
                 if finals
                 else "n/a"
             )
-            ratio = ""
-            if lib == "machina":
-                ratio = "{ratio}"
-            lines.append(
+            rows[lib] = (
                 f"| {algo.upper()} | {env} | {budget // 1000}k | {LIB_NAMES[lib]} | "
-                f"{len(done)} ({partial}) | {ret} | {_fmt(walls[lib])} | "
-                f"{_fmt(statistics.median(rate)) if rate else 'n/a'} | {ratio} |"
+                f"{len(done)} ({partial}) | {ret} | {_fmt(m['wall'])} | {_fmt(m['cpu'])} | "
+                f"{_fmt(m['rate'])} | {_fmt(m['cpu_rate'])} | {last} |"
             )
-        r = walls["machina"] / walls["sb3"] if walls["sb3"] and walls["sb3"] > 0 else math.nan
-        for i in range(len(lines) - 2, len(lines)):
-            lines[i] = lines[i].replace("{ratio}", "n/a" if math.isnan(r) else f"{r:.2f}x")
+
+        def ratio(key: str, med: dict[str, dict[str, float]] = med) -> str:
+            r = med["machina"][key] / med["sb3"][key]
+            return "n/a" if math.isnan(r) else f"{r:.2f}x"
+
+        lines.append(rows["machina"] + f" {ratio('wall')} | {ratio('cpu')} |")
+        lines.append(rows["sb3"] + "  |  |")
     return "\n".join(lines)
 
 
@@ -119,13 +140,13 @@ def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
         groups[(algo, env, budget)][lib].append(rs)
     written = []
     for (algo, env, budget), by_lib in sorted(groups.items()):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         for lib, run_rows in by_lib.items():
             n_done = sum(bool(rs[-1]["final"]) for rs in run_rows)
             label = f"{LIB_NAMES[lib]} ({n_done} seeds" + (
                 f", {len(run_rows) - n_done} partial)" if len(run_rows) > n_done else ")"
             )
-            for ax, xkey in zip(axes, ("steps", "wall_s")):
+            for ax, xkey in zip(axes, ("steps", "wall_s", "cpu_s")):
                 curves = [
                     (
                         np.array([r[xkey] for r in rs], float),
@@ -139,7 +160,8 @@ def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
                 ax.plot(x, med, color=COLORS[lib], label=label)
                 ax.fill_between(x, lo, up, color=COLORS[lib], alpha=0.2)
         axes[0].set_xlabel("env steps")
-        axes[1].set_xlabel("training wall-clock (s)")
+        axes[1].set_xlabel("training wall-clock (s), shared machine")
+        axes[2].set_xlabel("training CPU seconds")
         for ax in axes:
             ax.set_ylabel("deterministic eval return")
             ax.grid(alpha=0.3)
