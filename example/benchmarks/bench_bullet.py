@@ -53,7 +53,31 @@ found where machina fell short, is in the section "Findings" at the end of this 
 
 Findings
 --------
-(written as the tuning and the runs progress; see /work/notes/bullet.md for the state)
+How machina's entries were chosen: not tuned on the reported seeds. PPO's entry is the
+well-known MuJoCo recipe (Schulman et al. 2017, CleanRL's ``ppo_continuous_action``:
+2048 steps, 10 epochs of 64, lr 3e-4, GAE 0.95, clip 0.2, 64x64 nets) on machina's parts
+(``BasePrePro`` for observations, ``RewardNormalizer`` for rewards, TD(lambda) value
+targets, ReLU nets, initial log-std -1); one sanity run on seed 100 (150k steps) showed it
+learning Hopper (eval 794 at 55k steps, 894 at 100k) before the reported runs began. SAC's
+and TD3's entries take rl-zoo's gamma, tau, learning rates and 10k-step random warm-up,
+with machina's 256x256 nets; one sanity run on seed 100 checked that the loop runs.
+
+What the runs show so far (seed 0, Hopper; the CSV has every number):
+
+- PPO: at equal env steps machina is far ahead early (794 at 50k, ~1000 at 227k) where
+  stable-baselines3 with rl-zoo's settings is at 82 (50k) and 151 (150k). rl-zoo's PPO
+  settings for the Bullet tasks (lr 3e-5, gSDE with initial log-std -2, clip 0.4,
+  256x256 nets) are tuned for its 2M-step budget and start slowly; at 500k they are not
+  rl-zoo's final numbers (2575 on Hopper at 2M).
+- Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
+  stable-baselines3's at these settings (64x64 nets and 10x32 minibatches per 2048 steps
+  against 256x256 nets and 20x64 minibatches per 8192); machina's SAC takes about 65
+  updates (batch 256, 256x256) per CPU second.
+- The machine: a load average of 10-26 on 2 cores from other programs while these ran;
+  each benchmark process got about 8% of a core, so wall-clock seconds are about 10x the
+  CPU seconds and mostly measure the neighbours. Compare CPU seconds (``cpu_s``); the
+  processes ran concurrently (stable-baselines3's PPO, machina's PPO and the off-policy
+  queue alternating libraries), so they shared the same conditions.
 """
 
 from __future__ import annotations
