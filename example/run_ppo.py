@@ -5,11 +5,20 @@
 Trains until a deterministic evaluation reaches ``--solve_return`` (CartPole-v1: 475) or
 ``--max_steps`` env steps pass, and writes progress.csv, TensorBoard events,
 learning_curve.png and the trained policy (models/pol_last.pt) into ``--log``.
+
+Settings: a task with an entry in ``example/hyperparams.py`` (the PyBullet locomotion tasks)
+starts from that entry's known-good settings, and every flag given overrides it; the script
+prints which it uses. ``--normalize_ob`` / ``--normalize_rew`` normalise observations and
+rewards with running statistics (``machina.prepro``), saved with the run in
+models/prepro_last.pt and models/rew_norm_last.pt::
+
+    python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
 """
 
 import argparse
 import os
 
+import hyperparams
 import numpy as np
 import torch
 
@@ -17,6 +26,7 @@ from machina import logger
 from machina.algos import ppo_clip, ppo_kl
 from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
+from machina.prepro import BasePrePro, RewardNormalizer
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
@@ -67,7 +77,20 @@ parser.add_argument(
     default=1,
     help="torch threads; small networks run fastest on one, above all on a busy machine",
 )
-args = parser.parse_args()
+parser.add_argument(
+    "--normalize_ob",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="normalise observations by their running mean and std (machina.prepro.BasePrePro)",
+)
+parser.add_argument(
+    "--normalize_rew",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="scale rewards by the running std of discounted returns (RewardNormalizer)",
+)
+parser.add_argument("--ob_clip", type=float, default=10.0, help="bound of normalised obs")
+args = hyperparams.parse_args(parser, "ppo")
 
 score_file = logger.start_run(args.log)
 torch.set_num_threads(args.num_threads)
@@ -85,17 +108,31 @@ vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
 optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
+# The prepro travels to the sampler's workers with the policy at every sample call.
+prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None
+rew_norm = RewardNormalizer(args.gamma) if args.normalize_rew else None
 sampler = EpiSampler(
-    env, pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
+    env,
+    pol,
+    num_parallel=args.num_parallel,
+    num_envs=args.num_envs,
+    seed=args.seed,
+    prepro=prepro,
 )
 
 total_epi, total_step, kl_beta, eval_return = 0, 0, args.init_kl_beta, -np.inf
 with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
     while total_step < args.max_steps:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+        train_epis = epis
+        if prepro is not None:
+            prepro.update_with_epis(epis)  # raw observations, kept by the sampler
+        if rew_norm is not None:
+            rew_norm.update_with_epis(epis)
+            train_epis = rew_norm.normalize_epis(epis)  # epis keep the raw rewards
 
         traj = Traj()
-        traj.add_epis(epis)
+        traj.add_epis(train_epis)
         traj = ef.compute_vs(traj, vf)
         traj = ef.compute_rets(traj, args.gamma, args.lam)  # TD(lambda) value targets
         traj = ef.compute_advs(traj, args.gamma, args.lam)
@@ -159,6 +196,10 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             plot_title=args.env_name,
         )
         logger.save_models(args.log, pol=pol, vf=vf)
+        for name, norm in (("prepro", prepro), ("rew_norm", rew_norm)):
+            if norm is not None:  # tensors, so that torch.load(weights_only=True) reads them
+                state = {k: torch.as_tensor(v) for k, v in norm.state_dict().items()}
+                torch.save(state, os.path.join(args.log, "models", f"{name}_last.pt"))
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

@@ -12,6 +12,7 @@ import argparse
 import copy
 import os
 
+import hyperparams
 import numpy as np
 import torch
 
@@ -19,7 +20,7 @@ from machina import logger
 from machina.algos import sac
 from machina.envs import GymEnv
 from machina.nets import PolNet, QNet
-from machina.pols import GaussianPol, TanhGaussianPol
+from machina.pols import GaussianPol, RandomPol, TanhGaussianPol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.vfuncs import DeterministicSAVfunc
@@ -52,7 +53,13 @@ parser.add_argument("--solve_return", type=float, default=None, help="stop at th
 parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
-args = parser.parse_args()
+parser.add_argument(
+    "--random_steps",
+    type=int,
+    default=0,
+    help="env steps of uniformly random actions before the first update (warm-up)",
+)
+args = hyperparams.parse_args(parser, "sac")
 torch.set_num_threads(args.num_threads)
 
 score_file = logger.start_run(args.log)
@@ -76,33 +83,44 @@ optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_qfs = [torch.optim.Adam(qf.parameters(), args.qf_lr) for qf in qfs]
 optim_alpha = torch.optim.Adam([log_alpha], args.alpha_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
+random_pol = RandomPol(ob_space, ac_space)
 off_traj = Traj(max_steps=args.replay_size)
 
 total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
 with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
     while total_step < args.max_steps:
-        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+        warm = total_step < args.random_steps
+        epis = sampler.sample(random_pol if warm else pol, max_steps=args.steps_per_iter)
         traj = Traj()
-        traj.add_epis(epis)
+        if args.random_steps > 0:
+            # The random policy records no distribution parameters and the losses need
+            # none: every episode in the replay keeps the same (empty) a_is.
+            traj.add_epis([{**epi, "a_is": {}} for epi in epis])
+        else:
+            traj.add_epis(epis)
         traj.register_epis()
         off_traj.add_traj(traj)
 
-        result_dict = sac.train(
-            off_traj,
-            pol,
-            qfs,
-            targ_qfs,
-            log_alpha,
-            optim_pol,
-            optim_qfs,
-            optim_alpha,
-            epoch=traj.num_step,
-            batch_size=min(args.batch_size, off_traj.num_step),
-            tau=args.tau,
-            gamma=args.gamma,
-            sampling=args.sampling,
-            log_enable=False,
-        )
+        # One update per env step past the warm-up.
+        n_updates = min(traj.num_step, total_step + traj.num_step - args.random_steps)
+        result_dict = {}
+        if n_updates > 0:
+            result_dict = sac.train(
+                off_traj,
+                pol,
+                qfs,
+                targ_qfs,
+                log_alpha,
+                optim_pol,
+                optim_qfs,
+                optim_alpha,
+                epoch=n_updates,
+                batch_size=min(args.batch_size, off_traj.num_step),
+                tau=args.tau,
+                gamma=args.gamma,
+                sampling=args.sampling,
+                log_enable=False,
+            )
 
         total_epi += traj.num_epi
         total_step += traj.num_step

@@ -136,6 +136,20 @@ class BasePrePro:
         obs = self._check(obs, "obs")
         self.ob_rms.update(obs.reshape((-1, *self.ob_rms.shape)))
 
+    def update_ob_rms(self, ob: np.ndarray) -> None:
+        """Fold raw observations into the running mean and variance (the original machina's
+        name; the same as :meth:`update`).
+
+        The original kept an exponential average (weight 0.001 per call); here the statistics
+        are exact over every observation folded in, so they do not depend on how the
+        observations are split into calls.
+
+        Parameters
+        ----------
+        ob : (*ob_shape) or (N, *ob_shape) array
+        """
+        self.update(ob)
+
     def update_with_epis(self, epis: Iterable[Mapping[str, Any]]) -> None:
         """Fold into the statistics the raw observations of episodes sampled with a prepro.
 

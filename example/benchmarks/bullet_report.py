@@ -1,0 +1,192 @@
+"""Table and learning-curve plots of ``bench_bullet.py``'s CSV, without rerunning anything.
+
+    python example/benchmarks/bullet_report.py [assets/bullet_results.csv]
+    python example/benchmarks/bench_bullet.py --report      # the same
+
+Prints a Markdown table per algorithm and task (final deterministic return: median and
+range over the finished seeds; training wall-clock; env steps per second; the ratio of
+machina's median wall-clock to stable-baselines3's) and writes
+``assets/bullet_<algo>_<task>.png``: median (line) and range (band) over seeds of the
+evaluation return against env steps, training wall-clock and training CPU seconds (the
+machine was shared with other programs: CPU seconds are the steadier measure of cost).
+Unfinished runs are drawn up to where they are (the legend counts them as partial).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+import sys
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+LIB_NAMES = {"machina": "machina", "sb3": "stable-baselines3"}
+COLORS = {"machina": "tab:blue", "sb3": "tab:orange"}
+
+
+def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows grouped by run, ``(lib, algo, env, seed, budget)`` -> rows of one attempt in
+    order of steps: the finished attempt, or else the latest one."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    attempts: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        for k in ("seed", "budget", "steps", "final"):
+            r[k] = int(r[k])
+        for k in ("wall_s", "cpu_s", "eval_s", "eval_cpu_s", "eval_return", "eval_std", "load1"):
+            r[k] = float(r[k])
+        key = (r["lib"], r["algo"], r["env"], r["seed"], r["budget"])
+        attempts[key][r["attempt"]].append(r)
+    runs = {}
+    for key, by_attempt in attempts.items():
+        done = [a for a, rs in by_attempt.items() if any(r["final"] for r in rs)]
+        chosen = done[-1] if done else max(by_attempt)
+        runs[key] = sorted(by_attempt[chosen], key=lambda r: r["steps"])
+    return runs
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}"
+
+
+def table(runs: dict[tuple, list[dict]]) -> str:
+    """The README table (Markdown): per algorithm, task and library, the finished seeds'
+    final return (median [min, max]), training wall-clock and CPU seconds (medians; both
+    without evaluations), env steps per wall-clock and per CPU second, and machina's median
+    wall-clock and CPU seconds over stable-baselines3's."""
+    groups: dict[tuple, dict[str, list[list[dict]]]] = defaultdict(lambda: defaultdict(list))
+    for (lib, algo, env, _seed, budget), rs in sorted(runs.items()):
+        groups[(algo, env, budget)][lib].append(rs)
+    lines = [
+        "| algo | task | budget | library | seeds done (partial) | final return median "
+        "[min, max] | wall-clock s | CPU s | env steps / s | env steps / CPU s "
+        "| partial runs: last eval @ steps | wall-clock vs SB3 | CPU vs SB3 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (algo, env, budget), by_lib in sorted(groups.items()):
+        med: dict[str, dict[str, float]] = {}
+        rows = {}
+        for lib in ("machina", "sb3"):
+            done = [rs for rs in by_lib.get(lib, []) if rs[-1]["final"]]
+            partial = len(by_lib.get(lib, [])) - len(done)
+            last = ", ".join(
+                f"{_fmt(rs[-1]['eval_return'])} @{rs[-1]['steps'] // 1000}k"
+                for rs in by_lib.get(lib, [])
+                if not rs[-1]["final"]
+            )
+            finals = [rs[-1]["eval_return"] for rs in done]
+
+            def median_of(values: list[float]) -> float:
+                return statistics.median(values) if values else math.nan
+
+            m = {
+                "wall": median_of([rs[-1]["wall_s"] for rs in done]),
+                "cpu": median_of([rs[-1]["cpu_s"] for rs in done]),
+                "rate": median_of([rs[-1]["steps"] / rs[-1]["wall_s"] for rs in done]),
+                "cpu_rate": median_of([rs[-1]["steps"] / rs[-1]["cpu_s"] for rs in done]),
+            }
+            med[lib] = m
+            ret = (
+                f"{_fmt(statistics.median(finals))} [{_fmt(min(finals))}, {_fmt(max(finals))}]"
+                if finals
+                else "n/a"
+            )
+            rows[lib] = (
+                f"| {algo.upper()} | {env} | {budget // 1000}k | {LIB_NAMES[lib]} | "
+                f"{len(done)} ({partial}) | {ret} | {_fmt(m['wall'])} | {_fmt(m['cpu'])} | "
+                f"{_fmt(m['rate'])} | {_fmt(m['cpu_rate'])} | {last} |"
+            )
+
+        def ratio(key: str, med: dict[str, dict[str, float]] = med) -> str:
+            r = med["machina"][key] / med["sb3"][key]
+            return "n/a" if math.isnan(r) else f"{r:.2f}x"
+
+        lines.append(rows["machina"] + f" {ratio('wall')} | {ratio('cpu')} |")
+        lines.append(rows["sb3"] + "  |  |")
+    return "\n".join(lines)
+
+
+def _band(curves: list[tuple[np.ndarray, np.ndarray]], grid: np.ndarray):
+    """Median, min and max over runs on ``grid``, each run interpolated within its span."""
+    vals = np.full((len(curves), len(grid)), np.nan)
+    for i, (x, y) in enumerate(curves):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        vals[i, inside] = np.interp(grid[inside], x, y)
+    ok = ~np.all(np.isnan(vals), axis=0)
+    with np.errstate(all="ignore"):
+        return (
+            grid[ok],
+            np.nanmedian(vals[:, ok], axis=0),
+            np.nanmin(vals[:, ok], axis=0),
+            np.nanmax(vals[:, ok], axis=0),
+        )
+
+
+def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
+    """One PNG per (algo, task, budget): return against env steps and against wall-clock."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, dict[str, list[list[dict]]]] = defaultdict(lambda: defaultdict(list))
+    for (lib, algo, env, _seed, budget), rs in sorted(runs.items()):
+        groups[(algo, env, budget)][lib].append(rs)
+    written = []
+    for (algo, env, budget), by_lib in sorted(groups.items()):
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+        for lib, run_rows in by_lib.items():
+            n_done = sum(bool(rs[-1]["final"]) for rs in run_rows)
+            label = f"{LIB_NAMES[lib]} ({n_done} seeds" + (
+                f", {len(run_rows) - n_done} partial)" if len(run_rows) > n_done else ")"
+            )
+            for ax, xkey in zip(axes, ("steps", "wall_s", "cpu_s")):
+                curves = [
+                    (
+                        np.array([r[xkey] for r in rs], float),
+                        np.array([r["eval_return"] for r in rs]),
+                    )
+                    for rs in run_rows
+                ]
+                hi = max(c[0][-1] for c in curves)
+                grid = np.linspace(0, hi, 200)
+                x, med, lo, up = _band(curves, grid)
+                ax.plot(x, med, color=COLORS[lib], label=label)
+                ax.fill_between(x, lo, up, color=COLORS[lib], alpha=0.2)
+        axes[0].set_xlabel("env steps")
+        axes[1].set_xlabel("training wall-clock (s), shared machine")
+        axes[2].set_xlabel("training CPU seconds")
+        for ax in axes:
+            ax.set_ylabel("deterministic eval return")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{algo.upper()} on {env}, {budget // 1000}k steps: median and range")
+        fig.tight_layout()
+        short = env.replace("BulletEnv-v0", "").lower()
+        path = os.path.join(out_dir, f"bullet_{algo}_{short}.png")
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def report(path: str, out_dir: str) -> None:
+    runs = load(path)
+    print(table(runs))
+    for p in plots(runs, out_dir):
+        print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    repo = os.path.dirname(os.path.dirname(here))
+    csv_path = (
+        sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "assets", "bullet_results.csv")
+    )
+    report(csv_path, os.path.join(repo, "assets"))

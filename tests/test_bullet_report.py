@@ -1,0 +1,52 @@
+"""example/benchmarks/bullet_report.py: which attempt of a run counts, and the table's numbers."""
+
+import csv
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "example", "benchmarks"))
+import bullet_report  # noqa: E402
+
+FIELDS = [
+    "lib", "algo", "env", "seed", "budget", "attempt", "steps", "wall_s", "cpu_s", "eval_s",
+    "eval_cpu_s", "eval_return", "eval_std", "final", "load1",
+]  # fmt: skip
+
+
+def write(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        for lib, seed, attempt, steps, wall, cpu, ret, final in rows:
+            writer.writerow(dict(lib=lib, algo="ppo", env="HopperBulletEnv-v0", seed=seed,
+                                 budget=100, attempt=attempt, steps=steps, wall_s=wall,
+                                 cpu_s=cpu, eval_s=0, eval_cpu_s=0, eval_return=ret,
+                                 eval_std=0, final=final, load1=0))  # fmt: skip
+
+
+def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_path):
+    path = tmp_path / "r.csv"
+    write(path, [
+        ("machina", 0, "a1", 0, 1.0, 1.0, 10.0, 0),
+        ("machina", 0, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("machina", 0, "a2", 0, 1.0, 1.0, 99.0, 0),   # a rerun that never finished
+        ("machina", 1, "a1", 120, 20.0, 6.0, 50.0, 1),
+        ("sb3", 0, "a1", 100, 20.0, 10.0, 20.0, 1),
+        ("sb3", 1, "b1", 50, 5.0, 2.0, 7.0, 0),        # partial
+        ("sb3", 1, "b2", 60, 6.0, 3.0, 8.0, 0),        # its latest attempt is shown
+    ])  # fmt: skip
+    runs = bullet_report.load(str(path))
+    assert [r["attempt"] for r in runs[("machina", "ppo", "HopperBulletEnv-v0", 0, 100)]] == [
+        "a1",
+        "a1",
+    ]
+    assert runs[("sb3", "ppo", "HopperBulletEnv-v0", 1, 100)][-1]["attempt"] == "b2"
+    table = bullet_report.table(runs)
+    machina = next(line for line in table.splitlines() if "| machina |" in line)
+    sb3 = next(line for line in table.splitlines() if "| stable-baselines3 |" in line)
+    # machina: finals 30, 50 -> median 40; wall 10, 20 -> 15; CPU 5, 6 -> 5.5; vs SB3 20, 10
+    assert "| 2 (0) | 40.00 [30.00, 50.00] | 15.00 | 5.50 |" in machina
+    assert machina.endswith("| 0.75x | 0.55x |")
+    assert "| 1 (1) | 20.00 [20.00, 20.00] |" in sb3 and "8.00 @0k" in sb3
+    assert bullet_report.plots(runs, str(tmp_path)) == [str(tmp_path / "bullet_ppo_hopper.png")]

@@ -1,0 +1,79 @@
+"""example/hyperparams.py: the per-task table of the examples, and flags overriding it."""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example")
+sys.path.insert(0, EXAMPLES)
+import hyperparams  # noqa: E402
+
+
+def make_parser():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--env_name", default="CartPole-v1")
+    parser.add_argument("--pol_lr", type=float, default=3e-3)
+    parser.add_argument("--steps_per_iter", type=int, default=512)
+    parser.add_argument("--normalize_ob", action=argparse.BooleanOptionalAction, default=False)
+    return parser
+
+
+@pytest.fixture
+def table(monkeypatch):
+    entry = {"pol_lr": 1e-4, "steps_per_iter": 2048, "normalize_ob": True}
+    monkeypatch.setitem(hyperparams.TABLE, "ppo", {"HopperBulletEnv-v0": entry})
+    return entry
+
+
+def test_entry_replaces_the_defaults_and_is_printed(table, capsys):
+    args = hyperparams.parse_args(make_parser(), "ppo", ["--env_name", "HopperBulletEnv-v0"])
+    assert (args.pol_lr, args.steps_per_iter, args.normalize_ob) == (1e-4, 2048, True)
+    assert args.hyperparams == "ppo/HopperBulletEnv-v0"
+    out = capsys.readouterr().out
+    assert "entry ppo/HopperBulletEnv-v0" in out and "overridden" not in out
+
+
+def test_every_flag_overrides_the_entry_even_with_the_entrys_value(table, capsys):
+    argv = ["--env_name", "HopperBulletEnv-v0", "--pol_lr=1e-3", "--steps_per_iter", "2048"]
+    argv += ["--no-normalize_ob"]
+    args = hyperparams.parse_args(make_parser(), "ppo", argv)
+    assert (args.pol_lr, args.steps_per_iter, args.normalize_ob) == (1e-3, 2048, False)
+    out = capsys.readouterr().out
+    assert "overridden by flags: pol_lr=0.001, steps_per_iter=2048, normalize_ob=False" in out
+
+
+def test_task_without_entry_keeps_the_scripts_defaults(table, capsys):
+    parser = make_parser()
+    args = hyperparams.parse_args(parser, "ppo", [])
+    assert (args.pol_lr, args.steps_per_iter, args.hyperparams) == (3e-3, 512, "defaults")
+    assert "no entry for ppo/CartPole-v1" in capsys.readouterr().out
+    # the parser's own defaults are restored after a lookup that used an entry
+    hyperparams.parse_args(parser, "ppo", ["--env_name", "HopperBulletEnv-v0"])
+    assert parser.get_default("pol_lr") == 3e-3
+
+
+def test_bad_entry_and_algo_are_named(monkeypatch):
+    monkeypatch.setitem(hyperparams.TABLE, "ppo", {"HopperBulletEnv-v0": {"polr": 1.0}})
+    with pytest.raises(ValueError, match=r"unknown \['polr'\]"):
+        hyperparams.parse_args(make_parser(), "ppo", ["--env_name", "HopperBulletEnv-v0"])
+    with pytest.raises(ValueError, match="algo: expected one of"):
+        hyperparams.lookup("a2c", "HopperBulletEnv-v0")
+
+
+@pytest.mark.parametrize(
+    "algo, script", [("ppo", "run_ppo.py"), ("sac", "run_sac.py"), ("td3", "run_td3.py")]
+)
+def test_every_table_key_is_a_flag_of_its_example(algo, script):
+    out = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    for env_id, entry in hyperparams.TABLE[algo].items():
+        for name in entry:
+            assert f"--{name}" in out, f"{algo}/{env_id}: {name} is not a flag of {script}"
