@@ -22,13 +22,12 @@ def _example_inputs(
 ) -> tuple[torch.Tensor, ...]:
     if example_obs is None:
         sample = pol.observation_space.sample()
-        obs = torch.as_tensor(sample, dtype=torch.float32).expand(
-            batch_size, *pol.observation_space.shape
-        )
+        ob_shape = tuple(pol.observation_space.shape or ())
+        obs = torch.as_tensor(sample, dtype=torch.float32).expand(batch_size, *ob_shape)
         obs = obs.contiguous()
     else:
         obs = torch.as_tensor(example_obs, dtype=torch.float32)
-        ob_shape = tuple(pol.observation_space.shape)
+        ob_shape = tuple(pol.observation_space.shape or ())
         if obs.ndim != len(ob_shape) + 1 or tuple(obs.shape[1:]) != ob_shape:
             raise ValueError(
                 f"example_obs: expected (B, *ob_shape) with ob_shape={ob_shape}, "
