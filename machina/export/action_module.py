@@ -1,10 +1,10 @@
 """A policy's action as a plain ``torch.nn.Module``: what TorchScript, torch.export and ONNX trace.
 
 ``BasePol.forward`` returns numpy and checks its observations for NaN with a data-dependent
-branch (``_obs_to_tensor``), so it cannot be traced. :class:`ActionModule` calls the same pieces
-the policy acts with (``net``, ``_pd_params``, ``_mode``, ``_ac_to_real``) on a float32 tensor,
-and takes the randomness of a stochastic action as an explicit ``noise`` input, so that the
-exported graph is a pure function of its inputs.
+branch (``_obs_to_tensor``), so it cannot be traced. :class:`ActionModule` calls the pieces the
+policy acts with (``net``, ``_pd_params``, ``_mode``, ``convert_ac_for_real``) on a float32
+tensor, and takes the randomness of a stochastic action as an explicit ``noise`` input, so that
+the exported graph is a pure function of its inputs.
 """
 
 from __future__ import annotations
@@ -170,7 +170,9 @@ class ActionModule(nn.Module):
             raise ValueError(
                 "noise: a stochastic ActionModule needs noise of shape (B, *noise_shape(pol))"
             )
-        ac_real = self.pol._ac_to_real(self._policy_space_ac(obs, noise))
+        ac_real = cast(
+            torch.Tensor, self.pol.convert_ac_for_real(self._policy_space_ac(obs, noise))
+        )
         if isinstance(self.pol.action_space, gym.spaces.Box):
             ac_real = torch.clamp(ac_real.to(self.out_dtype), self.real_low, self.real_high)
         return ac_real.to(self.out_dtype)

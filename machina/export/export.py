@@ -92,14 +92,17 @@ def export_pol(
     # same directory (os.replace stays atomic) and same suffix (torch.export.save checks it)
     head, tail = os.path.split(path)
     tmp = os.path.join(head, f".tmp{os.getpid()}-{tail}")
-    was_training = module.training
+    # traced in eval mode (dropout off, batch-norm statistics fixed), then every module's own
+    # mode restored: the policy may be in either, and its nets in mixed ones
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         with torch.no_grad():
             _write(module, inputs, names, format, tmp)
         os.replace(tmp, path)
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
