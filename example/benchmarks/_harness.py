@@ -145,7 +145,8 @@ def print_solve_tables(
 ) -> list[float]:
     """Print every run and the medians of :func:`run_seeds`' results; return the ratios of
     the first contender's medians over the second's (wall-clock, CPU, env steps; NaN where a
-    contender did not solve the median run)."""
+    contender did not solve the median run). Further contenders (ablations, equal-settings
+    variants) get a ratio row over the second contender too."""
     names = list(runs)
     rows = []
     for name in names:
@@ -168,13 +169,15 @@ def print_solve_tables(
         solved = sum(r["solved"] for r in runs[name])
         shown = ["not solved" if math.isinf(med(name, k)) else med(name, k) for k in keys]
         summary.append([name, f"{solved}/{len(seeds)}", *shown])
-    ratios = []
-    for k in keys:
-        a, b = med(names[0], k), med(names[1], k)
-        ratios.append(math.nan if math.isinf(a) or math.isinf(b) else a / b)
-    summary.append(
-        [f"{names[0]} / {names[1]}", "", *("n/a" if math.isnan(r) else r for r in ratios)]
-    )
+
+    def ratios_over_reference(name: str) -> list[float]:
+        pairs = [(med(name, k), med(names[1], k)) for k in keys]
+        return [math.nan if math.isinf(a) or math.isinf(b) else a / b for a, b in pairs]
+
+    for name in [names[0], *names[2:]]:
+        row = ratios_over_reference(name)
+        summary.append([f"{name} / {names[1]}", "", *("n/a" if math.isnan(r) else r for r in row)])
+    ratios = ratios_over_reference(names[0])
     print_table(
         f"{title}: medians over {len(seeds)} seeds ({settings})",
         ["contender", "solved", "wall-clock s", "CPU s", "env steps"],

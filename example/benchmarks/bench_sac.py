@@ -34,6 +34,11 @@ gamma 0.99, temperature learned toward entropy -1 from alpha = 1. Two updates pe
 each of them in 3000 steps, where 256x256 nets with one update per step needed 5000 on
 seed 10. It evaluates with a second ``EpiSampler``.
 
+A third contender, ``machina, SB3 settings``, runs machina's loop with stable-baselines3's
+256x256 nets, one gradient step per env step and plain Adam, so that the ratio of the
+libraries is also measured on equal work; its row in the medians table is over
+stable-baselines3 as well.
+
 Each run's seed is used for everything: network initialisation, the training environment
 and the evaluation environments (``10_000 + seed + i``).
 """
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import math
 import os
 import sys
@@ -68,15 +74,22 @@ MACHINA = dict(
     tau=0.005,
     gamma=0.99,
     replay_size=1_000_000,
+    fused=True,
 )
+
+# machina with stable-baselines3's settings (``machina, SB3 settings``): its 256x256 nets,
+# one gradient step per env step and plain Adam, so that the libraries' ratio is measured
+# on equal work, not on different hyperparameters.
+MACHINA_SB3_SETTINGS = {**MACHINA, "h_size": 256, "updates_per_step": 1, "fused": False}
 
 # rl-zoo's hyperparameters for SAC on Pendulum-v1 (rl_zoo3/hyperparams/sac.yml); the rest
 # are stable-baselines3's SAC defaults.
 SB3 = dict(n_timesteps=20_000, learning_rate=1e-3)
 
 
-def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
-    """example/run_sac.py's loop until solved; evaluation on a second sampler."""
+def run_machina(seed: int, max_steps: int, eval_every: int, hp: dict | None = None) -> dict:
+    """example/run_sac.py's loop until solved with ``hp`` (default ``MACHINA``); evaluation
+    on a second sampler."""
     from machina.algos import sac
     from machina.envs import GymEnv
     from machina.nets import PolNet, QNet
@@ -85,7 +98,7 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     from machina.traj import Traj
     from machina.vfuncs import DeterministicSAVfunc
 
-    hp = MACHINA
+    hp = MACHINA if hp is None else hp
     curve = Curve(eval_every, SOLVED)
     torch.manual_seed(seed)
     env = GymEnv(ENV_ID)
@@ -95,8 +108,8 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
     # fused: one kernel per optimiser step instead of a loop over parameter tensors
-    optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
-    optim_qfs = [torch.optim.Adam(qf.parameters(), hp["qf_lr"], fused=True) for qf in qfs]
+    optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=hp["fused"])
+    optim_qfs = [torch.optim.Adam(qf.parameters(), hp["qf_lr"], fused=hp["fused"]) for qf in qfs]
     optim_alpha = torch.optim.Adam([log_alpha], hp["alpha_lr"])
     sampler = EpiSampler(env, pol, seed=seed)
     evaluator = EpiSampler(GymEnv(ENV_ID), pol, num_envs=EVAL_EPIS, seed=10_000 + seed)
@@ -178,7 +191,11 @@ def run_sb3(seed: int, max_steps: int, eval_every: int) -> dict:
     return curve.result(model.num_timesteps)
 
 
-CONTENDERS = {"machina": run_machina, "stable-baselines3": run_sb3}
+CONTENDERS = {
+    "machina": run_machina,
+    "stable-baselines3": run_sb3,
+    "machina, SB3 settings": functools.partial(run_machina, hp=MACHINA_SB3_SETTINGS),
+}
 
 
 def main() -> None:
@@ -194,10 +211,9 @@ def main() -> None:
     if args.quick:
         args.seeds, args.max_steps = 1, 10_000
     torch.set_num_threads(1)
-    names = list(CONTENDERS)
-    # Warm-up: imports and first calls are not part of either contender's time.
-    for name in names:
-        CONTENDERS[name](0, 200, 10**9)
+    # Warm-up: imports and first calls are not part of any contender's time.
+    for fn in CONTENDERS.values():
+        fn(0, 200, 10**9)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     runs = run_seeds(CONTENDERS, seeds, args.max_steps, args.eval_every)
     ratios = print_solve_tables(

@@ -2,6 +2,7 @@
 
     python example/benchmarks/bench_solve.py            # 3 seeds each, table + plot
     python example/benchmarks/bench_solve.py --quick    # smoke run: 1 seed, small cap
+    python example/benchmarks/bench_solve.py --ablation # + machina without each choice below
 
 Both contenders train PPO on CartPole-v1 until a deterministic evaluation returns >= 475, on
 one torch thread, alternating seed by seed (machina first on even seeds, stable-baselines3
@@ -50,6 +51,7 @@ The learning curves (evaluation return against wall-clock seconds) of every run 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -76,6 +78,8 @@ MACHINA = dict(
     vf_lr=1e-2,
     gamma=0.99,
     lam=0.97,
+    rets_lam=0.97,  # TD(lambda) value targets; 1.0 gives Monte-Carlo returns
+    fused=True,
     clip_param=0.2,
     ent_beta=0.0,
     max_grad_norm=0.5,
@@ -106,8 +110,9 @@ def minibatch_size(num_step: int, batch_size: int, max_minibatches: int) -> int:
     return min(num_step, max(batch_size, -(-num_step // max_minibatches)))
 
 
-def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
-    """The README's loop until solved; evaluation on a second sampler."""
+def run_machina(seed: int, max_steps: int, eval_every: int, hp: dict | None = None) -> dict:
+    """The README's loop until solved with ``hp`` (default ``MACHINA``); evaluation on a
+    second sampler."""
     from machina.algos import ppo_clip
     from machina.envs import GymEnv
     from machina.pols import make_pol
@@ -116,14 +121,14 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
     from machina.traj import epi_functional as ef
     from machina.vfuncs import make_vf
 
-    hp = MACHINA
+    hp = MACHINA if hp is None else hp
     curve = Curve(eval_every, SOLVED)
     torch.manual_seed(seed)
     env = GymEnv(ENV_ID)
     pol = make_pol(env.observation_space, env.action_space, h_size=hp["h_size"])
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
-    optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
-    optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
+    optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=hp["fused"])
+    optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=hp["fused"])
     sampler = EpiSampler(env, pol, num_envs=hp["num_envs"], seed=seed)
     evaluator = EpiSampler(GymEnv(ENV_ID), pol, num_envs=EVAL_EPIS, seed=10_000 + seed)
     steps = 0
@@ -132,7 +137,7 @@ def run_machina(seed: int, max_steps: int, eval_every: int) -> dict:
             traj = Traj()
             traj.add_epis(sampler.sample(pol, max_steps=hp["steps_per_iter"]))
             traj = ef.compute_vs(traj, vf)
-            traj = ef.compute_rets(traj, hp["gamma"], hp["lam"])
+            traj = ef.compute_rets(traj, hp["gamma"], hp["rets_lam"])
             traj = ef.compute_advs(traj, hp["gamma"], hp["lam"])
             traj = ef.centerize_advs(traj)
             traj = ef.compute_h_masks(traj)
@@ -219,6 +224,13 @@ def run_sb3(seed: int, max_steps: int, eval_every: int) -> dict:
 
 CONTENDERS = {"machina": run_machina, "stable-baselines3": run_sb3}
 
+# Ablations of the two choices above (``--ablation``), each alone: the same runs with
+# Monte-Carlo value targets, and with Adam's per-tensor loop instead of the fused kernel.
+ABLATIONS = {
+    "machina, MC value targets": functools.partial(run_machina, hp={**MACHINA, "rets_lam": 1.0}),
+    "machina, unfused Adam": functools.partial(run_machina, hp={**MACHINA, "fused": False}),
+}
+
 
 def plot(runs: dict[str, list[dict]], path: str, seeds: list[int]) -> None:
     import matplotlib
@@ -226,7 +238,9 @@ def plot(runs: dict[str, list[dict]], path: str, seeds: list[int]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    palette = iter(["tab:green", "tab:red", "tab:purple"])
     colors = {"machina": "tab:blue", "stable-baselines3": "tab:orange"}
+    colors.update({name: next(palette) for name in runs if name not in colors})
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, results in runs.items():
         for seed, res in zip(seeds, results):
@@ -260,6 +274,11 @@ def main() -> None:
     parser.add_argument("--eval_every", type=int, default=2_000, help="env steps")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 20k-step cap")
     parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run machina without TD(lambda) value targets, and without fused Adam",
+    )
+    parser.add_argument(
         "--plot",
         default=None,
         help="PNG path (default assets/ppo_cartpole_vs_sb3.png; --quick: none)",
@@ -270,13 +289,13 @@ def main() -> None:
     elif args.plot is None:
         args.plot = os.path.join(REPO, "assets", "ppo_cartpole_vs_sb3.png")
     torch.set_num_threads(1)
-    names = list(CONTENDERS)
+    contenders = {**CONTENDERS, **(ABLATIONS if args.ablation else {})}
     # Warm-up: imports and first calls (torch's optimiser imports, env registration) are
-    # not part of either contender's time.
-    for name in names:
-        CONTENDERS[name](0, 1, 10**9)
+    # not part of any contender's time.
+    for fn in contenders.values():
+        fn(0, 1, 10**9)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    runs = run_seeds(CONTENDERS, seeds, args.max_steps, args.eval_every)
+    runs = run_seeds(contenders, seeds, args.max_steps, args.eval_every)
     ratios = print_solve_tables(
         f"Time to solve {ENV_ID} (deterministic eval return >= {SOLVED:.0f})",
         runs,

@@ -52,9 +52,15 @@ def resolve_optim_discrim(
     return optim_discrim
 
 
+#: the inner policy step of ``gail.train`` / ``airl.train`` given as a function:
+#: ``rl_step(agent_traj) -> result dict``, e.g. ``functools.partial(ppo_clip.train, pol=pol,
+#: vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, epoch=10, batch_size=64)``.
+RLStep = Callable[[Traj], Mapping[str, Any]]
+
+
 def adversarial_iteration(
     algo: str,
-    rl_type: str,
+    rl_type: str | RLStep,
     agent_traj: Traj,
     pol: torch.nn.Module,
     vf: torch.nn.Module,
@@ -76,8 +82,8 @@ def adversarial_iteration(
     ----------
     algo : str
         ``"gail"`` or ``"airl"``, for error messages.
-    rl_type : str
-        One of ``RL_TYPES``.
+    rl_type : str or callable
+        One of ``RL_TYPES``, or the policy step itself: ``rl_type(agent_traj) -> dict``.
     train_discrim : callable
         Runs the discriminator steps; returns ``{"DiscrimLoss": [...]}``.
     rl_args : mapping
@@ -87,13 +93,28 @@ def adversarial_iteration(
     Returns
     -------
     dict
-        The policy step's results plus ``DiscrimLoss``.
+        The policy step's results plus ``DiscrimLoss``, and ``new_kl_beta`` and ``kl_mean``
+        (0 where the policy step has no such result, as in machina 0.x).
     """
-    check_rl_step(rl_type, optim_pol, rl_args["pol_ent_beta"], algo)
+    if not callable(rl_type):
+        check_rl_step(rl_type, optim_pol, rl_args["pol_ent_beta"], algo)
     log(log_enable, "Optimizing...")
     discrim_result = train_discrim()
-    result = rl_step(rl_type, agent_traj, pol, vf, optim_pol, optim_vf, algo=algo, **rl_args)
+    if callable(rl_type):
+        result = rl_type(agent_traj)
+        if not isinstance(result, Mapping):
+            raise TypeError(
+                f"{algo}.train: rl_type: the policy step must return a dict of results, "
+                f"got {type(result).__name__}"
+            )
+        result = dict(result)
+    else:
+        result = rl_step(rl_type, agent_traj, pol, vf, optim_pol, optim_vf, algo=algo, **rl_args)
     result.update(discrim_result)
+    if "kl_mean" not in result:
+        kl = result.get("KL")
+        result["kl_mean"] = float(kl[-1]) if kl else 0
+    result.setdefault("new_kl_beta", 0)
     log(log_enable, "Optimization finished!")
     return result
 
@@ -126,11 +147,9 @@ def check_rl_step(
 ) -> None:
     """The errors of a policy step that cannot run, raised before anything is trained."""
     if rl_type not in RL_TYPES:
-        raise ValueError(f"{algo}.train: rl_type: expected one of {RL_TYPES}, got {rl_type!r}")
-    if rl_type == "trpo" and pol_ent_beta:
         raise ValueError(
-            f"{algo}.train: pol_ent_beta: trpo has no entropy bonus, expected 0, "
-            f"got {pol_ent_beta!r}; use rl_type='ppo_clip' for one"
+            f"{algo}.train: rl_type: expected one of {RL_TYPES} or a function "
+            f"rl_step(agent_traj) -> dict, got {rl_type!r}"
         )
     if rl_type != "trpo" and optim_pol is None:
         raise ValueError(f"{algo}.train: optim_pol: rl_type={rl_type!r} needs one, got None")
@@ -175,7 +194,7 @@ def rl_step(
     epoch, batch_size, num_epi_per_seq : int
         Passes, minibatch size and (recurrent) episodes per sequence.
     pol_ent_beta : float
-        Entropy bonus (not ``trpo``, which must get 0).
+        Entropy bonus.
     max_grad_norm : float or None
         Gradient-norm clip (not ``trpo``).
     clip_param, clip_vfunc
@@ -205,6 +224,7 @@ def rl_step(
             max_kl=max_kl,
             num_cg=num_cg,
             damping=damping,
+            ent_beta=pol_ent_beta,
             log_enable=False,
         )
     common = dict(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from machina.traj import Traj
+from machina.utils import distributed as dist_utils
+from machina.utils.checks import NonFiniteError
 
 Batch = dict[str, torch.Tensor]
 
@@ -85,24 +89,108 @@ def optimizer_step(
     loss: torch.Tensor,
     params: Iterable[torch.Tensor] | None = None,
     max_grad_norm: float | None = None,
+    *,
+    name: str = "loss",
+    batch: Mapping[str, Any] | None = None,
 ) -> float:
-    """Zero the gradients, back-propagate ``loss``, clip their norm and take one step.
+    """Zero the gradients, back-propagate ``loss``, average them over ranks, clip their norm
+    and take one step — or raise before the step when anything is non-finite.
 
     ``optim`` may be a sequence of optimisers (e.g. one per Q function of a twin): one
-    backward pass of the summed losses, then every optimiser steps. Returns the loss as a
-    float.
+    backward pass of the summed losses, then every optimiser steps.
+
+    Data-parallel (``torch.distributed`` with more than one process, averaging turned on by
+    ``machina.distributed.init()`` or a ``machina.optims.Distributed*`` optimiser): the
+    gradients of the optimisers' parameters are averaged over ranks in one flattened
+    all-reduce, **before** clipping, so ``max_grad_norm`` clips the averaged gradient and
+    every rank takes the same step. The loss travels in the same all-reduce, so all ranks
+    agree on whether to raise.
+
+    Parameters
+    ----------
+    optim : torch.optim.Optimizer or sequence of them
+        The optimisers that step.
+    loss : torch.Tensor
+        Scalar loss, shape ``()``.
+    params : iterable of torch.Tensor, optional
+        Parameters whose gradient norm is clipped; the optimisers' parameters by default.
+    max_grad_norm : float, optional
+        Clip the total gradient norm of ``params`` to this value.
+    name : str
+        What the loss is (e.g. ``"ppo_clip.train: pol_loss"``), for error messages.
+    batch : mapping, optional
+        The batch the loss was computed on; an error lists its keys and names those holding
+        non-finite values.
+
+    Returns
+    -------
+    float
+        This rank's loss before the step.
+
+    Raises
+    ------
+    NonFiniteError
+        The loss (on any rank) or the gradient is NaN or infinite. The optimisers have not
+        stepped: parameters and optimiser state are as they were before the call.
     """
     optims = list(optim) if isinstance(optim, list | tuple) else [optim]
+    opt_params = [p for opt in optims for group in opt.param_groups for p in group["params"]]
+    averaging = dist_utils.averages_here(optims)
+    loss_value = float(loss.detach())
+    if not averaging and not math.isfinite(loss_value):
+        raise _non_finite(f"{name} is {loss_value}", batch)
     for opt in optims:
         opt.zero_grad(set_to_none=True)
     loss.backward()
+    if averaging:
+        mean_loss = float(dist_utils.average_gradients(opt_params, extra=loss.detach()))
+        if not math.isfinite(mean_loss):
+            rank = dist_utils.get_rank()
+            where = (
+                f"{loss_value} on rank {rank}"
+                if not math.isfinite(loss_value)
+                else (f"finite on rank {rank} but not on another rank")
+            )
+            raise _non_finite(f"{name} is {where}", batch)
+    grads = [p.grad for p in opt_params if p.grad is not None]
+    # One norm serves both the clip and the finiteness check (a single host sync).
     if max_grad_norm is not None:
-        if params is None:
-            params = [p for opt in optims for group in opt.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    for opt in optims:
-        opt.step()
-    return float(loss.detach())
+        clip = opt_params if params is None else list(params)
+        total = torch.nn.utils.clip_grad_norm_(clip, max_grad_norm)
+        if not {id(g) for g in grads} <= {id(p.grad) for p in clip if p.grad is not None}:
+            total = torch.nn.utils.get_total_norm(grads)  # some stepped grads were not clipped
+    else:
+        total = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    total_norm = float(total)
+    if not math.isfinite(total_norm):
+        raise _non_finite(f"the gradient of {name} is not finite (norm {total_norm})", batch)
+    with dist_utils.grads_already_averaged() if averaging else contextlib.nullcontext():
+        for opt in optims:
+            opt.step()
+    return loss_value
+
+
+def _non_finite(what: str, batch: Mapping[str, Any] | None) -> NonFiniteError:
+    """The error for a non-finite loss or gradient: what, the batch keys and which of them
+    hold non-finite values (looked at only now, on the error path). Nested mappings (e.g.
+    ``{"agent": agent_batch, "expert": expert_batch}``) give dotted keys."""
+    msg = f"{what}; the optimiser did not step (parameters and optimiser state are unchanged)"
+    if batch is None:
+        return NonFiniteError(msg)
+    flat: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    bad = [
+        k
+        for k, v in flat.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    msg += f"; batch keys: {sorted(flat)}"
+    msg += f"; non-finite values in: {bad}" if bad else "; every batch value is finite"
+    return NonFiniteError(msg)
 
 
 def _as_modules(modules: torch.nn.Module | Sequence[torch.nn.Module]) -> list[torch.nn.Module]:

@@ -22,6 +22,7 @@ import warnings
 import torch
 
 from machina.algos._adversarial import (
+    RLStep,
     adversarial_iteration,
     discrim_batches,
     resolve_optim_discrim,
@@ -73,7 +74,12 @@ def update_discrim(
     loss = density_ratio_cross_ent(
         pol, agent_batch, 0, gamma, rewf, shaping_vf, advf, ent_beta
     ) + density_ratio_cross_ent(pol, expert_batch, 1, gamma, rewf, shaping_vf, advf, ent_beta)
-    return optimizer_step(optim_discrim, loss / 2)
+    return optimizer_step(
+        optim_discrim,
+        loss / 2,
+        name="airl.update_discrim: discrim_loss",
+        batch={"agent": agent_batch, "expert": expert_batch},
+    )
 
 
 def _check_rew_type(
@@ -177,9 +183,8 @@ def train(
     rewf: torch.nn.Module | None = None,
     shaping_vf: torch.nn.Module | None = None,
     advf: torch.nn.Module | None = None,
-    rl_type: str = "trpo",
+    rl_type: str | RLStep = "trpo",
     pol_ent_beta: float = 0.0,
-    discrim_ent_beta: float = 0.0,
     epoch: int = 1,
     batch_size: int = 64,
     discrim_batch_size: int = 32,
@@ -195,8 +200,9 @@ def train(
     kl_beta: float = 1.0,
     kl_targ: float = 0.01,
     gamma: float = 0.995,
-    rew_type: str | None = None,
     log_enable: bool = True,
+    discrim_ent_beta: float = 0.0,
+    rew_type: str | None = None,
     optim_discim: torch.optim.Optimizer | None = None,
 ) -> dict:
     """One AIRL iteration: ``discrim_step`` discriminator steps, then the policy step of
@@ -224,8 +230,9 @@ def train(
     advf : torch.nn.Module, optional
         ``advf(obs, acs) -> (values (B,), info)``, instead of ``rewf`` and ``shaping_vf``
         (giving both forms is an error).
-    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"}
-        The ``machina.algos`` module whose ``train`` takes the policy step.
+    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"} or callable
+        The ``machina.algos`` module whose ``train`` takes the policy step, or the policy
+        step itself, ``rl_type(agent_traj) -> dict`` (see ``gail.train``).
     gamma : float
         Discount of the shaping term; use the one given to ``compute_airl_pseudo_rews``.
     rew_type : {"rew", "adv"}, optional
@@ -240,8 +247,8 @@ def train(
     Returns
     -------
     dict
-        The policy step's results (``PolLoss``, ``VfLoss``, and for ``ppo_kl``
-        ``new_kl_beta`` and ``kl_mean``) plus ``DiscrimLoss``: one float per step.
+        The policy step's results plus ``DiscrimLoss``, ``new_kl_beta`` and ``kl_mean`` (as
+        ``gail.train``'s).
     """
     optim_discrim = resolve_optim_discrim(optim_discrim, optim_discim, "airl")
     _check_rew_type(rew_type, rewf, shaping_vf, advf)

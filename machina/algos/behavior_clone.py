@@ -23,7 +23,14 @@ def update_pol(
     max_grad_norm: float | None = None,
 ) -> float:
     """One step on ``lf.log_likelihood``; returns the loss."""
-    return optimizer_step(optim_pol, log_likelihood(pol, batch), pol.parameters(), max_grad_norm)
+    return optimizer_step(
+        optim_pol,
+        log_likelihood(pol, batch),
+        pol.parameters(),
+        max_grad_norm,
+        name="behavior_clone.update_pol: pol_loss",
+        batch=batch,
+    )
 
 
 def train(

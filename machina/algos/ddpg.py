@@ -14,6 +14,7 @@ from machina.algos._common import (
     polyak_update,
 )
 from machina.algos.sac import OFF_POLICY_KEYS
+from machina.pols import BasePol
 from machina.traj import Traj
 
 
@@ -66,7 +67,15 @@ def train(
     -------
     dict
         ``PolLoss`` and ``QfLoss``: one float per step.
+
+    Notes
+    -----
+    machina 0.x's order ``(traj, pol, targ_pol, qf, targ_qf, ...)`` (also ``svg.train``'s
+    and ``prioritized_ddpg.train``'s) works too: a policy in the place of ``qf`` and a
+    non-policy in the place of ``targ_pol`` are read that way.
     """
+    if isinstance(qf, BasePol) and not isinstance(targ_pol, BasePol):
+        qf, targ_pol = targ_pol, qf
     check_traj(traj, OFF_POLICY_KEYS, "ddpg")
     check_feed_forward("ddpg", pol=pol, qf=qf)
     log(log_enable, "Optimizing...")
@@ -74,10 +83,23 @@ def train(
     for batch in traj.random_batch(batch_size, epoch):
         targets = lf.ddpg_targets(targ_pol, targ_qf, batch, gamma)
         qf_loss = lf.q_regression(qf, batch, targets)
-        qf_losses.append(optimizer_step(optim_qf, qf_loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf, qf_loss, None, max_grad_norm, name="ddpg.train: qf_loss", batch=batch
+            )
+        )
         with frozen([qf]):
             pol_loss = lf.ddpg_pol(pol, qf, batch)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="ddpg.train: pol_loss",
+                    batch=batch,
+                )
+            )
         polyak_update([targ_pol, targ_qf], [pol, qf], tau)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, QfLoss=qf_losses)

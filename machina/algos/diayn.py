@@ -15,7 +15,43 @@ from machina.algos._common import check_traj, log, optimizer_step
 from machina.loss_functional.diayn import cross_ent_diayn, skill_accuracy
 from machina.traj import Traj
 
-__all__ = ["train"]
+__all__ = ["DiscrimResult", "train"]
+
+
+class DiscrimResult(list):
+    """The discriminator's losses (a list, one float per step) that also reads as a dict.
+
+    ``result["DiscrimLoss"]`` and ``result["DiscrimAcc"]`` (batch accuracy before each step),
+    ``keys()``, ``items()`` and ``dict(result)`` work as on the other algorithms' results,
+    while ``np.mean(result)`` and ``result[-1]`` see the list of losses that machina 0.x's
+    ``diayn.train`` returned.
+    """
+
+    def __init__(self, losses: list[float], accs: list[float]) -> None:
+        super().__init__(losses)
+        self._named = dict(DiscrimLoss=list(losses), DiscrimAcc=list(accs))
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return self._named[key]
+        return super().__getitem__(key)
+
+    def __contains__(self, item) -> bool:
+        if isinstance(item, str):
+            return item in self._named
+        return super().__contains__(item)
+
+    def keys(self):
+        return self._named.keys()
+
+    def values(self):
+        return self._named.values()
+
+    def items(self):
+        return self._named.items()
+
+    def get(self, key: str, default=None):
+        return self._named.get(key, default)
 
 
 def train(
@@ -28,7 +64,7 @@ def train(
     ob_key: str = "next_obs",
     max_grad_norm: float | None = None,
     log_enable: bool = True,
-) -> dict:
+) -> DiscrimResult:
     """Take ``epc_per_itr`` cross-entropy steps of the discriminator on random batches.
 
     Parameters
@@ -58,10 +94,9 @@ def train(
 
     Returns
     -------
-    dict
-        ``DiscrimLoss`` and ``DiscrimAcc`` (batch accuracy before each step; chance is
-        ``1 / num_skill``): one float per step. (The original machina returned the list of
-        losses alone.)
+    DiscrimResult
+        The list of losses, one float per step, readable as a dict with ``DiscrimLoss`` and
+        ``DiscrimAcc`` (batch accuracy before each step; chance is ``1 / num_skill``).
     """
     check_traj(on_traj, (ob_key,), "diayn", "on_traj")
     check_discrim_batch_size(discrim_batch_size, on_traj, "on_traj", "diayn")
@@ -70,6 +105,15 @@ def train(
     for batch in on_traj.random_batch(discrim_batch_size, epc_per_itr):
         accs.append(float(skill_accuracy(discrim, batch[ob_key], num_skill)))
         loss = cross_ent_diayn(discrim, batch, num_skill, ob_key)
-        losses.append(optimizer_step(optim_discrim, loss, None, max_grad_norm))
+        losses.append(
+            optimizer_step(
+                optim_discrim,
+                loss,
+                None,
+                max_grad_norm,
+                name="diayn.train: discrim_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
-    return dict(DiscrimLoss=losses, DiscrimAcc=accs)
+    return DiscrimResult(losses, accs)

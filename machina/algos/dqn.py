@@ -56,7 +56,11 @@ def train(
     qf_losses = []
     for batch in traj.random_batch(batch_size, epoch):
         qf_loss = lf.dqn(qf, targ_qf, batch, gamma, huber=huber)
-        qf_losses.append(optimizer_step(optim_qf, qf_loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf, qf_loss, None, max_grad_norm, name="dqn.train: qf_loss", batch=batch
+            )
+        )
         polyak_update(targ_qf, qf, tau)
     log(log_enable, "Optimization finished!")
     return dict(QfLoss=qf_losses)

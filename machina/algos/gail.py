@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from machina.algos._adversarial import (
+    RLStep,
     adversarial_iteration,
     discrim_batches,
     resolve_optim_discrim,
@@ -33,7 +34,7 @@ def update_discrim(
     optim_discrim: torch.optim.Optimizer,
     agent_batch: Batch,
     expert_batch: Batch,
-    ent_beta: float = 0.0,
+    ent_beta: float = 0.001,
     state_only: bool = False,
 ) -> float:
     """One discriminator step on the mean of the agent (label 0) and expert (label 1)
@@ -59,7 +60,12 @@ def update_discrim(
     """
     loss = cross_ent(discrim, agent_batch, 0, ent_beta, state_only)
     loss = loss + cross_ent(discrim, expert_batch, 1, ent_beta, state_only)
-    return optimizer_step(optim_discrim, loss / 2)
+    return optimizer_step(
+        optim_discrim,
+        loss / 2,
+        name="gail.update_discrim: discrim_loss",
+        batch={"agent": agent_batch, "expert": expert_batch},
+    )
 
 
 def train_discrim(
@@ -113,7 +119,7 @@ def train(
     discrim: torch.nn.Module,
     optim_vf: torch.optim.Optimizer,
     optim_discrim: torch.optim.Optimizer | None = None,
-    rl_type: str = "trpo",
+    rl_type: str | RLStep = "trpo",
     pol_ent_beta: float = 0.0,
     discrim_ent_beta: float = 0.0,
     epoch: int = 1,
@@ -130,8 +136,8 @@ def train(
     clip_vfunc: bool = False,
     kl_beta: float = 1.0,
     kl_targ: float = 0.01,
-    state_only: bool = False,
     log_enable: bool = True,
+    state_only: bool = False,
     optim_discim: torch.optim.Optimizer | None = None,
 ) -> dict:
     """One GAIL iteration: ``discrim_step`` discriminator steps, then the policy step of
@@ -156,10 +162,15 @@ def train(
         ``sigmoid(logits)`` is the probability that a step is the expert's.
     optim_vf, optim_discrim : torch.optim.Optimizer
         Optimisers of ``vf`` and ``discrim``.
-    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"}
-        The ``machina.algos`` module whose ``train`` takes the policy step.
+    rl_type : {"trpo", "ppo_clip", "ppo_kl", "vpg"} or callable
+        The ``machina.algos`` module whose ``train`` takes the policy step, or the policy
+        step itself, ``rl_type(agent_traj) -> dict``: e.g.
+        ``functools.partial(ppo_clip.train, pol=pol, vf=vf, optim_pol=optim_pol,
+        optim_vf=optim_vf, epoch=10, batch_size=64)`` or a ``train`` of your own. With a
+        callable, the policy-step parameters below (``pol_ent_beta`` to ``kl_targ``) are
+        unused: bind them into the callable.
     pol_ent_beta : float
-        Entropy bonus of the policy step (not ``trpo``).
+        Entropy bonus of the policy step.
     discrim_ent_beta : float
         Entropy bonus of the discriminator (see ``lf.cross_ent``).
     epoch, batch_size, num_epi_per_seq
@@ -187,8 +198,9 @@ def train(
     Returns
     -------
     dict
-        The policy step's results (``PolLoss``, ``VfLoss``, and for ``ppo_kl``
-        ``new_kl_beta`` and ``kl_mean``) plus ``DiscrimLoss``: one float per step.
+        The policy step's results (``PolLoss``, ``VfLoss``, ...) plus ``DiscrimLoss`` (one
+        float per step), ``new_kl_beta`` and ``kl_mean`` (``ppo_kl``'s; for ``trpo`` the
+        step's KL and 0; else 0).
     """
     optim_discrim = resolve_optim_discrim(optim_discrim, optim_discim, "gail")
     check_traj(agent_traj, ["obs", "acs"], "gail", "agent_traj")

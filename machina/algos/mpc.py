@@ -17,6 +17,20 @@ from machina.traj import Traj
 MODEL_KEYS = ("obs", "acs", "next_obs")
 
 
+def update_dm(
+    dm: torch.nn.Module,
+    optim_dm: torch.optim.Optimizer,
+    batch: dict,
+    target: str = "next_obs",
+    td: bool = True,
+) -> float:
+    """One step of the dynamics model on ``batch`` (``lf.dynamics`` with ``target``, ``td``).
+
+    Returns the loss before the step.
+    """
+    return optimizer_step(optim_dm, dynamics(dm, batch, target=target, td=td))
+
+
 def train_dm(
     traj: Traj,
     dyn_model: torch.nn.Module,
@@ -82,7 +96,14 @@ def train_dm(
     else:
         batches = traj.random_batch(min(batch_size, traj.num_step), epoch)
     losses = [
-        optimizer_step(optim_dm, dynamics(dyn_model, batch), None, max_grad_norm)
+        optimizer_step(
+            optim_dm,
+            dynamics(dyn_model, batch),
+            None,
+            max_grad_norm,
+            name="mpc.train_dm: dm_loss",
+            batch=batch,
+        )
         for batch in batches
     ]
     log(log_enable, "Optimization finished!")

@@ -14,6 +14,17 @@ from machina.loss_functional.distill import shannon_cross_entropy
 from machina.traj import Traj
 
 
+def update_pol(
+    student_pol: torch.nn.Module,
+    teacher_pol: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    batch: dict,
+) -> float:
+    """One step of ``student_pol`` toward ``teacher_pol`` on ``batch``'s states; returns the
+    loss (mean KL(teacher || student)) before the step."""
+    return optimizer_step(optim_pol, shannon_cross_entropy(student_pol, teacher_pol, batch))
+
+
 def train(
     traj: Traj,
     student_pol: torch.nn.Module,
@@ -64,6 +75,8 @@ def train(
             shannon_cross_entropy(student_pol, teacher_pol, batch),
             None,
             max_grad_norm,
+            name="on_pol_teacher_distill.train: student_loss",
+            batch=batch,
         )
         for batch in minibatches(traj, pols, batchsize, epoch, num_epi_per_seq)
     ]

@@ -9,6 +9,38 @@ from machina.algos._common import check_traj, log, minibatches, optimizer_step
 from machina.traj import Traj
 
 
+def update_pol(
+    pol: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    batch: dict,
+    clip_param: float,
+    ent_beta: float,
+    max_grad_norm: float | None,
+) -> float:
+    """One step of ``pol`` on the clipped surrogate of ``batch`` (``lf.pg_clip``).
+
+    Returns the loss before the step.
+    """
+    loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
+    return optimizer_step(optim_pol, loss, pol.parameters(), max_grad_norm)
+
+
+def update_vf(
+    vf: torch.nn.Module,
+    optim_vf: torch.optim.Optimizer,
+    batch: dict,
+    clip_param: float,
+    clip: bool,
+    max_grad_norm: float | None,
+) -> float:
+    """One regression step of ``vf`` onto ``rets``, clipped around ``vs`` when ``clip``.
+
+    Returns the loss before the step.
+    """
+    loss = lf.monte_carlo(vf, batch, clip_param, clip)
+    return optimizer_step(optim_vf, loss, vf.parameters(), max_grad_norm)
+
+
 def train(
     traj: Traj,
     pol: torch.nn.Module,
@@ -62,8 +94,26 @@ def train(
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="ppo_clip.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="ppo_clip.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)

@@ -9,6 +9,27 @@ from machina.algos._common import check_traj, log, minibatches, optimizer_step, 
 from machina.traj import Traj
 
 
+def update_pol(
+    pol: torch.nn.Module,
+    optim_pol: torch.optim.Optimizer,
+    batch: dict,
+    kl_beta: float,
+    max_grad_norm: float | None,
+    ent_beta: float = 0.0,
+) -> float:
+    """One step of ``pol`` on the KL-penalised surrogate of ``batch`` (``lf.pg_kl``).
+
+    Returns the loss before the step.
+    """
+    loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
+    return optimizer_step(optim_pol, loss, pol.parameters(), max_grad_norm)
+
+
+def update_vf(vf: torch.nn.Module, optim_vf: torch.optim.Optimizer, batch: dict) -> float:
+    """One regression step of ``vf`` onto the batch's ``rets``; returns the loss before it."""
+    return optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters())
+
+
 def train(
     traj: Traj,
     pol: torch.nn.Module,
@@ -49,9 +70,27 @@ def train(
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="ppo_kl.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="ppo_kl.train: vf_loss",
+                batch=batch,
+            )
+        )
     with torch.no_grad():
         kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
     if kl_mean > 1.5 * kl_targ:

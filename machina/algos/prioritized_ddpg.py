@@ -107,11 +107,29 @@ def train(
         else:
             targets = lf.ddpg_targets(targ_pol, targ_qf, batch, gamma)
         qf_loss, td = lf_pri.weighted_q_regression(qf, batch, targets)
-        qf_losses.append(optimizer_step(optim_qf, qf_loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf,
+                qf_loss,
+                None,
+                max_grad_norm,
+                name="prioritized_ddpg.train: qf_loss",
+                batch=batch,
+            )
+        )
         tf.update_pris(traj, td, indices, alpha=alpha, epsilon=epsilon)
         with frozen([qf]):
             pol_loss = lf.ddpg_pol(pol, qf, batch)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="prioritized_ddpg.train: pol_loss",
+                    batch=batch,
+                )
+            )
         polyak_update([targ_pol, targ_qf], [pol, qf], tau)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, QfLoss=qf_losses, Beta=traj.pri_beta)

@@ -96,7 +96,11 @@ def train(
     qf_losses = []
     for batch in traj.random_batch(batch_size, epoch):
         loss = clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma, loss_type)
-        qf_losses.append(optimizer_step(optim_qf, loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf, loss, None, max_grad_norm, name="qtopt.train: qf_loss", batch=batch
+            )
+        )
         polyak_update([_net(targ_qf1), _net(targ_qf2)], [_net(qf), _net(lagged_qf)], tau)
     log(log_enable, "Optimization finished!")
     return dict(QfLoss=qf_losses, grad_step=len(qf_losses))

@@ -154,7 +154,17 @@ def train(
             pol, targ_qfs, log_alpha, batch, gamma, burn_in_length, sampling
         )
         qf_loss, td = lf_r2d2.r2d2_q_loss(qfs, batch, targets, masks, burn_in_length)
-        qf_losses.append(optimizer_step(optim_qfs, qf_loss, qf_params, max_grad_norm) / len(qfs))
+        qf_losses.append(
+            optimizer_step(
+                optim_qfs,
+                qf_loss,
+                qf_params,
+                max_grad_norm,
+                name="r2d2_sac.train: qf_loss",
+                batch=batch,
+            )
+            / len(qfs)
+        )
         trained = masks > 0
         steps = starts[None, :] + torch.arange(seq_length, device=starts.device)[:, None]
         tf.update_pris(traj, td[trained], steps[trained], pri_alpha, epsilon, True, seq_length, eta)
@@ -162,9 +172,20 @@ def train(
             pol_loss, llh = lf_r2d2.r2d2_sac_pol(
                 pol, qfs, log_alpha, batch, masks, burn_in_length, sampling, reparam
             )
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="r2d2_sac.train: pol_loss",
+                    batch=batch,
+                )
+            )
         alpha_loss = lf_r2d2.r2d2_sac_alpha(log_alpha, llh, masks, target_ent)
-        alpha_losses.append(optimizer_step(optim_alpha, alpha_loss))
+        alpha_losses.append(
+            optimizer_step(optim_alpha, alpha_loss, name="r2d2_sac.train: alpha_loss", batch=batch)
+        )
         polyak_update(targ_qfs, qfs, tau)
     # the policy's stored hidden state now belongs to the last batch: start sampling afresh
     pol.reset()

@@ -131,12 +131,28 @@ def train(
             batch = transform_batch(batch)
         targets = lf.sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
         qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
-        qf_losses.append(optimizer_step(optim_qfs, qf_loss, qf_params, max_grad_norm) / len(qfs))
+        qf_losses.append(
+            optimizer_step(
+                optim_qfs, qf_loss, qf_params, max_grad_norm, name="sac.train: qf_loss", batch=batch
+            )
+            / len(qfs)
+        )
         with frozen(qfs):
             pol_loss, llh = lf.sac_pol(pol, qfs, log_alpha, batch, sampling, reparam)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="sac.train: pol_loss",
+                    batch=batch,
+                )
+            )
         alpha_loss = lf.sac_alpha(log_alpha, llh, target_ent)
-        alpha_losses.append(optimizer_step(optim_alpha, alpha_loss))
+        alpha_losses.append(
+            optimizer_step(optim_alpha, alpha_loss, name="sac.train: alpha_loss", batch=batch)
+        )
         polyak_update(targ_qfs, qfs, tau)
     log(log_enable, "Optimization finished!")
     entropy = float(-llh.mean()) if llh is not None else float("nan")

@@ -85,10 +85,23 @@ def train(
     pol_losses, qf_losses = [], []
     for batch in traj.random_batch(batch_size, epoch):
         qf_loss = svg_lf.bellman(qf, targ_qf, targ_pol, batch, gamma, sampling)
-        qf_losses.append(optimizer_step(optim_qf, qf_loss, None, max_grad_norm))
+        qf_losses.append(
+            optimizer_step(
+                optim_qf, qf_loss, None, max_grad_norm, name="svg.train: qf_loss", batch=batch
+            )
+        )
         with frozen([qf]):
             pol_loss = svg_lf.ag(pol, qf, batch, sampling)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="svg.train: pol_loss",
+                    batch=batch,
+                )
+            )
         polyak_update([targ_pol, targ_qf], [pol, qf], tau)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, QfLoss=qf_losses)
@@ -178,13 +191,35 @@ def train_svg1(
     for batch in traj.random_batch(batch_size, epoch):
         if optim_dm is not None:
             dm_loss = svg_lf.delta_regression(dm, batch)
-            dm_losses.append(optimizer_step(optim_dm, dm_loss, None, max_grad_norm))
+            dm_losses.append(
+                optimizer_step(
+                    optim_dm,
+                    dm_loss,
+                    None,
+                    max_grad_norm,
+                    name="svg.train_svg1: dm_loss",
+                    batch=batch,
+                )
+            )
         vf_loss = svg_lf.svg1_vf(vf, targ_vf, pol, batch, gamma, max_weight)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, None, max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf, vf_loss, None, max_grad_norm, name="svg.train_svg1: vf_loss", batch=batch
+            )
+        )
         # a learned reward net gets no gradient from the policy step either
         with frozen([vf, dm, *([rew_fn] if isinstance(rew_fn, torch.nn.Module) else [])]):
             pol_loss = svg_lf.svg1_pol(pol, vf, dm, rew_fn, batch, gamma, sampling)
-            pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+            pol_losses.append(
+                optimizer_step(
+                    optim_pol,
+                    pol_loss,
+                    None,
+                    max_grad_norm,
+                    name="svg.train_svg1: pol_loss",
+                    batch=batch,
+                )
+            )
         polyak_update(targ_vf, vf, tau)
     log(log_enable, "Optimization finished!")
     result = dict(PolLoss=pol_losses, VfLoss=vf_losses)

@@ -80,11 +80,25 @@ def train(
     for step, batch in enumerate(traj.random_batch(batch_size, epoch), start=1):
         targets = lf.td3_targets(targ_pol, targ_qfs, batch, gamma, target_noise, target_noise_clip)
         qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
-        qf_losses.append(optimizer_step(optim_qfs, qf_loss, qf_params, max_grad_norm) / len(qfs))
+        qf_losses.append(
+            optimizer_step(
+                optim_qfs, qf_loss, qf_params, max_grad_norm, name="td3.train: qf_loss", batch=batch
+            )
+            / len(qfs)
+        )
         if step % pol_update_delay == 0:
             with frozen(qfs):
                 pol_loss = lf.ddpg_pol(pol, qfs[0], batch)
-                pol_losses.append(optimizer_step(optim_pol, pol_loss, None, max_grad_norm))
+                pol_losses.append(
+                    optimizer_step(
+                        optim_pol,
+                        pol_loss,
+                        None,
+                        max_grad_norm,
+                        name="td3.train: pol_loss",
+                        batch=batch,
+                    )
+                )
             polyak_update([targ_pol, *targ_qfs], [pol, *qfs], tau)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, QfLoss=qf_losses)

@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch
 
 from machina import loss_functional as lf
 from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
-from machina.loss_functional._common import masked_mean
+from machina.loss_functional._common import masked_mean, new_params, run
 from machina.traj import Traj
 
 
 def conjugate_gradients(
-    mvp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, num_iter: int, tol: float = 1e-10
+    mvp: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    b: torch.Tensor | None = None,
+    num_iter: int | None = None,
+    tol: float = 1e-10,
+    *,
+    Avp: Callable[[torch.Tensor], torch.Tensor] | None = None,  # noqa: N803 (0.x name)
+    nsteps: int | None = None,
+    residual_tol: float | None = None,
 ) -> torch.Tensor:
-    """Solve ``A x = b`` for symmetric positive-definite ``A`` given as ``mvp(v) = A v``."""
+    """Solve ``A x = b`` for symmetric positive-definite ``A`` given as ``mvp(v) = A v``.
+
+    Parameters
+    ----------
+    mvp : callable
+        ``v (n,) -> A v (n,)``; also accepted as ``Avp`` (machina 0.x's name).
+    b : torch.Tensor
+        Right-hand side, (n,).
+    num_iter : int
+        Iterations at most; also accepted as ``nsteps``.
+    tol : float
+        Stop when the squared residual norm is below it; also accepted as ``residual_tol``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` (n,).
+    """
+    mvp = _one_of(mvp, Avp, "mvp", "Avp")
+    num_iter = _one_of(num_iter, nsteps, "num_iter", "nsteps")
+    tol = tol if residual_tol is None else residual_tol
+    if b is None:
+        raise TypeError("conjugate_gradients: b: expected a tensor, got None")
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()
     rr = r @ r
@@ -32,10 +62,36 @@ def conjugate_gradients(
     return x
 
 
-def _surrogate(pol: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Surrogate advantage E[ratio * A], mean KL(pi_old || pi)) on ``batch``."""
+def _one_of(value, alias, name: str, alias_name: str):
+    if alias is not None:
+        if value is not None:
+            raise TypeError(f"conjugate_gradients: got both {name} and {alias_name}; pass one")
+        return alias
+    if value is None:
+        raise TypeError(f"conjugate_gradients: {name}: required (or {alias_name})")
+    return value
+
+
+def make_kl(pol: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Per-step ``KL(pi_detached || pi)`` at the policy's current parameters, (B,) or (T, B).
+
+    Its Hessian at the current parameters is the Fisher information matrix that
+    :func:`update_pol` multiplies vectors with; pass another function of ``(pol, batch)`` as
+    ``update_pol``'s ``make_kl`` to change the metric.
+    """
+    _, _, a_i = run(pol, batch)
+    params = new_params(a_i)
+    return pol.pd.kl_pq({k: v.detach() for k, v in params.items()}, params)
+
+
+def _surrogate(
+    pol: torch.nn.Module, batch: dict, ent_beta: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Surrogate advantage E[ratio * A] + ent_beta * H, mean KL(pi_old || pi)) on ``batch``."""
     log_ratio, params, old = lf.log_ratio(pol, batch)
     surrogate = masked_mean(torch.exp(log_ratio) * batch["advs"], batch)
+    if ent_beta:
+        surrogate = surrogate + ent_beta * masked_mean(pol.pd.ent(params), batch)
     kl = masked_mean(pol.pd.kl_pq(old, params), batch)
     return surrogate, kl
 
@@ -51,22 +107,84 @@ def _set_flat(params: list[torch.Tensor], flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
+class PolStepResult(float):
+    """The policy loss after a TRPO step (a float), carrying the step's mean KL as ``kl``.
+
+    It unpacks as ``loss, kl = trpo.update_pol(...)`` and is used as the loss itself where a
+    float is expected (machina 0.x's ``update_pol`` returned the loss alone).
+    """
+
+    kl: float
+
+    def __new__(cls, loss: float, kl: float) -> PolStepResult:
+        obj = super().__new__(cls, loss)
+        obj.kl = float(kl)
+        return obj
+
+    def __iter__(self):
+        return iter((float(self), self.kl))
+
+
 def update_pol(
     pol: torch.nn.Module,
     batch: dict,
+    make_kl: Callable[[torch.nn.Module, dict], torch.Tensor] = make_kl,
     max_kl: float = 0.01,
-    num_cg: int = 10,
     damping: float = 0.1,
+    num_cg: int = 10,
+    ent_beta: float = 0.0,
     max_backtracks: int = 10,
-) -> tuple[float, float]:
+) -> PolStepResult:
     """One natural-gradient step with a backtracking line search inside the KL bound.
 
-    Returns the surrogate loss after the step and the step's mean KL.
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        The policy; ``batch`` must hold the parameters it recorded while sampling.
+    batch : dict of str to torch.Tensor
+        ``obs``, ``acs``, ``advs`` (B, ...) or sequences with ``h_masks``/``out_masks``.
+    make_kl : callable
+        ``(pol, batch) -> per-step KL`` whose Hessian is the metric (default :func:`make_kl`,
+        the Fisher matrix).
+    max_kl : float
+        Trust-region radius in mean KL.
+    damping : float
+        Added to the metric's diagonal.
+    num_cg : int
+        Conjugate-gradient iterations.
+    ent_beta : float
+        Entropy bonus added to the surrogate.
+    max_backtracks : int
+        Line-search halvings.
+
+    Returns
+    -------
+    PolStepResult
+        The surrogate loss after the step (a float) with the step's mean KL as ``.kl``;
+        unpacks as ``(loss, kl)``.
+
+    Notes
+    -----
+    The positional order is machina 0.x's ``(pol, batch, make_kl, max_kl, damping, num_cg,
+    ent_beta)``. A number in ``make_kl``'s place is read as the order
+    ``(pol, batch, max_kl, num_cg, damping, max_backtracks)`` of machina 1.0's first release.
     """
+    if isinstance(make_kl, numbers.Real):
+        # (pol, batch, max_kl, num_cg, damping, max_backtracks): the slots hold, in order,
+        # max_kl, num_cg (or max_kl's float default), damping, max_backtracks (or 10).
+        given_num_cg = max_kl
+        max_kl, max_backtracks = float(make_kl), num_cg
+        num_cg = given_num_cg if isinstance(given_num_cg, numbers.Integral) else 10
+        make_kl = globals()["make_kl"]
+    if not callable(make_kl):
+        raise TypeError(
+            f"trpo.update_pol: make_kl: expected a function of (pol, batch), got {make_kl!r}"
+        )
     params = [p for p in pol.parameters() if p.requires_grad]
-    surrogate, kl = _surrogate(pol, batch)
+    surrogate, _ = _surrogate(pol, batch, ent_beta)
     grad = _flat(torch.autograd.grad(surrogate, params, retain_graph=True))
-    kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True))
+    metric_kl = masked_mean(make_kl(pol, batch), batch)
+    kl_grad = _flat(torch.autograd.grad(metric_kl, params, create_graph=True))
 
     def fisher_vector(v: torch.Tensor) -> torch.Tensor:
         hv = _flat(torch.autograd.grad(kl_grad @ v, params, retain_graph=True))
@@ -75,7 +193,7 @@ def update_pol(
     step_dir = conjugate_gradients(fisher_vector, grad, num_cg)
     shs = 0.5 * (step_dir @ fisher_vector(step_dir))
     if not torch.isfinite(shs) or shs <= 0:
-        return -float(surrogate.detach()), 0.0
+        return PolStepResult(-float(surrogate.detach()), 0.0)
     full_step = step_dir * torch.sqrt(2 * max_kl / (2 * shs))
     expected = grad @ full_step
     old_flat = _flat(p.detach() for p in params)
@@ -83,12 +201,20 @@ def update_pol(
     with torch.no_grad():
         for frac in 0.5 ** torch.arange(max_backtracks, dtype=torch.float32):
             _set_flat(params, old_flat + frac * full_step)
-            new_surrogate, new_kl = _surrogate(pol, batch)
+            new_surrogate, new_kl = _surrogate(pol, batch, ent_beta)
             improved = float(new_surrogate) - old_value
             if float(new_kl) <= 1.5 * max_kl and improved > 0 and expected > 0:
-                return -float(new_surrogate), float(new_kl)
+                return PolStepResult(-float(new_surrogate), float(new_kl))
         _set_flat(params, old_flat)
-    return -old_value, 0.0
+    return PolStepResult(-old_value, 0.0)
+
+
+def update_vf(vf: torch.nn.Module, optim_vf: torch.optim.Optimizer, batch: dict) -> float:
+    """One regression step of ``vf`` onto the batch's ``rets`` (``lf.monte_carlo``).
+
+    Returns the loss before the step.
+    """
+    return optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters())
 
 
 def train(
@@ -102,6 +228,7 @@ def train(
     max_kl: float = 0.01,
     num_cg: int = 10,
     damping: float = 0.1,
+    ent_beta: float = 0.0,
     log_enable: bool = True,
 ) -> dict[str, list[float]]:
     """One TRPO policy step on all of ``traj``, then ``epoch`` passes of value regression.
@@ -122,6 +249,10 @@ def train(
         Conjugate-gradient iterations.
     damping : float
         Added to the Fisher matrix's diagonal.
+    ent_beta : float
+        Entropy bonus of the policy step's surrogate.
+    log_enable : bool
+        Log progress through ``machina.logger``.
 
     Returns
     -------
@@ -130,9 +261,24 @@ def train(
     """
     check_traj(traj, ["advs", "rets", "acs"], "trpo")
     log(log_enable, "Optimizing...")
-    pol_loss, kl = update_pol(pol, whole_batch(traj, [pol]), max_kl, num_cg, damping)
+    pol_loss, kl = update_pol(
+        pol,
+        whole_batch(traj, [pol]),
+        max_kl=max_kl,
+        damping=damping,
+        num_cg=num_cg,
+        ent_beta=ent_beta,
+    )
     vf_losses = []
     for batch in minibatches(traj, [vf], batch_size, epoch, num_epi_per_seq):
-        vf_losses.append(optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters()))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                lf.monte_carlo(vf, batch),
+                vf.parameters(),
+                name="trpo.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=[pol_loss], VfLoss=vf_losses, KL=[kl])

@@ -5,8 +5,18 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, optimizer_step
+from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
 from machina.traj import Traj
+
+
+def update_pol(pol: torch.nn.Module, optim_pol: torch.optim.Optimizer, batch: dict) -> float:
+    """One policy-gradient step of ``pol`` on ``batch`` (``lf.pg``); returns the loss before it."""
+    return optimizer_step(optim_pol, lf.pg(pol, batch), pol.parameters())
+
+
+def update_vf(vf: torch.nn.Module, optim_vf: torch.optim.Optimizer, batch: dict) -> float:
+    """One regression step of ``vf`` onto the batch's ``rets``; returns the loss before it."""
+    return optimizer_step(optim_vf, lf.monte_carlo(vf, batch), vf.parameters())
 
 
 def train(
@@ -21,6 +31,7 @@ def train(
     ent_beta: float = 0.0,
     max_grad_norm: float | None = None,
     log_enable: bool = True,
+    large_batch: bool = False,
 ) -> dict[str, list[float]]:
     """Step ``pol`` along ``E[grad log pi(a|s) * A]`` and regress ``vf`` onto ``rets``.
 
@@ -28,20 +39,54 @@ def train(
     ----------
     traj : Traj
         Registered episodes with ``advs`` (``ef.compute_advs``) and ``rets``.
+    large_batch : bool
+        Each of the ``epoch`` steps takes the whole of ``traj`` as one batch
+        (``batch_size`` is then unused).
     (other parameters as ``ppo_clip.train``)
+
+    Notes
+    -----
+    machina 0.x's positional order ``(..., epoch, batch_size, large_batch, log_enable)`` is
+    recognised by the bools in the places of ``num_epi_per_seq`` and ``ent_beta``.
 
     Returns
     -------
     dict
         ``PolLoss`` and ``VfLoss``: one float per minibatch.
     """
+    if isinstance(num_epi_per_seq, bool):  # 0.x order: (..., batch_size, large_batch, log_enable)
+        large_batch, num_epi_per_seq = num_epi_per_seq, 1
+        if isinstance(ent_beta, bool):
+            log_enable, ent_beta = ent_beta, 0.0
     check_traj(traj, ["advs", "rets", "acs"], "vpg")
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
-    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+    if large_batch:
+        batches = (whole_batch(traj, [pol, vf]) for _ in range(epoch))
+    else:
+        batches = minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq)
+    for batch in batches:
         pol_loss = lf.pg(pol, batch, ent_beta)
-        pol_losses.append(optimizer_step(optim_pol, pol_loss, pol.parameters(), max_grad_norm))
+        pol_losses.append(
+            optimizer_step(
+                optim_pol,
+                pol_loss,
+                pol.parameters(),
+                max_grad_norm,
+                name="vpg.train: pol_loss",
+                batch=batch,
+            )
+        )
         vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(optimizer_step(optim_vf, vf_loss, vf.parameters(), max_grad_norm))
+        vf_losses.append(
+            optimizer_step(
+                optim_vf,
+                vf_loss,
+                vf.parameters(),
+                max_grad_norm,
+                name="vpg.train: vf_loss",
+                batch=batch,
+            )
+        )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)

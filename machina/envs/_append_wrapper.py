@@ -7,6 +7,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from machina.envs._wrapper_api import WrapperAPI
+
 
 def _check_flat_box(env: gymnasium.Env, name: str) -> gymnasium.spaces.Box:
     space = env.observation_space
@@ -22,19 +24,13 @@ def _check_dim(dim: int) -> int:
     return dim
 
 
-class _AppendWrapper(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+class _AppendWrapper(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     """Base of the wrappers that append a part to a 1-D observation along ``self.dim``.
 
     Subclasses set ``self.dim`` (checked with ``_check_dim``) and their observation space.
     """
 
     dim: int
-
-    @property
-    def horizon(self) -> int | None:
-        """Time limit of an episode (``max_episode_steps``), or None when unlimited."""
-        spec = self.env.spec
-        return None if spec is None else spec.max_episode_steps
 
     def _append(self, obs: Any, part: np.ndarray) -> np.ndarray:
         """``obs`` (ob_dim,) followed by ``part`` (k,): (ob_dim + k,) float32."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
+from machina.envs._wrapper_api import WrapperAPI
 
-class C2DEnv(gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
+
+class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
     """Turn a 1-D ``Box`` action space into ``MultiDiscrete([n_bins] * d)``.
 
     Bin ``k`` of dimension ``i`` is the real action
@@ -21,7 +23,7 @@ class C2DEnv(gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
         Number of values per action dimension, at least 2.
     """
 
-    def __init__(self, env: gymnasium.Env, n_bins: int = 10) -> None:
+    def __init__(self, env: gymnasium.Env, n_bins: int = 30) -> None:
         space = env.action_space
         if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
             raise ValueError(f"env: expected an action space Box of shape (d,), given {space}")

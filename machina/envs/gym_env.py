@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium
 import numpy as np
+from gymnasium.wrappers import RecordVideo
 
 from machina.envs.bullet import register_bullet_envs
 
@@ -19,6 +21,60 @@ register_bullet_envs()
 _copy_ids = itertools.count()
 
 
+class CappedCubicVideoSchedule:
+    """Record episodes 0, 1, 8, 27, ..., 729, then every 1000th (gymnasium's default)."""
+
+    def __call__(self, count: int) -> bool:
+        if count < 1000:
+            return int(round(count ** (1.0 / 3))) ** 3 == count
+        return count % 1000 == 0
+
+
+class NoVideoSchedule:
+    """Record no episode."""
+
+    def __call__(self, count: int) -> bool:
+        return False
+
+
+class _SeedNextReset:
+    """``seed(s)`` seeds the next ``reset`` that gets no seed of its own.
+
+    Old gym environments had ``seed()``, and machina 0.x's scripts call
+    ``env.env.seed(args.seed)``; gymnasium seeds through ``reset(seed=...)``, which this
+    forwards. (The method lives on ``GymEnv.env``, not on ``GymEnv``, whose own API
+    gymnasium's checker inspects and warns about a ``seed`` method.)
+    """
+
+    _next_seed: int | None = None
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seed the next ``reset`` that gets no seed of its own; returns ``[seed]``."""
+        self._next_seed = seed
+        return [seed]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if seed is None:
+            seed, self._next_seed = self._next_seed, None
+        return super().reset(seed=seed, options=options)
+
+
+class SeedableEnv(_SeedNextReset, gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
+    """The environment inside a ``GymEnv`` (its ``env`` attribute) when no video is recorded:
+    the given or made environment, plus ``seed(s)`` for the next reset."""
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        gymnasium.utils.RecordConstructorArgs.__init__(self)
+        gymnasium.Wrapper.__init__(self, env)
+
+
+class SeedableRecordVideo(_SeedNextReset, RecordVideo):
+    """The environment inside a ``GymEnv`` that records videos: ``gymnasium``'s
+    ``RecordVideo`` plus ``seed(s)`` for the next reset."""
+
+
 class GymEnv(gymnasium.Env):
     """A gymnasium environment that samplers can copy and send to worker processes.
 
@@ -27,28 +83,60 @@ class GymEnv(gymnasium.Env):
     env : str or gymnasium.Env
         An environment id for ``gymnasium.make`` (e.g. ``"Pendulum-v1"``,
         ``"HopperBulletEnv-v0"``) or an already-built environment.
-    log_dir : str, optional
-        Folder the videos go to when ``record_video`` is True.
     record_video : bool
         Wrap the environment with ``gymnasium.wrappers.RecordVideo`` (needs ``moviepy``);
         an environment built from an id is then made with ``render_mode="rgb_array"``.
+    video_schedule : callable, optional
+        ``episode_index -> bool``: which episodes are recorded; default
+        :class:`CappedCubicVideoSchedule`.
+    log_dir : str, optional
+        Folder the videos go to when ``record_video`` is True.
+    force_reset : bool
+        Accepted for machina 0.x's signature: a reset in the middle of a recorded episode
+        always works here.
     **make_kwargs
         Passed to ``gymnasium.make`` (e.g. ``max_episode_steps=200``); only with an id.
+
+    Attributes
+    ----------
+    env : gymnasium.Wrapper
+        The environment as given or made, in a ``SeedableEnv`` (or a ``RecordVideo`` when
+        recording); ``env.env.seed(s)`` seeds the next reset, as in machina 0.x.
+    original_env : gymnasium.Env
+        The environment as given or made, without the video recorder.
 
     Notes
     -----
     Built from an id, the environment pickles as its id and keyword arguments and is made
     anew on unpickling, so copies are cheap and never carry simulator handles. Built from an
     instance, the instance itself is pickled.
+
+    The positional order is machina 0.x's ``(env, record_video, video_schedule, log_dir,
+    force_reset)``; a path in ``record_video``'s place is read as machina 1.0's first order
+    ``(env, log_dir, record_video)``.
     """
 
     def __init__(
         self,
         env: str | gymnasium.Env,
-        log_dir: str | os.PathLike | None = None,
         record_video: bool = False,
+        video_schedule: Callable[[int], bool] | None = None,
+        log_dir: str | os.PathLike | None = None,
+        force_reset: bool = False,
         **make_kwargs: Any,
     ) -> None:
+        if isinstance(record_video, str | os.PathLike):  # (env, log_dir, record_video)
+            if log_dir is not None:
+                raise TypeError(f"GymEnv: got log_dir twice: {record_video!r} and {log_dir!r}")
+            log_dir, record_video = record_video, video_schedule
+            video_schedule = None
+            if not isinstance(record_video, bool | None):
+                raise TypeError(f"record_video: expected a bool, got {record_video!r}")
+            record_video = bool(record_video)
+        if video_schedule is not None and not callable(video_schedule):
+            raise TypeError(
+                f"video_schedule: expected a function of the episode index, got {video_schedule!r}"
+            )
         if record_video and log_dir is None:
             raise ValueError(
                 "log_dir: expected a folder for the videos when record_video=True, given None"
@@ -57,8 +145,9 @@ class GymEnv(gymnasium.Env):
         self.make_kwargs: dict[str, Any] = dict(make_kwargs)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.record_video = bool(record_video)
+        self.video_schedule = video_schedule
+        self.force_reset = bool(force_reset)
         self.video_prefix = "rl-video"
-        self._next_seed: int | None = None
         if isinstance(env, str):
             self.env_id = env
             inner = self._make()
@@ -68,7 +157,7 @@ class GymEnv(gymnasium.Env):
                     "make_kwargs: only allowed when env is an id, given "
                     f"{sorted(make_kwargs)} with env={env!r}"
                 )
-            inner = self._wrap_video(env)
+            inner = self._wrap(env)
         else:
             raise TypeError(
                 f"env: expected an environment id (str) or a gymnasium.Env, given {env!r}"
@@ -80,15 +169,19 @@ class GymEnv(gymnasium.Env):
         if self.record_video:
             # RecordVideo needs frames, which only the rgb_array render mode returns.
             kwargs.setdefault("render_mode", "rgb_array")
-        return self._wrap_video(gymnasium.make(self.env_id, **kwargs))
+        return self._wrap(gymnasium.make(self.env_id, **kwargs))
 
-    def _wrap_video(self, env: gymnasium.Env) -> gymnasium.Env:
+    def _wrap(self, env: gymnasium.Env) -> gymnasium.Wrapper:
+        self._given_env = env
+        self.original_env = getattr(env, "original_env", env)
         if not self.record_video:
-            return env
-        from gymnasium.wrappers import RecordVideo
-
-        return RecordVideo(
-            env, video_folder=self.log_dir, name_prefix=self.video_prefix, disable_logger=True
+            return SeedableEnv(env)
+        return SeedableRecordVideo(
+            env,
+            video_folder=self.log_dir,
+            episode_trigger=self.video_schedule,
+            name_prefix=self.video_prefix,
+            disable_logger=True,
         )
 
     def _set_inner(self, inner: gymnasium.Env) -> None:
@@ -119,16 +212,10 @@ class GymEnv(gymnasium.Env):
         obs : observation (``observation_space`` sample)
         info : dict
         """
-        if seed is None:
-            seed, self._next_seed = self._next_seed, None
         out = self.env.reset(seed=seed, options=options)
         # gymnasium's checker looks for the generator on the outermost Env: share the inner one.
         self._np_random = self.env.unwrapped.np_random
         return out
-
-    def seed(self, seed: int | None = None) -> None:
-        """Seed the next ``reset`` (the original machina's and old gym's ``env.seed``)."""
-        self._next_seed = seed
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Step the environment.
@@ -146,19 +233,22 @@ class GymEnv(gymnasium.Env):
     def close(self) -> None:
         self.env.close()
 
+    def terminate(self) -> None:
+        """Close the environment and its video recorder (machina 0.x's name)."""
+        self.close()
+
     def __getstate__(self) -> dict[str, Any]:
         state = {
             "env_id": self.env_id,
             "make_kwargs": self.make_kwargs,
             "log_dir": self.log_dir,
             "record_video": self.record_video,
+            "video_schedule": self.video_schedule,
+            "force_reset": self.force_reset,
         }
         if self.env_id is None:
-            # No id to re-make from: the (unwrapped-by-video) instance travels itself.
-            inner = self.env
-            if self.record_video:
-                inner = inner.env
-            state["env"] = inner
+            # No id to re-make from: the instance as given travels itself.
+            state["env"] = self._given_env
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -166,10 +256,11 @@ class GymEnv(gymnasium.Env):
         self.make_kwargs = state["make_kwargs"]
         self.log_dir = state["log_dir"]
         self.record_video = state["record_video"]
+        self.video_schedule = state.get("video_schedule")
+        self.force_reset = state.get("force_reset", False)
         self.video_prefix = f"rl-video-{os.getpid()}-{next(_copy_ids)}"
-        self._next_seed = None
         if self.env_id is None:
-            inner = self._wrap_video(state["env"])
+            inner = self._wrap(state["env"])
         else:
             inner = self._make()
         self._set_inner(inner)

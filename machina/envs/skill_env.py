@@ -7,8 +7,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from machina.envs._wrapper_api import WrapperAPI
 
-class SkillEnv(gymnasium.Wrapper):
+
+class SkillEnv(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
     """Draw a skill ``z`` at every reset and append its one-hot to each observation.
 
     The skill is drawn uniformly from ``num_skill`` skills with the environment's own
@@ -49,7 +51,10 @@ class SkillEnv(gymnasium.Wrapper):
             raise ValueError(f"env: expected an observation space Box of shape (d,), given {space}")
         if isinstance(num_skill, bool) or int(num_skill) != num_skill or num_skill < 2:
             raise ValueError(f"num_skill: expected an integer >= 2, given {num_skill!r}")
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(
+            self, num_skill=num_skill, fixed_skill=fixed_skill
+        )
+        gymnasium.Wrapper.__init__(self, env)
         self.num_skill = int(num_skill)
         self.fixed_skill = None if fixed_skill is None else self._check_skill(fixed_skill)
         self.skill = 0

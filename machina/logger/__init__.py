@@ -42,7 +42,7 @@ from machina.logger.mlflow_output import MLflowOutput
 from machina.logger.output import Output, namespaced
 from machina.logger.plot import plot_learning_curve, read_csv_columns
 from machina.logger.progress import progress
-from machina.logger.run import save_models, start_run
+from machina.logger.run import Run, save_models, start_run
 from machina.logger.tensorboard_output import TensorBoardOutput
 from machina.logger.wandb_output import WandbOutput
 
@@ -69,6 +69,7 @@ __all__ = [
     "close",
     "save_models",
     "start_run",
+    "Run",
     "Output",
     "namespaced",
     "WandbOutput",

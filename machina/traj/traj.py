@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import math
 import mmap
 import os
@@ -13,8 +14,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from machina.traj import _replay
-from machina.traj._batching import check_batch_size, gather_sequences, shuffled_chunks
+from machina.traj import _ddp, _files, _replay
+from machina.traj._batching import check_batch_size, gather_sequences
 from machina.traj._columns import FlatEpisodes, split_columns
 
 Epi = dict
@@ -132,10 +133,22 @@ class Traj:
     max_steps : int, optional
         Bound on the number of stored steps. When set, ``add_traj`` and ``register_epis``
         evict the oldest *whole* episodes until ``num_step <= max_steps``.
+    traj_device : str or torch.device, optional
+        Device of the stored columns (the original machina's name, in its place); overrides
+        ``device`` when given.
+    ddp : bool
+        Data-parallel batching under torch.distributed (``torchrun``): when a process group
+        of W > 1 ranks is initialised, every rank holding the same steps, each batching
+        method yields this rank's share of the minibatch the single-process code would
+        yield. Rank 0 draws the minibatch (indices, permutation, priorities' draw) with its
+        own RNG and broadcasts it; rank r keeps the contiguous slice
+        ``[r * B // W, (r + 1) * B // W)``, so the shares are disjoint and differ in size by
+        at most one (an ``iterate`` tail of fewer than W steps is skipped). Whether or not
+        ``ddp`` is set, under an initialised process group the ranks agree on the number of
+        minibatches of every call (the minimum; per-rank data may differ), and an error on
+        one rank is raised on all of them, so that none waits in a collective.
     device : str or torch.device
         Device of the stored columns.
-    traj_device : str or torch.device, optional
-        The original machina's name for ``device``; overrides it when given.
 
     Attributes
     ----------
@@ -152,15 +165,18 @@ class Traj:
     def __init__(
         self,
         max_steps: int | None = None,
-        device: str | torch.device = "cpu",
         traj_device: str | torch.device | None = None,
+        ddp: bool = False,
+        device: str | torch.device = "cpu",
     ):
-        # traj_device is the original machina's name for device; kept so its scripts port.
+        # traj_device is the original machina's name for device, in its place; it overrides
+        # device when given, so Traj(n, "cpu") and Traj(n, device="cpu") agree.
         if traj_device is not None:
             device = traj_device
         if max_steps is not None and max_steps <= 0:
             raise ValueError(f"max_steps: expected a positive int or None, got {max_steps!r}")
         self.max_steps = max_steps
+        self.ddp = bool(ddp)
         self.device = torch.device(device)
         self.data_map: dict[str, torch.Tensor] = {}
         # Column key -> "a_is" / "e_is" for keys that came from those groups.
@@ -284,6 +300,11 @@ class Traj:
         """
         if not isinstance(traj, Traj):
             raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
+        if traj.pending is not None and traj.pending.num_epi > 0:
+            raise ValueError(
+                f"traj: has {traj.pending.num_epi} pending episodes that add_traj would not "
+                "add; call traj.register_epis() (after the estimators) before add_traj(traj)"
+            )
         if traj.num_epi == 0:
             return
         lengths = np.diff(traj._epis_index)
@@ -360,13 +381,13 @@ class Traj:
                 _move_to_front(buf, start, kept_old)
             start = 0
         elif not owned or size > cap:
-            # New buffers. Bounded: room for max_steps plus this batch, allocated once (the
-            # kept rows never exceed max_steps, so compaction always makes room later).
-            # Unbounded: geometric growth, so that appends copy each row O(1) times.
+            # New buffers, grown geometrically so that appends copy each row O(1) times.
+            # Bounded, at most room for max_steps plus this batch: the kept rows never exceed
+            # max_steps, so compaction always makes room later. max_steps is only a cap, never
+            # reserved up front (the original examples use max_steps=10**12).
+            cap = max(size, int(size * _GROWTH))
             if self.max_steps is not None:
-                cap = max(size, self.max_steps + size - kept_old)
-            else:
-                cap = max(size, int(size * _GROWTH))
+                cap = max(size, min(cap, self.max_steps + size - kept_old))
             bufs = {}
             for k, c in columns.items():
                 dtype = torch.promote_types(old[k].dtype, c.dtype) if k in old else c.dtype
@@ -388,8 +409,67 @@ class Traj:
         # index_select: half the time of v[indices] per column (measured, batch 256, CPU).
         return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
 
-    def iterate(self, batch_size: int, epoch: int = 1) -> Iterator[dict[str, torch.Tensor]]:
-        """Shuffled minibatches that visit every step exactly once per epoch.
+    def _population(self, indices) -> torch.Tensor | None:
+        """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.
+
+        ``indices`` may be integer step indices or a boolean mask of length ``num_step``.
+        """
+        if indices is None:
+            return None
+        idx = torch.as_tensor(indices.copy() if isinstance(indices, np.ndarray) else indices)
+        if idx.dtype == torch.bool and idx.shape == (self.num_step,):
+            idx = torch.nonzero(idx).flatten()
+        if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype.is_complex:
+            raise ValueError(
+                f"indices: expected a 1-d array of int step indices, got dtype {idx.dtype} "
+                f"and shape {tuple(idx.shape)}"
+            )
+        if len(idx) and not (0 <= int(idx.min()) and int(idx.max()) < self.num_step):
+            raise ValueError(
+                f"indices: expected step indices in [0, {self.num_step}), got values in "
+                f"[{int(idx.min())}, {int(idx.max())}]"
+            )
+        return idx.to(device=self.device, dtype=torch.int64)
+
+    def _plan(
+        self, group: _ddp.Group, batch_size: int, available: int, unit: str, count
+    ) -> tuple[int, int]:
+        """The checked batch size and the number of batches all ranks agree on (see _ddp).
+
+        ``count(batch_size)`` is this rank's number of batches; an error on any rank is
+        raised on every rank, so that none is left waiting in a collective.
+        """
+        error, n = None, 0
+        try:
+            batch_size = check_batch_size(batch_size, available, unit)
+            group.check_share(batch_size)
+            n = count(batch_size)
+        except ValueError as e:
+            error = e
+        return batch_size, group.agree(n, self.num_step, error)
+
+    def _order(self, group: _ddp.Group, n: int, shuffle: bool) -> torch.Tensor:
+        """A permutation of ``range(n)`` (the identity without ``shuffle``), the same on all
+        ranks of a ``ddp`` Traj (drawn on rank 0)."""
+
+        def make() -> torch.Tensor:
+            if shuffle:
+                return torch.randperm(n, device=self.device)
+            return torch.arange(n, device=self.device)
+
+        return group.same(make, (n,), torch.int64).to(self.device)
+
+    @staticmethod
+    def _num_chunks(n: int, batch_size: int, group: _ddp.Group) -> int:
+        """Chunks of ``batch_size`` in ``n`` items; a last smaller chunk counts unless a
+        ``ddp`` rank would get nothing of it (fewer items than ranks)."""
+        full, rest = divmod(n, batch_size)
+        return full + (rest >= (group.world if group.split else 1))
+
+    def iterate(
+        self, batch_size: int, epoch: int = 1, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Minibatches that visit every step (of ``indices``) exactly once per epoch.
 
         Parameters
         ----------
@@ -397,43 +477,144 @@ class Traj:
             Steps per batch; the last batch of an epoch may be smaller.
         epoch : int
             Number of passes over the data.
+        indices : array of int or bool, optional
+            Steps to iterate over (step indices, or a mask over ``num_step``); default all.
+        shuffle : bool
+            Visit the steps in a new random order each epoch; else in the order given.
 
         Yields
         ------
         dict of str to torch.Tensor
-            Each column indexed by the batch's steps, shape (B, ...).
+            Each column indexed by the batch's steps, shape (B, ...). With ``Traj(ddp=True)``
+            under torch.distributed, this rank's share of each batch (see ``Traj``).
         """
-        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group)
+        )
         for _ in range(epoch):
-            for indices in shuffled_chunks(self.num_step, batch_size, self.device):
-                yield self._batch(indices)
+            order = self._order(group, n, shuffle)
+            if pop is not None:
+                order = pop[order]
+            for i in range(count):
+                yield self._batch(group.share(order[i * batch_size : (i + 1) * batch_size]))
 
-    def iterate_once(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    def iterate_once(
+        self, batch_size: int, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """One epoch of ``iterate``."""
-        return self.iterate(batch_size, epoch=1)
+        return self.iterate(batch_size, 1, indices, shuffle)
+
+    def iterate_step(
+        self, batch_size: int, step: int = 1, indices=None, shuffle: bool = True
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """``step`` minibatches taken in turn from one order of the steps, cycling.
+
+        The steps (of ``indices``) are put in one random order (or kept in order without
+        ``shuffle``) and cut into chunks of ``batch_size``, the last one smaller; the batches
+        are those chunks in turn, starting again at the first after the last.
+        """
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
+        order = self._order(group, n, shuffle)
+        if pop is not None:
+            order = pop[order]
+        chunks = max(1, self._num_chunks(n, batch_size, group))
+        for i in range(count):
+            j = i % chunks
+            yield self._batch(group.share(order[j * batch_size : (j + 1) * batch_size]))
+
+    def full_batch(self, epoch: int = 1, return_indices: bool = False) -> Iterator:
+        """Every stored step as one batch, ``epoch`` times.
+
+        Yields
+        ------
+        dict of str to torch.Tensor
+            The columns (N, ...) (views: do not modify them; with ``Traj(ddp=True)`` this
+            rank's share of the steps, copied); with ``return_indices`` the pair
+            ``(batch, indices)``, ``indices`` (N,) int64.
+        """
+        group = _ddp.Group(self.ddp)
+        _, count = self._plan(group, self.num_step, self.num_step, "steps", lambda b: epoch)
+        indices = group.share(torch.arange(self.num_step, device=self.device))
+        for _ in range(count):
+            batch = self._batch(indices) if group.split else dict(self.data_map)
+            yield (batch, indices) if return_indices else batch
+
+    def iterate_epi(self, shuffle: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+        """Every stored episode once, as a dict of its columns (T, ...) (views).
+
+        With ``Traj(ddp=True)`` under torch.distributed, each rank gets its own contiguous
+        share of one order of the episodes, ``num_epi // world`` each.
+        """
+        group = _ddp.Group(self.ddp)
+        per_rank = self.num_epi // group.world if group.split else self.num_epi
+        error = None
+        if self.num_epi == 0:
+            error = ValueError("iterate_epi: the Traj holds no episodes; call register_epis()")
+        elif per_rank == 0:
+            error = ValueError(
+                f"iterate_epi: Traj(ddp=True) shares the episodes between {group.world} "
+                f"ranks; expected at least {group.world}, the Traj holds {self.num_epi}"
+            )
+        count = group.agree(per_rank, self.num_step, error)
+        order = self._order(group, self.num_epi, shuffle).tolist()
+        lo = group.rank * per_rank if group.split else 0
+        index = self._epis_index
+        for i in order[lo : lo + count]:
+            yield {k: v[index[i] : index[i + 1]] for k, v in self.data_map.items()}
 
     def random_batch(
-        self, batch_size: int, epoch: int = 1, return_indices: bool = False
-    ) -> Iterator[dict[str, torch.Tensor]]:
+        self, batch_size: int, epoch: int = 1, indices=None, return_indices: bool = False
+    ) -> Iterator:
         """``epoch`` batches of steps drawn uniformly with replacement.
+
+        Parameters
+        ----------
+        batch_size : int
+        epoch : int
+        indices : array of int or bool, optional
+            Steps to draw from (step indices, or a mask over ``num_step``); default all. A
+            bool in this place is taken as ``return_indices`` (the 0.x-era positional form
+            ``random_batch(batch_size, epoch, return_indices)``).
+        return_indices : bool
 
         Yields
         ------
         dict of str to torch.Tensor
             Columns of shape (batch_size, ...); with ``return_indices`` the pair
-            ``(batch, indices)`` where ``indices`` has shape (batch_size,).
+            ``(batch, indices)`` where ``indices`` has shape (batch_size,). With
+            ``Traj(ddp=True)`` under torch.distributed, this rank's share of each.
         """
-        batch_size = check_batch_size(batch_size, self.num_step, "steps")
-        for _ in range(epoch):
-            indices = torch.randint(0, self.num_step, (batch_size,), device=self.device)
-            batch = self._batch(indices)
-            yield (batch, indices) if return_indices else batch
+        if isinstance(indices, bool):
+            indices, return_indices = None, indices
+        group = _ddp.Group(self.ddp)
+        pop = self._population(indices)
+        n = self.num_step if pop is None else len(pop)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
+        for _ in range(count):
+            drawn = group.same(
+                lambda: torch.randint(0, n, (batch_size,), device=self.device),
+                (batch_size,),
+                torch.int64,
+            )
+            drawn = group.share(drawn.to(self.device))
+            if pop is not None:
+                drawn = pop[drawn]
+            batch = self._batch(drawn)
+            yield (batch, drawn) if return_indices else batch
 
     def random_batch_once(
-        self, batch_size: int, return_indices: bool = False
+        self, batch_size: int, indices=None, return_indices: bool = False
     ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One batch of ``random_batch``."""
-        return next(self.random_batch(batch_size, 1, return_indices))
+        if isinstance(indices, bool):
+            indices, return_indices = None, indices
+        return next(self.random_batch(batch_size, 1, indices, return_indices))
 
     def iterate_rnn(
         self, batch_size: int, num_epi_per_seq: int = 1, epoch: int = 1
@@ -455,6 +636,8 @@ class Traj:
         dict of str to torch.Tensor
             Each column as (T_max, B, ...), plus ``out_masks`` (T_max, B), 1.0 on real steps
             and 0.0 on padding, and ``h_masks`` (T_max, B), 1.0 where an episode starts.
+            With ``Traj(ddp=True)`` under torch.distributed, this rank's share of the B
+            sequences (T_max still that of the whole batch).
         """
         if num_epi_per_seq < 1:
             raise ValueError(f"num_epi_per_seq: expected an int >= 1, got {num_epi_per_seq!r}")
@@ -462,15 +645,22 @@ class Traj:
         if seq_index[-1] != self.num_step:
             seq_index = np.append(seq_index, self.num_step)
         num_seq = len(seq_index) - 1
-        batch_size = check_batch_size(batch_size, num_seq, "sequences")
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(
+            group, batch_size, num_seq, "sequences", lambda b: self._num_chunks(num_seq, b, group)
+        )
         starts = torch.as_tensor(seq_index[:-1], device=self.device)
         lengths = torch.as_tensor(np.diff(seq_index), device=self.device)
         epi_starts = torch.zeros(self.num_step, dtype=torch.float32, device=self.device)
         epi_starts[torch.as_tensor(self._epis_index[:-1], device=self.device)] = 1.0
         columns = {**self.data_map, "h_masks": epi_starts}
         for _ in range(epoch):
-            for seqs in shuffled_chunks(num_seq, batch_size, self.device):
-                yield gather_sequences(columns, starts[seqs], lengths[seqs])
+            order = self._order(group, num_seq, True)
+            for i in range(count):
+                seqs = order[i * batch_size : (i + 1) * batch_size]
+                time_steps = int(lengths[seqs].max())
+                mine = group.share(seqs)
+                yield gather_sequences(columns, starts[mine], lengths[mine], time_steps)
 
     # ----------------------------------------------------------- replay memory
     def get_max_pri(self) -> float:
@@ -483,14 +673,6 @@ class Traj:
         if pris is None or len(pris) == 0:
             return 1.0
         return float(pris.max())
-
-    def _next_beta(self, init_beta: float, beta_step: float) -> float:
-        """``init_beta`` on the first prioritised batch, then ``beta_step`` more each, up to 1."""
-        if self.pri_beta is None:
-            self.pri_beta = float(init_beta)
-        else:
-            self.pri_beta = min(1.0, self.pri_beta + float(beta_step))
-        return self.pri_beta
 
     def _pris(self, key: str, added_by: str) -> torch.Tensor:
         if key not in self.data_map:
@@ -542,11 +724,12 @@ class Traj:
         """
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
-        batch_size = check_batch_size(batch_size, self.num_step, "steps")
-        for _ in range(epoch):
-            pris = self._pris("pris", "ef.set_all_pris or ef.compute_pris")
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        for _ in range(count):
             indices, is_weights = self._prioritized_draw(
-                pris, "pris", "ef.set_all_pris or traj_functional.update_pris",
+                group, lambda: self._pris("pris", "ef.set_all_pris or ef.compute_pris"),
+                "pris", "ef.set_all_pris or traj_functional.update_pris",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
             batch = self._batch(indices)
@@ -555,7 +738,8 @@ class Traj:
 
     def _prioritized_draw(
         self,
-        pris: torch.Tensor,
+        group: _ddp.Group,
+        get_pris,
         key: str,
         fix_hint: str,
         mode: str,
@@ -564,12 +748,26 @@ class Traj:
         init_beta: float,
         beta_step: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions drawn in ``pris`` (B,) and their importance weights (B,); anneals beta."""
-        _replay.check_pris(pris, key, fix_hint)
-        beta = self._next_beta(init_beta, beta_step)
-        weights = _replay.sampling_weights(pris, mode, alpha)
-        drawn = _replay.draw(weights, batch_size)
-        return drawn, _replay.is_weights(weights, drawn, beta)
+        """Positions drawn in ``get_pris()`` (B,) and their importance weights (B,).
+
+        Anneals ``pri_beta``. With ``Traj(ddp=True)``, rank 0 draws (from its priorities)
+        and every rank keeps its share of both.
+        """
+        beta = float(init_beta) if self.pri_beta is None else self.pri_beta + float(beta_step)
+        beta = min(1.0, beta)
+
+        def make() -> torch.Tensor:
+            pris = get_pris()
+            _replay.check_pris(pris, key, fix_hint)
+            weights = _replay.sampling_weights(pris, mode, alpha)
+            drawn = _replay.draw(weights, batch_size)
+            is_weights = _replay.is_weights(weights, drawn, beta)
+            return torch.stack([drawn.to(torch.float64), is_weights.to(torch.float64)])
+
+        packed = group.same(make, (2, batch_size), torch.float64).to(self.device)
+        self.pri_beta = beta
+        packed = group.share(packed.T)
+        return packed[:, 0].to(torch.int64), packed[:, 1].to(torch.float32)
 
     def prioritized_random_batch_once(
         self,
@@ -585,6 +783,9 @@ class Traj:
             batch_size, 1, return_indices, mode, alpha, init_beta, beta_step
         )
         return next(batches)
+
+    def _seq_pris(self, added_by: str, cand: torch.Tensor) -> torch.Tensor:
+        return self._pris("seq_pris", added_by)[cand]
 
     def _seq_length(self, seq_length: int | None) -> int:
         if seq_length is None:
@@ -644,11 +845,17 @@ class Traj:
             hidden state is then exactly the initial one; otherwise burn-in approximates it).
         """
         seq_length = self._seq_length(seq_length)
-        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
         cand = _replay.window_starts(self._epis_index, seq_length)
         cand = torch.as_tensor(cand, device=self.device)
-        for _ in range(epoch):
-            starts = cand[torch.randint(0, len(cand), (batch_size,), device=self.device)]
+        for _ in range(count):
+            drawn = group.same(
+                lambda: torch.randint(0, len(cand), (batch_size,), device=self.device),
+                (batch_size,),
+                torch.int64,
+            )
+            starts = cand[group.share(drawn.to(self.device))]
             batch = self._windows(starts, seq_length)
             yield (batch, starts) if return_indices else batch
 
@@ -681,17 +888,18 @@ class Traj:
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
         seq_length = self._seq_length(seq_length)
-        batch_size = check_batch_size(batch_size, self.num_step, "steps")
+        group = _ddp.Group(self.ddp)
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
         cand, cand_of = None, None
-        for _ in range(epoch):
-            seq_pris = self._pris("seq_pris", added_by)
+        for _ in range(count):
             if cand_of is not self._epis_index:  # episodes added or evicted since the last
                 cand_of = self._epis_index
                 cand = _replay.window_starts(cand_of, seq_length)
                 cand = torch.as_tensor(cand, device=self.device)
             drawn, is_weights = self._prioritized_draw(
-                seq_pris[cand], "seq_pris", f"{added_by} (the same seq_length)",
+                group, functools.partial(self._seq_pris, added_by, cand),
+                "seq_pris", f"{added_by} (the same seq_length)",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
             starts = cand[drawn]
@@ -749,6 +957,10 @@ class Traj:
         Every column keeps its dtype and values exactly, and the prioritised-replay exponent
         ``pri_beta`` is kept, so a reloaded memory resumes its annealing; pending episodes are
         not saved.
+
+        The file is replaced atomically: written to a temporary file in the same directory,
+        flushed to disk, then renamed over ``path``; a save killed half way leaves the
+        previous file intact.
         """
         arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
         arrays["epis_index"] = self._epis_index
@@ -758,22 +970,22 @@ class Traj:
             arrays["max_steps"] = np.array(self.max_steps, dtype=np.int64)
         if self.pri_beta is not None:
             arrays["pri_beta"] = np.array(self.pri_beta, dtype=np.float64)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        _files.write_atomic(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Traj:
-        """Read a Traj written by ``save``; never unpickles (``allow_pickle=False``)."""
-        with np.load(path, allow_pickle=False) as f:
-            max_steps = int(f["max_steps"]) if "max_steps" in f.files else None
-            traj = cls(max_steps=max_steps, device=device)
-            traj._epis_index = f["epis_index"].astype(np.int64)
-            traj.data_map = {
-                name[4:]: torch.from_numpy(f[name]).to(traj.device)
-                for name in f.files
-                if name.startswith("col:")
-            }
-            traj.groups = dict(zip(f["group_keys"].tolist(), f["group_names"].tolist()))
-            if "pri_beta" in f.files:
-                traj.pri_beta = float(f["pri_beta"])
+    def load(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", ddp: bool = False
+    ) -> Traj:
+        """Read a Traj written by ``save``; never unpickles (``allow_pickle=False``).
+
+        The file is validated before anything is built: a ValueError names the path and what
+        is wrong (not an ``.npz`` archive, a missing member, episode boundaries that do not
+        start at 0, increase and end at the columns' length, columns of other lengths).
+        """
+        f = _files.read_checked(path)
+        traj = cls(max_steps=f.max_steps, ddp=ddp, device=device)
+        traj._epis_index = f.epis_index
+        traj.data_map = {k: torch.from_numpy(v).to(traj.device) for k, v in f.columns.items()}
+        traj.groups = f.groups
+        traj.pri_beta = f.pri_beta
         return traj

@@ -1,0 +1,272 @@
+"""Save a whole run in one call and restore it into the live objects, without pickle.
+
+A run is whatever a training script holds between two ``sample`` calls: networks,
+optimisers, temperature tensors, replay ``Traj`` objects, samplers, prepro, step counters and
+the global random generators. Because machina's episodes are whole, no environment is
+mid-episode at that point, so a run restored from a checkpoint continues bit for bit.
+
+Layout of ``run_dir`` (every file written without pickle)::
+
+    run_dir/ckpt-000012/meta.json     format, version, object kinds, JSON extras, python RNG
+    run_dir/ckpt-000012/state.pt      tensors and state dicts (loads with weights_only=True)
+    run_dir/ckpt-000012/<name>.npz    one per Traj (``Traj.save``)
+    run_dir/latest                    the name of the newest complete checkpoint
+
+A checkpoint is written into a temporary folder, renamed into place, and only then named in
+``latest`` (itself replaced atomically), so a run killed while saving keeps its previous
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from machina.traj import Traj
+
+__all__ = ["FORMAT_VERSION", "load_run", "save_run", "latest_checkpoint"]
+
+FORMAT = "machina-run"
+FORMAT_VERSION = 1
+_NP_TAG = "__numpy__"
+
+
+# ---------------------------------------------------------------- state encoding
+def _encode(value: Any) -> Any:
+    """State with numpy arrays turned into tagged tensors, so weights-only loading accepts it."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"cannot save a numpy array of dtype {value.dtype} without pickle")
+        return {_NP_TAG: torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_encode(v) for v in value)
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_NP_TAG}:
+            return value[_NP_TAG].numpy()
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_decode(v) for v in value)
+    return value
+
+
+def _kind(name: str, obj: Any) -> str:
+    if isinstance(obj, Traj):
+        return "traj"
+    if isinstance(obj, torch.Tensor):
+        return "tensor"
+    if callable(getattr(obj, "state_dict", None)) and callable(
+        getattr(obj, "load_state_dict", None)
+    ):
+        return "stateful"
+    raise TypeError(
+        f"objects[{name!r}]: expected a Traj, a tensor or an object with state_dict() and "
+        f"load_state_dict(), given {type(obj).__name__}; put plain numbers in extra="
+    )
+
+
+# ---------------------------------------------------------------- global RNGs
+def _rng_state() -> tuple[dict[str, Any], Any]:
+    """(tensors for state.pt, JSON-able python RNG state)."""
+    tensors = {"torch": torch.get_rng_state(), "numpy": _encode(np.random.get_state())}  # noqa: NPY002 (the global one)
+    if torch.cuda.is_available():
+        tensors["cuda"] = torch.cuda.get_rng_state_all()
+    version, internal, gauss = random.getstate()
+    return tensors, [version, list(internal), gauss]
+
+
+def _set_rng_state(tensors: Mapping[str, Any], python_state: list) -> None:
+    torch.set_rng_state(tensors["torch"])
+    np.random.set_state(tuple(_decode(tensors["numpy"])))  # noqa: NPY002
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(tensors["cuda"])
+    version, internal, gauss = python_state
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------- save / load
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of ``run_dir``, or None when it has none."""
+    pointer = Path(run_dir) / "latest"
+    if not pointer.is_file():
+        return None
+    path = Path(run_dir) / pointer.read_text().strip()
+    return path if (path / "meta.json").is_file() else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_run(
+    run_dir: str | os.PathLike,
+    objects: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+    step: int | None = None,
+    keep: int = 2,
+    rng: bool = True,
+) -> Path:
+    """Save every object of a run, and the global RNGs, as one new checkpoint.
+
+    Parameters
+    ----------
+    run_dir : path
+        Folder of the run; created when missing.
+    objects : mapping of str to object
+        What to save, by a name that ``load_run`` uses again: ``Traj`` objects (columns,
+        priorities and ``pri_beta``), tensors (e.g. SAC's ``log_alpha``), and anything with
+        ``state_dict()`` / ``load_state_dict()``: networks, optimisers, learning-rate
+        schedulers, ``EpiSampler`` (policy and environment RNGs of every worker), prepro.
+    extra : mapping, optional
+        JSON-able values (step counters, the iteration number, arguments).
+    step : int, optional
+        Number in the checkpoint's folder name; by default one more than the newest.
+    keep : int
+        How many checkpoints to keep; older ones are deleted after the new one is in place.
+    rng : bool
+        Save the global torch, numpy and python random generators.
+
+    Returns
+    -------
+    path : Path
+        The new checkpoint folder.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if keep < 1:
+        raise ValueError(f"keep: expected a positive int, given {keep!r}")
+    kinds = {name: _kind(name, obj) for name, obj in objects.items()}
+    try:
+        extra_json = json.dumps(dict(extra or {}))
+    except TypeError as exc:
+        raise TypeError(f"extra: expected JSON-able values ({exc})") from exc
+    if step is None:
+        previous = latest_checkpoint(run_dir)
+        step = int(previous.name.split("-")[1]) + 1 if previous else 0
+    final = run_dir / f"ckpt-{int(step):06d}"
+
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".ckpt-tmp-"))
+    try:
+        state: dict[str, Any] = {}
+        for name, obj in objects.items():
+            if kinds[name] == "traj":
+                obj.save(tmp / f"{name}.npz")
+            elif kinds[name] == "tensor":
+                state[name] = obj.detach().clone()
+            else:
+                state[name] = _encode(obj.state_dict())
+        meta: dict[str, Any] = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "kinds": kinds,
+            "extra": json.loads(extra_json),
+        }
+        if rng:
+            state["__rng__"], meta["python_rng"] = _rng_state()
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_atomic(run_dir / "latest", final.name)
+    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
+    for path in old[: max(0, len(old) - (keep - 1))]:
+        shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def _restore_traj(live: Traj, path: Path) -> None:
+    loaded = Traj.load(path, device=live.device)
+    # Restore in place: callers hold references to the live Traj.
+    live.__dict__.clear()
+    live.__dict__.update(loaded.__dict__)
+
+
+def load_run(
+    run_dir: str | os.PathLike,
+    objects: Mapping[str, Any],
+    rng: bool = True,
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Restore the newest checkpoint of ``run_dir`` into the live ``objects``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A folder written by ``save_run`` (or one checkpoint folder inside it).
+    objects : mapping of str to object
+        The live objects, under the names they were saved with; each is restored in place
+        (``load_state_dict``, an in-place tensor copy, a Traj's columns).
+    rng : bool
+        Restore the global torch, numpy and python random generators.
+    strict : bool
+        Raise when ``objects`` and the checkpoint do not name the same objects.
+
+    Returns
+    -------
+    extra : dict
+        The ``extra`` values given to ``save_run``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_dir`` holds no complete checkpoint.
+    ValueError
+        When the checkpoint is not a machina run of a known version, or names differ.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir if (run_dir / "meta.json").is_file() else latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"run_dir: no checkpoint in {str(run_dir)!r} (no 'latest' file)")
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: expected a {FORMAT} checkpoint of version {FORMAT_VERSION}, given "
+            f"format {meta.get('format')!r} version {meta.get('version')!r}"
+        )
+    kinds = meta["kinds"]
+    if strict and set(kinds) != set(objects):
+        raise ValueError(
+            f"objects: expected the names saved in {path}: {sorted(kinds)}, given {sorted(objects)}"
+        )
+    state = torch.load(path / "state.pt", weights_only=True)
+    for name, obj in objects.items():
+        if name not in kinds:
+            continue
+        kind = _kind(name, obj)
+        if kind != kinds[name]:
+            raise ValueError(f"objects[{name!r}]: saved as a {kinds[name]}, given a {kind}")
+        if kind == "traj":
+            _restore_traj(obj, path / f"{name}.npz")
+        elif kind == "tensor":
+            with torch.no_grad():
+                obj.copy_(state[name])
+        else:
+            obj.load_state_dict(_decode(state[name]))
+    if rng and "__rng__" in state:
+        _set_rng_state(state["__rng__"], meta["python_rng"])
+    return meta["extra"]

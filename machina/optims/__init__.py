@@ -1,0 +1,8 @@
+"""Optimisers of the original machina: ``AdamW`` (its arithmetic) and ``DistributedAdamW`` /
+``DistributedSGD``, which average gradients over ``torch.distributed`` ranks in ``step``."""
+
+from machina.optims.adamw import AdamW
+from machina.optims.distributed_adamw import DistributedAdamW
+from machina.optims.distributed_sgd import DistributedSGD
+
+__all__ = ["AdamW", "DistributedAdamW", "DistributedSGD"]

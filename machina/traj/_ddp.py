@@ -1,0 +1,134 @@
+"""How a Traj's batch generators cooperate with torch.distributed.
+
+Two situations, read at every batching call (a Traj can be built, saved or loaded before
+``torch.distributed.init_process_group``):
+
+- ``Traj(ddp=True)`` with a process group of W > 1 ranks that hold the same steps: every rank
+  draws the same minibatch (rank 0 draws it with its RNG, exactly as the single-process code
+  would, and broadcasts the indices) and keeps its own share, ranks taking disjoint contiguous
+  slices of near-equal size, ``[r * B // W, (r + 1) * B // W)``.
+- any process group of W > 1 ranks (``ddp`` or not; without ``ddp`` each rank batches its own
+  data): the number of minibatches a call yields is the minimum over the ranks, so that a rank
+  with fewer steps never leaves the others waiting in a gradient all-reduce. A rank whose call
+  fails (batch size too large, no steps) makes every rank raise instead of hanging.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+
+
+class Group:
+    """This process's place in the default process group, for one batching call.
+
+    Attributes
+    ----------
+    world : int
+        Number of ranks, 1 without an initialised process group.
+    rank : int
+        This process's rank, 0 without one.
+    split : bool
+        Whether minibatches are shared out between the ranks (``ddp`` and ``world > 1``).
+    """
+
+    def __init__(self, ddp: bool):
+        on = dist.is_available() and dist.is_initialized()
+        self.world = dist.get_world_size() if on else 1
+        self.rank = dist.get_rank() if on else 0
+        self.split = bool(ddp) and self.world > 1
+
+    @property
+    def _device(self) -> torch.device:
+        # nccl moves only CUDA tensors; gloo (and mpi) CPU ones.
+        if dist.get_backend() == "nccl":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cpu")
+
+    def agree(self, count: int, num_step: int, error: Exception | None) -> int:
+        """The number of minibatches every rank yields: the minimum of ``count`` over ranks.
+
+        One all-reduce. With ``error`` on any rank, every rank raises (its own error, or one
+        saying which rank failed) instead of leaving the others blocked in a collective. With
+        ``split``, the ranks must also hold the same number of steps.
+        """
+        if self.world == 1:
+            if error is not None:
+                raise error
+            return count
+        failed = -1 if error is None else self.rank
+        # MIN of each entry: count, -num_step (its MAX), num_step, -(failed rank + 1)
+        local = [count if error is None else 0, -num_step, num_step, -(failed + 1)]
+        values = torch.tensor(local, dtype=torch.int64, device=self._device)
+        dist.all_reduce(values, op=dist.ReduceOp.MIN)
+        count, high, low, failed = (int(v) for v in values.tolist())
+        if error is not None:
+            raise error
+        if failed < 0:
+            raise RuntimeError(
+                f"rank {-failed - 1} of {self.world} could not build its batches (its error "
+                f"is raised there); this rank ({self.rank}) stops too rather than wait for it"
+            )
+        if self.split and low != -high:
+            raise ValueError(
+                f"ddp: Traj(ddp=True) needs the same steps on every rank, got between {low} "
+                f"and {-high} steps (rank {self.rank} holds {num_step}); give each rank the "
+                "same episodes, or use ddp=False for per-rank data"
+            )
+        return count
+
+    def check_share(self, batch_size: int) -> None:
+        """A ValueError when a minibatch of ``batch_size`` would leave a rank an empty share."""
+        if self.split and batch_size < self.world:
+            raise ValueError(
+                f"batch_size: Traj(ddp=True) shares each minibatch between {self.world} ranks; "
+                f"expected at least {self.world}, got {batch_size}"
+            )
+
+    def same(
+        self, make: Callable[[], torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype
+    ) -> torch.Tensor:
+        """``make()`` on rank 0, broadcast to the others, with ``split``; else ``make()``.
+
+        ``make`` must return a tensor of ``shape`` and ``dtype`` (integers below 2 ** 53: the
+        wire is float64). Only rank 0 runs it, so only rank 0's RNG is used and the ranks need
+        no common RNG state. When it raises on rank 0, the other ranks raise too.
+        """
+        if not self.split:
+            return make()
+        numel = math.prod(shape)
+        # wire[0] says whether rank 0 succeeded, so that no rank waits for a failed draw
+        wire = torch.zeros(numel + 1, dtype=torch.float64, device=self._device)
+        value, error = None, None
+        if self.rank == 0:
+            try:
+                value = make()
+                wire[1:] = value.reshape(-1).to(wire.device, torch.float64)
+            except Exception as e:  # re-raised below, after the others are told
+                error = e
+                wire[0] = 1.0
+        dist.broadcast(wire, src=0)
+        if error is not None:
+            raise error
+        if wire[0] != 0.0:
+            raise RuntimeError(
+                f"rank 0 could not draw the minibatch (its error is raised there); this rank "
+                f"({self.rank}) stops too"
+            )
+        if value is not None:
+            return value
+        return wire[1:].to(dtype).reshape(shape)
+
+    def bounds(self, size: int) -> tuple[int, int]:
+        """This rank's slice ``[lo, hi)`` of a minibatch of ``size`` items."""
+        if not self.split:
+            return 0, size
+        return self.rank * size // self.world, (self.rank + 1) * size // self.world
+
+    def share(self, items: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of ``items`` along its first axis."""
+        lo, hi = self.bounds(len(items))
+        return items[lo:hi]

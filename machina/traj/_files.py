@@ -1,0 +1,160 @@
+"""A Traj's file format: an ``.npz`` archive, written atomically, read without pickle and
+validated before anything is built from it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from machina.traj._columns import GROUP_KEYS
+
+# Archive members: one "col:<key>" per column, plus these.
+REQUIRED = ("epis_index", "group_keys", "group_names")
+OPTIONAL = ("max_steps", "pri_beta")
+
+
+def write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an ``.npz`` archive at ``path`` (exactly that name), atomically.
+
+    The archive goes to a temporary file in the same directory, is flushed to disk, and then
+    renamed over ``path`` (``os.replace``, atomic on POSIX and Windows): a process killed
+    while saving leaves the previous file intact (and a ``.<name>.*.tmp`` file behind).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    # The rename itself is durable once the directory entry is on disk.
+    if hasattr(os, "O_DIRECTORY"):
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@dataclass
+class TrajFile:
+    """The validated contents of a Traj file."""
+
+    columns: dict[str, np.ndarray]
+    epis_index: np.ndarray
+    groups: dict[str, str]
+    max_steps: int | None
+    pri_beta: float | None
+
+
+def read_checked(path: str | os.PathLike) -> TrajFile:
+    """Read and validate a file written by ``Traj.save``; never unpickles.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` and what is wrong: not an ``.npz`` archive (or one that pickles),
+        a missing member, episode boundaries that do not start at 0, increase and end at the
+        columns' length, columns of different lengths, inconsistent groups or bound.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise _Bad("expected an .npz archive written by Traj.save, got a single .npy array")
+        with archive as f:
+            members = {name: f[name] for name in f.files}
+    except _Bad as e:
+        raise ValueError(f"Traj.load: {os.fspath(path)}: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:
+        # Random bytes: numpy takes them for a pickle; a cut archive: a zip or zlib error.
+        raise ValueError(
+            f"Traj.load: {os.fspath(path)}: not a readable .npz archive written by Traj.save "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    try:
+        return _validate(members)
+    except _Bad as e:
+        raise ValueError(f"Traj.load: {os.fspath(path)}: {e}") from None
+
+
+class _Bad(Exception):
+    """What is wrong with a file's contents (the caller adds the path)."""
+
+
+def _validate(members: dict[str, np.ndarray]) -> TrajFile:
+    missing = [name for name in REQUIRED if name not in members]
+    if missing:
+        raise _Bad(f"missing member(s) {missing}; expected {list(REQUIRED)} and 'col:<key>'s")
+    unknown = [n for n in members if not n.startswith("col:") and n not in REQUIRED + OPTIONAL]
+    if unknown:
+        raise _Bad(f"unknown member(s) {unknown}")
+    index = members["epis_index"]
+    if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) == 0:
+        raise _Bad(
+            f"epis_index: expected a 1-d integer array, got dtype {index.dtype} and shape "
+            f"{index.shape}"
+        )
+    index = index.astype(np.int64)
+    if index[0] != 0:
+        raise _Bad(f"epis_index: expected to start at 0, got {int(index[0])}")
+    steps = np.diff(index)
+    if len(steps) and steps.min() <= 0:
+        i = int(np.argmin(steps))
+        raise _Bad(
+            f"epis_index: expected strictly increasing boundaries (episodes of >= 1 step), "
+            f"got {int(index[i])} then {int(index[i + 1])} at positions {i}, {i + 1}"
+        )
+    num_step = int(index[-1])
+    columns = {name[4:]: a for name, a in members.items() if name.startswith("col:")}
+    if num_step > 0 and not columns:
+        raise _Bad(f"epis_index: {len(steps)} episodes but no 'col:<key>' column")
+    lengths = {len(c) if c.ndim else -1 for c in columns.values()}
+    if len(lengths) == 1 and num_step not in lengths:
+        raise _Bad(
+            f"epis_index: expected to end at the columns' length {lengths.pop()}, got {num_step}"
+        )
+    for key, column in columns.items():
+        if column.ndim == 0 or len(column) != num_step:
+            raise _Bad(
+                f"col:{key}: expected a first axis of length {num_step} (epis_index[-1]), "
+                f"got shape {column.shape}"
+            )
+        if column.dtype.kind not in "biuf":
+            raise _Bad(f"col:{key}: expected a bool, integer or float column, got {column.dtype}")
+    group_keys, group_names = members["group_keys"], members["group_names"]
+    if group_keys.shape != group_names.shape or group_keys.ndim != 1:
+        raise _Bad(
+            f"group_keys, group_names: expected two 1-d arrays of one length, got shapes "
+            f"{group_keys.shape} and {group_names.shape}"
+        )
+    groups = dict(zip(map(str, group_keys.tolist()), map(str, group_names.tolist())))
+    for key, name in groups.items():
+        if name not in GROUP_KEYS or key not in columns:
+            raise _Bad(
+                f"group_keys: {key!r} -> {name!r}: expected a stored column in one of {GROUP_KEYS}"
+            )
+    max_steps = None
+    if "max_steps" in members:
+        bound = members["max_steps"]
+        if bound.shape != () or bound.dtype.kind not in "iu" or int(bound) < 1:
+            raise _Bad(f"max_steps: expected a positive integer scalar, got {bound!r}")
+        max_steps = int(bound)
+        if num_step > max_steps:
+            raise _Bad(f"epis_index: {num_step} steps exceed the file's max_steps {max_steps}")
+    pri_beta = None
+    if "pri_beta" in members:
+        beta = members["pri_beta"]
+        if beta.shape != () or beta.dtype.kind != "f" or not 0.0 <= float(beta) <= 1.0:
+            raise _Bad(f"pri_beta: expected a float scalar in [0, 1], got {beta!r}")
+        pri_beta = float(beta)
+    return TrajFile(columns, index, groups, max_steps, pri_beta)

@@ -1,0 +1,233 @@
+"""Low-level data-parallel helpers over ``torch.distributed``: rank and world size, one
+flattened gradient all-reduce, parameter broadcast.
+
+This module is the bottom floor of distributed training: ``optimizer_step`` (every ``train``
+function's step) and ``machina.optims`` call it. ``machina.distributed.init()`` sets up the
+process group and turns gradient averaging on; everything here also works when the user
+created the process group with ``torch.distributed.init_process_group`` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "is_initialized",
+    "get_rank",
+    "get_world_size",
+    "set_grad_averaging",
+    "grad_averaging_enabled",
+    "averages_here",
+    "average_gradients",
+    "grads_already_averaged",
+    "grads_are_averaged",
+    "broadcast_params",
+    "make_model_distributed",
+    "wrap_ddp",
+]
+
+_GRAD_AVERAGING = False
+_LOCAL = threading.local()
+
+
+def is_initialized() -> bool:
+    """True when a ``torch.distributed`` process group exists in this process."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """This process's rank, 0 when ``torch.distributed`` is not initialised."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes, 1 when ``torch.distributed`` is not initialised."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def set_grad_averaging(enabled: bool) -> None:
+    """Turn on (or off) the gradient all-reduce in every ``train`` function's optimiser step.
+
+    ``machina.distributed.init()`` and :func:`make_model_distributed` turn it on. It only
+    acts while ``torch.distributed`` is initialised with more than one process.
+    """
+    global _GRAD_AVERAGING
+    _GRAD_AVERAGING = bool(enabled)
+
+
+def grad_averaging_enabled() -> bool:
+    """Whether :func:`set_grad_averaging` turned gradient averaging on."""
+    return _GRAD_AVERAGING
+
+
+def averages_here(optims: Iterable[torch.optim.Optimizer] = ()) -> bool:
+    """Whether an optimiser step of ``optims`` must average gradients over ranks now.
+
+    True with more than one process and either averaging turned on or one of ``optims``
+    averaging by itself (``machina.optims.DistributedAdamW`` / ``DistributedSGD``).
+    """
+    if get_world_size() <= 1:
+        return False
+    return _GRAD_AVERAGING or any(getattr(o, "averages_gradients", False) for o in optims)
+
+
+def average_gradients(
+    params: Sequence[torch.Tensor],
+    extra: torch.Tensor | None = None,
+    world_size: int | None = None,
+) -> torch.Tensor | None:
+    """Replace every ``p.grad`` by its mean over ranks, in one flattened all-reduce.
+
+    A parameter whose gradient is ``None`` on some ranks counts as a zero gradient there (its
+    loss did not depend on it); one that has none on every rank keeps ``None``, so the
+    optimiser skips it exactly as in a single process. Every rank must pass the same
+    parameters in the same order (the optimisers' ``param_groups`` give that).
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        Parameters (leaf tensors) whose ``.grad`` is averaged in place.
+    extra : torch.Tensor, optional
+        A tensor averaged in the same call (``optimizer_step`` sends the loss, so every rank
+        learns whether any rank's loss is non-finite without a second collective).
+    world_size : int, optional
+        Divisor of the sum; the process group's size by default.
+
+    Returns
+    -------
+    torch.Tensor or None
+        ``extra`` averaged over ranks (same shape), or None without ``extra``.
+    """
+    params = list(params)
+    divisor = get_world_size() if world_size is None else world_size
+    if not is_initialized():
+        return None if extra is None else extra.detach().clone()
+    ref = params[0] if params else extra
+    if ref is None:
+        return None
+    missing = [p.grad is None for p in params]
+    grads = [torch.zeros_like(p) if m else p.grad for p, m in zip(params, missing)]
+    flags = torch.tensor([0.0 if m else 1.0 for m in missing], dtype=ref.dtype, device=ref.device)
+    pieces = [g.reshape(-1) for g in grads] + [flags]
+    if extra is not None:
+        pieces.append(extra.detach().reshape(-1).to(ref.dtype))
+    flat = torch.cat(pieces)
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat.div_(divisor)
+    sizes = [g.numel() for g in grads]
+    n = sum(sizes)
+    counts = flat[n : n + len(params)].tolist() if any(missing) else None
+    for i, (p, view) in enumerate(zip(params, flat[:n].split(sizes))):
+        if missing[i]:
+            if counts[i] != 0.0:  # some rank had a gradient: this rank's share was zero
+                p.grad = view.view_as(p).clone()
+        else:
+            p.grad.copy_(view.view_as(p.grad))
+    if extra is None:
+        return None
+    return flat[n + len(params) :].view_as(extra)
+
+
+@contextlib.contextmanager
+def grads_already_averaged() -> Iterator[None]:
+    """Inside the block, gradient-averaging optimisers (``machina.optims.Distributed*``) do
+    not average again: ``optimizer_step`` averaged before clipping."""
+    previous = getattr(_LOCAL, "averaged", False)
+    _LOCAL.averaged = True
+    try:
+        yield
+    finally:
+        _LOCAL.averaged = previous
+
+
+def grads_are_averaged() -> bool:
+    """True inside :func:`grads_already_averaged`."""
+    return getattr(_LOCAL, "averaged", False)
+
+
+def _module_tensors(modules: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.Tensor]:
+    mods = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+    return [t for m in mods for t in (*m.parameters(), *m.buffers())]
+
+
+def broadcast_params(modules: torch.nn.Module | Iterable[torch.nn.Module], src: int = 0) -> None:
+    """Copy rank ``src``'s parameters and buffers of ``modules`` to every rank, in place.
+
+    One broadcast per dtype (parameters and buffers flattened together). Does nothing
+    without an initialised process group.
+    """
+    if not is_initialized():
+        return
+    by_dtype: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
+    for t in _module_tensors(modules):
+        by_dtype.setdefault((t.dtype, t.device), []).append(t)
+    with torch.no_grad():
+        for tensors in by_dtype.values():
+            flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+            dist.broadcast(flat, src)
+            for t, view in zip(tensors, flat.split([t.numel() for t in tensors])):
+                t.copy_(view.view_as(t))
+
+
+def make_model_distributed(
+    model: torch.nn.Module,
+    optim: torch.optim.Optimizer,
+    use_apex: bool = False,
+    apex_opt_level: str = "O0",
+    apex_keep_batchnorm_fp32: bool = True,
+    apex_sync_bn: bool = False,
+    apex_loss_scale: float | None = None,
+    device_ids: Sequence[int] | None = None,
+    output_device: int | None = None,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """Prepare ``model`` for data-parallel training; returns ``(model, optim)``.
+
+    The original machina wrapped the model in ``DistributedDataParallel``. Here every
+    ``train`` function's optimiser step averages gradients itself (before clipping), so the
+    model needs no wrapper: rank 0's parameters and buffers are broadcast to every rank,
+    gradient averaging is turned on, and the same ``model`` object is returned (it shares its
+    parameters with itself, as the original promised of its wrapper). ``device_ids`` and
+    ``output_device`` are accepted for the original's scripts and not needed: the model stays
+    on the device it is on.
+
+    Raises
+    ------
+    RuntimeError
+        When ``torch.distributed`` is not initialised.
+    ValueError
+        With ``use_apex=True``: NVIDIA apex is not supported (use ``torch.autocast``).
+    """
+    if use_apex:
+        raise ValueError(
+            "make_model_distributed: use_apex: NVIDIA apex is not supported; expected False, "
+            "got True (use torch.autocast / torch.amp for mixed precision)"
+        )
+    if not is_initialized():
+        raise RuntimeError(
+            "make_model_distributed: torch.distributed is not initialised; call "
+            "machina.distributed.init() (or torch.distributed.init_process_group) first"
+        )
+    broadcast_params(model)
+    set_grad_averaging(True)
+    return model, optim
+
+
+def wrap_ddp(cls: type) -> type:
+    """A subclass of the wrapper ``cls`` (e.g. ``DistributedDataParallel``) whose attribute
+    look-ups fall back to the wrapped ``module`` (so ``ddp_pol.rnn`` works)."""
+
+    class _Wrap(cls):
+        def __getattr__(self, name: str) -> Any:
+            wrapped = super().__getattr__("module")
+            if hasattr(wrapped, name):
+                return getattr(wrapped, name)
+            return super().__getattr__(name)
+
+    _Wrap.__name__ = _Wrap.__qualname__ = f"Wrapped{cls.__name__}"
+    return _Wrap

@@ -1,0 +1,175 @@
+"""The original machina's Ray helpers: ``init_ray`` and trainers launched as Ray actors that
+form one ``torch.distributed`` group (``BaseDistributedRayTrainer``, ``TrainManager``), plus
+its Redis handle functions.
+
+Ray is optional: it is imported when these are used, so ``machina.utils`` imports without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import socket
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from machina.utils.device import set_device
+from machina.utils.distributed import set_grad_averaging
+from machina.utils.tensors import state_dict_to_cpu
+
+__all__ = [
+    "init_ray",
+    "BaseDistributedRayTrainer",
+    "TrainManager",
+    "make_redis",
+    "set_redis",
+    "get_redis",
+]
+
+_REDIS: Any = None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            'Ray is not installed; install it with: pip install -e ".[ray]"  (or pip install ray)'
+        ) from e
+    return ray
+
+
+def init_ray(
+    num_cpus: int | None = None, num_gpus: int | None = None, ray_redis_address: str | None = None
+) -> None:
+    """Connect to the Ray cluster at ``ray_redis_address`` (``"host:port"``), or start Ray
+    locally with ``num_cpus`` / ``num_gpus`` (all GPUs torch sees by default)."""
+    ray = _import_ray()
+    if ray_redis_address is not None:
+        ray.init(address=ray_redis_address)
+        return
+    if num_gpus is None:
+        num_gpus = torch.cuda.device_count()
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
+
+
+class BaseDistributedRayTrainer:
+    """Base class of a trainer that runs as a Ray actor and joins a ``torch.distributed``
+    group; subclass it with ``__init__`` building nets and optimisers and ``train(**kwargs)``.
+
+    ``backend="nccl"`` falls back to ``"gloo"`` when the actor has no GPU. Gradient averaging
+    in every ``train`` function's optimiser step is turned on.
+    """
+
+    @classmethod
+    def as_remote(cls, num_gpus: float | None = None, resources: dict | None = None) -> Any:
+        """The Ray actor class; ``num_gpus`` defaults to 1 when torch sees a GPU, else 0."""
+        ray = _import_ray()
+        if num_gpus is None:
+            num_gpus = 1 if torch.cuda.is_available() else 0
+        return ray.remote(num_cpus=0, num_gpus=num_gpus, resources=resources)(cls)
+
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        master_address: str | None = None,
+        backend: str = "nccl",
+        seed: int = 1234,
+    ) -> None:
+        cuda = torch.cuda.is_available()
+        if backend == "nccl" and not cuda:
+            backend = "gloo"
+        dist.init_process_group(
+            backend=backend, init_method=master_address, world_size=world_size, rank=rank
+        )
+        # Ray sets CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
+        self.device = "cuda:0" if cuda else "cpu"
+        np.random.seed(seed)  # noqa: NPY002 - the original seeds the global RNG for users' code
+        torch.manual_seed(seed)
+        set_device(self.device)
+        if cuda:
+            torch.cuda.set_device(0)
+        set_grad_averaging(True)
+
+    def get_state(self, name: str) -> dict:
+        """A CPU copy of the state dict of attribute ``name`` (a module or optimiser)."""
+        return state_dict_to_cpu(copy.deepcopy(getattr(self, name).state_dict()))
+
+
+def _free_local_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+class TrainManager:
+    """Start ``num_trainer`` actors of ``trainer_cls`` (a ``BaseDistributedRayTrainer``) as one
+    ``torch.distributed`` group and drive them.
+
+    ``master_address`` (``"tcp://host:port"``) defaults to a free port on 127.0.0.1, which
+    suits trainers on one machine. Ray is started locally if it is not running.
+    """
+
+    def __init__(
+        self,
+        trainer_cls: type,
+        num_trainer: int = 1,
+        master_address: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        ray = _import_ray()
+        if not ray.is_initialized():
+            init_ray()
+        if master_address is None:
+            master_address = _free_local_address()
+        remote_cls = trainer_cls.as_remote()
+        self.trainers = [
+            remote_cls.remote(
+                **kwargs, rank=i, world_size=num_trainer, master_address=master_address
+            )
+            for i in range(num_trainer)
+        ]
+
+    def get_state(self, name: str) -> dict:
+        """Rank 0's CPU state dict of its attribute ``name``."""
+        ray = _import_ray()
+        return ray.get(self.trainers[0].get_state.remote(name))
+
+    def train(self, **kwargs: Any) -> Any:
+        """Call ``train(**kwargs)`` on every trainer (arguments go through the object store
+        once) and return rank 0's result (all ranks hold the same parameters)."""
+        ray = _import_ray()
+        args = {k: ray.put(v) for k, v in kwargs.items()}
+        return ray.get([t.train.remote(**args) for t in self.trainers])[0]
+
+
+def make_redis(redis_host: str, redis_port: str | int) -> None:
+    """Kept for the original's scripts: machina no longer uses Redis (its distributed
+    sampler runs on Ray). Stores a client when the ``redis`` package is installed, else
+    ``None``, for :func:`get_redis`."""
+    try:
+        import redis
+    except ImportError:
+        warnings.warn(
+            "machina.utils.make_redis: machina no longer uses Redis (the distributed sampler "
+            "runs on Ray); the call is ignored",
+            stacklevel=2,
+        )
+        set_redis(None)
+        return
+    set_redis(redis.StrictRedis(redis_host, int(redis_port)))
+
+
+def set_redis(r: Any) -> None:
+    """Store a Redis client for :func:`get_redis`."""
+    global _REDIS
+    _REDIS = r
+
+
+def get_redis() -> Any:
+    """The client stored by :func:`make_redis` / :func:`set_redis` (``None`` before)."""
+    return _REDIS

@@ -1,0 +1,49 @@
+"""Detaching and moving tensors held in dicts and state dicts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["detach_tensor_dict", "state_dict_to_cpu", "get_cpu_state_dict"]
+
+
+def detach_tensor_dict(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict with every tensor of ``d`` detached from the graph.
+
+    Tuples of tensors (an LSTM's ``(h, c)``) are detached element-wise; ``None`` values are
+    dropped, as in the original machina; other values are kept as they are.
+    """
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            out[key] = tuple(v.detach() if isinstance(v, torch.Tensor) else v for v in value)
+        elif isinstance(value, torch.Tensor):
+            out[key] = value.detach()
+        else:
+            out[key] = value
+    return out
+
+
+def state_dict_to_cpu(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Move every tensor of ``state_dict`` (nested dicts included) to the CPU, in place.
+
+    Returns the same dict, as the original did, so it can be used in an expression. Works on
+    module and optimiser state dicts (an optimiser's ``state`` is a dict keyed by int).
+    """
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor):
+            state_dict[key] = value.to("cpu")
+        elif isinstance(value, dict):
+            state_dict[key] = state_dict_to_cpu(value)
+    return state_dict
+
+
+def get_cpu_state_dict(module: torch.nn.Module) -> dict[str, Any]:
+    """A CPU copy of ``module.state_dict()``; the module and its own tensors are untouched."""
+    return state_dict_to_cpu(copy.deepcopy(module.state_dict()))

@@ -1,0 +1,165 @@
+"""machina.checkpoint: one call saves a run, one restores it into the live objects."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import make_random_epis
+
+from machina.checkpoint import latest_checkpoint, load_run, save_run
+from machina.prepro import BasePrePro
+from machina.traj import Traj
+
+
+def _objects(seed: int):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    optim = torch.optim.Adam(net.parameters(), lr=1e-2)
+    log_alpha = torch.zeros(1, requires_grad=True)
+    optim_alpha = torch.optim.Adam([log_alpha], lr=1e-2)
+    traj = Traj(max_steps=500)
+    traj.add_epis(make_random_epis(np.random.default_rng(seed), 20))
+    traj.register_epis()
+    prepro = BasePrePro(gym.spaces.Box(-1, 1, (3,)))
+    return dict(
+        net=net, optim=optim, log_alpha=log_alpha, optim_alpha=optim_alpha, traj=traj, prepro=prepro
+    )
+
+
+def _train(objs, iters: int) -> None:
+    """Steps that read every kind of state: global RNGs, the replay, the prepro's statistics."""
+    net, optim, traj = objs["net"], objs["optim"], objs["traj"]
+    for _ in range(iters):
+        for batch in traj.random_batch(32, epoch=2):
+            objs["prepro"].update(batch["obs"].numpy())
+            obs = torch.as_tensor(objs["prepro"].prepro(batch["obs"].numpy()))
+            noise = torch.randn(obs.shape[0], 1) + np.random.normal() + random.random()  # noqa: NPY002
+            loss = ((net(obs) - batch["rews"][:, None] - noise) ** 2).mean()
+            loss = loss + (objs["log_alpha"].exp() - 0.5) ** 2
+            optim.zero_grad()
+            objs["optim_alpha"].zero_grad()
+            loss.backward()
+            optim.step()
+            objs["optim_alpha"].step()
+
+
+def _state(objs):
+    return (
+        [p.detach().clone() for p in objs["net"].parameters()],
+        objs["log_alpha"].detach().clone(),
+        objs["prepro"].ob_rm.copy(),
+        torch.rand(3),
+        np.random.random(),  # noqa: NPY002 (the global RNG is part of a run)
+        random.random(),
+    )
+
+
+def _assert_same(a, b) -> None:
+    for x, y in zip(a[0], b[0]):
+        assert torch.equal(x, y)
+    assert torch.equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert torch.equal(a[3], b[3])
+    assert a[4] == b[4] and a[5] == b[5]
+
+
+def test_a_resumed_run_continues_bit_for_bit(tmp_path):
+    objs = _objects(0)
+    _train(objs, 3)
+    save_run(tmp_path, objs, extra={"iteration": 3})
+    _train(objs, 3)
+    uninterrupted = _state(objs)
+
+    fresh = _objects(1)  # other weights, other replay: everything must come from the file
+    extra = load_run(tmp_path, fresh)
+    assert extra == {"iteration": 3}
+    _train(fresh, 3)
+    _assert_same(_state(fresh), uninterrupted)
+
+
+def test_the_traj_is_restored_in_place_with_its_bound(tmp_path):
+    objs = _objects(0)
+    objs["traj"].pri_beta = 0.7
+    save_run(tmp_path, objs)
+    fresh = _objects(2)
+    traj = fresh["traj"]
+    load_run(tmp_path, fresh)
+    assert traj is fresh["traj"] and traj.max_steps == 500 and traj.pri_beta == 0.7
+    np.testing.assert_array_equal(traj.epis_index, objs["traj"].epis_index)
+    for key, col in objs["traj"].data_map.items():
+        assert torch.equal(traj.data_map[key], col)
+
+
+def test_checkpoints_are_numbered_pruned_and_loaded_without_pickle(tmp_path):
+    objs = _objects(0)
+    for _ in range(4):
+        save_run(tmp_path, objs, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-000002", "ckpt-000003"]
+    assert latest_checkpoint(tmp_path).name == "ckpt-000003"
+    # weights_only=True refuses pickled objects: the state file must load with it
+    torch.load(tmp_path / "ckpt-000003" / "state.pt", weights_only=True)
+    assert not list(tmp_path.glob(".ckpt-tmp-*"))
+
+
+def test_clear_errors(tmp_path):
+    objs = _objects(0)
+    with pytest.raises(FileNotFoundError, match="run_dir: no checkpoint"):
+        load_run(tmp_path, objs)
+    with pytest.raises(TypeError, match=r"objects\['x'\]: expected a Traj"):
+        save_run(tmp_path, {"x": object()})
+    with pytest.raises(TypeError, match="extra: expected JSON-able"):
+        save_run(tmp_path, objs, extra={"x": object()})
+    path = save_run(tmp_path, objs)
+    with pytest.raises(ValueError, match="objects: expected the names saved"):
+        load_run(tmp_path, {"net": objs["net"]})
+    load_run(tmp_path, {"net": objs["net"]}, strict=False)
+    with pytest.raises(ValueError, match=r"objects\['net'\]: saved as a stateful, given a tensor"):
+        load_run(tmp_path, {**objs, "net": torch.zeros(1)})
+    meta = json.loads((path / "meta.json").read_text())
+    meta["version"] = 99
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="version 99"):
+        load_run(tmp_path, objs)
+
+
+def test_a_run_killed_while_saving_keeps_its_previous_checkpoint(tmp_path):
+    """A real process saving a large replay in a loop is killed at an arbitrary moment."""
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, sys, torch
+        from machina.checkpoint import save_run
+        from machina.traj import Traj
+        traj = Traj()
+        n = 2_000_000
+        traj.add_epis([dict(obs=np.random.rand(n, 4).astype(np.float32),
+                            rews=np.zeros(n, np.float32))])
+        traj.register_epis()
+        net = torch.nn.Linear(4, 1)
+        for i in range(1000):
+            with torch.no_grad():
+                net.bias.fill_(i)
+            save_run({str(tmp_path)!r}, {{"traj": traj, "net": net}}, extra={{"i": i}})
+            print(i, flush=True)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline()  # one checkpoint is complete
+        time.sleep(0.3)  # ... and the next is being written
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    net, traj = torch.nn.Linear(4, 1), Traj()
+    extra = load_run(tmp_path, {"traj": traj, "net": net})
+    assert float(net.bias.detach()) == extra["i"]
+    assert traj.num_step == 2_000_000
