@@ -1,12 +1,15 @@
-"""Render a trained policy to a video file.
+"""Render a trained policy to video files with gymnasium's RecordVideo.
 
     python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
     python example/take_movie.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
 
 Loads the policy that ``logger.save_models`` wrote (``--log``/models/pol_last.pt, as
-example/run_ppo.py saves it; pass the same ``--rnn``, ``--c2d`` and ``--h_size``), plays
-``--num_epis`` episodes with ``render_mode="rgb_array"`` and writes them as one MP4
-(``--out``, default ``--log``/movie.mp4). Needs moviepy: ``pip install machina[video]``.
+example/run_ppo.py saves it; pass the same ``--rnn``, ``--c2d`` and ``--h_size``) and plays
+``--num_epis`` episodes in an environment made with ``render_mode="rgb_array"`` and wrapped in
+``gymnasium.wrappers.RecordVideo``, which records every episode, as
+``GymEnv(record_video=True)`` does for a sampler. One episode is written to ``--out``
+(default ``--log``/movie.mp4); with more, episode ``i`` goes to ``OUT-episode-i.mp4``.
+Needs moviepy: ``pip install machina[video]``.
 """
 
 import argparse
@@ -14,6 +17,7 @@ import os
 
 import numpy as np
 import torch
+from gymnasium.wrappers import RecordVideo
 
 from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
@@ -26,7 +30,7 @@ parser.add_argument("--out", default=None, help="video file (default: LOG/movie.
 parser.add_argument("--rnn", action="store_true", help="the policy is an LSTM policy")
 parser.add_argument("--c2d", action="store_true", help="the policy acts through C2DEnv")
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
-parser.add_argument("--num_epis", type=int, default=1, help="episodes in the video")
+parser.add_argument("--num_epis", type=int, default=1, help="episodes to record")
 parser.add_argument("--max_steps", type=int, default=1000, help="steps at most per episode")
 parser.add_argument("--stochastic", action="store_true", help="sample actions, not the mode")
 parser.add_argument("--fps", type=int, default=None, help="default: the environment's")
@@ -34,15 +38,22 @@ parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 try:
-    from moviepy import ImageSequenceClip  # moviepy >= 2
+    import moviepy  # noqa: F401  (RecordVideo writes the files with it)
 except ImportError:
-    try:
-        from moviepy.editor import ImageSequenceClip  # moviepy 1.x
-    except ImportError:
-        raise SystemExit("take_movie.py needs moviepy: pip install 'machina[video]'") from None
+    raise SystemExit("take_movie.py needs moviepy: pip install 'machina[video]'") from None
+
+out = os.path.abspath(args.out or os.path.join(args.log, "movie.mp4"))
+video_dir, prefix = os.path.dirname(out), os.path.splitext(os.path.basename(out))[0]
+os.makedirs(video_dir, exist_ok=True)
 
 torch.set_num_threads(1)
-env = GymEnv(args.env_name, render_mode="rgb_array")
+env = RecordVideo(
+    GymEnv(args.env_name, render_mode="rgb_array"),
+    video_folder=video_dir,
+    name_prefix=prefix,
+    episode_trigger=lambda episode: True,  # every episode, not the default 0, 1, 8, 27...
+    fps=args.fps,
+)
 if args.c2d:
     env = C2DEnv(env)
 pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
@@ -51,11 +62,11 @@ pol.load_state_dict(torch.load(pol_path, map_location="cpu"))
 pol.eval()
 act = pol.forward if args.stochastic else pol.deterministic_ac_real
 
-frames, returns = [], []
+n_frames, returns = 0, []
 for epi in range(args.num_epis):
     pol.reset()  # a recurrent policy starts each episode from its initial hidden state
     obs, _ = env.reset(seed=args.seed + epi)
-    frames.append(env.render())
+    n_frames += 1  # RecordVideo records the reset frame and one per step
     ret = 0.0
     for _ in range(args.max_steps):
         # One observation as a batch of one (a sequence of one step when recurrent).
@@ -63,14 +74,16 @@ for epi in range(args.num_epis):
         with torch.no_grad():
             ac_real, _, _ = act(batch)
         obs, rew, terminated, truncated, _ = env.step(ac_real.reshape(env.action_space.shape))
-        frames.append(env.render())
+        n_frames += 1
         ret += float(rew)
         if terminated or truncated:
             break
     returns.append(ret)
+env.close()  # writes the last episode's file
 
-fps = args.fps or env.metadata.get("render_fps") or 30
-out = args.out or os.path.join(args.log, "movie.mp4")
-os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-ImageSequenceClip([np.asarray(f) for f in frames], fps=fps).write_videofile(out, logger=None)
-print(f"{out}: {len(frames)} frames, episode returns {np.round(returns, 1).tolist()}")
+# RecordVideo numbers episodes from 0, one file each
+videos = [os.path.join(video_dir, f"{prefix}-episode-{i}.mp4") for i in range(args.num_epis)]
+if args.num_epis == 1:
+    os.replace(videos[0], out)
+    videos = [out]
+print(f"{', '.join(videos)}: {n_frames} frames, episode returns {np.round(returns, 1).tolist()}")

@@ -150,12 +150,13 @@ def test_torch_formats_load_back(kind, fmt, tmp_path):
     assert_actions_equal(pol, got, want)
 
 
-def test_export_is_one_file_and_leaves_the_policy_usable(tmp_path):
+@pytest.mark.parametrize("training", [True, False])
+def test_export_is_one_file_and_leaves_the_policy_as_it_was(training, tmp_path):
     pol = make_pol("gaussian")
-    pol.train()
+    pol.train(training)
     export_pol(pol, tmp_path / "pol.pt2", format="torch.export")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pol.pt2"]
-    assert pol.training
+    assert all(m.training == training for m in pol.modules())
     pol(observations())  # still acts
 
 

@@ -119,7 +119,8 @@ def from_dataframe(df: Any) -> list[Epi]:
         first = df[parts[0][1]].to_numpy()
         values = np.empty((len(df), *shape), dtype=first.dtype)
         for index, name in parts:
-            values[(slice(None), *index)] = df[name].to_numpy()
+            where: tuple[Any, ...] = (slice(None), *index)
+            values[where] = df[name].to_numpy()
         arrays[key] = values
     epis = []
     for i in range(len(epi_ids)):

@@ -1,19 +1,22 @@
 """A policy's action as a plain ``torch.nn.Module``: what TorchScript, torch.export and ONNX trace.
 
 ``BasePol.forward`` returns numpy and checks its observations for NaN with a data-dependent
-branch (``_obs_to_tensor``), so it cannot be traced. :class:`ActionModule` calls the same pieces
-the policy acts with (``net``, ``_pd_params``, ``_mode``, ``_ac_to_real``) on a float32 tensor,
-and takes the randomness of a stochastic action as an explicit ``noise`` input, so that the
-exported graph is a pure function of its inputs.
+branch (``_obs_to_tensor``), so it cannot be traced. :class:`ActionModule` calls the pieces the
+policy acts with (``net``, ``_pd_params``, ``_mode``, ``convert_ac_for_real``) on a float32
+tensor, and takes the randomness of a stochastic action as an explicit ``noise`` input, so that
+the exported graph is a pure function of its inputs.
 """
 
 from __future__ import annotations
+
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from machina.pds.tanh_gaussian_pd import TanhGaussianPd
 from machina.pols import (
     BasePol,
     CategoricalPol,
@@ -37,16 +40,17 @@ SUPPORTED_POLS: tuple[type, ...] = (
 )
 
 
-def _check_pol(pol: object) -> BasePol:
+def _check_pol(pol: Any) -> BasePol:
     if not isinstance(pol, SUPPORTED_POLS):
         names = ", ".join(cls.__name__ for cls in SUPPORTED_POLS)
         raise ValueError(f"pol: export supports {names}; got {type(pol).__name__}")
-    if pol.rnn:
+    checked = cast(BasePol, pol)
+    if checked.rnn:
         raise ValueError(
             f"pol: export supports feed-forward policies (rnn=False); got a recurrent "
             f"{type(pol).__name__}: export its net with torch.export directly"
         )
-    return pol
+    return checked
 
 
 def noise_shape(pol: BasePol) -> tuple[int, ...]:
@@ -63,14 +67,13 @@ def noise_shape(pol: BasePol) -> tuple[int, ...]:
       then ``d`` standard normal draws.
     """
     pol = _check_pol(pol)
-    space = pol.action_space
+    # the supported Box and MultiDiscrete spaces are one-dimensional: shape (d,) or (k,)
+    (dim,) = tuple(pol.action_space.shape or (1,))
     if isinstance(pol, CategoricalPol):
         return (1,)
-    if isinstance(pol, MultiCategoricalPol):
-        return (len(space.nvec),)
     if isinstance(pol, MixtureGaussianPol):
-        return (1 + space.shape[0],)
-    return (space.shape[0],)
+        return (1 + dim,)
+    return (dim,)
 
 
 def _inverse_cdf(pi: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
@@ -105,6 +108,9 @@ class ActionModule(nn.Module):
     Observation normalisation (``machina.prepro``) is not part of a policy, so not exported.
     """
 
+    real_low: torch.Tensor
+    real_high: torch.Tensor
+
     def __init__(self, pol: BasePol, deterministic: bool = True) -> None:
         super().__init__()
         self.pol = _check_pol(pol)
@@ -119,14 +125,15 @@ class ActionModule(nn.Module):
 
     def _policy_space_ac(self, obs: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         pol = self.pol
-        outputs = pol.net(obs)
+        net = cast(nn.Module, pol.net)  # _check_pol: the supported policies all have one
+        outputs = net(obs)
         params = pol._pd_params(outputs if isinstance(outputs, tuple) else (outputs,))
         if noise is None:
             return pol._mode(params)
         if isinstance(pol, DeterministicActionNoisePol):
             return pol.clip_ac(params["mean"] + noise.to(params["mean"].dtype))
         if isinstance(pol, TanhGaussianPol):
-            loc, log_std = pol.pd._loc(params)
+            loc, log_std = cast(TanhGaussianPd, pol.pd)._loc(params)
             return torch.tanh(loc + torch.exp(log_std) * noise)
         if isinstance(pol, GaussianPol):
             return params["mean"] + torch.exp(params["log_std"]) * noise
@@ -163,7 +170,9 @@ class ActionModule(nn.Module):
             raise ValueError(
                 "noise: a stochastic ActionModule needs noise of shape (B, *noise_shape(pol))"
             )
-        ac_real = self.pol._ac_to_real(self._policy_space_ac(obs, noise))
+        ac_real = cast(
+            torch.Tensor, self.pol.convert_ac_for_real(self._policy_space_ac(obs, noise))
+        )
         if isinstance(self.pol.action_space, gym.spaces.Box):
             ac_real = torch.clamp(ac_real.to(self.out_dtype), self.real_low, self.real_high)
         return ac_real.to(self.out_dtype)

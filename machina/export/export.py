@@ -22,13 +22,12 @@ def _example_inputs(
 ) -> tuple[torch.Tensor, ...]:
     if example_obs is None:
         sample = pol.observation_space.sample()
-        obs = torch.as_tensor(sample, dtype=torch.float32).expand(
-            batch_size, *pol.observation_space.shape
-        )
+        ob_shape = tuple(pol.observation_space.shape or ())
+        obs = torch.as_tensor(sample, dtype=torch.float32).expand(batch_size, *ob_shape)
         obs = obs.contiguous()
     else:
         obs = torch.as_tensor(example_obs, dtype=torch.float32)
-        ob_shape = tuple(pol.observation_space.shape)
+        ob_shape = tuple(pol.observation_space.shape or ())
         if obs.ndim != len(ob_shape) + 1 or tuple(obs.shape[1:]) != ob_shape:
             raise ValueError(
                 f"example_obs: expected (B, *ob_shape) with ob_shape={ob_shape}, "
@@ -93,14 +92,17 @@ def export_pol(
     # same directory (os.replace stays atomic) and same suffix (torch.export.save checks it)
     head, tail = os.path.split(path)
     tmp = os.path.join(head, f".tmp{os.getpid()}-{tail}")
-    was_training = module.training
+    # traced in eval mode (dropout off, batch-norm statistics fixed), then every module's own
+    # mode restored: the policy may be in either, and its nets in mixed ones
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         with torch.no_grad():
             _write(module, inputs, names, format, tmp)
         os.replace(tmp, path)
     finally:
-        module.train(was_training)
+        for m, training in modes:
+            m.training = training
         if os.path.exists(tmp):
             os.remove(tmp)
     return path

@@ -515,9 +515,12 @@ class Logger:
         """Close every output. The logger stays usable: add outputs again to reuse it."""
         for f in self._text_files.values():
             f.close()
-        for output in [*self._csv_outputs.values(), *self._tensorboard_outputs.values()]:
-            output.close()
-        for output in self._outputs:
+        outputs: list[Output] = [
+            *self._csv_outputs.values(),
+            *self._tensorboard_outputs.values(),
+            *self._outputs,
+        ]
+        for output in outputs:
             output.close()
         self._outputs.clear()
         self._text_files.clear()
