@@ -298,13 +298,10 @@ class Run:
             self.checkpoint(**checkpoint)
         if self._bar is not None:
             self._bar.update(self.progress_count - before)
-            shown = {"train": f"{self.train_return:.1f}"} if rewards else {}
+            shown = {"train": _fmt(self.train_return)} if rewards else {}
             for key, value in self.evaluation.items():
-                if key == EVAL_RETURN:
-                    shown["eval"] = f"{value:.1f}"
-                else:
-                    shown[key] = f"{value:.3g}"
-            shown.update({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in postfix.items()})
+                shown["eval" if key == EVAL_RETURN else key] = _fmt(value)
+            shown.update({k: _fmt(v) if isinstance(v, float) else v for k, v in postfix.items()})
             self._bar.set_postfix(shown)
 
     def _plot_eval_curve(self) -> None:
@@ -334,7 +331,7 @@ class Run:
             state = "solved" if self.solved else "not solved"
         spent = f"{self.total_step} steps"
         if self.unit != "step":
-            spent = f"{self.progress_count} {self.unit}s ({spent})"
+            spent = f"{self.progress_count} {self.unit}s, {spent}"
         if EVAL_RETURN in self.evaluation:
             ret = f" (eval return {self.eval_return:.1f})"
         elif not math.isinf(self.train_return):
@@ -344,6 +341,12 @@ class Run:
         return (
             f"{self.desc}: {state} after {spent}{ret};\nrun folder: {os.path.abspath(self.log_dir)}"
         )
+
+
+def _fmt(value: float) -> str:
+    """A number for the progress bar: returns with one decimal, small numbers (losses,
+    accuracies) with three significant digits."""
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
 def _next(current: int, interval: int | None, count: int) -> int:
