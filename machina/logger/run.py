@@ -83,11 +83,11 @@ class Run:
         The run folder (``start_run``): progress.csv, TensorBoard events, log.txt,
         learning_curve.png, models/ and the run's checkpoints (``machina.checkpoint``).
     max_steps : int
-        Budget in ``unit``\\ s: :attr:`done` once it is spent.
+        Budget, counted in ``unit``: :attr:`done` once it is spent.
     desc : str
         Label of the progress bar and first word of the status line.
     eval_interval : int, optional
-        ``unit``\\ s between evaluations (the ``evaluate`` callable given to :meth:`record`);
+        How many ``unit`` between evaluations (the ``evaluate`` callable of :meth:`record`);
         the last iteration is evaluated too. None: every iteration.
     solve_return : float, optional
         :attr:`done` once an evaluation's mean return (``EvalReturn``) reaches it.
@@ -101,7 +101,7 @@ class Run:
     title : str, optional
         Title of the learning curve; ``desc`` by default.
     checkpoint_interval : int, optional
-        ``unit``\\ s between the checkpoints :meth:`record` writes when given ``checkpoint``
+        How many ``unit`` between the checkpoints :meth:`record` writes when given ``checkpoint``
         objects; the last iteration is saved too. None: every iteration.
     """
 
