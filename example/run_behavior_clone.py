@@ -6,11 +6,14 @@
 Fits the policy to the expert's actions on ``--train_size`` of the episodes, reports the
 likelihood loss on the rest (``TestPolLossAverage``) and the return of a deterministic
 evaluation every ``--eval_interval`` epochs; writes progress.csv, TensorBoard events,
-learning_curve.png and models/pol_last.pt into ``--log``.
+learning_curve.png (of ``EvalReturn``) and models/pol_last.pt into ``--log``.
+
+Each epoch the whole run is saved in ``--log`` (``machina.checkpoint``); ``--resume RUN_DIR``
+continues a stopped run from its newest checkpoint, with the same other arguments (see
+run_ddpg.py).
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -36,9 +39,11 @@ parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
 parser.add_argument("--eval_interval", type=int, default=10, help="epochs between evaluations")
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.set_num_threads(1)
 torch.manual_seed(args.seed)
 
@@ -58,31 +63,30 @@ test_traj = Traj()
 test_traj.add_epis(test_epis)
 test_traj.register_epis()
 expert_return = float(np.mean([np.sum(epi["rews"]) for epi in expert_epis]))
-logger.log(f"expert_score={expert_return}, num_train_epi={train_traj.num_epi}")
+print(f"expert return {expert_return:.1f} ({train_traj.num_epi} episodes for training)")
 
-eval_return = -np.inf
-for epoch in range(1, args.epoch + 1):
-    result_dict = behavior_clone.train(train_traj, pol, optim_pol, args.batch_size)
-    result_dict.update(behavior_clone.test(test_traj, pol))
-    if epoch % args.eval_interval == 0 or epoch == args.epoch:
-        eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-        rewards = [np.sum(epi["rews"]) for epi in eval_epis]
-        eval_return = float(np.mean(rewards))
-        result_dict["EvalReturn"] = eval_return
+run = logger.Run(
+    args.resume or args.log,
+    args.epoch,
+    args.env_name,
+    args.eval_interval,
+    unit="iteration",
+    resume=args.resume is not None,
+)
+state = dict(pol=pol, optim_pol=optim_pol)
+with run:
+    run.restore(**state)
+    while not run.done:
+        result_dict = behavior_clone.train(train_traj, pol, optim_pol, args.batch_size)
+        result_dict.update(behavior_clone.test(test_traj, pol))
         result_dict["ExpertReturn"] = expert_return
-        logger.record_results(
-            args.log,
+        run.record(
+            [],  # no episodes sampled for training: the learning curve shows EvalReturn
             result_dict,
-            score_file,
-            epoch,
-            train_traj.num_step,
-            epoch * train_traj.num_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol),
+            num_step=train_traj.num_step,
+            checkpoint=state,
         )
-        logger.save_models(args.log, pol=pol)
 
 sampler.close()
-logger.close()
-print(f"{args.env_name}: eval return {eval_return:.1f} (expert {expert_return:.1f})")
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -7,6 +7,16 @@ replay ``Traj`` and takes as many DDPG gradient steps on random batches of it. T
 deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps pass, and
 writes progress.csv, TensorBoard events, learning_curve.png and the trained networks (models/)
 into ``--log``.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``: networks, targets, optimisers, the replay ``Traj``, the global RNGs
+and the counters). A stopped run continues from its newest checkpoint, with the same other
+arguments (``--max_steps`` may grow)::
+
+    python example/run_ddpg.py --resume runs/ddpg_pendulum
+
+progress.csv is continued from that checkpoint's row. The sampler's environment and policy
+RNGs are not saved yet, so the resumed episodes differ from those of an uninterrupted run.
 """
 
 import argparse
@@ -54,6 +64,12 @@ parser.add_argument("--eval_interval", type=int, default=2000, help="env steps b
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
+parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
 args = parser.parse_args()
@@ -80,8 +96,26 @@ optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-run = logger.Run(args.log, args.max_steps, args.env_name, args.eval_interval, solve_return)
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(
+    pol=pol,
+    qf=qf,
+    targ_pol=targ_pol,
+    targ_qf=targ_qf,
+    optim_pol=optim_pol,
+    optim_qf=optim_qf,
+    off_traj=off_traj,
+)
 with run:
+    run.restore(**state)
     while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
@@ -108,5 +142,6 @@ with run:
             result_dict,
             evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
             models=dict(pol=pol, qf=qf),
+            checkpoint=state,
         )
 sampler.close()

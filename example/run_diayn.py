@@ -11,12 +11,15 @@ iteration samples ``--steps_per_iter`` env steps into a bounded replay ``Traj``;
 (``EvalDiscrimAcc``; chance is 1 / num_skill). Writes progress.csv, TensorBoard events,
 learning_curve.png (of the environment's return, which DIAYN never sees) and the trained
 networks (models/) into ``--log``.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its newest
+checkpoint, with the same other arguments (see run_ddpg.py).
 """
 
 import argparse
 import copy
 import math
-import os
 
 import numpy as np
 import torch
@@ -61,10 +64,15 @@ parser.add_argument("--eval_epis", type=int, default=16, help="episodes per eval
 parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 make_kwargs = {}
@@ -90,9 +98,41 @@ optim_discrim = torch.optim.Adam(discrim.parameters(), args.discrim_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, eval_acc, next_eval = 0, 0, float("nan"), args.eval_interval
-with logger.progress(total=args.max_steps, desc=f"DIAYN {args.env_name}", disable=False) as bar:
-    while total_step < args.max_steps:
+
+def evaluate() -> dict[str, float]:
+    """The discriminator's accuracy on the states of fresh episodes (chance: 1 / num_skill)."""
+    eval_epis = sampler.sample(pol, max_epis=args.eval_epis)
+    eval_obs = torch.as_tensor(np.concatenate([epi["next_obs"] for epi in eval_epis]))
+    return {"EvalDiscrimAcc": float(skill_accuracy(discrim, eval_obs, args.num_skill))}
+
+
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    f"DIAYN {args.env_name}",
+    args.eval_interval,
+    resume=args.resume is not None,
+    title=f"DIAYN {args.env_name} (environment return)",
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(
+    pol=pol,
+    qf1=qfs[0],
+    qf2=qfs[1],
+    targ_qf1=targ_qfs[0],
+    targ_qf2=targ_qfs[1],
+    discrim=discrim,
+    log_alpha=log_alpha,
+    optim_pol=optim_pol,
+    optim_qf1=optim_qfs[0],
+    optim_qf2=optim_qfs[1],
+    optim_alpha=optim_alpha,
+    optim_discrim=optim_discrim,
+    off_traj=off_traj,
+)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -130,35 +170,17 @@ with logger.progress(total=args.max_steps, desc=f"DIAYN {args.env_name}", disabl
         )
         result_dict.update(discrim_result)
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis)
-            eval_obs = torch.as_tensor(np.concatenate([epi["next_obs"] for epi in eval_epis]))
-            eval_acc = float(skill_accuracy(discrim, eval_obs, args.num_skill))
-            result_dict["EvalDiscrimAcc"] = eval_acc
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=f"DIAYN {args.env_name} (environment return)",
+            evaluate=evaluate,
+            models=dict(pol=pol, qf1=qfs[0], qf2=qfs[1], discrim=discrim, log_alpha=log_alpha),
+            checkpoint=state,
+            diayn_rew=float(result_dict["DiaynRew"]),
         )
-        logger.save_models(
-            args.log, pol=pol, qf1=qfs[0], qf2=qfs[1], discrim=discrim, log_alpha=log_alpha
-        )
-        bar.update(traj.num_step)
-        bar.set_postfix(diayn_rew=f"{result_dict['DiaynRew']:.2f}", eval_acc=f"{eval_acc:.2f}")
 
 sampler.close()
-logger.close()
 print(
-    f"{args.env_name}: {args.num_skill} skills after {total_step} steps; discriminator accuracy "
-    f"on fresh episodes {eval_acc:.2f} (chance {1 / args.num_skill:.2f})"
+    f"{args.num_skill} skills; discriminator accuracy on fresh episodes "
+    f"{run.evaluation.get('EvalDiscrimAcc', math.nan):.2f} (chance {1 / args.num_skill:.2f})"
 )
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -10,7 +10,6 @@ records the environment's return (``Reward*``, from ``real_rews``) and the pseud
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -55,7 +54,6 @@ parser.add_argument("--bc_epoch", type=int, default=10)
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.set_num_threads(1)
 torch.manual_seed(args.seed)
 
@@ -75,68 +73,60 @@ sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 
 expert_traj = Traj.load(args.expert_path)
 expert_return = float(np.mean([np.sum(epi["rews"]) for epi in expert_traj.epis()]))
-logger.log(f"expert_score={expert_return}, expert_num_epi={expert_traj.num_epi}")
+print(f"expert return {expert_return:.1f} ({expert_traj.num_epi} episodes)")
 if args.pretrain:
     behavior_clone.train(expert_traj, pol, optim_pol, args.batch_size, epoch=args.bc_epoch)
 
-total_epi, total_step, kl_beta = 0, 0, 1.0
-while total_step < args.max_steps:
-    epis = sampler.sample(pol, max_steps=args.steps_per_iter)
+# evaluated once, at the end
+run = logger.Run(args.log, args.max_steps, args.env_name, eval_interval=args.max_steps)
+kl_beta = 1.0
+with run:
+    while not run.done:
+        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
 
-    agent_traj = Traj()
-    agent_traj.add_epis(epis)
-    agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
-    agent_traj = ef.compute_vs(agent_traj, vf)
-    agent_traj = ef.compute_rets(agent_traj, args.gamma)
-    agent_traj = ef.compute_advs(agent_traj, args.gamma, args.lam)
-    agent_traj = ef.centerize_advs(agent_traj)
-    agent_traj.register_epis()
+        agent_traj = Traj()
+        agent_traj.add_epis(epis)
+        agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
+        agent_traj = ef.compute_vs(agent_traj, vf)
+        agent_traj = ef.compute_rets(agent_traj, args.gamma)
+        agent_traj = ef.compute_advs(agent_traj, args.gamma, args.lam)
+        agent_traj = ef.centerize_advs(agent_traj)
+        agent_traj.register_epis()
 
-    result_dict = gail.train(
-        agent_traj,
-        expert_traj,
-        pol,
-        vf,
-        discrim,
-        optim_vf,
-        optim_discrim,
-        rl_type=args.rl_type,
-        pol_ent_beta=args.pol_ent_beta,
-        discrim_ent_beta=args.discrim_ent_beta,
-        epoch=args.epoch_per_iter,
-        batch_size=min(args.batch_size, agent_traj.num_step),
-        discrim_batch_size=min(args.discrim_batch_size, agent_traj.num_step, expert_traj.num_step),
-        discrim_step=args.discrim_step,
-        max_kl=args.max_kl,
-        optim_pol=optim_pol,
-        max_grad_norm=args.max_grad_norm,
-        kl_beta=kl_beta,
-        kl_targ=args.kl_targ,
-        log_enable=False,
-    )
-    kl_beta = result_dict.pop("new_kl_beta", kl_beta)
+        result_dict = gail.train(
+            agent_traj,
+            expert_traj,
+            pol,
+            vf,
+            discrim,
+            optim_vf,
+            optim_discrim,
+            rl_type=args.rl_type,
+            pol_ent_beta=args.pol_ent_beta,
+            discrim_ent_beta=args.discrim_ent_beta,
+            epoch=args.epoch_per_iter,
+            batch_size=min(args.batch_size, agent_traj.num_step),
+            discrim_batch_size=min(
+                args.discrim_batch_size, agent_traj.num_step, expert_traj.num_step
+            ),
+            discrim_step=args.discrim_step,
+            max_kl=args.max_kl,
+            optim_pol=optim_pol,
+            max_grad_norm=args.max_grad_norm,
+            kl_beta=kl_beta,
+            kl_targ=args.kl_targ,
+            log_enable=False,
+        )
+        kl_beta = result_dict.pop("new_kl_beta", kl_beta)
 
-    total_epi += agent_traj.num_epi
-    total_step += agent_traj.num_step
-    rewards = [np.sum(epi["rews"]) for epi in epis]  # the sampler's: the true rewards
-    pseudo = agent_traj.data_map["rews"]
-    result_dict["PseudoReward"] = float(pseudo.sum()) / agent_traj.num_epi
-    result_dict["ExpertReturn"] = expert_return
-    logger.record_results(
-        args.log,
-        result_dict,
-        score_file,
-        total_epi,
-        agent_traj.num_step,
-        total_step,
-        rewards,
-        plot_title=args.env_name,
-    )
-    logger.save_models(args.log, pol=pol, vf=vf, discrim=discrim)
+        pseudo = agent_traj.data_map["rews"]
+        result_dict["PseudoReward"] = float(pseudo.sum()) / agent_traj.num_epi
+        result_dict["ExpertReturn"] = expert_return
+        run.record(
+            epis,  # the sampler's: the true rewards
+            result_dict,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, vf=vf, discrim=discrim),
+        )
 
-eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
 sampler.close()
-logger.close()
-print(f"{args.env_name}: eval return {eval_return:.1f} (expert {expert_return:.1f})")
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -9,10 +9,13 @@ apart (RL^2), and discretised (C2DEnv, a MultiCategorical policy). Each iteratio
 episodes from both tasks with their own sampler, estimates on each, puts both into one Traj
 and takes one PPO step on it. Writes progress.csv, TensorBoard events, learning_curve.png
 and models/pol_last.pt into ``--log``.
+
+Each iteration the whole run is saved in ``--log`` (``machina.checkpoint``); ``--resume
+RUN_DIR`` continues a stopped run from its newest checkpoint, with the same other arguments
+(see run_ddpg.py).
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -51,9 +54,11 @@ parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--clip_param", type=float, default=0.2)
 parser.add_argument("--max_grad_norm", type=float, default=10.0)
 parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -78,9 +83,17 @@ samplers = [
     for env, seed in ((env1, args.seed), (env2, args.seed + 10_000))
 ]
 
-total_epi, total_step = 0, 0
-with logger.progress(total=args.max_steps, desc="mixed env", disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    "mixed env",
+    resume=args.resume is not None,
+    title=" + ".join(args.env_names),
+)
+state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis, returns = [], {}
         for name, sampler in zip(args.env_names, samplers):
             task_epis = sampler.sample(pol, max_steps=args.steps_per_iter)
@@ -115,25 +128,15 @@ with logger.progress(total=args.max_steps, desc="mixed env", disable=False) as b
             log_enable=False,
         )
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
         for name, rets in returns.items():
             result_dict[f"ReturnAverage_{name}"] = float(np.mean(rets))
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            [ret for rets in returns.values() for ret in rets],
-            plot_title=" + ".join(args.env_names),
+            models=dict(pol=pol, vf=vf),
+            checkpoint=state,
+            **{name[:12]: float(np.mean(rets)) for name, rets in returns.items()},
         )
-        logger.save_models(args.log, pol=pol, vf=vf)
-        bar.update(traj.num_step)
-        bar.set_postfix({name[:12]: f"{np.mean(rets):.1f}" for name, rets in returns.items()})
 
 for sampler in samplers:
     sampler.close()
-logger.close()
-print(f"mixed env: {total_step} steps; run folder: {os.path.abspath(args.log)}")

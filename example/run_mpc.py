@@ -9,10 +9,13 @@ as a function of (next_obs, acs): ``rew_func`` below approximates Pendulum-v1's 
 charges the cost on the state *before* the step, which a function of next_obs cannot see).
 Writes progress.csv, TensorBoard events, learning_curve.png and the model
 (models/dm_last.pt) into ``--log``.
+
+Each iteration the whole run (model, optimiser, data set, global RNGs, counters) is saved in
+``--log`` (``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its
+newest checkpoint, with the same other arguments (see run_ddpg.py).
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -53,9 +56,11 @@ parser.add_argument("--batch_size", type=int, default=256)
 parser.add_argument("--dm_lr", type=float, default=1e-3)
 parser.add_argument("--h_size", type=int, default=64, help="model hidden units per layer")
 parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -79,9 +84,17 @@ sampler = EpiSampler(
     env, mpc_pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
 )
 
-total_epi, total_step, mean_rew = 0, 0, -np.inf
-with logger.progress(total=args.max_epis, desc=args.env_name, disable=False) as bar:
-    while total_epi < args.max_epis:
+run = logger.Run(
+    args.resume or args.log,
+    args.max_epis,
+    args.env_name,
+    unit="episode",
+    resume=args.resume is not None,
+)
+state = dict(dm=dm, optim_dm=optim_dm, traj=traj)
+with run:
+    run.restore(**state)
+    while not run.done:
         # the model's statistics and weights follow all the data gathered so far
         result_dict = mpc.train_dm(
             traj, dm, optim_dm, args.epoch_per_iter, args.batch_size, log_enable=False
@@ -92,26 +105,7 @@ with logger.progress(total=args.max_epis, desc=args.env_name, disable=False) as 
         curr_traj.register_epis()
         traj.add_traj(curr_traj)
 
-        total_epi += curr_traj.num_epi
-        total_step += curr_traj.num_step
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        mean_rew = float(np.mean(rewards))
         result_dict["RandomReturn"] = random_return
-        logger.record_results(
-            args.log,
-            result_dict,
-            score_file,
-            total_epi,
-            curr_traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
-        )
-        logger.save_models(args.log, dm=dm)
-        bar.update(curr_traj.num_epi)
-        bar.set_postfix(mpc=f"{mean_rew:.1f}", random=f"{random_return:.1f}")
+        run.record(epis, result_dict, models=dict(dm=dm), checkpoint=state, random=random_return)
 
 sampler.close()
-logger.close()
-print(f"MPC mean return {mean_rew:.1f} vs random {random_return:.1f} after {total_epi} episodes;")
-print(f"run folder: {os.path.abspath(args.log)}")

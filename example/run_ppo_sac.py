@@ -8,13 +8,15 @@ replay ``Traj`` that ``sac.train`` learns from. Both algorithms step the same po
 with its own optimiser): PPO first, on the episodes the current policy has just sampled,
 then SAC on random batches of everything replayed. What the two libraries' fixed pipelines
 cannot express takes one loop here, because ``train`` functions own no data and no loop.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its newest
+checkpoint, with the same other arguments (see run_ddpg.py).
 """
 
 import argparse
 import copy
-import os
 
-import numpy as np
 import torch
 
 from machina import logger
@@ -57,10 +59,15 @@ parser.add_argument("--solve_return", type=float, default=None, help="stop at th
 parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -87,9 +94,35 @@ optim_alpha = torch.optim.Adam([log_alpha], args.alpha_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    title=f"PPO + SAC {args.env_name}",
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(
+    pol=pol,
+    vf=vf,
+    qf1=qfs[0],
+    qf2=qfs[1],
+    targ_qf1=targ_qfs[0],
+    targ_qf2=targ_qfs[1],
+    log_alpha=log_alpha,
+    optim_ppo_pol=optim_ppo_pol,
+    optim_vf=optim_vf,
+    optim_sac_pol=optim_sac_pol,
+    optim_qf1=optim_qfs[0],
+    optim_qf2=optim_qfs[1],
+    optim_alpha=optim_alpha,
+    off_traj=off_traj,
+)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
 
         # On-policy: the estimators, then PPO on these episodes alone.
@@ -139,33 +172,12 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
 
         result_dict = {f"PPO{k}": v for k, v in ppo_result.items()}
         result_dict.update({f"SAC{k}": v for k, v in sac_result.items()})
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=f"PPO + SAC {args.env_name}",
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, vf=vf, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha),
+            checkpoint=state,
         )
-        logger.save_models(args.log, pol=pol, vf=vf, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
 
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

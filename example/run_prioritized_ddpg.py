@@ -9,13 +9,15 @@ each of which writes its TD errors back as priorities. Trains until a
 deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps pass, and
 writes progress.csv, TensorBoard events, learning_curve.png and the trained networks (models/)
 into ``--log``.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its newest
+checkpoint, with the same other arguments (see run_ddpg.py).
 """
 
 import argparse
 import copy
-import os
 
-import numpy as np
 import torch
 
 from machina import logger
@@ -68,10 +70,15 @@ parser.add_argument("--solve_return", type=float, default=None, help="stop at th
 parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -93,9 +100,27 @@ optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(
+    pol=pol,
+    qf=qf,
+    targ_pol=targ_pol,
+    targ_qf=targ_qf,
+    optim_pol=optim_pol,
+    optim_qf=optim_qf,
+    off_traj=off_traj,
+)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -125,33 +150,12 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             nstep=args.nstep > 1,
         )
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, qf=qf),
+            checkpoint=state,
         )
-        logger.save_models(args.log, pol=pol, qf=qf)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
 
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

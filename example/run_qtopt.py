@@ -12,9 +12,7 @@ following a lagged copy refreshed every ``--lag`` gradient steps. Each iteration
 
 import argparse
 import copy
-import os
 
-import numpy as np
 import torch
 
 from machina import logger
@@ -53,7 +51,6 @@ parser.add_argument(
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -81,10 +78,10 @@ optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
 sampler = EpiSampler(env, pol, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, total_grad_step, next_lag = 0, 0, 0, args.lag
-eval_return, next_eval = -np.inf, args.eval_interval
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
+total_grad_step, next_lag = 0, args.lag
+run = logger.Run(args.log, args.max_steps, args.env_name, args.eval_interval, solve_return)
+with run:
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -110,33 +107,11 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             next_lag += args.lag
             lagged_qf.load_state_dict(qf.state_dict())
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, qf=qf, lagged_qf=lagged_qf),
         )
-        logger.save_models(args.log, pol=pol, qf=qf, lagged_qf=lagged_qf)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
 
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

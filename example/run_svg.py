@@ -9,13 +9,15 @@ here (a small MLP predicting ``next_obs - obs``), a state value learned off-poli
 task's reward function: Pendulum-v1's is written out below in torch (for another task, pass
 a differentiable reward of your own or a learned reward net). Each iteration samples
 ``--steps_per_iter`` env steps into a bounded replay ``Traj`` and takes as many gradient steps.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its newest
+checkpoint, with the same other arguments (see run_ddpg.py).
 """
 
 import argparse
 import copy
-import os
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -50,10 +52,15 @@ parser.add_argument("--solve_return", type=float, default=None, help="stop at th
 parser.add_argument(
     "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -100,6 +107,7 @@ if args.svg == 0:
     targ_qf = copy.deepcopy(qf)
     optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
     models = dict(pol=pol, qf=qf)
+    state = dict(targ_pol=targ_pol, targ_qf=targ_qf, optim_pol=optim_pol, optim_qf=optim_qf)
 else:
     vf = DeterministicSVfunc(ob_space, VNet(ob_space, args.h_size, args.h_size))
     targ_vf = copy.deepcopy(vf)
@@ -107,12 +115,24 @@ else:
     optim_vf = torch.optim.Adam(vf.parameters(), args.qf_lr)
     optim_dm = torch.optim.Adam(dm.parameters(), args.dm_lr)
     models = dict(pol=pol, vf=vf, dm=dm)
+    state = dict(targ_vf=targ_vf, optim_pol=optim_pol, optim_vf=optim_vf, optim_dm=optim_dm)
 sampler = EpiSampler(env, pol, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
+state.update(models, off_traj=off_traj)
 
-total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
-with logger.progress(total=args.max_steps, desc=f"SVG({args.svg})", disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    title=f"SVG({args.svg}) {args.env_name}",
+    checkpoint_interval=args.checkpoint_interval,
+)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -145,33 +165,12 @@ with logger.progress(total=args.max_steps, desc=f"SVG({args.svg})", disable=Fals
                 **common,
             )
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=f"SVG({args.svg}) {args.env_name}",
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=models,
+            checkpoint=state,
         )
-        logger.save_models(args.log, **models)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
 
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -12,7 +12,6 @@ a reward. Without ``--teacher_path`` a PPO teacher is first trained here for
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch
@@ -45,7 +44,6 @@ parser.add_argument("--solve_fraction", type=float, default=0.95, help="stop at 
 parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -83,9 +81,15 @@ print(f"teacher deterministic return: {teacher_return:.1f}")
 
 # ---- distillation on the student's own episodes ----
 optim_student = torch.optim.Adam(student.parameters(), args.lr)
-total_epi, total_step, eval_return = 0, 0, -np.inf
-with logger.progress(total=args.max_steps, desc="distill", disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.log,
+    args.max_steps,
+    "distill",
+    solve_return=args.solve_fraction * teacher_return,
+    title=args.env_name,
+)
+with run:
+    while not run.done:
         epis = sampler.sample(student, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -99,29 +103,13 @@ with logger.progress(total=args.max_steps, desc="distill", disable=False) as bar
             batchsize=min(args.batch_size, traj.num_step),
             log_enable=False,
         )
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        eval_epis = sampler.sample(student, max_epis=args.eval_epis, deterministic=True)
-        eval_return = mean_return(eval_epis)
-        result_dict.update(EvalReturn=eval_return, TeacherReturn=teacher_return)
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        result_dict["TeacherReturn"] = teacher_return
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(student, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=student, teacher=teacher),
+            kl=float(np.mean(result_dict["S_Pol_loss"])),
         )
-        logger.save_models(args.log, pol=student, teacher=teacher)
-        bar.update(traj.num_step)
-        bar.set_postfix(kl=f"{np.mean(result_dict['S_Pol_loss']):.4f}", eval=f"{eval_return:.1f}")
-        if eval_return >= args.solve_fraction * teacher_return:
-            break
 
 sampler.close()
-logger.close()
-print(f"student {eval_return:.1f} vs teacher {teacher_return:.1f} after {total_step} steps;")
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -3,11 +3,15 @@
     python example/run_trpo.py --env_name Pendulum-v1 --log runs/trpo_pendulum
 
 Writes progress.csv, TensorBoard events, learning_curve.png and models/ into ``--log``.
+
+Each iteration the whole run is saved in ``--log`` (``machina.checkpoint``: networks,
+optimisers, global RNGs, counters); ``--resume RUN_DIR`` continues a stopped run from its
+newest checkpoint, with the same other arguments (``--max_steps`` may grow). The sampler's
+RNGs are not saved yet, so the resumed episodes differ from an uninterrupted run's.
 """
 
 import argparse
 
-import numpy as np
 import torch
 
 from machina import logger
@@ -35,9 +39,11 @@ parser.add_argument("--max_kl", type=float, default=0.01)
 parser.add_argument("--h_size", type=int, default=64)
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.97)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -48,9 +54,13 @@ sampler = EpiSampler(
     env, pol, num_parallel=args.num_parallel, num_envs=args.num_envs, seed=args.seed
 )
 
-total_epi, total_step = 0, 0
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
+run = logger.Run(
+    args.resume or args.log, args.max_steps, args.env_name, resume=args.resume is not None
+)
+state = dict(pol=pol, vf=vf, optim_vf=optim_vf)
+with run:
+    run.restore(**state)
+    while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
@@ -72,22 +82,6 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             log_enable=False,
         )
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
-            result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
-        )
-        logger.save_models(args.log, pol=pol, vf=vf)
-        bar.update(traj.num_step)
-        bar.set_postfix(reward=f"{np.mean(rewards):.1f}")
+        run.record(epis, result_dict, models=dict(pol=pol, vf=vf), checkpoint=state)
 
 sampler.close()
-logger.close()

@@ -3,6 +3,8 @@ bookkeeping every training script shares."""
 
 from __future__ import annotations
 
+import csv
+import itertools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -11,10 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from machina.checkpoint import latest_checkpoint, load_run, save_run
 from machina.logger import default
 from machina.logger.default import add_tabular_output, add_tensorboard_output, set_logger
-from machina.logger.logger import Logger
+from machina.logger.logger import LEARNING_CURVE_PNG, TOTAL_STEPS, Logger
+from machina.logger.plot import plot_learning_curve
 from machina.logger.progress import progress
+
+#: What ``Run`` can count: env steps, episodes, or iterations (calls of ``record``).
+UNITS = ("step", "episode", "iteration")
+#: Column of an evaluation's mean return.
+EVAL_RETURN = "EvalReturn"
 
 
 def start_run(log_dir: str | os.PathLike, stdout: bool = False, append: bool = False) -> str:
@@ -56,35 +65,44 @@ class Run:
     The script keeps its loop and calls :meth:`record` once per iteration::
 
         run = logger.Run(args.log, max_steps=args.max_steps, desc=args.env_name,
-                         eval_interval=2000, solve_return=475.0)
+                         eval_interval=2000, solve_return=475.0, resume=args.resume)
+        state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf)
         with run:
+            run.restore(**state)            # with resume: the newest checkpoint, else nothing
             while not run.done:
                 epis = sampler.sample(pol, max_steps=512)
                 ...
                 result_dict = ppo_clip.train(...)
                 run.record(epis, result_dict,
                            evaluate=lambda: sampler.sample(pol, max_epis=10, deterministic=True),
-                           models=dict(pol=pol, vf=vf))
+                           models=dict(pol=pol, vf=vf), checkpoint=state)
 
     Parameters
     ----------
     log_dir : str or os.PathLike
         The run folder (``start_run``): progress.csv, TensorBoard events, log.txt,
-        learning_curve.png, models/ and, with :meth:`checkpoint`, the run's checkpoints.
+        learning_curve.png, models/ and the run's checkpoints (``machina.checkpoint``).
     max_steps : int
-        Env-step budget: :attr:`done` once ``total_step`` reaches it.
+        Budget, counted in ``unit``: :attr:`done` once it is spent.
     desc : str
-        Label of the progress bar, title of the learning curve and first word of the status.
+        Label of the progress bar and first word of the status line.
     eval_interval : int, optional
-        Env steps between evaluations (the ``evaluate`` callable given to :meth:`record`);
-        the last iteration is evaluated too. None: every iteration that passes one.
+        How many ``unit`` between evaluations (the ``evaluate`` callable of :meth:`record`);
+        the last iteration is evaluated too. None: every iteration.
     solve_return : float, optional
-        :attr:`done` once an evaluation's mean return reaches it.
+        :attr:`done` once an evaluation's mean return (``EvalReturn``) reaches it.
     unit : str
-        What ``max_steps`` counts: ``"step"`` (env steps) or ``"episode"``.
+        What ``max_steps``, ``eval_interval`` and ``checkpoint_interval`` count: ``"step"``
+        (env steps), ``"episode"`` or ``"iteration"`` (calls of :meth:`record`, e.g. epochs
+        over a fixed data set).
     resume : bool
-        Continue the run in ``log_dir``: progress.csv is appended to, and :meth:`restore`
-        brings back the objects and counters of its newest checkpoint.
+        Continue the run in ``log_dir``: progress.csv is continued, and :meth:`restore` brings
+        back the objects and counters of its newest checkpoint.
+    title : str, optional
+        Title of the learning curve; ``desc`` by default.
+    checkpoint_interval : int, optional
+        How many ``unit`` between the checkpoints :meth:`record` writes when given ``checkpoint``
+        objects; the last iteration is saved too. None: every iteration.
     """
 
     def __init__(
@@ -96,27 +114,54 @@ class Run:
         solve_return: float | None = None,
         unit: str = "step",
         resume: bool = False,
+        title: str | None = None,
+        checkpoint_interval: int | None = None,
     ) -> None:
-        if unit not in ("step", "episode"):
-            raise ValueError(f"unit: expected 'step' or 'episode', given {unit!r}")
+        if unit not in UNITS:
+            raise ValueError(f"unit: expected one of {UNITS}, given {unit!r}")
+        for name, value in (
+            ("eval_interval", eval_interval),
+            ("checkpoint_interval", checkpoint_interval),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name}: expected a positive int or None, given {value!r}")
         self.log_dir = os.fspath(log_dir)
         self.max_steps = int(max_steps)
         self.desc = desc
+        self.title = desc if title is None else title
         self.eval_interval = eval_interval
         self.solve_return = solve_return
         self.unit = unit
         self.resume = resume
+        self.checkpoint_interval = checkpoint_interval
         self.score_file = start_run(self.log_dir, append=resume)
+        self._logger = default.get_logger()
+        self.total_iter = 0
         self.total_epi = 0
         self.total_step = 0
-        self.eval_return = -math.inf
+        #: Columns of the newest evaluation (``EvalReturn``, or what ``evaluate`` returned).
+        self.evaluation: dict[str, float] = {}
+        #: Mean return of the newest iteration's episodes.
+        self.train_return = -math.inf
         self.next_eval = eval_interval or 0
+        self.next_checkpoint = checkpoint_interval or 0
+        self.rows = 0
         self._bar = None
 
     # ---------------------------------------------------------------- state
     @property
     def progress_count(self) -> int:
-        return self.total_step if self.unit == "step" else self.total_epi
+        """What the budget counts so far: steps, episodes or iterations (``unit``)."""
+        return {"step": self.total_step, "episode": self.total_epi, "iteration": self.total_iter}[
+            self.unit
+        ]
+
+    @property
+    def eval_return(self) -> float:
+        """Mean return of the newest evaluation; -inf before the first."""
+        return self.evaluation.get(EVAL_RETURN, -math.inf)
 
     @property
     def solved(self) -> bool:
@@ -129,122 +174,194 @@ class Run:
 
     def _counters(self) -> dict[str, Any]:
         return dict(
+            total_iter=self.total_iter,
             total_epi=self.total_epi,
             total_step=self.total_step,
-            eval_return=None if math.isinf(self.eval_return) else self.eval_return,
+            evaluation=self.evaluation,
+            train_return=None if math.isinf(self.train_return) else self.train_return,
             next_eval=self.next_eval,
+            next_checkpoint=self.next_checkpoint,
+            rows=self.rows,
         )
 
     def checkpoint(self, **objects: Any) -> None:
         """Save the run (networks, optimisers, samplers, replay, prepro, RNGs, counters) in
         ``log_dir`` with :func:`machina.checkpoint.save_run`, so that ``resume`` continues it
         bit for bit."""
-        from machina.checkpoint import save_run
-
         save_run(self.log_dir, objects, extra=self._counters())
 
     def restore(self, **objects: Any) -> bool:
         """With ``resume``, load the newest checkpoint of ``log_dir`` into ``objects`` and the
-        counters; returns whether a checkpoint was restored (False starts from scratch)."""
-        from machina.checkpoint import latest_checkpoint, load_run
-
-        if not self.resume or latest_checkpoint(self.log_dir) is None:
+        counters, and cut progress.csv back to the rows written before it (a run stopped after
+        its last checkpoint repeats those iterations). Returns whether a checkpoint was
+        restored: False (no ``resume``, or no checkpoint yet) starts from scratch."""
+        if not self.resume:
             return False
-        counters = load_run(self.log_dir, objects)
-        self.total_epi = counters["total_epi"]
-        self.total_step = counters["total_step"]
-        eval_return = counters["eval_return"]
-        self.eval_return = -math.inf if eval_return is None else eval_return
-        self.next_eval = counters["next_eval"]
+        counters: dict[str, Any] = {}
+        if latest_checkpoint(self.log_dir) is not None:
+            counters = load_run(self.log_dir, objects)
+            self.total_iter = counters["total_iter"]
+            self.total_epi = counters["total_epi"]
+            self.total_step = counters["total_step"]
+            self.evaluation = dict(counters["evaluation"])
+            train_return = counters["train_return"]
+            self.train_return = -math.inf if train_return is None else train_return
+            self.next_eval = counters["next_eval"]
+            self.next_checkpoint = counters["next_checkpoint"]
+        self.rows = counters.get("rows", 0)
+        self._truncate_csv(self.rows)
         if self._bar is not None:
-            self._bar.update(self.progress_count)
-        return True
+            self._bar.update(self.progress_count - self._bar.n)
+        return bool(counters)
+
+    def _truncate_csv(self, rows: int) -> None:
+        """Keep the header and the first ``rows`` rows of progress.csv."""
+        self._logger.remove_tabular_output(self.score_file)
+        if os.path.exists(self.score_file):
+            with open(self.score_file, newline="", encoding="utf-8") as f:
+                kept = list(itertools.islice(csv.reader(f), rows + 1))
+            with open(self.score_file, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows(kept if rows else [])
+        self._logger.add_tabular_output(self.score_file, append=True)
 
     # ---------------------------------------------------------------- per iteration
     def eval_due(self) -> bool:
-        """Whether the iteration just recorded should be evaluated."""
-        return self.total_step >= self.next_eval or self.progress_count >= self.max_steps
+        """Whether the iteration just counted should be evaluated."""
+        return self.progress_count >= self.next_eval or self.progress_count >= self.max_steps
 
     def record(
         self,
         epis: Sequence[Mapping[str, Any]],
         result_dict: dict[str, Any],
-        evaluate: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+        evaluate: Callable[[], Sequence[Mapping[str, Any]] | Mapping[str, float]] | None = None,
         models: Mapping[str, torch.nn.Module | torch.Tensor] | None = None,
         num_step: int | None = None,
+        checkpoint: Mapping[str, Any] | None = None,
         **postfix: Any,
     ) -> None:
-        """Count, evaluate when due, write the row, save the models, advance the bar.
+        """Count, evaluate when due, write the row, save the models and checkpoint, advance
+        the bar.
 
         Parameters
         ----------
         epis : sequence of episode dicts
-            This iteration's episodes; their returns are the row's ``Reward*`` columns.
+            This iteration's episodes; their returns are the row's ``Reward*`` columns and the
+            learning curve. Empty for a loop that samples nothing (behaviour cloning): the
+            curve then shows ``EvalReturn``.
         result_dict : dict
-            What ``train`` returned; ``EvalReturn`` is added when an evaluation ran.
+            What ``train`` returned; the evaluation's columns are added when one ran.
         evaluate : callable, optional
-            Returns evaluation episodes (e.g. deterministic ones from a sampler).
+            Returns evaluation episodes (their mean return is ``EvalReturn``, e.g.
+            deterministic ones from a sampler) or a mapping of column names to numbers.
         models : mapping, optional
             Saved as ``models/<name>_last.pt`` (``save_models``).
         num_step : int, optional
             Env steps of this iteration; by default the episodes' lengths.
+        checkpoint : mapping, optional
+            The run's objects with state, saved with :meth:`checkpoint` every
+            ``checkpoint_interval`` and at the last iteration.
         **postfix
             Extra numbers shown on the progress bar.
         """
         if num_step is None:
             num_step = int(sum(len(epi["rews"]) for epi in epis))
         before = self.progress_count
+        self.total_iter += 1
         self.total_epi += len(epis)
         self.total_step += num_step
         if evaluate is not None and self.eval_due():
-            if self.eval_interval:
-                while self.next_eval <= self.total_step:
-                    self.next_eval += self.eval_interval
-            eval_epis = evaluate()
-            self.eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = self.eval_return
+            self.next_eval = _next(self.next_eval, self.eval_interval, self.progress_count)
+            self.evaluation = _columns(evaluate())
+            result_dict.update(self.evaluation)
         rewards = [float(np.sum(epi["rews"])) for epi in epis]
-        default.record_results(
+        if rewards:
+            self.train_return = float(np.mean(rewards))
+        plotted = self._logger.record_results(
             self.log_dir,
             result_dict,
             self.score_file,
             self.total_epi,
             num_step,
             self.total_step,
-            rewards,
-            plot_title=self.desc,
+            rewards or None,
+            plot_title=self.title,
         )
+        self.rows += 1
+        if plotted is None and EVAL_RETURN in self.evaluation:
+            self._plot_eval_curve()
         if models:
             save_models(self.log_dir, **models)
+        if checkpoint is not None and (self.progress_count >= self.next_checkpoint or self.done):
+            self.next_checkpoint = _next(
+                self.next_checkpoint, self.checkpoint_interval, self.progress_count
+            )
+            self.checkpoint(**checkpoint)
         if self._bar is not None:
             self._bar.update(self.progress_count - before)
-            shown = {"train": f"{np.mean(rewards):.1f}"} if rewards else {}
-            if not math.isinf(self.eval_return):
-                shown["eval"] = f"{self.eval_return:.1f}"
-            shown.update({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in postfix.items()})
+            shown = {"train": _fmt(self.train_return)} if rewards else {}
+            for key, value in self.evaluation.items():
+                shown["eval" if key == EVAL_RETURN else key] = _fmt(value)
+            shown.update({k: _fmt(v) if isinstance(v, float) else v for k, v in postfix.items()})
             self._bar.set_postfix(shown)
+
+    def _plot_eval_curve(self) -> None:
+        png = os.path.join(os.path.dirname(os.path.abspath(self.score_file)), LEARNING_CURVE_PNG)
+        plot_learning_curve(self.score_file, png, x=TOTAL_STEPS, y=EVAL_RETURN, title=self.title)
 
     # ---------------------------------------------------------------- start and end
     def __enter__(self) -> Run:
         self._bar = progress(total=self.max_steps, desc=self.desc, disable=False)
         self._bar.__enter__()
+        self._bar.update(self.progress_count)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self._bar.__exit__(*exc_info)
         self._bar = None
-        default.close()
+        self._logger.close()
         if exc_info[0] is None:
             print(self.status())
 
     def status(self) -> str:
-        """The final two lines: solved or not, after how many steps, and the run folder."""
+        """The final two lines: solved or not, after how much, the newest evaluation's return
+        (or the newest episodes' when nothing was evaluated), and the run folder."""
         if self.solve_return is None:
             state = "done"
         else:
             state = "solved" if self.solved else "not solved"
-        ret = "" if math.isinf(self.eval_return) else f" (eval return {self.eval_return:.1f})"
+        spent = f"{self.total_step} steps"
+        if self.unit != "step":
+            spent = f"{self.progress_count} {self.unit}s, {spent}"
+        if EVAL_RETURN in self.evaluation:
+            ret = f" (eval return {self.eval_return:.1f})"
+        elif not math.isinf(self.train_return):
+            ret = f" (train return {self.train_return:.1f})"
+        else:
+            ret = ""
         return (
-            f"{self.desc}: {state} after {self.total_step} steps{ret};\n"
-            f"run folder: {os.path.abspath(self.log_dir)}"
+            f"{self.desc}: {state} after {spent}{ret};\nrun folder: {os.path.abspath(self.log_dir)}"
         )
+
+
+def _fmt(value: float) -> str:
+    """A number for the progress bar: returns with one decimal, small numbers (losses,
+    accuracies) with three significant digits."""
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
+def _next(current: int, interval: int | None, count: int) -> int:
+    """The first multiple of ``interval`` after ``count`` (0 without an interval: always due)."""
+    if not interval:
+        return 0
+    while current <= count:
+        current += interval
+    return current
+
+
+def _columns(evaluation: Sequence[Mapping[str, Any]] | Mapping[str, float]) -> dict[str, float]:
+    """An evaluation's columns: ``EvalReturn`` of episodes, or the numbers it returned."""
+    if isinstance(evaluation, Mapping):
+        return {str(k): float(v) for k, v in evaluation.items()}
+    if not evaluation:
+        raise ValueError("evaluate: expected episodes or a mapping of numbers, given no episodes")
+    return {EVAL_RETURN: float(np.mean([np.sum(epi["rews"]) for epi in evaluation]))}

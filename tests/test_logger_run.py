@@ -1,0 +1,295 @@
+"""logger.Run: evaluation schedule, budget, solved/done status, rows, saved models, units,
+checkpoints, and a resumed run equal bit for bit to an uninterrupted one."""
+
+import csv
+import string
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_example, run_python
+
+from machina import logger
+
+
+@pytest.fixture(autouse=True)
+def keep_default_logger():
+    """Run installs its own default logger; give the previous one back after each test."""
+    previous = logger.get_logger()
+    yield
+    logger.set_logger(previous)
+
+
+def epis_of(*lengths, rew=1.0):
+    """Episodes of the given lengths, each step paying ``rew``."""
+    return [dict(rews=np.full(n, rew, dtype=np.float32)) for n in lengths]
+
+
+def rows_of(log_dir):
+    with open(log_dir / "progress.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Evaluator:
+    """An ``evaluate`` callable that counts its calls and returns episodes of return ``ret``."""
+
+    def __init__(self, ret=0.0):
+        self.calls, self.ret = [], ret
+
+    def __call__(self):
+        self.calls.append(self.ret)
+        return epis_of(10, rew=self.ret / 10)
+
+
+def test_evaluates_at_each_interval_and_at_the_end(tmp_path, capsys):
+    evaluate = Evaluator(ret=-5.0)
+    run = logger.Run(tmp_path, max_steps=1000, desc="task", eval_interval=300)
+    totals = []
+    with run:
+        while not run.done:
+            run.record(epis_of(60, 40), {"Loss": [1.0, 2.0]}, evaluate=evaluate)
+            totals.append(run.total_step)
+    assert totals == [100 * i for i in range(1, 11)]
+    rows = rows_of(tmp_path)
+    assert [int(r["TotalStep"]) for r in rows] == totals
+    evaluated = [int(r["TotalStep"]) for r in rows if r["EvalReturn"] != ""]
+    # the first iteration at or past each multiple of 300, and the last one
+    assert evaluated == [300, 600, 900, 1000]
+    assert len(evaluate.calls) == 4
+    assert all(float(r["RewardAverage"]) == 50.0 and r["EpisodePerIter"] == "2" for r in rows)
+    assert float(rows[0]["LossAverage"]) == 1.5
+    assert run.total_epi == 20 and run.total_iter == 10
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == "task: done after 1000 steps (eval return -5.0);"
+    assert out[-1] == f"run folder: {tmp_path}"
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+
+
+def test_without_interval_every_iteration_is_evaluated(tmp_path):
+    evaluate = Evaluator()
+    with logger.Run(tmp_path, max_steps=300, desc="task") as run:
+        while not run.done:
+            run.record(epis_of(100), {}, evaluate=evaluate)
+    assert len(evaluate.calls) == 3
+    assert all(r["EvalReturn"] != "" for r in rows_of(tmp_path))
+
+
+def test_solved_stops_the_run_and_says_so(tmp_path, capsys):
+    evaluate = Evaluator()
+    with logger.Run(tmp_path, 10_000, "task", eval_interval=100, solve_return=3.0) as run:
+        while not run.done:
+            evaluate.ret += 1.0
+            run.record(epis_of(100), {}, evaluate=evaluate)
+    assert run.solved and run.total_step == 300 and run.eval_return == 3.0
+    assert (
+        capsys.readouterr().out.splitlines()[-2]
+        == "task: solved after 300 steps (eval return 3.0);"
+    )
+
+
+def test_budget_spent_before_solving_says_not_solved(tmp_path, capsys):
+    with logger.Run(tmp_path, 200, "task", solve_return=100.0) as run:
+        while not run.done:
+            run.record(epis_of(100), {}, evaluate=Evaluator(ret=1.0))
+    assert not run.solved
+    assert "task: not solved after 200 steps (eval return 1.0);" in capsys.readouterr().out
+
+
+def test_without_evaluation_the_status_gives_the_training_return(tmp_path, capsys):
+    with logger.Run(tmp_path, 100, "task") as run:
+        run.record(epis_of(50, 50, rew=2.0), {}, num_step=100)
+    assert "task: done after 100 steps (train return 100.0);" in capsys.readouterr().out
+    assert not (tmp_path / "ckpt-000000").exists()  # nothing asked for a checkpoint
+
+
+def test_models_are_saved_each_iteration(tmp_path):
+    lin = torch.nn.Linear(3, 2)
+    log_alpha = torch.tensor(0.5, requires_grad=True)
+    with logger.Run(tmp_path, 100, "task") as run:
+        run.record(epis_of(100), {}, models=dict(pol=lin, log_alpha=log_alpha))
+    state = torch.load(tmp_path / "models" / "pol_last.pt")
+    assert torch.equal(state["weight"], lin.weight) and torch.equal(state["bias"], lin.bias)
+    assert float(torch.load(tmp_path / "models" / "log_alpha_last.pt")) == 0.5
+
+
+def test_episode_unit_counts_episodes(tmp_path, capsys):
+    evaluate = Evaluator()
+    with logger.Run(tmp_path, 6, "task", eval_interval=4, unit="episode") as run:
+        while not run.done:
+            run.record(epis_of(10, 10), {}, evaluate=evaluate)
+    assert run.total_epi == 6 and run.total_step == 60 and len(evaluate.calls) == 2
+    assert "task: done after 6 episodes, 60 steps" in capsys.readouterr().out
+
+
+def test_iterations_without_episodes_plot_the_evaluation(tmp_path, capsys):
+    """Behaviour cloning: epochs over saved data, no episodes sampled for training."""
+    evaluate = Evaluator(ret=7.0)
+    with logger.Run(tmp_path, 5, "bc", eval_interval=2, unit="iteration") as run:
+        while not run.done:
+            run.record([], {"Loss": [0.5]}, evaluate=evaluate, num_step=30)
+    rows = rows_of(tmp_path)
+    assert [int(r["TotalStep"]) for r in rows] == [30, 60, 90, 120, 150]
+    assert [r["EvalReturn"] != "" for r in rows] == [False, True, False, True, True]
+    assert "RewardAverage" not in rows[0]
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+    assert "bc: done after 5 iterations, 150 steps (eval return 7.0);" in capsys.readouterr().out
+
+
+def test_an_evaluation_may_return_named_numbers(tmp_path):
+    with logger.Run(tmp_path, 200, "task", eval_interval=200) as run:
+        while not run.done:
+            run.record(epis_of(100), {}, evaluate=lambda: {"EvalAccuracy": 0.75})
+    assert run.evaluation == {"EvalAccuracy": 0.75} and run.eval_return == -np.inf
+    rows = rows_of(tmp_path)
+    assert [r["EvalAccuracy"] for r in rows] == ["", "0.75"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(unit="epoch"), "unit: expected one of"),
+        (dict(eval_interval=0), "eval_interval: expected a positive int or None, given 0"),
+        (dict(checkpoint_interval=1.5), "checkpoint_interval: expected a positive int"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        logger.Run(tmp_path, 10, "task", **kwargs)
+
+
+def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp_path):
+    lin = torch.nn.Linear(2, 2)
+    with logger.Run(tmp_path, 4, "task", unit="iteration", checkpoint_interval=2) as run:
+        for i in range(3):  # stopped after the third iteration, before the fourth
+            with torch.no_grad():
+                lin.weight.fill_(float(i))
+            run.record(epis_of(10), {"It": i}, evaluate=Evaluator(), checkpoint=dict(lin=lin))
+    assert len(rows_of(tmp_path)) == 3  # the checkpoint holds two of them
+
+    with torch.no_grad():
+        lin.weight.fill_(-1.0)
+    run = logger.Run(tmp_path, 4, "task", unit="iteration", checkpoint_interval=2, resume=True)
+    with run:
+        assert run.restore(lin=lin)
+        assert run.total_iter == 2 and run.total_step == 20 and run.eval_return == 0.0
+        assert torch.equal(lin.weight, torch.ones(2, 2))
+        assert [r["It"] for r in rows_of(tmp_path)] == ["0", "1"]
+        while not run.done:
+            run.record(epis_of(10), {"It": 10 + run.total_iter}, checkpoint=dict(lin=lin))
+    rows = rows_of(tmp_path)
+    assert [r["It"] for r in rows] == ["0", "1", "12", "13"]
+    assert [int(r["TotalStep"]) for r in rows] == [10, 20, 30, 40]
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
+    with logger.Run(tmp_path, 1, "task") as run:  # a run that never saved a checkpoint
+        run.record(epis_of(10), {})
+    run = logger.Run(tmp_path, 1, "task", resume=True)
+    assert not run.restore(lin=torch.nn.Linear(1, 1))
+    assert rows_of(tmp_path) == [] and run.total_step == 0
+    logger.get_logger().close()
+
+
+# A tiny DDPG run whose episodes do not depend on the sampler's RNGs (which no checkpoint
+# holds yet): every episode starts from the same state and actions are deterministic. What
+# remains (networks, targets, optimisers, replay, global RNG for the batches, counters) must
+# come back bit for bit from a checkpoint in a new process.
+DDPG_LOOP = string.Template("""
+import copy
+
+import gymnasium as gym
+import torch
+
+from machina import logger
+from machina.algos import ddpg
+from machina.nets import PolNet, QNet
+from machina.pols import DeterministicActionNoisePol
+from machina.samplers import EpiSampler
+from machina.traj import Traj
+from machina.vfuncs import DeterministicSAVfunc
+
+
+class FixedStart(gym.Wrapper):
+    def reset(self, *, seed=None, options=None):
+        return self.env.reset(seed=0, options=options)
+
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+env = FixedStart(gym.make("Pendulum-v1", max_episode_steps=20))
+ob, ac = env.observation_space, env.action_space
+pol = DeterministicActionNoisePol(ob, ac, PolNet(ob, ac, 8, 8, deterministic=True))
+qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8))
+targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
+optim_pol = torch.optim.Adam(pol.parameters(), 1e-3)
+optim_qf = torch.optim.Adam(qf.parameters(), 1e-3)
+off_traj = Traj(max_steps=1000)
+state = dict(pol=pol, qf=qf, targ_pol=targ_pol, targ_qf=targ_qf, optim_pol=optim_pol,
+             optim_qf=optim_qf, off_traj=off_traj)
+with EpiSampler(env, pol, seed=0) as sampler:
+    run = logger.Run(r"$log", $max_steps, "ddpg", eval_interval=80, resume=$resume)
+    with run:
+        print("restored", run.restore(**state))
+        while not run.done:
+            epis = sampler.sample(pol, max_steps=40, deterministic=True)
+            traj = Traj()
+            traj.add_epis(epis)
+            traj.register_epis()
+            off_traj.add_traj(traj)
+            result = ddpg.train(off_traj, pol, qf, targ_pol, targ_qf, optim_pol, optim_qf,
+                                epoch=traj.num_step, batch_size=16, tau=0.05, gamma=0.9,
+                                log_enable=False)
+            run.record(epis, result, checkpoint=state,
+                       models=dict(pol=pol, qf=qf, targ_pol=targ_pol, targ_qf=targ_qf,
+                                   optim_qf=optim_qf),
+                       evaluate=lambda: sampler.sample(pol, max_epis=1, deterministic=True))
+""")
+
+
+def assert_identical(a, b, where):
+    """Nested state dicts equal: same keys, tensors equal bit for bit, other values equal."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def ddpg_run(log, max_steps, resume=False):
+    code = DDPG_LOOP.substitute(log=log, max_steps=max_steps, resume=resume)
+    return run_python(code, timeout=300).stdout
+
+
+def test_a_run_resumed_in_a_new_process_equals_an_uninterrupted_one(tmp_path):
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    assert "restored False" in ddpg_run(whole, 160)
+    assert "restored False" in ddpg_run(halves, 80)
+    out = ddpg_run(halves, 160, resume=True)
+    assert "restored True" in out and "ddpg: done after 160 steps" in out
+
+    for name in ("pol", "qf", "targ_pol", "targ_qf", "optim_qf"):
+        a = torch.load(whole / "models" / f"{name}_last.pt")
+        b = torch.load(halves / "models" / f"{name}_last.pt")
+        assert_identical(a, b, name)
+    # progress.csv continued, not restarted: the same four rows, to the last digit
+    rows = rows_of(halves)
+    assert [int(r["TotalStep"]) for r in rows] == [40, 80, 120, 160]
+    assert rows == rows_of(whole)
+
+
+def test_run_ddpg_example_resumes(tmp_path):
+    args = ["--steps_per_iter", "200", "--eval_interval", "200", "--eval_epis", "1"]
+    run_example("run_ddpg.py", "--log", tmp_path, "--max_steps", 200, *args)
+    out = run_example("run_ddpg.py", "--resume", tmp_path, "--max_steps", 400, *args).stdout
+    assert "Pendulum-v1: done after 400 steps" in out
+    rows = rows_of(tmp_path)
+    assert [int(r["TotalStep"]) for r in rows] == [200, 400]
+    assert all(r["EvalReturn"] != "" for r in rows)
+    assert (tmp_path / "latest").read_text().strip() == "ckpt-000001"
