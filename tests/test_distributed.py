@@ -177,3 +177,34 @@ def test_example_runs_under_torchrun(tmp_path):
     )  # fmt: skip
     assert output.count("iter   1") == 1 and "on 2 rank(s)" in output
     assert (tmp_path / "progress.csv").exists() and (tmp_path / "models" / "pol_last.pt").exists()
+
+
+def test_init_without_torchrun_runs_in_one_process(monkeypatch):
+    import machina.distributed as mdist
+    from machina.utils import distributed as dist_utils
+
+    for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    mdist.init()
+    try:
+        assert not mdist.is_initialized() and mdist.is_main() and mdist.get_world_size() == 1
+        assert mdist.broadcast_object([1, 2]) == [1, 2] and mdist.mean_over_ranks(3) == 3.0
+        mdist.barrier()  # no-op
+    finally:
+        mdist.destroy()
+    assert not dist_utils.grad_averaging_enabled()
+
+
+def test_init_names_what_is_wrong(monkeypatch):
+    import machina.distributed as mdist
+
+    for key in ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("RANK", "0")
+    expected = r"\['WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'\] are missing .* torchrun"
+    with pytest.raises(RuntimeError, match=expected):
+        mdist.init()
+    for key, value in (("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")):
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match=r"backend: expected 'gloo', 'nccl' or 'mpi', got 'tcp'"):
+        mdist.init(backend="tcp")
