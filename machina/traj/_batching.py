@@ -29,12 +29,6 @@ def check_batch_size(batch_size: int, available: int, unit: str) -> int:
     return batch_size
 
 
-def shuffled_chunks(n: int, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """A random permutation of ``range(n)`` cut into chunks of ``batch_size`` (last smaller)."""
-    perm = torch.randperm(n, device=device)
-    yield from torch.split(perm, batch_size)
-
-
 def gather_sequences(
     columns: dict[str, torch.Tensor],
     starts: torch.Tensor,

@@ -1,7 +1,8 @@
-"""Index arithmetic of a Traj used as a replay memory: priorities, windows, IS weights.
+"""Index arithmetic of a Traj used as a replay memory: argument checks, rank weights,
+windows and their priorities. The draws themselves are in ``_samplers``.
 
-Everything here works on whole arrays of indices and priorities: drawing a batch is a
-cumulative sum, a binary search per drawn item and a gather, never a Python loop per sample.
+Everything here works on whole arrays of indices and priorities, never a Python loop per
+sample.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def sampling_weights(pris: torch.Tensor, mode: str, alpha: float) -> torch.Tenso
     ``proportional``: the priorities themselves (already ``(|td| + eps) ** alpha``, as
     ``update_pris`` stores them). ``rank_based``: ``rank ** -alpha`` with rank 1 for the
     highest priority; equal priorities share the average of their ranks, so that ties (every
-    new episode enters at the maximum) are drawn alike, not by storage order. One sort,
-    O(N log N) per batch.
+    new episode enters at the maximum) are drawn alike, not by storage order. The samplers
+    of ``_samplers`` draw by exactly these weights; this direct form is their reference.
     """
     pris = pris.to(torch.float64)
     if mode == "proportional":
@@ -68,27 +69,6 @@ def check_pris(pris: torch.Tensor, key: str, added_by: str) -> None:
             f"{key}: expected finite positive priorities, got min {low} (and "
             f"{int((~torch.isfinite(pris)).sum())} non-finite); set them with {added_by}"
         )
-
-
-def draw(weights: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """``batch_size`` indices drawn with replacement, P(i) = weights[i] / sum(weights).
-
-    Inverse-CDF sampling: one float64 cumulative sum and a binary search per draw (no limit
-    on N, unlike ``torch.multinomial``'s 2 ** 24 categories).
-    """
-    cdf = torch.cumsum(weights, 0)
-    u = torch.rand(batch_size, dtype=torch.float64, device=weights.device) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
-
-
-def is_weights(weights: torch.Tensor, drawn: torch.Tensor, beta: float) -> torch.Tensor:
-    """Importance-sampling weights ``(N P(i)) ** -beta / max_j (N P(j)) ** -beta``, (B,).
-
-    The maximum is over the whole memory (Schaul et al., 2016, section 3.4), reached at the
-    smallest P, so the weights lie in (0, 1] and equal ``(P(i) / min_j P(j)) ** -beta``.
-    """
-    low = weights.min()
-    return (weights[drawn] / low).pow(-beta).to(torch.float32)
 
 
 def window_counts(lengths: np.ndarray, seq_length: int) -> np.ndarray:

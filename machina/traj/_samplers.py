@@ -16,6 +16,8 @@ Everything is vectorised over the batch: no Python loop per sample.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -55,6 +57,18 @@ class SumTree:
         # minimum over the positive leaves, for the importance weights
         self._block_mins = np.where(self._grid > 0, self._grid, np.inf).min(1)
         self.min = float(self._block_mins.min())
+
+    def copy(self) -> SumTree:
+        """An independent copy (O(N) memory copies, no sums recomputed)."""
+        new = object.__new__(SumTree)
+        new.n, new._blocks, new.min = self.n, self._blocks, self.min
+        new._leaves = self._leaves.copy()
+        new._grid = new._leaves.reshape(self._blocks, BLOCK)
+        new._running = self._running.copy()
+        new._block_sums = self._block_sums.copy()
+        new._block_cdf = self._block_cdf.copy()
+        new._block_mins = self._block_mins.copy()
+        return new
 
     @property
     def total(self) -> float:
@@ -131,37 +145,62 @@ class ProportionalSampler:
         self.tree.update(positions, pris)
 
 
-def rank_weights(pris: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``rank ** -alpha`` (N,) float64, rank 1 for the highest priority; equal priorities
-    share the average of their ranks, so ties (every new step enters at the maximum) are
-    drawn alike, not by storage order. One sort, O(N log N)."""
-    values = pris.detach().cpu().numpy()
-    order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    counts = np.diff(np.r_[starts, len(values)])
-    # c ties at 0-based positions [p, p + c) have ranks p + 1 .. p + c, mean p + (c + 1) / 2
-    group_weights = (starts + (counts + 1) / 2.0) ** -float(alpha)
-    weights = np.empty(len(values), dtype=np.float64)
-    weights[order] = np.repeat(group_weights, counts)
-    return torch.from_numpy(weights)
+@functools.lru_cache(maxsize=2)
+def _distinct_rank_tree(n: int, alpha: float) -> SumTree:
+    """The tree of ``rank ** -alpha`` for ranks 1..n in rank order: the same for every set
+    of n distinct priorities, so a rebuild without ties reuses it (it is never updated)."""
+    return SumTree(torch.arange(1, n + 1, dtype=torch.float64).pow_(-alpha))
 
 
 class RankSampler:
-    """``P(i) ∝ rank(i) ** -alpha`` with the ranks of the last sort (see the module)."""
+    """``P(i) ∝ rank(i) ** -alpha`` with the ranks of the last sort (see the module).
+
+    The tree holds the weights in rank order (decreasing); a drawn position p is the step
+    ``order[p]``, so a rebuild is one sort, without scattering weights back to steps.
+    """
 
     def __init__(self, pris: torch.Tensor, alpha: float):
-        self.tree = SumTree(rank_weights(pris, alpha))
-        self.n = self.tree.n
+        values = pris.detach().cpu().numpy()
+        self.n = len(values)
+        self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
+        ordered = values[self.order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        self.tree = _distinct_rank_tree(self.n, float(alpha))
+        if len(starts) < self.n:  # ties: a copy of the tree with their weights averaged
+            # c ties at 0-based positions [p, p + c) have ranks p + 1 .. p + c: mean p + (c + 1) / 2
+            counts = np.diff(np.r_[starts, self.n])
+            tied = counts > 1
+            starts, counts = starts[tied], counts[tied]
+            weights = np.repeat((starts + (counts + 1) / 2.0) ** -float(alpha), counts)
+            group_of = np.repeat(np.arange(len(counts)), counts)
+            positions = (
+                starts[group_of]
+                + np.arange(len(group_of))
+                - np.repeat(np.cumsum(counts) - counts, counts)
+            )
+            if len(positions) * BLOCK < self.n:  # few: update a copy, O(k log N)
+                self.tree = self.tree.copy()
+                self.tree.update(positions, weights)
+            else:  # many (new steps enter at the maximum priority): a new tree, O(N)
+                leaves = self.tree.values(np.arange(self.n))
+                leaves[positions] = weights
+                self.tree = SumTree(torch.from_numpy(leaves))
         self._updates = 0
         self.stale = False
 
     def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
-        return _draw(self.tree, batch_size, beta)
+        positions, is_weights = _draw(self.tree, batch_size, beta)
+        return self.order[positions], is_weights
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
         self._updates += len(positions)
         self.stale = self._updates >= max(1, int(self.n * RANK_REBUILD_FRACTION))
+
+    def weights(self) -> np.ndarray:
+        """The sampling weight of every item, in item order (N,) float64."""
+        out = np.empty(self.n, dtype=np.float64)
+        out[self.order] = self.tree.values(np.arange(self.n))
+        return out
 
 
 def make_sampler(pris: torch.Tensor, mode: str, alpha: float):
