@@ -336,12 +336,18 @@ def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     assert ray.is_initialized()  # connected by the user: not shut down by close()
 
     slow_pol = categorical_pol(SlowEnv())
+    head_id = ray.get_runtime_context().get_node_id()
+    worker_node = next(iter(cluster.worker_nodes))
+    # The first sampler's actors are killed asynchronously: wait until their CPUs are free
+    # again, so that SPREAD sees both nodes free and puts one actor on each.
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
     with EpiSampler(env_fn, slow_pol, num_parallel=2, seed=0, backend="ray", timeout=60) as s:
         pool = s._pool
-        head_id = ray.get_runtime_context().get_node_id()
         lost = [slot for slot in pool.slots if slot.where["node"] != head_id]
-        assert len(lost) == 1  # SPREAD: one actor per node
-        remover = threading.Timer(0.5, cluster.remove_node, (next(iter(cluster.worker_nodes)),))
+        assert len(lost) == 1 and lost[0].where["node"] == worker_node.node_id
+        remover = threading.Timer(0.5, cluster.remove_node, (worker_node,))
         remover.start()
         try:
             epis = s.sample(slow_pol, max_epis=40)  # 20 episodes of 5 steps per actor: >= 1 s
