@@ -112,3 +112,29 @@ class DistributedEpiSampler:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def _node_main(argv: list[str] | None = None) -> int:
+    """The original's node process (``python -m machina.samplers.distributed_epi_sampler
+    --world_size W --rank R --redis_host H --redis_port P``): on Ray a node joins the cluster
+    with ``ray start --address=HEAD:6379`` instead, so this only says so and exits."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=_node_main.__doc__.split("\n")[0])
+    parser.add_argument("--world_size", type=int, required=True)
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--redis_host", default="localhost", help="ignored: no Redis")
+    parser.add_argument("--redis_port", default="6379", help="ignored: no Redis")
+    parser.add_argument("--flush_db", action="store_true", help="ignored: no Redis")
+    args = parser.parse_args(argv)
+    print(
+        f"DistributedEpiSampler node {args.rank} of {args.world_size}: machina samples on Ray; "
+        "join this machine to the cluster with `ray start --address=<head>:6379` (nothing "
+        "else runs here)",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_node_main())
