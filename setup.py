@@ -53,6 +53,6 @@ setup(
         "mlflow": ["mlflow>=2.10"],
         "ray": ["ray[default]>=2.9"],
         "video": ["moviepy>=1.0"],
-        "bench": ["stable-baselines3>=2.4"],
+        "bench": ["stable-baselines3>=2.4", "cpprb>=10"],
     },
 )
