@@ -519,7 +519,7 @@ def test_gym_env_in_the_original_signature(tmp_path):
     assert env.log_dir == str(tmp_path) and not env.record_video and env.horizon == 200
     env.env.seed(5)  # the original examples' env.env.seed(args.seed)
     first = env.reset()[0]
-    env.env.seed(5)
+    env.original_env.seed(5)  # 0.x's run_mixed_env.py seeds this way
     np.testing.assert_array_equal(env.reset()[0], first)
     assert env.original_env.spec.id == "Pendulum-v1"
     env.terminate()
