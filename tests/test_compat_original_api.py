@@ -519,7 +519,7 @@ def test_gym_env_in_the_original_signature(tmp_path):
     assert env.log_dir == str(tmp_path) and not env.record_video and env.horizon == 200
     env.env.seed(5)  # the original examples' env.env.seed(args.seed)
     first = env.reset()[0]
-    env.env.seed(5)
+    env.original_env.seed(5)  # 0.x's run_mixed_env.py seeds this way
     np.testing.assert_array_equal(env.reset()[0], first)
     assert env.original_env.spec.id == "Pendulum-v1"
     env.terminate()
@@ -659,3 +659,24 @@ def test_noise_and_deterministic_policy_calls_of_the_original(pendulum_replay):
     _, noiseless, _ = pol(obs, True)  # 0.x's pol(obs, no_noise)
     torch.testing.assert_close(noiseless, pol.deterministic_ac_real(obs)[1])
     torch.testing.assert_close(pol(obs, no_noise=True)[1], noiseless)
+
+
+def test_svfunc_over_a_feature_space_takes_states_unchecked():
+    """0.x's DIAYN example: the discriminator is declared on a 2-d feature space and fed
+    4-d states that its net maps to features itself."""
+    f_space = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+
+    class FeatureNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = nn.Linear(2, 3)
+
+        def forward(self, ob):
+            return self.out(ob[:, 0:2] + ob[:, 2:4])
+
+    with pytest.warns(UserWarning, match="unchecked"):
+        discrim = DeterministicSVfunc(f_space, FeatureNet())
+    logits, _ = discrim(torch.ones(5, 4))
+    assert logits.shape == (5, 3)
+    with pytest.raises(ValueError, match="rnn=True needs"):  # not a failed call: still raised
+        DeterministicSVfunc(f_space, FeatureNet(), rnn=True)

@@ -55,9 +55,9 @@ def test_gym_env_from_instance_pickles_the_instance():
     inner = gym.make("CartPole-v1", max_episode_steps=11)
     env = GymEnv(inner)
     # env.env is the SeedableEnv around the instance (0.x scripts call env.env.seed(s))
-    assert env.original_env is inner and env.env.env is inner and env.env_id is None
+    assert env.env.env is inner and env.original_env is env.env and env.env_id is None
     copy = pickle.loads(pickle.dumps(env))
-    assert copy.original_env is not inner and copy.horizon == 11
+    assert copy.env.env is not inner and copy.horizon == 11
     np.testing.assert_array_equal(rollout(copy, 0, [1, 0, 1]), rollout(env, 0, [1, 0, 1]))
 
 

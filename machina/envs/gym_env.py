@@ -102,8 +102,9 @@ class GymEnv(gymnasium.Env):
     env : gymnasium.Wrapper
         The environment as given or made, in a ``SeedableEnv`` (or a ``RecordVideo`` when
         recording); ``env.env.seed(s)`` seeds the next reset, as in machina 0.x.
-    original_env : gymnasium.Env
-        The environment as given or made, without the video recorder.
+    original_env : SeedableEnv
+        The environment as given or made, without the video recorder, with ``seed(s)``
+        (0.x's scripts call ``env.original_env.seed(s)`` too).
 
     Notes
     -----
@@ -173,11 +174,12 @@ class GymEnv(gymnasium.Env):
 
     def _wrap(self, env: gymnasium.Env) -> gymnasium.Wrapper:
         self._given_env = env
-        self.original_env = getattr(env, "original_env", env)
+        seedable = SeedableEnv(env)
+        self.original_env = getattr(env, "original_env", seedable)
         if not self.record_video:
-            return SeedableEnv(env)
+            return seedable
         return SeedableRecordVideo(
-            env,
+            seedable,
             video_folder=self.log_dir,
             episode_trigger=self.video_schedule,
             name_prefix=self.video_prefix,

@@ -1,5 +1,6 @@
 """Deterministic state-value function V(s)."""
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -24,11 +25,29 @@ class DeterministicSVfunc(BaseSVfunc):
     rnn : bool
         Whether ``net`` is recurrent; hidden-state semantics as for policies (see
         :class:`machina.pols.BasePol`).
+
+    Notes
+    -----
+    The net is probed with one zero observation of ``observation_space``. A net that cannot
+    take it (its input is not that space, e.g. machina 0.x's DIAYN discriminator: given the
+    feature space, fed states that it maps to features itself) is accepted with a warning,
+    and observations then reach it as given, unchecked, as in machina 0.x.
     """
 
     def __init__(self, observation_space: gym.Space, net: nn.Module, rnn: bool = False) -> None:
         super().__init__(observation_space, net, rnn)
-        outputs = self._check_net()
+        self.checks_obs = True
+        try:
+            outputs = self._check_net()
+        except ValueError as error:
+            if error.__cause__ is None:  # not a failed call: no Module, or rnn without init_hs
+                raise
+            warnings.warn(
+                f"{error}; observations will be passed to the net unchecked",
+                stacklevel=2,
+            )
+            self.checks_obs = False
+            return
         if len(outputs) != 1:
             raise ValueError(
                 f"net: {type(self).__name__} needs a net returning one tensor of values "
@@ -58,12 +77,33 @@ class DeterministicSVfunc(BaseSVfunc):
         info : dict
             ``mean``: ``vs``; ``hs``: the new hidden state (None when feed-forward).
         """
+        if not self.checks_obs:
+            return self._forward_unchecked(obs, hs, h_masks)
         obs = self._obs_to_tensor(obs)
         outputs, new_hs = self._call_net(obs, hs, h_masks)
         vs = outputs[0]
         if vs.ndim == obs.ndim - len(self.observation_space.shape) + 1:
             vs = vs.squeeze(-1)
         return vs, dict(mean=vs, hs=new_hs)
+
+    def _forward_unchecked(
+        self, obs: Any, hs: HiddenState | None, h_masks: Any
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The net on ``obs`` as given (float32, on :attr:`device`, at least ``(1, d)``)."""
+        obs = torch.as_tensor(obs).to(device=self.device, dtype=torch.float32)
+        while obs.ndim < (3 if self.rnn else 2):
+            obs = obs.unsqueeze(0)
+        if self.rnn:
+            if hs is None:
+                hs = self.hs if self.hs is not None else self.net.init_hs(obs.shape[1])
+            h_masks = self._h_masks_to_tensor(h_masks, obs)
+            vs, hs = self.net(obs, hs, h_masks)
+            self.hs = hs
+        else:
+            vs = self.net(obs)
+        if vs.shape[-1] == 1:
+            vs = vs.squeeze(-1)
+        return vs, dict(mean=vs, hs=hs)
 
 
 class NormalizedDeterministicSVfunc(DeterministicSVfunc):
