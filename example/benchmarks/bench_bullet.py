@@ -64,11 +64,22 @@ with machina's 256x256 nets; one sanity run on seed 100 checked that the loop ru
 
 What the runs show so far (seed 0, Hopper; the CSV has every number):
 
-- PPO: at equal env steps machina is far ahead early (794 at 50k, ~1000 at 227k) where
-  stable-baselines3 with rl-zoo's settings is at 82 (50k) and 151 (150k). rl-zoo's PPO
-  settings for the Bullet tasks (lr 3e-5, gSDE with initial log-std -2, clip 0.4,
-  256x256 nets) are tuned for its 2M-step budget and start slowly; at 500k they are not
-  rl-zoo's final numbers (2575 on Hopper at 2M).
+- PPO: machina is far ahead early (794 at 50k env steps, where stable-baselines3 with
+  rl-zoo's settings is at 82) and then stalls: from 150k steps on, its evaluations
+  alternate between about 1010 (with a standard deviation of 1-3 over the 5 episodes) and
+  collapses (416, 22); final 1013 at 500k. About 1010 with no spread is 1000 steps of
+  Hopper's alive bonus (+1 per step) with almost no forward progress: the policy has
+  learned to stand still, a known local optimum of the hopper tasks, and its mean action is
+  brittle (a few updates later all 5 episodes fall within ~20 steps). stable-baselines3
+  starts slowly (rl-zoo's lr 3e-5, gSDE with initial log-std -2 and clip 0.4 are tuned for
+  its 2M-step budget) but leaves that optimum at ~200k steps (1476 at 200k, 1628 at 325k).
+  Likely causes on machina's side, in the order to test them on seeds 100+: exploration
+  (state-independent Gaussian noise around a tanh-bounded mean, against gSDE's
+  state-dependent noise), no annealing (constant lr 3e-4 and clip 0.2, where rl-zoo decays
+  Hopper's clip range linearly to 0 and CleanRL anneals the lr), and the 64x64 nets (a
+  256x256 run on seed 100 was at 892 after 81k steps, no different so far). The
+  estimators (truncation-aware GAE and TD(lambda) targets) and the normalisation
+  (observations and rewards, as VecNormalize) match what stable-baselines3 does.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (64x64 nets and 10x32 minibatches per 2048 steps
   against 256x256 nets and 20x64 minibatches per 8192); machina's SAC takes about 65
