@@ -17,6 +17,27 @@ from machina.samplers._setup import slot_seeds
 from machina.samplers._task import EnvFactory
 
 
+def action_shape(space: gymnasium.Space) -> tuple[int, ...] | None:
+    """The shape of one action for ``space`` (None: a space whose actions are not arrays)."""
+    spaces = gymnasium.spaces
+    if isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return tuple(space.shape)
+    if isinstance(space, spaces.Discrete):
+        return ()
+    return None
+
+
+def dict_obs_error(space: gymnasium.Space) -> TypeError:
+    """What to do with Dict/Tuple observations: the sampler stores arrays."""
+    return TypeError(
+        f"env: observation_space {space} is a {type(space).__name__} space; the sampler stores "
+        "observations as arrays, so Dict and Tuple spaces need flattening: wrap the "
+        "environment, e.g. EpiSampler(lambda: gymnasium.wrappers.FlattenObservation(make_env()),"
+        " pol, ...), build the policy on the flattened observation_space, or pass prepro= "
+        "that maps each observation to an array"
+    )
+
+
 class EnvSlots:
     """``len(slot_ids)`` environments built by one factory.
 
@@ -58,6 +79,7 @@ class EnvSlots:
         self.discrete_acs = isinstance(
             self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)
         )
+        self.action_shape = action_shape(self.action_space)
         # Shape of the observations of the current run (after prepro), set by its first reset.
         self.ob_shape: tuple[int, ...] | None = None
         # With a prepro: per slot, the raw observation last seen (kept in e_is["raw_obs"]).
@@ -90,6 +112,8 @@ class EnvSlots:
         new float32 array: the path of the first resets and of every observation with a
         prepro (without one, observations are written to the buffers as they come and
         checked a whole row at a time)."""
+        if isinstance(raw, (dict, tuple)) and prepro is None:
+            raise dict_obs_error(self.observation_space)
         arr = np.asarray(raw)
         if arr.dtype.kind in "fc" and not all_finite(arr):
             raise self.non_finite_error(k, arr, phase)

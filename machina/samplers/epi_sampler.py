@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from machina.samplers._buffers import unpack_episodes
+from machina.samplers._env_slots import dict_obs_error
 from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
 from machina.samplers._task import Episode, SampleTask
 from machina.samplers.engine import BatchEngine
@@ -233,8 +234,12 @@ class EpiSampler:
         self.observation_space = backend.observation_space
         self.action_space = backend.action_space
         try:
+            if prepro is None and isinstance(
+                self.observation_space, (gymnasium.spaces.Dict, gymnasium.spaces.Tuple)
+            ):
+                raise dict_obs_error(self.observation_space)
             check_pol_spaces(pol, self.observation_space, self.action_space, prepro is None)
-        except ValueError:
+        except (TypeError, ValueError):
             self.close()
             raise
 
