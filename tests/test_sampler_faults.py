@@ -2,6 +2,8 @@
 the wrong shape, Dict observations, never-ending episodes, stuck worker processes."""
 
 import math
+import os
+import signal
 
 import gymnasium as gym
 import numpy as np
@@ -152,3 +154,78 @@ def test_dict_observations_say_how_to_flatten():
     flat = gym.wrappers.FlattenObservation(make())
     with EpiSampler(lambda: gym.wrappers.FlattenObservation(make()), gaussian(flat)) as sampler:
         assert sampler.sample(gaussian(flat), max_steps=5)[0]["obs"].shape[1:] == (3,)
+
+
+def test_never_ending_episodes_are_cut_and_truncated():
+    """An env with no time limit (no spec) that never terminates: sample returns."""
+    env = RewEnv(length=None)
+    assert env.spec is None
+    pol = gaussian(env)
+    with EpiSampler(env, pol, seed=0, max_episode_steps=50) as sampler:
+        epis = sampler.sample(pol, max_steps=20)
+        assert [len(e["rews"]) for e in epis] == [50]
+        assert epis[0]["truncs"][-1] and not epis[0]["terms"].any()
+        # the final observation is the one after the 50th step
+        assert epis[0]["next_obs"][-1][0] == 50 and epis[0]["obs"][-1][0] == 49
+        epis = sampler.sample(pol, max_epis=3)
+        assert [len(e["rews"]) for e in epis] == [50] * 3
+
+
+def test_never_ending_default_cap_warns_and_bounds_memory():
+    env = RewEnv(length=None)
+    pol = gaussian(env)
+    with EpiSampler(env, pol, num_envs=2, seed=0) as sampler:
+        with pytest.warns(RuntimeWarning, match=r"10,000 steps and was cut.*max_episode_steps"):
+            epis = sampler.sample(pol, max_steps=20)
+        assert [len(e["rews"]) for e in epis] == [10_000, 10_000]
+        assert all(e["truncs"][-1] for e in epis)
+
+
+def test_episode_cap_from_the_spec_and_argument():
+    env = gym.make("CartPole-v1", max_episode_steps=7)
+    pol = CategoricalPol(
+        env.observation_space, env.action_space, PolNet(env.observation_space, env.action_space)
+    )
+    with EpiSampler(env, pol, seed=0) as sampler:
+        assert max(len(e["rews"]) for e in sampler.sample(pol, max_epis=5)) <= 7
+    # a cap below the spec's: cut, truncated; with prepro too
+    with EpiSampler(env, pol, seed=0, max_episode_steps=3, prepro=lambda o: o * 2.0) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+        for e in epis:
+            assert len(e["rews"]) <= 3
+            assert e["truncs"][-1] or e["terms"][-1]
+    with pytest.raises(ValueError, match=r"max_episode_steps: expected a positive integer"):
+        EpiSampler(env, pol, max_episode_steps=0)
+
+
+def test_stopped_worker_times_out_is_killed_and_replaced():
+    """A worker that stops answering (SIGSTOP) with timeout=3: a clear error in seconds naming
+    the worker and its env slots; the worker is killed and replaced, the sampler usable."""
+    env = RewEnv(length=5)
+    pol = gaussian(env)
+    with EpiSampler(env, pol, num_parallel=2, num_envs=2, seed=0, timeout=3) as sampler:
+        assert len(sampler.sample(pol, max_epis=4)) == 4
+        stuck = sampler._pool.workers[1]
+        pid = stuck.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            pattern = r"sampler worker 1 \(pid \d+, env slots \[2, 3\], seeds \[2, 3\]\) did not "
+            with pytest.raises(RuntimeError, match=pattern + r"answer within 3 s .*killed"):
+                sampler.sample(pol, max_epis=4)
+            # killed: its exit status is SIGKILL's (reaped by the sampler)
+            assert stuck.proc is None
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        finally:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        epis = sampler.sample(pol, max_epis=4)
+        assert len(epis) == 4 and sampler._pool.workers[1].proc.pid != pid
+
+
+def test_timeout_needs_worker_processes():
+    env = RewEnv()
+    with pytest.raises(ValueError, match=r"timeout: needs worker processes"):
+        EpiSampler(env, gaussian(env), timeout=1)

@@ -14,7 +14,7 @@ import numpy as np
 
 from machina.samplers._buffers import all_finite
 from machina.samplers._setup import slot_seeds
-from machina.samplers._task import EnvFactory
+from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS, EnvFactory
 
 
 def action_shape(space: gymnasium.Space) -> tuple[int, ...] | None:
@@ -80,10 +80,22 @@ class EnvSlots:
             self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)
         )
         self.action_shape = action_shape(self.action_space)
+        self.warned_cap = False  # the default episode cap was reported once
         # Shape of the observations of the current run (after prepro), set by its first reset.
         self.ob_shape: tuple[int, ...] | None = None
         # With a prepro: per slot, the raw observation last seen (kept in e_is["raw_obs"]).
         self.raw_obs: dict[int, np.ndarray] = {}
+
+    def episode_cap(self, requested: int | None | str) -> tuple[int | None, str]:
+        """The episode length cap for ``requested`` (``SampleTask.max_episode_steps``) and
+        where it comes from: ``"argument"``, ``"spec"`` or ``"default"``."""
+        if requested != "auto":
+            return requested, "argument"  # type: ignore[return-value]
+        spec = getattr(self.envs[0], "spec", None)
+        limit = getattr(spec, "max_episode_steps", None)
+        if limit:
+            return int(limit), "spec"
+        return DEFAULT_MAX_EPISODE_STEPS, "default"
 
     def __len__(self) -> int:
         return len(self.envs)

@@ -10,6 +10,7 @@ once, at the end, by one gather per key (``pack_episodes``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ class StepLoop:
         self.env_steps = [env.step for env in slots.envs]  # bound once: used at every env step
         self.ended_epis = Growable(64)
         self.outputs: StepOutputs | None = None
+        # Episodes reaching this length are cut, marked truncated (None: never).
+        self.cap, self.cap_source = slots.episode_cap(task.max_episode_steps)
 
     def under_quotas(self, k: int) -> bool:
         epi_quota, step_quota = self.epi_quotas[k], self.step_quotas[k]
@@ -93,6 +96,8 @@ class StepLoop:
         active = list(first_obs)
         step = self._step_envs if prepro is None else self._step_envs_prepro
         t = 0  # the row of the observations acted on
+        # The first row at which an active slot's episode reaches the cap (see _cut).
+        next_cut = self._next_cut(active)
         while active:
             if should_stop is not None and should_stop():
                 raise SamplingAborted
@@ -111,7 +116,12 @@ class StepLoop:
             next_row = obs_buf[t + 1]
             rews, ended = step(active, ac_real, step_rows, next_row, t)
             rews_buf[t][step_rows] = rews
-            stopped = self._end_episodes(ended, next_row, t) if ended else False
+            if t >= next_cut:
+                ended = self._cut(active, ended, t)
+            stopped = False
+            if ended:
+                stopped = self._end_episodes(ended, next_row, t)
+                next_cut = self._next_cut([k for k in active if self.infos[k] is not None])
             # One check of all the new observations (zero rows where no slot stepped).
             if not all_finite(next_row):
                 self._raise_non_finite(active, next_row, t)
@@ -198,7 +208,7 @@ class StepLoop:
         stopped = False
         for k, raw, term, trunc in ended:
             length = t - self.first_row[k] + 1
-            if prepro is None:  # the final observation is in the row already
+            if prepro is None or raw is None:  # the final observation is in the row already
                 finals[len(records)] = next_row[k]
             else:
                 try:
@@ -224,6 +234,33 @@ class StepLoop:
                     error = slots.non_finite_error(k, final, f"step {length}")
                     raise self._blame(k, t, error, first)
         return stopped
+
+    def _next_cut(self, active: list[int]) -> float:
+        if self.cap is None or not active:
+            return float("inf")
+        return min(self.first_row[k] for k in active) + self.cap - 1
+
+    def _cut(self, active: list[int], ended: list[tuple], t: int) -> list[tuple]:
+        """``ended`` plus the episodes of ``active`` that reach the length cap at step ``t``:
+        cut, truncated (they bootstrap), their final observation already in the next row."""
+        ending = {e[0] for e in ended}
+        cut = [
+            (k, None, False, True)
+            for k in active
+            if k not in ending and t - self.first_row[k] + 1 >= self.cap
+        ]
+        if cut and self.cap_source == "default" and not self.slots.warned_cap:
+            self.slots.warned_cap = True
+            warnings.warn(
+                f"environment {self.slots.slot_ids[cut[0][0]]}: an episode reached "
+                f"{self.cap:,} steps and was cut (truncated); the environment has no "
+                "spec.max_episode_steps, so that is the sampler's default cap: pass "
+                "EpiSampler(..., max_episode_steps=N) (None: never cut) or wrap the "
+                "environment in gymnasium.wrappers.TimeLimit",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return ended + cut
 
     def _raise_non_finite(self, active: list[int], next_row: np.ndarray, t: int) -> None:
         for k in active:

@@ -146,6 +146,9 @@ class WorkerPool:
         Worker ``w`` owns global slots ``w * num_envs ... (w + 1) * num_envs - 1``.
     seed : int or None
         Slot ``i`` first resets with ``seed + i``.
+    timeout : float or None
+        Seconds a worker may take to answer one ``sample``; past it the worker is killed (and
+        replaced at the next call) and ``sample`` raises, naming it. None: no limit.
 
     Raises
     ------
@@ -154,9 +157,15 @@ class WorkerPool:
     """
 
     def __init__(
-        self, env_fn: Callable[[], Any], num_workers: int, num_envs: int, seed: int | None
+        self,
+        env_fn: Callable[[], Any],
+        num_workers: int,
+        num_envs: int,
+        seed: int | None,
+        timeout: float | None = None,
     ) -> None:
         self._env_fn_bytes = cloudpickle.dumps(env_fn)
+        self.timeout = timeout
         self.seed = seed
         self.num_envs = num_envs
         self._task_ids = itertools.count()
@@ -210,7 +219,7 @@ class WorkerPool:
                 raise self._failure(w, None, exc) from exc
             w.pending = task_id
             w.sampled = True
-        replies = self._collect(self.workers, task_id)
+        replies = self._collect(self.workers, task_id, timeout=self.timeout)
         return [epi for msg in replies for epi in unpack_episodes(msg[2])]
 
     def _recover(self) -> None:
@@ -227,7 +236,7 @@ class WorkerPool:
                 pass
         for w in busy:
             try:
-                self._collect([w], w.pending, stale_ok=True)
+                self._collect([w], w.pending, stale_ok=True, timeout=self.timeout)
             except RuntimeError:
                 w.stop(timeout=1.0)
                 w.restarts += 1
@@ -252,10 +261,7 @@ class WorkerPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while waiting:
             if deadline is not None and time.monotonic() > deadline:
-                w = next(iter(waiting.values()))
-                error = RuntimeError(f"{w.describe()} did not answer within {timeout:.0f} s")
-                w.stop(timeout=1.0)
-                raise error
+                raise self._timed_out(list(waiting.values()), timeout)
             ready = wait(list(waiting), timeout=_POLL_INTERVAL)
             for conn in ready:
                 w = waiting[conn]
@@ -275,6 +281,29 @@ class WorkerPool:
                 if not w.alive() and not conn.poll(0):
                     raise self._failure(w, None)
         return [replies[w.index] for w in workers]
+
+    def _timed_out(self, late: list[_Worker], timeout: float) -> RuntimeError:
+        """Kill the workers that did not answer in time (stopped, or stuck in C code: they
+        cannot be asked); the others are told to stop their task. Replaced at the next call."""
+        described = "; ".join(w.describe() for w in late)
+        for w in late:
+            w.pending = None
+            if w.proc is not None:
+                try:
+                    w.proc.kill()  # SIGKILL: works on a stopped process too
+                except OSError:
+                    pass
+            w.stop(timeout=1.0)
+        for other in self.workers:
+            if other not in late and other.pending is not None and other.conn is not None:
+                try:
+                    send(other.conn, ("abort", other.pending))
+                except OSError:
+                    pass
+        return RuntimeError(
+            f"{described} did not answer within {timeout:g} s (timeout): killed; a new worker "
+            "replaces it at the next sample call"
+        )
 
     def _failure(
         self, w: _Worker, msg: tuple | None, exc: BaseException | None = None
