@@ -6,6 +6,7 @@ worker process or a Ray actor reads the same as one in the user's process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +16,24 @@ import numpy as np
 from machina.samplers._buffers import all_finite
 from machina.samplers._setup import slot_seeds
 from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS, EnvFactory
+
+
+def _rng_json(env: Any) -> str | None:
+    """``env.unwrapped.np_random``'s state as JSON (None: the env has no such RNG)."""
+    rng = getattr(getattr(env, "unwrapped", env), "np_random", None)
+    if not isinstance(rng, np.random.Generator):
+        return None
+    return json.dumps(
+        rng.bit_generator.state,
+        default=lambda v: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else str(v),
+    )
+
+
+def _set_rng_json(env: Any, text: str) -> None:
+    state = json.loads(text)
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    getattr(env, "unwrapped", env).np_random = np.random.Generator(bit_generator)
 
 
 def action_shape(space: gymnasium.Space) -> tuple[int, ...] | None:
@@ -169,6 +188,26 @@ class EnvSlots:
             raise self.env_error(k, "reset", exc) from exc
         self._needs_seed[k] = False
         return raw
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each environment's RNG (``env.unwrapped.np_random``'s bit generator state as JSON
+        text: no pickle) and whether its seeded first reset is still to come."""
+        return {
+            "slot_ids": list(self.slot_ids),
+            "np_random": [_rng_json(env) for env in self.envs],
+            "needs_seed": [bool(x) for x in self._needs_seed],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if list(state["slot_ids"]) != self.slot_ids:
+            raise ValueError(
+                f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
+                f"slots {self.slot_ids}"
+            )
+        for env, text in zip(self.envs, state["np_random"]):
+            if text is not None:
+                _set_rng_json(env, text)
+        self._needs_seed = [bool(x) for x in state["needs_seed"]]
 
     def close(self) -> None:
         """Close every environment, ignoring errors (closing is best effort)."""

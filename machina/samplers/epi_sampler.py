@@ -340,6 +340,56 @@ class EpiSampler:
         )
         return self._pool.sample(task, quotas)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that makes the next ``sample`` call exact, from every engine (this
+        process's, each worker's or each Ray actor's): the policy's torch RNG, each
+        environment's RNG (``env.unwrapped.np_random``, as JSON text) and whether each slot's
+        seeded first reset already happened. No pickle: arrays, strings, numbers (what
+        ``machina.checkpoint.save_run`` stores).
+
+        Between two ``sample`` calls no environment is mid-episode (each call resets the
+        slots it uses), so a new ``EpiSampler`` with the same ``env``, ``num_parallel``,
+        ``num_envs`` and ``backend`` plus ``load_state_dict`` continues exactly. State an
+        environment keeps outside ``np_random`` (its own ``random`` module use, a simulator's
+        internal seed) is not captured.
+        """
+        if self._closed:
+            raise RuntimeError("this EpiSampler is closed; create a new one")
+        engines = [self._engine.state_dict()] if self._engine is not None else None
+        if engines is None:
+            engines = self._pool.state_dict()
+        return {
+            "format": "machina-episampler",
+            "version": 1,
+            "num_parallel": self.num_parallel,
+            "num_envs": self.num_envs,
+            "engines": engines,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s result into this sampler (same ``num_parallel`` and
+        ``num_envs``).
+
+        Raises
+        ------
+        ValueError
+            When ``state`` is not an EpiSampler state or its layout differs from this one's.
+        """
+        if self._closed:
+            raise RuntimeError("this EpiSampler is closed; create a new one")
+        if not isinstance(state, dict) or state.get("format") != "machina-episampler":
+            raise ValueError("state: expected the result of EpiSampler.state_dict()")
+        layout = (state["num_parallel"], state["num_envs"])
+        if layout != (self.num_parallel, self.num_envs):
+            raise ValueError(
+                f"state: saved with num_parallel={layout[0]}, num_envs={layout[1]}; this "
+                f"sampler has num_parallel={self.num_parallel}, num_envs={self.num_envs}"
+            )
+        if self._engine is not None:
+            self._engine.load_state_dict(state["engines"][0])
+        else:
+            self._pool.load_state_dict(state["engines"])
+
     def close(self) -> None:
         """Stop the worker processes (or Ray actors, and the Ray instance this sampler
         started) and close the environments. Idempotent."""

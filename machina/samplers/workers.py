@@ -222,6 +222,33 @@ class WorkerPool:
         replies = self._collect(self.workers, task_id, timeout=self.timeout)
         return [epi for msg in replies for epi in unpack_episodes(msg[2])]
 
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every worker's ``BatchEngine.state_dict``, in worker order (workers left busy or
+        dead by an interrupted call are drained or replaced first)."""
+        self._recover()
+        task_id = next(self._task_ids)
+        for w in self.workers:
+            send(w.conn, ("get_state", task_id))
+            w.pending = task_id
+        replies = self._collect(self.workers, task_id, timeout=self.timeout or _START_TIMEOUT)
+        states = [msg[2] for msg in replies]
+        for state, w in zip(states, self.workers):
+            state["restarts"] = w.restarts
+        return states
+
+    def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
+        """Load one engine state per worker (``state_dict``'s list)."""
+        self._recover()
+        task_id = next(self._task_ids)
+        for w, state in zip(self.workers, states):
+            send(w.conn, ("set_state", task_id, state))
+            w.pending = task_id
+        self._collect(self.workers, task_id, timeout=self.timeout or _START_TIMEOUT)
+        for w, state in zip(self.workers, states):
+            w.restarts = int(state.get("restarts", w.restarts))
+            # A replacement must not replay seeded first resets that already happened.
+            w.sampled = not any(state["needs_seed"])
+
     def _recover(self) -> None:
         """Make every worker idle: drain answers of interrupted tasks, replace dead workers."""
         dead = [w for w in self.workers if w.conn is None or not w.alive()]
