@@ -31,6 +31,12 @@ def _rng_json(env: Any) -> str | None:
 
 def _set_rng_json(env: Any, text: str) -> None:
     state = json.loads(text)
+    rng = getattr(getattr(env, "unwrapped", env), "np_random", None)
+    if isinstance(rng, np.random.Generator) and (
+        type(rng.bit_generator).__name__ == state["bit_generator"]
+    ):
+        rng.bit_generator.state = state  # in place: wrappers may expose it read-only
+        return
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
     getattr(env, "unwrapped", env).np_random = np.random.Generator(bit_generator)
