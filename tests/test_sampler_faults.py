@@ -229,3 +229,22 @@ def test_timeout_needs_worker_processes():
     env = RewEnv()
     with pytest.raises(ValueError, match=r"timeout: needs worker processes"):
         EpiSampler(env, gaussian(env), timeout=1)
+
+
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_cap_with_slots_out_of_phase(num_envs):
+    """CartPole's episodes end at various steps; a cap of 15 cuts the rest, per slot."""
+    env = gym.make("CartPole-v1")
+    torch.manual_seed(0)
+    pol = CategoricalPol(
+        env.observation_space, env.action_space, PolNet(env.observation_space, env.action_space)
+    )
+    with EpiSampler(env, pol, num_envs=num_envs, seed=0, max_episode_steps=15) as sampler:
+        epis = sampler.sample(pol, max_epis=24)
+    assert len(epis) == 24
+    lengths = [len(e["rews"]) for e in epis]
+    assert max(lengths) == 15 and min(lengths) < 15
+    for e, n in zip(epis, lengths):
+        np.testing.assert_array_equal(e["obs"][1:], e["next_obs"][:-1])
+        assert e["truncs"][-1] == (n == 15 and not e["terms"][-1])
+        assert e["terms"][-1] or e["truncs"][-1]

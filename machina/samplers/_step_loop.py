@@ -117,11 +117,8 @@ class StepLoop:
             rews, ended = step(active, ac_real, step_rows, next_row, t)
             rews_buf[t][step_rows] = rews
             if t >= next_cut:
-                ended = self._cut(active, ended, t)
-            stopped = False
-            if ended:
-                stopped = self._end_episodes(ended, next_row, t)
-                next_cut = self._next_cut([k for k in active if self.infos[k] is not None])
+                ended, next_cut = self._cut(active, ended, t)
+            stopped = self._end_episodes(ended, next_row, t) if ended else False
             # One check of all the new observations (zero rows where no slot stepped).
             if not all_finite(next_row):
                 self._raise_non_finite(active, next_row, t)
@@ -236,13 +233,19 @@ class StepLoop:
         return stopped
 
     def _next_cut(self, active: list[int]) -> float:
+        """A row at or before the first at which an active slot's episode reaches the cap.
+
+        First rows only grow (a slot's next episode starts later), so a value computed once
+        stays a lower bound: it is refreshed only when reached (``_cut``), not at every end.
+        """
         if self.cap is None or not active:
             return float("inf")
         return min(self.first_row[k] for k in active) + self.cap - 1
 
-    def _cut(self, active: list[int], ended: list[tuple], t: int) -> list[tuple]:
+    def _cut(self, active: list[int], ended: list[tuple], t: int) -> tuple[list[tuple], float]:
         """``ended`` plus the episodes of ``active`` that reach the length cap at step ``t``:
-        cut, truncated (they bootstrap), their final observation already in the next row."""
+        cut, truncated (they bootstrap), their final observation already in the next row;
+        and the next row to look again."""
         ending = {e[0] for e in ended}
         cut = [
             (k, None, False, True)
@@ -260,7 +263,11 @@ class StepLoop:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return ended + cut
+        # Slots that end now start their next episode (if any) at row t + 1.
+        ending |= {e[0] for e in cut}
+        continuing = [k for k in active if k not in ending]
+        next_cut = min(self._next_cut(continuing), t + self.cap)
+        return ended + cut, next_cut
 
     def _raise_non_finite(self, active: list[int], next_row: np.ndarray, t: int) -> None:
         for k in active:
