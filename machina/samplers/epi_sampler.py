@@ -314,9 +314,16 @@ class EpiSampler:
         ValueError
             When neither budget is given, or ``pol`` does not fit the environment.
         RuntimeError
-            When an environment raises or returns a non-finite observation (naming its index
-            and seed, chained to the original exception), or a worker dies. The sampler stays
-            usable: a dead worker is replaced at the next call.
+            When an environment raises or returns a non-finite observation or reward (naming
+            its index, seed and step, chained to the original exception); when the policy
+            returns non-finite actions or invalid probabilities (naming the policy and the
+            environment it acted in, also when the environment failed on them first); when
+            a worker dies or does not answer within ``timeout``. Nothing is returned or
+            stored then, and the sampler stays usable: a dead or killed worker is replaced
+            at the next call.
+        ValueError
+            When a policy without spaces returns actions of a shape other than the
+            environment's action space's.
         """
         if self._closed:
             raise RuntimeError("this EpiSampler is closed; create a new one")
