@@ -13,6 +13,10 @@ rewards with running statistics (``machina.prepro``), saved with the run in
 models/prepro_last.pt and models/rew_norm_last.pt::
 
     python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
+
+Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
+networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomic);
+``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same other flags.
 """
 
 import argparse
@@ -22,7 +26,7 @@ import hyperparams
 import numpy as np
 import torch
 
-from machina import logger
+from machina import checkpoint, logger
 from machina.algos import ppo_clip, ppo_kl
 from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
@@ -90,9 +94,14 @@ parser.add_argument(
     help="scale rewards by the running std of discounted returns (RewardNormalizer)",
 )
 parser.add_argument("--ob_clip", type=float, default=10.0, help="bound of normalised obs")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = hyperparams.parse_args(parser, "ppo")
+if args.resume:
+    args.log = args.resume
 
-score_file = logger.start_run(args.log)
+score_file = logger.start_run(args.log, append=args.resume is not None)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -121,6 +130,11 @@ sampler = EpiSampler(
 )
 
 total_epi, total_step, kl_beta, eval_return = 0, 0, args.init_kl_beta, -np.inf
+run_state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler)
+run_state.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
+if args.resume:
+    counters = checkpoint.load_run(args.resume, run_state)
+    total_epi, total_step, kl_beta, eval_return = counters["counters"]
 with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
     while total_step < args.max_steps:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
@@ -200,6 +214,8 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             if norm is not None:  # tensors, so that torch.load(weights_only=True) reads them
                 state = {k: torch.as_tensor(v) for k, v in norm.state_dict().items()}
                 torch.save(state, os.path.join(args.log, "models", f"{name}_last.pt"))
+        counters = dict(counters=[total_epi, total_step, kl_beta, eval_return])
+        checkpoint.save_run(args.log, run_state, extra=counters)
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

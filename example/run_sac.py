@@ -6,6 +6,11 @@ Each iteration samples ``--steps_per_iter`` env steps into a bounded replay ``Tr
 as many SAC gradient steps on random batches of it. Trains until a deterministic evaluation
 reaches ``--solve_return`` or ``--max_steps`` env steps pass, and writes progress.csv,
 TensorBoard events, learning_curve.png and the trained networks (models/) into ``--log``.
+
+Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
+networks, targets, optimisers, temperature, replay, sampler state, RNGs, counters; no pickle,
+atomic); ``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same
+other flags.
 """
 
 import argparse
@@ -16,7 +21,7 @@ import hyperparams
 import numpy as np
 import torch
 
-from machina import logger
+from machina import checkpoint, logger
 from machina.algos import sac
 from machina.envs import GymEnv
 from machina.nets import PolNet, QNet
@@ -59,10 +64,15 @@ parser.add_argument(
     default=0,
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = hyperparams.parse_args(parser, "sac")
 torch.set_num_threads(args.num_threads)
+if args.resume:
+    args.log = args.resume
 
-score_file = logger.start_run(args.log)
+score_file = logger.start_run(args.log, append=args.resume is not None)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -87,6 +97,14 @@ random_pol = RandomPol(ob_space, ac_space)
 off_traj = Traj(max_steps=args.replay_size)
 
 total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
+run_state = dict(pol=pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0], targ_qf2=targ_qfs[1])
+run_state.update(log_alpha=log_alpha, optim_pol=optim_pol, optim_qf1=optim_qfs[0])
+run_state.update(
+    optim_qf2=optim_qfs[1], optim_alpha=optim_alpha, off_traj=off_traj, sampler=sampler
+)
+if args.resume:
+    counters = checkpoint.load_run(args.resume, run_state)
+    total_epi, total_step, eval_return, next_eval = counters["counters"]
 with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
     while total_step < args.max_steps:
         warm = total_step < args.random_steps
@@ -141,6 +159,8 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
             plot_title=args.env_name,
         )
         logger.save_models(args.log, pol=pol, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha)
+        counters = dict(counters=[total_epi, total_step, eval_return, next_eval])
+        checkpoint.save_run(args.log, run_state, extra=counters)
         bar.update(traj.num_step)
         bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
         if solve_return is not None and eval_return >= solve_return:

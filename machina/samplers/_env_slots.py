@@ -6,6 +6,7 @@ worker process or a Ray actor reads the same as one in the user's process.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +15,52 @@ import numpy as np
 
 from machina.samplers._buffers import all_finite
 from machina.samplers._setup import slot_seeds
-from machina.samplers._task import EnvFactory
+from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS, EnvFactory
+
+
+def _rng_json(env: Any) -> str | None:
+    """``env.unwrapped.np_random``'s state as JSON (None: the env has no such RNG)."""
+    rng = getattr(getattr(env, "unwrapped", env), "np_random", None)
+    if not isinstance(rng, np.random.Generator):
+        return None
+    return json.dumps(
+        rng.bit_generator.state,
+        default=lambda v: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else str(v),
+    )
+
+
+def _set_rng_json(env: Any, text: str) -> None:
+    state = json.loads(text)
+    rng = getattr(getattr(env, "unwrapped", env), "np_random", None)
+    if isinstance(rng, np.random.Generator) and (
+        type(rng.bit_generator).__name__ == state["bit_generator"]
+    ):
+        rng.bit_generator.state = state  # in place: wrappers may expose it read-only
+        return
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    getattr(env, "unwrapped", env).np_random = np.random.Generator(bit_generator)
+
+
+def action_shape(space: gymnasium.Space) -> tuple[int, ...] | None:
+    """The shape of one action for ``space`` (None: a space whose actions are not arrays)."""
+    spaces = gymnasium.spaces
+    if isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return tuple(space.shape)
+    if isinstance(space, spaces.Discrete):
+        return ()
+    return None
+
+
+def dict_obs_error(space: gymnasium.Space) -> TypeError:
+    """What to do with Dict/Tuple observations: the sampler stores arrays."""
+    return TypeError(
+        f"env: observation_space {space} is a {type(space).__name__} space; the sampler stores "
+        "observations as arrays, so Dict and Tuple spaces need flattening: wrap the "
+        "environment, e.g. EpiSampler(lambda: gymnasium.wrappers.FlattenObservation(make_env()),"
+        " pol, ...), build the policy on the flattened observation_space, or pass prepro= "
+        "that maps each observation to an array"
+    )
 
 
 class EnvSlots:
@@ -58,10 +104,23 @@ class EnvSlots:
         self.discrete_acs = isinstance(
             self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)
         )
+        self.action_shape = action_shape(self.action_space)
+        self.warned_cap = False  # the default episode cap was reported once
         # Shape of the observations of the current run (after prepro), set by its first reset.
         self.ob_shape: tuple[int, ...] | None = None
         # With a prepro: per slot, the raw observation last seen (kept in e_is["raw_obs"]).
         self.raw_obs: dict[int, np.ndarray] = {}
+
+    def episode_cap(self, requested: int | None | str) -> tuple[int | None, str]:
+        """The episode length cap for ``requested`` (``SampleTask.max_episode_steps``) and
+        where it comes from: ``"argument"``, ``"spec"`` or ``"default"``."""
+        if requested != "auto":
+            return requested, "argument"  # type: ignore[return-value]
+        spec = getattr(self.envs[0], "spec", None)
+        limit = getattr(spec, "max_episode_steps", None)
+        if limit:
+            return int(limit), "spec"
+        return DEFAULT_MAX_EPISODE_STEPS, "default"
 
     def __len__(self) -> int:
         return len(self.envs)
@@ -90,6 +149,8 @@ class EnvSlots:
         new float32 array: the path of the first resets and of every observation with a
         prepro (without one, observations are written to the buffers as they come and
         checked a whole row at a time)."""
+        if isinstance(raw, (dict, tuple)) and prepro is None:
+            raise dict_obs_error(self.observation_space)
         arr = np.asarray(raw)
         if arr.dtype.kind in "fc" and not all_finite(arr):
             raise self.non_finite_error(k, arr, phase)
@@ -133,6 +194,26 @@ class EnvSlots:
             raise self.env_error(k, "reset", exc) from exc
         self._needs_seed[k] = False
         return raw
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each environment's RNG (``env.unwrapped.np_random``'s bit generator state as JSON
+        text: no pickle) and whether its seeded first reset is still to come."""
+        return {
+            "slot_ids": list(self.slot_ids),
+            "np_random": [_rng_json(env) for env in self.envs],
+            "needs_seed": [bool(x) for x in self._needs_seed],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if list(state["slot_ids"]) != self.slot_ids:
+            raise ValueError(
+                f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
+                f"slots {self.slot_ids}"
+            )
+        for env, text in zip(self.envs, state["np_random"]):
+            if text is not None:
+                _set_rng_json(env, text)
+        self._needs_seed = [bool(x) for x in state["needs_seed"]]
 
     def close(self) -> None:
         """Close every environment, ignoring errors (closing is best effort)."""

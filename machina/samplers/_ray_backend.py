@@ -132,6 +132,14 @@ class EngineActor:
             except Exception as exc:
                 return error_message(task_id, exc)
 
+    def state_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return self.engine.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self.lock:
+            self.engine.load_state_dict(state)
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()
@@ -435,6 +443,28 @@ class RayPool:
         error = RuntimeError(f"{slot.describe()}: {message}")
         error.__cause__ = cause
         return error
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every actor's ``BatchEngine.state_dict``, in actor order."""
+        dead = [slot for slot in self.slots if slot.actor is None]
+        if dead:  # lost in an earlier call that raised
+            self._start(dead)
+        refs = [slot.actor.state_dict.remote() for slot in self.slots]
+        states = self.ray.get(refs, timeout=self.timeout or _START_TIMEOUT)
+        for state, slot in zip(states, self.slots):
+            state["restarts"] = slot.restarts
+        return states
+
+    def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
+        """Load one engine state per actor (``state_dict``'s list)."""
+        dead = [slot for slot in self.slots if slot.actor is None]
+        if dead:
+            self._start(dead)
+        refs = [slot.actor.load_state_dict.remote(st) for slot, st in zip(self.slots, states)]
+        self.ray.get(refs, timeout=self.timeout or _START_TIMEOUT)
+        for slot, state in zip(self.slots, states):
+            slot.restarts = int(state.get("restarts", slot.restarts))
+            slot.sampled = not any(state["needs_seed"])  # replacements must not replay seeds
 
     def nodes(self) -> list[str]:
         """The node id of each actor, in actor order."""

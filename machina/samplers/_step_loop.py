@@ -10,6 +10,7 @@ once, at the end, by one gather per key (``pack_episodes``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,9 @@ class StepLoop:
         self.history = History(n)
         self.env_steps = [env.step for env in slots.envs]  # bound once: used at every env step
         self.ended_epis = Growable(64)
+        self.outputs: StepOutputs | None = None
+        # Episodes reaching this length are cut, marked truncated (None: never).
+        self.cap, self.cap_source = slots.episode_cap(task.max_episode_steps)
 
     def under_quotas(self, k: int) -> bool:
         epi_quota, step_quota = self.epi_quotas[k], self.step_quotas[k]
@@ -82,7 +86,7 @@ class StepLoop:
         if not first_obs:
             return pack_episodes(history, None, self.records, slots.discrete_acs)
         ob_shape = slots.ob_shape
-        outputs = StepOutputs(history)
+        outputs = self.outputs = StepOutputs(history)
         actor = make_actor(self.task, ob_shape, outputs, self.starts)
         obs_buf = history.add("obs", ob_shape, np.float32)
         rews_buf = history.add("rews", (), np.float32)
@@ -92,6 +96,8 @@ class StepLoop:
         active = list(first_obs)
         step = self._step_envs if prepro is None else self._step_envs_prepro
         t = 0  # the row of the observations acted on
+        # The first row at which an active slot's episode reaches the cap (see _cut).
+        next_cut = self._next_cut(active)
         while active:
             if should_stop is not None and should_stop():
                 raise SamplingAborted
@@ -104,10 +110,14 @@ class StepLoop:
             if actor.full_batch and not all_active:
                 idle = [k for k in range(n) if self.infos[k] is None]
             ac_real = actor.act(obs_buf[t], step_rows, t)
+            if t == 0:
+                self._check_action_shape(ac_real, step_rows)
             # Step every active slot; the next observations go straight into row t + 1.
             next_row = obs_buf[t + 1]
             rews, ended = step(active, ac_real, step_rows, next_row, t)
             rews_buf[t][step_rows] = rews
+            if t >= next_cut:
+                ended, next_cut = self._cut(active, ended, t)
             stopped = self._end_episodes(ended, next_row, t) if ended else False
             # One check of all the new observations (zero rows where no slot stepped).
             if not all_finite(next_row):
@@ -118,7 +128,11 @@ class StepLoop:
                 next_row[idle] = obs_buf[t][idle]
             t += 1
         finals = self.ended_epis.fields["finals"]
-        return pack_episodes(history, finals, self.records, slots.discrete_acs)
+        packed = pack_episodes(history, finals, self.records, slots.discrete_acs)
+        # Once per run, on the columns about to be returned (no cost per step): a policy's
+        # NaN that no environment complained about, and the rewards.
+        self._check_packed(packed)
+        return packed
 
     def _step_envs(
         self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
@@ -132,7 +146,8 @@ class StepLoop:
             try:
                 raw, rew, term, trunc, info = env_steps[k](a)
             except Exception as exc:
-                raise slots.env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
+                raise self._blame(k, t, error) from exc
             raws.append(raw)
             rews.append(rew)
             if info:
@@ -161,7 +176,8 @@ class StepLoop:
             try:
                 raw, rew, term, trunc, info = self.env_steps[k](a)
             except Exception as exc:
-                raise slots.env_error(k, f"step {t - first_row[k] + 1}", exc) from exc
+                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
+                raise self._blame(k, t, error) from exc
             rews.append(rew)
             # The raw observation this step acted on: running statistics must come from raw
             # observations, which clipped normalised ones cannot give back
@@ -172,7 +188,10 @@ class StepLoop:
             if term or trunc:
                 ended.append((k, raw, term, trunc))
             else:
-                next_row[k] = slots.observe(k, raw, f"step {t - first_row[k] + 1}", prepro)
+                try:
+                    next_row[k] = slots.observe(k, raw, f"step {t - first_row[k] + 1}", prepro)
+                except RuntimeError as error:
+                    raise self._blame(k, t, error) from error.__cause__
         return rews, ended
 
     def _end_episodes(self, ended: list[tuple], next_row: np.ndarray, t: int) -> bool:
@@ -186,10 +205,13 @@ class StepLoop:
         stopped = False
         for k, raw, term, trunc in ended:
             length = t - self.first_row[k] + 1
-            if prepro is None:  # the final observation is in the row already
+            if prepro is None or raw is None:  # the final observation is in the row already
                 finals[len(records)] = next_row[k]
             else:
-                finals[len(records)] = slots.observe(k, raw, f"step {length}", prepro)
+                try:
+                    finals[len(records)] = slots.observe(k, raw, f"step {length}", prepro)
+                except RuntimeError as error:
+                    raise self._blame(k, t, error) from error.__cause__
             epi_infos = self.infos[k] if len(self.infos[k]) == length else None
             records.append((k, self.first_row[k], length, bool(term), bool(trunc), epi_infos))
             self.steps[k] += length
@@ -204,14 +226,138 @@ class StepLoop:
                 stopped = True
         new_finals = finals[first_end : len(records)]
         if not all_finite(new_finals):
-            for (k, _, length, *_), final in zip(records[-len(ended) :], new_finals):
+            for (k, first, length, *_), final in zip(records[-len(ended) :], new_finals):
                 if not all_finite(final):
-                    raise slots.non_finite_error(k, final, f"step {length}")
+                    error = slots.non_finite_error(k, final, f"step {length}")
+                    raise self._blame(k, t, error, first)
         return stopped
+
+    def _next_cut(self, active: list[int]) -> float:
+        """A row at or before the first at which an active slot's episode reaches the cap.
+
+        First rows only grow (a slot's next episode starts later), so a value computed once
+        stays a lower bound: it is refreshed only when reached (``_cut``), not at every end.
+        """
+        if self.cap is None or not active:
+            return float("inf")
+        return min(self.first_row[k] for k in active) + self.cap - 1
+
+    def _cut(self, active: list[int], ended: list[tuple], t: int) -> tuple[list[tuple], float]:
+        """``ended`` plus the episodes of ``active`` that reach the length cap at step ``t``:
+        cut, truncated (they bootstrap), their final observation already in the next row;
+        and the next row to look again."""
+        ending = {e[0] for e in ended}
+        cut = [
+            (k, None, False, True)
+            for k in active
+            if k not in ending and t - self.first_row[k] + 1 >= self.cap
+        ]
+        if cut and self.cap_source == "default" and not self.slots.warned_cap:
+            self.slots.warned_cap = True
+            warnings.warn(
+                f"environment {self.slots.slot_ids[cut[0][0]]}: an episode reached "
+                f"{self.cap:,} steps and was cut (truncated); the environment has no "
+                "spec.max_episode_steps, so that is the sampler's default cap: pass "
+                "EpiSampler(..., max_episode_steps=N) (None: never cut) or wrap the "
+                "environment in gymnasium.wrappers.TimeLimit",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        # Slots that end now start their next episode (if any) at row t + 1.
+        ending |= {e[0] for e in cut}
+        continuing = [k for k in active if k not in ending]
+        next_cut = min(self._next_cut(continuing), t + self.cap)
+        return ended + cut, next_cut
 
     def _raise_non_finite(self, active: list[int], next_row: np.ndarray, t: int) -> None:
         for k in active:
             if not all_finite(next_row[k]):
                 first = self.first_row[k] == t + 1
                 phase = "reset" if first else f"step {t - self.first_row[k] + 1}"
-                raise self.slots.non_finite_error(k, next_row[k], phase)
+                error = self.slots.non_finite_error(k, next_row[k], phase)
+                raise error if first else self._blame(k, t, error)
+
+    # ------------------------------------------------------------ the policy's outputs
+    def _policy_error(self, k: int, detail: str) -> RuntimeError:
+        slots = self.slots
+        return RuntimeError(
+            f"the policy {detail} for environment {slots.slot_ids[k]} (seed {slots.seeds[k]}); "
+            "the policy is at fault, not the environment: check its weights and inputs for "
+            "NaN/inf (e.g. a training step that diverged)"
+        )
+
+    def _bad_outputs(self, k: int, first: int, t: int) -> str | None:
+        """What is wrong with slot ``k``'s policy outputs at rows ``first..t`` (its episode so
+        far), or None: non-finite actions, non-finite or negative probabilities ``pi``."""
+        outputs = self.outputs
+        if outputs is None or outputs.acs is None:
+            return None
+        for name, column in [("action", outputs.acs), *outputs.a_is.items()]:
+            values = column[first : t + 1, k]
+            if values.dtype.kind != "f":
+                continue
+            bad = ~np.isfinite(values)
+            if name == "pi":
+                bad |= values < 0
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                what = "an invalid probability pi" if name == "pi" else f"a non-finite {name}"
+                if name not in ("action", "pi"):
+                    what = f"a non-finite a_i[{name!r}]"
+                return f"returned {what} ({values[tuple(where)]}) at step {int(where[0]) + 1}"
+        return None
+
+    def _blame(self, k: int, t: int, error: RuntimeError, first: int | None = None) -> RuntimeError:
+        """The error to raise when slot ``k``'s environment failed at row ``t``: the policy's
+        when its outputs of this episode were already non-finite (NaN actions make
+        environments fail or return NaN), else ``error``."""
+        first = self.first_row[k] if first is None else first
+        detail = self._bad_outputs(k, first, t)
+        if detail is None:
+            return error
+        policy_error = self._policy_error(k, detail)
+        policy_error.__context__ = error
+        return policy_error
+
+    def _check_action_shape(self, ac_real: np.ndarray, step_rows: Any) -> None:
+        """At a run's first step: the policy's actions must have the action space's shape (a
+        policy without spaces is not checked against the environment otherwise)."""
+        expected = self.slots.action_shape
+        given = tuple(np.shape(ac_real))
+        rows = len(self.slots) if step_rows is Ellipsis else len(step_rows)
+        if expected is not None and given != (rows, *expected):
+            space = self.slots.action_space
+            raise ValueError(
+                f"pol: returned actions of shape {given[1:]} per environment (batch "
+                f"{given}), the environment's action_space {space} expects {expected}"
+            )
+
+    def _check_packed(self, packed: dict[str, Any]) -> None:
+        """The columns about to be returned: finite rewards, finite float actions, valid pi."""
+        cols = packed["cols"]
+        if "rews" not in cols:
+            return
+        checks = [("rews", cols["rews"]), ("acs", cols["acs"])]
+        checks += [(key, value) for key, value in cols["a_is"].items()]
+        for key, column in checks:
+            if column.dtype.kind != "f":
+                continue
+            if all_finite(column) and not (key == "pi" and column.min() < 0):
+                continue
+            bad = ~np.isfinite(column)
+            if key == "pi":
+                bad |= column < 0
+            index = int(np.argwhere(bad.reshape(len(column), -1).any(axis=1))[0, 0])
+            # The episode holding that row, in pack_episodes' order (by slot, then start).
+            order = sorted(self.records, key=lambda r: (r[0], r[1]))
+            e = int(np.searchsorted(packed["bounds"], index, side="right")) - 1
+            k, step = order[e][0], index - int(packed["bounds"][e]) + 1
+            value = column[index]
+            if key == "rews":
+                raise self.slots.env_error(
+                    k, f"step {step}", None, f"returned a non-finite reward ({value})"
+                )
+            name = {"acs": "a non-finite action", "pi": "an invalid probability pi"}.get(
+                key, f"a non-finite a_i[{key!r}]"
+            )
+            raise self._policy_error(k, f"returned {name} ({value}) at step {step}")

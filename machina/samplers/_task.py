@@ -19,6 +19,14 @@ Episode = dict[str, Any]
 EnvFactory = Callable[[], gymnasium.Env]
 
 
+#: The episode length cap of ``max_episode_steps="auto"`` for an environment without
+#: ``spec.max_episode_steps``: long enough for any usual task (gymnasium's registered limits
+#: go to 1,000 for MuJoCo and 27,000 agent steps for Atari's 108,000 frames with their own
+#: spec), short enough that an environment that never ends costs seconds and a bounded
+#: amount of memory, not a hang.
+DEFAULT_MAX_EPISODE_STEPS = 10_000
+
+
 class SamplingAborted(Exception):
     """Raised inside ``BatchEngine.run`` when its ``should_stop`` callback answers True."""
 
@@ -38,12 +46,17 @@ class SampleTask:
     fast_inference : bool
         Act with a numpy copy of the policy when the policy offers one
         (``pol.numpy_inference()``); False always calls ``pol``.
+    max_episode_steps : int, None or "auto"
+        Episodes are cut (marked truncated) at this length. ``"auto"``: the environment's
+        ``spec.max_episode_steps`` when it has one, else ``DEFAULT_MAX_EPISODE_STEPS``.
+        None: never cut.
     """
 
     pol: Any
     deterministic: bool = False
     prepro: Callable[[np.ndarray], np.ndarray] | None = None
     fast_inference: bool = True
+    max_episode_steps: int | None | str = "auto"
 
 
 @dataclass(frozen=True)

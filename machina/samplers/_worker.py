@@ -12,6 +12,8 @@ Protocol (parent -> worker / worker -> parent)::
 
 ``spec`` is an ``EngineSpec``, ``task_bytes`` a pickled ``SampleTask`` and ``quotas`` a
 ``Quotas`` (``machina.samplers._task``).
+    ("get_state", id)                         -> ("state", id, engine.state_dict())
+    ("set_state", id, state)                  -> ("ok", id)
     ("abort", task_id)                           (stops the running task, if it is that one)
     ("close",) or end of file                    (exit)
     any failure                               -> ("error", task_id, message, cause, traceback)
@@ -58,6 +60,19 @@ def serve(conn: Connection) -> None:
                     send(conn, ("ready", "init", engine.observation_space, engine.action_space))
                 except Exception as exc:
                     send(conn, error_message("init", exc))
+                continue
+            if cmd in ("get_state", "set_state"):
+                try:
+                    if engine is None:
+                        raise RuntimeError(f"{cmd} before a successful init")
+                    if cmd == "get_state":
+                        reply = ("state", msg[1], engine.state_dict())
+                    else:
+                        engine.load_state_dict(msg[2])
+                        reply = ("ok", msg[1])
+                except Exception as exc:
+                    reply = error_message(msg[1], exc)
+                send(conn, reply)
                 continue
             if cmd == "sample":
                 task_id = msg[1]

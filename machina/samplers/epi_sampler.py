@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from machina.samplers._buffers import unpack_episodes
+from machina.samplers._env_slots import dict_obs_error
 from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
 from machina.samplers._task import Episode, SampleTask
 from machina.samplers.engine import BatchEngine
@@ -134,11 +135,22 @@ class EpiSampler:
         Ray only: more options for the actors (``ActorClass.options``), overriding the above
         and the default ``scheduling_strategy="SPREAD"`` (actors spread over the nodes).
     timeout : float, optional
-        Ray only: seconds an actor may take to answer one ``sample``; past it the actor is
-        treated as lost (killed, replaced, its share re-run). None: no limit (a dead actor
-        or node is still noticed at once).
+        Seconds a worker process or Ray actor may take to answer one ``sample`` (an
+        environment stuck in C code, a stopped process). Ray: past it the actor is treated
+        as lost (killed, replaced, its share re-run up to ``max_retries``). Processes
+        (``num_parallel > 1``): the worker is killed, ``sample`` raises a RuntimeError naming
+        it and its environment slots, and a new worker replaces it at the next call. None: no
+        limit (a dead worker, actor or node is still noticed at once).
     max_retries : int
         Ray only: replacements of one actor's share within one ``sample`` before it raises.
+    max_episode_steps : int, None or "auto"
+        Episodes reaching this many steps are cut and marked truncated (``truncs``; they
+        bootstrap), so that ``sample`` returns even when an environment never ends.
+        ``"auto"`` (default): the environment's ``spec.max_episode_steps`` when it has one
+        (what ``gymnasium.make`` registers, which its ``TimeLimit`` already applies), else
+        10,000 (``machina.samplers._task.DEFAULT_MAX_EPISODE_STEPS``, with a warning the first
+        time it cuts an episode). None: never cut (an environment that never ends then
+        never returns).
 
     Raises
     ------
@@ -166,6 +178,7 @@ class EpiSampler:
         ray_remote_args: dict[str, Any] | None = None,
         timeout: float | None = None,
         max_retries: int = 2,
+        max_episode_steps: int | None | str = "auto",
         _per_actor_resources: list[dict[str, float]] | None = None,
     ) -> None:
         if backend not in BACKENDS:
@@ -177,7 +190,6 @@ class EpiSampler:
                 "num_gpus": (num_gpus, 0),
                 "resources": (resources, None),
                 "ray_remote_args": (ray_remote_args, None),
-                "timeout": (timeout, None),
             }
             for name, (value, default) in ray_only.items():
                 if value != default:
@@ -186,11 +198,28 @@ class EpiSampler:
                     )
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout: expected a positive number of seconds, given {timeout!r}")
+        if timeout is not None and backend == "process" and num_parallel == 1:
+            raise ValueError(
+                'timeout: needs worker processes (num_parallel > 1) or backend="ray"; with '
+                "num_parallel=1 the environments step in this process, which cannot be "
+                f"interrupted, given timeout={timeout!r} with num_parallel=1"
+            )
         for name, value in (("num_parallel", num_parallel), ("num_envs", num_envs)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, given {value!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed: expected an integer or None, given {seed!r}")
+        if max_episode_steps != "auto" and max_episode_steps is not None:
+            if (
+                isinstance(max_episode_steps, bool)
+                or not isinstance(max_episode_steps, (int, np.integer))
+                or max_episode_steps < 1
+            ):
+                raise ValueError(
+                    'max_episode_steps: expected a positive integer, "auto" or None, given '
+                    f"{max_episode_steps!r}"
+                )
+            max_episode_steps = int(max_episode_steps)
         if prepro is not None and not callable(prepro):
             raise ValueError(f"prepro: expected a callable or None, given {prepro!r}")
         self.env = env
@@ -199,6 +228,7 @@ class EpiSampler:
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
         self.fast_inference = bool(fast_inference)
+        self.max_episode_steps = max_episode_steps
         self.backend = backend
         self._engine: BatchEngine | None = None
         self._pool: WorkerPool | Any = None
@@ -228,13 +258,19 @@ class EpiSampler:
             )
             backend = self._engine
         else:
-            self._pool = WorkerPool(env_fn, self.num_parallel, self.num_envs, self.seed)
+            self._pool = WorkerPool(
+                env_fn, self.num_parallel, self.num_envs, self.seed, timeout=timeout
+            )
             backend = self._pool
         self.observation_space = backend.observation_space
         self.action_space = backend.action_space
         try:
+            if prepro is None and isinstance(
+                self.observation_space, (gymnasium.spaces.Dict, gymnasium.spaces.Tuple)
+            ):
+                raise dict_obs_error(self.observation_space)
             check_pol_spaces(pol, self.observation_space, self.action_space, prepro is None)
-        except ValueError:
+        except (TypeError, ValueError):
             self.close()
             raise
 
@@ -278,9 +314,16 @@ class EpiSampler:
         ValueError
             When neither budget is given, or ``pol`` does not fit the environment.
         RuntimeError
-            When an environment raises or returns a non-finite observation (naming its index
-            and seed, chained to the original exception), or a worker dies. The sampler stays
-            usable: a dead worker is replaced at the next call.
+            When an environment raises or returns a non-finite observation or reward (naming
+            its index, seed and step, chained to the original exception); when the policy
+            returns non-finite actions or invalid probabilities (naming the policy and the
+            environment it acted in, also when the environment failed on them first); when
+            a worker dies or does not answer within ``timeout``. Nothing is returned or
+            stored then, and the sampler stays usable: a dead or killed worker is replaced
+            at the next call.
+        ValueError
+            When a policy without spaces returns actions of a shape other than the
+            environment's action space's.
         """
         if self._closed:
             raise RuntimeError("this EpiSampler is closed; create a new one")
@@ -291,10 +334,68 @@ class EpiSampler:
         check_pol_spaces(pol, self.observation_space, self.action_space, self.prepro is None)
         quotas = split_quotas(max_epis, max_steps, self.num_parallel, self.num_envs)
         if self._engine is not None:
-            task = SampleTask(pol, bool(deterministic), self.prepro, self.fast_inference)
+            task = SampleTask(
+                pol, bool(deterministic), self.prepro, self.fast_inference, self.max_episode_steps
+            )
             return unpack_episodes(self._engine.run_task(task, quotas[0]))
-        task = SampleTask(_cpu_policy(pol), bool(deterministic), self.prepro, self.fast_inference)
+        task = SampleTask(
+            _cpu_policy(pol),
+            bool(deterministic),
+            self.prepro,
+            self.fast_inference,
+            self.max_episode_steps,
+        )
         return self._pool.sample(task, quotas)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that makes the next ``sample`` call exact, from every engine (this
+        process's, each worker's or each Ray actor's): the policy's torch RNG, each
+        environment's RNG (``env.unwrapped.np_random``, as JSON text) and whether each slot's
+        seeded first reset already happened. No pickle: arrays, strings, numbers (what
+        ``machina.checkpoint.save_run`` stores).
+
+        Between two ``sample`` calls no environment is mid-episode (each call resets the
+        slots it uses), so a new ``EpiSampler`` with the same ``env``, ``num_parallel``,
+        ``num_envs`` and ``backend`` plus ``load_state_dict`` continues exactly. State an
+        environment keeps outside ``np_random`` (its own ``random`` module use, a simulator's
+        internal seed) is not captured.
+        """
+        if self._closed:
+            raise RuntimeError("this EpiSampler is closed; create a new one")
+        engines = [self._engine.state_dict()] if self._engine is not None else None
+        if engines is None:
+            engines = self._pool.state_dict()
+        return {
+            "format": "machina-episampler",
+            "version": 1,
+            "num_parallel": self.num_parallel,
+            "num_envs": self.num_envs,
+            "engines": engines,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s result into this sampler (same ``num_parallel`` and
+        ``num_envs``).
+
+        Raises
+        ------
+        ValueError
+            When ``state`` is not an EpiSampler state or its layout differs from this one's.
+        """
+        if self._closed:
+            raise RuntimeError("this EpiSampler is closed; create a new one")
+        if not isinstance(state, dict) or state.get("format") != "machina-episampler":
+            raise ValueError("state: expected the result of EpiSampler.state_dict()")
+        layout = (state["num_parallel"], state["num_envs"])
+        if layout != (self.num_parallel, self.num_envs):
+            raise ValueError(
+                f"state: saved with num_parallel={layout[0]}, num_envs={layout[1]}; this "
+                f"sampler has num_parallel={self.num_parallel}, num_envs={self.num_envs}"
+            )
+        if self._engine is not None:
+            self._engine.load_state_dict(state["engines"][0])
+        else:
+            self._pool.load_state_dict(state["engines"])
 
     def close(self) -> None:
         """Stop the worker processes (or Ray actors, and the Ray instance this sampler

@@ -146,6 +146,9 @@ class WorkerPool:
         Worker ``w`` owns global slots ``w * num_envs ... (w + 1) * num_envs - 1``.
     seed : int or None
         Slot ``i`` first resets with ``seed + i``.
+    timeout : float or None
+        Seconds a worker may take to answer one ``sample``; past it the worker is killed (and
+        replaced at the next call) and ``sample`` raises, naming it. None: no limit.
 
     Raises
     ------
@@ -154,9 +157,15 @@ class WorkerPool:
     """
 
     def __init__(
-        self, env_fn: Callable[[], Any], num_workers: int, num_envs: int, seed: int | None
+        self,
+        env_fn: Callable[[], Any],
+        num_workers: int,
+        num_envs: int,
+        seed: int | None,
+        timeout: float | None = None,
     ) -> None:
         self._env_fn_bytes = cloudpickle.dumps(env_fn)
+        self.timeout = timeout
         self.seed = seed
         self.num_envs = num_envs
         self._task_ids = itertools.count()
@@ -210,8 +219,35 @@ class WorkerPool:
                 raise self._failure(w, None, exc) from exc
             w.pending = task_id
             w.sampled = True
-        replies = self._collect(self.workers, task_id)
+        replies = self._collect(self.workers, task_id, timeout=self.timeout)
         return [epi for msg in replies for epi in unpack_episodes(msg[2])]
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every worker's ``BatchEngine.state_dict``, in worker order (workers left busy or
+        dead by an interrupted call are drained or replaced first)."""
+        self._recover()
+        task_id = next(self._task_ids)
+        for w in self.workers:
+            send(w.conn, ("get_state", task_id))
+            w.pending = task_id
+        replies = self._collect(self.workers, task_id, timeout=self.timeout or _START_TIMEOUT)
+        states = [msg[2] for msg in replies]
+        for state, w in zip(states, self.workers):
+            state["restarts"] = w.restarts
+        return states
+
+    def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
+        """Load one engine state per worker (``state_dict``'s list)."""
+        self._recover()
+        task_id = next(self._task_ids)
+        for w, state in zip(self.workers, states):
+            send(w.conn, ("set_state", task_id, state))
+            w.pending = task_id
+        self._collect(self.workers, task_id, timeout=self.timeout or _START_TIMEOUT)
+        for w, state in zip(self.workers, states):
+            w.restarts = int(state.get("restarts", w.restarts))
+            # A replacement must not replay seeded first resets that already happened.
+            w.sampled = not any(state["needs_seed"])
 
     def _recover(self) -> None:
         """Make every worker idle: drain answers of interrupted tasks, replace dead workers."""
@@ -227,7 +263,7 @@ class WorkerPool:
                 pass
         for w in busy:
             try:
-                self._collect([w], w.pending, stale_ok=True)
+                self._collect([w], w.pending, stale_ok=True, timeout=self.timeout)
             except RuntimeError:
                 w.stop(timeout=1.0)
                 w.restarts += 1
@@ -252,10 +288,7 @@ class WorkerPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         while waiting:
             if deadline is not None and time.monotonic() > deadline:
-                w = next(iter(waiting.values()))
-                error = RuntimeError(f"{w.describe()} did not answer within {timeout:.0f} s")
-                w.stop(timeout=1.0)
-                raise error
+                raise self._timed_out(list(waiting.values()), timeout)
             ready = wait(list(waiting), timeout=_POLL_INTERVAL)
             for conn in ready:
                 w = waiting[conn]
@@ -275,6 +308,29 @@ class WorkerPool:
                 if not w.alive() and not conn.poll(0):
                     raise self._failure(w, None)
         return [replies[w.index] for w in workers]
+
+    def _timed_out(self, late: list[_Worker], timeout: float) -> RuntimeError:
+        """Kill the workers that did not answer in time (stopped, or stuck in C code: they
+        cannot be asked); the others are told to stop their task. Replaced at the next call."""
+        described = "; ".join(w.describe() for w in late)
+        for w in late:
+            w.pending = None
+            if w.proc is not None:
+                try:
+                    w.proc.kill()  # SIGKILL: works on a stopped process too
+                except OSError:
+                    pass
+            w.stop(timeout=1.0)
+        for other in self.workers:
+            if other not in late and other.pending is not None and other.conn is not None:
+                try:
+                    send(other.conn, ("abort", other.pending))
+                except OSError:
+                    pass
+        return RuntimeError(
+            f"{described} did not answer within {timeout:g} s (timeout): killed; a new worker "
+            "replaces it at the next sample call"
+        )
 
     def _failure(
         self, w: _Worker, msg: tuple | None, exc: BaseException | None = None

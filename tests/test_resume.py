@@ -1,0 +1,279 @@
+"""A run resumed in a new process equals the uninterrupted run bit for bit (issue 11 item 5).
+
+PPO and SAC improve one policy from one sampler (as example/run_ppo_sac.py): PPO on the fresh
+episodes, SAC on a replay ``Traj`` whose priorities are drawn and rewritten
+(``prioritized_random_batch`` / ``update_pris``, so ``pris`` and ``pri_beta`` carry state).
+6 iterations, ``machina.checkpoint.save_run``, then a new process builds everything afresh,
+``load_run`` and 6 more: every saved tensor (parameters, optimiser states, the sampler's RNGs,
+the global RNGs) and every replay column equal those of 12 uninterrupted iterations.
+
+This file is also the script the test runs: ``python tests/test_resume.py MODE DIR NUM_PARALLEL``.
+"""
+
+import copy
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+ITERS = 6
+
+
+def build(num_parallel: int) -> dict:
+    """Every object of the run, from fixed seeds (tiny nets and budgets)."""
+    from machina.envs import GymEnv
+    from machina.nets import PolNet, QNet, VNet
+    from machina.pols import TanhGaussianPol
+    from machina.samplers import EpiSampler
+    from machina.traj import Traj
+    from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc
+
+    torch.manual_seed(0)
+    np.random.seed(0)  # noqa: NPY002 (the global RNG is part of a run)
+    random.seed(0)
+    env = GymEnv("Pendulum-v1")
+    ob, ac = env.observation_space, env.action_space
+    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, 8, 8))
+    vf = DeterministicSVfunc(ob, VNet(ob, 8, 8))
+    qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8)) for _ in range(2)]
+    targ_qfs = [copy.deepcopy(qf) for qf in qfs]
+    log_alpha = torch.zeros((), requires_grad=True)
+    objs = dict(
+        pol=pol,
+        vf=vf,
+        qf1=qfs[0],
+        qf2=qfs[1],
+        targ_qf1=targ_qfs[0],
+        targ_qf2=targ_qfs[1],
+        log_alpha=log_alpha,
+        optim_ppo_pol=torch.optim.Adam(pol.parameters(), 3e-4),
+        optim_vf=torch.optim.Adam(vf.parameters(), 1e-3),
+        optim_sac_pol=torch.optim.Adam(pol.parameters(), 1e-3),
+        optim_qf1=torch.optim.Adam(qfs[0].parameters(), 1e-3),
+        optim_qf2=torch.optim.Adam(qfs[1].parameters(), 1e-3),
+        optim_alpha=torch.optim.Adam([log_alpha], 1e-3),
+        off_traj=Traj(max_steps=1000),
+        # short episodes (cut, truncated) keep every iteration small
+        sampler=EpiSampler(
+            env, pol, num_parallel=num_parallel, num_envs=2, seed=5, max_episode_steps=25
+        ),
+    )
+    return objs
+
+
+def iterate(o: dict, iters: int) -> None:
+    from machina.algos import ppo_clip, sac
+    from machina.traj import Traj
+    from machina.traj import epi_functional as ef
+    from machina.traj import traj_functional as tf
+
+    for _ in range(iters):
+        epis = o["sampler"].sample(o["pol"], max_steps=50)
+        traj = Traj()
+        traj.add_epis(epis)
+        traj = ef.compute_vs(traj, o["vf"])
+        traj = ef.compute_rets(traj, 0.99)
+        traj = ef.compute_advs(traj, 0.99, 0.95)
+        traj = ef.centerize_advs(traj)
+        traj = ef.compute_h_masks(traj)
+        traj.register_epis()
+        ppo_clip.train(
+            traj=traj,
+            pol=o["pol"],
+            vf=o["vf"],
+            optim_pol=o["optim_ppo_pol"],
+            optim_vf=o["optim_vf"],
+            epoch=2,
+            batch_size=25,
+            clip_param=0.2,
+            max_grad_norm=0.5,
+            log_enable=False,
+        )
+        new = Traj()
+        new.add_epis([{k: e[k] for k in sac.OFF_POLICY_KEYS} for e in epis])
+        new = ef.set_all_pris(new, o["off_traj"].get_max_pri() if o["off_traj"].num_step else 1.0)
+        new.register_epis()
+        o["off_traj"].add_traj(new)
+        qfs, targ_qfs = [o["qf1"], o["qf2"]], [o["targ_qf1"], o["targ_qf2"]]
+        sac.train(
+            o["off_traj"],
+            o["pol"],
+            qfs,
+            targ_qfs,
+            o["log_alpha"],
+            o["optim_sac_pol"],
+            [o["optim_qf1"], o["optim_qf2"]],
+            o["optim_alpha"],
+            epoch=4,
+            batch_size=16,
+            tau=0.01,
+            gamma=0.99,
+            log_enable=False,
+        )
+        # Priorities drawn and rewritten: the replay's pris and pri_beta carry state.
+        for batch, idx in o["off_traj"].prioritized_random_batch(16, 2, return_indices=True):
+            with torch.no_grad():
+                td = qfs[0](batch["obs"], batch["acs"])[0] - batch["rews"]
+            tf.update_pris(o["off_traj"], td, idx)
+        # The global RNGs are part of a run as well.
+        rngs = torch.rand(()) + np.random.random() + random.random()  # noqa: NPY002
+        o["log_alpha"].data += 0.0 * rngs
+
+
+def main(mode: str, run_dir: str, num_parallel: int) -> None:
+    """One run: ``full`` (12 iterations), ``half`` (6) or ``resumed`` (``half`` loaded, 6 more),
+    saved in ``run_dir/<mode>``."""
+    from machina.checkpoint import load_run, save_run
+
+    torch.set_num_threads(1)
+    objs = build(num_parallel)
+    try:
+        if mode == "full":
+            iterate(objs, 2 * ITERS)
+        elif mode == "half":
+            iterate(objs, ITERS)
+        else:
+            load_run(os.path.join(run_dir, "half"), objs)
+            iterate(objs, ITERS)
+        save_run(os.path.join(run_dir, mode), objs)
+    finally:
+        objs["sampler"].close()
+
+
+# ---------------------------------------------------------------- the test
+def _run(*runs: tuple[str, str, int]) -> None:
+    """The runs, one after another, in one new process (each builds its objects afresh)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = [str(x) for run in runs for x in run]
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _assert_equal(a, b, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            _assert_equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_ppo_sac_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path):
+    import pytest
+
+    from machina.checkpoint import latest_checkpoint
+
+    dirs = {n: str(tmp_path / f"np{n}") for n in (1, 2)}
+    # The uninterrupted and the first half in one process, the second half in another.
+    _run(*[(mode, dirs[n], n) for n in (1, 2) for mode in ("full", "half")])
+    _run(*[("resumed", dirs[n], n) for n in (1, 2)])
+    for num_parallel, run_dir in dirs.items():
+        full = latest_checkpoint(os.path.join(run_dir, "full"))
+        resumed = latest_checkpoint(os.path.join(run_dir, "resumed"))
+        half = latest_checkpoint(os.path.join(run_dir, "half"))
+        states = [torch.load(p / "state.pt", weights_only=True) for p in (full, resumed, half)]
+        _assert_equal(states[0], states[1], f"num_parallel={num_parallel}: state")
+        with np.load(full / "off_traj.npz") as f, np.load(resumed / "off_traj.npz") as g:
+            assert set(f.files) == set(g.files) and "col:pris" in f.files
+            assert any("pri_beta" in key for key in f.files)
+            for key in f.files:
+                np.testing.assert_array_equal(f[key], g[key], err_msg=key)
+        # and the comparison has teeth: the half-way run differs
+        with pytest.raises(AssertionError):
+            _assert_equal(states[0]["pol"], states[2]["pol"], "pol")
+
+
+if __name__ == "__main__":
+    for i in range(1, len(sys.argv), 3):
+        main(sys.argv[i], sys.argv[i + 1], int(sys.argv[i + 2]))
+
+
+def _same_epis(a, b) -> bool:
+    keys = ("obs", "acs", "rews", "next_obs", "terms", "truncs")
+    return len(a) == len(b) and all(
+        all(np.array_equal(x[k], y[k]) for k in keys) for x, y in zip(a, b)
+    )
+
+
+def test_sampler_state_across_processes_layouts_and_the_ray_backend():
+    """A state from one engine continues exactly in another: a worker process's, this
+    process's and a Ray actor's (the same engine behind three transports)."""
+    import gymnasium as gym
+    import pytest
+
+    from machina.pols import make_pol
+    from machina.samplers import EpiSampler
+
+    pytest.importorskip("ray")
+    env = gym.make("Pendulum-v1")
+    torch.manual_seed(0)
+    pol = make_pol(env.observation_space, env.action_space, h_size=8)
+    # process backend, 2 workers: state -> a new sampler continues exactly
+    with EpiSampler(env, pol, num_parallel=2, seed=3, max_episode_steps=20) as a:
+        a.sample(pol, max_steps=40)
+        state = a.state_dict()
+        ref = a.sample(pol, max_steps=40)
+    with EpiSampler(env, pol, num_parallel=2, seed=3, max_episode_steps=20) as b:
+        b.load_state_dict(state)
+        assert _same_epis(b.sample(pol, max_steps=40), ref)
+        with pytest.raises(ValueError, match=r"saved with num_parallel=2.*num_parallel=1"):
+            EpiSampler(env, pol, seed=3).load_state_dict(state)
+    # Ray actor -> this process -> Ray actor
+    with EpiSampler(env, pol, seed=3, backend="ray", max_episode_steps=20) as r:
+        with EpiSampler(env, pol, seed=3, max_episode_steps=20) as local:
+            r.sample(pol, max_steps=40)
+            local.load_state_dict(r.state_dict())
+            assert _same_epis(local.sample(pol, max_steps=40), r.sample(pol, max_steps=40))
+            local.sample(pol, max_steps=40)
+            r.load_state_dict(local.state_dict())
+            assert _same_epis(r.sample(pol, max_steps=40), local.sample(pol, max_steps=40))
+
+
+EXAMPLE_RUNS = {
+    # tiny budgets: one 200-step Pendulum episode per iteration, 1 + 1 iterations
+    "run_ppo.py": ["--env_name", "Pendulum-v1", "--steps_per_iter", 100, "--num_envs", 1,
+                   "--epoch_per_iter", 2, "--batch_size", 50, "--h_size", 8, "--eval_epis", 1],
+    "run_sac.py": ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
+                   "--eval_interval", 200, "--eval_epis", 1],
+}  # fmt: skip
+
+
+def test_examples_resume_bit_for_bit(tmp_path):
+    """run_ppo.py and run_sac.py: 200 steps, then --resume to 400, equal the 400-step run."""
+    import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
+    from conftest import run_example
+
+    from machina.checkpoint import latest_checkpoint
+
+    for script, args in EXAMPLE_RUNS.items():
+        whole, halves = tmp_path / f"{script}-whole", tmp_path / f"{script}-halves"
+        run_example(script, "--log", whole, "--max_steps", 400, *args)
+        run_example(script, "--log", halves, "--max_steps", 200, *args)
+        run_example(script, "--resume", halves, "--max_steps", 400, *args)
+        a, b = (
+            torch.load(latest_checkpoint(d) / "state.pt", weights_only=True)
+            for d in (whole, halves)
+        )
+        # The scripts seed torch only: the global numpy RNG (unused) differs between processes.
+        for state in (a, b):
+            state["__rng__"].pop("numpy")
+        _assert_equal(a, b, script)
+        # progress.csv continued: the same rows as the uninterrupted run's, but for timings
+        rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
+        assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
