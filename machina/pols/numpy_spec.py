@@ -41,8 +41,8 @@ def _no_params(module: nn.Module) -> dict[str, Any]:
     return {}
 
 
-#: activation module type -> (op name, its parameters as a dict). Identity and Dropout in
-#: eval mode are left out of the ops (they change nothing).
+#: activation module type -> (op name, its parameters as a dict). Identity, and Dropout in
+#: eval mode or of p = 0, are left out of the ops (they change nothing).
 ACTIVATIONS: dict[type, tuple[str, Any]] = {
     nn.ReLU: ("relu", _no_params),
     nn.Tanh: ("tanh", _no_params),
@@ -114,7 +114,9 @@ def _sequential_ops(net: nn.Sequential, kind: str, ob_ndim: int) -> list[Op] | N
         elif type(module) in ACTIVATIONS:
             name, params = ACTIVATIONS[type(module)]
             ops.append(("act", name, params(module)))
-        elif type(module) is nn.Identity or (type(module) is nn.Dropout and not module.training):
+        elif type(module) is nn.Identity or (
+            type(module) is nn.Dropout and (module.p == 0.0 or not module.training)
+        ):
             continue
         elif last and type(module) is nn.Softmax and kind == "categorical":
             if module.dim not in (None, 1, -1):
