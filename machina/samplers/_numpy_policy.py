@@ -36,12 +36,10 @@ ActResult = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
 
 
 def _torch_in_place(name: str, params: dict[str, Any]) -> Callable[[torch.Tensor], Any] | None:
-    """The in-place torch function of the activation ``name``: torch's own kernels, so the
-    activations are the torch path's, and faster than numpy's for most of them."""
+    """The in-place torch function of the activation ``name`` (besides ReLU and sigmoid, see
+    :func:`_activation`): torch's own kernels, so the activations are the torch path's."""
     f = torch.nn.functional
     table: dict[str, Callable[[torch.Tensor], Any]] = {
-        "relu": torch.Tensor.relu_,
-        "sigmoid": torch.Tensor.sigmoid_,
         "silu": lambda t: f.silu(t, inplace=True),
         "elu": lambda t: f.elu_(t, params.get("alpha", 1.0)),
         "leaky_relu": lambda t: f.leaky_relu_(t, params.get("negative_slope", 0.01)),
@@ -77,7 +75,7 @@ def _known(spec: dict[str, Any]) -> bool:
     a linear layer first; the kind's output last (softmax, or tanh for the mean)."""
     ops = spec["ops"]
     known = {"relu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "selu", "gelu"}
-    known |= {"softplus", "mish"}
+    known |= {"softplus", "mish"}  # _activation's
     if not ops or ops[0][0] != "linear":
         return False
     body, last = ops[:-1], ops[-1]
