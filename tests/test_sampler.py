@@ -557,7 +557,7 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id):
 
 def test_numpy_policy_only_for_what_it_reproduces():
     """Policies NumpyPolicy cannot vouch for keep the torch path: subclasses (they may
-    override any step), other nets, recurrent ones, hooks, other observation shapes."""
+    override any step), nets of custom forward, recurrent ones, hooks, other observation shapes."""
     env = cartpole()
     ob_shape = env.observation_space.shape
     assert NumpyPolicy.build(categorical_pol(env), ob_shape) is not None
@@ -568,7 +568,13 @@ def test_numpy_policy_only_for_what_it_reproduces():
 
     net = PolNet(env.observation_space, env.action_space)
     assert NumpyPolicy.build(MyPol(env.observation_space, env.action_space, net), ob_shape) is None
-    user_net = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(-1))
+
+    # a user's nn.Sequential MLP takes the fast path (issue 12; tests/test_fast_path_nets.py),
+    # a subclass of it (it may override forward) does not
+    class MySequential(torch.nn.Sequential):
+        pass
+
+    user_net = MySequential(torch.nn.Linear(4, 2), torch.nn.Softmax(-1))
     user_pol = CategoricalPol(env.observation_space, env.action_space, user_net)
     assert NumpyPolicy.build(user_pol, ob_shape) is None
     hooked = categorical_pol(env)

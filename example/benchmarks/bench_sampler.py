@@ -19,7 +19,12 @@ In one process, with 1, 8 and 64 environments:
 - **EpiSampler**: ``sampler.sample(pol, max_steps=...)`` with ``num_envs`` environments,
   counting the steps of the whole episodes it returns; once with its default numpy inference
   of the policy (``fast_inference=True``) and once calling the PyTorch policy
-  (``fast_inference=False``): the ratios to the other contenders are given for both.
+  (``fast_inference=False``): the ratios to the other contenders are given for both;
+- **user nn.Sequential**: ``EpiSampler`` (default ``fast_inference=True``) with a user's own
+  64x64 Tanh net instead of ``make_pol``'s: ``CategoricalPol`` on ``nn.Sequential(Linear,
+  Tanh, Linear, Tanh, Linear, Softmax)``, ``GaussianPol`` on ``nn.Sequential(Linear, Tanh,
+  Linear, Tanh, PolHead)`` (machina's stochastic head: ``(mean, log_std)``), SB3's own
+  activation; its ratio to SB3 is given too.
 
 Worker processes: ``EpiSampler(num_parallel=2)`` against ``num_parallel=1`` (its engine in this
 process): 2 workers x 64 envs against 1 x 64 (``num_envs`` is per process: what raising
@@ -54,11 +59,13 @@ from collections.abc import Callable
 
 import gymnasium as gym
 import torch
+from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import alternate, machine, median, print_table, quiet_sb3  # noqa: E402
 
-from machina.pols import make_pol  # noqa: E402
+from machina.nets._layers import PolHead  # noqa: E402
+from machina.pols import CategoricalPol, GaussianPol, make_pol  # noqa: E402
 from machina.samplers import EpiSampler  # noqa: E402
 
 ENV_IDS = ("CartPole-v1", "Pendulum-v1")
@@ -71,6 +78,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RAW = "raw loop (random actions, no policy)"
 SB3_NAME = "stable-baselines3 collect_rollouts"
 NO_FAST = "EpiSampler fast_inference=False"
+USER = "EpiSampler, user nn.Sequential policy (64x64 Tanh)"
 #: the clocks of ``--clock``: wall-clock seconds, or this process's CPU seconds
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -113,8 +121,22 @@ class RawLoop:
         return count / (self.clock() - start)
 
 
+def user_pol(env: gym.Env, h_size: int = 64) -> CategoricalPol | GaussianPol:
+    """A policy on a user's own ``nn.Sequential`` MLP (Tanh, as SB3's default), not
+    ``make_pol``'s ``PolNet``: a softmax output for Discrete actions, machina's stochastic
+    head (``(mean, log_std)``) for Box ones."""
+    ob_dim = env.observation_space.shape[0]
+    body = [nn.Linear(ob_dim, h_size), nn.Tanh(), nn.Linear(h_size, h_size), nn.Tanh()]
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        net = nn.Sequential(*body, nn.Linear(h_size, int(env.action_space.n)), nn.Softmax(-1))
+        return CategoricalPol(env.observation_space, env.action_space, net)
+    net = nn.Sequential(*body, PolHead(h_size, env.action_space, "user net"))
+    return GaussianPol(env.observation_space, env.action_space, net)
+
+
 class Machina:
-    """``EpiSampler.sample`` with a 64x64 MLP policy."""
+    """``EpiSampler.sample`` with a 64x64 MLP policy (``make_pol``'s, or with ``user_net``
+    a user's ``nn.Sequential``: see :func:`user_pol`)."""
 
     def __init__(
         self,
@@ -125,11 +147,15 @@ class Machina:
         seed: int = 0,
         clock: Callable[[], float] = time.perf_counter,
         fast_inference: bool = True,
+        user_net: bool = False,
     ) -> None:
         self.clock = clock
         env = gym.make(env_id)
         torch.manual_seed(seed)
-        self.pol = make_pol(env.observation_space, env.action_space, h_size=64)
+        if user_net:
+            self.pol = user_pol(env)
+        else:
+            self.pol = make_pol(env.observation_space, env.action_space, h_size=64)
         self.sampler = EpiSampler(
             functools.partial(gym.make, env_id),
             self.pol,
@@ -228,6 +254,7 @@ def bench_single(
     contenders = {
         "EpiSampler": Machina(env_id, num_envs, steps, clock=clock),
         NO_FAST: Machina(env_id, num_envs, steps, clock=clock, fast_inference=False),
+        USER: Machina(env_id, num_envs, steps, clock=clock, user_net=True),
         RAW: RawLoop(env_id, num_envs, steps, clock=clock),
         SB3_NAME: SB3(env_id, num_envs, steps, clock=clock),
     }
@@ -247,6 +274,10 @@ def bench_single(
     for name in (RAW, SB3_NAME):  # the same ratios without the numpy inference
         ratio = paired_ratio(results, NO_FAST, name)
         rows.append([env_id, num_envs, f"{name} (vs fast_inference=False)", "", ratio, ""])
+    for name in (RAW, SB3_NAME):  # and with the user's nn.Sequential policy
+        ratio = paired_ratio(results, USER, name)
+        target = targets[name] if name == SB3_NAME else ""
+        rows.append([env_id, num_envs, f"{name} (vs user nn.Sequential)", "", ratio, target])
 
 
 def bench_parallel(env_id: str, steps: int, repeats: int, rows: list, loads: list) -> None:
@@ -317,6 +348,11 @@ def main() -> None:
         "--envs", default=",".join(ENV_IDS), help="environment ids, comma-separated"
     )
     parser.add_argument(
+        "--num-envs",
+        default=",".join(map(str, NUM_ENVS)),
+        help="environments per process of the one-process rows, comma-separated",
+    )
+    parser.add_argument(
         "--clock",
         choices=tuple(CLOCKS),
         default="wall",
@@ -340,7 +376,7 @@ def main() -> None:
     loads: list = []
     if args.only in (None, "single"):
         for env_id in env_ids:
-            for num_envs in NUM_ENVS:
+            for num_envs in [int(n) for n in args.num_envs.split(",") if n]:
                 bench_single(env_id, num_envs, steps, repeats, rows, CLOCKS[args.clock])
                 print(f"done: {env_id}, {num_envs} envs", file=sys.stderr, flush=True)
     if args.only in (None, "parallel"):
@@ -365,7 +401,8 @@ def main() -> None:
     print(
         "\nsteps/s: median over the rounds. ratio: EpiSampler's rate (fast_inference=True, "
         "its default; rows '(vs fast_inference=False)': without it) over the contender's "
-        "(for worker processes: over num_parallel=1's), the median of the ratios within a "
+        "(for worker processes: over num_parallel=1's; rows '(vs user nn.Sequential)': "
+        "EpiSampler with the user's nn.Sequential policy), the median of the ratios within a "
         "round. One torch thread in this process for every contender "
         "(torch.set_num_threads(1)); sampler workers run one thread each. A 64x64 MLP "
         "policy everywhere; stable-baselines3's collect_rollouts also runs its 64x64 value "

@@ -12,6 +12,7 @@ from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols._recurrent import HiddenState, RecurrentMixin
 from machina.pols._spaces import check_space
+from machina.pols.numpy_spec import gaussian_log_std, net_ops
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
@@ -177,22 +178,24 @@ class BasePol(RecurrentMixin, nn.Module):
         The sampler's fast path (``EpiSampler(fast_inference=True)``) acts in numpy with
         this, so that ``machina.samplers`` needs no policy, distribution or net class. Only
         given where the arithmetic is known exactly: a ``GaussianPol`` or ``CategoricalPol``
-        itself (a subclass may override any step) with its own distribution, on machina's
-        feed-forward ``PolNet`` and its stochastic head, everything on the CPU in float32,
-        no forward hooks. (Classes are matched by qualified name: ``machina.nets`` imports
-        from ``machina.pols``, so this module cannot import the net classes.)
+        itself (a subclass may override any step) with its own distribution, on a
+        feed-forward net that :func:`machina.pols.numpy_spec.net_ops` reads (machina's
+        ``PolNet``, or an ``nn.Sequential`` of ``nn.Linear`` and elementwise activations
+        ending in ``nn.Softmax`` or machina's stochastic head), everything on the CPU in
+        float32, no forward hooks. (Policy classes are matched by qualified name.)
 
         Returns
         -------
         dict or None
-            ``kind``: ``"gaussian"`` or ``"categorical"``; ``layers``: ``[(W (out, in),
-            b (out,))]`` of fc1, fc2 and the head's output layer, float32 views of the
-            parameters (ReLU after the first two; then ``tanh`` for the Gaussian mean,
-            softmax for the categorical ``pi``); ``log_std`` (d,) (Gaussian); ``ac_real``:
-            maps a policy-space action array (B, ...) to the environment's action;
-            ``ac_is_real``: True when that map is the identity (Discrete starting at 0);
-            ``invalid_pi``: maps probabilities ``pi (B, n)`` to the ``ValueError`` the torch
-            path raises for them.
+            ``kind``: ``"gaussian"`` or ``"categorical"``; ``ops``: the net's forward as a
+            list of ops (``("linear", W (out, in), b (out,))``, ``("act", name, params)``,
+            ``("softmax",)``; see :mod:`machina.pols.numpy_spec`), float32 views of the
+            parameters, ending in ``tanh`` for the Gaussian mean or softmax for the
+            categorical ``pi``; ``layers``: ``[(W, b)]`` of the linear ops, in order;
+            ``log_std`` (d,) (Gaussian); ``ac_real``: maps a policy-space action array
+            (B, ...) to the environment's action; ``ac_is_real``: True when that map is the
+            identity (Discrete starting at 0); ``invalid_pi``: maps probabilities
+            ``pi (B, n)`` to the ``ValueError`` the torch path raises for them.
         """
 
         def qualname(obj: Any) -> str:
@@ -205,10 +208,6 @@ class BasePol(RecurrentMixin, nn.Module):
         kind, pd_cls = kinds.get(qualname(self), (None, None))
         net = self.net
         if kind is None or type(self.pd) is not pd_cls or self.rnn:
-            return None
-        if qualname(net) != "machina.nets.mlp.PolNet" or net.head.deterministic:
-            return None
-        if qualname(net.head) != "machina.nets._layers.PolHead":
             return None
         tensors = list(self.parameters()) + list(self.buffers())
         if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
@@ -224,13 +223,13 @@ class BasePol(RecurrentMixin, nn.Module):
         bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
         if bounds is None and start is None:
             return None
-        head = net.head.mean_layer if kind == "gaussian" else net.head.output_layer
+        ops = net_ops(net, kind, len(self.observation_space.shape))
+        if ops is None:
+            return None
         spec: dict[str, Any] = {
             "kind": kind,
-            "layers": [
-                (layer.weight.detach().numpy(), layer.bias.detach().numpy())
-                for layer in (net.fc1, net.fc2, head)
-            ],
+            "ops": ops,
+            "layers": [(op[1], op[2]) for op in ops if op[0] == "linear"],
             "ac_real": self._ac_real_from_numpy,
             "ac_is_real": (
                 start is not None
@@ -241,7 +240,7 @@ class BasePol(RecurrentMixin, nn.Module):
             "invalid_pi": lambda pi: _invalid_pi(torch.from_numpy(pi)),
         }
         if kind == "gaussian":
-            spec["log_std"] = net.head.log_std_param.detach().numpy()
+            spec["log_std"] = gaussian_log_std(net)
         return spec
 
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:

@@ -1,4 +1,4 @@
-"""Numpy inference of machina's own MLP policies, for the sampler's policy calls.
+"""Numpy inference of feed-forward MLP policies, for the sampler's policy calls.
 
 A sampler's policy call is small: a 64x64 MLP on a handful of observations. In PyTorch it is
 about 25 tiny operators at 1-4 µs of dispatch each, most of the time of a sample with few
@@ -10,25 +10,81 @@ environments in between leaves the caches and branch predictors cold, so every n
 counts, whatever its size (see :class:`NumpyPolicy`'s notes).
 
 What is taken over is what the policy vouches for through its hook,
-``BasePol.numpy_inference`` (machina's own ``GaussianPol`` and ``CategoricalPol`` on a
-feed-forward ``PolNet``, CPU, float32, no hooks): this module imports no policy, distribution or
-net class. Anything else keeps the torch path.
+``BasePol.numpy_inference``: a list of ops (linear layers, elementwise activations, the
+output's tanh or softmax) for machina's own ``GaussianPol`` and ``CategoricalPol`` on a
+feed-forward ``PolNet`` or a user's ``nn.Sequential`` MLP, CPU, float32, no hooks (see
+``machina.pols.numpy_spec``). This module imports no policy, distribution or net class.
+Anything else keeps the torch path.
 
 The random draws are the torch path's own: one ``torch.randn`` (Gaussian noise) or
 ``torch.rand`` (categorical inverse-CDF) of the same shape, from the engine's torch RNG. So the
 sampler's seeding is unchanged, and with the same seed both paths give the same episodes up to
 float32 rounding of the matmuls (about 1e-7 per call; chaotic dynamics such as Pendulum's
-amplify it over a long episode).
+amplify it over a long episode). The activations run torch's own kernels (tanh: numpy's).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 ActResult = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]
+
+
+def _torch_in_place(name: str, params: dict[str, Any]) -> Callable[[torch.Tensor], Any] | None:
+    """The in-place torch function of the activation ``name`` (besides ReLU and sigmoid, see
+    :func:`_activation`): torch's own kernels, so the activations are the torch path's."""
+    f = torch.nn.functional
+    table: dict[str, Callable[[torch.Tensor], Any]] = {
+        "silu": lambda t: f.silu(t, inplace=True),
+        "elu": lambda t: f.elu_(t, params.get("alpha", 1.0)),
+        "leaky_relu": lambda t: f.leaky_relu_(t, params.get("negative_slope", 0.01)),
+        "selu": f.selu_,
+        "gelu": lambda t: torch.ops.aten.gelu_(t, approximate=params.get("approximate", "none")),
+        "softplus": lambda t: torch._C._nn.softplus(
+            t, params.get("beta", 1.0), params.get("threshold", 20.0), out=t
+        ),
+        "mish": lambda t: f.mish(t, inplace=True),
+    }
+    return table.get(name)
+
+
+def _activation(name: str, params: dict[str, Any], arr: np.ndarray) -> Callable[[], Any] | None:
+    """A call with no arguments that applies the activation in place to ``arr``, or None
+    for an activation this module does not know. tanh is numpy's (as fast as torch's, and
+    the Gaussian mean's too)."""
+    # bound methods and positional arguments: the cheapest calls (a step makes one per op)
+    if name == "tanh":
+        return functools.partial(np.tanh, arr, arr)
+    if name == "relu":
+        return torch.from_numpy(arr).relu_
+    if name == "sigmoid":
+        return torch.from_numpy(arr).sigmoid_
+    fn = _torch_in_place(name, params)
+    if fn is None:
+        return None
+    return functools.partial(fn, torch.from_numpy(arr))
+
+
+def _known(spec: dict[str, Any]) -> bool:
+    """Whether every op of ``spec`` is one :class:`NumpyPolicy` runs, in the expected order:
+    a linear layer first; the kind's output last (softmax, or tanh for the mean)."""
+    ops = spec["ops"]
+    known = {"relu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "selu", "gelu"}
+    known |= {"softplus", "mish"}  # _activation's
+    if not ops or ops[0][0] != "linear":
+        return False
+    body, last = ops[:-1], ops[-1]
+    if spec["kind"] == "gaussian":
+        if tuple(last[:2]) != ("act", "tanh"):
+            return False
+    elif last[0] != "softmax":
+        return False
+    return all(op[0] == "linear" or (op[0] == "act" and op[1] in known) for op in body)
 
 
 class NumpyPolicy:
@@ -44,22 +100,38 @@ class NumpyPolicy:
     At these sizes every numpy call costs about a microsecond whatever its work, so the layout
     saves calls: activations are transposed, ``(features, B)``, so that every matmul writes a
     C-contiguous block and the softmax and the draw reduce over rows of B values instead of B
-    rows of n; fc2's and the head's biases are an extra input column of their weights, fed by
-    a constant row of ones at the end of each hidden buffer (ReLU keeps it 1); ReLU runs in
-    place through a torch view of the buffer (less than half of ``np.maximum``'s time).
+    rows of n; every linear layer but the first takes its bias as an extra input column of its
+    weights, fed by a constant row of ones at the end of each hidden buffer (activations run
+    on the rows above it); activations run in place, through torch views of the buffers
+    (torch's own kernels: ReLU in less than half of ``np.maximum``'s time). A step is then
+    one call per op (two for the first layer), run from a list of calls bound to the buffers.
     """
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        """``spec``: what ``pol.numpy_inference()`` returned (see ``BasePol.numpy_inference``)."""
-        (w1, b1), (w2, b2), (wh, bh) = spec["layers"]
+        """``spec``: what ``pol.numpy_inference()`` returned (see ``BasePol.numpy_inference``);
+        its ``ops`` must pass ``_known`` (:meth:`build` checks)."""
+        ops = spec["ops"]
         self.box = spec["kind"] == "gaussian"
         self._ac_real = spec["ac_real"]
         self._invalid_pi = spec["invalid_pi"]
+        # The body: ops up to the last linear layer (the head's), which _head calls itself;
+        # then the activations between it and the output (tanh of the mean, or softmax).
+        last_linear = max(i for i, op in enumerate(ops) if op[0] == "linear")
+        self._body = ops[:last_linear]
+        self._head_acts = ops[last_linear + 1 : -1]
+        _, w1, b1 = ops[0]
         # Activations are transposed, (features, B): every matmul writes a C-contiguous
         # block (BLAS straight into the buffer) and the softmax reduces over rows of B values.
         self.w1, self.b1 = w1.copy(), b1[:, None].copy()  # w1 @ obs.T + b1
-        self.w2 = np.ascontiguousarray(np.hstack([w2, b2[:, None]]))  # (h2, h1 + 1)
-        self.head_w = np.ascontiguousarray(np.hstack([wh, bh[:, None]]))  # (out, h2 + 1)
+        _, wh, bh = ops[last_linear]
+        # the head's bias as a last column, fed by the ones row of the last hidden buffer
+        self.head_w = np.ascontiguousarray(np.hstack([wh, bh[:, None]]))  # (out, h + 1)
+        # the hidden linear layers after the first, likewise
+        self._hidden_w = [
+            np.ascontiguousarray(np.hstack([op[1], op[2][:, None]]))
+            for op in self._body[1:]
+            if op[0] == "linear"
+        ]
         if self.box:
             self.log_std = spec["log_std"].copy()
             self.std = np.exp(self.log_std)  # what torch.exp gives, to float32 rounding
@@ -85,18 +157,37 @@ class NumpyPolicy:
             return None
         if tuple(ob_shape) != tuple(pol.observation_space.shape):
             return None
+        if "ops" not in spec:  # the first version of the hook: PolNet's two ReLU layers
+            (w1, b1), (w2, b2), (wh, bh) = spec["layers"]
+            relu = ("act", "relu", {})
+            last = [("act", "tanh", {})] if spec["kind"] == "gaussian" else [("softmax",)]
+            ops = [("linear", w1, b1), relu, ("linear", w2, b2), relu, ("linear", wh, bh)]
+            spec = {**spec, "ops": ops + last}
+        if not _known(spec):
+            return None
         return cls(spec)
 
     def _buffers(self, batch: int) -> None:
-        """Hidden activations and draw buffers for batches of ``batch``, with their views made
-        once: they are reused while the batch size stays the same (they never leave the
-        call, unlike the outputs)."""
+        """Hidden activations and draw buffers for batches of ``batch``, and the calls of the
+        body bound to them: they are reused while the batch size stays the same (they never
+        leave the call, unlike the outputs)."""
         self._batch = batch
-        h1 = np.ones((self.w1.shape[0] + 1, batch), np.float32)
-        h2 = np.ones((self.w2.shape[0] + 1, batch), np.float32)
-        self._h1, self._h2 = h1, h2
-        self._h1_out, self._h2_out = h1[:-1], h2[:-1]  # the row of ones stays out
-        self._relu1, self._relu2 = torch.from_numpy(h1), torch.from_numpy(h2)
+        steps: list[Callable[[], Any]] = []
+        hidden = iter(self._hidden_w)
+        # the first layer's output; every hidden buffer ends with a row of ones (the next
+        # layer's bias input), which the activations leave out
+        buf = np.ones((self.w1.shape[0] + 1, batch), np.float32)
+        self._h1, self._last = buf[:-1], buf
+        for op in self._body[1:]:
+            if op[0] == "linear":
+                weight = next(hidden)
+                out = np.ones((weight.shape[0] + 1, batch), np.float32)
+                steps.append(functools.partial(np.dot, weight, buf, out[:-1]))
+                buf = out
+            else:
+                steps.append(_activation(op[1], op[2], buf[:-1]))
+        self._last = buf
+        self._steps = steps
         # torch.rand(B) and torch.randn(B, d) are empty(...).uniform_() / .normal_(): the
         # same draws, into a buffer shared with numpy
         width = self.head_w.shape[0] if self.box else 1
@@ -104,16 +195,24 @@ class NumpyPolicy:
         self._noise_np = self._noise.numpy()
 
     def _head(self, obs: np.ndarray) -> np.ndarray:
-        """The head's linear output, transposed: ``(out, B)`` for ``obs (B, *ob_shape)``."""
+        """The head's output, transposed: ``(out, B)`` for ``obs (B, *ob_shape)``, with the
+        activations between the head's linear layer and the output (tanh or softmax)."""
         if obs.shape[0] != self._batch:
             self._buffers(obs.shape[0])
-        h1 = self._h1_out
-        np.dot(self.w1, obs.reshape(len(obs), -1).T, out=h1)
-        np.add(h1, self.b1, out=h1)
-        self._relu1.relu_()
-        np.dot(self.w2, self._h1, out=self._h2_out)
-        self._relu2.relu_()
-        return np.dot(self.head_w, self._h2)
+        obs_t = obs.reshape(len(obs), -1).T
+        if self._body:
+            h1 = self._h1
+            np.dot(self.w1, obs_t, out=h1)
+            np.add(h1, self.b1, out=h1)
+            for step in self._steps:
+                step()
+            out = np.dot(self.head_w, self._last)
+        else:  # the head is the only linear layer
+            out = np.dot(self.w1, obs_t)
+            np.add(out, self.b1, out=out)
+        for _, name, params in self._head_acts:
+            _activation(name, params, out)()
+        return out
 
     def _mean(self, obs: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         """The Gaussian head's ``mean (B, d)``, into ``out`` if given."""

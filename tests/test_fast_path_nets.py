@@ -1,0 +1,350 @@
+"""The sampler's numpy fast path on users' feed-forward nets (issue 12, item 2).
+
+A policy on an ``nn.Sequential`` of ``nn.Linear`` and elementwise activations, ending in
+``nn.Softmax`` or machina's stochastic head, acts in numpy (``NumpyPolicy``) with the torch
+path's draws and the torch path's distribution parameters to float32 rounding, per activation
+type; anything else (custom forward, subclasses, unknown modules, hooks) keeps the torch path.
+"""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import scipy.special
+import torch
+from torch import nn
+
+from machina.envs import GymEnv
+from machina.nets._layers import PolHead
+from machina.pols import CategoricalPol, GaussianPol
+from machina.samplers import EpiSampler
+from machina.samplers._numpy_policy import NumpyPolicy
+
+# float32 unit roundoff: a float32 result is within U * |exact| of the exact value
+U = 2.0**-24
+# ulps of a linear layer's magnitudes (|W| |h| + |b|) per path, as tests/test_sampler.py's
+# float32_tolerances; both paths sum in different orders (BLAS kernels against torch's)
+ULPS_PER_LAYER = 4
+# ulps per path of an elementwise kernel: torch's vectorised and scalar kernels (which one
+# an entry meets depends on the layout, (B, h) or (h, B)) and numpy's tanh, each within a
+# few ulps of the exact value; of |act(z)| + 1, since ELU / SELU compute exp(z) - 1, whose
+# error near 0 is absolute (an ulp of 1), not relative
+ACT_ULPS = 4
+
+
+def _sigmoid(z):
+    return scipy.special.expit(z)
+
+
+def _softplus(z, beta=1.0, threshold=20.0):
+    return np.where(beta * z > threshold, z, np.logaddexp(0.0, beta * z) / beta)
+
+
+def _gelu(z, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3)))
+    return 0.5 * z * (1.0 + scipy.special.erf(z / np.sqrt(2.0)))
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+# activation: (module, float64 reference, Lipschitz bound: |f(x) - f(y)| <= L |x - y|)
+ACTIVATIONS = {
+    "relu": (nn.ReLU(), lambda z: np.maximum(z, 0.0), 1.0),
+    "tanh": (nn.Tanh(), np.tanh, 1.0),
+    "sigmoid": (nn.Sigmoid(), _sigmoid, 0.25),
+    "silu": (nn.SiLU(), lambda z: z * _sigmoid(z), 1.1),  # max slope 1.0998
+    "elu": (nn.ELU(alpha=0.7), lambda z: np.where(z > 0, z, 0.7 * np.expm1(z)), 1.0),
+    "leaky_relu": (nn.LeakyReLU(0.2), lambda z: np.where(z > 0, z, 0.2 * z), 1.0),
+    "selu": (
+        nn.SELU(),
+        lambda z: SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(z)),
+        SELU_SCALE * SELU_ALPHA,
+    ),
+    "gelu": (nn.GELU(), _gelu, 1.13),  # max slope 1.129
+    "gelu_tanh": (nn.GELU(approximate="tanh"), lambda z: _gelu(z, "tanh"), 1.13),
+    "softplus": (nn.Softplus(beta=2.0, threshold=5.0), lambda z: _softplus(z, 2.0, 5.0), 1.0),
+    "mish": (nn.Mish(), lambda z: z * np.tanh(_softplus(z)), 1.09),  # max slope 1.088
+}
+NAMES = {
+    "relu": "relu",
+    "tanh": "tanh",
+    "sigmoid": "sigmoid",
+    "silu": "silu",
+    "elu": "elu",
+    "leaky_relu": "leaky_relu",
+    "selu": "selu",
+    "gelu": "gelu",
+    "gelu_tanh": "gelu",
+    "softplus": "softplus",
+    "mish": "mish",
+}
+
+
+def reference_activation(name, params):
+    """The float64 function and Lipschitz bound of an activation op of the spec."""
+    key = "gelu_tanh" if params.get("approximate") == "tanh" else name
+    _, fn, lipschitz = ACTIVATIONS[key]
+    return fn, lipschitz
+
+
+def float32_tolerances(spec, obs):
+    """Per-entry bounds on |fast - torch| for the outputs of a policy of ``spec`` (its
+    ``numpy_inference()``) on ``obs (B, ...)``, from float32 arithmetic.
+
+    Carried through the ops in float64 beside the exact values ``z``: a linear layer adds
+    ``ULPS_PER_LAYER`` ulps of its magnitudes per path to the incoming bound mapped by
+    ``|W|``; an activation maps the bound by its Lipschitz constant and adds ``ACT_ULPS``
+    ulps of ``|act(z)| + 1`` per path. Heads as in tests/test_sampler.py's: tanh's slope for
+    the mean, exp / sum / division for ``pi``.
+
+    Returns
+    -------
+    dict with ``mean`` and ``ac`` (a sampled action before scaling) for a Gaussian, or ``pi``
+    for a categorical policy, each (B, out).
+    """
+    z = obs.reshape(len(obs), -1).astype(np.float64)
+    err = np.zeros_like(z)
+    ops = spec["ops"]
+    for op in ops[:-1]:
+        if op[0] == "linear":
+            weight, bias = op[1].astype(np.float64), op[2].astype(np.float64)
+            magnitude = np.abs(z) @ np.abs(weight).T + np.abs(bias)
+            err = err @ np.abs(weight).T + 2 * ULPS_PER_LAYER * U * magnitude
+            z = z @ weight.T + bias
+        else:
+            fn, lipschitz = reference_activation(op[1], op[2])
+            z = fn(z)
+            err = lipschitz * err + 2 * ACT_ULPS * U * (np.abs(z) + 1.0)
+    tol = {}
+    if spec["kind"] == "gaussian":
+        slope = 1.0 - np.tanh(np.maximum(np.abs(z) - err, 0.0)) ** 2
+        tol["mean"] = slope * err + 8 * U
+        std = np.exp(spec["log_std"].astype(np.float64))
+        tol["ac"] = tol["mean"] + 8 * U * (1.0 + 8.0 * std)
+    else:
+        n = z.shape[1]
+        dz = err.max(axis=1, keepdims=True)
+        pi = np.exp(z - z.max(axis=1, keepdims=True))
+        pi /= pi.sum(axis=1, keepdims=True)
+        tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
+    return tol
+
+
+def assert_within(actual, desired, tol, what):
+    """|actual - desired| <= tol entrywise, with the worst entry in the message."""
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    excess = np.abs(actual - desired) - np.broadcast_to(tol, actual.shape)
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert excess[worst] <= 0, (
+        f"{what}: |{actual[worst]} - {desired[worst]}| exceeds the float32 bound "
+        f"{np.broadcast_to(tol, actual.shape)[worst]:.3g} at {worst}"
+    )
+
+
+def categorical_draws_agree(ac, ref_ac, pi_tol, pi_ref, uniforms):
+    """Equal draws, except where the uniform draw lies within the probabilities' float32
+    bound of a class boundary (a tie that rounding may break either way on another CPU)."""
+    cum = np.cumsum(pi_ref.astype(np.float64), axis=1)
+    cum_tol = np.cumsum(pi_tol, axis=1) + pi_ref.shape[1] * 4 * U
+    near = (np.abs(cum - uniforms[:, None]) <= cum_tol).any(axis=1)
+    return bool(np.all((ac == ref_ac) | near))
+
+
+def spread(net):
+    """Large random weights, so that activations see both signs and wide ranges."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in net.parameters():
+            nn.init.normal_(param, std=0.6)
+    return net
+
+
+def categorical_seq(act, hidden=16):
+    env = gym.make("CartPole-v1")
+    net = nn.Sequential(
+        nn.Linear(4, hidden),
+        act,
+        nn.Linear(hidden, hidden),
+        act,
+        nn.Linear(hidden, 2),
+        nn.Softmax(-1),
+    )
+    return env, CategoricalPol(env.observation_space, env.action_space, spread(net))
+
+
+def gaussian_seq(act, hidden=16):
+    env = gym.make("Pendulum-v1")
+    head = PolHead(hidden, env.action_space, "user net")
+    net = nn.Sequential(nn.Linear(3, hidden), act, nn.Linear(hidden, hidden), act, head)
+    return env, GaussianPol(env.observation_space, env.action_space, spread(net))
+
+
+def check_against_torch(env, pol, batch):
+    """NumpyPolicy against the policy's own call on the same observations and torch RNG
+    state: a_i within the float32 bound, the same draws (within the bound for Gaussian
+    actions, or a tie within rounding for categorical ones), the same mode."""
+    fast = NumpyPolicy.build(pol, env.observation_space.shape)
+    assert fast is not None
+    obs = np.random.default_rng(1).normal(size=(batch, *env.observation_space.shape))
+    obs = (2.0 * obs).astype(np.float32)
+    tol = float32_tolerances(pol.numpy_inference(), obs)
+    box = isinstance(env.action_space, gym.spaces.Box)
+    for deterministic in (False, True):
+        for seed in range(3):
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                act = pol.deterministic_ac_real if deterministic else pol
+                ref_real, ref_ac, ref_a_i = act(torch.from_numpy(obs))
+            torch.manual_seed(seed)
+            uniforms = torch.rand(batch).numpy()  # the categorical draws of both paths
+            torch.manual_seed(seed)
+            ac_real, ac, a_i = (fast.mode if deterministic else fast.sample)(obs)
+            assert a_i.keys() == ref_a_i.keys()
+            for key, value in a_i.items():
+                ref = ref_a_i[key].detach().numpy()
+                assert value.dtype == ref.dtype and value.shape == ref.shape
+                if key == "log_std":
+                    np.testing.assert_array_equal(value, ref)
+                else:
+                    assert_within(value, ref, tol[key], key)
+            ref_ac = ref_ac.detach().numpy()
+            assert ac.dtype == ref_ac.dtype and ac.shape == ref_ac.shape
+            assert ac_real.dtype == ref_real.dtype and ac_real.shape == ref_real.shape
+            if box:
+                ac_tol = tol["mean"] if deterministic else tol["ac"]
+                assert_within(ac, ref_ac, ac_tol, "ac")
+                half_range = (env.action_space.high - env.action_space.low) / 2.0
+                assert_within(ac_real, ref_real, ac_tol * half_range + 8 * U * 2.0, "ac_real")
+            else:
+                pi_ref = ref_a_i["pi"].numpy()
+                if deterministic:
+                    top2 = np.sort(pi_ref, axis=1)[:, -2:]
+                    near = top2[:, 1] - top2[:, 0] <= 2 * tol["pi"].max(axis=1)
+                    assert np.all((ac == ref_ac) | near)
+                else:
+                    assert categorical_draws_agree(ac, ref_ac, tol["pi"], pi_ref, uniforms)
+                np.testing.assert_array_equal(ac_real[ac == ref_ac], ref_real[ac == ref_ac])
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("batch", [3, 64])
+def test_categorical_sequential_per_activation(name, batch):
+    """Linear, act, Linear, act, Linear, Softmax: the fast path, as torch computes it. 64
+    rows: torch's elementwise kernels then meet most entries in their vectorised form."""
+    env, pol = categorical_seq(ACTIVATIONS[name][0])
+    ops = pol.numpy_inference()["ops"]
+    assert [op[1] for op in ops if op[0] == "act"] == [NAMES[name]] * 2
+    check_against_torch(env, pol, batch)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_gaussian_sequential_per_activation(name):
+    """Linear, act, Linear, act, machina's stochastic head: (mean, log_std) as GaussianPol
+    wants them, on the fast path."""
+    env, pol = gaussian_seq(ACTIVATIONS[name][0])
+    check_against_torch(env, pol, 64)
+
+
+def test_sequential_variants_take_the_fast_path():
+    """Nested Sequentials, a leading Flatten, Identity, Dropout of p = 0, linear layers
+    without bias or without an activation between them, a single linear layer."""
+    env = gym.make("CartPole-v1")
+    nets = [
+        nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.Tanh()), nn.Linear(8, 2), nn.Softmax(1)),
+        nn.Sequential(
+            nn.Flatten(), nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 2), nn.Softmax(-1)
+        ),
+        nn.Sequential(
+            nn.Linear(4, 8),
+            nn.Identity(),
+            nn.Linear(8, 5),
+            nn.ELU(),
+            nn.Linear(5, 2),
+            nn.Softmax(-1),
+        ),
+        nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.0), nn.SiLU(), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Tanh(), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), nn.Tanh(), PolHead(8, env.action_space, "user net")),
+    ]
+    for net in nets:
+        pol = CategoricalPol(env.observation_space, env.action_space, spread(net))
+        check_against_torch(env, pol, 7)
+
+
+def test_other_nets_keep_the_torch_path():
+    """A subclass of Sequential or of an activation (either may override forward), modules
+    the path does not know, an activation first, softmax over the batch axis, Dropout in
+    training mode, a hook, float64, 2-D observations without Flatten, a custom Gaussian
+    module."""
+    env = gym.make("CartPole-v1")
+    space, ac_space = env.observation_space, env.action_space
+
+    class MyTanh(nn.Tanh):
+        pass
+
+    class MySequential(nn.Sequential):
+        pass
+
+    nets = [
+        MySequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), MyTanh(), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), nn.Hardswish(), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Tanh(), nn.Linear(4, 2), nn.Softmax(-1)),
+        nn.Sequential(nn.Linear(4, 2), nn.Softmax(0)),  # over the batch axis
+    ]
+    for net in nets:
+        pol = CategoricalPol(space, ac_space, net)
+        assert NumpyPolicy.build(pol, space.shape) is None, net
+    hooked = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Softmax(-1))
+    hooked[1].register_forward_hook(lambda module, args, out: out * 0.0)
+    assert NumpyPolicy.build(CategoricalPol(space, ac_space, hooked), space.shape) is None
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Softmax(-1)).double()
+    torch.set_default_dtype(torch.float64)
+    try:
+        pol = CategoricalPol(space, ac_space, net)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert NumpyPolicy.build(pol, space.shape) is None
+    # 2-D observations: nn.Linear acts on the last axis only, no MLP of the whole observation
+    grid = gym.spaces.Box(-1.0, 1.0, (2, 4), np.float32)
+    odd = nn.Sequential(nn.Linear(4, 2), nn.Softmax(-1))
+    assert NumpyPolicy.build(CategoricalPol(grid, ac_space, odd), grid.shape) is None
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(8, 2), nn.Softmax(-1))
+    assert NumpyPolicy.build(CategoricalPol(grid, ac_space, flat), grid.shape) is not None
+
+    class Gaussian(nn.Module):  # (mean, log_std) by a custom forward
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1), nn.Tanh())
+            self.log_std = nn.Parameter(torch.zeros(1))
+
+        def forward(self, obs):
+            mean = self.body(obs)
+            return mean, self.log_std.expand_as(mean)
+
+    pendulum = gym.make("Pendulum-v1")
+    pol = GaussianPol(pendulum.observation_space, pendulum.action_space, Gaussian())
+    assert NumpyPolicy.build(pol, (3,)) is None
+
+
+def test_sampler_same_episodes_with_a_user_sequential():
+    """EpiSampler with a user's nn.Sequential (64x64 Tanh) policy: fast path on and off give
+    the same CartPole episodes (discrete draws leave no rounding in the trajectory), and the
+    stored pi is the policy's own within the float32 bound."""
+    env = GymEnv("CartPole-v1", max_episode_steps=30)
+    _, pol = categorical_seq(nn.Tanh(), hidden=64)
+    epis = {}
+    for fast in (True, False):
+        with EpiSampler(env, pol, num_envs=3, seed=2, fast_inference=fast) as sampler:
+            epis[fast] = sampler.sample(pol, max_steps=150)
+    assert [len(e["rews"]) for e in epis[True]] == [len(e["rews"]) for e in epis[False]]
+    for ea, eb in zip(epis[True], epis[False]):
+        np.testing.assert_array_equal(ea["obs"], eb["obs"])
+        np.testing.assert_array_equal(ea["acs"], eb["acs"])
+    spec = pol.numpy_inference()
+    for epi in epis[True]:
+        with torch.no_grad():
+            ref = pol.pd_params(torch.from_numpy(epi["obs"]))["pi"].numpy()
+        assert_within(epi["a_is"]["pi"], ref, float32_tolerances(spec, epi["obs"])["pi"], "pi")
