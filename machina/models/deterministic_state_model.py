@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from machina.models.base import BaseModel
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_flat_space, check_space
 from machina.traj import Traj
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space, check_space
 
 #: floor of the standard deviations the model divides by (a constant dimension stays finite)
 STD_EPS = 1e-6

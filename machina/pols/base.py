@@ -10,8 +10,8 @@ from torch import nn
 from machina.pds.base import BasePd
 from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
 from machina.pds.gaussian_pd import GaussianPd
-from machina.pols._recurrent import HiddenState, RecurrentMixin
-from machina.pols._spaces import check_space
+from machina.utils.recurrent import HiddenState, RecurrentMixin
+from machina.utils.spaces import check_space
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)

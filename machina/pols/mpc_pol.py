@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_flat_space
 from machina.pols.base import ActResult, BasePol
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space
 
 if TYPE_CHECKING:
     from machina.models import DeterministicSModel

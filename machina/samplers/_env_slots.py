@@ -12,9 +12,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from machina.samplers._buffers import all_finite
 from machina.samplers._setup import slot_seeds
 from machina.samplers._task import EnvFactory
+from machina.utils.checks import all_finite_array as all_finite
 
 
 class EnvSlots:

@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._recurrent import RecurrentMixin
+from machina.utils.recurrent import RecurrentMixin
 
 
 def _unsqueeze_front(x: Any, n_trailing: int, rnn: bool) -> torch.Tensor:
