@@ -11,17 +11,10 @@ import numpy as np
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import (
-    check_feed_forward,
-    check_sampling,
-    check_traj,
-    frozen,
-    log,
-    optimizer_step,
-    polyak_update,
-)
+from machina.algos._common import check_feed_forward, check_sampling, check_traj, log
 from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 #: what every off-policy algorithm reads from its batches
 OFF_POLICY_KEYS = ("obs", "acs", "rews", "next_obs", "terms")

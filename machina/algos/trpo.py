@@ -8,9 +8,10 @@ from collections.abc import Callable
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
+from machina.algos._common import check_traj, log, minibatches, whole_batch
 from machina.loss_functional._common import masked_mean, new_params, run
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 
 def conjugate_gradients(

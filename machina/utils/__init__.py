@@ -1,6 +1,7 @@
 """Helpers every layer may use: a default device for the original's scripts, tensor-dict and
 state-dict conversion, tensors to numpy, timing, the non-finite error and finiteness checks,
-checks of gymnasium spaces (``spaces``), the observation / hidden-state protocol that
+the optimiser step, Polyak averaging and ``frozen`` (``training``), checks of gymnasium
+spaces (``spaces``), the observation / hidden-state protocol that
 policies, value functions and models share (``recurrent``), and the low-level data-parallel
 helpers (``machina.utils.distributed``); also the original machina's Ray trainer helpers.
 
@@ -30,6 +31,7 @@ from machina.utils.tensors import (
     to_numpy,
 )
 from machina.utils.timing import measure
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 __all__ = [
     "distributed",
@@ -50,6 +52,9 @@ __all__ = [
     "HiddenState",
     "RecurrentMixin",
     "detach_hs",
+    "optimizer_step",
+    "polyak_update",
+    "frozen",
     "make_model_distributed",
     "wrap_ddp",
     "init_ray",
