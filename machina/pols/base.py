@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from machina.nets import PolHead, PolNet
 from machina.pds.base import BasePd
-from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
+from machina.pds.categorical_pd import CategoricalPd, invalid_pi_error
 from machina.pds.gaussian_pd import GaussianPd
 from machina.utils.recurrent import HiddenState, RecurrentMixin
 from machina.utils.spaces import check_space
@@ -179,8 +180,8 @@ class BasePol(RecurrentMixin, nn.Module):
         given where the arithmetic is known exactly: a ``GaussianPol`` or ``CategoricalPol``
         itself (a subclass may override any step) with its own distribution, on machina's
         feed-forward ``PolNet`` and its stochastic head, everything on the CPU in float32,
-        no forward hooks. (Classes are matched by qualified name: ``machina.nets`` imports
-        from ``machina.pols``, so this module cannot import the net classes.)
+        no forward hooks. (The policy's own class is matched by qualified name: this base
+        module cannot import its subclasses.)
 
         Returns
         -------
@@ -206,9 +207,7 @@ class BasePol(RecurrentMixin, nn.Module):
         net = self.net
         if kind is None or type(self.pd) is not pd_cls or self.rnn:
             return None
-        if qualname(net) != "machina.nets.mlp.PolNet" or net.head.deterministic:
-            return None
-        if qualname(net.head) != "machina.nets._layers.PolHead":
+        if type(net) is not PolNet or net.head.deterministic or type(net.head) is not PolHead:
             return None
         tensors = list(self.parameters()) + list(self.buffers())
         if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
@@ -238,7 +237,7 @@ class BasePol(RecurrentMixin, nn.Module):
                 and start.ndim == 0
                 and int(start) == 0
             ),
-            "invalid_pi": lambda pi: _invalid_pi(torch.from_numpy(pi)),
+            "invalid_pi": lambda pi: invalid_pi_error(torch.from_numpy(pi)),
         }
         if kind == "gaussian":
             spec["log_std"] = net.head.log_std_param.detach().numpy()
