@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 import torch
 
 from machina import logger
+from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
@@ -19,6 +20,7 @@ __all__ = [
     "Batch",
     "check_feed_forward",
     "check_sampling",
+    "check_stochastic_pol",
     "check_traj",
     "frozen",
     "is_recurrent",
@@ -98,6 +100,21 @@ def check_sampling(sampling: int, fn_name: str) -> None:
     int >= 1."""
     if isinstance(sampling, bool) or not isinstance(sampling, int) or sampling < 1:
         raise ValueError(f"{fn_name}: sampling: expected an int >= 1, got {sampling!r}")
+
+
+def check_stochastic_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sac.train") -> None:
+    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam);
+    ``fn_name`` is the function the error names (SAC's relatives share this check)."""
+    pd = getattr(pol, "pd", None)
+    usable = isinstance(pd, GaussianPd) or hasattr(pd, "sample_with_llh")
+    if not reparam:
+        usable = pd is not None and not isinstance(pd, DeterministicPd)
+    if not usable:
+        what = "a reparameterisable" if reparam else "a stochastic"
+        raise ValueError(
+            f"{fn_name}: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
+            f"{type(pol).__name__} with pd {type(pd).__name__}"
+        )
 
 
 def check_feed_forward(algo: str, **modules: torch.nn.Module) -> None:
