@@ -15,7 +15,7 @@ from torch import nn
 
 from machina.utils.checks import all_finite_tensor
 
-__all__ = ["HiddenState", "RecurrentMixin", "detach_hs"]
+__all__ = ["HiddenState", "RecurrentMixin", "detach_hs", "unsqueeze_front"]
 
 HiddenState = Any  # usually ``(h, c)``, each ``(1, B, cell)``; whatever ``net.init_hs`` returns
 
@@ -30,6 +30,16 @@ def detach_hs(hs: HiddenState) -> HiddenState:
     if isinstance(hs, torch.Tensor):
         return hs.detach()
     return type(hs)(detach_hs(h) for h in hs)
+
+
+def unsqueeze_front(x: Any, n_trailing: int, rnn: bool) -> torch.Tensor:
+    """``x`` as a tensor with leading dims added until it has ``(B,)`` (``(T, B)`` when
+    ``rnn``) before its ``n_trailing`` trailing dims; e.g. one action ``(d,)`` becomes
+    ``(1, d)``."""
+    x = torch.as_tensor(x)
+    for _ in range(x.ndim, (2 if rnn else 1) + n_trailing):
+        x = x.unsqueeze(0)
+    return x
 
 
 class RecurrentMixin:
