@@ -22,12 +22,12 @@ import gymnasium as gym
 import torch
 
 from machina.algos import ppo_clip, sac
-from machina.algos._common import optimizer_step
 from machina.nets import PolNet, QNet
 from machina.pols import TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
+from machina.utils import optimizer_step
 from machina.vfuncs import DeterministicSAVfunc, make_vf
 
 EPI_LEN = 50  # every episode has this length, so each rank's share weighs the same

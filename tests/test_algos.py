@@ -7,11 +7,11 @@ import torch
 
 from machina import loss_functional as lf
 from machina.algos import ppo_clip, ppo_kl, trpo, vpg
-from machina.algos._common import optimizer_step
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
+from machina.utils import optimizer_step
 from machina.vfuncs import make_vf
 
 

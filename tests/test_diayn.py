@@ -26,7 +26,7 @@ from machina.nets.skill_discrim import SkillDiscrimNet
 from machina.pols import RandomPol, TanhGaussianPol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
-from machina.traj._diayn_rews import compute_diayn_rews
+from machina.traj.epi_functional import compute_diayn_rews
 from machina.vfuncs import DeterministicSAVfunc
 
 K = 4

@@ -25,7 +25,7 @@ from machina.pols import GaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_rews
+from machina.traj.epi_functional import compute_airl_pseudo_rews, compute_pseudo_rews
 from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc, make_vf
 
 OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)

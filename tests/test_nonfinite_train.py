@@ -11,13 +11,12 @@ import torch
 from conftest import make_random_epis
 
 from machina.algos import ppo_clip, sac, td3, vpg
-from machina.algos._common import optimizer_step
 from machina.nets import PolNet, QNet
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-from machina.utils import NonFiniteError
+from machina.utils import NonFiniteError, optimizer_step
 from machina.vfuncs import DeterministicSAVfunc, make_vf
 
 OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)

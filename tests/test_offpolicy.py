@@ -14,7 +14,6 @@ from torch.testing import assert_close
 
 from machina import loss_functional as lf
 from machina.algos import ddpg, dqn, qtopt, sac, svg, td3
-from machina.algos._common import polyak_update
 from machina.loss_functional import qtopt as qtopt_lf
 from machina.loss_functional import svg as svg_lf
 from machina.nets import PolNet, QNet, VNet
@@ -29,6 +28,7 @@ from machina.pols import (
 )
 from machina.samplers import EpiSampler
 from machina.traj import Traj
+from machina.utils import polyak_update
 from machina.vfuncs import CEMDeterministicSAVfunc, DeterministicSAVfunc, DeterministicSVfunc
 
 BOX_OB = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from machina.algos._common import optimizer_step
 from machina.optims import AdamW, DistributedAdamW, DistributedSGD
+from machina.utils import optimizer_step
 
 
 def reference_adamw(p, grads, lr, betas, eps, wd):

@@ -110,7 +110,7 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
     """The original's Ray-launched trainers: two actors form a gloo group; each fits its own
     data and optimizer_step averages their gradients, so both end with the same weights."""
     ray = pytest.importorskip("ray")
-    from machina.algos._common import optimizer_step
+    from machina.utils import optimizer_step
 
     class Trainer(mu.BaseDistributedRayTrainer):  # defined here: Ray ships it by value
         def __init__(self, **kwargs):

@@ -28,9 +28,10 @@ from machina.algos._adversarial import (
     resolve_optim_discrim,
     rl_args,
 )
-from machina.algos._common import Batch, check_feed_forward, check_traj, optimizer_step
+from machina.algos._common import Batch, check_feed_forward, check_traj
 from machina.loss_functional.imitation import density_ratio_cross_ent
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 _NEEDS = ["obs", "acs", "next_obs"]
 

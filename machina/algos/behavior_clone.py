@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from machina.algos._common import (
-    Batch,
-    check_traj,
-    log,
-    minibatches,
-    optimizer_step,
-    whole_batch,
-)
+from machina.algos._common import Batch, check_traj, log, minibatches, whole_batch
 from machina.loss_functional.imitation import log_likelihood
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 
 def update_pol(

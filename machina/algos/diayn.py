@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 
 from machina.algos._adversarial import check_discrim_batch_size
-from machina.algos._common import check_traj, log, optimizer_step
+from machina.algos._common import check_traj, log
 from machina.loss_functional.diayn import cross_ent_diayn, skill_accuracy
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 __all__ = ["DiscrimResult", "train"]
 

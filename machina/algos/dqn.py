@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_feed_forward, check_traj, log, optimizer_step, polyak_update
+from machina.algos._common import check_feed_forward, check_traj, log
 from machina.algos.sac import OFF_POLICY_KEYS
 from machina.traj import Traj
+from machina.utils.training import optimizer_step, polyak_update
 
 
 def train(

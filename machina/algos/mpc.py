@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from machina.algos._common import check_traj, log, optimizer_step
+from machina.algos._common import check_traj, log
 from machina.loss_functional.model import dynamics
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 MODEL_KEYS = ("obs", "acs", "next_obs")
 

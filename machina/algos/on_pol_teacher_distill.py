@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from machina.algos._common import check_traj, log, minibatches, optimizer_step
+from machina.algos._common import check_traj, log, minibatches
 from machina.loss_functional.distill import shannon_cross_entropy
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 
 def update_pol(

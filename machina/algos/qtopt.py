@@ -9,10 +9,11 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 
-from machina.algos._common import check_feed_forward, check_traj, log, optimizer_step, polyak_update
+from machina.algos._common import check_feed_forward, check_traj, log
 from machina.algos.sac import OFF_POLICY_KEYS
 from machina.loss_functional.qtopt import LOSS_TYPES, clipped_double_bellman
 from machina.traj import Traj
+from machina.utils.training import optimizer_step, polyak_update
 from machina.vfuncs import CEMDeterministicSAVfunc
 
 

@@ -16,18 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from machina.algos._common import (
-    check_sampling,
-    check_traj,
-    frozen,
-    log,
-    optimizer_step,
-    polyak_update,
-)
-from machina.algos.sac import OFF_POLICY_KEYS, _check_pol
+from machina.algos._common import check_sampling, check_traj, log
+from machina.algos._common import check_stochastic_pol as _check_pol
+from machina.algos.sac import OFF_POLICY_KEYS
 from machina.loss_functional import r2d2_sac as lf_r2d2
 from machina.traj import Traj
 from machina.traj import traj_functional as tf
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
 def _check_recurrent(

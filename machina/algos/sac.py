@@ -11,35 +11,13 @@ import numpy as np
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import (
-    check_feed_forward,
-    check_sampling,
-    check_traj,
-    frozen,
-    log,
-    optimizer_step,
-    polyak_update,
-)
-from machina.pds import DeterministicPd, GaussianPd
+from machina.algos._common import check_feed_forward, check_sampling, check_traj, log
+from machina.algos._common import check_stochastic_pol as _check_pol
 from machina.traj import Traj
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 #: what every off-policy algorithm reads from its batches
 OFF_POLICY_KEYS = ("obs", "acs", "rews", "next_obs", "terms")
-
-
-def _check_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sac.train") -> None:
-    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam);
-    ``fn_name`` is the function the error names (SAC's relatives share this check)."""
-    pd = getattr(pol, "pd", None)
-    usable = isinstance(pd, GaussianPd) or hasattr(pd, "sample_with_llh")
-    if not reparam:
-        usable = pd is not None and not isinstance(pd, DeterministicPd)
-    if not usable:
-        what = "a reparameterisable" if reparam else "a stochastic"
-        raise ValueError(
-            f"{fn_name}: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
-            f"{type(pol).__name__} with pd {type(pd).__name__}"
-        )
 
 
 def train(

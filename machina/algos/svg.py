@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from machina.algos._common import (
-    check_feed_forward,
-    check_sampling,
-    check_traj,
-    frozen,
-    log,
-    optimizer_step,
-    polyak_update,
-)
-from machina.algos.sac import OFF_POLICY_KEYS, _check_pol
+from machina.algos._common import check_feed_forward, check_sampling, check_traj, log
+from machina.algos._common import check_stochastic_pol as _check_pol
+from machina.algos.sac import OFF_POLICY_KEYS
 from machina.loss_functional import svg as svg_lf
 from machina.traj import Traj
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
 def train(

@@ -7,16 +7,10 @@ from collections.abc import Sequence
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import (
-    check_feed_forward,
-    check_traj,
-    frozen,
-    log,
-    optimizer_step,
-    polyak_update,
-)
+from machina.algos._common import check_feed_forward, check_traj, log
 from machina.algos.sac import OFF_POLICY_KEYS
 from machina.traj import Traj
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
 def train(

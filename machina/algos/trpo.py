@@ -8,9 +8,10 @@ from collections.abc import Callable
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
-from machina.loss_functional._common import masked_mean, new_params, run
+from machina.algos._common import check_traj, log, minibatches, whole_batch
+from machina.loss_functional import masked_mean
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 
 def conjugate_gradients(
@@ -79,8 +80,7 @@ def make_kl(pol: torch.nn.Module, batch: dict) -> torch.Tensor:
     :func:`update_pol` multiplies vectors with; pass another function of ``(pol, batch)`` as
     ``update_pol``'s ``make_kl`` to change the metric.
     """
-    _, _, a_i = run(pol, batch)
-    params = new_params(a_i)
+    params = lf.pd_params(pol, batch)
     return pol.pd.kl_pq({k: v.detach() for k, v in params.items()}, params)
 
 

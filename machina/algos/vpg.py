@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, optimizer_step, whole_batch
+from machina.algos._common import check_traj, log, minibatches, whole_batch
 from machina.traj import Traj
+from machina.utils.training import optimizer_step
 
 
 def update_pol(pol: torch.nn.Module, optim_pol: torch.optim.Optimizer, batch: dict) -> float:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from machina.pols import BasePol
 from machina.traj import Traj
@@ -67,9 +65,3 @@ def env_to_policy_acs(pol: BasePol | None, actions: np.ndarray) -> np.ndarray:
         return acs
     start = np.asarray(getattr(space, "start", 0), dtype=np.int64)
     return actions.astype(np.int64) - start
-
-
-def to_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from machina.datasets._episodes import Epi, as_epis, policy_to_env_acs, to_numpy
+from machina.datasets._episodes import Epi, as_epis, policy_to_env_acs
 from machina.pols import BasePol
 from machina.traj import Traj
+from machina.utils.tensors import to_numpy
 
 __all__ = ["from_dataframe", "to_dataframe"]
 

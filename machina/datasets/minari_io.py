@@ -31,10 +31,10 @@ from machina.datasets._episodes import (
     as_epis,
     env_to_policy_acs,
     policy_to_env_acs,
-    to_numpy,
 )
 from machina.pols import BasePol
 from machina.traj import Traj
+from machina.utils.tensors import to_numpy
 
 __all__ = ["from_minari", "to_minari"]
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from machina.logger.logger import Logger
 from machina.logger.output import Output
+from machina.utils import timing
 
 __all__ = [
     "get_logger",
@@ -76,6 +77,11 @@ def log(
 ) -> None:
     """Print a timestamped message with the default logger; see ``Logger.log``."""
     _default_logger.log(msg, with_prefix=with_prefix, with_timestamp=with_timestamp, color=color)
+
+
+# machina.utils.measure writes through the default logger from now on (utils, the bottom
+# floor, cannot import the logger; the logger installs itself instead).
+timing.set_sink(log)
 
 
 def push_prefix(prefix: str) -> None:

@@ -21,6 +21,7 @@ from machina.logger.csv_output import CsvOutput
 from machina.logger.output import Output
 from machina.logger.plot import plot_learning_curve
 from machina.logger.tensorboard_output import TensorBoardOutput
+from machina.utils.tensors import to_numpy
 
 __all__ = ["Logger"]
 
@@ -547,20 +548,12 @@ def _is_array_like(value: Any) -> bool:
 def _to_float_array(key: str, value: Any) -> np.ndarray:
     """Convert numbers, arrays, tensors or lists of scalar tensors to a float array."""
     try:
-        return np.asarray(_to_numpy(value), dtype=np.float64)
+        return np.asarray(to_numpy(value), dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"{key!r}: expected numbers, a numpy array or a torch tensor, got "
             f"{type(value).__name__} ({e})"
         ) from e
-
-
-def _to_numpy(value: Any) -> Any:
-    if hasattr(value, "detach"):  # torch.Tensor, without importing torch here
-        return value.detach().cpu().numpy()
-    if isinstance(value, (list, tuple)):
-        return [_to_numpy(v) for v in value]
-    return value
 
 
 def _to_scalar(key: str, value: Any) -> Any:
@@ -569,7 +562,7 @@ def _to_scalar(key: str, value: Any) -> Any:
     if isinstance(value, numbers.Number) and hasattr(value, "item"):  # numpy scalars
         return value.item()
     if _is_array_like(value):
-        arr = np.asarray(_to_numpy(value))
+        arr = np.asarray(to_numpy(value))
         if arr.size != 1:
             raise TypeError(
                 f"record_tabular: {key!r} must be a scalar, got an array of shape "

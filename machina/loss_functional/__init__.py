@@ -13,7 +13,7 @@ from machina.loss_functional.imitation import (
     log_likelihood,
 )
 from machina.loss_functional.model import dynamics
-from machina.loss_functional.policy import kl_old_new, log_ratio, pg, pg_clip, pg_kl
+from machina.loss_functional.policy import kl_old_new, log_ratio, pd_params, pg, pg_clip, pg_kl
 from machina.loss_functional.prioritized import (
     ddpg_nstep_targets,
     nstep_target,
@@ -73,6 +73,7 @@ __all__ = [
     "masked_mean",
     "monte_carlo",
     "nstep_target",
+    "pd_params",
     "pg",
     "pg_clip",
     "pg_kl",

@@ -39,6 +39,12 @@ def run(module: torch.nn.Module, batch: Batch) -> tuple:
     return module(batch["obs"])
 
 
+def expand_samples(obs: torch.Tensor, sampling: int) -> torch.Tensor:
+    """``obs (B, ...)`` repeated for ``sampling`` actions per state: a ``(sampling, B, ...)``
+    view, no copy."""
+    return obs.unsqueeze(0).expand(sampling, *obs.shape)
+
+
 def old_params(a_i: dict[str, torch.Tensor], batch: Batch) -> dict[str, torch.Tensor]:
     """The sampling policy's distribution parameters, recorded in the batch as ``a_is``."""
     missing = [k for k in a_i if k != "hs" and k not in batch]

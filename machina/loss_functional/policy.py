@@ -86,3 +86,11 @@ def kl_old_new(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
     _, _, a_i = run(pol, batch)
     params = new_params(a_i)
     return masked_mean(pol.pd.kl_pq(old_params(a_i, batch), params), batch)
+
+
+def pd_params(pol: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    """``pol``'s distribution parameters at the batch's observations, each ``(B, ...)`` or
+    ``(T, B, ...)``; a recurrent ``pol`` runs over whole sequences from a fresh hidden state
+    (see ``Traj.iterate_rnn``). The hidden state is not included."""
+    _, _, a_i = run(pol, batch)
+    return new_params(a_i)

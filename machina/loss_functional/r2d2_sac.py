@@ -24,7 +24,7 @@ import torch
 from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional.q import bellman_target
 from machina.loss_functional.sac import sample_acs, with_terms
-from machina.pols._recurrent import _detach
+from machina.utils.recurrent import detach_hs
 
 
 def _masked_mean(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -70,7 +70,7 @@ def _qs(qf: torch.nn.Module, obs, acs, h_masks, burn_in_length: int) -> torch.Te
     else:
         b = burn_in_length
         first, info = qf(obs[:b], acs[:b], hs=hs, h_masks=h_masks[:b])
-        rest = qf(obs[b:], acs[b:], hs=_detach(info["hs"]), h_masks=h_masks[b:])[0]
+        rest = qf(obs[b:], acs[b:], hs=detach_hs(info["hs"]), h_masks=h_masks[b:])[0]
         qs = torch.cat([first, rest])
     return qs.reshape(steps, samples, batch_size).transpose(0, 1)
 

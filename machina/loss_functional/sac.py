@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from machina.loss_functional._common import Batch, make_module_callable
+from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target
 
 
@@ -56,10 +57,6 @@ def sample_acs(
     with torch.no_grad():
         acs = pd.sample(params, shape)
     return acs, pd.llh(acs, params)
-
-
-def _expand(obs: torch.Tensor, sampling: int) -> torch.Tensor:
-    return obs.unsqueeze(0).expand(sampling, *obs.shape)
 
 
 def _min_q(qfs: Sequence[torch.nn.Module], obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:

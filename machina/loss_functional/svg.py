@@ -22,8 +22,9 @@ from collections.abc import Callable
 import torch
 
 from machina.loss_functional._common import Batch, old_params
+from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target, q_regression
-from machina.loss_functional.sac import _expand, sample_acs, with_terms
+from machina.loss_functional.sac import sample_acs, with_terms
 
 #: ``rew_fn(obs (..., *ob_shape), acs (..., d)) -> rews (...)``, differentiable in ``acs``
 RewFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -11,9 +11,17 @@ import torch
 from torch import nn
 
 from machina.models.base import BaseModel
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_flat_space, check_space
-from machina.traj import Traj
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space, check_space
+
+
+class HasDataMap(Protocol):
+    """What :meth:`DeterministicSModel.update_stats` reads from a ``machina.traj.Traj``: its
+    columns (``machina.traj`` builds on this package, so it is not imported here)."""
+
+    @property
+    def data_map(self) -> Mapping[str, Any]: ...
+
 
 #: floor of the standard deviations the model divides by (a constant dimension stays finite)
 STD_EPS = 1e-6
@@ -94,7 +102,7 @@ class DeterministicSModel(BaseModel):
         return {name: getattr(self, name) for name in _STAT_NAMES}
 
     @torch.no_grad()
-    def update_stats(self, data: Traj | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    def update_stats(self, data: HasDataMap | Mapping[str, Any]) -> dict[str, torch.Tensor]:
         """Set the normalisation statistics to the means and standard deviations of ``data``.
 
         Parameters
@@ -108,7 +116,7 @@ class DeterministicSModel(BaseModel):
         dict of str to torch.Tensor
             The new statistics (see :meth:`stats`).
         """
-        columns = data.data_map if isinstance(data, Traj) else data
+        columns = getattr(data, "data_map", data)
         missing = [key for key in ("obs", "acs", "next_obs") if key not in columns]
         if missing:
             raise KeyError(

@@ -1,5 +1,6 @@
 """Ready-made MLP and LSTM nets for policies and value functions."""
 
+from machina.nets._layers import PolHead
 from machina.nets.discrim import DiscrimNet, StateDiscrimNet
 from machina.nets.lstm import PolNetLSTM, QNetLSTM, VNetLSTM
 from machina.nets.mixture import MixturePolNet
@@ -11,6 +12,7 @@ __all__ = [
     "DiscrimNet",
     "MixturePolNet",
     "ModelNet",
+    "PolHead",
     "PolNet",
     "PolNetLSTM",
     "QNet",

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._spaces import check_flat_space, check_space
+from machina.utils.spaces import check_flat_space, check_space
 
 #: initial state-independent log standard deviation, as in the original machina
 #: (std ~0.37 in the normalised action space [-1, 1]).

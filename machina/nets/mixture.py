@@ -12,7 +12,7 @@ from machina.nets._layers import (
     init_linear,
     ob_dim_of,
 )
-from machina.pols._spaces import check_flat_space, check_space
+from machina.utils.spaces import check_flat_space, check_space
 
 
 class MixturePolNet(nn.Module):

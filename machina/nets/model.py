@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from machina.nets._layers import HIDDEN_GAIN, flatten_obs, init_linear, ob_dim_of
-from machina.pols._spaces import check_flat_space, check_space
+from machina.utils.spaces import check_flat_space, check_space
 
 
 class ModelNet(nn.Module):

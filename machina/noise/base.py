@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import torch
 
-from machina.pols._spaces import check_flat_space, check_space
+from machina.utils.spaces import check_flat_space, check_space
 
 
 class BaseActionNoise:

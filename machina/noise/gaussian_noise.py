@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import torch
 
+from machina.noise._common import per_dim as _per_dim
 from machina.noise.base import BaseActionNoise
 
 
@@ -41,18 +42,3 @@ class GaussianActionNoise(BaseActionNoise):
         shape = tuple(batch_shape) + (self.ac_dim,)
         noise = torch.randn(shape, device=device)
         return self.mu.to(noise.device) + self.std.to(noise.device) * noise
-
-
-def _per_dim(name: str, value, dim: int, owner: str, nonnegative: bool = False) -> torch.Tensor:
-    """``value`` as a float32 ``(dim,)`` tensor; a ValueError naming ``name`` otherwise."""
-    tensor = torch.as_tensor(value, dtype=torch.float32)
-    if tensor.ndim == 0:
-        tensor = tensor.expand(dim).clone()
-    if tuple(tensor.shape) != (dim,) or not bool(torch.isfinite(tensor).all()):
-        raise ValueError(
-            f"{name}: {owner} needs a finite float or {dim} floats (one per action dim), "
-            f"got {value!r}"
-        )
-    if nonnegative and bool((tensor < 0).any()):
-        raise ValueError(f"{name}: {owner} needs values >= 0, got {value!r}")
-    return tensor

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import gymnasium as gym
 import torch
 
+from machina.noise._common import per_dim as _per_dim
 from machina.noise.base import BaseActionNoise
-from machina.noise.gaussian_noise import _per_dim
 
 
 class OUActionNoise(BaseActionNoise):

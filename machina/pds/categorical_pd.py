@@ -30,7 +30,7 @@ def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tens
     n = pi.shape[-1]
     if pi.numel() == 0:
         if n == 0 and pi.shape[:-1].numel():
-            raise _invalid_pi(pi)
+            raise invalid_pi_error(pi)
         return torch.zeros(sample_shape + pi.shape[:-1], dtype=torch.int64, device=pi.device)
     cdf = torch.cumsum(pi, dim=-1)
     # every sample of one row searches that row's cdf: the samples go last, (*lead, S)
@@ -45,11 +45,17 @@ def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tens
     low, high = torch.aminmax(pi)
     # NaN fails both comparisons; a row summing to 0 gives u = 0 and the index n
     if not (low.item() >= 0.0 and high.item() < math.inf and draws.max().item() < n):
-        raise _invalid_pi(pi)
+        raise invalid_pi_error(pi)
     return draws
 
 
-def _invalid_pi(pi: torch.Tensor) -> ValueError:
+def invalid_pi_error(pi: torch.Tensor) -> ValueError:
+    """The error for probabilities ``pi (*lead, n)`` that are not a distribution over the last
+    dim (non-finite, negative, or a row summing to 0); it names the first bad row.
+
+    Shared by ``CategoricalPd.sample`` and the sampler's numpy copy of a categorical policy
+    (``BasePol.numpy_inference``), so both raise the same message.
+    """
     rows = pi.reshape(-1, pi.shape[-1])
     bad = ~torch.isfinite(rows).all(-1) | (rows < 0).any(-1) | (rows.sum(-1) <= 0)
     first = int(torch.nonzero(bad)[0]) if bool(bad.any()) else 0

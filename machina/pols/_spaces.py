@@ -1,40 +1,6 @@
-"""Checks of gymnasium spaces with errors that name the argument, the expected and the given."""
+"""Moved to :mod:`machina.utils.spaces` (the bottom floor, so that nets, noise, value
+functions and models need not import ``machina.pols``); this path keeps working."""
 
-import gymnasium as gym
+from machina.utils.spaces import check_flat_space, check_space
 
-
-def check_space(
-    name: str, space: gym.Space, expected: type | tuple[type, ...], owner: str
-) -> gym.Space:
-    """Raise ``ValueError`` unless ``space`` is an instance of ``expected``.
-
-    Parameters
-    ----------
-    name : str
-        Argument name shown in the message, e.g. ``"action_space"``.
-    space : gymnasium.Space
-        The given space.
-    expected : type or tuple of types
-        Accepted space classes.
-    owner : str
-        Class that needs the space, e.g. ``"GaussianPol"``.
-
-    Returns
-    -------
-    gymnasium.Space
-        ``space`` unchanged.
-    """
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    if not isinstance(space, expected):
-        names = " or ".join(f"gymnasium.spaces.{cls.__name__}" for cls in expected)
-        raise ValueError(f"{name}: {owner} needs a {names}, got {space!r}")
-    return space
-
-
-def check_flat_space(name: str, space: gym.Space, owner: str) -> None:
-    """Raise ``ValueError`` unless a Box or MultiDiscrete ``space`` is one-dimensional."""
-    if len(space.shape) != 1:
-        raise ValueError(
-            f"{name}: {owner} needs a one-dimensional {type(space).__name__} "
-            f"(shape (d,)), got {space!r} with shape {space.shape}"
-        )
+__all__ = ["check_flat_space", "check_space"]

@@ -8,8 +8,8 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState
 from machina.pols.base import ActResult, BasePol
+from machina.utils.recurrent import HiddenState
 
 
 class ArgmaxQfPol(BasePol):

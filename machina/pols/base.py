@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from machina.pds.base import BasePd
-from machina.pds.categorical_pd import CategoricalPd, _invalid_pi
+from machina.pds.categorical_pd import CategoricalPd, invalid_pi_error
 from machina.pds.gaussian_pd import GaussianPd
-from machina.pols._recurrent import HiddenState, RecurrentMixin
-from machina.pols._spaces import check_space
 from machina.pols.numpy_spec import gaussian_log_std, net_ops
+from machina.utils.recurrent import HiddenState, RecurrentMixin
+from machina.utils.spaces import check_space
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
@@ -182,7 +182,8 @@ class BasePol(RecurrentMixin, nn.Module):
         feed-forward net that :func:`machina.pols.numpy_spec.net_ops` reads (machina's
         ``PolNet``, or an ``nn.Sequential`` of ``nn.Linear`` and elementwise activations
         ending in ``nn.Softmax`` or machina's stochastic head), everything on the CPU in
-        float32, no forward hooks. (Policy classes are matched by qualified name.)
+        float32, no forward hooks. (The policy's own class is matched by qualified name:
+        this base module cannot import its subclasses.)
 
         Returns
         -------
@@ -237,7 +238,7 @@ class BasePol(RecurrentMixin, nn.Module):
                 and start.ndim == 0
                 and int(start) == 0
             ),
-            "invalid_pi": lambda pi: _invalid_pi(torch.from_numpy(pi)),
+            "invalid_pi": lambda pi: invalid_pi_error(torch.from_numpy(pi)),
         }
         if kind == "gaussian":
             spec["log_std"] = gaussian_log_std(net)

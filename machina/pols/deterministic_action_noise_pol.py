@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from machina.pds.deterministic_pd import DeterministicPd
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_flat_space
 from machina.pols.base import ActResult, BasePol
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space
 
 
 class DeterministicActionNoisePol(BasePol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from machina.nets import PolNet, PolNetLSTM
 from machina.pols.base import BasePol
 from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.gaussian_pol import GaussianPol
@@ -37,9 +38,6 @@ def make_pol(
     if pol_cls is None:
         supported = ", ".join(cls.__name__ for cls in _POLS)
         raise ValueError(f"action_space: expected one of {supported}, got {action_space}")
-    # Imported here: machina.nets uses the space checks of machina.pols.
-    from machina.nets import PolNet, PolNetLSTM
-
     if rnn:
         net = PolNetLSTM(observation_space, action_space, h_size=h_size, cell_size=h_size)
     else:

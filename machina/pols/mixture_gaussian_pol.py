@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from machina.pds.mixture_gaussian_pd import MixtureGaussianPd
-from machina.pols._spaces import check_flat_space
 from machina.pols.base import BasePol
+from machina.utils.spaces import check_flat_space
 
 
 class MixtureGaussianPol(BasePol):

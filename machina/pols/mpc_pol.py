@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_flat_space
+from machina.models import DeterministicSModel
 from machina.pols.base import ActResult, BasePol
-
-if TYPE_CHECKING:
-    from machina.models import DeterministicSModel
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space
 
 RewFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -111,9 +109,6 @@ class MPCPol(BasePol):
 
     @staticmethod
     def _as_model(observation_space, action_space, net, rnn, *stats) -> DeterministicSModel:
-        # Imported here: machina.models builds on machina.pols' recurrence helpers.
-        from machina.models import DeterministicSModel
-
         if isinstance(net, DeterministicSModel):
             if any(not np.all(np.asarray(s) == d) for s, d in zip(stats, (0.0, 1.0, 0.0, 1.0))):
                 raise ValueError(

@@ -24,15 +24,7 @@ import torch
 from machina.samplers._buffers import StepOutputs
 from machina.samplers._numpy_policy import NumpyPolicy
 from machina.samplers._task import SampleTask
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        try:
-            return x.numpy()  # a CPU tensor outside autograd: no copy, cheapest
-        except (RuntimeError, TypeError):
-            return x.detach().cpu().numpy()
-    return np.asarray(x)
+from machina.utils.tensors import to_numpy as _to_numpy
 
 
 def _is_a_i(key: str, value: Any) -> bool:

@@ -15,11 +15,6 @@ import numpy as np
 from machina.samplers._task import Episode
 
 
-def all_finite(arr: np.ndarray) -> bool:
-    # count_nonzero is several times cheaper than .all() on small arrays
-    return np.count_nonzero(np.isfinite(arr)) == arr.size
-
-
 def numeric_info(info: dict[str, Any]) -> dict[str, np.ndarray]:
     """Keep the numeric scalar / array entries of a step's info dict."""
     out = {}

@@ -13,9 +13,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from machina.samplers._buffers import all_finite
 from machina.samplers._setup import slot_seeds
 from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS, EnvFactory
+from machina.utils.checks import all_finite_array as all_finite
 
 
 def _rng_json(env: Any) -> str | None:

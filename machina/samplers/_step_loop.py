@@ -21,12 +21,12 @@ from machina.samplers._buffers import (
     Growable,
     History,
     StepOutputs,
-    all_finite,
     numeric_info,
     pack_episodes,
 )
 from machina.samplers._env_slots import EnvSlots
 from machina.samplers._task import Quotas, SampleTask, SamplingAborted
+from machina.utils.checks import all_finite_array as all_finite
 
 
 class StepLoop:

@@ -19,6 +19,8 @@ import warnings
 import numpy as np
 import torch
 
+from machina.loss_functional import q as lf_q
+from machina.loss_functional import sac as lf_sac
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
 from machina.traj._hidden_states import compute_hs
@@ -350,9 +352,6 @@ def compute_pris(
     alpha, epsilon : float
         Priority exponent and the floor that keeps every step drawable.
     """
-    from machina.loss_functional import q as lf_q
-    from machina.loss_functional import sac as lf_sac
-
     if rnn or getattr(qf, "rnn", False):
         raise ValueError(
             "compute_pris: qf: recurrent Q functions are not supported; give new episodes "

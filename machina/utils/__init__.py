@@ -1,13 +1,17 @@
 """Helpers every layer may use: a default device for the original's scripts, tensor-dict and
-state-dict conversion, timing, the non-finite error, and the low-level data-parallel helpers
-(``machina.utils.distributed``); also the original machina's Ray trainer helpers.
+state-dict conversion, tensors to numpy, timing, the non-finite error and finiteness checks,
+the optimiser step, Polyak averaging and ``frozen`` (``training``), checks of gymnasium
+spaces (``spaces``), the observation / hidden-state protocol that
+policies, value functions and models share (``recurrent``), and the low-level data-parallel
+helpers (``machina.utils.distributed``); also the original machina's Ray trainer helpers.
 
-This is the bottom floor: it imports only torch, numpy and the standard library (Ray only
-when its helpers are called). The names are the original ``machina.utils``'s.
+This is the bottom floor (see ``machina``'s docstring for the order): it imports nothing from
+the rest of machina, only torch, numpy, gymnasium and the standard library (Ray only when its
+helpers are called). The original ``machina.utils``'s names are all here.
 """
 
 from machina.utils import distributed
-from machina.utils.checks import NonFiniteError, all_finite
+from machina.utils.checks import NonFiniteError, all_finite, all_finite_array, all_finite_tensor
 from machina.utils.device import cpu_mode, get_device, set_device
 from machina.utils.distributed import make_model_distributed, wrap_ddp
 from machina.utils.ray_trainers import (
@@ -18,13 +22,23 @@ from machina.utils.ray_trainers import (
     make_redis,
     set_redis,
 )
-from machina.utils.tensors import detach_tensor_dict, get_cpu_state_dict, state_dict_to_cpu
+from machina.utils.recurrent import HiddenState, RecurrentMixin, detach_hs
+from machina.utils.spaces import check_flat_space, check_space
+from machina.utils.tensors import (
+    detach_tensor_dict,
+    get_cpu_state_dict,
+    state_dict_to_cpu,
+    to_numpy,
+)
 from machina.utils.timing import measure
+from machina.utils.training import frozen, optimizer_step, polyak_update
 
 __all__ = [
     "distributed",
     "NonFiniteError",
     "all_finite",
+    "all_finite_array",
+    "all_finite_tensor",
     "measure",
     "set_device",
     "get_device",
@@ -32,6 +46,15 @@ __all__ = [
     "detach_tensor_dict",
     "state_dict_to_cpu",
     "get_cpu_state_dict",
+    "to_numpy",
+    "check_space",
+    "check_flat_space",
+    "HiddenState",
+    "RecurrentMixin",
+    "detach_hs",
+    "optimizer_step",
+    "polyak_update",
+    "frozen",
     "make_model_distributed",
     "wrap_ddp",
     "init_ray",

@@ -1,12 +1,14 @@
-"""The error raised when training meets a non-finite loss or gradient, and a cheap check."""
+"""The error raised when training meets a non-finite loss or gradient, and cheap finiteness
+checks of tensors and arrays."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["NonFiniteError", "all_finite"]
+__all__ = ["NonFiniteError", "all_finite", "all_finite_array", "all_finite_tensor"]
 
 
 def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
@@ -32,6 +34,32 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
         torch._amp_foreach_non_finite_check_and_unscale_(list(group), flag, one)
         found.append(flag)
     return not any(bool(f) for f in found)
+
+
+def all_finite_array(arr: np.ndarray) -> bool:
+    """True when ``arr`` (any shape) holds no NaN or inf.
+
+    ``count_nonzero`` is several times cheaper than ``.all()`` on the small arrays a sampler
+    checks every step.
+    """
+    return np.count_nonzero(np.isfinite(arr)) == arr.size
+
+
+def all_finite_tensor(x: torch.Tensor) -> bool:
+    """True when ``x`` (any shape) holds no NaN or inf.
+
+    On the CPU the check runs in numpy, a few times cheaper on the small batches a sampler
+    passes than torch's ``isfinite(x).all()`` with its sync; elsewhere (or for a dtype numpy
+    lacks) in torch.
+    """
+    if x.is_cpu:
+        try:
+            arr = (x.detach() if x.requires_grad else x).numpy()
+        except (RuntimeError, TypeError):  # e.g. a dtype numpy lacks
+            pass
+        else:
+            return all_finite_array(arr)
+    return bool(torch.isfinite(x).all())
 
 
 class NonFiniteError(FloatingPointError):

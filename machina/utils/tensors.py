@@ -1,4 +1,4 @@
-"""Detaching and moving tensors held in dicts and state dicts."""
+"""Detaching and moving tensors held in dicts and state dicts; tensors to numpy arrays."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["detach_tensor_dict", "state_dict_to_cpu", "get_cpu_state_dict"]
+__all__ = ["detach_tensor_dict", "state_dict_to_cpu", "get_cpu_state_dict", "to_numpy"]
 
 
 def detach_tensor_dict(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,3 +48,25 @@ def state_dict_to_cpu(state_dict: dict[str, Any]) -> dict[str, Any]:
 def get_cpu_state_dict(module: torch.nn.Module) -> dict[str, Any]:
     """A CPU copy of ``module.state_dict()``; the module and its own tensors are untouched."""
     return state_dict_to_cpu(copy.deepcopy(module.state_dict()))
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` as a numpy array of the same shape.
+
+    A CPU tensor outside autograd is viewed without a copy (the array shares its memory);
+    any other tensor is detached and copied to the CPU; a list or tuple is converted element
+    by element (tensors inside included); anything else goes through ``np.asarray``.
+
+    Raises
+    ------
+    TypeError
+        For a tensor of a dtype numpy lacks (e.g. bfloat16).
+    """
+    if isinstance(x, torch.Tensor):
+        try:
+            return x.numpy()  # a CPU tensor outside autograd: no copy, cheapest
+        except (RuntimeError, TypeError):
+            return x.detach().cpu().numpy()
+    if isinstance(x, list | tuple):
+        return np.asarray([to_numpy(v) for v in x])
+    return np.asarray(x)

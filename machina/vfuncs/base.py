@@ -8,14 +8,8 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._recurrent import RecurrentMixin
-
-
-def _unsqueeze_front(x: Any, n_trailing: int, rnn: bool) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    for _ in range(x.ndim, (2 if rnn else 1) + n_trailing):
-        x = x.unsqueeze(0)
-    return x
+from machina.utils.recurrent import RecurrentMixin
+from machina.utils.recurrent import unsqueeze_front as _unsqueeze_front
 
 
 class BaseSVfunc(RecurrentMixin, nn.Module):

@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._spaces import check_flat_space
+from machina.utils.spaces import check_flat_space
 from machina.vfuncs.deterministic_state_action_vfunc import DeterministicSAVfunc
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState
-from machina.pols._spaces import check_space
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_space
 from machina.vfuncs.base import BaseSAVfunc
 
 

@@ -7,7 +7,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.pols._recurrent import HiddenState
+from machina.utils.recurrent import HiddenState
 from machina.vfuncs.base import BaseSVfunc
 
 
