@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from machina.envs import GymEnv
-from machina.nets._layers import PolHead
+from machina.nets import PolHead
 from machina.pols import CategoricalPol, GaussianPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy

@@ -32,6 +32,7 @@ WHITE_BOX_TESTS = {
     "test_imitation.py": {"machina.algos._adversarial"},  # the discriminator's batches
     "test_replay.py": {"machina.traj._replay"},
     "test_sampler.py": {"machina.samplers._numpy_policy"},  # the fast path against torch
+    "test_fast_path_nets.py": {"machina.samplers._numpy_policy"},  # per layer type
     "test_traj_episode_lists.py": {"machina.traj._episodes"},
     "test_traj_samplers.py": {"machina.traj._samplers"},
     "test_traj_storage.py": {"machina.traj._storage"},
