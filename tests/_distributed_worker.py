@@ -121,6 +121,27 @@ def train_sac(epis: list[dict], pol, qfs, ddp: bool) -> dict:
     )
 
 
+def train_trpo(epis: list[dict], rank: int) -> dict:
+    """Two TRPO calls on this rank's own episodes; its natural-gradient step averages the
+    gradient, the Fisher-vector products and the line search's values over ranks."""
+    import machina.distributed as mdist
+    from machina.algos import trpo
+
+    pol, vf = build_ppo(False, seed=rank)
+    mdist.sync_params(pol, vf)
+    optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+    for _ in range(2):
+        traj = Traj()
+        traj.add_epis(epis)
+        traj = ef.compute_vs(traj, vf)
+        traj = ef.compute_rets(traj, 0.99)
+        traj = ef.compute_advs(traj, 0.99, 0.95)
+        traj = ef.centerize_advs(traj)
+        traj.register_epis()
+        trpo.train(traj, pol, vf, optim_vf, 1, 64, log_enable=False)
+    return {"pol": pol.state_dict(), "vf": vf.state_dict()}
+
+
 def unit_checks(rank: int) -> dict:
     """Gradient all-reduce facts that a trained network would blur."""
     from machina import optims
@@ -207,6 +228,7 @@ def main() -> None:
         pol, qfs = build_sac(seed=rank)
         mdist.sync_params(pol, *qfs)
         out["sac"] = train_sac(sample_epis(seed=200 + rank, max_steps=steps), pol, qfs, False)
+        out["trpo"] = train_trpo(sample_epis(seed=300 + rank, max_steps=steps), rank)
     else:
         raise ValueError(f"scenario: expected 'same_data' or 'own_data', got {scenario!r}")
     torch.save(out, f"{out_dir}/{scenario}_rank{rank}.pt")

@@ -166,6 +166,9 @@ def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
     assert_states_equal(r0["sac"]["pol"], r1["sac"]["pol"])
     for a, b in zip(r0["sac"]["qfs"], r1["sac"]["qfs"]):
         assert_states_equal(a, b)
+    # TRPO's own natural-gradient step (not optimizer_step) keeps the ranks identical too
+    assert_states_equal(r0["trpo"]["pol"], r1["trpo"]["pol"])
+    assert_states_equal(r0["trpo"]["vf"], r1["trpo"]["vf"])
 
 
 def test_example_runs_under_torchrun(tmp_path):

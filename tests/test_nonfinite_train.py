@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_random_epis
 
-from machina.algos import ppo_clip, sac, td3, vpg
+from machina.algos import ppo_clip, sac, td3, trpo, vpg
 from machina.nets import PolNet, QNet
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
@@ -180,3 +180,19 @@ def test_error_without_a_batch_names_the_loss():
     w = torch.nn.Parameter(torch.ones(1))
     with pytest.raises(NonFiniteError, match=r"^loss is inf; the optimiser did not step"):
         optimizer_step(torch.optim.SGD([w], 0.1), (w * float("inf")).sum())
+
+
+def test_trpo_nan_rewards_raise_before_any_step(cartpole_epis):
+    """TRPO computes its own natural-gradient step (not optimizer_step): a NaN surrogate or
+    gradient raises too, before the policy or the value net moves."""
+    env, epis = cartpole_epis
+    torch.manual_seed(0)
+    pol = make_pol(env.observation_space, env.action_space, h_size=8)
+    vf = make_vf(env.observation_space, h_size=8)
+    optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+    trpo.train(on_policy_traj(epis, vf), pol, vf, optim_vf, 1, 64, log_enable=False)
+    bad = on_policy_traj(epis, vf, nan_rews=True)
+    before = snapshot(pol, vf, optim_vf)
+    with pytest.raises(NonFiniteError, match="trpo.update_pol: the surrogate is nan"):
+        trpo.train(bad, pol, vf, optim_vf, 1, 64, log_enable=False)
+    assert_bit_identical(before, snapshot(pol, vf, optim_vf))

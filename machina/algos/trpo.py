@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 
@@ -11,7 +12,8 @@ from machina import loss_functional as lf
 from machina.algos._common import check_traj, log, minibatches, whole_batch
 from machina.loss_functional import masked_mean
 from machina.traj import Traj
-from machina.utils.training import optimizer_step
+from machina.utils.distributed import average_tensor
+from machina.utils.training import non_finite_error, optimizer_step
 
 
 def conjugate_gradients(
@@ -182,26 +184,35 @@ def update_pol(
         )
     params = [p for p in pol.parameters() if p.requires_grad]
     surrogate, _ = _surrogate(pol, batch, ent_beta)
-    grad = _flat(torch.autograd.grad(surrogate, params, retain_graph=True))
+    # Data-parallel (machina.distributed): the gradient, every Fisher-vector product and the
+    # line search's values are averaged over ranks (no-ops in one process), so every rank
+    # computes the same step.
+    old_value = float(average_tensor(surrogate.detach().clone()))
+    if not math.isfinite(old_value):
+        raise non_finite_error(f"trpo.update_pol: the surrogate is {old_value}", batch)
+    grad = average_tensor(_flat(torch.autograd.grad(surrogate, params, retain_graph=True)))
+    if not bool(torch.isfinite(grad).all()):
+        raise non_finite_error(
+            "trpo.update_pol: the gradient of the surrogate is not finite", batch
+        )
     metric_kl = masked_mean(make_kl(pol, batch), batch)
     kl_grad = _flat(torch.autograd.grad(metric_kl, params, create_graph=True))
 
     def fisher_vector(v: torch.Tensor) -> torch.Tensor:
         hv = _flat(torch.autograd.grad(kl_grad @ v, params, retain_graph=True))
-        return hv + damping * v
+        return average_tensor(hv) + damping * v
 
     step_dir = conjugate_gradients(fisher_vector, grad, num_cg)
     shs = 0.5 * (step_dir @ fisher_vector(step_dir))
     if not torch.isfinite(shs) or shs <= 0:
-        return PolStepResult(-float(surrogate.detach()), 0.0)
+        return PolStepResult(-old_value, 0.0)
     full_step = step_dir * torch.sqrt(2 * max_kl / (2 * shs))
     expected = grad @ full_step
     old_flat = _flat(p.detach() for p in params)
-    old_value = float(surrogate.detach())
     with torch.no_grad():
         for frac in 0.5 ** torch.arange(max_backtracks, dtype=torch.float32):
             _set_flat(params, old_flat + frac * full_step)
-            new_surrogate, new_kl = _surrogate(pol, batch, ent_beta)
+            new_surrogate, new_kl = average_tensor(torch.stack(_surrogate(pol, batch, ent_beta)))
             improved = float(new_surrogate) - old_value
             if float(new_kl) <= 1.5 * max_kl and improved > 0 and expected > 0:
                 return PolStepResult(-float(new_surrogate), float(new_kl))

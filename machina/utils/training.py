@@ -17,7 +17,7 @@ import torch
 from machina.utils import distributed as dist_utils
 from machina.utils.checks import NonFiniteError, all_finite
 
-__all__ = ["frozen", "optimizer_step", "polyak_update"]
+__all__ = ["frozen", "non_finite_error", "optimizer_step", "polyak_update"]
 
 
 def optimizer_step(
@@ -74,7 +74,7 @@ def optimizer_step(
     averaging = dist_utils.averages_here(optims)
     loss_value = float(loss.detach())
     if not averaging and not math.isfinite(loss_value):
-        raise _non_finite(f"{name} is {loss_value}", batch)
+        raise non_finite_error(f"{name} is {loss_value}", batch)
     for opt in optims:
         opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -87,7 +87,7 @@ def optimizer_step(
                 if not math.isfinite(loss_value)
                 else (f"finite on rank {rank} but not on another rank")
             )
-            raise _non_finite(f"{name} is {where}", batch)
+            raise non_finite_error(f"{name} is {where}", batch)
     grads = [p.grad for p in opt_params if p.grad is not None]
     finite = True
     if max_grad_norm is not None:
@@ -103,7 +103,7 @@ def optimizer_step(
     elif grads:
         finite = all_finite(grads)
     if not finite:
-        raise _non_finite(f"the gradient of {name} is not finite", batch)
+        raise non_finite_error(f"the gradient of {name} is not finite", batch)
     if averaging:
         with dist_utils.grads_already_averaged():
             for opt in optims:
@@ -114,7 +114,7 @@ def optimizer_step(
     return loss_value
 
 
-def _non_finite(what: str, batch: Mapping[str, Any] | None) -> NonFiniteError:
+def non_finite_error(what: str, batch: Mapping[str, Any] | None) -> NonFiniteError:
     """The error for a non-finite loss or gradient: what, the batch keys and which of them
     hold non-finite values (looked at only now, on the error path). Nested mappings (e.g.
     ``{"agent": agent_batch, "expert": expert_batch}``) give dotted keys."""
