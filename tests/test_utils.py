@@ -58,6 +58,8 @@ def test_cpu_state_dicts_are_copies_with_nested_optimiser_state():
 
 
 def test_measure_logs_through_machina_logger(capsys):
+    import machina.logger  # noqa: F401  (the logger installs itself as measure's sink)
+
     with mu.measure("sample"):
         pass
     assert re.search(r"\| sample: \d+\.\d{4}sec$", capsys.readouterr().out.strip())
