@@ -45,6 +45,7 @@ setup(
             "wandb>=0.17",
             "mlflow>=2.10",
             "mypy>=1.10",
+            "psutil>=5",  # the original machina's sampler tests use it to stop their children
         ],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "datasets": ["minari[hdf5]>=0.5", "pandas>=2.0"],
