@@ -64,26 +64,28 @@ with machina's 256x256 nets; one sanity run on seed 100 checked that the loop ru
 
 What the runs show so far (seed 0, Hopper; the CSV has every number):
 
-- PPO: machina is far ahead early (794 at 50k env steps, where stable-baselines3 with
-  rl-zoo's settings is at 82) and then stalls: from 150k steps on, its evaluations
-  alternate between about 1010 (with a standard deviation of 1-3 over the 5 episodes) and
-  collapses (416, 22); final 1013 at 500k. About 1010 with no spread is 1000 steps of
-  Hopper's alive bonus (+1 per step) with almost no forward progress: the policy has
-  learned to stand still, a known local optimum of the hopper tasks, and its mean action is
-  brittle (a few updates later all 5 episodes fall within ~20 steps). stable-baselines3
-  starts slowly (rl-zoo's lr 3e-5, gSDE with initial log-std -2 and clip 0.4 are tuned for
-  its 2M-step budget) but leaves that optimum at ~200k steps (1476 at 200k, 1628 at 325k).
-  Likely causes on machina's side, in the order to test them on seeds 100+: exploration
-  (state-independent Gaussian noise around a tanh-bounded mean, against gSDE's
-  state-dependent noise), no annealing (constant lr 3e-4 and clip 0.2, where rl-zoo decays
-  Hopper's clip range linearly to 0 and CleanRL anneals the lr), and the 64x64 nets (a
-  256x256 run on seed 100 was at 892 after 81k steps, no different so far). The
-  estimators (truncation-aware GAE and TD(lambda) targets) and the normalisation
-  (observations and rewards, as VecNormalize) match what stable-baselines3 does.
+- PPO: machina is far ahead early (794 at 50k env steps, where stable-baselines3 with rl-
+  zoo's settings is at 82) and then stalls: from 150k steps on, its evaluations alternate
+  between about 1010 (with a standard deviation of 1-3 over the 5 episodes) and collapses
+  (416, 22); final 1013 at 500k (seed 1: 928 at 176k, the same shape). About 1010 with no
+  spread is 1000 steps of Hopper's alive bonus (+1 per step) with almost no forward
+  progress: the policy has learned to stand still, a known local optimum of the hopper
+  tasks, and its mean action is brittle (a few updates later all 5 episodes fall within ~20
+  steps). stable-baselines3 starts slowly (rl-zoo's lr 3e-5, gSDE with initial log-std -2
+  and clip 0.4 are tuned for its 2M-step budget) but leaves that optimum at ~200k steps
+  (1476 at 200k, 1825 at 425k). Likely causes on machina's side, in the order to test them
+  on seeds 100+: exploration (state-independent Gaussian noise around a tanh-bounded mean,
+  against gSDE's state-dependent noise), no annealing (constant lr 3e-4 and clip 0.2, where
+  rl-zoo decays Hopper's clip range linearly to 0 and CleanRL anneals the lr), and the 64x64
+  nets (a 256x256 run on seed 100 shows the same plateau and collapses: 913 at 100k, 351 at
+  156k, 907 at 179k; so net size alone is not it). The estimators (truncation-aware GAE and
+  TD(lambda) targets) and the normalisation (observations and rewards, as VecNormalize)
+  match what stable-baselines3 does.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
-  stable-baselines3's at these settings (64x64 nets and 10x32 minibatches per 2048 steps
-  against 256x256 nets and 20x64 minibatches per 8192); machina's SAC takes about 65
-  updates (batch 256, 256x256) per CPU second.
+  stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
+  10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
+  machina's SAC takes about 65 updates (batch 256, 256x256) per CPU second, and was at 1041
+  after 40k steps on seed 0.
 - The machine: a load average of 10-26 on 2 cores from other programs while these ran;
   each benchmark process got about 8% of a core, so wall-clock seconds are about 10x the
   CPU seconds and mostly measure the neighbours. Compare CPU seconds (``cpu_s``); the
