@@ -15,8 +15,9 @@ arguments (``--max_steps`` may grow)::
 
     python example/run_ddpg.py --resume runs/ddpg_pendulum
 
-progress.csv is continued from that checkpoint's row. The sampler's environment and policy
-RNGs are not saved yet, so the resumed episodes differ from those of an uninterrupted run.
+progress.csv is continued from that checkpoint's row. The sampler's environment and policy RNGs
+are saved too; the Ornstein-Uhlenbeck noise process restarts from zero, so the resumed episodes
+differ slightly from an uninterrupted run's (``--noise gaussian`` has no such state).
 """
 
 import argparse
@@ -106,6 +107,7 @@ run = logger.Run(
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(
+    sampler=sampler,
     pol=pol,
     qf=qf,
     targ_pol=targ_pol,

@@ -84,7 +84,7 @@ run = logger.Run(
     resume=args.resume is not None,
     checkpoint_interval=args.checkpoint_interval,
 )
-state = dict(qf=qf, targ_qf=targ_qf, optim_qf=optim_qf, off_traj=off_traj)
+state = dict(sampler=sampler, qf=qf, targ_qf=targ_qf, optim_qf=optim_qf, off_traj=off_traj)
 with run:
     run.restore(**state)
     while not run.done:

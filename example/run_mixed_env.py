@@ -91,6 +91,7 @@ run = logger.Run(
     title=" + ".join(args.env_names),
 )
 state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf)
+state.update({f"sampler{i}": sampler for i, sampler in enumerate(samplers)})
 with run:
     run.restore(**state)
     while not run.done:

@@ -91,7 +91,7 @@ run = logger.Run(
     unit="episode",
     resume=args.resume is not None,
 )
-state = dict(dm=dm, optim_dm=optim_dm, traj=traj)
+state = dict(sampler=sampler, dm=dm, optim_dm=optim_dm, traj=traj)
 with run:
     run.restore(**state)
     while not run.done:

@@ -105,6 +105,7 @@ run = logger.Run(
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(
+    sampler=sampler,
     pol=pol,
     vf=vf,
     qf1=qfs[0],

@@ -110,6 +110,7 @@ run = logger.Run(
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(
+    sampler=sampler,
     pol=pol,
     qf=qf,
     targ_pol=targ_pol,

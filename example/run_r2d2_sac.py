@@ -117,6 +117,7 @@ run = logger.Run(
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(
+    sampler=sampler,
     pol=pol,
     qf1=qfs[0],
     qf2=qfs[1],

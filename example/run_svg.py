@@ -118,7 +118,7 @@ else:
     state = dict(targ_vf=targ_vf, optim_pol=optim_pol, optim_vf=optim_vf, optim_dm=optim_dm)
 sampler = EpiSampler(env, pol, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
-state.update(models, off_traj=off_traj)
+state.update(models, off_traj=off_traj, sampler=sampler)
 
 run = logger.Run(
     args.resume or args.log,

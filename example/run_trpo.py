@@ -7,7 +7,7 @@ Writes progress.csv, TensorBoard events, learning_curve.png and models/ into ``-
 Each iteration the whole run is saved in ``--log`` (``machina.checkpoint``: networks,
 optimisers, global RNGs, counters); ``--resume RUN_DIR`` continues a stopped run from its
 newest checkpoint, with the same other arguments (``--max_steps`` may grow). The sampler's
-RNGs are not saved yet, so the resumed episodes differ from an uninterrupted run's.
+RNGs are saved too, so the resumed run continues as an uninterrupted one would.
 """
 
 import argparse
@@ -57,7 +57,7 @@ sampler = EpiSampler(
 run = logger.Run(
     args.resume or args.log, args.max_steps, args.env_name, resume=args.resume is not None
 )
-state = dict(pol=pol, vf=vf, optim_vf=optim_vf)
+state = dict(sampler=sampler, pol=pol, vf=vf, optim_vf=optim_vf)
 with run:
     run.restore(**state)
     while not run.done:
