@@ -248,30 +248,36 @@ class Batching:
         batch_size : int
         epoch : int
         indices : array of int or bool, optional
-            Steps to draw from (step indices, or a mask over ``num_step``); default all. A
-            bool in this place is taken as ``return_indices`` (the 0.x-era positional form
-            ``random_batch(batch_size, epoch, return_indices)``).
+            The steps of every batch (step indices, or a mask over ``num_step``), in a new
+            random order each time, as the original machina did: ``batch_size`` is then not
+            used. A bool in this place is taken as ``return_indices`` (the 0.x-era
+            positional form ``random_batch(batch_size, epoch, return_indices)``).
         return_indices : bool
 
         Yields
         ------
         dict of str to torch.Tensor
-            Columns of shape (batch_size, ...); with ``return_indices`` the pair
-            ``(batch, indices)`` where ``indices`` has shape (batch_size,). With
-            ``Traj(ddp=True)`` under torch.distributed, this rank's share of each.
+            Columns of shape (batch_size, ...) (``(len(indices), ...)`` with ``indices``);
+            with ``return_indices`` the pair ``(batch, indices)``. With ``Traj(ddp=True)``
+            under torch.distributed, this rank's share of each.
         """
         if isinstance(indices, bool):
             indices, return_indices = None, indices
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
+        if pop is not None:
+            batch_size = n
         batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
         for _ in range(count):
-            drawn = group.same(
-                lambda: torch.randint(0, n, (batch_size,), device=self.device),
-                (batch_size,),
-                torch.int64,
-            )
+            if pop is not None:
+                drawn = self._order(group, n, True)
+            else:
+                drawn = group.same(
+                    lambda: torch.randint(0, n, (batch_size,), device=self.device),
+                    (batch_size,),
+                    torch.int64,
+                )
             drawn = group.share(drawn.to(self.device))
             if pop is not None:
                 drawn = pop[drawn]
