@@ -288,11 +288,14 @@ class StepLoop:
 
     def _bad_outputs(self, k: int, first: int, t: int) -> str | None:
         """What is wrong with slot ``k``'s policy outputs at rows ``first..t`` (its episode so
-        far), or None: non-finite actions, non-finite or negative probabilities ``pi``."""
+        far), or None: non-finite float actions, non-finite or negative probabilities ``pi``."""
         outputs = self.outputs
         if outputs is None or outputs.acs is None:
             return None
-        for name, column in [("action", outputs.acs), *outputs.a_is.items()]:
+        columns = [("action", outputs.acs)]
+        if "pi" in outputs.a_is:
+            columns.append(("pi", outputs.a_is["pi"]))
+        for name, column in columns:
             values = column[first : t + 1, k]
             if values.dtype.kind != "f":
                 continue
@@ -301,9 +304,7 @@ class StepLoop:
                 bad |= values < 0
             if bad.any():
                 where = np.argwhere(bad)[0]
-                what = "an invalid probability pi" if name == "pi" else f"a non-finite {name}"
-                if name not in ("action", "pi"):
-                    what = f"a non-finite a_i[{name!r}]"
+                what = "an invalid probability pi" if name == "pi" else "a non-finite action"
                 return f"returned {what} ({values[tuple(where)]}) at step {int(where[0]) + 1}"
         return None
 
@@ -337,8 +338,10 @@ class StepLoop:
         cols = packed["cols"]
         if "rews" not in cols:
             return
+        # Other a_i entries may hold -inf on purpose (e.g. masked logits): not checked.
         checks = [("rews", cols["rews"]), ("acs", cols["acs"])]
-        checks += [(key, value) for key, value in cols["a_is"].items()]
+        if "pi" in cols["a_is"]:
+            checks.append(("pi", cols["a_is"]["pi"]))
         for key, column in checks:
             if column.dtype.kind != "f":
                 continue
@@ -357,7 +360,5 @@ class StepLoop:
                 raise self.slots.env_error(
                     k, f"step {step}", None, f"returned a non-finite reward ({value})"
                 )
-            name = {"acs": "a non-finite action", "pi": "an invalid probability pi"}.get(
-                key, f"a non-finite a_i[{key!r}]"
-            )
+            name = "an invalid probability pi" if key == "pi" else "a non-finite action"
             raise self._policy_error(k, f"returned {name} ({value}) at step {step}")
