@@ -129,3 +129,27 @@ def run_python(
     """Run ``code`` (dedented) with ``python -c`` in a fresh interpreter; fails like
     :func:`run_example`."""
     return _run([sys.executable, "-c", textwrap.dedent(code)], timeout, cwd)
+
+
+# ---------------------------------------------------------------- float32 comparisons
+U = 2.0**-24  # the unit roundoff of float32: the tolerances below are counted in it
+
+
+def assert_within(actual, desired, tol, what):
+    """|actual - desired| <= tol entrywise, with the worst entry in the message."""
+    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
+    excess = np.abs(actual - desired) - np.broadcast_to(tol, actual.shape)
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert excess[worst] <= 0, (
+        f"{what}: |{actual[worst]} - {desired[worst]}| exceeds the float32 bound "
+        f"{np.broadcast_to(tol, actual.shape)[worst]:.3g} at {worst}"
+    )
+
+
+def categorical_draws_agree(ac, ref_ac, pi_tol, pi_ref, uniforms):
+    """Equal draws, except where the uniform draw lies within the probabilities' float32
+    bound of a class boundary (a tie that rounding may break either way on another CPU)."""
+    cum = np.cumsum(pi_ref.astype(np.float64), axis=1)
+    cum_tol = np.cumsum(pi_tol, axis=1) + pi_ref.shape[1] * 4 * U
+    near = (np.abs(cum - uniforms[:, None]) <= cum_tol).any(axis=1)
+    return bool(np.all((ac == ref_ac) | near))

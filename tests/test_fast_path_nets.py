@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.special
 import torch
+from conftest import U, assert_within, categorical_draws_agree
 from torch import nn
 
 from machina.envs import GymEnv
@@ -19,8 +20,6 @@ from machina.pols import CategoricalPol, GaussianPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
 
-# float32 unit roundoff: a float32 result is within U * |exact| of the exact value
-U = 2.0**-24
 # ulps of a linear layer's magnitudes (|W| |h| + |b|) per path, as tests/test_sampler.py's
 # float32_tolerances; both paths sum in different orders (BLAS kernels against torch's)
 ULPS_PER_LAYER = 4
@@ -127,26 +126,6 @@ def float32_tolerances(spec, obs):
         pi /= pi.sum(axis=1, keepdims=True)
         tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
     return tol
-
-
-def assert_within(actual, desired, tol, what):
-    """|actual - desired| <= tol entrywise, with the worst entry in the message."""
-    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
-    excess = np.abs(actual - desired) - np.broadcast_to(tol, actual.shape)
-    worst = np.unravel_index(np.argmax(excess), excess.shape)
-    assert excess[worst] <= 0, (
-        f"{what}: |{actual[worst]} - {desired[worst]}| exceeds the float32 bound "
-        f"{np.broadcast_to(tol, actual.shape)[worst]:.3g} at {worst}"
-    )
-
-
-def categorical_draws_agree(ac, ref_ac, pi_tol, pi_ref, uniforms):
-    """Equal draws, except where the uniform draw lies within the probabilities' float32
-    bound of a class boundary (a tie that rounding may break either way on another CPU)."""
-    cum = np.cumsum(pi_ref.astype(np.float64), axis=1)
-    cum_tol = np.cumsum(pi_tol, axis=1) + pi_ref.shape[1] * 4 * U
-    near = (np.abs(cum - uniforms[:, None]) <= cum_tol).any(axis=1)
-    return bool(np.all((ac == ref_ac) | near))
 
 
 def spread(net):

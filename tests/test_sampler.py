@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from conftest import U, assert_within, categorical_draws_agree
 
 from machina.envs import C2DEnv, GymEnv
 from machina.nets import PolNet, PolNetLSTM
@@ -318,8 +319,6 @@ def confident_pol(env):
     return pol
 
 
-# float32 unit roundoff: a float32 result is within U * |exact| of the exact value
-U = 2.0**-24
 # ulps of the layers' magnitudes allowed per layer and per path (see float32_tolerances)
 ULPS_PER_LAYER = 4
 
@@ -369,26 +368,6 @@ def float32_tolerances(pol, obs):
             pi = pol.pd_params(torch.from_numpy(obs))["pi"].double().numpy()
         tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
     return tol
-
-
-def assert_within(actual, desired, tol, what):
-    """|actual - desired| <= tol entrywise, with the worst entry in the message."""
-    actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
-    excess = np.abs(actual - desired) - np.broadcast_to(tol, actual.shape)
-    worst = np.unravel_index(np.argmax(excess), excess.shape)
-    assert excess[worst] <= 0, (
-        f"{what}: |{actual[worst]} - {desired[worst]}| exceeds the float32 bound "
-        f"{np.broadcast_to(tol, actual.shape)[worst]:.3g} at {worst}"
-    )
-
-
-def categorical_draws_agree(ac, ref_ac, pi_tol, pi_ref, uniforms):
-    """Equal draws, except where the uniform draw lies within the probabilities' float32
-    bound of a class boundary (a tie that rounding may break either way on another CPU)."""
-    cum = np.cumsum(pi_ref.astype(np.float64), axis=1)
-    cum_tol = np.cumsum(pi_tol, axis=1) + pi_ref.shape[1] * 4 * U
-    near = (np.abs(cum - uniforms[:, None]) <= cum_tol).any(axis=1)
-    return bool(np.all((ac == ref_ac) | near))
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
