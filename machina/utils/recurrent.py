@@ -15,7 +15,13 @@ from torch import nn
 
 from machina.utils.checks import all_finite_tensor
 
-__all__ = ["HiddenState", "RecurrentMixin", "detach_hs", "unsqueeze_front"]
+__all__ = [
+    "HiddenState",
+    "RecurrentMixin",
+    "StateActionModule",
+    "detach_hs",
+    "unsqueeze_front",
+]
 
 HiddenState = Any  # usually ``(h, c)``, each ``(1, B, cell)``; whatever ``net.init_hs`` returns
 
@@ -248,3 +254,27 @@ class RecurrentMixin:
         self.hs = detach_hs(new_hs)
         self._hs_batch_size = batch_size
         return tuple(outputs), new_hs
+
+
+class StateActionModule(RecurrentMixin, nn.Module):
+    """Base of modules of ``(obs, acs)`` (Q functions, dynamics models): both spaces, a net,
+    the recurrence protocol and the shape helpers their ``forward`` calls."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        net: nn.Module,
+        rnn: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        self.action_space = action_space
+        self._init_recurrent(observation_space, net, rnn)
+
+    def _check_obs_shape(self, obs: Any) -> torch.Tensor:
+        """``obs`` with leading dims added up to ``(B, *ob_shape)`` (``(T, B, ...)`` if rnn)."""
+        return unsqueeze_front(obs, len(self.observation_space.shape), self.rnn)
+
+    def _check_acs_shape(self, acs: Any) -> torch.Tensor:
+        """``acs`` with leading dims added up to ``(B, *ac_shape)`` (``(T, B, ...)`` if rnn)."""
+        return unsqueeze_front(acs, len(self.action_space.shape), self.rnn)

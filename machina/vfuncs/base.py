@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.utils.recurrent import RecurrentMixin
+from machina.utils.recurrent import RecurrentMixin, StateActionModule
 from machina.utils.recurrent import unsqueeze_front as _unsqueeze_front
 
 
@@ -35,7 +35,7 @@ class BaseSVfunc(RecurrentMixin, nn.Module):
         return _unsqueeze_front(obs, len(self.observation_space.shape), self.rnn)
 
 
-class BaseSAVfunc(RecurrentMixin, nn.Module):
+class BaseSAVfunc(StateActionModule):
     """Base of state-action value functions ``Q(s, a)``: ``observation_space``,
     ``action_space``, ``net``, ``rnn`` and the hidden state.
 
@@ -48,22 +48,3 @@ class BaseSAVfunc(RecurrentMixin, nn.Module):
     rnn : bool
         Whether ``net`` is recurrent.
     """
-
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        net: nn.Module,
-        rnn: bool = False,
-    ) -> None:
-        nn.Module.__init__(self)
-        self.action_space = action_space
-        self._init_recurrent(observation_space, net, rnn)
-
-    def _check_obs_shape(self, obs: Any) -> torch.Tensor:
-        """``obs`` with leading dims added up to ``(B, *ob_shape)`` (``(T, B, ...)`` if rnn)."""
-        return _unsqueeze_front(obs, len(self.observation_space.shape), self.rnn)
-
-    def _check_acs_shape(self, acs: Any) -> torch.Tensor:
-        """``acs`` with leading dims added up to ``(B, *ac_shape)`` (``(T, B, ...)`` if rnn)."""
-        return _unsqueeze_front(acs, len(self.action_space.shape), self.rnn)
