@@ -142,11 +142,12 @@ class BulletEnv(gymnasium.Env):
         info : dict (empty)
         """
         super().reset(seed=seed)
-        if seed is not None or not self._seeded:
-            # The simulator's robots draw their initial state from a RandomState of their
-            # own; seeding it from np_random makes reset(seed=s) reproduce the episode.
-            self._env.seed(int(self.np_random.integers(2**31 - 1)))
-            self._seeded = True
+        # The simulator's robots draw their initial state from a RandomState of their own.
+        # Reseeding it from np_random at every reset makes the episode a function of
+        # np_random alone: reset(seed=s) reproduces it, and restoring np_random's state
+        # (a sampler's state_dict) reproduces the following episodes too.
+        self._env.seed(int(self.np_random.integers(2**31 - 1)))
+        self._seeded = True
         obs = self._env.reset()
         return np.asarray(obs, dtype=np.float32), {}
 
