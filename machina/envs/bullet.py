@@ -129,7 +129,6 @@ class BulletEnv(gymnasium.Env):
         self.action_space = gymnasium.spaces.Box(
             ac_space.low.astype(np.float32), ac_space.high.astype(np.float32), dtype=np.float32
         )
-        self._seeded = False
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -147,7 +146,6 @@ class BulletEnv(gymnasium.Env):
         # np_random alone: reset(seed=s) reproduces it, and restoring np_random's state
         # (a sampler's state_dict) reproduces the following episodes too.
         self._env.seed(int(self.np_random.integers(2**31 - 1)))
-        self._seeded = True
         obs = self._env.reset()
         return np.asarray(obs, dtype=np.float32), {}
 
