@@ -4,7 +4,6 @@ checks, and the float32 bound of the numpy fast path against torch."""
 import gymnasium as gym
 import numpy as np
 import torch
-from conftest import U
 
 from machina.envs import GymEnv
 from machina.nets import PolNet, PolNetLSTM
@@ -71,54 +70,3 @@ def cartpole(max_episode_steps=20):
 
 def lengths(epis):
     return [len(e["rews"]) for e in epis]
-
-
-# ulps of the layers' magnitudes allowed per layer and per path (see float32_tolerances)
-ULPS_PER_LAYER = 4
-
-
-def float32_tolerances(pol, obs):
-    """Per-entry bounds on |fast - torch| for an MLP policy's outputs on ``obs (B, ...)``
-    (float32 arithmetic, so the same bounds hold on any CPU).
-
-    Both paths compute the same layers in float32 but sum in different orders (BLAS kernels
-    and torch's differ by CPU), so each lands a few ulps of the *magnitudes* summed away
-    from the exact value: for y = W h + b, of |W| |h| + |b|, chained through the layers
-    (ReLU does not grow errors). The bound allowed is ``ULPS_PER_LAYER`` ulps of that
-    magnitude per layer and per path; measured on an Intel Xeon over many batches, each path
-    was within 0.11 ulp of it. (Higham's rigorous bound, k ulps for k terms per layer, is a
-    hundred times looser and would test nothing.) Elementwise functions add a few ulps each:
-    tanh (1-Lipschitz, for the mean), exp, the sum and the division of softmax (for pi).
-
-    Returns
-    -------
-    dict with ``z`` (B, out) for the head's output, then ``mean`` and ``ac`` (a sampled action
-    before scaling) for a Gaussian, or ``pi`` for a categorical policy, each (B, out).
-    """
-    spec = pol.numpy_inference()
-    z = obs.reshape(len(obs), -1).astype(np.float64)  # the head's output, in float64
-    magnitude = np.abs(z)
-    for i, (weight, bias) in enumerate(spec["layers"]):
-        weight, bias = weight.astype(np.float64), bias.astype(np.float64)
-        magnitude = magnitude @ np.abs(weight).T + np.abs(bias)
-        z = z @ weight.T + bias
-        z = np.maximum(z, 0.0) if i < len(spec["layers"]) - 1 else z
-    depth = len(spec["layers"])
-    diff = 2 * ULPS_PER_LAYER * depth * U * magnitude  # two paths, each off by that much
-    tol = {"z": diff}
-    if spec["kind"] == "gaussian":
-        # tanh: its slope at most 1 - tanh^2 over [|z| - dz, |z|]; a few ulps per path
-        slope = 1.0 - np.tanh(np.maximum(np.abs(z) - diff, 0.0)) ** 2
-        tol["mean"] = slope * diff + 8 * U
-        # ac = mean + exp(log_std) * noise, |noise| < 8; exp a few ulps per path
-        std = np.exp(spec["log_std"].astype(np.float64))
-        tol["ac"] = tol["mean"] + 8 * U * (1.0 + 8.0 * std)
-    else:
-        # pi_i = 1 / sum_j exp(z_j - z_i): log pi_i moves by at most 2 max|dz|; exp, the sum
-        # of n terms and the division add (n + 4) ulps per path
-        n = diff.shape[1]
-        dz = diff.max(axis=1, keepdims=True)
-        with torch.no_grad():
-            pi = pol.pd_params(torch.from_numpy(obs))["pi"].double().numpy()
-        tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
-    return tol

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
-from conftest import assert_within
+from conftest import assert_within, float32_tolerances
 from sampler_parts import (
     ToyEnv,
     cartpole,
     categorical_pol,
-    float32_tolerances,
     gaussian_pol,
     lengths,
 )

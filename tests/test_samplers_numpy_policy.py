@@ -5,8 +5,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import U, assert_within, categorical_draws_agree
-from sampler_parts import cartpole, categorical_pol, float32_tolerances, gaussian_pol, lengths
+from conftest import U, assert_within, categorical_draws_agree, float32_tolerances
+from sampler_parts import cartpole, categorical_pol, gaussian_pol, lengths
 
 from machina.envs import GymEnv
 from machina.nets import PolNet
