@@ -2,7 +2,7 @@
 
 A ``Logger`` owns its outputs (text files, CSV files, TensorBoard directories) and the row
 being built; nothing is global. ``machina.logger`` also keeps one default instance so that
-the original's ``from machina import logger; logger.log(...)`` style keeps working.
+machina 0.x's ``from machina import logger; logger.log(...)`` style keeps working.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class Logger:
         with_prefix : bool, default True
             Start it with the prefixes pushed by :meth:`push_prefix` (none by default).
         with_timestamp : bool, default True
-            Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as the original did.
+            Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as machina 0.x did.
         color : str, optional
             Print in this colour (see :func:`colorize`).
         """
@@ -205,7 +205,7 @@ class Logger:
         csv_path : str or os.PathLike
             The CSV file; parent directories are created. Adding a file twice does nothing.
         append : bool, default False
-            False truncates an existing file (as the original did); True continues it,
+            False truncates an existing file (as machina 0.x did); True continues it,
             keeping its header, e.g. when resuming a run.
         """
         key = os.path.abspath(os.fspath(csv_path))
@@ -373,7 +373,7 @@ class Logger:
         Parameters
         ----------
         log_dir : str or os.PathLike
-            The run's directory, printed as the original did.
+            The run's directory, printed as machina 0.x did.
         result_dict : mapping of str to scalar or array-like
             What an algorithm's ``train`` returned.
         score_file : str or os.PathLike
@@ -389,7 +389,7 @@ class Logger:
         plot_title : str, optional
             Title of the learning-curve figure, e.g. the environment name.
         async_plot : bool, default False
-            Accepted for compatibility with the original and ignored: the figure is drawn
+            Accepted for compatibility with machina 0.x and ignored: the figure is drawn
             in-process (tens of milliseconds with Agg), so it is current when this returns.
 
         Returns
@@ -466,7 +466,7 @@ class Logger:
         plot_title : str, optional
             Title of the figure.
         async_plot : bool, default True
-            Accepted for compatibility with the original and ignored (see
+            Accepted for compatibility with machina 0.x and ignored (see
             :meth:`record_results`).
 
         Returns

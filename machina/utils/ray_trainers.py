@@ -1,4 +1,4 @@
-"""The original machina's Ray helpers: ``init_ray`` and trainers launched as Ray actors that
+"""machina 0.x's Ray helpers: ``init_ray`` and trainers launched as Ray actors that
 form one ``torch.distributed`` group (``BaseDistributedRayTrainer``, ``TrainManager``), plus
 its Redis handle functions.
 
@@ -88,7 +88,7 @@ class BaseDistributedRayTrainer:
         )
         # Ray sets CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
         self.device = "cuda:0" if cuda else "cpu"
-        np.random.seed(seed)  # noqa: NPY002 - the original seeds the global RNG for users' code
+        np.random.seed(seed)  # noqa: NPY002 - machina 0.x seeds the global RNG for users' code
         torch.manual_seed(seed)
         set_device(self.device)
         if cuda:
@@ -148,7 +148,7 @@ class TrainManager:
 
 
 def make_redis(redis_host: str, redis_port: str | int) -> None:
-    """Kept for the original's scripts: machina no longer uses Redis (its distributed
+    """Kept for machina 0.x's scripts: machina no longer uses Redis (its distributed
     sampler runs on Ray). Stores a client when the ``redis`` package is installed, else
     ``None``, for :func:`get_redis`."""
     try:
