@@ -28,7 +28,7 @@ def test_deterministic_pg_improves_pendulum_past_minus_600(algo):
     def train(off_traj, epoch):
         common = dict(
             epoch=epoch,
-            batch_size=min(256, off_traj.num_step),
+            batch_size=min(128, off_traj.num_step),
             tau=0.005,
             gamma=0.99,
             log_enable=False,

@@ -190,7 +190,7 @@ def test_sac_solves_pendulum_within_15k_steps():
             targ_qfs,
             log_alpha,
             epoch=epoch,
-            batch_size=min(256, off_traj.num_step),
+            batch_size=min(128, off_traj.num_step),
             tau=0.005,
             gamma=0.99,
             log_enable=False,
