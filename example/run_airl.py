@@ -3,147 +3,17 @@
     python example/make_expert_epis.py --pol_path runs/ppo_cartpole/models/pol_last.pt
     python example/run_airl.py --expert_path runs/expert_epis/CartPole-v1_100epis.npz
 
-Each iteration samples episodes, replaces their rewards with AIRL's ``f(s, a, s') -
-log pi(a|s)`` (``compute_airl_pseudo_rews``), and calls ``airl.train``: one step of the
-on-policy algorithm ``--rl_type`` on those rewards, then ``--discrim_step`` discriminator
-steps. With ``--rew_type rew`` (default) ``f = g(s) + gamma * h(s') - h(s)`` and
-models/rewf_last.pt is the recovered reward ``g``; with ``adv``, ``f = advf(s, a)``.
-progress.csv records the environment's return (``Reward*``) and the pseudo return.
+``run_gail.py --method airl``, with ``runs/airl`` as the default ``--log``: the same flags
+(``--rew_type rew`` or ``adv``, ``--rl_type``, ...); see run_gail.py for the loop.
 """
 
-import argparse
+import os
+import runpy
+import sys
 
-import numpy as np
-import torch
-
-from machina import logger
-from machina.algos import airl, behavior_clone
-from machina.envs import C2DEnv, GymEnv
-from machina.nets.discrim import DiscrimNet, StateDiscrimNet
-from machina.pols import make_pol
-from machina.samplers import EpiSampler
-from machina.traj import Traj
-from machina.traj import epi_functional as ef
-from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc, make_vf
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
-parser.add_argument("--expert_path", required=True, help=".npz from make_expert_epis.py")
-parser.add_argument("--log", default="runs/airl", help="run folder")
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
-parser.add_argument("--rl_type", choices=["ppo_clip", "ppo_kl", "trpo", "vpg"], default="ppo_clip")
-parser.add_argument("--num_envs", type=int, default=8, help="environments stepped together")
-parser.add_argument("--max_steps", type=int, default=30_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=1024)
-parser.add_argument("--epoch_per_iter", type=int, default=10)
-parser.add_argument("--batch_size", type=int, default=256)
-parser.add_argument("--discrim_batch_size", type=int, default=256)
-parser.add_argument("--discrim_step", type=int, default=10, help="discriminator steps per iter")
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--vf_lr", type=float, default=3e-3)
-parser.add_argument("--discrim_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=32, help="hidden units per layer")
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
-parser.add_argument("--pol_ent_beta", type=float, default=0.0)
-parser.add_argument("--discrim_ent_beta", type=float, default=0.0)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
-parser.add_argument("--max_kl", type=float, default=0.02, help="trpo's trust region")
-parser.add_argument("--kl_targ", type=float, default=0.01, help="ppo_kl's target")
-parser.add_argument("--rew_type", choices=["rew", "adv"], default="rew", help="form of f")
-parser.add_argument("--pretrain", action="store_true", help="behaviour-clone the policy first")
-parser.add_argument("--bc_epoch", type=int, default=10)
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
-args = parser.parse_args()
-
-torch.set_num_threads(1)
-torch.manual_seed(args.seed)
-
-env = GymEnv(args.env_name)
-if args.c2d:
-    env = C2DEnv(env)
-ob_space, ac_space = env.observation_space, env.action_space
-pol = make_pol(ob_space, ac_space, h_size=args.h_size)
-vf = make_vf(ob_space, h_size=args.h_size)
-if args.rew_type == "rew":
-    rewf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, args.h_size, args.h_size))
-    shaping_vf = DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, args.h_size, args.h_size))
-    advf = None
-    discrim = torch.nn.ModuleDict(dict(rewf=rewf, shaping_vf=shaping_vf))
-else:
-    rewf = shaping_vf = None
-    advf = DeterministicSAVfunc(
-        ob_space, ac_space, DiscrimNet(ob_space, ac_space, args.h_size, args.h_size)
-    )
-    discrim = torch.nn.ModuleDict(dict(advf=advf))
-optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
-optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)
-optim_discrim = torch.optim.Adam(discrim.parameters(), args.discrim_lr)
-sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
-
-expert_traj = Traj.load(args.expert_path)
-expert_return = float(np.mean([np.sum(epi["rews"]) for epi in expert_traj.epis()]))
-print(f"expert return {expert_return:.1f} ({expert_traj.num_epi} episodes)")
-if args.pretrain:
-    behavior_clone.train(expert_traj, pol, optim_pol, args.batch_size, epoch=args.bc_epoch)
-
-# evaluated once, at the end
-run = logger.Run(args.log, args.max_steps, args.env_name, eval_interval=args.max_steps)
-kl_beta = 1.0
-with run:
-    while not run.done:
-        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
-
-        agent_traj = Traj()
-        agent_traj.add_epis(epis)
-        agent_traj = ef.compute_airl_pseudo_rews(
-            agent_traj, pol, args.gamma, rewf, shaping_vf, advf
-        )
-        agent_traj = ef.compute_vs(agent_traj, vf)
-        agent_traj = ef.compute_rets(agent_traj, args.gamma)
-        agent_traj = ef.compute_advs(agent_traj, args.gamma, args.lam)
-        agent_traj = ef.centerize_advs(agent_traj)
-        agent_traj.register_epis()
-
-        result_dict = airl.train(
-            agent_traj,
-            expert_traj,
-            pol,
-            vf,
-            optim_vf,
-            optim_discrim,
-            rewf=rewf,
-            shaping_vf=shaping_vf,
-            advf=advf,
-            rl_type=args.rl_type,
-            pol_ent_beta=args.pol_ent_beta,
-            discrim_ent_beta=args.discrim_ent_beta,
-            epoch=args.epoch_per_iter,
-            batch_size=min(args.batch_size, agent_traj.num_step),
-            discrim_batch_size=min(
-                args.discrim_batch_size, agent_traj.num_step, expert_traj.num_step
-            ),
-            discrim_step=args.discrim_step,
-            max_kl=args.max_kl,
-            optim_pol=optim_pol,
-            max_grad_norm=args.max_grad_norm,
-            kl_beta=kl_beta,
-            kl_targ=args.kl_targ,
-            gamma=args.gamma,
-            rew_type=args.rew_type,
-            log_enable=False,
-        )
-        kl_beta = result_dict.pop("new_kl_beta", kl_beta)
-
-        pseudo = agent_traj.data_map["rews"]
-        result_dict["PseudoReward"] = float(pseudo.sum()) / agent_traj.num_epi
-        result_dict["ExpertReturn"] = expert_return
-        run.record(
-            epis,  # the sampler's: the true rewards
-            result_dict,
-            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
-            models=dict(pol=pol, vf=vf, **discrim),
-        )
-
-sampler.close()
+# Flags given on the command line come after these defaults, so they win (argparse keeps the
+# last value of a repeated option).
+sys.argv = [sys.argv[0], "--method", "airl", "--log", "runs/airl", *sys.argv[1:]]
+runpy.run_path(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_gail.py"), run_name="__main__"
+)

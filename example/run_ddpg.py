@@ -1,9 +1,14 @@
 """Deep deterministic policy gradient on any gymnasium task with a Box action space.
 
     python example/run_ddpg.py --env_name Pendulum-v1 --log runs/ddpg_pendulum
+    python example/run_ddpg.py --prioritized --mode rank_based --nstep 3   # prioritised replay
 
 Each iteration samples ``--steps_per_iter`` env steps with exploration noise into a bounded
-replay ``Traj`` and takes as many DDPG gradient steps on random batches of it. Trains until a
+replay ``Traj`` and takes as many DDPG gradient steps on random batches of it. With
+``--prioritized`` (``run_prioritized_ddpg.py`` is this script with it) the new episodes get
+the replay memory's highest priority (optionally as n-step transitions), batches are drawn by
+priority and each writes its TD errors back as priorities (Schaul et al., 2016,
+arXiv:1511.05952). Trains until a
 deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps pass, and
 writes progress.csv, TensorBoard events, learning_curve.png and the trained networks (models/)
 into ``--log``.
@@ -26,13 +31,14 @@ import copy
 import torch
 
 from machina import logger
-from machina.algos import ddpg
+from machina.algos import ddpg, prioritized_ddpg
 from machina.envs import GymEnv
 from machina.nets import PolNet, QNet
 from machina.noise import GaussianActionNoise, OUActionNoise
 from machina.pols import DeterministicActionNoisePol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
+from machina.traj import epi_functional as ef
 from machina.vfuncs import DeterministicSAVfunc
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -61,6 +67,16 @@ parser.add_argument("--qf_lr", type=float, default=1e-3)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument(
+    "--prioritized", action="store_true", help="prioritised replay (the flags below)"
+)
+parser.add_argument(
+    "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
+)
+parser.add_argument("--alpha", type=float, default=0.6, help="priority exponent")
+parser.add_argument("--init_beta", type=float, default=0.4, help="first IS-weight exponent")
+parser.add_argument("--beta_step", type=float, default=1e-4, help="IS exponent step per batch")
+parser.add_argument("--nstep", type=int, default=1, help="n-step targets when > 1")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
@@ -122,23 +138,40 @@ with run:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
         traj.add_epis(epis)
+        if args.prioritized:
+            traj = ef.set_all_pris(traj, off_traj.get_max_pri())
+            if args.nstep > 1:
+                traj = ef.compute_nstep(traj, args.gamma, args.nstep)
         traj.register_epis()
         off_traj.add_traj(traj)
 
-        result_dict = ddpg.train(
-            off_traj,
-            pol,
-            qf,
-            targ_pol,
-            targ_qf,
-            optim_pol,
-            optim_qf,
+        common = dict(
             epoch=traj.num_step,
             batch_size=min(args.batch_size, off_traj.num_step),
             tau=args.tau,
             gamma=args.gamma,
             log_enable=False,
         )
+        if args.prioritized:
+            result_dict = prioritized_ddpg.train(
+                off_traj,
+                pol,
+                targ_pol,
+                qf,
+                targ_qf,
+                optim_pol,
+                optim_qf,
+                mode=args.mode,
+                alpha=args.alpha,
+                init_beta=args.init_beta,
+                beta_step=args.beta_step,
+                nstep=args.nstep > 1,
+                **common,
+            )
+        else:
+            result_dict = ddpg.train(
+                off_traj, pol, qf, targ_pol, targ_qf, optim_pol, optim_qf, **common
+            )
         run.record(
             epis,
             result_dict,

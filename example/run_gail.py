@@ -1,12 +1,18 @@
-"""Generative adversarial imitation learning from saved expert episodes.
+"""Generative adversarial imitation learning (or AIRL) from saved expert episodes.
 
     python example/make_expert_epis.py --pol_path runs/ppo_cartpole/models/pol_last.pt
     python example/run_gail.py --expert_path runs/expert_epis/CartPole-v1_100epis.npz
+    python example/run_gail.py --method airl --expert_path ...   # as run_airl.py
 
 Each iteration samples episodes, replaces their rewards with the discriminator's
 (``compute_pseudo_rews``), and calls ``gail.train``: one step of the on-policy algorithm
 ``--rl_type`` on those rewards, then ``--discrim_step`` discriminator steps. progress.csv
 records the environment's return (``Reward*``, from ``real_rews``) and the pseudo return.
+
+``--method airl`` (Fu et al., 2018, arXiv:1710.11248; ``run_airl.py`` is this script with it)
+rewards ``f(s, a, s') - log pi(a|s)`` (``compute_airl_pseudo_rews``) and trains with
+``airl.train``. With ``--rew_type rew`` (default) ``f = g(s) + gamma * h(s') - h(s)`` and
+models/rewf_last.pt is the recovered reward ``g``; with ``adv``, ``f = advf(s, a)``.
 """
 
 import argparse
@@ -15,20 +21,22 @@ import numpy as np
 import torch
 
 from machina import logger
-from machina.algos import behavior_clone, gail
+from machina.algos import airl, behavior_clone, gail
 from machina.envs import C2DEnv, GymEnv
-from machina.nets.discrim import DiscrimNet
+from machina.nets.discrim import DiscrimNet, StateDiscrimNet
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-from machina.vfuncs import DeterministicSAVfunc, make_vf
+from machina.vfuncs import DeterministicSAVfunc, DeterministicSVfunc, make_vf
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
 parser.add_argument("--expert_path", required=True, help=".npz from make_expert_epis.py")
 parser.add_argument("--log", default="runs/gail", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--method", choices=["gail", "airl"], default="gail")
+parser.add_argument("--rew_type", choices=["rew", "adv"], default="rew", help="AIRL's form of f")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--rl_type", choices=["ppo_clip", "ppo_kl", "trpo", "vpg"], default="ppo_clip")
 parser.add_argument("--num_envs", type=int, default=8, help="environments stepped together")
@@ -63,9 +71,19 @@ if args.c2d:
 ob_space, ac_space = env.observation_space, env.action_space
 pol = make_pol(ob_space, ac_space, h_size=args.h_size)
 vf = make_vf(ob_space, h_size=args.h_size)
-discrim = DeterministicSAVfunc(
-    ob_space, ac_space, DiscrimNet(ob_space, ac_space, args.h_size, args.h_size)
-)
+h = (args.h_size, args.h_size)
+if args.method == "gail":
+    discrim = DeterministicSAVfunc(ob_space, ac_space, DiscrimNet(ob_space, ac_space, *h))
+    models = dict(discrim=discrim)
+elif args.rew_type == "rew":  # AIRL: reward g(s) and shaping h(s)
+    models = dict(
+        rewf=DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, *h)),
+        shaping_vf=DeterministicSVfunc(ob_space, StateDiscrimNet(ob_space, *h)),
+    )
+    discrim = torch.nn.ModuleDict(models)
+else:  # AIRL: one advantage-like f(s, a)
+    models = dict(advf=DeterministicSAVfunc(ob_space, ac_space, DiscrimNet(ob_space, ac_space, *h)))
+    discrim = torch.nn.ModuleDict(models)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr)
 optim_discrim = torch.optim.Adam(discrim.parameters(), args.discrim_lr)
@@ -86,21 +104,24 @@ with run:
 
         agent_traj = Traj()
         agent_traj.add_epis(epis)
-        agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
+        if args.method == "gail":
+            agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
+        else:
+            agent_traj = ef.compute_airl_pseudo_rews(
+                agent_traj,
+                pol,
+                args.gamma,
+                models.get("rewf"),
+                models.get("shaping_vf"),
+                models.get("advf"),
+            )
         agent_traj = ef.compute_vs(agent_traj, vf)
         agent_traj = ef.compute_rets(agent_traj, args.gamma)
         agent_traj = ef.compute_advs(agent_traj, args.gamma, args.lam)
         agent_traj = ef.centerize_advs(agent_traj)
         agent_traj.register_epis()
 
-        result_dict = gail.train(
-            agent_traj,
-            expert_traj,
-            pol,
-            vf,
-            discrim,
-            optim_vf,
-            optim_discrim,
+        common = dict(
             rl_type=args.rl_type,
             pol_ent_beta=args.pol_ent_beta,
             discrim_ent_beta=args.discrim_ent_beta,
@@ -117,6 +138,25 @@ with run:
             kl_targ=args.kl_targ,
             log_enable=False,
         )
+        if args.method == "gail":
+            result_dict = gail.train(
+                agent_traj, expert_traj, pol, vf, discrim, optim_vf, optim_discrim, **common
+            )
+        else:
+            result_dict = airl.train(
+                agent_traj,
+                expert_traj,
+                pol,
+                vf,
+                optim_vf,
+                optim_discrim,
+                rewf=models.get("rewf"),
+                shaping_vf=models.get("shaping_vf"),
+                advf=models.get("advf"),
+                gamma=args.gamma,
+                rew_type=args.rew_type,
+                **common,
+            )
         kl_beta = result_dict.pop("new_kl_beta", kl_beta)
 
         pseudo = agent_traj.data_map["rews"]
@@ -126,7 +166,7 @@ with run:
             epis,  # the sampler's: the true rewards
             result_dict,
             evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
-            models=dict(pol=pol, vf=vf, discrim=discrim),
+            models=dict(pol=pol, vf=vf, **models),
         )
 
 sampler.close()

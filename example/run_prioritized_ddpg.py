@@ -2,161 +2,18 @@
 
     python example/run_prioritized_ddpg.py --env_name Pendulum-v1 --log runs/pddpg_pendulum
 
-Each iteration samples ``--steps_per_iter`` env steps with exploration noise, gives the new
-episodes the replay memory's highest priority (optionally n-step transitions), adds them to a
-bounded replay ``Traj`` and takes as many DDPG gradient steps on batches drawn by priority,
-each of which writes its TD errors back as priorities. Trains until a
-deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps pass, and
-writes progress.csv, TensorBoard events, learning_curve.png and the trained networks (models/)
-into ``--log``.
-
-Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
-(``machina.checkpoint``); ``--resume RUN_DIR`` continues a stopped run from its newest
-checkpoint, with the same other arguments (see run_ddpg.py).
+``run_ddpg.py --prioritized``, with ``runs/prioritized_ddpg`` as the default ``--log``: the
+same flags (``--mode``, ``--alpha``, ``--init_beta``, ``--beta_step``, ``--nstep``,
+``--resume``, ...); see run_ddpg.py for the loop.
 """
 
-import argparse
-import copy
+import os
+import runpy
+import sys
 
-import torch
-
-from machina import logger
-from machina.algos import prioritized_ddpg
-from machina.envs import GymEnv
-from machina.nets import PolNet, QNet
-from machina.noise import GaussianActionNoise, OUActionNoise
-from machina.pols import DeterministicActionNoisePol
-from machina.samplers import EpiSampler
-from machina.traj import Traj
-from machina.traj import epi_functional as ef
-from machina.vfuncs import DeterministicSAVfunc
-
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
-parser.add_argument("--log", default="runs/prioritized_ddpg", help="run folder")
-parser.add_argument("--seed", type=int, default=0)
-parser.add_argument(
-    "--noise",
-    choices=["ou", "gaussian"],
-    default="ou",
-    help="Ornstein-Uhlenbeck (the DDPG paper's) or independent Gaussian noise",
+# Flags given on the command line come after these defaults, so they win (argparse keeps the
+# last value of a repeated option).
+sys.argv = [sys.argv[0], "--prioritized", "--log", "runs/prioritized_ddpg", *sys.argv[1:]]
+runpy.run_path(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "run_ddpg.py"), run_name="__main__"
 )
-parser.add_argument(
-    "--noise_scale",
-    type=float,
-    default=None,
-    help="OU sigma (default 0.2) or Gaussian std (default 0.1), in [-1, 1] units",
-)
-parser.add_argument("--num_envs", type=int, default=1, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=256)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument(
-    "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
-)
-parser.add_argument("--alpha", type=float, default=0.6, help="priority exponent")
-parser.add_argument("--init_beta", type=float, default=0.4, help="first IS-weight exponent")
-parser.add_argument("--beta_step", type=float, default=1e-4, help="IS exponent step per batch")
-parser.add_argument("--nstep", type=int, default=1, help="n-step targets when > 1")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
-parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
-parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
-)
-parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
-)
-parser.add_argument(
-    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
-)
-args = parser.parse_args()
-torch.set_num_threads(args.num_threads)
-
-torch.manual_seed(args.seed)
-
-env = GymEnv(args.env_name)
-solve_return = args.solve_return
-if solve_return is None and env.spec is not None:
-    solve_return = env.spec.reward_threshold
-ob_space, ac_space = env.observation_space, env.action_space
-
-if args.noise == "ou":
-    noise = OUActionNoise(ac_space, sigma=0.2 if args.noise_scale is None else args.noise_scale)
-else:
-    noise = GaussianActionNoise(ac_space, std=0.1 if args.noise_scale is None else args.noise_scale)
-pol_net = PolNet(ob_space, ac_space, args.h_size, args.h_size, deterministic=True)
-pol = DeterministicActionNoisePol(ob_space, ac_space, pol_net, noise=noise)
-qf = DeterministicSAVfunc(ob_space, ac_space, QNet(ob_space, ac_space, args.h_size, args.h_size))
-targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
-optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
-optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
-sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
-off_traj = Traj(max_steps=args.replay_size)
-
-run = logger.Run(
-    args.resume or args.log,
-    args.max_steps,
-    args.env_name,
-    args.eval_interval,
-    solve_return,
-    resume=args.resume is not None,
-    checkpoint_interval=args.checkpoint_interval,
-)
-state = dict(
-    sampler=sampler,
-    pol=pol,
-    qf=qf,
-    targ_pol=targ_pol,
-    targ_qf=targ_qf,
-    optim_pol=optim_pol,
-    optim_qf=optim_qf,
-    off_traj=off_traj,
-)
-with run:
-    run.restore(**state)
-    while not run.done:
-        epis = sampler.sample(pol, max_steps=args.steps_per_iter)
-        traj = Traj()
-        traj.add_epis(epis)
-        traj = ef.set_all_pris(traj, off_traj.get_max_pri())
-        if args.nstep > 1:
-            traj = ef.compute_nstep(traj, args.gamma, args.nstep)
-        traj.register_epis()
-        off_traj.add_traj(traj)
-
-        result_dict = prioritized_ddpg.train(
-            off_traj,
-            pol,
-            targ_pol,
-            qf,
-            targ_qf,
-            optim_pol,
-            optim_qf,
-            epoch=traj.num_step,
-            batch_size=min(args.batch_size, off_traj.num_step),
-            tau=args.tau,
-            gamma=args.gamma,
-            log_enable=False,
-            mode=args.mode,
-            alpha=args.alpha,
-            init_beta=args.init_beta,
-            beta_step=args.beta_step,
-            nstep=args.nstep > 1,
-        )
-
-        run.record(
-            epis,
-            result_dict,
-            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
-            models=dict(pol=pol, qf=qf),
-            checkpoint=state,
-        )
-
-sampler.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis, run_example
+from conftest import make_random_epis
 from torch import nn
 from torch.testing import assert_close
 
@@ -327,17 +327,3 @@ def test_diayn_sac_discovers_distinguishable_skills():
     trained = _diayn_heldout_accuracy(3000, train_pol=True)
     assert untrained < 0.6, untrained
     assert trained >= 0.6 and trained >= untrained + 0.25, (trained, untrained)
-
-
-# ----------------------------------------------------------------------- example
-def test_run_diayn_example_runs(tmp_path):
-    out = run_example(
-        "run_diayn.py",
-        *("--log", tmp_path, "--max_steps", 200, "--eval_interval", 200),
-        *("--eval_epis", 2, "--max_episode_steps", 100),
-    )
-    assert "discriminator accuracy on fresh episodes" in out.stdout
-    header = (tmp_path / "progress.csv").read_text().splitlines()[0]
-    assert "DiaynRew" in header and "DiscrimLossAverage" in header and "EvalDiscrimAcc" in header
-    for name in ("pol", "qf1", "qf2", "discrim"):
-        assert (tmp_path / "models" / f"{name}_last.pt").stat().st_size > 0

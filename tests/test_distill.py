@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import mean_return, run_example
+from conftest import mean_return
 from torch.distributions import Categorical, kl_divergence
 from torch.testing import assert_close
 
@@ -114,14 +114,3 @@ def test_student_reaches_80_percent_of_its_teacher(teacher):
         after = mean_return(sampler.sample(student, max_epis=8, deterministic=True))
     assert before < 0.5 * teacher_return, (before, teacher_return)
     assert after >= 0.8 * teacher_return, (after, teacher_return)
-
-
-def test_example_runs(tmp_path):
-    run_example(
-        "run_teacher_distill.py",
-        *("--log", tmp_path, "--teacher_steps", 1000, "--max_steps", 1000),
-        *("--steps_per_iter", 500, "--eval_epis", 2),
-        *("--batch_size", 100_000),  # capped at the steps of each iteration
-    )
-    assert (tmp_path / "progress.csv").stat().st_size > 0
-    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0

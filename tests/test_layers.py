@@ -31,7 +31,7 @@ WHITE_BOX_TESTS = {
     "test_epi_functional.py": {"machina.traj._scan"},  # the scan's loop / vectorised switch
     "test_imitation.py": {"machina.algos._adversarial"},  # the discriminator's batches
     "test_replay.py": {"machina.traj._replay"},
-    "test_sampler.py": {"machina.samplers._numpy_policy"},  # the fast path against torch
+    "test_samplers_numpy_policy.py": {"machina.samplers._numpy_policy"},  # fast path vs torch
     "test_fast_path_nets.py": {"machina.samplers._numpy_policy"},  # per layer type
     "test_traj_episode_lists.py": {"machina.traj._episodes"},
     "test_traj_samplers.py": {"machina.traj._samplers"},

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import mean_return, run_example
+from conftest import mean_return
 from torch import nn
 from torch.testing import assert_close
 
@@ -173,14 +173,3 @@ def test_mpc_beats_random_actions_on_pendulum():
     with EpiSampler(env, pol, seed=1, num_envs=8) as sampler:
         mpc_return = mean_return(sampler.sample(pol, max_epis=8))
     assert mpc_return >= random_return + 400, (mpc_return, random_return)
-
-
-def test_example_runs_with_worker_processes(tmp_path):
-    run_example(
-        "run_mpc.py",
-        *("--log", tmp_path, "--num_random_rollouts", 4, "--max_epis", 4),
-        *("--max_epis_per_iter", 2, "--n_samples", 50, "--horizon_of_samples", 5),
-        *("--epoch_per_iter", 50, "--num_parallel", 2, "--num_envs", 1),
-    )
-    assert (tmp_path / "progress.csv").stat().st_size > 0
-    assert (tmp_path / "models" / "dm_last.pt").stat().st_size > 0

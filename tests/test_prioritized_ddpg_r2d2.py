@@ -1,4 +1,5 @@
-"""Prioritised DDPG and R2D2-SAC: unit checks, learning on Pendulum-v1 and their examples."""
+"""Prioritised DDPG and R2D2-SAC: unit checks and learning on Pendulum-v1 (their examples:
+test_examples_offpolicy.py)."""
 
 import copy
 
@@ -6,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import mean_return, run_example
+from conftest import mean_return
 
 from machina.algos import prioritized_ddpg, r2d2_sac
 from machina.loss_functional import prioritized as lf_pri
@@ -31,13 +32,6 @@ def random_return(env_id, n_epi=10):
 def pendulum_spaces():
     env = gym.make("Pendulum-v1")
     return env.observation_space, env.action_space
-
-
-def run_logged_example(tmp_path, script, args):
-    out = run_example(script, "--log", tmp_path, *args).stdout
-    assert (tmp_path / "progress.csv").stat().st_size > 0
-    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
-    return out
 
 
 # ------------------------------------------------------------------- prioritised DDPG
@@ -223,12 +217,6 @@ def test_prioritized_ddpg_improves_pendulum_over_random():
     final = off_policy_loop(pol, train, 5000, prepare)
     print(f"prioritized DDPG Pendulum-v1: {final:.1f} vs random {baseline:.1f}")
     assert final >= baseline + MARGIN, (final, baseline)
-
-
-def test_run_prioritized_ddpg_example(tmp_path):
-    args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2", "--nstep", "3"]
-    out = run_logged_example(tmp_path, "run_prioritized_ddpg.py", [*args, "--mode", "rank_based"])
-    assert "eval return" in out
 
 
 # --------------------------------------------------------------------------- R2D2-SAC
@@ -441,10 +429,3 @@ def test_r2d2_sac_improves_pendulum_over_random():
     final = off_policy_loop(pol, train, R2D2_STEPS, prepare)
     print(f"R2D2-SAC Pendulum-v1: {final:.1f} vs random {baseline:.1f}")
     assert final >= baseline + R2D2_MARGIN, (final, baseline)
-
-
-def test_run_r2d2_sac_example(tmp_path):
-    args = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]
-    small = ["--updates_per_iter", "3", "--seq_length", "8", "--burn_in_length", "2"]
-    out = run_logged_example(tmp_path, "run_r2d2_sac.py", [*args, *small, "--hide_velocity"])
-    assert "eval return" in out

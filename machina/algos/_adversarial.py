@@ -41,7 +41,7 @@ def resolve_optim_discrim(
     optim_discim: torch.optim.Optimizer | None,
     algo: str,
 ) -> torch.optim.Optimizer:
-    """The discriminator's optimiser, given as ``optim_discrim`` or as the original machina's
+    """The discriminator's optimiser, given as ``optim_discrim`` or as machina 0.x's
     misspelt ``optim_discim`` (accepted so that its scripts port), never both."""
     if optim_discim is not None:
         if optim_discrim is not None:

@@ -13,6 +13,7 @@ import torch
 from machina import logger
 from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
+from machina.utils.recurrent import check_feed_forward as _check_feed_forward
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 __all__ = [
@@ -118,14 +119,9 @@ def check_stochastic_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sa
 
 
 def check_feed_forward(algo: str, **modules: torch.nn.Module) -> None:
-    """Raise a clear error if any of the named modules is recurrent (not supported here)."""
-    for name, module in modules.items():
-        for m in [module] if isinstance(module, torch.nn.Module) else list(module):
-            if getattr(m, "rnn", False):
-                raise ValueError(
-                    f"{algo}.train: {name}: recurrent modules (rnn=True) are not supported; "
-                    "train on feed-forward ones"
-                )
+    """Raise a clear error if any of the named modules is recurrent (not supported here);
+    :func:`machina.utils.recurrent.check_feed_forward` for ``f"{algo}.train"``."""
+    _check_feed_forward(f"{algo}.train", **modules)
 
 
 def log(enabled: bool, msg: str) -> None:

@@ -209,8 +209,8 @@ def train(
     """One AIRL iteration: ``discrim_step`` discriminator steps, then the policy step of
     ``rl_type``.
 
-    The discriminator is trained first (the original machina trained it after the policy
-    step): its logit ``f - log pi`` must use the ``log pi`` of the policy that sampled
+    The discriminator is trained first: its logit ``f - log pi`` must use the ``log pi`` of
+    the policy that sampled
     ``agent_traj``, which the policy step changes.
 
     Parameters
@@ -237,12 +237,12 @@ def train(
     gamma : float
         Discount of the shaping term; use the one given to ``compute_airl_pseudo_rews``.
     rew_type : {"rew", "adv"}, optional
-        Which discriminator form is meant, checked against the modules given (the original
-        machina's example passed it).
+        Which discriminator form is meant, checked against the modules given (machina 0.x's
+        example passed it).
     log_enable : bool
         Log progress through ``machina.logger``.
     optim_discim : torch.optim.Optimizer, optional
-        The original machina's misspelt name of ``optim_discrim``, accepted for its scripts.
+        machina 0.x's misspelt name of ``optim_discrim``, accepted for its scripts.
     (other parameters as ``gail.train``)
 
     Returns

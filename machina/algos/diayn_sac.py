@@ -24,8 +24,8 @@ __all__ = ["calc_rewards", "train"]
 def calc_rewards(
     obs: torch.Tensor, num_skill: int, discrim: torch.nn.Module
 ) -> tuple[torch.Tensor, dict]:
-    """DIAYN pseudo rewards of observations, without gradient (the original machina's
-    reward function, usable as ``ef.compute_diayn_rews``'s ``rew_giver``).
+    """DIAYN pseudo rewards of observations, without gradient (a reward function for
+    ``ef.compute_diayn_rews``'s ``rew_giver``).
 
     Parameters
     ----------

@@ -144,8 +144,8 @@ def train(
     """One GAIL iteration: ``discrim_step`` discriminator steps, then the policy step of
     ``rl_type``.
 
-    The discriminator is trained before the policy step (the original machina trained it
-    after), on the samples of the policy that drew them; the policy step's rewards are the
+    The discriminator is trained before the policy step, on the samples of the policy that
+    drew them; the policy step's rewards are the
     pseudo rewards already in ``agent_traj``, so the order changes the discriminator that the
     next iteration's pseudo rewards come from only by being trained on fresher data.
 
@@ -194,7 +194,7 @@ def train(
     log_enable : bool
         Log progress through ``machina.logger``.
     optim_discim : torch.optim.Optimizer, optional
-        The original machina's misspelt name of ``optim_discrim``, accepted for its scripts.
+        machina 0.x's misspelt name of ``optim_discrim``, accepted for its scripts.
 
     Returns
     -------

@@ -58,12 +58,12 @@ def train_dm(
         Optimiser of ``dyn_model``'s parameters.
     epoch : int
         Feed-forward: number of gradient steps, each on ``batch_size`` steps drawn uniformly
-        with replacement (as in the original). Recurrent: passes over the episodes.
+        with replacement. Recurrent: passes over the episodes.
     batch_size : int
         Steps per batch, or whole-episode sequences per batch when recurrent; capped at what
         ``traj`` holds.
     target : str
-        Only ``'next_obs'`` (the original also offered ``'rews'``).
+        Only ``'next_obs'``.
     td : bool
         Only True: the model predicts the change of the observation.
     num_epi_per_seq : int

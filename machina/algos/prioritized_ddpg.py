@@ -45,7 +45,7 @@ def train(
     Each step: draw a batch by priority, regress ``qf`` onto the target with the batch's
     importance weights, write ``(|td| + epsilon) ** alpha`` back as the drawn steps'
     priorities, step ``pol`` along ``grad Q(s, pol(s))``, then move both targets by ``tau``.
-    The argument order (``pol, targ_pol, qf, targ_qf``) is the original machina's.
+    The argument order (``pol, targ_pol, qf, targ_qf``) is machina 0.x's.
 
     Parameters
     ----------

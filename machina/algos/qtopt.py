@@ -65,10 +65,10 @@ def train(
     batch_size : int
         Steps per batch, drawn uniformly with replacement.
     tau : float
-        Polyak rate of both targets. The default is the original machina's (close to a
-        copy every step); QT-Opt-style slow targets use e.g. 0.005.
+        Polyak rate of both targets. The default (machina 0.x's) is close to a copy every
+        step; QT-Opt-style slow targets use e.g. 0.005.
     gamma : float
-        Discount (default the original machina's).
+        Discount (default machina 0.x's).
     loss_type : {"mse", "bce"}
         Bellman loss; ``"bce"`` for Q values and rewards in ``[0, 1]``.
     log_enable : bool

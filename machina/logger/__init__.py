@@ -1,7 +1,7 @@
 """Logging for training runs: messages, CSV and TensorBoard rows, learning curves, progress bars.
 
 Use a ``Logger`` of your own, or the module-level functions, which forward to a default
-instance exactly as the original machina's ``logger`` module was used::
+instance exactly as machina 0.x's ``logger`` module was used::
 
     from machina import logger
 

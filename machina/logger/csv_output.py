@@ -2,8 +2,7 @@
 
 The header is written with the first row. When a later row brings keys the header does not
 have, the file is rewritten with the extended header: old rows keep their values and get
-empty cells in the new columns, so no column is ever silently dropped (the original wrote
-the first row's keys once and lost every key that appeared later).
+empty cells in the new columns, so no column is ever silently dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ class CsvOutput:
     path : str or os.PathLike
         The CSV file. Missing parent directories are created.
     append : bool, default False
-        False starts a fresh file (an existing one is truncated, as the original did).
+        False starts a fresh file (an existing one is truncated, as machina 0.x did).
         True keeps an existing file and continues it, reading its header back, e.g. to
         resume a run.
 

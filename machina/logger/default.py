@@ -1,6 +1,6 @@
 """The default ``Logger`` and module-level functions that forward to it.
 
-They keep the original's style working unchanged::
+They keep machina 0.x's style working unchanged::
 
     from machina import logger
     logger.add_tabular_output(score_file)

@@ -2,7 +2,7 @@
 
 A ``Logger`` owns its outputs (text files, CSV files, TensorBoard directories) and the row
 being built; nothing is global. ``machina.logger`` also keeps one default instance so that
-the original's ``from machina import logger; logger.log(...)`` style keeps working.
+machina 0.x's ``from machina import logger; logger.log(...)`` style keeps working.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import datetime
 import numbers
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -49,6 +49,37 @@ def colorize(string: str, color: str, bold: bool = False, highlight: bool = Fals
     if bold:
         codes.append("1")
     return f"\x1b[{';'.join(codes)}m{string}\x1b[0m"
+
+
+def _open_text(path: str) -> TextIO:
+    """Open a text output for appending, creating its directories."""
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return open(path, "a", encoding="utf-8")
+
+
+def _add_path_output(
+    outputs: dict[str, Any], path: str | os.PathLike, make: Callable[[str], Any]
+) -> None:
+    """Add ``make(absolute path)`` to ``outputs`` under that path, unless it is there."""
+    key = os.path.abspath(os.fspath(path))
+    if key not in outputs:
+        outputs[key] = make(key)
+
+
+def _remove_path_output(
+    outputs: dict[str, Any], path: str | os.PathLike, method: str, kind: str
+) -> None:
+    """Close and remove the output of ``path``; a path never added is a ValueError naming
+    ``method`` and the outputs there are."""
+    key = os.path.abspath(os.fspath(path))
+    if key not in outputs:
+        raise ValueError(
+            f"{method}: {os.fspath(path)!r} is not a {kind} output of this logger; its "
+            f"{kind} outputs are {list(outputs)}"
+        )
+    outputs.pop(key).close()
 
 
 class Logger:
@@ -106,7 +137,7 @@ class Logger:
         with_prefix : bool, default True
             Start it with the prefixes pushed by :meth:`push_prefix` (none by default).
         with_timestamp : bool, default True
-            Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as the original did.
+            Prefix ``YYYY-mm-dd HH:MM:SS.ffffff TZ | `` as machina 0.x did.
         color : str, optional
             Print in this colour (see :func:`colorize`).
         """
@@ -168,23 +199,11 @@ class Logger:
 
     def add_text_output(self, path: str | os.PathLike) -> None:
         """Copy every message and table to a text file (appended to; directories created)."""
-        key = os.path.abspath(os.fspath(path))
-        if key in self._text_files:
-            return
-        parent = os.path.dirname(key)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self._text_files[key] = open(key, "a", encoding="utf-8")
+        _add_path_output(self._text_files, path, _open_text)
 
     def remove_text_output(self, path: str | os.PathLike) -> None:
         """Stop copying messages to ``path`` and close it."""
-        key = os.path.abspath(os.fspath(path))
-        if key not in self._text_files:
-            raise ValueError(
-                f"remove_text_output: {os.fspath(path)!r} is not a text output of this "
-                f"logger; its text outputs are {sorted(self._text_files)}"
-            )
-        self._text_files.pop(key).close()
+        _remove_path_output(self._text_files, path, "remove_text_output", "text")
 
     # ------------------------------------------------------------------ outputs
     @property
@@ -205,22 +224,14 @@ class Logger:
         csv_path : str or os.PathLike
             The CSV file; parent directories are created. Adding a file twice does nothing.
         append : bool, default False
-            False truncates an existing file (as the original did); True continues it,
+            False truncates an existing file (as machina 0.x did); True continues it,
             keeping its header, e.g. when resuming a run.
         """
-        key = os.path.abspath(os.fspath(csv_path))
-        if key not in self._csv_outputs:
-            self._csv_outputs[key] = CsvOutput(key, append=append)
+        _add_path_output(self._csv_outputs, csv_path, lambda key: CsvOutput(key, append=append))
 
     def remove_tabular_output(self, csv_path: str | os.PathLike) -> None:
         """Stop writing rows to ``csv_path`` and close it."""
-        key = os.path.abspath(os.fspath(csv_path))
-        if key not in self._csv_outputs:
-            raise ValueError(
-                f"remove_tabular_output: {os.fspath(csv_path)!r} is not a tabular output of "
-                f"this logger; its tabular outputs are {self.tabular_outputs}"
-            )
-        self._csv_outputs.pop(key).close()
+        _remove_path_output(self._csv_outputs, csv_path, "remove_tabular_output", "tabular")
 
     def add_tensorboard_output(self, log_dir: str | os.PathLike) -> None:
         """Write every dumped row as TensorBoard scalars in ``log_dir``.
@@ -228,19 +239,13 @@ class Logger:
         Each key is a scalar tag, recorded at the ``step`` given to ``dump_tabular``.
         Adding the same directory twice does nothing; several directories may be added.
         """
-        key = os.path.abspath(os.fspath(log_dir))
-        if key not in self._tensorboard_outputs:
-            self._tensorboard_outputs[key] = TensorBoardOutput(key)
+        _add_path_output(self._tensorboard_outputs, log_dir, TensorBoardOutput)
 
     def remove_tensorboard_output(self, log_dir: str | os.PathLike) -> None:
         """Stop writing rows to the TensorBoard directory ``log_dir`` and close its file."""
-        key = os.path.abspath(os.fspath(log_dir))
-        if key not in self._tensorboard_outputs:
-            raise ValueError(
-                f"remove_tensorboard_output: {os.fspath(log_dir)!r} is not a TensorBoard "
-                f"output of this logger; its outputs are {self.tensorboard_outputs}"
-            )
-        self._tensorboard_outputs.pop(key).close()
+        _remove_path_output(
+            self._tensorboard_outputs, log_dir, "remove_tensorboard_output", "TensorBoard"
+        )
 
     @property
     def outputs(self) -> list[Output]:
@@ -373,7 +378,7 @@ class Logger:
         Parameters
         ----------
         log_dir : str or os.PathLike
-            The run's directory, printed as the original did.
+            The run's directory, printed as machina 0.x did.
         result_dict : mapping of str to scalar or array-like
             What an algorithm's ``train`` returned.
         score_file : str or os.PathLike
@@ -389,7 +394,7 @@ class Logger:
         plot_title : str, optional
             Title of the learning-curve figure, e.g. the environment name.
         async_plot : bool, default False
-            Accepted for compatibility with the original and ignored: the figure is drawn
+            Accepted for compatibility with machina 0.x and ignored: the figure is drawn
             in-process (tens of milliseconds with Agg), so it is current when this returns.
 
         Returns
@@ -466,7 +471,7 @@ class Logger:
         plot_title : str, optional
             Title of the figure.
         async_plot : bool, default True
-            Accepted for compatibility with the original and ignored (see
+            Accepted for compatibility with machina 0.x and ignored (see
             :meth:`record_results`).
 
         Returns

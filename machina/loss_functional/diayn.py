@@ -94,7 +94,7 @@ def cross_ent_diayn(
     num_skill : int
     ob_key : str
         Which observations to classify: ``"next_obs"`` (the states the actions led to, the
-        ones the pseudo reward scores by default) or ``"obs"`` (the original machina's).
+        ones the pseudo reward scores by default) or ``"obs"`` (the states they were taken in).
     """
     if ob_key not in batch:
         raise KeyError(f"cross_ent_diayn: batch has no '{ob_key}' (ob_key)")

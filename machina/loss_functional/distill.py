@@ -13,8 +13,8 @@ def shannon_cross_entropy(
     """``E_s[KL(teacher(.|s) || student(.|s))]`` over the batch's states.
 
     The cross-entropy ``H(teacher, student)`` minus the teacher's entropy, which does not
-    depend on the student: the same gradient as the cross-entropy the original named this
-    loss after, but 0 when the student matches the teacher. Taken on the states of the
+    depend on the student: the gradient of the cross-entropy, and a loss of 0 when the
+    student matches the teacher. Taken on the states of the
     batch, typically the student's own episodes (on-policy distillation; Czarnecki et al.,
     2019, "Distilling Policy Distillation", arXiv:1902.02186). No gradient reaches the
     teacher.

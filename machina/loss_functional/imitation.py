@@ -1,6 +1,6 @@
 """Imitation losses: behaviour cloning and the GAIL / AIRL discriminators.
 
-Discriminator convention (the original machina's): a logit ``l`` whose sigmoid is the
+Discriminator convention: a logit ``l`` whose sigmoid is the
 probability that a step came from the *expert*; expert steps are labelled 1, agent steps 0.
 """
 

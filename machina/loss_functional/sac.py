@@ -6,7 +6,7 @@ the recorded ``acs`` from, so that the loss and the data agree:
 - ``TanhGaussianPol`` (recommended): actions are ``tanh(u)``; samples and their
   log-likelihoods come from ``pd.sample_with_llh``, which applies the ``log(1 - tanh(u)^2)``
   correction to the pre-squash sample ``u``.
-- ``GaussianPol`` (the original machina's choice): ``acs`` are the unclipped Gaussian samples
+- ``GaussianPol``: ``acs`` are the unclipped Gaussian samples
   and the environment clips them to the bounds. SAC is then exact for that environment (one
   whose action space is all of R^d), with the Gaussian's log-likelihood; Q functions are fitted
   to the unclipped actions.
@@ -132,7 +132,7 @@ def sac_alpha(log_alpha: torch.Tensor, llh: torch.Tensor, target_ent: float) -> 
 
 def with_terms(batch: Batch) -> Batch:
     """``batch`` with ``terms``: its own, or ``dones`` where only those were recorded (every
-    episode end then counts as a termination, as machina 0.x treated them)."""
+    episode end then counts as a termination)."""
     if "terms" in batch or "dones" not in batch:
         return batch
     return {**batch, "terms": batch["dones"]}

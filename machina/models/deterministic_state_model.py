@@ -54,9 +54,9 @@ class DeterministicSModel(BaseModel):
     rnn : bool
         Whether ``net`` is recurrent.
     data_parallel : bool
-        Accepted for the original's signature; only False is supported.
+        Accepted for machina 0.x's signature; only False is supported.
     parallel_dim : int
-        Accepted for the original's signature; unused.
+        Accepted for machina 0.x's signature; unused.
     """
 
     def __init__(

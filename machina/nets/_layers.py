@@ -9,8 +9,8 @@ from torch import nn
 
 from machina.utils.spaces import check_flat_space, check_space
 
-#: initial state-independent log standard deviation, as in the original machina
-#: (std ~0.37 in the normalised action space [-1, 1]).
+#: initial state-independent log standard deviation: std ~0.37 in the normalised action
+#: space [-1, 1], wide enough to explore, narrow enough that few actions are clipped.
 LOG_STD_INIT = -1.0
 HIDDEN_GAIN = math.sqrt(2.0)
 #: small output gain so that the initial policy is close to uniform / centred

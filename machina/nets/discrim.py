@@ -8,8 +8,8 @@ from machina.nets.mlp import QNet, VNet
 class DiscrimNet(QNet):
     """MLP discriminator: ``(obs, acs)`` -> logit ``(*lead, 1)``.
 
-    ``sigmoid(logit)`` is the probability that a step is the expert's. Wrap it like a Q net,
-    as the original machina did, to get ``discrim(obs, acs) -> (logits (B,), info)``::
+    ``sigmoid(logit)`` is the probability that a step is the expert's. Wrap it like a Q net
+    to get ``discrim(obs, acs) -> (logits (B,), info)``::
 
         discrim = DeterministicSAVfunc(ob_space, ac_space, DiscrimNet(ob_space, ac_space))
 

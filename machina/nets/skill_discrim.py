@@ -26,7 +26,7 @@ class SkillDiscrimNet(nn.Module):
     feature_idx : sequence of int, optional
         Classify from these state entries only, e.g. the (x, y) position of a robot, so that
         skills differ where it matters (the DIAYN paper's prior on the discriminator's input,
-        section 4.4.2; the original machina's ``discrim_f``). Default: the whole state.
+        section 4.4.2). Default: the whole state.
     """
 
     def __init__(

@@ -32,7 +32,8 @@ class OUActionNoise(BaseActionNoise):
         One-dimensional Box ``(d,)``; the noise is in the policy's action space (see
         :class:`BaseActionNoise`).
     sigma, theta, dt : float
-        Diffusion, mean reversion and time step; the original machina's defaults. The
+        Diffusion, mean reversion and time step; sigma and theta are the DDPG paper's
+        (Lillicrap et al., 2016, arXiv:1509.02971, section 7). The
         stationary standard deviation is about ``sigma / sqrt(2 * theta)`` (0.37).
     x0 : float or sequence of float, optional
         Initial state.

@@ -1,4 +1,4 @@
-"""Optimisers of the original machina: ``AdamW`` (its arithmetic) and ``DistributedAdamW`` /
+"""Optimisers: ``AdamW`` (weight decay not scaled by the learning rate) and ``DistributedAdamW`` /
 ``DistributedSGD``, which average gradients over ``torch.distributed`` ranks in ``step``."""
 
 from machina.optims.adamw import AdamW

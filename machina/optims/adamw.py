@@ -1,5 +1,5 @@
-"""AdamW as the original machina defined it (Loshchilov & Hutter, "Fixing Weight Decay
-Regularization in Adam")."""
+"""AdamW with the weight decay not scaled by the learning rate (Loshchilov & Hutter, "Fixing
+Weight Decay Regularization in Adam", arXiv:1711.05101, the form of its first version)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["AdamW"]
 
 
 class AdamW(Optimizer):
-    """Adam with decoupled weight decay, with the original machina's arithmetic.
+    """Adam with decoupled weight decay, not scaled by ``lr``.
 
     Per step, for each parameter ``p`` with gradient ``g`` (``t`` counts its steps)::
 
@@ -23,7 +23,7 @@ class AdamW(Optimizer):
         p = p - weight_decay * p                      # not scaled by lr
         p = p - lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)
 
-    Two differences from ``torch.optim.AdamW``, kept so the original's scripts train as
+    Two differences from ``torch.optim.AdamW``, so that machina 0.x's scripts train as
     they did: the weight decay is not multiplied by ``lr``, and ``eps`` is added before the
     bias correction. Use ``torch.optim.AdamW`` for torch's convention.
 

@@ -51,7 +51,7 @@ class BasePd(ABC):
 def safe_log(probs: torch.Tensor) -> torch.Tensor:
     """``log(probs)`` with zero probabilities mapped to a large negative finite number.
 
-    Clamping at the smallest normal number (instead of the original's ``+ 1e-8``) leaves every
+    Clamping at the smallest normal number (rather than adding a constant) leaves every
     valid probability exact, while ``0 * log 0`` terms still evaluate to 0 instead of NaN.
     """
     return torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))

@@ -95,7 +95,8 @@ class MixtureGaussianPd(BasePd):
 
         with weights ``pi`` of ``p`` and ``w`` of ``q``. Zero when ``p`` equals ``q``, the
         Gaussian KL for one component each, and the exact KL in the limit of well-separated
-        components. (The original machina weighted ``q``'s components with ``p``'s weights.)
+        components (the variational approximation of Hershey & Olsen, "Approximating the
+        Kullback Leibler Divergence Between Gaussian Mixture Models", ICASSP 2007).
         """
         p_pi, p_mean, p_log_std = self._components(p_params, "p_params")
         q_pi, q_mean, q_log_std = self._components(q_params, "q_params")

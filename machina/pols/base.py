@@ -278,9 +278,9 @@ class BasePol(RecurrentMixin, nn.Module):
         """``_real_to_numpy(_ac_to_real(ac))``: the environment's action for a detached ``ac``.
 
         On the CPU the same arithmetic runs in numpy on the tensor's memory, with the bounds
-        kept as arrays: no per-call device moves or tiny torch kernels (a quarter of the cost
-        for a Box, measured 5 against 20 µs). Subclasses that override either conversion keep
-        their own path.
+        kept as arrays: no per-call device moves or tiny torch kernels (see "Measurements
+        behind the code" in example/benchmarks/README.md). Subclasses that override either
+        conversion keep their own path.
         """
         cls = type(self)
         # (read from __dict__: a policy pickled by an older version has neither)

@@ -32,8 +32,8 @@ class MixtureGaussianPol(BasePol):
     Notes
     -----
     ``a_i`` holds ``pi``, ``mean`` and ``log_std`` (expanded to ``mean``'s shape). The
-    deterministic action is the mean of the most probable component, as in the original
-    machina (the mixture's mode has no closed form).
+    deterministic action is the mean of the most probable component (the mixture's mode has
+    no closed form).
     """
 
     action_space_types = (gym.spaces.Box,)

@@ -40,14 +40,14 @@ class MPCPol(BasePol):
     action_space : gymnasium.spaces.Box
         One-dimensional and bounded, ``(ac_dim,)``.
     net : DeterministicSModel or torch.nn.Module
-        The dynamics model, which carries its normalisation statistics (recommended); or, as
-        in the original machina, a bare dynamics net ``net(obs_n, acs_n) -> d_obs_n`` on
+        The dynamics model, which carries its normalisation statistics (recommended); or
+        a bare dynamics net ``net(obs_n, acs_n) -> d_obs_n`` (machina 0.x's form) on
         inputs standardised with ``mean_obs`` .. ``std_acs`` that predicts the change of the
         standardised observation. Kept as :attr:`net` (a ``DeterministicSModel``).
     rew_func : callable
         ``rew_func(next_obs (N, ob_dim), acs (N, ac_dim)) -> rews (N,)`` in torch, on real
-        observations and environment actions; called with two arguments, so the original's
-        ``rew_func(next_obs, acs, mean_obs=0., std_obs=1., ...)`` works unchanged.
+        observations and environment actions; called with two arguments, so a
+        ``rew_func(next_obs, acs, mean_obs=0., std_obs=1., ...)`` (machina 0.x's) works too.
     n_samples : int
         Action sequences per observation.
     horizon : int
@@ -69,8 +69,8 @@ class MPCPol(BasePol):
     Notes
     -----
     ``a_i`` is an empty dict and :attr:`pd` is None, as for ``RandomPol``, so that warm-up
-    and MPC episodes share their keys and aggregate into one ``Traj`` (the original recorded
-    ``mean``, a copy of ``acs``). :meth:`deterministic_ac_real` plans the same way: random
+    and MPC episodes share their keys and aggregate into one ``Traj``.
+    :meth:`deterministic_ac_real` plans the same way: random
     shooting has no mode. The sampling draws from torch's RNG, which ``EpiSampler`` seeds
     per worker.
     """

@@ -1,13 +1,13 @@
-"""Helpers every layer may use: a default device for the original's scripts, tensor-dict and
+"""Helpers every layer may use: a default device for machina 0.x's scripts, tensor-dict and
 state-dict conversion, tensors to numpy, timing, the non-finite error and finiteness checks,
 the optimiser step, Polyak averaging and ``frozen`` (``training``), checks of gymnasium
 spaces (``spaces``), the observation / hidden-state protocol that
 policies, value functions and models share (``recurrent``), and the low-level data-parallel
-helpers (``machina.utils.distributed``); also the original machina's Ray trainer helpers.
+helpers (``machina.utils.distributed``); also machina 0.x's Ray trainer helpers.
 
 This is the bottom floor (see ``machina``'s docstring for the order): it imports nothing from
 the rest of machina, only torch, numpy, gymnasium and the standard library (Ray only when its
-helpers are called). The original ``machina.utils``'s names are all here.
+helpers are called). machina 0.x's ``machina.utils``'s names are all here.
 """
 
 from machina.utils import distributed
@@ -18,6 +18,7 @@ from machina.utils.ray_trainers import (
     BaseDistributedRayTrainer,
     TrainManager,
     get_redis,
+    import_ray,
     init_ray,
     make_redis,
     set_redis,
@@ -57,6 +58,7 @@ __all__ = [
     "frozen",
     "make_model_distributed",
     "wrap_ddp",
+    "import_ray",
     "init_ray",
     "BaseDistributedRayTrainer",
     "TrainManager",

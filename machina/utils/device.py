@@ -1,10 +1,10 @@
-"""A default device for scripts written against the original machina.
+"""A default device for scripts written against machina 0.x.
 
 machina's own code has no global device: modules, Trajs and samplers take theirs from their
-parameters or an explicit argument. The original's scripts call ``set_device(device)`` and
+parameters or an explicit argument. machina 0.x's scripts call ``set_device(device)`` and
 read ``get_device()`` to place their own tensors and nets; these functions keep that working.
 The value stored here is read only by such user code (and by the compatibility helpers that
-mirror the original's defaults), never by the library's training or sampling paths.
+mirror machina 0.x's defaults), never by the library's training or sampling paths.
 """
 
 from __future__ import annotations

@@ -200,12 +200,12 @@ def make_model_distributed(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """Prepare ``model`` for data-parallel training; returns ``(model, optim)``.
 
-    The original machina wrapped the model in ``DistributedDataParallel``. Here every
-    ``train`` function's optimiser step averages gradients itself (before clipping), so the
+    Every ``train`` function's optimiser step averages gradients itself (before clipping,
+    so the clipping sees the global gradient; issue 10), so the
     model needs no wrapper: rank 0's parameters and buffers are broadcast to every rank,
     gradient averaging is turned on, and the same ``model`` object is returned (it shares its
-    parameters with itself, as the original promised of its wrapper). ``device_ids`` and
-    ``output_device`` are accepted for the original's scripts and not needed: the model stays
+    parameters with itself). ``device_ids`` and ``output_device`` are accepted for
+    ``DistributedDataParallel``-style calls and not needed: the model stays
     on the device it is on.
 
     Raises

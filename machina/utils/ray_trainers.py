@@ -1,4 +1,4 @@
-"""The original machina's Ray helpers: ``init_ray`` and trainers launched as Ray actors that
+"""machina 0.x's Ray helpers: ``init_ray`` and trainers launched as Ray actors that
 form one ``torch.distributed`` group (``BaseDistributedRayTrainer``, ``TrainManager``), plus
 its Redis handle functions.
 
@@ -21,6 +21,7 @@ from machina.utils.distributed import set_grad_averaging
 from machina.utils.tensors import state_dict_to_cpu
 
 __all__ = [
+    "import_ray",
     "init_ray",
     "BaseDistributedRayTrainer",
     "TrainManager",
@@ -32,13 +33,29 @@ __all__ = [
 _REDIS: Any = None
 
 
-def _import_ray() -> Any:
+#: how to install the optional Ray dependency (named in every error about a missing Ray)
+RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, imported on first use (Ray is an optional dependency of machina).
+
+    The one place machina imports Ray: ``EpiSampler(backend="ray")``, ``init_ray`` and the Ray
+    trainers all call it.
+
+    Raises
+    ------
+    ImportError
+        When Ray is not installed, saying how to install it.
+    """
     try:
         import ray
-    except ImportError as e:
+    except ImportError as exc:
         raise ImportError(
-            'Ray is not installed; install it with: pip install -e ".[ray]"  (or pip install ray)'
-        ) from e
+            "Ray is not installed; it is an optional dependency of machina "
+            '(EpiSampler(backend="ray"), the Ray trainers of machina.utils). Install it with: '
+            f"{RAY_INSTALL_HINT} (or pip install 'ray[default]>=2.9')"
+        ) from exc
     return ray
 
 
@@ -47,7 +64,7 @@ def init_ray(
 ) -> None:
     """Connect to the Ray cluster at ``ray_redis_address`` (``"host:port"``), or start Ray
     locally with ``num_cpus`` / ``num_gpus`` (all GPUs torch sees by default)."""
-    ray = _import_ray()
+    ray = import_ray()
     if ray_redis_address is not None:
         ray.init(address=ray_redis_address)
         return
@@ -67,7 +84,7 @@ class BaseDistributedRayTrainer:
     @classmethod
     def as_remote(cls, num_gpus: float | None = None, resources: dict | None = None) -> Any:
         """The Ray actor class; ``num_gpus`` defaults to 1 when torch sees a GPU, else 0."""
-        ray = _import_ray()
+        ray = import_ray()
         if num_gpus is None:
             num_gpus = 1 if torch.cuda.is_available() else 0
         return ray.remote(num_cpus=0, num_gpus=num_gpus, resources=resources)(cls)
@@ -88,7 +105,7 @@ class BaseDistributedRayTrainer:
         )
         # Ray sets CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
         self.device = "cuda:0" if cuda else "cpu"
-        np.random.seed(seed)  # noqa: NPY002 - the original seeds the global RNG for users' code
+        np.random.seed(seed)  # noqa: NPY002 - machina 0.x seeds the global RNG for users' code
         torch.manual_seed(seed)
         set_device(self.device)
         if cuda:
@@ -121,7 +138,7 @@ class TrainManager:
         master_address: str | None = None,
         **kwargs: Any,
     ) -> None:
-        ray = _import_ray()
+        ray = import_ray()
         if not ray.is_initialized():
             init_ray()
         if master_address is None:
@@ -136,19 +153,19 @@ class TrainManager:
 
     def get_state(self, name: str) -> dict:
         """Rank 0's CPU state dict of its attribute ``name``."""
-        ray = _import_ray()
+        ray = import_ray()
         return ray.get(self.trainers[0].get_state.remote(name))
 
     def train(self, **kwargs: Any) -> Any:
         """Call ``train(**kwargs)`` on every trainer (arguments go through the object store
         once) and return rank 0's result (all ranks hold the same parameters)."""
-        ray = _import_ray()
+        ray = import_ray()
         args = {k: ray.put(v) for k, v in kwargs.items()}
         return ray.get([t.train.remote(**args) for t in self.trainers])[0]
 
 
 def make_redis(redis_host: str, redis_port: str | int) -> None:
-    """Kept for the original's scripts: machina no longer uses Redis (its distributed
+    """Kept for machina 0.x's scripts: machina no longer uses Redis (its distributed
     sampler runs on Ray). Stores a client when the ``redis`` package is installed, else
     ``None``, for :func:`get_redis`."""
     try:

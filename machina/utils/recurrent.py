@@ -19,11 +19,33 @@ __all__ = [
     "HiddenState",
     "RecurrentMixin",
     "StateActionModule",
+    "check_feed_forward",
     "detach_hs",
     "unsqueeze_front",
 ]
 
 HiddenState = Any  # usually ``(h, c)``, each ``(1, B, cell)``; whatever ``net.init_hs`` returns
+
+
+def check_feed_forward(where: str, **modules: Any) -> None:
+    """Raise a ValueError naming ``where`` and the argument if a module is recurrent.
+
+    Parameters
+    ----------
+    where : str
+        The function the modules were given to, e.g. ``"sac.train"``; starts the message.
+    **modules : torch.nn.Module, iterable of them, or None
+        By argument name; a module is recurrent when its ``rnn`` attribute is true. None
+        and objects without ``rnn`` pass.
+    """
+    for name, module in modules.items():
+        plain = module is None or isinstance(module, torch.nn.Module)
+        members = [module] if plain or not hasattr(module, "__iter__") else list(module)
+        if any(getattr(m, "rnn", False) for m in members):
+            raise ValueError(
+                f"{where}: {name}: recurrent modules (rnn=True) are not supported; "
+                "use feed-forward ones"
+            )
 
 
 def _as_tuple(outputs: Any) -> tuple:

@@ -16,7 +16,7 @@ def detach_tensor_dict(d: Mapping[str, Any]) -> dict[str, Any]:
     """A new dict with every tensor of ``d`` detached from the graph.
 
     Tuples of tensors (an LSTM's ``(h, c)``) are detached element-wise; ``None`` values are
-    dropped, as in the original machina; other values are kept as they are.
+    dropped; other values are kept as they are.
     """
     out: dict[str, Any] = {}
     for key, value in d.items():
@@ -34,7 +34,7 @@ def detach_tensor_dict(d: Mapping[str, Any]) -> dict[str, Any]:
 def state_dict_to_cpu(state_dict: dict[str, Any]) -> dict[str, Any]:
     """Move every tensor of ``state_dict`` (nested dicts included) to the CPU, in place.
 
-    Returns the same dict, as the original did, so it can be used in an expression. Works on
+    Returns the same dict, so it can be used in an expression. Works on
     module and optimiser state dicts (an optimiser's ``state`` is a dict keyed by int).
     """
     for key, value in state_dict.items():

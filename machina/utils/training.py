@@ -178,7 +178,8 @@ def polyak_update(
                     f"buffers of source {type(src_module).__name__} (shapes differ); make it "
                     "with copy.deepcopy(source)"
                 )
-            # one fused call for all parameters (a loop of lerp_ costs ~1 ms per SAC step)
+            # one fused call for all parameters: a loop of lerp_ costs far more per step
+            # (example/benchmarks/README.md, "Measurements behind the code")
             torch._foreach_lerp_(targ_params, src_params, tau)
             for targ, src in zip(targ_buffers, src_buffers):
                 targ.copy_(src)

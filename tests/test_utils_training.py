@@ -1,0 +1,45 @@
+"""machina.utils.training: Polyak averaging of target networks."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.testing import assert_close
+
+from machina.utils import polyak_update
+
+
+def test_polyak_update_moves_parameters_by_tau_and_copies_buffers():
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    target = copy.deepcopy(source)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))
+    source[1].running_mean.fill_(5.0)
+    before = [p.clone() for p in target.parameters()]
+    polyak_update(target, source, 0.1)
+    for t, b, s in zip(target.parameters(), before, source.parameters()):
+        assert_close(t, 0.9 * b + 0.1 * s)
+        assert t.grad is None and t.requires_grad
+    assert_close(target[1].running_mean, torch.full((4,), 5.0))
+    polyak_update([target], [source], 1.0)
+    for t, s in zip(target.parameters(), source.parameters()):
+        assert_close(t, s)
+    snapshot = [p.clone() for p in target.parameters()]
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(1.0)
+    polyak_update(target, source, 0.0)
+    for t, s in zip(target.parameters(), snapshot):
+        assert_close(t, s)
+
+
+def test_polyak_update_errors_name_the_argument():
+    with pytest.raises(ValueError, match="tau"):
+        polyak_update(nn.Linear(2, 2), nn.Linear(2, 2), 1.5)
+    with pytest.raises(ValueError, match="target"):
+        polyak_update(nn.Linear(2, 3), nn.Linear(2, 2), 0.5)
+    with pytest.raises(ValueError, match="target"):
+        polyak_update([nn.Linear(2, 2)], [nn.Linear(2, 2)] * 2, 0.5)

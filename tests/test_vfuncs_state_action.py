@@ -1,0 +1,58 @@
+"""machina.vfuncs' state-action value functions: shapes, errors, the discrete max, CEM."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from offpolicy_parts import BOX_AC, BOX_OB, DISCRETE_AC, PeakQNet
+from torch.testing import assert_close
+
+from machina.nets import QNet
+from machina.vfuncs import CEMDeterministicSAVfunc, DeterministicSAVfunc
+
+
+def test_sa_vfunc_shapes_and_errors():
+    torch.manual_seed(0)
+    qf = DeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC))
+    qs, info = qf(np.zeros((5, 3), np.float32), np.zeros((5, 1), np.float32))
+    assert qs.shape == (5,) and info["hs"] is None
+    assert qf(torch.zeros(4, 5, 3), torch.zeros(4, 5, 1))[0].shape == (4, 5)
+    with pytest.raises(ValueError, match="acs"):
+        qf(torch.zeros(5, 3), torch.zeros(5, 2))
+    with pytest.raises(ValueError, match="acs"):
+        qf(torch.zeros(5, 3), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="net"):
+        DeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, gym.spaces.Box(-1, 1, (2,))))
+    with pytest.raises(ValueError, match="action_space"):
+        qf.max(torch.zeros(5, 3))
+
+
+def test_discrete_max_enumerates_every_action():
+    torch.manual_seed(0)
+    qf = DeterministicSAVfunc(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC))
+    obs = torch.randn(7, 3)
+    each = torch.stack([qf(obs, torch.full((7,), a))[0] for a in range(3)], dim=-1)
+    assert_close(qf.all_qs(obs), each)
+    max_qs, max_acs = qf.max(obs)
+    assert_close(max_qs, each.max(dim=-1).values)
+    assert torch.equal(max_acs, each.argmax(dim=-1))
+
+
+@pytest.mark.parametrize("multivari", [True, False])
+def test_cem_finds_the_argmax(multivari):
+    torch.manual_seed(0)
+    ac_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    qf = CEMDeterministicSAVfunc(
+        BOX_OB,
+        ac_space,
+        PeakQNet(),
+        num_sampling=128,
+        num_best_sampling=10,
+        num_iter=4,
+        multivari=multivari,
+    )
+    obs = torch.tensor([[0.3, -0.5, 0.0], [-0.8, 0.9, 0.0], [2.0, 0.0, 0.0]])
+    max_qs, max_acs = qf.max(obs)
+    assert max_acs.shape == (3, 2) and max_qs.shape == (3,)
+    # the third peak lies outside the bounds: the best action is on the boundary
+    assert_close(max_acs, torch.tensor([[0.3, -0.5], [-0.8, 0.9], [1.0, 0.0]]), atol=0.05, rtol=0)
