@@ -28,7 +28,8 @@ all of them, and what it returns is ignored) until every slot is done.
 The length cap (``max_episode_steps``) cuts an episode, marked truncated; its sub-environment
 is then reset with ``reset_mask`` when the vector environment supports it (gymnasium's own,
 envpool, any in ``DISABLED`` mode), else the slot waits for the sub-environment's own end
-(at most another ``cap`` steps, then an error) and starts its next episode after it.
+(at most the environment's own limit, ``spec.max_episode_steps``, or 10,000 steps, then an
+error) and starts its next episode after it: those steps are lost.
 """
 
 from __future__ import annotations
@@ -244,14 +245,15 @@ class VectorStepLoop(LoopChecks):
         # DISABLED: reset with the other ended sub-environments (_reset_ended), which begins them
 
     def _end_waits(self, t: int, env_end: np.ndarray) -> None:
-        over = self.waiting & (t - self.wait_since >= (self.cap or 0))
+        bound = self.slots.own_limit()
+        over = self.waiting & (t - self.wait_since >= bound)
         if over.any():
             k = int(np.flatnonzero(over)[0])
             raise self.slots.env_error(
                 k,
                 f"engine step {t + 1}",
                 None,
-                f"did not end within {self.cap} steps after its episode was cut at "
+                f"did not end within {bound:,} steps after its episode was cut at "
                 f"max_episode_steps={self.cap}, and this vector environment cannot reset one "
                 "sub-environment (no reset_mask): give it a time limit of its own (e.g. "
                 "gymnasium.make_vec(..., max_episode_steps=N)) or pass max_episode_steps=None",

@@ -148,6 +148,12 @@ class VectorSlots:
             return int(limit), "spec"
         return DEFAULT_MAX_EPISODE_STEPS, "default"
 
+    def own_limit(self) -> int:
+        """The vector environment's own episode length limit when its spec gives one, else
+        ``DEFAULT_MAX_EPISODE_STEPS``: how long a cut slot waits for its sub-environment."""
+        limit, source = self.episode_cap("auto")
+        return int(limit) if limit else DEFAULT_MAX_EPISODE_STEPS
+
     def error(self, phase: str, exc: BaseException | None, detail: str = "") -> RuntimeError:
         what = f"raised {type(exc).__name__}: {exc}" if exc is not None else detail
         return RuntimeError(f"{self.describe()} {what} during {phase}")
