@@ -120,6 +120,17 @@ def test_sync_vector_env_replays_per_slot(mode, fast):
     replay_slots([epis[3 * i : 3 * i + 3] for i in range(4)], "CartPole-v1", 10, seed=7)
 
 
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_fewer_episodes_than_slots(mode):
+    """max_epis below the number of slots: the slots without a quota never begin (their
+    sub-environments still step, with a valid action) and the others' episodes are whole."""
+    pol = policy()
+    with EpiSampler(sync_vec(4, mode, 10), pol, seed=2) as sampler:
+        epis = sampler.sample(pol, max_epis=2)
+    assert len(epis) == 2
+    replay_slots([[epis[0]], [epis[1]]], "CartPole-v1", 10, seed=2)
+
+
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
 def test_cap_cuts_with_masked_reset(mode):
     """max_episode_steps below the environment's own limit: cut episodes are truncated and
