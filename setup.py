@@ -1,5 +1,10 @@
 from setuptools import find_packages, setup
 
+ENVPOOL = (
+    "envpool>=1.2.5; platform_system == 'Linux' and platform_machine == 'x86_64' "
+    "and python_version >= '3.11'"
+)
+
 setup(
     name="machina",
     version="0.3.0",
@@ -46,6 +51,9 @@ setup(
             "mlflow>=2.10",
             "mypy>=1.10",
             "psutil>=5",  # the original machina's sampler tests use it to stop their children
+            # EpiSampler on envpool's vector environments (tests/test_sampler_vector.py); its
+            # wheels are for Linux x86_64 only (1.2.x: Python 3.11+)
+            ENVPOOL,
         ],
         "export": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "datasets": ["minari[hdf5]>=0.5", "pandas>=2.0"],
@@ -54,5 +62,6 @@ setup(
         "ray": ["ray[default]>=2.9"],
         "video": ["moviepy>=1.0"],
         "bench": ["stable-baselines3>=2.4", "cpprb>=10"],
+        "envpool": [ENVPOOL],
     },
 )

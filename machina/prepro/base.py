@@ -47,6 +47,10 @@ class BasePrePro:
         Added to the standard deviation, so constant features do not divide by zero.
     """
 
+    #: :meth:`prepro` maps a batch ``(N, *ob_shape)`` as N observations: the sampler calls it
+    #: once per step on all environments' observations.
+    batched = True
+
     def __init__(
         self,
         observation_space: gymnasium.spaces.Box,

@@ -98,7 +98,8 @@ def pack_episodes(
     Parameters
     ----------
     history : History
-        The run's buffers (``obs``, ``acs``, ``rews`` and ``a_is/<key>`` fields).
+        The run's buffers (``obs``, ``acs``, ``rews``, ``a_is/<key>`` fields, and
+        ``raw_obs`` when the run had a prepro on array observations).
     finals : ndarray
         The final observation of episode ``i`` (in order of ending) at ``finals[i]``.
     records : list of tuple
@@ -111,18 +112,51 @@ def pack_episodes(
     -------
     packed : dict
         ``cols`` (dict of flat arrays, ``a_is`` a dict of them), ``bounds`` (episode ``i``
-        spans ``bounds[i]:bounds[i + 1]``) and ``e_is`` (a dict of columns per episode).
-        Small to pickle (a few arrays), and ``unpack_episodes`` turns it into episodes.
+        spans ``bounds[i]:bounds[i + 1]``), ``e_is`` (a dict of columns per episode) and
+        ``slots`` (each episode's slot). Small to pickle (a few arrays), and
+        ``unpack_episodes`` turns it into episodes.
     """
     if not records:
-        return {"cols": {"a_is": {}}, "bounds": np.zeros(1, dtype=np.int64), "e_is": []}
+        return pack_columns(history, finals, *([np.zeros(0, np.int64)] * 5), discrete_acs)
     num = len(records)
     slots, firsts, lengths = (
         np.fromiter((r[j] for r in records), dtype=np.int64, count=num) for j in range(3)
     )
+    terms = np.fromiter((r[3] for r in records), dtype=bool, count=num)
+    truncs = np.fromiter((r[4] for r in records), dtype=bool, count=num)
+    infos = [r[5] for r in records]
+    return pack_columns(history, finals, slots, firsts, lengths, terms, truncs, discrete_acs, infos)
+
+
+def pack_columns(
+    history: History,
+    finals: np.ndarray,
+    slots: np.ndarray,
+    firsts: np.ndarray,
+    lengths: np.ndarray,
+    terms: np.ndarray,
+    truncs: np.ndarray,
+    discrete_acs: bool,
+    infos: list[list | None] | None = None,
+) -> dict[str, Any]:
+    """``pack_episodes`` on arrays: episode ``i`` (in order of ending) ran in slot
+    ``slots[i]`` from row ``firsts[i]`` for ``lengths[i]`` steps and ended with ``terms[i]``,
+    ``truncs[i]`` (all (num,)); ``infos``, optional, its per-step numeric infos (or None).
+
+    Environment infos kept as history fields (the vector path) are ``e_is/<key>`` with
+    ``e_is_mask/<key>`` (bool, where the step had the key): an episode gets the key when
+    every one of its steps had it. A ``raw_obs`` field goes to every episode's ``e_is``.
+    """
+    num = len(slots)
+    if not num:
+        return {
+            "cols": {"a_is": {}},
+            "bounds": np.zeros(1, dtype=np.int64),
+            "e_is": [],
+            "slots": np.zeros(0, dtype=np.int64),
+        }
     order = np.lexsort((firsts, slots))  # by slot, then start
     slots, firsts, lengths = slots[order], firsts[order], lengths[order]
-    records = [records[i] for i in order.tolist()]
     bounds = np.zeros(num + 1, dtype=np.int64)
     np.cumsum(lengths, out=bounds[1:])
     total = int(bounds[-1])
@@ -135,10 +169,10 @@ def pack_episodes(
     next_obs = np.empty_like(obs)
     next_obs[:-1] = obs[1:]
     next_obs[ends] = finals[order]
-    terms = np.zeros(total, dtype=bool)
-    truncs = np.zeros(total, dtype=bool)
-    terms[ends] = [r[3] for r in records]
-    truncs[ends] = [r[4] for r in records]
+    terms_col = np.zeros(total, dtype=bool)
+    truncs_col = np.zeros(total, dtype=bool)
+    terms_col[ends] = terms[order]
+    truncs_col[ends] = truncs[order]
     acs = history.gather("acs", flat_index)
     if discrete_acs:
         acs = acs.astype(np.int64, copy=False)
@@ -147,17 +181,41 @@ def pack_episodes(
         "acs": acs,
         "rews": history.gather("rews", flat_index),
         "next_obs": next_obs,
-        "terms": terms,
-        "truncs": truncs,
-        "dones": terms | truncs,
+        "terms": terms_col,
+        "truncs": truncs_col,
+        "dones": terms_col | truncs_col,
         "a_is": {
             name[len("a_is/") :]: history.gather(name, flat_index)
             for name in history.fields
             if name.startswith("a_is/")
         },
     }
-    e_is = [{} if r[5] is None else env_info_columns(r[5]) for r in records]
-    return {"cols": cols, "bounds": bounds, "e_is": e_is}
+    if infos is None:
+        e_is: list[dict[str, np.ndarray]] = [{} for _ in range(num)]
+    else:
+        e_is = [{} if infos[i] is None else env_info_columns(infos[i]) for i in order.tolist()]
+    _history_e_is(history, flat_index, bounds, e_is)
+    return {"cols": cols, "bounds": bounds, "e_is": e_is, "slots": slots}
+
+
+def _history_e_is(
+    history: History, flat_index: np.ndarray, bounds: np.ndarray, e_is: list[dict]
+) -> None:
+    """Add the infos kept as history fields to each episode's ``e_is`` (see
+    ``pack_columns``), as slices of one gathered column per key."""
+    starts = bounds[:-1]
+    for name in history.fields:
+        if not name.startswith("e_is/"):
+            continue
+        key = name[len("e_is/") :]
+        column = history.gather(name, flat_index)
+        every = np.logical_and.reduceat(history.gather("e_is_mask/" + key, flat_index), starts)
+        for i in np.flatnonzero(every).tolist():
+            e_is[i][key] = column[bounds[i] : bounds[i + 1]]
+    if "raw_obs" in history.fields:
+        raw = history.gather("raw_obs", flat_index)
+        for i, epi_e_is in enumerate(e_is):
+            epi_e_is["raw_obs"] = raw[bounds[i] : bounds[i + 1]]
 
 
 def unpack_episodes(packed: dict[str, Any]) -> list[Episode]:

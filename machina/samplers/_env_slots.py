@@ -78,6 +78,8 @@ class EnvSlots:
     seeded : sequence of bool, optional
         Per slot, True when its first (seeded) reset already happened elsewhere, e.g. in a
         worker that died and is being replaced: the replacement must not replay the seed.
+    first_env : gymnasium.Env, optional
+        Slot 0's environment, already made by ``env_fn``.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class EnvSlots:
         slot_ids: Sequence[int],
         seed: int | None,
         seeded: Sequence[bool] | None = None,
+        first_env: gymnasium.Env | None = None,
     ) -> None:
         self.slot_ids = list(slot_ids)
         self.seeds = slot_seeds(seed, self.slot_ids)
@@ -93,7 +96,8 @@ class EnvSlots:
         self.envs: list[gymnasium.Env] = []
         for k in range(len(self.slot_ids)):
             try:
-                env = env_fn()
+                # slot 0's may come from the engine's first call of env_fn
+                env = first_env if k == 0 and first_env is not None else env_fn()
             except Exception as exc:
                 raise self.env_error(k, "creation (env factory call)", exc) from exc
             if not (hasattr(env, "reset") and hasattr(env, "step")):

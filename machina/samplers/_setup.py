@@ -34,14 +34,28 @@ class EnvCopier:
         return cloudpickle.loads(self.env_bytes)
 
 
+class SameEnv:
+    """Zero-argument factory that returns one given environment itself (a gymnasium
+    ``VectorEnv`` instance: the sampler steps it in this process, it is not copied)."""
+
+    def __init__(self, env: object) -> None:
+        self.env = env
+
+    def __call__(self) -> object:
+        return self.env
+
+
 def as_env_factory(env: gymnasium.Env | EnvFactory) -> EnvFactory:
     """Turn what the user gave as ``env`` into a zero-argument factory of fresh copies.
 
     Parameters
     ----------
-    env : gymnasium.Env, GymEnv or callable
-        An environment instance (copied by a pickle round trip) or a zero-argument factory.
+    env : gymnasium.Env, GymEnv, gymnasium.vector.VectorEnv or callable
+        An environment instance (copied by a pickle round trip), a vector environment (used
+        itself, not copied) or a zero-argument factory.
     """
+    if isinstance(env, gymnasium.vector.VectorEnv):
+        return SameEnv(env)  # type: ignore[return-value]
     if isinstance(env, gymnasium.Env):
         return EnvCopier(env)
     if callable(env):

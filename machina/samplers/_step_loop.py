@@ -25,11 +25,13 @@ from machina.samplers._buffers import (
     pack_episodes,
 )
 from machina.samplers._env_slots import EnvSlots
+from machina.samplers._loop_checks import LoopChecks
+from machina.samplers._prepro_rows import apply_prepro, prepro_is_batched
 from machina.samplers._task import Quotas, SampleTask, SamplingAborted
 from machina.utils.checks import all_finite_array as all_finite
 
 
-class StepLoop:
+class StepLoop(LoopChecks):
     """The state of one run over ``slots``: per-slot episode bookkeeping and the buffers.
 
     Parameters
@@ -59,6 +61,8 @@ class StepLoop:
         self.history = History(n)
         self.env_steps = [env.step for env in slots.envs]  # bound once: used at every env step
         self.ended_epis = Growable(64)
+        self.raw_rows = False  # raw observations (with a prepro) in history field raw_obs
+        self.batched = False  # the prepro maps a batch of observations at once
         self.outputs: StepOutputs | None = None
         # Episodes reaching this length are cut, marked truncated (None: never).
         self.cap, self.cap_source = slots.episode_cap(task.max_episode_steps)
@@ -95,6 +99,18 @@ class StepLoop:
             obs_buf[0, k] = ob
         active = list(first_obs)
         step = self._step_envs if prepro is None else self._step_envs_prepro
+        if prepro is not None and all(
+            isinstance(slots.raw_obs.get(k), np.ndarray) for k in first_obs
+        ):
+            # Array observations: the raw ones go to a history field (e_is["raw_obs"]) and
+            # the prepro runs once per step on all of them (_step_envs_prepro_rows).
+            raw = slots.raw_obs[active[0]]
+            raw_buf = history.add("raw_obs", raw.shape, raw.dtype)
+            for k in active:
+                raw_buf[0, k] = slots.raw_obs[k]
+            self.raw_rows = True
+            self.batched = prepro_is_batched(prepro)
+            step = self._step_envs_prepro_rows
         t = 0  # the row of the observations acted on
         # The first row at which an active slot's episode reaches the cap (see _cut).
         next_cut = self._next_cut(active)
@@ -166,6 +182,52 @@ class StepLoop:
                     raise slots.shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
         return rews, ended
 
+    def _step_envs_prepro_rows(
+        self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
+    ) -> tuple[list, list]:
+        """Step the active slots with a prepro on array observations: the raw observations
+        go into the next row of ``raw_obs`` as they come, then through the prepro all at
+        once (one call for a batched prepro, ``machina.prepro.BasePrePro``), into
+        ``next_row``; the ended episodes' final observations are in it too."""
+        slots, infos, first_row, env_steps = self.slots, self.infos, self.first_row, self.env_steps
+        raws, rews, ended = [], [], []
+        for k, a in zip(active, ac_real):
+            try:
+                raw, rew, term, trunc, info = env_steps[k](a)
+            except Exception as exc:
+                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
+                raise self._blame(k, t, error) from exc
+            raws.append(raw)
+            rews.append(rew)
+            if info:
+                infos[k].append(numeric_info(info))
+            if term or trunc:
+                ended.append((k, None, term, trunc))
+        raw_row = self.history.fields["raw_obs"][t + 1]
+        try:
+            raw_row[step_rows] = raws
+        except (TypeError, ValueError):
+            for k, raw in zip(active, raws):
+                try:
+                    raw_row[k] = raw
+                except (TypeError, ValueError) as exc:
+                    raise slots.shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
+        if raw_row.dtype.kind in "fc" and not all_finite(raw_row):
+            for k in active:
+                if not all_finite(raw_row[k]):
+                    error = slots.non_finite_error(k, raw_row[k], f"step {t - first_row[k] + 1}")
+                    raise self._blame(k, t, error)
+        # The stepping slots' rows only (the whole row, a view, when every slot steps).
+        out = apply_prepro(self.task.prepro, raw_row[step_rows], self.batched)
+        try:
+            next_row[step_rows] = out
+        except (TypeError, ValueError) as exc:
+            k = active[0]
+            raise self._blame(
+                k, t, slots.shape_error(k, out[0], f"step {t - first_row[k] + 1}", True)
+            ) from exc
+        return rews, ended
+
     def _step_envs_prepro(
         self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
     ) -> tuple[list, list]:
@@ -217,6 +279,8 @@ class StepLoop:
             self.steps[k] += length
             if self.under_quotas(k):
                 slots.store_reset(next_row, k, slots.reset(k), prepro)
+                if self.raw_rows:
+                    self.history.fields["raw_obs"][t + 1, k] = slots.raw_obs[k]
                 self.begin(k, t + 1)
             else:
                 # A slot that stops keeps its final observation (a recurrent policy still
@@ -276,89 +340,3 @@ class StepLoop:
                 phase = "reset" if first else f"step {t - self.first_row[k] + 1}"
                 error = self.slots.non_finite_error(k, next_row[k], phase)
                 raise error if first else self._blame(k, t, error)
-
-    # ------------------------------------------------------------ the policy's outputs
-    def _policy_error(self, k: int, detail: str) -> RuntimeError:
-        slots = self.slots
-        return RuntimeError(
-            f"the policy {detail} for environment {slots.slot_ids[k]} (seed {slots.seeds[k]}); "
-            "the policy is at fault, not the environment: check its weights and inputs for "
-            "NaN/inf (e.g. a training step that diverged)"
-        )
-
-    def _bad_outputs(self, k: int, first: int, t: int) -> str | None:
-        """What is wrong with slot ``k``'s policy outputs at rows ``first..t`` (its episode so
-        far), or None: non-finite float actions, non-finite or negative probabilities ``pi``."""
-        outputs = self.outputs
-        if outputs is None or outputs.acs is None:
-            return None
-        columns = [("action", outputs.acs)]
-        if "pi" in outputs.a_is:
-            columns.append(("pi", outputs.a_is["pi"]))
-        for name, column in columns:
-            values = column[first : t + 1, k]
-            if values.dtype.kind != "f":
-                continue
-            bad = ~np.isfinite(values)
-            if name == "pi":
-                bad |= values < 0
-            if bad.any():
-                where = np.argwhere(bad)[0]
-                what = "an invalid probability pi" if name == "pi" else "a non-finite action"
-                return f"returned {what} ({values[tuple(where)]}) at step {int(where[0]) + 1}"
-        return None
-
-    def _blame(self, k: int, t: int, error: RuntimeError, first: int | None = None) -> RuntimeError:
-        """The error to raise when slot ``k``'s environment failed at row ``t``: the policy's
-        when its outputs of this episode were already non-finite (NaN actions make
-        environments fail or return NaN), else ``error``."""
-        first = self.first_row[k] if first is None else first
-        detail = self._bad_outputs(k, first, t)
-        if detail is None:
-            return error
-        policy_error = self._policy_error(k, detail)
-        policy_error.__context__ = error
-        return policy_error
-
-    def _check_action_shape(self, ac_real: np.ndarray, step_rows: Any) -> None:
-        """At a run's first step: the policy's actions must have the action space's shape (a
-        policy without spaces is not checked against the environment otherwise)."""
-        expected = self.slots.action_shape
-        given = tuple(np.shape(ac_real))
-        rows = len(self.slots) if step_rows is Ellipsis else len(step_rows)
-        if expected is not None and given != (rows, *expected):
-            space = self.slots.action_space
-            raise ValueError(
-                f"pol: returned actions of shape {given[1:]} per environment (batch "
-                f"{given}), the environment's action_space {space} expects {expected}"
-            )
-
-    def _check_packed(self, packed: dict[str, Any]) -> None:
-        """The columns about to be returned: finite rewards, finite float actions, valid pi."""
-        cols = packed["cols"]
-        if "rews" not in cols:
-            return
-        # Other a_i entries may hold -inf on purpose (e.g. masked logits): not checked.
-        checks = [("rews", cols["rews"]), ("acs", cols["acs"])]
-        if "pi" in cols["a_is"]:
-            checks.append(("pi", cols["a_is"]["pi"]))
-        for key, column in checks:
-            if column.dtype.kind != "f":
-                continue
-            if all_finite(column) and not (key == "pi" and column.min() < 0):
-                continue
-            bad = ~np.isfinite(column)
-            if key == "pi":
-                bad |= column < 0
-            index = int(np.argwhere(bad.reshape(len(column), -1).any(axis=1))[0, 0])
-            # The episode holding that row, in pack_episodes' order (by slot, then start).
-            order = sorted(self.records, key=lambda r: (r[0], r[1]))
-            e = int(np.searchsorted(packed["bounds"], index, side="right")) - 1
-            k, step = order[e][0], index - int(packed["bounds"][e]) + 1
-            value = column[index]
-            if key == "rews":
-                raise self.slots.env_error(
-                    k, f"step {step}", None, f"returned a non-finite reward ({value})"
-                )
-            name = "an invalid probability pi" if key == "pi" else "a non-finite action"
-            raise self._policy_error(k, f"returned {name} ({value}) at step {step}")

@@ -2,7 +2,9 @@
 
 The engine is what runs inside one process: the user's own (``num_parallel=1``), a worker
 process (``machina.samplers._worker``) or a Ray actor (``machina.samplers._ray_backend``). It
-knows nothing about transports. It is three parts: the environments (``_env_slots.EnvSlots``),
+knows nothing about transports. It is three parts: the environments (``_env_slots.EnvSlots``,
+or ``_vector_slots.VectorSlots`` when the factory makes a gymnasium ``VectorEnv``, stepped by
+``_vector_loop.VectorStepLoop``),
 the policy's RNG kept across runs (here), and one ``_step_loop.StepLoop`` per run, which picks
 how to run the policy once (``_actors.make_actor``) and packs the episodes
 (``_buffers.pack_episodes``).
@@ -16,9 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from machina.samplers._blas import single_thread_blas
 from machina.samplers._buffers import pack_episodes, unpack_episodes
 from machina.samplers._env_slots import EnvSlots
-from machina.samplers._setup import EnvCopier, as_env_factory, engine_rng_seed, split_budget
+from machina.samplers._setup import (
+    EnvCopier,
+    as_env_factory,
+    engine_rng_seed,
+    slot_seeds,
+    split_budget,
+)
 from machina.samplers._step_loop import StepLoop
 from machina.samplers._task import (
     EngineSpec,
@@ -28,6 +37,8 @@ from machina.samplers._task import (
     SampleTask,
     SamplingAborted,
 )
+from machina.samplers._vector_loop import VectorStepLoop
+from machina.samplers._vector_slots import VectorSlots, is_vector_env
 
 __all__ = [
     "BatchEngine",
@@ -44,6 +55,42 @@ __all__ = [
     "split_budget",
     "unpack_episodes",
 ]
+
+
+def make_slots(
+    env_fn: EnvFactory,
+    slot_ids: Sequence[int],
+    seed: int | None,
+    seeded: Sequence[bool] | None = None,
+    vector_size_from_env: bool = False,
+) -> EnvSlots | VectorSlots:
+    """The engine's environments: ``env_fn`` is called once first; a gymnasium ``VectorEnv``
+    is the engine's only environment (its sub-environments are the slots), anything else the
+    first of ``len(slot_ids)`` environments.
+
+    ``vector_size_from_env``: a ``VectorEnv`` gives the number of slots (from
+    ``slot_ids[0]`` on) instead of having to match ``len(slot_ids)``.
+    """
+    slot_ids = list(slot_ids)
+    try:
+        first = env_fn()
+    except Exception as exc:
+        raise RuntimeError(
+            f"environment {slot_ids[0]} (seed {slot_seeds(seed, slot_ids[:1])[0]}) raised "
+            f"{type(exc).__name__}: {exc} during creation (env factory call)"
+        ) from exc
+    if is_vector_env(first):
+        if vector_size_from_env:
+            slot_ids = list(range(slot_ids[0], slot_ids[0] + int(first.num_envs)))
+        try:
+            return VectorSlots(first, slot_ids, seed, seeded)
+        except BaseException:
+            try:
+                first.close()
+            except Exception:
+                pass
+            raise
+    return EnvSlots(env_fn, slot_ids, seed, seeded, first_env=first)
 
 
 class BatchEngine:
@@ -72,8 +119,9 @@ class BatchEngine:
         seed: int | None,
         rng_seed: int | None,
         seeded: Sequence[bool] | None = None,
+        vector_size_from_env: bool = False,
     ) -> None:
-        self.slots = EnvSlots(env_fn, slot_ids, seed, seeded)
+        self.slots = make_slots(env_fn, slot_ids, seed, seeded, vector_size_from_env)
         self.slot_ids = self.slots.slot_ids
         self.seeds = self.slots.seeds
         self.observation_space = self.slots.observation_space
@@ -178,8 +226,9 @@ class BatchEngine:
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._rng_state)
             try:
-                with grad_mode:
-                    return StepLoop(self.slots, task, quotas).run(should_stop)
+                with grad_mode, single_thread_blas():
+                    loop_cls = VectorStepLoop if isinstance(self.slots, VectorSlots) else StepLoop
+                    return loop_cls(self.slots, task, quotas).run(should_stop)
             finally:
                 self._rng_state = torch.get_rng_state()
 

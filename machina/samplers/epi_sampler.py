@@ -91,9 +91,20 @@ class EpiSampler:
 
     Parameters
     ----------
-    env : gymnasium.Env, GymEnv or callable
+    env : gymnasium.Env, GymEnv, gymnasium.vector.VectorEnv or callable
         The environment, copied once per slot (pickle round trip), or a zero-argument
         factory called once per slot (lambdas and closures work with worker processes).
+        A gymnasium ``VectorEnv`` (``gymnasium.make_vec``, a ``SyncVectorEnv``, envpool's
+        gymnasium environments), or a factory that makes one, is stepped as a whole, one
+        ``step`` per engine step: its sub-environments are the engine's slots, with the same
+        whole episodes, budgets, seeds and episode keys (``_vector_loop.py``; any gymnasium
+        1.x autoreset mode). An instance runs in this process (``num_parallel=1``), is not
+        copied, and is closed by ``close``; ``num_envs`` is then its size. A factory runs in
+        each worker or Ray actor too, with ``num_envs`` equal to the size of what it makes
+        (in this process, the default ``num_envs=1`` takes that size). Seeds: the first
+        reset is ``reset(seed=seed + first slot)``, which gymnasium's ``SyncVectorEnv`` and
+        ``AsyncVectorEnv`` turn into ``seed + slot`` per sub-environment, as for single
+        environments.
     pol : torch.nn.Module
         A policy; its ``observation_space`` and ``action_space`` are checked against the env.
     num_parallel : int
@@ -222,6 +233,21 @@ class EpiSampler:
             max_episode_steps = int(max_episode_steps)
         if prepro is not None and not callable(prepro):
             raise ValueError(f"prepro: expected a callable or None, given {prepro!r}")
+        if isinstance(env, gymnasium.vector.VectorEnv):
+            if backend == "ray" or num_parallel != 1:
+                raise ValueError(
+                    "env: a VectorEnv instance is stepped in this process only (num_parallel=1,"
+                    f' backend="process"), given num_parallel={num_parallel!r}, '
+                    f"backend={backend!r}; for workers or Ray actors pass a factory that makes "
+                    'one, e.g. lambda: gymnasium.make_vec("CartPole-v1", num_envs=64, '
+                    'vectorization_mode="vector_entry_point")'
+                )
+            if num_envs not in (1, env.num_envs):
+                raise ValueError(
+                    f"num_envs: expected the VectorEnv's number of sub-environments "
+                    f"({env.num_envs}) or the default 1, given {num_envs!r}"
+                )
+            num_envs = env.num_envs
         self.env = env
         self.num_parallel = int(num_parallel)
         self.num_envs = int(num_envs)
@@ -254,8 +280,14 @@ class EpiSampler:
             backend = self._pool
         elif self.num_parallel == 1:
             self._engine = BatchEngine(
-                env_fn, range(self.num_envs), self.seed, engine_rng_seed(self.seed, 0)
+                env_fn,
+                range(self.num_envs),
+                self.seed,
+                engine_rng_seed(self.seed, 0),
+                # a factory of VectorEnv in this process: its size is the number of slots
+                vector_size_from_env=self.num_envs == 1,
             )
+            self.num_envs = len(self._engine.slot_ids)
             backend = self._engine
         else:
             self._pool = WorkerPool(

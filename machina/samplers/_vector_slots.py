@@ -1,0 +1,260 @@
+"""The environments of one engine as one gymnasium ``VectorEnv``: its sub-environment ``i`` is
+the engine's slot ``i``.
+
+What the step loop needs from a vector environment, whatever its kind (gymnasium's
+``SyncVectorEnv`` / ``AsyncVectorEnv``, a native one such as ``CartPoleVectorEnv``, envpool's):
+
+- its autoreset mode (``metadata["autoreset_mode"]``, gymnasium 1.x): ``NEXT_STEP`` (the
+  default: the step after an episode's end resets that sub-environment and ignores its
+  action), ``SAME_STEP`` (the step that ends an episode resets at once; the true final
+  observation is in ``info["final_obs"]``) or ``DISABLED`` (the caller resets ended
+  sub-environments with ``reset(options={"reset_mask": mask})``);
+- whether it can reset some sub-environments only (``reset_mask``): gymnasium's own vector
+  environments and envpool can; a native vector environment cannot in general (it may read
+  the option and reset all of them), except in ``DISABLED`` mode, whose contract it is.
+
+Seeds: the first (seeded) reset is ``reset(seed=seed + slot_ids[0])``. gymnasium's
+``SyncVectorEnv`` / ``AsyncVectorEnv`` then seed sub-environment ``i`` with
+``seed + slot_ids[0] + i``, which is ``seed + slot``: each slot gets the seed the per-env engine
+gives it. A native vector environment has one RNG for all its sub-environments, seeded with
+that number. envpool fixes its seeds when it is made (``envpool.make_gymnasium(...,
+seed=...)``; sub-environment ``i`` gets ``seed + i``) and ignores ``reset(seed=...)``: the
+sampler's ``seed`` then seeds the policy's draws only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from machina.samplers._env_slots import _rng_json, _set_rng_json, action_shape
+from machina.samplers._setup import slot_seeds
+from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS
+
+_ARRAY_SPACES = (
+    gymnasium.spaces.Box,
+    gymnasium.spaces.Discrete,
+    gymnasium.spaces.MultiDiscrete,
+    gymnasium.spaces.MultiBinary,
+)
+
+
+def is_vector_env(env: Any) -> bool:
+    """Whether ``env`` is a gymnasium ``VectorEnv`` (envpool's gymnasium environments are)."""
+    return isinstance(env, VectorEnv)
+
+
+def _is_envpool(env: Any) -> bool:
+    return any(cls.__module__.startswith("envpool") for cls in type(env).__mro__)
+
+
+def autoreset_mode(env: Any) -> AutoresetMode:
+    """The vector environment's autoreset mode (NEXT_STEP when it does not say)."""
+    mode = (getattr(env, "metadata", None) or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    try:
+        return mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
+    except ValueError as exc:
+        raise ValueError(
+            f"env: metadata['autoreset_mode'] is {mode!r}; expected one of gymnasium's "
+            f"AutoresetMode {[m.value for m in AutoresetMode]}"
+        ) from exc
+
+
+class VectorSlots:
+    """One ``VectorEnv`` as ``num_envs`` environment slots.
+
+    Parameters
+    ----------
+    vec : gymnasium.vector.VectorEnv
+        The vector environment; its sub-environment ``i`` is slot ``slot_ids[i]``.
+    slot_ids : sequence of int
+        Global indices of the slots; as many as ``vec.num_envs``.
+    seed : int or None
+        The first reset is ``reset(seed=seed + slot_ids[0])`` (see the module's notes); later
+        resets are unseeded. None: never seeded.
+    seeded : sequence of bool, optional
+        True (any entry) when the seeded first reset already happened elsewhere.
+    """
+
+    def __init__(
+        self,
+        vec: VectorEnv,
+        slot_ids: Any,
+        seed: int | None,
+        seeded: Any = None,
+    ) -> None:
+        self.vec = vec
+        self.slot_ids = list(slot_ids)
+        n = int(vec.num_envs)
+        if n != len(self.slot_ids):
+            raise ValueError(
+                f"num_envs: expected the number of sub-environments of the VectorEnv that env "
+                f"makes ({n}), given {len(self.slot_ids)}: pass num_envs={n}"
+            )
+        self.seeds = slot_seeds(seed, self.slot_ids)
+        self._needs_seed = not (seeded is not None and any(seeded))
+        self.envpool = _is_envpool(vec)
+        self.observation_space = getattr(vec, "single_observation_space", None)
+        self.action_space = getattr(vec, "single_action_space", None)
+        for name, space in (
+            ("observation_space", self.observation_space),
+            ("action_space", self.action_space),
+        ):
+            if not isinstance(space, _ARRAY_SPACES):
+                raise TypeError(
+                    f"env: the VectorEnv's single_{name} is {space!r}; the vector path takes "
+                    "Box, Discrete, MultiDiscrete or MultiBinary spaces (arrays): flatten it "
+                    "(e.g. gymnasium.wrappers.vector.FlattenObservation) or pass a factory of "
+                    "single environments"
+                )
+        self.mode = autoreset_mode(vec)
+        base = vec.unwrapped
+        self.masked_reset = self.envpool or isinstance(
+            base, (gymnasium.vector.SyncVectorEnv, gymnasium.vector.AsyncVectorEnv)
+        )
+        # DISABLED: resetting ended sub-environments with reset_mask is the mode's contract.
+        self.masked_reset = self.masked_reset or self.mode == AutoresetMode.DISABLED
+        self.discrete_acs = isinstance(
+            self.action_space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)
+        )
+        self.action_shape = action_shape(self.action_space)  # type: ignore[arg-type]
+        self.warned_cap = False
+        self.ob_shape: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.slot_ids)
+
+    @property
+    def envs(self) -> list:
+        return [self.vec]
+
+    def describe(self) -> str:
+        first, last = self.slot_ids[0], self.slot_ids[-1]
+        seeds = "" if self.seeds[0] is None else f", seeds {self.seeds[0]}..{self.seeds[-1]}"
+        return f"vector environment (slots {first}..{last}{seeds})"
+
+    def episode_cap(self, requested: int | None | str) -> tuple[int | None, str]:
+        """As ``EnvSlots.episode_cap``, from the vector environment's ``spec``."""
+        if requested != "auto":
+            return requested, "argument"  # type: ignore[return-value]
+        limit = getattr(getattr(self.vec, "spec", None), "max_episode_steps", None)
+        if self.envpool:
+            limit = getattr(getattr(self.vec, "spec", None), "config", None)
+            limit = getattr(limit, "max_episode_steps", None)
+        if limit:
+            return int(limit), "spec"
+        return DEFAULT_MAX_EPISODE_STEPS, "default"
+
+    def own_limit(self) -> int:
+        """The vector environment's own episode length limit when its spec gives one, else
+        ``DEFAULT_MAX_EPISODE_STEPS``: how long a cut slot waits for its sub-environment."""
+        limit, source = self.episode_cap("auto")
+        return int(limit) if limit else DEFAULT_MAX_EPISODE_STEPS
+
+    def error(self, phase: str, exc: BaseException | None, detail: str = "") -> RuntimeError:
+        what = f"raised {type(exc).__name__}: {exc}" if exc is not None else detail
+        return RuntimeError(f"{self.describe()} {what} during {phase}")
+
+    def env_error(
+        self, k: int, phase: str, exc: BaseException | None, detail: str = ""
+    ) -> RuntimeError:
+        """An error of one sub-environment (slot ``k``), as ``EnvSlots.env_error`` words it."""
+        what = f"raised {type(exc).__name__}: {exc}" if exc is not None else detail
+        return RuntimeError(
+            f"environment {self.slot_ids[k]} (seed {self.seeds[k]}, sub-environment {k} of "
+            f"a vector environment) {what} during {phase}"
+        )
+
+    def non_finite_error(self, k: int, arr: np.ndarray, phase: str) -> RuntimeError:
+        bad = ~np.isfinite(arr)
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        return self.env_error(
+            k,
+            phase,
+            None,
+            f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
+            f"NaN/inf, first at index {first}: {arr[first]})",
+        )
+
+    def reset_all(self) -> np.ndarray:
+        """Reset every sub-environment (seeded the first time); the observations (n, ...)."""
+        seed = None
+        if self._needs_seed and self.seeds[0] is not None and not self.envpool:
+            seed = self.seeds[0]
+        try:
+            obs, _ = self.vec.reset(seed=seed)
+        except Exception as exc:
+            raise self.error("reset", exc) from exc
+        self._needs_seed = False
+        return self._batch(obs, "reset")
+
+    def reset_some(self, mask: np.ndarray) -> np.ndarray:
+        """Reset the sub-environments where ``mask`` (n,) bool is True; their new
+        observations, (mask.sum(), ...)."""
+        try:
+            obs, _ = self.vec.reset(options={"reset_mask": mask})
+        except Exception as exc:
+            raise self.error("reset", exc) from exc
+        obs = np.asarray(obs)
+        count = int(mask.sum())
+        if len(obs) == len(self):  # gymnasium: every sub-environment's observation
+            return obs[mask]
+        if len(obs) == count:  # envpool: those of the reset ones
+            return obs
+        raise self.error(
+            "reset", None, f"returned {len(obs)} observations for a reset of {count} of {len(self)}"
+        )
+
+    def _batch(self, obs: Any, phase: str) -> np.ndarray:
+        if isinstance(obs, (dict, tuple)):
+            raise TypeError(
+                f"env: the VectorEnv returned {type(obs).__name__} observations; the vector "
+                "path takes arrays (n, *ob_shape)"
+            )
+        arr = np.asarray(obs)
+        if arr.shape[:1] != (len(self),):
+            raise self.error(
+                phase, None, f"returned observations of shape {arr.shape} for {len(self)} slots"
+            )
+        return arr
+
+    def step(self, actions: np.ndarray, phase: str) -> tuple:
+        try:
+            return self.vec.step(actions)
+        except Exception as exc:
+            raise self.error(phase, exc) from exc
+
+    def _rng_holders(self) -> list[Any]:
+        """The vector environment and, for gymnasium's synchronous one, its sub-environments:
+        whatever holds an ``np_random`` generator."""
+        base = self.vec.unwrapped
+        return [base, *getattr(base, "envs", [])]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The RNGs (JSON text) of the vector environment and of its sub-environments when it
+        holds them (``SyncVectorEnv``), and whether the seeded first reset is to come."""
+        return {
+            "slot_ids": list(self.slot_ids),
+            "np_random": [_rng_json(holder) for holder in self._rng_holders()],
+            "needs_seed": [bool(self._needs_seed)] * len(self.slot_ids),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if list(state["slot_ids"]) != self.slot_ids:
+            raise ValueError(
+                f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
+                f"slots {self.slot_ids}"
+            )
+        for holder, text in zip(self._rng_holders(), state["np_random"]):
+            if text is not None:
+                _set_rng_json(holder, text)
+        self._needs_seed = bool(any(state["needs_seed"]))
+
+    def close(self) -> None:
+        try:
+            self.vec.close()
+        except Exception:
+            pass
