@@ -31,6 +31,7 @@ setup(
         "tensorboard>=2.14",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "dev": [

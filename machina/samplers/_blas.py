@@ -6,9 +6,8 @@ with threads that spin while they wait: measured on a 2-core machine shared with
 3.5 ms of CPU per product on its default 2 threads against 28 µs on one, which made the fast
 path 27x slower at 256 environments. Worker processes and Ray actors already run with
 ``OMP_NUM_THREADS=1`` (which OpenBLAS honours); the user's own process is limited here, per
-run, through ``threadpoolctl`` when it is installed (it is not a dependency of machina:
-``pip install threadpoolctl``; without it, set ``OPENBLAS_NUM_THREADS=1`` before numpy is
-imported).
+run, through ``threadpoolctl`` (a dependency of machina; if it is missing the limit is
+skipped: set ``OPENBLAS_NUM_THREADS=1`` before numpy is imported instead).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ re-runs the lost share; after ``max_retries`` replacements of one share in one c
 raises. An environment that raises is an error at once (a replacement would raise again),
 naming the slot, its seed and the node, as the process backend does.
 
-``ray`` is imported here only, lazily (:func:`import_ray`): it is an optional dependency.
+``ray`` is imported lazily (:func:`machina.utils.import_ray`): it is an optional dependency.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from machina.samplers._buffers import unpack_episodes
 from machina.samplers._protocol import error_message
 from machina.samplers._setup import engine_rng_seed, slot_seeds
 from machina.samplers._task import EngineSpec, Episode, Quotas, SampleTask, SamplingAborted
+from machina.utils.ray_trainers import import_ray
 
-INSTALL_HINT = 'pip install -e ".[ray]"'
 # How often the driver wakes up while it waits for the actors (to check deadlines), seconds.
 _POLL_INTERVAL = 0.5
 # An actor that is not placed and has not built its environments by then is lost.
@@ -41,18 +41,6 @@ _START_TIMEOUT = 300.0
 # The Ray connection machina made (a local instance it started, or a connection to
 # ``address``): shared by every sampler that finds it, shut down when the last one closes.
 _OWNED = {"users": 0}
-
-
-def import_ray() -> Any:
-    """The ``ray`` module, or an ImportError that says how to install it."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImportError(
-            'EpiSampler(backend="ray") needs Ray, an optional dependency of machina: '
-            f"{INSTALL_HINT} (or pip install 'ray[default]>=2.9')"
-        ) from exc
-    return ray
 
 
 def _runtime_env(user_env: dict[str, Any] | None) -> dict[str, Any]:
