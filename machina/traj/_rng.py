@@ -65,6 +65,14 @@ class BatchRNG:
         assert self._generator is not None
         return self._generator
 
+    def clone(self) -> BatchRNG:
+        """An independent copy: the same state (or none yet), drawn from separately."""
+        new = BatchRNG()
+        state = self.get_state()
+        if state is not None:
+            new.set_state(state)
+        return new
+
     def get_state(self) -> torch.Tensor | None:
         """The generator's state, (S,) uint8, or None before it is seeded."""
         return None if self._generator is None else self._generator.get_state()

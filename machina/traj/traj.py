@@ -57,7 +57,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         generator. Without it the generator is seeded at the first draw with one number
         drawn from torch's global generator, so ``torch.manual_seed`` keeps a script
         reproducible. Its state is saved and loaded with the Traj (``save``, ``load``,
-        ``machina.checkpoint``, ``traj_functional.sync``) and shared by shallow copies.
+        ``machina.checkpoint``, ``traj_functional.sync``) and copied by ``copy.copy``
+        (the estimators' results included), so a copy draws the batches the Traj would.
 
     Attributes
     ----------
@@ -106,7 +107,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self.pri_beta: float | None = None
         # Prioritised replay samplers by (column, seq_length, mode, alpha); see _samplers.
         self._samplers: dict[tuple, _CachedSampler] = {}
-        # The generator of every batch draw; shallow copies share it (see _rng).
+        # The generator of every batch draw (see _rng); copies get a clone of it.
         self._rng = BatchRNG(seed)
 
     # ------------------------------------------------------------------ sizes
@@ -173,12 +174,17 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self._current_epis = None
 
     def __copy__(self) -> Traj:
-        """A shallow copy sharing the stored columns; neither Traj then writes them in place."""
+        """A shallow copy sharing the stored columns; neither Traj then writes them in place.
+
+        The copy's batch generator is a clone: from the copy, the batches this Traj would
+        draw next (or, unseeded, seeded at its own first draw), without moving this one's.
+        """
         new = object.__new__(Traj)
         new.__dict__.update(self.__dict__)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
         new._samplers = {}
+        new._rng = self._rng.clone()
         # Both see the same rows: the next append of either copies them into a new buffer.
         self._disown()
         new._disown()
