@@ -486,3 +486,16 @@ def test_copies_draw_what_the_traj_would_and_leave_its_generator_alone(rng):
     a = next(copy.copy(unseeded).iterate(8))["obs"]
     torch.manual_seed(5)
     assert torch.equal(next(unseeded.iterate(8))["obs"], a)
+
+
+def test_a_bad_generator_state_in_a_file_names_the_path(rng, tmp_path):
+    traj = make_traj(make_random_epis(rng, 3))
+    traj.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as f:
+        members = dict(f)
+    np.savez(tmp_path / "bad.npz", **members, rng_state=np.zeros(7, np.uint8))
+    with pytest.raises(ValueError, match=r"Traj.load: .*bad.npz: rng_state: not a CPU gen"):
+        Traj.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad2.npz", **members, rng_state=np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match=r"bad2.npz: rng_state: expected a 1-d uint8 array"):
+        Traj.load(tmp_path / "bad2.npz")

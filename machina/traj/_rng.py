@@ -31,8 +31,8 @@ _SEED_RANGE = (-(2**63), 2**64 - 1)
 class BatchRNG:
     """A CPU ``torch.Generator`` seeded on first use (see the module).
 
-    Always on CPU, whatever the Traj's device: the draws are a few indices per minibatch, and
-    a CPU state saves and loads the same on every machine.
+    Always on CPU, whatever the Traj's device: the draws are index vectors (one per batch or
+    epoch), moved to the device after, and a CPU state saves and loads the same anywhere.
     """
 
     def __init__(self, seed: int | None = None):

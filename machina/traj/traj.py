@@ -356,5 +356,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         traj.groups = f.groups
         traj.pri_beta = f.pri_beta
         if f.rng_state is not None:
-            traj._rng.set_state(torch.from_numpy(f.rng_state))
+            try:
+                traj._rng.set_state(torch.from_numpy(f.rng_state))
+            except ValueError as e:
+                raise ValueError(f"Traj.load: {os.fspath(path)}: {e}") from None
         return traj
