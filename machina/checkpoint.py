@@ -135,9 +135,10 @@ def save_run(
         Folder of the run; created when missing.
     objects : mapping of str to object
         What to save, by a name that ``load_run`` uses again: ``Traj`` objects (columns,
-        priorities and ``pri_beta``), tensors (e.g. SAC's ``log_alpha``), and anything with
-        ``state_dict()`` / ``load_state_dict()``: networks, optimisers, learning-rate
-        schedulers, ``EpiSampler`` (policy and environment RNGs of every worker), prepro.
+        priorities, ``pri_beta`` and the state of the Traj's batch generator), tensors (e.g.
+        SAC's ``log_alpha``), and anything with ``state_dict()`` / ``load_state_dict()``:
+        networks, optimisers, learning-rate schedulers, ``EpiSampler`` (policy and
+        environment RNGs of every worker), prepro.
     extra : mapping, optional
         JSON-able values (step counters, the iteration number, arguments).
     step : int, optional
@@ -200,7 +201,8 @@ def save_run(
 
 
 def _restore_traj(live: Traj, path: Path) -> None:
-    loaded = Traj.load(path, device=live.device)
+    # The file carries the Traj's batch generator state (Traj.save), so its draws resume too.
+    loaded = Traj.load(path, device=live.device, ddp=live.ddp)
     # Restore in place: callers hold references to the live Traj.
     live.__dict__.clear()
     live.__dict__.update(loaded.__dict__)

@@ -2,10 +2,10 @@
 
 ``python -m torch.distributed.run --nproc_per_node 2 ... _distributed_worker.py SCENARIO DIR``
 
-- ``same_data``: every rank holds the same episodes (``Traj(ddp=True)``): PPO feed-forward,
-  PPO recurrent and SAC, plus unit checks of the gradient all-reduce (averaged before
-  clipping, NaN on one rank, a gradient present on one rank only, the Distributed*
-  optimisers).
+- ``same_data``: every rank holds the same episodes (``Traj(ddp=True)``): PPO feed-forward
+  and recurrent (several epochs), DDPG and SAC, plus unit checks of the gradient all-reduce
+  (averaged before clipping, NaN on one rank, a gradient present on one rank only, the
+  Distributed* optimisers).
 - ``own_data``: each rank samples its own episodes with its own seed and a different budget
   (plain ``Traj``): PPO feed-forward and recurrent, SAC.
 
@@ -21,9 +21,9 @@ import sys
 import gymnasium as gym
 import torch
 
-from machina.algos import ppo_clip, sac
+from machina.algos import ddpg, ppo_clip, sac
 from machina.nets import PolNet, QNet
-from machina.pols import TanhGaussianPol, make_pol
+from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
@@ -31,7 +31,10 @@ from machina.utils import optimizer_step
 from machina.vfuncs import DeterministicSAVfunc, make_vf
 
 EPI_LEN = 50  # every episode has this length, so each rank's share weighs the same
-SEED = 1234  # torch seed before each train call (rank 0 draws the minibatches with it)
+SEED = 1234  # torch seed before each train call (it seeds rank 0's Traj generator)
+# PPO's passes over the data per train call where runs are compared: more than one, so that
+# later epochs' orders are checked too (drawn while the losses draw from the global RNG).
+COMPARED_EPOCHS = 3
 
 
 def make_env() -> gym.Env:
@@ -57,9 +60,15 @@ def build_ppo(rnn: bool, seed: int = 0) -> tuple:
 def make_optim(params, adam: bool) -> torch.optim.Optimizer:
     """Adam, or SGD with momentum where runs are compared: an update linear in the gradient
     keeps float32 rounding differences at their size, where Adam's m / sqrt(v) turns a
-    rounding-level difference of a near-zero gradient component into a full step."""
+    rounding-level difference of a near-zero gradient component into a full step.
+
+    The SGD step is small enough for the training to be contractive: at lr 0.05, PPO's
+    3 epochs here turn a 1-ulp perturbation of the initial weights into 6.5e-5 of the
+    policy's (measured in one process); at 0.01 it stays at 1 ulp, so a comparison with
+    single-process training measures the data-parallel arithmetic, not the dynamics.
+    """
     params = list(params)
-    return torch.optim.Adam(params, 3e-3) if adam else torch.optim.SGD(params, 0.05, 0.9)
+    return torch.optim.Adam(params, 3e-3) if adam else torch.optim.SGD(params, 0.01, 0.9)
 
 
 def train_ppo(
@@ -67,9 +76,10 @@ def train_ppo(
 ) -> dict:
     """ppo_clip (clipping on) from ``pol``/``vf``; returns the new states and losses.
 
-    Compared with single-process training, use one epoch: the policy draws actions in its
-    forward pass, so rank 0's RNG (which draws the next epoch's permutation) advances by its
-    share of each batch, not by the whole batch as in one process.
+    The policy draws actions from the global RNG in its forward pass, each rank for its
+    share of the batch only; the minibatch orders come from the Traj's own generator
+    (seeded from rank 0's global RNG right after ``torch.manual_seed(SEED)``), so every
+    epoch's order is the single-process one.
     """
     optim_pol = make_optim(pol.parameters(), adam)
     optim_vf = make_optim(vf.parameters(), adam)
@@ -87,6 +97,31 @@ def train_ppo(
         batch_size=2 if rnn else 40, max_grad_norm=0.5, log_enable=False,
     )  # fmt: skip
     return dict(pol=pol.state_dict(), vf=vf.state_dict(), result=result)
+
+
+def build_ddpg(seed: int = 0) -> tuple:
+    env = make_env()
+    ob, ac = env.observation_space, env.action_space
+    torch.manual_seed(seed)
+    pol = DeterministicActionNoisePol(ob, ac, PolNet(ob, ac, 8, 8, deterministic=True))
+    qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8))
+    return pol, qf
+
+
+def train_ddpg(epis: list[dict], pol, qf, ddp: bool) -> dict:
+    """DDPG (noise-free losses) for 8 steps on uniform random batches, SGD (see make_optim):
+    an off-policy run that mode 1 makes equal to the single-process one."""
+    targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    ddpg.train(
+        traj, pol, qf, targ_pol, targ_qf, make_optim(pol.parameters(), False),
+        make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
+        max_grad_norm=1.0,
+    )  # fmt: skip
+    return dict(pol=pol.state_dict(), qf=qf.state_dict(), targ_qf=targ_qf.state_dict())
 
 
 def build_sac(seed: int = 0) -> tuple:
@@ -212,7 +247,11 @@ def main() -> None:
             pol, vf = build_ppo(rnn)
             mdist.sync_params(pol, vf)
             epis = inputs[f"epis_rnn{rnn}"]
-            out[f"ppo_rnn{rnn}"] = train_ppo(epis, pol, vf, True, rnn, adam=False, epoch=1)
+            out[f"ppo_rnn{rnn}"] = train_ppo(
+                epis, pol, vf, True, rnn, adam=False, epoch=COMPARED_EPOCHS
+            )
+        pol, qf = build_ddpg()
+        out["ddpg"] = train_ddpg(inputs["epis_rnnFalse"], pol, qf, True)
         pol, qfs = build_sac()
         out["sac"] = train_sac(inputs["epis_rnnFalse"], pol, qfs, True)
         out["unit"] = unit_checks(rank)

@@ -89,11 +89,15 @@ def test_a_resumed_run_continues_bit_for_bit(tmp_path):
 def test_the_traj_is_restored_in_place_with_its_bound(tmp_path):
     objs = _objects(0)
     objs["traj"].pri_beta = 0.7
+    next(objs["traj"].iterate(8))  # its batch generator is seeded and has moved
     save_run(tmp_path, objs)
     fresh = _objects(2)
     traj = fresh["traj"]
+    traj.ddp = True  # the live Traj's data-parallel flag is kept (the file has none)
     load_run(tmp_path, fresh)
     assert traj is fresh["traj"] and traj.max_steps == 500 and traj.pri_beta == 0.7
+    assert traj.ddp
+    assert torch.equal(traj.generator.get_state(), objs["traj"].generator.get_state())
     np.testing.assert_array_equal(traj.epis_index, objs["traj"].epis_index)
     for key, col in objs["traj"].data_map.items():
         assert torch.equal(traj.data_map[key], col)

@@ -174,9 +174,13 @@ def test_prioritized_ddpg_names_missing_keys():
 
 
 def off_policy_loop(pol, train, max_steps, prepare, steps_per_iter=200, seed=0):
-    """Sample, give new episodes the max priority, add to the replay memory, train."""
+    """Sample, give new episodes the max priority, add to the replay memory, train.
+
+    ``seed`` seeds the sampler and the replay's batch generator: every random stream of the
+    loop is fixed here, none hangs on how many global-RNG draws came before.
+    """
     env = gym.make("Pendulum-v1")
-    off_traj = Traj(max_steps=100_000)
+    off_traj = Traj(max_steps=100_000, seed=seed)
     step = 0
     with EpiSampler(env, pol, seed=seed) as sampler:
         while step < max_steps:

@@ -122,8 +122,9 @@ def local_ray(_ray_module):
 
 @pytest.fixture
 def cluster(_ray_module):
-    """A two-node cluster on this machine: a head with 2 CPUs and a node with 1; node death
-    noticed within about a second and a half."""
+    """A two-node cluster on this machine: a head with 2 CPUs (and a custom resource
+    ``head``, to pin things there) and a node with 1; node death noticed within about a
+    second and a half."""
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
@@ -135,7 +136,7 @@ def cluster(_ray_module):
     }
     c = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "_system_config": system_config},
+        head_node_args={"num_cpus": 2, "resources": {"head": 1}, "_system_config": system_config},
     )
     # Cluster writes its address where a bare ray.init() on this machine would find it:
     # remove it, other programs here must not attach to this test's cluster.
@@ -318,6 +319,17 @@ def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
     assert not ray.is_initialized()
 
 
+def _reserve_one_head_cpu():
+    """A placement group holding one of the head's 2 CPUs (no process is started): each
+    node then has exactly one CPU free, so two 1-CPU actors can only go one per node.
+    SPREAD alone is best effort: on a loaded machine it put both on the head."""
+    from ray.util import placement_group
+
+    group = placement_group([{"CPU": 1, "head": 1}])
+    ray.get(group.ready(), timeout=60)
+    return group
+
+
 def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     """A simulated two-node cluster: the actors spread over both nodes (the same
     deterministic episodes as one process stepping all slots); then the node of one actor
@@ -329,6 +341,7 @@ def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     with EpiSampler(env, pol, seed=1, num_envs=4) as local:
         ref = local.sample(pol, max_epis=6, deterministic=True)
     env_fn = lambda: SlowEnv(length=5, delay=0.01)  # noqa: E731
+    reserved = _reserve_one_head_cpu()  # one actor per node, whatever the load
     with EpiSampler(env, pol, num_parallel=2, num_envs=2, seed=1, backend="ray", timeout=60) as s:
         pool = s._pool
         assert len(set(pool.nodes())) == 2
@@ -338,15 +351,14 @@ def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     slow_pol = categorical_pol(SlowEnv())
     head_id = ray.get_runtime_context().get_node_id()
     worker_node = next(iter(cluster.worker_nodes))
-    # The first sampler's actors are killed asynchronously: wait until their CPUs are free
-    # again, so that SPREAD sees both nodes free and puts one actor on each.
-    deadline = time.monotonic() + 60
-    while ray.available_resources().get("CPU", 0) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # Still one free CPU per node: the new actors wait for the first sampler's (killed
+    # asynchronously) to free theirs, and then can only go one per node.
     with EpiSampler(env_fn, slow_pol, num_parallel=2, seed=0, backend="ray", timeout=60) as s:
         pool = s._pool
         lost = [slot for slot in pool.slots if slot.where["node"] != head_id]
         assert len(lost) == 1 and lost[0].where["node"] == worker_node.node_id
+        # the head's second CPU, for the replacement of the actor on the removed node
+        ray.util.remove_placement_group(reserved)
         remover = threading.Timer(0.5, cluster.remove_node, (worker_node,))
         remover.start()
         try:

@@ -192,6 +192,7 @@ def test_ppo_sac_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path)
         with np.load(full / "off_traj.npz") as f, np.load(resumed / "off_traj.npz") as g:
             assert set(f.files) == set(g.files) and "col:pris" in f.files
             assert any("pri_beta" in key for key in f.files)
+            assert "rng_state" in f.files  # the replay's batch generator (compared below)
             for key in f.files:
                 np.testing.assert_array_equal(f[key], g[key], err_msg=key)
         # and the comparison has teeth: the half-way run differs

@@ -373,3 +373,129 @@ def test_growth_of_memory_mapped_columns_keeps_every_row(rng):
     assert torch.equal(traj.data_map["rews"], torch.as_tensor(np.concatenate(stored)[:, 0]))
     assert torch.equal(twin.data_map["obs"], snapshot)
     assert all(np.array_equal(e["obs"], c) for e, c in zip(held, held_copy))
+
+
+# ---------------------------------------------------------------- the batch generator
+def _draws(traj):
+    """One batch of every kind of draw, as the indices it took (obs rows are distinct)."""
+    traj.data_map["pris"] = torch.rand(traj.num_step, generator=torch.Generator().manual_seed(0))
+    return [
+        *(b["obs"] for b in traj.iterate(16, epoch=2)),
+        traj.random_batch_once(8)["obs"],
+        traj.random_batch_once(8, np.arange(0, traj.num_step, 2))["obs"],
+        next(traj.iterate_rnn(3))["obs"],
+        traj.random_batch_rnn(4, 3, epoch=1).__next__()["obs"],
+        traj.prioritized_random_batch_once(8)["obs"],
+        traj.prioritized_random_batch_once(8, mode="rank_based")["obs"],
+        torch.cat([e["obs"] for e in traj.iterate_epi()]),
+    ]
+
+
+def _assert_same_draws(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_batches_come_from_the_traj_s_generator_not_the_global_one(rng):
+    """Issue 10: the global RNG drawn from between batches (a policy sampling actions in a
+    loss) does not change the orders; a global seed makes them reproducible; the global
+    stream moves by one draw per Traj, not one per batch."""
+    epis = make_random_epis(rng, 10)
+    torch.manual_seed(3)
+    quiet = _draws(make_traj(epis))
+    after_quiet = torch.rand(4)
+    torch.manual_seed(3)
+    traj = make_traj(epis)
+    noisy = []
+    for batch in traj.iterate(16, epoch=2):
+        torch.rand(len(batch["obs"]))  # global draws between batches
+        noisy.append(batch["obs"])
+    torch.manual_seed(3)
+    _assert_same_draws(noisy, quiet[: len(noisy)])
+    torch.manual_seed(3)
+    torch.randint(0, 2**63 - 1, (1,))  # the one draw that seeded the Traj's generator
+    assert torch.equal(torch.rand(4), after_quiet)
+    # another global seed, other orders
+    torch.manual_seed(4)
+    assert not torch.equal(_draws(make_traj(epis))[0], quiet[0])
+
+
+def test_seed_fixes_the_orders_whatever_the_global_seed(rng):
+    epis = make_random_epis(rng, 10)
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        traj = Traj(seed=7)
+        traj.add_epis(epis)
+        traj.register_epis()
+        runs.append(_draws(traj))
+    _assert_same_draws(runs[0], runs[1])
+    other = Traj(seed=8)
+    other.add_epis(epis)
+    other.register_epis()
+    assert not torch.equal(_draws(other)[0], runs[0][0])
+    assert torch.equal(
+        Traj(seed=7).generator.get_state(), torch.Generator().manual_seed(7).get_state()
+    )
+    for bad in (1.5, "7", True, 2**64):
+        with pytest.raises(ValueError, match=r"seed: expected an int"):
+            Traj(seed=bad)
+
+
+def test_save_load_continues_the_draws(rng, tmp_path):
+    """The generator's state travels with the file: a loaded Traj draws what the saved one
+    would have drawn next (for a run resumed from a checkpoint)."""
+    traj = make_traj(make_random_epis(rng, 10))
+    _draws(traj)  # the generator is seeded and has moved
+    traj.save(tmp_path / "t.npz")
+    loaded = Traj.load(tmp_path / "t.npz")
+    torch.manual_seed(0)  # the global RNG plays no part
+    _assert_same_draws(_draws(loaded), _draws(traj))
+    # a Traj never drawn from saves no state: loaded, it seeds from the global RNG as it would
+    fresh = make_traj(make_random_epis(rng, 3))
+    fresh.save(tmp_path / "fresh.npz")
+    with np.load(tmp_path / "fresh.npz") as f:
+        assert "rng_state" not in f.files
+    assert "rng_state" in np.load(tmp_path / "t.npz").files
+
+
+def test_copies_draw_what_the_traj_would_and_leave_its_generator_alone(rng):
+    from machina.traj import epi_functional as ef
+
+    epis = make_random_epis(rng, 6)
+    traj = Traj(seed=1)
+    traj.add_epis(epis)
+    # the estimators return copies: their draws continue the seeded stream
+    traj = ef.set_all_pris(traj, 1.0)
+    traj.register_epis()
+    seeded = Traj(seed=1)
+    seeded.add_epis(epis)
+    seeded.register_epis()
+    assert torch.equal(next(traj.iterate(8))["obs"], next(seeded.iterate(8))["obs"])
+    # a copy (shallow or deep) draws what the Traj draws next, without moving it
+    for make_copy in (copy.copy, copy.deepcopy):
+        copied = make_copy(traj)
+        state = traj.generator.get_state()
+        a = next(copied.iterate(8))["obs"]
+        assert torch.equal(traj.generator.get_state(), state)
+        assert torch.equal(next(traj.iterate(8))["obs"], a)
+    # unseeded, a copy seeds itself at its own first draw (from the global RNG)
+    unseeded = make_traj(epis)
+    torch.manual_seed(5)
+    a = next(copy.copy(unseeded).iterate(8))["obs"]
+    torch.manual_seed(5)
+    assert torch.equal(next(unseeded.iterate(8))["obs"], a)
+
+
+def test_a_bad_generator_state_in_a_file_names_the_path(rng, tmp_path):
+    traj = make_traj(make_random_epis(rng, 3))
+    traj.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as f:
+        members = dict(f)
+    np.savez(tmp_path / "bad.npz", **members, rng_state=np.zeros(7, np.uint8))
+    with pytest.raises(ValueError, match=r"Traj.load: .*bad.npz: rng_state: not a CPU gen"):
+        Traj.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "bad2.npz", **members, rng_state=np.zeros(7, np.float32))
+    with pytest.raises(ValueError, match=r"bad2.npz: rng_state: expected a 1-d uint8 array"):
+        Traj.load(tmp_path / "bad2.npz")

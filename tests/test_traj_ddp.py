@@ -21,13 +21,29 @@ from machina.traj import Traj
 from machina.traj import traj_functional as tf
 
 WORLD = 2
-# Rank 0's seed before each call: the shares must be rank 0's draw, whatever rank 1's RNG.
+# Rank 0's global seed before each call, on a fresh Traj whose generator it seeds: the
+# shares must be rank 0's draw, whatever rank 1's RNG.
 SEED = 1234
 TIMEOUT_S = 240
 
 
-def make_traj(num_epi: int, seed: int, ddp: bool = False, pris: bool = True) -> Traj:
-    """Episodes of 1..12 steps with distinct observations, priorities and window priorities."""
+def _global_draws_between_batches(traj: Traj) -> list[dict]:
+    """Three epochs of ``iterate`` with global-RNG draws between the batches, as many as the
+    caller's share of each batch (a policy sampling actions in a loss does that): on each
+    rank half of the single-process draws. The orders come from the Traj's generator, so
+    the epochs after the first still put together the single-process batches (issue 10)."""
+    batches = []
+    for batch in traj.iterate(16, epoch=3):
+        torch.rand(len(batch["obs"]))
+        batches.append(batch)
+    return batches
+
+
+def make_traj(
+    num_epi: int, seed: int, ddp: bool = False, pris: bool = True, traj_seed: int | None = None
+) -> Traj:
+    """Episodes of 1..12 steps with distinct observations, priorities and window priorities
+    (numpy ``seed``), in a Traj whose generator has ``traj_seed``."""
     rng = np.random.default_rng(seed)
     epis = []
     for _ in range(num_epi):
@@ -41,7 +57,7 @@ def make_traj(num_epi: int, seed: int, ddp: bool = False, pris: bool = True) -> 
             epi["pris"] = rng.uniform(0.1, 2.0, size=length).astype(np.float32)
             epi["seq_pris"] = rng.uniform(0.1, 2.0, size=length).astype(np.float32)
         epis.append(epi)
-    traj = Traj(ddp=ddp)
+    traj = Traj(ddp=ddp, seed=traj_seed)
     traj.add_epis(epis)
     traj.register_epis()
     return traj
@@ -50,6 +66,12 @@ def make_traj(num_epi: int, seed: int, ddp: bool = False, pris: bool = True) -> 
 # Each call: (name, function of a Traj returning a list of batches, batch axis of its columns)
 CALLS = [
     ("iterate", lambda t: list(t.iterate(16, epoch=2)), 0),
+    ("iterate_global_draws", _global_draws_between_batches, 0),
+    (
+        "random_batch_global_draws",
+        lambda t: [b for b in t.random_batch(8, 4) if torch.rand(len(b["obs"])) is not None],
+        0,
+    ),
     ("iterate_tail1", lambda t: list(t.iterate(t.num_step - 1)), 0),
     ("iterate_indices", lambda t: list(t.iterate(7, 1, np.arange(0, t.num_step, 3))), 0),
     ("iterate_noshuffle", lambda t: list(t.iterate_once(10, None, False)), 0),
@@ -92,14 +114,16 @@ def worker(out_dir: str) -> None:
     result: dict[str, np.ndarray] = {}
 
     # Mode 1: the same data on every rank, each taking its share of rank 0's minibatches.
-    traj = make_traj(20, seed=0, ddp=True)
     for name, call, _ in CALLS:
         torch.manual_seed(SEED + 7 * rank)  # rank 1's own RNG must not matter
-        traj.pri_beta = None  # each call anneals from init_beta, as on a fresh Traj
+        traj = make_traj(20, seed=0, ddp=True)  # its generator is seeded at the first draw
         result.update(_flatten(call(traj), name))
     result["pri_beta"] = np.array(traj.pri_beta)
+    # A seeded Traj: the orders are the seed's, whatever any rank's global RNG.
+    torch.manual_seed(SEED + 1 + rank)
+    result.update(_flatten(list(make_traj(20, 0, ddp=True, traj_seed=5).iterate(16, 2)), "seeded"))
     torch.manual_seed(SEED)
-    episodes = list(traj.iterate_epi())
+    episodes = list(make_traj(20, seed=0, ddp=True).iterate_epi())
     result["iterate_epi/count"] = np.array(len(episodes))
     result["iterate_epi/first_obs"] = np.concatenate([e["obs"][:1].numpy() for e in episodes])
 
@@ -123,10 +147,12 @@ def worker(out_dir: str) -> None:
     }
     for name, fn in errors.items():
         result[f"error/{name}"] = np.array(_error_of(fn))
-    # tf.sync: rank 1 gets rank 0's episodes, bool columns included.
-    synced = tf.sync(make_traj(20, seed=0) if rank == 0 else make_traj(3, seed=5, pris=False))
+    # tf.sync: rank 1 gets rank 0's episodes, bool columns included, and its generator.
+    mine = make_traj(20, seed=0, traj_seed=9) if rank == 0 else make_traj(3, seed=5, pris=False)
+    synced = tf.sync(mine)
     result["sync/epis_index"] = synced.epis_index
     result.update({f"sync/col/{k}": v.numpy() for k, v in synced.data_map.items()})
+    result["sync/rng_state"] = synced.generator.get_state().numpy()
 
     # The group still works after the errors (no rank is stuck in a collective).
     result["after_errors"] = np.array(len(list(traj.random_batch(4, 2))))
@@ -209,13 +235,22 @@ def test_ddp_anneals_beta_and_shares_episodes_on_every_rank(ranks):
     for r in ranks:
         assert float(r["pri_beta"]) == pytest.approx(traj.pri_beta, abs=1e-12)
     torch.manual_seed(SEED)
-    episodes = list(traj.iterate_epi())
+    episodes = list(make_traj(20, seed=0).iterate_epi())
     first = np.concatenate([e["obs"][:1].numpy() for e in episodes])
     per_rank = traj.num_epi // WORLD
     for rank, r in enumerate(ranks):
         assert int(r["iterate_epi/count"]) == per_rank
         mine = first[rank * per_rank : (rank + 1) * per_rank]
         np.testing.assert_array_equal(r["iterate_epi/first_obs"], mine)
+
+
+def test_a_seeded_traj_draws_the_seed_s_batches_whatever_the_global_rng(ranks):
+    torch.manual_seed(SEED + 3)
+    expected = list(make_traj(20, 0, traj_seed=5).iterate(16, 2))
+    shares = [_batches(r, "seeded") for r in ranks]
+    for i, batch in enumerate(expected):
+        together = np.concatenate([s[i]["obs"] for s in shares])
+        np.testing.assert_array_equal(together, batch["obs"].numpy())
 
 
 def test_ranks_with_their_own_data_agree_on_the_number_of_batches(ranks):
@@ -242,6 +277,8 @@ def test_sync_gives_every_rank_the_master_s_episodes(ranks):
         for k, v in master.data_map.items():
             assert cols[k].dtype == v.numpy().dtype
             np.testing.assert_array_equal(cols[k], v.numpy())
+        # and its batch generator: every rank then draws what rank 0 would
+        np.testing.assert_array_equal(r["sync/rng_state"], Traj(seed=9).generator.get_state())
 
 
 def test_an_error_on_one_rank_is_raised_on_every_rank(ranks):

@@ -72,7 +72,9 @@ class Batching:
     """The batching job of ``Traj``: minibatches of steps, of whole episodes and of windows,
     uniform, each shared between torch.distributed ranks as ``Traj(ddp=True)`` asks.
 
-    Expects ``data_map``, ``_epis_index``, ``device``, ``ddp`` and ``num_step`` / ``num_epi``.
+    Expects ``data_map``, ``_epis_index``, ``device``, ``ddp``, ``num_step`` / ``num_epi``
+    and ``_rng``, the ``BatchRNG`` every draw comes from (never torch's global generator; see
+    ``_rng``). Under ``Traj(ddp=True)`` only rank 0 draws, so only rank 0's generator moves.
     """
 
     def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -124,10 +126,14 @@ class Batching:
 
         def make() -> torch.Tensor:
             if shuffle:
-                return torch.randperm(n, device=self.device)
+                return torch.randperm(n, generator=self._rng.generator()).to(self.device)
             return torch.arange(n, device=self.device)
 
         return group.same(make, (n,), torch.int64).to(self.device)
+
+    def _randint(self, high: int, size: int) -> torch.Tensor:
+        """``size`` indices drawn uniformly from ``range(high)``, on the Traj's device."""
+        return torch.randint(0, high, (size,), generator=self._rng.generator()).to(self.device)
 
     @staticmethod
     def _num_chunks(n: int, batch_size: int, group: _ddp.Group) -> int:
@@ -273,11 +279,7 @@ class Batching:
             if pop is not None:
                 drawn = self._order(group, n, True)
             else:
-                drawn = group.same(
-                    lambda: torch.randint(0, n, (batch_size,), device=self.device),
-                    (batch_size,),
-                    torch.int64,
-                )
+                drawn = group.same(lambda: self._randint(n, batch_size), (batch_size,), torch.int64)
             drawn = group.share(drawn.to(self.device))
             if pop is not None:
                 drawn = pop[drawn]
@@ -402,9 +404,7 @@ class Batching:
         cand = torch.as_tensor(cand, device=self.device)
         for _ in range(count):
             drawn = group.same(
-                lambda: torch.randint(0, len(cand), (batch_size,), device=self.device),
-                (batch_size,),
-                torch.int64,
+                lambda: self._randint(len(cand), batch_size), (batch_size,), torch.int64
             )
             starts = cand[group.share(drawn.to(self.device))]
             batch = self._windows(starts, seq_length)

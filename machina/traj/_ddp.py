@@ -4,9 +4,11 @@ Two situations, read at every batching call (a Traj can be built, saved or loade
 ``torch.distributed.init_process_group``):
 
 - ``Traj(ddp=True)`` with a process group of W > 1 ranks that hold the same steps: every rank
-  draws the same minibatch (rank 0 draws it with its RNG, exactly as the single-process code
-  would, and broadcasts the indices) and keeps its own share, ranks taking disjoint contiguous
-  slices of near-equal size, ``[r * B // W, (r + 1) * B // W)``.
+  draws the same minibatch (rank 0 draws it from its Traj's generator, exactly as the
+  single-process code would, and broadcasts the indices) and keeps its own share, ranks
+  taking disjoint contiguous slices of near-equal size, ``[r * B // W, (r + 1) * B // W)``.
+  The orders never come from torch's global generator, which a loss draws from for its
+  share of the batch only (see ``_rng``): every epoch is the single-process one.
 - any process group of W > 1 ranks (``ddp`` or not; without ``ddp`` each rank batches its own
   data): the number of minibatches a call yields is the minimum over the ranks, so that a rank
   with fewer steps never leaves the others waiting in a gradient all-reduce. A rank whose call
@@ -94,8 +96,8 @@ class Group:
         """``make()`` on rank 0, broadcast to the others, with ``split``; else ``make()``.
 
         ``make`` must return a tensor of ``shape`` and ``dtype`` (integers below 2 ** 53: the
-        wire is float64). Only rank 0 runs it, so only rank 0's RNG is used and the ranks need
-        no common RNG state. When it raises on rank 0, the other ranks raise too.
+        wire is float64). Only rank 0 runs it, so only rank 0's generator is used and the
+        ranks need no common generator state. When it raises on rank 0, the other ranks raise too.
         """
         if not self.split:
             return make()

@@ -13,7 +13,7 @@ from machina.traj._columns import GROUP_KEYS
 
 # Archive members: one "col:<key>" per column, plus these.
 REQUIRED = ("epis_index", "group_keys", "group_names")
-OPTIONAL = ("max_steps", "pri_beta")
+OPTIONAL = ("max_steps", "pri_beta", "rng_state")
 
 
 def write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -53,6 +53,8 @@ class TrajFile:
     groups: dict[str, str]
     max_steps: int | None
     pri_beta: float | None
+    # state of the Traj's batch generator (see _rng), (S,) uint8; None: never seeded
+    rng_state: np.ndarray | None = None
 
 
 def read_checked(path: str | os.PathLike) -> TrajFile:
@@ -157,4 +159,10 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
         if beta.shape != () or beta.dtype.kind != "f" or not 0.0 <= float(beta) <= 1.0:
             raise _Bad(f"pri_beta: expected a float scalar in [0, 1], got {beta!r}")
         pri_beta = float(beta)
-    return TrajFile(columns, index, groups, max_steps, pri_beta)
+    rng_state = members.get("rng_state")
+    if rng_state is not None and (rng_state.ndim != 1 or rng_state.dtype != np.uint8):
+        raise _Bad(
+            f"rng_state: expected a 1-d uint8 array (a generator's state), got dtype "
+            f"{rng_state.dtype} and shape {rng_state.shape}"
+        )
+    return TrajFile(columns, index, groups, max_steps, pri_beta, rng_state)

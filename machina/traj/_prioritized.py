@@ -138,7 +138,7 @@ class PrioritizedReplay:
 
         def draw() -> tuple[np.ndarray, np.ndarray]:
             entry = self._replay_sampler(key, seq_length, added_by, fix_hint, mode, alpha)
-            positions, is_weights = entry.sampler.draw(batch_size, beta)
+            positions, is_weights = entry.sampler.draw(batch_size, beta, self._rng.generator())
             return (positions if entry.cand is None else entry.cand[positions]), is_weights
 
         if not group.split:

@@ -117,15 +117,17 @@ class SumTree:
             self.min = float(self._block_mins.min())
 
 
-def _uniform(batch_size: int) -> np.ndarray:
-    """U[0, 1) float64 draws from torch's global RNG (seeded by ``torch.manual_seed``)."""
-    return torch.rand(batch_size, dtype=torch.float64).numpy()
+def _uniform(batch_size: int, generator: torch.Generator | None = None) -> np.ndarray:
+    """U[0, 1) float64 draws from ``generator`` (a Traj's), else torch's global one."""
+    return torch.rand(batch_size, dtype=torch.float64, generator=generator).numpy()
 
 
-def _draw(tree: SumTree, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
+def _draw(
+    tree: SumTree, batch_size: int, beta: float, generator: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions (B,) int64 drawn with P(i) = w_i / sum_j w_j, and importance weights
     ``(P(i) / min_j P(j)) ** -beta`` (B,) float32 (the largest over the population is 1)."""
-    positions = tree.find(_uniform(batch_size) * tree.total)
+    positions = tree.find(_uniform(batch_size, generator) * tree.total)
     ratio = tree.values(positions) / tree.min
     return positions, (ratio ** -float(beta)).astype(np.float32)
 
@@ -138,8 +140,10 @@ class ProportionalSampler:
         self.n = self.tree.n
         self.stale = False  # exact after every update
 
-    def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
-        return _draw(self.tree, batch_size, beta)
+    def draw(
+        self, batch_size: int, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _draw(self.tree, batch_size, beta, generator)
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
         self.tree.update(positions, pris)
@@ -188,8 +192,10 @@ class RankSampler:
         self._updates = 0
         self.stale = False
 
-    def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
-        positions, is_weights = _draw(self.tree, batch_size, beta)
+    def draw(
+        self, batch_size: int, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        positions, is_weights = _draw(self.tree, batch_size, beta, generator)
         return self.order[positions], is_weights
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:

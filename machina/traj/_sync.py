@@ -21,9 +21,10 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     """Every rank gets ``master_rank``'s stored episodes, over torch.distributed.
 
     A collective: every rank of the default process group calls it. The columns, episode
-    boundaries, groups, bound and ``pri_beta`` are broadcast as tensors and JSON (no pickle);
-    pending episodes are not sent. Without an initialised group of more than one rank,
-    ``traj`` is returned as it is.
+    boundaries, groups, bound, ``pri_beta`` and the batch generator's state (once seeded)
+    are broadcast as tensors and JSON (no pickle), so every rank then draws the batches
+    ``master_rank`` would; pending episodes are not sent. Without an initialised group of
+    more than one rank, ``traj`` is returned as it is.
 
     Parameters
     ----------
@@ -52,6 +53,7 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
             "groups": traj.groups,
             "max_steps": traj.max_steps,
             "pri_beta": traj.pri_beta,
+            "rng_state": traj._rng.seeded,
         }
         payload = torch.tensor(list(json.dumps(meta).encode()), dtype=torch.uint8, device=device)
         size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
@@ -72,6 +74,14 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
         # gloo has no bool collectives: bools travel as bytes
         dist.broadcast(wire.view(torch.uint8) if dtype == torch.bool else wire, master_rank)
         columns[key] = wire
+    rng_state = None
+    if meta.get("rng_state"):
+        # the generator's state is a CPU byte tensor of fixed size (torch.Generator)
+        rng_state = traj._rng.get_state() if master else torch.Generator().get_state()
+        assert rng_state is not None
+        wire = rng_state.to(device)
+        dist.broadcast(wire, master_rank)
+        rng_state = wire.cpu()
     if master:
         return traj
     new = Traj(max_steps=meta["max_steps"], ddp=traj.ddp, device=traj.device)
@@ -79,4 +89,6 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     new.data_map = {k: v.to(new.device) for k, v in columns.items()}
     new.groups = dict(meta["groups"])
     new.pri_beta = meta["pri_beta"]
+    if rng_state is not None:
+        new._rng.set_state(rng_state)
     return new

@@ -14,6 +14,7 @@ from machina.traj import _ddp, _files
 from machina.traj._batching import Batching
 from machina.traj._columns import FlatEpisodes, split_columns
 from machina.traj._prioritized import PrioritizedReplay, _CachedSampler
+from machina.traj._rng import BatchRNG
 from machina.traj._storage import ColumnStorage
 
 Epi = dict
@@ -42,7 +43,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         of W > 1 ranks is initialised, every rank holding the same steps, each batching
         method yields this rank's share of the minibatch the single-process code would
         yield. Rank 0 draws the minibatch (indices, permutation, priorities' draw) with its
-        own RNG and broadcasts it; rank r keeps the contiguous slice
+        own generator (see ``seed``) and broadcasts it; rank r keeps the contiguous slice
         ``[r * B // W, (r + 1) * B // W)``, so the shares are disjoint and differ in size by
         at most one (an ``iterate`` tail of fewer than W steps is skipped). Whether or not
         ``ddp`` is set, under an initialised process group the ranks agree on the number of
@@ -50,6 +51,14 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         one rank is raised on all of them, so that none waits in a collective.
     device : str or torch.device
         Device of the stored columns.
+    seed : int, optional
+        Seed of the Traj's own generator (``generator``), from which every batching method
+        draws: permutations, uniform draws and prioritised draws, never from torch's global
+        generator. Without it the generator is seeded at the first draw with one number
+        drawn from torch's global generator, so ``torch.manual_seed`` keeps a script
+        reproducible. Its state is saved and loaded with the Traj (``save``, ``load``,
+        ``machina.checkpoint``, ``traj_functional.sync``) and copied by ``copy.copy``
+        (the estimators' results included), so a copy draws the batches the Traj would.
 
     Attributes
     ----------
@@ -69,6 +78,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         traj_device: str | torch.device | None = None,
         ddp: bool = False,
         device: str | torch.device = "cpu",
+        seed: int | None = None,
     ):
         # traj_device is the original machina's name for device, in its place; it overrides
         # device when given, so Traj(n, "cpu") and Traj(n, device="cpu") agree.
@@ -97,6 +107,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self.pri_beta: float | None = None
         # Prioritised replay samplers by (column, seq_length, mode, alpha); see _samplers.
         self._samplers: dict[tuple, _CachedSampler] = {}
+        # The generator of every batch draw (see _rng); copies get a clone of it.
+        self._rng = BatchRNG(seed)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -162,12 +174,17 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self._current_epis = None
 
     def __copy__(self) -> Traj:
-        """A shallow copy sharing the stored columns; neither Traj then writes them in place."""
+        """A shallow copy sharing the stored columns; neither Traj then writes them in place.
+
+        The copy's batch generator is a clone: from the copy, the batches this Traj would
+        draw next (or, unseeded, seeded at its own first draw), without moving this one's.
+        """
         new = object.__new__(Traj)
         new.__dict__.update(self.__dict__)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
         new._samplers = {}
+        new._rng = self._rng.clone()
         # Both see the same rows: the next append of either copies them into a new buffer.
         self._disown()
         new._disown()
@@ -191,6 +208,17 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
     def world_size(self) -> int:
         """The default group's number of ranks when ``ddp``, else 1."""
         return _ddp.Group(self.ddp).world if self.ddp else 1
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The CPU ``torch.Generator`` the batching methods draw from.
+
+        Seeded by ``Traj(seed=...)``, by a loaded state, or else on first use (this property
+        included) with one number drawn from torch's global generator. Under
+        ``Traj(ddp=True)`` with W > 1 ranks only rank 0 draws, so rank 0's generator is the
+        one that moves (and the one to save). ``traj.generator.manual_seed(s)`` reseeds it.
+        """
+        return self._rng.generator()
 
     def with_pending(self, pending: FlatEpisodes) -> Traj:
         """A shallow copy whose pending episodes are ``pending``; stored columns are shared."""
@@ -290,8 +318,9 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         """Write the stored episodes to an ``.npz`` file that loads without pickle.
 
         Every column keeps its dtype and values exactly, and the prioritised-replay exponent
-        ``pri_beta`` is kept, so a reloaded memory resumes its annealing; pending episodes are
-        not saved.
+        ``pri_beta`` and the state of ``generator`` (once seeded) are kept, so a reloaded
+        memory resumes its annealing and draws the batches the saved one would have drawn;
+        pending episodes are not saved.
 
         The file is replaced atomically: written to a temporary file in the same directory,
         flushed to disk, then renamed over ``path``; a save killed half way leaves the
@@ -305,6 +334,9 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
             arrays["max_steps"] = np.array(self.max_steps, dtype=np.int64)
         if self.pri_beta is not None:
             arrays["pri_beta"] = np.array(self.pri_beta, dtype=np.float64)
+        rng_state = self._rng.get_state()
+        if rng_state is not None:
+            arrays["rng_state"] = rng_state.numpy()
         _files.write_atomic(path, arrays)
 
     @classmethod
@@ -323,4 +355,9 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         traj.data_map = {k: torch.from_numpy(v).to(traj.device) for k, v in f.columns.items()}
         traj.groups = f.groups
         traj.pri_beta = f.pri_beta
+        if f.rng_state is not None:
+            try:
+                traj._rng.set_state(torch.from_numpy(f.rng_state))
+            except ValueError as e:
+                raise ValueError(f"Traj.load: {os.fspath(path)}: {e}") from None
         return traj
