@@ -109,6 +109,69 @@ def _set_flat(params: list[torch.Tensor], flat: torch.Tensor) -> None:
         offset += p.numel()
 
 
+def linesearch(
+    pol: torch.nn.Module,
+    batch: dict,
+    f: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    fullstep: torch.Tensor,
+    expected_improve_rate: float | torch.Tensor,
+    max_backtracks: int = 10,
+    accept_ratio: float = 0.1,
+    ent_beta: float = 0.0,
+) -> tuple[bool, torch.Tensor]:
+    """Backtracking line search along ``fullstep`` from the parameter vector ``x``.
+
+    Tries ``x + 0.5**k * fullstep`` for ``k = 0, 1, ...`` and accepts the first point whose
+    loss ``f(pol, batch, ent_beta=ent_beta)`` decreased by more than ``accept_ratio`` of the
+    improvement predicted by the linear model (``expected_improve_rate * 0.5**k``).
+    :func:`update_pol` runs its own search (bounded by the KL as well); this one is machina
+    0.x's building block for writing a TRPO step by hand.
+
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        Its parameters, flattened in ``pol.parameters()`` order, are the search space.
+    batch : dict of str to torch.Tensor
+        Passed to ``f``.
+    f : callable
+        ``(pol, batch, ent_beta=...) -> scalar loss`` to decrease, e.g. ``lf.pg``.
+    x : torch.Tensor
+        ``(n,)`` starting parameters (``torch.nn.utils.parameters_to_vector``).
+    fullstep : torch.Tensor
+        ``(n,)`` the largest step.
+    expected_improve_rate : float or torch.Tensor
+        Predicted decrease of ``f`` for the full step (``-grad @ fullstep``).
+    max_backtracks : int
+        Number of halvings tried.
+    accept_ratio : float
+        Fraction of the predicted decrease required.
+    ent_beta : float
+        Passed to ``f``.
+
+    Returns
+    -------
+    success : bool
+        Whether a point was accepted.
+    params : torch.Tensor
+        ``(n,)`` the accepted point, or ``x``. ``pol`` holds these parameters on return.
+    """
+    params = list(pol.parameters())
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(x, params)
+        fval = float(f(pol, batch, ent_beta=ent_beta))
+        for k in range(max_backtracks):
+            frac = 0.5**k
+            xnew = x + frac * fullstep
+            torch.nn.utils.vector_to_parameters(xnew, params)
+            actual = fval - float(f(pol, batch, ent_beta=ent_beta))
+            expected = float(expected_improve_rate) * frac
+            if expected != 0 and actual / expected > accept_ratio and actual > 0:
+                return True, xnew
+        torch.nn.utils.vector_to_parameters(x, params)
+    return False, x
+
+
 class PolStepResult(float):
     """The policy loss after a TRPO step (a float), carrying the step's mean KL as ``kl``.
 

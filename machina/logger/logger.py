@@ -345,6 +345,24 @@ class Logger:
             self._emit(_format_table(row))
         return row
 
+    def write_to_tensorboard(self, row: Mapping[str, Any], step: int | None = None) -> None:
+        """Write ``row`` to the TensorBoard outputs only (not to CSV files, not printed).
+
+        Parameters
+        ----------
+        row : mapping of str to scalar
+            Tag to value.
+        step : int, optional
+            TensorBoard step; by default the number of rows dumped before, which this call
+            then counts as one more.
+        """
+        values = {key: _to_scalar(key, value) for key, value in row.items()}
+        if step is None:
+            step = self._num_dumps
+            self._num_dumps += 1
+        for tb_output in self._tensorboard_outputs.values():
+            tb_output.write(values, step)
+
     # ------------------------------------------------------------------ results
     def record_results(
         self,
@@ -356,7 +374,7 @@ class Logger:
         total_step: int,
         rewards: Sequence[float] | np.ndarray | None = None,
         plot_title: str | None = None,
-        async_plot: bool = False,
+        async_plot: bool = True,
     ) -> str | None:
         """Record one iteration of training, dump it, and redraw the learning curve.
 
@@ -388,7 +406,7 @@ class Logger:
             Return (sum of rewards) of each episode sampled in this iteration.
         plot_title : str, optional
             Title of the learning-curve figure, e.g. the environment name.
-        async_plot : bool, default False
+        async_plot : bool, default True
             Accepted for compatibility with the original and ignored: the figure is drawn
             in-process (tens of milliseconds with Agg), so it is current when this returns.
 

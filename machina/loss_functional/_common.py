@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from collections.abc import Callable
@@ -77,3 +78,5 @@ def make_module_callable(module_name: str, target: Callable[..., Any]) -> None:
     module = sys.modules[module_name]
     module.__class__ = _CallableModule
     module.__call_target__ = target
+    # inspect.signature(lf.sac) and help() then show the function's parameters.
+    module.__signature__ = inspect.signature(target)

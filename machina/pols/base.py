@@ -11,6 +11,7 @@ from machina.pds.base import BasePd
 from machina.pds.categorical_pd import CategoricalPd, invalid_pi_error
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.numpy_spec import gaussian_log_std, net_ops
+from machina.utils.aliases import keyword_aliases
 from machina.utils.recurrent import HiddenState, RecurrentMixin
 from machina.utils.spaces import check_space
 
@@ -121,6 +122,7 @@ class BasePol(RecurrentMixin, nn.Module):
             f"returning {what}, got outputs of shapes {shapes} for a batch of leading dims {lead}"
         )
 
+    @keyword_aliases(ob="obs")
     def forward(self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None) -> ActResult:
         """Sample an action.
 
@@ -244,6 +246,7 @@ class BasePol(RecurrentMixin, nn.Module):
             spec["log_std"] = gaussian_log_std(net)
         return spec
 
+    @keyword_aliases(x="ac")
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Map a policy-space action to the environment's action.
 
