@@ -158,7 +158,7 @@ def tweakval(val: Any, identifier: str) -> Any:
 def tweakfun(fun: Callable[..., Any], alt: str | None = None) -> Callable[..., Any]:
     """``fun`` with parameters overridable from the command line.
 
-    ``--<name>-<param> value`` (``name`` is ``alt`` or ``fun``'s lower-cased qualified name)
+    ``--<name>-<param> value`` (``name`` is ``alt`` or ``fun.__name__``, lower-cased)
     replaces the parameter ``param``, converted to the type of its default (or with
     :func:`type_hint`'s converter); ``--<name> module.path.to.other`` replaces ``fun`` itself.
 
@@ -167,7 +167,7 @@ def tweakfun(fun: Callable[..., Any], alt: str | None = None) -> Callable[..., A
     callable
         Calls ``fun`` with the given arguments and the command line's replacements.
     """
-    name = (alt or getattr(fun, "__qualname__", fun.__name__)).lower()
+    name = (alt or fun.__name__).lower()
     args = collect_args()
     if name in args:
         located = pydoc.locate(args[name])
