@@ -146,11 +146,11 @@ def test_linesearch_accepts_a_descent_step_and_restores_after_an_ascent():
     grad = torch.nn.utils.parameters_to_vector(torch.autograd.grad(lf.pg(pol, batch), params))
     step = -0.1 * grad
     expected = float(-(grad @ step))  # linear prediction of the decrease
-    before = float(lf.pg(pol, batch))
+    before = float(lf.pg(pol, batch).detach())
     success, new_x = trpo.linesearch(pol, batch, lf.pg, x, step, expected)
     assert success
     torch.testing.assert_close(torch.nn.utils.parameters_to_vector(params).detach(), new_x)
-    assert float(lf.pg(pol, batch)) < before
+    assert float(lf.pg(pol, batch).detach()) < before
 
     success, same_x = trpo.linesearch(pol, batch, lf.pg, new_x, -step, -expected, 3)
     assert not success and same_x is new_x
@@ -235,7 +235,8 @@ def test_csv2table_table_printer_and_plots(tmp_path, capsys):
         "10,1.0,0.5,0.3,0.1\n20,2.0,0.4,0.2,0.1\n"
     )
     path = logger.csv2table(str(score_file))
-    assert open(path).read().splitlines()[0].startswith("| TotalStep | RewardAverage")
+    with open(path) as f:
+        assert f.readline().startswith("| TotalStep | RewardAverage")
     printer = logger.TerminalTablePrinter()
     printer.print_tabular([("a", 1), ("b", 2)])
     printer.print_tabular([("a", 3), ("b", 4)])
@@ -283,12 +284,12 @@ class Algo:
 def test_parameters_written_as_json(tmp_path):
     args = argparse.Namespace(env_name="Pendulum-v1", lr=0.1, algo="Algo", algo_gamma=0.9)
     logger.log_parameters_lite(str(tmp_path / "a" / "args.json"), args)
-    assert json.load(open(tmp_path / "a" / "args.json"))["env_name"] == "Pendulum-v1"
+    assert json.loads((tmp_path / "a" / "args.json").read_text())["env_name"] == "Pendulum-v1"
     logger.log_parameters(str(tmp_path / "p.json"), args, {"algo": Algo})
-    written = json.load(open(tmp_path / "p.json"))
+    written = json.loads((tmp_path / "p.json").read_text())
     assert written["algo"] == {"lr": 0.1, "_name": "Algo"} and "algo_gamma" not in written
     logger.log_variant(str(tmp_path / "v.json"), {"cls": Algo, "color": Color.RED, "n": [1, 2]})
-    variant = json.load(open(tmp_path / "v.json"))
+    variant = json.loads((tmp_path / "v.json").read_text())
     assert variant["cls"].endswith(".Algo") and variant["n"] == [1, 2]
     assert variant["color"] == {"$enum": f"{__name__}.Color.RED"}
 

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from machina.logger.logger import _COLORS, colorize
 
@@ -102,16 +102,17 @@ def prefix_log(prefix: str, logger: Callable[[str], Any] = _print) -> Callable[[
 
 
 def tee_log(file_name: str) -> Callable[[str], None]:
-    """A logger that prints each line and writes it to ``file_name`` (truncated first).
+    """A logger that prints each line and appends it to ``file_name`` (truncated first).
 
-    The file stays open for the life of the returned function and is flushed every line.
+    The file is opened for each line, so no handle stays open behind the function.
     """
-    f: TextIO = open(file_name, "w+", encoding="utf-8")
+    with open(file_name, "w", encoding="utf-8"):
+        pass
 
     def logger(s: str) -> None:
         print(s, flush=True)
-        f.write(s + "\n")
-        f.flush()
+        with open(file_name, "a", encoding="utf-8") as f:
+            f.write(s + "\n")
 
     return logger
 
