@@ -12,6 +12,7 @@ import torch
 
 from machina.algos._common import check_traj, log
 from machina.loss_functional.model import dynamics
+from machina.models.deterministic_state_model import DeterministicSModel
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -19,7 +20,7 @@ MODEL_KEYS = ("obs", "acs", "next_obs")
 
 
 def update_dm(
-    dm: torch.nn.Module,
+    dm: DeterministicSModel,
     optim_dm: torch.optim.Optimizer,
     batch: dict,
     target: str = "next_obs",
@@ -34,7 +35,7 @@ def update_dm(
 
 def train_dm(
     traj: Traj,
-    dyn_model: torch.nn.Module,
+    dyn_model: DeterministicSModel,
     optim_dm: torch.optim.Optimizer,
     epoch: int = 60,
     batch_size: int = 512,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium
 import numpy as np
@@ -113,7 +113,7 @@ class SkillEnv(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstructorA
         return self._with_skill(obs), {**info, "skill": self.skill}
 
     @keyword_aliases(ac="action")
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the inner environment; the observation keeps the episode's skill."""
         obs, rew, term, trunc, info = self.env.step(action)
         return self._with_skill(obs), rew, term, trunc, {**info, "skill": self.skill}

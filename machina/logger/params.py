@@ -89,8 +89,8 @@ def log_parameters(log_file: str | os.PathLike, args: Any, classes: Mapping[str,
     }
     for key, cls in classes.items():
         if isinstance(cls, type):
-            params = inspect.signature(cls.__init__).parameters
-            entry = {p: getattr(args, p) for p in params if p != "self" and hasattr(args, p)}
+            params = inspect.signature(cls).parameters  # the constructor's, without self
+            entry = {p: getattr(args, p) for p in params if hasattr(args, p)}
             entry["_name"] = getattr(args, key, _qualname(cls))
         else:
             entry = dict(getattr(cls, "__kwargs", {}))

@@ -43,8 +43,8 @@ def read_csv_columns(csv_path: str | os.PathLike, columns: list[str]) -> dict[st
             )
         out: dict[str, list[float]] = {c: [] for c in columns}
         for row in reader:
-            cells = [row.get(c) for c in columns]
-            if any(cell in (None, "") for cell in cells):
+            cells = [row.get(c) or "" for c in columns]
+            if any(cell == "" for cell in cells):
                 continue
             for c, cell in zip(columns, cells):
                 out[c].append(float(cell))
