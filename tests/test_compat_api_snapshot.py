@@ -3,9 +3,10 @@ defaults, base classes (issue 14, "add, never rename").
 
 ``tests/data/machina0x_api.json`` lists 0.x's public modules, functions, classes, methods,
 module attributes and package re-exports with their parameters and defaults; it was made
-from 0.x's source with ``ast`` (signatures only). Each module is compared with ours through
-``inspect``. A 0.x keyword counts as accepted when ours has it, or takes it as an alias
-(``machina.utils.keyword_aliases``) or as an extra keyword. What differs on purpose is in
+from 0.x's source with ``ast`` (signatures only) by ``tests/data/make_machina0x_api.py``.
+Each module is compared with ours through ``inspect``. A 0.x keyword counts as accepted
+when ours has it, or takes it as an alias (``machina.utils.keyword_aliases``) or as an extra
+keyword. What differs on purpose is in
 ``DELIBERATE`` (the README's "Porting from machina 0.x" table gives the one-line change);
 what other parts still lack is in ``NOT_YET``.
 """

@@ -46,8 +46,8 @@ from machina.loss_functional.svg import (
 )
 from machina.loss_functional.value import monte_carlo
 
-# machina 0.x's loss_functional module had these two helpers in its namespace (its scripts can
-# reach them as lf.get_device() and lf.detach_tensor_dict); they live in machina.utils.
+# Reachable as lf.get_device() and lf.detach_tensor_dict(), where machina 0.x scripts find
+# them; they live in machina.utils.
 from machina.utils import detach_tensor_dict, get_device  # noqa: E402, F401
 
 __all__ = [
