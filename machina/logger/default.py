@@ -226,7 +226,7 @@ def record_results(
     total_step: int,
     rewards: Sequence[float] | np.ndarray | None = None,
     plot_title: str | None = None,
-    async_plot: bool = True,
+    async_plot: bool = False,
 ) -> str | None:
     """Record, dump and plot one training iteration; see ``Logger.record_results``."""
     return _default_logger.record_results(

@@ -374,7 +374,7 @@ class Logger:
         total_step: int,
         rewards: Sequence[float] | np.ndarray | None = None,
         plot_title: str | None = None,
-        async_plot: bool = True,
+        async_plot: bool = False,
     ) -> str | None:
         """Record one iteration of training, dump it, and redraw the learning curve.
 
@@ -406,7 +406,7 @@ class Logger:
             Return (sum of rewards) of each episode sampled in this iteration.
         plot_title : str, optional
             Title of the learning-curve figure, e.g. the environment name.
-        async_plot : bool, default True
+        async_plot : bool, default False
             Accepted for compatibility with the original and ignored: the figure is drawn
             in-process (tens of milliseconds with Agg), so it is current when this returns.
 
