@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from machina.logger.logger import _COLORS, colorize
+from machina.logger.logger import color2num, colorize
 
 __all__ = [
     "color2num",
@@ -31,9 +31,6 @@ __all__ = [
     "tweakfun",
     "query_yes_no",
 ]
-
-#: ANSI colour code of each name ``colorize`` accepts.
-color2num = dict(_COLORS)
 
 #: nesting depth of the :class:`Message` blocks currently open.
 MESSAGE_DEPTH = 0

@@ -38,6 +38,8 @@ CURRENT_EPOCH = "CurrentEpoch"
 _COLORS = dict(
     gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36, white=37, crimson=38
 )
+#: ANSI colour code of each name ``colorize`` accepts (machina 0.x's ``color2num``).
+color2num = _COLORS
 
 
 def colorize(string: str, color: str, bold: bool = False, highlight: bool = False) -> str:
