@@ -78,8 +78,8 @@ def test_bad_inputs_are_named():
         MPCPol(ob, ac, dm, lambda next_obs, acs: next_obs, 10, 2)
     with pytest.raises(ValueError, match="n_samples"):
         MPCPol(ob, ac, dm, pendulum_rew, 0, 2)
-    with pytest.raises(ValueError, match="only target='next_obs'"):
-        mpc.train_dm(Traj(), dm, None, target="rews")
+    with pytest.raises(TypeError, match="target: expected a key of traj"):
+        mpc.train_dm(Traj(), dm, None, target=None)
 
 
 def test_original_style_bare_net_with_statistics():

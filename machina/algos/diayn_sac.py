@@ -17,10 +17,12 @@ from machina.algos import sac
 from machina.algos._common import check_traj
 from machina.loss_functional.diayn import diayn_rews, split_skill
 from machina.traj import Traj
+from machina.utils.aliases import keyword_aliases
 
 __all__ = ["calc_rewards", "train"]
 
 
+@keyword_aliases(obskill="obs")
 def calc_rewards(
     obs: torch.Tensor, num_skill: int, discrim: torch.nn.Module
 ) -> tuple[torch.Tensor, dict]:

@@ -12,6 +12,7 @@ import torch
 
 from machina.algos._common import check_traj, log
 from machina.loss_functional.model import dynamics
+from machina.models.deterministic_state_model import DeterministicSModel
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -19,7 +20,7 @@ MODEL_KEYS = ("obs", "acs", "next_obs")
 
 
 def update_dm(
-    dm: torch.nn.Module,
+    dm: DeterministicSModel,
     optim_dm: torch.optim.Optimizer,
     batch: dict,
     target: str = "next_obs",
@@ -34,7 +35,7 @@ def update_dm(
 
 def train_dm(
     traj: Traj,
-    dyn_model: torch.nn.Module,
+    dyn_model: DeterministicSModel,
     optim_dm: torch.optim.Optimizer,
     epoch: int = 60,
     batch_size: int = 512,
@@ -63,9 +64,11 @@ def train_dm(
         Steps per batch, or whole-episode sequences per batch when recurrent; capped at what
         ``traj`` holds.
     target : str
-        Only ``'next_obs'``.
+        The key the model predicts: ``'next_obs'``, or another key of the model's output
+        shape such as ``'rews'`` (see :func:`machina.loss_functional.dynamics`).
     td : bool
-        Only True: the model predicts the change of the observation.
+        With ``target='next_obs'``: learn the standardised change of the observation (True)
+        or the next observation in real units (False).
     num_epi_per_seq : int
         Recurrent only: episodes joined into one sequence.
     log_enable : bool
@@ -79,14 +82,11 @@ def train_dm(
     Returns
     -------
     dict
-        ``DynModelLoss``: one float per gradient step (standardised squared error).
+        ``DynModelLoss``: one float per gradient step (``lf.dynamics``'s loss).
     """
-    if target != "next_obs" or td is not True:
-        raise ValueError(
-            f"mpc.train_dm: only target='next_obs' with td=True is supported (the model "
-            f"predicts the observation change), given target={target!r}, td={td!r}"
-        )
-    check_traj(traj, MODEL_KEYS, "mpc")
+    if not isinstance(target, str):
+        raise TypeError(f"mpc.train_dm: target: expected a key of traj, got {target!r}")
+    check_traj(traj, MODEL_KEYS if target in MODEL_KEYS else (*MODEL_KEYS, target), "mpc")
     if update_stats:
         dyn_model.update_stats(traj)
     log(log_enable, "Optimizing...")
@@ -99,7 +99,7 @@ def train_dm(
     losses = [
         optimizer_step(
             optim_dm,
-            dynamics(dyn_model, batch),
+            dynamics(dyn_model, batch, target=target, td=bool(td)),
             None,
             max_grad_norm,
             name="mpc.train_dm: dm_loss",

@@ -78,7 +78,7 @@ def train(
     log(log_enable, "Optimizing...")
     pol_losses, qf_losses = [], []
     for batch in traj.random_batch(batch_size, epoch):
-        qf_loss = svg_lf.bellman(qf, targ_qf, targ_pol, batch, gamma, sampling)
+        qf_loss = svg_lf.bellman(qf, targ_qf, targ_pol, batch, gamma, sampling=sampling)
         qf_losses.append(
             optimizer_step(
                 optim_qf, qf_loss, None, max_grad_norm, name="svg.train: qf_loss", batch=batch

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from machina import loss_functional as lf
 from machina.algos._common import check_traj, log, minibatches, whole_batch
 from machina.loss_functional import masked_mean
+from machina.pds.base import BasePd
+from machina.pols.base import BasePol
 from machina.traj import Traj
 from machina.utils.distributed import average_tensor
 from machina.utils.training import non_finite_error, optimizer_step
@@ -75,7 +77,7 @@ def _one_of(value, alias, name: str, alias_name: str):
     return value
 
 
-def make_kl(pol: torch.nn.Module, batch: dict) -> torch.Tensor:
+def make_kl(pol: BasePol, batch: dict) -> torch.Tensor:
     """Per-step ``KL(pi_detached || pi)`` at the policy's current parameters, (B,) or (T, B).
 
     Its Hessian at the current parameters is the Fisher information matrix that
@@ -83,18 +85,27 @@ def make_kl(pol: torch.nn.Module, batch: dict) -> torch.Tensor:
     ``update_pol``'s ``make_kl`` to change the metric.
     """
     params = lf.pd_params(pol, batch)
-    return pol.pd.kl_pq({k: v.detach() for k, v in params.items()}, params)
+    return _pd(pol).kl_pq({k: v.detach() for k, v in params.items()}, params)
+
+
+def _pd(pol: BasePol) -> BasePd:
+    if pol.pd is None:
+        raise TypeError(
+            f"trpo: pol: {type(pol).__name__} has no probability distribution (pd); TRPO "
+            "needs a stochastic policy"
+        )
+    return pol.pd
 
 
 def _surrogate(
-    pol: torch.nn.Module, batch: dict, ent_beta: float = 0.0
+    pol: BasePol, batch: dict, ent_beta: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Surrogate advantage E[ratio * A] + ent_beta * H, mean KL(pi_old || pi)) on ``batch``."""
     log_ratio, params, old = lf.log_ratio(pol, batch)
     surrogate = masked_mean(torch.exp(log_ratio) * batch["advs"], batch)
     if ent_beta:
-        surrogate = surrogate + ent_beta * masked_mean(pol.pd.ent(params), batch)
-    kl = masked_mean(pol.pd.kl_pq(old, params), batch)
+        surrogate = surrogate + ent_beta * masked_mean(_pd(pol).ent(params), batch)
+    kl = masked_mean(_pd(pol).kl_pq(old, params), batch)
     return surrogate, kl
 
 
@@ -102,11 +113,74 @@ def _flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
-def _set_flat(params: list[torch.Tensor], flat: torch.Tensor) -> None:
+def _set_flat(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None:
     offset = 0
     for p in params:
         p.data.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def linesearch(
+    pol: torch.nn.Module,
+    batch: dict,
+    f: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    fullstep: torch.Tensor,
+    expected_improve_rate: float | torch.Tensor,
+    max_backtracks: int = 10,
+    accept_ratio: float = 0.1,
+    ent_beta: float = 0.0,
+) -> tuple[bool, torch.Tensor]:
+    """Backtracking line search along ``fullstep`` from the parameter vector ``x``.
+
+    Tries ``x + 0.5**k * fullstep`` for ``k = 0, 1, ...`` and accepts the first point whose
+    loss ``f(pol, batch, ent_beta=ent_beta)`` decreased by more than ``accept_ratio`` of the
+    improvement predicted by the linear model (``expected_improve_rate * 0.5**k``).
+    :func:`update_pol` runs its own search (bounded by the KL as well); this one is machina
+    0.x's building block for writing a TRPO step by hand.
+
+    Parameters
+    ----------
+    pol : torch.nn.Module
+        Its parameters, flattened in ``pol.parameters()`` order, are the search space.
+    batch : dict of str to torch.Tensor
+        Passed to ``f``.
+    f : callable
+        ``(pol, batch, ent_beta=...) -> scalar loss`` to decrease, e.g. ``lf.pg``.
+    x : torch.Tensor
+        ``(n,)`` starting parameters (``torch.nn.utils.parameters_to_vector``).
+    fullstep : torch.Tensor
+        ``(n,)`` the largest step.
+    expected_improve_rate : float or torch.Tensor
+        Predicted decrease of ``f`` for the full step (``-grad @ fullstep``).
+    max_backtracks : int
+        Number of halvings tried.
+    accept_ratio : float
+        Fraction of the predicted decrease required.
+    ent_beta : float
+        Passed to ``f``.
+
+    Returns
+    -------
+    success : bool
+        Whether a point was accepted.
+    params : torch.Tensor
+        ``(n,)`` the accepted point, or ``x``. ``pol`` holds these parameters on return.
+    """
+    params = list(pol.parameters())
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(x, params)
+        fval = float(f(pol, batch, ent_beta=ent_beta))
+        for k in range(max_backtracks):
+            frac = 0.5**k
+            xnew = x + frac * fullstep
+            torch.nn.utils.vector_to_parameters(xnew, params)
+            actual = fval - float(f(pol, batch, ent_beta=ent_beta))
+            expected = float(expected_improve_rate) * frac
+            if expected != 0 and actual / expected > accept_ratio and actual > 0:
+                return True, xnew
+        torch.nn.utils.vector_to_parameters(x, params)
+    return False, x
 
 
 class PolStepResult(float):
@@ -128,9 +202,9 @@ class PolStepResult(float):
 
 
 def update_pol(
-    pol: torch.nn.Module,
+    pol: BasePol,
     batch: dict,
-    make_kl: Callable[[torch.nn.Module, dict], torch.Tensor] = make_kl,
+    make_kl: Callable[[BasePol, dict], torch.Tensor] = make_kl,
     max_kl: float = 0.01,
     damping: float = 0.1,
     num_cg: int = 10,
@@ -230,7 +304,7 @@ def update_vf(vf: torch.nn.Module, optim_vf: torch.optim.Optimizer, batch: dict)
 
 def train(
     traj: Traj,
-    pol: torch.nn.Module,
+    pol: BasePol,
     vf: torch.nn.Module,
     optim_vf: torch.optim.Optimizer,
     epoch: int = 5,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from machina import loss_functional as lf
@@ -62,6 +64,7 @@ def train(
     check_traj(traj, ["advs", "rets", "acs"], "vpg")
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
+    batches: Iterator[dict[str, torch.Tensor]]
     if large_batch:
         batches = (whole_batch(traj, [pol, vf]) for _ in range(epoch))
     else:

@@ -32,7 +32,7 @@ class _AppendWrapper(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstr
 
     dim: int
 
-    def _append(self, obs: Any, part: np.ndarray) -> np.ndarray:
+    def _append(self, obs: Any, part: np.ndarray | float) -> np.ndarray:
         """``obs`` (ob_dim,) followed by ``part`` (k,): (ob_dim + k,) float32."""
         part = np.asarray(part, dtype=np.float32).reshape(-1)
         return np.concatenate([np.asarray(obs, dtype=np.float32), part], axis=self.dim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium
 
 
@@ -28,6 +30,8 @@ class WrapperAPI:
     def original_env(self) -> gymnasium.Env:
         """The innermost environment given to a ``GymEnv`` (or the wrapped one)."""
         return getattr(self.env, "original_env", self.env)
+
+    close: Callable[[], None]  # gymnasium.Wrapper's, later in the MRO
 
     def terminate(self) -> None:
         """Close the environment (machina 0.x's name)."""

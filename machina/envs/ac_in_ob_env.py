@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium
 import numpy as np
@@ -109,6 +109,7 @@ class AcInObEnv(_AppendWrapper):
             nvec = np.array([space.n], dtype=np.int64)
             start = np.array([space.start], dtype=np.int64)
         else:
+            space = cast(spaces.MultiDiscrete, space)  # the only other space accepted
             nvec = space.nvec.ravel().astype(np.int64)
             start = np.asarray(space.start, dtype=np.int64).ravel()
         given = np.asarray(action)
@@ -136,7 +137,7 @@ class AcInObEnv(_AppendWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         return self._append(obs, np.full(self.ac_dim, self.initial_value, np.float32)), info
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step; the next observation carries ``action``.
 
         Returns

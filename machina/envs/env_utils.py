@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import gymnasium
 import numpy as np
 
+from machina.utils.spaces import space_shape
+
 __all__ = ["flatten_to_dict"]
 
 
@@ -40,7 +42,8 @@ def flatten_to_dict(
     missing = [k for k in keys if k not in dict_space.spaces]
     if missing:
         raise KeyError(f"dict_keys: {missing} are not keys of dict_space {list(dict_space)}")
-    sizes = [int(np.prod(dict_space.spaces[k].shape)) for k in keys]
+    shapes = [space_shape(f"dict_space[{k!r}]", dict_space.spaces[k]) for k in keys]
+    sizes = [int(np.prod(shape)) for shape in shapes]
     if flatten_obs.shape[-1] != sum(sizes):
         raise ValueError(
             f"flatten_obs: expected a last axis of {sum(sizes)} (the parts {keys} of sizes "
@@ -49,8 +52,7 @@ def flatten_to_dict(
     lead = tuple(flatten_obs.shape[:-1])
     parts = OrderedDict()
     start = 0
-    for key, size in zip(keys, sizes):
-        shape = lead + tuple(dict_space.spaces[key].shape)
-        parts[key] = flatten_obs[..., start : start + size].reshape(shape)
+    for key, size, key_shape in zip(keys, sizes, shapes):
+        parts[key] = flatten_obs[..., start : start + size].reshape(lead + key_shape)
         start += size
     return parts

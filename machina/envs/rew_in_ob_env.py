@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium
 import numpy as np
@@ -90,7 +90,7 @@ class RewInObEnv(_AppendWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         return self._append(obs, self.initial_value), info
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step; the next observation carries this step's reward.
 
         Returns

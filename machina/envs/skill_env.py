@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium
 import numpy as np
 
 from machina.envs._wrapper_api import WrapperAPI
+from machina.utils.aliases import keyword_aliases
 
 
 class SkillEnv(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
@@ -111,7 +112,8 @@ class SkillEnv(WrapperAPI, gymnasium.Wrapper, gymnasium.utils.RecordConstructorA
             self.skill = int(self.np_random.integers(self.num_skill))
         return self._with_skill(obs), {**info, "skill": self.skill}
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    @keyword_aliases(ac="action")
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the inner environment; the observation keeps the episode's skill."""
         obs, rew, term, trunc, info = self.env.step(action)
         return self._with_skill(obs), rew, term, trunc, {**info, "skill": self.skill}

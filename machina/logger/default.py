@@ -24,6 +24,7 @@ import numpy as np
 from machina.logger.logger import Logger
 from machina.logger.output import Output
 from machina.utils import timing
+from machina.utils.aliases import keyword_aliases
 
 __all__ = [
     "get_logger",
@@ -42,6 +43,9 @@ __all__ = [
     "close",
     "add_output",
     "remove_output",
+    "set_log_tabular_only",
+    "get_log_tabular_only",
+    "write_to_tensorboard",
 ]
 
 _default_logger = Logger()
@@ -72,11 +76,31 @@ def set_logger(logger: Logger) -> Logger:
     return previous
 
 
+_log_tabular_only = False
+
+
+@keyword_aliases(s="msg")
 def log(
     msg: Any, with_prefix: bool = True, with_timestamp: bool = True, color: str | None = None
 ) -> None:
-    """Print a timestamped message with the default logger; see ``Logger.log``."""
+    """Print a timestamped message with the default logger; see ``Logger.log``.
+
+    Nothing is printed or written while ``set_log_tabular_only(True)`` is in effect.
+    """
+    if _log_tabular_only:
+        return
     _default_logger.log(msg, with_prefix=with_prefix, with_timestamp=with_timestamp, color=color)
+
+
+def set_log_tabular_only(log_tabular_only: bool) -> None:
+    """Silence ``log``'s messages (True) so that only the dumped tables are printed."""
+    global _log_tabular_only
+    _log_tabular_only = bool(log_tabular_only)
+
+
+def get_log_tabular_only() -> bool:
+    """Whether ``log``'s messages are silenced."""
+    return _log_tabular_only
 
 
 # machina.utils.measure writes through the default logger from now on (utils, the bottom
@@ -94,11 +118,13 @@ def pop_prefix() -> None:
     _default_logger.pop_prefix()
 
 
+@keyword_aliases(key="prefix")
 def prefix(prefix: str) -> contextlib.AbstractContextManager[None]:
     """A block whose messages start with ``prefix``; see ``Logger.prefix``."""
     return _default_logger.prefix(prefix)
 
 
+@keyword_aliases(key="prefix")
 def push_tabular_prefix(prefix: str) -> None:
     """Start the following tabular keys with ``prefix``; see ``Logger.push_tabular_prefix``."""
     _default_logger.push_tabular_prefix(prefix)
@@ -109,6 +135,7 @@ def pop_tabular_prefix() -> None:
     _default_logger.pop_tabular_prefix()
 
 
+@keyword_aliases(key="prefix")
 def tabular_prefix(prefix: str) -> contextlib.AbstractContextManager[None]:
     """A block whose tabular keys start with ``prefix``; see ``Logger.tabular_prefix``."""
     return _default_logger.tabular_prefix(prefix)
@@ -119,16 +146,19 @@ def mkdir_p(path: str | os.PathLike) -> None:
     os.makedirs(path, exist_ok=True)
 
 
+@keyword_aliases(file_name="path")
 def add_text_output(path: str | os.PathLike) -> None:
     """Copy messages to a text file; see ``Logger.add_text_output``."""
     _default_logger.add_text_output(path)
 
 
+@keyword_aliases(file_name="path")
 def remove_text_output(path: str | os.PathLike) -> None:
     """Stop copying messages to a text file; see ``Logger.remove_text_output``."""
     _default_logger.remove_text_output(path)
 
 
+@keyword_aliases(val="value")
 def record_tabular(key: str, value: Any) -> None:
     """Set a value in the current row; see ``Logger.record_tabular``."""
     _default_logger.record_tabular(key, value)
@@ -139,21 +169,44 @@ def record_tabular_misc_stat(key: str, values: Any) -> None:
     _default_logger.record_tabular_misc_stat(key, values)
 
 
-def dump_tabular(step: int | None = None, no_print: bool = False) -> dict[str, Any]:
-    """Write the current row to every output; see ``Logger.dump_tabular``."""
+def dump_tabular(
+    step: int | None = None,
+    no_print: bool = False,
+    *,
+    write_header: bool | None = None,
+    with_prefix: bool = True,
+    with_timestamp: bool = True,
+    color: str | None = None,
+) -> dict[str, Any]:
+    """Write the current row to every output; see ``Logger.dump_tabular``.
+
+    ``write_header``, ``with_prefix``, ``with_timestamp`` and ``color`` are machina 0.x's
+    options of its printed table; they are accepted and change nothing: a CSV file gets its
+    header once, and the table is printed as ``Logger.dump_tabular`` prints it.
+    """
+    del write_header, with_prefix, with_timestamp, color  # see docstring
     return _default_logger.dump_tabular(step=step, no_print=no_print)
 
 
+def write_to_tensorboard(tabular_dict: Mapping[str, Any]) -> None:
+    """Write a row to the default logger's TensorBoard outputs only; see
+    ``Logger.write_to_tensorboard``."""
+    _default_logger.write_to_tensorboard(tabular_dict)
+
+
+@keyword_aliases(file_name="csv_path")
 def add_tabular_output(csv_path: str | os.PathLike, append: bool = False) -> None:
     """Write rows to a CSV file; see ``Logger.add_tabular_output``."""
     _default_logger.add_tabular_output(csv_path, append=append)
 
 
+@keyword_aliases(file_name="csv_path")
 def remove_tabular_output(csv_path: str | os.PathLike) -> None:
     """Stop writing rows to a CSV file; see ``Logger.remove_tabular_output``."""
     _default_logger.remove_tabular_output(csv_path)
 
 
+@keyword_aliases(logdir="log_dir")
 def add_tensorboard_output(log_dir: str | os.PathLike) -> None:
     """Write rows as TensorBoard scalars; see ``Logger.add_tensorboard_output``."""
     _default_logger.add_tensorboard_output(log_dir)

@@ -38,6 +38,8 @@ CURRENT_EPOCH = "CurrentEpoch"
 _COLORS = dict(
     gray=30, red=31, green=32, yellow=33, blue=34, magenta=35, cyan=36, white=37, crimson=38
 )
+#: ANSI colour code of each name ``colorize`` accepts (machina 0.x's ``color2num``).
+color2num = _COLORS
 
 
 def colorize(string: str, color: str, bold: bool = False, highlight: bool = False) -> str:
@@ -349,6 +351,24 @@ class Logger:
         if not no_print:
             self._emit(_format_table(row))
         return row
+
+    def write_to_tensorboard(self, row: Mapping[str, Any], step: int | None = None) -> None:
+        """Write ``row`` to the TensorBoard outputs only (not to CSV files, not printed).
+
+        Parameters
+        ----------
+        row : mapping of str to scalar
+            Tag to value.
+        step : int, optional
+            TensorBoard step; by default the number of rows dumped before, which this call
+            then counts as one more.
+        """
+        values = {key: _to_scalar(key, value) for key, value in row.items()}
+        if step is None:
+            step = self._num_dumps
+            self._num_dumps += 1
+        for tb_output in self._tensorboard_outputs.values():
+            tb_output.write(values, step)
 
     # ------------------------------------------------------------------ results
     def record_results(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["plot_learning_curve", "read_csv_columns"]
+__all__ = ["plot_learning_curve", "read_csv_columns", "plot_scores", "async_plot_scores"]
 
 
 def read_csv_columns(csv_path: str | os.PathLike, columns: list[str]) -> dict[str, list[float]]:
@@ -41,8 +43,8 @@ def read_csv_columns(csv_path: str | os.PathLike, columns: list[str]) -> dict[st
             )
         out: dict[str, list[float]] = {c: [] for c in columns}
         for row in reader:
-            cells = [row.get(c) for c in columns]
-            if any(cell in (None, "") for cell in cells):
+            cells = [row.get(c) or "" for c in columns]
+            if any(cell == "" for cell in cells):
                 continue
             for c, cell in zip(columns, cells):
                 out[c].append(float(cell))
@@ -126,3 +128,105 @@ def plot_learning_curve(
     fig.savefig(tmp_path, format="png")
     os.replace(tmp_path, png_path)
     return png_path
+
+
+def plot_scores(
+    filename: str | os.PathLike,
+    key: str,
+    x_key: str,
+    scores: Mapping[str, Sequence[float]] | Any = None,
+    label: str | None = None,
+    title: str | None = None,
+    color: str | None = None,
+    result_directory: str | os.PathLike | None = None,
+    plot_legend: bool = True,
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    x_label: str = "steps",
+    y_label: str | None = None,
+) -> str:
+    """Plot ``{key}Average`` with a band of ``{key}Std`` against ``x_key`` (machina 0.x).
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+        The progress CSV (read unless ``scores`` is given).
+    key : str
+        Column prefix, e.g. ``"Reward"`` or ``"PolLoss"``.
+    x_key : str
+        Column of the horizontal axis, e.g. ``"TotalStep"``.
+    scores : mapping of column name to values, optional
+        The columns already read (a dict or a pandas DataFrame).
+    label : str, optional
+        Legend entry and file name (default ``key``).
+    title, color, x_label, y_label : str, optional
+        Figure title, line colour, axis labels.
+    result_directory : str or os.PathLike, optional
+        Directory of the figure; by default the CSV's.
+    plot_legend : bool
+        Draw the legend.
+    xlim, ylim : (float, float), optional
+        Axis limits.
+
+    Returns
+    -------
+    str
+        Path of the figure, ``<label>.png``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    label = key if label is None else label
+    mean_col, std_col = key + "Average", key + "Std"
+    if scores is None:
+        scores = read_csv_columns(filename, [x_key, mean_col, std_col])
+    xs = [float(v) for v in scores[x_key]]
+    mean = [float(v) for v in scores[mean_col]]
+    std = [float(v) for v in scores[std_col]]
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    (line,) = ax.plot(xs, mean, label=label, color=color)
+    lower = [m - d for m, d in zip(mean, std)]
+    upper = [m + d for m, d in zip(mean, std)]
+    ax.fill_between(xs, lower, upper, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(x_label)
+    if y_label is not None:
+        ax.set_ylabel(y_label)
+    if plot_legend:
+        ax.legend(loc="best")
+    if title is not None:
+        ax.set_title(title)
+    if xlim is not None:
+        ax.set_xlim(xlim)
+    if ylim is not None:
+        ax.set_ylim(ylim)
+    if result_directory is None:
+        result_directory = os.path.dirname(os.path.abspath(os.fspath(filename)))
+    os.makedirs(result_directory, exist_ok=True)
+    path = os.path.join(os.fspath(result_directory), f"{label}.png")
+    fig.savefig(path)
+    return path
+
+
+def async_plot_scores(
+    filename: str | os.PathLike,
+    title: str | None,
+    result_dict: Mapping[str, Any],
+    rewards: Sequence[float] | Any,
+    x_key: str = "TotalStep",
+    x_label: str = "steps",
+) -> list[str]:
+    """Draw :func:`plot_scores` for every list-valued entry of ``result_dict`` and, when
+    ``rewards`` is given, for ``Reward`` (machina 0.x ran this in a worker process; it runs
+    here, in the caller's).
+
+    Returns
+    -------
+    list of str
+        Paths of the figures.
+    """
+    keys = [k for k, v in result_dict.items() if hasattr(v, "__len__") and len(v) >= 1]
+    if rewards is not None:
+        keys.append("Reward")
+    return [plot_scores(filename, k, x_key, title=title, x_label=x_label) for k in keys]

@@ -46,6 +46,10 @@ from machina.loss_functional.svg import (
 )
 from machina.loss_functional.value import monte_carlo
 
+# Reachable as lf.get_device() and lf.detach_tensor_dict(), where machina 0.x scripts find
+# them; they live in machina.utils.
+from machina.utils import detach_tensor_dict, get_device  # noqa: E402, F401
+
 __all__ = [
     "ag",
     "airl_energies",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
+
+from machina.utils.recurrent import RecurrentMixin
 
 Batch = dict[str, torch.Tensor]
 
@@ -34,7 +37,7 @@ def run(module: torch.nn.Module, batch: Batch) -> tuple:
     if getattr(module, "rnn", False):
         if "h_masks" not in batch:
             raise KeyError("batch: a recurrent module needs 'h_masks'; use Traj.iterate_rnn")
-        module.reset()
+        cast(RecurrentMixin, module).reset()  # recurrent modules are RecurrentMixin's
         return module(batch["obs"], h_masks=batch["h_masks"])
     return module(batch["obs"])
 
@@ -64,6 +67,9 @@ def new_params(a_i: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class _CallableModule(types.ModuleType):
     """A module that can be called: ``module(*args)`` runs its ``__call_target__``."""
 
+    __call_target__: Callable[..., Any]
+    __signature__: inspect.Signature
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__dict__["__call_target__"](*args, **kwargs)
 
@@ -76,4 +82,7 @@ def make_module_callable(module_name: str, target: Callable[..., Any]) -> None:
     """
     module = sys.modules[module_name]
     module.__class__ = _CallableModule
-    module.__call_target__ = target
+    callable_module = cast(_CallableModule, module)
+    callable_module.__call_target__ = target
+    # inspect.signature(lf.sac) and help() then show the function's parameters.
+    callable_module.__signature__ = inspect.signature(target)

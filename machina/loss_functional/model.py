@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 
 from machina.loss_functional._common import Batch, masked_mean
+from machina.models.deterministic_state_model import DeterministicSModel
 
 
 def dynamics(
-    dm: torch.nn.Module, batch: Batch, target: str = "next_obs", td: bool = True
+    dm: DeterministicSModel, batch: Batch, target: str = "next_obs", td: bool = True
 ) -> torch.Tensor:
     """Mean squared error of the standardised observation change.
 

@@ -25,6 +25,12 @@ class MixtureGaussianPd(BasePd):
 
     param_keys = ("pi", "mean", "log_std")
 
+    def __init__(
+        self, observation_space: object | None = None, action_space: object | None = None
+    ) -> None:
+        # machina 0.x's constructor took the spaces; the distribution does not need them.
+        del observation_space, action_space
+
     def _components(self, params: Params, name: str = "params") -> tuple[torch.Tensor, ...]:
         pi, mean, log_std = self._get(params, name)
         if pi.ndim + 1 != mean.ndim or pi.shape[-1] != mean.shape[-2]:

@@ -4,6 +4,7 @@ import torch
 
 from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
 from machina.pds.categorical_pd import sample_categorical
+from machina.utils.aliases import keyword_aliases
 
 
 class MultiCategoricalPd(BasePd):
@@ -32,6 +33,7 @@ class MultiCategoricalPd(BasePd):
         (pi,) = self._get(params)
         return sample_categorical(pi, sample_shape)
 
+    @keyword_aliases(xs="x")
     def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Log-probability of ``x (*lead, k)``, summed over ``k``: ``(*lead,)``."""
         (pi,) = self._get(params)

@@ -1,6 +1,6 @@
 """Base class of policies: action-space checks, action conversion and the act loop."""
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +11,7 @@ from machina.pds.base import BasePd
 from machina.pds.categorical_pd import CategoricalPd, invalid_pi_error
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.numpy_spec import gaussian_log_std, net_ops
+from machina.utils.aliases import keyword_aliases
 from machina.utils.recurrent import HiddenState, RecurrentMixin
 from machina.utils.spaces import check_space
 
@@ -53,6 +54,10 @@ class BasePol(RecurrentMixin, nn.Module):
     )
     #: whether the policy calls ``net`` (RandomPol does not).
     uses_net: bool = True
+    # action bounds (Box) or offset (Discrete, MultiDiscrete): buffers that follow .to(device)
+    _ac_low: torch.Tensor
+    _ac_high: torch.Tensor
+    _ac_start: torch.Tensor
 
     def __init__(
         self,
@@ -92,9 +97,9 @@ class BasePol(RecurrentMixin, nn.Module):
             self.register_buffer("_ac_low", low, persistent=False)
             self.register_buffer("_ac_high", high, persistent=False)
             # numpy copies for the CPU path of _ac_real_numpy
-            low, high = low.cpu().numpy(), high.cpu().numpy()
+            low_np, high_np = low.cpu().numpy(), high.cpu().numpy()
             float32_space = space.dtype == np.float32
-            self._np_ac_bounds = (low, high, 0.5 * (high - low), float32_space)
+            self._np_ac_bounds = (low_np, high_np, 0.5 * (high_np - low_np), float32_space)
         elif isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
             start = torch.as_tensor(np.asarray(space.start), dtype=torch.int64, device=self.device)
             self.register_buffer("_ac_start", start, persistent=False)
@@ -121,6 +126,7 @@ class BasePol(RecurrentMixin, nn.Module):
             f"returning {what}, got outputs of shapes {shapes} for a batch of leading dims {lead}"
         )
 
+    @keyword_aliases(ob="obs")
     def forward(self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None) -> ActResult:
         """Sample an action.
 
@@ -169,7 +175,12 @@ class BasePol(RecurrentMixin, nn.Module):
         obs = self._obs_to_tensor(obs)
         outputs, _ = self._call_net(obs, hs, h_masks)
         params = self._pd_params(outputs)
-        ac = self._mode(params) if deterministic else self.pd.sample(params)
+        if deterministic:
+            ac = self._mode(params)
+        elif self.pd is None:
+            raise NotImplementedError(f"{type(self).__name__} has no pd to sample from")
+        else:
+            ac = self.pd.sample(params)
         return self._ac_real_numpy(ac.detach()), ac, params
 
     def numpy_inference(self) -> dict[str, Any] | None:
@@ -207,8 +218,10 @@ class BasePol(RecurrentMixin, nn.Module):
             "machina.pols.categorical_pol.CategoricalPol": ("categorical", CategoricalPd),
         }
         kind, pd_cls = kinds.get(qualname(self), (None, None))
-        net = self.net
+        net, ob_shape = self.net, self.observation_space.shape
         if kind is None or type(self.pd) is not pd_cls or self.rnn:
+            return None
+        if net is None or ob_shape is None:
             return None
         tensors = list(self.parameters()) + list(self.buffers())
         if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
@@ -224,7 +237,7 @@ class BasePol(RecurrentMixin, nn.Module):
         bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
         if bounds is None and start is None:
             return None
-        ops = net_ops(net, kind, len(self.observation_space.shape))
+        ops = net_ops(net, kind, len(ob_shape))
         if ops is None:
             return None
         spec: dict[str, Any] = {
@@ -244,6 +257,7 @@ class BasePol(RecurrentMixin, nn.Module):
             spec["log_std"] = gaussian_log_std(net)
         return spec
 
+    @keyword_aliases(x="ac")
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Map a policy-space action to the environment's action.
 
@@ -298,7 +312,8 @@ class BasePol(RecurrentMixin, nn.Module):
         """The numpy arithmetic of :meth:`_ac_real_numpy`, for a policy-space action array
         ``arr`` of a policy whose conversions are BasePol's own (the caller checks)."""
         bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
-        if bounds is None:  # Discrete, MultiDiscrete
+        if bounds is None:  # Discrete, MultiDiscrete: start is set
+            start = cast(np.ndarray, start)
             return (arr.astype(np.int64, copy=False) + start).astype(start.dtype, copy=False)
         low, high, half_range, float32_space = bounds
         if arr.dtype != np.float32:
@@ -318,8 +333,8 @@ class BasePol(RecurrentMixin, nn.Module):
         return self._real_to_numpy(torch.from_numpy(x))
 
     def _real_to_numpy(self, ac_real: torch.Tensor) -> np.ndarray:
-        ac_real = ac_real.cpu().numpy().astype(self.action_space.dtype, copy=False)
+        arr = ac_real.cpu().numpy().astype(self.action_space.dtype, copy=False)
         if isinstance(self.action_space, gym.spaces.Box):
             # clip again after the dtype cast: float32 bounds may round past float64 ones
-            ac_real = np.clip(ac_real, self.action_space.low, self.action_space.high)
-        return ac_real
+            arr = np.clip(arr, self.action_space.low, self.action_space.high)
+        return arr

@@ -1,5 +1,7 @@
 """Categorical policy for Discrete action spaces."""
 
+from typing import cast
+
 import gymnasium as gym
 import torch
 from torch import nn
@@ -44,7 +46,7 @@ class CategoricalPol(BasePol):
         self.pd = CategoricalPd()
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
-        n = int(self.action_space.n)
+        n = int(cast(gym.spaces.Discrete, self.action_space).n)  # checked in __init__
         if len(outputs) != 1 or tuple(outputs[0].shape[-1:]) != (n,):
             raise self._net_output_error(f"probabilities pi (..., {n})", outputs)
 

@@ -11,7 +11,7 @@ from torch import nn
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.pols.base import ActResult, BasePol
 from machina.utils.recurrent import HiddenState
-from machina.utils.spaces import check_flat_space
+from machina.utils.spaces import check_flat_space, space_shape
 
 
 class DeterministicActionNoisePol(BasePol):
@@ -67,7 +67,7 @@ class DeterministicActionNoisePol(BasePol):
         check_flat_space("action_space", action_space, type(self).__name__)
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
-        dim = self.action_space.shape[0]
+        dim = space_shape("action_space", self.action_space)[0]
         if len(outputs) != 1 or tuple(outputs[0].shape[-1:]) != (dim,):
             raise self._net_output_error(f"mean (..., {dim}) alone", outputs)
 
@@ -90,7 +90,7 @@ class DeterministicActionNoisePol(BasePol):
         (machina 0.x's flag, also accepted as the second positional argument) gives the
         noise-free action, as :meth:`deterministic_ac_real` does."""
         if isinstance(hs, bool):  # 0.x's forward(obs, no_noise)
-            hs, no_noise = None, hs
+            return self._act(obs, None, h_masks, deterministic=hs)
         return self._act(obs, hs, h_masks, deterministic=no_noise)
 
     def _act(

@@ -6,7 +6,7 @@ from torch import nn
 
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.base import BasePol
-from machina.utils.spaces import check_flat_space
+from machina.utils.spaces import check_flat_space, space_shape
 
 
 class GaussianPol(BasePol):
@@ -50,7 +50,7 @@ class GaussianPol(BasePol):
         check_flat_space("action_space", action_space, type(self).__name__)
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
-        dim = self.action_space.shape[0]
+        dim = space_shape("action_space", self.action_space)[0]
         what = f"(mean (..., {dim}), log_std broadcastable to mean)"
         if len(outputs) != 2 or tuple(outputs[0].shape[-1:]) != (dim,):
             raise self._net_output_error(what, outputs)

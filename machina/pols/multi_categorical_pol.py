@@ -1,5 +1,7 @@
 """Multi-categorical policy for MultiDiscrete action spaces."""
 
+from typing import cast
+
 import gymnasium as gym
 import torch
 from torch import nn
@@ -49,7 +51,8 @@ class MultiCategoricalPol(BasePol):
         check_flat_space("action_space", action_space, type(self).__name__)
 
     def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
-        k, n_max = len(self.action_space.nvec), int(self.action_space.nvec.max())
+        nvec = cast(gym.spaces.MultiDiscrete, self.action_space).nvec  # checked in __init__
+        k, n_max = len(nvec), int(nvec.max())
         what = f"probabilities pi (..., {k}, n) with n >= {n_max}"
         lead = 2 if self.rnn else 1
         if (

@@ -8,6 +8,7 @@ from torch import nn
 
 from machina.pols.base import ActResult, BasePol
 from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import space_shape
 
 
 class RandomPol(BasePol):
@@ -51,7 +52,8 @@ class RandomPol(BasePol):
         self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
     ) -> ActResult:
         obs = self._obs_to_tensor(obs)
-        lead = obs.shape[: obs.ndim - len(self.observation_space.shape)]
+        ob_shape = space_shape("observation_space", self.observation_space)
+        lead = obs.shape[: obs.ndim - len(ob_shape)]
         ac = self._sample(lead, obs.device)
         return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
 
@@ -63,7 +65,7 @@ class RandomPol(BasePol):
             nvec = torch.as_tensor(space.nvec, device=device)
             draws = torch.floor(torch.rand(lead + nvec.shape, device=device) * nvec).long()
             return torch.minimum(draws, nvec - 1)
-        shape = lead + tuple(space.shape)
+        shape = lead + space_shape("action_space", space)
         if self.normalize_ac:
             return torch.rand(shape, device=device) * 2.0 - 1.0
         low_ok = torch.isfinite(self._ac_low).to(device)

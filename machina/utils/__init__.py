@@ -11,6 +11,7 @@ helpers are called). machina 0.x's ``machina.utils``'s names are all here.
 """
 
 from machina.utils import distributed
+from machina.utils.aliases import keyword_aliases
 from machina.utils.checks import NonFiniteError, all_finite, all_finite_array, all_finite_tensor
 from machina.utils.device import cpu_mode, get_device, set_device
 from machina.utils.distributed import make_model_distributed, wrap_ddp
@@ -56,6 +57,7 @@ __all__ = [
     "optimizer_step",
     "polyak_update",
     "frozen",
+    "keyword_aliases",
     "make_model_distributed",
     "wrap_ddp",
     "import_ray",

@@ -2,7 +2,15 @@
 
 import gymnasium as gym
 
-__all__ = ["check_flat_space", "check_space"]
+__all__ = ["check_flat_space", "check_space", "space_shape"]
+
+
+def space_shape(name: str, space: gym.Space) -> tuple[int, ...]:
+    """``space.shape``; ``ValueError`` naming ``name`` for a space without one (gymnasium
+    allows ``shape=None``, e.g. for ``Graph`` or ``Sequence`` spaces)."""
+    if space.shape is None:
+        raise ValueError(f"{name}: expected a space with a shape, got {space!r}")
+    return space.shape
 
 
 def check_space(
@@ -35,7 +43,7 @@ def check_space(
 
 def check_flat_space(name: str, space: gym.Space, owner: str) -> None:
     """Raise ``ValueError`` unless a Box or MultiDiscrete ``space`` is one-dimensional."""
-    if len(space.shape) != 1:
+    if len(space_shape(name, space)) != 1:
         raise ValueError(
             f"{name}: {owner} needs a one-dimensional {type(space).__name__} "
             f"(shape (d,)), got {space!r} with shape {space.shape}"

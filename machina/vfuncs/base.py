@@ -10,6 +10,7 @@ from torch import nn
 
 from machina.utils.recurrent import RecurrentMixin, StateActionModule
 from machina.utils.recurrent import unsqueeze_front as _unsqueeze_front
+from machina.utils.spaces import space_shape
 
 
 class BaseSVfunc(RecurrentMixin, nn.Module):
@@ -32,7 +33,8 @@ class BaseSVfunc(RecurrentMixin, nn.Module):
 
     def _check_obs_shape(self, obs: Any) -> torch.Tensor:
         """``obs`` with leading dims added up to ``(B, *ob_shape)`` (``(T, B, ...)`` if rnn)."""
-        return _unsqueeze_front(obs, len(self.observation_space.shape), self.rnn)
+        ob_shape = space_shape("observation_space", self.observation_space)
+        return _unsqueeze_front(obs, len(ob_shape), self.rnn)
 
 
 class BaseSAVfunc(StateActionModule):
