@@ -203,13 +203,14 @@ class PrioritizedReplay:
         column[indices] = values.to(device=column.device, dtype=column.dtype)
         if not entries:
             return
-        steps = indices.cpu().numpy()
         # read back: for a repeated index, the value that stayed
         if column.device.type == "cpu":
+            steps = indices.numpy()
             written = column.numpy()[steps].astype(np.float64)
         else:
+            steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
-        if not np.all((written > 0.0) & (written < np.inf)):  # NaN fails both
+        if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails
             return  # the samplers are rebuilt, and the check raises, at the next draw
         for entry in entries:
             positions, weights = steps, written

@@ -21,9 +21,11 @@ import functools
 import numpy as np
 import torch
 
-# Leaves per block of the two-level sum tree. Each draw or update touches B blocks of this
-# many leaves plus the N / BLOCK block sums; 64 balances the two at N = 1e6, B = 256.
-BLOCK = 64
+# Nodes of the tree level searched in one call through its running sums (or all the leaves,
+# when fewer): a draw descends the log2(N / TOP) levels below it one numpy call per level for
+# the whole batch; an update recomputes those levels and one cumulative sum of TOP values.
+# 4096 balances the two at N = 1e6, B = 256 (measured).
+TOP = 4096
 # Rank order rebuilt once this fraction of N priorities was updated since the last sort.
 RANK_REBUILD_FRACTION = 1 / 16
 
@@ -31,90 +33,144 @@ RANK_REBUILD_FRACTION = 1 / 16
 class SumTree:
     """Non-negative float64 weights with O(B log N) batched draws and updates.
 
-    A two-level sum tree: the leaves in blocks of ``BLOCK``, each block holding the running
-    sums of its leaves, and the block totals with their running sum on top. A draw finds a
-    block by binary search in the block sums, then the leaf by binary search in that block;
-    an update recomputes the running sums of the touched blocks and of the block totals
-    (N / BLOCK additions, in one vectorised call). Two wide levels mean few calls per batch,
-    which is what costs from Python, where a binary tree would need log2(N) of them. Sums are
-    recomputed from the leaves on update, never adjusted by differences, so no rounding error
-    accumulates however many updates are made.
+    A binary sum tree in one heap-ordered array (node ``i`` has the children ``2i`` and
+    ``2i + 1``; the P >= N leaves at ``[P, 2P)``, padded with zeros), whose level of ``TOP``
+    nodes is also kept as running sums. A batch of B draws finds its nodes of that level by
+    one binary search in the running sums, then descends the ``log2(P / TOP)`` levels below
+    together, five numpy calls per level for the whole batch, never a Python loop per draw.
+    An update writes the leaves, recomputes their ancestors level by level (each the sum of
+    its two children, never adjusted by differences, so that no rounding error accumulates
+    however many updates are made) and the running sums (one cumulative sum of ``TOP``
+    values). Only the levels from ``TOP`` nodes down are stored or kept up to date.
 
-    numpy for the small per-batch operations (a fraction of torch's per-call cost), torch
-    (on the same memory) for the cumulative sums, which numpy does not vectorise.
+    ``min``, the smallest positive leaf (for importance weights), is kept exact without a
+    min-tree: a lower new weight replaces it; a write over a leaf holding it lowers a count
+    of its holders (never an overestimate), and the leaves are scanned again only when that
+    count reaches 0, which draws by priority, rarely hitting the lowest leaf, seldom cause.
     """
 
-    def __init__(self, weights: torch.Tensor):
-        weights = weights.detach().to("cpu", torch.float64).numpy()
+    def __init__(self, weights: torch.Tensor | np.ndarray, top: int = TOP):
+        if isinstance(weights, torch.Tensor):
+            weights = weights.detach().to("cpu", torch.float64).numpy()
+        weights = np.asarray(weights, dtype=np.float64)
         self.n = len(weights)
-        self._blocks = max(1, -(-self.n // BLOCK))
-        self._leaves = np.zeros(self._blocks * BLOCK, dtype=np.float64)
-        self._leaves[: self.n] = weights
-        self._grid = self._leaves.reshape(self._blocks, BLOCK)
-        self._running = torch.cumsum(torch.from_numpy(self._grid), 1).numpy()  # in each block
-        self._block_sums = self._running[:, -1].copy()
-        self._block_cdf = torch.cumsum(torch.from_numpy(self._block_sums), 0).numpy()
-        # minimum over the positive leaves, for the importance weights
-        self._block_mins = np.where(self._grid > 0, self._grid, np.inf).min(1)
-        self.min = float(self._block_mins.min())
+        self._first = 1 << max(0, self.n - 1).bit_length()  # P, the first leaf: 2**k >= n
+        self._top = min(self._first, 1 << max(0, int(top) - 1).bit_length())
+        self._depth = (self._first // self._top).bit_length() - 1  # levels below the top
+        self._tree = np.zeros(2 * self._first, dtype=np.float64)
+        self._tree[self._first : self._first + self.n] = weights
+        # heap views: the left and the right child of node i are _left[i] and _right[i]
+        self._left, self._right = self._tree[0::2], self._tree[1::2]
+        size = self._first // 2
+        while size >= self._top:
+            np.add(
+                self._left[size : 2 * size], self._right[size : 2 * size],
+                out=self._tree[size : 2 * size],
+            )  # fmt: skip
+            size //= 2
+        self._running = np.zeros(self._top + 1, dtype=np.float64)  # with a leading 0
+        self._update_running()
+        self._rescan_min()
+
+    def _update_running(self) -> None:
+        # torch's cumulative sum on the same memory: a third of numpy's time here
+        level = torch.from_numpy(self._tree[self._top : 2 * self._top])
+        torch.cumsum(level, 0, out=torch.from_numpy(self._running[1:]))
+
+    def _rescan_min(self) -> None:
+        leaves = self._tree[self._first : self._first + self.n]
+        self.min = float(leaves.min(initial=np.inf, where=leaves > 0))
+        self._min_count = int(np.count_nonzero(leaves == self.min))
 
     def copy(self) -> SumTree:
         """An independent copy (O(N) memory copies, no sums recomputed)."""
         new = object.__new__(SumTree)
-        new.n, new._blocks, new.min = self.n, self._blocks, self.min
-        new._leaves = self._leaves.copy()
-        new._grid = new._leaves.reshape(self._blocks, BLOCK)
+        new.__dict__.update(self.__dict__)
+        new._tree = self._tree.copy()
+        new._left, new._right = new._tree[0::2], new._tree[1::2]
         new._running = self._running.copy()
-        new._block_sums = self._block_sums.copy()
-        new._block_cdf = self._block_cdf.copy()
-        new._block_mins = self._block_mins.copy()
         return new
 
     @property
     def total(self) -> float:
-        return float(self._block_cdf[-1])
+        return float(self._running[-1])
 
     def values(self, positions: np.ndarray) -> np.ndarray:
-        return self._leaves[positions]
+        return self._tree[self._first + positions]
 
-    def find(self, mass: np.ndarray) -> np.ndarray:
+    def find(self, mass: np.ndarray, with_weights: bool = False):
         """The leaf holding each cumulative ``mass`` (B,) float64 in ``[0, total)``: leaf i
-        for masses in ``[sum(w[:i]), sum(w[:i + 1]))``; leaves of weight 0 are never found."""
-        # Masses are kept in [0, total) and each block's rest in [0, block total), whatever
-        # the rounding: a binary search (first running sum > mass) then never stops on a
-        # weight of 0, whose running sum equals the one before it.
-        mass = np.minimum(mass, np.nextafter(self._block_cdf[-1], 0.0))
-        block = np.searchsorted(self._block_cdf, mass, side="right")
-        np.minimum(block, self._blocks - 1, out=block)
-        rest = mass - self._block_cdf[block] + self._block_sums[block]
-        running = self._running[block]
-        np.maximum(rest, 0.0, out=rest)
-        np.minimum(rest, np.nextafter(running[:, -1], 0.0), out=rest)
-        leaf = torch.searchsorted(
-            torch.from_numpy(running), torch.from_numpy(rest[:, None]), right=True
-        ).numpy()[:, 0]
-        np.minimum(leaf, BLOCK - 1, out=leaf)
-        return block * BLOCK + leaf
+        for masses in ``[sum(w[:i]), sum(w[:i + 1]))``; leaves of weight 0 are never found.
+
+        Returns the leaves (B,) int64, and with ``with_weights`` also their weights (B,).
+        """
+        running = self._running
+        mass = np.minimum(mass, np.nextafter(running[-1], 0.0))
+        # the top-level node: running[j] <= mass < running[j + 1], so a positive one
+        node = np.searchsorted(running, mass, side="right")
+        node -= 1
+        mass -= running[node]
+        np.maximum(mass, 0.0, out=mass)
+        node += self._top
+        start = mass.copy()  # for the rare redo below
+        left = self._left
+        for _ in range(self._depth):  # one level of the whole batch per iteration
+            weight = left[node]
+            node <<= 1
+            go_right = mass >= weight
+            weight *= go_right
+            mass -= weight
+            node += go_right
+        weights = self._tree[node]
+        if not weights.min() > 0.0:
+            # Rounding let a mass run past the end of a subtree and the descent reach a zero
+            # weight (padding, or a zero leaf): redo those draws going right only into
+            # positive subtrees, which ends on the last positive leaf the mass ran past.
+            bad = np.flatnonzero(~(weights > 0.0))
+            node[bad] = self._descend_positive(start[bad], node[bad] >> self._depth)
+            weights = self._tree[node]
+        node -= self._first
+        return (node, weights) if with_weights else node
+
+    def _descend_positive(self, mass: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """``find``'s descent from the top-level ``node`` (k,) with its ``mass`` (k,), going
+        right only when the right subtree is positive."""
+        tree, left = self._tree, self._left
+        for _ in range(self._depth):
+            weight = left[node]
+            node <<= 1
+            go_right = (mass >= weight) & (tree[node + 1] > 0.0)
+            weight *= go_right
+            mass -= weight
+            node += go_right
+        return node
 
     def update(self, positions: np.ndarray, weights: np.ndarray) -> None:
         """Set the leaves ``positions`` (B,) int64 to ``weights`` (B,); a repeated position
         must carry one weight."""
-        self._leaves[positions] = weights
-        block = positions // BLOCK  # repeats recompute the same block: harmless
-        rows = self._grid[block]
-        running = torch.cumsum(torch.from_numpy(rows), 1).numpy()
-        self._running[block] = running
-        self._block_sums[block] = running[:, -1]
-        old_mins = self._block_mins[block]
-        new_mins = np.where(rows > 0, rows, np.inf).min(1)
-        self._block_mins[block] = new_mins
-        torch.cumsum(torch.from_numpy(self._block_sums), 0, out=torch.from_numpy(self._block_cdf))
-        # The minimum over all blocks is searched again only when a block that held it rose.
-        low = float(new_mins.min())
-        if low <= self.min:
-            self.min = low
-        elif (old_mins == self.min).any():
-            self.min = float(self._block_mins.min())
+        if len(positions) == 0:
+            return
+        node = positions + self._first
+        tree = self._tree
+        old = tree[node]
+        tree[node] = weights
+        left, right = self._left, self._right
+        for _ in range(self._depth):  # one level of the whole batch per iteration
+            node >>= 1
+            tree[node] = left[node] + right[node]
+        self._update_running()
+        low = weights.min()
+        if not low > 0.0:  # zeros (or NaN) among the weights: the least positive one
+            low = weights.min(initial=np.inf, where=weights > 0.0)
+        if low < self.min:
+            self.min, self._min_count = float(low), 1  # at least one holder: never more
+            return
+        if old.min() <= self.min:  # some holders overwritten; repeats count twice: safe
+            self._min_count -= int(np.count_nonzero(old == self.min))
+        if low == self.min:
+            self._min_count = max(self._min_count, 1)  # a new weight holds it
+        elif self._min_count <= 0:
+            self._rescan_min()
 
 
 def _uniform(batch_size: int) -> np.ndarray:
@@ -125,9 +181,9 @@ def _uniform(batch_size: int) -> np.ndarray:
 def _draw(tree: SumTree, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """Positions (B,) int64 drawn with P(i) = w_i / sum_j w_j, and importance weights
     ``(P(i) / min_j P(j)) ** -beta`` (B,) float32 (the largest over the population is 1)."""
-    positions = tree.find(_uniform(batch_size) * tree.total)
-    ratio = tree.values(positions) / tree.min
-    return positions, (ratio ** -float(beta)).astype(np.float32)
+    positions, weights = tree.find(_uniform(batch_size) * tree.total, with_weights=True)
+    weights /= tree.min
+    return positions, (weights ** -float(beta)).astype(np.float32)
 
 
 class ProportionalSampler:
@@ -178,7 +234,7 @@ class RankSampler:
                 + np.arange(len(group_of))
                 - np.repeat(np.cumsum(counts) - counts, counts)
             )
-            if len(positions) * BLOCK < self.n:  # few: update a copy, O(k log N)
+            if len(positions) * 64 < self.n:  # few: update a copy, O(k log N)
                 self.tree = self.tree.copy()
                 self.tree.update(positions, weights)
             else:  # many (new steps enter at the maximum priority): a new tree, O(N)
