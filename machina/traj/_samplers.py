@@ -37,7 +37,7 @@ class SumTree:
     ``2i + 1``; the P >= N leaves at ``[P, 2P)``, padded with zeros), whose level of ``TOP``
     nodes is also kept as running sums. A batch of B draws finds its nodes of that level by
     one binary search in the running sums, then descends the ``log2(P / TOP)`` levels below
-    together, five numpy calls per level for the whole batch, never a Python loop per draw.
+    together, six numpy calls per level for the whole batch, never a Python loop per draw.
     An update writes the leaves, recomputes their ancestors level by level (each the sum of
     its two children, never adjusted by differences, so that no rounding error accumulates
     however many updates are made) and the running sums (one cumulative sum of ``TOP``
@@ -79,7 +79,10 @@ class SumTree:
 
     def _rescan_min(self) -> None:
         leaves = self._tree[self._first : self._first + self.n]
-        self.min = float(leaves.min(initial=np.inf, where=leaves > 0))
+        low = leaves.min(initial=np.inf)
+        if not low > 0.0:  # zeros among the weights: the least positive one, more slowly
+            low = leaves.min(initial=np.inf, where=leaves > 0.0)
+        self.min = float(low)
         self._min_count = int(np.count_nonzero(leaves == self.min))
 
     def copy(self) -> SumTree:
@@ -97,6 +100,10 @@ class SumTree:
 
     def values(self, positions: np.ndarray) -> np.ndarray:
         return self._tree[self._first + positions]
+
+    def leaves(self) -> np.ndarray:
+        """A copy of the N weights (N,) float64."""
+        return self._tree[self._first : self._first + self.n].copy()
 
     def find(self, mass: np.ndarray, with_weights: bool = False):
         """The leaf holding each cumulative ``mass`` (B,) float64 in ``[0, total)``: leaf i
@@ -215,11 +222,16 @@ class RankSampler:
     ``order[p]``, so a rebuild is one sort, without scattering weights back to steps.
     """
 
-    def __init__(self, pris: torch.Tensor, alpha: float):
+    def __init__(self, pris: torch.Tensor, alpha: float, previous: RankSampler | None = None):
         values = pris.detach().cpu().numpy()
         self.n = len(values)
-        self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
-        ordered = values[self.order]
+        self.alpha = float(alpha)
+        if previous is not None and previous.n == self.n:
+            self.order, ordered = previous._merged_order(values)
+        else:
+            self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
+            ordered = values[self.order]
+        self._ordered = ordered  # values by decreasing value, for the next merge
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
         self.tree = _distinct_rank_tree(self.n, float(alpha))
         if len(starts) < self.n:  # ties: a copy of the tree with their weights averaged
@@ -238,29 +250,54 @@ class RankSampler:
                 self.tree = self.tree.copy()
                 self.tree.update(positions, weights)
             else:  # many (new steps enter at the maximum priority): a new tree, O(N)
-                leaves = self.tree.values(np.arange(self.n))
+                leaves = self.tree.leaves()
                 leaves[positions] = weights
                 self.tree = SumTree(torch.from_numpy(leaves))
         self._updates = 0
+        self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
         self.stale = False
+
+    def _merged_order(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The order of ``values`` (N,) by decreasing value and the values in that order,
+        from this sampler's, when only the items given to ``update`` changed since: the
+        others stay in order, so the k moved ones are sorted alone and merged in, O(N + k
+        log k) sequential work instead of a sort of N. (Ties may come out in another order
+        than a full sort's; they share one weight.)"""
+        moved = np.flatnonzero(self._moved)
+        if len(moved) == 0:
+            return self.order, self._ordered
+        keep = ~self._moved[self.order]
+        kept, kept_values = self.order[keep], self._ordered[keep]
+        moved_values = values[moved]
+        by_value = np.argsort(-moved_values)
+        moved, moved_values = moved[by_value], moved_values[by_value]
+        # kept_values decrease: their negatives increase, as searchsorted wants
+        at = np.searchsorted(-kept_values, -moved_values, side="right")
+        return np.insert(kept, at, moved), np.insert(kept_values, at, moved_values)
 
     def draw(self, batch_size: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
         positions, is_weights = _draw(self.tree, batch_size, beta)
         return self.order[positions], is_weights
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
+        """Note ``positions`` (B,) as updated; their ranks change at the next rebuild."""
         self._updates += len(positions)
+        self._moved[positions] = True
         self.stale = self._updates >= max(1, int(self.n * RANK_REBUILD_FRACTION))
 
     def weights(self) -> np.ndarray:
         """The sampling weight of every item, in item order (N,) float64."""
         out = np.empty(self.n, dtype=np.float64)
-        out[self.order] = self.tree.values(np.arange(self.n))
+        out[self.order] = self.tree.leaves()
         return out
 
 
-def make_sampler(pris: torch.Tensor, mode: str, alpha: float):
-    """A sampler of ``mode`` over ``pris`` (N,), which must be finite and positive."""
+def make_sampler(pris: torch.Tensor, mode: str, alpha: float, previous=None):
+    """A sampler of ``mode`` over ``pris`` (N,), which must be finite and positive.
+
+    ``previous``: a rank sampler over the same items whose priorities changed only through
+    its ``update`` since it was built; its order is reused (see ``RankSampler``).
+    """
     if mode == "proportional":
         return ProportionalSampler(pris)
-    return RankSampler(pris, alpha)
+    return RankSampler(pris, alpha, previous)
