@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import operator
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -15,11 +16,8 @@ from machina.traj.traj import Traj
 
 Epi = dict
 _rews = operator.itemgetter("rews")
+_REWS = itertools.repeat("rews")
 _keys = operator.methodcaller("keys")
-
-
-def _has_rews(epi: Mapping) -> bool:
-    return "rews" in epi
 
 
 class Columns:
@@ -63,7 +61,7 @@ class Columns:
     def of_epis(cls, epis: Sequence[Epi]) -> Columns:
         # The checks run as C loops (map) over the episodes: a Python loop per episode
         # costs several times more at thousands of episodes.
-        if set(map(type, epis)) != {dict} or not all(map(_has_rews, epis)):
+        if set(map(type, epis)) != {dict} or not all(map(operator.contains, epis, _REWS)):
             for i, epi in enumerate(epis):
                 if not isinstance(epi, Mapping) or "rews" not in epi:
                     raise KeyError(f"epis[{i}]: expected an episode dict with 'rews'")
