@@ -232,27 +232,27 @@ class RankSampler:
             self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
             ordered = values[self.order]
         self._ordered = ordered  # values by decreasing value, for the next merge
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        new_value = np.empty(self.n, dtype=bool)  # True where a run of equal values starts
+        new_value[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new_value[1:])
+        starts = np.flatnonzero(new_value)
         self.tree = _distinct_rank_tree(self.n, float(alpha))
-        if len(starts) < self.n:  # ties: a copy of the tree with their weights averaged
+        if len(starts) < self.n:  # ties: their weights averaged
             # c ties at 0-based positions [p, p + c) have ranks p + 1 .. p + c: mean p + (c + 1) / 2
-            counts = np.diff(np.r_[starts, self.n])
-            tied = counts > 1
-            starts, counts = starts[tied], counts[tied]
-            weights = np.repeat((starts + (counts + 1) / 2.0) ** -float(alpha), counts)
-            group_of = np.repeat(np.arange(len(counts)), counts)
-            positions = (
-                starts[group_of]
-                + np.arange(len(group_of))
-                - np.repeat(np.cumsum(counts) - counts, counts)
-            )
-            if len(positions) * 64 < self.n:  # few: update a copy, O(k log N)
+            counts = np.diff(starts, append=self.n)
+            if np.count_nonzero(counts > 1) * 64 < len(counts):  # few: update a copy, O(k log N)
+                tied = counts > 1
+                starts, counts = starts[tied], counts[tied]
+                weights = np.repeat((starts + (counts + 1) / 2.0) ** -float(alpha), counts)
+                positions = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+                positions += np.arange(len(positions))
                 self.tree = self.tree.copy()
                 self.tree.update(positions, weights)
             else:  # many (new steps enter at the maximum priority): a new tree, O(N)
-                leaves = self.tree.leaves()
-                leaves[positions] = weights
-                self.tree = SumTree(torch.from_numpy(leaves))
+                group_weights = (starts + (counts + 1) / 2.0) ** -float(alpha)
+                group = np.cumsum(new_value, dtype=np.int64)
+                group -= 1
+                self.tree = SumTree(group_weights[group])
         self._updates = 0
         self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
         self.stale = False
