@@ -8,8 +8,9 @@ starts) and draws i.i.d. positions with ``P(i) = w_i / sum_j w_j``:
 - ``RankSampler``: ``w_i = rank(i) ** -alpha`` (rank 1 for the highest priority, ties share
   their average rank), from one sort of the priorities. Updates do not move an item's rank
   until the order is rebuilt, which happens lazily once the priorities updated since the sort
-  reach ``RANK_REBUILD_FRACTION`` of N: O(N log N) per rebuild, i.e. amortised O(log N) per
-  updated priority, and O(B log N) per batch.
+  reach ``RANK_REBUILD_FRACTION`` of N: the k moved items are sorted alone and merged into
+  the rest of the last order, O(N + k log k) per rebuild (O(N log N) for the first sort),
+  i.e. amortised O(log N) per updated priority, and O(B log N) per batch.
 
 Everything is vectorised over the batch: no Python loop per sample.
 """
