@@ -196,3 +196,18 @@ def test_trpo_nan_rewards_raise_before_any_step(cartpole_epis):
     with pytest.raises(NonFiniteError, match="trpo.update_pol: the surrogate is nan"):
         trpo.train(bad, pol, vf, optim_vf, 1, 64, log_enable=False)
     assert_bit_identical(before, snapshot(pol, vf, optim_vf))
+
+
+def test_the_reused_gradient_check_resets_between_steps():
+    """The check's flag is reused from step to step: a refused step, then finite steps,
+    then a non-finite one again are each judged on their own gradients."""
+    w = torch.nn.Parameter(torch.tensor([0.0, 1.0]))
+    optim = torch.optim.SGD([w], 0.1)
+    for _ in range(2):
+        with pytest.raises(NonFiniteError):
+            optimizer_step(optim, w[0].sqrt())  # infinite gradient, finite loss
+        assert float(w[0].detach()) == 0.0
+        for _ in range(2):
+            before = float(w[1].detach())
+            optimizer_step(optim, (w[1] - 2).square())
+            assert float(w[1].detach()) != before  # finite: the step was taken

@@ -214,3 +214,64 @@ def test_a_non_finite_update_is_refused_at_the_next_draw():
     tf.update_pris(traj, torch.tensor([float("nan")]), torch.tensor([2]))
     with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
         next(traj.prioritized_random_batch(4))
+
+
+@pytest.mark.parametrize("top", [1, 4, 64])
+def test_sum_tree_descent_keeps_off_zero_weights_and_min_is_exact(top):
+    """Deep descents (a small top level) over weights with many zeros and a wide range, masses
+    at every leaf boundary: rounding must never land on a zero weight, and ``min`` follows
+    updates that overwrite, lower and raise the smallest weight."""
+    rng = np.random.default_rng(top)
+    for _ in range(40):
+        n = int(rng.integers(1, 700))
+        weights = rng.uniform(0.0, 2.0, n) * (rng.random(n) < rng.random())
+        weights *= 10.0 ** rng.integers(-8, 8, n)
+        weights[int(rng.integers(n))] = 1.0
+        tree = _samplers.SumTree(weights, top)
+        for _ in range(4):
+            pos = np.unique(rng.integers(0, n, size=min(n, 30)))
+            new = rng.uniform(0.0, 2.0, len(pos)) * (rng.random(len(pos)) < 0.7)
+            if rng.random() < 0.3:  # overwrite every holder of the minimum
+                pos = np.flatnonzero(weights == weights[weights > 0].min())
+                new = np.full(len(pos), 3.0)
+            weights[pos] = new
+            if not (weights > 0).any():
+                weights[pos[0]] = new[0] = 1.0
+            tree.update(pos, new)
+            assert tree.min == weights[weights > 0].min()
+            cum = np.cumsum(weights)
+            edges = cum[:-1][weights[1:] > 0]
+            mass = np.concatenate([rng.uniform(0, cum[-1], 200), edges, np.nextafter(edges, 0)])
+            mass = np.concatenate([mass[mass < cum[-1]], [0.0, np.nextafter(cum[-1], 0)]])
+            found, got = tree.find(mass, with_weights=True)
+            assert (weights[found] > 0).all()
+            np.testing.assert_array_equal(got, weights[found])
+            slack = 1e-12 * cum[-1]
+            assert (cum[found] - weights[found] <= mass + slack).all()
+            assert (mass < cum[found] + slack).all()
+
+
+def test_rank_order_merged_after_updates_equals_a_full_sort():
+    """Rebuilds after updates merge the moved items into the last order; with ties (updates
+    drawn from few values) the weights equal the obvious ranks, and draws follow them."""
+    rng = np.random.default_rng(8)
+    traj = make_memory(rng, n_epi=60)
+    traj.writable_column("pris")
+    n = traj.num_step
+    torch.manual_seed(5)
+    next(traj.prioritized_random_batch(4, mode="rank_based", alpha=0.7))
+    due = max(1, int(n * _samplers.RANK_REBUILD_FRACTION))
+    for _round in range(6):
+        before = traj._replay_sampler("pris", None, "", "", "rank_based", 0.7)
+        for _ in range(2):
+            idx = torch.as_tensor(rng.integers(0, n, size=due // 2 + 1))
+            td = torch.as_tensor(rng.choice([0.5, 1.0, 2.0, 3.0], size=len(idx)))
+            tf.update_pris(traj, td, idx)
+        after = traj._replay_sampler("pris", None, "", "", "rank_based", 0.7)
+        assert after is not before
+        pris = traj.data_map["pris"].numpy().astype(np.float64)
+        np.testing.assert_allclose(after.sampler.weights(), rank_reference(pris, 0.7), rtol=1e-12)
+    counts = np.zeros(n)
+    for _, idx in traj.prioritized_random_batch(150, 600, True, "rank_based", 0.7):
+        counts += counts_of(idx, n)
+    assert_follows(counts, rank_reference(pris, 0.7))

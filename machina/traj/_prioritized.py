@@ -22,14 +22,14 @@ class _CachedSampler:
         self.index = index
         self.cand = cand
 
+    def current(self, column: torch.Tensor, index: np.ndarray) -> bool:
+        """Whether ``column`` over the episodes of ``index`` changed only through the
+        sampler's ``update`` since it was built."""
+        return column is self.column and column._version == self.version and index is self.index
+
     def fresh(self, column: torch.Tensor, index: np.ndarray) -> bool:
         """Whether the sampler still describes ``column`` over the episodes of ``index``."""
-        return (
-            column is self.column
-            and column._version == self.version
-            and index is self.index
-            and not self.sampler.stale
-        )
+        return self.current(column, index) and not self.sampler.stale
 
 
 class PrioritizedReplay:
@@ -174,6 +174,9 @@ class PrioritizedReplay:
         entry = self._samplers.get(cache_key)
         if entry is not None and entry.fresh(column, self._epis_index):
             return entry
+        previous = None
+        if entry is not None and entry.sampler.stale and entry.current(column, self._epis_index):
+            previous = entry.sampler  # a rank order due: rebuilt from the last one
         cand = None
         values = column
         if seq_length is not None:
@@ -182,7 +185,7 @@ class PrioritizedReplay:
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
         entry = _CachedSampler(
-            _samplers.make_sampler(values, mode, alpha), column, self._epis_index, cand
+            _samplers.make_sampler(values, mode, alpha, previous), column, self._epis_index, cand
         )
         self._samplers[cache_key] = entry
         return entry
@@ -197,19 +200,20 @@ class PrioritizedReplay:
         entries = [
             e
             for k, e in self._samplers.items()
-            if k[0] == key and e.fresh(column, self._epis_index)
+            if k[0] == key and e.current(column, self._epis_index)  # a due rank order too
         ]
         indices = indices.to(column.device)
         column[indices] = values.to(device=column.device, dtype=column.dtype)
         if not entries:
             return
-        steps = indices.cpu().numpy()
         # read back: for a repeated index, the value that stayed
         if column.device.type == "cpu":
+            steps = indices.numpy()
             written = column.numpy()[steps].astype(np.float64)
         else:
+            steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
-        if not np.all((written > 0.0) & (written < np.inf)):  # NaN fails both
+        if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails
             return  # the samplers are rebuilt, and the check raises, at the next draw
         for entry in entries:
             positions, weights = steps, written

@@ -12,6 +12,7 @@ import torch
 
 #: sampling modes of ``Traj.prioritized_random_batch`` (Schaul et al., 2016, section 3.3)
 MODES = ("proportional", "rank_based")
+_INF = float("inf")
 
 
 def check_mode(mode: str) -> str:
@@ -23,6 +24,16 @@ def check_mode(mode: str) -> str:
 def check_pri_args(alpha: float, init_beta: float, beta_step: float) -> None:
     """A ValueError naming the argument unless ``alpha >= 0``, ``init_beta`` in [0, 1] and
     ``beta_step >= 0`` (NaN fails every check)."""
+    try:  # the usual call, valid floats, checked at a fraction of the loop's cost
+        if (
+            0.0 <= alpha < _INF
+            and 0.0 <= init_beta <= 1.0
+            and 0.0 <= beta_step < _INF
+            and bool not in (type(alpha), type(init_beta), type(beta_step))
+        ):
+            return
+    except (TypeError, ValueError, RuntimeError):  # arrays, tensors, strings: below
+        pass
     for name, value, ok, expected in (
         ("alpha", alpha, lambda v: v >= 0.0, "a float >= 0"),
         ("init_beta", init_beta, lambda v: 0.0 <= v <= 1.0, "a float in [0, 1]"),

@@ -8,8 +8,9 @@ starts) and draws i.i.d. positions with ``P(i) = w_i / sum_j w_j``:
 - ``RankSampler``: ``w_i = rank(i) ** -alpha`` (rank 1 for the highest priority, ties share
   their average rank), from one sort of the priorities. Updates do not move an item's rank
   until the order is rebuilt, which happens lazily once the priorities updated since the sort
-  reach ``RANK_REBUILD_FRACTION`` of N: O(N log N) per rebuild, i.e. amortised O(log N) per
-  updated priority, and O(B log N) per batch.
+  reach ``RANK_REBUILD_FRACTION`` of N: the k moved items are sorted alone and merged into
+  the rest of the last order, O(N + k log k) per rebuild (O(N log N) for the first sort),
+  i.e. amortised O(log N) per updated priority, and O(B log N) per batch.
 
 Everything is vectorised over the batch: no Python loop per sample.
 """
@@ -21,9 +22,11 @@ import functools
 import numpy as np
 import torch
 
-# Leaves per block of the two-level sum tree. Each draw or update touches B blocks of this
-# many leaves plus the N / BLOCK block sums; 64 balances the two at N = 1e6, B = 256.
-BLOCK = 64
+# Nodes of the tree level searched in one call through its running sums (or all the leaves,
+# when fewer): a draw descends the log2(N / TOP) levels below it one numpy call per level for
+# the whole batch; an update recomputes those levels and one cumulative sum of TOP values.
+# 4096 balances the two at N = 1e6, B = 256 (measured).
+TOP = 4096
 # Rank order rebuilt once this fraction of N priorities was updated since the last sort.
 RANK_REBUILD_FRACTION = 1 / 16
 
@@ -31,90 +34,151 @@ RANK_REBUILD_FRACTION = 1 / 16
 class SumTree:
     """Non-negative float64 weights with O(B log N) batched draws and updates.
 
-    A two-level sum tree: the leaves in blocks of ``BLOCK``, each block holding the running
-    sums of its leaves, and the block totals with their running sum on top. A draw finds a
-    block by binary search in the block sums, then the leaf by binary search in that block;
-    an update recomputes the running sums of the touched blocks and of the block totals
-    (N / BLOCK additions, in one vectorised call). Two wide levels mean few calls per batch,
-    which is what costs from Python, where a binary tree would need log2(N) of them. Sums are
-    recomputed from the leaves on update, never adjusted by differences, so no rounding error
-    accumulates however many updates are made.
+    A binary sum tree in one heap-ordered array (node ``i`` has the children ``2i`` and
+    ``2i + 1``; the P >= N leaves at ``[P, 2P)``, padded with zeros), whose level of ``TOP``
+    nodes is also kept as running sums. A batch of B draws finds its nodes of that level by
+    one binary search in the running sums, then descends the ``log2(P / TOP)`` levels below
+    together, six numpy calls per level for the whole batch, never a Python loop per draw.
+    An update writes the leaves, recomputes their ancestors level by level (each the sum of
+    its two children, never adjusted by differences, so that no rounding error accumulates
+    however many updates are made) and the running sums (one cumulative sum of ``TOP``
+    values). Only the levels from ``TOP`` nodes down are stored or kept up to date.
 
-    numpy for the small per-batch operations (a fraction of torch's per-call cost), torch
-    (on the same memory) for the cumulative sums, which numpy does not vectorise.
+    ``min``, the smallest positive leaf (for importance weights), is kept exact without a
+    min-tree: a lower new weight replaces it; a write over a leaf holding it lowers a count
+    of its holders (never an overestimate), and the leaves are scanned again only when that
+    count reaches 0, which draws by priority, rarely hitting the lowest leaf, seldom cause.
     """
 
-    def __init__(self, weights: torch.Tensor):
-        weights = weights.detach().to("cpu", torch.float64).numpy()
+    def __init__(self, weights: torch.Tensor | np.ndarray, top: int = TOP):
+        if isinstance(weights, torch.Tensor):
+            weights = weights.detach().to("cpu", torch.float64).numpy()
+        weights = np.asarray(weights, dtype=np.float64)
         self.n = len(weights)
-        self._blocks = max(1, -(-self.n // BLOCK))
-        self._leaves = np.zeros(self._blocks * BLOCK, dtype=np.float64)
-        self._leaves[: self.n] = weights
-        self._grid = self._leaves.reshape(self._blocks, BLOCK)
-        self._running = torch.cumsum(torch.from_numpy(self._grid), 1).numpy()  # in each block
-        self._block_sums = self._running[:, -1].copy()
-        self._block_cdf = torch.cumsum(torch.from_numpy(self._block_sums), 0).numpy()
-        # minimum over the positive leaves, for the importance weights
-        self._block_mins = np.where(self._grid > 0, self._grid, np.inf).min(1)
-        self.min = float(self._block_mins.min())
+        self._first = 1 << max(0, self.n - 1).bit_length()  # P, the first leaf: 2**k >= n
+        self._top = min(self._first, 1 << max(0, int(top) - 1).bit_length())
+        self._depth = (self._first // self._top).bit_length() - 1  # levels below the top
+        self._tree = np.zeros(2 * self._first, dtype=np.float64)
+        self._tree[self._first : self._first + self.n] = weights
+        # heap views: the left and the right child of node i are _left[i] and _right[i]
+        self._left, self._right = self._tree[0::2], self._tree[1::2]
+        size = self._first // 2
+        while size >= self._top:
+            np.add(
+                self._left[size : 2 * size], self._right[size : 2 * size],
+                out=self._tree[size : 2 * size],
+            )  # fmt: skip
+            size //= 2
+        self._running = np.zeros(self._top + 1, dtype=np.float64)  # with a leading 0
+        self._update_running()
+        self._rescan_min()
+
+    def _update_running(self) -> None:
+        # torch's cumulative sum on the same memory: a third of numpy's time here
+        level = torch.from_numpy(self._tree[self._top : 2 * self._top])
+        torch.cumsum(level, 0, out=torch.from_numpy(self._running[1:]))
+
+    def _rescan_min(self) -> None:
+        leaves = self._tree[self._first : self._first + self.n]
+        low = leaves.min(initial=np.inf)
+        if not low > 0.0:  # zeros among the weights: the least positive one, more slowly
+            low = leaves.min(initial=np.inf, where=leaves > 0.0)
+        self.min = float(low)
+        self._min_count = int(np.count_nonzero(leaves == self.min))
 
     def copy(self) -> SumTree:
         """An independent copy (O(N) memory copies, no sums recomputed)."""
         new = object.__new__(SumTree)
-        new.n, new._blocks, new.min = self.n, self._blocks, self.min
-        new._leaves = self._leaves.copy()
-        new._grid = new._leaves.reshape(self._blocks, BLOCK)
+        new.__dict__.update(self.__dict__)
+        new._tree = self._tree.copy()
+        new._left, new._right = new._tree[0::2], new._tree[1::2]
         new._running = self._running.copy()
-        new._block_sums = self._block_sums.copy()
-        new._block_cdf = self._block_cdf.copy()
-        new._block_mins = self._block_mins.copy()
         return new
 
     @property
     def total(self) -> float:
-        return float(self._block_cdf[-1])
+        return float(self._running[-1])
 
     def values(self, positions: np.ndarray) -> np.ndarray:
-        return self._leaves[positions]
+        return self._tree[self._first + positions]
 
-    def find(self, mass: np.ndarray) -> np.ndarray:
+    def leaves(self) -> np.ndarray:
+        """A copy of the N weights (N,) float64."""
+        return self._tree[self._first : self._first + self.n].copy()
+
+    def find(self, mass: np.ndarray, with_weights: bool = False):
         """The leaf holding each cumulative ``mass`` (B,) float64 in ``[0, total)``: leaf i
-        for masses in ``[sum(w[:i]), sum(w[:i + 1]))``; leaves of weight 0 are never found."""
-        # Masses are kept in [0, total) and each block's rest in [0, block total), whatever
-        # the rounding: a binary search (first running sum > mass) then never stops on a
-        # weight of 0, whose running sum equals the one before it.
-        mass = np.minimum(mass, np.nextafter(self._block_cdf[-1], 0.0))
-        block = np.searchsorted(self._block_cdf, mass, side="right")
-        np.minimum(block, self._blocks - 1, out=block)
-        rest = mass - self._block_cdf[block] + self._block_sums[block]
-        running = self._running[block]
-        np.maximum(rest, 0.0, out=rest)
-        np.minimum(rest, np.nextafter(running[:, -1], 0.0), out=rest)
-        leaf = torch.searchsorted(
-            torch.from_numpy(running), torch.from_numpy(rest[:, None]), right=True
-        ).numpy()[:, 0]
-        np.minimum(leaf, BLOCK - 1, out=leaf)
-        return block * BLOCK + leaf
+        for masses in ``[sum(w[:i]), sum(w[:i + 1]))``; leaves of weight 0 are never found.
+
+        Returns the leaves (B,) int64, and with ``with_weights`` also their weights (B,).
+        """
+        running = self._running
+        mass = np.minimum(mass, np.nextafter(running[-1], 0.0))
+        # the top-level node: running[j] <= mass < running[j + 1], so a positive one
+        node = np.searchsorted(running, mass, side="right")
+        node -= 1
+        mass -= running[node]
+        np.maximum(mass, 0.0, out=mass)
+        node += self._top
+        start = mass.copy()  # for the rare redo below
+        left = self._left
+        for _ in range(self._depth):  # one level of the whole batch per iteration
+            weight = left[node]
+            node <<= 1
+            go_right = mass >= weight
+            weight *= go_right
+            mass -= weight
+            node += go_right
+        weights = self._tree[node]
+        if not weights.min() > 0.0:
+            # Rounding let a mass run past the end of a subtree and the descent reach a zero
+            # weight (padding, or a zero leaf): redo those draws going right only into
+            # positive subtrees, which ends on the last positive leaf the mass ran past.
+            bad = np.flatnonzero(~(weights > 0.0))
+            node[bad] = self._descend_positive(start[bad], node[bad] >> self._depth)
+            weights = self._tree[node]
+        node -= self._first
+        return (node, weights) if with_weights else node
+
+    def _descend_positive(self, mass: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """``find``'s descent from the top-level ``node`` (k,) with its ``mass`` (k,), going
+        right only when the right subtree is positive."""
+        tree, left = self._tree, self._left
+        for _ in range(self._depth):
+            weight = left[node]
+            node <<= 1
+            go_right = (mass >= weight) & (tree[node + 1] > 0.0)
+            weight *= go_right
+            mass -= weight
+            node += go_right
+        return node
 
     def update(self, positions: np.ndarray, weights: np.ndarray) -> None:
         """Set the leaves ``positions`` (B,) int64 to ``weights`` (B,); a repeated position
         must carry one weight."""
-        self._leaves[positions] = weights
-        block = positions // BLOCK  # repeats recompute the same block: harmless
-        rows = self._grid[block]
-        running = torch.cumsum(torch.from_numpy(rows), 1).numpy()
-        self._running[block] = running
-        self._block_sums[block] = running[:, -1]
-        old_mins = self._block_mins[block]
-        new_mins = np.where(rows > 0, rows, np.inf).min(1)
-        self._block_mins[block] = new_mins
-        torch.cumsum(torch.from_numpy(self._block_sums), 0, out=torch.from_numpy(self._block_cdf))
-        # The minimum over all blocks is searched again only when a block that held it rose.
-        low = float(new_mins.min())
-        if low <= self.min:
-            self.min = low
-        elif (old_mins == self.min).any():
-            self.min = float(self._block_mins.min())
+        if len(positions) == 0:
+            return
+        node = positions + self._first
+        tree = self._tree
+        old = tree[node]
+        tree[node] = weights
+        left, right = self._left, self._right
+        for _ in range(self._depth):  # one level of the whole batch per iteration
+            node >>= 1
+            tree[node] = left[node] + right[node]
+        self._update_running()
+        low = weights.min()
+        if not low > 0.0:  # zeros (or NaN) among the weights: the least positive one
+            low = weights.min(initial=np.inf, where=weights > 0.0)
+        if low < self.min:
+            self.min, self._min_count = float(low), 1  # at least one holder: never more
+            return
+        if old.min() <= self.min:  # some holders overwritten; repeats count twice: safe
+            self._min_count -= int(np.count_nonzero(old == self.min))
+        if low == self.min:
+            self._min_count = max(self._min_count, 1)  # a new weight holds it
+        elif self._min_count <= 0:
+            self._rescan_min()
 
 
 def _uniform(batch_size: int, generator: torch.Generator | None = None) -> np.ndarray:
@@ -127,9 +191,9 @@ def _draw(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions (B,) int64 drawn with P(i) = w_i / sum_j w_j, and importance weights
     ``(P(i) / min_j P(j)) ** -beta`` (B,) float32 (the largest over the population is 1)."""
-    positions = tree.find(_uniform(batch_size, generator) * tree.total)
-    ratio = tree.values(positions) / tree.min
-    return positions, (ratio ** -float(beta)).astype(np.float32)
+    positions, weights = tree.find(_uniform(batch_size, generator) * tree.total, with_weights=True)
+    weights /= tree.min
+    return positions, (weights ** -float(beta)).astype(np.float32)
 
 
 class ProportionalSampler:
@@ -163,34 +227,58 @@ class RankSampler:
     ``order[p]``, so a rebuild is one sort, without scattering weights back to steps.
     """
 
-    def __init__(self, pris: torch.Tensor, alpha: float):
+    def __init__(self, pris: torch.Tensor, alpha: float, previous: RankSampler | None = None):
         values = pris.detach().cpu().numpy()
         self.n = len(values)
-        self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
-        ordered = values[self.order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        self.alpha = float(alpha)
+        if previous is not None and previous.n == self.n:
+            self.order, ordered = previous._merged_order(values)
+        else:
+            self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
+            ordered = values[self.order]
+        self._ordered = ordered  # values by decreasing value, for the next merge
+        new_value = np.empty(self.n, dtype=bool)  # True where a run of equal values starts
+        new_value[:1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=new_value[1:])
+        starts = np.flatnonzero(new_value)
         self.tree = _distinct_rank_tree(self.n, float(alpha))
-        if len(starts) < self.n:  # ties: a copy of the tree with their weights averaged
+        if len(starts) < self.n:  # ties: their weights averaged
             # c ties at 0-based positions [p, p + c) have ranks p + 1 .. p + c: mean p + (c + 1) / 2
-            counts = np.diff(np.r_[starts, self.n])
-            tied = counts > 1
-            starts, counts = starts[tied], counts[tied]
-            weights = np.repeat((starts + (counts + 1) / 2.0) ** -float(alpha), counts)
-            group_of = np.repeat(np.arange(len(counts)), counts)
-            positions = (
-                starts[group_of]
-                + np.arange(len(group_of))
-                - np.repeat(np.cumsum(counts) - counts, counts)
-            )
-            if len(positions) * BLOCK < self.n:  # few: update a copy, O(k log N)
+            counts = np.diff(starts, append=self.n)
+            if np.count_nonzero(counts > 1) * 64 < len(counts):  # few: update a copy, O(k log N)
+                tied = counts > 1
+                starts, counts = starts[tied], counts[tied]
+                weights = np.repeat((starts + (counts + 1) / 2.0) ** -float(alpha), counts)
+                positions = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+                positions += np.arange(len(positions))
                 self.tree = self.tree.copy()
                 self.tree.update(positions, weights)
             else:  # many (new steps enter at the maximum priority): a new tree, O(N)
-                leaves = self.tree.values(np.arange(self.n))
-                leaves[positions] = weights
-                self.tree = SumTree(torch.from_numpy(leaves))
+                group_weights = (starts + (counts + 1) / 2.0) ** -float(alpha)
+                group = np.cumsum(new_value, dtype=np.int64)
+                group -= 1
+                self.tree = SumTree(group_weights[group])
         self._updates = 0
+        self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
         self.stale = False
+
+    def _merged_order(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The order of ``values`` (N,) by decreasing value and the values in that order,
+        from this sampler's, when only the items given to ``update`` changed since: the
+        others stay in order, so the k moved ones are sorted alone and merged in, O(N + k
+        log k) sequential work instead of a sort of N. (Ties may come out in another order
+        than a full sort's; they share one weight.)"""
+        moved = np.flatnonzero(self._moved)
+        if len(moved) == 0:
+            return self.order, self._ordered
+        keep = ~self._moved[self.order]
+        kept, kept_values = self.order[keep], self._ordered[keep]
+        moved_values = values[moved]
+        by_value = np.argsort(-moved_values)
+        moved, moved_values = moved[by_value], moved_values[by_value]
+        # kept_values decrease: their negatives increase, as searchsorted wants
+        at = np.searchsorted(-kept_values, -moved_values, side="right")
+        return np.insert(kept, at, moved), np.insert(kept_values, at, moved_values)
 
     def draw(
         self, batch_size: int, beta: float, generator: torch.Generator | None = None
@@ -199,18 +287,24 @@ class RankSampler:
         return self.order[positions], is_weights
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
+        """Note ``positions`` (B,) as updated; their ranks change at the next rebuild."""
         self._updates += len(positions)
+        self._moved[positions] = True
         self.stale = self._updates >= max(1, int(self.n * RANK_REBUILD_FRACTION))
 
     def weights(self) -> np.ndarray:
         """The sampling weight of every item, in item order (N,) float64."""
         out = np.empty(self.n, dtype=np.float64)
-        out[self.order] = self.tree.values(np.arange(self.n))
+        out[self.order] = self.tree.leaves()
         return out
 
 
-def make_sampler(pris: torch.Tensor, mode: str, alpha: float):
-    """A sampler of ``mode`` over ``pris`` (N,), which must be finite and positive."""
+def make_sampler(pris: torch.Tensor, mode: str, alpha: float, previous=None):
+    """A sampler of ``mode`` over ``pris`` (N,), which must be finite and positive.
+
+    ``previous``: a rank sampler over the same items whose priorities changed only through
+    its ``update`` since it was built; its order is reused (see ``RankSampler``).
+    """
     if mode == "proportional":
         return ProportionalSampler(pris)
-    return RankSampler(pris, alpha)
+    return RankSampler(pris, alpha, previous)

@@ -10,6 +10,8 @@ _BLOCK = 32
 # Below this many steps a plain loop over Python floats beats the blocked scan's fixed cost
 # of about 4 * _BLOCK numpy calls (it mostly serves the scan's own recursion on the blocks).
 _LOOP_MAX = 256
+# Blocks transposed per copy (see _blocked_scan): 256 blocks of 32 float64 are 64 KiB.
+_SLAB = 256
 
 
 def reverse_discounted_sum(
@@ -90,7 +92,12 @@ def _blocked_scan(x: np.ndarray, decay: float, ends: np.ndarray, out: np.ndarray
     # y[i, k] is step i of block k, filled in one transposing pass; the padding past N is
     # zero, so it adds nothing.
     y = np.empty((_BLOCK, width))
-    y.T[:full] = x[: full * _BLOCK].reshape(full, _BLOCK)
+    blocks = x[: full * _BLOCK].reshape(full, _BLOCK)
+    # Transposed a slab of blocks at a time: one strided copy of all the data writes every
+    # line of y in a different cache line order, 5x slower than slabs that stay in cache.
+    for lo in range(0, full, _SLAB):
+        hi = min(lo + _SLAB, full)
+        y[:, lo:hi] = blocks[lo:hi].T
     if full < width:
         y[:, full] = 0.0
         y[: n - full * _BLOCK, full] = x[full * _BLOCK :]
