@@ -78,7 +78,7 @@ class Batching:
     """
 
     def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        # index_select: half the time of v[indices] per column (measured, batch 256, CPU).
+        # index_select per column: faster than v[indices] (example/benchmarks/README.md).
         return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
 
     def _population(self, indices) -> torch.Tensor | None:
@@ -255,7 +255,7 @@ class Batching:
         epoch : int
         indices : array of int or bool, optional
             The steps of every batch (step indices, or a mask over ``num_step``), in a new
-            random order each time, as the original machina did: ``batch_size`` is then not
+            random order each time (machina 0.x's semantics): ``batch_size`` is then not
             used. A bool in this place is taken as ``return_indices`` (the 0.x-era
             positional form ``random_batch(batch_size, epoch, return_indices)``).
         return_indices : bool
@@ -384,7 +384,7 @@ class Batching:
         batch_size : int
             Windows per batch, drawn with replacement.
         seq_length : int, optional
-            L; default the longest stored episode (whole episodes, as the original).
+            L; default the longest stored episode (whole episodes).
         epoch : int
             Number of batches.
         return_indices : bool

@@ -23,8 +23,8 @@ def compute_diayn_rews(
 
     ``s`` is the observation of ``ob_key`` without its skill one-hot and ``z`` the skill of
     that one-hot (observations from ``machina.envs.SkillEnv``); ``p(z) = 1 / num_skill``.
-    Scoring ``next_obs``, the state each action led to, rewards the action for it (the
-    original machina scored ``obs``; pass ``ob_key="obs"`` for that).
+    Scoring ``next_obs``, the state each action led to, rewards the action for it (pass
+    ``ob_key="obs"`` to score the observation the action was taken in).
 
     Parameters
     ----------
@@ -32,8 +32,8 @@ def compute_diayn_rews(
         Episodes with ``ob_key`` (T, ob_dim + num_skill).
     rew_giver : torch.nn.Module or callable
         With ``num_skill``: the discriminator, ``state (B, ob_dim) -> logits (B, num_skill)``
-        (or a tuple whose first item they are). Without: the original machina's reward
-        function, ``obs (B, ob_dim + num_skill) -> (rews (B,), info)``, e.g.
+        (or a tuple whose first item they are). Without: a reward function (machina 0.x's form),
+        ``obs (B, ob_dim + num_skill) -> (rews (B,), info)``, e.g.
         ``lambda obs: diayn_sac.calc_rewards(obs, num_skill, discrim)``.
     num_skill : int, optional
         Number of skills; required to use ``rew_giver`` as a discriminator.

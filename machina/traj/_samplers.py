@@ -25,7 +25,7 @@ import torch
 # Nodes of the tree level searched in one call through its running sums (or all the leaves,
 # when fewer): a draw descends the log2(N / TOP) levels below it one numpy call per level for
 # the whole batch; an update recomputes those levels and one cumulative sum of TOP values.
-# 4096 balances the two at N = 1e6, B = 256 (measured).
+# 4096 balances the two at N = 1e6, B = 256 (example/benchmarks/README.md, replay).
 TOP = 4096
 # Rank order rebuilt once this fraction of N priorities was updated since the last sort.
 RANK_REBUILD_FRACTION = 1 / 16

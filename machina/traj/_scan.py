@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Steps per block of the blocked scan. Measured on 1M steps (5,000 random-length episodes,
-# 1,000 x 1,000, 10 x 100,000): 32 and 64 are equally fast, 16 and 128 slower.
+# Steps per block of the blocked scan: the fastest size on 1M steps of short, long and mixed
+# episodes (example/benchmarks/README.md, "Measurements behind the code").
 _BLOCK = 32
 # Below this many steps a plain loop over Python floats beats the blocked scan's fixed cost
 # of about 4 * _BLOCK numpy calls (it mostly serves the scan's own recursion on the blocks).
@@ -62,13 +62,12 @@ def _blocked_scan(x: np.ndarray, decay: float, ends: np.ndarray, out: np.ndarray
     ``2 * _BLOCK`` array operations over all the data, plus a recursive call on the blocks'
     first values (``_BLOCK`` times shorter) to carry each block's result into the one before
     it. The cost is independent of the episode lengths, unlike recursive doubling
-    (``log2(max length)`` passes, measured 4x slower on 1M steps) or a loop over the steps
+    (``log2(max length)`` passes over the data) or a loop over the steps
     of padded episodes (as many iterations as the longest episode).
 
     Memory matters as much as arithmetic here: on a busy machine each newly allocated
     array of N floats costs more than a pass over it (the kernel zeroes its pages), so the
-    cuts are a boolean mask and the result goes straight into ``out`` (measured: the whole
-    estimator pipeline twice as fast as with a float mask and a fresh result array).
+    cuts are a boolean mask and the result goes straight into ``out``.
 
     Parameters
     ----------

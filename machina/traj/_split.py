@@ -1,4 +1,4 @@
-"""Splitting episodes into training and held-out sets (the original ``ef.train_test_split``)."""
+"""Splitting episodes into training and held-out sets (``ef.train_test_split``)."""
 
 from __future__ import annotations
 

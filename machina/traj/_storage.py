@@ -39,8 +39,8 @@ def _empty(shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tens
     """An uninitialised buffer; large CPU ones in their own anonymous memory map.
 
     glibc serves a freed size from its heap afterwards (its mmap threshold rises), and buffers
-    that grow by reallocation then fragment the heap: measured 14 MB resident over 41 MB of
-    columns. A private mapping is returned to the OS when the tensor dies, and its untouched
+    that grow by reallocation then fragment the heap (resident memory far above the columns'
+    bytes). A private mapping is returned to the OS when the tensor dies, and its untouched
     pages (the spare capacity) are never resident.
     """
     nbytes = math.prod(shape) * dtype.itemsize
@@ -82,8 +82,8 @@ def _grow_copy(dst: torch.Tensor, src: torch.Tensor, release: bool) -> None:
     """Copy ``src`` into the first rows of ``dst``; with ``release``, free ``src`` as it goes.
 
     Growing copies every stored row into a larger buffer; copied whole, the old and the new
-    buffer are resident together (measured: peak 1.41x the final bytes, registering 1M steps
-    in 200 batches). Releasing the old pages chunk by chunk keeps the peak near the new size.
+    buffer are resident together. Releasing the old pages chunk by chunk keeps the peak near
+    the new size.
     """
     if not release:
         dst[: len(src)].copy_(src)
@@ -103,7 +103,7 @@ def _move_to_front(buf: torch.Tensor, src: int, n: int) -> None:
     torch refuses overlapping copies, so the rows move in chunks of ``step`` rows: chunk
     ``[src + i, src + i + c)`` overlaps its destination ``[i, i + c)`` only when
     ``src < step``, and writing it only overwrites rows already read. Chunks of ``src`` rows
-    need no temporary (large temporaries were measured to leave several MB of heap resident);
+    need no temporary (large temporaries leave heap memory resident);
     a small ``src`` would mean very many copies, so it gets small cloned chunks instead.
     """
     step = max(src, _MIN_MOVE_ROWS)
@@ -157,7 +157,7 @@ class ColumnStorage:
             # New buffers, grown geometrically so that appends copy each row O(1) times.
             # Bounded, at most room for max_steps plus this batch: the kept rows never exceed
             # max_steps, so compaction always makes room later. max_steps is only a cap, never
-            # reserved up front (the original examples use max_steps=10**12).
+            # reserved up front (machina 0.x's examples pass max_steps=10**12).
             cap = max(size, int(size * _GROWTH))
             if self.max_steps is not None:
                 cap = max(size, min(cap, self.max_steps + size - kept_old))

@@ -1,4 +1,4 @@
-"""Broadcasting a whole Traj from one rank to the others (the original ``tf.sync``)."""
+"""Broadcasting a whole Traj from one rank to the others (``tf.sync``)."""
 
 from __future__ import annotations
 

@@ -122,8 +122,7 @@ def normalize_obs_and_acs(
 
     The statistics and the transform are those of ``ef.normalize_obs_and_acs`` (mean, and
     population standard deviation plus ``eps`` over all stored steps; given statistics used
-    as they are), computed with torch on the Traj's device. (The original machina's version
-    used the unbiased standard deviation without ``eps`` and then set infinities to 0.)
+    as they are), computed with torch on the Traj's device.
 
     Returns a new Traj: a copy sharing every other column and the pending episodes, which
     are not normalised (use ``ef.normalize_obs_and_acs`` with the returned statistics).
