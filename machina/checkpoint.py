@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from machina.traj import Traj
+from machina.utils.files import write_atomic
 
 __all__ = ["FORMAT_VERSION", "load_run", "save_run", "latest_checkpoint"]
 
@@ -110,15 +111,6 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return path if (path / "meta.json").is_file() else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_run(
     run_dir: str | os.PathLike,
     objects: Mapping[str, Any],
@@ -193,7 +185,7 @@ def save_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _write_atomic(run_dir / "latest", final.name)
+    write_atomic(run_dir / "latest", lambda f: f.write(final.name.encode()))
     old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
     for path in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)

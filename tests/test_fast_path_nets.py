@@ -9,9 +9,8 @@ type; anything else (custom forward, subclasses, unknown modules, hooks) keeps t
 import gymnasium as gym
 import numpy as np
 import pytest
-import scipy.special
 import torch
-from conftest import U, assert_within, categorical_draws_agree
+from conftest import ACTIVATIONS, U, assert_within, categorical_draws_agree, float32_tolerances
 from torch import nn
 
 from machina.envs import GymEnv
@@ -20,49 +19,7 @@ from machina.pols import CategoricalPol, GaussianPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
 
-# ulps of a linear layer's magnitudes (|W| |h| + |b|) per path, as tests/test_sampler.py's
-# float32_tolerances; both paths sum in different orders (BLAS kernels against torch's)
-ULPS_PER_LAYER = 4
-# ulps per path of an elementwise kernel: torch's vectorised and scalar kernels (which one
-# an entry meets depends on the layout, (B, h) or (h, B)) and numpy's tanh, each within a
-# few ulps of the exact value; of |act(z)| + 1, since ELU / SELU compute exp(z) - 1, whose
-# error near 0 is absolute (an ulp of 1), not relative
-ACT_ULPS = 4
-
-
-def _sigmoid(z):
-    return scipy.special.expit(z)
-
-
-def _softplus(z, beta=1.0, threshold=20.0):
-    return np.where(beta * z > threshold, z, np.logaddexp(0.0, beta * z) / beta)
-
-
-def _gelu(z, approximate="none"):
-    if approximate == "tanh":
-        return 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3)))
-    return 0.5 * z * (1.0 + scipy.special.erf(z / np.sqrt(2.0)))
-
-
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
-# activation: (module, float64 reference, Lipschitz bound: |f(x) - f(y)| <= L |x - y|)
-ACTIVATIONS = {
-    "relu": (nn.ReLU(), lambda z: np.maximum(z, 0.0), 1.0),
-    "tanh": (nn.Tanh(), np.tanh, 1.0),
-    "sigmoid": (nn.Sigmoid(), _sigmoid, 0.25),
-    "silu": (nn.SiLU(), lambda z: z * _sigmoid(z), 1.1),  # max slope 1.0998
-    "elu": (nn.ELU(alpha=0.7), lambda z: np.where(z > 0, z, 0.7 * np.expm1(z)), 1.0),
-    "leaky_relu": (nn.LeakyReLU(0.2), lambda z: np.where(z > 0, z, 0.2 * z), 1.0),
-    "selu": (
-        nn.SELU(),
-        lambda z: SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(z)),
-        SELU_SCALE * SELU_ALPHA,
-    ),
-    "gelu": (nn.GELU(), _gelu, 1.13),  # max slope 1.129
-    "gelu_tanh": (nn.GELU(approximate="tanh"), lambda z: _gelu(z, "tanh"), 1.13),
-    "softplus": (nn.Softplus(beta=2.0, threshold=5.0), lambda z: _softplus(z, 2.0, 5.0), 1.0),
-    "mish": (nn.Mish(), lambda z: z * np.tanh(_softplus(z)), 1.09),  # max slope 1.088
-}
+# the name each activation has in the spec (numpy_inference()["ops"])
 NAMES = {
     "relu": "relu",
     "tanh": "tanh",
@@ -76,56 +33,6 @@ NAMES = {
     "softplus": "softplus",
     "mish": "mish",
 }
-
-
-def reference_activation(name, params):
-    """The float64 function and Lipschitz bound of an activation op of the spec."""
-    key = "gelu_tanh" if params.get("approximate") == "tanh" else name
-    _, fn, lipschitz = ACTIVATIONS[key]
-    return fn, lipschitz
-
-
-def float32_tolerances(spec, obs):
-    """Per-entry bounds on |fast - torch| for the outputs of a policy of ``spec`` (its
-    ``numpy_inference()``) on ``obs (B, ...)``, from float32 arithmetic.
-
-    Carried through the ops in float64 beside the exact values ``z``: a linear layer adds
-    ``ULPS_PER_LAYER`` ulps of its magnitudes per path to the incoming bound mapped by
-    ``|W|``; an activation maps the bound by its Lipschitz constant and adds ``ACT_ULPS``
-    ulps of ``|act(z)| + 1`` per path. Heads as in tests/test_sampler.py's: tanh's slope for
-    the mean, exp / sum / division for ``pi``.
-
-    Returns
-    -------
-    dict with ``mean`` and ``ac`` (a sampled action before scaling) for a Gaussian, or ``pi``
-    for a categorical policy, each (B, out).
-    """
-    z = obs.reshape(len(obs), -1).astype(np.float64)
-    err = np.zeros_like(z)
-    ops = spec["ops"]
-    for op in ops[:-1]:
-        if op[0] == "linear":
-            weight, bias = op[1].astype(np.float64), op[2].astype(np.float64)
-            magnitude = np.abs(z) @ np.abs(weight).T + np.abs(bias)
-            err = err @ np.abs(weight).T + 2 * ULPS_PER_LAYER * U * magnitude
-            z = z @ weight.T + bias
-        else:
-            fn, lipschitz = reference_activation(op[1], op[2])
-            z = fn(z)
-            err = lipschitz * err + 2 * ACT_ULPS * U * (np.abs(z) + 1.0)
-    tol = {}
-    if spec["kind"] == "gaussian":
-        slope = 1.0 - np.tanh(np.maximum(np.abs(z) - err, 0.0)) ** 2
-        tol["mean"] = slope * err + 8 * U
-        std = np.exp(spec["log_std"].astype(np.float64))
-        tol["ac"] = tol["mean"] + 8 * U * (1.0 + 8.0 * std)
-    else:
-        n = z.shape[1]
-        dz = err.max(axis=1, keepdims=True)
-        pi = np.exp(z - z.max(axis=1, keepdims=True))
-        pi /= pi.sum(axis=1, keepdims=True)
-        tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
-    return tol
 
 
 def spread(net):

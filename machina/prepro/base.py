@@ -141,12 +141,11 @@ class BasePrePro:
         self.ob_rms.update(obs.reshape((-1, *self.ob_rms.shape)))
 
     def update_ob_rms(self, ob: np.ndarray) -> None:
-        """Fold raw observations into the running mean and variance (the original machina's
-        name; the same as :meth:`update`).
+        """Fold raw observations into the running mean and variance (machina 0.x's name;
+        the same as :meth:`update`).
 
-        The original kept an exponential average (weight 0.001 per call); here the statistics
-        are exact over every observation folded in, so they do not depend on how the
-        observations are split into calls.
+        The statistics are exact over every observation folded in, so they do not depend on
+        how the observations are split into calls.
 
         Parameters
         ----------
@@ -189,8 +188,9 @@ class BasePrePro:
             self.update(np.concatenate(raw, axis=0))
 
     def prepro_with_update(self, ob: np.ndarray) -> np.ndarray:
-        """Fold raw observations into the statistics, then normalise them (the original
-        machina's in-process path).
+        """Fold raw observations into the statistics, then normalise them (machina 0.x's
+        name; for a loop that steps the environment itself: with a sampler, normalise with
+        ``EpiSampler(..., prepro=...)`` and fold in with :meth:`update_with_epis`).
 
         Parameters
         ----------

@@ -2,12 +2,13 @@
 
 The numpy copy of the policy (``_numpy_policy.py``) multiplies small matrices, e.g. 64x65 by
 65x256 at 256 environments. OpenBLAS (numpy's BLAS) splits such a product over all cores
-with threads that spin while they wait: measured on a 2-core machine shared with other jobs,
-3.5 ms of CPU per product on its default 2 threads against 28 µs on one, which made the fast
-path 27x slower at 256 environments. Worker processes and Ray actors already run with
-``OMP_NUM_THREADS=1`` (which OpenBLAS honours); the user's own process is limited here, per
-run, through ``threadpoolctl`` (a dependency of machina; if it is missing the limit is
-skipped: set ``OPENBLAS_NUM_THREADS=1`` before numpy is imported instead).
+with threads that spin while they wait: far more CPU than the product takes on one thread,
+which makes the fast path many times slower on a machine shared with other jobs (the
+timings are in example/benchmarks/README.md, "Measurements behind the code"). Worker
+processes and Ray actors already run with ``OMP_NUM_THREADS=1`` (which OpenBLAS honours);
+the user's own process is limited here, per run, through ``threadpoolctl`` (a dependency of
+machina; if it is missing the limit is skipped: set ``OPENBLAS_NUM_THREADS=1`` before numpy
+is imported instead).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def single_thread_blas() -> contextlib.AbstractContextManager:
         try:
             # an optional module (no stubs): imported by name
             threadpoolctl = importlib.import_module("threadpoolctl")
-            # Built once (it scans the loaded libraries, about 20 ms); each limit then costs
-            # about 20 µs.
+            # Built once: it scans the loaded libraries, which costs far more than each
+            # limit set afterwards.
             _STATE["controller"] = threadpoolctl.ThreadpoolController()
         except Exception:
             _STATE["controller"] = None

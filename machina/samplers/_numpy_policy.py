@@ -1,13 +1,12 @@
 """Numpy inference of feed-forward MLP policies, for the sampler's policy calls.
 
 A sampler's policy call is small: a 64x64 MLP on a handful of observations. In PyTorch it is
-about 25 tiny operators at 1-4 µs of dispatch each, most of the time of a sample with few
-environments. The same arithmetic in numpy, on weights taken out of the net once per
-``sample`` call (they do not change during it), costs a quarter to a fifth: measured for
-CartPole 18 against 85 µs per call with 1 observation, 25 against 111 µs with 64, in a tight
-loop. Inside the sampler each call costs more (about 45 µs with 64 observations): stepping the
-environments in between leaves the caches and branch predictors cold, so every numpy call
-counts, whatever its size (see :class:`NumpyPolicy`'s notes).
+about 25 tiny operators, each paying torch's dispatch, which is most of the time of a sample
+with few environments. The same arithmetic in numpy, on weights taken out of the net once per
+``sample`` call (they do not change during it), costs a fraction of that (the timings are in
+example/benchmarks/README.md, "Measurements behind the code"). Inside the sampler, stepping
+the environments between calls leaves the caches and branch predictors cold, so every numpy
+call counts, whatever its size (see :class:`NumpyPolicy`'s notes).
 
 What is taken over is what the policy vouches for through its hook,
 ``BasePol.numpy_inference``: a list of ops (linear layers, elementwise activations, the

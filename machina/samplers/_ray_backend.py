@@ -176,7 +176,8 @@ class RayPool:
         Further ``ActorClass.options`` (override the above and ``scheduling_strategy``,
         default ``"SPREAD"``: actors spread over the nodes).
     per_actor_resources : sequence of dict, optional
-        Extra custom resources per actor (the original raysampler's ``node_info``).
+        Extra custom resources per actor (what ``machina.samplers.raysampler``'s
+        ``node_info`` becomes).
     timeout : float or None
         Seconds an actor may take to answer one ``sample`` before it is treated as lost.
     max_retries : int

@@ -1,9 +1,9 @@
-"""``DistributedEpiSampler``: the original machina's multi-node sampler, on Ray.
+"""``DistributedEpiSampler``: machina 0.x's multi-node sampler (its name and arguments), on Ray.
 
-The original ran one Redis-connected process per node (``rank`` 0..world_size-1) serving a
-master (``rank=-1``). On Ray the nodes join the cluster instead (``ray start --head`` on the
-first, ``ray start --address=HEAD:6379`` on the others) and the master alone creates the
-sampler; its actors spread over the nodes::
+The nodes join a Ray cluster (``ray start --head`` on the first, ``ray start
+--address=HEAD:6379`` on the others) and the master (``rank=-1``) alone creates the sampler;
+its actors spread over the nodes (machina 0.x's Redis-connected node processes, ``rank``
+0..world_size-1, are not needed)::
 
     sampler = DistributedEpiSampler(world_size=2, env=env, pol=pol, num_parallel=8)
     epis = sampler.sample(pol, max_steps=4096)
@@ -36,16 +36,17 @@ class DistributedEpiSampler:
     world_size : int
         Number of nodes.
     rank : int
-        -1 (the default): the master, which samples. A rank >= 0 was a node process of the
-        original; on Ray a node joins with ``ray start --address=...`` instead, so such an
-        object samples nothing (``sample`` raises) and a warning says so.
+        -1 (the default): the master, which samples. A rank >= 0 (machina 0.x's node
+        process) samples nothing (``sample`` raises) and a warning says so: a node joins
+        the cluster with ``ray start --address=...`` instead.
     env, pol : required on the master
         As :class:`machina.samplers.EpiSampler`'s.
     num_parallel : int
-        Actors in total (``num_parallel // world_size`` per node in the original).
+        Actors in total: ``num_parallel // world_size`` per node (at least one), spread over
+        the nodes by Ray.
     prepro, seed : as :class:`machina.samplers.EpiSampler`'s.
     flush_db : bool
-        The original's Redis reset; ignored (no Redis).
+        machina 0.x's Redis reset; accepted and ignored (no Redis).
     **kwargs
         More arguments of :class:`machina.samplers.EpiSampler` (``num_envs``, ``address``,
         ``num_cpus``, ``timeout``...).
@@ -115,7 +116,7 @@ class DistributedEpiSampler:
 
 
 def _node_main(argv: list[str] | None = None) -> int:
-    """The original's node process (``python -m machina.samplers.distributed_epi_sampler
+    """machina 0.x's node command (``python -m machina.samplers.distributed_epi_sampler
     --world_size W --rank R --redis_host H --redis_port P``): on Ray a node joins the cluster
     with ``ray start --address=HEAD:6379`` instead, so this only says so and exits."""
     import argparse

@@ -1,14 +1,14 @@
-"""The original machina's Ray sampler, ``machina.samplers.raysampler.EpiSampler``, on the
-engine of :class:`machina.samplers.EpiSampler` with ``backend="ray"``.
+"""machina 0.x's Ray sampler, ``machina.samplers.raysampler.EpiSampler`` (its name and
+arguments), on the engine of :class:`machina.samplers.EpiSampler` with ``backend="ray"``.
 
-Ported scripts keep working::
+Scripts written for machina 0.x keep working::
 
     sampler = EpiSampler(env, pol, num_parallel=8, seed=256, node_info={"node1": 4})
     sampler.set_pol_state(pol.state_dict())          # or sample(pol, ...)
     epis = sampler.sample(max_steps=4096)
 
-Each of the ``num_parallel`` Ray actors steps one environment (the original's layout); give
-``num_envs`` to step more per actor.
+Each of the ``num_parallel`` Ray actors steps one environment by default; give ``num_envs``
+to step more per actor.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class EpiSampler:
     seed : int or None
         As :class:`machina.samplers.EpiSampler`'s.
     worker_cls : None
-        The original's custom worker classes are replaced by the shared engine: only None
+        machina 0.x's custom worker class; every actor runs the shared engine, so only None
         is accepted.
     node_info : dict, optional
         ``{resource_name: count}``: ``count`` actors each reserve one unit of the custom

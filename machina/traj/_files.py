@@ -4,12 +4,12 @@ validated before anything is built from it."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from machina.traj._columns import GROUP_KEYS
+from machina.utils import files
 
 # Archive members: one "col:<key>" per column, plus these.
 REQUIRED = ("epis_index", "group_keys", "group_names")
@@ -17,31 +17,10 @@ OPTIONAL = ("max_steps", "pri_beta", "rng_state")
 
 
 def write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an ``.npz`` archive at ``path`` (exactly that name), atomically.
-
-    The archive goes to a temporary file in the same directory, is flushed to disk, and then
-    renamed over ``path`` (``os.replace``, atomic on POSIX and Windows): a process killed
-    while saving leaves the previous file intact (and a ``.<name>.*.tmp`` file behind).
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    # The rename itself is durable once the directory entry is on disk.
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    """Write ``arrays`` as an ``.npz`` archive at ``path`` (exactly that name), atomically
+    (:func:`machina.utils.files.write_atomic`): a process killed while saving leaves the
+    previous file intact (and a ``.<name>.*.tmp`` file behind)."""
+    files.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 @dataclass

@@ -16,17 +16,9 @@ import torch.nn.functional as F
 from machina.loss_functional.imitation import airl_energies, gail_logits
 from machina.traj._episodes import Columns, episode_function
 from machina.traj._modules import chunked_no_grad, module_device
+from machina.utils.recurrent import check_feed_forward
 
 __all__ = ["compute_airl_pseudo_rews", "compute_pseudo_rews"]
-
-
-def _check_feed_forward(fn_name: str, **modules: torch.nn.Module | None) -> None:
-    for name, module in modules.items():
-        if getattr(module, "rnn", False):
-            raise ValueError(
-                f"{fn_name}: {name}: recurrent modules (rnn=True) are not supported; "
-                "use feed-forward ones"
-            )
 
 
 def _with_real_rews(data: Columns, rews: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,7 +51,7 @@ def compute_pseudo_rews(
     Traj or list of dict
         With ``rews`` float32 the pseudo rewards and ``real_rews`` the environment's.
     """
-    _check_feed_forward("compute_pseudo_rews", rew_giver=rew_giver)
+    check_feed_forward("compute_pseudo_rews", rew_giver=rew_giver)
     obs = data.require("obs", "compute_pseudo_rews")
     acs = None if state_only else data.require("acs", "compute_pseudo_rews")
     device = module_device(rew_giver)
@@ -108,7 +100,7 @@ def compute_airl_pseudo_rews(
     Traj or list of dict
         With ``rews`` float32 the pseudo rewards and ``real_rews`` the environment's.
     """
-    _check_feed_forward(
+    check_feed_forward(
         "compute_airl_pseudo_rews", pol=pol, rewf=rewf, shaping_vf=shaping_vf, advf=advf
     )
     name = "compute_airl_pseudo_rews"

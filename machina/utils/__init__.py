@@ -1,9 +1,9 @@
 """Helpers every layer may use: a default device for machina 0.x's scripts, tensor-dict and
 state-dict conversion, tensors to numpy, timing, the non-finite error and finiteness checks,
-the optimiser step, Polyak averaging and ``frozen`` (``training``), checks of gymnasium
-spaces (``spaces``), the observation / hidden-state protocol that
-policies, value functions and models share (``recurrent``), and the low-level data-parallel
-helpers (``machina.utils.distributed``); also machina 0.x's Ray trainer helpers.
+writing a file atomically (``files``), the optimiser step, Polyak averaging and ``frozen``
+(``training``), checks of gymnasium spaces (``spaces``), the observation / hidden-state
+protocol that policies, value functions and models share (``recurrent``), and the low-level
+data-parallel helpers (``machina.utils.distributed``); also machina 0.x's Ray trainer helpers.
 
 This is the bottom floor (see ``machina``'s docstring for the order): it imports nothing from
 the rest of machina, only torch, numpy, gymnasium and the standard library (Ray only when its
@@ -15,6 +15,7 @@ from machina.utils.aliases import keyword_aliases
 from machina.utils.checks import NonFiniteError, all_finite, all_finite_array, all_finite_tensor
 from machina.utils.device import cpu_mode, get_device, set_device
 from machina.utils.distributed import make_model_distributed, wrap_ddp
+from machina.utils.files import write_atomic
 from machina.utils.ray_trainers import (
     BaseDistributedRayTrainer,
     TrainManager,
@@ -42,6 +43,7 @@ __all__ = [
     "all_finite_array",
     "all_finite_tensor",
     "measure",
+    "write_atomic",
     "set_device",
     "get_device",
     "cpu_mode",
