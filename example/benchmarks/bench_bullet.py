@@ -405,6 +405,9 @@ def machina_ppo(
     torch.manual_seed(seed)
     env = gymnasium.make(env_id)
     pol = make_pol(env.observation_space, env.action_space, h_size=hp["h_size"])
+    if hp.get("log_std_init") is not None:  # run_ppo.py's --log_std_init
+        with torch.no_grad():
+            pol.net.head.log_std_param.fill_(hp["log_std_init"])
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
     optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
@@ -421,6 +424,13 @@ def machina_ppo(
     with sampler, evaluator:
         steps = _machina_start(ckpt, objects, rec, evaluate)
         while steps < budget:
+            # run_ppo.py's --anneal_lr / --anneal_clip: linear decay to 0 over the budget.
+            remaining = 1.0 - steps / budget
+            if hp.get("anneal_lr"):
+                for optim, lr in ((optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])):
+                    for group in optim.param_groups:
+                        group["lr"] = lr * remaining
+            clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
             epis = sampler.sample(pol, max_steps=hp["steps_per_iter"])
             if prepro is not None:
                 prepro.update_with_epis(epis)
@@ -446,7 +456,7 @@ def machina_ppo(
                 optim_vf=optim_vf,
                 epoch=hp["epoch_per_iter"],
                 batch_size=min(batch_size, traj.num_step),
-                clip_param=hp["clip_param"],
+                clip_param=clip_param,
                 ent_beta=hp["ent_beta"],
                 max_grad_norm=hp["max_grad_norm"],
                 log_enable=False,
