@@ -101,6 +101,42 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   156k, 907 at 179k; so net size alone is not it). The estimators (truncation-aware GAE and
   TD(lambda) targets) and the normalisation (observations and rewards, as VecNormalize)
   match what stable-baselines3 does.
+- PPO, machina's settings read against the recipes (session 5; code reading only, no CPU
+  was free to measure; these runs still use the unchanged entry). Where machina's entry
+  differs from CleanRL's ``ppo_continuous_action`` (which it claims to follow) and from
+  SB3 / rl-zoo:
+
+  1. initial log-std -1 (std 0.37; machina's ``LOG_STD_INIT``) against CleanRL's and SB3's
+     default 0 (std 1): 2.7x less exploration noise from the start, and no entropy bonus
+     to hold it up -- the first suspect for a policy that settles on standing still.
+     rl-zoo's gSDE starts at -2 but scales by the features (state-dependent), so its noise
+     is not comparable one to one. Flag: ``--log_std_init`` (``--set log_std_init=0``).
+  2. no annealing: CleanRL decays the lr linearly to 0 over the run, rl-zoo decays
+     Hopper's clip range; machina keeps lr 3e-4 and clip 0.2 to the end, which fits the
+     late collapses (1010 -> 416 -> 22 -> 1011). Flags: ``--anneal_lr``, ``--anneal_clip``.
+  3. iteration size: machina samples whole episodes and each of the 8 environments
+     finishes its episode past its share (256 steps) of ``steps_per_iter``; once the
+     hopper survives 1000 steps an iteration is ~8000 steps, not 2048 (eval marks 24k
+     apart = 3 iterations), so the policy takes 4x fewer PPO iterations (trust-region
+     steps) per env step than CleanRL's fixed 2048 on the plateau (SB3/rl-zoo: fixed 8192
+     with 20 epochs). ``num_envs=2`` keeps iterations at <= ~4000. Untested.
+  4. tanh-bounded mean (``PolHead``) against the linear mean of CleanRL and SB3 (actions
+     clipped to the bounds in both): saturating actions get vanishing gradients through
+     tanh. A library design choice (tests depend on it); not changed.
+  5. ReLU hidden layers (as rl-zoo) where CleanRL uses tanh; 64x64 as CleanRL where
+     rl-zoo uses 256x256 (a 256x256 run stalled the same way, above).
+  6. value lr 1e-3 (separate optimiser) against 3e-4 shared (CleanRL, SB3; with separate
+     networks under Adam ``vf_coef`` hardly matters, the lr does); gradient norms clipped per
+     network, not jointly; no value-loss clipping (as SB3; CleanRL clips).
+  7. the same: orthogonal init with gain sqrt(2), 0.01 on the policy output and 1 on the
+     value output (CleanRL; SB3's ``ortho_init``; rl-zoo turns it off for these ids),
+     advantages normalised over the whole batch (SB3 / CleanRL: per minibatch; same in
+     expectation), gamma 0.99 and lambda 0.95 (rl-zoo: 0.9), observation and reward
+     clipping at 10, no entropy bonus (all three).
+
+  To test next, on seed 100 at 300k steps, one change at a time: ``--set log_std_init=0``,
+  then ``anneal_lr=True``, then ``num_envs=2``; then the best together on seeds 100-102
+  before changing the entry (and rerunning the reported seeds).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
