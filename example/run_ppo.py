@@ -14,6 +14,10 @@ models/prepro_last.pt and models/rew_norm_last.pt::
 
     python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
 
+For tuning a Gaussian policy's exploration and schedule: ``--log_std_init`` (the initial
+log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear decay to 0
+over ``--max_steps``, computed from the step count so a resumed run continues them).
+
 Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
 networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomic);
 ``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same other flags.
