@@ -101,6 +101,9 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   156k, 907 at 179k; so net size alone is not it). The estimators (truncation-aware GAE and
   TD(lambda) targets) and the normalisation (observations and rewards, as VecNormalize)
   match what stable-baselines3 does.
+- PPO Hopper with 3 seeds (session 5): machina 829 [689, 1013] at 500k, every seed on the
+  same plateau; stable-baselines3 1843 [1807, 1879] (2 seeds). Restarted runs reproduced
+  the previous session's evaluations exactly (both libraries are deterministic per seed).
 - PPO, machina's settings read against the recipes (session 5; code reading only, no CPU
   was free to measure; these runs still use the unchanged entry). Where machina's entry
   differs from CleanRL's ``ppo_continuous_action`` (which it claims to follow) and from
