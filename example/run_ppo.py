@@ -14,6 +14,10 @@ models/prepro_last.pt and models/rew_norm_last.pt::
 
     python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
 
+For tuning a Gaussian policy's exploration and schedule: ``--log_std_init`` (the initial
+log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear decay to 0
+over ``--max_steps``, computed from the step count so a resumed run continues them).
+
 Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
 networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomic);
 ``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same other flags.
@@ -95,6 +99,24 @@ parser.add_argument(
 )
 parser.add_argument("--ob_clip", type=float, default=10.0, help="bound of normalised obs")
 parser.add_argument(
+    "--log_std_init",
+    type=float,
+    default=None,
+    help="initial log-std of the Gaussian policy (default: the net's own, -1)",
+)
+parser.add_argument(
+    "--anneal_lr",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="decay both learning rates linearly to 0 over --max_steps (CleanRL's anneal_lr)",
+)
+parser.add_argument(
+    "--anneal_clip",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="decay --clip_param linearly to 0 over --max_steps (rl-zoo's lin_ clip_range)",
+)
+parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = hyperparams.parse_args(parser, "ppo")
@@ -113,6 +135,15 @@ if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
 
 pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
+if args.log_std_init is not None:
+    log_stds = [p for name, p in pol.named_parameters() if name.endswith("log_std_param")]
+    if len(log_stds) != 1:
+        raise SystemExit(
+            "--log_std_init: expected a Gaussian policy with a state-independent log-std "
+            f"(a Box action space, no --c2d), given {type(pol).__name__}"
+        )
+    with torch.no_grad():
+        log_stds[0].fill_(args.log_std_init)
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
@@ -137,6 +168,13 @@ if args.resume:
     total_epi, total_step, kl_beta, eval_return = counters["counters"]
 with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
     while total_step < args.max_steps:
+        # Linear schedules from the step count, so a resumed run continues them exactly.
+        remaining = 1.0 - total_step / args.max_steps
+        if args.anneal_lr:
+            for optim, lr in ((optim_pol, args.pol_lr), (optim_vf, args.vf_lr)):
+                for group in optim.param_groups:
+                    group["lr"] = lr * remaining
+        clip_param = args.clip_param * (remaining if args.anneal_clip else 1.0)
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         train_epis = epis
         if prepro is not None:
@@ -172,7 +210,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
                 optim_vf=optim_vf,
                 epoch=args.epoch_per_iter,
                 batch_size=batch_size,
-                clip_param=args.clip_param,
+                clip_param=clip_param,
                 ent_beta=args.ent_beta,
                 max_grad_norm=args.max_grad_norm,
                 log_enable=False,

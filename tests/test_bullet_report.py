@@ -34,7 +34,9 @@ def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_pa
         ("machina", 1, "a1", 120, 20.0, 6.0, 50.0, 1),
         ("sb3", 0, "a1", 100, 20.0, 10.0, 20.0, 1),
         ("sb3", 1, "b1", 50, 5.0, 2.0, 7.0, 0),        # partial
-        ("sb3", 1, "b2", 60, 6.0, 3.0, 8.0, 0),        # its latest attempt is shown
+        ("sb3", 1, "b2", 60, 6.0, 3.0, 8.0, 0),        # the furthest (and latest) is shown
+        ("sb3", 2, "c1", 400, 5.0, 2.0, 7.0, 0),       # partial, further than
+        ("sb3", 2, "c2", 100, 6.0, 3.0, 8.0, 0),       # a later restart: c1 is shown
     ])  # fmt: skip
     runs = bullet_report.load(str(path))
     assert [r["attempt"] for r in runs[("machina", "ppo", "HopperBulletEnv-v0", 0, 100)]] == [
@@ -42,11 +44,12 @@ def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_pa
         "a1",
     ]
     assert runs[("sb3", "ppo", "HopperBulletEnv-v0", 1, 100)][-1]["attempt"] == "b2"
+    assert runs[("sb3", "ppo", "HopperBulletEnv-v0", 2, 100)][-1]["attempt"] == "c1"
     table = bullet_report.table(runs)
     machina = next(line for line in table.splitlines() if "| machina |" in line)
     sb3 = next(line for line in table.splitlines() if "| stable-baselines3 |" in line)
     # machina: finals 30, 50 -> median 40; wall 10, 20 -> 15; CPU 5, 6 -> 5.5; vs SB3 20, 10
     assert "| 2 (0) | 40.00 [30.00, 50.00] | 15.00 | 5.50 |" in machina
     assert machina.endswith("| 0.75x | 0.55x |")
-    assert "| 1 (1) | 20.00 [20.00, 20.00] |" in sb3 and "8.00 @0k" in sb3
+    assert "| 1 (2) | 20.00 [20.00, 20.00] |" in sb3 and "8.00 @0k, 7.00 @0k" in sb3
     assert bullet_report.plots(runs, str(tmp_path)) == [str(tmp_path / "bullet_ppo_hopper.png")]

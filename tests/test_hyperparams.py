@@ -77,3 +77,36 @@ def test_every_table_key_is_a_flag_of_its_example(algo, script):
     for env_id, entry in hyperparams.TABLE[algo].items():
         for name in entry:
             assert f"--{name}" in out, f"{algo}/{env_id}: {name} is not a flag of {script}"
+
+
+def test_run_ppo_log_std_init_and_linear_annealing(tmp_path):
+    """run_ppo.py's --log_std_init sets the policy's initial log-std; --anneal_lr decays
+    both learning rates linearly over --max_steps (read back from the run's checkpoint)."""
+    import torch
+
+    from machina import checkpoint
+
+    log = tmp_path / "run"
+    # Pendulum's episodes have 200 steps: 2 envs x 1 episode = 400 steps per iteration.
+    args = ["--env_name", "Pendulum-v1", "--max_steps", "1000", "--steps_per_iter", "400",
+            "--num_envs", "2", "--epoch_per_iter", "1", "--eval_epis", "1", "--log", str(log),
+            "--anneal_lr", "--anneal_clip", "--pol_lr", "1e-3", "--vf_lr", "2e-3",
+            "--log_std_init", "0.5", "--seed", "0"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(EXAMPLES))
+    subprocess.run([sys.executable, os.path.join(EXAMPLES, "run_ppo.py"), *args], env=env,
+                   capture_output=True, text=True, timeout=600, check=True)  # fmt: skip
+    state = torch.load(checkpoint.latest_checkpoint(log) / "state.pt", weights_only=True)
+    # Third and last iteration started at 800 of 1000 steps: rates at 1 - 800 / 1000.
+    assert state["optim_pol"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.2, rel=1e-12)
+    assert state["optim_vf"]["param_groups"][0]["lr"] == pytest.approx(2e-3 * 0.2, rel=1e-12)
+    # One epoch at lr <= 1e-3 with gradient clipping moves the log-std far less than 0.1.
+    log_std = state["pol"]["net.head.log_std_param"]
+    assert torch.all((log_std - 0.5).abs() < 0.1), log_std
+
+    bad = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "run_ppo.py"), "--env_name", "CartPole-v1",
+         "--log_std_init", "0", "--log", str(tmp_path / "bad")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "--log_std_init: expected a Gaussian policy" in bad.stderr

@@ -24,9 +24,29 @@ Protocol, the same for both:
   final (1 on the evaluation at the end of the budget), load1 (the machine's one-minute
   load average: other programs shared this 2-core machine while the committed results
   were measured, so wall-clock is noisy; CPU seconds less so);
-- resuming: a run whose ``final`` row is in the CSV is skipped. A partial run (killed before
-  its end) restarts from scratch with a new ``attempt`` id; ``--report`` uses the finished
-  attempt of a run, or else its latest partial one (shown as partial).
+- wall_s and cpu_s exclude evaluations and checkpoint writing, and stay cumulative over
+  the pieces of a resumed run;
+- resuming: a run whose ``final`` row is in the CSV is skipped. Every run is checkpointed
+  at each evaluation into its own folder under ``--ckpt_dir`` (default ``bullet_ckpt``
+  beside the repository, outside git; ``--ckpt_dir ''`` turns it off): machina through
+  ``machina.checkpoint.save_run`` (networks, optimisers, observation prepro, reward
+  normaliser, both samplers with their environments' RNGs, the replay ``Traj``, SAC's
+  temperature, global RNGs, counters), stable-baselines3 with ``model.save``,
+  ``VecNormalize.save``, ``save_replay_buffer`` and the global RNGs (at the first rollout
+  start after the evaluation, when the model has trained on every step it counts). Each
+  checkpoint is written into a temporary folder, renamed into place, then named in a
+  ``latest`` file replaced atomically. Rerunning the same command continues a killed run
+  from its last checkpoint under the same ``attempt`` id, so the CSV holds one continuous
+  curve; the row of an evaluation is saved in the checkpoint and written to the CSV after
+  it (or, if the process died in between, when the run is restored): exactly once. What
+  a continuation redoes: the steps after the last checkpoint; stable-baselines3's
+  environments start new episodes (they cannot be saved mid-episode), and pybullet's robots
+  draw initial states from a RandomState that the sampler state does not hold, so neither
+  library continues bit for bit here. The folder's name carries a hash of the CSV path
+  and the overrides (``--set`` / ``--sb3_set``), so a tuning run never continues another
+  configuration; a finished run deletes its folder. A run killed before its first
+  checkpoint restarts with a new ``attempt``; ``--report`` uses the finished attempt of a
+  run, or else its latest partial one (shown as partial).
 
 stable-baselines3 runs rl-baselines3-zoo's hyperparameters for these ids (``SB3`` below,
 from ``hyperparams/ppo.yml``, ``sac.yml``, ``td3.yml``), including its wrappers: PPO on 16
@@ -81,6 +101,45 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   156k, 907 at 179k; so net size alone is not it). The estimators (truncation-aware GAE and
   TD(lambda) targets) and the normalisation (observations and rewards, as VecNormalize)
   match what stable-baselines3 does.
+- PPO Hopper with 3 seeds (session 5): machina 829 [689, 1013] at 500k, every seed on the
+  same plateau; stable-baselines3 1843 [1807, 1879] (2 seeds). Restarted runs reproduced
+  the previous session's evaluations exactly (both libraries are deterministic per seed).
+- PPO, machina's settings read against the recipes (session 5; code reading only, no CPU
+  was free to measure; these runs still use the unchanged entry). Where machina's entry
+  differs from CleanRL's ``ppo_continuous_action`` (which it claims to follow) and from
+  SB3 / rl-zoo:
+
+  1. initial log-std -1 (std 0.37; machina's ``LOG_STD_INIT``) against CleanRL's and SB3's
+     default 0 (std 1): 2.7x less exploration noise from the start, and no entropy bonus
+     to hold it up -- the first suspect for a policy that settles on standing still.
+     rl-zoo's gSDE starts at -2 but scales by the features (state-dependent), so its noise
+     is not comparable one to one. Flag: ``--log_std_init`` (``--set log_std_init=0``).
+  2. no annealing: CleanRL decays the lr linearly to 0 over the run, rl-zoo decays
+     Hopper's clip range; machina keeps lr 3e-4 and clip 0.2 to the end, which fits the
+     late collapses (1010 -> 416 -> 22 -> 1011). Flags: ``--anneal_lr``, ``--anneal_clip``.
+  3. iteration size: machina samples whole episodes and each of the 8 environments
+     finishes its episode past its share (256 steps) of ``steps_per_iter``; once the
+     hopper survives 1000 steps an iteration is ~8000 steps, not 2048 (eval marks 24k
+     apart = 3 iterations), so the policy takes 4x fewer PPO iterations (trust-region
+     steps) per env step than CleanRL's fixed 2048 on the plateau (SB3/rl-zoo: fixed 8192
+     with 20 epochs). ``num_envs=2`` keeps iterations at <= ~4000. Untested.
+  4. tanh-bounded mean (``PolHead``) against the linear mean of CleanRL and SB3 (actions
+     clipped to the bounds in both): saturating actions get vanishing gradients through
+     tanh. A library design choice (tests depend on it); not changed.
+  5. ReLU hidden layers (as rl-zoo) where CleanRL uses tanh; 64x64 as CleanRL where
+     rl-zoo uses 256x256 (a 256x256 run stalled the same way, above).
+  6. value lr 1e-3 (separate optimiser) against 3e-4 shared (CleanRL, SB3; with separate
+     networks under Adam ``vf_coef`` hardly matters, the lr does); gradient norms clipped per
+     network, not jointly; no value-loss clipping (as SB3; CleanRL clips).
+  7. the same: orthogonal init with gain sqrt(2), 0.01 on the policy output and 1 on the
+     value output (CleanRL; SB3's ``ortho_init``; rl-zoo turns it off for these ids),
+     advantages normalised over the whole batch (SB3 / CleanRL: per minibatch; same in
+     expectation), gamma 0.99 and lambda 0.95 (rl-zoo: 0.9), observation and reward
+     clipping at 10, no entropy bonus (all three).
+
+  To test next, on seed 100 at 300k steps, one change at a time: ``--set log_std_init=0``,
+  then ``anneal_lr=True``, then ``num_envs=2``; then the best together on seeds 100-102
+  before changing the entry (and rerunning the reported seeds).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
@@ -98,9 +157,14 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import hashlib
+import json
 import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,6 +189,9 @@ EVAL_EVERY = {"ppo": 25_000, "sac": 10_000, "td3": 10_000}
 EVAL_EPIS = 5
 REPO = os.path.dirname(os.path.dirname(HERE))
 CSV_PATH = os.path.join(REPO, "assets", "bullet_results.csv")
+# Beside the repository, outside git: checkpoints (replay buffers included) are not results.
+CKPT_DIR = os.path.join(os.path.dirname(REPO), "bullet_ckpt")
+KILL_ENV = "BENCH_BULLET_KILL_AFTER_CKPT"  # tests only: SIGKILL after this many checkpoints
 FIELDS = [
     "lib", "algo", "env", "seed", "budget", "attempt", "steps", "wall_s", "cpu_s", "eval_s",
     "eval_cpu_s", "eval_return", "eval_std", "final", "load1",
@@ -197,34 +264,55 @@ class TimeFeature(gymnasium.Wrapper):
 
 
 class Recorder:
-    """Clock and CSV rows of one run; evaluation time is kept out of ``wall_s``."""
+    """Clock and CSV rows of one run.
+
+    ``wall_s`` / ``cpu_s`` count training only: the clock is paused while the policy is
+    evaluated (counted in ``eval_s`` / ``eval_cpu_s``) and while a checkpoint is written (not
+    counted). A resumed run restores the counters of its checkpoint, so the columns stay
+    cumulative over the pieces of a run (the work redone after a kill is counted once).
+    Rows recorded with ``defer=True`` wait in ``pending`` until :meth:`checkpoint` has saved
+    them with the run: each row reaches the CSV exactly once, whenever the process dies.
+    """
 
     def __init__(self, path: str, key: dict[str, Any], every: int, budget: int) -> None:
         self.path, self.key, self.every, self.budget = path, key, every, budget
         self.next_eval = 0
-        self.start = time.perf_counter()
-        self.cpu_start = time.process_time()
-        self.eval_s = 0.0
-        self.eval_cpu_s = 0.0
+        self.wall_s = self.cpu_s = self.eval_s = self.eval_cpu_s = 0.0
         self.last = math.nan
+        self.pending: list[dict[str, Any]] = []
+        self.saved = 0
+        self._resume()
+
+    def _pause(self) -> None:
+        self.wall_s += time.perf_counter() - self._t0
+        self.cpu_s += time.process_time() - self._c0
+
+    def _resume(self) -> None:
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
 
     def due(self, steps: int) -> bool:
         return steps >= self.next_eval and steps < self.budget
 
-    def record(self, steps: int, evaluate: Callable[[], list[float]], final: bool = False) -> None:
+    def record(
+        self,
+        steps: int,
+        evaluate: Callable[[], list[float]],
+        final: bool = False,
+        defer: bool = False,
+    ) -> None:
+        self._pause()
         t0, c0 = time.perf_counter(), time.process_time()
         rets = evaluate()
         self.eval_s += time.perf_counter() - t0
         self.eval_cpu_s += time.process_time() - c0
-        wall = time.perf_counter() - self.start - self.eval_s
         while self.next_eval <= steps:
             self.next_eval += self.every
         self.last = float(np.mean(rets))
         row = dict(
             self.key,
             steps=steps,
-            wall_s=round(wall, 2),
-            cpu_s=round(time.process_time() - self.cpu_start - self.eval_cpu_s, 2),
+            wall_s=round(self.wall_s, 2),
+            cpu_s=round(self.cpu_s, 2),
             eval_s=round(self.eval_s, 2),
             eval_cpu_s=round(self.eval_cpu_s, 2),
             eval_return=round(self.last, 2),
@@ -232,12 +320,58 @@ class Recorder:
             final=int(final),
             load1=round(os.getloadavg()[0], 2),
         )
-        append_row(self.path, row)
+        if defer:
+            self.pending.append(row)
+        else:
+            append_row(self.path, row)
         print(
             f"  {self.key['lib']} {self.key['algo']} {self.key['env']} seed {self.key['seed']}:"
-            f" {steps} steps, {wall:.0f} s, eval {self.last:.1f}",
+            f" {steps} steps, {self.wall_s:.0f} s, eval {self.last:.1f}",
             flush=True,
         )
+        self._resume()
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able counters for a checkpoint (the clock must be paused)."""
+        names = ("next_eval", "wall_s", "cpu_s", "eval_s", "eval_cpu_s", "last")
+        return {"attempt": self.key["attempt"], **{k: getattr(self, k) for k in names}}
+
+    def restore(self, state: dict[str, Any], pending: list[dict[str, Any]]) -> None:
+        """Continue the attempt saved in a checkpoint: its counters, and the rows it saved
+        that did not reach the CSV before the process died."""
+        self.key = dict(self.key, attempt=state["attempt"])
+        for k in ("next_eval", "wall_s", "cpu_s", "eval_s", "eval_cpu_s", "last"):
+            setattr(self, k, state[k])
+        have = {
+            r["steps"]
+            for r in read_rows(self.path)
+            if r["attempt"] == self.key["attempt"] and run_key(r) == run_key(self.key)
+        }
+        for row in pending:
+            if int(row["steps"]) not in have:
+                append_row(self.path, row)
+        self._resume()
+
+    def checkpoint(self, save: Callable[[dict[str, Any]], None]) -> None:
+        """Save the run with ``save(extra)`` (``extra``: these counters and the pending rows),
+        then write the pending rows to the CSV. The clock is paused meanwhile."""
+        self._pause()
+        save({"rec": self.state(), "pending": self.pending})
+        self.saved += 1
+        if os.environ.get(KILL_ENV) == str(self.saved):
+            # Tests: die the hardest way at the worst moment (checkpoint saved, its rows not
+            # yet in the CSV), as a kill by PID would at a random one.
+            os.kill(os.getpid(), signal.SIGKILL)
+        for row in self.pending:
+            append_row(self.path, row)
+        self.pending = []
+        self._resume()
+
+    def flush(self) -> None:
+        """Write the pending rows without a checkpoint (at the end of a run)."""
+        for row in self.pending:
+            append_row(self.path, row)
+        self.pending = []
 
 
 def append_row(path: str, row: dict[str, Any]) -> None:
@@ -294,8 +428,11 @@ def machina_eval(pol: torch.nn.Module, env_id: str, seed: int, prepro: Any, wrap
     return evaluator, evaluate
 
 
-def machina_ppo(env_id: str, seed: int, budget: int, rec: Recorder, hp: dict) -> None:
-    """``example/run_ppo.py``'s loop with observation and reward normalisation."""
+def machina_ppo(
+    env_id: str, seed: int, budget: int, rec: Recorder, hp: dict, ckpt: str | None = None
+) -> None:
+    """``example/run_ppo.py``'s loop with observation and reward normalisation; with
+    ``ckpt`` (a folder), checkpointed at every evaluation and continued from there."""
     from machina.algos import ppo_clip
     from machina.pols import make_pol
     from machina.prepro import BasePrePro, RewardNormalizer
@@ -307,6 +444,9 @@ def machina_ppo(env_id: str, seed: int, budget: int, rec: Recorder, hp: dict) ->
     torch.manual_seed(seed)
     env = gymnasium.make(env_id)
     pol = make_pol(env.observation_space, env.action_space, h_size=hp["h_size"])
+    if hp.get("log_std_init") is not None:  # run_ppo.py's --log_std_init
+        with torch.no_grad():
+            pol.net.head.log_std_param.fill_(hp["log_std_init"])
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
     optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
@@ -316,10 +456,20 @@ def machina_ppo(env_id: str, seed: int, budget: int, rec: Recorder, hp: dict) ->
         lambda: gymnasium.make(env_id), pol, num_envs=hp["num_envs"], seed=seed, prepro=prepro
     )
     evaluator, evaluate = machina_eval(pol, env_id, seed, prepro)
+    objects = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler,
+                   evaluator=evaluator)  # fmt: skip
+    objects.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
     steps = 0
     with sampler, evaluator:
-        rec.record(0, evaluate)
+        steps = _machina_start(ckpt, objects, rec, evaluate)
         while steps < budget:
+            # run_ppo.py's --anneal_lr / --anneal_clip: linear decay to 0 over the budget.
+            remaining = 1.0 - steps / budget
+            if hp.get("anneal_lr"):
+                for optim, lr in ((optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])):
+                    for group in optim.param_groups:
+                        group["lr"] = lr * remaining
+            clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
             epis = sampler.sample(pol, max_steps=hp["steps_per_iter"])
             if prepro is not None:
                 prepro.update_with_epis(epis)
@@ -345,21 +495,25 @@ def machina_ppo(env_id: str, seed: int, budget: int, rec: Recorder, hp: dict) ->
                 optim_vf=optim_vf,
                 epoch=hp["epoch_per_iter"],
                 batch_size=min(batch_size, traj.num_step),
-                clip_param=hp["clip_param"],
+                clip_param=clip_param,
                 ent_beta=hp["ent_beta"],
                 max_grad_norm=hp["max_grad_norm"],
                 log_enable=False,
             )
             steps += traj.num_step
             if rec.due(steps):
-                rec.record(steps, evaluate)
+                rec.record(steps, evaluate, defer=ckpt is not None)
+                _machina_save(ckpt, objects, rec, steps)
         rec.record(steps, evaluate, final=True)
+    _drop_ckpt(ckpt)
 
 
 def machina_offpolicy(
-    algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict
-) -> None:
-    """``example/run_sac.py`` / ``run_td3.py``'s loop with random warm-up steps."""
+    algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict,
+    ckpt: str | None = None,
+) -> None:  # fmt: skip
+    """``example/run_sac.py`` / ``run_td3.py``'s loop with random warm-up steps; with
+    ``ckpt``, checkpointed (replay included) at every evaluation and continued from there."""
     from machina.algos import sac, td3
     from machina.nets import PolNet, QNet
     from machina.noise import GaussianActionNoise
@@ -389,9 +543,15 @@ def machina_offpolicy(
     sampler = EpiSampler(lambda: gymnasium.make(env_id), pol, seed=seed)
     evaluator, evaluate = machina_eval(pol, env_id, seed, None)
     off_traj = Traj(max_steps=hp["replay_size"])
+    objects: dict[str, Any] = dict(
+        pol=pol, targ_pol=targ_pol, optim_pol=optim_pol, log_alpha=log_alpha,
+        optim_alpha=optim_alpha, sampler=sampler, evaluator=evaluator, replay=off_traj,
+    )  # fmt: skip
+    for i in range(2):
+        objects.update({f"qf{i}": qfs[i], f"targ_qf{i}": targ_qfs[i], f"optim_qf{i}": optim_qfs[i]})
     steps = 0
     with sampler, evaluator:
-        rec.record(0, evaluate)
+        steps = _machina_start(ckpt, objects, rec, evaluate)
         while steps < budget:
             warm = steps < hp["random_steps"]
             epis = sampler.sample(random_pol if warm else pol, max_steps=hp["steps_per_iter"])
@@ -419,8 +579,42 @@ def machina_offpolicy(
                     td3.train(off_traj, pol, qfs, targ_pol, targ_qfs, optim_pol, optim_qfs,
                               **common)  # fmt: skip
             if rec.due(steps):
-                rec.record(steps, evaluate)
+                rec.record(steps, evaluate, defer=ckpt is not None)
+                _machina_save(ckpt, objects, rec, steps)
         rec.record(steps, evaluate, final=True)
+    _drop_ckpt(ckpt)
+
+
+def _machina_start(
+    ckpt: str | None, objects: dict[str, Any], rec: Recorder, evaluate: Callable
+) -> int:
+    """Env steps done: those of the run's checkpoint, restored into ``objects`` (networks,
+    optimisers, samplers with their environments' RNGs, prepro, replay, global RNGs), or 0
+    after the first evaluation of a new run."""
+    from machina import checkpoint
+
+    if ckpt is not None and checkpoint.latest_checkpoint(ckpt) is not None:
+        extra = checkpoint.load_run(ckpt, objects)
+        rec.restore(extra["rec"], extra["pending"])
+        print(f"  resumed attempt {rec.key['attempt']} at {extra['steps']} steps", flush=True)
+        return int(extra["steps"])
+    rec.record(0, evaluate)
+    return 0
+
+
+def _machina_save(ckpt: str | None, objects: dict[str, Any], rec: Recorder, steps: int) -> None:
+    from machina import checkpoint
+
+    if ckpt is not None:
+        rec.checkpoint(lambda extra: checkpoint.save_run(
+            ckpt, objects, extra={**extra, "steps": steps}, step=steps, keep=1
+        ))  # fmt: skip
+
+
+def _drop_ckpt(ckpt: str | None) -> None:
+    """A finished run (its final row is in the CSV) needs its checkpoints no more."""
+    if ckpt is not None and os.path.isdir(ckpt):
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -435,8 +629,19 @@ def _schedule(value: Any) -> Any:
     return value
 
 
-def sb3_run(algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict) -> None:
-    """stable-baselines3 with rl-zoo's hyperparameters and wrappers for ``env_id``."""
+def sb3_run(
+    algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict,
+    ckpt: str | None = None,
+) -> None:  # fmt: skip
+    """stable-baselines3 with rl-zoo's hyperparameters and wrappers for ``env_id``.
+
+    With ``ckpt`` (a folder), the run is checkpointed at the first rollout start after each
+    evaluation (the model has then been trained on every step it counts): ``model.save``
+    (networks, optimisers, step and update counters), ``VecNormalize``'s statistics, the
+    replay buffer (SAC, TD3) and the global RNGs. A resumed run continues ``learn`` with
+    ``reset_num_timesteps=False`` (so rl-zoo's linear schedules continue where they were);
+    its environments start new episodes (SB3 cannot save environments mid-episode).
+    """
     from stable_baselines3 import PPO, SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
@@ -450,17 +655,33 @@ def sb3_run(algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: d
     kwargs = {k: _schedule(v) for k, v in hp.items()}
     if "policy_kwargs" in kwargs and kwargs["policy_kwargs"].get("activation_fn") == "relu":
         kwargs["policy_kwargs"] = dict(kwargs["policy_kwargs"], activation_fn=torch.nn.ReLU)
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrap)
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrap)
     eval_env = make_vec_env(env_id, n_envs=EVAL_EPIS, seed=10_000 + seed, wrapper_class=wrap)
+    last = _latest(ckpt)
+    env = venv
     if normalize:
-        env = VecNormalize(env, gamma=kwargs.get("gamma", 0.99))
+        if last is not None:
+            env = VecNormalize.load(os.path.join(last, "vecnormalize.pkl"), venv)
+        else:
+            env = VecNormalize(venv, gamma=kwargs.get("gamma", 0.99))
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
     if algo == "td3":
         std = kwargs.pop("noise_std")
         dim = env.action_space.shape[0]
         kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), std * np.ones(dim))
     cls = {"ppo": PPO, "sac": SAC, "td3": TD3}[algo]
-    model = quiet_sb3(cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs))
+    if last is not None:
+        # Schedules and noise from this code, not unpickled closures.
+        custom = {k: kwargs[k] for k in ("learning_rate", "clip_range", "action_noise")
+                  if k in kwargs}  # fmt: skip
+        model = cls.load(os.path.join(last, "model.zip"), env=env, device="cpu",
+                         custom_objects=custom)  # fmt: skip
+        if algo != "ppo":
+            model.load_replay_buffer(os.path.join(last, "replay.pkl"))
+        _set_rng(torch.load(os.path.join(last, "rng.pt"), weights_only=False))
+    else:
+        model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
+    model = quiet_sb3(model)
 
     def evaluate() -> list[float]:
         from stable_baselines3.common.evaluation import evaluate_policy
@@ -473,17 +694,99 @@ def sb3_run(algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: d
         )  # fmt: skip
         return [float(r) for r in rets]
 
+    def write(folder: str) -> None:
+        model.save(os.path.join(folder, "model.zip"))
+        if normalize:
+            env.save(os.path.join(folder, "vecnormalize.pkl"))
+        if algo != "ppo":
+            model.save_replay_buffer(os.path.join(folder, "replay.pkl"))
+        torch.save(_get_rng(), os.path.join(folder, "rng.pt"))
+
     class Eval(BaseCallback):
         def _on_step(self) -> bool:
             if rec.due(self.num_timesteps):
-                rec.record(self.num_timesteps, evaluate)
+                rec.record(self.num_timesteps, evaluate, defer=ckpt is not None)
             return True
 
-    rec.record(0, evaluate)
-    model.learn(total_timesteps=budget, callback=Eval())
+        def _on_rollout_start(self) -> None:
+            if ckpt is not None and rec.pending:
+                steps = self.num_timesteps
+                rec.checkpoint(lambda extra: _save_dir(ckpt, steps, {**extra, "steps": steps},
+                                                       write))  # fmt: skip
+
+    if last is None:
+        rec.record(0, evaluate)
+        model.learn(total_timesteps=budget, callback=Eval())
+    else:
+        extra = _read_meta(last)
+        rec.restore(extra["rec"], extra["pending"])
+        print(f"  resumed attempt {rec.key['attempt']} at {model.num_timesteps} steps", flush=True)
+        model.learn(total_timesteps=budget - model.num_timesteps, callback=Eval(),
+                    reset_num_timesteps=False)  # fmt: skip
+    rec.flush()
     rec.record(model.num_timesteps, evaluate, final=True)
     env.close()
     eval_env.close()
+    _drop_ckpt(ckpt)
+
+
+def _get_rng() -> dict[str, Any]:
+    import random
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),  # noqa: NPY002
+            "random": random.getstate()}  # fmt: skip
+
+
+def _set_rng(state: dict[str, Any]) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])  # noqa: NPY002
+    random.setstate(state["random"])
+
+
+def _latest(ckpt: str | None) -> str | None:
+    """The newest complete checkpoint folder of a run folder (see :func:`_save_dir`)."""
+    from machina import checkpoint
+
+    if ckpt is None:
+        return None
+    path = checkpoint.latest_checkpoint(ckpt)
+    return None if path is None else str(path)
+
+
+def _read_meta(folder: str) -> dict[str, Any]:
+    with open(os.path.join(folder, "meta.json")) as f:
+        return json.load(f)["extra"]
+
+
+def _save_dir(ckpt: str, steps: int, extra: dict[str, Any], write: Callable[[str], None]) -> None:
+    """One checkpoint of an SB3 run, in the layout of ``machina.checkpoint`` (so that
+    ``latest_checkpoint`` finds it): written into a temporary folder, renamed into place,
+    then named in ``latest`` (itself replaced atomically); older checkpoints removed after.
+    A process killed at any point leaves the previous checkpoint usable."""
+    os.makedirs(ckpt, exist_ok=True)
+    final = os.path.join(ckpt, f"ckpt-{steps:09d}")
+    tmp = tempfile.mkdtemp(dir=ckpt, prefix=".ckpt-tmp-")
+    try:
+        write(tmp)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump({"format": "bench_bullet-sb3", "extra": extra}, f)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fd, pointer = tempfile.mkstemp(dir=ckpt, prefix=".latest.")
+    with os.fdopen(fd, "w") as f:
+        f.write(os.path.basename(final))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(pointer, os.path.join(ckpt, "latest"))
+    for name in os.listdir(ckpt):
+        if name.startswith("ckpt-") and name != os.path.basename(final):
+            shutil.rmtree(os.path.join(ckpt, name), ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -498,19 +801,34 @@ def machina_hp(algo: str, env_id: str, overrides: dict[str, Any]) -> dict[str, A
     return {**entry, **overrides}
 
 
-def run_one(lib, algo, env_id, seed, budget, path, overrides, sb3_overrides) -> None:
+def run_dir(ckpt_dir: str, key: dict[str, Any], path: str, overrides: dict[str, Any]) -> str:
+    """The checkpoint folder of one run: named by the run, plus a short hash of the results
+    file and the overrides, so that a tuning run (``--set``, another ``--csv``) never
+    continues a checkpoint of another configuration."""
+    tag = json.dumps([os.path.abspath(path), sorted((k, repr(v)) for k, v in overrides.items())])
+    digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
+    name = f"{key['lib']}_{key['algo']}_{key['env']}_{key['seed']}_{key['budget']}_{digest}"
+    return os.path.join(ckpt_dir, name)
+
+
+def run_one(lib, algo, env_id, seed, budget, path, overrides, sb3_overrides, ckpt_dir=None) -> None:
+    """One run; with ``ckpt_dir``, checkpointed at each evaluation into its own folder there
+    and, when that folder holds a checkpoint, continued from it (same CSV attempt)."""
     attempt = time.strftime("%Y%m%dT%H%M%S")
     key = dict(lib=lib, algo=algo, env=env_id, seed=seed, budget=budget, attempt=attempt)
     rec = Recorder(path, key, EVAL_EVERY[algo] if budget >= 50_000 else budget // 4, budget)
+    ckpt = None
+    if ckpt_dir:
+        ckpt = run_dir(ckpt_dir, key, path, overrides if lib == "machina" else sb3_overrides)
     torch.set_num_threads(1)
     if lib == "machina":
         hp = machina_hp(algo, env_id, overrides)
         if algo == "ppo":
-            machina_ppo(env_id, seed, budget, rec, hp)
+            machina_ppo(env_id, seed, budget, rec, hp, ckpt)
         else:
-            machina_offpolicy(algo, env_id, seed, budget, rec, hp)
+            machina_offpolicy(algo, env_id, seed, budget, rec, hp, ckpt)
     else:
-        sb3_run(algo, env_id, seed, budget, rec, {**SB3[algo][env_id], **sb3_overrides})
+        sb3_run(algo, env_id, seed, budget, rec, {**SB3[algo][env_id], **sb3_overrides}, ckpt)
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -534,6 +852,11 @@ def main() -> None:
     parser.add_argument("--csv", default=None, help=f"results file (default {CSV_PATH})")
     parser.add_argument("--set", nargs="*", default=[], help="machina overrides, name=value")
     parser.add_argument("--sb3_set", nargs="*", default=[], help="SB3 overrides, name=value")
+    parser.add_argument(
+        "--ckpt_dir",
+        default=CKPT_DIR,
+        help=f"checkpoint folder, one subfolder per run (default {CKPT_DIR}; '' for none)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets, seed 100")
     parser.add_argument("--report", action="store_true", help="table and plots from the CSV")
     args = parser.parse_args()
@@ -564,7 +887,7 @@ def main() -> None:
                            if algo != "ppo" or k != "learning_starts"}  # fmt: skip
                     ovr = {k: v for k, v in overrides.items()
                            if algo != "ppo" or k != "random_steps"}  # fmt: skip
-                    run_one(lib, algo, env_id, seed, budget, path, ovr, sb3)
+                    run_one(lib, algo, env_id, seed, budget, path, ovr, sb3, args.ckpt_dir)
 
 
 if __name__ == "__main__":

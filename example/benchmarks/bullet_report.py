@@ -30,7 +30,9 @@ COLORS = {"machina": "tab:blue", "sb3": "tab:orange"}
 
 def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
     """Rows grouped by run, ``(lib, algo, env, seed, budget)`` -> rows of one attempt in
-    order of steps: the finished attempt, or else the latest one."""
+    order of steps: the finished attempt, or else the one that got furthest (the latest of
+    those that got equally far). A resumed attempt keeps its id, so one that was killed and
+    restarted from scratch (before checkpoints existed) does not hide the further one."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     attempts: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -44,7 +46,11 @@ def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
     runs = {}
     for key, by_attempt in attempts.items():
         done = [a for a, rs in by_attempt.items() if any(r["final"] for r in rs)]
-        chosen = done[-1] if done else max(by_attempt)
+        chosen = (
+            done[-1]
+            if done
+            else max(by_attempt, key=lambda a: (max(r["steps"] for r in by_attempt[a]), a))
+        )
         runs[key] = sorted(by_attempt[chosen], key=lambda r: r["steps"])
     return runs
 

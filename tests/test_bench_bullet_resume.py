@@ -1,0 +1,79 @@
+"""example/benchmarks/bench_bullet.py: a run killed mid-way continues from its checkpoint.
+
+A real benchmark process (machina PPO on HopperBulletEnv-v0, a tiny budget) is killed with
+SIGKILL right after its second checkpoint is saved and before that checkpoint's CSV row is
+written; a second process continues it. The CSV must then hold one attempt with every
+evaluation exactly once (the row saved in the checkpoint included), continuing steps and
+cumulative clocks. (Not compared with an uninterrupted run: pybullet's robots draw their
+initial states from a RandomState that ``BulletEnv`` seeds only at its first reset, which
+no sampler state holds, so the continuation is not bit for bit on these tasks.)
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("pybullet")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BENCH = os.path.join(REPO, "example", "benchmarks", "bench_bullet.py")
+# 4 iterations of 256 steps, an evaluation (and a checkpoint) after each.
+ARGS = ["--algos", "ppo", "--envs", "HopperBulletEnv-v0", "--libs", "machina", "--seeds", "100",
+        "--budget", "1024", "--set", "steps_per_iter=256", "num_envs=2"]  # fmt: skip
+
+
+def bench(csv_path, ckpt_dir, kill_after=None):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("BENCH_BULLET_KILL_AFTER_CKPT", None)
+    if kill_after is not None:
+        env["BENCH_BULLET_KILL_AFTER_CKPT"] = str(kill_after)
+    cmd = [sys.executable, BENCH, *ARGS, "--csv", str(csv_path), "--ckpt_dir", str(ckpt_dir)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out.decode()
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_killed_run_continues_its_attempt(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    code, out = bench(tmp_path / "run.csv", ckpt, kill_after=2)
+    assert code == -signal.SIGKILL, out
+    before = rows(tmp_path / "run.csv")
+    assert [int(r["final"]) for r in before] == [0, 0]  # step 0 and the 1st evaluation
+    (run,) = os.listdir(ckpt)  # the run's checkpoint folder
+    latest = (ckpt / run / "latest").read_text()
+    saved = json.loads((ckpt / run / latest / "meta.json").read_text())["extra"]
+    (pending,) = saved["pending"]  # the 2nd evaluation's row, saved but not yet written
+    assert pending["attempt"] == before[0]["attempt"]
+
+    code, out = bench(tmp_path / "run.csv", ckpt)
+    assert code == 0, out
+    assert "resumed attempt" in out
+    got = rows(tmp_path / "run.csv")
+    assert len({r["attempt"] for r in got}) == 1
+    assert len(got) == 5  # step 0, after each of 4 iterations; the last final
+    assert got[:2] == before
+    # The third written when the run was restored, from its checkpoint.
+    assert {k: str(v) for k, v in pending.items()} == got[2]
+    steps = [int(r["steps"]) for r in got]
+    assert steps == sorted(set(steps)) and steps[-1] >= 1024
+    assert [r["final"] for r in got] == ["0", "0", "0", "0", "1"]
+    for key in ("wall_s", "cpu_s", "eval_s", "eval_cpu_s"):
+        values = [float(r[key]) for r in got]
+        assert values == sorted(values), key  # cumulative over the two processes
+    assert not os.listdir(ckpt)  # a finished run drops its checkpoints
