@@ -158,6 +158,8 @@ def test_ray_sampler_runs_a_users_worker_cls():
         pol = gaussian_pol(env)
         with pytest.raises(ValueError, match="worker_cls"):
             raysampler.EpiSampler(env, pol, 2, worker_cls=object)
+        with pytest.raises(ValueError, match="num_envs: not used with worker_cls"):
+            raysampler.EpiSampler(env, pol, 2, worker_cls=CountingWorker, num_envs=4)
         # 0.x's positional order, node_info as 0.x's default {}
         sampler = raysampler.EpiSampler(env, pol, 2, lambda o: o * 0, 3, CountingWorker, {})
         epis = sampler.sample(pol, max_epis=5, deterministic=True)

@@ -90,6 +90,12 @@ class EpiSampler:
         self.pol = copy.deepcopy(pol).cpu()
         self._workers: WorkerSampling | None = None
         if worker_cls is not None:
+            unused = sorted(set(kwargs) - {"timeout"})
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)}: not used with worker_cls (each of its actors steps "
+                    f"one environment); only timeout= is, given worker_cls={worker_cls!r}"
+                )
             self._workers = WorkerSampling(
                 env,
                 self.pol,
