@@ -54,18 +54,17 @@ DELIBERATE = {
     "machina.logger.prefix_log": "default logger prints, as 0.x's did",
     "machina.logger.tabulate": "headers default () instead of a mutable []",
     "machina.logger.record_results": "async_plot is accepted and ignored (plots in-process)",
+    "machina.traj.traj.Traj.prioritized_random_batch_rnn_once": "mode, alpha inserted at 3; "
+    "0.x's positional (init_beta, beta_step) is recognised by type (test_compat_samplers)",
+    "machina.samplers.distributed_epi_sampler.DistributedEpiSampler": "Redis trigger methods "
+    "(set_trigger, wait_trigger, sync...) are gone: Ray replaces Redis (issue 10)",
+    "machina.samplers.epi_sampler.EpiSampler.__init__": "num_parallel default 1 (0.x: 8): "
+    "8 processes by default would surprise; pass num_parallel=8",
+    "machina.utils.BaseDistributedRayTrainer.as_remote": "num_gpus default None (0.x: 1): one "
+    "GPU by default cannot schedule on CPU machines; pass num_gpus=1",
 }
 # Gaps in parts other helpers own, listed for them.
-NOT_YET = {
-    "machina.samplers.distributed_epi_sampler.DistributedEpiSampler": "redis trigger methods",
-    "machina.samplers.epi_sampler": "LARGE_NUMBER, one_epi, mp_sample",
-    "machina.samplers.epi_sampler.EpiSampler.__init__": "num_parallel default 1 (0.x: 8)",
-    "machina.samplers.raysampler": "LARGE_NUMBER, BaseSampleWorker, DefaultSampleWorker",
-    "machina.samplers.raysampler.EpiSampler.__init__": "node_info default None (0.x: {})",
-    "machina.traj.traj": "LARGE_NUMBER",
-    "machina.traj.traj.Traj.prioritized_random_batch_rnn_once": "mode, alpha inserted at 3",
-    "machina.utils.BaseDistributedRayTrainer.as_remote": "num_gpus default None (0.x: 1)",
-}
+NOT_YET: dict[str, str] = {}
 
 _EMPTY = inspect.Parameter.empty
 _EVAL = {"np": np, "torch": torch, "math": math, "inf": math.inf}

@@ -12,12 +12,18 @@ import torch
 
 from machina.samplers._buffers import unpack_episodes
 from machina.samplers._env_slots import dict_obs_error
+from machina.samplers._original import mp_sample, one_epi
 from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
 from machina.samplers._task import Episode, SampleTask
 from machina.samplers.engine import BatchEngine
 from machina.samplers.workers import WorkerPool
 
 BACKENDS = ("process", "ray")
+
+# 0.x's module names: its stand-in for "no limit" and its per-episode sampling functions
+# (for scripts that call them; EpiSampler runs the batched engine).
+LARGE_NUMBER = 100000000
+__all__ = ["BACKENDS", "EpiSampler", "LARGE_NUMBER", "check_pol_spaces", "mp_sample", "one_epi"]
 
 
 def _same_space(pol_space: gymnasium.Space, env_space: gymnasium.Space, bounds: bool) -> bool:

@@ -14,17 +14,22 @@ to step more per actor.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium
 import numpy as np
 import torch
 
+from machina.samplers._original import BaseSampleWorker, DefaultSampleWorker, WorkerSampling
 from machina.samplers._task import Episode
 from machina.samplers.epi_sampler import EpiSampler as _LocalEpiSampler
 
-__all__ = ["EpiSampler"]
+__all__ = ["EpiSampler", "BaseSampleWorker", "DefaultSampleWorker", "LARGE_NUMBER"]
+
+# 0.x's stand-in for "no limit" (kept for scripts that read it; sample() needs no number).
+LARGE_NUMBER = 100000000
 
 
 class EpiSampler:
@@ -43,10 +48,11 @@ class EpiSampler:
         As :class:`machina.samplers.EpiSampler`'s.
     seed : int or None
         As :class:`machina.samplers.EpiSampler`'s.
-    worker_cls : None
-        machina 0.x's custom worker class; every actor runs the shared engine, so only None
-        is accepted.
-    node_info : dict, optional
+    worker_cls : type, optional
+        None (default): every actor runs machina's sampling engine. A subclass of
+        :class:`BaseSampleWorker` (machina 0.x's custom worker): ``num_parallel`` actors of
+        it are started, each running its ``one_epi`` once per episode, as 0.x did.
+    node_info : dict or None
         ``{resource_name: count}``: ``count`` actors each reserve one unit of the custom
         resource ``resource_name`` (a node started with ``ray start
         --resources='{"node1": 100}'``), the others are placed by Ray (spread over nodes).
@@ -62,14 +68,16 @@ class EpiSampler:
         num_parallel: int = 8,
         prepro: Callable[[np.ndarray], np.ndarray] | None = None,
         seed: int | None = 256,
-        worker_cls: Any = None,
-        node_info: dict[str, int] | None = None,
+        worker_cls: type[BaseSampleWorker] | None = None,
+        node_info: Mapping[str, int] | None = MappingProxyType({}),
         **kwargs: Any,
     ) -> None:
-        if worker_cls is not None:
+        if worker_cls is not None and not (
+            isinstance(worker_cls, type) and issubclass(worker_cls, BaseSampleWorker)
+        ):
             raise ValueError(
-                "worker_cls: custom worker classes are not supported (every actor runs "
-                f"machina's sampling engine); expected None, given {worker_cls!r}"
+                "worker_cls: expected None or a subclass of "
+                f"machina.samplers.raysampler.BaseSampleWorker, given {worker_cls!r}"
             )
         per_actor: list[dict[str, float]] = []
         for name, count in (node_info or {}).items():
@@ -80,6 +88,25 @@ class EpiSampler:
                 f"num_parallel={num_parallel}"
             )
         self.pol = copy.deepcopy(pol).cpu()
+        self._workers: WorkerSampling | None = None
+        if worker_cls is not None:
+            unused = sorted(set(kwargs) - {"timeout"})
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)}: not used with worker_cls (each of its actors steps "
+                    f"one environment); only timeout= is, given worker_cls={worker_cls!r}"
+                )
+            self._workers = WorkerSampling(
+                env,
+                self.pol,
+                num_parallel,
+                prepro,
+                seed,
+                worker_cls,
+                per_actor,
+                timeout=kwargs.get("timeout"),
+            )
+            return
         self._sampler = _LocalEpiSampler(
             env,
             self.pol,
@@ -94,10 +121,14 @@ class EpiSampler:
     def set_pol(self, pol: torch.nn.Module) -> None:
         """Act with (a CPU copy of) ``pol`` from now on."""
         self.pol = copy.deepcopy(pol).cpu()
+        if self._workers is not None:
+            self._workers.set_pol(self.pol)
 
     def set_pol_state(self, state_dict: dict[str, Any]) -> None:
         """Load ``state_dict`` into the policy the sampler acts with."""
         self.pol.load_state_dict(state_dict)
+        if self._workers is not None:
+            self._workers.set_pol_state(state_dict)
 
     def sample(
         self,
@@ -115,11 +146,22 @@ class EpiSampler:
         """
         if pol is not None:
             self.set_pol_state({k: v.detach().cpu() for k, v in pol.state_dict().items()})
-        return self._sampler.sample(self.pol, max_epis, max_steps, deterministic)
+        if self._workers is None:
+            return self._sampler.sample(self.pol, max_epis, max_steps, deterministic)
+        if max_epis is None and max_steps is None:
+            raise ValueError("max_epis, max_steps: give at least one, given None and None")
+        return self._workers.sample(
+            LARGE_NUMBER if max_epis is None else max_epis,
+            LARGE_NUMBER if max_steps is None else max_steps,
+            deterministic,
+        )
 
     def close(self) -> None:
         """Stop the actors (and the Ray instance the sampler started)."""
-        self._sampler.close()
+        if self._workers is not None:
+            self._workers.close()
+        else:
+            self._sampler.close()
 
     def __enter__(self) -> EpiSampler:
         return self

@@ -19,6 +19,11 @@ from machina.traj._storage import ColumnStorage
 
 Epi = dict
 
+# 0.x's stand-in for "no limit" (kept for scripts that read it; max_steps=None means none).
+LARGE_NUMBER = 1000000000000
+# Identity marks alpha as not given, to read 0.x's positional (init_beta, beta_step).
+_ALPHA = 0.6
+
 
 class Traj(ColumnStorage, Batching, PrioritizedReplay):
     """Whole episodes stored as contiguous columns plus an episode-boundary index.
@@ -225,6 +230,29 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         new = copy.copy(self)
         new._set_pending(pending)
         return new
+
+    def prioritized_random_batch_rnn_once(
+        self,
+        batch_size: int,
+        seq_length: int,
+        return_indices: bool = False,
+        mode: str = "proportional",
+        alpha: float = _ALPHA,
+        init_beta: float = 0.4,
+        beta_step: float = 0.00025 / 4,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One batch of ``prioritized_random_batch_rnn``.
+
+        0.x's positional order ``(batch_size, seq_length, return_indices, init_beta,
+        beta_step)`` is recognised by type: a number where ``mode`` (a str) is expected.
+        """
+        if isinstance(mode, (int, float)) and not isinstance(mode, bool):
+            # 0.x order: mode holds init_beta, a given alpha holds beta_step.
+            init_beta, beta_step = float(mode), beta_step if alpha is _ALPHA else alpha
+            mode, alpha = "proportional", _ALPHA
+        return PrioritizedReplay.prioritized_random_batch_rnn_once(
+            self, batch_size, seq_length, return_indices, mode, alpha, init_beta, beta_step
+        )
 
     def register_epis(self) -> None:
         """Append the pending episodes to the columns and clear them.

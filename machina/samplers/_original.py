@@ -1,0 +1,323 @@
+"""The original machina's sampling functions and Ray workers, for ported scripts.
+
+``one_epi`` / ``mp_sample`` (``machina.samplers.epi_sampler``) and ``BaseSampleWorker`` /
+``DefaultSampleWorker`` (``machina.samplers.raysampler``) keep 0.x's names, signatures and
+episode dicts (``obs``, ``acs``, ``rews``, ``dones``, ``a_is``, ``e_is``, float32), on
+gymnasium's ``reset() -> (obs, info)`` / ``step() -> (obs, rew, terminated, truncated,
+info)``: ``dones`` is ``terminated or truncated`` and the episodes also carry ``terms`` and
+``truncs`` as :class:`machina.samplers.EpiSampler`'s do. machina's own samplers do not use
+them (they run the batched engine); they serve scripts that call them directly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from machina.utils.device import cpu_mode
+
+__all__ = ["BaseSampleWorker", "DefaultSampleWorker", "mp_sample", "one_epi"]
+
+
+def _numbers(infos: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """``e_is``: the info keys every step has and whose values are numbers, as float32."""
+    if not infos:
+        return {}
+    out = {}
+    for key in infos[0]:
+        if not all(key in info for info in infos):
+            continue
+        try:
+            out[key] = np.array([info[key] for info in infos], dtype=np.float32)
+        except (TypeError, ValueError):  # gymnasium infos may hold strings, dicts...
+            continue
+    return out
+
+
+def _one_row(value: torch.Tensor, shape: tuple[int, ...] | None) -> np.ndarray:
+    """One step's policy output without its batch axis of 1."""
+    a = value.detach().cpu().numpy()
+    if shape is not None:
+        return a.squeeze().reshape(shape)
+    return a[0] if a.ndim and a.shape[0] == 1 else a
+
+
+def one_epi(
+    env: Any,
+    pol: Any,
+    deterministic: bool = False,
+    prepro: Callable[[Any], Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Sample one episode with ``pol`` in ``env`` (the original machina's ``one_epi``).
+
+    Parameters
+    ----------
+    env : gymnasium.Env
+    pol : Pol
+        Called as ``pol(obs)`` (``pol.deterministic_ac_real(obs)`` when ``deterministic``),
+        returning ``(ac_real, ac, a_i)``.
+    deterministic : bool
+    prepro : callable, optional
+        Applied to each observation before the policy sees it.
+
+    Returns
+    -------
+    epi_length : int
+        Number of steps T.
+    epi : dict
+        ``obs`` (T, *obs_shape), ``acs`` (T, *ac_shape), ``rews``, ``dones``, ``terms``,
+        ``truncs`` (T,), all float32; ``a_is``: ``{key: (T, ...)}`` from the policy,
+        ``e_is``: ``{key: (T,)}`` from the numeric entries of the step infos.
+    """
+    if prepro is None:
+
+        def prepro(x: Any) -> Any:
+            return x
+
+    ac_shape = pol.action_space.shape
+    a_i_shape = getattr(pol, "a_i_shape", None)  # 0.x's pols had it, machina's do not
+    obs, acs, rews, terms, truncs, a_is, e_is = [], [], [], [], [], [], []
+    with cpu_mode(), torch.no_grad():
+        o, _ = env.reset()
+        pol.reset()
+        while True:
+            o = prepro(o)
+            ob = torch.tensor(np.asarray(o), dtype=torch.float)
+            if deterministic:
+                ac_real, ac, a_i = pol.deterministic_ac_real(ob)
+            else:
+                ac_real, ac, a_i = pol(ob)
+            ac_real = ac_real.reshape(ac_shape)
+            next_o, r, term, trunc, e_i = env.step(np.array(ac_real))
+            obs.append(o)
+            rews.append(r)
+            terms.append(bool(term))
+            truncs.append(bool(trunc))
+            acs.append(ac.squeeze().detach().cpu().numpy().reshape(ac_shape))
+            step_a_i: dict[str, Any] = {}
+            for key, value in a_i.items():
+                if value is None:
+                    continue
+                if isinstance(value, tuple):  # recurrent state (h, c)
+                    step_a_i[key] = tuple(h.squeeze().detach().cpu().numpy() for h in value)
+                else:
+                    step_a_i[key] = _one_row(value, a_i_shape)
+            a_is.append(step_a_i)
+            e_is.append(e_i)
+            if term or trunc:
+                break
+            o = next_o
+    terms_a = np.array(terms, dtype=np.float32)
+    truncs_a = np.array(truncs, dtype=np.float32)
+    epi = dict(
+        obs=np.array(obs, dtype=np.float32),
+        acs=np.array(acs, dtype=np.float32),
+        rews=np.array(rews, dtype=np.float32),
+        dones=np.maximum(terms_a, truncs_a),
+        terms=terms_a,
+        truncs=truncs_a,
+        a_is={k: np.array([a[k] for a in a_is], dtype=np.float32) for k in a_is[0]},
+        e_is=_numbers(e_is),
+    )
+    return len(rews), epi
+
+
+def mp_sample(
+    pol: Any,
+    env: Any,
+    max_steps: torch.Tensor,
+    max_epis: torch.Tensor,
+    n_steps_global: torch.Tensor,
+    n_epis_global: torch.Tensor,
+    epis: Any,
+    exec_flag: torch.Tensor,
+    deterministic_flag: torch.Tensor,
+    process_id: int,
+    prepro: Callable[[Any], Any] | None = None,
+    seed: int = 256,
+) -> None:
+    """The original machina's sampling process body: runs until the process is terminated.
+
+    Every 0.1 s it looks at ``exec_flag``; when positive, it samples episodes with
+    :func:`one_epi` into ``epis`` (a ``multiprocessing.Manager().list()``) while the shared
+    counters ``n_steps_global`` / ``n_epis_global`` (0-d tensors in shared memory) are below
+    ``max_steps`` / ``max_epis``, then zeroes ``exec_flag``. Seeds numpy and torch with
+    ``seed + process_id``. The parent ends the process (``Process.terminate()``).
+    """
+    np.random.seed(seed + process_id)  # noqa: NPY002 - 0.x seeded the global state
+    torch.manual_seed(seed + process_id)
+    torch.set_num_threads(1)
+    while True:
+        time.sleep(0.1)
+        if exec_flag > 0:
+            while max_steps > n_steps_global and max_epis > n_epis_global:
+                length, epi = one_epi(env, pol, bool(deterministic_flag), prepro)
+                n_steps_global += length
+                n_epis_global += 1
+                epis.append(epi)
+            exec_flag.zero_()
+
+
+class BaseSampleWorker(ABC):
+    """The original machina's Ray sampling worker: subclass it and define ``one_epi``.
+
+    Pass the subclass as ``worker_cls`` to :class:`machina.samplers.raysampler.EpiSampler`;
+    each of its Ray actors then runs ``one_epi(deterministic)`` once per episode.
+
+    Parameters
+    ----------
+    pol : Pol
+    env : gymnasium.Env
+    seed : int or None
+        numpy and torch are seeded with ``seed + worker_id`` (not at all when None).
+    worker_id : int
+    prepro : callable, optional
+    """
+
+    def __init__(
+        self,
+        pol: Any,
+        env: Any,
+        seed: int | None,
+        worker_id: int,
+        prepro: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.set_pol(pol)
+        self.env = env
+        self.worker_id = worker_id
+        if seed is not None:
+            # the global state, as 0.x: users' one_epi may draw from np.random
+            np.random.seed(seed + worker_id)  # noqa: NPY002
+            torch.manual_seed(seed + worker_id)
+        torch.set_num_threads(1)
+        self.prepro = prepro if prepro is not None else (lambda x: x)
+
+    def set_pol(self, pol: Any) -> None:
+        """Act with ``pol`` (put in eval mode)."""
+        self.pol = pol
+        self.pol.eval()
+
+    def set_pol_state(self, state_dict: Mapping[str, Any]) -> None:
+        """Load ``state_dict`` into the policy."""
+        self.pol.load_state_dict(state_dict)
+
+    @classmethod
+    def as_remote(cls, resources: dict[str, float] | None = None) -> Any:
+        """This class as a Ray actor class needing no CPU (as 0.x: more actors than CPUs
+        with custom ``resources`` would otherwise wait forever) and ``resources``."""
+        import ray
+
+        if resources:
+            return ray.remote(num_cpus=0, resources=resources)(cls)
+        return ray.remote(num_cpus=0)(cls)
+
+    @abstractmethod
+    def one_epi(self) -> tuple[int, dict[str, Any]]:
+        """Sample one episode.
+
+        Returns
+        -------
+        epi_length : int
+            Number of steps of the episode.
+        episode : dict
+            e.g. ``{"obs": ..., "rews": ..., ...}``.
+        """
+
+
+class DefaultSampleWorker(BaseSampleWorker):
+    """A :class:`BaseSampleWorker` whose ``one_epi`` is :func:`one_epi`."""
+
+    def one_epi(self, deterministic: bool = False) -> tuple[int, dict[str, Any]]:  # type: ignore[override]
+        return one_epi(self.env, self.pol, deterministic, self.prepro)
+
+
+def takes_deterministic(worker_cls: Any) -> bool:
+    """Whether ``worker_cls.one_epi`` accepts an argument (0.x always passed one)."""
+    params = list(inspect.signature(worker_cls.one_epi).parameters.values())[1:]
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+    )
+
+
+class WorkerSampling:
+    """0.x's Ray sampling loop over ``num_parallel`` actors of a user's ``worker_cls``.
+
+    Starts a local Ray (and shuts it down in :meth:`close`) when none is running.
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        pol: Any,
+        num_parallel: int,
+        prepro: Callable[[Any], Any] | None,
+        seed: int | None,
+        worker_cls: type,
+        per_actor: list[dict[str, float]],
+        timeout: float | None = None,
+    ) -> None:
+        import ray
+
+        self.ray = ray
+        self.timeout = timeout
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            ray.init(
+                address="local",
+                num_cpus=max(1, num_parallel),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        self.pass_deterministic = takes_deterministic(worker_cls)
+        pol_ref, env_ref = ray.put(pol), ray.put(env)
+        resources = per_actor + [{}] * (num_parallel - len(per_actor))
+        self.workers = [
+            worker_cls.as_remote(resources=r or None).remote(pol_ref, env_ref, seed, i, prepro)  # type: ignore[attr-defined]
+            for i, r in enumerate(resources)
+        ]
+
+    def set_pol(self, pol: Any) -> None:
+        ref = self.ray.put(pol)
+        self.ray.get([w.set_pol.remote(ref) for w in self.workers], timeout=self.timeout)
+
+    def set_pol_state(self, state_dict: Mapping[str, Any]) -> None:
+        ref = self.ray.put(dict(state_dict))
+        self.ray.get([w.set_pol_state.remote(ref) for w in self.workers], timeout=self.timeout)
+
+    def sample(self, max_epis: int, max_steps: int, deterministic: bool) -> list[dict[str, Any]]:
+        """Episodes from the workers until ``max_steps`` steps or ``max_epis`` episodes."""
+        ray = self.ray
+
+        def launch(w: Any) -> Any:
+            return (
+                w.one_epi.remote(deterministic) if self.pass_deterministic else w.one_epi.remote()
+            )
+
+        epis: list[dict[str, Any]] = []
+        n_steps = 0
+        pending = {launch(w): w for w in self.workers[: max(1, min(len(self.workers), max_epis))]}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.timeout)
+            if not ready:
+                raise TimeoutError(f"no worker finished an episode in timeout={self.timeout} s")
+            worker = pending.pop(ready[0])
+            length, epi = ray.get(ready[0])
+            epis.append(epi)
+            n_steps += length
+            if n_steps < max_steps and len(epis) + len(pending) < max_epis:
+                pending[launch(worker)] = worker
+        return epis
+
+    def close(self) -> None:
+        for w in self.workers:
+            self.ray.kill(w)
+        self.workers = []
+        if self.started_ray:
+            self.ray.shutdown()
+            self.started_ray = False
