@@ -28,7 +28,7 @@ _ALPHA = 0.6
 class Traj(ColumnStorage, Batching, PrioritizedReplay):
     """Whole episodes stored as contiguous columns plus an episode-boundary index.
 
-    Episodes are added in two steps, as in the original machina: ``add_epis`` puts them in a
+    Episodes are added in two steps, as in machina 0.x: ``add_epis`` puts them in a
     pending set that the estimators in ``machina.traj.epi_functional`` read and extend, and
     ``register_epis`` appends them to the columns that training batches are drawn from.
     Pending episodes are kept flat too (``pending``: one array per key plus the lengths), so
@@ -41,7 +41,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         Bound on the number of stored steps. When set, ``add_traj`` and ``register_epis``
         evict the oldest *whole* episodes until ``num_step <= max_steps``.
     traj_device : str or torch.device, optional
-        Device of the stored columns (the original machina's name, in its place); overrides
+        Device of the stored columns (machina 0.x's name, in its place); overrides
         ``device`` when given.
     ddp : bool
         Data-parallel batching under torch.distributed (``torchrun``): when a process group
@@ -85,7 +85,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         device: str | torch.device = "cpu",
         seed: int | None = None,
     ):
-        # traj_device is the original machina's name for device, in its place; it overrides
+        # traj_device is machina 0.x's name for device, in its place; it overrides
         # device when given, so Traj(n, "cpu") and Traj(n, device="cpu") agree.
         if traj_device is not None:
             device = traj_device
@@ -108,7 +108,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self._pending: FlatEpisodes | None = None
         self._current_epis: list[Epi] | None = None
         # Importance-sampling exponent of the prioritised batches, annealed toward 1 by each
-        # batch drawn (the original machina's attribute); None until the first one.
+        # batch drawn (machina 0.x's attribute); None until the first one.
         self.pri_beta: float | None = None
         # Prioritised replay samplers by (column, seq_length, mode, alpha); see _samplers.
         self._samplers: dict[tuple, _CachedSampler] = {}
@@ -196,7 +196,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         return new
 
     def copy(self, traj: Traj) -> None:
-        """Make this Traj a shallow copy of ``traj`` in place (the original machina's form of
+        """Make this Traj a shallow copy of ``traj`` in place (machina 0.x's form of
         ``copy.copy(traj)``): both share the stored columns, neither writes them in place."""
         if not isinstance(traj, Traj):
             raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
