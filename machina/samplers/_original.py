@@ -1,4 +1,4 @@
-"""The original machina's sampling functions and Ray workers, for ported scripts.
+"""machina 0.x's sampling functions and Ray workers, for ported scripts.
 
 ``one_epi`` / ``mp_sample`` (``machina.samplers.epi_sampler``) and ``BaseSampleWorker`` /
 ``DefaultSampleWorker`` (``machina.samplers.raysampler``) keep 0.x's names, signatures and
@@ -54,7 +54,7 @@ def one_epi(
     deterministic: bool = False,
     prepro: Callable[[Any], Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Sample one episode with ``pol`` in ``env`` (the original machina's ``one_epi``).
+    """Sample one episode with ``pol`` in ``env`` (machina 0.x's ``one_epi``).
 
     Parameters
     ----------
@@ -142,7 +142,7 @@ def mp_sample(
     prepro: Callable[[Any], Any] | None = None,
     seed: int = 256,
 ) -> None:
-    """The original machina's sampling process body: runs until the process is terminated.
+    """machina 0.x's sampling process body: runs until the process is terminated.
 
     Every 0.1 s it looks at ``exec_flag``; when positive, it samples episodes with
     :func:`one_epi` into ``epis`` (a ``multiprocessing.Manager().list()``) while the shared
@@ -165,7 +165,7 @@ def mp_sample(
 
 
 class BaseSampleWorker(ABC):
-    """The original machina's Ray sampling worker: subclass it and define ``one_epi``.
+    """machina 0.x's Ray sampling worker: subclass it and define ``one_epi``.
 
     Pass the subclass as ``worker_cls`` to :class:`machina.samplers.raysampler.EpiSampler`;
     each of its Ray actors then runs ``one_epi(deterministic)`` once per episode.
