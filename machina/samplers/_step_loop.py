@@ -156,6 +156,17 @@ class StepLoop(LoopChecks):
         """Step the active slots without prepro: observations go into ``next_row`` as they
         come (checked later for the whole row). Returns the rewards and the ended episodes
         ``(slot, raw final observation, term, trunc)``."""
+        raws, rews, ended = self._step_each(active, ac_real, t, keep_final=True)
+        # One copy for the row (checked by the caller, for the whole row at once); the slots
+        # that ended are overwritten with their reset or final observation.
+        self._write_row(next_row, step_rows, active, raws, t)
+        return rews, ended
+
+    def _step_each(
+        self, active: list[int], ac_real: np.ndarray, t: int, keep_final: bool
+    ) -> tuple[list, list, list]:
+        """Step each active slot once: its raw observations, rewards and ended episodes
+        ``(slot, raw final observation or None, term, trunc)``; infos are recorded."""
         slots, infos, first_row, env_steps = self.slots, self.infos, self.first_row, self.env_steps
         raws, rews, ended = [], [], []
         for k, a in zip(active, ac_real):
@@ -169,18 +180,22 @@ class StepLoop(LoopChecks):
             if info:
                 infos[k].append(numeric_info(info))
             if term or trunc:
-                ended.append((k, raw, term, trunc))
-        # One copy for the row (checked by the caller, for the whole row at once); the slots
-        # that ended are overwritten with their reset or final observation.
+                ended.append((k, raw if keep_final else None, term, trunc))
+        return raws, rews, ended
+
+    def _write_row(
+        self, row: np.ndarray, step_rows: Any, active: list[int], raws: list, t: int
+    ) -> None:
+        """``row[step_rows] = raws`` in one copy; on a shape fault, slot by slot to name it."""
         try:
-            next_row[step_rows] = raws
+            row[step_rows] = raws
         except (TypeError, ValueError):
             for k, raw in zip(active, raws):
                 try:
-                    next_row[k] = raw
+                    row[k] = raw
                 except (TypeError, ValueError) as exc:
-                    raise slots.shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
-        return rews, ended
+                    error = f"step {t - self.first_row[k] + 1}"
+                    raise self.slots.shape_error(k, raw, error) from exc
 
     def _step_envs_prepro_rows(
         self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
@@ -189,29 +204,10 @@ class StepLoop(LoopChecks):
         go into the next row of ``raw_obs`` as they come, then through the prepro all at
         once (one call for a batched prepro, ``machina.prepro.BasePrePro``), into
         ``next_row``; the ended episodes' final observations are in it too."""
-        slots, infos, first_row, env_steps = self.slots, self.infos, self.first_row, self.env_steps
-        raws, rews, ended = [], [], []
-        for k, a in zip(active, ac_real):
-            try:
-                raw, rew, term, trunc, info = env_steps[k](a)
-            except Exception as exc:
-                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
-                raise self._blame(k, t, error) from exc
-            raws.append(raw)
-            rews.append(rew)
-            if info:
-                infos[k].append(numeric_info(info))
-            if term or trunc:
-                ended.append((k, None, term, trunc))
+        slots, first_row = self.slots, self.first_row
+        raws, rews, ended = self._step_each(active, ac_real, t, keep_final=False)
         raw_row = self.history.fields["raw_obs"][t + 1]
-        try:
-            raw_row[step_rows] = raws
-        except (TypeError, ValueError):
-            for k, raw in zip(active, raws):
-                try:
-                    raw_row[k] = raw
-                except (TypeError, ValueError) as exc:
-                    raise slots.shape_error(k, raw, f"step {t - first_row[k] + 1}") from exc
+        self._write_row(raw_row, step_rows, active, raws, t)
         if raw_row.dtype.kind in "fc" and not all_finite(raw_row):
             for k in active:
                 if not all_finite(raw_row[k]):
