@@ -63,6 +63,16 @@ def dict_obs_error(space: gymnasium.Space) -> TypeError:
     )
 
 
+def non_finite_detail(arr: np.ndarray) -> str:
+    """What is wrong with an observation holding NaN/inf: how many entries, the first one."""
+    bad = ~np.isfinite(arr)
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (
+        f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
+        f"NaN/inf, first at index {first}: {arr[first]})"
+    )
+
+
 class EnvSlots:
     """``len(slot_ids)`` environments built by one factory.
 
@@ -138,15 +148,7 @@ class EnvSlots:
         )
 
     def non_finite_error(self, k: int, arr: np.ndarray, phase: str) -> RuntimeError:
-        bad = ~np.isfinite(arr)
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        return self.env_error(
-            k,
-            phase,
-            None,
-            f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
-            f"NaN/inf, first at index {first}: {arr[first]})",
-        )
+        return self.env_error(k, phase, None, non_finite_detail(arr))
 
     def observe(self, k: int, raw: Any, phase: str, prepro: Callable | None) -> np.ndarray:
         """One observation, checked (finite, the shape of the run's first), after prepro, as a

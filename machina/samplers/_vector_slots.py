@@ -30,7 +30,7 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from machina.samplers._env_slots import _rng_json, _set_rng_json, action_shape
+from machina.samplers._env_slots import _rng_json, _set_rng_json, action_shape, non_finite_detail
 from machina.samplers._setup import slot_seeds
 from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS
 
@@ -169,15 +169,7 @@ class VectorSlots:
         )
 
     def non_finite_error(self, k: int, arr: np.ndarray, phase: str) -> RuntimeError:
-        bad = ~np.isfinite(arr)
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        return self.env_error(
-            k,
-            phase,
-            None,
-            f"returned a non-finite observation ({int(bad.sum())} of {arr.size} entries "
-            f"NaN/inf, first at index {first}: {arr[first]})",
-        )
+        return self.env_error(k, phase, None, non_finite_detail(arr))
 
     def reset_all(self) -> np.ndarray:
         """Reset every sub-environment (seeded the first time); the observations (n, ...)."""
