@@ -16,6 +16,7 @@ here are also imported by the test, which runs them in one process for the refer
 from __future__ import annotations
 
 import copy
+import os
 import sys
 
 import gymnasium as gym
@@ -270,8 +271,24 @@ def main() -> None:
         out["trpo"] = train_trpo(sample_epis(seed=300 + rank, max_steps=steps), rank)
     else:
         raise ValueError(f"scenario: expected 'same_data' or 'own_data', got {scenario!r}")
-    torch.save(out, f"{out_dir}/{scenario}_rank{rank}.pt")
     mdist.destroy()
+    out["gloo_threads_left"] = gloo_threads()
+    torch.save(out, f"{out_dir}/{scenario}_rank{rank}.pt")
+
+
+def gloo_threads() -> list[str]:
+    """Names of this process's gloo threads (Linux; empty elsewhere). A process group that
+    outlives ``destroy`` keeps them, and they can abort the interpreter at exit."""
+    if not os.path.isdir("/proc/self/task"):
+        return []
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return [n for n in names if "gloo" in n]
 
 
 if __name__ == "__main__":

@@ -188,6 +188,15 @@ def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
     # TRPO's own natural-gradient step (not optimizer_step) keeps the ranks identical too
     assert_states_equal(r0["trpo"]["pol"], r1["trpo"]["pol"])
     assert_states_equal(r0["trpo"]["vf"], r1["trpo"]["vf"])
+    assert r0["gloo_threads_left"] == [] and r1["gloo_threads_left"] == []
+
+
+def test_destroy_leaves_no_gloo_thread(same_data):
+    """After training (optimisers import torch.distributed.nn lazily, whose default arguments
+    would hold the group) ``mdist.destroy()`` really ends the group: no gloo thread is left
+    to abort the interpreter at exit."""
+    for rank in same_data[0]:
+        assert rank["gloo_threads_left"] == []
 
 
 def test_example_runs_under_torchrun(tmp_path):

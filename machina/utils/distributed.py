@@ -17,6 +17,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+if dist.is_available():
+    # Imported here, before any process group exists: its functions take ``group=group.WORLD``
+    # as a default argument, so a first import after ``init_process_group`` (torch.optim and
+    # torch._dynamo import it lazily) would hold the group forever. Its gloo threads then
+    # outlive ``destroy_process_group`` and can abort the interpreter at exit ("terminate
+    # called without an active exception").
+    import torch.distributed.nn.functional  # noqa: F401
+
 __all__ = [
     "is_initialized",
     "get_rank",
