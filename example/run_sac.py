@@ -7,21 +7,21 @@ as many SAC gradient steps on random batches of it. Trains until a deterministic
 reaches ``--solve_return`` or ``--max_steps`` env steps pass, and writes progress.csv,
 TensorBoard events, learning_curve.png and the trained networks (models/) into ``--log``.
 
-Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
-networks, targets, optimisers, temperature, replay, sampler state, RNGs, counters; no pickle,
-atomic); ``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same
-other flags.
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``: networks, targets, optimisers, temperature, replay, sampler state,
+RNGs, counters; no pickle, atomic): the replay makes a checkpoint large (about 40 MB at 1e6
+steps of a small task), so not every iteration. ``--resume RUN_DIR`` continues a stopped run
+from its newest checkpoint, bit for bit, with the same other flags; progress.csv is continued
+from that checkpoint's row.
 """
 
 import argparse
 import copy
-import os
 
 import hyperparams
-import numpy as np
 import torch
 
-from machina import checkpoint, logger
+from machina import logger
 from machina.algos import sac
 from machina.envs import GymEnv
 from machina.nets import PolNet, QNet
@@ -65,14 +65,13 @@ parser.add_argument(
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
 parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = hyperparams.parse_args(parser, "sac")
 torch.set_num_threads(args.num_threads)
-if args.resume:
-    args.log = args.resume
-
-score_file = logger.start_run(args.log, append=args.resume is not None)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -96,18 +95,22 @@ sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 random_pol = RandomPol(ob_space, ac_space)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
-run_state = dict(pol=pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0], targ_qf2=targ_qfs[1])
-run_state.update(log_alpha=log_alpha, optim_pol=optim_pol, optim_qf1=optim_qfs[0])
-run_state.update(
-    optim_qf2=optim_qfs[1], optim_alpha=optim_alpha, off_traj=off_traj, sampler=sampler
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    checkpoint_interval=args.checkpoint_interval,
 )
-if args.resume:
-    counters = checkpoint.load_run(args.resume, run_state)
-    total_epi, total_step, eval_return, next_eval = counters["counters"]
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
-        warm = total_step < args.random_steps
+state = dict(pol=pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0], targ_qf2=targ_qfs[1])
+state.update(log_alpha=log_alpha, optim_pol=optim_pol, optim_qf1=optim_qfs[0])
+state.update(optim_qf2=optim_qfs[1], optim_alpha=optim_alpha, off_traj=off_traj, sampler=sampler)
+with run:
+    run.restore(**state)
+    while not run.done:
+        warm = run.total_step < args.random_steps
         epis = sampler.sample(random_pol if warm else pol, max_steps=args.steps_per_iter)
         traj = Traj()
         if args.random_steps > 0:
@@ -120,7 +123,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
         off_traj.add_traj(traj)
 
         # One update per env step past the warm-up.
-        n_updates = min(traj.num_step, total_step + traj.num_step - args.random_steps)
+        n_updates = min(traj.num_step, run.total_step + traj.num_step - args.random_steps)
         result_dict = {}
         if n_updates > 0:
             result_dict = sac.train(
@@ -139,36 +142,11 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
                 sampling=args.sampling,
                 log_enable=False,
             )
-
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha),
+            checkpoint=state,
         )
-        logger.save_models(args.log, pol=pol, qf1=qfs[0], qf2=qfs[1], log_alpha=log_alpha)
-        counters = dict(counters=[total_epi, total_step, eval_return, next_eval])
-        checkpoint.save_run(args.log, run_state, extra=counters)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
-
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")
