@@ -14,15 +14,15 @@ writes progress.csv, TensorBoard events, learning_curve.png and the trained netw
 into ``--log``.
 
 Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
-(``machina.checkpoint``: networks, targets, optimisers, the replay ``Traj``, the global RNGs
-and the counters). A stopped run continues from its newest checkpoint, with the same other
-arguments (``--max_steps`` may grow)::
+(``machina.checkpoint``: networks, targets, optimisers, the replay ``Traj``, the noise, the
+global RNGs and the counters). A stopped run continues from its newest checkpoint, with the
+same other arguments (``--max_steps`` may grow)::
 
     python example/run_ddpg.py --resume runs/ddpg_pendulum
 
 progress.csv is continued from that checkpoint's row. The sampler's environment and policy RNGs
-are saved too; the Ornstein-Uhlenbeck noise process restarts from zero, so the resumed episodes
-differ slightly from an uninterrupted run's (``--noise gaussian`` has no such state).
+and the Ornstein-Uhlenbeck noise process's state are saved too, so the run continues bit for
+bit.
 """
 
 import argparse
@@ -131,6 +131,7 @@ state = dict(
     optim_pol=optim_pol,
     optim_qf=optim_qf,
     off_traj=off_traj,
+    noise=noise,  # the Ornstein-Uhlenbeck process's state (Gaussian noise has none)
 )
 with run:
     run.restore(**state)

@@ -34,6 +34,26 @@ def test_ou_noise_follows_its_recursion_and_resets():
     assert float(x.std()) == pytest.approx(stationary, rel=0.05)
 
 
+def test_ou_noise_state_dict_continues_the_process():
+    noise = OUActionNoise(BOX_AC, sigma=0.3, theta=0.5, dt=0.1)
+    assert noise.state_dict() == {}  # nothing drawn yet
+    noise((2,))
+    copy = OUActionNoise(BOX_AC, sigma=0.3, theta=0.5, dt=0.1)
+    copy.load_state_dict(noise.state_dict())
+    torch.manual_seed(1)
+    expected = noise((2,))
+    torch.manual_seed(1)
+    assert torch.equal(copy((2,)), expected)
+    with pytest.raises(ValueError, match=r"state: OUActionNoise keeps only 'x_prev'"):
+        copy.load_state_dict({"x": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"x_prev'\]: expected shape \(\.\.\., 1\)"):
+        copy.load_state_dict({"x_prev": torch.zeros(2, 3)})
+    gaussian = GaussianActionNoise(BOX_AC, std=0.1)
+    assert gaussian.state_dict() == {}
+    with pytest.raises(ValueError, match="GaussianActionNoise has no state"):
+        gaussian.load_state_dict({"x_prev": torch.zeros(1)})
+
+
 def test_gaussian_noise_moments_and_errors():
     torch.manual_seed(0)
     x = GaussianActionNoise(BOX_AC, std=0.2, mu=0.1)((20000,))

@@ -252,11 +252,15 @@ EXAMPLE_RUNS = {
                    "--epoch_per_iter", 2, "--batch_size", 50, "--h_size", 8, "--eval_epis", 1],
     "run_sac.py": ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
                    "--eval_interval", 200, "--eval_epis", 1],
+    # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
+    "run_ddpg.py": ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
+                    "--eval_interval", 200, "--eval_epis", 1, "--noise", "ou"],
 }  # fmt: skip
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py and run_sac.py: 200 steps, then --resume to 400, equal the 400-step run."""
+    """run_ppo.py, run_sac.py and run_ddpg.py (OU noise): 200 steps, then --resume to 400, equal
+    the 400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
     from conftest import run_example
 

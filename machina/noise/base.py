@@ -39,3 +39,15 @@ class BaseActionNoise:
 
     def reset(self) -> None:
         """Forget any state (start of new episodes); stateless noise does nothing."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The noise process's state, for checkpoints (``machina.checkpoint.save_run``);
+        empty for stateless noise."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        if state:
+            raise ValueError(
+                f"state: {type(self).__name__} has no state, given keys {sorted(state)}"
+            )

@@ -91,3 +91,20 @@ class OUActionNoise(BaseActionNoise):
     def reset(self) -> None:
         """Start the process again from ``x0`` at the next call."""
         self.x_prev = None
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The process's current state ``x_prev`` (``(*batch_shape, d)``; no key before the
+        first call or after :meth:`reset`), so a resumed run continues the same process."""
+        return {} if self.x_prev is None else {"x_prev": self.x_prev.detach().clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        unknown = sorted(set(state) - {"x_prev"})
+        if unknown:
+            raise ValueError(f"state: OUActionNoise keeps only 'x_prev', given keys {unknown}")
+        x = state.get("x_prev")
+        if x is not None and (x.ndim < 1 or x.shape[-1] != self.ac_dim):
+            raise ValueError(
+                f"state['x_prev']: expected shape (..., {self.ac_dim}), given {tuple(x.shape)}"
+            )
+        self.x_prev = None if x is None else x.detach().clone()
