@@ -19,11 +19,15 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-# PPO on the PyBullet locomotion tasks: running normalisation of observations and rewards
-# (as rl-zoo's ``normalize: true``), 2048 steps per iteration from 8 environments, 10
-# epochs of 64-step minibatches, GAE(0.95) and TD(0.95) value targets.
+# PPO on the PyBullet locomotion tasks: CleanRL's ``ppo_continuous_action`` recipe on
+# machina's parts: running normalisation of observations and rewards (as rl-zoo's
+# ``normalize: true``), 2048 steps per iteration from 2 environments (whole episodes: with
+# 8, iterations grew to ~8,000 steps once episodes reached the 1,000-step limit), 10 epochs
+# of 64-step minibatches, initial policy std 1 (log-std 0), both learning rates decayed
+# linearly to 0 over the budget, GAE(0.95) and TD(0.95) value targets. Chosen on seeds 100
+# and 101 (bench_bullet.py's docstring, "Findings").
 _PPO_BULLET: dict[str, Any] = dict(
-    num_envs=8,
+    num_envs=2,
     max_steps=1_000_000,
     steps_per_iter=2048,
     epoch_per_iter=10,
@@ -31,6 +35,8 @@ _PPO_BULLET: dict[str, Any] = dict(
     max_minibatches=0,
     pol_lr=3e-4,
     vf_lr=1e-3,
+    anneal_lr=True,
+    log_std_init=0.0,
     h_size=64,
     gamma=0.99,
     lam=0.95,
