@@ -69,7 +69,7 @@ class _LSTMBody(nn.Module):
     def __init__(self, observation_space: gym.Space, h_size: int, cell_size: int) -> None:
         super().__init__()
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
-        self.ob_ndim = len(observation_space.shape)
+        self.ob_ndim = len(observation_space.shape or ())  # a Box (ob_dim_of checked)
         self.h_size = h_size
         self.cell_size = cell_size
         self.rnn = True

@@ -121,7 +121,7 @@ def _node_main(argv: list[str] | None = None) -> int:
     with ``ray start --address=HEAD:6379`` instead, so this only says so and exits."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=_node_main.__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(_node_main.__doc__ or "").split("\n")[0])
     parser.add_argument("--world_size", type=int, required=True)
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--redis_host", default="localhost", help="ignored: no Redis")
