@@ -160,10 +160,12 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   HalfCheetah: the initial std (exploration) and the iteration size together, then lr
   annealing, move machina from ~500 to ~1800 at 300k on seed 100 (stable-baselines3's
   reported seeds are at 1578-1817 at 300k). Entry v2 (``example/hyperparams.py``) is that
-  row: CleanRL's recipe. A mean without tanh (a linear mean clipped by the environment, as
-  CleanRL and SB3 have) is not better with annealing (1402 vs 1816), so the tanh-bounded
-  mean stays. Hopper: every variant, rl-zoo's own PPO settings included (256x256, lr 3e-5,
-  20 epochs of 128, clip 0.4, log-std -2), stays on the standing-still plateau of ~900-1000;
+  row: CleanRL's recipe (every other row is ``--set`` overrides of v1 and reruns as
+  such). A mean without tanh (a linear mean clipped by the environment, as CleanRL and SB3
+  have; measured with a temporary patch of ``machina_ppo``, not kept) is not better with
+  annealing (1402 vs 1816), so the tanh-bounded mean stays. Hopper: every variant, rl-zoo's
+  own PPO settings included (256x256, lr 3e-5, 20 epochs of 128, clip 0.4, log-std -2),
+  stays on the standing-still plateau of ~900-1000;
   what rl-zoo runs and machina does not is gSDE (state-dependent exploration noise,
   resampled every 4 steps), the prime suspect for stable-baselines3 leaving that plateau at
   ~200k. machina has no gSDE yet: the next thing to build for Hopper.
