@@ -17,6 +17,10 @@ models/prepro_last.pt and models/rew_norm_last.pt::
 For tuning a Gaussian policy's exploration and schedule: ``--log_std_init`` (the initial
 log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear decay to 0
 over ``--max_steps``, computed from the step count so a resumed run continues them).
+``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
+that is a function of the state, its matrix redrawn every N steps; initial log-std -2)::
+
+    python example/run_ppo.py --env_name HopperBulletEnv-v0 --sde_sample_freq 4
 
 Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.checkpoint``:
 networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomic);
@@ -26,6 +30,7 @@ networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomi
 import argparse
 import os
 
+import gymnasium as gym
 import hyperparams
 import numpy as np
 import torch
@@ -105,6 +110,13 @@ parser.add_argument(
     help="initial log-std of the Gaussian policy (default: the net's own, -1)",
 )
 parser.add_argument(
+    "--sde_sample_freq",
+    type=int,
+    default=None,
+    help="explore with gSDE, the exploration matrix redrawn every N steps (-1: once per "
+    "sample call); default: plain Gaussian noise",
+)
+parser.add_argument(
     "--anneal_lr",
     action=argparse.BooleanOptionalAction,
     default=False,
@@ -134,16 +146,20 @@ solve_return = args.solve_return
 if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
 
-pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
-if args.log_std_init is not None:
-    log_stds = [p for name, p in pol.named_parameters() if name.endswith("log_std_param")]
-    if len(log_stds) != 1:
+for flag in ("log_std_init", "sde_sample_freq"):
+    if getattr(args, flag) is not None and not isinstance(env.action_space, gym.spaces.Box):
         raise SystemExit(
-            "--log_std_init: expected a Gaussian policy with a state-independent log-std "
-            f"(a Box action space, no --c2d), given {type(pol).__name__}"
+            f"--{flag}: expected a Gaussian policy (a Box action space, no --c2d), given "
+            f"{env.action_space}"
         )
-    with torch.no_grad():
-        log_stds[0].fill_(args.log_std_init)
+pol = make_pol(
+    env.observation_space,
+    env.action_space,
+    rnn=args.rnn,
+    h_size=args.h_size,
+    log_std_init=args.log_std_init,
+    sde_sample_freq=args.sde_sample_freq,
+)
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)

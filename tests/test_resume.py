@@ -246,28 +246,46 @@ def test_sampler_state_across_processes_layouts_and_the_ray_backend():
             assert _same_epis(r.sample(pol, max_steps=40), local.sample(pol, max_steps=40))
 
 
-EXAMPLE_RUNS = {
+_PPO_ARGS = [
+    "--env_name",
+    "Pendulum-v1",
+    "--steps_per_iter",
+    100,
+    "--num_envs",
+    1,
+    "--epoch_per_iter",
+    2,
+    "--batch_size",
+    50,
+    "--h_size",
+    8,
+    "--eval_epis",
+    1,
+]
+EXAMPLE_RUNS = [
     # tiny budgets: one 200-step Pendulum episode per iteration, 1 + 1 iterations
-    "run_ppo.py": ["--env_name", "Pendulum-v1", "--steps_per_iter", 100, "--num_envs", 1,
-                   "--epoch_per_iter", 2, "--batch_size", 50, "--h_size", 8, "--eval_epis", 1],
-    "run_sac.py": ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
-                   "--eval_interval", 200, "--eval_epis", 1],
+    ("run_ppo.py", _PPO_ARGS),
+    # gSDE: the exploration matrix (drawn mid-window: 200 is not a multiple of 7) is
+    # in the checkpoint too
+    ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7]),
+    ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
+                    "--eval_interval", 200, "--eval_epis", 1]),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
-    "run_ddpg.py": ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
-                    "--eval_interval", 200, "--eval_epis", 1, "--noise", "ou"],
-}  # fmt: skip
+    ("run_ddpg.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
+                     "--eval_interval", 200, "--eval_epis", 1, "--noise", "ou"]),
+]  # fmt: skip
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py, run_sac.py and run_ddpg.py (OU noise): 200 steps, then --resume to 400, equal
-    the 400-step run."""
+    """run_ppo.py (plain and gSDE), run_sac.py and run_ddpg.py (OU noise): 200 steps, then
+    --resume to 400, equal the 400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
     from conftest import run_example
 
     from machina.checkpoint import latest_checkpoint
 
-    for script, args in EXAMPLE_RUNS.items():
-        whole, halves = tmp_path / f"{script}-whole", tmp_path / f"{script}-halves"
+    for i, (script, args) in enumerate(EXAMPLE_RUNS):
+        whole, halves = tmp_path / f"{i}-{script}-whole", tmp_path / f"{i}-{script}-halves"
         run_example(script, "--log", whole, "--max_steps", 400, *args)
         run_example(script, "--log", halves, "--max_steps", 200, *args)
         run_example(script, "--resume", halves, "--max_steps", 400, *args)

@@ -472,10 +472,13 @@ def machina_ppo(
 
     torch.manual_seed(seed)
     env = gymnasium.make(env_id)
-    pol = make_pol(env.observation_space, env.action_space, h_size=hp["h_size"])
-    if hp.get("log_std_init") is not None:  # run_ppo.py's --log_std_init
-        with torch.no_grad():
-            pol.net.head.log_std_param.fill_(hp["log_std_init"])
+    pol = make_pol(
+        env.observation_space,
+        env.action_space,
+        h_size=hp["h_size"],
+        log_std_init=hp.get("log_std_init"),
+        sde_sample_freq=hp.get("sde_sample_freq"),
+    )
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
     optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)

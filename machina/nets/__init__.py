@@ -4,7 +4,7 @@ from machina.nets._layers import PolHead
 from machina.nets.discrim import DiscrimNet, StateDiscrimNet
 from machina.nets.lstm import PolNetLSTM, QNetLSTM, VNetLSTM
 from machina.nets.mixture import MixturePolNet
-from machina.nets.mlp import PolNet, QNet, VNet
+from machina.nets.mlp import PolNet, QNet, SDEPolNet, VNet
 from machina.nets.model import ModelNet
 from machina.nets.skill_discrim import SkillDiscrimNet
 
@@ -17,6 +17,7 @@ __all__ = [
     "PolNetLSTM",
     "QNet",
     "QNetLSTM",
+    "SDEPolNet",
     "SkillDiscrimNet",
     "StateDiscrimNet",
     "VNet",

@@ -1,4 +1,4 @@
-"""Two-hidden-layer MLP nets: policy, state value and state-action value."""
+"""Two-hidden-layer MLP nets: policies, state value and state-action value."""
 
 import gymnasium as gym
 import torch
@@ -6,6 +6,7 @@ from torch import nn
 
 from machina.nets._layers import (
     HIDDEN_GAIN,
+    POLICY_GAIN,
     PolHead,
     action_encoding_dim,
     encode_acs,
@@ -13,6 +14,7 @@ from machina.nets._layers import (
     init_linear,
     ob_dim_of,
 )
+from machina.utils.spaces import check_flat_space, check_space
 
 
 class PolNet(nn.Module):
@@ -57,6 +59,48 @@ class PolNet(nn.Module):
         h = torch.relu(self.fc2(h))
         outputs = self.head(h)
         return outputs[0] if len(outputs) == 1 else outputs
+
+
+class SDEPolNet(nn.Module):
+    """MLP net for :class:`machina.pols.GaussianSDEPol`: the mean and the exploration features.
+
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        Observations ``(*ob_shape)``, flattened on input.
+    action_space : gymnasium.spaces.Box
+        One-dimensional Box ``(d,)``.
+    h1, h2 : int
+        Hidden layer sizes (ReLU); the second layer's output is the features ``(h2,)``.
+
+    Notes
+    -----
+    The mean is linear in the features, as in stable-baselines3's gSDE policies: the policy
+    clips actions to the space, and a ``tanh`` would saturate under the state-dependent noise.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        action_space: gym.spaces.Box,
+        h1: int = 64,
+        h2: int = 64,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        ob_dim = ob_dim_of(observation_space, owner)
+        check_space("action_space", action_space, gym.spaces.Box, owner)
+        check_flat_space("action_space", action_space, owner)
+        self.ob_ndim = len(observation_space.shape)
+        self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
+        self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
+        self.mean_layer = init_linear(nn.Linear(h2, action_space.shape[0]), POLICY_GAIN)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean (*lead, d), features (*lead, h2))`` for ``obs (*lead, *ob_shape)``."""
+        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = torch.relu(self.fc2(h))
+        return self.mean_layer(h), h
 
 
 class VNet(nn.Module):

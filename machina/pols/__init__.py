@@ -6,6 +6,7 @@ from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.deterministic_action_noise_pol import DeterministicActionNoisePol
 from machina.pols.factory import make_pol
 from machina.pols.gaussian_pol import GaussianPol
+from machina.pols.gaussian_sde_pol import GaussianSDEPol
 from machina.pols.mixture_gaussian_pol import MixtureGaussianPol
 from machina.pols.mpc_pol import MPCPol
 from machina.pols.multi_categorical_pol import MultiCategoricalPol
@@ -18,6 +19,7 @@ __all__ = [
     "CategoricalPol",
     "DeterministicActionNoisePol",
     "GaussianPol",
+    "GaussianSDEPol",
     "MPCPol",
     "MixtureGaussianPol",
     "MultiCategoricalPol",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import torch
 
-from machina.nets import PolNet, PolNetLSTM
+from machina.nets import PolNet, PolNetLSTM, SDEPolNet
 from machina.pols.base import BasePol
 from machina.pols.categorical_pol import CategoricalPol
 from machina.pols.gaussian_pol import GaussianPol
+from machina.pols.gaussian_sde_pol import GaussianSDEPol
 from machina.pols.multi_categorical_pol import MultiCategoricalPol
 
 _POLS = {
@@ -15,14 +17,22 @@ _POLS = {
     gym.spaces.Discrete: CategoricalPol,
     gym.spaces.MultiDiscrete: MultiCategoricalPol,
 }
+#: gSDE's initial log-std of the exploration matrix (stable-baselines3's -2 for these tasks)
+SDE_LOG_STD_INIT = -2.0
 
 
 def make_pol(
-    observation_space: gym.Space, action_space: gym.Space, rnn: bool = False, h_size: int = 64
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    rnn: bool = False,
+    h_size: int = 64,
+    log_std_init: float | None = None,
+    sde_sample_freq: int | None = None,
 ) -> BasePol:
     """The policy machina pairs with ``action_space``, on an MLP or LSTM net.
 
-    Box gives a ``GaussianPol``, Discrete a ``CategoricalPol`` and MultiDiscrete a
+    Box gives a ``GaussianPol`` (a ``GaussianSDEPol`` on an ``SDEPolNet`` with
+    ``sde_sample_freq``), Discrete a ``CategoricalPol`` and MultiDiscrete a
     ``MultiCategoricalPol``.
 
     Parameters
@@ -33,13 +43,37 @@ def make_pol(
         Use ``PolNetLSTM`` (hidden and cell size ``h_size``) instead of ``PolNet``.
     h_size : int
         Units per hidden layer.
+    log_std_init : float, optional
+        Box only: initial log-std (default the net's own, -1; with gSDE -2).
+    sde_sample_freq : int, optional
+        Box, feed-forward only: explore with gSDE, the exploration matrix redrawn every
+        ``sde_sample_freq`` acting calls (-1: only on ``reset_noise``).
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
         supported = ", ".join(cls.__name__ for cls in _POLS)
         raise ValueError(f"action_space: expected one of {supported}, got {action_space}")
+    box = isinstance(action_space, gym.spaces.Box)
+    if log_std_init is not None and not box:
+        raise ValueError(
+            f"log_std_init: only a Box action space has a Gaussian policy, got {action_space}"
+        )
+    if sde_sample_freq is not None:
+        if not box or rnn:
+            raise ValueError(
+                "sde_sample_freq: gSDE needs a Box action space and a feed-forward net, got "
+                f"{action_space} with rnn={rnn}"
+            )
+        net = SDEPolNet(observation_space, action_space, h1=h_size, h2=h_size)
+        std = SDE_LOG_STD_INIT if log_std_init is None else log_std_init
+        return GaussianSDEPol(
+            observation_space, action_space, net, log_std_init=std, sample_freq=sde_sample_freq
+        )
     if rnn:
         net = PolNetLSTM(observation_space, action_space, h_size=h_size, cell_size=h_size)
     else:
         net = PolNet(observation_space, action_space, h1=h_size, h2=h_size)
+    if log_std_init is not None:
+        with torch.no_grad():
+            net.head.log_std_param.fill_(float(log_std_init))
     return pol_cls(observation_space, action_space, net, rnn=rnn)

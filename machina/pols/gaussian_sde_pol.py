@@ -1,0 +1,173 @@
+"""Gaussian policy with generalized state-dependent exploration (gSDE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from machina.pds.gaussian_pd import GaussianPd
+from machina.pols.base import ActResult, BasePol
+from machina.utils.recurrent import HiddenState
+from machina.utils.spaces import check_flat_space, space_shape
+
+#: added to the action variance: keeps log-std finite where the features vanish (SB3's 1e-6).
+SDE_VAR_EPS = 1e-6
+
+
+class GaussianSDEPol(BasePol):
+    """Gaussian policy whose exploration noise is a function of the state (gSDE).
+
+    Raffin, Kober and Stulp, "Smooth Exploration for Robotic Reinforcement Learning"
+    (CoRL 2021). The action is ``mean(s) + phi(s) @ E`` with features ``phi(s) (k,)`` from the
+    net and an exploration matrix ``E (k, d)`` drawn from ``N(0, exp(log_std)^2)`` elementwise
+    and kept for ``sample_freq`` acting calls. Within that window the noise is a smooth
+    function of the state instead of white noise per step, which is what lets PPO leave the
+    standing-still plateau on the PyBullet locomotion tasks.
+
+    Over the draws of ``E`` an action is Gaussian with independent components of variance
+    ``phi(s)^2 @ exp(log_std)^2``: that marginal is the policy's distribution (a
+    :class:`machina.pds.GaussianPd` with a per-state ``log_std`` in ``a_i``), so every loss
+    and estimator that works with :class:`GaussianPol` works unchanged.
+
+    Parameters
+    ----------
+    observation_space : gymnasium.Space
+        Space of one observation.
+    action_space : gymnasium.spaces.Box
+        One-dimensional Box, ``(d,)``.
+    net : torch.nn.Module
+        ``net(obs) -> (mean (B, d), features (B, k))``, e.g.
+        :class:`machina.nets.SDEPolNet`.
+    log_std_init : float
+        Initial value of every entry of the ``(k, d)`` log-std of the exploration matrix.
+    sample_freq : int
+        Draw a new exploration matrix every ``sample_freq`` acting calls (calls made without
+        autograd, as the samplers make them; one call acts for every environment). ``-1``:
+        only when :meth:`reset_noise` is called (and at the first acting call).
+    learn_features : bool
+        Let the log-likelihood's gradient reach the net through the features' part in the
+        standard deviation; False (the paper's default) detaches them there.
+    normalize_ac : bool
+        Scale ``ac`` from ``[-1, 1]`` to ``[low, high]`` for the environment.
+
+    Notes
+    -----
+    One exploration matrix serves the whole batch of an acting call (every environment of a
+    sampler, each with its own features); gradient-enabled calls (training) sample with the
+    current matrix and never advance the schedule. The matrix and the call count are part of
+    the policy's state: pickled with it to sampler workers (which go on drawing from the
+    sampler's RNG) and saved in ``state_dict`` (its extra state), so a resumed run continues
+    with the same noise.
+    """
+
+    action_space_types = (gym.spaces.Box,)
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Box,
+        net: nn.Module,
+        log_std_init: float = -2.0,
+        sample_freq: int = 4,
+        learn_features: bool = False,
+        normalize_ac: bool = True,
+    ) -> None:
+        sample_freq = int(sample_freq)
+        if sample_freq == 0 or sample_freq < -1:
+            raise ValueError(
+                f"sample_freq: expected a positive number of acting calls or -1 (only on "
+                f"reset_noise), got {sample_freq}"
+            )
+        self._feature_dim = 0  # set by _check_net_outputs
+        super().__init__(observation_space, action_space, net, rnn=False, normalize_ac=normalize_ac)
+        self.pd = GaussianPd()
+        dim = space_shape("action_space", action_space)[0]
+        self.log_std = nn.Parameter(torch.full((self._feature_dim, dim), float(log_std_init)))
+        self.sample_freq = sample_freq
+        self.learn_features = bool(learn_features)
+        self.exploration_mat: torch.Tensor | None = None
+        self._acting_calls = 0
+
+    def _check_action_space(self, action_space: gym.Space) -> None:
+        super()._check_action_space(action_space)
+        check_flat_space("action_space", action_space, type(self).__name__)
+
+    def _check_net_outputs(self, outputs: tuple[torch.Tensor, ...]) -> None:
+        dim = space_shape("action_space", self.action_space)[0]
+        what = f"(mean (..., {dim}), features (..., k)) with the same leading dims"
+        if (
+            len(outputs) != 2
+            or tuple(outputs[0].shape[-1:]) != (dim,)
+            or outputs[1].ndim != outputs[0].ndim
+            or outputs[1].shape[:-1] != outputs[0].shape[:-1]
+        ):
+            raise self._net_output_error(what, outputs)
+        self._feature_dim = int(outputs[1].shape[-1])
+
+    def _features(self, features: torch.Tensor) -> torch.Tensor:
+        return features if self.learn_features else features.detach()
+
+    def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        mean, features = outputs
+        variance = self._features(features).pow(2) @ torch.exp(2.0 * self.log_std)
+        return dict(mean=mean, log_std=0.5 * torch.log(variance + SDE_VAR_EPS), features=features)
+
+    def _mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return params["mean"]
+
+    def reset_noise(self) -> torch.Tensor:
+        """Draw a new exploration matrix ``(k, d)`` (from torch's current RNG) and return it."""
+        # a normal tensor even when drawn in the sampler's inference mode, so that training
+        # calls (learn_features=True) may save it for backward
+        with torch.inference_mode(False), torch.no_grad():
+            std = torch.exp(self.log_std)
+            self.exploration_mat = std * torch.randn_like(std)
+        self._acting_calls = 0
+        return self.exploration_mat
+
+    def _act(
+        self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
+    ) -> ActResult:
+        obs = self._obs_to_tensor(obs)
+        outputs, _ = self._call_net(obs, hs, h_masks)
+        params = self._pd_params(outputs)
+        features, mean = params.pop("features"), params["mean"]
+        if deterministic:
+            ac = mean
+        else:
+            ac = mean + self._features(features) @ self._exploration_mat(features.device)
+        return self._ac_real_numpy(ac.detach()), ac, params
+
+    def pd_params(
+        self, obs: Any, hs: HiddenState | None = None, h_masks: Any = None
+    ) -> dict[str, torch.Tensor]:
+        params = super().pd_params(obs, hs, h_masks)
+        params.pop("features")
+        return params
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The exploration matrix (empty before the first draw) and the acting-call count."""
+        mat = self.exploration_mat
+        return {
+            "exploration_mat": torch.empty(0) if mat is None else mat.detach().clone(),
+            "acting_calls": int(self._acting_calls),
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        mat = state["exploration_mat"]
+        self.exploration_mat = None if mat.numel() == 0 else mat.detach().clone()
+        self._acting_calls = int(state["acting_calls"])
+
+    def _exploration_mat(self, device: torch.device) -> torch.Tensor:
+        """The current matrix; acting (autograd off) advances the resampling schedule."""
+        acting = not torch.is_grad_enabled()
+        mat = self.exploration_mat
+        stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
+        if mat is None or mat.shape != self.log_std.shape or (acting and stale):
+            mat = self.reset_noise()
+        if acting:
+            self._acting_calls += 1
+        return mat.to(device)
