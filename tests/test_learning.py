@@ -38,11 +38,18 @@ def train_on_policy(
     h_size=32,
     seed=0,
     num_envs=8,
+    sde_sample_freq=None,
 ):
     """The README's loop: sample, estimate, train; returns the final deterministic return."""
     torch.manual_seed(seed)
     env = gym.make(env_id)
-    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=h_size)
+    pol = make_pol(
+        env.observation_space,
+        env.action_space,
+        rnn=rnn,
+        h_size=h_size,
+        sde_sample_freq=sde_sample_freq,
+    )
     vf = make_vf(env.observation_space, rnn=rnn, h_size=h_size)
     state = dict(
         optim_pol=torch.optim.Adam(pol.parameters(), 1e-3),
@@ -158,5 +165,20 @@ def test_ppo_improves_pendulum():
     baseline = random_return("Pendulum-v1", n_epi=8)
     final = train_on_policy(
         "Pendulum-v1", _ppo_clip, total_steps=40_000, steps_per_iter=2000, gamma=0.95, lam=0.9
+    )
+    assert final >= baseline + 300, (final, baseline)
+
+
+def test_ppo_with_gsde_improves_pendulum():
+    """gSDE (GaussianSDEPol, matrix redrawn every 8 steps) learns through the same loop."""
+    baseline = random_return("Pendulum-v1", n_epi=8)
+    final = train_on_policy(
+        "Pendulum-v1",
+        _ppo_clip,
+        total_steps=40_000,
+        steps_per_iter=2000,
+        gamma=0.95,
+        lam=0.9,
+        sde_sample_freq=8,
     )
     assert final >= baseline + 300, (final, baseline)
