@@ -77,3 +77,18 @@ def test_killed_run_continues_its_attempt(tmp_path):
         values = [float(r[key]) for r in got]
         assert values == sorted(values), key  # cumulative over the two processes
     assert not os.listdir(ckpt)  # a finished run drops its checkpoints
+
+
+def test_unknown_setting_is_refused(tmp_path):
+    # a misspelt --set name would otherwise run the entry unchanged under a tuning label
+    env = dict(os.environ, PYTHONPATH=REPO)
+    cmd = [sys.executable, BENCH, *ARGS[:-2], "--set", "anneal_clp=True",
+           "--csv", str(tmp_path / "r.csv"), "--ckpt_dir", ""]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "--set: unknown setting(s) ['anneal_clp']" in proc.stderr
+    rows = []
+    if os.path.exists(tmp_path / "r.csv"):
+        with open(tmp_path / "r.csv") as f:
+            rows = list(csv.DictReader(f))
+    assert rows == []  # refused before the first evaluation

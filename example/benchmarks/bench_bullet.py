@@ -826,10 +826,20 @@ def _save_dir(ckpt: str, steps: int, extra: dict[str, Any], write: Callable[[str
 # ---------------------------------------------------------------------------------------
 
 
+# Settings the loops read when given, beyond those of the entries (``--set`` name=value).
+OPTIONAL_HP = frozenset({"alpha_lr", "anneal_clip", "anneal_lr", "log_std_init", "sde_sample_freq"})
+
+
 def machina_hp(algo: str, env_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
     entry = hyperparams.lookup(algo, env_id)
     if entry is None:
         raise ValueError(f"--envs: no machina entry for {algo}/{env_id} in example/hyperparams.py")
+    unknown = sorted(set(overrides) - set(entry) - OPTIONAL_HP)
+    if unknown:
+        raise ValueError(
+            f"--set: unknown setting(s) {unknown} for machina's {algo}; expected names of "
+            f"its entry {sorted(entry)} or {sorted(OPTIONAL_HP)}"
+        )
     return {**entry, **overrides}
 
 
