@@ -7,12 +7,13 @@ import torch
 
 from machina.export import ActionModule, export_pol, load_exported, noise_shape
 from machina.nets.mixture import MixturePolNet
-from machina.nets.mlp import PolNet
+from machina.nets.mlp import PolNet, SDEPolNet
 from machina.noise import GaussianActionNoise
 from machina.pols import (
     CategoricalPol,
     DeterministicActionNoisePol,
     GaussianPol,
+    GaussianSDEPol,
     MixtureGaussianPol,
     MultiCategoricalPol,
     TanhGaussianPol,
@@ -34,6 +35,11 @@ def make_pol(kind: str) -> BasePol:
     if kind == "gaussian_float64":
         space = gym.spaces.Box(-np.ones(2), 3.0 * np.ones(2), dtype=np.float64)
         return GaussianPol(OB_SPACE, space, PolNet(OB_SPACE, space, 8, 8))
+    if kind == "gaussian_sde":
+        pol = GaussianSDEPol(OB_SPACE, BOX, SDEPolNet(OB_SPACE, BOX, 8, 8), log_std_init=-0.5)
+        with torch.no_grad():  # a mean that is not ~0 (SDEPolNet's output gain is 0.01)
+            pol.net.mean_layer.weight.mul_(100.0)
+        return pol
     if kind == "tanh_gaussian":
         return TanhGaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 8, 8))
     if kind == "mixture":
@@ -53,6 +59,7 @@ def make_pol(kind: str) -> BasePol:
 KINDS = [
     "gaussian",
     "gaussian_float64",
+    "gaussian_sde",
     "tanh_gaussian",
     "mixture",
     "deterministic",
@@ -70,6 +77,14 @@ def policy_noise(pol: BasePol, seed: int) -> tuple[np.ndarray, torch.Tensor]:
     """The policy's own sampled action under ``seed``, and the noise that the same RNG calls
     draw, in ActionModule's layout (the pds' draws: uniform_ on (B, ..., 1), then randn)."""
     obs = observations()
+    if isinstance(pol, GaussianSDEPol):
+        # a stochastic export draws from the per-state marginal (its exploration matrix is a
+        # sampling loop's): the reference is that Gaussian of the public pd_params
+        noise = torch.randn(BATCH, 2, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            params = pol.pd_params(obs)
+            ac = params["mean"] + torch.exp(params["log_std"]) * noise
+        return pol._ac_real_numpy(ac), noise
     torch.manual_seed(seed)
     ac_real = pol(obs)[0]
     torch.manual_seed(seed)

@@ -22,6 +22,7 @@ from machina.pols import (
     CategoricalPol,
     DeterministicActionNoisePol,
     GaussianPol,
+    GaussianSDEPol,
     MixtureGaussianPol,
     MultiCategoricalPol,
     TanhGaussianPol,
@@ -33,6 +34,7 @@ __all__ = ["ActionModule", "noise_shape"]
 SUPPORTED_POLS: tuple[type, ...] = (
     TanhGaussianPol,
     GaussianPol,
+    GaussianSDEPol,
     MixtureGaussianPol,
     CategoricalPol,
     MultiCategoricalPol,
@@ -59,6 +61,8 @@ def noise_shape(pol: BasePol) -> tuple[int, ...]:
     One row of noise per observation, ``(B, *noise_shape(pol))``:
 
     - GaussianPol, TanhGaussianPol: ``(d,)`` standard normal draws.
+    - GaussianSDEPol: ``(d,)`` standard normal draws of its per-state marginal Gaussian (the
+      exploration matrix and its schedule belong to a sampling loop, not to one action).
     - DeterministicActionNoisePol: ``(d,)`` exploration noise in policy space (e.g. one draw
       of the policy's ``noise`` process), added to the mean, then clipped like ``forward``.
     - CategoricalPol: ``(1,)`` uniform draws in ``[0, 1)``.
@@ -94,8 +98,9 @@ class ActionModule(nn.Module):
     Parameters
     ----------
     pol : BasePol
-        A feed-forward GaussianPol, TanhGaussianPol, MixtureGaussianPol, CategoricalPol,
-        MultiCategoricalPol or DeterministicActionNoisePol. Its modules are shared, not copied.
+        A feed-forward GaussianPol, GaussianSDEPol, TanhGaussianPol, MixtureGaussianPol,
+        CategoricalPol, MultiCategoricalPol or DeterministicActionNoisePol. Its modules are
+        shared, not copied.
     deterministic : bool
         True: ``forward(obs)`` returns ``pol.deterministic_ac_real(obs)[0]``. False:
         ``forward(obs, noise)`` returns the action ``pol(obs)[0]`` would take with that noise
@@ -135,7 +140,7 @@ class ActionModule(nn.Module):
         if isinstance(pol, TanhGaussianPol):
             loc, log_std = cast(TanhGaussianPd, pol.pd)._loc(params)
             return torch.tanh(loc + torch.exp(log_std) * noise)
-        if isinstance(pol, GaussianPol):
+        if isinstance(pol, (GaussianPol, GaussianSDEPol)):
             return params["mean"] + torch.exp(params["log_std"]) * noise
         if isinstance(pol, CategoricalPol):
             return _inverse_cdf(params["pi"], noise[..., 0])
