@@ -114,7 +114,8 @@ parser.add_argument(
     type=int,
     default=None,
     help="explore with gSDE, the exploration matrix redrawn every N steps (-1: once per "
-    "sample call); default: plain Gaussian noise",
+    "sample call; 0: plain Gaussian noise, which turns off an entry's gSDE); default: plain "
+    "Gaussian noise",
 )
 parser.add_argument(
     "--anneal_lr",
@@ -146,6 +147,8 @@ solve_return = args.solve_return
 if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
 
+if args.sde_sample_freq == 0:
+    args.sde_sample_freq = None
 for flag in ("log_std_init", "sde_sample_freq"):
     if getattr(args, flag) is not None and not isinstance(env.action_space, gym.spaces.Box):
         raise SystemExit(

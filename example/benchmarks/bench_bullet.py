@@ -477,7 +477,7 @@ def machina_ppo(
         env.action_space,
         h_size=hp["h_size"],
         log_std_init=hp.get("log_std_init"),
-        sde_sample_freq=hp.get("sde_sample_freq"),
+        sde_sample_freq=hp.get("sde_sample_freq") or None,  # 0: plain Gaussian noise
     )
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
