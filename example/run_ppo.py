@@ -4,7 +4,8 @@
 
 Trains until a deterministic evaluation reaches ``--solve_return`` (CartPole-v1: 475) or
 ``--max_steps`` env steps pass, and writes progress.csv, TensorBoard events,
-learning_curve.png and the trained policy (models/pol_last.pt) into ``--log``.
+learning_curve.png, the settings (args.json) and the trained policy (models/pol_last.pt) into
+``--log``.
 
 Settings: a task with an entry in ``example/hyperparams.py`` (the PyBullet locomotion tasks)
 starts from that entry's known-good settings, and every flag given overrides it; the script
@@ -155,6 +156,8 @@ for flag in ("log_std_init", "sde_sample_freq"):
             f"--{flag}: expected a Gaussian policy (a Box action space, no --c2d), given "
             f"{env.action_space}"
         )
+# The run's settings, for take_movie.py and for whoever reads the run later.
+logger.log_parameters_lite(os.path.join(args.log, "args.json"), args)
 pol = make_pol(
     env.observation_space,
     env.action_space,

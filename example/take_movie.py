@@ -4,15 +4,22 @@
     python example/take_movie.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
 
 Loads the policy that ``logger.save_models`` wrote (``--log``/models/pol_last.pt, as
-example/run_ppo.py saves it; pass the same ``--rnn``, ``--c2d`` and ``--h_size``) and plays
+example/run_ppo.py saves it) and plays
 ``--num_epis`` episodes in an environment made with ``render_mode="rgb_array"`` and wrapped in
 ``gymnasium.wrappers.RecordVideo``, which records every episode, as
 ``GymEnv(record_video=True)`` does for a sampler. One episode is written to ``--out``
 (default ``--log``/movie.mp4); with more, episode ``i`` goes to ``OUT-episode-i.mp4``.
 Needs moviepy: ``pip install machina[video]``.
+
+The policy is rebuilt with the run's own settings, read from ``--log``/args.json (written by
+run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``sde_sample_freq`` (a gSDE policy, as the
+Hopper entry of example/hyperparams.py trains) and ``normalize_ob``, whose statistics
+(``--log``/models/prepro_last.pt) normalise the observations the policy sees. A flag given
+on the command line wins over the file; without the file, the flags alone describe the policy.
 """
 
 import argparse
+import json
 import os
 
 import numpy as np
@@ -21,21 +28,50 @@ from gymnasium.wrappers import RecordVideo
 
 from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
+from machina.prepro import BasePrePro
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="HopperBulletEnv-v0", help="any gymnasium id")
 parser.add_argument("--log", default="runs/ppo", help="run folder holding models/")
 parser.add_argument("--pol", default=None, help="policy file (default: LOG/models/pol_last.pt)")
 parser.add_argument("--out", default=None, help="video file (default: LOG/movie.mp4)")
-parser.add_argument("--rnn", action="store_true", help="the policy is an LSTM policy")
-parser.add_argument("--c2d", action="store_true", help="the policy acts through C2DEnv")
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--rnn", action="store_true", default=None, help="an LSTM policy")
+parser.add_argument("--c2d", action="store_true", default=None, help="acts through C2DEnv")
+parser.add_argument("--h_size", type=int, default=None, help="hidden units per layer (64)")
+parser.add_argument(
+    "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
+)
+parser.add_argument(
+    "--normalize_ob",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="normalise observations with LOG/models/prepro_last.pt",
+)
 parser.add_argument("--num_epis", type=int, default=1, help="episodes to record")
 parser.add_argument("--max_steps", type=int, default=1000, help="steps at most per episode")
 parser.add_argument("--stochastic", action="store_true", help="sample actions, not the mode")
 parser.add_argument("--fps", type=int, default=None, help="default: the environment's")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
+
+# The run's settings fill in what the command line leaves open.
+run_args_path = os.path.join(args.log, "args.json")
+run_args = {}
+if os.path.exists(run_args_path):
+    with open(run_args_path, encoding="utf-8") as f:
+        run_args = json.load(f)
+for name, default in (
+    ("rnn", False),
+    ("c2d", False),
+    ("h_size", 64),
+    ("sde_sample_freq", None),
+    ("normalize_ob", False),
+    ("ob_clip", 10.0),
+):
+    if getattr(args, name, None) is None:
+        setattr(args, name, run_args.get(name, default))
+if args.sde_sample_freq == 0:
+    args.sde_sample_freq = None
 
 try:
     import moviepy  # noqa: F401  (RecordVideo writes the files with it)
@@ -56,10 +92,21 @@ env = RecordVideo(
 )
 if args.c2d:
     env = C2DEnv(env)
-pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
+pol = make_pol(
+    env.observation_space,
+    env.action_space,
+    rnn=args.rnn,
+    h_size=args.h_size,
+    sde_sample_freq=args.sde_sample_freq,
+)
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
 pol.load_state_dict(torch.load(pol_path, map_location="cpu"))
 pol.eval()
+prepro = None
+if args.normalize_ob:
+    prepro = BasePrePro(env.observation_space, clip=args.ob_clip)
+    prepro_path = os.path.join(args.log, "models", "prepro_last.pt")
+    prepro.load_state_dict(torch.load(prepro_path, map_location="cpu"))
 act = pol.forward if args.stochastic else pol.deterministic_ac_real
 
 n_frames, returns = 0, []
@@ -70,7 +117,8 @@ for epi in range(args.num_epis):
     ret = 0.0
     for _ in range(args.max_steps):
         # One observation as a batch of one (a sequence of one step when recurrent).
-        batch = obs[None, None] if args.rnn else obs[None]
+        ob = obs if prepro is None else prepro.prepro(obs).astype(np.float32)
+        batch = ob[None, None] if args.rnn else ob[None]
         with torch.no_grad():
             ac_real, _, _ = act(batch)
         obs, rew, terminated, truncated, _ = env.step(ac_real.reshape(env.action_space.shape))

@@ -110,3 +110,34 @@ def test_run_ppo_log_std_init_and_linear_annealing(tmp_path):
     )  # fmt: skip
     assert bad.returncode != 0
     assert "--log_std_init: expected a Gaussian policy" in bad.stderr
+
+
+@pytest.mark.parametrize("sde_flag, sde", [([], True), (["--sde_sample_freq", "0"], False)])
+def test_run_ppo_hopper_entry_explores_with_gsde_unless_turned_off(tmp_path, sde_flag, sde):
+    """The Hopper entry's policy is a GaussianSDEPol (its (k, d) log-std at the entry's -2);
+    ``--sde_sample_freq 0`` gives the plain Gaussian policy instead."""
+    pytest.importorskip("pybullet")
+    import torch
+
+    from machina import checkpoint
+
+    log = tmp_path / "run"
+    args = ["--env_name", "HopperBulletEnv-v0", "--max_steps", "200", "--steps_per_iter", "100",
+            "--epoch_per_iter", "1", "--eval_epis", "1", "--log", str(log), "--seed", "0",
+            *sde_flag]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(EXAMPLES))
+    script = os.path.join(EXAMPLES, "run_ppo.py")
+    run = subprocess.run(
+        [sys.executable, script, *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "sde_sample_freq=4" in out  # the entry, printed
+    state = torch.load(checkpoint.latest_checkpoint(log) / "state.pt", weights_only=True)
+    if sde:
+        log_std = state["pol"]["log_std"]
+        assert log_std.shape == (64, 3)  # features of the 64-unit hidden layer, 3 joints
+        assert torch.all((log_std + 2.0).abs() < 0.1), log_std
+    else:
+        assert "log_std" not in state["pol"]
+        assert "net.head.log_std_param" in state["pol"]
