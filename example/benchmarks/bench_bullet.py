@@ -166,9 +166,30 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   annealing (1402 vs 1816), so the tanh-bounded mean stays. Hopper: every variant, rl-zoo's
   own PPO settings included (256x256, lr 3e-5, 20 epochs of 128, clip 0.4, log-std -2),
   stays on the standing-still plateau of ~900-1000;
-  what rl-zoo runs and machina does not is gSDE (state-dependent exploration noise,
+  what rl-zoo runs and machina did not was gSDE (state-dependent exploration noise,
   resampled every 4 steps), the prime suspect for stable-baselines3 leaving that plateau at
-  ~200k. machina has no gSDE yet: the next thing to build for Hopper.
+  ~200k.
+- gSDE (session 8-9; ``machina.pols.GaussianSDEPol``, ``--sde_sample_freq``): entry v2 with
+  ``sde_sample_freq=4 log_std_init=-2`` (rl-zoo's two gSDE settings for these ids, all else
+  v2), 500k steps, every evaluation in ``assets/bullet_tuning.csv``:
+
+  ==========================  ============================================  =============
+  task, seed                  gSDE: evaluations on the way -> final           v2 (no gSDE)
+  ==========================  ============================================  =============
+  Hopper, seed 100            1432 @101k, 1901 @152k, 2456 @277k -> 2568    894
+  Hopper, seed 101            -> 2631                                       (not run)
+  HalfCheetah, seed 100       548 @76k, ~600 from 200k on -> 587            1816 @300k
+  ==========================  ============================================  =============
+
+  On Hopper gSDE leaves the standing-still plateau on both tuning seeds, as it does for
+  stable-baselines3, so Hopper's entry is v3 = v2 + gSDE (``--sde_sample_freq 0`` turns it
+  off). On HalfCheetah it stalls at ~600 where plain noise reaches ~1800: HalfCheetah keeps
+  v2. Walker2D was not tried (it keeps v2). The reported Hopper seeds 0-2 were rerun with
+  v3 (v2's reported runs, 769 [739, 908], moved to the tuning CSV with that label).
+  gSDE costs CPU: machina's PPO Hopper took about 2x the CPU seconds per env step with
+  gSDE (506-631 s per 500k against 266-274 s with v2). Probable cause, not yet measured:
+  a ``GaussianSDEPol`` has no ``numpy_inference`` hook, so the sampler runs it on the torch
+  path, not the numpy fast path that serves ``GaussianPol``.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
