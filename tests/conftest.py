@@ -244,6 +244,8 @@ def float32_tolerances(spec, obs):
             fn, lipschitz = reference_activation(op[1], op[2])
             z = fn(z)
             err = lipschitz * err + 2 * ACT_ULPS * U * (np.abs(z) + 1.0)
+    if spec["kind"] == "gaussian_sde":
+        return _sde_tolerances(spec, z, err)
     tol = {}
     if spec["kind"] == "gaussian":
         # tanh: its slope at most 1 - tanh^2 over [|z| - err, |z|]; a few ulps per path
@@ -260,4 +262,27 @@ def float32_tolerances(spec, obs):
         pi = np.exp(z - z.max(axis=1, keepdims=True))
         pi /= pi.sum(axis=1, keepdims=True)
         tol["pi"] = pi * (np.expm1(2 * dz) + 2 * (n + 4) * U)
+    return tol
+
+
+def _sde_tolerances(spec, features, err):
+    """:func:`float32_tolerances` of a gSDE policy (kind ``gaussian_sde``) from its features'
+    exact values ``(B, k)`` and their bound: ``mean`` (the last linear layer), ``log_std`` =
+    ``0.5 log(features^2 @ exp(2 log_std) + 1e-6)``, and ``ac`` = ``mean + features @ E``,
+    ``|E| < 8 exp(log_std)`` entrywise."""
+    weight, bias = (a.astype(np.float64) for a in spec["ops"][-1][1:])
+    magnitude = np.abs(features) @ np.abs(weight).T + np.abs(bias)
+    tol = {"mean": err @ np.abs(weight).T + 2 * ULPS_PER_LAYER * U * magnitude}
+    param = spec["log_std"].astype(np.float64)  # (k, d)
+    var_w = np.exp(2.0 * param)  # exp: a few ulps per path, counted below
+    square_err = 2.0 * np.abs(features) * err + err**2 + 2 * ACT_ULPS * U * features**2
+    var = features**2 @ var_w
+    var_err = square_err @ var_w + 2 * (ULPS_PER_LAYER + ACT_ULPS) * U * var
+    total = var + 1e-6
+    # log moves by at most var_err / (total - var_err); the log and the halving a few ulps
+    log_err = var_err / np.maximum(total - var_err, 1e-300)
+    tol["log_std"] = 0.5 * log_err + 2 * ACT_ULPS * U * (np.abs(0.5 * np.log(total)) + 1.0)
+    bound = 8.0 * np.exp(param)
+    noise = err @ bound + 2 * ULPS_PER_LAYER * U * (np.abs(features) @ bound)
+    tol["ac"] = tol["mean"] + noise + 4 * U * (np.abs(features) @ bound + magnitude)
     return tol

@@ -1,6 +1,8 @@
 """machina.samplers._numpy_policy (fast_inference): NumpyPolicy against the policy's own torch
 call, within float32 bounds, with the same draws; what keeps the torch path."""
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,34 +11,48 @@ from conftest import U, assert_within, categorical_draws_agree, float32_toleranc
 from sampler_parts import cartpole, categorical_pol, gaussian_pol, lengths
 
 from machina.envs import GymEnv
-from machina.nets import PolNet
-from machina.pols import CategoricalPol, RandomPol
+from machina.nets import PolNet, SDEPolNet
+from machina.pols import CategoricalPol, GaussianSDEPol, RandomPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
 
 
-def confident_pol(env):
-    """A make_pol-like MLP policy with large random weights, so its outputs vary widely."""
-    pol = gaussian_pol(env) if isinstance(env.action_space, gym.spaces.Box) else None
-    pol = pol or categorical_pol(env)
+def confident_pol(env, sde=False):
+    """A make_pol-like MLP policy with large random weights, so its outputs vary widely;
+    ``sde``: a gSDE policy (a new exploration matrix every 3 acting calls)."""
+    ob_space, ac_space = env.observation_space, env.action_space
+    if sde:
+        torch.manual_seed(0)
+        net = SDEPolNet(ob_space, ac_space)
+        pol = GaussianSDEPol(ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3)
+    elif isinstance(ac_space, gym.spaces.Box):
+        pol = gaussian_pol(env)
+    else:
+        pol = categorical_pol(env)
     with torch.no_grad():
         for param in pol.net.parameters():
             torch.nn.init.normal_(param, std=0.5)
     return pol
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+#: (environment, gSDE policy): the three kinds of numpy copy
+POLICIES = [("CartPole-v1", False), ("Pendulum-v1", False), ("Pendulum-v1", True)]
+
+
+@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_numpy_policy_matches_the_torch_policy(env_id, batch):
+def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
     """NumpyPolicy (what fast_inference acts with) against the policy's own call on the same
     observations and torch RNG state: a_i within the float32 bound of two summation orders
     (``float32_tolerances``, not a constant from one CPU: 1.15e-6 > 1e-6 failed on an Intel
     Xeon, issue 11) with the same keys, shapes and dtypes, the same draws (actions equal,
     or within the bound for Gaussian), the same mode. 64 rows: torch fills 16 or more random
-    values by another (vectorised) kernel."""
+    values by another (vectorised) kernel. gSDE: each path on its own copy of the policy, so that
+    both draw and redraw their exploration matrices at the same calls."""
     env = gym.make(env_id)
-    pol = confident_pol(env)
-    fast = NumpyPolicy.build(pol, env.observation_space.shape)
+    pol = confident_pol(env, sde)
+    fast_pol = copy.deepcopy(pol)
+    fast = NumpyPolicy.build(fast_pol, env.observation_space.shape)
     assert fast is not None
     obs = np.random.default_rng(0).normal(size=(batch, *env.observation_space.shape))
     obs = obs.astype(np.float32)
@@ -56,7 +72,7 @@ def test_numpy_policy_matches_the_torch_policy(env_id, batch):
             for key, value in a_i.items():
                 ref = ref_a_i[key].detach().numpy()
                 assert value.dtype == ref.dtype and value.shape == ref.shape
-                if key == "log_std":
+                if key == "log_std" and not sde:
                     np.testing.assert_array_equal(value, ref)  # a copy of the parameter
                 else:
                     assert_within(value, ref, tol[key], key)
@@ -79,14 +95,17 @@ def test_numpy_policy_matches_the_torch_policy(env_id, batch):
                 else:
                     assert categorical_draws_agree(ac, ref_ac, tol["pi"], pi_ref, uniforms)
                 np.testing.assert_array_equal(ac_real[ac == ref_ac], ref_real[ac == ref_ac])
+            if sde:  # the same matrices, drawn at the same calls
+                assert fast_pol._acting_calls == pol._acting_calls
+                assert torch.equal(fast_pol.exploration_mat, pol.exploration_mat)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_numpy_policy_writes_into_given_outputs(env_id):
+@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
+def test_numpy_policy_writes_into_given_outputs(env_id, sde):
     """With ``outs`` (rows of the engine's buffers) NumpyPolicy writes ac and every a_i entry
     into them and returns them: the same values as without, for sample and mode."""
     env = gym.make(env_id)
-    pol = confident_pol(env)
+    pol = confident_pol(env, sde)
     fast = NumpyPolicy.build(pol, env.observation_space.shape)
     obs = np.random.default_rng(1).normal(size=(5, *env.observation_space.shape))
     obs = obs.astype(np.float32)
@@ -148,29 +167,33 @@ def test_numpy_policy_batch_size_changes_and_action_start(start):
         assert ac_real.min() >= start and ac_real.max() < start + 3
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_fast_inference_same_episodes_as_the_torch_policy(env_id):
+@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
+def test_fast_inference_same_episodes_as_the_torch_policy(env_id, sde):
     """Same seed with and without fast_inference: the same draws from the same RNG, so the
     same episodes up to float32 rounding, in two layouts. Discrete actions leave no rounding
     in the trajectory (CartPole's episodes are equal); Pendulum's dynamics amplify rounding
     over the steps, so each path's a_i is checked against the policy's own call on that
     path's observations, within the float32 bound, and the trajectories are compared where
-    rounding has not entered them yet (the seeded first observations)."""
+    rounding has not entered them yet (the seeded first observations and the first actions:
+    for gSDE, these show that both paths use the same exploration matrix at every episode's
+    start). Each sampler gets its own copy of the policy (gSDE's schedule is its state)."""
     env = GymEnv(env_id, max_episode_steps=20)
-    pol = confident_pol(env)
+    pol = confident_pol(env, sde)
+    box = isinstance(env.action_space, gym.spaces.Box)
     for num_parallel, num_envs in ((1, 3), (2, 2)):
         epis = {}
         for fast in (True, False):
+            path_pol = copy.deepcopy(pol)
             with EpiSampler(
                 env,
-                pol,
+                path_pol,
                 num_parallel=num_parallel,
                 num_envs=num_envs,
                 seed=1,
                 fast_inference=fast,
             ) as sampler:
-                epis[fast] = sampler.sample(pol, max_steps=300)
-                epis[fast] += sampler.sample(pol, max_epis=5, deterministic=True)
+                epis[fast] = sampler.sample(path_pol, max_steps=300)
+                epis[fast] += sampler.sample(path_pol, max_epis=5, deterministic=True)
         assert lengths(epis[True]) == lengths(epis[False])
         for ea, eb in zip(epis[True], epis[False]):
             assert ea["acs"].dtype == eb["acs"].dtype
@@ -181,12 +204,16 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id):
             if env_id == "CartPole-v1":  # a tie within rounding never came up with this seed
                 np.testing.assert_array_equal(ea["obs"], eb["obs"])
                 np.testing.assert_array_equal(ea["acs"], eb["acs"])
+            if box:
+                first = float32_tolerances(pol, ea["obs"][:1])["ac"][0]
+                assert_within(ea["acs"][0], eb["acs"][0], first, "first ac")
         for epi in epis[True]:  # the fast path's outputs against the policy's own call
             tol = float32_tolerances(pol, epi["obs"])
             with torch.no_grad():
                 ref = pol.pd_params(torch.from_numpy(epi["obs"]))
-            key = "mean" if "mean" in ref else "pi"
-            assert_within(epi["a_is"][key], ref[key].numpy(), tol[key], key)
+            keys = ["mean", "log_std"] if sde else ["mean"] if box else ["pi"]
+            for key in keys:
+                assert_within(epi["a_is"][key], ref[key].numpy(), tol[key], key)
 
 
 def test_numpy_policy_only_for_what_it_reproduces():
@@ -218,6 +245,21 @@ def test_numpy_policy_only_for_what_it_reproduces():
     assert NumpyPolicy.build(gaussian_pol(pendulum, rnn=True), (3,)) is None
     assert NumpyPolicy.build(gaussian_pol(pendulum).double(), (3,)) is None
     assert NumpyPolicy.build(RandomPol(env.observation_space, env.action_space), ob_shape) is None
+    # gSDE: only GaussianSDEPol itself on machina's SDEPolNet
+    sde_pol = confident_pol(pendulum, sde=True)
+    assert NumpyPolicy.build(sde_pol, (3,)) is not None
+
+    class MySDEPol(GaussianSDEPol):
+        pass
+
+    sde_net = SDEPolNet(pendulum.observation_space, pendulum.action_space)
+    spaces = (pendulum.observation_space, pendulum.action_space)
+    assert NumpyPolicy.build(MySDEPol(*spaces, sde_net), (3,)) is None
+
+    class MySDENet(SDEPolNet):
+        pass
+
+    assert NumpyPolicy.build(GaussianSDEPol(*spaces, MySDENet(*spaces)), (3,)) is None
     # the hooked policy is really called by the sampler: with zero features, pi is constant
     with EpiSampler(env, hooked, seed=0) as sampler:
         epis = sampler.sample(hooked, max_steps=40)

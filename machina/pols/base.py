@@ -208,6 +208,7 @@ class BasePol(RecurrentMixin, nn.Module):
             (B, ...) to the environment's action; ``ac_is_real``: True when that map is the
             identity (Discrete starting at 0); ``invalid_pi``: maps probabilities
             ``pi (B, n)`` to the ``ValueError`` the torch path raises for them.
+            ``GaussianSDEPol`` gives kind ``"gaussian_sde"`` (see its override).
         """
 
         def qualname(obj: Any) -> str:
@@ -219,28 +220,41 @@ class BasePol(RecurrentMixin, nn.Module):
         }
         kind, pd_cls = kinds.get(qualname(self), (None, None))
         net, ob_shape = self.net, self.observation_space.shape
-        if kind is None or type(self.pd) is not pd_cls or self.rnn:
+        if kind is None or type(self.pd) is not pd_cls or not self._numpy_ready():
             return None
-        if net is None or ob_shape is None:
-            return None
-        tensors = list(self.parameters()) + list(self.buffers())
-        if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
-            return None
-        if any(p.dtype != torch.float32 for p in self.parameters()):
-            return None
-        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-            return None
-        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
-            return None
-        # the numpy copies of the action bounds / offsets (absent in policies pickled by an
-        # older version)
-        bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
-        if bounds is None and start is None:
+        if net is None or ob_shape is None:  # _numpy_ready checked; for the type checker
             return None
         ops = net_ops(net, kind, len(ob_shape))
         if ops is None:
             return None
-        spec: dict[str, Any] = {
+        spec = self._numpy_spec(kind, ops)
+        if kind == "gaussian":
+            spec["log_std"] = gaussian_log_std(net)
+        return spec
+
+    def _numpy_ready(self) -> bool:
+        """Whether a numpy copy can stand for this policy's act step at all, whatever its
+        net: feed-forward, everything on the CPU in float32, no forward hooks, and the
+        numpy copies of the action conversion (absent in policies pickled by an older
+        version)."""
+        if self.rnn or self.net is None or self.observation_space.shape is None:
+            return False
+        tensors = list(self.parameters()) + list(self.buffers())
+        if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
+            return False
+        if any(p.dtype != torch.float32 for p in self.parameters()):
+            return False
+        if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+            return False
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
+            return False
+        bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
+        return bounds is not None or start is not None
+
+    def _numpy_spec(self, kind: str, ops: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """The entries of :meth:`numpy_inference`'s spec every kind shares."""
+        start = self.__dict__.get("_np_ac_start")
+        return {
             "kind": kind,
             "ops": ops,
             "layers": [(op[1], op[2]) for op in ops if op[0] == "linear"],
@@ -253,9 +267,6 @@ class BasePol(RecurrentMixin, nn.Module):
             ),
             "invalid_pi": lambda pi: invalid_pi_error(torch.from_numpy(pi)),
         }
-        if kind == "gaussian":
-            spec["log_std"] = gaussian_log_std(net)
-        return spec
 
     @keyword_aliases(x="ac")
     def convert_ac_for_real(self, ac: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.base import ActResult, BasePol
+from machina.pols.numpy_spec import sde_net_ops
 from machina.utils.recurrent import HiddenState
 from machina.utils.spaces import check_flat_space, space_shape
 
@@ -147,6 +148,38 @@ class GaussianSDEPol(BasePol):
         params = super().pd_params(obs, hs, h_masks)
         params.pop("features")
         return params
+
+    def numpy_inference(self) -> dict[str, Any] | None:
+        """The numpy copy's spec (see ``BasePol.numpy_inference``) for a ``GaussianSDEPol``
+        itself on machina's ``SDEPolNet``, or None.
+
+        Returns
+        -------
+        dict or None
+            ``kind``: ``"gaussian_sde"``; ``ops``: the net's ops, the mean's linear layer
+            last (no tanh; its input, the last hidden activations, are the features ``(k,)``);
+            ``log_std`` ``(k, d)``, the exploration matrix's; ``exploration_mat``: a call
+            that returns the matrix an acting call uses, ``(k, d)`` float32, drawing and
+            counting as the torch path's acting call does (so both paths draw the same
+            matrices at the same steps); ``var_eps``: the variance's ``eps``; and the entries
+            every kind shares.
+        """
+        if type(self) is not GaussianSDEPol or type(self.pd) is not GaussianPd:
+            return None
+        if not self._numpy_ready() or self.net is None:
+            return None
+        ops = sde_net_ops(self.net)
+        if ops is None:
+            return None
+        spec = self._numpy_spec("gaussian_sde", ops)
+        spec["log_std"] = self.log_std.detach().numpy()
+        spec["exploration_mat"] = self._acting_exploration_mat
+        spec["var_eps"] = SDE_VAR_EPS
+        return spec
+
+    def _acting_exploration_mat(self) -> Any:
+        with torch.no_grad():
+            return self._exploration_mat(torch.device("cpu")).numpy()
 
     def get_extra_state(self) -> dict[str, Any]:
         """The exploration matrix (empty before the first draw) and the acting-call count."""

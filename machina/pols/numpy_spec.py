@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "gaussian_log_std", "net_ops"]
+__all__ = ["ACTIVATIONS", "gaussian_log_std", "net_ops", "sde_net_ops"]
 
 Op = tuple[Any, ...]
 
@@ -57,6 +57,7 @@ ACTIVATIONS: dict[type, tuple[str, Any]] = {
 }
 
 _POLNET = "machina.nets.mlp.PolNet"
+_SDEPOLNET = "machina.nets.mlp.SDEPolNet"
 _POLHEAD = "machina.nets._layers.PolHead"
 
 
@@ -178,3 +179,13 @@ def gaussian_log_std(net: nn.Module) -> Any:
     Gaussian (its ``PolHead`` is the last module), as a float32 array view."""
     head = net.head if _qualname(net) == _POLNET else _flat_modules(net)[-1]
     return head.log_std_param.detach().numpy()
+
+
+def sde_net_ops(net: nn.Module) -> list[Op] | None:
+    """The ops of machina's ``SDEPolNet`` (the net of ``GaussianSDEPol``), or None for any
+    other net: fc1, ReLU, fc2, ReLU (its output is the exploration features), and the mean's
+    linear layer last, without tanh."""
+    if _qualname(net) != _SDEPOLNET:
+        return None
+    relu = ("act", "relu", {})
+    return [_linear(net.fc1), relu, _linear(net.fc2), relu, _linear(net.mean_layer)]

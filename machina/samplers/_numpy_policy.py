@@ -11,12 +11,13 @@ call counts, whatever its size (see :class:`NumpyPolicy`'s notes).
 What is taken over is what the policy vouches for through its hook,
 ``BasePol.numpy_inference``: a list of ops (linear layers, elementwise activations, the
 output's tanh or softmax) for machina's own ``GaussianPol`` and ``CategoricalPol`` on a
-feed-forward ``PolNet`` or a user's ``nn.Sequential`` MLP, CPU, float32, no hooks (see
-``machina.pols.numpy_spec``). This module imports no policy, distribution or net class.
-Anything else keeps the torch path.
+feed-forward ``PolNet`` or a user's ``nn.Sequential`` MLP, and ``GaussianSDEPol`` on its
+``SDEPolNet``, CPU, float32, no hooks (see ``machina.pols.numpy_spec``). This module imports
+no policy, distribution or net class. Anything else keeps the torch path.
 
 The random draws are the torch path's own: one ``torch.randn`` (Gaussian noise) or
-``torch.rand`` (categorical inverse-CDF) of the same shape, from the engine's torch RNG. So the
+``torch.rand`` (categorical inverse-CDF) of the same shape, from the engine's torch RNG, or
+for gSDE the policy's own exploration matrix, drawn and scheduled by the policy. So the
 sampler's seeding is unchanged, and with the same seed both paths give the same episodes up to
 float32 rounding of the matmuls (about 1e-7 per call; chaotic dynamics such as Pendulum's
 amplify it over a long episode). The activations run torch's own kernels (tanh: numpy's).
@@ -78,7 +79,11 @@ def _known(spec: dict[str, Any]) -> bool:
     if not ops or ops[0][0] != "linear":
         return False
     body, last = ops[:-1], ops[-1]
-    if spec["kind"] == "gaussian":
+    if spec["kind"] == "gaussian_sde":
+        # the mean's linear layer last, on the features: the last hidden activations
+        if last[0] != "linear" or not body or body[-1][0] != "act":
+            return False
+    elif spec["kind"] == "gaussian":
         if tuple(last[:2]) != ("act", "tanh"):
             return False
     elif last[0] != "softmax":
@@ -110,7 +115,8 @@ class NumpyPolicy:
         """``spec``: what ``pol.numpy_inference()`` returned (see ``BasePol.numpy_inference``);
         its ``ops`` must pass ``_known`` (:meth:`build` checks)."""
         ops = spec["ops"]
-        self.box = spec["kind"] == "gaussian"
+        self.sde = spec["kind"] == "gaussian_sde"
+        self.box = spec["kind"] in ("gaussian", "gaussian_sde")
         self._ac_real = spec["ac_real"]
         self._invalid_pi = spec["invalid_pi"]
         # The body: ops up to the last linear layer (the head's), which _head calls itself;
@@ -131,7 +137,14 @@ class NumpyPolicy:
             for op in self._body[1:]
             if op[0] == "linear"
         ]
-        if self.box:
+        if self.sde:
+            # the features' variance weights exp(2 log_std), transposed (d, k); the policy
+            # draws its exploration matrix itself
+            var_w = torch.exp(2.0 * torch.from_numpy(spec["log_std"])).numpy()
+            self._var_w_t = np.ascontiguousarray(var_w.T)
+            self._var_eps = np.float32(spec["var_eps"])
+            self._exploration_mat = spec["exploration_mat"]
+        elif self.box:
             self.log_std = spec["log_std"].copy()
             self.std = np.exp(self.log_std)  # what torch.exp gives, to float32 rounding
         # A Discrete space starting at 0 (the usual case): ac_real is ac itself, as int64.
@@ -246,6 +259,8 @@ class NumpyPolicy:
         ``a_i`` entry into (keys ``"ac"`` and the ``a_i`` keys; C-contiguous), e.g. rows of
         the sampler's buffers; the returned arrays are then these."""
         get = (outs or {}).get
+        if self.sde:
+            return self._sde_act(obs, get, explore=True)
         if self.box:
             mean = self._mean(obs, get("mean"))
             # GaussianPd.sample: mean + exp(log_std) * randn(mean.shape)
@@ -265,6 +280,35 @@ class NumpyPolicy:
         ac = np.add.reduce(np.less_equal(cum, u), axis=0, dtype=np.int64, out=get("ac"))
         return self._finish(ac, {"pi": pi})
 
+    def _sde_act(self, obs: np.ndarray, get: Callable[[str], Any], explore: bool) -> ActResult:
+        """gSDE: ``ac = mean + features @ E`` (``E`` the policy's exploration matrix) or the
+        mean, and ``a_i``: the mean and the per-state ``log_std = 0.5 log(features^2 @
+        exp(2 log_std) + eps)``, as ``GaussianSDEPol`` computes them."""
+        mean_t = self._head(obs)  # (d, B)
+        features_t = self._last[:-1]  # (k, B): the mean layer's input
+        var_t = np.dot(self._var_w_t, np.square(features_t))
+        np.add(var_t, self._var_eps, out=var_t)
+        np.log(var_t, out=var_t)
+        np.multiply(var_t, np.float32(0.5), out=var_t)
+        mean, log_std = get("mean"), get("log_std")
+        if mean is None:
+            mean = mean_t.T
+        else:
+            np.copyto(mean, mean_t.T)
+        if log_std is None:
+            log_std = var_t.T
+        else:
+            np.copyto(log_std, var_t.T)
+        ac = get("ac")
+        if explore:
+            noise_t = np.dot(self._exploration_mat().T, features_t)
+            ac = np.add(mean_t.T, noise_t.T, out=ac)
+        elif ac is None:
+            ac = mean
+        else:
+            np.copyto(ac, mean)
+        return self._finish(ac, {"mean": mean, "log_std": log_std})
+
     def _gaussian_a_i(self, mean: np.ndarray, log_std: np.ndarray | None) -> dict[str, np.ndarray]:
         if log_std is None:
             log_std = np.broadcast_to(self.log_std, mean.shape)
@@ -276,6 +320,8 @@ class NumpyPolicy:
         """The distribution's mode, as ``pol.deterministic_ac_real(obs)`` does (``outs`` as
         in :meth:`sample`)."""
         get = (outs or {}).get
+        if self.sde:
+            return self._sde_act(obs, get, explore=False)
         if self.box:
             mean = self._mean(obs, get("mean"))
             ac = mean
