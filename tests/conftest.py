@@ -2,6 +2,7 @@
 example scripts / code in a fresh interpreter with readable failures, and the float32
 comparisons and error model of the numpy fast path against torch. Test layout: README.md."""
 
+import concurrent.futures
 import os
 import shlex
 import subprocess
@@ -76,13 +77,18 @@ def _tail(text: str | bytes | None, name: str) -> str:
 
 
 def _run(
-    cmd: list[str], timeout: float, cwd: str | os.PathLike | None
+    cmd: list[str],
+    timeout: float,
+    cwd: str | os.PathLike | None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``cmd`` with text output captured; fail the test with the command and the tails of
     stdout and stderr (stderr last, where the traceback is) on a non-zero exit or a timeout."""
     where = f"\n(cwd: {cwd})" if cwd is not None else ""
     try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+        )
     except subprocess.TimeoutExpired as e:
         timed_out = e
     else:
@@ -122,8 +128,89 @@ def run_example(
     subprocess.CompletedProcess
         With ``stdout`` and ``stderr`` as str; only returned on exit code 0.
     """
-    cmd = [sys.executable, os.path.join(EXAMPLE_DIR, script), *map(str, args)]
-    return _run(cmd, timeout, cwd)
+    return _run(example_cmd(script, *args), timeout, cwd)
+
+
+def example_cmd(script: str, *args) -> list[str]:
+    """The command :func:`run_example` runs: ``example/<script> args...`` (``str`` of each)."""
+    return [sys.executable, os.path.join(EXAMPLE_DIR, script), *map(str, args)]
+
+
+#: Environment of commands run two at a time: one torch thread each, so that two processes
+#: do not oversubscribe the machine's two cores.
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_examples(
+    runs: list[tuple[str, list]], timeout: float = 300, cwd: str | os.PathLike | None = None
+) -> list[subprocess.CompletedProcess]:
+    """Run several example scripts as :func:`run_example` does, two at a time (start-up and
+    small nets: each is one busy thread), on one torch thread each.
+
+    Parameters
+    ----------
+    runs : list of (str, list)
+        ``(script, args)`` pairs, as :func:`run_example`'s arguments.
+    timeout, cwd
+        As :func:`run_example`'s, for each run.
+
+    Returns
+    -------
+    list of subprocess.CompletedProcess
+        In the order of ``runs``. Every run is waited for (``subprocess.run`` kills one that
+        times out); then the first failure, in that order, fails the test.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [
+            pool.submit(_run, example_cmd(script, *args), timeout, cwd, ONE_THREAD_ENV)
+            for script, args in runs
+        ]
+        concurrent.futures.wait(futures)
+    return [future.result() for future in futures]
+
+
+class Prefetch:
+    """Commands run one step ahead of the tests that check them, two at a time.
+
+    A module's tests that each run one script spend their time waiting on interpreter
+    start-up and small nets, one core busy. A module-scoped ``Prefetch`` runs the next test's
+    command while the current one's runs: :meth:`result` starts the command of ``key`` (if
+    not started yet) and that of the key after it, then waits for its own. Tests that run
+    in the order of the keys (pytest's parametrisation order) thus overlap two by two; a
+    deselected test costs at most one run.
+
+    Parameters
+    ----------
+    cmds : dict
+        Key -> command (``list[str]``), in the order the tests run; each runs as
+        :func:`run_example` runs it (failing the test that awaits it), on one torch thread.
+    timeout : float
+        Seconds for each command.
+    """
+
+    def __init__(self, cmds: dict, timeout: float = 300) -> None:
+        self._cmds = cmds
+        self._keys = list(cmds)
+        self._timeout = timeout
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        self._futures: dict = {}
+
+    def _start(self, key) -> None:
+        if key not in self._futures:
+            cmd = self._cmds[key]
+            self._futures[key] = self._pool.submit(_run, cmd, self._timeout, None, ONE_THREAD_ENV)
+
+    def result(self, key) -> subprocess.CompletedProcess:
+        """The finished run of ``key``'s command (the test fails if it failed)."""
+        self._start(key)
+        following = self._keys.index(key) + 1
+        if following < len(self._keys):
+            self._start(self._keys[following])
+        return self._futures[key].result()
+
+    def close(self) -> None:
+        """Wait for the runs started (bounded by their timeouts); drop those not started."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_python(

@@ -4,7 +4,7 @@ import os
 
 import nbformat
 import pytest
-from conftest import EXAMPLE_DIR, run_example
+from conftest import EXAMPLE_DIR, Prefetch, example_cmd
 from nbclient import NotebookClient
 
 
@@ -26,27 +26,45 @@ def test_quickstart_notebook_executes(tmp_path):
 
 
 PPO_SMALL = ["--epoch_per_iter", "2", "--eval_epis", "2"]
+SHORT_EVAL = ["--eval_interval", "200", "--eval_epis", "2"]
+
+#: test id -> (script, arguments)
+SCRIPT_RUNS = {
+    # two iterations of 512 steps, two epochs, short evaluations: the loop runs twice
+    "ppo-kl": ("run_ppo.py", ["--ppo_type", "kl", "--max_steps", "1024", *PPO_SMALL]),
+    "ppo-rnn-workers": (
+        "run_ppo.py",
+        ["--rnn", "--max_steps", "1024", "--num_parallel", "2", "--num_envs", "2", *PPO_SMALL],
+    ),
+    "ppo-c2d": (
+        "run_ppo.py",
+        ["--env_name", "Pendulum-v1", "--c2d", "--max_steps", "1024", *PPO_SMALL],
+    ),
+    "trpo": ("run_trpo.py", ["--max_steps", "2000", "--steps_per_iter", "1000"]),
+    "vpg": ("run_vpg.py", ["--max_steps", "2000"]),
+    "sac": ("run_sac.py", ["--max_steps", "400", *SHORT_EVAL]),
+    "ddpg": ("run_ddpg.py", ["--max_steps", "400", *SHORT_EVAL]),
+    "td3": ("run_td3.py", ["--max_steps", "400", *SHORT_EVAL]),
+    "dqn": ("run_dqn.py", ["--max_steps", "600", *SHORT_EVAL]),
+}
 
 
-@pytest.mark.parametrize(
-    "script, args",
-    [
-        # two iterations of 512 steps, two epochs, short evaluations: the loop runs twice
-        ("run_ppo.py", ["--ppo_type", "kl", "--max_steps", "1024", *PPO_SMALL]),
-        (
-            "run_ppo.py",
-            ["--rnn", "--max_steps", "1024", "--num_parallel", "2", "--num_envs", "2", *PPO_SMALL],
-        ),
-        ("run_ppo.py", ["--env_name", "Pendulum-v1", "--c2d", "--max_steps", "1024", *PPO_SMALL]),
-        ("run_trpo.py", ["--max_steps", "2000", "--steps_per_iter", "1000"]),
-        ("run_vpg.py", ["--max_steps", "2000"]),
-        ("run_sac.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
-        ("run_ddpg.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
-        ("run_td3.py", ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]),
-        ("run_dqn.py", ["--max_steps", "600", "--eval_interval", "200", "--eval_epis", "2"]),
-    ],
-)
-def test_example_script_runs(tmp_path, script, args):
-    run_example(script, "--log", tmp_path, *args)
-    assert (tmp_path / "progress.csv").stat().st_size > 0
-    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory):
+    """The runs of SCRIPT_RUNS, two at a time, each logging to ``root / test id``."""
+    root = tmp_path_factory.mktemp("example_runs")
+    cmds = {
+        key: example_cmd(script, "--log", root / key, *args)
+        for key, (script, args) in SCRIPT_RUNS.items()
+    }
+    prefetch = Prefetch(cmds)
+    yield prefetch, root
+    prefetch.close()
+
+
+@pytest.mark.parametrize("key", SCRIPT_RUNS)
+def test_example_script_runs(script_runs, key):
+    prefetch, root = script_runs
+    prefetch.result(key)
+    assert (root / key / "progress.csv").stat().st_size > 0
+    assert (root / key / "models" / "pol_last.pt").stat().st_size > 0

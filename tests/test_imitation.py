@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis, mean_return, run_example
+from conftest import make_random_epis, mean_return, run_example, run_examples
 
 from machina.algos import airl, behavior_clone, gail, ppo_clip
 from machina.algos._adversarial import discrim_batches
@@ -531,9 +531,12 @@ def test_imitation_examples_run(expert, tmp_path):
         ("run_airl.py", ("rewf", "shaping_vf"), "--max_steps", 100, "--steps_per_iter", 100,
          "--discrim_step", 1, "--epoch_per_iter", 1, "--h_size", 8),
     ]  # fmt: skip
-    for i, (script, discrims, *args) in enumerate(runs):
-        log = tmp_path / f"{i}_{script}"
-        run_example(script, "--expert_path", epis_path, "--log", log, "--eval_epis", 2, *args)
+    logs = [tmp_path / f"{i}_{script}" for i, (script, *_) in enumerate(runs)]
+    common = ["--expert_path", epis_path, "--eval_epis", 2]
+    run_examples(
+        [(script, [*common, "--log", log, *args]) for (script, _, *args), log in zip(runs, logs)]
+    )
+    for (_, discrims, *_), log in zip(runs, logs):
         assert (log / "progress.csv").stat().st_size > 0
         assert (log / "models" / "pol_last.pt").stat().st_size > 0
         for name in discrims:

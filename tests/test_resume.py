@@ -280,15 +280,21 @@ def test_examples_resume_bit_for_bit(tmp_path):
     """run_ppo.py (plain and gSDE), run_sac.py and run_ddpg.py (OU noise): 200 steps, then
     --resume to 400, equal the 400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
-    from conftest import run_example
+    from conftest import run_examples
 
     from machina.checkpoint import latest_checkpoint
 
-    for i, (script, args) in enumerate(EXAMPLE_RUNS):
-        whole, halves = tmp_path / f"{i}-{script}-whole", tmp_path / f"{i}-{script}-halves"
-        run_example(script, "--log", whole, "--max_steps", 400, *args)
-        run_example(script, "--log", halves, "--max_steps", 200, *args)
-        run_example(script, "--resume", halves, "--max_steps", 400, *args)
+    dirs = [(tmp_path / f"{i}-whole", tmp_path / f"{i}-halves") for i in range(len(EXAMPLE_RUNS))]
+    runs = [(script, args, *pair) for (script, args), pair in zip(EXAMPLE_RUNS, dirs)]
+    # the uninterrupted runs and the first halves side by side, then the second halves
+    run_examples(
+        [(s, ["--log", whole, "--max_steps", 400, *args]) for s, args, whole, _ in runs]
+        + [(s, ["--log", halves, "--max_steps", 200, *args]) for s, args, _, halves in runs]
+    )
+    run_examples(
+        [(s, ["--resume", halves, "--max_steps", 400, *args]) for s, args, _, halves in runs]
+    )
+    for (script, _), (whole, halves) in zip(EXAMPLE_RUNS, dirs):
         a, b = (
             torch.load(latest_checkpoint(d) / "state.pt", weights_only=True)
             for d in (whole, halves)

@@ -47,7 +47,8 @@ def train_masks(batch: Batch, burn_in_length: int) -> torch.Tensor:
 def _pol_params(pol: torch.nn.Module, obs, h_masks, burn_in_length: int) -> dict:
     """Policy parameters over a window, the state detached after burn-in."""
     hs = pol.net.init_hs(obs.shape[1])
-    if not 0 < burn_in_length < len(obs):
+    # without autograd (the targets) there is nothing to detach: one pass
+    if not 0 < burn_in_length < len(obs) or not torch.is_grad_enabled():
         return pol.pd_params(obs, hs=hs, h_masks=h_masks)
     first = pol.pd_params(obs[:burn_in_length], hs=hs, h_masks=h_masks[:burn_in_length])
     hs = pol.hs  # stored, detached, by the call above
@@ -65,7 +66,7 @@ def _qs(qf: torch.nn.Module, obs, acs, h_masks, burn_in_length: int) -> torch.Te
     h_masks = h_masks.repeat(1, samples)
     acs = acs.transpose(0, 1).reshape(steps, samples * batch_size, *acs.shape[3:])
     hs = qf.net.init_hs(samples * batch_size)
-    if not 0 < burn_in_length < steps:
+    if not 0 < burn_in_length < steps or not torch.is_grad_enabled():
         qs = qf(obs, acs, hs=hs, h_masks=h_masks)[0]
     else:
         b = burn_in_length
