@@ -36,6 +36,7 @@ setup(
     extras_require={
         "dev": [
             "pytest>=7",
+            "pytest-xdist>=3.5",  # the README's test command runs the files on two processes
             "scipy>=1.10",
             "ruff==0.17.5",
             "nbclient>=0.9",
