@@ -178,8 +178,14 @@ class GaussianSDEPol(BasePol):
         return spec
 
     def _acting_exploration_mat(self) -> Any:
-        with torch.no_grad():
-            return self._exploration_mat(torch.device("cpu")).numpy()
+        """What :meth:`_exploration_mat` gives an acting call, as a numpy view: the same
+        schedule, without its per-call torch overhead (the numpy path calls this every step)."""
+        mat = self.exploration_mat
+        stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
+        if mat is None or mat.shape != self.log_std.shape or stale:
+            mat = self.reset_noise()
+        self._acting_calls += 1
+        return mat.cpu().numpy()
 
     def get_extra_state(self) -> dict[str, Any]:
         """The exploration matrix (empty before the first draw) and the acting-call count."""
