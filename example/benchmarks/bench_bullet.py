@@ -186,10 +186,17 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   off). On HalfCheetah it stalls at ~600 where plain noise reaches ~1800: HalfCheetah keeps
   v2. Walker2D was not tried (it keeps v2). The reported Hopper seeds 0-2 were rerun with
   v3 (v2's reported runs, 769 [739, 908], moved to the tuning CSV with that label).
-  gSDE costs CPU: machina's PPO Hopper took about 2x the CPU seconds per env step with
-  gSDE (506-631 s per 500k against 266-274 s with v2). Probable cause, not yet measured:
-  a ``GaussianSDEPol`` has no ``numpy_inference`` hook, so the sampler runs it on the torch
-  path, not the numpy fast path that serves ``GaussianPol``.
+  gSDE runs cost more CPU: machina's PPO Hopper took 506-631 s per 500k with gSDE against
+  266-274 s with v2. Not the policy call: session 10 gave ``GaussianSDEPol`` the sampler's
+  numpy fast path (~70 us a step against ~160 us on the torch path) and the reruns of seeds
+  0-2 cost as much CPU. A profile of the entry's first 12k steps: the environment's
+  ``step`` 0.62 ms CPU per env step (0.44-0.52 ms alone, zero or random actions, in
+  ``HopperBulletEnv-v0`` without a policy), PPO's update 0.53 ms per env step (10 epochs
+  of 64-step minibatches: two Adam steps of ~0.5 ms each per minibatch, torch's default
+  single-tensor Adam; ``fused=True`` measured 0.12 ms). Why v2's runs (standing still
+  through most of their 500k steps) were cheaper was not measured. With the
+  environment alone at ~250 s per 500k, the <= 0.7x target against stable-baselines3's
+  457 s leaves ~70 s for sampling and learning: out of reach at these settings.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
