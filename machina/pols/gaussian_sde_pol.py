@@ -178,14 +178,9 @@ class GaussianSDEPol(BasePol):
         return spec
 
     def _acting_exploration_mat(self) -> Any:
-        """What :meth:`_exploration_mat` gives an acting call, as a numpy view: the same
-        schedule, without its per-call torch overhead (the numpy path calls this every step)."""
-        mat = self.exploration_mat
-        stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
-        if mat is None or mat.shape != self.log_std.shape or stale:
-            mat = self.reset_noise()
-        self._acting_calls += 1
-        return mat.cpu().numpy()
+        """What an acting call uses, as a numpy view (the numpy path calls this every step,
+        without autograd's state to read)."""
+        return self._scheduled_mat(acting=True).cpu().numpy()
 
     def get_extra_state(self) -> dict[str, Any]:
         """The exploration matrix (empty before the first draw) and the acting-call count."""
@@ -202,11 +197,15 @@ class GaussianSDEPol(BasePol):
 
     def _exploration_mat(self, device: torch.device) -> torch.Tensor:
         """The current matrix; acting (autograd off) advances the resampling schedule."""
-        acting = not torch.is_grad_enabled()
+        return self._scheduled_mat(acting=not torch.is_grad_enabled()).to(device)
+
+    def _scheduled_mat(self, acting: bool) -> torch.Tensor:
+        """The current matrix, redrawn when missing or, for an acting call, stale; an acting
+        call advances the schedule."""
         mat = self.exploration_mat
         stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
         if mat is None or mat.shape != self.log_std.shape or (acting and stale):
             mat = self.reset_noise()
         if acting:
             self._acting_calls += 1
-        return mat.to(device)
+        return mat
