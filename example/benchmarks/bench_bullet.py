@@ -191,10 +191,17 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   numpy fast path (~70 us a step against ~160 us on the torch path) and the reruns of seeds
   0-2 cost as much CPU. A profile of the entry's first 12k steps: the environment's
   ``step`` 0.62 ms CPU per env step (0.44-0.52 ms alone, zero or random actions, in
-  ``HopperBulletEnv-v0`` without a policy), PPO's update 0.53 ms per env step (10 epochs
-  of 64-step minibatches: two Adam steps of ~0.5 ms each per minibatch, torch's default
-  single-tensor Adam; ``fused=True`` measured 0.12 ms). Why v2's runs (standing still
-  through most of their 500k steps) were cheaper was not measured. With the
+  ``HopperBulletEnv-v0`` without a policy), PPO's update 0.53 ms per env step.
+  Session 11 corrected session 10's reading of that profile: the runs already used
+  ``torch.optim.Adam(..., fused=True)`` (``machina_ppo`` below, as ``run_ppo.py``), so
+  there is no fused-Adam saving left to take. The update, measured alone on a 4,096-step
+  Hopper batch (10 epochs of 64, one torch thread, a loaded machine): 0.42-0.44 ms per env
+  step with fused Adam, 0.51-0.58 ms with single-tensor Adam; per 64-step minibatch the
+  policy's and the value's forward and backward passes take ~2 ms of the ~2.8 ms, and a
+  bare 64x64 MLP's forward and backward at batch 64 alone costs ~0.5 ms here (torch's
+  per-operator overhead, ~10-30 us per matmul, not arithmetic). Why v2's runs (standing
+  still through most of their 500k steps) were cheaper was not measured; at the start of
+  a run (untrained policies) both sample at ~0.56-0.59 ms per env step. With the
   environment alone at ~250 s per 500k, the <= 0.7x target against stable-baselines3's
   457 s leaves ~70 s for sampling and learning: out of reach at these settings.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
