@@ -23,6 +23,9 @@ pytest.importorskip("pybullet")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BENCH = os.path.join(REPO, "example", "benchmarks", "bench_bullet.py")
+sys.path.insert(0, os.path.dirname(BENCH))
+from _harness import machine  # noqa: E402
+
 # 4 iterations of 256 steps, an evaluation (and a checkpoint) after each.
 ARGS = ["--algos", "ppo", "--envs", "HopperBulletEnv-v0", "--libs", "machina", "--seeds", "100",
         "--budget", "1024", "--set", "steps_per_iter=256", "num_envs=2"]  # fmt: skip
@@ -77,6 +80,14 @@ def test_killed_run_continues_its_attempt(tmp_path):
         values = [float(r[key]) for r in got]
         assert values == sorted(values), key  # cumulative over the two processes
     assert not os.listdir(ckpt)  # a finished run drops its checkpoints
+    # The machines sidecar: one row per process, at its first evaluation (the second
+    # process's first is the one after the checkpoint it continued from).
+    noted = rows(tmp_path / "run_machines.csv")
+    assert [(r["attempt"], r["first_eval_steps"]) for r in noted] == [
+        (got[0]["attempt"], got[0]["steps"]),
+        (got[0]["attempt"], got[3]["steps"]),
+    ]
+    assert {r["machine"] for r in noted} == {machine()}
 
 
 def test_unknown_setting_is_refused(tmp_path):

@@ -53,3 +53,38 @@ def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_pa
     assert machina.endswith("| 0.75x | 0.55x |")
     assert "| 1 (2) | 20.00 [20.00, 20.00] |" in sb3 and "8.00 @0k, 7.00 @0k" in sb3
     assert bullet_report.plots(runs, str(tmp_path)) == [str(tmp_path / "bullet_ppo_hopper.png")]
+
+
+def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
+    path = tmp_path / "r.csv"
+    write(path, [
+        ("machina", 0, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("machina", 1, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("machina", 2, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("sb3", 0, "s1", 100, 20.0, 10.0, 20.0, 1),
+        ("sb3", 0, "s2", 100, 20.0, 10.0, 20.0, 1),   # the later finished attempt counts
+    ])  # fmt: skip
+    with open(tmp_path / "r_machines.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps",
+                         "machine"])  # fmt: skip
+        for lib, seed, attempt, steps, name in [
+            ("machina", 0, "a1", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
+            ("machina", 1, "a1", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
+            ("machina", 1, "a1", 50, "Intel Xeon x2, Python 3.11.7, torch 2.13.0+cpu"),
+            ("sb3", 0, "s1", 0, "Intel Xeon x2, Python 3.11.7, torch 2.13.0+cpu"),
+            ("sb3", 0, "s2", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
+        ]:
+            writer.writerow([lib, "ppo", "HopperBulletEnv-v0", seed, 100, attempt, steps, name])
+    runs = bullet_report.load(str(path))
+    recorded = bullet_report.load_machines(str(path))
+    assert recorded[("machina", "ppo", "HopperBulletEnv-v0", 1, 100, "a1")] == {
+        "AMD EPYC x2",
+        "Intel Xeon x2",
+    }
+    # Seed 1 was resumed on another machine; seed 2 has no row in the sidecar.
+    assert bullet_report.machines(runs, recorded) == (
+        "- PPO HopperBulletEnv-v0: machina: AMD EPYC x2 (1); AMD EPYC x2 + Intel Xeon x2 (1);"
+        " not recorded (1), stable-baselines3: AMD EPYC x2 (1)"
+    )
+    assert bullet_report.load_machines(str(tmp_path / "none.csv")) == {}

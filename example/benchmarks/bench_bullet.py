@@ -24,6 +24,11 @@ Protocol, the same for both:
   final (1 on the evaluation at the end of the budget), load1 (the machine's one-minute
   load average: other programs shared this 2-core machine while the committed results
   were measured, so wall-clock is noisy; CPU seconds less so);
+- each process that runs (a piece of) a run appends one row to the sidecar
+  ``assets/bullet_results_machines.csv`` at its first evaluation: the run's key, that
+  evaluation's steps and the machine (CPU model and count, Python, torch). The sessions
+  that made these results ran on different 2-core machines (Intel Xeon, AMD EPYC), and CPU
+  seconds compare only on one machine; runs before session 11 were not recorded there;
 - wall_s and cpu_s exclude evaluations and checkpoint writing, and stay cumulative over
   the pieces of a resumed run;
 - resuming: a run whose ``final`` row is in the CSV is skipped. Every run is checkpointed
@@ -204,6 +209,23 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   a run (untrained policies) both sample at ~0.56-0.59 ms per env step. With the
   environment alone at ~250 s per 500k, the <= 0.7x target against stable-baselines3's
   457 s leaves ~70 s for sampling and learning: out of reach at these settings.
+- PPO HalfCheetah's shortfall (session 11). Entry v2's reported runs were level with
+  stable-baselines3's per env step to ~450k and then missed (1,736 against 2,226): seed
+  1 learned slowly (1,621), seed 2 lost one of its 5 final episodes (a fall ends an
+  episode). Reading the evaluation marks (24k apart) showed v2's iterations on
+  HalfCheetah were 4,000 steps, not the recipe's ~2,048: HalfCheetah's episodes run to
+  the 1,000-step limit, each of the 2 environments passed its 1,024-step share inside its
+  second episode, and whole-episode sampling finished that episode. Half as many policy
+  updates per env step as intended, at the same epochs per sample. With
+  ``steps_per_iter=2000`` (exactly one episode per environment) tuning seeds 100 and 101
+  reached 1,827 and 1,803 at 300k, against v2's 1,816 and 868 (every evaluation in
+  ``assets/bullet_tuning.csv``): HalfCheetah's entry v4 is v2 with 2000 steps per
+  iteration. The cost per env step is unchanged (measured on one 8,000-step sample: 1.01
+  and 1.00 ms per env step with 2000 and 2048, of which ~0.62 ms the environment), since
+  the update's work scales with epochs times steps. The reported seeds were rerun with
+  v4, and stable-baselines3's beside them on the same machine (CPU seconds differ between
+  the machines these sessions ran on: the earlier runs' CPU columns are not comparable
+  with later ones); the earlier runs of both moved to the tuning CSV with that label.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
@@ -260,6 +282,10 @@ FIELDS = [
     "lib", "algo", "env", "seed", "budget", "attempt", "steps", "wall_s", "cpu_s", "eval_s",
     "eval_cpu_s", "eval_return", "eval_std", "final", "load1",
 ]  # fmt: skip
+# The sidecar ``<csv>_machines.csv``: one row per process that ran a piece of a run (at its
+# first evaluation), naming the machine. CPU seconds are only comparable on one machine, and
+# these runs span sessions on different ones.
+MACHINE_FIELDS = ["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps", "machine"]
 
 # rl-baselines3-zoo's hyperparameters (hyperparams/{ppo,sac,td3}.yml) for these ids; the
 # string "lin_<x>" is rl-zoo's linear schedule from x to 0 over the run.
@@ -345,6 +371,7 @@ class Recorder:
         self.last = math.nan
         self.pending: list[dict[str, Any]] = []
         self.saved = 0
+        self.machine_noted = False
         self._resume()
 
     def _pause(self) -> None:
@@ -388,6 +415,10 @@ class Recorder:
             self.pending.append(row)
         else:
             append_row(self.path, row)
+        if not self.machine_noted:
+            note = dict(self.key, first_eval_steps=steps, machine=machine())
+            append_row(machines_path(self.path), note, MACHINE_FIELDS)
+            self.machine_noted = True
         print(
             f"  {self.key['lib']} {self.key['algo']} {self.key['env']} seed {self.key['seed']}:"
             f" {steps} steps, {self.wall_s:.0f} s, eval {self.last:.1f}",
@@ -438,12 +469,17 @@ class Recorder:
         self.pending = []
 
 
-def append_row(path: str, row: dict[str, Any]) -> None:
+def machines_path(path: str) -> str:
+    """The machines sidecar of the results file ``path``: ``<name>_machines.csv``."""
+    return os.path.splitext(path)[0] + "_machines.csv"
+
+
+def append_row(path: str, row: dict[str, Any], fields: list[str] = FIELDS) -> None:
     """Append one row (header first if the file is new); one short write, flushed."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     new = not os.path.exists(path) or os.path.getsize(path) == 0
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, fields)
         if new:
             writer.writeheader()
         writer.writerow(row)

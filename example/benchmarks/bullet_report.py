@@ -10,6 +10,8 @@ machina's median wall-clock to stable-baselines3's) and writes
 evaluation return against env steps, training wall-clock and training CPU seconds (the
 machine was shared with other programs: CPU seconds are the steadier measure of cost).
 Unfinished runs are drawn up to where they are (the legend counts them as partial).
+Below the table, the machines that ran each task's runs, from the sidecar
+``<csv>_machines.csv`` (CPU seconds compare only on one machine).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import os
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -53,6 +55,40 @@ def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
         )
         runs[key] = sorted(by_attempt[chosen], key=lambda r: r["steps"])
     return runs
+
+
+def load_machines(path: str) -> dict[tuple, set[str]]:
+    """The machines (CPU model and count) that ran the pieces of each attempt,
+    ``(lib, algo, env, seed, budget, attempt)`` -> names, from the sidecar of the results
+    file ``path`` (``<name>_machines.csv``, written by ``bench_bullet.py``; empty if none)."""
+    side = os.path.splitext(path)[0] + "_machines.csv"
+    if not os.path.exists(side):
+        return {}
+    out: dict[tuple, set[str]] = defaultdict(set)
+    with open(side, newline="") as f:
+        for r in csv.DictReader(f):
+            key = (r["lib"], r["algo"], r["env"], int(r["seed"]), int(r["budget"]), r["attempt"])
+            out[key].add(r["machine"].split(",")[0])
+    return dict(out)
+
+
+def machines(runs: dict[tuple, list[dict]], recorded: dict[tuple, set[str]]) -> str:
+    """Markdown list, one line per algorithm and task: for each library, the machines of
+    the runs in the table and how many runs each ran ("not recorded" before the sidecar)."""
+    groups: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (lib, algo, env, seed, budget), rs in sorted(runs.items()):
+        names = recorded.get((lib, algo, env, seed, budget, rs[-1]["attempt"]), set())
+        groups[(algo, env, budget)][lib].append(" + ".join(sorted(names)) or "not recorded")
+    lines = []
+    for (algo, env, _budget), by_lib in sorted(groups.items()):
+        parts = [
+            f"{LIB_NAMES[lib]}: "
+            + "; ".join(f"{m} ({n})" for m, n in sorted(Counter(by_lib[lib]).items()))
+            for lib in ("machina", "sb3")
+            if by_lib.get(lib)
+        ]
+        lines.append(f"- {algo.upper()} {env}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 def _fmt(x: float) -> str:
@@ -185,6 +221,8 @@ def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
 def report(path: str, out_dir: str) -> None:
     runs = load(path)
     print(table(runs))
+    print("\nMachines that ran the runs (number of runs):\n")
+    print(machines(runs, load_machines(path)))
     for p in plots(runs, out_dir):
         print(f"wrote {p}")
 
