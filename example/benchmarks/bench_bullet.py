@@ -208,7 +208,10 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   still through most of their 500k steps) were cheaper was not measured; at the start of
   a run (untrained policies) both sample at ~0.56-0.59 ms per env step. With the
   environment alone at ~250 s per 500k, the <= 0.7x target against stable-baselines3's
-  457 s leaves ~70 s for sampling and learning: out of reach at these settings.
+  457 s seemed out of reach -- but that 457 s and machina's 608 s came from different
+  sessions (machines and loads not recorded). Rerun in session 11 on one machine, both
+  libraries, alternating: machina 426 s (returns identical to session 10's, to the digit)
+  against stable-baselines3's 579 s: 0.74x, close to the target and missed.
 - PPO HalfCheetah's shortfall (session 11). Entry v2's reported runs were level with
   stable-baselines3's per env step to ~450k and then missed (1,736 against 2,226): seed
   1 learned slowly (1,621), seed 2 lost one of its 5 final episodes (a fall ends an
@@ -226,6 +229,16 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v4, and stable-baselines3's beside them on the same machine (CPU seconds differ between
   the machines these sessions ran on: the earlier runs' CPU columns are not comparable
   with later ones); the earlier runs of both moved to the tuning CSV with that label.
+  Result: machina 1,729 [1,721, 2,272] against 2,357 [2,244, 2,378] at 0.71x the CPU
+  seconds: still short. Seed 0 learned slowly and evenly (1,345 at 300k, 1,729 at the
+  end, every final episode alike); seed 2 again lost one of its 5 final episodes to a
+  fall (1,721 +- 550), as v2's seed 2 did, where stable-baselines3's evaluations never
+  spread like that. Not yet tested, in order: machina's deterministic evaluation acts on
+  the mean of a policy trained with a state-independent std that starts at 1 and has no
+  entropy term to shrink it (stable-baselines3: gSDE, log-std -2), so the mean may be far
+  from the actions it trained on -- log the std at each evaluation and compare
+  stochastic against deterministic evaluation on a tuning seed; then log_std_init -1 and
+  256x256 networks (rl-zoo's size) on seeds 100-101.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
