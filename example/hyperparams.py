@@ -46,6 +46,7 @@ _PPO_BULLET: dict[str, Any] = dict(
     normalize_ob=True,
     normalize_rew=True,
     eval_epis=5,
+    eval_interval=25_000,
 )
 
 # SAC on the PyBullet locomotion tasks: rl-zoo's gamma 0.98, tau 0.02, learning rate 7.3e-4

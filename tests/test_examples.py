@@ -1,5 +1,7 @@
 """Examples run end to end: the notebook top to bottom, scripts on tiny budgets."""
 
+import csv
+import math
 import os
 
 import nbformat
@@ -40,6 +42,11 @@ SCRIPT_RUNS = {
         "run_ppo.py",
         ["--env_name", "Pendulum-v1", "--c2d", "--max_steps", "1024", *PPO_SMALL],
     ),
+    # iterations of ~256 steps, evaluations only past 1000 and 2000 steps and at the end
+    "ppo-eval-interval": (
+        "run_ppo.py",
+        ["--max_steps", "2048", "--steps_per_iter", "256", "--eval_interval", "1000", *PPO_SMALL],
+    ),
     "trpo": ("run_trpo.py", ["--max_steps", "2000", "--steps_per_iter", "1000"]),
     "vpg": ("run_vpg.py", ["--max_steps", "2000"]),
     "sac": ("run_sac.py", ["--max_steps", "400", *SHORT_EVAL]),
@@ -68,3 +75,21 @@ def test_example_script_runs(script_runs, key):
     prefetch.result(key)
     assert (root / key / "progress.csv").stat().st_size > 0
     assert (root / key / "models" / "pol_last.pt").stat().st_size > 0
+
+
+def test_ppo_evaluates_every_eval_interval_steps(script_runs):
+    prefetch, root = script_runs
+    prefetch.result("ppo-eval-interval")
+    with open(root / "ppo-eval-interval" / "progress.csv", newline="") as f:
+        rows = [(int(r["TotalStep"]), float(r["EvalReturn"])) for r in csv.DictReader(f)]
+    assert len(rows) >= 6 and rows[-1][0] >= 2048
+    prev_step, prev_return = 0, math.nan
+    for i, (step, ret) in enumerate(rows):
+        evaluated = step // 1000 > prev_step // 1000 or i == len(rows) - 1
+        if evaluated:
+            assert math.isfinite(ret), (step, ret)
+        elif math.isnan(prev_return):
+            assert math.isnan(ret), (step, ret)  # no evaluation yet
+        else:
+            assert ret == prev_return, (step, ret)  # the latest evaluation's, carried
+        prev_step, prev_return = step, ret
