@@ -281,6 +281,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import hyperparams  # noqa: E402
 from _harness import machine, quiet_sb3  # noqa: E402
+from bullet_report import machines_path  # noqa: E402
 
 import machina.envs  # noqa: E402, F401  (registers the PyBullet ids with gymnasium)
 
@@ -484,11 +485,6 @@ class Recorder:
         for row in self.pending:
             append_row(self.path, row)
         self.pending = []
-
-
-def machines_path(path: str) -> str:
-    """The machines sidecar of the results file ``path``: ``<name>_machines.csv``."""
-    return os.path.splitext(path)[0] + "_machines.csv"
 
 
 def append_row(path: str, row: dict[str, Any], fields: list[str] = FIELDS) -> None:

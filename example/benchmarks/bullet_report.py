@@ -57,11 +57,16 @@ def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
     return runs
 
 
+def machines_path(path: str) -> str:
+    """The machines sidecar of the results file ``path``: ``<name>_machines.csv``."""
+    return os.path.splitext(path)[0] + "_machines.csv"
+
+
 def load_machines(path: str) -> dict[tuple, set[str]]:
     """The machines (CPU model and count) that ran the pieces of each attempt,
     ``(lib, algo, env, seed, budget, attempt)`` -> names, from the sidecar of the results
     file ``path`` (``<name>_machines.csv``, written by ``bench_bullet.py``; empty if none)."""
-    side = os.path.splitext(path)[0] + "_machines.csv"
+    side = machines_path(path)
     if not os.path.exists(side):
         return {}
     out: dict[tuple, set[str]] = defaultdict(set)
