@@ -38,10 +38,9 @@ import os
 
 import gymnasium as gym
 import hyperparams
-import numpy as np
 import torch
 
-from machina import checkpoint, logger
+from machina import logger
 from machina.algos import ppo_clip, ppo_kl
 from machina.envs import C2DEnv, GymEnv
 from machina.pols import make_pol
@@ -149,7 +148,6 @@ args = hyperparams.parse_args(parser, "ppo")
 if args.resume:
     args.log = args.resume
 
-score_file = logger.start_run(args.log, append=args.resume is not None)
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
@@ -168,6 +166,15 @@ for flag in ("log_std_init", "sde_sample_freq"):
             f"--{flag}: expected a Gaussian policy (a Box action space, no --c2d), given "
             f"{env.action_space}"
         )
+# The run folder first: args.json goes into it.
+run = logger.Run(
+    args.log,
+    args.max_steps,
+    args.env_name,
+    eval_interval=args.eval_interval if args.eval_interval > 0 else None,
+    solve_return=solve_return,
+    resume=args.resume is not None,
+)
 # The run's settings, for take_movie.py and for whoever reads the run later.
 logger.log_parameters_lite(os.path.join(args.log, "args.json"), args)
 pol = make_pol(
@@ -194,16 +201,16 @@ sampler = EpiSampler(
     prepro=prepro,
 )
 
-total_epi, total_step, kl_beta, eval_return = 0, 0, args.init_kl_beta, -np.inf
+# ppo_kl's adaptive penalty is run state too: a tensor, so the checkpoint holds it exactly.
+kl_beta = torch.tensor(args.init_kl_beta, dtype=torch.float64)
 run_state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler)
 run_state.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
-if args.resume:
-    counters = checkpoint.load_run(args.resume, run_state)
-    total_epi, total_step, kl_beta, eval_return = counters["counters"]
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
+run_state["kl_beta"] = kl_beta
+with run:
+    run.restore(**run_state)
+    while not run.done:
         # Linear schedules from the step count, so a resumed run continues them exactly.
-        remaining = 1.0 - total_step / args.max_steps
+        remaining = 1.0 - run.total_step / args.max_steps
         if args.anneal_lr:
             for optim, lr in ((optim_pol, args.pol_lr), (optim_vf, args.vf_lr)):
                 for group in optim.param_groups:
@@ -254,7 +261,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
                 traj=traj,
                 pol=pol,
                 vf=vf,
-                kl_beta=kl_beta,
+                kl_beta=float(kl_beta),
                 kl_targ=args.kl_targ,
                 optim_pol=optim_pol,
                 optim_vf=optim_vf,
@@ -263,47 +270,18 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
                 max_grad_norm=args.max_grad_norm,
                 log_enable=False,
             )
-            kl_beta = result_dict["new_kl_beta"]
+            kl_beta.fill_(result_dict["new_kl_beta"])
 
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        # From the step count, so a resumed run evaluates at the same iterations.
-        evaluating = (
-            args.eval_interval <= 0
-            or total_step >= args.max_steps
-            or total_step // args.eval_interval > (total_step - traj.num_step) // args.eval_interval
-        )
-        if evaluating:
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-        # The latest evaluation's return (NaN before the first)
-        result_dict["EvalReturn"] = eval_return if np.isfinite(eval_return) else float("nan")
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,  # raw rewards
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, vf=vf),
+            num_step=traj.num_step,
+            checkpoint=run_state,
         )
-        logger.save_models(args.log, pol=pol, vf=vf)
         for name, norm in (("prepro", prepro), ("rew_norm", rew_norm)):
             if norm is not None:  # tensors, so that torch.load(weights_only=True) reads them
                 state = {k: torch.as_tensor(v) for k, v in norm.state_dict().items()}
-                torch.save(state, os.path.join(args.log, "models", f"{name}_last.pt"))
-        counters = dict(counters=[total_epi, total_step, kl_beta, eval_return])
-        checkpoint.save_run(args.log, run_state, extra=counters)
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if evaluating and solve_return is not None and eval_return >= solve_return:
-            break
-
+                torch.save(state, os.path.join(run.log_dir, "models", f"{name}_last.pt"))
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

@@ -78,18 +78,18 @@ def test_example_script_runs(script_runs, key):
 
 
 def test_ppo_evaluates_every_eval_interval_steps(script_runs):
+    """An evaluation when the step count passes a multiple of --eval_interval, and at the
+    end; the rows between have an empty EvalReturn cell."""
     prefetch, root = script_runs
     prefetch.result("ppo-eval-interval")
     with open(root / "ppo-eval-interval" / "progress.csv", newline="") as f:
-        rows = [(int(r["TotalStep"]), float(r["EvalReturn"])) for r in csv.DictReader(f)]
+        rows = [(int(r["TotalStep"]), r["EvalReturn"]) for r in csv.DictReader(f)]
     assert len(rows) >= 6 and rows[-1][0] >= 2048
-    prev_step, prev_return = 0, math.nan
+    prev_step = 0
     for i, (step, ret) in enumerate(rows):
         evaluated = step // 1000 > prev_step // 1000 or i == len(rows) - 1
         if evaluated:
-            assert math.isfinite(ret), (step, ret)
-        elif math.isnan(prev_return):
-            assert math.isnan(ret), (step, ret)  # no evaluation yet
+            assert math.isfinite(float(ret)), (step, ret)
         else:
-            assert ret == prev_return, (step, ret)  # the latest evaluation's, carried
-        prev_step, prev_return = step, ret
+            assert ret == "", (step, ret)
+        prev_step = step

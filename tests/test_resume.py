@@ -268,6 +268,8 @@ EXAMPLE_RUNS = [
     # gSDE: the exploration matrix (drawn mid-window: 200 is not a multiple of 7) is
     # in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7]),
+    # ppo_kl's adaptive penalty (kl_beta) is in the checkpoint too
+    ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
     ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
                     "--eval_interval", 200, "--eval_epis", 1]),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
@@ -277,7 +279,7 @@ EXAMPLE_RUNS = [
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py (plain and gSDE), run_sac.py and run_ddpg.py (OU noise): 200 steps, then
+    """run_ppo.py (plain, gSDE and ppo_kl), run_sac.py and run_ddpg.py (OU noise): 200 steps, then
     --resume to 400, equal the 400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
     from conftest import run_examples
