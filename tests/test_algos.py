@@ -165,3 +165,49 @@ def test_recurrent_ppo_on_padded_multi_categorical_sequences_stays_finite():
         loss.backward()
         assert torch.isfinite(loss)
         assert all(torch.isfinite(p.grad).all() for p in pol.parameters() if p.grad is not None)
+
+
+class _ForwardOnly(torch.nn.Module):
+    """A policy as machina 0.x users wrote them: ``forward`` and ``pd``, no ``pd_params``."""
+
+    def __init__(self, pol):
+        super().__init__()
+        self.pol, self.pd = pol, pol.pd
+
+    def forward(self, obs):
+        return self.pol(obs)
+
+
+@pytest.mark.parametrize(
+    "env_id, kwargs",
+    [("CartPole-v1", {}), ("Pendulum-v1", {}), ("Pendulum-v1", {"sde_sample_freq": 4})],
+)
+def test_policy_losses_read_pd_params_as_the_forward_pass_gives_them(env_id, kwargs):
+    # The losses take machina policies' parameters from pd_params (no action drawn); a policy
+    # with only forward goes through forward. Both give the same losses and gradients.
+    torch.manual_seed(0)
+    env = gym.make(env_id)
+    pol = make_pol(env.observation_space, env.action_space, h_size=16, **kwargs)
+    vf = make_vf(env.observation_space, h_size=16)
+    with EpiSampler(env, pol, seed=0, num_envs=2) as sampler:
+        epis = sampler.sample(pol, max_steps=300)
+    batch = next(estimated_traj(epis, vf).iterate(64))
+    wrapped = _ForwardOnly(pol)
+    assert not hasattr(wrapped, "pd_params")
+    losses = [
+        lambda p: lf.pg(p, batch, ent_beta=0.01),
+        lambda p: lf.pg_clip(p, batch, 0.2, ent_beta=0.01),
+        lambda p: lf.pg_kl(p, batch, 1.0),
+        lambda p: lf.kl_old_new(p, batch),
+    ]
+    for loss_fn in losses:
+        results = []
+        for p in (pol, wrapped):
+            pol.zero_grad()
+            loss = loss_fn(p)
+            loss.backward()
+            results.append((loss.detach(), [q.grad.clone() for q in pol.parameters()]))
+        (a, grads_a), (b, grads_b) = results
+        # the same float32 operations in the same order: equal to the bit
+        assert torch.equal(a, b)
+        assert all(torch.equal(g, h) for g, h in zip(grads_a, grads_b))

@@ -7,6 +7,22 @@ import torch
 from machina.loss_functional._common import Batch, masked_mean, new_params, old_params, run
 
 
+def pd_params(pol: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    """``pol``'s distribution parameters at the batch's observations, each ``(B, ...)`` or
+    ``(T, B, ...)``, differentiable; a recurrent ``pol`` runs over whole sequences from a
+    fresh hidden state (see ``Traj.iterate_rnn``). The hidden state is not included.
+
+    A flat batch goes through ``pol.pd_params`` when the policy has it (machina's policies):
+    the same parameters as its forward pass without drawing an action and converting it for
+    the environment, which is about half of a small policy's forward pass. Recurrent
+    policies, and policies with only ``forward``, run as ``run`` does.
+    """
+    if not getattr(pol, "rnn", False) and callable(getattr(pol, "pd_params", None)):
+        return pol.pd_params(batch["obs"])
+    _, _, a_i = run(pol, batch)
+    return new_params(a_i)
+
+
 def log_ratio(pol: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, dict]:
     """``log(pi(a|s) / pi_old(a|s))`` of the batch's actions, (B,) or (T, B).
 
@@ -14,8 +30,8 @@ def log_ratio(pol: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict, d
     Padding steps of sequence batches get 0: their recorded parameters are zeros, whose
     log-likelihood can be -inf, and exp(inf) would poison the gradient even when masked.
     """
-    _, _, a_i = run(pol, batch)
-    params, old = new_params(a_i), old_params(a_i, batch)
+    params = pd_params(pol, batch)
+    old = old_params(params, batch)
     log_ratios = pol.pd.llh(batch["acs"], params) - pol.pd.llh(batch["acs"], old)
     masks = batch.get("out_masks")
     if masks is not None:
@@ -40,8 +56,7 @@ def pg(pol: torch.nn.Module, batch: Batch, ent_beta: float = 0.0) -> torch.Tenso
     torch.Tensor
         Scalar loss.
     """
-    _, _, a_i = run(pol, batch)
-    params = new_params(a_i)
+    params = pd_params(pol, batch)
     llh = pol.pd.llh(batch["acs"], params)
     ent = pol.pd.ent(params)
     return -masked_mean(llh * batch["advs"], batch) - ent_beta * masked_mean(ent, batch)
@@ -83,14 +98,5 @@ def pg_kl(
 
 def kl_old_new(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Mean ``KL(pi_old || pi)`` over the batch's steps, a scalar tensor."""
-    _, _, a_i = run(pol, batch)
-    params = new_params(a_i)
-    return masked_mean(pol.pd.kl_pq(old_params(a_i, batch), params), batch)
-
-
-def pd_params(pol: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-    """``pol``'s distribution parameters at the batch's observations, each ``(B, ...)`` or
-    ``(T, B, ...)``; a recurrent ``pol`` runs over whole sequences from a fresh hidden state
-    (see ``Traj.iterate_rnn``). The hidden state is not included."""
-    _, _, a_i = run(pol, batch)
-    return new_params(a_i)
+    params = pd_params(pol, batch)
+    return masked_mean(pol.pd.kl_pq(old_params(params, batch), params), batch)
