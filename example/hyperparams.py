@@ -94,9 +94,9 @@ _TD3_BULLET: dict[str, Any] = dict(
 _PPO_BULLET_SDE: dict[str, Any] = dict(_PPO_BULLET, sde_sample_freq=4, log_std_init=-2.0)
 
 # PPO on Hopper (entry v5): gSDE with minibatches of 128 steps (rl-zoo's size), half the
-# optimiser steps of 64: the update costs half the CPU (the whole run ~0.84x). Tuning seeds
-# 100 and 101 at 500k: 2357 and 1547, against 2568 and 2631 with 64 (bench_bullet.py's
-# docstring, "Findings"): a little less learning for the CPU budget.
+# optimiser steps of 64: the update costs half the CPU (reported runs: 380-385 CPU s against
+# v3's 423-429). Tuning seeds 100 and 101 at 500k: 2357 and 1547, against 2568 and 2631 with
+# 64 (bench_bullet.py's docstring, "Findings"): a little less learning for the CPU budget.
 _PPO_BULLET_HOPPER: dict[str, Any] = dict(_PPO_BULLET_SDE, batch_size=128)
 
 # PPO on HalfCheetah: 2000 steps per iteration, i.e. exactly one 1000-step episode per

@@ -243,6 +243,42 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   1,776: at 500k machina's PPO is simply behind stable-baselines3's on this task. Next to
   try, on seeds 100-101: rl-zoo's 256x256 networks (more CPU per update), 20 epochs, or
   lambda 0.92 / clip 0.4 one at a time.
+- Session 12, PPO's CPU seconds. Where a 500k Hopper run's ~0.85 ms per env step went:
+  the environment ~0.47 (random actions, no policy; the sampler with gSDE and the prepro
+  adds ~0.04), PPO's update ~0.37-0.44 (10 epochs of 64-step minibatches, ~2.5-2.8 ms per
+  minibatch for both networks). Two changes:
+
+  1. the library: the policy-gradient losses (``lf.pg``, ``pg_clip``, ``pg_kl``,
+     ``kl_old_new``) took the new distribution parameters from the policy's full forward
+     pass, which also drew an action and converted it to numpy for the environment; they
+     now call ``pol.pd_params`` (policies with only ``forward`` keep that path). In one
+     process, alternating, 2,000-step batches: 0.370 -> 0.357 ms per env step (Hopper,
+     gSDE), 0.376 -> 0.366 (HalfCheetah): 3%. Training no longer draws those actions from
+     torch's global RNG, so runs from now on differ from earlier ones by the draw.
+  2. Hopper's entry v5: v3 with minibatches of 128 (rl-zoo's size for these ids), half the
+     optimiser steps, the update's CPU halved (0.44 -> 0.22 ms per env step). Tuning seeds
+     100 and 101 at 500k: 2357 and 1547 (1924 at 450k), against v3's 2568 and 2631: some
+     learning traded for CPU, still well above stable-baselines3's reported median (1,339).
+     The reported seeds 0-2 were rerun with v5 (v3's runs moved to the tuning CSV).
+
+- Session 12, PPO HalfCheetah (still short of stable-baselines3's 2,357 at 500k; v4's
+  tuning seeds 100/101: 1974/1776). Tuning seeds 100/101 at 500k, every evaluation in the
+  tuning CSV:
+
+  =========================================  ===============  ===============  ========
+  settings                                   seed 100         seed 101         CPU s
+  =========================================  ===============  ===============  ========
+  v4 (64x64, minibatches of 64)              1974             1776             531-573
+  v4 + 256x256 nets                          2268             2043             679
+  v4 + 256x256 nets, minibatches of 128      1737             2145             514-521
+  =========================================  ===============  ===============  ========
+
+  Wider networks learn faster (+~280 at 500k; 1194/1280 at 150k against 630/1015) but
+  cost 1.2-1.3x the CPU seconds of v4's reported runs (the update of a 256x256 pair at
+  batch 64 costs 0.65 ms per env step against 0.44); with minibatches of 128 they cost
+  what v4 costs and learn as v4 does. No setting tried reaches stable-baselines3's return
+  within 0.7x its CPU seconds. (The 256x256 runs ran before change 1 above, the others
+  after.)
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
