@@ -1,6 +1,7 @@
 """example/benchmarks/bullet_report.py: which attempt of a run counts, and the table's numbers."""
 
 import csv
+import math
 import os
 import sys
 
@@ -88,3 +89,34 @@ def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
         " not recorded (1), stable-baselines3: AMD EPYC x2 (1)"
     )
     assert bullet_report.load_machines(str(tmp_path / "none.csv")) == {}
+
+
+def test_same_machine_check_compares_the_segment_per_env_step(tmp_path):
+    # Reported run (budget 100) and a short rerun (budget 30) of each library; the segment
+    # is 10-20 steps: machina's evaluations land past the marks (12, 21), SB3's on them.
+    path = tmp_path / "r.csv"
+    write(path, [
+        ("machina", 0, "a", 12, 0, 10.0, 0, 0),
+        ("machina", 0, "a", 21, 0, 28.0, 0, 0),      # reported: 18 CPU s over 9 steps
+        ("machina", 0, "a", 100, 0, 99.0, 0, 1),
+        ("sb3", 0, "b", 10, 0, 10.0, 0, 0),
+        ("sb3", 0, "b", 20, 0, 40.0, 0, 0),          # reported: 30 over 10
+        ("sb3", 0, "b", 100, 0, 99.0, 0, 1),
+    ])  # fmt: skip
+    check = tmp_path / "r_check.csv"
+    assert bullet_report.check_path(str(path)) == str(check)
+    write(check, [
+        ("machina", 0, "c", 12, 0, 10.0, 0, 0),
+        ("machina", 0, "c", 21, 0, 37.0, 0, 1),      # rerun: 27 over 9
+        ("sb3", 0, "d", 10, 0, 10.0, 0, 0),
+        ("sb3", 0, "d", 20, 0, 40.0, 0, 1),          # rerun: 30 over 10
+    ])  # fmt: skip
+    runs, rerun = bullet_report.load(str(path)), bullet_report.load(str(check))
+    key = ("machina", "ppo", "HopperBulletEnv-v0", 0, 100)
+    assert bullet_report.segment_cpu(runs[key], 10, 20, slack=3) == 1e3 * 18 / 9
+    # no evaluation within the slack past a mark: NaN
+    assert math.isnan(bullet_report.segment_cpu(runs[key], 10, 20, slack=1))
+    table = bullet_report.machine_check(runs, rerun, 10, 20, slack=3)
+    row = table.splitlines()[-1]
+    # machina 3000 vs 2000 ms/step, SB3 3000 vs 3000: ratios 1.00x (rerun), 0.67x (reported)
+    assert row == ("| PPO | HopperBulletEnv-v0 | 0 | 3,000, 2,000 | 3,000, 3,000 | 1.00x, 0.67x |")

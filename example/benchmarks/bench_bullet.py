@@ -271,6 +271,7 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v4 (64x64, minibatches of 64)              1974             1776             531-573
   v4 + 256x256 nets                          2268             2043             679
   v4 + 256x256 nets, minibatches of 128      1737             2145             514-521
+  rl-zoo's recipe with gSDE (below)          2055             1888             719-721
   =========================================  ===============  ===============  ========
 
   Wider networks learn faster (+~280 at 500k; 1194/1280 at 150k against 630/1015) but
@@ -279,6 +280,17 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   what v4 costs and learn as v4 does. No setting tried reaches stable-baselines3's return
   within 0.7x its CPU seconds. (The 256x256 runs ran before change 1 above, the others
   after.)
+
+  Is it the recipe? machina with stable-baselines3's own settings for this id (rl-zoo's:
+  gSDE with log-std -2 and the matrix redrawn every 4 steps, 256x256 nets, lr 3e-5 for
+  both networks, constant, 20 epochs of 128-step minibatches, clip 0.4, lambda 0.9; 8
+  environments of whole 1000-step episodes for rl-zoo's 16 x 512 = 8192 steps per
+  rollout) reached 2055 and 1888 at 0.95x stable-baselines3's CPU seconds: no better
+  than v4 (1974, 1776), so the recipe alone does not explain the gap. Left different:
+  machina's orthogonal initialisation (rl-zoo turns it off for these ids), separate
+  optimisers and gradient clipping per network, advantages normalised over the whole
+  batch rather than per minibatch, observation statistics updated once per iteration
+  rather than at every step.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);

@@ -11,7 +11,10 @@ evaluation return against env steps, training wall-clock and training CPU second
 machine was shared with other programs: CPU seconds are the steadier measure of cost).
 Unfinished runs are drawn up to where they are (the legend counts them as partial).
 Below the table, the machines that ran each task's runs, from the sidecar
-``<csv>_machines.csv`` (CPU seconds compare only on one machine).
+``<csv>_machines.csv`` (CPU seconds compare only on one machine), and, when the file
+``<csv>_check.csv`` exists, a same-machine check of the CPU ratios: short reruns of some
+runs (``bench_bullet.py --budget 20000 --csv <csv>_check.csv``), both libraries on one
+machine, against the same segment of the reported runs (:func:`machine_check`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import numpy as np
 
 LIB_NAMES = {"machina": "machina", "sb3": "stable-baselines3"}
 COLORS = {"machina": "tab:blue", "sb3": "tab:orange"}
+# The segment the same-machine check compares: past the off-policy runs' 10k-step random
+# warm-up, so it holds updates, and short enough to rerun both libraries in minutes.
+CHECK_LO, CHECK_HI = 10_000, 20_000
 
 
 def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
@@ -93,6 +99,68 @@ def machines(runs: dict[tuple, list[dict]], recorded: dict[tuple, set[str]]) -> 
             if by_lib.get(lib)
         ]
         lines.append(f"- {algo.upper()} {env}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def check_path(path: str) -> str:
+    """The same-machine check file of the results file ``path``: ``<name>_check.csv``."""
+    return os.path.splitext(path)[0] + "_check.csv"
+
+
+def segment_cpu(rs: list[dict], lo: int, hi: int, slack: int = 1_500) -> float:
+    """CPU milliseconds per env step between a run's evaluations at ``lo`` and ``hi`` env
+    steps (the first evaluation within ``slack`` steps past each mark: machina's off-policy
+    loops evaluate when an iteration of whole episodes ends); NaN when the run has none."""
+
+    def at(mark: int) -> dict | None:
+        return next((r for r in rs if mark <= r["steps"] <= mark + slack), None)
+
+    a, b = at(lo), at(hi)
+    if a is None or b is None or b["steps"] <= a["steps"]:
+        return math.nan
+    return 1e3 * (b["cpu_s"] - a["cpu_s"]) / (b["steps"] - a["steps"])
+
+
+def machine_check(
+    runs: dict[tuple, list[dict]],
+    check: dict[tuple, list[dict]],
+    lo: int,
+    hi: int,
+    slack: int = 1_500,
+) -> str:
+    """Markdown table: for each algorithm, task and seed rerun in ``check``, both libraries'
+    CPU ms per env step between ``lo`` and ``hi`` env steps, rerun (one machine, side by
+    side) and in the reported ``runs``, and machina's ratio to stable-baselines3 in each.
+    A reported ratio far from the rerun's means the reported runs' machines differed.
+    ``slack`` as :func:`segment_cpu`'s."""
+    lines = [
+        "| algo | task | seed | machina ms/step: rerun, reported | stable-baselines3 "
+        "ms/step: rerun, reported | CPU vs SB3: rerun (one machine), reported |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    reported = {(lib, algo, env, seed): rs for (lib, algo, env, seed, _), rs in runs.items()}
+    keys = sorted({(algo, env, seed) for (_, algo, env, seed, _) in check})
+    for algo, env, seed in keys:
+        now, then = {}, {}
+        for lib in ("machina", "sb3"):
+            rerun = [
+                rs
+                for (lb, a, e, sd, _), rs in check.items()
+                if (lb, a, e, sd) == (lib, algo, env, seed)
+            ]
+            now[lib] = segment_cpu(rerun[0], lo, hi, slack) if rerun else math.nan
+            old = reported.get((lib, algo, env, seed))
+            then[lib] = segment_cpu(old, lo, hi, slack) if old else math.nan
+
+        def ratio(d: dict[str, float]) -> str:
+            r = d["machina"] / d["sb3"]
+            return "n/a" if math.isnan(r) else f"{r:.2f}x"
+
+        lines.append(
+            f"| {algo.upper()} | {env} | {seed} | {_fmt(now['machina'])}, "
+            f"{_fmt(then['machina'])} | {_fmt(now['sb3'])}, {_fmt(then['sb3'])} | "
+            f"{ratio(now)}, {ratio(then)} |"
+        )
     return "\n".join(lines)
 
 
@@ -228,6 +296,12 @@ def report(path: str, out_dir: str) -> None:
     print(table(runs))
     print("\nMachines that ran the runs (number of runs):\n")
     print(machines(runs, load_machines(path)))
+    if os.path.exists(check_path(path)):
+        print(
+            f"\nSame-machine check of the CPU ratios ({CHECK_LO // 1000}k-{CHECK_HI // 1000}k "
+            "env steps: the first updates after the warm-up):\n"
+        )
+        print(machine_check(runs, load(check_path(path)), CHECK_LO, CHECK_HI))
     for p in plots(runs, out_dir):
         print(f"wrote {p}")
 
