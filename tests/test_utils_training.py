@@ -43,3 +43,30 @@ def test_polyak_update_errors_name_the_argument():
         polyak_update(nn.Linear(2, 3), nn.Linear(2, 2), 0.5)
     with pytest.raises(ValueError, match="target"):
         polyak_update([nn.Linear(2, 2)], [nn.Linear(2, 2)] * 2, 0.5)
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1, 1e6])  # clipping, an int bound, no clipping
+@pytest.mark.parametrize("dtypes", [(torch.float32,), (torch.float32, torch.float64)])
+def test_optimizer_step_clips_exactly_as_torch_clip_grad_norm(max_norm, dtypes):
+    # optimizer_step's own clip (one device and dtype) and torch's (mixed dtypes, its
+    # fallback) leave torch.nn.utils.clip_grad_norm_'s gradients to the bit.
+    from machina.utils import optimizer_step
+
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2)).to(d) for d in dtypes]
+    twins = copy.deepcopy(nets)
+    x = torch.randn(32, 5)
+
+    def loss_of(nets):
+        return sum(net(x.to(net[0].weight.dtype)).pow(2).sum().double() for net in nets)
+
+    params = [p for net in nets for p in net.parameters()]
+    nets[0][0].bias.requires_grad_(False)  # a parameter without a gradient
+    twins[0][0].bias.requires_grad_(False)
+    optim = torch.optim.SGD(params, lr=0.0)
+    optimizer_step(optim, loss_of(nets), max_grad_norm=max_norm)
+    loss_of(twins).backward()
+    twin_params = [p for net in twins for p in net.parameters()]
+    torch.nn.utils.clip_grad_norm_(twin_params, max_norm)
+    for p, q in zip(params, twin_params):
+        assert (p.grad is None and q.grad is None) or torch.equal(p.grad, q.grad)

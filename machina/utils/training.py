@@ -95,7 +95,7 @@ def optimizer_step(
         clip = opt_params if params is None else list(params)
         # The clip's total norm doubles as the finiteness check when it covers every
         # gradient the optimisers will use (the usual case).
-        total_norm = float(torch.nn.utils.clip_grad_norm_(clip, max_grad_norm))
+        total_norm = _clip_grad_norm(clip, max_grad_norm)
         finite = math.isfinite(total_norm)
         if finite and not {id(g) for g in grads} <= {
             id(p.grad) for p in clip if p.grad is not None
@@ -113,6 +113,28 @@ def optimizer_step(
         for opt in optims:
             opt.step()
     return loss_value
+
+
+def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> float:
+    """``torch.nn.utils.clip_grad_norm_(params, max_norm)`` as a float, with the same
+    arithmetic (the same foreach kernels in the same order, so the same bits).
+
+    The usual case, dense gradients of one device and dtype, skips torch's per-call grouping
+    by device and dtype and its checks, about half its cost on a small network's gradients
+    (~70 against ~150 us on a 64x64 MLP); any other case is torch's own.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    first = grads[0]
+    if first.device.type not in ("cpu", "cuda") or any(
+        g.layout is not torch.strided or g.device != first.device or g.dtype != first.dtype
+        for g in grads
+    ):
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    torch._foreach_mul_(grads, torch.clamp(float(max_norm) / (total + 1e-6), max=1.0))
+    return float(total)
 
 
 # Per thread and device: the found-flag and the unit scale of the finiteness kernel, made
