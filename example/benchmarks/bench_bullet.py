@@ -290,7 +290,11 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   machina's orthogonal initialisation (rl-zoo turns it off for these ids), separate
   optimisers and gradient clipping per network, advantages normalised over the whole
   batch rather than per minibatch, observation statistics updated once per iteration
-  rather than at every step.
+  rather than at every step. Nor is it the reported seeds' luck: stable-baselines3 on the
+  tuning seeds 100 and 101 reached 2183 and 2269 (on seeds 0-2: 2244-2378), where
+  machina's five v4 runs (seeds 0-2, 100, 101) span 1721-2272 with median 1776. Next to
+  test, one at a time on seeds 100-101: advantages normalised per minibatch, one
+  optimiser over both networks with one clip (SB3's), orthogonal initialisation off.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
