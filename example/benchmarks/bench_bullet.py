@@ -29,6 +29,9 @@ Protocol, the same for both:
   evaluation's steps and the machine (CPU model and count, Python, torch). The sessions
   that made these results ran on different 2-core machines (Intel Xeon, AMD EPYC), and CPU
   seconds compare only on one machine; runs before session 11 were not recorded there;
+- a same-machine check of the CPU ratios: short reruns of both libraries (``--budget
+  20000 --csv assets/bullet_results_check.csv``), which ``--report`` compares with the
+  same segment of the reported runs (``bullet_report.machine_check``);
 - wall_s and cpu_s exclude evaluations and checkpoint writing, and stay cumulative over
   the pieces of a resumed run;
 - resuming: a run whose ``final`` row is in the CSV is skipped. Every run is checkpointed
