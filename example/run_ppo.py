@@ -203,9 +203,9 @@ sampler = EpiSampler(
 
 # ppo_kl's adaptive penalty is run state too: a tensor, so the checkpoint holds it exactly.
 kl_beta = torch.tensor(args.init_kl_beta, dtype=torch.float64)
-run_state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler)
+run_state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler,
+                 kl_beta=kl_beta)  # fmt: skip
 run_state.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
-run_state["kl_beta"] = kl_beta
 with run:
     run.restore(**run_state)
     while not run.done:

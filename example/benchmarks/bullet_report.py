@@ -71,7 +71,7 @@ def load(path: str) -> dict[tuple, list[dict[str, Any]]]:
 
 def machines_path(path: str) -> str:
     """The machines sidecar of the results file ``path``: ``<name>_machines.csv``."""
-    return os.path.splitext(path)[0] + "_machines.csv"
+    return _beside(path, "machines")
 
 
 def load_machines(path: str) -> dict[tuple, set[str]]:
@@ -110,7 +110,12 @@ def machines(runs: dict[tuple, list[dict]], recorded: dict[tuple, set[str]]) -> 
 
 def check_path(path: str) -> str:
     """The same-machine check file of the results file ``path``: ``<name>_check.csv``."""
-    return os.path.splitext(path)[0] + "_check.csv"
+    return _beside(path, "check")
+
+
+def _beside(path: str, what: str) -> str:
+    """``<name>_<what>.csv`` beside the results file ``<name>.csv``."""
+    return f"{os.path.splitext(path)[0]}_{what}.csv"
 
 
 def segment_cpu(rs: list[dict], lo: int, hi: int, slack: int = 1_500) -> float:
@@ -144,19 +149,16 @@ def machine_check(
         "ms/step: rerun, reported | CPU vs SB3: rerun (one machine), reported |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    reported = {(lib, algo, env, seed): rs for (lib, algo, env, seed, _), rs in runs.items()}
-    keys = sorted({(algo, env, seed) for (_, algo, env, seed, _) in check})
-    for algo, env, seed in keys:
+    reported, reran = (
+        {(lib, algo, env, seed): rs for (lib, algo, env, seed, _), rs in found.items()}
+        for found in (runs, check)
+    )
+    for algo, env, seed in sorted({key[1:] for key in reran}):
         now, then = {}, {}
         for lib in ("machina", "sb3"):
-            rerun = [
-                rs
-                for (lb, a, e, sd, _), rs in check.items()
-                if (lb, a, e, sd) == (lib, algo, env, seed)
-            ]
-            now[lib] = segment_cpu(rerun[0], lo, hi, slack) if rerun else math.nan
-            old = reported.get((lib, algo, env, seed))
-            then[lib] = segment_cpu(old, lo, hi, slack) if old else math.nan
+            for found, out in ((reran, now), (reported, then)):
+                rs = found.get((lib, algo, env, seed))
+                out[lib] = segment_cpu(rs, lo, hi, slack) if rs else math.nan
 
         def ratio(d: dict[str, float]) -> str:
             r = d["machina"] / d["sb3"]
