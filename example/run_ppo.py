@@ -17,7 +17,8 @@ models/prepro_last.pt and models/rew_norm_last.pt::
 
 For tuning a Gaussian policy's exploration and schedule: ``--log_std_init`` (the initial
 log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear decay to 0
-over ``--max_steps``, computed from the step count so a resumed run continues them).
+over ``--max_steps``, computed from the step count so a resumed run continues them),
+``--minibatch_norm_advs`` (advantages standardised per minibatch, as stable-baselines3).
 ``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
 that is a function of the state, its matrix redrawn every N steps; initial log-std -2)::
 
@@ -142,6 +143,13 @@ parser.add_argument(
     help="decay --clip_param linearly to 0 over --max_steps (rl-zoo's lin_ clip_range)",
 )
 parser.add_argument(
+    "--minibatch_norm_advs",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="standardise the advantages within each minibatch too (stable-baselines3's "
+    "normalize_advantage), not only over the iteration's batch",
+)
+parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = hyperparams.parse_args(parser, "ppo")
@@ -255,6 +263,7 @@ with run:
                 ent_beta=args.ent_beta,
                 max_grad_norm=args.max_grad_norm,
                 log_enable=False,
+                minibatch_norm_advs=args.minibatch_norm_advs,
             )
         else:
             result_dict = ppo_kl.train(
@@ -269,6 +278,7 @@ with run:
                 batch_size=batch_size,
                 max_grad_norm=args.max_grad_norm,
                 log_enable=False,
+                minibatch_norm_advs=args.minibatch_norm_advs,
             )
             kl_beta.fill_(result_dict["new_kl_beta"])
 

@@ -211,3 +211,64 @@ def test_policy_losses_read_pd_params_as_the_forward_pass_gives_them(env_id, kwa
         # the same float32 operations in the same order: equal to the bit
         assert torch.equal(a, b)
         assert all(torch.equal(g, h) for g, h in zip(grads_a, grads_b))
+
+
+def test_standardize_advs_against_numpy():
+    from machina.algos._common import standardize_advs
+
+    rng = np.random.default_rng(0)
+    advs = rng.normal(3.0, 5.0, 50)
+    out = standardize_advs({"advs": torch.tensor(advs, dtype=torch.float32), "obs": "kept"})
+    expected = (advs - advs.mean()) / (advs.std(ddof=1) + 1e-8)
+    # float32 mean and std over 50 values: a few ulps of error in each, on values of ~1.
+    np.testing.assert_allclose(out["advs"].numpy(), expected, rtol=0, atol=50 * 2**-23)
+    assert out["obs"] == "kept"
+    one = {"advs": torch.ones(1)}
+    assert standardize_advs(one) is one  # no spread: left as it is, as stable-baselines3
+
+
+def test_standardize_advs_leaves_padding_out():
+    from machina.algos._common import standardize_advs
+
+    rng = np.random.default_rng(1)
+    advs = rng.normal(-2.0, 4.0, (6, 3))
+    masks = np.ones((6, 3))
+    masks[4:, 0] = masks[2:, 2] = 0
+    advs[masks == 0] = 1e6  # padding: must not reach the statistics
+    batch = {"advs": torch.tensor(advs, dtype=torch.float32), "out_masks": torch.tensor(masks)}
+    out = standardize_advs(batch)["advs"].numpy()
+    real = advs[masks > 0]
+    expected = (advs - real.mean()) / (real.std(ddof=1) + 1e-8)
+    np.testing.assert_allclose(out[masks > 0], expected[masks > 0], rtol=0, atol=50 * 2**-23)
+    assert (out[masks == 0] == 0).all()
+    assert batch["advs"][5, 0] == 1e6  # the given batch is unchanged
+
+
+@pytest.mark.parametrize("algo", ["ppo_clip", "ppo_kl"])
+def test_minibatch_norm_advs_makes_the_update_invariant_to_the_advantages_scale(setup, algo):
+    pol0, vf0, epis = setup
+    est = ef.compute_advs(ef.compute_rets(ef.compute_vs(epis, vf0), 0.99), 0.99, 0.95)
+
+    def update(scale, shift, norm):
+        pol, vf = (
+            make_pol(pol0.observation_space, pol0.action_space, h_size=16),
+            make_vf(pol0.observation_space, h_size=16),
+        )
+        pol.load_state_dict(pol0.state_dict())
+        vf.load_state_dict(vf0.state_dict())
+        data = Traj(seed=0)
+        data.add_epis([{**e, "advs": scale * e["advs"] + shift} for e in est])
+        data.register_epis()
+        optims = torch.optim.SGD(pol.parameters(), 0.1), torch.optim.SGD(vf.parameters(), 0.1)
+        kw = dict(log_enable=False, minibatch_norm_advs=norm)
+        if algo == "ppo_clip":
+            ppo_clip.train(data, pol, vf, *optims, 2, 64, max_grad_norm=None, **kw)
+        else:
+            ppo_kl.train(data, pol, vf, 1.0, 0.01, *optims, 2, 64, **kw)
+        return torch.cat([p.detach().reshape(-1) for p in pol.parameters()])
+
+    base = update(1.0, 0.0, True)
+    # Standardised per minibatch, 7A + 3 trains as A does (float32 rounding of the
+    # standardisation, carried through 2 epochs of SGD steps of lr 0.1).
+    assert torch.allclose(update(7.0, 3.0, True), base, rtol=0, atol=1e-4)
+    assert not torch.allclose(update(7.0, 3.0, False), update(1.0, 0.0, False), atol=1e-2)

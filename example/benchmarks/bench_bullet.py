@@ -670,6 +670,7 @@ def machina_ppo(
                 ent_beta=hp["ent_beta"],
                 max_grad_norm=hp["max_grad_norm"],
                 log_enable=False,
+                minibatch_norm_advs=hp.get("minibatch_norm_advs", False),
             )
             steps += traj.num_step
             if rec.due(steps):
@@ -966,7 +967,16 @@ def _save_dir(ckpt: str, steps: int, extra: dict[str, Any], write: Callable[[str
 
 
 # Settings the loops read when given, beyond those of the entries (``--set`` name=value).
-OPTIONAL_HP = frozenset({"alpha_lr", "anneal_clip", "anneal_lr", "log_std_init", "sde_sample_freq"})
+OPTIONAL_HP = frozenset(
+    {
+        "alpha_lr",
+        "anneal_clip",
+        "anneal_lr",
+        "log_std_init",
+        "minibatch_norm_advs",
+        "sde_sample_freq",
+    }
+)
 
 
 def machina_hp(algo: str, env_id: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "minibatches",
     "optimizer_step",
     "polyak_update",
+    "standardize_advs",
     "whole_batch",
 ]
 
@@ -87,6 +88,36 @@ def minibatches(
     if is_recurrent(*modules):
         return traj.iterate_rnn(batch_size, num_epi_per_seq=num_epi_per_seq, epoch=epoch)
     return traj.iterate(batch_size, epoch=epoch)
+
+
+def standardize_advs(batch: Batch, eps: float = 1e-8) -> Batch:
+    """The batch with its ``advs`` standardised over its real steps: ``(A - mean) / (std +
+    eps)``, ``std`` unbiased (stable-baselines3's ``normalize_advantage``, per minibatch).
+
+    Sequence batches (``out_masks`` (T, B)) leave their padding steps out of the statistics
+    and set them to 0. A batch of fewer than 2 real steps has no spread and is returned as
+    it is (as stable-baselines3 does). The other entries are shared; the given batch is not
+    changed.
+
+    Parameters
+    ----------
+    batch : dict of str to torch.Tensor
+        ``advs`` (B,) or (T, B), with ``out_masks`` (T, B) for sequence batches.
+    eps : float
+        Added to the standard deviation.
+    """
+    advs = batch["advs"]
+    masks = batch.get("out_masks")
+    if masks is None:
+        if advs.numel() < 2:
+            return batch
+        return {**batch, "advs": (advs - advs.mean()) / (advs.std() + eps)}
+    real = masks > 0
+    values = advs[real]
+    if values.numel() < 2:
+        return batch
+    out = torch.where(real, (advs - values.mean()) / (values.std() + eps), torch.zeros_like(advs))
+    return {**batch, "advs": out}
 
 
 def whole_batch(traj: Traj, modules: Iterable[torch.nn.Module]) -> Batch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches
+from machina.algos._common import check_traj, log, minibatches, standardize_advs
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -56,6 +56,7 @@ def train(
     max_grad_norm: float | None = 0.5,
     clip_vfunc: bool = False,
     log_enable: bool = True,
+    minibatch_norm_advs: bool = False,
 ) -> dict[str, list[float]]:
     """Update ``pol`` and ``vf`` for ``epoch`` passes over ``traj`` in minibatches.
 
@@ -84,6 +85,10 @@ def train(
         Clip the value update around ``vs`` (needs ``ef.compute_vs``).
     log_enable : bool
         Log progress through ``machina.logger``.
+    minibatch_norm_advs : bool
+        Standardise ``advs`` within each minibatch (stable-baselines3's
+        ``normalize_advantage``; ``standardize_advs``), on top of ``ef.centerize_advs`` over
+        the whole batch. A step's weight then depends on the others drawn with it.
 
     Returns
     -------
@@ -94,6 +99,8 @@ def train(
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+        if minibatch_norm_advs:
+            batch = standardize_advs(batch)
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
         pol_losses.append(
             optimizer_step(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, whole_batch
+from machina.algos._common import check_traj, log, minibatches, standardize_advs, whole_batch
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -45,6 +45,7 @@ def train(
     num_epi_per_seq: int = 1,
     ent_beta: float = 0.0,
     log_enable: bool = True,
+    minibatch_norm_advs: bool = False,
 ) -> dict:
     """Minimise ``-E[ratio * A] + kl_beta * KL`` and adapt ``kl_beta`` toward ``kl_targ``.
 
@@ -70,6 +71,8 @@ def train(
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+        if minibatch_norm_advs:
+            batch = standardize_advs(batch)
         pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
         pol_losses.append(
             optimizer_step(
