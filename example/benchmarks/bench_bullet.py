@@ -298,6 +298,32 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   machina's five v4 runs (seeds 0-2, 100, 101) span 1721-2272 with median 1776. Next to
   test, one at a time on seeds 100-101: advantages normalised per minibatch, one
   optimiser over both networks with one clip (SB3's), orthogonal initialisation off.
+- Session 13, PPO HalfCheetah: those three, one at a time on v4, tuning seeds 100 and 101
+  at 500k (every evaluation in the tuning CSV; the second and third were patches of this
+  loop for the experiment, not kept):
+
+  ===================================================  ========  ========  ===========
+  settings                                             seed 100  seed 101  CPU s
+  ===================================================  ========  ========  ===========
+  v4                                                   1974      1776      531-573
+  v4 + advantages standardised per minibatch (v6)      2449      2368      516-573
+  v4 + one Adam over both nets, pg + 0.5 MSE, 1 clip   1994      2488      501-542
+  v4 + torch's default init (no orthogonal init)       2165      1906      518-578
+  stable-baselines3 (rl-zoo's settings, session 12)    2183      2269      948
+  ===================================================  ========  ========  ===========
+
+  Advantages standardised within each 64-step minibatch (stable-baselines3's
+  ``normalize_advantage``; machina normalised them once over the iteration's 2000 steps)
+  is the one change that lifted both seeds, above stable-baselines3's on the same seeds,
+  at the same CPU cost: ``ppo_clip.train(..., minibatch_norm_advs=True)``, run_ppo.py's
+  ``--minibatch_norm_advs``, HalfCheetah's entry v6 (v4 + that). Why it matters this much
+  was not measured; a likely part: with whole-batch normalisation a minibatch's mean
+  advantage is random (64 of the 2,000 steps: a standard error of ~1/8 of the normalised
+  scale), and a positive mean pulls every sampled action's likelihood up, a push on the log-std unrelated to
+  which actions were good. SB3's joint optimiser was cheaper (one optimiser step and one
+  clip per minibatch) and mixed (1994, 2488); not combined with v6 for lack of time. The
+  reported seeds 0-2 were rerun with v6, and stable-baselines3's beside them in the same
+  session (the earlier runs of both moved to the tuning CSV with their labels).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
