@@ -319,11 +319,12 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   ``--minibatch_norm_advs``, HalfCheetah's entry v6 (v4 + that). Why it matters this much
   was not measured; a likely part: with whole-batch normalisation a minibatch's mean
   advantage is random (64 of the 2,000 steps: a standard error of ~1/8 of the normalised
-  scale), and a positive mean pulls every sampled action's likelihood up, a push on the log-
-  std unrelated to which actions were good. SB3's joint optimiser was cheaper (one optimiser
-  step and one clip per minibatch) and mixed (1994, 2488); not combined with v6 for lack of
-  time. The reported seeds 0-2 were rerun with v6, and stable-baselines3's beside them in
-  the same session (the earlier runs of both moved to the tuning CSV with their labels).
+  scale), and a positive mean pulls every sampled action's likelihood up, a push on the
+  log-std unrelated to which actions were good. SB3's joint optimiser was cheaper (one
+  optimiser step and one clip per minibatch) and mixed (1994, 2488); not combined with v6
+  for lack of time. The reported seeds 0-2 were rerun with v6, and stable-baselines3's
+  beside them in the same session (the earlier runs of both moved to the tuning CSV with
+  their labels).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
