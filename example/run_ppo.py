@@ -18,7 +18,9 @@ models/prepro_last.pt and models/rew_norm_last.pt::
 For tuning a Gaussian policy's exploration and schedule: ``--log_std_init`` (the initial
 log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear decay to 0
 over ``--max_steps``, computed from the step count so a resumed run continues them),
-``--minibatch_norm_advs`` (advantages standardised per minibatch, as stable-baselines3).
+``--minibatch_norm_advs`` (advantages standardised per minibatch, as stable-baselines3),
+``--joint_step`` (one optimiser and one gradient clip over both networks, as
+stable-baselines3).
 ``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
 that is a function of the state, its matrix redrawn every N steps; initial log-std -2)::
 
@@ -150,6 +152,13 @@ parser.add_argument(
     "normalize_advantage), not only over the iteration's batch",
 )
 parser.add_argument(
+    "--joint_step",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="one Adam over both networks at --pol_lr, one step and one gradient clip per "
+    "minibatch on the policy loss + 0.5 MSE (stable-baselines3's form; --vf_lr unused)",
+)
+parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = hyperparams.parse_args(parser, "ppo")
@@ -197,6 +206,13 @@ vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
 optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
+lr_schedules = [(optim_pol, args.pol_lr), (optim_vf, args.vf_lr)]
+if args.joint_step:  # stable-baselines3's form: one optimiser over both nets at --pol_lr
+    if args.ppo_type != "clip":
+        parser.error("--joint_step: needs --ppo_type clip")
+    optim_pol = torch.optim.Adam([*pol.parameters(), *vf.parameters()], args.pol_lr, fused=True)
+    optim_vf = optim_pol
+    lr_schedules = [(optim_pol, args.pol_lr)]
 # The prepro travels to the sampler's workers with the policy at every sample call.
 prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None
 rew_norm = RewardNormalizer(args.gamma) if args.normalize_rew else None
@@ -220,7 +236,7 @@ with run:
         # Linear schedules from the step count, so a resumed run continues them exactly.
         remaining = 1.0 - run.total_step / args.max_steps
         if args.anneal_lr:
-            for optim, lr in ((optim_pol, args.pol_lr), (optim_vf, args.vf_lr)):
+            for optim, lr in lr_schedules:
                 for group in optim.param_groups:
                     group["lr"] = lr * remaining
         clip_param = args.clip_param * (remaining if args.anneal_clip else 1.0)
@@ -264,6 +280,7 @@ with run:
                 max_grad_norm=args.max_grad_norm,
                 log_enable=False,
                 minibatch_norm_advs=args.minibatch_norm_advs,
+                joint_step=args.joint_step,
             )
         else:
             result_dict = ppo_kl.train(

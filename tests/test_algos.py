@@ -272,3 +272,41 @@ def test_minibatch_norm_advs_makes_the_update_invariant_to_the_advantages_scale(
     # standardisation, carried through 2 epochs of SGD steps of lr 0.1).
     assert torch.allclose(update(7.0, 3.0, True), base, rtol=0, atol=1e-4)
     assert not torch.allclose(update(7.0, 3.0, False), update(1.0, 0.0, False), atol=1e-2)
+
+
+def test_joint_step_is_one_clipped_step_on_the_summed_loss(setup):
+    pol0, vf0, epis = setup
+    est = ef.compute_advs(ef.compute_rets(ef.compute_vs(epis, vf0), 0.99), 0.99, 0.95)
+
+    def nets():
+        pol = make_pol(pol0.observation_space, pol0.action_space, h_size=16)
+        vf = make_vf(pol0.observation_space, h_size=16)
+        pol.load_state_dict(pol0.state_dict())
+        vf.load_state_dict(vf0.state_dict())
+        return pol, vf, [*pol.parameters(), *vf.parameters()]
+
+    traj = Traj()
+    traj.add_epis(est)
+    traj.register_epis()
+    pol, vf, params = nets()
+    optim = torch.optim.SGD(params, 0.1)
+    ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step, max_grad_norm=0.05,
+                   log_enable=False, joint_step=True)  # fmt: skip
+    # The reference: stable-baselines3's form, written out (one batch: the whole Traj).
+    ref_pol, ref_vf, ref_params = nets()
+    batch = dict(traj.data_map)
+    loss = (
+        lf.pg_clip(ref_pol, batch, 0.2, 1e-3)
+        + 0.5 * ((ref_vf(batch["obs"])[0] - batch["rets"]) ** 2).mean()
+    )
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(ref_params, 0.05)
+    with torch.no_grad():
+        for p in ref_params:
+            p -= 0.1 * p.grad
+    for a, b in zip(params, ref_params):
+        # The same float32 arithmetic up to the order of a few reductions.
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="optim_pol: joint_step needs one optimiser"):
+        ppo_clip.train(traj, pol, vf, torch.optim.SGD(pol.parameters(), 0.1), optim, 1, 64,
+                       log_enable=False, joint_step=True)  # fmt: skip

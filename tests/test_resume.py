@@ -270,6 +270,8 @@ EXAMPLE_RUNS = [
     ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7]),
     # ppo_kl's adaptive penalty (kl_beta) is in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
+    # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation
+    ("run_ppo.py", [*_PPO_ARGS, "--joint_step", "--anneal_lr", "--minibatch_norm_advs"]),
     ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
                     "--eval_interval", 200, "--eval_epis", 1]),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
@@ -279,8 +281,8 @@ EXAMPLE_RUNS = [
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py (plain, gSDE and ppo_kl), run_sac.py and run_ddpg.py (OU noise): 200 steps, then
-    --resume to 400, equal the 400-step run."""
+    """run_ppo.py (plain, gSDE, ppo_kl, joint step), run_sac.py and run_ddpg.py (OU noise):
+    200 steps, then --resume to 400, equal the 400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
     from conftest import run_examples
 

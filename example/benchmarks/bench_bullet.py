@@ -648,6 +648,11 @@ def machina_ppo(
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
     optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
+    lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])]
+    if hp.get("joint_step"):  # run_ppo.py's --joint_step
+        params = [*pol.parameters(), *vf.parameters()]
+        optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], fused=True)
+        lr_schedules = [(optim_pol, hp["pol_lr"])]
     prepro = BasePrePro(env.observation_space, clip=10.0) if hp["normalize_ob"] else None
     rew_norm = RewardNormalizer(hp["gamma"]) if hp["normalize_rew"] else None
     sampler = EpiSampler(
@@ -664,7 +669,7 @@ def machina_ppo(
             # run_ppo.py's --anneal_lr / --anneal_clip: linear decay to 0 over the budget.
             remaining = 1.0 - steps / budget
             if hp.get("anneal_lr"):
-                for optim, lr in ((optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])):
+                for optim, lr in lr_schedules:
                     for group in optim.param_groups:
                         group["lr"] = lr * remaining
             clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
@@ -698,6 +703,7 @@ def machina_ppo(
                 max_grad_norm=hp["max_grad_norm"],
                 log_enable=False,
                 minibatch_norm_advs=hp.get("minibatch_norm_advs", False),
+                joint_step=hp.get("joint_step", False),
             )
             steps += traj.num_step
             if rec.due(steps):

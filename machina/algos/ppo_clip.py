@@ -57,6 +57,7 @@ def train(
     clip_vfunc: bool = False,
     log_enable: bool = True,
     minibatch_norm_advs: bool = False,
+    joint_step: bool = False,
 ) -> dict[str, list[float]]:
     """Update ``pol`` and ``vf`` for ``epoch`` passes over ``traj`` in minibatches.
 
@@ -89,6 +90,11 @@ def train(
         Standardise ``advs`` within each minibatch (stable-baselines3's
         ``normalize_advantage``; ``standardize_advs``), on top of ``ef.centerize_advs`` over
         the whole batch. A step's weight then depends on the others drawn with it.
+    joint_step : bool
+        One optimiser step per minibatch on ``pol_loss + vf_loss`` (the value loss is
+        ``0.5 * MSE``: stable-baselines3's ``vf_coef=0.5``), the gradient norm clipped over
+        both networks together, as stable-baselines3 does. ``optim_pol`` must hold both
+        networks' parameters; ``optim_vf`` is not used (pass the same optimiser).
 
     Returns
     -------
@@ -96,12 +102,24 @@ def train(
         ``PolLoss`` and ``VfLoss``: one float per minibatch.
     """
     check_traj(traj, ["advs", "rets", "acs", *(["vs"] if clip_vfunc else [])], "ppo_clip")
+    if joint_step:
+        _check_joint(optim_pol, vf)
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         if minibatch_norm_advs:
             batch = standardize_advs(batch)
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
+        if joint_step:
+            vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
+            params = [*pol.parameters(), *vf.parameters()]
+            optimizer_step(
+                optim_pol, pol_loss + vf_loss, params, max_grad_norm,
+                name="ppo_clip.train: pol_loss + vf_loss", batch=batch,
+            )  # fmt: skip
+            pol_losses.append(float(pol_loss.detach()))
+            vf_losses.append(float(vf_loss.detach()))
+            continue
         pol_losses.append(
             optimizer_step(
                 optim_pol,
@@ -125,3 +143,13 @@ def train(
         )
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)
+
+
+def _check_joint(optim: torch.optim.Optimizer, vf: torch.nn.Module) -> None:
+    held = {id(p) for group in optim.param_groups for p in group["params"]}
+    missing = sum(1 for p in vf.parameters() if id(p) not in held)
+    if missing:
+        raise ValueError(
+            "ppo_clip.train: optim_pol: joint_step needs one optimiser over both networks, "
+            f"but {missing} of vf's parameter tensors are not in it"
+        )
