@@ -309,6 +309,7 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v4 + advantages standardised per minibatch (v6)      2449      2368      516-573
   v4 + one Adam over both nets, pg + 0.5 MSE, 1 clip   1994      2488      501-542
   v4 + torch's default init (no orthogonal init)       2165      1906      518-578
+  v6 + the joint optimiser (``joint_step``)            2286      2335      495-497
   stable-baselines3 (rl-zoo's settings, session 12)    2183      2269      948
   ===================================================  ========  ========  ===========
 
@@ -320,11 +321,12 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   was not measured; a likely part: with whole-batch normalisation a minibatch's mean
   advantage is random (64 of the 2,000 steps: a standard error of ~1/8 of the normalised
   scale), and a positive mean pulls every sampled action's likelihood up, a push on the
-  log-std unrelated to which actions were good. SB3's joint optimiser was cheaper (one
-  optimiser step and one clip per minibatch) and mixed (1994, 2488); not combined with v6
-  for lack of time. The reported seeds 0-2 were rerun with v6, and stable-baselines3's
-  beside them in the same session (the earlier runs of both moved to the tuning CSV with
-  their labels).
+  log-std unrelated to which actions were good. SB3's joint optimiser (one optimiser step
+  and one clip per minibatch; now ``ppo_clip.train(..., joint_step=True)``, run_ppo.py's
+  ``--joint_step``) was mixed alone (1994, 2488) and, on top of v6, a little below v6 (2286,
+  2335 against 2449, 2368) at ~5-10% less CPU: not taken into the entry. The reported seeds
+  0-2 were rerun with v6, and stable-baselines3's beside them in the same session (the
+  earlier runs of both moved to the tuning CSV with their labels).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
