@@ -204,15 +204,17 @@ pol = make_pol(
 )
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
-optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
-optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
-lr_schedules = [(optim_pol, args.pol_lr), (optim_vf, args.vf_lr)]
 if args.joint_step:  # stable-baselines3's form: one optimiser over both nets at --pol_lr
     if args.ppo_type != "clip":
         parser.error("--joint_step: needs --ppo_type clip")
-    optim_pol = torch.optim.Adam([*pol.parameters(), *vf.parameters()], args.pol_lr, fused=True)
-    optim_vf = optim_pol
+    optim_pol = optim_vf = torch.optim.Adam(
+        [*pol.parameters(), *vf.parameters()], args.pol_lr, fused=True
+    )
     lr_schedules = [(optim_pol, args.pol_lr)]
+else:
+    optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
+    optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
+    lr_schedules = [(optim_pol, args.pol_lr), (optim_vf, args.vf_lr)]
 # The prepro travels to the sampler's workers with the policy at every sample call.
 prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None
 rew_norm = RewardNormalizer(args.gamma) if args.normalize_rew else None

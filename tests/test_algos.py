@@ -290,16 +290,17 @@ def test_joint_step_is_one_clipped_step_on_the_summed_loss(setup):
     traj.register_epis()
     pol, vf, params = nets()
     optim = torch.optim.SGD(params, 0.1)
-    ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step, max_grad_norm=0.05,
-                   log_enable=False, joint_step=True)  # fmt: skip
+    result = ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step, max_grad_norm=0.05,
+                            log_enable=False, joint_step=True)  # fmt: skip
     # The reference: stable-baselines3's form, written out (one batch: the whole Traj).
     ref_pol, ref_vf, ref_params = nets()
     batch = dict(traj.data_map)
-    loss = (
-        lf.pg_clip(ref_pol, batch, 0.2, 1e-3)
-        + 0.5 * ((ref_vf(batch["obs"])[0] - batch["rets"]) ** 2).mean()
-    )
-    loss.backward()
+    pol_loss = lf.pg_clip(ref_pol, batch, 0.2, 1e-3)
+    vf_loss = 0.5 * ((ref_vf(batch["obs"])[0] - batch["rets"]) ** 2).mean()
+    (pol_loss + vf_loss).backward()
+    # the losses before the step, one per minibatch (here one)
+    assert result["PolLoss"] == pytest.approx([float(pol_loss)], rel=1e-5)
+    assert result["VfLoss"] == pytest.approx([float(vf_loss)], rel=1e-5)
     torch.nn.utils.clip_grad_norm_(ref_params, 0.05)
     with torch.no_grad():
         for p in ref_params:

@@ -648,13 +648,14 @@ def machina_ppo(
         sde_sample_freq=hp.get("sde_sample_freq") or None,  # 0: plain Gaussian noise
     )
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
-    optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
-    optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
-    lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])]
     if hp.get("joint_step"):  # run_ppo.py's --joint_step
         params = [*pol.parameters(), *vf.parameters()]
         optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], fused=True)
         lr_schedules = [(optim_pol, hp["pol_lr"])]
+    else:
+        optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
+        optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
+        lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])]
     prepro = BasePrePro(env.observation_space, clip=10.0) if hp["normalize_ob"] else None
     rew_norm = RewardNormalizer(hp["gamma"]) if hp["normalize_rew"] else None
     sampler = EpiSampler(

@@ -104,22 +104,16 @@ def train(
     check_traj(traj, ["advs", "rets", "acs", *(["vs"] if clip_vfunc else [])], "ppo_clip")
     if joint_step:
         _check_joint(optim_pol, vf)
+        return _train_joint(
+            traj, pol, vf, optim_pol, epoch, batch_size, num_epi_per_seq, clip_param,
+            ent_beta, max_grad_norm, clip_vfunc, log_enable, minibatch_norm_advs,
+        )  # fmt: skip
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
         if minibatch_norm_advs:
             batch = standardize_advs(batch)
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
-        if joint_step:
-            vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
-            params = [*pol.parameters(), *vf.parameters()]
-            optimizer_step(
-                optim_pol, pol_loss + vf_loss, params, max_grad_norm,
-                name="ppo_clip.train: pol_loss + vf_loss", batch=batch,
-            )  # fmt: skip
-            pol_losses.append(float(pol_loss.detach()))
-            vf_losses.append(float(vf_loss.detach()))
-            continue
         pol_losses.append(
             optimizer_step(
                 optim_pol,
@@ -142,6 +136,29 @@ def train(
             )
         )
     log(log_enable, "Optimization finished!")
+    return dict(PolLoss=pol_losses, VfLoss=vf_losses)
+
+
+def _train_joint(
+    traj, pol, vf, optim, epoch, batch_size, num_epi_per_seq, clip_param, ent_beta,
+    max_grad_norm, clip_vfunc, log_enable, minibatch_norm_advs,
+) -> dict[str, list[float]]:  # fmt: skip
+    """``train`` with ``joint_step``: one step of ``optim`` on the summed loss per minibatch."""
+    log(log_enable, "Optimizing...")
+    params = [*pol.parameters(), *vf.parameters()]
+    losses = []  # (pol_loss, vf_loss) per minibatch, detached; read back once at the end
+    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
+        if minibatch_norm_advs:
+            batch = standardize_advs(batch)
+        pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
+        vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
+        optimizer_step(
+            optim, pol_loss + vf_loss, params, max_grad_norm,
+            name="ppo_clip.train: pol_loss + vf_loss", batch=batch,
+        )  # fmt: skip
+        losses.append(torch.stack([pol_loss.detach(), vf_loss.detach()]))
+    log(log_enable, "Optimization finished!")
+    pol_losses, vf_losses = torch.stack(losses).T.tolist() if losses else ([], [])
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)
 
 
