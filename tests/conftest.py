@@ -14,6 +14,12 @@ import pytest
 import scipy.special
 from torch import nn
 
+# Ray starts its worker processes at nice 15 (its worker_niceness), below the raylet: with
+# pytest-xdist's other worker busy on the second core, an actor's `import torch` took 7 s
+# instead of 1 and the Ray tests 3-5x their time alone. Test-started instances (and the
+# example scripts' subprocesses, which inherit this) run their workers at the tests' niceness.
+os.environ.setdefault("RAY_worker_niceness", "0")
+
 EXAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example")
 # How much of each stream a failure message shows: enough for a traceback, not a whole log.
 TAIL_CHARS = 3000

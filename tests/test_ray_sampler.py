@@ -78,7 +78,14 @@ def gaussian_pol(env):
     )
 
 
-def assert_same_epis(a, b):
+# The policy's float outputs (a_is) of one step computed in batches of different sizes (one
+# env per actor against all slots in one process): BLAS may take another kernel and order of
+# summation, a few float32 ulps on values of order 1 (seen: 1 ulp on an AMD EPYC).
+LAYOUT_ATOL = 64 * 2.0**-24
+
+
+def assert_same_epis(a, b, same_layout=True):
+    """Equal episodes; with ``same_layout=False`` the a_is floats within LAYOUT_ATOL."""
     assert len(a) == len(b)
     for ea, eb in zip(a, b):
         for key in ("obs", "acs", "rews", "next_obs", "terms", "truncs", "dones"):
@@ -86,7 +93,12 @@ def assert_same_epis(a, b):
             np.testing.assert_array_equal(ea[key], eb[key])
         assert ea["a_is"].keys() == eb["a_is"].keys()
         for key in ea["a_is"]:
-            np.testing.assert_array_equal(ea["a_is"][key], eb["a_is"][key])
+            if same_layout:
+                np.testing.assert_array_equal(ea["a_is"][key], eb["a_is"][key])
+            else:
+                np.testing.assert_allclose(
+                    ea["a_is"][key], eb["a_is"][key], rtol=0, atol=LAYOUT_ATOL
+                )
 
 
 def assert_whole(epis):
@@ -267,7 +279,9 @@ def test_original_raysampler_api(local_ray):
         epis = sampler.sample(max_epis=4, deterministic=True)
         # deterministic: the same episodes for any layout of the same slots (2 x 1 here)
         with EpiSampler(env, other, num_envs=2, seed=4) as ref:
-            assert_same_epis(epis, ref.sample(other, max_epis=4, deterministic=True))
+            assert_same_epis(
+                epis, ref.sample(other, max_epis=4, deterministic=True), same_layout=False
+            )
         assert len(sampler.sample(pol, max_steps=50)) >= 2
     finally:
         sampler.close()
@@ -345,7 +359,7 @@ def test_two_node_cluster_then_node_removed_mid_sample(cluster):
     with EpiSampler(env, pol, num_parallel=2, num_envs=2, seed=1, backend="ray", timeout=60) as s:
         pool = s._pool
         assert len(set(pool.nodes())) == 2
-        assert_same_epis(s.sample(pol, max_epis=6, deterministic=True), ref)
+        assert_same_epis(s.sample(pol, max_epis=6, deterministic=True), ref, same_layout=False)
     assert ray.is_initialized()  # connected by the user: not shut down by close()
 
     slow_pol = categorical_pol(SlowEnv())
