@@ -327,6 +327,23 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   2335 against 2449, 2368) at ~5-10% less CPU: not taken into the entry. The reported seeds
   0-2 were rerun with v6, and stable-baselines3's beside them in the same session (the
   earlier runs of both moved to the tuning CSV with their labels).
+- Session 14, PPO HalfCheetah: the candidates session 13 left, one at a time on v6, tuning
+  seeds 100 and 101 at 500k (every evaluation in the tuning CSV; another AMD EPYC machine,
+  faster than session 13's: its CPU seconds compare only within this table):
+
+  ===================================================  ========  ========  ===========
+  settings                                             seed 100  seed 101  CPU s
+  ===================================================  ========  ========  ===========
+  v6 (session 13)                                      2449      2368      516-573 (*)
+  v6 + lambda 0.92                                     2344      1874      369-370
+  v6 + 256x256 nets, minibatches of 128                2280      2014      373-377
+  v6 + 128x128 nets                                    2439      1771      379-384
+  v6 + both learning rates 1.5x (4.5e-4, 1.5e-3)       2011      2418      361-367
+  ===================================================  ========  ========  ===========
+
+  (*) session 13's slower machine. None lifted both seeds; each lost more than 300 on one
+  of them. Two seeds cannot separate changes of this size (one configuration's seeds
+  differ by up to ~600), so v6 stays.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
