@@ -344,6 +344,19 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   (*) session 13's slower machine. None lifted both seeds; each lost more than 300 on one
   of them. Two seeds cannot separate changes of this size (one configuration's seeds
   differ by up to ~600), so v6 stays.
+
+  Is v6 level with stable-baselines3 and seed 2 unlucky? Both libraries on two fresh seeds
+  (102 and 103, never used for tuning; side by side, this session): machina 1968 and 1791,
+  stable-baselines3 2600 and 2159, at 0.65x its CPU seconds (389-399 against 601-606). On
+  the five seeds not used to choose v6 (0-2, 102, 103) machina's median is 1982 [1791,
+  2394] against 2357 [2159, 2600]: the shortfall is real, and v6's tuning seeds (100/101,
+  2449/2368) were its lucky ones. The curves: machina is ahead at 100-200k on most seeds
+  (stable-baselines3 starts slower), behind by 300k (medians of the five 1487 against
+  1742), and climbs more slowly from there (median gain to the end +395 against +587).
+  Next: compare candidates on 4+ seeds; suspects are the late phase (the learning rate
+  annealed to 0 over the budget, where rl-zoo keeps 3e-5 constant; the policy's std,
+  which shrinks without an entropy term) and stable-baselines3's 256x256 networks with
+  gSDE (more CPU per update).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
