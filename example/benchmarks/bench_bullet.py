@@ -353,10 +353,14 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   2449/2368) were its lucky ones. The curves: machina is ahead at 100-200k on most seeds
   (stable-baselines3 starts slower), behind by 300k (medians of the five 1487 against
   1742), and climbs more slowly from there (median gain to the end +395 against +587).
-  Next: compare candidates on 4+ seeds; suspects are the late phase (the learning rate
-  annealed to 0 over the budget, where rl-zoo keeps 3e-5 constant; the policy's std,
-  which shrinks without an entropy term) and stable-baselines3's 256x256 networks with
-  gSDE (more CPU per update).
+  Is it the annealed learning rate (to 0 over the budget; rl-zoo keeps 3e-5 constant)?
+  v6 with constant rates (3e-4, 1e-3) on seeds 104 and 105, beside v6: 2174 and 692
+  against 2365 and 1693; seed 105's evaluations swung 2065 -> 1031 -> 2030 -> 692 over the
+  last 175k. Annealing stabilises the late phase; it is not what holds machina back. Next:
+  compare candidates on 4+ seeds; suspects left are the policy's std (it shrinks without
+  an entropy term) and stable-baselines3's 256x256 networks with gSDE (more CPU per
+  update, which machina's budget at 0.7x does not leave: ~80% of its CPU is pybullet's
+  own step).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
