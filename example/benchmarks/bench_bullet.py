@@ -356,11 +356,19 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   Is it the annealed learning rate (to 0 over the budget; rl-zoo keeps 3e-5 constant)?
   v6 with constant rates (3e-4, 1e-3) on seeds 104 and 105, beside v6: 2174 and 692
   against 2365 and 1693; seed 105's evaluations swung 2065 -> 1031 -> 2030 -> 692 over the
-  last 175k. Annealing stabilises the late phase; it is not what holds machina back. Next:
-  compare candidates on 4+ seeds; suspects left are the policy's std (it shrinks without
-  an entropy term) and stable-baselines3's 256x256 networks with gSDE (more CPU per
-  update, which machina's budget at 0.7x does not leave: ~80% of its CPU is pybullet's
-  own step).
+  last 175k. Annealing stabilises the late phase; it is not what holds machina back. Nor
+  are the hyperparameters: machina with rl-zoo's whole recipe for this id (256x256, gSDE,
+  3e-5 constant, 20 epochs of 128, clip 0.4, lambda 0.9; on top of v6's per-minibatch
+  standardisation) on seeds 102 and 103 reached 1774 and 1899 at 504k (its 8000-step
+  iterations), against v6's 1968 and 1791 and stable-baselines3's 2600 and 2159, at 0.82x
+  stable-baselines3's CPU. The same settings learn less in machina: what differs is the
+  implementation, e.g. machina's tanh-bounded Gaussian mean (stable-baselines3 clips the
+  action instead), ReLU (rl-zoo's activation here) against tanh, orthogonal initialisation
+  (rl-zoo turns it off), observation statistics updated once per iteration against every
+  step, separate optimisers. Next:
+  compare candidates on 4+ seeds (102-105 have v6 baselines), one implementation
+  difference at a time, starting with the tanh-bounded mean; wider networks cost CPU that
+  the 0.7x target does not leave (~80% of machina's CPU is pybullet's own step).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
