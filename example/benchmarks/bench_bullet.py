@@ -367,7 +367,8 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   (rl-zoo turns it off), observation statistics updated once per iteration against every
   step, separate optimisers. Next:
   compare candidates on 4+ seeds (102-105 have v6 baselines), one implementation
-  difference at a time, starting with the tanh-bounded mean; wider networks cost CPU that
+  difference at a time, starting with the tanh-bounded mean (tried only once, above: one
+  seed at 300k with v2's settings); wider networks cost CPU that
   the 0.7x target does not leave (~80% of machina's CPU is pybullet's own step).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
