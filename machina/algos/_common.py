@@ -80,14 +80,18 @@ def minibatches(
     batch_size: int,
     epoch: int,
     num_epi_per_seq: int = 1,
+    norm_advs: bool = False,
 ) -> Iterator[Batch]:
     """Shuffled step batches, or whole-episode sequences when any module is recurrent.
 
-    For recurrent modules ``batch_size`` counts sequences, otherwise steps.
+    For recurrent modules ``batch_size`` counts sequences, otherwise steps. With
+    ``norm_advs`` each batch's ``advs`` are standardised within it (``standardize_advs``).
     """
     if is_recurrent(*modules):
-        return traj.iterate_rnn(batch_size, num_epi_per_seq=num_epi_per_seq, epoch=epoch)
-    return traj.iterate(batch_size, epoch=epoch)
+        batches = traj.iterate_rnn(batch_size, num_epi_per_seq=num_epi_per_seq, epoch=epoch)
+    else:
+        batches = traj.iterate(batch_size, epoch=epoch)
+    return map(standardize_advs, batches) if norm_advs else batches
 
 
 def standardize_advs(batch: Batch, eps: float = 1e-8) -> Batch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, standardize_advs
+from machina.algos._common import check_traj, log, minibatches
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -110,9 +110,10 @@ def train(
         )  # fmt: skip
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
-    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
-        if minibatch_norm_advs:
-            batch = standardize_advs(batch)
+    batches = minibatches(
+        traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
+    )
+    for batch in batches:
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
         pol_losses.append(
             optimizer_step(
@@ -147,9 +148,10 @@ def _train_joint(
     log(log_enable, "Optimizing...")
     params = [*pol.parameters(), *vf.parameters()]
     losses = []  # (pol_loss, vf_loss) per minibatch, detached; read back once at the end
-    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
-        if minibatch_norm_advs:
-            batch = standardize_advs(batch)
+    batches = minibatches(
+        traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
+    )
+    for batch in batches:
         pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
         vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
         optimizer_step(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, standardize_advs, whole_batch
+from machina.algos._common import check_traj, log, minibatches, whole_batch
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -70,9 +70,10 @@ def train(
     check_traj(traj, ["advs", "rets", "acs"], "ppo_kl")
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
-    for batch in minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq):
-        if minibatch_norm_advs:
-            batch = standardize_advs(batch)
+    batches = minibatches(
+        traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
+    )
+    for batch in batches:
         pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
         pol_losses.append(
             optimizer_step(
