@@ -327,7 +327,9 @@ def float32_tolerances(spec, obs):
         spec = spec.numpy_inference()
     z = obs.reshape(len(obs), -1).astype(np.float64)
     err = np.zeros_like(z)
-    for op in spec["ops"][:-1]:
+    # a linear Gaussian mean (PolHead(squash_mean=False)): the head's layer is the last op
+    linear_mean = spec["kind"] == "gaussian" and spec["ops"][-1][0] == "linear"
+    for op in spec["ops"] if linear_mean else spec["ops"][:-1]:
         if op[0] == "linear":
             weight, bias = op[1].astype(np.float64), op[2].astype(np.float64)
             magnitude = np.abs(z) @ np.abs(weight).T + np.abs(bias)
@@ -341,11 +343,17 @@ def float32_tolerances(spec, obs):
         return _sde_tolerances(spec, z, err)
     tol = {}
     if spec["kind"] == "gaussian":
+        std = np.exp(spec["log_std"].astype(np.float64))
+        if linear_mean:
+            tol["mean"] = err
+            # ac = mean + exp(log_std) * noise, |noise| < 8: the sum's rounding scales with
+            # |mean| here (unbounded); exp a few ulps per path
+            tol["ac"] = err + 8 * U * (np.abs(z) + 1.0 + 8.0 * std)
+            return tol
         # tanh: its slope at most 1 - tanh^2 over [|z| - err, |z|]; a few ulps per path
         slope = 1.0 - np.tanh(np.maximum(np.abs(z) - err, 0.0)) ** 2
         tol["mean"] = slope * err + 8 * U
         # ac = mean + exp(log_std) * noise, |noise| < 8; exp a few ulps per path
-        std = np.exp(spec["log_std"].astype(np.float64))
         tol["ac"] = tol["mean"] + 8 * U * (1.0 + 8.0 * std)
     else:
         # pi_i = 1 / sum_j exp(z_j - z_i): log pi_i moves by at most 2 max|dz|; exp, the sum

@@ -76,6 +76,41 @@ def test_gaussian_actions_stay_within_bounds(rnn):
     np.testing.assert_allclose(ac_real[~outside], scaled[~outside], rtol=1e-5, atol=1e-6)
 
 
+def test_linear_mean_is_unbounded_and_actions_are_clipped():
+    """PolNet(squash_mean=False): the mean is the head's linear output (no tanh), the sampled
+    actions' log-likelihood is of that unbounded Gaussian, and what reaches the environment is
+    clipped to the bounds (stable-baselines3's scheme)."""
+    torch.manual_seed(0)
+    net = PolNet(OB_SPACE, BOX, 16, 16, squash_mean=False)
+    pol = GaussianPol(OB_SPACE, BOX, net)
+    with torch.no_grad():
+        net.head.mean_layer.bias.fill_(3.0)
+    obs = random_obs(500)
+    ac_real, ac, a_i = pol(obs)
+    with torch.no_grad():
+        h = torch.relu(net.fc2(torch.relu(net.fc1(torch.from_numpy(obs)))))
+        expected = net.head.mean_layer(h)
+    assert_close(a_i["mean"], expected)
+    assert (a_i["mean"] > 1.0).all()
+    assert (ac_real >= BOX.low).all() and (ac_real <= BOX.high).all()
+    np.testing.assert_array_equal(pol.deterministic_ac_real(obs)[0], np.tile(BOX.high, (500, 1)))
+    reference = torch.distributions.Normal(a_i["mean"], a_i["log_std"].exp())
+    llh = pol.pd.llh(ac, a_i)
+    assert_close(llh, reference.log_prob(ac).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_make_pol_squash_mean_only_for_the_mlp_gaussian():
+    from machina.pols import make_pol as make
+
+    pol = make(OB_SPACE, BOX, squash_mean=False)
+    assert not pol.net.head.squash_mean and make(OB_SPACE, BOX).net.head.squash_mean
+    for kwargs in (dict(rnn=True), dict(sde_sample_freq=4)):
+        with pytest.raises(ValueError, match=r"^squash_mean: "):
+            make(OB_SPACE, BOX, squash_mean=False, **kwargs)
+    with pytest.raises(ValueError, match=r"^squash_mean: "):
+        make(OB_SPACE, DISCRETE, squash_mean=False)
+
+
 def test_convert_ac_for_real_keeps_type_and_maps_endpoints():
     pol = make_pol("gauss", False)
     ac = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 5.0, -5.0]], dtype=np.float32)

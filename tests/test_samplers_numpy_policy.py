@@ -12,16 +12,21 @@ from sampler_parts import cartpole, categorical_pol, gaussian_pol, lengths
 
 from machina.envs import GymEnv
 from machina.nets import PolNet, SDEPolNet
-from machina.pols import CategoricalPol, GaussianSDEPol, RandomPol
+from machina.pols import CategoricalPol, GaussianPol, GaussianSDEPol, RandomPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
 
 
 def confident_pol(env, sde=False):
     """A make_pol-like MLP policy with large random weights, so its outputs vary widely;
-    ``sde``: a gSDE policy (a new exploration matrix every 3 acting calls)."""
+    ``sde``: a gSDE policy (a new exploration matrix every 3 acting calls); ``"linear_mean"``:
+    the plain Gaussian policy with an unsquashed mean (``PolNet(squash_mean=False)``)."""
     ob_space, ac_space = env.observation_space, env.action_space
-    if sde:
+    if sde == "linear_mean":
+        torch.manual_seed(0)
+        net = PolNet(ob_space, ac_space, squash_mean=False)
+        pol = GaussianPol(ob_space, ac_space, net)
+    elif sde:
         torch.manual_seed(0)
         net = SDEPolNet(ob_space, ac_space)
         pol = GaussianSDEPol(ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3)
@@ -35,8 +40,13 @@ def confident_pol(env, sde=False):
     return pol
 
 
-#: (environment, gSDE policy): the three kinds of numpy copy
-POLICIES = [("CartPole-v1", False), ("Pendulum-v1", False), ("Pendulum-v1", True)]
+#: (environment, gSDE policy or "linear_mean"): the kinds of numpy copy
+POLICIES = [
+    ("CartPole-v1", False),
+    ("Pendulum-v1", False),
+    ("Pendulum-v1", True),
+    ("Pendulum-v1", "linear_mean"),
+]
 
 
 @pytest.mark.parametrize(("env_id", "sde"), POLICIES)
@@ -72,7 +82,7 @@ def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
             for key, value in a_i.items():
                 ref = ref_a_i[key].detach().numpy()
                 assert value.dtype == ref.dtype and value.shape == ref.shape
-                if key == "log_std" and not sde:
+                if key == "log_std" and sde is not True:
                     np.testing.assert_array_equal(value, ref)  # a copy of the parameter
                 else:
                     assert_within(value, ref, tol[key], key)
@@ -95,7 +105,7 @@ def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
                 else:
                     assert categorical_draws_agree(ac, ref_ac, tol["pi"], pi_ref, uniforms)
                 np.testing.assert_array_equal(ac_real[ac == ref_ac], ref_real[ac == ref_ac])
-            if sde:  # the same matrices, drawn at the same calls
+            if sde is True:  # the same matrices, drawn at the same calls
                 assert fast_pol._acting_calls == pol._acting_calls
                 assert torch.equal(fast_pol.exploration_mat, pol.exploration_mat)
 
@@ -211,7 +221,7 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id, sde):
             tol = float32_tolerances(pol, epi["obs"])
             with torch.no_grad():
                 ref = pol.pd_params(torch.from_numpy(epi["obs"]))
-            keys = ["mean", "log_std"] if sde else ["mean"] if box else ["pi"]
+            keys = ["mean", "log_std"] if sde is True else ["mean"] if box else ["pi"]
             for key in keys:
                 assert_within(epi["a_is"][key], ref[key].numpy(), tol[key], key)
 

@@ -689,8 +689,15 @@ def machina_ppo(
         h_size=hp["h_size"],
         log_std_init=hp.get("log_std_init"),
         sde_sample_freq=hp.get("sde_sample_freq") or None,  # 0: plain Gaussian noise
+        squash_mean=hp.get("squash_mean", True),
     )
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
+    if not hp.get("ortho_init", True):
+        # torch's default initialisation instead of machina's orthogonal one (rl-zoo turns
+        # SB3's ortho_init off for these ids); the log-std parameter keeps its value
+        for module in (*pol.modules(), *vf.modules()):
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
     if hp.get("joint_step"):  # run_ppo.py's --joint_step
         params = [*pol.parameters(), *vf.parameters()]
         optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], fused=True)
@@ -1053,7 +1060,9 @@ OPTIONAL_HP = frozenset(
         "anneal_lr",
         "log_std_init",
         "minibatch_norm_advs",
+        "ortho_init",
         "sde_sample_freq",
+        "squash_mean",
     }
 )
 

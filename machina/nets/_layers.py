@@ -74,13 +74,23 @@ class PolHead(nn.Module):
     """Map features ``(*lead, in_features)`` to the policy outputs for ``action_space``.
 
     Box: ``(mean (*lead, d) in [-1, 1] via tanh, log_std (*lead, d))`` with a learned
-    state-independent ``log_std``, or ``(mean,)`` when ``deterministic``. Discrete:
+    state-independent ``log_std``, or ``(mean,)`` when ``deterministic``; with
+    ``squash_mean=False`` the mean is the linear layer's output, unbounded (the policy clips
+    the actions it sends to the environment, as stable-baselines3 and CleanRL do). Discrete:
     ``(pi (*lead, n),)``. MultiDiscrete: ``(pi (*lead, k, n_max),)``, where the classes beyond a
     sub-action's own ``n`` get probability 0.
     """
 
+    #: a class default, so heads pickled before the option existed still load
+    squash_mean = True
+
     def __init__(
-        self, in_features: int, action_space: gym.Space, owner: str, deterministic: bool = False
+        self,
+        in_features: int,
+        action_space: gym.Space,
+        owner: str,
+        deterministic: bool = False,
+        squash_mean: bool = True,
     ) -> None:
         super().__init__()
         space = check_space(
@@ -91,6 +101,7 @@ class PolHead(nn.Module):
         )
         self.action_space = space
         self.deterministic = deterministic
+        self.squash_mean = bool(squash_mean)
         if isinstance(space, gym.spaces.Box):
             check_flat_space("action_space", space, owner)
             dim = space.shape[0]
@@ -112,7 +123,9 @@ class PolHead(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Policy outputs; see the class docstring for shapes."""
         if isinstance(self.action_space, gym.spaces.Box):
-            mean = torch.tanh(self.mean_layer(features))
+            mean = self.mean_layer(features)
+            if self.squash_mean:
+                mean = torch.tanh(mean)
             if self.deterministic:
                 return (mean,)
             return mean, self.log_std_param.expand_as(mean)

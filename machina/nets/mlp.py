@@ -30,6 +30,9 @@ class PolNet(nn.Module):
         Hidden layer sizes (ReLU).
     deterministic : bool
         Box only: return ``mean`` alone (for deterministic policies).
+    squash_mean : bool
+        Box only: bound the mean to [-1, 1] with ``tanh`` (machina's default); False: a
+        linear mean, the actions clipped to the space by the policy (stable-baselines3's).
     """
 
     def __init__(
@@ -39,13 +42,14 @@ class PolNet(nn.Module):
         h1: int = 64,
         h2: int = 64,
         deterministic: bool = False,
+        squash_mean: bool = True,
     ) -> None:
         super().__init__()
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
         self.ob_ndim = len(observation_space.shape)
         self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
         self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
-        self.head = PolHead(h2, action_space, type(self).__name__, deterministic)
+        self.head = PolHead(h2, action_space, type(self).__name__, deterministic, squash_mean)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Policy outputs for ``obs (*lead, *ob_shape)``.

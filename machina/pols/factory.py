@@ -28,6 +28,7 @@ def make_pol(
     h_size: int = 64,
     log_std_init: float | None = None,
     sde_sample_freq: int | None = None,
+    squash_mean: bool = True,
 ) -> BasePol:
     """The policy machina pairs with ``action_space``, on an MLP or LSTM net.
 
@@ -48,6 +49,10 @@ def make_pol(
     sde_sample_freq : int, optional
         Box, feed-forward only: explore with gSDE, the exploration matrix redrawn every
         ``sde_sample_freq`` acting calls (-1: only on ``reset_noise``).
+    squash_mean : bool
+        Box, plain Gaussian MLP only: the mean through ``tanh`` into [-1, 1] (default); False:
+        a linear mean, the actions clipped to the space (stable-baselines3's). gSDE's mean is
+        always linear.
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -57,6 +62,11 @@ def make_pol(
     if log_std_init is not None and not box:
         raise ValueError(
             f"log_std_init: only a Box action space has a Gaussian policy, got {action_space}"
+        )
+    if not squash_mean and (not box or rnn or sde_sample_freq is not None):
+        raise ValueError(
+            "squash_mean: False applies to a Box action space on the MLP Gaussian policy, got "
+            f"{action_space} with rnn={rnn}, sde_sample_freq={sde_sample_freq}"
         )
     if sde_sample_freq is not None:
         if not box or rnn:
@@ -72,7 +82,7 @@ def make_pol(
     if rnn:
         net = PolNetLSTM(observation_space, action_space, h_size=h_size, cell_size=h_size)
     else:
-        net = PolNet(observation_space, action_space, h1=h_size, h2=h_size)
+        net = PolNet(observation_space, action_space, h1=h_size, h2=h_size, squash_mean=squash_mean)
     if log_std_init is not None:
         with torch.no_grad():
             net.head.log_std_param.fill_(float(log_std_init))

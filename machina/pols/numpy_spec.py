@@ -22,7 +22,8 @@ An op is a tuple:
   :data:`ACTIVATIONS`, ``params`` its arguments as a dict (``{"alpha": 1.0}`` for ELU);
 - ``("softmax",)``: softmax over the features, the categorical net's last op.
 
-A Gaussian net's ops end with ``("act", "tanh", {})`` (the mean); its ``log_std`` is apart.
+A Gaussian net's ops end with ``("act", "tanh", {})`` (the mean), or with the mean's linear
+layer for a ``PolHead(squash_mean=False)``; its ``log_std`` is apart.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def _head_ops(head: nn.Module, kind: str) -> list[Op] | None:
     if _qualname(head) != _POLHEAD or head.deterministic:
         return None
     if kind == "gaussian" and hasattr(head, "mean_layer") and hasattr(head, "log_std_param"):
-        return [_linear(head.mean_layer), ("act", "tanh", {})]
+        mean_ops: list[Op] = [_linear(head.mean_layer)]
+        if head.squash_mean:
+            mean_ops.append(("act", "tanh", {}))
+        return mean_ops
     # Discrete only: a MultiDiscrete head masks its logits (it has a `valid` buffer)
     if kind == "categorical" and not hasattr(head, "valid") and hasattr(head, "output_layer"):
         return [_linear(head.output_layer), ("softmax",)]
@@ -134,12 +138,14 @@ def _sequential_ops(net: nn.Sequential, kind: str, ob_ndim: int) -> list[Op] | N
 
 
 def _well_formed(ops: list[Op], kind: str) -> bool:
-    """A first linear layer, then the kind's output: softmax, or tanh for the mean."""
+    """A first linear layer, then the kind's output: softmax, or tanh (or nothing: a linear
+    head) for the mean."""
     if not ops or ops[0][0] != "linear":
         return False
     if kind == "categorical":
         return ops[-1] == ("softmax",) and all(op[0] != "softmax" for op in ops[:-1])
-    return ops[-1] == ("act", "tanh", {}) and all(op[0] != "softmax" for op in ops)
+    mean_out = ops[-1] == ("act", "tanh", {}) or ops[-1][0] == "linear"
+    return mean_out and all(op[0] != "softmax" for op in ops)
 
 
 def net_ops(net: nn.Module, kind: str, ob_ndim: int) -> list[Op] | None:

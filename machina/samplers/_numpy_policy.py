@@ -72,7 +72,8 @@ def _activation(name: str, params: dict[str, Any], arr: np.ndarray) -> Callable[
 
 def _known(spec: dict[str, Any]) -> bool:
     """Whether every op of ``spec`` is one :class:`NumpyPolicy` runs, in the expected order:
-    a linear layer first; the kind's output last (softmax, or tanh for the mean)."""
+    a linear layer first; the kind's output last (softmax, or tanh for the mean, or the mean's
+    linear layer itself: an unsquashed mean)."""
     ops = spec["ops"]
     known = {"relu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "selu", "gelu"}
     known |= {"softplus", "mish"}  # _activation's
@@ -84,7 +85,7 @@ def _known(spec: dict[str, Any]) -> bool:
         if last[0] != "linear" or not body or body[-1][0] != "act":
             return False
     elif spec["kind"] == "gaussian":
-        if tuple(last[:2]) != ("act", "tanh"):
+        if tuple(last[:2]) != ("act", "tanh") and last[0] != "linear":
             return False
     elif last[0] != "softmax":
         return False
@@ -124,6 +125,8 @@ class NumpyPolicy:
         last_linear = max(i for i, op in enumerate(ops) if op[0] == "linear")
         self._body = ops[:last_linear]
         self._head_acts = ops[last_linear + 1 : -1]
+        # a Gaussian mean through tanh, or linear (the head's layer is the last op)
+        self._squash = spec["kind"] == "gaussian" and last_linear < len(ops) - 1
         _, w1, b1 = ops[0]
         # Activations are transposed, (features, B): every matmul writes a C-contiguous
         # block (BLAS straight into the buffer) and the softmax reduces over rows of B values.
@@ -229,6 +232,11 @@ class NumpyPolicy:
     def _mean(self, obs: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         """The Gaussian head's ``mean (B, d)``, into ``out`` if given."""
         mean_t = self._head(obs)
+        if not self._squash:
+            if out is None:
+                return mean_t.T
+            np.copyto(out, mean_t.T)
+            return out
         if out is None:
             return np.tanh(mean_t, out=mean_t).T
         np.tanh(mean_t, out=out.T)
