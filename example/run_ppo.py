@@ -20,7 +20,8 @@ log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear de
 over ``--max_steps``, computed from the step count so a resumed run continues them),
 ``--minibatch_norm_advs`` (advantages standardised per minibatch, as stable-baselines3),
 ``--joint_step`` (one optimiser and one gradient clip over both networks, as
-stable-baselines3).
+stable-baselines3), ``--no-squash_mean`` (a linear Gaussian mean, the actions clipped to the
+bounds, as stable-baselines3, instead of machina's tanh-bounded mean).
 ``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
 that is a function of the state, its matrix redrawn every N steps; initial log-std -2)::
 
@@ -133,6 +134,13 @@ parser.add_argument(
     "Gaussian noise",
 )
 parser.add_argument(
+    "--squash_mean",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="Gaussian mean through tanh into the bounds (machina's default); --no-squash_mean: "
+    "a linear mean, actions clipped to the bounds (stable-baselines3's)",
+)
+parser.add_argument(
     "--anneal_lr",
     action=argparse.BooleanOptionalAction,
     default=False,
@@ -201,6 +209,8 @@ pol = make_pol(
     h_size=args.h_size,
     log_std_init=args.log_std_init,
     sde_sample_freq=args.sde_sample_freq,
+    # an entry's linear mean is for Gaussian policies; --c2d makes the policy categorical
+    squash_mean=args.squash_mean or not isinstance(env.action_space, gym.spaces.Box),
 )
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)

@@ -13,7 +13,8 @@ Needs moviepy: ``pip install machina[video]``.
 
 The policy is rebuilt with the run's own settings, read from ``--log``/args.json (written by
 run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``sde_sample_freq`` (a gSDE policy, as the
-Hopper entry of example/hyperparams.py trains) and ``normalize_ob``, whose statistics
+Hopper entry of example/hyperparams.py trains), ``squash_mean`` (False: the linear mean of
+the HalfCheetah entry) and ``normalize_ob``, whose statistics
 (``--log``/models/prepro_last.pt) normalise the observations the policy sees. A flag given
 on the command line wins over the file; without the file, the flags alone describe the policy.
 """
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 
+import gymnasium
 import numpy as np
 import torch
 from gymnasium.wrappers import RecordVideo
@@ -40,6 +42,12 @@ parser.add_argument("--c2d", action="store_true", default=None, help="acts throu
 parser.add_argument("--h_size", type=int, default=None, help="hidden units per layer (64)")
 parser.add_argument(
     "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
+)
+parser.add_argument(
+    "--squash_mean",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
 )
 parser.add_argument(
     "--normalize_ob",
@@ -65,6 +73,7 @@ for name, default in (
     ("c2d", False),
     ("h_size", 64),
     ("sde_sample_freq", None),
+    ("squash_mean", True),
     ("normalize_ob", False),
     ("ob_clip", 10.0),
 ):
@@ -98,6 +107,7 @@ pol = make_pol(
     rnn=args.rnn,
     h_size=args.h_size,
     sde_sample_freq=args.sde_sample_freq,
+    squash_mean=args.squash_mean or not isinstance(env.action_space, gymnasium.spaces.Box),
 )
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
 pol.load_state_dict(torch.load(pol_path, map_location="cpu"))

@@ -99,14 +99,13 @@ def test_linear_mean_is_unbounded_and_actions_are_clipped():
     assert_close(llh, reference.log_prob(ac).sum(-1), rtol=1e-5, atol=1e-5)
 
 
-def test_make_pol_squash_mean_only_for_the_mlp_gaussian():
+def test_make_pol_squash_mean_for_box_spaces():
     from machina.pols import make_pol as make
 
-    pol = make(OB_SPACE, BOX, squash_mean=False)
-    assert not pol.net.head.squash_mean and make(OB_SPACE, BOX).net.head.squash_mean
-    for kwargs in (dict(rnn=True), dict(sde_sample_freq=4)):
-        with pytest.raises(ValueError, match=r"^squash_mean: "):
-            make(OB_SPACE, BOX, squash_mean=False, **kwargs)
+    for rnn in (False, True):
+        pol = make(OB_SPACE, BOX, rnn=rnn, squash_mean=False)
+        assert not pol.net.head.squash_mean and make(OB_SPACE, BOX, rnn=rnn).net.head.squash_mean
+    assert make(OB_SPACE, BOX, sde_sample_freq=4, squash_mean=False).sample_freq == 4
     with pytest.raises(ValueError, match=r"^squash_mean: "):
         make(OB_SPACE, DISCRETE, squash_mean=False)
 

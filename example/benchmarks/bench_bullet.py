@@ -698,13 +698,14 @@ def machina_ppo(
         for module in (*pol.modules(), *vf.modules()):
             if isinstance(module, torch.nn.Linear):
                 module.reset_parameters()
+    eps = hp.get("adam_eps", 1e-8)  # torch's default; stable-baselines3's PPO uses 1e-5
     if hp.get("joint_step"):  # run_ppo.py's --joint_step
         params = [*pol.parameters(), *vf.parameters()]
-        optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], fused=True)
+        optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], eps=eps, fused=True)
         lr_schedules = [(optim_pol, hp["pol_lr"])]
     else:
-        optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], fused=True)
-        optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], fused=True)
+        optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], eps=eps, fused=True)
+        optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], eps=eps, fused=True)
         lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])]
     prepro = BasePrePro(env.observation_space, clip=10.0) if hp["normalize_ob"] else None
     rew_norm = RewardNormalizer(hp["gamma"]) if hp["normalize_rew"] else None
@@ -1055,9 +1056,11 @@ def _save_dir(ckpt: str, steps: int, extra: dict[str, Any], write: Callable[[str
 # Settings the loops read when given, beyond those of the entries (``--set`` name=value).
 OPTIONAL_HP = frozenset(
     {
+        "adam_eps",
         "alpha_lr",
         "anneal_clip",
         "anneal_lr",
+        "joint_step",
         "log_std_init",
         "minibatch_norm_advs",
         "ortho_init",

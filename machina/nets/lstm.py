@@ -112,6 +112,9 @@ class PolNetLSTM(_LSTMBody):
         LSTM hidden size.
     deterministic : bool
         Box only: return ``(mean, hs)`` without ``log_std``.
+    squash_mean : bool
+        Box only: bound the mean to [-1, 1] with ``tanh`` (default); False: a linear mean,
+        the actions clipped to the space by the policy.
     """
 
     def __init__(
@@ -121,9 +124,11 @@ class PolNetLSTM(_LSTMBody):
         h_size: int = 64,
         cell_size: int = 64,
         deterministic: bool = False,
+        squash_mean: bool = True,
     ) -> None:
         super().__init__(observation_space, h_size, cell_size)
-        self.head = PolHead(cell_size, action_space, type(self).__name__, deterministic)
+        owner = type(self).__name__
+        self.head = PolHead(cell_size, action_space, owner, deterministic, squash_mean)
 
     def forward(
         self,

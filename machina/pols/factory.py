@@ -50,9 +50,9 @@ def make_pol(
         Box, feed-forward only: explore with gSDE, the exploration matrix redrawn every
         ``sde_sample_freq`` acting calls (-1: only on ``reset_noise``).
     squash_mean : bool
-        Box, plain Gaussian MLP only: the mean through ``tanh`` into [-1, 1] (default); False:
-        a linear mean, the actions clipped to the space (stable-baselines3's). gSDE's mean is
-        always linear.
+        Box only: the Gaussian mean through ``tanh`` into [-1, 1] (default); False: a linear
+        mean, the actions clipped to the space (stable-baselines3's). gSDE's mean is always
+        linear (the option changes nothing there).
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -63,10 +63,9 @@ def make_pol(
         raise ValueError(
             f"log_std_init: only a Box action space has a Gaussian policy, got {action_space}"
         )
-    if not squash_mean and (not box or rnn or sde_sample_freq is not None):
+    if not squash_mean and not box:
         raise ValueError(
-            "squash_mean: False applies to a Box action space on the MLP Gaussian policy, got "
-            f"{action_space} with rnn={rnn}, sde_sample_freq={sde_sample_freq}"
+            f"squash_mean: False needs a Box action space (a Gaussian mean), got {action_space}"
         )
     if sde_sample_freq is not None:
         if not box or rnn:
@@ -80,7 +79,7 @@ def make_pol(
             observation_space, action_space, net, log_std_init=std, sample_freq=sde_sample_freq
         )
     if rnn:
-        net = PolNetLSTM(observation_space, action_space, h_size=h_size, cell_size=h_size)
+        net = PolNetLSTM(observation_space, action_space, h_size, h_size, squash_mean=squash_mean)
     else:
         net = PolNet(observation_space, action_space, h1=h_size, h2=h_size, squash_mean=squash_mean)
     if log_std_init is not None:
