@@ -108,8 +108,9 @@ _PPO_BULLET_HOPPER: dict[str, Any] = dict(_PPO_BULLET_SDE, batch_size=128)
 # stable-baselines3): tuning seeds 100 and 101 at 500k 2449 and 2368 against v4's 1974 and
 # 1776, at the same CPU cost.
 # Entry v7: v6 with a linear Gaussian mean, the actions clipped to the bounds
-# (stable-baselines3's), instead of machina's tanh-bounded mean: seeds 102-105 at 500k 2465,
-# 1957, 2205, 2333 against v6's 1968, 1791, 2365, 1693 (median +389), same CPU.
+# (stable-baselines3's), instead of machina's tanh-bounded mean: tuning seeds 102-105 at 500k
+# 2465, 1957, 2205, 2333 against v6's 1968, 1791, 2365, 1693, same CPU. (On the reported seeds
+# 0-2 it did worse than v6: over seven seeds the two are level; bench_bullet.py, "Session 15".)
 _PPO_BULLET_CHEETAH: dict[str, Any] = dict(
     _PPO_BULLET, steps_per_iter=2000, minibatch_norm_advs=True, squash_mean=False
 )

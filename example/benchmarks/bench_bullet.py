@@ -136,7 +136,7 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
      with 20 epochs). ``num_envs=2`` keeps iterations at <= ~4000. Untested.
   4. tanh-bounded mean (``PolHead``) against the linear mean of CleanRL and SB3 (actions
      clipped to the bounds in both): saturating actions get vanishing gradients through
-     tanh. A library design choice (tests depend on it); not changed.
+     tanh. Kept as the library's default; ``squash_mean=False`` since session 15 (below).
   5. ReLU hidden layers (as rl-zoo) where CleanRL uses tanh; 64x64 as CleanRL where
      rl-zoo uses 256x256 (a 256x256 run stalled the same way, above).
   6. value lr 1e-3 (separate optimiser) against 3e-4 shared (CleanRL, SB3; with separate
@@ -370,6 +370,43 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   difference at a time, starting with the tanh-bounded mean (tried only once, above: one
   seed at 300k with v2's settings); wider networks cost CPU that
   the 0.7x target does not leave (~80% of machina's CPU is pybullet's own step).
+- Session 15, PPO HalfCheetah: implementation differences, one at a time, on seeds 102-105
+  (v6 baselines of session 14; 100/101 chose v6 and are biased), 500k, all four seeds of a
+  configuration run concurrently on one machine (every evaluation in the tuning CSV):
+
+  =====================================================  ====  ====  ====  ====  ======  =======
+  settings                                               102   103   104   105   median  CPU s
+  =====================================================  ====  ====  ====  ====  ======  =======
+  v6 (session 14)                                        1968  1791  2365  1693  1880
+  v7 = v6 + linear mean (``squash_mean=False``)          2465  1957  2205  2333  2269    412-416
+  v7 + torch's default init (``ortho_init=False``)       2058  2147  2603  1866  2102    ~427
+  v7 + Adam epsilon 1e-5 (SB3's for PPO; ``adam_eps``)   2105  2317  2155  1926  2130    ~424
+  stable-baselines3 (session 14)                         2600  2159
+  =====================================================  ====  ====  ====  ====  ======  =======
+
+  The linear mean (``PolNet(squash_mean=False)``, ``make_pol(..., squash_mean=False)``,
+  run_ppo.py's ``--no-squash_mean``: stable-baselines3's parameterisation, the policy
+  clipping what it sends to the environment) lifted three of the four seeds, so it became
+  entry v7 (the other two did not lift v7). On the reported seeds 0-2, with
+  stable-baselines3 beside it on the same machine: machina v7 1851, 2015, 1993 against
+  v6's 2306, 2394, 1982 (session 13) and stable-baselines3's 2244, 2357, 2378 (the same as
+  session 13's, to the digit), at 0.63x its CPU seconds (430-439 against 680-686). Over the
+  seven seeds both entries ran (0-2, 102-105) the medians are 2015 (v7) and 1982 (v6), the
+  paired differences -455 to +640: no measurable effect, and the four-seed lift was seed
+  noise. A configuration's seeds spread by ~600 (v7: 1851-2465), so four seeds resolve
+  only differences of several hundred, about the size of the gap itself (~370 on the
+  median). Ruled out so far as the cause: lambda, network width, learning-rate level and
+  schedule, rl-zoo's whole recipe, the mean's parameterisation, orthogonal against default
+  initialisation, Adam's epsilon, per-minibatch against per-batch advantage
+  standardisation (that one helped), joint against separate optimisers. Not yet compared:
+  observation statistics updated at every step (VecNormalize) rather than once per
+  iteration, and the batch's composition: machina's iteration is 2 whole episodes from
+  reset (every state of an episode's phase in one batch, from 2 correlated trajectories),
+  stable-baselines3's rollout is 16 environments x 512 steps at unrelated phases of their
+  episodes. A test of the second needs more environments per iteration with fewer steps
+  each, i.e. episodes cut mid-way, which whole-episode sampling does not do today
+  (``EpiSampler`` finishes every episode it starts). Comparisons need 8+ seeds per
+  configuration to be worth their CPU.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
