@@ -21,7 +21,8 @@ class GaussianPol(BasePol):
     net : torch.nn.Module
         ``net(obs) -> (mean (B, d), log_std)`` with ``log_std`` broadcastable to ``mean``; when
         recurrent ``net(obs, hs, h_masks) -> (mean (T, B, d), log_std, hs)``. With
-        ``normalize_ac`` the mean should lie in ``[-1, 1]`` (e.g. through ``tanh``).
+        ``normalize_ac`` ``[-1, 1]`` maps onto the bounds: a mean through ``tanh`` stays inside,
+        a linear one (``PolNet(squash_mean=False)``) has its actions clipped to the bounds.
     rnn : bool
         Whether ``net`` is recurrent.
     normalize_ac : bool
