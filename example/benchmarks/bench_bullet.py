@@ -381,6 +381,8 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v7 = v6 + linear mean (``squash_mean=False``)          2465  1957  2205  2333  2269    412-416
   v7 + torch's default init (``ortho_init=False``)       2058  2147  2603  1866  2102    ~427
   v7 + Adam epsilon 1e-5 (SB3's for PPO; ``adam_eps``)   2105  2317  2155  1926  2130    ~424
+  v7 + SB3's optimiser (``joint_step``) and eps 1e-5     2177  2070  1797  2619  2124    416-428
+  stable-baselines3 with v7's settings (its own code)    2404  2161  2418  2537  2411    689-704
   stable-baselines3 (session 14)                         2600  2159
   =====================================================  ====  ====  ====  ====  ======  =======
 
@@ -407,6 +409,21 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   each, i.e. episodes cut mid-way, which whole-episode sampling does not do today
   (``EpiSampler`` finishes every episode it starts). Comparisons need 8+ seeds per
   configuration to be worth their CPU.
+
+  The reverse test: stable-baselines3 given v7's settings (``--sb3_set n_envs=2
+  n_steps=1000 batch_size=64 n_epochs=10 gae_lambda=0.95 clip_range=0.2
+  learning_rate=lin_3e-4 use_sde=False policy_kwargs=dict(log_std_init=0.0,
+  ortho_init=True, activation_fn="relu", net_arch=dict(pi=[64,64], vf=[64,64]))``; its
+  rollouts are then exactly machina's two whole episodes) reached 2404, 2161, 2418, 2537
+  (median 2411) against machina v7's 2465, 1957, 2205, 2333 (2269), at 1.7x machina's CPU
+  seconds. With the same settings the two are within about one seed's spread of each other
+  (machina behind on three seeds by ~200, ahead on one); with rl-zoo's recipe machina was
+  far behind (1774 and 1899 on seeds 102/103 against 2600 and 2159). What that recipe has
+  and v7 does not: gSDE (its exploration noise), 256x256 networks, lr 3e-5, 20 epochs of
+  128, clip 0.4, lambda 0.9, 16 environments. So the next suspect is machina's gSDE against
+  stable-baselines3's (``StateDependentNoiseDistribution``: features detached from the
+  policy's gradient unless ``learn_features``, ``full_std``, the noise matrix's
+  parameterisation), tested as: rl-zoo's recipe in both libraries with gSDE off.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
