@@ -209,8 +209,7 @@ pol = make_pol(
     h_size=args.h_size,
     log_std_init=args.log_std_init,
     sde_sample_freq=args.sde_sample_freq,
-    # an entry's linear mean is for Gaussian policies; --c2d makes the policy categorical
-    squash_mean=args.squash_mean or not isinstance(env.action_space, gym.spaces.Box),
+    squash_mean=args.squash_mean,
 )
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 
-import gymnasium
 import numpy as np
 import torch
 from gymnasium.wrappers import RecordVideo
@@ -107,7 +106,7 @@ pol = make_pol(
     rnn=args.rnn,
     h_size=args.h_size,
     sde_sample_freq=args.sde_sample_freq,
-    squash_mean=args.squash_mean or not isinstance(env.action_space, gymnasium.spaces.Box),
+    squash_mean=args.squash_mean,
 )
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
 pol.load_state_dict(torch.load(pol_path, map_location="cpu"))

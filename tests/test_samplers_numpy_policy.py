@@ -17,16 +17,16 @@ from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
 
 
-def confident_pol(env, sde=False):
+def confident_pol(env, variant="plain"):
     """A make_pol-like MLP policy with large random weights, so its outputs vary widely;
-    ``sde``: a gSDE policy (a new exploration matrix every 3 acting calls); ``"linear_mean"``:
-    the plain Gaussian policy with an unsquashed mean (``PolNet(squash_mean=False)``)."""
+    ``variant`` ``"sde"``: a gSDE policy (a new exploration matrix every 3 acting calls);
+    ``"linear_mean"``: the Gaussian policy with an unsquashed mean (``squash_mean=False``)."""
     ob_space, ac_space = env.observation_space, env.action_space
-    if sde == "linear_mean":
+    if variant == "linear_mean":
         torch.manual_seed(0)
         net = PolNet(ob_space, ac_space, squash_mean=False)
         pol = GaussianPol(ob_space, ac_space, net)
-    elif sde:
+    elif variant == "sde":
         torch.manual_seed(0)
         net = SDEPolNet(ob_space, ac_space)
         pol = GaussianSDEPol(ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3)
@@ -40,18 +40,18 @@ def confident_pol(env, sde=False):
     return pol
 
 
-#: (environment, gSDE policy or "linear_mean"): the kinds of numpy copy
+#: (environment, policy variant): the kinds of numpy copy
 POLICIES = [
-    ("CartPole-v1", False),
-    ("Pendulum-v1", False),
-    ("Pendulum-v1", True),
+    ("CartPole-v1", "plain"),
+    ("Pendulum-v1", "plain"),
+    ("Pendulum-v1", "sde"),
     ("Pendulum-v1", "linear_mean"),
 ]
 
 
-@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
+@pytest.mark.parametrize(("env_id", "variant"), POLICIES)
 @pytest.mark.parametrize("batch", [1, 7, 64])
-def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
+def test_numpy_policy_matches_the_torch_policy(env_id, variant, batch):
     """NumpyPolicy (what fast_inference acts with) against the policy's own call on the same
     observations and torch RNG state: a_i within the float32 bound of two summation orders
     (``float32_tolerances``, not a constant from one CPU: 1.15e-6 > 1e-6 failed on an Intel
@@ -60,7 +60,8 @@ def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
     values by another (vectorised) kernel. gSDE: each path on its own copy of the policy, so that
     both draw and redraw their exploration matrices at the same calls."""
     env = gym.make(env_id)
-    pol = confident_pol(env, sde)
+    pol = confident_pol(env, variant)
+    sde = variant == "sde"
     fast_pol = copy.deepcopy(pol)
     fast = NumpyPolicy.build(fast_pol, env.observation_space.shape)
     assert fast is not None
@@ -82,7 +83,7 @@ def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
             for key, value in a_i.items():
                 ref = ref_a_i[key].detach().numpy()
                 assert value.dtype == ref.dtype and value.shape == ref.shape
-                if key == "log_std" and sde is not True:
+                if key == "log_std" and not sde:
                     np.testing.assert_array_equal(value, ref)  # a copy of the parameter
                 else:
                     assert_within(value, ref, tol[key], key)
@@ -105,17 +106,17 @@ def test_numpy_policy_matches_the_torch_policy(env_id, sde, batch):
                 else:
                     assert categorical_draws_agree(ac, ref_ac, tol["pi"], pi_ref, uniforms)
                 np.testing.assert_array_equal(ac_real[ac == ref_ac], ref_real[ac == ref_ac])
-            if sde is True:  # the same matrices, drawn at the same calls
+            if sde:  # the same matrices, drawn at the same calls
                 assert fast_pol._acting_calls == pol._acting_calls
                 assert torch.equal(fast_pol.exploration_mat, pol.exploration_mat)
 
 
-@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
-def test_numpy_policy_writes_into_given_outputs(env_id, sde):
+@pytest.mark.parametrize(("env_id", "variant"), POLICIES)
+def test_numpy_policy_writes_into_given_outputs(env_id, variant):
     """With ``outs`` (rows of the engine's buffers) NumpyPolicy writes ac and every a_i entry
     into them and returns them: the same values as without, for sample and mode."""
     env = gym.make(env_id)
-    pol = confident_pol(env, sde)
+    pol = confident_pol(env, variant)
     fast = NumpyPolicy.build(pol, env.observation_space.shape)
     obs = np.random.default_rng(1).normal(size=(5, *env.observation_space.shape))
     obs = obs.astype(np.float32)
@@ -177,8 +178,8 @@ def test_numpy_policy_batch_size_changes_and_action_start(start):
         assert ac_real.min() >= start and ac_real.max() < start + 3
 
 
-@pytest.mark.parametrize(("env_id", "sde"), POLICIES)
-def test_fast_inference_same_episodes_as_the_torch_policy(env_id, sde):
+@pytest.mark.parametrize(("env_id", "variant"), POLICIES)
+def test_fast_inference_same_episodes_as_the_torch_policy(env_id, variant):
     """Same seed with and without fast_inference: the same draws from the same RNG, so the
     same episodes up to float32 rounding, in two layouts. Discrete actions leave no rounding
     in the trajectory (CartPole's episodes are equal); Pendulum's dynamics amplify rounding
@@ -188,7 +189,8 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id, sde):
     for gSDE, these show that both paths use the same exploration matrix at every episode's
     start). Each sampler gets its own copy of the policy (gSDE's schedule is its state)."""
     env = GymEnv(env_id, max_episode_steps=20)
-    pol = confident_pol(env, sde)
+    pol = confident_pol(env, variant)
+    sde = variant == "sde"
     box = isinstance(env.action_space, gym.spaces.Box)
     for num_parallel, num_envs in ((1, 3), (2, 2)):
         epis = {}
@@ -221,7 +223,7 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id, sde):
             tol = float32_tolerances(pol, epi["obs"])
             with torch.no_grad():
                 ref = pol.pd_params(torch.from_numpy(epi["obs"]))
-            keys = ["mean", "log_std"] if sde is True else ["mean"] if box else ["pi"]
+            keys = ["mean", "log_std"] if sde else ["mean"] if box else ["pi"]
             for key in keys:
                 assert_within(epi["a_is"][key], ref[key].numpy(), tol[key], key)
 
@@ -256,7 +258,7 @@ def test_numpy_policy_only_for_what_it_reproduces():
     assert NumpyPolicy.build(gaussian_pol(pendulum).double(), (3,)) is None
     assert NumpyPolicy.build(RandomPol(env.observation_space, env.action_space), ob_shape) is None
     # gSDE: only GaussianSDEPol itself on machina's SDEPolNet
-    sde_pol = confident_pol(pendulum, sde=True)
+    sde_pol = confident_pol(pendulum, "sde")
     assert NumpyPolicy.build(sde_pol, (3,)) is not None
 
     class MySDEPol(GaussianSDEPol):
