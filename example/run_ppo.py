@@ -23,7 +23,8 @@ over ``--max_steps``, computed from the step count so a resumed run continues th
 stable-baselines3), ``--no-squash_mean`` (a linear Gaussian mean, the actions clipped to the
 bounds, as stable-baselines3, instead of machina's tanh-bounded mean).
 ``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
-that is a function of the state, its matrix redrawn every N steps; initial log-std -2)::
+that is a function of the state, its matrix redrawn every N steps; initial log-std -2;
+``--sde_per_env_noise``: one matrix per environment, as stable-baselines3)::
 
     python example/run_ppo.py --env_name HopperBulletEnv-v0 --sde_sample_freq 4
 
@@ -134,6 +135,13 @@ parser.add_argument(
     "Gaussian noise",
 )
 parser.add_argument(
+    "--sde_per_env_noise",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="gSDE: one exploration matrix per environment (stable-baselines3's) instead of one "
+    "shared by all",
+)
+parser.add_argument(
     "--squash_mean",
     action=argparse.BooleanOptionalAction,
     default=True,
@@ -210,6 +218,7 @@ pol = make_pol(
     log_std_init=args.log_std_init,
     sde_sample_freq=args.sde_sample_freq,
     squash_mean=args.squash_mean,
+    sde_per_env_noise=args.sde_per_env_noise,
 )
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
 # fused: one kernel per step instead of a loop over parameters (a quarter of the time here)

@@ -13,8 +13,8 @@ Needs moviepy: ``pip install machina[video]``.
 
 The policy is rebuilt with the run's own settings, read from ``--log``/args.json (written by
 run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``sde_sample_freq`` (a gSDE policy, as the
-Hopper entry of example/hyperparams.py trains), ``squash_mean`` (False: the linear mean of
-the HalfCheetah entry) and ``normalize_ob``, whose statistics
+Hopper entry of example/hyperparams.py trains) and ``sde_per_env_noise``, ``squash_mean``
+(False: the linear mean of the HalfCheetah entry) and ``normalize_ob``, whose statistics
 (``--log``/models/prepro_last.pt) normalise the observations the policy sees. A flag given
 on the command line wins over the file; without the file, the flags alone describe the policy.
 """
@@ -73,6 +73,7 @@ for name, default in (
     ("h_size", 64),
     ("sde_sample_freq", None),
     ("squash_mean", True),
+    ("sde_per_env_noise", False),
     ("normalize_ob", False),
     ("ob_clip", 10.0),
 ):
@@ -107,6 +108,7 @@ pol = make_pol(
     h_size=args.h_size,
     sde_sample_freq=args.sde_sample_freq,
     squash_mean=args.squash_mean,
+    sde_per_env_noise=bool(args.sde_per_env_noise) and args.sde_sample_freq is not None,
 )
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
 pol.load_state_dict(torch.load(pol_path, map_location="cpu"))

@@ -110,6 +110,15 @@ def test_make_pol_squash_mean_for_box_spaces():
         make(OB_SPACE, DISCRETE, squash_mean=False)
 
 
+def test_make_pol_sde_per_env_noise():
+    from machina.pols import make_pol as make
+
+    assert make(OB_SPACE, BOX, sde_sample_freq=4, sde_per_env_noise=True).per_env_noise
+    assert not make(OB_SPACE, BOX, sde_sample_freq=4).per_env_noise
+    with pytest.raises(ValueError, match=r"^sde_per_env_noise: .*got None"):
+        make(OB_SPACE, BOX, sde_per_env_noise=True)
+
+
 def test_convert_ac_for_real_keeps_type_and_maps_endpoints():
     pol = make_pol("gauss", False)
     ac = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 5.0, -5.0]], dtype=np.float32)

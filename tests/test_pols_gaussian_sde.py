@@ -60,10 +60,11 @@ def test_log_likelihood_is_the_marginal_gaussian():
     )
 
 
-def test_actions_follow_the_marginal_over_exploration_matrices():
+@pytest.mark.parametrize("per_env_noise", [False, True])
+def test_actions_follow_the_marginal_over_exploration_matrices(per_env_noise):
     # one acting call per draw of E: the empirical mean and variance of the actions match
     # mean(s) and exp(2 log_std(s)) within 5 standard errors, components uncorrelated
-    pol = make(sample_freq=1, log_std_init=-0.5)
+    pol = make(sample_freq=1, log_std_init=-0.5, per_env_noise=per_env_noise)
     obs = obs_batch(n=2)
     params = pol.pd_params(obs)
     mean, var = params["mean"].detach(), torch.exp(2 * params["log_std"]).detach()
@@ -216,3 +217,85 @@ def test_state_dict_carries_the_exploration_matrix_and_schedule():
         got = [fresh(obs)[1] for _ in range(3)]
     for a, b in zip(expected, got, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_per_env_noise_gives_each_row_its_own_matrix():
+    # two identical observations: one shared matrix gives them the same noise; per-row
+    # matrices give independent noise (correlation ~0 over draws), each row's noise its
+    # features through its own matrix, kept for sample_freq acting calls
+    obs = obs_batch(n=1).expand(2, 5).contiguous()
+    shared = make(sample_freq=1, log_std_init=-0.5)
+    with torch.no_grad():
+        _, ac, _ = shared(obs)
+    # equal up to rounding (a batched kernel may sum the rows in different orders)
+    torch.testing.assert_close(ac[0], ac[1], rtol=F32_TOL, atol=F32_TOL)
+    pol = make(sample_freq=3, log_std_init=-0.5, per_env_noise=True)
+    features = pol.net(obs)[1].detach()
+    mats, noises = [], []
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for _ in range(3000):
+            _, ac, a_i = pol(obs)
+            mat = pol.exploration_mat
+            assert mat.shape == (2, 8, 3)
+            expected = torch.stack([features[b] @ mat[b] for b in range(2)])
+            torch.testing.assert_close(ac - a_i["mean"], expected)
+            mats.append(mat.clone())
+            noises.append(ac - a_i["mean"])
+    assert torch.equal(mats[0], mats[2]) and not torch.equal(mats[2], mats[3])
+    assert not torch.equal(mats[0][0], mats[0][1])
+    # one draw per window of 3 calls: 1000 independent pairs
+    pairs = torch.stack(noises[::3]).double()  # (1000, 2, 3)
+    centred = (pairs - pairs.mean(0)) / pairs.std(0)
+    corr = (centred[:, 0] * centred[:, 1]).sum(0) / (pairs.shape[0] - 1)
+    assert torch.all(corr.abs() <= 5 / math.sqrt(pairs.shape[0])), corr
+
+
+def test_per_env_noise_redraws_when_the_acting_batch_changes():
+    pol = make(sample_freq=5, per_env_noise=True)
+    with torch.no_grad():
+        pol(obs_batch(n=4))
+        pol(obs_batch(n=4))
+        four = pol.exploration_mat.clone()
+        assert four.shape == (4, 8, 3) and pol._acting_calls == 2
+        pol(obs_batch(n=3))  # e.g. a sampler's slot met its quota
+    assert pol.exploration_mat.shape == (3, 8, 3) and pol._acting_calls == 1
+    # a training call on another batch size samples with matrices of its own and leaves
+    # the acting matrices and schedule alone
+    three = pol.exploration_mat.clone()
+    _, ac, a_i = pol(obs_batch(n=6))
+    assert ac.shape == (6, 3) and torch.all(torch.isfinite(ac))
+    assert torch.equal(pol.exploration_mat, three) and pol._acting_calls == 1
+    # an unbatched observation acts as a batch of one
+    with torch.no_grad():
+        _, ac, _ = pol(obs_batch(n=1)[0])
+    assert ac.shape == (1, 3) and pol.exploration_mat.shape == (1, 8, 3)
+    assert pol.reset_noise(7).shape == (7, 8, 3) and pol._acting_calls == 0
+    assert pol.reset_noise().shape == (7, 8, 3)
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
+        pol.reset_noise(0)
+
+
+def test_per_env_noise_sampler_reproducible_and_state_dict_round_trip():
+    env = gym.make("Pendulum-v1")
+
+    def build():
+        torch.manual_seed(0)
+        net = SDEPolNet(env.observation_space, env.action_space, h1=16, h2=16)
+        return GaussianSDEPol(
+            env.observation_space, env.action_space, net, sample_freq=8, per_env_noise=True
+        )
+
+    def sample(pol):
+        with EpiSampler(env, pol, num_envs=3, seed=5) as sampler:
+            return sampler.sample(pol, max_epis=3)
+
+    pol = build()
+    first, second = sample(pol), sample(build())
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a["acs"], b["acs"])
+    assert pol.exploration_mat.shape == (3, 16, 1)
+    fresh = build()
+    fresh.load_state_dict(pol.state_dict())
+    assert torch.equal(fresh.exploration_mat, pol.exploration_mat)
+    assert fresh._acting_calls == pol._acting_calls

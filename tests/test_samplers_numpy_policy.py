@@ -19,17 +19,21 @@ from machina.samplers._numpy_policy import NumpyPolicy
 
 def confident_pol(env, variant="plain"):
     """A make_pol-like MLP policy with large random weights, so its outputs vary widely;
-    ``variant`` ``"sde"``: a gSDE policy (a new exploration matrix every 3 acting calls);
+    ``variant`` ``"sde"``: a gSDE policy (a new exploration matrix every 3 acting calls;
+    ``"sde_per_env"``: one per row of the batch);
     ``"linear_mean"``: the Gaussian policy with an unsquashed mean (``squash_mean=False``)."""
     ob_space, ac_space = env.observation_space, env.action_space
     if variant == "linear_mean":
         torch.manual_seed(0)
         net = PolNet(ob_space, ac_space, squash_mean=False)
         pol = GaussianPol(ob_space, ac_space, net)
-    elif variant == "sde":
+    elif variant in ("sde", "sde_per_env"):
         torch.manual_seed(0)
         net = SDEPolNet(ob_space, ac_space)
-        pol = GaussianSDEPol(ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3)
+        per_env = variant == "sde_per_env"
+        pol = GaussianSDEPol(
+            ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3, per_env_noise=per_env
+        )
     elif isinstance(ac_space, gym.spaces.Box):
         pol = gaussian_pol(env)
     else:
@@ -45,6 +49,7 @@ POLICIES = [
     ("CartPole-v1", "plain"),
     ("Pendulum-v1", "plain"),
     ("Pendulum-v1", "sde"),
+    ("Pendulum-v1", "sde_per_env"),
     ("Pendulum-v1", "linear_mean"),
 ]
 
@@ -61,7 +66,7 @@ def test_numpy_policy_matches_the_torch_policy(env_id, variant, batch):
     both draw and redraw their exploration matrices at the same calls."""
     env = gym.make(env_id)
     pol = confident_pol(env, variant)
-    sde = variant == "sde"
+    sde = variant.startswith("sde")
     fast_pol = copy.deepcopy(pol)
     fast = NumpyPolicy.build(fast_pol, env.observation_space.shape)
     assert fast is not None
@@ -190,7 +195,7 @@ def test_fast_inference_same_episodes_as_the_torch_policy(env_id, variant):
     start). Each sampler gets its own copy of the policy (gSDE's schedule is its state)."""
     env = GymEnv(env_id, max_episode_steps=20)
     pol = confident_pol(env, variant)
-    sde = variant == "sde"
+    sde = variant.startswith("sde")
     box = isinstance(env.action_space, gym.spaces.Box)
     for num_parallel, num_envs in ((1, 3), (2, 2)):
         epis = {}

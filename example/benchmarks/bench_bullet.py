@@ -744,6 +744,7 @@ def machina_ppo(
         log_std_init=hp.get("log_std_init"),
         sde_sample_freq=hp.get("sde_sample_freq") or None,  # 0: plain Gaussian noise
         squash_mean=hp.get("squash_mean", True),
+        sde_per_env_noise=bool(hp.get("sde_per_env_noise")),
     )
     vf = make_vf(env.observation_space, h_size=hp["h_size"])
     if not hp.get("ortho_init", True):
@@ -1118,6 +1119,7 @@ OPTIONAL_HP = frozenset(
         "log_std_init",
         "minibatch_norm_advs",
         "ortho_init",
+        "sde_per_env_noise",
         "sde_sample_freq",
         "squash_mean",
     }

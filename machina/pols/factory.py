@@ -29,6 +29,7 @@ def make_pol(
     log_std_init: float | None = None,
     sde_sample_freq: int | None = None,
     squash_mean: bool = True,
+    sde_per_env_noise: bool = False,
 ) -> BasePol:
     """The policy machina pairs with ``action_space``, on an MLP or LSTM net.
 
@@ -53,6 +54,9 @@ def make_pol(
         Box only: the Gaussian mean through ``tanh`` into [-1, 1] (default); False: a linear
         mean, the actions clipped to the space (stable-baselines3's). gSDE's mean is always
         linear (the option changes nothing there).
+    sde_per_env_noise : bool
+        gSDE only: one exploration matrix per environment (row of an acting batch) instead
+        of one for all (``GaussianSDEPol``'s ``per_env_noise``).
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -67,6 +71,8 @@ def make_pol(
         raise ValueError(
             f"squash_mean: False needs a Box action space (a Gaussian mean), got {action_space}"
         )
+    if sde_per_env_noise and sde_sample_freq is None:
+        raise ValueError("sde_per_env_noise: True needs gSDE (an sde_sample_freq), got None")
     if sde_sample_freq is not None:
         if not box or rnn:
             raise ValueError(
@@ -76,7 +82,12 @@ def make_pol(
         net = SDEPolNet(observation_space, action_space, h1=h_size, h2=h_size)
         std = SDE_LOG_STD_INIT if log_std_init is None else log_std_init
         return GaussianSDEPol(
-            observation_space, action_space, net, log_std_init=std, sample_freq=sde_sample_freq
+            observation_space,
+            action_space,
+            net,
+            log_std_init=std,
+            sample_freq=sde_sample_freq,
+            per_env_noise=sde_per_env_noise,
         )
     if rnn:
         net = PolNetLSTM(observation_space, action_space, h_size, h_size, squash_mean=squash_mean)

@@ -53,12 +53,22 @@ class GaussianSDEPol(BasePol):
         standard deviation; False (the paper's default) detaches them there.
     normalize_ac : bool
         Scale ``ac`` from ``[-1, 1]`` to ``[low, high]`` for the environment.
+    per_env_noise : bool
+        One exploration matrix per row of an acting call's batch, i.e. per environment of a
+        sampler (stable-baselines3's ``reset_noise(n_envs)``), drawn independently, so that
+        the environments explore in different directions. False (default): one matrix for
+        the whole batch, every environment's noise a function of its own features through
+        the same matrix. Either way each action's marginal is the same Gaussian.
 
     Notes
     -----
-    One exploration matrix serves the whole batch of an acting call (every environment of a
-    sampler, each with its own features); gradient-enabled calls (training) sample with the
-    current matrix and never advance the schedule. The matrix and the call count are part of
+    By default one exploration matrix serves the whole batch of an acting call (every
+    environment of a sampler, each with its own features). With ``per_env_noise`` the
+    matrices are ``(B, k, d)`` for a batch of ``B`` rows; an acting call with another number
+    of rows (a sampler whose environments finished their quotas act in a smaller batch) draws
+    a new set and restarts the window. Gradient-enabled calls (training) sample with the
+    current matrix (per-row matrices when the batch has as many rows, else matrices drawn for
+    that call alone) and never advance the schedule. The matrix and the call count are part of
     the policy's state: pickled with it to sampler workers (which go on drawing from the
     sampler's RNG) and saved in ``state_dict`` (its extra state), so a resumed run continues
     with the same noise.
@@ -75,6 +85,7 @@ class GaussianSDEPol(BasePol):
         sample_freq: int = 4,
         learn_features: bool = False,
         normalize_ac: bool = True,
+        per_env_noise: bool = False,
     ) -> None:
         sample_freq = int(sample_freq)
         if sample_freq == 0 or sample_freq < -1:
@@ -89,6 +100,7 @@ class GaussianSDEPol(BasePol):
         self.log_std = nn.Parameter(torch.full((self._feature_dim, dim), float(log_std_init)))
         self.sample_freq = sample_freq
         self.learn_features = bool(learn_features)
+        self.per_env_noise = bool(per_env_noise)
         self.exploration_mat: torch.Tensor | None = None
         self._acting_calls = 0
 
@@ -119,15 +131,38 @@ class GaussianSDEPol(BasePol):
     def _mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["mean"]
 
-    def reset_noise(self) -> torch.Tensor:
-        """Draw a new exploration matrix ``(k, d)`` (from torch's current RNG) and return it."""
+    def reset_noise(self, batch_size: int | None = None) -> torch.Tensor:
+        """Draw new exploration matrices (from torch's current RNG) and return them.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            With ``per_env_noise``: how many matrices (rows of the acting batch); default
+            as many as now (1 before the first draw). Ignored without it.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(k, d)``, or ``(batch_size, k, d)`` with ``per_env_noise``.
+        """
+        if self.per_env_noise and batch_size is None:
+            mat = self.exploration_mat
+            batch_size = 1 if mat is None or mat.ndim != 3 else int(mat.shape[0])
+        self.exploration_mat = self._draw(batch_size)
+        self._acting_calls = 0
+        return self.exploration_mat
+
+    def _draw(self, batch_size: int | None) -> torch.Tensor:
+        """Fresh matrices: ``(k, d)``, or ``(batch_size, k, d)`` with ``per_env_noise``."""
         # a normal tensor even when drawn in the sampler's inference mode, so that training
         # calls (learn_features=True) may save it for backward
         with torch.inference_mode(False), torch.no_grad():
             std = torch.exp(self.log_std)
-            self.exploration_mat = std * torch.randn_like(std)
-        self._acting_calls = 0
-        return self.exploration_mat
+            if self.per_env_noise:
+                if batch_size is None or int(batch_size) < 1:
+                    raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+                std = std.expand(int(batch_size), *std.shape)
+            return std * torch.randn_like(std)
 
     def _act(
         self, obs: Any, hs: HiddenState | None, h_masks: Any, deterministic: bool
@@ -139,7 +174,7 @@ class GaussianSDEPol(BasePol):
         if deterministic:
             ac = mean
         else:
-            ac = mean + self._features(features) @ self._exploration_mat(features.device)
+            ac = mean + self._noise(self._features(features))
         return self._ac_real_numpy(ac.detach()), ac, params
 
     def pd_params(
@@ -159,7 +194,8 @@ class GaussianSDEPol(BasePol):
             ``kind``: ``"gaussian_sde"``; ``ops``: the net's ops, the mean's linear layer
             last (no tanh; its input, the last hidden activations, are the features ``(k,)``);
             ``log_std`` ``(k, d)``, the exploration matrix's; ``exploration_mat``: a call
-            that returns the matrix an acting call uses, ``(k, d)`` float32, drawing and
+            on the batch size that returns the matrix an acting call uses, ``(k, d)``
+            float32 (``(B, k, d)`` with ``per_env_noise``), drawing and
             counting as the torch path's acting call does (so both paths draw the same
             matrices at the same steps); ``var_eps``: the variance's ``eps``; and the entries
             every kind shares.
@@ -177,10 +213,10 @@ class GaussianSDEPol(BasePol):
         spec["var_eps"] = SDE_VAR_EPS
         return spec
 
-    def _acting_exploration_mat(self) -> Any:
-        """What an acting call uses, as a numpy view (the numpy path calls this every step,
-        without autograd's state to read)."""
-        return self._scheduled_mat(acting=True).cpu().numpy()
+    def _acting_exploration_mat(self, batch_size: int) -> Any:
+        """What an acting call on ``batch_size`` rows uses, as a numpy view (the numpy path
+        calls this every step, without autograd's state to read)."""
+        return self._scheduled_mat(True, batch_size).cpu().numpy()
 
     def get_extra_state(self) -> dict[str, Any]:
         """The exploration matrix (empty before the first draw) and the acting-call count."""
@@ -195,17 +231,29 @@ class GaussianSDEPol(BasePol):
         self.exploration_mat = None if mat.numel() == 0 else mat.detach().clone()
         self._acting_calls = int(state["acting_calls"])
 
-    def _exploration_mat(self, device: torch.device) -> torch.Tensor:
-        """The current matrix; acting (autograd off) advances the resampling schedule."""
-        return self._scheduled_mat(acting=not torch.is_grad_enabled()).to(device)
+    def _noise(self, features: torch.Tensor) -> torch.Tensor:
+        """``features @ E`` for ``features (..., k)``: ``(..., d)``, each row through its own
+        matrix with ``per_env_noise``."""
+        flat = features.reshape(-1, features.shape[-1])
+        # acting (autograd off) advances the resampling schedule
+        mat = self._scheduled_mat(not torch.is_grad_enabled(), flat.shape[0])
+        mat = mat.to(features.device)
+        if mat.ndim == 2:
+            return features @ mat
+        noise = torch.bmm(flat.unsqueeze(1), mat).squeeze(1)
+        return noise.reshape(*features.shape[:-1], noise.shape[-1])
 
-    def _scheduled_mat(self, acting: bool) -> torch.Tensor:
-        """The current matrix, redrawn when missing or, for an acting call, stale; an acting
-        call advances the schedule."""
+    def _scheduled_mat(self, acting: bool, batch_size: int) -> torch.Tensor:
+        """The current matrices for a batch of ``batch_size`` rows, redrawn when missing, of
+        another shape or, for an acting call, stale; an acting call advances the schedule. A
+        training call whose batch the per-row matrices do not fit gets matrices of its own."""
         mat = self.exploration_mat
+        shape = (batch_size, *self.log_std.shape) if self.per_env_noise else self.log_std.shape
         stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
-        if mat is None or mat.shape != self.log_std.shape or (acting and stale):
-            mat = self.reset_noise()
+        if mat is None or mat.shape != shape or (acting and stale):
+            if not acting and mat is not None and self.per_env_noise:
+                return self._draw(batch_size)
+            mat = self.reset_noise(batch_size)
         if acting:
             self._acting_calls += 1
         return mat

@@ -289,9 +289,9 @@ class NumpyPolicy:
         return self._finish(ac, {"pi": pi})
 
     def _sde_act(self, obs: np.ndarray, get: Callable[[str], Any], explore: bool) -> ActResult:
-        """gSDE: ``ac = mean + features @ E`` (``E`` the policy's exploration matrix) or the
-        mean, and ``a_i``: the mean and the per-state ``log_std = 0.5 log(features^2 @
-        exp(2 log_std) + eps)``, as ``GaussianSDEPol`` computes them."""
+        """gSDE: ``ac = mean + features @ E`` (``E`` the policy's exploration matrix, or each
+        row's own) or the mean, and ``a_i``: the mean and the per-state ``log_std = 0.5
+        log(features^2 @ exp(2 log_std) + eps)``, as ``GaussianSDEPol`` computes them."""
         mean_t = self._head(obs)  # (d, B)
         features_t = self._last[:-1]  # (k, B): the mean layer's input
         var_t = np.dot(self._var_w_t, np.square(features_t))
@@ -309,8 +309,12 @@ class NumpyPolicy:
             np.copyto(log_std, var_t.T)
         ac = get("ac")
         if explore:
-            noise_t = np.dot(self._exploration_mat().T, features_t)
-            ac = np.add(mean_t.T, noise_t.T, out=ac)
+            mat = self._exploration_mat(features_t.shape[1])
+            if mat.ndim == 2:
+                noise = np.dot(mat.T, features_t).T
+            else:  # one matrix per row: (B, 1, k) @ (B, k, d)
+                noise = np.matmul(features_t.T[:, None, :], mat)[:, 0, :]
+            ac = np.add(mean_t.T, noise, out=ac)
         elif ac is None:
             ac = mean
         else:
