@@ -424,6 +424,44 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   stable-baselines3's (``StateDependentNoiseDistribution``: features detached from the
   policy's gradient unless ``learn_features``, ``full_std``, the noise matrix's
   parameterisation), tested as: rl-zoo's recipe in both libraries with gSDE off.
+- Session 16, PPO HalfCheetah: gSDE's exploration matrices. machina's ``GaussianSDEPol``
+  drew one matrix for the whole acting batch, so every environment of a sampler explored
+  through the same matrix (each by its own features); stable-baselines3's
+  ``reset_noise(n_envs)`` draws one per environment. New: ``GaussianSDEPol(...,
+  per_env_noise=True)`` (``make_pol(..., sde_per_env_noise=True)``, run_ppo.py's
+  ``--sde_per_env_noise``, ``--set sde_per_env_noise=True`` here), on the sampler's fast
+  path too. rl-zoo's recipe in machina (as in session 14: 256x256, lr 3e-5 constant, 20
+  epochs of 128, clip 0.4, lambda 0.9, gSDE log-std -2 redrawn every 4 steps, 8
+  environments of whole 1000-step episodes; on top of v7), 504k steps:
+
+  =====================================================  ====  ====  ====  ====  ======
+  settings                                               102   103   104   105   median
+  =====================================================  ====  ====  ====  ====  ======
+  recipe, one matrix for all environments (session 14)   1774  1899
+  recipe, one matrix per environment                     2254  2267  2301  2097  2260
+  recipe, one per environment, 10 epochs (at 200k)        620   646   909   621
+  stable-baselines3, rl-zoo (sessions 14 and 16)         2600  2159  1981  2360  2260
+  v7 (session 15, for reference)                         2465  1957  2205  2333  2269
+  =====================================================  ====  ====  ====  ====  ======
+
+  One matrix per environment lifted the recipe by 480 and 368 on the two seeds with a
+  shared-matrix run (at 300k: 1780 and 1811 against 1264 and 1267), and with it machina
+  and stable-baselines3 given the same recipe have the same median over four seeds
+  (paired differences -346, +108, +320, -263): the implementation gap that session 14 saw
+  under rl-zoo's recipe was the shared matrix. It does not move the entry: the recipe
+  learns what v7 learns (2260 against 2269 on these seeds) at about 1.26x the CPU seconds
+  (session 14, one machine: the recipe at 0.82x stable-baselines3's, v6 at 0.65x), beyond
+  the 0.7x target (this session's runs: 705-711 CPU s with 8-12 processes sharing the 2
+  cores, stable-baselines3's 777-795 with 2-6; contention inflates CPU seconds, so these
+  two do not compare); halving its epochs lost on all four seeds by 200k (stopped there; a 128x128
+  variant was stopped at 32k to give its CPU to stable-baselines3's seeds 104/105). The
+  sampler's cost with per-environment matrices is the shared matrix's (8 environments,
+  256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
+  steps adds ~35 us per acting call). v7 stays the entry (``GaussianSDEPol``'s default
+  stays one shared matrix, so Hopper's entry and its reported runs are unchanged). Where
+  this leaves the target: on seeds 102-105, v7 (2269) and stable-baselines3 with rl-zoo's
+  settings (2260) are level at 0.63x the CPU; on the reported seeds 0-2 stable-baselines3
+  is ahead (2357 against 1993); over the seven seeds both ran, medians 2357 against 2015.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
