@@ -268,6 +268,8 @@ EXAMPLE_RUNS = [
     # gSDE: the exploration matrix (drawn mid-window: 200 is not a multiple of 7) is
     # in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7]),
+    # one matrix per environment: a (1, k, d) stack in the checkpoint
+    ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7, "--sde_per_env_noise"]),
     # ppo_kl's adaptive penalty (kl_beta) is in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
     # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation
@@ -281,8 +283,9 @@ EXAMPLE_RUNS = [
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py (plain, gSDE, ppo_kl, joint step), run_sac.py and run_ddpg.py (OU noise):
-    200 steps, then --resume to 400, equal the 400-step run."""
+    """run_ppo.py (plain, gSDE with one or per-environment matrices, ppo_kl, joint step),
+    run_sac.py and run_ddpg.py (OU noise): 200 steps, then --resume to 400, equal the
+    400-step run."""
     import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
     from conftest import run_examples
 
