@@ -299,3 +299,14 @@ def test_per_env_noise_sampler_reproducible_and_state_dict_round_trip():
     fresh.load_state_dict(pol.state_dict())
     assert torch.equal(fresh.exploration_mat, pol.exploration_mat)
     assert fresh._acting_calls == pol._acting_calls
+
+
+def test_a_policy_pickled_before_per_env_noise_existed_still_acts():
+    import pickle
+
+    pol = make()
+    del pol.__dict__["per_env_noise"]  # as an instance pickled by an earlier machina
+    old = pickle.loads(pickle.dumps(pol))
+    with torch.no_grad():
+        _, ac, _ = old(obs_batch())
+    assert ac.shape == (6, 3) and old.exploration_mat.shape == (8, 3)

@@ -75,6 +75,8 @@ class GaussianSDEPol(BasePol):
     """
 
     action_space_types = (gym.spaces.Box,)
+    #: the class default, so that policies pickled before the option existed still load
+    per_env_noise = False
 
     def __init__(
         self,
