@@ -434,15 +434,16 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   epochs of 128, clip 0.4, lambda 0.9, gSDE log-std -2 redrawn every 4 steps, 8
   environments of whole 1000-step episodes; on top of v7), 504k steps:
 
-  =====================================================  ====  ====  ====  ====  ======
-  settings                                               102   103   104   105   median
-  =====================================================  ====  ====  ====  ====  ======
-  recipe, one matrix for all environments (session 14)   1774  1899
-  recipe, one matrix per environment                     2254  2267  2301  2097  2260
-  recipe, one per environment, 10 epochs (at 200k)        620   646   909   621
-  stable-baselines3, rl-zoo (sessions 14 and 16)         2600  2159  1981  2360  2260
-  v7 (session 15, for reference)                         2465  1957  2205  2333  2269
-  =====================================================  ====  ====  ====  ====  ======
+  =====================================================  =====  =====  =====  =====  ======
+  settings                                               102    103    104    105    median
+  =====================================================  =====  =====  =====  =====  ======
+  recipe, one matrix for all environments (session 14)   1774   1899
+  recipe, one matrix per environment                     2254   2267   2301   2097   2260
+  recipe, one per environment, 10 epochs (at 200k)       620    646    909    621
+  v7 + gSDE, one matrix per env, 8 envs (at 152k)        -796   -201   -1058  49
+  stable-baselines3, rl-zoo (sessions 14 and 16)         2600   2159   1981   2360   2260
+  v7 (session 15, for reference)                         2465   1957   2205   2333   2269
+  =====================================================  =====  =====  =====  =====  ======
 
   One matrix per environment lifted the recipe by 480 and 368 on the two seeds with a
   shared-matrix run (at 300k: 1780 and 1811 against 1264 and 1267), and with it machina
@@ -457,7 +458,11 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   variant was stopped at 32k to give its CPU to stable-baselines3's seeds 104/105). The
   sampler's cost with per-environment matrices is the shared matrix's (8 environments,
   256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
-  steps adds ~35 us per acting call). v7 stays the entry (``GaussianSDEPol``'s default
+  steps adds ~35 us per acting call). gSDE at v7's own cost (64x64 nets, lr 3e-4 decayed,
+  10 epochs of 64; 8 environments with one matrix each, initial log-std -2) was far behind
+  v7 at 152k on all four seeds (v7 at 100k: 231, 441, 367, -205) and was stopped there: as
+  in session 8 with a shared matrix, gSDE needs the recipe's other settings on this task.
+  v7 stays the entry (``GaussianSDEPol``'s default
   stays one shared matrix, so Hopper's entry and its reported runs are unchanged). Where
   this leaves the target: on seeds 102-105, v7 (2269) and stable-baselines3 with rl-zoo's
   settings (2260) are level at 0.63x the CPU; on the reported seeds 0-2 stable-baselines3
