@@ -454,8 +454,11 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   (session 14, one machine: the recipe at 0.82x stable-baselines3's, v6 at 0.65x), beyond
   the 0.7x target (this session's runs: 705-711 CPU s with 8-12 processes sharing the 2
   cores, stable-baselines3's 777-795 with 2-6; contention inflates CPU seconds, so these
-  two do not compare); halving its epochs lost on all four seeds by 200k (stopped there; a 128x128
-  variant was stopped at 32k to give its CPU to stable-baselines3's seeds 104/105). The
+  two do not compare); halving its epochs lost on all four seeds by 200k (stopped there).
+  128x128 networks and minibatches of 256, each on seeds 102-105, were stopped at 104k
+  (returns 427-469 and 416-462, the recipe's 443-548): their CPU seconds there, 128 and
+  132-135, against the recipe's 137-140 (measured with more processes sharing the cores,
+  so if anything inflated) showed no cut near the ~20% the 0.7x target needs. The
   sampler's cost with per-environment matrices is the shared matrix's (8 environments,
   256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
   steps adds ~35 us per acting call). gSDE at v7's own cost (64x64 nets, lr 3e-4 decayed,
