@@ -456,9 +456,13 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   cores, stable-baselines3's 777-795 with 2-6; contention inflates CPU seconds, so these
   two do not compare); halving its epochs lost on all four seeds by 200k (stopped there).
   128x128 networks and minibatches of 256, each on seeds 102-105, were stopped at 104k
-  (returns 427-469 and 416-462, the recipe's 443-548): their CPU seconds there, 128 and
-  132-135, against the recipe's 137-140 (measured with more processes sharing the cores,
-  so if anything inflated) showed no cut near the ~20% the 0.7x target needs. The
+  for time (returns 427-469 and 416-462, the recipe's 443-548; CPU seconds 128 and
+  132-135 against the recipe's 137-140, but with 8 runs and the test suite sharing the
+  cores against 4 runs: not comparable). The update's arithmetic says what to expect: a
+  minibatch of 128 through both 256x256 networks costs ~3.5 ms, through 128x128 ~1.5 ms
+  (one torch thread, forward, backward and Adam), i.e. ~550 against ~235 us per env step
+  at 20 epochs (v7: ~150); a 128x128 recipe would cost about v7's CPU plus ~40 s per 500k
+  steps. Worth a run under equal conditions. The
   sampler's cost with per-environment matrices is the shared matrix's (8 environments,
   256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
   steps adds ~35 us per acting call). gSDE at v7's own cost (64x64 nets, lr 3e-4 decayed,
