@@ -13,12 +13,24 @@ import torch
 
 
 def machine() -> str:
-    """One line naming the machine the numbers come from."""
+    """One line naming the machine the numbers come from.
+
+    Besides the model name, the CPU family and model and whether it has AVX-512: machines
+    that share a name ("AMD EPYC") differ in generation, and float results (hence learning
+    curves) are reproducible per seed only where the vector kernels are the same.
+    """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = f"{names[0]} x{len(names)}" if names else cpu
+            fields = [line.split(":", 1) for line in f if ":" in line]
+        info = {}
+        for key, value in fields:  # the first processor's entries
+            info.setdefault(key.strip(), value.strip())
+        count = sum(1 for key, _ in fields if key.strip() == "processor")
+        if "model name" in info:
+            isa = "avx512" if "avx512f" in info.get("flags", "").split() else "no-avx512"
+            generation = f"family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+            cpu = f"{info['model name']} ({generation} {isa}) x{count}"
     except OSError:
         pass
     return f"{cpu}, Python {platform.python_version()}, torch {torch.__version__}"
