@@ -440,9 +440,11 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   recipe, one matrix for all environments (session 14)   1774   1899
   recipe, one matrix per environment                     2254   2267   2301   2097   2260
   recipe, one per environment, 10 epochs (at 200k)       620    646    909    621
+  recipe, one per environment, 128x128 nets             1495   1644   2086   2062   1853
   v7 + gSDE, one matrix per env, 8 envs (at 152k)        -796   -201   -1058  49
   stable-baselines3, rl-zoo (sessions 14 and 16)         2600   2159   1981   2360   2260
   v7 (session 15, for reference)                         2465   1957   2205   2333   2269
+  v7 rerun (session 16, another CPU generation)          2013   2408
   =====================================================  =====  =====  =====  =====  ======
 
   One matrix per environment lifted the recipe by 480 and 368 on the two seeds with a
@@ -455,14 +457,19 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   the 0.7x target (this session's runs: 705-711 CPU s with 8-12 processes sharing the 2
   cores, stable-baselines3's 777-795 with 2-6; contention inflates CPU seconds, so these
   two do not compare); halving its epochs lost on all four seeds by 200k (stopped there).
-  128x128 networks and minibatches of 256, each on seeds 102-105, were stopped at 104k
-  for time (returns 427-469 and 416-462, the recipe's 443-548; CPU seconds 128 and
-  132-135 against the recipe's 137-140, but with 8 runs and the test suite sharing the
-  cores against 4 runs: not comparable). The update's arithmetic says what to expect: a
-  minibatch of 128 through both 256x256 networks costs ~3.5 ms, through 128x128 ~1.5 ms
-  (one torch thread, forward, backward and Adam), i.e. ~550 against ~235 us per env step
-  at 20 epochs (v7: ~150); a 128x128 recipe would cost about v7's CPU plus ~40 s per 500k
-  steps. Worth a run under equal conditions. The
+  Minibatches of 256 were stopped at 104k for time (416-462 there, the recipe's 443-548).
+  The update's arithmetic: a minibatch of 128 through both 256x256 networks costs ~3.5 ms,
+  through 128x128 ~1.5 ms (one torch thread, forward, backward and Adam), i.e. ~550
+  against ~235 us per env step at 20 epochs (v7: ~150). So the recipe with 128x128 nets,
+  run to the end beside two v7 reruns (6 processes on the 2 cores): 1495, 1644, 2086, 2062
+  on seeds 102-105 (median 1853) in 551-558 CPU s, against v7's 2013 and 2408 on 102/103
+  in 465-467 CPU s: slower learning at lr 3e-5 and still more CPU than v7 (the arithmetic's
+  ~40 s is not all of it: 8 environments and bigger iterations cost too). Those two v7
+  reruns also differ from session 15's v7 runs on the same seeds (2465, 1957): equal at
+  step 0, apart from 26k steps on. Both machines are "AMD EPYC x2"; this one is family 25
+  model 17 with AVX-512, session 15's was not recorded beyond the name (the machine line
+  now records family, model and AVX-512): float kernels that differ between CPU
+  generations change the curves, so "deterministic per seed" holds per CPU generation. The
   sampler's cost with per-environment matrices is the shared matrix's (8 environments,
   256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
   steps adds ~35 us per acting call). gSDE at v7's own cost (64x64 nets, lr 3e-4 decayed,
