@@ -440,7 +440,7 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   recipe, one matrix for all environments (session 14)   1774   1899
   recipe, one matrix per environment                     2254   2267   2301   2097   2260
   recipe, one per environment, 10 epochs (at 200k)       620    646    909    621
-  recipe, one per environment, 128x128 nets             1495   1644   2086   2062   1853
+  recipe, one per environment, 128x128 nets              1495   1644   2086   2062   1853
   v7 + gSDE, one matrix per env, 8 envs (at 152k)        -796   -201   -1058  49
   stable-baselines3, rl-zoo (sessions 14 and 16)         2600   2159   1981   2360   2260
   v7 (session 15, for reference)                         2465   1957   2205   2333   2269
