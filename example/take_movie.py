@@ -108,7 +108,7 @@ pol = make_pol(
     h_size=args.h_size,
     sde_sample_freq=args.sde_sample_freq,
     squash_mean=args.squash_mean,
-    sde_per_env_noise=bool(args.sde_per_env_noise) and args.sde_sample_freq is not None,
+    sde_per_env_noise=args.sde_per_env_noise,
 )
 pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
 pol.load_state_dict(torch.load(pol_path, map_location="cpu"))
