@@ -20,8 +20,9 @@ log-std, default the net's -1), ``--anneal_lr`` and ``--anneal_clip`` (linear de
 over ``--max_steps``, computed from the step count so a resumed run continues them),
 ``--minibatch_norm_advs`` (advantages standardised per minibatch, as stable-baselines3),
 ``--joint_step`` (one optimiser and one gradient clip over both networks, as
-stable-baselines3), ``--no-squash_mean`` (a linear Gaussian mean, the actions clipped to the
-bounds, as stable-baselines3, instead of machina's tanh-bounded mean).
+stable-baselines3; ``--adam_eps``, Adam's epsilon), ``--no-squash_mean`` (a linear Gaussian
+mean, the actions clipped to the bounds, as stable-baselines3, instead of machina's
+tanh-bounded mean).
 ``--sde_sample_freq N`` explores with gSDE instead (``machina.pols.GaussianSDEPol``: noise
 that is a function of the state, its matrix redrawn every N steps; initial log-std -2;
 ``--sde_per_env_noise``: one matrix per environment, as stable-baselines3)::
@@ -175,6 +176,12 @@ parser.add_argument(
     "minibatch on the policy loss + 0.5 MSE (stable-baselines3's form; --vf_lr unused)",
 )
 parser.add_argument(
+    "--adam_eps",
+    type=float,
+    default=1e-8,
+    help="Adam's epsilon (torch's default 1e-8; stable-baselines3's PPO uses 1e-5)",
+)
+parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = hyperparams.parse_args(parser, "ppo")
@@ -226,12 +233,12 @@ if args.joint_step:  # stable-baselines3's form: one optimiser over both nets at
     if args.ppo_type != "clip":
         parser.error("--joint_step: needs --ppo_type clip")
     optim_pol = optim_vf = torch.optim.Adam(
-        [*pol.parameters(), *vf.parameters()], args.pol_lr, fused=True
+        [*pol.parameters(), *vf.parameters()], args.pol_lr, eps=args.adam_eps, fused=True
     )
     lr_schedules = [(optim_pol, args.pol_lr)]
 else:
-    optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, fused=True)
-    optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, fused=True)
+    optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, eps=args.adam_eps, fused=True)
+    optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, eps=args.adam_eps, fused=True)
     lr_schedules = [(optim_pol, args.pol_lr), (optim_vf, args.vf_lr)]
 # The prepro travels to the sampler's workers with the policy at every sample call.
 prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None

@@ -273,7 +273,9 @@ EXAMPLE_RUNS = [
     # ppo_kl's adaptive penalty (kl_beta) is in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
     # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation
-    ("run_ppo.py", [*_PPO_ARGS, "--joint_step", "--anneal_lr", "--minibatch_norm_advs"]),
+    # and stable-baselines3's Adam epsilon
+    ("run_ppo.py", [*_PPO_ARGS, "--joint_step", "--anneal_lr", "--minibatch_norm_advs",
+                    "--adam_eps", 1e-5]),
     ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
                     "--eval_interval", 200, "--eval_epis", 1]),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
@@ -301,7 +303,7 @@ def test_examples_resume_bit_for_bit(tmp_path):
     run_examples(
         [(s, ["--resume", halves, "--max_steps", 400, *args]) for s, args, _, halves in runs]
     )
-    for (script, _), (whole, halves) in zip(EXAMPLE_RUNS, dirs):
+    for (script, args), (whole, halves) in zip(EXAMPLE_RUNS, dirs):
         a, b = (
             torch.load(latest_checkpoint(d) / "state.pt", weights_only=True)
             for d in (whole, halves)
@@ -310,6 +312,8 @@ def test_examples_resume_bit_for_bit(tmp_path):
         for state in (a, b):
             state["__rng__"].pop("numpy")
         _assert_equal(a, b, script)
+        if "--adam_eps" in args:  # the flag reaches the optimiser (saved with the run)
+            assert {g["eps"] for g in a["optim_pol"]["param_groups"]} == {1e-5}
         # progress.csv continued: the same rows as the uninterrupted run's, but for timings
         rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
         assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
