@@ -16,8 +16,8 @@ def machine() -> str:
     """One line naming the machine the numbers come from.
 
     Besides the model name, the CPU family and model and whether it has AVX-512: machines
-    that share a name ("AMD EPYC") differ in generation, and float results (hence learning
-    curves) are reproducible per seed only where the vector kernels are the same.
+    that share a name ("AMD EPYC") differ in generation and speed, and float kernels may
+    differ with the instruction set, so a result names the exact CPU it came from.
     """
     cpu = platform.processor() or platform.machine()
     try:

@@ -468,8 +468,8 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   reruns also differ from session 15's v7 runs on the same seeds (2465, 1957): equal at
   step 0, apart from 26k steps on. Both machines are "AMD EPYC x2"; this one is family 25
   model 17 with AVX-512, session 15's was not recorded beyond the name (the machine line
-  now records family, model and AVX-512): float kernels that differ between CPU
-  generations change the curves, so "deterministic per seed" holds per CPU generation. The
+  now records family, model and AVX-512). Read then as float kernels differing between CPU
+  generations; session 17 found otherwise (the code, not the machine: below). The
   sampler's cost with per-environment matrices is the shared matrix's (8 environments,
   256x256 policy: 5.2-5.5 CPU s per 8000 steps either way; drawing 8 matrices every 4
   steps adds ~35 us per acting call). gSDE at v7's own cost (64x64 nets, lr 3e-4 decayed,
@@ -481,6 +481,47 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   this leaves the target: on seeds 102-105, v7 (2269) and stable-baselines3 with rl-zoo's
   settings (2260) are level at 0.63x the CPU; on the reported seeds 0-2 stable-baselines3
   is ahead (2357 against 1993); over the seven seeds both ran, medians 2357 against 2015.
+- Session 17, PPO HalfCheetah: where the rl-zoo recipe's CPU goes, and a cheaper recipe.
+  Measured alone (one process, one torch thread, CPU time, on one 8000-step sample of 8
+  environments): sampling 499 us per env step (the environment most of it); the update, per
+  env step: 586 us (256x256 nets, 20 epochs of 128, two optimisers: the recipe), 549 (one
+  optimiser, ``joint_step``), 436 (minibatches of 256), 415 (both); v7's (64x64, 10 epochs of
+  64) 280. stable-baselines3's rl-zoo runs cost ~1.45 ms per env step beside these runs, so
+  0.7x leaves ~1.0 ms: the recipe is beyond it, minibatches of 256 with the joint optimiser at
+  its edge. On seeds 102-105, 504k steps, on top of the recipe with one matrix per
+  environment, minibatches of 256, ``joint_step`` and Adam epsilon 1e-5 (stable-baselines3's):
+
+  =====================================================  =====  =====  =====  =====  ======
+  settings                                               102    103    104    105    median
+  =====================================================  =====  =====  =====  =====  ======
+  lr 3e-5 constant (the recipe's; stopped at 128k)       435    427    853    413
+  lr 1e-4, annealed to 0                                 2006   2270   2347   2267   2269
+  lr 1e-4, annealed, 15 epochs (stopped at 280k)         1239   1903   1760   1340
+  recipe, one matrix per environment (session 16)        2254   2267   2301   2097   2260
+  v7, the committed code (sessions 16 and 17)            2013   2408   2422   2199   2304
+  stable-baselines3, rl-zoo (sessions 14 and 16)         2600   2159   1981   2360   2260
+  =====================================================  =====  =====  =====  =====  ======
+
+  (128k for seed 104 is 104k.) The larger annealed rate starts faster (at 200k: 1450, 1102,
+  1334, 1523, against v7's 1537, 972, 966, 1349 and stable-baselines3's 964, 1324, 681, 701)
+  and ends where every configuration of both libraries has ended on these seeds, medians
+  2260-2269, at 539-547 CPU s (~1.08 ms per env step, 0.74x stable-baselines3's cost per
+  step measured beside it): no better than v7 and dearer. Fifteen epochs fell behind by 280k.
+  v7 stays the entry. On these seeds the committed v7 (2304) is level with
+  stable-baselines3 (2260); on the reported seeds 0-2 it is behind (1993 against 2357); over
+  the seven seeds both ran, medians 2015 against 2357, unchanged.
+
+  Reproducibility, corrected: both libraries' reported runs (seeds 0-2, session 15) were
+  rerun here to the end on this session's machine (AMD EPYC family 25 model 17, AVX-512)
+  and every evaluation came out the same to the digit (CPU seconds side by side, 8-11
+  processes on the 2 cores: machina 457-464, stable-baselines3 743-747, 0.62x; session 15:
+  0.63x), as the committed v7 code reproduces
+  session 16's v7 runs on seed 102 (-1221.6 at 26k). Session 15's v7 runs on the tuning
+  seeds (the table above: 2465, 1957, 2205, 2333) do not reproduce because they started at
+  17:26, six minutes before the linear mean was committed (336a6f4): they ran an earlier
+  working copy of it. So session 16's reading (CPU generations) was wrong, and v7's figures
+  on 102-105 are those of the committed code in this table's v7 row; the tuning CSV's
+  session-15 label says so.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
