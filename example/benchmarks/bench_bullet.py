@@ -509,7 +509,11 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   step measured beside it): no better than v7 and dearer. Fifteen epochs fell behind by 280k.
   v7 stays the entry. On these seeds the committed v7 (2304) is level with
   stable-baselines3 (2260); on the reported seeds 0-2 it is behind (1993 against 2357); over
-  the seven seeds both ran, medians 2015 against 2357, unchanged.
+  the seven seeds both ran, medians 2015 against 2357, unchanged. Three fresh seeds, 106-108,
+  side by side (a measurement, not tuning): machina v7 1978, 2446, 2107 in 449-458 CPU s,
+  stable-baselines3 2456, 2006, 2310 in 691-696 (0.66x). Over the ten seeds both have run
+  (0-2, 102-108) the medians are 2061 (v7) against 2334, machina ahead on 3 of 10 pairs: a
+  gap of ~270 that is real, and that no setting tried at 0.7x the CPU has closed.
 
   Reproducibility, corrected: both libraries' reported runs (seeds 0-2, session 15) were
   rerun here to the end on this session's machine (AMD EPYC family 25 model 17, AVX-512)
