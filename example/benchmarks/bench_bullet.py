@@ -505,7 +505,7 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   (128k for seed 104 is 104k.) The larger annealed rate starts faster (at 200k: 1450, 1102,
   1334, 1523, against v7's 1537, 972, 966, 1349 and stable-baselines3's 964, 1324, 681, 701)
   and ends where every configuration of both libraries has ended on these seeds, medians
-  2260-2269, at 539-547 CPU s (~1.08 ms per env step, 0.74x stable-baselines3's cost per
+  2260-2304, at 539-547 CPU s (~1.08 ms per env step, 0.74x stable-baselines3's cost per
   step measured beside it): no better than v7 and dearer. Fifteen epochs fell behind by 280k.
   v7 stays the entry. On these seeds the committed v7 (2304) is level with
   stable-baselines3 (2260); on the reported seeds 0-2 it is behind (1993 against 2357); over
@@ -519,9 +519,9 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   rerun here to the end on this session's machine (AMD EPYC family 25 model 17, AVX-512)
   and every evaluation came out the same to the digit (CPU seconds side by side, 8-11
   processes on the 2 cores: machina 457-464, stable-baselines3 743-747, 0.62x; session 15:
-  0.63x), as the committed v7 code reproduces
-  session 16's v7 runs on seed 102 (-1221.6 at 26k). Session 15's v7 runs on the tuning
-  seeds (the table above: 2465, 1957, 2205, 2333) do not reproduce because they started at
+  0.63x), as the committed v7 code reproduces session 16's v7 runs on seed 102 (-1221.6 at
+  26k). Session 15's v7 runs on the tuning seeds (its table: 2465, 1957, 2205, 2333) do not
+  reproduce because they started at
   17:26, six minutes before the linear mean was committed (336a6f4): they ran an earlier
   working copy of it. So session 16's reading (CPU generations) was wrong, and v7's figures
   on 102-105 are those of the committed code in this table's v7 row; the tuning CSV's
