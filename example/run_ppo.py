@@ -228,18 +228,15 @@ pol = make_pol(
     sde_per_env_noise=args.sde_per_env_noise,
 )
 vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
-# fused: one kernel per step instead of a loop over parameters (a quarter of the time here)
-if args.joint_step:  # stable-baselines3's form: one optimiser over both nets at --pol_lr
-    if args.ppo_type != "clip":
-        parser.error("--joint_step: needs --ppo_type clip")
-    optim_pol = optim_vf = torch.optim.Adam(
-        [*pol.parameters(), *vf.parameters()], args.pol_lr, eps=args.adam_eps, fused=True
-    )
-    lr_schedules = [(optim_pol, args.pol_lr)]
-else:
-    optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr, eps=args.adam_eps, fused=True)
-    optim_vf = torch.optim.Adam(vf.parameters(), args.vf_lr, eps=args.adam_eps, fused=True)
-    lr_schedules = [(optim_pol, args.pol_lr), (optim_vf, args.vf_lr)]
+if args.joint_step and args.ppo_type != "clip":
+    parser.error("--joint_step: needs --ppo_type clip")
+# stable-baselines3's form with --joint_step: one optimiser over both nets at --pol_lr
+optim_pol, optim_vf = ppo_clip.make_optims(
+    pol, vf, args.pol_lr, args.vf_lr, joint_step=args.joint_step, eps=args.adam_eps
+)
+lr_schedules = [(optim_pol, args.pol_lr)]
+if optim_vf is not optim_pol:
+    lr_schedules.append((optim_vf, args.vf_lr))
 # The prepro travels to the sampler's workers with the policy at every sample call.
 prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None
 rew_norm = RewardNormalizer(args.gamma) if args.normalize_rew else None

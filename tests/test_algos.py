@@ -311,3 +311,20 @@ def test_joint_step_is_one_clipped_step_on_the_summed_loss(setup):
     with pytest.raises(ValueError, match="optim_pol: joint_step needs one optimiser"):
         ppo_clip.train(traj, pol, vf, torch.optim.SGD(pol.parameters(), 0.1), optim, 1, 64,
                        log_enable=False, joint_step=True)  # fmt: skip
+
+
+def test_ppo_clip_make_optims_joint_or_one_per_network():
+    """joint_step: one Adam over both nets at pol_lr, returned twice; else one per net."""
+    pol, vf = torch.nn.Linear(3, 2), torch.nn.Linear(3, 1)
+    optim_pol, optim_vf = ppo_clip.make_optims(pol, vf, 3e-4, 1e-3, joint_step=True, eps=1e-5)
+    assert optim_pol is optim_vf
+    (group,) = optim_pol.param_groups
+    assert {id(p) for p in group["params"]} == {
+        id(p) for p in [*pol.parameters(), *vf.parameters()]
+    }
+    assert (group["lr"], group["eps"]) == (3e-4, 1e-5)
+    optim_pol, optim_vf = ppo_clip.make_optims(pol, vf, 3e-4, 1e-3)
+    assert optim_pol is not optim_vf
+    assert [p for g in optim_vf.param_groups for p in g["params"]] == list(vf.parameters())
+    assert (optim_pol.param_groups[0]["lr"], optim_vf.param_groups[0]["lr"]) == (3e-4, 1e-3)
+    assert optim_vf.param_groups[0]["eps"] == 1e-8

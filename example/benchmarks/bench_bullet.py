@@ -856,14 +856,12 @@ def machina_ppo(
             if isinstance(module, torch.nn.Linear):
                 module.reset_parameters()
     eps = hp.get("adam_eps", 1e-8)  # torch's default; stable-baselines3's PPO uses 1e-5
-    if hp.get("joint_step"):  # run_ppo.py's --joint_step
-        params = [*pol.parameters(), *vf.parameters()]
-        optim_pol = optim_vf = torch.optim.Adam(params, hp["pol_lr"], eps=eps, fused=True)
-        lr_schedules = [(optim_pol, hp["pol_lr"])]
-    else:
-        optim_pol = torch.optim.Adam(pol.parameters(), hp["pol_lr"], eps=eps, fused=True)
-        optim_vf = torch.optim.Adam(vf.parameters(), hp["vf_lr"], eps=eps, fused=True)
-        lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_vf, hp["vf_lr"])]
+    optim_pol, optim_vf = ppo_clip.make_optims(  # run_ppo.py's --joint_step, --adam_eps
+        pol, vf, hp["pol_lr"], hp["vf_lr"], joint_step=bool(hp.get("joint_step")), eps=eps
+    )
+    lr_schedules = [(optim_pol, hp["pol_lr"])]
+    if optim_vf is not optim_pol:
+        lr_schedules.append((optim_vf, hp["vf_lr"]))
     prepro = BasePrePro(env.observation_space, clip=10.0) if hp["normalize_ob"] else None
     rew_norm = RewardNormalizer(hp["gamma"]) if hp["normalize_rew"] else None
     sampler = EpiSampler(

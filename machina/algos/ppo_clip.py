@@ -42,6 +42,29 @@ def update_vf(
     return optimizer_step(optim_vf, loss, vf.parameters(), max_grad_norm)
 
 
+def make_optims(
+    pol: torch.nn.Module,
+    vf: torch.nn.Module,
+    pol_lr: float,
+    vf_lr: float,
+    joint_step: bool = False,
+    eps: float = 1e-8,
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """Adam optimisers for ``train``: ``(optim_pol, optim_vf)``.
+
+    With ``joint_step`` one Adam over both networks' parameters at ``pol_lr`` (``vf_lr``
+    unused), returned twice, as ``train(..., joint_step=True)`` needs; otherwise one per
+    network. Fused: one kernel per step instead of a loop over parameters.
+    """
+    if joint_step:
+        optim = torch.optim.Adam([*pol.parameters(), *vf.parameters()], pol_lr, eps=eps, fused=True)
+        return optim, optim
+    return (
+        torch.optim.Adam(pol.parameters(), pol_lr, eps=eps, fused=True),
+        torch.optim.Adam(vf.parameters(), vf_lr, eps=eps, fused=True),
+    )
+
+
 def train(
     traj: Traj,
     pol: torch.nn.Module,
