@@ -84,6 +84,9 @@ parser.add_argument("--rnn_batch_size", type=int, default=8, help="sequences per
 parser.add_argument("--pol_lr", type=float, default=3e-3)
 parser.add_argument("--vf_lr", type=float, default=1e-2)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument(
+    "--vf_h_size", type=int, default=None, help="the value network's (default: --h_size)"
+)
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument(
     "--lam", type=float, default=0.97, help="GAE lambda, also of the value targets (TD(lambda))"
@@ -227,7 +230,7 @@ pol = make_pol(
     squash_mean=args.squash_mean,
     sde_per_env_noise=args.sde_per_env_noise,
 )
-vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.h_size)
+vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.vf_h_size or args.h_size)
 if args.joint_step and args.ppo_type != "clip":
     parser.error("--joint_step: needs --ppo_type clip")
 # stable-baselines3's form with --joint_step: one optimiser over both nets at --pol_lr

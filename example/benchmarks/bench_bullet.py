@@ -553,7 +553,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium
 import numpy as np
@@ -824,17 +824,24 @@ def machina_eval(pol: torch.nn.Module, env_id: str, seed: int, prepro: Any, wrap
     return evaluator, evaluate
 
 
-def machina_ppo(
-    env_id: str, seed: int, budget: int, rec: Recorder, hp: dict, ckpt: str | None = None
-) -> None:
-    """``example/run_ppo.py``'s loop with observation and reward normalisation; with
-    ``ckpt`` (a folder), checkpointed at every evaluation and continued from there."""
+class PPOParts(NamedTuple):
+    """What one machina PPO run holds: networks, optimisers, normalisers, samplers."""
+
+    pol: torch.nn.Module
+    vf: torch.nn.Module
+    optim_pol: torch.optim.Optimizer
+    optim_vf: torch.optim.Optimizer
+    prepro: Any
+    rew_norm: Any
+    sampler: Any
+
+
+def machina_ppo_parts(env_id: str, seed: int, hp: dict) -> PPOParts:
+    """``example/run_ppo.py``'s networks, optimisers, normalisers and sampler for ``hp``."""
     from machina.algos import ppo_clip
     from machina.pols import make_pol
     from machina.prepro import BasePrePro, RewardNormalizer
     from machina.samplers import EpiSampler
-    from machina.traj import Traj
-    from machina.traj import epi_functional as ef
     from machina.vfuncs import make_vf
 
     torch.manual_seed(seed)
@@ -848,7 +855,7 @@ def machina_ppo(
         squash_mean=hp.get("squash_mean", True),
         sde_per_env_noise=bool(hp.get("sde_per_env_noise")),
     )
-    vf = make_vf(env.observation_space, h_size=hp["h_size"])
+    vf = make_vf(env.observation_space, h_size=hp.get("vf_h_size") or hp["h_size"])
     if not hp.get("ortho_init", True):
         # torch's default initialisation instead of machina's orthogonal one (rl-zoo turns
         # SB3's ortho_init off for these ids); the log-std parameter keeps its value
@@ -859,18 +866,76 @@ def machina_ppo(
     optim_pol, optim_vf = ppo_clip.make_optims(  # run_ppo.py's --joint_step, --adam_eps
         pol, vf, hp["pol_lr"], hp["vf_lr"], joint_step=bool(hp.get("joint_step")), eps=eps
     )
-    lr_schedules = [(optim_pol, hp["pol_lr"])]
-    if optim_vf is not optim_pol:
-        lr_schedules.append((optim_vf, hp["vf_lr"]))
     prepro = BasePrePro(env.observation_space, clip=10.0) if hp["normalize_ob"] else None
     rew_norm = RewardNormalizer(hp["gamma"]) if hp["normalize_rew"] else None
     sampler = EpiSampler(
         lambda: gymnasium.make(env_id), pol, num_envs=hp["num_envs"], seed=seed, prepro=prepro
     )
-    evaluator, evaluate = machina_eval(pol, env_id, seed, prepro)
-    objects = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler,
-                   evaluator=evaluator)  # fmt: skip
-    objects.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
+    return PPOParts(pol, vf, optim_pol, optim_vf, prepro, rew_norm, sampler)
+
+
+def machina_ppo_traj(parts: PPOParts, hp: dict, epis: list[dict]) -> Any:
+    """The iteration's sampled episodes folded into the normalisers' statistics, then
+    normalised and estimated: a registered Traj ready for ``ppo_clip.train``."""
+    from machina.traj import Traj
+    from machina.traj import epi_functional as ef
+
+    if parts.prepro is not None:
+        parts.prepro.update_with_epis(epis)
+    if parts.rew_norm is not None:
+        parts.rew_norm.update_with_epis(epis)
+        epis = parts.rew_norm.normalize_epis(epis)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_vs(traj, parts.vf)
+    traj = ef.compute_rets(traj, hp["gamma"], hp["lam"])
+    traj = ef.compute_advs(traj, hp["gamma"], hp["lam"])
+    traj = ef.centerize_advs(traj)
+    traj = ef.compute_h_masks(traj)
+    traj.register_epis()
+    return traj
+
+
+def machina_ppo_update(parts: PPOParts, hp: dict, traj: Any, clip_param: float) -> None:
+    """One PPO update (``hp``'s epochs and minibatches) on a registered Traj."""
+    from machina.algos import ppo_clip
+
+    batch_size = hp["batch_size"]
+    if hp["max_minibatches"] > 0:
+        batch_size = max(batch_size, -(-traj.num_step // hp["max_minibatches"]))
+    ppo_clip.train(
+        traj=traj,
+        pol=parts.pol,
+        vf=parts.vf,
+        optim_pol=parts.optim_pol,
+        optim_vf=parts.optim_vf,
+        epoch=hp["epoch_per_iter"],
+        batch_size=min(batch_size, traj.num_step),
+        clip_param=clip_param,
+        ent_beta=hp["ent_beta"],
+        max_grad_norm=hp["max_grad_norm"],
+        log_enable=False,
+        minibatch_norm_advs=hp.get("minibatch_norm_advs", False),
+        joint_step=hp.get("joint_step", False),
+    )
+
+
+def machina_ppo(
+    env_id: str, seed: int, budget: int, rec: Recorder, hp: dict, ckpt: str | None = None
+) -> None:
+    """``example/run_ppo.py``'s loop with observation and reward normalisation; with
+    ``ckpt`` (a folder), checkpointed at every evaluation and continued from there."""
+    parts = machina_ppo_parts(env_id, seed, hp)
+    pol, sampler = parts.pol, parts.sampler
+    lr_schedules = [(parts.optim_pol, hp["pol_lr"])]
+    if parts.optim_vf is not parts.optim_pol:
+        lr_schedules.append((parts.optim_vf, hp["vf_lr"]))
+    evaluator, evaluate = machina_eval(pol, env_id, seed, parts.prepro)
+    objects = dict(pol=pol, vf=parts.vf, optim_pol=parts.optim_pol, optim_vf=parts.optim_vf,
+                   sampler=sampler, evaluator=evaluator)  # fmt: skip
+    objects.update(
+        {k: v for k, v in (("prepro", parts.prepro), ("rew_norm", parts.rew_norm)) if v is not None}
+    )
     steps = 0
     with sampler, evaluator:
         steps = _machina_start(ckpt, objects, rec, evaluate)
@@ -883,37 +948,8 @@ def machina_ppo(
                         group["lr"] = lr * remaining
             clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
             epis = sampler.sample(pol, max_steps=hp["steps_per_iter"])
-            if prepro is not None:
-                prepro.update_with_epis(epis)
-            if rew_norm is not None:
-                rew_norm.update_with_epis(epis)
-                epis = rew_norm.normalize_epis(epis)
-            traj = Traj()
-            traj.add_epis(epis)
-            traj = ef.compute_vs(traj, vf)
-            traj = ef.compute_rets(traj, hp["gamma"], hp["lam"])
-            traj = ef.compute_advs(traj, hp["gamma"], hp["lam"])
-            traj = ef.centerize_advs(traj)
-            traj = ef.compute_h_masks(traj)
-            traj.register_epis()
-            batch_size = hp["batch_size"]
-            if hp["max_minibatches"] > 0:
-                batch_size = max(batch_size, -(-traj.num_step // hp["max_minibatches"]))
-            ppo_clip.train(
-                traj=traj,
-                pol=pol,
-                vf=vf,
-                optim_pol=optim_pol,
-                optim_vf=optim_vf,
-                epoch=hp["epoch_per_iter"],
-                batch_size=min(batch_size, traj.num_step),
-                clip_param=clip_param,
-                ent_beta=hp["ent_beta"],
-                max_grad_norm=hp["max_grad_norm"],
-                log_enable=False,
-                minibatch_norm_advs=hp.get("minibatch_norm_advs", False),
-                joint_step=hp.get("joint_step", False),
-            )
+            traj = machina_ppo_traj(parts, hp, epis)
+            machina_ppo_update(parts, hp, traj, clip_param)
             steps += traj.num_step
             if rec.due(steps):
                 rec.record(steps, evaluate, defer=ckpt is not None)
@@ -1043,21 +1079,16 @@ def _schedule(value: Any) -> Any:
     return value
 
 
-def sb3_run(
-    algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict,
-    ckpt: str | None = None,
-) -> None:  # fmt: skip
-    """stable-baselines3 with rl-zoo's hyperparameters and wrappers for ``env_id``.
+def sb3_setup(
+    algo: str, env_id: str, seed: int, hp: dict, last: str | None = None
+) -> tuple[Any, Any, Any, bool]:
+    """A stable-baselines3 model with rl-zoo's hyperparameters ``hp`` and wrappers for
+    ``env_id``, loaded from checkpoint folder ``last`` when given.
 
-    With ``ckpt`` (a folder), the run is checkpointed at the first rollout start after each
-    evaluation (the model has then been trained on every step it counts): ``model.save``
-    (networks, optimisers, step and update counters), ``VecNormalize``'s statistics, the
-    replay buffer (SAC, TD3) and the global RNGs. A resumed run continues ``learn`` with
-    ``reset_num_timesteps=False`` (so rl-zoo's linear schedules continue where they were);
-    its environments start new episodes (SB3 cannot save environments mid-episode).
+    Returns the model, its training env (``VecNormalize`` when ``hp["normalize"]``), the
+    evaluation envs, and whether the envs normalise.
     """
     from stable_baselines3 import PPO, SAC, TD3
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.vec_env import VecNormalize
@@ -1071,7 +1102,6 @@ def sb3_run(
         kwargs["policy_kwargs"] = dict(kwargs["policy_kwargs"], activation_fn=torch.nn.ReLU)
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=wrap)
     eval_env = make_vec_env(env_id, n_envs=EVAL_EPIS, seed=10_000 + seed, wrapper_class=wrap)
-    last = _latest(ckpt)
     env = venv
     if normalize:
         if last is not None:
@@ -1095,7 +1125,26 @@ def sb3_run(
         _set_rng(torch.load(os.path.join(last, "rng.pt"), weights_only=False))
     else:
         model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-    model = quiet_sb3(model)
+    return quiet_sb3(model), env, eval_env, normalize
+
+
+def sb3_run(
+    algo: str, env_id: str, seed: int, budget: int, rec: Recorder, hp: dict,
+    ckpt: str | None = None,
+) -> None:  # fmt: skip
+    """stable-baselines3 with rl-zoo's hyperparameters and wrappers for ``env_id``.
+
+    With ``ckpt`` (a folder), the run is checkpointed at the first rollout start after each
+    evaluation (the model has then been trained on every step it counts): ``model.save``
+    (networks, optimisers, step and update counters), ``VecNormalize``'s statistics, the
+    replay buffer (SAC, TD3) and the global RNGs. A resumed run continues ``learn`` with
+    ``reset_num_timesteps=False`` (so rl-zoo's linear schedules continue where they were);
+    its environments start new episodes (SB3 cannot save environments mid-episode).
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    last = _latest(ckpt)
+    model, env, eval_env, normalize = sb3_setup(algo, env_id, seed, hp, last)
 
     def evaluate() -> list[float]:
         from stable_baselines3.common.evaluation import evaluate_policy
@@ -1222,6 +1271,7 @@ OPTIONAL_HP = frozenset(
         "sde_per_env_noise",
         "sde_sample_freq",
         "squash_mean",
+        "vf_h_size",
     }
 )
 

@@ -3,6 +3,7 @@
     python example/benchmarks/bench_update.py                      # HalfCheetah, 9 rounds
     python example/benchmarks/bench_update.py --env HopperBulletEnv-v0 --sde
     python example/benchmarks/bench_update.py --quick              # smoke run: 2 rounds
+    python example/benchmarks/bench_update.py --split              # a whole iteration's CPU
 
 The batch: ``--steps`` (2,000) env steps of the task sampled once by ``EpiSampler`` with an
 untrained 64x64 policy (``make_pol``; gSDE with ``--sde``, as PPO's Hopper entry in
@@ -29,6 +30,26 @@ A check asserts that both end with equal parameters (float32 tolerances: the two
 the same losses from the same parameters, clipped by the same arithmetic). Times are CPU
 seconds of the process (``time.process_time``) per env step of the batch, on one torch
 thread, medians over the rounds after a warm-up round, and their ratio.
+
+``--split``: where one whole PPO iteration's CPU goes, per env step, beside
+stable-baselines3's. Each contender trains as ``bench_bullet.py`` does (its own code:
+``machina_ppo_parts`` / ``machina_ppo_traj`` / ``machina_ppo_update`` and ``sb3_setup``),
+one iteration per round, alternating, 3 rounds after a warm-up one (``--repeats``):
+
+- *machina* with the task's entry in ``example/hyperparams.py``, with rl-zoo's PPO recipe
+  for these ids in machina's terms (256x256 networks, gSDE with one matrix per environment,
+  8 environments of whole episodes, 20 epochs of 128-step minibatches), and with two
+  cheaper forms of the recipe (minibatches of 256 with one optimiser over both networks;
+  the same with a 128x128 value network). Columns: sampling (``EpiSampler.sample`` with the
+  observation prepro), estimators (normalisers' updates, ``compute_vs`` ... ``register_epis``),
+  update (``ppo_clip.train``).
+- *stable-baselines3* with rl-zoo's settings (``bench_bullet.SB3``: 16 environments x 512
+  steps, ``VecNormalize``): one ``learn`` call of one rollout, split into ``train`` (timed
+  inside) and the rest (collection, its estimators and bookkeeping), in the sampling column.
+
+The ratio column divides each contender's total by stable-baselines3's: the CPU budget of
+issue 13's target (0.7x) per env step, without the evaluations (``bench_bullet.py`` excludes
+them from ``cpu_s`` too).
 """
 
 from __future__ import annotations
@@ -38,6 +59,7 @@ import copy
 import os
 import sys
 import time
+from typing import Any, NamedTuple
 
 import gymnasium
 import torch
@@ -144,6 +166,107 @@ def check_agreement(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
             raise AssertionError(f"parameter {i}: machina and plain differ by {diff:.3g}")
 
 
+# --------------------------------------------------------------------------- --split
+#: rl-zoo's PPO recipe for the PyBullet ids in machina's terms, on top of the task's entry
+#: (bench_bullet.py's docstring, sessions 14-17).
+RECIPE: dict[str, Any] = dict(
+    h_size=256, pol_lr=3e-5, vf_lr=3e-5, anneal_lr=False, epoch_per_iter=20, batch_size=128,
+    clip_param=0.4, lam=0.9, log_std_init=-2.0, sde_sample_freq=4, num_envs=8,
+    steps_per_iter=8000, sde_per_env_noise=True,
+)  # fmt: skip
+_RECIPE_256_JOINT = dict(RECIPE, batch_size=256, joint_step=True, adam_eps=1e-5)
+SPLIT_CONTENDERS: dict[str, dict[str, Any]] = {
+    "machina, entry": {},
+    "machina, rl-zoo's recipe": RECIPE,
+    "machina, recipe, minibatches of 256, joint optimiser": _RECIPE_256_JOINT,
+    "machina, the same, value network 128x128": dict(_RECIPE_256_JOINT, vf_h_size=128),
+}
+
+
+class Split(NamedTuple):
+    """CPU seconds of one iteration's parts, and its env steps."""
+
+    sample: float
+    estimate: float | None  # None: counted in ``sample`` (stable-baselines3's rollout)
+    update: float
+    steps: int
+
+
+def machina_iteration(bb: Any, parts: Any, hp: dict[str, Any]) -> Split:
+    """One iteration of ``bench_bullet.machina_ppo``'s loop, each part timed."""
+    c0 = time.process_time()
+    epis = parts.sampler.sample(parts.pol, max_steps=hp["steps_per_iter"])
+    c1 = time.process_time()
+    traj = bb.machina_ppo_traj(parts, hp, epis)
+    c2 = time.process_time()
+    bb.machina_ppo_update(parts, hp, traj, hp["clip_param"])
+    return Split(c1 - c0, c2 - c1, time.process_time() - c2, traj.num_step)
+
+
+def sb3_iterations(bb: Any, env_id: str, seed: int):
+    """A closure running one ``learn`` call of one rollout of stable-baselines3's PPO with
+    rl-zoo's settings; its ``train`` is timed inside (the rest counts as sampling)."""
+    hp = bb.SB3["ppo"][env_id]
+    model, env, eval_env, _ = bb.sb3_setup("ppo", env_id, seed, hp)
+    eval_env.close()
+    steps = hp["n_envs"] * hp["n_steps"]
+    train, spent = model.train, [0.0]
+
+    def timed_train() -> None:
+        c0 = time.process_time()
+        train()
+        spent[0] += time.process_time() - c0
+
+    model.train = timed_train  # the instance's attribute: learn calls self.train()
+
+    def iteration() -> Split:
+        spent[0] = 0.0
+        c0 = time.process_time()
+        model.learn(total_timesteps=steps, reset_num_timesteps=model.num_timesteps == 0)
+        total = time.process_time() - c0
+        return Split(total - spent[0], None, spent[0], steps)
+
+    return iteration, env
+
+
+def split_main(env_id: str, repeats: int, seed: int = 0) -> None:
+    """Per env step CPU of each contender's iteration parts; see the module docstring."""
+    import bench_bullet as bb
+
+    parts, iterations = [], {}
+    for name, overrides in SPLIT_CONTENDERS.items():
+        hp = bb.machina_hp("ppo", env_id, overrides)
+        p = bb.machina_ppo_parts(env_id, seed, hp)
+        parts.append(p)
+        iterations[name] = lambda p=p, hp=hp: machina_iteration(bb, p, hp)
+    sb3, sb3_env = sb3_iterations(bb, env_id, seed)
+    iterations["stable-baselines3, rl-zoo"] = sb3
+    try:
+        splits = alternate(iterations, repeats + 1)
+    finally:
+        for p in parts:
+            p.sampler.close()
+        sb3_env.close()
+
+    def per_step(values: list[Split], field: str) -> float:  # us per env step, median
+        return median([(getattr(v, field) or 0.0) / v.steps * 1e6 for v in values[1:]])
+
+    totals, rows = {}, []
+    for name, values in splits.items():
+        cols = {f: per_step(values, f) for f in ("sample", "estimate", "update")}
+        totals[name] = sum(cols.values())
+        estimate = "in sampling" if values[0].estimate is None else cols["estimate"]
+        steps = median([v.steps for v in values[1:]])
+        rows.append([name, steps, cols["sample"], estimate, cols["update"], totals[name]])
+    reference = totals["stable-baselines3, rl-zoo"]
+    print(f"machine: {machine()}")
+    print_table(
+        f"One PPO iteration on {env_id}: CPU us per env step (median of {repeats} rounds)",
+        ["contender", "env steps", "sampling", "estimators", "update", "total", "vs SB3"],
+        [[*row, row[-1] / reference] for row in rows],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="HalfCheetahBulletEnv-v0")
@@ -151,9 +274,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="env steps in the batch")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 9)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds")
+    parser.add_argument(
+        "--split", action="store_true", help="a whole iteration's CPU by part, beside SB3's"
+    )
     args = parser.parse_args()
-    repeats = args.repeats or (2 if args.quick else 9)
     torch.set_num_threads(1)
+    if args.split:
+        split_main(args.env, args.repeats or (1 if args.quick else 3))
+        return
+    repeats = args.repeats or (2 if args.quick else 9)
 
     pol, vf, traj = make_setup(args.env, args.steps, args.sde)
     seed = 0
