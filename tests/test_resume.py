@@ -272,10 +272,10 @@ EXAMPLE_RUNS = [
     ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7, "--sde_per_env_noise"]),
     # ppo_kl's adaptive penalty (kl_beta) is in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
-    # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation
-    # and stable-baselines3's Adam epsilon
+    # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation,
+    # stable-baselines3's Adam epsilon and a value network of its own width
     ("run_ppo.py", [*_PPO_ARGS, "--joint_step", "--anneal_lr", "--minibatch_norm_advs",
-                    "--adam_eps", 1e-5]),
+                    "--adam_eps", 1e-5, "--vf_h_size", 12]),
     ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
                     "--eval_interval", 200, "--eval_epis", 1]),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
@@ -314,6 +314,9 @@ def test_examples_resume_bit_for_bit(tmp_path):
         _assert_equal(a, b, script)
         if "--adam_eps" in args:  # the flag reaches the optimiser (saved with the run)
             assert {g["eps"] for g in a["optim_pol"]["param_groups"]} == {1e-5}
+        if "--vf_h_size" in args:  # hidden layers of 12 units in the value network only
+            widths = {t.shape[0] for t in a["vf"].values() if t.ndim == 2}
+            assert widths == {12, 1}, widths
         # progress.csv continued: the same rows as the uninterrupted run's, but for timings
         rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
         assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
