@@ -36,13 +36,14 @@ stable-baselines3's. Each contender trains as ``bench_bullet.py`` does (its own 
 ``machina_ppo_parts`` / ``machina_ppo_traj`` / ``machina_ppo_update`` and ``sb3_setup``),
 one iteration per round, alternating, 3 rounds after a warm-up one (``--repeats``):
 
-- *machina* with the task's entry in ``example/hyperparams.py``, with rl-zoo's PPO recipe
-  for these ids in machina's terms (256x256 networks, gSDE with one matrix per environment,
-  8 environments of whole episodes, 20 epochs of 128-step minibatches), and with two
-  cheaper forms of the recipe (minibatches of 256 with one optimiser over both networks;
-  the same with a 128x128 value network). Columns: sampling (``EpiSampler.sample`` with the
-  observation prepro), estimators (normalisers' updates, ``compute_vs`` ... ``register_epis``),
-  update (``ppo_clip.train``).
+- *machina* with the task's entry in ``example/hyperparams.py``; with 10 epochs of 64
+  (HalfCheetah's previous entry v7: as many minibatches as 20 epochs of 128, half the
+  samples each); with rl-zoo's PPO recipe for these ids in machina's terms (256x256
+  networks, gSDE with one matrix per environment, 8 environments of whole episodes, 20
+  epochs of 128-step minibatches); and with two cheaper forms of the recipe (minibatches
+  of 256 with one optimiser over both networks; the same with a 128x128 value network).
+  Columns: sampling (``EpiSampler.sample`` with the observation prepro), estimators (the
+  normalisers' updates, ``compute_vs`` ... ``register_epis``), update (``ppo_clip.train``).
 - *stable-baselines3* with rl-zoo's settings (``bench_bullet.SB3``: 16 environments x 512
   steps, ``VecNormalize``): one ``learn`` call of one rollout, split into ``train`` (timed
   inside) and the rest (collection, its estimators and bookkeeping), in the sampling column.
@@ -177,6 +178,9 @@ RECIPE: dict[str, Any] = dict(
 _RECIPE_256_JOINT = dict(RECIPE, batch_size=256, joint_step=True, adam_eps=1e-5)
 SPLIT_CONTENDERS: dict[str, dict[str, Any]] = {
     "machina, entry": {},
+    "machina, entry with 10 epochs of 64 (HalfCheetah's v7)": dict(
+        epoch_per_iter=10, batch_size=64
+    ),
     "machina, rl-zoo's recipe": RECIPE,
     "machina, recipe, minibatches of 256, joint optimiser": _RECIPE_256_JOINT,
     "machina, the same, value network 128x128": dict(_RECIPE_256_JOINT, vf_h_size=128),
