@@ -60,6 +60,7 @@ import copy
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium
@@ -207,7 +208,7 @@ def machina_iteration(bb: Any, parts: Any, hp: dict[str, Any]) -> Split:
     return Split(c1 - c0, c2 - c1, time.process_time() - c2, traj.num_step)
 
 
-def sb3_iterations(bb: Any, env_id: str, seed: int):
+def sb3_iterations(bb: Any, env_id: str, seed: int) -> tuple[Callable[[], Split], Any]:
     """A closure running one ``learn`` call of one rollout of stable-baselines3's PPO with
     rl-zoo's settings; its ``train`` is timed inside (the rest counts as sampling)."""
     hp = bb.SB3["ppo"][env_id]
@@ -237,6 +238,11 @@ def split_main(env_id: str, repeats: int, seed: int = 0) -> None:
     """Per env step CPU of each contender's iteration parts; see the module docstring."""
     import bench_bullet as bb
 
+    if env_id not in bb.SB3["ppo"]:
+        raise SystemExit(
+            f"--env: --split needs rl-zoo's PPO settings for the task, known for "
+            f"{sorted(bb.SB3['ppo'])}; got {env_id!r}"
+        )
     parts, iterations = [], {}
     for name, overrides in SPLIT_CONTENDERS.items():
         hp = bb.machina_hp("ppo", env_id, overrides)
