@@ -582,6 +582,22 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   is 2338 against stable-baselines3's 2334 (means 2325 and 2285): level. The three
   reported seeds cannot separate the two; the target (median of 3 seeds at least
   stable-baselines3's) stays unmet by a margin far inside one configuration's seed spread.
+- Session 19, PPO HalfCheetah: two of rl-zoo's settings on top of v8, each on seeds 102-108
+  (all fourteen runs at once at first), CPU-free changes (500k; every evaluation in
+  ``assets/bullet_tuning.csv``):
+
+  ============================================  ====  ====  ====  ====  ====  ====  ====  ======
+  settings                                      102   103   104   105   106   107   108   median
+  ============================================  ====  ====  ====  ====  ====  ====  ====  ======
+  v8 (session 18)                               2463  2259  2479  2617  2499  2299  1781  2463
+  v8 + clip 0.3                                 2512  2555  2394  2224  1751  2015  1666  2224
+  v8 + lambda 0.9, at 150k (stopped there)      1454  1228  861   1451  1156  1301  1341  1301
+  v8 at 150k                                    1485  1491  1645  1788  1373  1433  994   1485
+  ============================================  ====  ====  ====  ====  ====  ====  ====  ======
+
+  rl-zoo's lambda 0.9 learnt slower from the start (behind on six seeds at 100k and 150k);
+  a wider clip range (rl-zoo's 0.4 is for its learning rate 3e-5, ten times below v8's)
+  helps on three seeds and costs much on four (mean 2159 against v8's 2342). v8 stays.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
