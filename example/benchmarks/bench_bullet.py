@@ -598,6 +598,14 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   rl-zoo's lambda 0.9 learnt slower from the start (behind on six seeds at 100k and 150k);
   a wider clip range (rl-zoo's 0.4 is for its learning rate 3e-5, ten times below v8's)
   helps on three seeds and costs much on four (mean 2159 against v8's 2342). v8 stays.
+
+  Fresh seeds 109-111, both libraries side by side (a check, not tuning; six processes on
+  the 2 cores): machina v8 2387, 2356, 2059 in 394-398 CPU s; stable-baselines3 2404, 2436,
+  2531 in 585-588 (0.67x). Over the thirteen seeds both have run (0-2, 102-111): medians
+  2356 and 2360, means 2312 and 2325, machina ahead on 7 pairs; on the six seeds that chose
+  nothing (0-2, 109-111) medians 2335 and 2391, machina ahead on 2. Level overall, a little
+  behind where no choice was made: the target (a median of 3 seeds) is decided by which
+  three are drawn.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
