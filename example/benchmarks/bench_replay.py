@@ -24,6 +24,9 @@ alternate, round by round (``_harness.alternate``), on one torch thread:
   same columns and priorities (``alpha=1``: the stored priorities already carry the
   exponent), ``sample(256)`` (every column gathered, as ours) plus ``update_priorities``;
   skipped with a note when cpprb is not installed (``pip install cpprb``);
+- ``gather``: every column at 256 random rows, as each batch above ends: the Traj's own
+  gather (numpy's ``take`` on the columns' memory) beside ``index_select`` per column (the
+  gather before session 19);
 - ``SAC step``: one full SAC gradient step of ``sac.train`` on the same memory (its own
   uniform batch draw included) with ``example/run_sac.py``'s networks (64x64, twin Q).
 
@@ -219,6 +222,24 @@ def main() -> None:
                 calls,
             ),
             calls,
+        )
+
+    # Every batch's gather of all columns at 256 random rows, the Traj's own (numpy's take on
+    # the columns' memory, since session 19) beside the index_select per column it replaced.
+    gen = torch.Generator().manual_seed(2)
+
+    def gathers(n: int, own: bool) -> Iterator:
+        for _ in range(n):
+            idx = torch.randint(0, traj.num_step, (BATCH,), generator=gen)
+            if own:
+                yield traj._batch(idx)
+            else:
+                yield {k: torch.index_select(v, 0, idx) for k, v in traj.data_map.items()}
+
+    for name, own in (("Traj's (numpy take)", True), ("index_select per column", False)):
+        contenders[f"gather of {BATCH} random rows, {name}"] = (
+            timer(lambda n, o=own: gathers(n, o), args.calls),
+            args.calls,
         )
 
     # sample + update: what a prioritised learner does per gradient step
