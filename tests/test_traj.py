@@ -502,12 +502,13 @@ def test_a_bad_generator_state_in_a_file_names_the_path(rng, tmp_path):
 
 
 def test_batches_are_copies_of_the_rows_for_every_dtype(rng):
-    """CPU batches are gathered by numpy where it holds the dtype, by torch where it does not
-    (bfloat16, a column that requires grad): the same rows either way, never views."""
+    """CPU batches of rows of several values are gathered by numpy where it holds the dtype,
+    by torch where it does not (bfloat16, a column that requires grad), single values by
+    torch: the same rows either way, never views."""
     traj = make_traj(make_random_epis(rng, 6))
     n = traj.num_step
     traj.data_map["half"] = torch.randn(n, 2).to(torch.bfloat16)
-    traj.data_map["grad"] = torch.randn(n, requires_grad=True)
+    traj.data_map["grad"] = torch.randn(n, 2, requires_grad=True)
     traj.data_map["ints"] = torch.arange(n, dtype=torch.int64)
     batch, idx = traj.random_batch_once(11, return_indices=True)
     for key, column in traj.data_map.items():

@@ -25,8 +25,9 @@ alternate, round by round (``_harness.alternate``), on one torch thread:
   exponent), ``sample(256)`` (every column gathered, as ours) plus ``update_priorities``;
   skipped with a note when cpprb is not installed (``pip install cpprb``);
 - ``gather``: every column at 256 random rows, as each batch above ends: the Traj's own
-  gather (numpy's ``take`` on the columns' memory) beside ``index_select`` per column (the
-  gather before session 19);
+  gather (numpy's ``take`` on the columns' memory for rows of several values,
+  ``index_select`` for single values) beside ``index_select`` for every column (the gather
+  before session 19), both on the same rows;
 - ``SAC step``: one full SAC gradient step of ``sac.train`` on the same memory (its own
   uniform batch draw included) with ``example/run_sac.py``'s networks (64x64, twin Q).
 
@@ -224,11 +225,13 @@ def main() -> None:
             calls,
         )
 
-    # Every batch's gather of all columns at 256 random rows, the Traj's own (numpy's take on
-    # the columns' memory, since session 19) beside the index_select per column it replaced.
-    gen = torch.Generator().manual_seed(2)
+    # Every batch's gather of all columns at 256 random rows, the Traj's own (see _batching's
+    # _take, since session 19) beside the index_select per column it replaced;
+    # one generator each, seeded alike, so that both gather the same rows call by call.
+    gens = {own: torch.Generator().manual_seed(2) for own in (True, False)}
 
     def gathers(n: int, own: bool) -> Iterator:
+        gen = gens[own]
         for _ in range(n):
             idx = torch.randint(0, traj.num_step, (BATCH,), generator=gen)
             if own:
@@ -236,7 +239,7 @@ def main() -> None:
             else:
                 yield {k: torch.index_select(v, 0, idx) for k, v in traj.data_map.items()}
 
-    for name, own in (("Traj's (numpy take)", True), ("index_select per column", False)):
+    for name, own in (("Traj's", True), ("index_select per column", False)):
         contenders[f"gather of {BATCH} random rows, {name}"] = (
             timer(lambda n, o=own: gathers(n, o), args.calls),
             args.calls,
