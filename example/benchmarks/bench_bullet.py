@@ -606,6 +606,32 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   nothing (0-2, 109-111) medians 2335 and 2391, machina ahead on 2. Level overall, a little
   behind where no choice was made: the target (a median of 3 seeds) is decided by which
   three are drawn.
+- Session 20, PPO HalfCheetah: four more CPU-free changes on top of v8, each on seeds
+  102-108 (fourteen runs at once, then fourteen more), stopped once behind v8 on most seeds
+  (every evaluation in ``assets/bullet_tuning.csv``; medians over the seven seeds):
+
+  ==============================================  =====  =====  =====  ======================
+  settings                                        100k   150k   176k   behind v8 at the stop
+  ==============================================  =====  =====  =====  ======================
+  v8 (session 18)                                 1062   1485   1720
+  v8 + orthogonal init off (rl-zoo's, for these)  457    1261   1345   6 of 7 at 200k
+  v8 + initial log-std -0.5                       221    546    594    7 of 7 from 150k
+  v8 + initial log-std +0.5                       518    1138   1366   7 of 7 at 150k
+  v8 + value lr 3e-4 (v8: 1e-3)                   507    1070   1246   6 of 7 at 176k
+  ==============================================  =====  =====  =====  ======================
+
+  Orthogonal initialisation off, which lifted both tuning seeds on v4 (session 13), does not
+  on v8; the initial std is a narrow optimum at 1 (session 7 found -1 far behind 0), and the
+  value network wants its larger rate. Each ran behind v8's curve by 150-200k; v8's own lead
+  over v7 at 200k held to the end (session 18), so none was run on. With clip 0.3 and
+  lambda 0.9 (session 19) that is six single changes around v8 and none better: v8 stays.
+
+  The reported runs, seeds 0-2, both libraries, were rerun in pairs (machina and
+  stable-baselines3 on one seed at a time, one process per core) so that the wall-clock
+  column measures an unshared core: session 18's six processes on the 2 cores gave 0.79x
+  in wall-clock against 0.66x in CPU seconds, because machina's three finished first and
+  stable-baselines3's last stretch ran on an emptied machine. Both libraries are
+  deterministic per seed here, so the returns are session 18's to the digit.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
