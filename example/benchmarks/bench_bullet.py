@@ -632,6 +632,17 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   in wall-clock against 0.66x in CPU seconds, because machina's three finished first and
   stable-baselines3's last stretch ran on an emptied machine. Both libraries are
   deterministic per seed here, so the returns are session 18's to the digit.
+- Session 21, TD3 Hopper: the reported runs (seeds 0-2, both libraries) rerun so that
+  wall-clock measures an unshared core: each library's three seeds in turn on its own core
+  (``taskset``), on an Intel Xeon (family 6 model 167). machina 2414, 2092, 691 in 574-600 s;
+  stable-baselines3 1318, 2368, 2118 in 1044-1088 s: 0.55x in wall-clock and CPU (session 8,
+  on a shared machine: 0.79x and 0.51x). Only machina's seed 0 repeated session 8's
+  evaluations to the digit; the other five runs moved (session 8's machine was not recorded),
+  and the medians crossed: machina 2092 against 2118, where session 8 had 2112 against 1164.
+  Over the six runs of each library: 2102 against 1501. machina's seed 2 was at 2261 at 90k
+  and fell to 691 at the last evaluation: single evaluations of TD3 on Hopper swing by 1000
+  and more (stable-baselines3's seed 0: 1170, 514, 1318 at 50k, 80k, 100k), so three final
+  evaluations cannot tell these two apart.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);

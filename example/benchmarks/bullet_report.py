@@ -7,8 +7,8 @@ Prints a Markdown table per algorithm and task (final deterministic return: medi
 range over the finished seeds; training wall-clock; env steps per second; the ratio of
 machina's median wall-clock to stable-baselines3's) and writes
 ``assets/bullet_<algo>_<task>.png``: median (line) and range (band) over seeds of the
-evaluation return against env steps, training wall-clock and training CPU seconds (the
-machine was shared with other programs: CPU seconds are the steadier measure of cost).
+evaluation return against env steps, training wall-clock and training CPU seconds (where
+runs shared the machine with other programs, CPU seconds are the steadier measure of cost).
 Unfinished runs are drawn up to where they are (the legend counts them as partial).
 Below the table, the machines that ran each task's runs, from the sidecar
 ``<csv>_machines.csv`` (CPU seconds compare only on one machine), and, when the file
@@ -283,7 +283,7 @@ def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
                 ax.plot(x, med, color=COLORS[lib], label=label)
                 ax.fill_between(x, lo, up, color=COLORS[lib], alpha=0.2)
         axes[0].set_xlabel("env steps")
-        axes[1].set_xlabel("training wall-clock (s), shared machine")
+        axes[1].set_xlabel("training wall-clock (s)")
         axes[2].set_xlabel("training CPU seconds")
         for ax in axes:
             ax.set_ylabel("deterministic eval return")
