@@ -643,6 +643,27 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   and fell to 691 at the last evaluation: single evaluations of TD3 on Hopper swing by 1000
   and more (stable-baselines3's seed 0: 1170, 514, 1318 at 50k, 80k, 100k), so three final
   evaluations cannot tell these two apart.
+- Session 21, PPO HalfCheetah on an Intel Xeon (family 6 model 167, AVX-512): v8 itself
+  rerun on the tuning seeds 102-108 learns more slowly here than on the AMD EPYC of
+  sessions 18-20 (the evaluation at 0 steps is the same to the digit, the curves part from
+  the first update on): behind on 7 of 7 seeds at 200k (median 1093 against 1864), 1975
+  against 2239 at 300k, 2258 [1735, 2505] against 2463 at 500k. Seven of seven is not
+  chance (1 in 128), but the cause is not known: the float kernels differ with the CPU, and
+  the package versions of the earlier sessions (gymnasium, pybullet, numpy) were not
+  recorded. So candidates compare only with v8 on the same machine. Two CPU-free changes,
+  each on 102-108 beside v8 on this machine (every evaluation in ``assets/bullet_tuning.csv``;
+  medians):
+
+  ==============================  =====  =====  =====  =====  =====
+  settings                        100k   200k   300k   400k   500k
+  ==============================  =====  =====  =====  =====  =====
+  v8, this machine                550    1093   1975   2142   2258
+  v8 + value lr 2e-3 (v8: 1e-3)   567    1362   1795   2061   2090
+  v8 + max_grad_norm 1.0 (0.5)    504    1152   1562   1941   2077
+  ==============================  =====  =====  =====  =====  =====
+
+  Ahead of v8 at 200k, behind from 300k on: v8 stays. Screening against the AMD curves
+  would have dropped both at 200k for the wrong reason (both behind v8's AMD runs on 6 of 7).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
