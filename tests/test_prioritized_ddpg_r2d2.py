@@ -200,8 +200,10 @@ def off_policy_loop(pol, train, max_steps, prepare, steps_per_iter=200, seed=0):
 MARGIN = 500.0
 #: R2D2-SAC's budget: env steps, gradient steps per 200 env steps (64 windows of 10), lr,
 #: and its margin over random. Measured at 4,000 steps on seeds 0, 1, 2 (an evaluation every
-#: 1,000 steps besides): +556, +1,113, +454; at 3,000 none had left random's level by 500
-#: (recurrent SAC learns slower per env step than the feed-forward one).
+#: 1,000 steps besides): +556, +1,113, +454 on an AMD EPYC, -22, +1,018, +814 on an Intel
+#: Xeon (seed 0 had not taken off yet there: +1,060 at 6,000); at 3,000 none had left
+#: random's level by 500 (recurrent SAC learns slower per env step than the feed-forward
+#: one). The test takes the median of the three seeds.
 R2D2_STEPS, R2D2_UPDATES, R2D2_MARGIN = 4000, 100, 300.0
 
 
@@ -416,9 +418,10 @@ def test_r2d2_sac_needs_recurrent_modules_and_seq_pris():
         )
 
 
-def test_r2d2_sac_improves_pendulum_over_random():
-    baseline = random_return("Pendulum-v1")
-    pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()  # Adam at lr 1e-3
+def r2d2_final_return(seed: int) -> float:
+    """Mean deterministic return on Pendulum-v1 after R2D2_STEPS env steps of R2D2-SAC, the
+    networks and every random stream of the loop seeded with ``seed``."""
+    pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets(seed)  # Adam at lr 1e-3
     seq_length, burn_in_length = 10, 3
 
     def prepare(traj, off_traj):
@@ -431,6 +434,12 @@ def test_r2d2_sac_improves_pendulum_over_random():
             log_enable=False, **optims,
         )  # fmt: skip
 
-    final = off_policy_loop(pol, train, R2D2_STEPS, prepare)
-    print(f"R2D2-SAC Pendulum-v1: {final:.1f} vs random {baseline:.1f}")
-    assert final >= baseline + R2D2_MARGIN, (final, baseline)
+    return off_policy_loop(pol, train, R2D2_STEPS, prepare, seed=seed)
+
+
+def test_r2d2_sac_improves_pendulum_over_random():
+    baseline = random_return("Pendulum-v1")
+    finals = [r2d2_final_return(seed) for seed in range(3)]
+    final = float(np.median(finals))
+    print(f"R2D2-SAC Pendulum-v1: median {final:.1f} of {finals} vs random {baseline:.1f}")
+    assert final >= baseline + R2D2_MARGIN, (finals, baseline)
