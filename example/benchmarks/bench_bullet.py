@@ -646,8 +646,9 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
 - Session 21, PPO HalfCheetah on an Intel Xeon (family 6 model 167, AVX-512): v8 itself
   rerun on the tuning seeds 102-108 learns more slowly here than on the AMD EPYC of
   sessions 18-20 (the evaluation of the initial policy is the same to the digit on five of
-  the seven seeds and differs by under 0.5 on two; the curves part from the first update): behind on 7 of 7 seeds at 200k (median 1093 against 1864), 1975
-  against 2239 at 300k, 2258 [1735, 2505] against 2463 at 500k. Seven of seven is not
+  the seven seeds and differs by under 0.5 on two; the curves part from the first update):
+  behind on 7 of 7 seeds at 200k (median 1093 against 1864), 1975 against 2239 at 300k,
+  2258 [1735, 2505] against 2463 at 500k. Seven of seven is not
   chance (1 in 128), but the cause is not known: the float kernels differ with the CPU, and
   the package versions of the earlier sessions (gymnasium, pybullet, numpy) were not
   recorded. So candidates compare only with v8 on the same machine. Two CPU-free changes,
