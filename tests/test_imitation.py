@@ -268,8 +268,8 @@ def test_airl_improves_cartpole_return(expert):
     # started, and which seeds do changes with the CPU's float kernels. At 30k steps seeds 1-5
     # reached 458, 252, 50, 487, 104 (from 9-49) on an AMD EPYC, and 346, 101, 73, 500, 66 on
     # an Intel Xeon, where the median improvement (+92) fell under this margin. The mean
-    # improvement counts both modes (measured: about +230 and +189); a learner that never
-    # takes off stays near 0.
+    # improvement counts both modes (measured: +242 and +189; the untrained policies start
+    # at 9-49 on both); a learner that never takes off stays near 0.
     runs = [adversarial(expert, "airl", total_steps=30_000, seed=seed) for seed in range(1, 6)]
     gain = float(np.mean([final - base for base, final in runs]))
     print(f"AIRL: mean improvement {gain:.1f} over 5 seeds: {runs}")

@@ -200,8 +200,10 @@ def off_policy_loop(pol, train, max_steps, prepare, steps_per_iter=200, seed=0):
 MARGIN = 500.0
 #: R2D2-SAC's budget: env steps, gradient steps per 200 env steps (64 windows of 10), lr,
 #: and its margin over random. Measured at 4,000 steps on seeds 0, 1, 2 (an evaluation every
-#: 1,000 steps besides): +556, +1,113, +454 on an AMD EPYC, -22, +1,018, +814 on an Intel
-#: Xeon (seed 0 had not taken off yet there: +1,060 at 6,000); at 3,000 none had left
+#: 1,000 steps besides): +556, +1,113, +454 on an AMD EPYC (seed 0 as this test seeds it;
+#: how seeds 1-2 were seeded there is not recorded), and with this test's seeding (networks
+#: and loop from the seed) -22, +1,018, +814 on an Intel Xeon (seed 0 had not taken off yet
+#: there: +1,060 at 6,000); at 3,000 none had left
 #: random's level by 500 (recurrent SAC learns slower per env step than the feed-forward
 #: one). The test takes the median of the three seeds.
 R2D2_STEPS, R2D2_UPDATES, R2D2_MARGIN = 4000, 100, 300.0

@@ -648,8 +648,8 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   sessions 18-20 (the evaluation of the initial policy is the same to the digit on five of
   the seven seeds and differs by under 0.5 on two; the curves part from the first update):
   behind on 7 of 7 seeds at 200k (median 1093 against 1864), 1975 against 2239 at 300k,
-  2258 [1735, 2505] against 2463 at 500k. Seven of seven is not
-  chance (1 in 128), but the cause is not known: the float kernels differ with the CPU, and
+  2258 [1735, 2505] against 2463 at 500k. Seven of seven is unlikely by chance (1 in 128
+  by a sign test), but the cause is not known: the float kernels differ with the CPU, and
   the package versions of the earlier sessions (gymnasium, pybullet, numpy) were not
   recorded. So candidates compare only with v8 on the same machine. Two CPU-free changes,
   each on 102-108 beside v8 on this machine (every evaluation in ``assets/bullet_tuning.csv``;
