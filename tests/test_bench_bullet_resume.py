@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 BENCH = os.path.join(REPO, "example", "benchmarks", "bench_bullet.py")
 sys.path.insert(0, os.path.dirname(BENCH))
-from _harness import machine  # noqa: E402
+from _harness import machine, packages  # noqa: E402
 
 # 4 iterations of 256 steps, an evaluation (and a checkpoint) after each.
 ARGS = ["--algos", "ppo", "--envs", "HopperBulletEnv-v0", "--libs", "machina", "--seeds", "100",
@@ -88,6 +88,7 @@ def test_killed_run_continues_its_attempt(tmp_path):
         (got[0]["attempt"], got[3]["steps"]),
     ]
     assert {r["machine"] for r in noted} == {machine()}
+    assert {r["packages"] for r in noted} == {packages()}
 
 
 def test_unknown_setting_is_refused(tmp_path):
@@ -103,3 +104,26 @@ def test_unknown_setting_is_refused(tmp_path):
         with open(tmp_path / "r.csv") as f:
             rows = list(csv.DictReader(f))
     assert rows == []  # refused before the first evaluation
+
+
+def test_sidecar_written_before_a_column_was_added_is_upgraded(tmp_path):
+    import bench_bullet
+
+    old_fields = bench_bullet.MACHINE_FIELDS[:-1]  # the sidecar before "packages"
+    path = str(tmp_path / "r_machines.csv")
+    old = dict(lib="sb3", algo="td3", env="HopperBulletEnv-v0", seed="0", budget="100",
+               attempt="a", first_eval_steps="0", machine="AMD EPYC x2")  # fmt: skip
+    bench_bullet.append_row(path, old, old_fields)
+    bench_bullet.append_row(path, dict(old, attempt="b", packages="numpy 2.4.6"),
+                            bench_bullet.MACHINE_FIELDS)  # fmt: skip
+    with open(path, newline="") as f:
+        assert next(csv.reader(f)) == bench_bullet.MACHINE_FIELDS
+    assert rows(path) == [dict(old, packages=""), dict(old, attempt="b", packages="numpy 2.4.6")]
+    # A header that is not a prefix of the fields is someone else's file: refused, untouched.
+    other = str(tmp_path / "other.csv")
+    with open(other, "w", newline="") as f:
+        f.write("lib,machine\nsb3,x\n")
+    with pytest.raises(ValueError, match="other.csv: expected the columns"):
+        bench_bullet.append_row(other, dict(old, packages=""), bench_bullet.MACHINE_FIELDS)
+    with open(other, newline="") as f:
+        assert f.read() == "lib,machine\nsb3,x\n"

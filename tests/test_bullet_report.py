@@ -91,6 +91,38 @@ def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
     assert bullet_report.load_machines(str(tmp_path / "none.csv")) == {}
 
 
+def test_installed_versions_shown_from_the_sidecar(tmp_path):
+    # A sidecar upgraded in place: the older rows have an empty "packages" field.
+    path = tmp_path / "r.csv"
+    write(path, [
+        ("machina", 0, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("machina", 1, "a1", 100, 10.0, 5.0, 30.0, 1),
+        ("sb3", 0, "s1", 100, 20.0, 10.0, 20.0, 1),
+    ])  # fmt: skip
+    new, old = "torch 2.13.0+cpu, numpy 2.4.6, machina abc", "torch 2.13.0+cpu, numpy 2.3.0"
+    with open(tmp_path / "r_machines.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps",
+                         "machine", "packages"])  # fmt: skip
+        for lib, seed, attempt, steps, versions in [
+            ("machina", 0, "a1", 0, new),
+            ("machina", 1, "a1", 0, ""),
+            ("sb3", 0, "s1", 0, old),
+            ("sb3", 0, "s1", 50, new),
+        ]:
+            writer.writerow([lib, "ppo", "HopperBulletEnv-v0", seed, 100, attempt, steps,
+                             "AMD EPYC x2, Python 3.11.7", versions])  # fmt: skip
+    recorded = bullet_report.load_packages(str(path))
+    assert set(recorded) == {
+        ("machina", "ppo", "HopperBulletEnv-v0", 0, 100, "a1"),
+        ("sb3", "ppo", "HopperBulletEnv-v0", 0, 100, "s1"),
+    }
+    assert bullet_report.machines(bullet_report.load(str(path)), recorded) == (
+        f"- PPO HopperBulletEnv-v0: machina: not recorded (1); {new} (1),"
+        f" stable-baselines3: {old} + {new} (1)"
+    )
+
+
 def test_same_machine_check_compares_the_segment_per_env_step(tmp_path):
     # Reported run (budget 100) and a short rerun (budget 30) of each library; the segment
     # is 10-20 steps: machina's evaluations land past the marks (12, 21), SB3's on them.

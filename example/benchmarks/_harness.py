@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +37,43 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+# The distributions whose versions can move a learning curve: the simulator, the float
+# kernels, the environments' wrappers and the reference library.
+PACKAGES = ("torch", "numpy", "gymnasium", "pybullet", "stable-baselines3")
+
+
+def packages(names: tuple[str, ...] = PACKAGES) -> str:
+    """One line of the installed versions of ``names`` ("absent" for one not installed),
+    then machina's git commit ("+dirty" when ``machina/`` or ``example/`` differ from it):
+    runs on one CPU model that learn differently across sessions can then be told apart by
+    what was installed, not only by the machine."""
+    parts = []
+    for name in names:
+        try:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{name} absent")
+    return ", ".join([*parts, f"machina {_commit()}"])
+
+
+def _commit() -> str:
+    """The repository's short commit, "+dirty" if its code differs; "unknown" outside git."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise OSError(out.stderr.strip())
+        return out.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "machina", "example")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def quiet_sb3(model: Any) -> Any:

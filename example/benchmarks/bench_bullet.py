@@ -702,7 +702,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import hyperparams  # noqa: E402
-from _harness import machine, quiet_sb3  # noqa: E402
+from _harness import machine, packages, quiet_sb3  # noqa: E402
 from bullet_report import machines_path  # noqa: E402
 
 import machina.envs  # noqa: E402, F401  (registers the PyBullet ids with gymnasium)
@@ -723,9 +723,12 @@ FIELDS = [
     "eval_cpu_s", "eval_return", "eval_std", "final", "load1",
 ]  # fmt: skip
 # The sidecar ``<csv>_machines.csv``: one row per process that ran a piece of a run (at its
-# first evaluation), naming the machine. CPU seconds are only comparable on one machine, and
-# these runs span sessions on different ones.
-MACHINE_FIELDS = ["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps", "machine"]
+# first evaluation), naming the machine and the installed versions (``_harness.packages``).
+# CPU seconds are only comparable on one machine, and these runs span sessions on different
+# ones; "packages" was added in session 22 (empty in the rows before).
+MACHINE_FIELDS = [
+    "lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps", "machine", "packages",
+]  # fmt: skip
 
 # rl-baselines3-zoo's hyperparameters (hyperparams/{ppo,sac,td3}.yml) for these ids; the
 # string "lin_<x>" is rl-zoo's linear schedule from x to 0 over the run.
@@ -856,7 +859,7 @@ class Recorder:
         else:
             append_row(self.path, row)
         if not self.machine_noted:
-            note = dict(self.key, first_eval_steps=steps, machine=machine())
+            note = dict(self.key, first_eval_steps=steps, machine=machine(), packages=packages())
             append_row(machines_path(self.path), note, MACHINE_FIELDS)
             self.machine_noted = True
         print(
@@ -910,14 +913,37 @@ class Recorder:
 
 
 def append_row(path: str, row: dict[str, Any], fields: list[str] = FIELDS) -> None:
-    """Append one row (header first if the file is new); one short write, flushed."""
+    """Append one row (header first if the file is new); one short write, flushed. A file
+    written before columns were added to ``fields`` is first rewritten with them (empty in
+    its old rows) so that every row lines up with the header."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        _add_columns(path, fields)
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fields)
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def _add_columns(path: str, fields: list[str]) -> None:
+    """Rewrite the CSV ``path`` with header ``fields`` if its header is a strict prefix of
+    them (atomically: a new file moved over the old one); refuse any other mismatch."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+        if header == fields:
+            return
+        if header != fields[: len(header)]:
+            raise ValueError(f"{path}: expected the columns {fields}, found {header}")
+        f.seek(0)
+        rows = list(csv.DictReader(f))
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def read_rows(path: str) -> list[dict[str, Any]]:

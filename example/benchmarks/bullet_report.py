@@ -10,11 +10,13 @@ machina's median wall-clock to stable-baselines3's) and writes
 evaluation return against env steps, training wall-clock and training CPU seconds (where
 runs shared the machine with other programs, CPU seconds are the steadier measure of cost).
 Unfinished runs are drawn up to where they are (the legend counts them as partial).
-Below the table, the machines that ran each task's runs, from the sidecar
-``<csv>_machines.csv`` (CPU seconds compare only on one machine), and, when the file
-``<csv>_check.csv`` exists, a same-machine check of the CPU ratios: short reruns of some
-runs (``bench_bullet.py --budget 20000 --csv <csv>_check.csv``), both libraries on one
-machine, against the same segment of the reported runs (:func:`machine_check`).
+Below the table, the machines that ran each task's runs and the installed versions of
+the packages that can move a result, from the sidecar ``<csv>_machines.csv`` (CPU seconds
+compare only on one machine; a learning curve may move with the CPU or with a version),
+and, when the file ``<csv>_check.csv`` exists, a same-machine check of the CPU ratios:
+short reruns of some runs (``bench_bullet.py --budget 20000 --csv <csv>_check.csv``), both
+libraries on one machine, against the same segment of the reported runs
+(:func:`machine_check`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import statistics
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -78,6 +81,18 @@ def load_machines(path: str) -> dict[tuple, set[str]]:
     """The machines (CPU model and count) that ran the pieces of each attempt,
     ``(lib, algo, env, seed, budget, attempt)`` -> names, from the sidecar of the results
     file ``path`` (``<name>_machines.csv``, written by ``bench_bullet.py``; empty if none)."""
+    return _load_sidecar(path, lambda r: r["machine"].split(",")[0])
+
+
+def load_packages(path: str) -> dict[tuple, set[str]]:
+    """The installed versions (``_harness.packages``'s line) that ran the pieces of each
+    attempt, keyed as :func:`load_machines`; attempts from before the sidecar recorded them
+    (session 22) are absent."""
+    return _load_sidecar(path, lambda r: r.get("packages") or "")
+
+
+def _load_sidecar(path: str, value: Callable[[dict], str]) -> dict[tuple, set[str]]:
+    """``value(row)`` of the machines sidecar's rows, by attempt (empty values dropped)."""
     side = machines_path(path)
     if not os.path.exists(side):
         return {}
@@ -85,7 +100,9 @@ def load_machines(path: str) -> dict[tuple, set[str]]:
     with open(side, newline="") as f:
         for r in csv.DictReader(f):
             key = (r["lib"], r["algo"], r["env"], int(r["seed"]), int(r["budget"]), r["attempt"])
-            out[key].add(r["machine"].split(",")[0])
+            found = value(r)
+            if found:
+                out[key].add(found)
     return dict(out)
 
 
@@ -304,6 +321,8 @@ def report(path: str, out_dir: str) -> None:
     print(table(runs))
     print("\nMachines that ran the runs (number of runs):\n")
     print(machines(runs, load_machines(path)))
+    print("\nInstalled versions of the runs (number of runs):\n")
+    print(machines(runs, load_packages(path)))
     if os.path.exists(check_path(path)):
         check = load(check_path(path))
         print("\nSame-machine check of the CPU ratios:")
