@@ -26,6 +26,17 @@ def write(path, rows):
                                  eval_std=0, final=final, load1=0))  # fmt: skip
 
 
+def write_machines(path, last_columns, rows):
+    """A machines sidecar of PPO Hopper runs (budget 100): each row ``(lib, seed, attempt,
+    first_eval_steps, *last_columns' values)``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps",
+                         *last_columns])  # fmt: skip
+        for lib, seed, attempt, steps, *values in rows:
+            writer.writerow([lib, "ppo", "HopperBulletEnv-v0", seed, 100, attempt, steps, *values])
+
+
 def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_path):
     path = tmp_path / "r.csv"
     write(path, [
@@ -56,7 +67,7 @@ def test_finished_attempt_wins_over_a_later_partial_one_and_table_medians(tmp_pa
     assert bullet_report.plots(runs, str(tmp_path)) == [str(tmp_path / "bullet_ppo_hopper.png")]
 
 
-def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
+def test_machines_and_versions_of_the_runs_shown_from_the_sidecar(tmp_path):
     path = tmp_path / "r.csv"
     write(path, [
         ("machina", 0, "a1", 100, 10.0, 5.0, 30.0, 1),
@@ -65,18 +76,16 @@ def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
         ("sb3", 0, "s1", 100, 20.0, 10.0, 20.0, 1),
         ("sb3", 0, "s2", 100, 20.0, 10.0, 20.0, 1),   # the later finished attempt counts
     ])  # fmt: skip
-    with open(tmp_path / "r_machines.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps",
-                         "machine"])  # fmt: skip
-        for lib, seed, attempt, steps, name in [
-            ("machina", 0, "a1", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
-            ("machina", 1, "a1", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
-            ("machina", 1, "a1", 50, "Intel Xeon x2, Python 3.11.7, torch 2.13.0+cpu"),
-            ("sb3", 0, "s1", 0, "Intel Xeon x2, Python 3.11.7, torch 2.13.0+cpu"),
-            ("sb3", 0, "s2", 0, "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu"),
-        ]:
-            writer.writerow([lib, "ppo", "HopperBulletEnv-v0", seed, 100, attempt, steps, name])
+    # Versions are empty in the rows written before the sidecar recorded them.
+    new, old = "torch 2.13.0+cpu, numpy 2.4.6, machina abc", "torch 2.13.0+cpu, numpy 2.3.0"
+    amd, intel = "AMD EPYC x2, Python 3.11.7, torch 2.13.0+cpu", "Intel Xeon x2, Python 3.11.7"
+    write_machines(tmp_path / "r_machines.csv", ["machine", "packages"], [
+        ("machina", 0, "a1", 0, amd, ""),
+        ("machina", 1, "a1", 0, amd, new),
+        ("machina", 1, "a1", 50, intel, old),
+        ("sb3", 0, "s1", 0, intel, ""),
+        ("sb3", 0, "s2", 0, amd, new),
+    ])  # fmt: skip
     runs = bullet_report.load(str(path))
     recorded = bullet_report.load_machines(str(path))
     assert recorded[("machina", "ppo", "HopperBulletEnv-v0", 1, 100, "a1")] == {
@@ -88,39 +97,17 @@ def test_machines_of_the_runs_shown_from_the_sidecar(tmp_path):
         "- PPO HopperBulletEnv-v0: machina: AMD EPYC x2 (1); AMD EPYC x2 + Intel Xeon x2 (1);"
         " not recorded (1), stable-baselines3: AMD EPYC x2 (1)"
     )
-    assert bullet_report.load_machines(str(tmp_path / "none.csv")) == {}
-
-
-def test_installed_versions_shown_from_the_sidecar(tmp_path):
-    # A sidecar upgraded in place: the older rows have an empty "packages" field.
-    path = tmp_path / "r.csv"
-    write(path, [
-        ("machina", 0, "a1", 100, 10.0, 5.0, 30.0, 1),
-        ("machina", 1, "a1", 100, 10.0, 5.0, 30.0, 1),
-        ("sb3", 0, "s1", 100, 20.0, 10.0, 20.0, 1),
-    ])  # fmt: skip
-    new, old = "torch 2.13.0+cpu, numpy 2.4.6, machina abc", "torch 2.13.0+cpu, numpy 2.3.0"
-    with open(tmp_path / "r_machines.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["lib", "algo", "env", "seed", "budget", "attempt", "first_eval_steps",
-                         "machine", "packages"])  # fmt: skip
-        for lib, seed, attempt, steps, versions in [
-            ("machina", 0, "a1", 0, new),
-            ("machina", 1, "a1", 0, ""),
-            ("sb3", 0, "s1", 0, old),
-            ("sb3", 0, "s1", 50, new),
-        ]:
-            writer.writerow([lib, "ppo", "HopperBulletEnv-v0", seed, 100, attempt, steps,
-                             "AMD EPYC x2, Python 3.11.7", versions])  # fmt: skip
-    recorded = bullet_report.load_packages(str(path))
-    assert set(recorded) == {
-        ("machina", "ppo", "HopperBulletEnv-v0", 0, 100, "a1"),
-        ("sb3", "ppo", "HopperBulletEnv-v0", 0, 100, "s1"),
+    versions = bullet_report.load_packages(str(path))
+    assert set(versions) == {
+        ("machina", "ppo", "HopperBulletEnv-v0", 1, 100, "a1"),
+        ("sb3", "ppo", "HopperBulletEnv-v0", 0, 100, "s2"),
     }
-    assert bullet_report.machines(bullet_report.load(str(path)), recorded) == (
-        f"- PPO HopperBulletEnv-v0: machina: not recorded (1); {new} (1),"
-        f" stable-baselines3: {old} + {new} (1)"
+    assert bullet_report.machines(runs, versions) == (
+        f"- PPO HopperBulletEnv-v0: machina: not recorded (2); {old} + {new} (1),"
+        f" stable-baselines3: {new} (1)"
     )
+    assert bullet_report.load_machines(str(tmp_path / "none.csv")) == {}
+    assert bullet_report.load_packages(str(tmp_path / "none.csv")) == {}
 
 
 def test_same_machine_check_compares_the_segment_per_env_step(tmp_path):
