@@ -665,6 +665,21 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
 
   Ahead of v8 at 200k, behind from 300k on: v8 stays. Screening against the AMD curves
   would have dropped both at 200k for the wrong reason (both behind v8's AMD runs on 6 of 7).
+- Session 22, PPO HalfCheetah, the reported seeds 0-2 rerun with both libraries on session
+  21's Intel Xeon, each library's three seeds in turn on its own core (a measurement of the
+  machine, not tuning; the reported rows stay session 20's AMD runs; every evaluation in
+  ``assets/bullet_tuning.csv``): machina v8 2111, 2556, 1167 (median 2111) in 308-352 s,
+  stable-baselines3 2246, 2141, 2113 (median 2141) in 433-470 s: return short by 30 (AMD:
+  44), 0.72x the wall-clock and the CPU seconds (AMD: 0.66x). stable-baselines3 depends on
+  the CPU too: its evaluations part from its AMD runs' at the first one after an update
+  (seed 0 at 25k: -1397 against -1328) and its finals moved (AMD 2244, 2357, 2378). So the
+  Intel-AMD difference of session 21 is not machina's alone, and the gap on these seeds is
+  about the same on both machines. The CPU ratio is not, and the one that moved is
+  stable-baselines3: machina costs the same per env step on both (0.62 ms of CPU here, 0.63
+  on the AMD EPYC), stable-baselines3 0.85 ms here against 0.95. A likely reason, not
+  measured apart: its update is mostly 256x256 matrix arithmetic, which this Xeon may do
+  faster, where machina's 64x64 update is per-operation overhead and both sample the same
+  environment code.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
