@@ -680,6 +680,25 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   measured apart: its update is mostly 256x256 matrix arithmetic, which this Xeon may do
   faster, where machina's 64x64 update is per-operation overhead and both sample the same
   environment code.
+- Session 22, PPO HalfCheetah: three more CPU-free or nearly free changes on top of v8, each
+  on 102-108 on the same Xeon (all 21 runs at once), against session 21's v8 rerun on this
+  machine (every evaluation in ``assets/bullet_tuning.csv``; medians, and on how many of the
+  seven seeds the candidate was ahead of v8):
+
+  =================================  ==========  ==========  ==========  =====  ==========
+  settings                           100k        200k        300k        400k   500k
+  =================================  ==========  ==========  ==========  =====  ==========
+  v8, this machine (session 21)      550         1093        1975        2142   2258
+  v8 + 25 epochs of 160              498 (3/7)   1277 (5/7)  1714 (3/7)  1839   1909 (3/7)
+  v8 + 30 epochs of 192              254 (3/7)   1137 (4/7)  1491 (2/7)  stopped at 326k
+  v8 + lambda 0.97 (v8: 0.95)        478 (3/7)   1148 (3/7)  stopped at 226k
+  =================================  ==========  ==========  ==========  =====  ==========
+
+  The two epoch variants keep v8's 312 minibatches per 2000-step iteration on more data
+  each (the direction that made v8 from v7) and cost 2.5% and 4.6% more CPU per env step
+  (measured side by side, lambda 0.97 costing what v8 costs). Like the value-lr and
+  gradient-clip candidates of session 21, they lead at 200k and fall behind from 300k on.
+  v8 stays (eleven single changes around it tried, none better at 500k).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
