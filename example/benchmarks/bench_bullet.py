@@ -676,10 +676,12 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   Intel-AMD difference of session 21 is not machina's alone, and the gap on these seeds is
   about the same on both machines. The CPU ratio is not, and the one that moved is
   stable-baselines3: machina costs the same per env step on both (0.62 ms of CPU here, 0.63
-  on the AMD EPYC), stable-baselines3 0.85 ms here against 0.95. A likely reason, not
-  measured apart: its update is mostly 256x256 matrix arithmetic, which this Xeon may do
-  faster, where machina's 64x64 update is per-operation overhead and both sample the same
-  environment code.
+  on the AMD EPYC), stable-baselines3 0.85 ms here against 0.95, lower in every 100k
+  segment of every seed (0.82-0.89 against 0.90-0.99). Where that comes from is not known:
+  ``bench_update.py --split`` on this Xeon, idle, gives session 18's AMD figures for one
+  iteration (CPU us per env step: machina's entry 642 = sampling 373 + update 267,
+  stable-baselines3 940 = 461 + 479, 0.68x; AMD: 639 and 944, 0.68x), so the full runs'
+  stable-baselines3 is cheaper than its one-iteration measurement here, and not on the AMD.
 - Session 22, PPO HalfCheetah: three more CPU-free or nearly free changes on top of v8, each
   on 102-108 on the same Xeon (all 21 runs at once), against session 21's v8 rerun on this
   machine (every evaluation in ``assets/bullet_tuning.csv``; medians, and on how many of the
