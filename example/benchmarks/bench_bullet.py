@@ -26,9 +26,11 @@ Protocol, the same for both:
   were measured, so wall-clock is noisy; CPU seconds less so);
 - each process that runs (a piece of) a run appends one row to the sidecar
   ``assets/bullet_results_machines.csv`` at its first evaluation: the run's key, that
-  evaluation's steps and the machine (CPU model and count, Python, torch). The sessions
-  that made these results ran on different 2-core machines (Intel Xeon, AMD EPYC), and CPU
-  seconds compare only on one machine; runs before session 11 were not recorded there;
+  evaluation's steps, the machine (CPU model and count, Python, torch) and, since session
+  22, the installed versions of torch, numpy, gymnasium, pybullet and stable-baselines3 and
+  machina's commit (``_harness.packages``). The sessions that made these results ran on
+  different 2-core machines (Intel Xeon, AMD EPYC), and CPU seconds compare only on one
+  machine; runs before session 11 were not recorded there;
 - a same-machine check of the CPU ratios: short reruns of both libraries (``--budget
   20000 --csv assets/bullet_results_check.csv``), which ``--report`` compares with the
   same segment of the reported runs (``bullet_report.machine_check``);
