@@ -684,10 +684,10 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   iteration (CPU us per env step: machina's entry 642 = sampling 373 + update 267,
   stable-baselines3 940 = 461 + 479, 0.68x; AMD: 639 and 944, 0.68x), so the full runs'
   stable-baselines3 is cheaper than its one-iteration measurement here, and not on the AMD.
-- Session 22, PPO HalfCheetah: three more CPU-free or nearly free changes on top of v8, each
-  on 102-108 on the same Xeon (all 21 runs at once), against session 21's v8 rerun on this
-  machine (every evaluation in ``assets/bullet_tuning.csv``; medians, and on how many of the
-  seven seeds the candidate was ahead of v8):
+- Session 22, PPO HalfCheetah: four more CPU-free or nearly free changes on top of v8, each
+  on 102-108 on the same Xeon (21 runs at once, then gamma's 7), against session 21's v8
+  rerun on this machine (every evaluation in ``assets/bullet_tuning.csv``; medians, and on
+  how many of the seven seeds the candidate was ahead of v8):
 
   =================================  ==========  ==========  ==========  =====  ==========
   settings                           100k        200k        300k        400k   500k
@@ -696,13 +696,15 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v8 + 25 epochs of 160              498 (3/7)   1277 (5/7)  1714 (3/7)  1839   1909 (3/7)
   v8 + 30 epochs of 192              254 (3/7)   1137 (4/7)  1491 (2/7)  stopped at 326k
   v8 + lambda 0.97 (v8: 0.95)        478 (3/7)   1148 (3/7)  stopped at 226k
+  v8 + gamma 0.995 (v8: 0.99)        390 (3/7)   1128 (2/7)  1546 (3/7)  stopped at 350k
   =================================  ==========  ==========  ==========  =====  ==========
 
   The two epoch variants keep v8's 312 minibatches per 2000-step iteration on more data
   each (the direction that made v8 from v7) and cost 2.5% and 4.6% more CPU per env step
   (measured side by side, lambda 0.97 costing what v8 costs). Like the value-lr and
   gradient-clip candidates of session 21, they lead at 200k and fall behind from 300k on.
-  v8 stays (eleven single changes around it tried, none better at 500k).
+  Gamma 0.995 (the reward normaliser's too) is behind on the median from 300k. v8 stays
+  (twelve single changes around it tried, none better at 500k).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
