@@ -701,7 +701,8 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
 
   The two epoch variants keep v8's 312 minibatches per 2000-step iteration on more data
   each (the direction that made v8 from v7) and cost 2.5% and 4.6% more CPU per env step
-  (measured side by side, lambda 0.97 costing what v8 costs). Like the value-lr and
+  to 200k (the 21 runs sharing the 2 cores, lambda 0.97 costing what v8 costs; not
+  measured on an idle machine). Like the value-lr and
   gradient-clip candidates of session 21, they lead at 200k and fall behind from 300k on.
   Gamma 0.995 (the reward normaliser's too) is behind on the median from 300k. v8 stays
   (twelve single changes around it tried, none better at 500k).
