@@ -325,6 +325,23 @@ def test_compute_seq_pris_matches_reference(rng, seq_length):
     np.testing.assert_allclose(traj.pending.columns["seq_pris"], got)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64, torch.bfloat16])
+def test_update_pris_takes_any_float_loss_and_index_kind(rng, dtype):
+    """numpy computes and writes the priorities of a CPU memory (torch for what it cannot
+    hold): the formula in float32 for every loss dtype, indices of any integer kind."""
+    traj = make_traj(ef.set_all_pris(make_random_epis(rng, 4), 1.0))
+    n = traj.num_step
+    td = torch.as_tensor(rng.normal(size=(2, 3)) * 5).to(dtype)
+    steps = rng.choice(n, size=6, replace=False)
+    for indices in (torch.as_tensor(steps), torch.as_tensor(steps, dtype=torch.int32),
+                    steps.reshape(2, 3), steps.tolist()):  # fmt: skip
+        tf.update_pris(traj, td, indices, alpha=0.6, epsilon=1e-6)
+        expected = (td.float().reshape(-1).abs() + 1e-6) ** 0.6
+        torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(steps)], expected)
+    with pytest.raises(ValueError, match=r"indices: .*got \[-1, "):
+        tf.update_pris(traj, td, torch.as_tensor([-1, 0, 1, 2, 3, 4]))
+
+
 def test_update_pris_refreshes_the_windows_it_touches(rng):
     seq_length = 5
     epis = make_random_epis(rng, 8, max_len=20)

@@ -1,6 +1,9 @@
 """Prioritised replay samplers: the sum tree, i.i.d. draws by priority (chi-square), and
 priorities kept aligned through updates, FIFO evictions and save/load."""
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -149,6 +152,29 @@ def test_updates_are_followed_at_once_through_update_pris():
     for _, idx in traj.prioritized_random_batch(150, 1000, True):
         counts += counts_of(idx, traj.num_step)
     assert_follows(counts, pris)
+
+
+@pytest.mark.parametrize("copy_of", ["pickle", "deepcopy"])
+def test_a_pickled_or_deep_copied_sum_tree_follows_updates(copy_of):
+    """A Traj pickled or deep-copied with live samplers carries their trees, whose levels
+    are views of one array: the copy must still follow updates, equal to a tree built anew
+    from its weights, and leave the original alone."""
+    rng = np.random.default_rng(6)
+    weights = rng.uniform(0.1, 2.0, size=5000)
+    tree = _samplers.SumTree(weights, top=64)
+    twin = pickle.loads(pickle.dumps(tree)) if copy_of == "pickle" else copy.deepcopy(tree)
+    for _ in range(3):
+        pos = rng.choice(len(weights), size=300, replace=False)
+        new = rng.uniform(0.01, 3.0, size=300)
+        twin.update(pos, new)
+        weights[pos] = new
+    fresh = _samplers.SumTree(weights, top=64)
+    np.testing.assert_array_equal(twin._tree[64:], fresh._tree[64:])
+    np.testing.assert_array_equal(twin._running, fresh._running)
+    assert twin.min == fresh.min
+    masses = rng.uniform(0.0, fresh.total, size=1000)
+    np.testing.assert_array_equal(twin.find(masses.copy()), fresh.find(masses.copy()))
+    assert tree.total != twin.total  # the original was not written
 
 
 def test_rank_based_order_is_rebuilt_after_enough_updates():

@@ -10,6 +10,9 @@ import torch
 
 from machina.traj import _ddp, _replay, _samplers
 
+# priorities numpy can write in place (not bfloat16)
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
+
 
 class _CachedSampler:
     """A replay sampler and what it was built from: column ``key``'s tensor and its version
@@ -144,10 +147,10 @@ class PrioritizedReplay:
         if not group.split:
             drawn, is_weights = draw()
             self.pri_beta = beta
-            return (
-                torch.from_numpy(drawn).to(self.device),
-                torch.from_numpy(is_weights).to(self.device),
-            )
+            drawn, is_weights = torch.from_numpy(drawn), torch.from_numpy(is_weights)
+            if self.device.type == "cpu":  # no torch call: each costs several us here
+                return drawn, is_weights
+            return drawn.to(self.device), is_weights.to(self.device)
 
         def make() -> torch.Tensor:
             return torch.from_numpy(np.stack(draw()).astype(np.float64))
@@ -202,15 +205,25 @@ class PrioritizedReplay:
             for k, e in self._samplers.items()
             if k[0] == key and e.current(column, self._epis_index)  # a due rank order too
         ]
-        indices = indices.to(column.device)
-        column[indices] = values.to(device=column.device, dtype=column.dtype)
-        if not entries:
-            return
-        # read back: for a repeated index, the value that stayed
-        if column.device.type == "cpu":
-            steps = indices.numpy()
-            written = column.numpy()[steps].astype(np.float64)
+        if (
+            column.device.type == "cpu"
+            and column.dtype in _NUMPY_DTYPES
+            and not column.requires_grad
+        ):
+            # numpy's indexing on the same memory: a fraction of torch's per-call cost here.
+            # The write does not bump column._version; the entries are set to it below.
+            steps = indices.numpy() if indices.device.type == "cpu" else indices.cpu().numpy()
+            array = column.numpy()
+            array[steps] = values.cpu().numpy() if isinstance(values, torch.Tensor) else values
+            if not entries:
+                return
+            written = array[steps].astype(np.float64)  # a repeated index: the value that stayed
         else:
+            indices = indices.to(column.device)
+            values = torch.as_tensor(values)
+            column[indices] = values.to(device=column.device, dtype=column.dtype)
+            if not entries:
+                return
             steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
         if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails

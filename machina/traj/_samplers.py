@@ -29,6 +29,8 @@ import torch
 TOP = 4096
 # Rank order rebuilt once this fraction of N priorities was updated since the last sort.
 RANK_REBUILD_FRACTION = 1 / 16
+# SumTree's attributes that are views of its arrays (see SumTree.__getstate__)
+_VIEWS = ("_left", "_right", "_level_t", "_running_t")
 
 
 class SumTree:
@@ -60,8 +62,8 @@ class SumTree:
         self._depth = (self._first // self._top).bit_length() - 1  # levels below the top
         self._tree = np.zeros(2 * self._first, dtype=np.float64)
         self._tree[self._first : self._first + self.n] = weights
-        # heap views: the left and the right child of node i are _left[i] and _right[i]
-        self._left, self._right = self._tree[0::2], self._tree[1::2]
+        self._running = np.zeros(self._top + 1, dtype=np.float64)  # with a leading 0
+        self._make_views()
         size = self._first // 2
         while size >= self._top:
             np.add(
@@ -69,14 +71,31 @@ class SumTree:
                 out=self._tree[size : 2 * size],
             )  # fmt: skip
             size //= 2
-        self._running = np.zeros(self._top + 1, dtype=np.float64)  # with a leading 0
         self._update_running()
         self._rescan_min()
 
+    def _make_views(self) -> None:
+        # heap views: the left and the right child of node i are _left[i] and _right[i]
+        self._left, self._right = self._tree[0::2], self._tree[1::2]
+        # torch's cumulative sum on the same memory: a third of numpy's time here; the
+        # tensors made once (each from_numpy costs a few us between gradient steps)
+        self._level_t = torch.from_numpy(self._tree[self._top : 2 * self._top])
+        self._running_t = torch.from_numpy(self._running[1:])
+
+    def __getstate__(self) -> dict:
+        # A pickled (or deep-copied) view is an array of its own: updates would then write
+        # the tree and sum stale copies of it. The views are made again on unpickling.
+        state = self.__dict__.copy()
+        for name in _VIEWS:
+            del state[name]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_views()
+
     def _update_running(self) -> None:
-        # torch's cumulative sum on the same memory: a third of numpy's time here
-        level = torch.from_numpy(self._tree[self._top : 2 * self._top])
-        torch.cumsum(level, 0, out=torch.from_numpy(self._running[1:]))
+        torch.cumsum(self._level_t, 0, out=self._running_t)
 
     def _rescan_min(self) -> None:
         leaves = self._tree[self._first : self._first + self.n]
@@ -91,8 +110,8 @@ class SumTree:
         new = object.__new__(SumTree)
         new.__dict__.update(self.__dict__)
         new._tree = self._tree.copy()
-        new._left, new._right = new._tree[0::2], new._tree[1::2]
         new._running = self._running.copy()
+        new._make_views()
         return new
 
     @property
@@ -113,14 +132,13 @@ class SumTree:
         Returns the leaves (B,) int64, and with ``with_weights`` also their weights (B,).
         """
         running = self._running
-        mass = np.minimum(mass, np.nextafter(running[-1], 0.0))
+        total = np.minimum(mass, np.nextafter(running[-1], 0.0))
         # the top-level node: running[j] <= mass < running[j + 1], so a positive one
-        node = np.searchsorted(running, mass, side="right")
+        node = np.searchsorted(running, total, side="right")
         node -= 1
-        mass -= running[node]
+        mass = total - running[node]
         np.maximum(mass, 0.0, out=mass)
         node += self._top
-        start = mass.copy()  # for the rare redo below
         left = self._left
         for _ in range(self._depth):  # one level of the whole batch per iteration
             weight = left[node]
@@ -135,7 +153,9 @@ class SumTree:
             # weight (padding, or a zero leaf): redo those draws going right only into
             # positive subtrees, which ends on the last positive leaf the mass ran past.
             bad = np.flatnonzero(~(weights > 0.0))
-            node[bad] = self._descend_positive(start[bad], node[bad] >> self._depth)
+            top = node[bad] >> self._depth
+            start = np.maximum(total[bad] - running[top - self._top], 0.0)
+            node[bad] = self._descend_positive(start, top)
             weights = self._tree[node]
         node -= self._first
         return (node, weights) if with_weights else node

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import torch
 
 from machina.traj import _normalize, _replay
@@ -12,6 +13,8 @@ from machina.traj._sync import sync
 from machina.traj.traj import Traj
 
 __all__ = ["normalize_obs_and_acs", "sync", "update_pris"]
+
+_NUMPY_TDS = (torch.float32, torch.float64, torch.float16)
 
 
 def update_pris(
@@ -59,33 +62,64 @@ def update_pris(
         if "seq_pris" not in traj.data_map:
             raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
     pris = traj.data_map["pris"]
-    td_loss = torch.as_tensor(td_loss).detach()
-    indices = torch.as_tensor(indices, device=pris.device).reshape(-1)
-    if indices.dtype != torch.int64:
-        indices = indices.long()
+    # few torch calls: between gradient steps each costs several us (see _priorities)
+    td_loss = td_loss.detach() if isinstance(td_loss, torch.Tensor) else torch.as_tensor(td_loss)
+    indices = _flat_indices(indices, pris.device)
     if td_loss.numel() != indices.numel():
         raise ValueError(
             f"td_loss: expected one value per index ({indices.numel()}), got shape "
             f"{tuple(td_loss.shape)}"
         )
-    if indices.numel():
-        # numpy's reductions on the same memory: a fraction of torch's per-call cost
-        steps = indices.numpy() if indices.device.type == "cpu" else indices
-        low, high = int(steps.min()), int(steps.max())
-        if low < 0 or high >= traj.num_step:
-            raise ValueError(
-                f"indices: expected flat step indices in [0, {traj.num_step}), got [{low}, {high}]"
-            )
-    new = td_loss.reshape(-1).abs()
-    if new.dtype != torch.float32:
-        new = new.to(torch.float32)
-    new.add_(epsilon).pow_(alpha)  # (|td| + epsilon) ** alpha, in float32, on a new tensor
+    _check_steps(indices, traj.num_step)
+    new = _priorities(td_loss, pris.device, alpha, epsilon)
     # through the Traj, so that its replay samplers follow in O(B log N)
     traj._set_priorities("pris", indices, new)
     pris = traj.data_map["pris"]
     if update_epi_pris:
         _update_seq_pris(traj, pris, indices, seq_length, eta)
     return traj
+
+
+def _flat_indices(indices, device: torch.device) -> torch.Tensor:
+    """``indices`` as a flat int64 tensor on ``device``, with no torch call when it is one."""
+    if not isinstance(indices, torch.Tensor):
+        indices = torch.as_tensor(indices)
+    if indices.device != device:
+        indices = indices.to(device)
+    if indices.dim() != 1:
+        indices = indices.reshape(-1)
+    return indices if indices.dtype == torch.int64 else indices.long()
+
+
+def _check_steps(indices: torch.Tensor, num_step: int) -> None:
+    """Raise a ValueError unless every one of ``indices`` (B,) int64 is in ``[0, num_step)``."""
+    if not indices.numel():
+        return
+    if indices.device.type == "cpu":
+        # one numpy reduction on the same memory: a negative index is huge as uint64
+        if int(indices.numpy().view(np.uint64).max()) < num_step:
+            return
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= num_step:
+        raise ValueError(
+            f"indices: expected flat step indices in [0, {num_step}), got [{low}, {high}]"
+        )
+
+
+def _priorities(
+    td_loss: torch.Tensor, device: torch.device, alpha: float, epsilon: float
+) -> torch.Tensor | np.ndarray:
+    """``(|td_loss| + epsilon) ** alpha`` (B,) float32 from ``td_loss`` of any shape, on a new
+    array: numpy's for a CPU memory and loss (between gradient steps, with their code out of
+    the caches, a numpy call costs a fraction of a torch call; example/benchmarks/README.md)."""
+    if device.type == "cpu" and td_loss.device.type == "cpu" and td_loss.dtype in _NUMPY_TDS:
+        new = np.abs(td_loss.numpy().reshape(-1)).astype(np.float32, copy=False)
+        new += np.float32(epsilon)
+        return np.power(new, np.float32(alpha), out=new)
+    new = td_loss.reshape(-1).abs()
+    if new.dtype != torch.float32:
+        new = new.to(torch.float32)
+    return new.add_(epsilon).pow_(alpha)
 
 
 def _update_seq_pris(
