@@ -706,6 +706,22 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   gradient-clip candidates of session 21, they lead at 200k and fall behind from 300k on.
   Gamma 0.995 (the reward normaliser's too) is behind on the median from 300k. v8 stays
   (twelve single changes around it tried, none better at 500k).
+- Session 23, PPO HalfCheetah: an entropy bonus, the one knob left untried (v8 and
+  stable-baselines3's rl-zoo entry have none), on the same Xeon and seeds 102-108 (14 runs
+  at once; every evaluation in ``assets/bullet_tuning.csv``; medians, seeds ahead of v8):
+
+  =================================  ==========  ==========  ==========  ==========  ==========
+  settings                           100k        200k        300k        400k        500k
+  =================================  ==========  ==========  ==========  ==========  ==========
+  v8, this machine (session 21)      550         1093        1975        2142        2258
+  v8 + ent_beta 0.001                522 (4/7)   1456 (6/7)  1910 (4/7)  2146 (5/7)  2223 (4/7)
+  v8 + ent_beta 0.003                779 (5/7)   1467 (4/7)  1829 (3/7)  stopped at 300k
+  =================================  ==========  ==========  ==========  ==========  ==========
+
+  ent_beta 0.001 ran to 500k: level with v8 (finals 1740, 2485, 2190, 2392, 1977, 2446, 2223
+  against 2301, 2214, 1941, 2505, 2258, 2416, 1735; means 2208 and 2196), not better, so v8
+  stays: fourteen single changes around it tried, none better at 500k. Again a candidate
+  led at 200k and not at 300k.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
