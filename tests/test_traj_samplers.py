@@ -233,13 +233,19 @@ def test_direct_writes_to_the_column_rebuild_the_sampler():
         next(traj.prioritized_random_batch(4))
 
 
-def test_a_non_finite_update_is_refused_at_the_next_draw():
+@pytest.mark.parametrize("own_buffers", [False, True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_update_is_refused_at_the_next_draw(own_buffers, bad):
     rng = np.random.default_rng(7)
     traj = make_memory(rng)
+    if own_buffers:  # the column stays the same tensor through the update (a replay memory)
+        traj.writable_column("pris")
     next(traj.prioritized_random_batch(4))
-    tf.update_pris(traj, torch.tensor([float("nan")]), torch.tensor([2]))
-    with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
-        next(traj.prioritized_random_batch(4))
+    next(traj.prioritized_random_batch(4, mode="rank_based"))
+    tf.update_pris(traj, torch.tensor([bad]), torch.tensor([2]))
+    for mode in ("proportional", "rank_based"):
+        with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
+            next(traj.prioritized_random_batch(4, mode=mode))
 
 
 @pytest.mark.parametrize("top", [1, 4, 64])

@@ -227,7 +227,9 @@ class PrioritizedReplay:
             steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
         if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails
-            return  # the samplers are rebuilt, and the check raises, at the next draw
+            for entry in entries:  # never current again (a numpy write keeps the version):
+                entry.version = -1  # rebuilt, and the check raises, at the next draw
+            return
         for entry in entries:
             positions, weights = steps, written
             if entry.cand is not None:
