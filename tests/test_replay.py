@@ -340,6 +340,10 @@ def test_update_pris_takes_any_float_loss_and_index_kind(rng, dtype):
         torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(steps)], expected)
     with pytest.raises(ValueError, match=r"indices: .*got \[-1, "):
         tf.update_pris(traj, td, torch.as_tensor([-1, 0, 1, 2, 3, 4]))
+    # a loss still in the autograd graph (a learner's TD errors, not detached)
+    weights = torch.ones(6, requires_grad=True)
+    tf.update_pris(traj, td.float().reshape(-1) * weights, steps, alpha=0.6, epsilon=1e-6)
+    torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(steps)], expected)
 
 
 def test_update_pris_refreshes_the_windows_it_touches(rng):

@@ -63,7 +63,10 @@ def update_pris(
             raise KeyError("seq_pris: the Traj has no 'seq_pris'; add it with ef.compute_seq_pris")
     pris = traj.data_map["pris"]
     # few torch calls: between gradient steps each costs several us (see _priorities)
-    td_loss = td_loss.detach() if isinstance(td_loss, torch.Tensor) else torch.as_tensor(td_loss)
+    if not isinstance(td_loss, torch.Tensor):
+        td_loss = torch.as_tensor(td_loss)
+    elif td_loss.requires_grad:
+        td_loss = td_loss.detach()
     indices = _flat_indices(indices, pris.device)
     if td_loss.numel() != indices.numel():
         raise ValueError(
