@@ -10,9 +10,6 @@ import torch
 
 from machina.traj import _ddp, _replay, _samplers
 
-# priorities numpy can write in place (not bfloat16)
-_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
-
 
 class _CachedSampler:
     """A replay sampler and what it was built from: column ``key``'s tensor and its version
@@ -33,6 +30,11 @@ class _CachedSampler:
     def fresh(self, column: torch.Tensor, index: np.ndarray) -> bool:
         """Whether the sampler still describes ``column`` over the episodes of ``index``."""
         return self.current(column, index) and not self.sampler.stale
+
+    def invalidate(self) -> None:
+        """Never current again: rebuilt (and its column checked) at the next draw. For a
+        write that keeps the column's version (numpy's) and that the sampler did not follow."""
+        self.version = -1
 
 
 class PrioritizedReplay:
@@ -193,7 +195,9 @@ class PrioritizedReplay:
         self._samplers[cache_key] = entry
         return entry
 
-    def _set_priorities(self, key: str, indices: torch.Tensor, values: torch.Tensor) -> None:
+    def _set_priorities(
+        self, key: str, indices: torch.Tensor, values: torch.Tensor | np.ndarray
+    ) -> None:
         """``data_map[key][indices] = values`` in place, and the same in the samplers over it.
 
         The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
@@ -207,7 +211,7 @@ class PrioritizedReplay:
         ]
         if (
             column.device.type == "cpu"
-            and column.dtype in _NUMPY_DTYPES
+            and column.dtype in _replay.NUMPY_FLOATS
             and not column.requires_grad
         ):
             # numpy's indexing on the same memory: a fraction of torch's per-call cost here.
@@ -227,8 +231,8 @@ class PrioritizedReplay:
             steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
         if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails
-            for entry in entries:  # never current again (a numpy write keeps the version):
-                entry.version = -1  # rebuilt, and the check raises, at the next draw
+            for entry in entries:  # the check raises at the rebuild
+                entry.invalidate()
             return
         for entry in entries:
             positions, weights = steps, written

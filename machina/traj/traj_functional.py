@@ -14,8 +14,6 @@ from machina.traj.traj import Traj
 
 __all__ = ["normalize_obs_and_acs", "sync", "update_pris"]
 
-_NUMPY_TDS = (torch.float32, torch.float64, torch.float16)
-
 
 def update_pris(
     traj: Traj,
@@ -115,7 +113,11 @@ def _priorities(
     """``(|td_loss| + epsilon) ** alpha`` (B,) float32 from ``td_loss`` of any shape, on a new
     array: numpy's for a CPU memory and loss (between gradient steps, with their code out of
     the caches, a numpy call costs a fraction of a torch call; example/benchmarks/README.md)."""
-    if device.type == "cpu" and td_loss.device.type == "cpu" and td_loss.dtype in _NUMPY_TDS:
+    if (
+        device.type == "cpu"
+        and td_loss.device.type == "cpu"
+        and td_loss.dtype in _replay.NUMPY_FLOATS
+    ):
         new = np.abs(td_loss.numpy().reshape(-1)).astype(np.float32, copy=False)
         new += np.float32(epsilon)
         return np.power(new, np.float32(alpha), out=new)
