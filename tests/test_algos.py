@@ -213,6 +213,34 @@ def test_policy_losses_read_pd_params_as_the_forward_pass_gives_them(env_id, kwa
         assert all(torch.equal(g, h) for g, h in zip(grads_a, grads_b))
 
 
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        lambda p, b, e: lf.pg(p, b, ent_beta=e),
+        lambda p, b, e: lf.pg_clip(p, b, 0.2, ent_beta=e),
+        lambda p, b, e: lf.pg_kl(p, b, 1.0, ent_beta=e),
+    ],
+    ids=["pg", "pg_clip", "pg_kl"],
+)
+def test_entropy_bonus_is_subtracted_and_left_out_at_zero(loss_fn, monkeypatch):
+    torch.manual_seed(0)
+    env = gym.make("Pendulum-v1")
+    pol = make_pol(env.observation_space, env.action_space, h_size=16)
+    vf = make_vf(env.observation_space, h_size=16)
+    with EpiSampler(env, pol, seed=0, num_envs=2) as sampler:
+        epis = sampler.sample(pol, max_steps=300)
+    batch = next(estimated_traj(epis, vf).iterate(64))
+    ent = pol.pd.ent(pol.pd_params(batch["obs"])).mean()
+    base = loss_fn(pol, batch, 0.0)
+    # float32 loss and entropy of magnitude ~1: a few ulps apart at most
+    torch.testing.assert_close(loss_fn(pol, batch, 0.1), base - 0.1 * ent)
+    # Without a bonus the entropy is never computed: a pd without one still trains.
+    monkeypatch.setattr(pol.pd, "ent", None)
+    pol.zero_grad()
+    loss_fn(pol, batch, 0.0).backward()
+    assert all(torch.isfinite(q.grad).all() for q in pol.parameters() if q.grad is not None)
+
+
 def test_standardize_advs_against_numpy():
     from machina.algos._common import standardize_advs
 
