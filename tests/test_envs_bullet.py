@@ -96,6 +96,32 @@ def test_same_seed_same_first_100_steps(env_id):
     assert first.shape != other.shape or not np.array_equal(first, other)
 
 
+@pytest.mark.parametrize("env_id", ["HalfCheetahBulletEnv-v0", "ReacherBulletEnv-v0"])
+def test_bound_client_steps_as_pybullets_own(env_id, monkeypatch):
+    from pybullet_utils.bullet_client import BulletClient
+
+    from machina.envs import bullet
+
+    bound = rollout(env_id, seed=5, n_steps=300)
+    monkeypatch.setattr(bullet, "_bind_client", lambda env: None)  # pybullet_utils' client
+    np.testing.assert_array_equal(bound, rollout(env_id, seed=5, n_steps=300))
+    monkeypatch.undo()
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    client = env.unwrapped._env._p
+    assert isinstance(client, BulletClient) and type(client) is not BulletClient
+    env.step(env.action_space.sample())
+    assert client.getNumBodies() > 0 and "getNumBodies" in vars(client)  # kept once bound
+    env.close()
+    # The closed client's id may now serve another simulation: a call must fail, as it
+    # does with pybullet_utils' client, not reach that one.
+    other = gym.make(env_id)
+    other.reset(seed=0)
+    with pytest.raises(Exception, match="[Nn]ot connected"):
+        client.getNumBodies()
+    other.close()
+
+
 def test_fall_is_terminated_time_limit_is_truncated():
     env = gym.make("HopperBulletEnv-v0")
     env.reset(seed=0)
