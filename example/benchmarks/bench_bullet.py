@@ -645,6 +645,14 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   and fell to 691 at the last evaluation: single evaluations of TD3 on Hopper swing by 1000
   and more (stable-baselines3's seed 0: 1170, 514, 1318 at 50k, 80k, 100k), so three final
   evaluations cannot tell these two apart.
+- Session 24, TD3 Hopper on the tuning seeds 102-106 (Intel Xeon, family 6 model 167, one
+  process per core), both libraries, as a measurement: machina 2181, 539, 1869, 1977, 1653
+  (median 1869), stable-baselines3 188, 1263, 398, 2340, 1302 (1263); with the reported
+  seeds 0-2 of session 21, medians over eight seeds 1923 against 1310. Final evaluations
+  swing as before (machina's seed 103: 2358 at 80k, 539 at 100k). Two single changes on
+  the entry, dropped: ``pol_lr=qf_lr=3e-4`` (seed 102: 187 at 100k, stuck below 300 from
+  40k on, against 2181) and ``steps_per_iter=1`` (an update phase after every episode, as
+  rl-zoo's ``train_freq=(1, "episode")``: seeds 102-103 441 and 2354 against 2181 and 539).
 - Session 21, PPO HalfCheetah on an Intel Xeon (family 6 model 167, AVX-512): v8 itself
   rerun on the tuning seeds 102-108 learns more slowly here than on the AMD EPYC of
   sessions 18-20 (the evaluation of the initial policy is the same to the digit on five of
