@@ -15,15 +15,20 @@ from machina.utils import optimizer_step
 from machina.vfuncs import make_vf
 
 
+def sampled(env_id, num_envs, max_steps, **pol_kwargs):
+    """A small policy and value function (seed 0) and episodes the policy sampled."""
+    torch.manual_seed(0)
+    env = gym.make(env_id)
+    pol = make_pol(env.observation_space, env.action_space, h_size=16, **pol_kwargs)
+    vf = make_vf(env.observation_space, h_size=16)
+    with EpiSampler(env, pol, seed=0, num_envs=num_envs) as sampler:
+        epis = sampler.sample(pol, max_steps=max_steps)
+    return pol, vf, epis
+
+
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    env = gym.make("CartPole-v1")
-    pol = make_pol(env.observation_space, env.action_space, h_size=16)
-    vf = make_vf(env.observation_space, h_size=16)
-    with EpiSampler(env, pol, seed=0, num_envs=4) as sampler:
-        epis = sampler.sample(pol, max_steps=400)
-    return pol, vf, epis
+    return sampled("CartPole-v1", num_envs=4, max_steps=400)
 
 
 def estimated_traj(epis, vf, register=True):
@@ -185,12 +190,7 @@ class _ForwardOnly(torch.nn.Module):
 def test_policy_losses_read_pd_params_as_the_forward_pass_gives_them(env_id, kwargs):
     # The losses take machina policies' parameters from pd_params (no action drawn); a policy
     # with only forward goes through forward. Both give the same losses and gradients.
-    torch.manual_seed(0)
-    env = gym.make(env_id)
-    pol = make_pol(env.observation_space, env.action_space, h_size=16, **kwargs)
-    vf = make_vf(env.observation_space, h_size=16)
-    with EpiSampler(env, pol, seed=0, num_envs=2) as sampler:
-        epis = sampler.sample(pol, max_steps=300)
+    pol, vf, epis = sampled(env_id, num_envs=2, max_steps=300, **kwargs)
     batch = next(estimated_traj(epis, vf).iterate(64))
     wrapped = _ForwardOnly(pol)
     assert not hasattr(wrapped, "pd_params")
@@ -223,12 +223,7 @@ def test_policy_losses_read_pd_params_as_the_forward_pass_gives_them(env_id, kwa
     ids=["pg", "pg_clip", "pg_kl"],
 )
 def test_entropy_bonus_is_subtracted_and_left_out_at_zero(loss_fn, monkeypatch):
-    torch.manual_seed(0)
-    env = gym.make("Pendulum-v1")
-    pol = make_pol(env.observation_space, env.action_space, h_size=16)
-    vf = make_vf(env.observation_space, h_size=16)
-    with EpiSampler(env, pol, seed=0, num_envs=2) as sampler:
-        epis = sampler.sample(pol, max_steps=300)
+    pol, vf, epis = sampled("Pendulum-v1", num_envs=2, max_steps=300)
     batch = next(estimated_traj(epis, vf).iterate(64))
     ent = pol.pd.ent(pol.pd_params(batch["obs"])).mean()
     base = loss_fn(pol, batch, 0.0)

@@ -98,6 +98,7 @@ def test_same_seed_same_first_100_steps(env_id):
 
 @pytest.mark.parametrize("env_id", ["HalfCheetahBulletEnv-v0", "ReacherBulletEnv-v0"])
 def test_bound_client_steps_as_pybullets_own(env_id, monkeypatch):
+    import pybullet
     from pybullet_utils.bullet_client import BulletClient
 
     from machina.envs import bullet
@@ -117,7 +118,7 @@ def test_bound_client_steps_as_pybullets_own(env_id, monkeypatch):
     # does with pybullet_utils' client, not reach that one.
     other = gym.make(env_id)
     other.reset(seed=0)
-    with pytest.raises(Exception, match="[Nn]ot connected"):
+    with pytest.raises(pybullet.error, match="[Nn]ot connected"):
         client.getNumBodies()
     other.close()
 
