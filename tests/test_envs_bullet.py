@@ -123,6 +123,69 @@ def test_bound_client_steps_as_pybullets_own(env_id, monkeypatch):
     other.close()
 
 
+WALKERS = [
+    "HalfCheetahBulletEnv-v0",
+    "HopperBulletEnv-v0",
+    "Walker2DBulletEnv-v0",
+    "AntBulletEnv-v0",
+]
+
+
+def walker_rollout(env_id, fast_step, n_steps):
+    """Observations and float64 rewards of ``n_steps`` actions drawn 30% past the bounds (so
+    the clipping counts), with resets, and the env's own bookkeeping at the end."""
+    env = gym.make(env_id, fast_step=fast_step)
+    actions = np.random.default_rng(7).uniform(-1.3, 1.3, (n_steps, *env.action_space.shape))
+    obs, _ = env.reset(seed=11)
+    observations, results = [obs], []
+    for action in actions.astype(np.float32):
+        obs, rew, term, trunc, _ = env.step(action)
+        observations.append(obs)
+        results.append((rew, term, trunc))
+        if term or trunc:
+            observations.append(env.reset()[0])
+    inner = env.unwrapped._env
+    kept = (list(inner.rewards), inner.reward, list(inner.robot.feet_contact), inner.potential)
+    stepper = type(env.unwrapped._walker).__name__
+    env.close()
+    return np.stack(observations), results, kept, stepper
+
+
+@pytest.mark.parametrize("env_id", WALKERS)
+def test_walker_fast_step_is_pybullet_envs_step_to_the_bit(env_id):
+    """Batched pybullet queries, pybullet_envs' arithmetic: every observation, reward, end
+    and the env's reward terms equal pybullet_envs' own step exactly, across resets."""
+    n_steps = 1200 if env_id == "HopperBulletEnv-v0" else 400  # Hopper: many falls
+    fast = walker_rollout(env_id, True, n_steps)
+    plain = walker_rollout(env_id, False, n_steps)
+    assert (fast[3], plain[3]) == ("WalkerStep", "NoneType")
+    np.testing.assert_array_equal(fast[0], plain[0])
+    assert fast[1] == plain[1] and fast[2] == plain[2]
+    if env_id == "HopperBulletEnv-v0":
+        assert sum(term for _, term, _ in fast[1]) >= 10  # resets were exercised
+
+
+def test_fast_step_only_where_the_walker_step_is_pybullet_envs_own():
+    for env_id, expected in [
+        ("HumanoidBulletEnv-v0", "NoneType"),  # its own apply_action
+        ("ReacherBulletEnv-v0", "NoneType"),
+        ("HopperBulletEnv-v0", "WalkerStep"),
+    ]:
+        env = gym.make(env_id)
+        env.reset(seed=0)
+        assert type(env.unwrapped._walker).__name__ == expected, env_id
+        env.step(env.action_space.sample())
+        env.close()
+    env = gym.make("HopperBulletEnv-v0", fast_step=False)
+    copy = cloudpickle.loads(cloudpickle.dumps(env.unwrapped))
+    assert copy.fast_step is False
+    copy.reset(seed=0)
+    assert copy._walker is None
+    copy.close()
+    with pytest.raises(TypeError, match="fast_step: expected a bool, given 'yes'"):
+        gym.make("HopperBulletEnv-v0", fast_step="yes")
+
+
 def test_fall_is_terminated_time_limit_is_truncated():
     env = gym.make("HopperBulletEnv-v0")
     env.reset(seed=0)

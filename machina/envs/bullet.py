@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 import numpy as np
+
+if TYPE_CHECKING:
+    from machina.envs._bullet_walker import WalkerStep
 
 # id -> (pybullet_envs class as "module:Class", max_episode_steps, reward_threshold),
 # as pybullet_envs/__init__.py registers them.
@@ -137,6 +140,11 @@ class BulletEnv(gymnasium.Env):
         ``"gym_locomotion_envs:HopperBulletEnv"``.
     render_mode : {None, "rgb_array"}
         With ``"rgb_array"``, ``render()`` returns a (240, 320, 3) uint8 frame.
+    fast_step : bool
+        Step the walker tasks (Hopper, Walker2D, HalfCheetah, Ant) with
+        :class:`machina.envs._bullet_walker.WalkerStep`: pybullet asked in batches, the same
+        observations and rewards to the bit, about a third less time per step. False:
+        ``pybullet_envs``' own step (other tasks always use it).
 
     Notes
     -----
@@ -146,7 +154,9 @@ class BulletEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": _RENDER_FPS}
 
-    def __init__(self, bullet_class: str, render_mode: str | None = None) -> None:
+    def __init__(
+        self, bullet_class: str, render_mode: str | None = None, fast_step: bool = True
+    ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode: expected None or one of {self.metadata['render_modes']}, "
@@ -156,8 +166,12 @@ class BulletEnv(gymnasium.Env):
             raise ValueError(
                 f"bullet_class: expected 'module:Class' of pybullet_envs, given {bullet_class!r}"
             )
+        if not isinstance(fast_step, bool):
+            raise TypeError(f"fast_step: expected a bool, given {fast_step!r}")
         self.bullet_class = bullet_class
         self.render_mode = render_mode
+        self.fast_step = fast_step
+        self._walker: WalkerStep | None = None  # made at each reset
         self._env = _load_class(bullet_class)()
         # Spaces are gymnasium's already (the stand-in's gym.spaces is gymnasium.spaces);
         # rebuilt here so they are plain float32 Boxes that carry no pybullet state.
@@ -187,6 +201,10 @@ class BulletEnv(gymnasium.Env):
         self._env.seed(int(self.np_random.integers(2**31 - 1)))
         obs = self._env.reset()
         _bind_client(self._env)
+        if self.fast_step:
+            from machina.envs._bullet_walker import walker_step_for  # imports pybullet
+
+            self._walker = walker_step_for(self._env)
         return np.asarray(obs, dtype=np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -206,7 +224,9 @@ class BulletEnv(gymnasium.Env):
             Always False here: the time limit is the ``TimeLimit`` wrapper's.
         info : dict
         """
-        obs, rew, done, info = self._env.step(np.asarray(action, dtype=np.float32))
+        action = np.asarray(action, dtype=np.float32)
+        walker = self._walker
+        obs, rew, done, info = (walker or self._env).step(action)
         return np.asarray(obs, dtype=np.float32), float(rew), bool(done), False, dict(info)
 
     def render(self) -> np.ndarray | None:
@@ -220,7 +240,7 @@ class BulletEnv(gymnasium.Env):
         self._env.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.bullet_class, self.render_mode))
+        return (type(self), (self.bullet_class, self.render_mode, self.fast_step))
 
     def __repr__(self) -> str:
         return f"BulletEnv({self.bullet_class!r})"
