@@ -128,7 +128,16 @@ WALKERS = [
     "HopperBulletEnv-v0",
     "Walker2DBulletEnv-v0",
     "AntBulletEnv-v0",
+    "HumanoidBulletEnv-v0",
+    "HumanoidFlagrunBulletEnv-v0",
 ]
+
+
+def short_flag_timeout(env):
+    """The flag-run robot moves its flag every 150 steps; random actions fell it sooner."""
+    robot = env.unwrapped._env.robot
+    if hasattr(robot, "flag_timeout"):
+        robot.flag_timeout = 3
 
 
 def walker_rollout(env_id, fast_step, n_steps):
@@ -137,6 +146,7 @@ def walker_rollout(env_id, fast_step, n_steps):
     env = gym.make(env_id, fast_step=fast_step)
     actions = np.random.default_rng(7).uniform(-1.3, 1.3, (n_steps, *env.action_space.shape))
     obs, _ = env.reset(seed=11)
+    short_flag_timeout(env)
     observations, results = [obs], []
     for action in actions.astype(np.float32):
         obs, rew, term, trunc, _ = env.step(action)
@@ -144,6 +154,7 @@ def walker_rollout(env_id, fast_step, n_steps):
         results.append((rew, term, trunc))
         if term or trunc:
             observations.append(env.reset()[0])
+            short_flag_timeout(env)
     inner = env.unwrapped._env
     kept = (list(inner.rewards), inner.reward, list(inner.robot.feet_contact), inner.potential)
     stepper = type(env.unwrapped._walker).__name__
@@ -167,8 +178,8 @@ def test_walker_fast_step_is_pybullet_envs_step_to_the_bit(env_id):
 
 def test_fast_step_only_where_the_walker_step_is_pybullet_envs_own():
     for env_id, expected in [
-        ("HumanoidBulletEnv-v0", "NoneType"),  # its own apply_action
         ("ReacherBulletEnv-v0", "NoneType"),
+        ("InvertedPendulumBulletEnv-v0", "NoneType"),
         ("HopperBulletEnv-v0", "WalkerStep"),
     ]:
         env = gym.make(env_id)
@@ -176,6 +187,13 @@ def test_fast_step_only_where_the_walker_step_is_pybullet_envs_own():
         assert type(env.unwrapped._walker).__name__ == expected, env_id
         env.step(env.action_space.sample())
         env.close()
+    env = gym.make("HopperBulletEnv-v0")  # a robot whose calc_state is someone else's
+    robot = env.unwrapped._env.robot
+    robot.calc_state = lambda: type(robot).calc_state(robot) * 0
+    env.reset(seed=0)
+    assert env.unwrapped._walker is None
+    assert not env.step(env.action_space.sample())[0].any()
+    env.close()
     env = gym.make("HopperBulletEnv-v0", fast_step=False)
     copy = cloudpickle.loads(cloudpickle.dumps(env.unwrapped))
     assert copy.fast_step is False

@@ -1,17 +1,17 @@
 """Cost of a PyBullet env step: machina's bound pybullet client and batched walker step
 against ``pybullet_envs``' own.
 
-    python example/benchmarks/bench_bullet_client.py            # 5 tasks, 2,000 steps x 7
+    python example/benchmarks/bench_bullet_client.py            # 6 tasks, 2,000 steps x 7
     python example/benchmarks/bench_bullet_client.py --quick    # smoke run
 
 ``pybullet_utils.bullet_client.BulletClient``, which every ``pybullet_envs`` task steps
 through, binds the client id to the pybullet function asked for at every call (a new
 ``functools.partial`` and an ``inspect.isbuiltin`` each time, some 40 calls per locomotion
 step). ``machina.envs`` (``machina.envs.bullet._bind_client``) keeps each bound function on
-the client instead. On the walker tasks (Hopper, Walker2D, HalfCheetah, Ant) machina also
-replaces ``pybullet_envs``' step, which asks pybullet one joint, part and foot at a time, by
-``machina.envs._bullet_walker.WalkerStep``, which asks once per body and runs the same
-arithmetic. Contenders, alternating round by round (the harness), each on its own
+the client instead. On the walker tasks (Hopper, Walker2D, HalfCheetah, Ant, the Humanoids)
+machina also replaces ``pybullet_envs``' step, which asks pybullet one joint, part and foot
+at a time, by ``machina.envs._bullet_walker.WalkerStep``, which asks once per body and runs
+the same arithmetic. Contenders, alternating round by round (the harness), each on its own
 environment made by ``gymnasium.make`` with the same seed and the same uniformly random
 actions:
 
@@ -49,6 +49,7 @@ TASKS = (
     "HopperBulletEnv-v0",
     "Walker2DBulletEnv-v0",
     "AntBulletEnv-v0",
+    "HumanoidBulletEnv-v0",
     "ReacherBulletEnv-v0",
 )
 PLAIN, BOUND, WALKER = (

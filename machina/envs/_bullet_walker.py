@@ -1,5 +1,6 @@
-"""A faster step for ``pybullet_envs``' walkers (Hopper, Walker2D, HalfCheetah, Ant): the
-same observations, rewards and physics, bit for bit, with the simulator asked in batches.
+"""A faster step for ``pybullet_envs``' walkers (Hopper, Walker2D, HalfCheetah, Ant, the
+Humanoids): the same observations, rewards and physics, bit for bit, with the simulator asked
+in batches.
 
 ``WalkerBaseBulletEnv.step`` asks pybullet one joint, one body part and one foot at a time:
 about 40 calls per HalfCheetah step, each wrapped in a small numpy array, which cost more than
@@ -9,9 +10,10 @@ states (``getJointStates``), all link poses (``getLinkStates``) and all contacts
 otherwise runs ``pybullet_envs``' own arithmetic in its order, so every float comes out the
 same (``tests/test_bullet.py`` compares whole episodes with pybullet_envs' step).
 
-It serves an environment only when its step, its robot's ``calc_state`` and ``apply_action``
-are ``pybullet_envs``' walker versions (:func:`walker_step_for`); any subclass overriding one
-of them (Humanoid's ``apply_action``, the flag-run tasks' ``calc_state``) keeps its own step.
+It serves an environment only when its step is ``WalkerBaseBulletEnv``'s, its robot's
+``apply_action`` is ``WalkerBase``'s or ``Humanoid``'s and its ``calc_state`` is
+``WalkerBase``'s or ``HumanoidFlagrun``'s (:func:`walker_step_for`): the walkers, the
+humanoid and its flag-run tasks. Any other override keeps ``pybullet_envs``' own step.
 """
 
 from __future__ import annotations
@@ -22,35 +24,34 @@ import numpy as np
 import pybullet
 
 
-def _walker_classes(env: Any) -> tuple[Any, Any] | None:
-    """``(WalkerBaseBulletEnv, WalkerBase)`` as ``env`` and its robot inherit them, or None."""
-    env_base = next((c for c in type(env).__mro__ if c.__name__ == "WalkerBaseBulletEnv"), None)
-    robot_base = next(
-        (c for c in type(getattr(env, "robot", None)).__mro__ if c.__name__ == "WalkerBase"),
-        None,
-    )
-    if env_base is None or robot_base is None:
+def _base(obj: Any, name: str) -> Any:
+    """The class called ``name`` among ``obj``'s classes (pybullet_envs' modules are loaded
+    under top-level names, so they are found by name), or None."""
+    return next((c for c in type(obj).__mro__ if c.__name__ == name), None)
+
+
+def _own(obj: Any, method: str, *owners: Any) -> Any:
+    """Which of ``owners`` defines ``obj``'s ``method`` as ``obj`` calls it, or None."""
+    if method in vars(obj):
         return None
-    return env_base, robot_base
+    found = getattr(type(obj), method, None)
+    return next((o for o in owners if o is not None and found is vars(o).get(method)), None)
 
 
 def walker_step_for(env: Any) -> WalkerStep | None:
     """A :class:`WalkerStep` for ``env`` (a ``pybullet_envs`` env after its ``reset``), or
-    None when ``env`` is not a plain walker task (see the module's docstring)."""
-    classes = _walker_classes(env)
-    if classes is None:
+    None when ``env`` is not one of the walker tasks it replicates (see the module's
+    docstring)."""
+    env_base, robot = _base(env, "WalkerBaseBulletEnv"), getattr(env, "robot", None)
+    walker = _base(robot, "WalkerBase")
+    if env_base is None or walker is None or env.scene.multiplayer:
         return None
-    env_base, robot_base = classes
-    robot = env.robot
-    plain = (
-        type(env).step is env_base.step
-        and type(robot).calc_state is robot_base.calc_state
-        and type(robot).apply_action is robot_base.apply_action
-        and "calc_state" not in vars(robot)
-        and "apply_action" not in vars(robot)
-        and not env.scene.multiplayer
-    )
-    return WalkerStep(env) if plain else None
+    humanoid, flagrun = _base(robot, "Humanoid"), _base(robot, "HumanoidFlagrun")
+    apply_action = _own(robot, "apply_action", walker, humanoid)
+    calc_state = _own(robot, "calc_state", walker, flagrun)
+    if _own(env, "step", env_base) is None or apply_action is None or calc_state is None:
+        return None
+    return WalkerStep(env, humanoid=apply_action is humanoid, flagrun=calc_state is flagrun)
 
 
 class WalkerStep:
@@ -60,22 +61,36 @@ class WalkerStep:
     Parameters
     ----------
     env : pybullet_envs.gym_locomotion_envs.WalkerBaseBulletEnv
-        Reset, not multiplayer, with the walker's own step, ``calc_state`` and
-        ``apply_action``.
+        Reset, not multiplayer, with ``WalkerBaseBulletEnv``'s step.
+    humanoid : bool
+        The robot's ``apply_action`` is ``Humanoid``'s (else ``WalkerBase``'s).
+    flagrun : bool
+        The robot's ``calc_state`` is ``HumanoidFlagrun``'s (else ``WalkerBase``'s).
     """
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, humanoid: bool = False, flagrun: bool = False) -> None:
         self.env = env
         robot = env.robot
         self.robot = robot
         self.p = env._p
+        self.flagrun = flagrun
         joints = robot.ordered_joints
         # Joint.current_relative_position's terms, computed as it computes them
         self.joint_mid = [0.5 * (j.lowerLimit + j.upperLimit) for j in joints]
         self.joint_span = [j.upperLimit - j.lowerLimit for j in joints]
         self.joint_groups = _by_body((j.bodies[j.bodyIndex], j.jointIndex) for j in joints)
-        # WalkerBase.apply_action's torque is (power * power_coef) * clipped action
-        self.torque_coef = [robot.power * j.power_coef for j in joints]
+        # The torque of action i: WalkerBase.apply_action's (power * power_coef) * float(a_i);
+        # Humanoid's float(gain * motor_power * power * a_i), whose last product is numpy's
+        # (a Python float times a float32 scalar: float32 arithmetic under numpy 2's rules)
+        self.humanoid = humanoid
+        motors = robot.motors if humanoid else joints
+        self.motor_groups = _by_body((m.bodies[m.bodyIndex], m.jointIndex) for m in motors)
+        gain = 1  # Humanoid.apply_action's force_gain
+        self.torque_coef = (
+            [gain * power * robot.power for power in robot.motor_power[: len(motors)]]
+            if humanoid
+            else [robot.power * j.power_coef for j in joints]
+        )
         parts = list(robot.parts.values())
         self.part_keys = [(p.bodies[p.bodyIndex], p.bodyPartIndex) for p in parts]
         self.link_groups = _by_body(k for k in self.part_keys if k[1] != -1)
@@ -91,7 +106,7 @@ class WalkerStep:
         self._apply_action(a)
         env.scene.global_step()
 
-        state = self._calc_state()
+        state = self._flagrun_state() if self.flagrun else self._calc_state()
         env._alive = float(robot.alive_bonus(state[0] + robot.initial_z, robot.body_rpy[1]))
         done = env._isDone()
         if not np.isfinite(state).all():
@@ -124,8 +139,11 @@ class WalkerStep:
     def _apply_action(self, a: np.ndarray) -> None:
         assert np.isfinite(a).all()  # noqa: S101 - pybullet_envs' own check, kept as it is
         clipped = np.clip(a, -1, +1)
-        forces = [c * float(x) for c, x in zip(self.torque_coef, clipped, strict=False)]
-        for body, (indices, positions) in self.joint_groups.items():
+        if self.humanoid:  # the product as pybullet_envs makes it, with numpy's promotion
+            forces = [float(c * x) for c, x in zip(self.torque_coef, clipped, strict=False)]
+        else:
+            forces = [c * float(x) for c, x in zip(self.torque_coef, clipped, strict=False)]
+        for body, (indices, positions) in self.motor_groups.items():
             self.p.setJointMotorControlArray(
                 body, indices, pybullet.TORQUE_CONTROL, forces=[forces[i] for i in positions]
             )
@@ -154,6 +172,17 @@ class WalkerStep:
             for c in self.p.getContactPoints(body):
                 touching.setdefault((body, c[3]), set()).add((c[2], c[4]))
         return touching
+
+    def _flagrun_state(self) -> np.ndarray:
+        """``HumanoidFlagrun.calc_state``: the flag moves when reached or after its timeout."""
+        robot = self.robot
+        robot.flag_timeout -= 1
+        state = self._calc_state()
+        if robot.walk_target_dist < 1 or robot.flag_timeout <= 0:
+            robot.flag_reposition()
+            state = self._calc_state()  # against the new flag position
+            robot.potential = robot.calc_potential()  # pybullet_envs sets the robot's
+        return state
 
     def _calc_state(self) -> np.ndarray:
         """``WalkerBase.calc_state``, its arithmetic in its order."""
