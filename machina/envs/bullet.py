@@ -224,9 +224,8 @@ class BulletEnv(gymnasium.Env):
             Always False here: the time limit is the ``TimeLimit`` wrapper's.
         info : dict
         """
-        action = np.asarray(action, dtype=np.float32)
-        walker = self._walker
-        obs, rew, done, info = (walker or self._env).step(action)
+        stepper = self._walker or self._env
+        obs, rew, done, info = stepper.step(np.asarray(action, dtype=np.float32))
         return np.asarray(obs, dtype=np.float32), float(rew), bool(done), False, dict(info)
 
     def render(self) -> np.ndarray | None:
@@ -237,6 +236,7 @@ class BulletEnv(gymnasium.Env):
         return np.ascontiguousarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
+        self._walker = None
         self._env.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
