@@ -33,6 +33,12 @@ Every iteration ends with a checkpoint of the whole run in ``--log`` (``machina.
 networks, optimisers, sampler and prepro state, RNGs, counters; no pickle, atomic);
 ``--resume RUN_DIR`` continues a stopped run from it, bit for bit, with the same other flags.
 
+``--sampler_backend ray`` samples with Ray actors (``--num_parallel`` of them) instead of
+worker processes: on a local Ray instance the sampler starts and stops, or on the cluster
+that ``RAY_ADDRESS`` names::
+
+    RAY_ADDRESS=HEAD_IP:6379 python example/run_ppo.py --sampler_backend ray --num_parallel 16
+
 Evaluations (``--eval_epis`` deterministic episodes) follow every iteration by default; on
 tasks with long episodes they can cost more than the training (5 HalfCheetah episodes are
 5,000 env steps against a 2,000-step iteration), so ``--eval_interval N`` evaluates once
@@ -64,6 +70,13 @@ parser.add_argument("--ppo_type", choices=["clip", "kl"], default="clip")
 parser.add_argument("--rnn", action="store_true", help="LSTM policy and value function")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
+parser.add_argument(
+    "--sampler_backend",
+    choices=["process", "ray"],
+    default="process",
+    help="the sampler's workers: local processes, or Ray actors (a local Ray instance, or the "
+    "cluster at RAY_ADDRESS)",
+)
 parser.add_argument(
     "--num_envs",
     type=int,
@@ -250,6 +263,7 @@ sampler = EpiSampler(
     num_envs=args.num_envs,
     seed=args.seed,
     prepro=prepro,
+    backend=args.sampler_backend,
 )
 
 # ppo_kl's adaptive penalty is run state too: a tensor, so the checkpoint holds it exactly.

@@ -114,7 +114,11 @@ def _run(
 
 
 def run_example(
-    script: str, *args, timeout: float = 300, cwd: str | os.PathLike | None = None
+    script: str,
+    *args,
+    timeout: float = 300,
+    cwd: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``example/<script> args...`` in a fresh interpreter (the installed machina).
 
@@ -128,13 +132,15 @@ def run_example(
         Seconds before the test fails as hung.
     cwd : str or os.PathLike, optional
         Working directory of the script; the test's by default.
+    env : dict, optional
+        The script's environment variables; the test's by default.
 
     Returns
     -------
     subprocess.CompletedProcess
         With ``stdout`` and ``stderr`` as str; only returned on exit code 0.
     """
-    return _run(example_cmd(script, *args), timeout, cwd)
+    return _run(example_cmd(script, *args), timeout, cwd, env)
 
 
 def example_cmd(script: str, *args) -> list[str]:

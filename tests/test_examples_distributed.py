@@ -1,6 +1,10 @@
-"""example/run_ppo_distributed_ray.py: Ray sampler actors feeding two trainer actors that form
-one torch.distributed group, on a local Ray instance the script starts and stops."""
+"""The examples on Ray: run_ppo_distributed_ray.py (Ray sampler actors feeding two trainer
+actors that form one torch.distributed group, on a local Ray instance the script starts and
+stops) and run_ppo.py's Ray sampler on a cluster named by RAY_ADDRESS."""
 
+import os
+
+import pytest
 from conftest import run_example
 
 
@@ -30,3 +34,31 @@ def test_ppo_on_ray_trainers_learns_and_writes_the_run(tmp_path):
     # shared by both ranks must lift the greedy return.
     assert evals[-1] > evals[0]
     assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+
+
+def test_run_ppo_samples_on_the_ray_cluster_that_ray_address_names(tmp_path):
+    """The README's driver line: ``RAY_ADDRESS=... python example/run_ppo.py --sampler_backend
+    ray`` runs its sampler actors on that cluster (here a one-node cluster this test starts
+    and stops), not on a Ray instance of its own."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    # Cluster leaves its address where a bare ray.init() here would find it: not for others.
+    address_file = ray._private.utils.get_ray_address_file(None)
+    if os.path.exists(address_file) and open(address_file).read().strip() == cluster.address:
+        os.remove(address_file)
+    try:
+        args = ["--log", tmp_path, "--sampler_backend", "ray", "--num_parallel", 2]
+        args += ["--num_envs", 2, "--max_steps", 1024, "--epoch_per_iter", 2, "--eval_epis", 2]
+        env = {**os.environ, "RAY_ADDRESS": cluster.address}
+        run_example("run_ppo.py", *args, env=env)
+        assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="warning")
+        actors = [
+            a for a in ray._private.state.actors().values() if a["ActorClassName"] == "EngineActor"
+        ]
+        assert len(actors) == 2, actors  # the example's two sampler actors ran here
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
