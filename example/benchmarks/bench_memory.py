@@ -1,6 +1,7 @@
 """Memory: peak resident memory of a Traj holding 1,000,000 Pendulum-v1 steps.
 
     python example/benchmarks/bench_memory.py
+    python example/benchmarks/bench_memory.py --quick     # smoke run: 50,000 steps
 
 The episodes are synthetic: 5,000 episodes of Pendulum's 200 steps whose keys, shapes and
 dtypes are copied from one real episode that ``EpiSampler`` samples from Pendulum-v1 with a
@@ -222,7 +223,10 @@ def main() -> None:
     parser.add_argument("--batch_epis", type=int, default=25, help="episodes per batch")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50,000 steps, no verdict")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 50_000
     if args.child:
         result = child(args.child, json.loads(args.spec), args.steps, args.batch_epis)
         print(json.dumps(result))
@@ -242,7 +246,7 @@ def main() -> None:
                 res["peak"] / MB,
                 res["held"] / MB,
                 ratio,
-                "yes" if ratio <= TARGET else "no",
+                "—" if args.quick else ("yes" if ratio <= TARGET else "no"),
             ]
         )
     first = next(iter(results.values()))
@@ -267,6 +271,9 @@ def main() -> None:
     print(f"\nmeasured with: {first['method']}, fresh subprocess per scenario")
     print(f"shared memory held by the process at the end (not in the table): {shmem:.2f} MB")
     print(f"machine: {machine()}")
+    if args.quick:
+        # the storage grows in chunks: at a few MB their slack is a large fraction
+        print(f"smoke run: the <= {TARGET}x target is for the default 1,000,000 steps")
 
 
 if __name__ == "__main__":
