@@ -730,6 +730,20 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   against 2301, 2214, 1941, 2505, 2258, 2416, 1735; means 2208 and 2196), not better, so v8
   stays: fourteen single changes around it tried, none better at 500k. Again a candidate
   led at 200k and not at 300k.
+- Session 25, the environments: ``machina.envs`` now steps the walker tasks with
+  ``machina.envs._bullet_walker.WalkerStep`` (pybullet asked once per body for all joints,
+  parts and contacts, ``pybullet_envs``' arithmetic in its order; the same episodes to the
+  bit), on top of session 24's bound client. Both libraries make their environments through
+  ``machina.envs``' registration, so both gain. The reported seeds 0-2 of PPO HalfCheetah
+  rerun on session 22's Intel Xeon, each library's three seeds in turn on its own core
+  (every evaluation in ``assets/bullet_tuning.csv``): every evaluation of both libraries
+  equal to session 22's (126 of 126), in 252-266 s for machina (session 22: 308-352) and
+  406-419 s for stable-baselines3 (433-470): medians 262 against 413 s, 0.63x the
+  wall-clock and the CPU seconds (session 22: 0.72x). ``bench_update.py --split`` on the same
+  machine (CPU us per env step): machina's entry 503 = sampling 246 + update 255,
+  stable-baselines3 833 = 349 + 484, 0.60x (session 24: 596 against 907, 0.66x). The
+  environment is a fixed cost of both; cheaper, it leaves more of each side's own cost in
+  the ratio. The reported rows stay session 20's AMD runs.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
