@@ -8,7 +8,7 @@ the physics itself (~190 of ~310 us). :class:`WalkerStep` asks once per body for
 states (``getJointStates``), all link poses (``getLinkStates``) and all contacts
 (``getContactPoints``), sets all torques in one call (``setJointMotorControlArray``), and
 otherwise runs ``pybullet_envs``' own arithmetic in its order, so every float comes out the
-same (``tests/test_bullet.py`` compares whole episodes with pybullet_envs' step).
+same (``tests/test_envs_bullet.py`` compares whole episodes with pybullet_envs' step).
 
 It serves an environment only when its step is ``WalkerBaseBulletEnv``'s, its robot's
 ``apply_action`` is ``WalkerBase``'s or ``Humanoid``'s and its ``calc_state`` is

@@ -143,8 +143,9 @@ class BulletEnv(gymnasium.Env):
     fast_step : bool
         Step the walker tasks (Hopper, Walker2D, HalfCheetah, Ant, Humanoid, HumanoidFlagrun)
         with :class:`machina.envs._bullet_walker.WalkerStep`: pybullet asked in batches, the
-        same observations and rewards to the bit, a quarter to a third less CPU per step.
-        False: ``pybullet_envs``' own step (the other tasks always use it).
+        same observations and rewards to the bit, 0.6-0.7x the CPU per step of
+        ``pybullet_envs``' own (``example/benchmarks/bench_bullet_client.py``). False:
+        ``pybullet_envs``' own step (the other tasks always use it).
 
     Notes
     -----
