@@ -743,7 +743,12 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   machine (CPU us per env step): machina's entry 503 = sampling 246 + update 255,
   stable-baselines3 833 = 349 + 484, 0.60x (session 24: 596 against 907, 0.66x). The
   environment is a fixed cost of both; cheaper, it leaves more of each side's own cost in
-  the ratio. The reported rows stay session 20's AMD runs.
+  the ratio. The reported rows stay session 20's AMD runs. TD3 Hopper, seeds 0 (both
+  libraries) and 1 (machina) rerun the same way: every evaluation equal to session 21's
+  (Hopper's many resets included); the step is ~1% of a TD3 step there (one 256x256 update
+  per env step), and both libraries took 9-10% more CPU than in session 21 on this day's
+  machine (machina 643 and 634 s against 589 and 571; stable-baselines3 1145 against 1040),
+  the ratio unchanged (0.56x against 0.57x on seed 0).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
