@@ -113,6 +113,19 @@ def _run(
     return result
 
 
+def forget_ray_address(address: str) -> None:
+    """Remove the file where ``ray.cluster_utils.Cluster`` leaves ``address`` for a bare
+    ``ray.init()`` on this machine: other programs here must not attach to a test's cluster."""
+    import ray
+
+    address_file = ray._private.utils.get_ray_address_file(None)
+    if os.path.exists(address_file):
+        with open(address_file) as f:
+            if f.read().strip() != address:
+                return
+        os.remove(address_file)
+
+
 def run_example(
     script: str,
     *args,

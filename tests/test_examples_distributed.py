@@ -5,7 +5,7 @@ stops) and run_ppo.py's Ray sampler on a cluster named by RAY_ADDRESS."""
 import os
 
 import pytest
-from conftest import run_example
+from conftest import forget_ray_address, run_example
 
 
 def test_ppo_on_ray_trainers_learns_and_writes_the_run(tmp_path):
@@ -44,10 +44,7 @@ def test_run_ppo_samples_on_the_ray_cluster_that_ray_address_names(tmp_path):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    # Cluster leaves its address where a bare ray.init() here would find it: not for others.
-    address_file = ray._private.utils.get_ray_address_file(None)
-    if os.path.exists(address_file) and open(address_file).read().strip() == cluster.address:
-        os.remove(address_file)
+    forget_ray_address(cluster.address)
     try:
         args = ["--log", tmp_path, "--sampler_backend", "ray", "--num_parallel", 2]
         args += ["--num_envs", 2, "--max_steps", 1024, "--epoch_per_iter", 2, "--eval_epis", 2]

@@ -20,6 +20,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from conftest import forget_ray_address  # noqa: E402
+
 from machina.envs import GymEnv  # noqa: E402
 from machina.nets import PolNet  # noqa: E402
 from machina.pols import CategoricalPol, GaussianPol  # noqa: E402
@@ -150,11 +152,7 @@ def cluster(_ray_module):
         initialize_head=True,
         head_node_args={"num_cpus": 2, "resources": {"head": 1}, "_system_config": system_config},
     )
-    # Cluster writes its address where a bare ray.init() on this machine would find it:
-    # remove it, other programs here must not attach to this test's cluster.
-    address_file = ray._private.utils.get_ray_address_file(None)
-    if os.path.exists(address_file) and open(address_file).read().strip() == c.address:
-        os.remove(address_file)
+    forget_ray_address(c.address)
     try:
         c.add_node(num_cpus=1)
         ray.init(address=c.address, log_to_driver=False, logging_level="warning")

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pybullet
 
+_NONE: frozenset = frozenset()  # a foot touching nothing
+
 
 def _base(obj: Any, name: str) -> Any:
     """The class called ``name`` among ``obj``'s classes (pybullet_envs' modules are loaded
@@ -84,7 +86,11 @@ class WalkerStep:
         # (a Python float times a float32 scalar: float32 arithmetic under numpy 2's rules)
         self.humanoid = humanoid
         motors = robot.motors if humanoid else joints
-        self.motor_groups = _by_body((m.bodies[m.bodyIndex], m.jointIndex) for m in motors)
+        self.motor_groups = (
+            _by_body((m.bodies[m.bodyIndex], m.jointIndex) for m in motors)
+            if humanoid
+            else self.joint_groups
+        )
         gain = 1  # Humanoid.apply_action's force_gain
         self.torque_coef = (
             [gain * power * robot.power for power in robot.motor_power[: len(motors)]]
@@ -120,7 +126,7 @@ class WalkerStep:
         feet_collision_cost = 0.0
         contacts = self._contacts()
         for i, key in enumerate(self.feet_keys):
-            robot.feet_contact[i] = 1.0 if env.ground_ids & contacts.get(key, set()) else 0.0
+            robot.feet_contact[i] = 1.0 if env.ground_ids & contacts.get(key, _NONE) else 0.0
 
         electricity_cost = env.electricity_cost * float(np.abs(a * robot.joint_speeds).mean())
         electricity_cost += env.stall_torque_cost * float(np.square(a).mean())
