@@ -55,6 +55,7 @@ import torch
 from machina import logger
 from machina.algos import ppo_clip, ppo_kl
 from machina.envs import C2DEnv, GymEnv
+from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.prepro import BasePrePro, RewardNormalizer
 from machina.samplers import EpiSampler
@@ -99,6 +100,12 @@ parser.add_argument("--vf_lr", type=float, default=1e-2)
 parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
 parser.add_argument(
     "--vf_h_size", type=int, default=None, help="the value network's (default: --h_size)"
+)
+parser.add_argument(
+    "--activation",
+    choices=sorted(HIDDEN_ACTIVATIONS),
+    default="relu",
+    help="hidden activation of both feed-forward networks",
 )
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument(
@@ -242,8 +249,14 @@ pol = make_pol(
     sde_sample_freq=args.sde_sample_freq,
     squash_mean=args.squash_mean,
     sde_per_env_noise=args.sde_per_env_noise,
+    activation=args.activation,
 )
-vf = make_vf(env.observation_space, rnn=args.rnn, h_size=args.vf_h_size or args.h_size)
+vf = make_vf(
+    env.observation_space,
+    rnn=args.rnn,
+    h_size=args.vf_h_size or args.h_size,
+    activation=args.activation,
+)
 if args.joint_step and args.ppo_type != "clip":
     parser.error("--joint_step: needs --ppo_type clip")
 # stable-baselines3's form with --joint_step: one optimiser over both nets at --pol_lr

@@ -21,15 +21,21 @@ def confident_pol(env, variant="plain"):
     """A make_pol-like MLP policy with large random weights, so its outputs vary widely;
     ``variant`` ``"sde"``: a gSDE policy (a new exploration matrix every 3 acting calls;
     ``"sde_per_env"``: one per row of the batch);
-    ``"linear_mean"``: the Gaussian policy with an unsquashed mean (``squash_mean=False``)."""
+    ``"linear_mean"``: the Gaussian policy with an unsquashed mean (``squash_mean=False``);
+    ``"tanh"``, ``"elu"``, ``"sde_tanh"``: machina's nets with that hidden ``activation``."""
     ob_space, ac_space = env.observation_space, env.action_space
-    if variant == "linear_mean":
+    if variant in ("tanh", "elu"):
+        torch.manual_seed(0)
+        net = PolNet(ob_space, ac_space, activation=variant)
+        pol_cls = GaussianPol if isinstance(ac_space, gym.spaces.Box) else CategoricalPol
+        pol = pol_cls(ob_space, ac_space, net)
+    elif variant == "linear_mean":
         torch.manual_seed(0)
         net = PolNet(ob_space, ac_space, squash_mean=False)
         pol = GaussianPol(ob_space, ac_space, net)
-    elif variant in ("sde", "sde_per_env"):
+    elif variant in ("sde", "sde_per_env", "sde_tanh"):
         torch.manual_seed(0)
-        net = SDEPolNet(ob_space, ac_space)
+        net = SDEPolNet(ob_space, ac_space, activation="tanh" if variant == "sde_tanh" else "relu")
         per_env = variant == "sde_per_env"
         pol = GaussianSDEPol(
             ob_space, ac_space, net, log_std_init=-0.5, sample_freq=3, per_env_noise=per_env
@@ -51,6 +57,9 @@ POLICIES = [
     ("Pendulum-v1", "sde"),
     ("Pendulum-v1", "sde_per_env"),
     ("Pendulum-v1", "linear_mean"),
+    ("Pendulum-v1", "tanh"),
+    ("CartPole-v1", "elu"),
+    ("Pendulum-v1", "sde_tanh"),
 ]
 
 

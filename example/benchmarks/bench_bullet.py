@@ -1103,8 +1103,13 @@ def machina_ppo_parts(env_id: str, seed: int, hp: dict) -> PPOParts:
         sde_sample_freq=hp.get("sde_sample_freq") or None,  # 0: plain Gaussian noise
         squash_mean=hp.get("squash_mean", True),
         sde_per_env_noise=bool(hp.get("sde_per_env_noise")),
+        activation=hp.get("activation", "relu"),
     )
-    vf = make_vf(env.observation_space, h_size=hp.get("vf_h_size") or hp["h_size"])
+    vf = make_vf(
+        env.observation_space,
+        h_size=hp.get("vf_h_size") or hp["h_size"],
+        activation=hp.get("activation", "relu"),
+    )
     if not hp.get("ortho_init", True):
         # torch's default initialisation instead of machina's orthogonal one (rl-zoo turns
         # SB3's ortho_init off for these ids); the log-std parameter keeps its value
@@ -1510,6 +1515,7 @@ def _save_dir(ckpt: str, steps: int, extra: dict[str, Any], write: Callable[[str
 OPTIONAL_HP = frozenset(
     {
         "adam_eps",
+        "activation",
         "alpha_lr",
         "anneal_clip",
         "anneal_lr",

@@ -1,6 +1,7 @@
 """Pieces shared by the MLP and LSTM nets: initialisation, flattening and policy heads."""
 
 import math
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +17,26 @@ HIDDEN_GAIN = math.sqrt(2.0)
 #: small output gain so that the initial policy is close to uniform / centred
 #: ("What Matters in On-Policy RL", Andrychowicz et al. 2020, section 3.2).
 POLICY_GAIN = 0.01
+
+#: the hidden activations of machina's MLP nets (their ``activation`` argument), each with
+#: torch's default parameters: name -> (function, its module class)
+HIDDEN_ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], type[nn.Module]]] = {
+    "relu": (torch.relu, nn.ReLU),
+    "tanh": (torch.tanh, nn.Tanh),
+    "elu": (nn.functional.elu, nn.ELU),
+    "silu": (nn.functional.silu, nn.SiLU),
+    "leaky_relu": (nn.functional.leaky_relu, nn.LeakyReLU),
+    "gelu": (nn.functional.gelu, nn.GELU),
+}
+
+
+def check_activation(activation: str, owner: str) -> str:
+    """``activation``, checked to be a key of :data:`HIDDEN_ACTIVATIONS`."""
+    if not isinstance(activation, str) or activation not in HIDDEN_ACTIVATIONS:
+        raise ValueError(
+            f"{owner}: activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, given {activation!r}"
+        )
+    return activation
 
 
 def init_linear(layer: nn.Linear, gain: float) -> nn.Linear:

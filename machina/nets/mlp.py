@@ -5,10 +5,12 @@ import torch
 from torch import nn
 
 from machina.nets._layers import (
+    HIDDEN_ACTIVATIONS,
     HIDDEN_GAIN,
     POLICY_GAIN,
     PolHead,
     action_encoding_dim,
+    check_activation,
     encode_acs,
     flatten_obs,
     init_linear,
@@ -27,13 +29,19 @@ class PolNet(nn.Module):
     action_space : gymnasium.spaces.Box, Discrete or MultiDiscrete
         Decides the outputs (see :meth:`forward`).
     h1, h2 : int
-        Hidden layer sizes (ReLU).
+        Hidden layer sizes.
     deterministic : bool
         Box only: return ``mean`` alone (for deterministic policies).
     squash_mean : bool
         Box only: bound the mean to [-1, 1] with ``tanh`` (machina's default); False: a
         linear mean, the actions clipped to the space by the policy (stable-baselines3's).
+    activation : str
+        The hidden layers' activation, a key of ``machina.nets._layers.HIDDEN_ACTIVATIONS``
+        (``"relu"``, ``"tanh"``, ``"elu"``, ``"silu"``, ``"leaky_relu"``, ``"gelu"``).
     """
+
+    #: a class default, so nets pickled before the option existed still load
+    activation = "relu"
 
     def __init__(
         self,
@@ -43,9 +51,11 @@ class PolNet(nn.Module):
         h2: int = 64,
         deterministic: bool = False,
         squash_mean: bool = True,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
+        self.activation = check_activation(activation, type(self).__name__)
         self.ob_ndim = len(observation_space.shape)
         self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
         self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
@@ -59,8 +69,9 @@ class PolNet(nn.Module):
         Box: ``(mean (*lead, d), log_std (*lead, d))``, or ``mean`` when deterministic.
         Discrete: ``pi (*lead, n)``. MultiDiscrete: ``pi (*lead, k, n_max)``.
         """
-        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = torch.relu(self.fc2(h))
+        act = HIDDEN_ACTIVATIONS[self.activation][0]
+        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = act(self.fc2(h))
         outputs = self.head(h)
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -75,7 +86,9 @@ class SDEPolNet(nn.Module):
     action_space : gymnasium.spaces.Box
         One-dimensional Box ``(d,)``.
     h1, h2 : int
-        Hidden layer sizes (ReLU); the second layer's output is the features ``(h2,)``.
+        Hidden layer sizes; the second layer's output is the features ``(h2,)``.
+    activation : str
+        The hidden layers' activation (see :class:`PolNet`).
 
     Notes
     -----
@@ -83,16 +96,20 @@ class SDEPolNet(nn.Module):
     clips actions to the space, and a ``tanh`` would saturate under the state-dependent noise.
     """
 
+    activation = "relu"  # the class default, for nets pickled before the option
+
     def __init__(
         self,
         observation_space: gym.spaces.Box,
         action_space: gym.spaces.Box,
         h1: int = 64,
         h2: int = 64,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         ob_dim = ob_dim_of(observation_space, owner)
+        self.activation = check_activation(activation, owner)
         check_space("action_space", action_space, gym.spaces.Box, owner)
         check_flat_space("action_space", action_space, owner)
         self.ob_ndim = len(observation_space.shape)
@@ -102,17 +119,30 @@ class SDEPolNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean (*lead, d), features (*lead, h2))`` for ``obs (*lead, *ob_shape)``."""
-        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = torch.relu(self.fc2(h))
+        act = HIDDEN_ACTIVATIONS[self.activation][0]
+        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = act(self.fc2(h))
         return self.mean_layer(h), h
 
 
 class VNet(nn.Module):
-    """MLP state-value net: ``obs (*lead, *ob_shape)`` -> ``(*lead, 1)``."""
+    """MLP state-value net: ``obs (*lead, *ob_shape)`` -> ``(*lead, 1)``.
 
-    def __init__(self, observation_space: gym.spaces.Box, h1: int = 64, h2: int = 64) -> None:
+    ``activation``: the hidden layers' (see :class:`PolNet`).
+    """
+
+    activation = "relu"  # the class default, for nets pickled before the option
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        h1: int = 64,
+        h2: int = 64,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
+        self.activation = check_activation(activation, type(self).__name__)
         self.ob_ndim = len(observation_space.shape)
         self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
         self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
@@ -120,8 +150,9 @@ class VNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """State values ``(*lead, 1)`` for ``obs (*lead, *ob_shape)``."""
-        h = torch.relu(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = torch.relu(self.fc2(h))
+        act = HIDDEN_ACTIVATIONS[self.activation][0]
+        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
+        h = act(self.fc2(h))
         return self.output_layer(h)
 
 
@@ -129,8 +160,10 @@ class QNet(nn.Module):
     """MLP state-action value net: ``(obs, acs)`` -> ``(*lead, 1)``.
 
     Box actions enter as they are; Discrete and MultiDiscrete actions (integer indices) enter
-    one-hot encoded.
+    one-hot encoded. ``activation``: the hidden layers' (see :class:`PolNet`).
     """
+
+    activation = "relu"  # the class default, for nets pickled before the option
 
     def __init__(
         self,
@@ -138,8 +171,10 @@ class QNet(nn.Module):
         action_space: gym.Space,
         h1: int = 64,
         h2: int = 64,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
+        self.activation = check_activation(activation, type(self).__name__)
         self.action_space = action_space
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
         self.ob_ndim = len(observation_space.shape)
@@ -153,6 +188,7 @@ class QNet(nn.Module):
         features = torch.cat(
             [flatten_obs(obs, self.ob_ndim), encode_acs(acs, self.action_space)], dim=-1
         )
-        h = torch.relu(self.fc1(features))
-        h = torch.relu(self.fc2(h))
+        act = HIDDEN_ACTIVATIONS[self.activation][0]
+        h = act(self.fc1(features))
+        h = act(self.fc2(h))
         return self.output_layer(h)

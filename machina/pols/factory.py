@@ -30,6 +30,7 @@ def make_pol(
     sde_sample_freq: int | None = None,
     squash_mean: bool = True,
     sde_per_env_noise: bool = False,
+    activation: str = "relu",
 ) -> BasePol:
     """The policy machina pairs with ``action_space``, on an MLP or LSTM net.
 
@@ -57,6 +58,9 @@ def make_pol(
     sde_per_env_noise : bool
         gSDE only: one exploration matrix per environment (row of an acting batch) instead
         of one for all (``GaussianSDEPol``'s ``per_env_noise``).
+    activation : str
+        Feed-forward only: the hidden layers' activation, a key of
+        ``machina.nets.HIDDEN_ACTIVATIONS`` (``"relu"``, ``"tanh"``, ...).
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -71,6 +75,11 @@ def make_pol(
         raise ValueError(
             f"squash_mean: False needs a Box action space (a Gaussian mean), got {action_space}"
         )
+    if rnn and activation != "relu":
+        raise ValueError(
+            f"activation: the LSTM net has its own (ReLU); expected 'relu' with rnn=True, "
+            f"got {activation!r}"
+        )
     if sde_per_env_noise and sde_sample_freq is None:
         raise ValueError("sde_per_env_noise: True needs gSDE (an sde_sample_freq), got None")
     if sde_sample_freq is not None:
@@ -79,7 +88,9 @@ def make_pol(
                 "sde_sample_freq: gSDE needs a Box action space and a feed-forward net, got "
                 f"{action_space} with rnn={rnn}"
             )
-        net = SDEPolNet(observation_space, action_space, h1=h_size, h2=h_size)
+        net = SDEPolNet(
+            observation_space, action_space, h1=h_size, h2=h_size, activation=activation
+        )
         std = SDE_LOG_STD_INIT if log_std_init is None else log_std_init
         return GaussianSDEPol(
             observation_space,
@@ -92,7 +103,14 @@ def make_pol(
     if rnn:
         net = PolNetLSTM(observation_space, action_space, h_size, h_size, squash_mean=squash_mean)
     else:
-        net = PolNet(observation_space, action_space, h1=h_size, h2=h_size, squash_mean=squash_mean)
+        net = PolNet(
+            observation_space,
+            action_space,
+            h1=h_size,
+            h2=h_size,
+            squash_mean=squash_mean,
+            activation=activation,
+        )
     if log_std_init is not None:
         with torch.no_grad():
             net.head.log_std_param.fill_(float(log_std_init))

@@ -4,15 +4,14 @@
 :func:`net_ops` reads a net as a list of ops when every step of its ``forward`` is known
 exactly, and returns None otherwise (the sampler then calls the policy itself). Known nets:
 
-- machina's ``PolNet`` (fc1, ReLU, fc2, ReLU, its stochastic ``PolHead``);
+- machina's ``PolNet`` (fc1, its activation, fc2, its activation, its stochastic ``PolHead``);
 - an ``nn.Sequential`` (nested ones are flattened), optionally led by ``nn.Flatten()``, of
   ``nn.Linear`` and the activations of :data:`ACTIVATIONS`, ending in ``nn.Softmax`` over the
   last axis (a categorical net: ``pi (B, n)``) or in machina's stochastic ``PolHead`` (Gaussian
   ``(mean, log_std)`` or categorical ``pi``).
 
-Modules are matched by exact type (a subclass may override ``forward``). Classes of
-``machina.nets`` are matched by qualified name: ``machina.nets`` imports from
-``machina.pols``, so this module cannot import them.
+Modules are matched by exact type (a subclass may override ``forward``), machina's nets by
+qualified name.
 
 An op is a tuple:
 
@@ -32,6 +31,8 @@ from typing import Any
 
 import numpy as np
 from torch import nn
+
+from machina.nets import HIDDEN_ACTIVATIONS
 
 __all__ = ["ACTIVATIONS", "gaussian_log_std", "net_ops", "sde_net_ops"]
 
@@ -88,6 +89,17 @@ def _head_ops(head: nn.Module, kind: str) -> list[Op] | None:
     if kind == "categorical" and not hasattr(head, "valid") and hasattr(head, "output_layer"):
         return [_linear(head.output_layer), ("softmax",)]
     return None
+
+
+def _hidden_activation(net: nn.Module) -> Op | None:
+    """The activation op of a ``PolNet`` or ``SDEPolNet``, from its ``activation`` name
+    (torch's default parameters), or None for a name this module does not know."""
+    entry = HIDDEN_ACTIVATIONS.get(getattr(net, "activation", "relu"))
+    if entry is None or entry[1] not in ACTIVATIONS:
+        return None
+    module_type = entry[1]
+    name, params = ACTIVATIONS[module_type]
+    return ("act", name, params(module_type()))
 
 
 def _flat_modules(net: nn.Sequential) -> list[nn.Module]:
@@ -169,8 +181,10 @@ def net_ops(net: nn.Module, kind: str, ob_ndim: int) -> list[Op] | None:
         head = _head_ops(net.head, kind)
         if head is None:
             return None
-        ops = [_linear(net.fc1), ("act", "relu", {}), _linear(net.fc2), ("act", "relu", {})]
-        ops += head
+        act = _hidden_activation(net)
+        if act is None:
+            return None
+        ops = [_linear(net.fc1), act, _linear(net.fc2), act, *head]
     elif type(net) is nn.Sequential:
         ops = _sequential_ops(net, kind, ob_ndim)
     else:
@@ -189,9 +203,11 @@ def gaussian_log_std(net: nn.Module) -> Any:
 
 def sde_net_ops(net: nn.Module) -> list[Op] | None:
     """The ops of machina's ``SDEPolNet`` (the net of ``GaussianSDEPol``), or None for any
-    other net: fc1, ReLU, fc2, ReLU (its output is the exploration features), and the mean's
-    linear layer last, without tanh."""
+    other net: fc1, its activation, fc2, its activation (the output is the exploration
+    features), and the mean's linear layer last, without tanh."""
     if _qualname(net) != _SDEPOLNET:
         return None
-    relu = ("act", "relu", {})
-    return [_linear(net.fc1), relu, _linear(net.fc2), relu, _linear(net.mean_layer)]
+    act = _hidden_activation(net)
+    if act is None:
+        return None
+    return [_linear(net.fc1), act, _linear(net.fc2), act, _linear(net.mean_layer)]
