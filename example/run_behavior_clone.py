@@ -72,6 +72,7 @@ run = logger.Run(
     args.eval_interval,
     unit="iteration",
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
 )
 state = dict(pol=pol, optim_pol=optim_pol)
 with run:

@@ -120,6 +120,7 @@ run = logger.Run(
     args.eval_interval,
     solve_return,
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(

@@ -112,6 +112,7 @@ run = logger.Run(
     f"DIAYN {args.env_name}",
     args.eval_interval,
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
     title=f"DIAYN {args.env_name} (environment return)",
     checkpoint_interval=args.checkpoint_interval,
 )

@@ -88,6 +88,7 @@ run = logger.Run(
     args.max_steps,
     "mixed env",
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
     title=" + ".join(args.env_names),
 )
 state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf)

@@ -90,6 +90,7 @@ run = logger.Run(
     args.env_name,
     unit="episode",
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
 )
 state = dict(sampler=sampler, dm=dm, optim_dm=optim_dm, traj=traj)
 with run:

@@ -237,6 +237,7 @@ run = logger.Run(
     eval_interval=args.eval_interval if args.eval_interval > 0 else None,
     solve_return=solve_return,
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
 )
 # The run's settings, for take_movie.py and for whoever reads the run later.
 logger.log_parameters_lite(os.path.join(args.log, "args.json"), args)

@@ -102,6 +102,7 @@ run = logger.Run(
     args.eval_interval,
     solve_return,
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
     checkpoint_interval=args.checkpoint_interval,
 )
 state = dict(pol=pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0], targ_qf2=targ_qfs[1])

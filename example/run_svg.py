@@ -127,6 +127,7 @@ run = logger.Run(
     args.eval_interval,
     solve_return,
     resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
     title=f"SVG({args.svg}) {args.env_name}",
     checkpoint_interval=args.checkpoint_interval,
 )

@@ -56,7 +56,11 @@ sampler = EpiSampler(
 )
 
 run = logger.Run(
-    args.resume or args.log, args.max_steps, args.env_name, resume=args.resume is not None
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
 )
 state = dict(sampler=sampler, pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf)
 with run:

@@ -34,7 +34,7 @@ import torch
 from machina.traj import Traj
 from machina.utils.files import write_atomic
 
-__all__ = ["FORMAT_VERSION", "load_run", "save_run", "latest_checkpoint"]
+__all__ = ["FORMAT_VERSION", "load_run", "read_extra", "save_run", "latest_checkpoint"]
 
 FORMAT = "machina-run"
 FORMAT_VERSION = 1
@@ -200,6 +200,27 @@ def _restore_traj(live: Traj, path: Path) -> None:
     live.__dict__.update(loaded.__dict__)
 
 
+def read_extra(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``extra`` values of the newest checkpoint of ``run_dir`` (or of one checkpoint
+    folder), read without restoring anything; FileNotFoundError when there is none."""
+    return _read_meta(Path(run_dir))[1]["extra"]
+
+
+def _read_meta(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint folder of ``run_dir`` (or ``run_dir`` itself when it is one)
+    and its meta.json, checked to be of this format and version."""
+    path = run_dir if (run_dir / "meta.json").is_file() else latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"run_dir: no checkpoint in {str(run_dir)!r} (no 'latest' file)")
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: expected a {FORMAT} checkpoint of version {FORMAT_VERSION}, given "
+            f"format {meta.get('format')!r} version {meta.get('version')!r}"
+        )
+    return path, meta
+
+
 def load_run(
     run_dir: str | os.PathLike,
     objects: Mapping[str, Any],
@@ -232,16 +253,7 @@ def load_run(
     ValueError
         When the checkpoint is not a machina run of a known version, or names differ.
     """
-    run_dir = Path(run_dir)
-    path = run_dir if (run_dir / "meta.json").is_file() else latest_checkpoint(run_dir)
-    if path is None:
-        raise FileNotFoundError(f"run_dir: no checkpoint in {str(run_dir)!r} (no 'latest' file)")
-    meta = json.loads((path / "meta.json").read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: expected a {FORMAT} checkpoint of version {FORMAT_VERSION}, given "
-            f"format {meta.get('format')!r} version {meta.get('version')!r}"
-        )
+    path, meta = _read_meta(Path(run_dir))
     kinds = meta["kinds"]
     if strict and set(kinds) != set(objects):
         raise ValueError(

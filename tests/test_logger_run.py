@@ -3,11 +3,12 @@ checkpoints, and a resumed run equal bit for bit to an uninterrupted one."""
 
 import csv
 import string
+import subprocess
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_example, run_python
+from conftest import example_cmd, run_example, run_python
 
 from machina import logger
 
@@ -181,6 +182,43 @@ def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp
     assert [int(r["TotalStep"]) for r in rows] == [10, 20, 30, 40]
 
 
+def test_resume_refuses_other_settings_by_name(tmp_path):
+    """Settings saved with the checkpoint must come back the same, but for the run folder,
+    the resume flag and the budget; the error names each that differs, before any object is
+    touched. Equal settings (tuples as lists, NaN as NaN) resume; a run saved without
+    settings, or resumed without them, is not compared."""
+    lin = torch.nn.Linear(2, 2)
+    saved = dict(activation="tanh", lr=3e-4, sizes=(64, 64), clip=float("nan"), resume=None)
+    with logger.Run(tmp_path, 2, "task", unit="iteration", settings=saved) as run:
+        run.record(epis_of(10), {}, checkpoint=dict(lin=lin))
+    with torch.no_grad():
+        lin.weight.fill_(-1.0)
+    other = {**saved, "activation": "relu", "lr": 1e-3, "seed": 1}
+    run = logger.Run(tmp_path, 2, "task", unit="iteration", resume=True, settings=other)
+    with pytest.raises(ValueError) as err:
+        run.restore(lin=lin)
+    message = str(err.value)
+    assert message.startswith(f"settings: the run in {tmp_path} was saved with other settings")
+    assert 'activation: saved "tanh", given "relu"' in message
+    assert "lr: saved 0.0003, given 0.001" in message and "seed: saved (none), given 1" in message
+    assert "sizes" not in message and "clip" not in message
+    assert torch.all(lin.weight == -1.0)  # refused before loading anything
+    logger.get_logger().close()
+
+    same = {**saved, "resume": str(tmp_path), "log": "elsewhere", "max_steps": 10}
+    for settings in (same, None):
+        run = logger.Run(tmp_path, 4, "task", unit="iteration", resume=True, settings=settings)
+        assert run.restore(lin=lin)
+        logger.get_logger().close()
+    with logger.Run(tmp_path / "plain", 1, "task", unit="iteration") as run:
+        run.record(epis_of(10), {}, checkpoint=dict(lin=lin))
+    run = logger.Run(tmp_path / "plain", 2, "task", unit="iteration", resume=True, settings=other)
+    assert run.restore(lin=lin)
+    logger.get_logger().close()
+    with pytest.raises(TypeError, match="settings: expected a mapping"):
+        logger.Run(tmp_path / "bad", 1, "task", settings=["lr"])
+
+
 def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
     with logger.Run(tmp_path, 1, "task") as run:  # a run that never saved a checkpoint
         run.record(epis_of(10), {})
@@ -285,8 +323,19 @@ def test_a_run_resumed_in_a_new_process_equals_an_uninterrupted_one(tmp_path):
 
 
 def test_run_ddpg_example_resumes(tmp_path):
+    """A resumed example continues to the larger budget; the same resume with another
+    setting is refused, naming it, and leaves the run as it was."""
     args = ["--steps_per_iter", "200", "--eval_interval", "200", "--eval_epis", "1"]
     run_example("run_ddpg.py", "--log", tmp_path, "--max_steps", 200, *args)
+    refused = subprocess.run(
+        example_cmd("run_ddpg.py", "--resume", tmp_path, "--max_steps", 400, *args,
+                    "--gamma", 0.9),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "settings: the run in" in refused.stderr
+    assert "gamma: saved 0.99, given 0.9" in refused.stderr
+    assert (tmp_path / "latest").read_text().strip() == "ckpt-000000"
     out = run_example("run_ddpg.py", "--resume", tmp_path, "--max_steps", 400, *args).stdout
     assert "Pendulum-v1: done after 400 steps" in out
     rows = rows_of(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from machina.checkpoint import latest_checkpoint, load_run, save_run
+from machina.checkpoint import latest_checkpoint, load_run, read_extra, save_run
 from machina.logger import default
 from machina.logger.default import add_tabular_output, add_tensorboard_output, set_logger
 from machina.logger.logger import LEARNING_CURVE_PNG, TOTAL_STEPS, Logger
@@ -56,6 +57,14 @@ def save_models(log_dir: str | os.PathLike, **modules: torch.nn.Module | torch.T
     for name, module in modules.items():
         state = module.detach() if isinstance(module, torch.Tensor) else module.state_dict()
         torch.save(state, os.path.join(os.fspath(log_dir), "models", f"{name}_last.pt"))
+
+
+def _as_json(settings: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``settings`` as the JSON a checkpoint stores them in (tuples become lists, paths and
+    other objects their ``str``), so that saved and given settings compare alike."""
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"{name}: expected a mapping (e.g. vars(args)), given {type(settings)}")
+    return json.loads(json.dumps({str(k): v for k, v in settings.items()}, default=str))
 
 
 class Run:
@@ -103,7 +112,20 @@ class Run:
     checkpoint_interval : int, optional
         How many ``unit`` between the checkpoints :meth:`record` writes when given ``checkpoint``
         objects; the last iteration is saved too. None: every iteration.
+    settings : mapping, optional
+        The run's settings (a script's ``vars(args)``), saved with every checkpoint. On
+        resume, :meth:`restore` compares them with the checkpoint's and raises ValueError
+        naming each that differs, apart from :attr:`RESUMABLE_SETTINGS` (where the run is,
+        and its budget): a network's activation or a learning rate given differently would
+        otherwise load into the same shapes and continue another run silently.
     """
+
+    #: settings that may change when a run is resumed: the resume flag, the run folder, the
+    #: budget (a run is continued to a larger ``max_steps``), and how it computes (torch
+    #: threads, the sampler's transport: its state continues in any backend)
+    RESUMABLE_SETTINGS = frozenset(
+        {"resume", "log", "log_dir", "max_steps", "num_threads", "sampler_backend"}
+    )
 
     def __init__(
         self,
@@ -116,6 +138,7 @@ class Run:
         resume: bool = False,
         title: str | None = None,
         checkpoint_interval: int | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit: expected one of {UNITS}, given {unit!r}")
@@ -136,6 +159,7 @@ class Run:
         self.unit = unit
         self.resume = resume
         self.checkpoint_interval = checkpoint_interval
+        self.settings = None if settings is None else _as_json(settings, "settings")
         self.score_file = start_run(self.log_dir, append=resume)
         self._logger = default.get_logger()
         self.total_iter = 0
@@ -173,7 +197,7 @@ class Run:
         return self.progress_count >= self.max_steps or self.solved
 
     def _counters(self) -> dict[str, Any]:
-        return dict(
+        counters = dict(
             total_iter=self.total_iter,
             total_epi=self.total_epi,
             total_step=self.total_step,
@@ -183,6 +207,32 @@ class Run:
             next_checkpoint=self.next_checkpoint,
             rows=self.rows,
         )
+        if self.settings is not None:
+            counters["settings"] = self.settings
+        return counters
+
+    def _check_settings(self, saved: Mapping[str, Any] | None) -> None:
+        """ValueError if the checkpoint's ``saved`` settings and this run's differ (outside
+        :attr:`RESUMABLE_SETTINGS`); nothing to compare when either side has none."""
+        if saved is None or self.settings is None:
+            return
+
+        def shown(values: Mapping[str, Any], name: str) -> str:
+            # as JSON text, so that NaN equals NaN
+            return json.dumps(values[name]) if name in values else "(none)"
+
+        differ = [
+            f"{name}: saved {shown(saved, name)}, given {shown(self.settings, name)}"
+            for name in sorted(set(saved) | set(self.settings))
+            if name not in self.RESUMABLE_SETTINGS
+            and shown(saved, name) != shown(self.settings, name)
+        ]
+        if differ:
+            shown_all = "; ".join(differ)
+            raise ValueError(
+                f"settings: the run in {self.log_dir} was saved with other settings ({shown_all}); "
+                "resume it with the settings it was started with, or start a new run folder"
+            )
 
     def checkpoint(self, **objects: Any) -> None:
         """Save the run (networks, optimisers, samplers, replay, prepro, RNGs, counters) in
@@ -199,6 +249,7 @@ class Run:
             return False
         counters: dict[str, Any] = {}
         if latest_checkpoint(self.log_dir) is not None:
+            self._check_settings(read_extra(self.log_dir).get("settings"))
             counters = load_run(self.log_dir, objects)
             self.total_iter = counters["total_iter"]
             self.total_epi = counters["total_epi"]
