@@ -749,6 +749,25 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   per env step), and both libraries took 9-10% more CPU than in session 21 on this day's
   machine (machina 643 and 634 s against 589 and 571; stable-baselines3 1145 against 1040),
   the ratio unchanged (0.56x against 0.57x on seed 0).
+- Session 26, PPO HalfCheetah: the two network choices "What Matters in On-Policy RL"
+  (Andrychowicz et al. 2021) ranks high and v8 had not tried, each on 102-108 on the same
+  Xeon against session 21's v8 rerun there (one process per core; every evaluation in
+  ``assets/bullet_tuning.csv``; medians, seeds ahead of v8):
+
+  =================================  ==========  ==========  ==========  ==========  ==========
+  settings                           100k        200k        300k        400k        500k
+  =================================  ==========  ==========  ==========  ==========  ==========
+  v8, this machine (session 21)      550         1093        1975        2142        2258
+  v8 + tanh hidden layers            597 (5/7)   1191 (4/7)  1735 (3/7)  1889 (3/7)  1870 (2/7)
+  v8 + 256x256 value network         575 (5/7)   1319 (3/7)  1797 (4/7)  2190 (4/7)  2270 (4/7)
+  =================================  ==========  ==========  ==========  ==========  ==========
+
+  Tanh activations (``--set activation=tanh``: CleanRL's and the paper's choice; both
+  networks) learn faster to 100k and fall behind from 300k on (means at 500k 1754 against
+  2196). The wider value network (``vf_h_size=256``, the policy's 64x64 kept) ends level
+  (means 2190 and 2196) at 1.4-1.8x v8's CPU seconds per run (367-461 s against 252-266),
+  which alone would take machina past the 0.7x time target. Neither is adopted: sixteen
+  single changes around v8 tried, none better at 500k.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
