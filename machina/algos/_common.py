@@ -6,15 +6,16 @@ The optimiser step, Polyak averaging and ``frozen`` live in :mod:`machina.utils.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
 from machina import logger
 from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
+from machina.utils import distributed as dist_utils
 from machina.utils.recurrent import check_feed_forward as _check_feed_forward
-from machina.utils.training import frozen, optimizer_step, polyak_update
+from machina.utils.training import frozen, optimizer_step, optimizer_steps, polyak_update
 
 __all__ = [
     "ADDED_BY",
@@ -28,6 +29,7 @@ __all__ = [
     "log",
     "minibatches",
     "optimizer_step",
+    "PolVfStep",
     "polyak_update",
     "standardize_advs",
     "whole_batch",
@@ -162,3 +164,59 @@ def check_feed_forward(algo: str, **modules: torch.nn.Module) -> None:
 def log(enabled: bool, msg: str) -> None:
     if enabled:
         logger.log(msg)
+
+
+class PolVfStep:
+    """A minibatch's policy step then value step, each an ``optimizer_step`` on its own
+    network with its own gradient clip (the on-policy algorithms' inner loop).
+
+    When the two are independent (no parameter shared by ``pol`` and ``vf``, each optimiser
+    holding only its network's parameters, no averaging over ranks) both losses go through
+    one backward pass (:func:`machina.utils.training.optimizer_steps`): the same gradients
+    and steps, since the value loss does not depend on the policy's parameters, with one
+    autograd call instead of two. Otherwise the value loss is computed after the policy's
+    step, as two ``optimizer_step`` calls.
+    """
+
+    def __init__(self, pol, vf, optim_pol, optim_vf, max_grad_norm: float | None, algo: str):
+        self.optim_pol, self.optim_vf = optim_pol, optim_vf
+        self.pol_params, self.vf_params = list(pol.parameters()), list(vf.parameters())
+        self.max_grad_norm = max_grad_norm
+        self.names = (f"{algo}.train: pol_loss", f"{algo}.train: vf_loss")
+        pol_ids, vf_ids = {id(p) for p in self.pol_params}, {id(p) for p in self.vf_params}
+
+        def held(optim) -> set[int]:
+            return {id(p) for group in optim.param_groups for p in group["params"]}
+
+        self.together = (
+            optim_pol is not optim_vf
+            and not pol_ids & vf_ids
+            and held(optim_pol) <= pol_ids
+            and held(optim_vf) <= vf_ids
+            and not dist_utils.averages_here([optim_pol, optim_vf])
+        )
+
+    def __call__(
+        self, batch: Batch, pol_loss: torch.Tensor, vf_loss: Callable[[Batch], torch.Tensor]
+    ) -> tuple[float, float]:
+        """Step on ``pol_loss`` and on ``vf_loss(batch)``; returns both losses before the
+        steps."""
+        if self.together:
+            pol_value, vf_value = optimizer_steps(
+                [
+                    (self.optim_pol, pol_loss, self.pol_params, self.names[0]),
+                    (self.optim_vf, vf_loss(batch), self.vf_params, self.names[1]),
+                ],
+                self.max_grad_norm,
+                batch=batch,
+            )
+            return pol_value, vf_value
+        pol_value = optimizer_step(
+            self.optim_pol, pol_loss, self.pol_params, self.max_grad_norm,
+            name=self.names[0], batch=batch,
+        )  # fmt: skip
+        vf_value = optimizer_step(
+            self.optim_vf, vf_loss(batch), self.vf_params, self.max_grad_norm,
+            name=self.names[1], batch=batch,
+        )  # fmt: skip
+        return pol_value, vf_value

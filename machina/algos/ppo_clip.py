@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches
+from machina.algos._common import PolVfStep, check_traj, log, minibatches
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -136,29 +136,15 @@ def train(
     batches = minibatches(
         traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
     )
+    step = PolVfStep(pol, vf, optim_pol, optim_vf, max_grad_norm, "ppo_clip")
     for batch in batches:
-        pol_loss = lf.pg_clip(pol, batch, clip_param, ent_beta)
-        pol_losses.append(
-            optimizer_step(
-                optim_pol,
-                pol_loss,
-                pol.parameters(),
-                max_grad_norm,
-                name="ppo_clip.train: pol_loss",
-                batch=batch,
-            )
+        pol_loss, vf_loss = step(
+            batch,
+            lf.pg_clip(pol, batch, clip_param, ent_beta),
+            lambda b: lf.monte_carlo(vf, b, clip_param, clip_vfunc),
         )
-        vf_loss = lf.monte_carlo(vf, batch, clip_param, clip_vfunc)
-        vf_losses.append(
-            optimizer_step(
-                optim_vf,
-                vf_loss,
-                vf.parameters(),
-                max_grad_norm,
-                name="ppo_clip.train: vf_loss",
-                batch=batch,
-            )
-        )
+        pol_losses.append(pol_loss)
+        vf_losses.append(vf_loss)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, whole_batch
+from machina.algos._common import PolVfStep, check_traj, log, minibatches, whole_batch
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -73,29 +73,13 @@ def train(
     batches = minibatches(
         traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
     )
+    step = PolVfStep(pol, vf, optim_pol, optim_vf, max_grad_norm, "ppo_kl")
     for batch in batches:
-        pol_loss = lf.pg_kl(pol, batch, kl_beta, ent_beta)
-        pol_losses.append(
-            optimizer_step(
-                optim_pol,
-                pol_loss,
-                pol.parameters(),
-                max_grad_norm,
-                name="ppo_kl.train: pol_loss",
-                batch=batch,
-            )
+        pol_loss, vf_loss = step(
+            batch, lf.pg_kl(pol, batch, kl_beta, ent_beta), lambda b: lf.monte_carlo(vf, b)
         )
-        vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(
-            optimizer_step(
-                optim_vf,
-                vf_loss,
-                vf.parameters(),
-                max_grad_norm,
-                name="ppo_kl.train: vf_loss",
-                batch=batch,
-            )
-        )
+        pol_losses.append(pol_loss)
+        vf_losses.append(vf_loss)
     with torch.no_grad():
         kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
     if kl_mean > 1.5 * kl_targ:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, whole_batch
+from machina.algos._common import PolVfStep, check_traj, log, minibatches, whole_batch
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -69,28 +69,12 @@ def train(
         batches = (whole_batch(traj, [pol, vf]) for _ in range(epoch))
     else:
         batches = minibatches(traj, [pol, vf], batch_size, epoch, num_epi_per_seq)
+    step = PolVfStep(pol, vf, optim_pol, optim_vf, max_grad_norm, "vpg")
     for batch in batches:
-        pol_loss = lf.pg(pol, batch, ent_beta)
-        pol_losses.append(
-            optimizer_step(
-                optim_pol,
-                pol_loss,
-                pol.parameters(),
-                max_grad_norm,
-                name="vpg.train: pol_loss",
-                batch=batch,
-            )
+        pol_loss, vf_loss = step(
+            batch, lf.pg(pol, batch, ent_beta), lambda b: lf.monte_carlo(vf, b)
         )
-        vf_loss = lf.monte_carlo(vf, batch)
-        vf_losses.append(
-            optimizer_step(
-                optim_vf,
-                vf_loss,
-                vf.parameters(),
-                max_grad_norm,
-                name="vpg.train: vf_loss",
-                batch=batch,
-            )
-        )
+        pol_losses.append(pol_loss)
+        vf_losses.append(vf_loss)
     log(log_enable, "Optimization finished!")
     return dict(PolLoss=pol_losses, VfLoss=vf_losses)

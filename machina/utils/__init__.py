@@ -34,7 +34,7 @@ from machina.utils.tensors import (
     to_numpy,
 )
 from machina.utils.timing import measure
-from machina.utils.training import frozen, optimizer_step, polyak_update
+from machina.utils.training import frozen, optimizer_step, optimizer_steps, polyak_update
 
 __all__ = [
     "distributed",
@@ -57,6 +57,7 @@ __all__ = [
     "RecurrentMixin",
     "detach_hs",
     "optimizer_step",
+    "optimizer_steps",
     "polyak_update",
     "frozen",
     "keyword_aliases",

@@ -18,7 +18,7 @@ import torch
 from machina.utils import distributed as dist_utils
 from machina.utils.checks import NonFiniteError, all_finite
 
-__all__ = ["frozen", "non_finite_error", "optimizer_step", "polyak_update"]
+__all__ = ["frozen", "non_finite_error", "optimizer_step", "optimizer_steps", "polyak_update"]
 
 
 def optimizer_step(
@@ -89,21 +89,7 @@ def optimizer_step(
                 else (f"finite on rank {rank} but not on another rank")
             )
             raise non_finite_error(f"{name} is {where}", batch)
-    grads = [p.grad for p in opt_params if p.grad is not None]
-    finite = True
-    if max_grad_norm is not None:
-        clip = opt_params if params is None else list(params)
-        # The clip's total norm doubles as the finiteness check when it covers every
-        # gradient the optimisers will use (the usual case).
-        total_norm = _clip_grad_norm(clip, max_grad_norm)
-        finite = math.isfinite(total_norm)
-        if finite and not {id(g) for g in grads} <= {
-            id(p.grad) for p in clip if p.grad is not None
-        }:
-            finite = all_finite(grads)
-    elif grads:
-        finite = _grads_finite(grads)
-    if not finite:
+    if not _clip_and_check(opt_params, params, max_grad_norm):
         raise non_finite_error(f"the gradient of {name} is not finite", batch)
     if averaging:
         with dist_utils.grads_already_averaged():
@@ -113,6 +99,87 @@ def optimizer_step(
         for opt in optims:
             opt.step()
     return loss_value
+
+
+def optimizer_steps(
+    steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor, Iterable[torch.Tensor], str]],
+    max_grad_norm: float | None = None,
+    *,
+    batch: Mapping[str, Any] | None = None,
+) -> list[float]:
+    """:func:`optimizer_step` for several losses of disjoint parameters (a policy's and a
+    value function's), with one backward pass for all of them.
+
+    The same gradients, clips and steps as one ``optimizer_step`` per loss in turn, when no
+    loss depends on another optimiser's parameters: one autograd call instead of one per loss
+    (about an eighth of a PPO update with 64x64 networks on the CPU). Each ``params`` is
+    clipped to ``max_grad_norm`` on its own. Nothing steps when any loss or gradient is
+    non-finite (the error names the first).
+
+    Parameters
+    ----------
+    steps : sequence of (optimizer, loss, params, name)
+        Each optimiser, its scalar loss ``()``, the parameters whose gradient norm it clips
+        and the loss's name for error messages.
+    max_grad_norm : float, optional
+        Clip each step's gradient norm to this value.
+    batch : mapping, optional
+        As in :func:`optimizer_step`.
+
+    Returns
+    -------
+    list of float
+        Each loss before the step.
+
+    Raises
+    ------
+    ValueError
+        When two optimisers hold a common parameter, or gradients are averaged over ranks
+        here (``optimizer_step`` per loss does both).
+    NonFiniteError
+        A loss or a gradient is NaN or infinite; no optimiser has stepped.
+    """
+    optims = [opt for opt, _, _, _ in steps]
+    opt_params = [[p for group in opt.param_groups for p in group["params"]] for opt in optims]
+    held = [id(p) for params in opt_params for p in params]
+    if len(set(held)) != len(held):
+        raise ValueError("steps: the optimisers share parameters; use optimizer_step per loss")
+    if dist_utils.averages_here(optims):
+        raise ValueError("steps: gradients are averaged over ranks; use optimizer_step per loss")
+    values = [float(loss.detach()) for _, loss, _, _ in steps]
+    for value, (_, _, _, name) in zip(values, steps):
+        if not math.isfinite(value):
+            raise non_finite_error(f"{name} is {value}", batch)
+    for opt in optims:
+        opt.zero_grad(set_to_none=True)
+    torch.autograd.backward([loss for _, loss, _, _ in steps])
+    for own, (_, _, params, name) in zip(opt_params, steps):
+        if not _clip_and_check(own, params, max_grad_norm):
+            raise non_finite_error(f"the gradient of {name} is not finite", batch)
+    for opt in optims:
+        opt.step()
+    return values
+
+
+def _clip_and_check(
+    opt_params: list[torch.Tensor],
+    params: Iterable[torch.Tensor] | None,
+    max_grad_norm: float | None,
+) -> bool:
+    """Clip the gradient norm of ``params`` (default ``opt_params``) to ``max_grad_norm``
+    when given; whether every gradient of ``opt_params`` is finite."""
+    grads = [p.grad for p in opt_params if p.grad is not None]
+    if max_grad_norm is None:
+        return _grads_finite(grads) if grads else True
+    clip = opt_params if params is None else list(params)
+    # The clip's total norm doubles as the finiteness check when it covers every gradient
+    # the optimisers will use (the usual case).
+    total_norm = _clip_grad_norm(clip, max_grad_norm)
+    if not math.isfinite(total_norm):
+        return False
+    if not {id(g) for g in grads} <= {id(p.grad) for p in clip if p.grad is not None}:
+        return all_finite(grads)
+    return True
 
 
 def _clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> float:
