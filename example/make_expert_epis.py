@@ -6,8 +6,8 @@
 
 writes ``runs/expert_epis/CartPole-v1_100epis.npz`` (``--epis_path`` to choose): a ``Traj``
 saved with ``Traj.save``, which ``Traj.load`` reads back without unpickling anything. The
-policy is rebuilt with ``make_pol`` and the same ``--h_size`` / ``--rnn`` / ``--c2d`` as the
-run that trained it.
+policy is rebuilt with ``make_pol`` and the same ``--h_size`` / ``--activation`` / ``--rnn`` /
+``--c2d`` as the run that trained it.
 """
 
 import argparse
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from machina.envs import C2DEnv, GymEnv
+from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -30,6 +31,9 @@ parser.add_argument("--deterministic", action="store_true", help="act by the pol
 parser.add_argument("--rnn", action="store_true", help="the policy is an LSTM one")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--h_size", type=int, default=64, help="hidden units, as when trained")
+parser.add_argument(
+    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default="relu", help="as when trained"
+)
 parser.add_argument("--num_envs", type=int, default=8, help="environments stepped together")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
@@ -38,7 +42,13 @@ torch.set_num_threads(1)
 env = GymEnv(args.env_name)
 if args.c2d:
     env = C2DEnv(env)
-pol = make_pol(env.observation_space, env.action_space, rnn=args.rnn, h_size=args.h_size)
+pol = make_pol(
+    env.observation_space,
+    env.action_space,
+    rnn=args.rnn,
+    h_size=args.h_size,
+    activation=args.activation,
+)
 pol.load_state_dict(torch.load(args.pol_path, map_location="cpu"))
 
 with EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed) as sampler:

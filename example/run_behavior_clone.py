@@ -73,6 +73,7 @@ run = logger.Run(
     unit="iteration",
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
+    resumable=("epoch", "expert_path"),  # the budget; the same data may be moved
 )
 state = dict(pol=pol, optim_pol=optim_pol)
 with run:

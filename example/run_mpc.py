@@ -91,6 +91,7 @@ run = logger.Run(
     unit="episode",
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
+    resumable=("max_epis",),  # the budget
 )
 state = dict(sampler=sampler, dm=dm, optim_dm=optim_dm, traj=traj)
 with run:

@@ -223,6 +223,10 @@ if solve_return is None and env.spec is not None:
 
 if args.sde_sample_freq == 0:
     args.sde_sample_freq = None
+if args.rnn and args.activation != "relu":
+    parser.error(
+        f"--activation: the LSTM nets (--rnn) have their own (ReLU), given {args.activation}"
+    )
 for flag in ("log_std_init", "sde_sample_freq"):
     if getattr(args, flag) is not None and not isinstance(env.action_space, gym.spaces.Box):
         raise SystemExit(

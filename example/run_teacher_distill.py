@@ -19,6 +19,7 @@ import torch
 from machina import logger
 from machina.algos import on_pol_teacher_distill, ppo_clip
 from machina.envs import GymEnv
+from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -31,6 +32,12 @@ parser.add_argument("--log", default="runs/teacher_distill", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--teacher_path", default=None, help="teacher state_dict (run_ppo.py's)")
 parser.add_argument("--teacher_h_size", type=int, default=64, help="teacher hidden units")
+parser.add_argument(
+    "--teacher_activation",
+    choices=sorted(HIDDEN_ACTIVATIONS),
+    default="relu",
+    help="the teacher's hidden activation (run_ppo.py's --activation)",
+)
 parser.add_argument("--teacher_steps", type=int, default=30_000, help="PPO steps if no path")
 parser.add_argument("--student_h_size", type=int, default=16, help="student hidden units")
 parser.add_argument("--num_envs", type=int, default=8, help="environments sampled at once")
@@ -49,7 +56,9 @@ torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
 ob_space, ac_space = env.observation_space, env.action_space
-teacher = make_pol(ob_space, ac_space, h_size=args.teacher_h_size)
+teacher = make_pol(
+    ob_space, ac_space, h_size=args.teacher_h_size, activation=args.teacher_activation
+)
 student = make_pol(ob_space, ac_space, h_size=args.student_h_size)
 sampler = EpiSampler(env, student, num_envs=args.num_envs, seed=args.seed)
 
@@ -62,7 +71,7 @@ def mean_return(epis):
 if args.teacher_path is not None:
     teacher.load_state_dict(torch.load(args.teacher_path, map_location="cpu"))
 else:
-    vf = make_vf(ob_space, h_size=args.teacher_h_size)
+    vf = make_vf(ob_space, h_size=args.teacher_h_size, activation=args.teacher_activation)
     optim_pol = torch.optim.Adam(teacher.parameters(), 1e-3)
     optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
     step = 0

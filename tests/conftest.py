@@ -319,7 +319,17 @@ ACTIVATIONS = {
 
 
 def reference_activation(name, params):
-    """The float64 function and Lipschitz bound of an activation op of the spec."""
+    """The float64 function and Lipschitz bound of an activation op of the spec, with the
+    op's own parameters (a net's ELU may have another alpha than ACTIVATIONS' module)."""
+    if name == "elu":
+        alpha = params["alpha"]
+        return (lambda z: np.where(z > 0, z, alpha * np.expm1(z))), max(1.0, abs(alpha))
+    if name == "leaky_relu":
+        slope = params["negative_slope"]
+        return (lambda z: np.where(z > 0, z, slope * z)), max(1.0, abs(slope))
+    if name == "softplus":
+        beta, threshold = params["beta"], params["threshold"]
+        return (lambda z: _softplus(z, beta, threshold)), 1.0
     key = "gelu_tanh" if params.get("approximate") == "tanh" else name
     _, fn, lipschitz = ACTIVATIONS[key]
     return fn, lipschitz

@@ -14,7 +14,7 @@ from conftest import ACTIVATIONS, U, assert_within, categorical_draws_agree, flo
 from torch import nn
 
 from machina.envs import GymEnv
-from machina.nets import PolHead
+from machina.nets import HIDDEN_ACTIVATIONS, PolHead, PolNet
 from machina.pols import CategoricalPol, GaussianPol
 from machina.samplers import EpiSampler
 from machina.samplers._numpy_policy import NumpyPolicy
@@ -127,6 +127,19 @@ def test_gaussian_sequential_per_activation(name):
     """Linear, act, Linear, act, machina's stochastic head: (mean, log_std) as GaussianPol
     wants them, on the fast path."""
     env, pol = gaussian_seq(ACTIVATIONS[name][0])
+    check_against_torch(env, pol, 64)
+
+
+@pytest.mark.parametrize("name", sorted(HIDDEN_ACTIVATIONS))
+@pytest.mark.parametrize("space", ["gaussian", "categorical"])
+def test_polnet_of_each_activation_on_the_fast_path(name, space):
+    """machina's PolNet with any ``activation``: the fast path, as torch computes it."""
+    env = gym.make("Pendulum-v1" if space == "gaussian" else "CartPole-v1")
+    net = spread(PolNet(env.observation_space, env.action_space, activation=name))
+    pol_cls = GaussianPol if space == "gaussian" else CategoricalPol
+    pol = pol_cls(env.observation_space, env.action_space, net)
+    ops = pol.numpy_inference()["ops"]
+    assert [op[1] for op in ops if op[0] == "act"][:2] == [NAMES[name]] * 2
     check_against_torch(env, pol, 64)
 
 

@@ -184,32 +184,45 @@ def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp
 
 def test_resume_refuses_other_settings_by_name(tmp_path):
     """Settings saved with the checkpoint must come back the same, but for the run folder,
-    the resume flag and the budget; the error names each that differs, before any object is
-    touched. Equal settings (tuples as lists, NaN as NaN) resume; a run saved without
-    settings, or resumed without them, is not compared."""
+    the resume flag, the budget and the names given as ``resumable``; the error names each
+    that differs and is raised before the folder is touched (log, events, progress.csv).
+    Equal settings (tuples as lists, NaN as NaN, dicts in any order) resume; a name only
+    one side has, a run saved without settings, or one resumed without them is not
+    compared."""
     lin = torch.nn.Linear(2, 2)
-    saved = dict(activation="tanh", lr=3e-4, sizes=(64, 64), clip=float("nan"), resume=None)
+    saved = dict(
+        activation="tanh", lr=3e-4, sizes=(64, 64), clip=float("nan"), net={"a": 1, "b": 2},
+        resume=None, epoch=5, removed_flag=1,
+    )  # fmt: skip
     with logger.Run(tmp_path, 2, "task", unit="iteration", settings=saved) as run:
         run.record(epis_of(10), {}, checkpoint=dict(lin=lin))
-    with torch.no_grad():
-        lin.weight.fill_(-1.0)
-    other = {**saved, "activation": "relu", "lr": 1e-3, "seed": 1}
-    run = logger.Run(tmp_path, 2, "task", unit="iteration", resume=True, settings=other)
+    logger.get_logger().close()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    other = {**saved, "activation": "relu", "lr": 1e-3, "new_flag": 1}
+    del other["removed_flag"]
     with pytest.raises(ValueError) as err:
-        run.restore(lin=lin)
+        logger.Run(tmp_path, 2, "task", unit="iteration", resume=True, settings=other)
     message = str(err.value)
     assert message.startswith(f"settings: the run in {tmp_path} was saved with other settings")
     assert 'activation: saved "tanh", given "relu"' in message
-    assert "lr: saved 0.0003, given 0.001" in message and "seed: saved (none), given 1" in message
-    assert "sizes" not in message and "clip" not in message
-    assert torch.all(lin.weight == -1.0)  # refused before loading anything
-    logger.get_logger().close()
+    assert "lr: saved 0.0003, given 0.001" in message
+    for name in ("sizes", "clip", "net", "new_flag", "removed_flag"):
+        assert name not in message
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
 
-    same = {**saved, "resume": str(tmp_path), "log": "elsewhere", "max_steps": 10}
+    same = {
+        **saved, "net": {"b": 2, "a": 1}, "resume": str(tmp_path), "log": "elsewhere",
+        "max_steps": 10, "epoch": 9,
+    }  # fmt: skip
     for settings in (same, None):
-        run = logger.Run(tmp_path, 4, "task", unit="iteration", resume=True, settings=settings)
+        run = logger.Run(
+            tmp_path, 4, "task", unit="iteration", resume=True, settings=settings,
+            resumable=["epoch"],
+        )  # fmt: skip
         assert run.restore(lin=lin)
         logger.get_logger().close()
+    with pytest.raises(ValueError, match="epoch: saved 5, given 9"):
+        logger.Run(tmp_path, 4, "task", unit="iteration", resume=True, settings=same)
     with logger.Run(tmp_path / "plain", 1, "task", unit="iteration") as run:
         run.record(epis_of(10), {}, checkpoint=dict(lin=lin))
     run = logger.Run(tmp_path / "plain", 2, "task", unit="iteration", resume=True, settings=other)
@@ -217,6 +230,8 @@ def test_resume_refuses_other_settings_by_name(tmp_path):
     logger.get_logger().close()
     with pytest.raises(TypeError, match="settings: expected a mapping"):
         logger.Run(tmp_path / "bad", 1, "task", settings=["lr"])
+    with pytest.raises(TypeError, match="resumable: expected an iterable of names"):
+        logger.Run(tmp_path / "bad", 1, "task", resumable="epoch")
 
 
 def test_resume_without_a_checkpoint_starts_afresh(tmp_path):

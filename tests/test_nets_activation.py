@@ -7,7 +7,6 @@ import pickle
 import gymnasium as gym
 import pytest
 import torch
-from torch import nn
 
 from machina.nets import HIDDEN_ACTIVATIONS, PolNet, QNet, SDEPolNet, VNet
 from machina.pols import make_pol
@@ -46,19 +45,21 @@ def test_each_net_applies_its_activation(name):
 
 
 def test_relu_is_the_default_and_an_old_pickle_keeps_it():
-    """A net pickled before the option existed (no ``activation`` attribute) acts as ReLU."""
+    """A net pickled before the option existed (no ``activation`` attribute) acts as ReLU;
+    the attribute is what the forward reads."""
     torch.manual_seed(0)
-    obs = 3.0 * torch.randn(4, 5)
-    for net in (PolNet(OB, BOX), VNet(OB), SDEPolNet(OB, BOX)):
+    obs, acs = 3.0 * torch.randn(4, 5), torch.randn(4, 2)
+    for net in (PolNet(OB, BOX), VNet(OB), SDEPolNet(OB, BOX), QNet(OB, BOX)):
         assert net.activation == "relu"
-        assert torch.equal(
-            trunk(net, nn.ReLU(), obs), torch.relu(net.fc2(torch.relu(net.fc1(obs))))
-        )
-        old = pickle.loads(pickle.dumps(net))
-        del old.__dict__["activation"]
+        args = (obs, acs) if isinstance(net, QNet) else (obs,)
+        tanh = pickle.loads(pickle.dumps(net))
+        tanh.activation = "tanh"
+        old = pickle.loads(pickle.dumps(tanh))
+        del old.__dict__["activation"]  # as unpickled from before the option
         assert old.activation == "relu"
         with torch.no_grad():
-            torch.testing.assert_close(old(obs), net(obs), rtol=0.0, atol=0.0)
+            torch.testing.assert_close(old(*args), net(*args), rtol=0.0, atol=0.0)
+            assert not torch.equal(tanh(*args)[0], net(*args)[0])
 
 
 @pytest.mark.parametrize("bad", ["Tanh", "softmax", 3, None])

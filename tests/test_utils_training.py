@@ -147,3 +147,31 @@ def test_pol_vf_step_goes_together_only_for_independent_networks():
     both = torch.optim.Adam([*nets[0].parameters(), *nets[1].parameters()])
     assert not PolVfStep(*nets, both, both, 0.5, "algo").together
     assert not PolVfStep(*nets, optims[1], optims[0], 0.5, "algo").together
+
+
+def test_pol_vf_step_together_equals_the_two_steps():
+    """PolVfStep's one backward pass against its two optimizer_step calls (the path shared
+    parameters take), on the same nets and losses over several minibatches: the same
+    losses, parameters and Adam states, bit for bit."""
+    from machina.algos._common import PolVfStep
+
+    results = []
+    for together in (True, False):
+        nets, optims, x = _pol_vf()
+        step = PolVfStep(*nets, *optims, 0.5, "algo")
+        assert step.together
+        step.together = together
+        vf = nets[1]
+        losses = [
+            step({"x": x[i::4]}, (nets[0](x[i::4]) * 5.0).pow(2).mean(),
+                 lambda b, vf=vf: (vf(b["x"]) * 3.0).pow(2).mean())
+            for i in range(4)
+        ]  # fmt: skip
+        results.append((losses, [copy.deepcopy(m.state_dict()) for m in (*nets, *optims)]))
+    (losses_a, states_a), (losses_b, states_b) = results
+    assert losses_a == losses_b
+    for a, b in zip(states_a[:2], states_b[:2]):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    for a, b in zip(states_a[2:], states_b[2:]):
+        for key in a["state"]:
+            assert all(torch.equal(a["state"][key][k], b["state"][key][k]) for k in a["state"][key])

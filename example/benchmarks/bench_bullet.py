@@ -749,8 +749,15 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   per env step), and both libraries took 9-10% more CPU than in session 21 on this day's
   machine (machina 643 and 634 s against 589 and 571; stable-baselines3 1145 against 1040),
   the ratio unchanged (0.56x against 0.57x on seed 0).
+- Session 26, machina's PPO step: ``ppo_clip.train`` now takes the policy's and the value
+  function's steps through one backward pass when the two networks share nothing
+  (``machina.algos._common.PolVfStep``; the same parameters and Adam states bit for bit).
+  machina's reported seeds 0-2 of PPO HalfCheetah rerun on the same Xeon: every evaluation
+  equal to session 25's (63 of 63), in 236-242 CPU seconds against 249-263 (stable-
+  baselines3's session-25 runs: 405-415): 0.59x its CPU seconds. Other jobs shared the
+  machine during these runs, so their wall-clock (251-264 s) is not comparable.
 - Session 26, PPO HalfCheetah: the two network choices "What Matters in On-Policy RL"
-  (Andrychowicz et al. 2021) ranks high and v8 had not tried, each on 102-108 on the same
+  (Andrychowicz et al. 2020) ranks high and v8 had not tried, each on 102-108 on the same
   Xeon against session 21's v8 rerun there (one process per core; every evaluation in
   ``assets/bullet_tuning.csv``; medians, seeds ahead of v8):
 

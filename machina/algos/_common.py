@@ -174,33 +174,55 @@ class PolVfStep:
     holding only its network's parameters, no averaging over ranks) both losses go through
     one backward pass (:func:`machina.utils.training.optimizer_steps`): the same gradients
     and steps, since the value loss does not depend on the policy's parameters, with one
-    autograd call instead of two. Otherwise the value loss is computed after the policy's
-    step, as two ``optimizer_step`` calls.
+    autograd call instead of two; a non-finite loss or gradient then stops both steps.
+    Otherwise the value loss is computed after the policy's step, as two ``optimizer_step``
+    calls. (Independence is read from the registered parameters: a loss reaching the other
+    network's tensors some other way is not seen.)
+
+    Parameters
+    ----------
+    pol, vf : torch.nn.Module
+        The policy and the value function.
+    optim_pol, optim_vf : torch.optim.Optimizer
+        Their optimisers.
+    max_grad_norm : float or None
+        Each network's gradient-norm clip.
+    algo : str
+        The algorithm's name, for error messages (``"ppo_clip"``).
     """
 
-    def __init__(self, pol, vf, optim_pol, optim_vf, max_grad_norm: float | None, algo: str):
+    def __init__(
+        self,
+        pol: torch.nn.Module,
+        vf: torch.nn.Module,
+        optim_pol: torch.optim.Optimizer,
+        optim_vf: torch.optim.Optimizer,
+        max_grad_norm: float | None,
+        algo: str,
+    ) -> None:
         self.optim_pol, self.optim_vf = optim_pol, optim_vf
         self.pol_params, self.vf_params = list(pol.parameters()), list(vf.parameters())
         self.max_grad_norm = max_grad_norm
         self.names = (f"{algo}.train: pol_loss", f"{algo}.train: vf_loss")
         pol_ids, vf_ids = {id(p) for p in self.pol_params}, {id(p) for p in self.vf_params}
-
-        def held(optim) -> set[int]:
-            return {id(p) for group in optim.param_groups for p in group["params"]}
-
         self.together = (
             optim_pol is not optim_vf
             and not pol_ids & vf_ids
-            and held(optim_pol) <= pol_ids
-            and held(optim_vf) <= vf_ids
+            and _held(optim_pol) <= pol_ids
+            and _held(optim_vf) <= vf_ids
             and not dist_utils.averages_here([optim_pol, optim_vf])
         )
 
     def __call__(
         self, batch: Batch, pol_loss: torch.Tensor, vf_loss: Callable[[Batch], torch.Tensor]
     ) -> tuple[float, float]:
-        """Step on ``pol_loss`` and on ``vf_loss(batch)``; returns both losses before the
-        steps."""
+        """Step on ``pol_loss`` ``()`` and on ``vf_loss(batch)`` ``()``.
+
+        Returns
+        -------
+        tuple of float
+            Both losses before the steps.
+        """
         if self.together:
             pol_value, vf_value = optimizer_steps(
                 [
@@ -220,3 +242,8 @@ class PolVfStep:
             name=self.names[1], batch=batch,
         )  # fmt: skip
         return pol_value, vf_value
+
+
+def _held(optim: torch.optim.Optimizer) -> set[int]:
+    """The ids of the parameters ``optim`` steps."""
+    return {id(p) for group in optim.param_groups for p in group["params"]}

@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,18 +113,30 @@ class Run:
         How many ``unit`` between the checkpoints :meth:`record` writes when given ``checkpoint``
         objects; the last iteration is saved too. None: every iteration.
     settings : mapping, optional
-        The run's settings (a script's ``vars(args)``), saved with every checkpoint. On
-        resume, :meth:`restore` compares them with the checkpoint's and raises ValueError
-        naming each that differs, apart from :attr:`RESUMABLE_SETTINGS` (where the run is,
-        and its budget): a network's activation or a learning rate given differently would
-        otherwise load into the same shapes and continue another run silently.
+        The run's settings (a script's ``vars(args)``), saved with every checkpoint. With
+        ``resume`` and a checkpoint in ``log_dir``, they are compared with the checkpoint's
+        before anything in the folder is touched: ValueError naming each setting both name
+        with another value, apart from :attr:`RESUMABLE_SETTINGS` and ``resumable``. A
+        network's activation or a learning rate given differently would otherwise load into
+        the same shapes and continue another run silently. A name only one side has (a flag
+        added to a script since) is not compared.
+    resumable : iterable of str
+        More settings that may change on resume (a script's own budget flag, an input file
+        that may move).
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or (with ``resume`` and ``settings``) settings that differ from the
+        checkpoint's.
     """
 
     #: settings that may change when a run is resumed: the resume flag, the run folder, the
-    #: budget (a run is continued to a larger ``max_steps``), and how it computes (torch
-    #: threads, the sampler's transport: its state continues in any backend)
+    #: budget (a run continues to a larger ``max_steps``; linear schedules over the budget
+    #: then stretch from there on), how often it checkpoints, and the sampler's transport
+    #: (its state continues in any backend)
     RESUMABLE_SETTINGS = frozenset(
-        {"resume", "log", "log_dir", "max_steps", "num_threads", "sampler_backend"}
+        {"resume", "log", "log_dir", "max_steps", "checkpoint_interval", "sampler_backend"}
     )
 
     def __init__(
@@ -139,6 +151,7 @@ class Run:
         title: str | None = None,
         checkpoint_interval: int | None = None,
         settings: Mapping[str, Any] | None = None,
+        resumable: Iterable[str] = (),
     ) -> None:
         if unit not in UNITS:
             raise ValueError(f"unit: expected one of {UNITS}, given {unit!r}")
@@ -160,6 +173,13 @@ class Run:
         self.resume = resume
         self.checkpoint_interval = checkpoint_interval
         self.settings = None if settings is None else _as_json(settings, "settings")
+        if isinstance(resumable, str):
+            raise TypeError(
+                f"resumable: expected an iterable of names, given the str {resumable!r}"
+            )
+        self.resumable = self.RESUMABLE_SETTINGS | set(resumable)
+        if resume and latest_checkpoint(self.log_dir) is not None:
+            self._check_settings(read_extra(self.log_dir).get("settings"))
         self.score_file = start_run(self.log_dir, append=resume)
         self._logger = default.get_logger()
         self.total_iter = 0
@@ -212,20 +232,20 @@ class Run:
         return counters
 
     def _check_settings(self, saved: Mapping[str, Any] | None) -> None:
-        """ValueError if the checkpoint's ``saved`` settings and this run's differ (outside
-        :attr:`RESUMABLE_SETTINGS`); nothing to compare when either side has none."""
+        """ValueError if a setting named by both the checkpoint's ``saved`` settings and this
+        run's differs (outside :attr:`resumable`); nothing to compare when either has none."""
         if saved is None or self.settings is None:
             return
+        given = self.settings
 
-        def shown(values: Mapping[str, Any], name: str) -> str:
-            # as JSON text, so that NaN equals NaN
-            return json.dumps(values[name]) if name in values else "(none)"
+        def shown(value: Any) -> str:
+            # as JSON text, so that NaN equals NaN and dicts compare in any key order
+            return json.dumps(value, sort_keys=True)
 
         differ = [
-            f"{name}: saved {shown(saved, name)}, given {shown(self.settings, name)}"
-            for name in sorted(set(saved) | set(self.settings))
-            if name not in self.RESUMABLE_SETTINGS
-            and shown(saved, name) != shown(self.settings, name)
+            f"{name}: saved {shown(saved[name])}, given {shown(given[name])}"
+            for name in sorted(set(saved) & set(given) - self.resumable)
+            if shown(saved[name]) != shown(given[name])
         ]
         if differ:
             shown_all = "; ".join(differ)
@@ -249,7 +269,6 @@ class Run:
             return False
         counters: dict[str, Any] = {}
         if latest_checkpoint(self.log_dir) is not None:
-            self._check_settings(read_extra(self.log_dir).get("settings"))
             counters = load_run(self.log_dir, objects)
             self.total_iter = counters["total_iter"]
             self.total_epi = counters["total_epi"]

@@ -1,7 +1,8 @@
 """Pieces shared by the MLP and LSTM nets: initialisation, flattening and policy heads."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import gymnasium as gym
 import numpy as np
@@ -19,15 +20,20 @@ HIDDEN_GAIN = math.sqrt(2.0)
 POLICY_GAIN = 0.01
 
 #: the hidden activations of machina's MLP nets (their ``activation`` argument), each with
-#: torch's default parameters: name -> (function, its module class)
-HIDDEN_ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], type[nn.Module]]] = {
-    "relu": (torch.relu, nn.ReLU),
-    "tanh": (torch.tanh, nn.Tanh),
-    "elu": (nn.functional.elu, nn.ELU),
-    "silu": (nn.functional.silu, nn.SiLU),
-    "leaky_relu": (nn.functional.leaky_relu, nn.LeakyReLU),
-    "gelu": (nn.functional.gelu, nn.GELU),
-}
+#: torch's default parameters: name -> (function, its module class). Read-only: the sampler's
+#: numpy copy of a net rebuilds each from its module class's defaults.
+HIDDEN_ACTIVATIONS: Mapping[str, tuple[Callable[[torch.Tensor], torch.Tensor], type[nn.Module]]] = (
+    MappingProxyType(
+        {
+            "relu": (torch.relu, nn.ReLU),
+            "tanh": (torch.tanh, nn.Tanh),
+            "elu": (nn.functional.elu, nn.ELU),
+            "silu": (nn.functional.silu, nn.SiLU),
+            "leaky_relu": (nn.functional.leaky_relu, nn.LeakyReLU),
+            "gelu": (nn.functional.gelu, nn.GELU),
+        }
+    )
+)
 
 
 def check_activation(activation: str, owner: str) -> str:

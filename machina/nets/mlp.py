@@ -36,7 +36,7 @@ class PolNet(nn.Module):
         Box only: bound the mean to [-1, 1] with ``tanh`` (machina's default); False: a
         linear mean, the actions clipped to the space by the policy (stable-baselines3's).
     activation : str
-        The hidden layers' activation, a key of ``machina.nets._layers.HIDDEN_ACTIVATIONS``
+        The hidden layers' activation, a key of ``machina.nets.HIDDEN_ACTIVATIONS``
         (``"relu"``, ``"tanh"``, ``"elu"``, ``"silu"``, ``"leaky_relu"``, ``"gelu"``).
     """
 
@@ -128,7 +128,14 @@ class SDEPolNet(nn.Module):
 class VNet(nn.Module):
     """MLP state-value net: ``obs (*lead, *ob_shape)`` -> ``(*lead, 1)``.
 
-    ``activation``: the hidden layers' (see :class:`PolNet`).
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        Observations ``(*ob_shape)``, flattened on input.
+    h1, h2 : int
+        Hidden layer sizes.
+    activation : str
+        The hidden layers' activation (see :class:`PolNet`).
     """
 
     activation = "relu"  # the class default, for nets pickled before the option
@@ -160,7 +167,18 @@ class QNet(nn.Module):
     """MLP state-action value net: ``(obs, acs)`` -> ``(*lead, 1)``.
 
     Box actions enter as they are; Discrete and MultiDiscrete actions (integer indices) enter
-    one-hot encoded. ``activation``: the hidden layers' (see :class:`PolNet`).
+    one-hot encoded.
+
+    Parameters
+    ----------
+    observation_space : gymnasium.spaces.Box
+        Observations ``(*ob_shape)``, flattened on input.
+    action_space : gymnasium.spaces.Box, Discrete or MultiDiscrete
+        Actions ``(*ac_shape)``.
+    h1, h2 : int
+        Hidden layer sizes.
+    activation : str
+        The hidden layers' activation (see :class:`PolNet`).
     """
 
     activation = "relu"  # the class default, for nets pickled before the option

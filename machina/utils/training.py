@@ -114,7 +114,9 @@ def optimizer_steps(
     loss depends on another optimiser's parameters: one autograd call instead of one per loss
     (about an eighth of a PPO update with 64x64 networks on the CPU). Each ``params`` is
     clipped to ``max_grad_norm`` on its own. Nothing steps when any loss or gradient is
-    non-finite (the error names the first).
+    non-finite (the error names the first). Only the optimisers' registered parameters are
+    checked for overlap: a loss that reaches another optimiser's parameters some other way
+    would have its gradient added there.
 
     Parameters
     ----------
