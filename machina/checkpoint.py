@@ -202,7 +202,15 @@ def _restore_traj(live: Traj, path: Path) -> None:
 
 def read_extra(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The ``extra`` values of the newest checkpoint of ``run_dir`` (or of one checkpoint
-    folder), read without restoring anything; FileNotFoundError when there is none."""
+    folder), read without restoring anything.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``run_dir`` holds no complete checkpoint.
+    ValueError
+        When the checkpoint is not a machina run of a known version.
+    """
     return _read_meta(Path(run_dir))[1]["extra"]
 
 
