@@ -12,10 +12,11 @@ example/run_ppo.py saves it) and plays
 Needs moviepy: ``pip install machina[video]``.
 
 The policy is rebuilt with the run's own settings, read from ``--log``/args.json (written by
-run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``sde_sample_freq`` (a gSDE policy, as the
-Hopper entry of example/hyperparams.py trains) and ``sde_per_env_noise``, ``squash_mean``
-(False: the linear mean of the HalfCheetah entry) and ``normalize_ob``, whose statistics
-(``--log``/models/prepro_last.pt) normalise the observations the policy sees. A flag given
+run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``activation``, ``sde_sample_freq`` (a gSDE
+policy, as the Hopper entry of example/hyperparams.py trains) and ``sde_per_env_noise``,
+``squash_mean`` (False: the linear mean of the HalfCheetah entry) and ``normalize_ob``,
+whose statistics (``--log``/models/prepro_last.pt) normalise the observations the policy
+sees. A flag given
 on the command line wins over the file; without the file, the flags alone describe the policy.
 """
 
@@ -28,6 +29,7 @@ import torch
 from gymnasium.wrappers import RecordVideo
 
 from machina.envs import C2DEnv, GymEnv
+from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.prepro import BasePrePro
 
@@ -39,6 +41,9 @@ parser.add_argument("--out", default=None, help="video file (default: LOG/movie.
 parser.add_argument("--rnn", action="store_true", default=None, help="an LSTM policy")
 parser.add_argument("--c2d", action="store_true", default=None, help="acts through C2DEnv")
 parser.add_argument("--h_size", type=int, default=None, help="hidden units per layer (64)")
+parser.add_argument(
+    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="hidden (relu)"
+)
 parser.add_argument(
     "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
 )

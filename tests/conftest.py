@@ -322,13 +322,13 @@ def reference_activation(name, params):
     """The float64 function and Lipschitz bound of an activation op of the spec, with the
     op's own parameters (a net's ELU may have another alpha than ACTIVATIONS' module)."""
     if name == "elu":
-        alpha = params["alpha"]
+        alpha = params.get("alpha", 1.0)
         return (lambda z: np.where(z > 0, z, alpha * np.expm1(z))), max(1.0, abs(alpha))
     if name == "leaky_relu":
-        slope = params["negative_slope"]
+        slope = params.get("negative_slope", 0.01)
         return (lambda z: np.where(z > 0, z, slope * z)), max(1.0, abs(slope))
     if name == "softplus":
-        beta, threshold = params["beta"], params["threshold"]
+        beta, threshold = params.get("beta", 1.0), params.get("threshold", 20.0)
         return (lambda z: _softplus(z, beta, threshold)), 1.0
     key = "gelu_tanh" if params.get("approximate") == "tanh" else name
     _, fn, lipschitz = ACTIVATIONS[key]

@@ -232,6 +232,8 @@ def test_resume_refuses_other_settings_by_name(tmp_path):
         logger.Run(tmp_path / "bad", 1, "task", settings=["lr"])
     with pytest.raises(TypeError, match="resumable: expected an iterable of names"):
         logger.Run(tmp_path / "bad", 1, "task", resumable="epoch")
+    with pytest.raises(ValueError, match=r"resumable: names not in settings: \['epochs'\]"):
+        logger.Run(tmp_path / "bad", 1, "task", settings=saved, resumable=["epochs"])
 
 
 def test_resume_without_a_checkpoint_starts_afresh(tmp_path):

@@ -74,6 +74,12 @@ def test_unknown_activation_is_refused_by_name(bad):
             make()
 
 
+def test_the_activation_table_is_read_only():
+    """The fast path rebuilds each activation from its module class: no entry may change."""
+    with pytest.raises(TypeError):
+        HIDDEN_ACTIVATIONS["leaky_relu"] = (torch.relu, torch.nn.LeakyReLU)  # type: ignore[index]
+
+
 def test_factories_pass_the_activation_and_refuse_it_for_lstm():
     assert make_pol(OB, BOX, activation="tanh").net.activation == "tanh"
     assert make_pol(OB, BOX, sde_sample_freq=4, activation="elu").net.activation == "elu"

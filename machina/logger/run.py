@@ -178,6 +178,9 @@ class Run:
                 f"resumable: expected an iterable of names, given the str {resumable!r}"
             )
         self.resumable = self.RESUMABLE_SETTINGS | set(resumable)
+        unknown = sorted(set(resumable) - set(self.settings or set(resumable)))
+        if unknown:  # a misspelt name would never match and the resume be refused on it
+            raise ValueError(f"resumable: names not in settings: {unknown}")
         if resume and latest_checkpoint(self.log_dir) is not None:
             self._check_settings(read_extra(self.log_dir).get("settings"))
         self.score_file = start_run(self.log_dir, append=resume)
