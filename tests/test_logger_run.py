@@ -217,7 +217,7 @@ def test_resume_refuses_other_settings_by_name(tmp_path):
     for settings in (same, None):
         run = logger.Run(
             tmp_path, 4, "task", unit="iteration", resume=True, settings=settings,
-            resumable=["epoch"],
+            resumable=iter(["epoch"]),
         )  # fmt: skip
         assert run.restore(lin=lin)
         logger.get_logger().close()

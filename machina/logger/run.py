@@ -129,6 +129,8 @@ class Run:
     ValueError
         A bad argument, or (with ``resume`` and ``settings``) settings that differ from the
         checkpoint's.
+    TypeError
+        ``settings`` not a mapping, or ``resumable`` a str.
     """
 
     #: settings that may change when a run is resumed: the resume flag, the run folder, the
@@ -177,8 +179,9 @@ class Run:
             raise TypeError(
                 f"resumable: expected an iterable of names, given the str {resumable!r}"
             )
-        self.resumable = self.RESUMABLE_SETTINGS | set(resumable)
-        unknown = sorted(set(resumable) - set(self.settings or set(resumable)))
+        extra = set(resumable)  # once: an iterator is read once
+        self.resumable = self.RESUMABLE_SETTINGS | extra
+        unknown = sorted(extra - set(self.settings or extra))
         if unknown:  # a misspelt name would never match and the resume be refused on it
             raise ValueError(f"resumable: names not in settings: {unknown}")
         if resume and latest_checkpoint(self.log_dir) is not None:
