@@ -767,14 +767,17 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   v8, this machine (session 21)      550         1093        1975        2142        2258
   v8 + tanh hidden layers            597 (5/7)   1191 (4/7)  1735 (3/7)  1889 (3/7)  1870 (2/7)
   v8 + 256x256 value network         575 (5/7)   1319 (3/7)  1797 (4/7)  2190 (4/7)  2270 (4/7)
+  v8 + 128x128 value network         527 (4/7)   1533 (6/7)  1976 (4/7)  2176 (4/7)  2263 (3/7)
   =================================  ==========  ==========  ==========  ==========  ==========
 
   Tanh activations (``--set activation=tanh``: CleanRL's and the paper's choice; both
   networks) learn faster to 100k and fall behind from 300k on (means at 500k 1754 against
   2196). The wider value network (``vf_h_size=256``, the policy's 64x64 kept) ends level
   (means 2190 and 2196) at 1.4-1.8x v8's CPU seconds per run (367-461 s against 252-266),
-  which alone would take machina past the 0.7x time target. Neither is adopted: sixteen
-  single changes around v8 tried, none better at 500k.
+  which alone would take machina past the 0.7x time target. A 128x128 value network (run
+  after the one-backward PPO step below, at ~1.1x v8's CPU: 257-265 s against 236-242)
+  leads at 200k on 6 of 7 seeds and ends level too (means 2208 and 2196). None is adopted:
+  seventeen single changes around v8 tried, none better at 500k.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
