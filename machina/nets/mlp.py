@@ -19,6 +19,13 @@ from machina.nets._layers import (
 from machina.utils.spaces import check_flat_space, check_space
 
 
+def _hidden(net: "PolNet | SDEPolNet | VNet | QNet", x: torch.Tensor) -> torch.Tensor:
+    """The two hidden layers every net here shares: ``act(fc2(act(fc1(x))))``, ``act`` the
+    net's ``activation``; ``x (*lead, in)`` -> ``(*lead, h2)``."""
+    act = HIDDEN_ACTIVATIONS[net.activation][0]
+    return act(net.fc2(act(net.fc1(x))))
+
+
 class PolNet(nn.Module):
     """MLP policy net.
 
@@ -69,10 +76,7 @@ class PolNet(nn.Module):
         Box: ``(mean (*lead, d), log_std (*lead, d))``, or ``mean`` when deterministic.
         Discrete: ``pi (*lead, n)``. MultiDiscrete: ``pi (*lead, k, n_max)``.
         """
-        act = HIDDEN_ACTIVATIONS[self.activation][0]
-        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = act(self.fc2(h))
-        outputs = self.head(h)
+        outputs = self.head(_hidden(self, flatten_obs(obs, self.ob_ndim)))
         return outputs[0] if len(outputs) == 1 else outputs
 
 
@@ -119,9 +123,7 @@ class SDEPolNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean (*lead, d), features (*lead, h2))`` for ``obs (*lead, *ob_shape)``."""
-        act = HIDDEN_ACTIVATIONS[self.activation][0]
-        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = act(self.fc2(h))
+        h = _hidden(self, flatten_obs(obs, self.ob_ndim))
         return self.mean_layer(h), h
 
 
@@ -157,10 +159,7 @@ class VNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """State values ``(*lead, 1)`` for ``obs (*lead, *ob_shape)``."""
-        act = HIDDEN_ACTIVATIONS[self.activation][0]
-        h = act(self.fc1(flatten_obs(obs, self.ob_ndim)))
-        h = act(self.fc2(h))
-        return self.output_layer(h)
+        return self.output_layer(_hidden(self, flatten_obs(obs, self.ob_ndim)))
 
 
 class QNet(nn.Module):
@@ -206,7 +205,4 @@ class QNet(nn.Module):
         features = torch.cat(
             [flatten_obs(obs, self.ob_ndim), encode_acs(acs, self.action_space)], dim=-1
         )
-        act = HIDDEN_ACTIVATIONS[self.activation][0]
-        h = act(self.fc1(features))
-        h = act(self.fc2(h))
-        return self.output_layer(h)
+        return self.output_layer(_hidden(self, features))
