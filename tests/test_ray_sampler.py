@@ -294,6 +294,7 @@ def test_distributed_epi_sampler_on_ray(local_ray):
     pol = gaussian_pol(env)
     with DistributedEpiSampler(2, env=env, pol=pol, num_parallel=2, seed=0) as sampler:
         epis = sampler.sample(pol, max_epis=4)
+        assert sampler.backend == "ray"  # an initialised Ray is the cluster joined
     assert len(epis) == 4
     assert_whole(epis)
     with pytest.warns(UserWarning, match="ray start"):

@@ -10,10 +10,19 @@ its actors spread over the nodes (machina 0.x's Redis-connected node processes, 
 
 ``world_size`` is the number of nodes: the ``num_parallel`` actors are ``num_parallel //
 world_size`` per node (at least one), spread by Ray's ``"SPREAD"`` strategy.
+
+Without a cluster to join (no ``address``, no ``RAY_ADDRESS``, no Ray initialised in this
+process) and without Ray-only arguments, the samplers run on this machine as
+:class:`EpiSampler`'s worker processes (in this process for one): the episodes a private
+one-machine Ray would give (the backends draw the same episodes for the same seed), without
+starting Ray, whose processes are this process's children and whose loss (a signal sent to
+them) ends this process.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +35,19 @@ from machina.samplers._task import Episode
 from machina.samplers.epi_sampler import EpiSampler
 
 __all__ = ["DistributedEpiSampler"]
+
+# EpiSampler arguments that only the Ray backend takes: any of them asks for Ray.
+_RAY_ONLY = ("address", "num_cpus", "num_gpus", "resources", "ray_remote_args", "max_retries")
+
+
+def _ray_cluster_given(kwargs: dict[str, Any]) -> bool:
+    """Whether there is a Ray to sample on, or Ray-only arguments ask for one."""
+    if os.environ.get("RAY_ADDRESS") or any(name in kwargs for name in _RAY_ONLY):
+        return True
+    if any(name.startswith("_") for name in kwargs):  # EpiSampler's private Ray arguments
+        return True
+    ray = sys.modules.get("ray")  # never imported: never initialised
+    return ray is not None and ray.is_initialized()
 
 
 class DistributedEpiSampler:
@@ -50,6 +72,12 @@ class DistributedEpiSampler:
     **kwargs
         More arguments of :class:`machina.samplers.EpiSampler` (``num_envs``, ``address``,
         ``num_cpus``, ``timeout``...).
+
+    Attributes
+    ----------
+    backend : str or None
+        ``"ray"``, or ``"process"`` when there is no Ray cluster to join (see the module's
+        docstring; a warning says so when ``world_size > 1``); None for a rank >= 0.
     """
 
     def __init__(
@@ -68,6 +96,7 @@ class DistributedEpiSampler:
             raise ValueError(f"world_size: expected a positive integer, given {world_size!r}")
         self.world_size = world_size
         self.rank = rank
+        self.backend: str | None = None
         self._sampler: EpiSampler | None = None
         if rank >= 0:
             warnings.warn(
@@ -79,15 +108,27 @@ class DistributedEpiSampler:
         if env is None or pol is None:
             raise ValueError("env, pol: the master (rank=-1) needs both, given None")
         per_node = max(1, num_parallel // world_size)
+        total = per_node * world_size
+        backend = "ray"
+        if not _ray_cluster_given(kwargs) and (total > 1 or kwargs.get("timeout") is None):
+            backend = "process"  # one machine: no Ray to start (module docstring)
+            if world_size > 1:
+                warnings.warn(
+                    f"DistributedEpiSampler(world_size={world_size}): no Ray cluster to join "
+                    "(no address, RAY_ADDRESS or initialised Ray); the "
+                    f"{total} samplers run as processes on this machine",
+                    stacklevel=2,
+                )
         self._sampler = EpiSampler(
             env,
             pol,
-            num_parallel=per_node * world_size,
+            num_parallel=total,
             prepro=prepro,
             seed=seed,
-            backend="ray",
+            backend=backend,
             **kwargs,
         )
+        self.backend = backend
 
     def sample(
         self,
