@@ -43,6 +43,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6",
             "moviepy>=1.0",
+            "pygame>=2.1.3",  # classic-control frames (machina 0.x's take_movie on Pendulum)
             "ray[default]>=2.9",
             "onnx>=1.16",
             "onnxruntime>=1.18",
@@ -62,7 +63,7 @@ setup(
         "wandb": ["wandb>=0.17"],
         "mlflow": ["mlflow>=2.10"],
         "ray": ["ray[default]>=2.9"],
-        "video": ["moviepy>=1.0"],
+        "video": ["moviepy>=1.0", "pygame>=2.1.3"],  # pygame: gymnasium's classic-control frames
         "bench": ["stable-baselines3>=2.4", "cpprb>=10"],
         "envpool": [ENVPOOL],
     },

@@ -109,6 +109,21 @@ def test_gym_env_records_video(tmp_path):
     assert isinstance(pickle.loads(pickle.dumps(env)).env, gym.wrappers.RecordVideo)
 
 
+def test_gym_env_records_a_classic_control_video(tmp_path):
+    """machina 0.x's take_movie.py records Pendulum: gymnasium draws it with pygame (the
+    video and dev extras install it)."""
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    env = GymEnv("Pendulum-v1", log_dir=str(tmp_path), record_video=True)
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.ndim == 3 and frame.shape[2] == 3 and frame.std() > 0  # a drawn pendulum
+    for _ in range(3):
+        env.step(env.action_space.sample())
+    env.close()
+    assert list(tmp_path.glob("*.mp4"))
+
+
 def test_c2d_env_maps_bins_to_evenly_spaced_actions():
     env = C2DEnv(GymEnv("Pendulum-v1"), n_bins=5)
     assert env.action_space == gym.spaces.MultiDiscrete([5])
