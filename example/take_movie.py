@@ -9,7 +9,8 @@ example/run_ppo.py saves it) and plays
 ``gymnasium.wrappers.RecordVideo``, which records every episode, as
 ``GymEnv(record_video=True)`` does for a sampler. One episode is written to ``--out``
 (default ``--log``/movie.mp4); with more, episode ``i`` goes to ``OUT-episode-i.mp4``.
-Needs moviepy: ``pip install machina[video]``.
+Needs moviepy (and pygame for the classic-control tasks):
+``pip install torch==2.13.0 -e ".[video]"``.
 
 The policy is rebuilt with the run's own settings, read from ``--log``/args.json (written by
 run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``activation``, ``sde_sample_freq`` (a gSDE
@@ -91,7 +92,7 @@ if args.sde_sample_freq == 0:
 try:
     import moviepy  # noqa: F401  (RecordVideo writes the files with it)
 except ImportError:
-    raise SystemExit("take_movie.py needs moviepy: pip install 'machina[video]'") from None
+    raise SystemExit("take_movie.py needs moviepy: pip install -e '.[video]'") from None
 
 out = os.path.abspath(args.out or os.path.join(args.log, "movie.mp4"))
 video_dir, prefix = os.path.dirname(out), os.path.splitext(os.path.basename(out))[0]

@@ -2,7 +2,7 @@
 
     python example/benchmarks/bench_bullet.py                       # every run, resumable
     python example/benchmarks/bench_bullet.py --algos ppo --envs HopperBulletEnv-v0 --seeds 0
-    python example/benchmarks/bench_bullet.py --quick               # smoke run, /tmp CSV
+    python example/benchmarks/bench_bullet.py --quick               # smoke run, new /tmp folder
     python example/benchmarks/bench_bullet.py --report              # table + plots from CSV
 
 What runs: PPO for 500k env steps, SAC and TD3 for 100k env steps, on HopperBulletEnv-v0 and
@@ -1626,13 +1626,27 @@ def main() -> None:
     parser.add_argument("--sb3_set", nargs="*", default=[], help="SB3 overrides, name=value")
     parser.add_argument(
         "--ckpt_dir",
-        default=CKPT_DIR,
+        default=None,
         help=f"checkpoint folder, one subfolder per run (default {CKPT_DIR}; '' for none)",
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets, seed 100")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: tiny budgets, seed 100, into a new temporary folder (unless --csv / "
+        "--ckpt_dir), so that it runs every time",
+    )
     parser.add_argument("--report", action="store_true", help="table and plots from the CSV")
     args = parser.parse_args()
-    path = args.csv or ("/tmp/bullet_quick.csv" if args.quick else CSV_PATH)
+    if args.quick and not args.report:
+        # a fixed smoke CSV would hold finished runs after the first smoke run: all skipped
+        scratch = tempfile.mkdtemp(prefix="bullet_quick_")
+        print(f"smoke run in {scratch}", flush=True)
+        args.csv = args.csv or os.path.join(scratch, "bullet_quick.csv")
+        if args.ckpt_dir is None:
+            args.ckpt_dir = os.path.join(scratch, "ckpt")
+    if args.ckpt_dir is None:
+        args.ckpt_dir = CKPT_DIR
+    path = args.csv or CSV_PATH
     if args.report:
         import bullet_report
 
