@@ -2,8 +2,12 @@
 
     python example/run_ppo.py --env_name CartPole-v1 --log runs/ppo_cartpole
     python example/make_expert_epis.py --env_name CartPole-v1 \
-        --pol_path runs/ppo_cartpole/models/pol_last.pt --num_epis 100
+        --pol_path runs/ppo_cartpole/models/pol_last.pt --num_epis 100 --deterministic
 
+``--deterministic`` acts by the policy's mode, as the runs' evaluations do: the quick
+start's run stops at its first evaluation of 475 or more (about 1,200 steps on CartPole),
+when its mode balances the pole (return 500) but its samples still fall early (about 57);
+without the flag the episodes are those samples. The script prints their mean return. It
 writes ``runs/expert_epis/CartPole-v1_100epis.npz`` (``--epis_path`` to choose): a ``Traj``
 saved with ``Traj.save``, which ``Traj.load`` reads back without unpickling anything. The
 policy is rebuilt with ``make_pol`` and the same ``--h_size`` / ``--activation`` / ``--rnn`` /

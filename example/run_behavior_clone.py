@@ -1,6 +1,7 @@
 """Behaviour cloning from saved expert episodes.
 
-    python example/make_expert_epis.py --pol_path runs/ppo_cartpole/models/pol_last.pt
+    python example/make_expert_epis.py --deterministic \
+        --pol_path runs/ppo_cartpole/models/pol_last.pt
     python example/run_behavior_clone.py --expert_path runs/expert_epis/CartPole-v1_100epis.npz
 
 Fits the policy to the expert's actions on ``--train_size`` of the episodes, reports the
