@@ -1,7 +1,7 @@
 """Sample expert episodes from a trained policy and save them for imitation learning.
 
     python example/run_ppo.py --env_name CartPole-v1 --log runs/ppo_cartpole
-    python example/make_expert_epis.py --env_name CartPole-v1 \
+    python example/make_expert_epis.py --env_name CartPole-v1 \\
         --pol_path runs/ppo_cartpole/models/pol_last.pt --num_epis 100 --deterministic
 
 ``--deterministic`` acts by the policy's mode, as the runs' evaluations do: the quick

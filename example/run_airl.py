@@ -1,6 +1,6 @@
 """Adversarial inverse reinforcement learning from saved expert episodes.
 
-    python example/make_expert_epis.py --deterministic \
+    python example/make_expert_epis.py --deterministic \\
         --pol_path runs/ppo_cartpole/models/pol_last.pt
     python example/run_airl.py --expert_path runs/expert_epis/CartPole-v1_100epis.npz
 

@@ -1,6 +1,6 @@
 """Generative adversarial imitation learning (or AIRL) from saved expert episodes.
 
-    python example/make_expert_epis.py --deterministic \
+    python example/make_expert_epis.py --deterministic \\
         --pol_path runs/ppo_cartpole/models/pol_last.pt
     python example/run_gail.py --expert_path runs/expert_epis/CartPole-v1_100epis.npz
     python example/run_gail.py --method airl --expert_path ...   # as run_airl.py

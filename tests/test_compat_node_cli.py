@@ -30,14 +30,23 @@ from machina.samplers import DistributedEpiSampler, EpiSampler
 env = GymEnv("Pendulum-v1")
 pol = RandomPol(env.observation_space, env.action_space)
 stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-sampler = DistributedEpiSampler(1, -1, env, pol, num_parallel=1)
-epis = sampler.sample(pol, max_epis=2)
-assert len(epis) >= 2 and sampler.backend == "process"
-assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
-for child in psutil.Process(os.getpid()).children(recursive=True):
-    child.send_signal(signal.SIGTERM)
-stand_in.wait(30)
-del sampler
+try:
+    sampler = DistributedEpiSampler(1, -1, env, pol, num_parallel=1)
+    epis = sampler.sample(pol, max_epis=2)
+    assert len(epis) >= 2 and sampler.backend == "process"
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        child.send_signal(signal.SIGTERM)
+    stand_in.wait(30)
+    del sampler
+finally:
+    stand_in.kill()
+    stand_in.wait(30)
+
+# Ray-only arguments at their defaults (a script's address=None) do not ask for Ray
+one = DistributedEpiSampler(1, env=env, pol=pol, address=None, num_cpus=1, max_retries=2)
+assert one.backend == "process"
+one.close()
 
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")

@@ -1633,11 +1633,12 @@ def main() -> None:
         "--quick",
         action="store_true",
         help="smoke run: tiny budgets, seed 100, into a new temporary folder (unless --csv / "
-        "--ckpt_dir), so that it runs every time",
+        "--ckpt_dir), so that it runs every time; draw it with --report --csv FOLDER/"
+        "bullet_quick.csv (plots go to assets/)",
     )
     parser.add_argument("--report", action="store_true", help="table and plots from the CSV")
     args = parser.parse_args()
-    if args.quick and not args.report:
+    if args.quick and not args.report and (args.csv is None or args.ckpt_dir is None):
         # a fixed smoke CSV would hold finished runs after the first smoke run: all skipped
         scratch = tempfile.mkdtemp(prefix="bullet_quick_")
         print(f"smoke run in {scratch}", flush=True)

@@ -5,18 +5,22 @@ The nodes join a Ray cluster (``ray start --head`` on the first, ``ray start
 its actors spread over the nodes (machina 0.x's Redis-connected node processes, ``rank``
 0..world_size-1, are not needed)::
 
-    sampler = DistributedEpiSampler(world_size=2, env=env, pol=pol, num_parallel=8)
+    sampler = DistributedEpiSampler(
+        world_size=2, env=env, pol=pol, num_parallel=8, address="HEAD:6379"
+    )  # or RAY_ADDRESS=HEAD:6379 in the environment
     epis = sampler.sample(pol, max_steps=4096)
 
 ``world_size`` is the number of nodes: the ``num_parallel`` actors are ``num_parallel //
 world_size`` per node (at least one), spread by Ray's ``"SPREAD"`` strategy.
 
 Without a cluster to join (no ``address``, no ``RAY_ADDRESS``, no Ray initialised in this
-process) and without Ray-only arguments, the samplers run on this machine as
-:class:`EpiSampler`'s worker processes (in this process for one): the episodes a private
-one-machine Ray would give (the backends draw the same episodes for the same seed), without
-starting Ray, whose processes are this process's children and whose loss (a signal sent to
-them) ends this process.
+process), without Ray-only arguments given other values than their defaults (``num_cpus``,
+``num_gpus``, ``resources``, ``ray_remote_args``, ``max_retries``) and without a ``timeout``
+on a single sampler (which only a Ray actor can honour), the samplers run on this machine
+as :class:`EpiSampler`'s worker processes (in this process for one): the episodes a
+private one-machine Ray would give (the backends draw the same episodes for the same seed),
+without starting Ray, whose processes are this process's children and whose loss (a signal
+sent to them) ends this process.
 """
 
 from __future__ import annotations
@@ -36,13 +40,18 @@ from machina.samplers.epi_sampler import EpiSampler
 
 __all__ = ["DistributedEpiSampler"]
 
-# EpiSampler arguments that only the Ray backend takes: any of them asks for Ray.
-_RAY_ONLY = ("address", "num_cpus", "num_gpus", "resources", "ray_remote_args", "max_retries")
+# EpiSampler's arguments that only the Ray backend takes, with their defaults: another
+# value asks for Ray (as EpiSampler refuses it for the process backend).
+_RAY_ONLY = dict(
+    address=None, num_cpus=1, num_gpus=0, resources=None, ray_remote_args=None, max_retries=2
+)
 
 
 def _ray_cluster_given(kwargs: dict[str, Any]) -> bool:
     """Whether there is a Ray to sample on, or Ray-only arguments ask for one."""
-    if os.environ.get("RAY_ADDRESS") or any(name in kwargs for name in _RAY_ONLY):
+    if os.environ.get("RAY_ADDRESS"):
+        return True
+    if any(name in kwargs and kwargs[name] != default for name, default in _RAY_ONLY.items()):
         return True
     if any(name.startswith("_") for name in kwargs):  # EpiSampler's private Ray arguments
         return True
@@ -145,7 +154,7 @@ class DistributedEpiSampler:
         return self._sampler.sample(pol, max_epis, max_steps, deterministic)
 
     def close(self) -> None:
-        """Stop the actors (and the Ray instance the sampler started)."""
+        """Stop the worker processes or Ray actors (and a Ray instance the sampler started)."""
         if self._sampler is not None:
             self._sampler.close()
 
