@@ -15,7 +15,13 @@ from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
 from machina.utils import distributed as dist_utils
 from machina.utils.recurrent import check_feed_forward as _check_feed_forward
-from machina.utils.training import frozen, optimizer_step, optimizer_steps, polyak_update
+from machina.utils.training import (
+    frozen,
+    optimizer_params,
+    optimizer_step,
+    polyak_update,
+    separate_steps,
+)
 
 __all__ = [
     "ADDED_BY",
@@ -205,11 +211,13 @@ class PolVfStep:
         self.max_grad_norm = max_grad_norm
         self.names = (f"{algo}.train: pol_loss", f"{algo}.train: vf_loss")
         pol_ids, vf_ids = {id(p) for p in self.pol_params}, {id(p) for p in self.vf_params}
+        # what optimizer_steps checks at every call, established once per train call
+        self.opt_params = [optimizer_params(optim_pol), optimizer_params(optim_vf)]
         self.together = (
             optim_pol is not optim_vf
             and not pol_ids & vf_ids
-            and _held(optim_pol) <= pol_ids
-            and _held(optim_vf) <= vf_ids
+            and {id(p) for p in self.opt_params[0]} <= pol_ids
+            and {id(p) for p in self.opt_params[1]} <= vf_ids
             and not dist_utils.averages_here([optim_pol, optim_vf])
         )
 
@@ -224,13 +232,14 @@ class PolVfStep:
             Both losses before the steps.
         """
         if self.together:
-            pol_value, vf_value = optimizer_steps(
+            pol_value, vf_value = separate_steps(
                 [
                     (self.optim_pol, pol_loss, self.pol_params, self.names[0]),
                     (self.optim_vf, vf_loss(batch), self.vf_params, self.names[1]),
                 ],
+                self.opt_params,
                 self.max_grad_norm,
-                batch=batch,
+                batch,
             )
             return pol_value, vf_value
         pol_value = optimizer_step(
@@ -242,8 +251,3 @@ class PolVfStep:
             name=self.names[1], batch=batch,
         )  # fmt: skip
         return pol_value, vf_value
-
-
-def _held(optim: torch.optim.Optimizer) -> set[int]:
-    """The ids of the parameters ``optim`` steps."""
-    return {id(p) for group in optim.param_groups for p in group["params"]}

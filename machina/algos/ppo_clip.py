@@ -7,7 +7,7 @@ import torch
 from machina import loss_functional as lf
 from machina.algos._common import PolVfStep, check_traj, log, minibatches
 from machina.traj import Traj
-from machina.utils.training import optimizer_step
+from machina.utils.training import optimizer_params, optimizer_step
 
 
 def update_pol(
@@ -174,7 +174,7 @@ def _train_joint(
 
 
 def _check_joint(optim: torch.optim.Optimizer, vf: torch.nn.Module) -> None:
-    held = {id(p) for group in optim.param_groups for p in group["params"]}
+    held = {id(p) for p in optimizer_params(optim)}
     missing = sum(1 for p in vf.parameters() if id(p) not in held)
     if missing:
         raise ValueError(

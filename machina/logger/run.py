@@ -181,7 +181,7 @@ class Run:
             )
         extra = set(resumable)  # once: an iterator is read once
         self.resumable = self.RESUMABLE_SETTINGS | extra
-        unknown = sorted(extra - set(self.settings or extra))
+        unknown = sorted(extra - set(self.settings)) if self.settings is not None else []
         if unknown:  # a misspelt name would never match and the resume be refused on it
             raise ValueError(f"resumable: names not in settings: {unknown}")
         if resume and latest_checkpoint(self.log_dir) is not None:

@@ -71,7 +71,7 @@ def optimizer_step(
         stepped: parameters and optimiser state are as they were before the call.
     """
     optims = list(optim) if isinstance(optim, list | tuple) else [optim]
-    opt_params = [p for opt in optims for group in opt.param_groups for p in group["params"]]
+    opt_params = [p for opt in optims for p in optimizer_params(opt)]
     averaging = dist_utils.averages_here(optims)
     loss_value = float(loss.detach())
     if not averaging and not math.isfinite(loss_value):
@@ -142,12 +142,31 @@ def optimizer_steps(
         A loss or a gradient is NaN or infinite; no optimiser has stepped.
     """
     optims = [opt for opt, _, _, _ in steps]
-    opt_params = [[p for group in opt.param_groups for p in group["params"]] for opt in optims]
+    opt_params = [optimizer_params(opt) for opt in optims]
     held = [id(p) for params in opt_params for p in params]
     if len(set(held)) != len(held):
         raise ValueError("steps: the optimisers share parameters; use optimizer_step per loss")
     if dist_utils.averages_here(optims):
         raise ValueError("steps: gradients are averaged over ranks; use optimizer_step per loss")
+    return separate_steps(steps, opt_params, max_grad_norm, batch)
+
+
+def optimizer_params(optim: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The parameters ``optim`` steps, in the order of its groups."""
+    return [p for group in optim.param_groups for p in group["params"]]
+
+
+def separate_steps(
+    steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor, Iterable[torch.Tensor], str]],
+    opt_params: Sequence[list[torch.Tensor]],
+    max_grad_norm: float | None,
+    batch: Mapping[str, Any] | None,
+) -> list[float]:
+    """:func:`optimizer_steps` without its checks, for a caller that made them once for many
+    calls (``machina.algos._common.PolVfStep``): ``opt_params[i]`` is
+    ``optimizer_params(steps[i][0])``, the optimisers share no parameter and nothing averages
+    their gradients over ranks."""
+    optims = [opt for opt, _, _, _ in steps]
     values = [float(loss.detach()) for _, loss, _, _ in steps]
     for value, (_, _, _, name) in zip(values, steps):
         if not math.isfinite(value):
