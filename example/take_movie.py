@@ -17,8 +17,8 @@ run_ppo.py): ``rnn``, ``c2d``, ``h_size``, ``activation``, ``sde_sample_freq`` (
 policy, as the Hopper entry of example/hyperparams.py trains) and ``sde_per_env_noise``,
 ``squash_mean`` (False: the linear mean of the HalfCheetah entry) and ``normalize_ob``,
 whose statistics (``--log``/models/prepro_last.pt) normalise the observations the policy
-sees. A flag given
-on the command line wins over the file; without the file, the flags alone describe the policy.
+sees. A flag given on the command line wins over the file; without the file, the flags
+alone describe the policy.
 """
 
 import argparse
