@@ -1,7 +1,10 @@
 """The original machina's DistributedEpiSampler node command still runs (on Ray it only
 tells the user how a node joins the cluster), and its sampler test runs on one machine."""
 
+import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 
@@ -30,48 +33,76 @@ from machina.pols.random_pol import RandomPol
 from machina.samplers import DistributedEpiSampler, EpiSampler
 from machina.utils import make_redis
 
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"PING\r\n")
+            return c.recv(16) == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
+def start_redis(children):
+    # A port free when chosen is not reserved: if another process takes it first, this
+    # server exits, and another port is tried.
+    for _ in range(5):
+        port = free_port()
+        cmd = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+               "--appendonly", "no"]
+        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        children.append(server)
+        for _ in range(100):
+            if server.poll() is not None:
+                break
+            if answers(port):
+                return server, port
+            time.sleep(0.1)
+        server.kill()
+        server.wait(30)
+    raise AssertionError("redis-server did not answer on five ports")
+
+
 env = GymEnv("Pendulum-v1")
 pol = RandomPol(env.observation_space, env.action_space)
-with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-if shutil.which("redis-server"):
-    server = [
-        "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"
-    ]
-else:
-    server = [sys.executable, "-c", "import time; time.sleep(120)"]
-node = [sys.executable, "-m", "machina.samplers.distributed_epi_sampler", "--world_size", "1",
-        "--rank", "0", "--redis_host", "127.0.0.1", "--redis_port", port]
-children = [subprocess.Popen(server, stdout=subprocess.DEVNULL), subprocess.Popen(node)]
+children = []
 try:
-    if server[0] == "redis-server":  # the real server answers on loopback
-        for _ in range(100):
-            try:
-                with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as c:
-                    c.sendall(b"PING\r\n")
-                    assert c.recv(16) == b"+PONG\r\n"
-                print("redis-server answered")
-                break
-            except ConnectionRefusedError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("redis-server did not answer on port " + port)
+    if shutil.which("redis-server"):
+        server, port = start_redis(children)
+        print("redis-server answered")
+    else:
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        children.append(server)
+    node = [sys.executable, "-m", "machina.samplers.distributed_epi_sampler", "--world_size",
+            "1", "--rank", "0", "--redis_host", "127.0.0.1", "--redis_port", str(port)]
+    node = subprocess.Popen(node, stdout=subprocess.PIPE, text=True)
+    children.append(node)
+    said, _ = node.communicate(timeout=120)
+    assert node.returncode == 0 and "ray start --address=" in said, (node.returncode, said)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # make_redis warns that machina does not use Redis
-        make_redis("127.0.0.1", port)
+        make_redis("127.0.0.1", str(port))
     sampler = DistributedEpiSampler(1, -1, env, pol, num_parallel=1)
     epis = sampler.sample(pol, max_epis=2)
     assert len(epis) >= 2 and sampler.backend == "process"
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert server.poll() is None, "the server exited before the SIGTERMs"
     for child in psutil.Process(os.getpid()).children(recursive=True):
         child.send_signal(signal.SIGTERM)
-    for child in children:
-        child.wait(30)
+    server.wait(30)
     del sampler
 finally:
     for child in children:
-        child.kill()
+        if child.poll() is None:
+            child.kill()
+    for child in children:
         child.wait(30)
 
 # Ray-only arguments at their defaults (a script's address=None) do not ask for Ray
@@ -98,8 +129,22 @@ def test_original_distributed_sampler_test_on_one_machine_needs_no_ray():
     """No Ray cluster to join: DistributedEpiSampler samples with EpiSampler's processes
     (the same episodes), starts no Ray, and survives 0.x's test killing its children."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    out = subprocess.run(
-        [sys.executable, "-c", ORIGINAL_TEST], capture_output=True, text=True, timeout=300, env=env
+    # its own process group: on a timeout the group goes, the servers it started included
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ORIGINAL_TEST],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().endswith("alive")
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stdout.strip().endswith("alive")
+    if shutil.which("redis-server"):
+        assert "redis-server answered" in stdout

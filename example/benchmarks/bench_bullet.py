@@ -657,10 +657,10 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   (family 25 model 17, AVX-512), each library's three seeds in turn on its own core, as a
   measurement: machina 1930, 2112, 1287 (median 1930), stable-baselines3 1685, 594, 1164
   (1164), 0.56x in CPU seconds (742 against 1332 s). machina's seeds 1-2 repeat session 8's
-  evaluations to the digit and stable-baselines3's final returns are session 8's: session
+  evaluations to the digit, stable-baselines3's three runs repeat session 8's: session
   8 ran on this kind of machine (machina's seed 0 excepted: its 2414 is the Xeon's). The
   medians' order flips with the CPU model; with session 21's Xeon runs, medians over six
-  runs each 2011 against 1502.
+  runs each 2011 against 1501.
 - Session 21, PPO HalfCheetah on an Intel Xeon (family 6 model 167, AVX-512): v8 itself
   rerun on the tuning seeds 102-108 learns more slowly here than on the AMD EPYC of
   sessions 18-20 (the evaluation of the initial policy is the same to the digit on five of
