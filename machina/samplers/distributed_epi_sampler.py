@@ -36,15 +36,13 @@ import numpy as np
 import torch
 
 from machina.samplers._task import Episode
-from machina.samplers.epi_sampler import EpiSampler
+from machina.samplers.epi_sampler import RAY_ONLY_DEFAULTS, EpiSampler
 
 __all__ = ["DistributedEpiSampler"]
 
-# EpiSampler's arguments that only the Ray backend takes, with their defaults: another
-# value asks for Ray (as EpiSampler refuses it for the process backend).
-_RAY_ONLY = dict(
-    address=None, num_cpus=1, num_gpus=0, resources=None, ray_remote_args=None, max_retries=2
-)
+# Another value than these defaults asks for Ray: EpiSampler's Ray-only arguments, and
+# max_retries, Ray's alone too (the process backend accepts and ignores it).
+_RAY_ONLY = {**RAY_ONLY_DEFAULTS, "max_retries": 2}
 
 
 def _ray_cluster_given(kwargs: dict[str, Any]) -> bool:

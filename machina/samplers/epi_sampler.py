@@ -19,6 +19,11 @@ from machina.samplers.engine import BatchEngine
 from machina.samplers.workers import WorkerPool
 
 BACKENDS = ("process", "ray")
+# EpiSampler's arguments that only the Ray backend takes, with their defaults: another value
+# with backend="process" is refused (and asks DistributedEpiSampler for Ray).
+RAY_ONLY_DEFAULTS: dict[str, Any] = dict(
+    address=None, num_cpus=1, num_gpus=0, resources=None, ray_remote_args=None
+)
 
 # 0.x's module names: its stand-in for "no limit" and its per-episode sampling functions
 # (for scripts that call them; EpiSampler runs the batched engine).
@@ -201,15 +206,15 @@ class EpiSampler:
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, given {backend!r}")
         if backend != "ray":
-            ray_only = {
-                "address": (address, None),
-                "num_cpus": (num_cpus, 1),
-                "num_gpus": (num_gpus, 0),
-                "resources": (resources, None),
-                "ray_remote_args": (ray_remote_args, None),
-            }
-            for name, (value, default) in ray_only.items():
-                if value != default:
+            given = dict(
+                address=address,
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                resources=resources,
+                ray_remote_args=ray_remote_args,
+            )
+            for name, value in given.items():
+                if value != RAY_ONLY_DEFAULTS[name]:
                     raise ValueError(
                         f'{name}: only for backend="ray", given {value!r} with backend={backend!r}'
                     )
