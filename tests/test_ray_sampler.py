@@ -309,6 +309,13 @@ def test_bad_backend_arguments():
         EpiSampler(env, None, backend="dask")
     with pytest.raises(ValueError, match='address: only for backend="ray"'):
         EpiSampler(env, None, address="auto")
+    # the process backend has no retries: a value for them is refused, not ignored
+    with pytest.raises(ValueError, match='max_retries: only for backend="ray", given 5'):
+        EpiSampler(env, None, max_retries=5)
+    EpiSampler(env, None, max_retries=2).close()  # the default, as 0.x-style calls pass it
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="max_retries: expected a non-negative integer"):
+            EpiSampler(env, None, backend="ray", max_retries=bad)
     with pytest.raises(ValueError, match="timeout: expected a positive number"):
         EpiSampler(env, None, backend="ray", timeout=-1)
 

@@ -40,9 +40,8 @@ from machina.samplers.epi_sampler import RAY_ONLY_DEFAULTS, EpiSampler
 
 __all__ = ["DistributedEpiSampler"]
 
-# Another value than these defaults asks for Ray: EpiSampler's Ray-only arguments, and
-# max_retries, Ray's alone too (the process backend accepts and ignores it).
-_RAY_ONLY = {**RAY_ONLY_DEFAULTS, "max_retries": 2}
+# Another value than these defaults asks for Ray: EpiSampler's Ray-only arguments.
+_RAY_ONLY = RAY_ONLY_DEFAULTS
 
 
 def _ray_cluster_given(kwargs: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ BACKENDS = ("process", "ray")
 # EpiSampler's arguments that only the Ray backend takes, with their defaults: another value
 # with backend="process" is refused (and asks DistributedEpiSampler for Ray).
 RAY_ONLY_DEFAULTS: dict[str, Any] = dict(
-    address=None, num_cpus=1, num_gpus=0, resources=None, ray_remote_args=None
+    address=None, num_cpus=1, num_gpus=0, resources=None, ray_remote_args=None, max_retries=2
 )
 
 # 0.x's module names: its stand-in for "no limit" and its per-episode sampling functions
@@ -212,12 +212,19 @@ class EpiSampler:
                 num_gpus=num_gpus,
                 resources=resources,
                 ray_remote_args=ray_remote_args,
+                max_retries=max_retries,
             )
             for name, value in given.items():
                 if value != RAY_ONLY_DEFAULTS[name]:
                     raise ValueError(
                         f'{name}: only for backend="ray", given {value!r} with backend={backend!r}'
                     )
+        if (
+            isinstance(max_retries, bool)
+            or not isinstance(max_retries, (int, np.integer))
+            or max_retries < 0
+        ):
+            raise ValueError(f"max_retries: expected a non-negative integer, given {max_retries!r}")
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout: expected a positive number of seconds, given {timeout!r}")
         if timeout is not None and backend == "process" and num_parallel == 1:
