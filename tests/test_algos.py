@@ -94,12 +94,47 @@ def test_ppo_kl_adapts_beta(setup):
     vf = make_vf(sampling_pol.observation_space, h_size=16)
     optim_pol = torch.optim.Adam(pol.parameters(), 1e-2)
     optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
-    # A tiny target is always exceeded by a large step: beta doubles.
+    # machina 0.x's rule: x1.5 above 1.3 * kl_targ, /1.5 below 0.7 * kl_targ, else kept.
+    # A tiny target is always exceeded by a large step: beta grows.
     result = ppo_kl.train(traj, pol, vf, 1.0, 1e-8, optim_pol, optim_vf, 3, 64, log_enable=False)
-    assert result["new_kl_beta"] == 2.0 and result["kl_mean"] > 1e-8
-    # A huge target is never reached: beta halves.
+    assert result["new_kl_beta"] == 1.5 and result["kl_mean"] > 1e-8
+    # A huge target is never reached: beta shrinks.
     result = ppo_kl.train(traj, pol, vf, 1.0, 1e3, optim_pol, optim_vf, 1, 64, log_enable=False)
-    assert result["new_kl_beta"] == 0.5
+    assert result["new_kl_beta"] == 1.0 / 1.5
+    # Within [0.7, 1.3] of the target (the KL just measured, up to float error): kept.
+    kl = result["kl_mean"]
+    frozen = torch.optim.SGD(pol.parameters(), lr=0.0)  # the step moves nothing: same KL
+    frozen_vf = torch.optim.SGD(vf.parameters(), lr=0.0)
+    result = ppo_kl.train(traj, pol, vf, 2.0, kl, frozen, frozen_vf, 1, 64, log_enable=False)
+    assert result["new_kl_beta"] == 2.0
+
+
+def test_ppo_kl_clips_the_policy_gradient_only(setup):
+    """As in machina 0.x: ``max_grad_norm`` clips the policy's step, not the value
+    function's (``ppo_kl.update_vf`` has no clip either); ppo_clip clips both."""
+    sampling_pol, vf, epis = setup
+    traj = estimated_traj(epis, vf)
+    traj.data_map["rets"] = traj.data_map["rets"] * 1e3  # a value gradient far above 1e-3
+    for algo, vf_clipped in ((ppo_kl, False), (ppo_clip, True)):
+        pol = make_pol(sampling_pol.observation_space, sampling_pol.action_space, h_size=16)
+        pol.load_state_dict(sampling_pol.state_dict())
+        vf = make_vf(sampling_pol.observation_space, h_size=16)
+        pol_before = torch.cat([p.detach().flatten() for p in pol.parameters()])
+        vf_before = torch.cat([p.detach().flatten() for p in vf.parameters()])
+        optim_pol = torch.optim.SGD(pol.parameters(), lr=1.0)
+        optim_vf = torch.optim.SGD(vf.parameters(), lr=1.0)
+        if algo is ppo_kl:  # 0.x's positional order
+            ppo_kl.train(traj, pol, vf, 1.0, 0.01, optim_pol, optim_vf, 1, traj.num_step, 1e-3)
+        else:
+            ppo_clip.train(traj, pol, vf, optim_pol, optim_vf, 1, traj.num_step, max_grad_norm=1e-3)
+        pol_step = torch.cat([p.detach().flatten() for p in pol.parameters()]) - pol_before
+        vf_step = torch.cat([p.detach().flatten() for p in vf.parameters()]) - vf_before
+        # one minibatch, SGD at lr 1: each step is minus the (clipped) gradient
+        assert float(pol_step.norm()) == pytest.approx(1e-3, rel=1e-4)
+        if vf_clipped:
+            assert float(vf_step.norm()) == pytest.approx(1e-3, rel=1e-4)
+        else:
+            assert float(vf_step.norm()) > 1.0
 
 
 def test_missing_keys_name_the_estimator(setup):

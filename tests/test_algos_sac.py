@@ -81,6 +81,15 @@ def test_train_functions_return_their_losses(rng):
         log_enable=False,
     )
     assert len(result["QfLoss"]) == 5 and len(result["PolLoss"]) == 2  # delay 2
+    # fewer steps than the delay: only the Q functions step, and a warning says so
+    before = [p.detach().clone() for p in det.parameters()]
+    with pytest.warns(UserWarning, match="epoch=1 < pol_update_delay=2"):
+        result = td3.train(
+            traj, det, qfs, copy.deepcopy(det), targ_qfs, optim_det, one_optim, 1, 8, 0.1, 0.9,
+            log_enable=False,
+        )  # fmt: skip
+    assert len(result["QfLoss"]) == 1 and result["PolLoss"] == []
+    assert all(torch.equal(a, b) for a, b in zip(before, det.parameters()))
     result = ddpg.train(
         traj,
         det,

@@ -98,6 +98,14 @@ def test_policy_pd_env_and_reward_keywords_of_the_original():
     pi = torch.softmax(torch.randn(5, 2, 3), -1)
     xs = torch.randint(0, 3, (5, 2))
     torch.testing.assert_close(pd.llh(xs=xs, params=dict(pi=pi)), pd.llh(xs, dict(pi=pi)))
+    # 0.x's parameter key "pis", in every method
+    q = torch.softmax(torch.randn(5, 2, 3), -1)
+    torch.testing.assert_close(pd.llh(xs, dict(pis=pi)), pd.llh(xs, dict(pi=pi)))
+    torch.testing.assert_close(pd.ent(dict(pis=pi)), pd.ent(dict(pi=pi)))
+    torch.testing.assert_close(
+        pd.kl_pq(dict(pis=pi), dict(pis=q)), pd.kl_pq(dict(pi=pi), dict(pi=q))
+    )
+    assert pd.sample(dict(pis=pi)).shape == (5, 2)
     MixtureGaussianPd(PENDULUM_OB, PENDULUM_AC)  # 0.x's constructor took the spaces
 
     env = SkillEnv(gym.make("Pendulum-v1"), num_skill=3)

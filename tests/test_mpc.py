@@ -51,9 +51,9 @@ def test_model_normalises_inputs_and_delta():
     assert_close(d_obs, raw * d_change.std(0) + d_change.mean(0))
     assert_close(dm.predict_next_obs(obs[:5], acs[:5]), obs[:5] + d_obs)
     assert_close(dm._predict(obs[:5], acs[:5]), obs[:5] + d_obs)
-    # the loss is the standardised squared error
+    # the loss is half the standardised squared error (machina 0.x's scale)
     batch = dict(obs=obs[:5], acs=acs[:5], next_obs=next_obs[:5])
-    expected = ((raw - (d_change[:5] - d_change.mean(0)) / d_change.std(0)) ** 2).mean()
+    expected = 0.5 * ((raw - (d_change[:5] - d_change.mean(0)) / d_change.std(0)) ** 2).mean()
     assert_close(dynamics(dm, batch), expected)
     # the statistics are saved with the model
     assert set(stats) <= set(dm.state_dict())

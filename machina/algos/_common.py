@@ -195,6 +195,9 @@ class PolVfStep:
         Each network's gradient-norm clip.
     algo : str
         The algorithm's name, for error messages (``"ppo_clip"``).
+    clip_vf : bool
+        Whether ``max_grad_norm`` clips the value function's gradient too (machina 0.x's
+        ``ppo_clip`` clipped both networks, its ``ppo_kl`` only the policy).
     """
 
     def __init__(
@@ -205,10 +208,11 @@ class PolVfStep:
         optim_vf: torch.optim.Optimizer,
         max_grad_norm: float | None,
         algo: str,
+        clip_vf: bool = True,
     ) -> None:
         self.optim_pol, self.optim_vf = optim_pol, optim_vf
         self.pol_params, self.vf_params = list(pol.parameters()), list(vf.parameters())
-        self.max_grad_norm = max_grad_norm
+        self.clips = (max_grad_norm, max_grad_norm if clip_vf else None)
         self.names = (f"{algo}.train: pol_loss", f"{algo}.train: vf_loss")
         pol_ids, vf_ids = {id(p) for p in self.pol_params}, {id(p) for p in self.vf_params}
         # what optimizer_steps checks at every call, established once per train call
@@ -238,16 +242,16 @@ class PolVfStep:
                     (self.optim_vf, vf_loss(batch), self.vf_params, self.names[1]),
                 ],
                 self.opt_params,
-                self.max_grad_norm,
+                self.clips,
                 batch,
             )
             return pol_value, vf_value
         pol_value = optimizer_step(
-            self.optim_pol, pol_loss, self.pol_params, self.max_grad_norm,
+            self.optim_pol, pol_loss, self.pol_params, self.clips[0],
             name=self.names[0], batch=batch,
         )  # fmt: skip
         vf_value = optimizer_step(
-            self.optim_vf, vf_loss(batch), self.vf_params, self.max_grad_norm,
+            self.optim_vf, vf_loss(batch), self.vf_params, self.clips[1],
             name=self.names[1], batch=batch,
         )  # fmt: skip
         return pol_value, vf_value

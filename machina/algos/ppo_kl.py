@@ -50,7 +50,8 @@ def train(
     """Minimise ``-E[ratio * A] + kl_beta * KL`` and adapt ``kl_beta`` toward ``kl_targ``.
 
     After the update the mean KL from the sampling policy is measured on all of ``traj``:
-    above ``1.5 * kl_targ`` the coefficient doubles, below ``kl_targ / 1.5`` it halves.
+    above ``1.3 * kl_targ`` the coefficient is multiplied by 1.5, below ``0.7 * kl_targ``
+    divided by 1.5 (machina 0.x's rule).
 
     Parameters
     ----------
@@ -60,6 +61,9 @@ def train(
         Current KL coefficient; pass the returned ``new_kl_beta`` to the next call.
     kl_targ : float
         Target KL per update.
+    max_grad_norm : float, optional
+        Clip of the policy's gradient norm; the value function's is not clipped (as in
+        machina 0.x and ``update_vf``).
     (other parameters as ``ppo_clip.train``)
 
     Returns
@@ -73,7 +77,7 @@ def train(
     batches = minibatches(
         traj, [pol, vf], batch_size, epoch, num_epi_per_seq, norm_advs=minibatch_norm_advs
     )
-    step = PolVfStep(pol, vf, optim_pol, optim_vf, max_grad_norm, "ppo_kl")
+    step = PolVfStep(pol, vf, optim_pol, optim_vf, max_grad_norm, "ppo_kl", clip_vf=False)
     for batch in batches:
         pol_loss, vf_loss = step(
             batch, lf.pg_kl(pol, batch, kl_beta, ent_beta), lambda b: lf.monte_carlo(vf, b)
@@ -82,10 +86,10 @@ def train(
         vf_losses.append(vf_loss)
     with torch.no_grad():
         kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
-    if kl_mean > 1.5 * kl_targ:
-        new_kl_beta = 2.0 * kl_beta
-    elif kl_mean < kl_targ / 1.5:
-        new_kl_beta = 0.5 * kl_beta
+    if kl_mean > 1.3 * kl_targ:
+        new_kl_beta = 1.5 * kl_beta
+    elif kl_mean < 0.7 * kl_targ:
+        new_kl_beta = kl_beta / 1.5
     else:
         new_kl_beta = kl_beta
     log(log_enable, "Optimization finished!")

@@ -81,7 +81,8 @@ def train(
     target_ent : float, optional
         Target entropy; default ``-action_dim``.
     max_grad_norm : float, optional
-        Gradient-norm clip of every network.
+        Gradient-norm clip of the policy's step and of the Q functions' step: the Q
+        functions step together on their summed loss, so one norm covers all of them.
     transform_batch : callable, optional
         Applied to every batch (a dict of ``(batch_size, ...)`` tensors, a copy of the
         replay's rows) before the step, e.g. to relabel ``rews`` with a learned reward

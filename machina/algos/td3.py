@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -50,10 +51,15 @@ def train(
         Optimiser of ``pol``.
     optim_qfs : torch.optim.Optimizer or sequence of them
         One per Q function, or one for all.
-    epoch, batch_size, tau, gamma, log_enable, max_grad_norm
+    epoch, batch_size, tau, gamma, log_enable
         As in ``ddpg.train``.
     pol_update_delay : int
-        Q steps per policy (and target) step; counted within each call.
+        Q steps per policy (and target) step; counted within each call, so a call with
+        ``epoch < pol_update_delay`` steps neither the policy nor the targets (a warning
+        says so).
+    max_grad_norm : float, optional
+        Gradient-norm clip of the policy's step and of the Q functions' step (one norm over
+        both Q functions: they step together on their summed loss).
     target_noise, target_noise_clip : float
         Standard deviation and clip of the smoothing noise, in the policy's action space.
 
@@ -68,6 +74,13 @@ def train(
     check_feed_forward("td3", pol=pol, qfs=qfs)
     if pol_update_delay < 1:
         raise ValueError(f"pol_update_delay: expected an int >= 1, got {pol_update_delay!r}")
+    if epoch < pol_update_delay:
+        warnings.warn(
+            f"td3.train: epoch={epoch} < pol_update_delay={pol_update_delay}: this call steps "
+            "only the Q functions (the delay counts steps within one call); pass epoch >= "
+            "pol_update_delay, e.g. the steps sampled since the last call",
+            stacklevel=2,
+        )
     log(log_enable, "Optimizing...")
     pol_losses, qf_losses = [], []
     qf_params = [p for qf in qfs for p in qf.parameters()]

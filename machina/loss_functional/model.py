@@ -11,7 +11,8 @@ from machina.models.deterministic_state_model import DeterministicSModel
 def dynamics(
     dm: DeterministicSModel, batch: Batch, target: str = "next_obs", td: bool = True
 ) -> torch.Tensor:
-    """Mean squared error of the standardised observation change.
+    """Half the mean squared error of the standardised observation change (machina 0.x's
+    scale: every branch is ``0.5 * mean((pred - goal) ** 2)``).
 
     ``dm``'s net predicts ``(next_obs - obs - mean_d_obs) / std_d_obs``; each dimension's
     error counts alike, whatever its scale (Nagabandi et al., 2018, arXiv:1708.02596).
@@ -37,7 +38,7 @@ def dynamics(
     Returns
     -------
     torch.Tensor
-        Scalar loss: the squared error averaged over dimensions and real steps.
+        Scalar loss: half the squared error averaged over dimensions and real steps.
     """
     obs, acs = batch["obs"], batch["acs"]
     if target not in batch:
@@ -51,7 +52,7 @@ def dynamics(
     if target == "next_obs" and td:
         pred, _ = dm.normalized_delta(obs, acs, **kwargs)
         goal = dm.normalize_delta(batch["next_obs"] - obs)
-        return masked_mean((pred - goal).pow(2).mean(-1), batch)
+        return 0.5 * masked_mean((pred - goal).pow(2).mean(-1), batch)
     pred, _ = dm(obs, acs, **kwargs)
     goal = batch[target]
     if target == "next_obs":

@@ -8,12 +8,19 @@ from machina.utils.aliases import keyword_aliases
 
 
 class MultiCategoricalPd(BasePd):
-    """Independent categoricals with parameters ``dict(pi=(..., k, n))``.
+    """Independent categoricals with parameters ``dict(pi=(..., k, n))`` (machina 0.x's
+    ``dict(pis=...)`` too).
 
     Sub-actions with fewer than ``n`` classes carry zero probability on the padding classes.
     """
 
     param_keys = ("pi",)
+
+    def _get(self, params: Params, name: str = "params") -> tuple[torch.Tensor, ...]:
+        # machina 0.x named the probabilities "pis": accepted when "pi" is absent
+        if "pi" not in params and "pis" in params:
+            return (params["pis"],)
+        return super()._get(params, name)
 
     def sample(self, params: Params, sample_shape: torch.Size = NO_SAMPLE_SHAPE) -> torch.Tensor:
         """Draw one class index per sub-action.
