@@ -170,6 +170,29 @@ def test_compute_advs_matches_reference(epis, gamma, lam, path):
 
 
 @pytest.mark.parametrize("path", ["list", "traj"])
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_compute_advs_from_vs_alone_matches_0x_loop(rng, lam, path):
+    """Episodes given ``vs`` but no ``next_vs`` (machina 0.x's scripts set ``epi['vs']``
+    themselves): V(s[t+1]) is the next step's ``vs``, 0 after the last, as 0.x's loop."""
+    gamma = 0.9
+    epis = make_random_epis(rng, 12)
+    for epi in epis:  # every end terminated: nothing needs a next value
+        epi["terms"][-1], epi["truncs"][-1] = True, False
+        epi["vs"] = rng.normal(size=len(epi["rews"])).astype(np.float32)
+    out = _episodes(ef.compute_advs(_as(path, epis), gamma, lam))
+    for epi, new in zip(epis, out):
+        vs = np.append(epi["vs"].astype(np.float64), 0.0)
+        ref, last = np.empty(len(epi["rews"])), 0.0
+        for t in reversed(range(len(epi["rews"]))):
+            last = epi["rews"][t] + gamma * vs[t + 1] - vs[t] + gamma * lam * last
+            ref[t] = last
+        np.testing.assert_allclose(new["advs"], ref, rtol=1e-5, atol=1e-5)
+    epis[0]["terms"][-1], epis[0]["truncs"][-1] = False, True
+    with pytest.raises(KeyError, match="1 truncated episode.*next_vs"):
+        ef.compute_advs(_as(path, epis), gamma, lam)
+
+
+@pytest.mark.parametrize("path", ["list", "traj"])
 @pytest.mark.parametrize("lam", [0.0, 0.5, 0.97])
 def test_compute_rets_with_lambda_matches_reference(epis, lam, path):
     """TD(lambda) value targets: the per-step recursion, and GAE's advs + vs."""

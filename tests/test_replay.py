@@ -229,6 +229,55 @@ def test_pri_beta_survives_save_and_load(rng, tmp_path):
     assert loaded.pri_beta == pytest.approx(0.7)
 
 
+@pytest.mark.parametrize("seq_length", [None, 3])
+def test_rank_based_draws_survive_save_load_and_copy(rng, tmp_path, seq_length):
+    """The rank order is rebuilt lazily, so it is more than the priorities: a reloaded
+    Traj and a copy draw what the Traj draws, through later updates and rebuilds."""
+    epis = make_random_epis(rng, 8)
+    traj = Traj(seed=0)
+    traj.add_epis(ef.set_all_pris(epis, 1.0))
+    if seq_length:
+        traj = ef.compute_seq_pris(traj, seq_length)
+    traj.register_epis()
+    key = "seq_pris" if seq_length else "pris"
+
+    def step(t, tds):
+        if seq_length:
+            _, starts = t.prioritized_random_batch_rnn_once(4, seq_length, True, "rank_based")
+            idx = starts
+        else:
+            _, idx = t.prioritized_random_batch_once(4, True, mode="rank_based")
+        tf.update_pris(t, tds, idx, update_epi_pris=bool(seq_length), seq_length=seq_length)
+        return idx.tolist()
+
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):  # a rank order now older than the priorities
+        step(traj, torch.rand(4, generator=gen) * 5)
+    traj.save(tmp_path / "memory.npz")
+    with np.load(tmp_path / "memory.npz") as f:
+        assert any(n.startswith(f"rank:{key}:") for n in f.files)
+    others = [Traj.load(tmp_path / "memory.npz"), copy.copy(traj)]
+    for _ in range(60):  # several rebuilds (every N/16 updates)
+        tds = torch.rand(4, generator=gen) * 5
+        drawn = step(traj, tds)
+        assert [step(t, tds) for t in others] == [drawn, drawn]
+
+
+def test_a_bad_rank_order_in_a_file_is_refused(rng, tmp_path):
+    traj = Traj(seed=0)
+    traj.add_epis(ef.set_all_pris(make_random_epis(rng, 3), 1.0))
+    traj.register_epis()
+    traj.prioritized_random_batch_once(2, mode="rank_based")
+    traj.save(tmp_path / "memory.npz")
+    with np.load(tmp_path / "memory.npz") as f:
+        members = {n: f[n] for n in f.files}
+    name = next(n for n in members if n.startswith("rank:") and n.endswith(":order"))
+    members[name] = np.zeros_like(members[name])
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(ValueError, match=r"bad\.npz: rank:pris:0:0\.6: order: expected a perm"):
+        Traj.load(tmp_path / "bad.npz")
+
+
 def test_prioritized_batches_need_positive_pris(rng):
     traj = make_traj(make_random_epis(rng, 3))
     with pytest.raises(KeyError, match="ef.set_all_pris"):

@@ -8,6 +8,7 @@ import torch
 from conftest import make_random_epis
 
 from machina.traj import Traj
+from machina.traj import epi_functional as ef
 
 
 def make_traj(epis, max_steps=None):
@@ -56,15 +57,32 @@ def test_fifo_keeps_newest_whole_episodes(rng):
 def test_iterate_visits_every_step_once_per_epoch(rng, batch_size):
     traj = make_traj(make_random_epis(rng, 50))
     traj.data_map["step_id"] = torch.arange(traj.num_step)
-    if batch_size > traj.num_step:
-        with pytest.raises(ValueError, match="batch_size"):
-            next(traj.iterate(batch_size))
+    if batch_size > traj.num_step:  # one batch of every step per epoch (0.x: none)
+        batches = list(traj.iterate(batch_size, epoch=2))
+        assert [len(b["obs"]) for b in batches] == [traj.num_step] * 2
+        for batch in batches:
+            assert torch.equal(batch["step_id"].sort().values, torch.arange(traj.num_step))
+        batches = list(traj.iterate_step(batch_size, step=3))
+        assert [len(b["obs"]) for b in batches] == [traj.num_step] * 3
         return
     seen = torch.cat([b["step_id"] for b in traj.iterate(batch_size, epoch=3)])
     assert len(seen) == 3 * traj.num_step
     for epoch in seen.split(traj.num_step):
         assert torch.equal(epoch.sort().values, torch.arange(traj.num_step))
     assert all(len(b["obs"]) <= batch_size for b in traj.iterate_once(batch_size))
+
+
+def test_random_batches_larger_than_the_traj_draw_with_replacement(rng):
+    """As machina 0.x's random_batch (randint draws): an early replay memory smaller than
+    the batch still gives full batches, by every drawing method."""
+    traj = make_traj(ef.set_all_pris(make_random_epis(rng, 2, max_len=5), 1.0))
+    big = traj.num_step + 7
+    batch, idx = traj.random_batch_once(big, return_indices=True)
+    assert len(batch["obs"]) == len(idx) == big and int(idx.max()) < traj.num_step
+    for mode in ("proportional", "rank_based"):
+        batch = traj.prioritized_random_batch_once(big, mode=mode)
+        assert len(batch["obs"]) == len(batch["is_weights"]) == big
+    assert traj.random_batch_rnn(big, 2).__next__()["obs"].shape[:2] == (2, big)
 
 
 def test_random_batch_shapes_and_indices(rng):
@@ -137,6 +155,15 @@ def test_bad_input_errors(rng):
         traj.register_epis()
     with pytest.raises(ValueError, match="max_steps"):
         Traj(max_steps=0)
+    # a boolean mask of another length than num_step is refused, not read as indices 0/1
+    traj = make_traj(make_random_epis(rng, 3))
+    for call in (traj.iterate, traj.random_batch):
+        with pytest.raises(ValueError, match=r"indices: a boolean mask .* got shape \(4,\)"):
+            next(call(2, indices=np.ones(4, dtype=bool)))
+    mask = np.zeros(traj.num_step, dtype=bool)
+    mask[-1] = True
+    batch = next(traj.iterate(1, indices=mask, shuffle=False))
+    torch.testing.assert_close(batch["rews"], traj.data_map["rews"][-1:])
 
 
 def test_fifo_refuses_an_episode_longer_than_the_bound(rng):

@@ -136,9 +136,10 @@ def worker(out_dir: str) -> None:
     result["mode2/iterate_epi"] = np.array(len(list(own.iterate_epi())))
 
     # Errors never leave a rank waiting: each is raised on both ranks.
-    too_big = 8 if rank == 0 else own.num_step + 1
+    # (sequences of episodes: more than held is an error; steps would make one batch)
+    too_big = 2 if rank == 0 else own.num_epi + 1
     errors = {
-        "too_big": lambda: list(own.iterate(too_big)),
+        "too_big": lambda: list(own.iterate_rnn(too_big)),
         "ddp_unequal": lambda: list(make_traj(5 + rank, seed=3, ddp=True).iterate(2)),
         "ddp_no_pris": lambda: next(
             make_traj(5, seed=3, ddp=True, pris=False).prioritized_random_batch(4)

@@ -11,9 +11,16 @@ import torch
 
 from machina.traj import _ddp, _replay
 
+# What a batch size above what the Traj holds means (``check_batch_size``'s ``over``):
+# an error; the whole of it in one batch (a pass over the data); or nothing special
+# (draws with replacement, any number of them, as machina 0.x's random_batch).
+OVER = ("raise", "whole", "draws")
 
-def check_batch_size(batch_size: int, available: int, unit: str) -> int:
-    """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``."""
+
+def check_batch_size(batch_size: int, available: int, unit: str, over: str = "raise") -> int:
+    """``batch_size`` as an int: a ValueError naming it when it is not a positive int or
+    the Traj is empty; above ``available``, per ``over`` (see ``OVER``), an error,
+    ``available``, or itself."""
     try:
         batch_size = operator.index(batch_size)
     except TypeError:
@@ -22,7 +29,9 @@ def check_batch_size(batch_size: int, available: int, unit: str) -> int:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
-    if batch_size > available:
+    if batch_size > available and over == "whole":
+        return available
+    if batch_size > available and over == "raise":
         raise ValueError(
             f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
         )
@@ -104,7 +113,12 @@ class Batching:
         if indices is None:
             return None
         idx = torch.as_tensor(indices.copy() if isinstance(indices, np.ndarray) else indices)
-        if idx.dtype == torch.bool and idx.shape == (self.num_step,):
+        if idx.dtype == torch.bool:
+            if idx.shape != (self.num_step,):
+                raise ValueError(
+                    f"indices: a boolean mask must have one entry per step, shape "
+                    f"({self.num_step},), got shape {tuple(idx.shape)}"
+                )
             idx = torch.nonzero(idx).flatten()
         if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype.is_complex:
             raise ValueError(
@@ -119,16 +133,23 @@ class Batching:
         return idx.to(device=self.device, dtype=torch.int64)
 
     def _plan(
-        self, group: _ddp.Group, batch_size: int, available: int, unit: str, count
+        self,
+        group: _ddp.Group,
+        batch_size: int,
+        available: int,
+        unit: str,
+        count,
+        over: str = "raise",
     ) -> tuple[int, int]:
         """The checked batch size and the number of batches all ranks agree on (see _ddp).
 
         ``count(batch_size)`` is this rank's number of batches; an error on any rank is
-        raised on every rank, so that none is left waiting in a collective.
+        raised on every rank, so that none is left waiting in a collective. ``over``: as
+        ``check_batch_size``'s.
         """
         error, n = None, 0
         try:
-            batch_size = check_batch_size(batch_size, available, unit)
+            batch_size = check_batch_size(batch_size, available, unit, over)
             group.check_share(batch_size)
             n = count(batch_size)
         except ValueError as e:
@@ -165,7 +186,8 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Steps per batch; the last batch of an epoch may be smaller.
+            Steps per batch; the last batch of an epoch may be smaller (with more than the
+            steps given, one batch of all of them per epoch).
         epoch : int
             Number of passes over the data.
         indices : array of int or bool, optional
@@ -183,7 +205,7 @@ class Batching:
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group)
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group), "whole"
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -210,7 +232,7 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step, "whole")
         order = self._order(group, n, shuffle)
         if pop is not None:
             order = pop[order]
@@ -267,6 +289,7 @@ class Batching:
         Parameters
         ----------
         batch_size : int
+            Steps per batch, drawn with replacement (any number, as machina 0.x's).
         epoch : int
         indices : array of int or bool, optional
             The steps of every batch (step indices, or a mask over ``num_step``), in a new
@@ -289,7 +312,7 @@ class Batching:
         n = self.num_step if pop is None else len(pop)
         if pop is not None:
             batch_size = n
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch, "draws")
         for _ in range(count):
             if pop is not None:
                 drawn = self._order(group, n, True)
@@ -317,7 +340,8 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Sequences per batch; the last batch of an epoch may be smaller.
+            Sequences per batch, at most the number held; the last batch of an epoch may
+            be smaller.
         num_epi_per_seq : int
             Consecutive episodes joined into one sequence (the hidden state is reset at each
             episode start through ``h_masks``).
@@ -414,7 +438,9 @@ class Batching:
         """
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draws"
+        )
         cand = _replay.window_starts(self._epis_index, seq_length)
         cand = torch.as_tensor(cand, device=self.device)
         for _ in range(count):

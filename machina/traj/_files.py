@@ -4,16 +4,19 @@ validated before anything is built from it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from machina.traj._columns import GROUP_KEYS
+from machina.traj._replay import window_starts
 from machina.utils import files
 
-# Archive members: one "col:<key>" per column, plus these.
+# Archive members: one "col:<key>" per column, plus these, plus the rank-based samplers'
+# "rank:<key>:<seq_length or 0>:<alpha>:<field>" (fields of RankSampler.state).
 REQUIRED = ("epis_index", "group_keys", "group_names")
 OPTIONAL = ("max_steps", "pri_beta", "rng_state")
+RANK_FIELDS = ("order", "ordered", "moved", "updates")
 
 
 def write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -34,6 +37,8 @@ class TrajFile:
     pri_beta: float | None
     # state of the Traj's batch generator (see _rng), (S,) uint8; None: never seeded
     rng_state: np.ndarray | None = None
+    # rank-based samplers' states by (key, seq_length or 0, alpha): RANK_FIELDS -> array
+    rank_states: dict[tuple[str, int, float], dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def read_checked(path: str | os.PathLike) -> TrajFile:
@@ -76,7 +81,9 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
     missing = [name for name in REQUIRED if name not in members]
     if missing:
         raise _Bad(f"missing member(s) {missing}; expected {list(REQUIRED)} and 'col:<key>'s")
-    unknown = [n for n in members if not n.startswith("col:") and n not in REQUIRED + OPTIONAL]
+    unknown = [
+        n for n in members if not n.startswith(("col:", "rank:")) and n not in REQUIRED + OPTIONAL
+    ]
     if unknown:
         raise _Bad(f"unknown member(s) {unknown}")
     index = members["epis_index"]
@@ -144,4 +151,47 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
             f"rng_state: expected a 1-d uint8 array (a generator's state), got dtype "
             f"{rng_state.dtype} and shape {rng_state.shape}"
         )
-    return TrajFile(columns, index, groups, max_steps, pri_beta, rng_state)
+    rank_states = _rank_states(members, columns, index)
+    return TrajFile(columns, index, groups, max_steps, pri_beta, rng_state, rank_states)
+
+
+def _rank_states(
+    members: dict[str, np.ndarray], columns: dict[str, np.ndarray], index: np.ndarray
+) -> dict[tuple[str, int, float], dict[str, np.ndarray]]:
+    """The rank-based samplers' states, each checked against its priority column."""
+    states: dict[tuple[str, int, float], dict[str, np.ndarray]] = {}
+    for name, value in members.items():
+        if not name.startswith("rank:"):
+            continue
+        parts = name[5:].rsplit(":", 3)
+        try:
+            key, seq, alpha, part = parts
+            sampler = (key, int(seq), float(alpha))
+        except ValueError:
+            raise _Bad(f"{name}: expected rank:<key>:<seq_length>:<alpha>:<field>") from None
+        if part not in RANK_FIELDS or key not in columns or sampler[1] < 0:
+            raise _Bad(f"{name}: expected a field of {RANK_FIELDS} for a stored column")
+        states.setdefault(sampler, {})[part] = value
+    for (key, seq, alpha), state in states.items():
+        where = f"rank:{key}:{seq}:{alpha!r}"
+        if set(state) != set(RANK_FIELDS):
+            raise _Bad(f"{where}: expected the fields {list(RANK_FIELDS)}, got {sorted(state)}")
+        n = len(columns[key]) if seq == 0 else len(window_starts(index, seq))
+        order, ordered, moved, updates = (state[f] for f in RANK_FIELDS)
+        if (
+            order.shape != (n,)
+            or order.dtype.kind not in "iu"
+            or ordered.shape != (n,)
+            or ordered.dtype.kind != "f"
+            or moved.shape != (n,)
+            or moved.dtype != np.bool_
+            or updates.shape != ()
+            or updates.dtype.kind not in "iu"
+        ):
+            raise _Bad(
+                f"{where}: expected order ({n},) int, ordered ({n},) float, moved ({n},) bool "
+                f"and updates () int, got {[(a.dtype.name, a.shape) for a in state.values()]}"
+            )
+        if n and not np.array_equal(np.bincount(order, minlength=n), np.ones(n, np.int64)):
+            raise _Bad(f"{where}: order: expected a permutation of range({n})")
+    return states

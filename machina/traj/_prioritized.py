@@ -108,7 +108,9 @@ class PrioritizedReplay:
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draws"
+        )
         for _ in range(count):
             indices, is_weights = self._prioritized_draw(
                 group, "pris", None, "ef.set_all_pris or ef.compute_pris",
@@ -194,6 +196,31 @@ class PrioritizedReplay:
         )
         self._samplers[cache_key] = entry
         return entry
+
+    def _rank_sampler_states(self) -> dict[str, np.ndarray]:
+        """The state of every rank-based sampler that describes the stored priorities, as
+        archive members ``rank:<key>:<seq_length or 0>:<alpha>:<field>`` (``Traj.save``):
+        its order is rebuilt lazily, so it is not a function of the priorities alone."""
+        members = {}
+        for (key, seq_length, mode, alpha), entry in self._samplers.items():
+            column = self.data_map.get(key)
+            if mode != "rank_based" or column is None:
+                continue
+            if not entry.current(column, self._epis_index):
+                continue
+            for field, value in entry.sampler.state().items():
+                members[f"rank:{key}:{seq_length or 0}:{alpha!r}:{field}"] = value
+        return members
+
+    def _restore_rank_samplers(self, states: dict[tuple[str, int, float], dict]) -> None:
+        """Rank-based samplers from ``Traj.save``'s states, keyed by (key, seq_length or 0,
+        alpha), each checked against this Traj's priorities by ``_files``."""
+        for (key, seq_length, alpha), state in states.items():
+            column = self.data_map[key]
+            cand = None if not seq_length else _replay.window_starts(self._epis_index, seq_length)
+            sampler = _samplers.RankSampler.from_state(state, alpha)
+            entry = _CachedSampler(sampler, column, self._epis_index, cand)
+            self._samplers[(key, seq_length or None, "rank_based", alpha)] = entry
 
     def _set_priorities(
         self, key: str, indices: torch.Tensor, values: torch.Tensor | np.ndarray
@@ -289,7 +316,9 @@ class PrioritizedReplay:
         _replay.check_pri_args(alpha, init_beta, beta_step)
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draws"
+        )
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
         for _ in range(count):
             starts, is_weights = self._prioritized_draw(

@@ -252,10 +252,42 @@ class RankSampler:
         self.n = len(values)
         self.alpha = float(alpha)
         if previous is not None and previous.n == self.n:
-            self.order, ordered = previous._merged_order(values)
+            order, ordered = previous._merged_order(values)
         else:
-            self.order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
-            ordered = values[self.order]
+            order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
+            ordered = values[order]
+        self._build(order, ordered)
+        self._updates = 0
+        self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
+        self.stale = False
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What the draws depend on besides the priorities (``Traj.save`` keeps it): the
+        last order (N,) int64, the values it sorted (N,), the items updated since (N,) bool
+        and their count () int64."""
+        return dict(
+            order=self.order,
+            ordered=self._ordered,
+            moved=self._moved,
+            updates=np.array(self._updates, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray], alpha: float) -> RankSampler:
+        """The sampler whose ``state()`` was ``state`` (checked by the caller)."""
+        new = object.__new__(cls)
+        new.n, new.alpha = len(state["order"]), float(alpha)
+        new._build(state["order"].astype(np.int64), state["ordered"])
+        new._updates = int(state["updates"])
+        new._moved = state["moved"].astype(bool)
+        new.stale = new._updates >= max(1, int(new.n * RANK_REBUILD_FRACTION))
+        return new
+
+    def _build(self, order: np.ndarray, ordered: np.ndarray) -> None:
+        """The rank weights' tree for the items in ``order`` (N,), whose values by
+        decreasing value are ``ordered`` (N,)."""
+        alpha = self.alpha
+        self.order = order
         self._ordered = ordered  # values by decreasing value, for the next merge
         new_value = np.empty(self.n, dtype=bool)  # True where a run of equal values starts
         new_value[:1] = True
@@ -278,9 +310,6 @@ class RankSampler:
                 group = np.cumsum(new_value, dtype=np.int64)
                 group -= 1
                 self.tree = SumTree(group_weights[group])
-        self._updates = 0
-        self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
-        self.stale = False
 
     def _merged_order(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The order of ``values`` (N,) by decreasing value and the values in that order,

@@ -134,8 +134,10 @@ def _terms(data: Columns) -> np.ndarray:
     return data.require(key, "the estimators", "a sampler that records 'terms' and 'truncs'")
 
 
-def _bootstrap_values(data: Columns, fn_name: str) -> np.ndarray:
-    """``next_vs``, or zeros when no episode is truncated and none were computed."""
+def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None) -> np.ndarray:
+    """``next_vs``; when none were computed and no episode is truncated, ``vs`` of the next
+    step inside each episode and 0 at its end (machina 0.x's ``compute_advs`` read only
+    ``vs``), or zeros without ``vs`` (read only at episode ends, where they are 0)."""
     if "next_vs" in data:
         return data["next_vs"]
     if "truncs" in data:
@@ -149,7 +151,12 @@ def _bootstrap_values(data: Columns, fn_name: str) -> np.ndarray:
                 f"{fn_name}: {n_trunc} truncated episode(s) need 'next_vs' to bootstrap from; "
                 "call ef.compute_vs(data, vf) first"
             )
-    return np.zeros(data.num_step)
+    if vs is None:
+        return np.zeros(data.num_step)
+    next_vs = np.zeros(data.num_step, dtype=np.float64)
+    next_vs[:-1] = vs[1:]
+    next_vs[data.last] = 0.0  # every episode ends terminated here: nothing to bootstrap
+    return next_vs
 
 
 def lambda_returns(
@@ -235,11 +242,14 @@ def compute_advs(data: Columns, gamma: float, lam: float) -> dict[str, np.ndarra
     ----------
     data : Traj or list of dict
         Episodes with ``rews``, ``terms``, ``vs`` and ``next_vs`` (T,) from ``compute_vs``.
+        Without ``next_vs`` (episodes given ``vs`` by other means, as in machina 0.x),
+        V(s[t+1]) is the next step's ``vs`` and 0 after an episode's last step, which then
+        must not be truncated.
     gamma, lam : float
         Discount and GAE lambda, each in [0, 1].
     """
     vs = data.require("vs", "compute_advs", "ef.compute_vs(data, vf)")
-    next_vs = _bootstrap_values(data, "compute_advs")
+    next_vs = _bootstrap_values(data, "compute_advs", vs)
     rews = data.require("rews", "compute_advs")
     advs = lambda_returns(rews, next_vs, _terms(data), data.lengths, gamma, lam)
     advs -= vs

@@ -188,7 +188,10 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         new.__dict__.update(self.__dict__)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
-        new._samplers = {}
+        # The replay samplers too (a rank order is not a function of the priorities alone:
+        # it is rebuilt lazily), shared as they are: a write of either Traj first copies its
+        # columns (below), which leaves the shared samplers behind, never updated.
+        new._samplers = dict(self._samplers)
         new._rng = self._rng.clone()
         # Both see the same rows: the next append of either copies them into a new buffer.
         self._disown()
@@ -346,9 +349,10 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         """Write the stored episodes to an ``.npz`` file that loads without pickle.
 
         Every column keeps its dtype and values exactly, and the prioritised-replay exponent
-        ``pri_beta`` and the state of ``generator`` (once seeded) are kept, so a reloaded
-        memory resumes its annealing and draws the batches the saved one would have drawn;
-        pending episodes are not saved.
+        ``pri_beta``, the state of ``generator`` (once seeded) and the order of each
+        rank-based sampler (rebuilt lazily, so not a function of the priorities alone) are
+        kept, so a reloaded memory resumes its annealing and draws the batches the saved one
+        would have drawn; pending episodes are not saved.
 
         The file is replaced atomically: written to a temporary file in the same directory,
         flushed to disk, then renamed over ``path``; a save killed half way leaves the
@@ -365,6 +369,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         rng_state = self._rng.get_state()
         if rng_state is not None:
             arrays["rng_state"] = rng_state.numpy()
+        arrays.update(self._rank_sampler_states())
         _files.write_atomic(path, arrays)
 
     @classmethod
@@ -388,4 +393,5 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
                 traj._rng.set_state(torch.from_numpy(f.rng_state))
             except ValueError as e:
                 raise ValueError(f"Traj.load: {os.fspath(path)}: {e}") from None
+        traj._restore_rank_samplers(f.rank_states)
         return traj
