@@ -175,6 +175,9 @@ def test_ray_sampler_runs_a_users_worker_cls():
         epis = sampler.sample(max_epis=1, deterministic=True)
         sampler.close()
         assert len(epis) == 1 and epis[0]["obs"].shape == (200, 3)
+        # machina's engine on more actors than this Ray's 1 CPU: placed, as 0.x's (no CPU each)
+        with raysampler.EpiSampler(env, pol, 2, timeout=120) as sampler:
+            assert len(sampler.sample(max_epis=2)) == 2
         np.testing.assert_allclose(epis[0]["acs"], epis[0]["a_is"]["mean"], rtol=1e-6, atol=1e-7)
     finally:
         ray.shutdown()

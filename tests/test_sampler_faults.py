@@ -154,6 +154,28 @@ def test_dict_observations_say_how_to_flatten():
     flat = gym.wrappers.FlattenObservation(make())
     with EpiSampler(lambda: gym.wrappers.FlattenObservation(make()), gaussian(flat)) as sampler:
         assert sampler.sample(gaussian(flat), max_steps=5)[0]["obs"].shape[1:] == (3,)
+    # ... and so does a prepro that maps each Dict / Tuple observation to an array (in this
+    # process and in workers): it gets the observation as the env returns it
+    pol = gaussian(flat)
+    for num_parallel in (1, 2):
+        with EpiSampler(make, pol, prepro=lambda d: d["x"] * 2.0, num_parallel=num_parallel,
+                        seed=0, max_episode_steps=6) as sampler:  # fmt: skip
+            epis = sampler.sample(pol, max_epis=2)
+        with EpiSampler(lambda: gym.wrappers.FlattenObservation(make()), pol,
+                        prepro=lambda o: o * 2.0, num_parallel=num_parallel, seed=0,
+                        max_episode_steps=6) as ref:  # fmt: skip
+            expected = ref.sample(pol, max_epis=2)
+        for epi, exp in zip(epis, expected):
+            np.testing.assert_array_equal(epi["obs"], exp["obs"])
+            np.testing.assert_array_equal(epi["next_obs"], exp["next_obs"])
+            assert epi["truncs"][-1] and "raw_obs" not in epi["e_is"]
+    tuple_env = gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1"),
+        lambda o: (o[:1], o[1:]),
+        gym.spaces.Tuple((flat.observation_space,) * 2),
+    )
+    with EpiSampler(tuple_env, pol, prepro=np.concatenate, seed=0) as sampler:
+        assert sampler.sample(pol, max_steps=5)[0]["obs"].shape[1:] == (3,)
 
 
 def test_never_ending_episodes_are_cut_and_truncated():

@@ -155,14 +155,22 @@ class EnvSlots:
         new float32 array: the path of the first resets and of every observation with a
         prepro (without one, observations are written to the buffers as they come and
         checked a whole row at a time)."""
-        if isinstance(raw, (dict, tuple)) and prepro is None:
-            raise dict_obs_error(self.observation_space)
-        arr = np.asarray(raw)
-        if arr.dtype.kind in "fc" and not all_finite(arr):
-            raise self.non_finite_error(k, arr, phase)
-        if prepro is not None:
-            self.raw_obs[k] = np.array(arr)  # a copy: the env may reuse its array
-            arr = np.asarray(prepro(arr))
+        if isinstance(raw, (dict, tuple)):
+            if prepro is None:
+                raise dict_obs_error(self.observation_space)
+            # A Dict / Tuple observation goes to the prepro as it is (the prepro makes the
+            # array); it is not kept in e_is["raw_obs"], which holds arrays.
+            self.raw_obs.pop(k, None)
+            arr = np.array(prepro(raw), dtype=np.float32)
+            if not all_finite(arr):
+                raise self.non_finite_error(k, arr, phase)
+        else:
+            arr = np.asarray(raw)
+            if arr.dtype.kind in "fc" and not all_finite(arr):
+                raise self.non_finite_error(k, arr, phase)
+            if prepro is not None:
+                self.raw_obs[k] = np.array(arr)  # a copy: the env may reuse its array
+                arr = np.asarray(prepro(arr))
         arr = np.array(arr, dtype=np.float32)  # a copy: the env may reuse its array
         if self.ob_shape is None:
             self.ob_shape = arr.shape

@@ -241,7 +241,8 @@ class StepLoop(LoopChecks):
             # observations, which clipped normalised ones cannot give back
             # (machina.prepro.BasePrePro.update_with_epis).
             step_info = numeric_info(info) if info else {}
-            step_info["raw_obs"] = slots.raw_obs[k]
+            if k in slots.raw_obs:  # array observations (a Dict / Tuple one is not kept)
+                step_info["raw_obs"] = slots.raw_obs[k]
             infos[k].append(step_info)
             if term or trunc:
                 ended.append((k, raw, term, trunc))

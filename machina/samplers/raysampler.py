@@ -58,7 +58,9 @@ class EpiSampler:
         --resources='{"node1": 100}'``), the others are placed by Ray (spread over nodes).
     **kwargs
         More arguments of :class:`machina.samplers.EpiSampler` (``num_envs``, ``address``,
-        ``num_cpus``, ``timeout``...).
+        ``num_cpus``, ``timeout``...). ``num_cpus`` defaults to 0 here, as machina 0.x's
+        actors reserved no CPU: a Ray started with fewer CPUs than ``num_parallel`` (0.x's
+        ``init_ray`` then ``EpiSampler(env, pol, 8)``) still places them all.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class EpiSampler:
                 timeout=kwargs.get("timeout"),
             )
             return
+        kwargs.setdefault("num_cpus", 0)
         self._sampler = _LocalEpiSampler(
             env,
             self.pol,
