@@ -188,6 +188,21 @@ def test_add_traj_does_not_share_storage(rng):
     assert memory.data_map["rews"][0] != source.data_map["rews"][0]
 
 
+def test_add_traj_of_itself_doubles_its_episodes_through_the_fifo(rng):
+    epis = make_random_epis(rng, 4, max_len=5)
+    for bound in (None, sum(len(e["rews"]) for e in epis) + 3):
+        memory = Traj(max_steps=bound)
+        for epi in epis:  # in its own buffers, which the FIFO compacts in place
+            memory.add_traj(make_traj([epi]))
+        rows = [e["rews"] for e in epis]
+        memory.add_traj(memory)
+        kept = rows + rows
+        while bound is not None and sum(map(len, kept)) > bound:
+            kept = kept[1:]  # the FIFO drops the oldest whole episodes
+        np.testing.assert_array_equal(memory.data_map["rews"].numpy(), np.concatenate(kept))
+        assert memory.num_epi == len(kept)
+
+
 def test_info_key_clash_and_empty_episode_are_refused(rng):
     epis = make_random_epis(rng, 2)
     for epi in epis:

@@ -290,7 +290,10 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         if traj.num_epi == 0:
             return
         lengths = np.diff(traj._epis_index)
-        self._append(traj.data_map, traj.groups, lengths, adopt=False)
+        columns = traj.data_map
+        if traj is self:  # the FIFO would move the rows it is about to copy: copy them first
+            columns = {k: v.clone() for k, v in columns.items()}
+        self._append(columns, traj.groups, lengths, adopt=False)
 
     def _append(
         self, columns: dict, groups: dict[str, str], lengths: np.ndarray, adopt: bool
