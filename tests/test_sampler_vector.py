@@ -282,6 +282,36 @@ def test_infos_become_e_is_columns():
         np.testing.assert_array_equal(epi["e_is"]["count"], np.full(len(epi["obs"]), 7))
 
 
+class _StepInfoEnv(gym.Env):
+    """Counts its steps in obs and in info["t"]; terminates after 5 (a reset's info: t 0)."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {"t": 0}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], np.float32), 1.0, self.t >= 5, False, {"t": self.t}
+
+
+@pytest.mark.parametrize("mode", list(AutoresetMode))
+def test_env_infos_of_every_step_in_every_autoreset_mode(mode):
+    """SAME_STEP puts an episode's last step's info under final_info (the top level holds
+    the next episode's reset info): e_is still has each step's own info, as one env gives."""
+    one = _StepInfoEnv()
+    pol = make_pol(one.observation_space, one.action_space)
+    env = gym.vector.SyncVectorEnv([_StepInfoEnv] * 2, autoreset_mode=mode)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=4)
+    assert len(epis) == 4
+    for epi in epis:
+        np.testing.assert_array_equal(epi["e_is"]["t"], np.arange(1, 6))
+
+
 def test_state_dict_continues_exactly():
     pol = policy()
     for make in (lambda: native_vec(4, 12), lambda: sync_vec(4, AutoresetMode.NEXT_STEP, 12)):

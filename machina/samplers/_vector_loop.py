@@ -53,6 +53,34 @@ _UNLIMITED = np.iinfo(np.int64).max
 _SKIPPED_INFOS = {"final_obs", "final_info", "final_observation", "episode"}
 
 
+def _numeric(value: Any, n: int) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.shape[:1] == (n,)
+
+
+def _step_infos(infos: dict[str, Any], final: dict[str, Any], n: int) -> dict[str, Any]:
+    """The infos of the step itself, per slot, from a SAME_STEP vector env's: where an
+    episode ended (``_final_info``) its step's info is in ``final_info`` and the top level
+    holds the new episode's reset info, which belongs to no step recorded here."""
+    ended = np.asarray(infos.get("_final_info", np.ones(n, bool)), dtype=bool)
+    out: dict[str, Any] = {}
+    for key in {k for k in (*infos, *final) if not k.startswith("_")} - _SKIPPED_INFOS:
+        top, last = infos.get(key), final.get(key)
+        if not (_numeric(top, n) or _numeric(last, n)):
+            continue
+        like = top if _numeric(top, n) else last
+        value = np.zeros_like(like)
+        mask = np.zeros(n, dtype=bool)
+        if _numeric(top, n):
+            value[:] = top
+            mask[:] = infos.get("_" + key, True)
+        mask[ended] = False
+        if _numeric(last, n) and last.shape == value.shape:
+            value[ended] = last[ended]
+            mask[ended] = np.asarray(final.get("_" + key, np.ones(n, bool)), bool)[ended]
+        out[key], out["_" + key] = value, mask
+    return out
+
+
 class VectorStepLoop(LoopChecks):
     """The state of one run over a ``VectorSlots``: per-slot bookkeeping in arrays.
 
@@ -388,6 +416,9 @@ class VectorStepLoop(LoopChecks):
         """Step ``t``'s numeric per-slot infos into history fields ``e_is/<key>`` and where
         each slot had the key into ``e_is_mask/<key>`` (gymnasium's ``_<key>`` masks)."""
         n, fields = len(self.slots), self.history.fields
+        final = infos.get("final_info")
+        if isinstance(final, dict) and final:
+            infos = _step_infos(infos, final, n)
         for key, value in infos.items():
             if key.startswith("_") or key in _SKIPPED_INFOS:
                 continue
