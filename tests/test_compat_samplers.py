@@ -13,7 +13,7 @@ from conftest import make_random_epis
 
 from machina.envs import GymEnv
 from machina.nets import PolNet
-from machina.pols import CategoricalPol, GaussianPol
+from machina.pols import CategoricalPol, GaussianPol, make_pol
 from machina.samplers import epi_sampler, raysampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
@@ -51,6 +51,21 @@ def test_one_epi_pendulum(deterministic):
     assert epi["a_is"]["mean"].shape == (200, 1)
     if deterministic:  # acts with the mean
         np.testing.assert_allclose(epi["acs"], epi["a_is"]["mean"], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_one_epi_recurrent_agent_infos_are_per_step(env_id):
+    """A recurrent policy's outputs (time and batch axes of 1) stored as a feed-forward
+    policy's: (T, k)."""
+    env = GymEnv(env_id)
+    env.reset(seed=0)
+    shapes = []
+    for rnn in (False, True):
+        pol = make_pol(env.observation_space, env.action_space, rnn=rnn)
+        length, epi = epi_sampler.one_epi(env, pol)
+        shapes.append({k: v.shape[1:] for k, v in epi["a_is"].items()})
+        assert all(len(v) == length for v in epi["a_is"].values())
+    assert shapes[0] == shapes[1]
 
 
 def test_one_epi_cartpole_prepro_and_terminated_end():

@@ -40,12 +40,15 @@ def _numbers(infos: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
-def _one_row(value: torch.Tensor, shape: tuple[int, ...] | None) -> np.ndarray:
-    """One step's policy output without its batch axis of 1."""
+def _one_row(value: torch.Tensor, shape: tuple[int, ...] | None, rnn: bool) -> np.ndarray:
+    """One step's policy output without its batch axis of 1 (and a recurrent policy's time
+    axis of 1)."""
     a = value.detach().cpu().numpy()
     if shape is not None:
         return a.squeeze().reshape(shape)
-    return a[0] if a.ndim and a.shape[0] == 1 else a
+    for _ in range(2 if rnn else 1):
+        a = a[0] if a.ndim and a.shape[0] == 1 else a
+    return a
 
 
 def one_epi(
@@ -107,7 +110,7 @@ def one_epi(
                 if isinstance(value, tuple):  # recurrent state (h, c)
                     step_a_i[key] = tuple(h.squeeze().detach().cpu().numpy() for h in value)
                 else:
-                    step_a_i[key] = _one_row(value, a_i_shape)
+                    step_a_i[key] = _one_row(value, a_i_shape, bool(getattr(pol, "rnn", False)))
             a_is.append(step_a_i)
             e_is.append(e_i)
             if term or trunc:
