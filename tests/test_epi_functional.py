@@ -360,6 +360,17 @@ def test_missing_keys_name_the_estimator(epis):
     with pytest.raises(ValueError, match=r"epis\[0\]\['truncs'\]: expected a first axis of length"):
         ef.compute_rets([short], 0.99)
     assert ef.compute_h_masks([]) == []
+    # episodes without rewards (expert data): estimators that do not read them run
+    unrewarded = [
+        {k: v for k, v in e.items() if k != "rews"} | {"next_vs": np.zeros(len(e["obs"]))}
+        for e in epis[:3]
+    ]
+    masked = ef.compute_h_masks(unrewarded)
+    assert [len(e["h_masks"]) for e in masked] == [len(e["obs"]) for e in unrewarded]
+    with pytest.raises(KeyError, match=r"compute_rets: epis\[0\] has no 'rews'"):
+        ef.compute_rets(unrewarded, 1.0, lam=0.5)  # next_vs is there: rews is missing
+    with pytest.raises(KeyError, match=r"epis\[0\]: expected an episode dict with 'rews' or"):
+        ef.compute_h_masks([{"acs": np.zeros(3)}])
 
 
 def test_add_next_obs_keeps_sampler_next_obs(epis):

@@ -61,11 +61,15 @@ class Columns:
     def of_epis(cls, epis: Sequence[Epi]) -> Columns:
         # The checks run as C loops (map) over the episodes: a Python loop per episode
         # costs several times more at thousands of episodes.
-        if set(map(type, epis)) != {dict} or not all(map(operator.contains, epis, _REWS)):
+        if set(map(type, epis)) == {dict} and all(map(operator.contains, epis, _REWS)):
+            lengths = np.fromiter(map(len, map(_rews, epis)), dtype=np.int64, count=len(epis))
+        else:  # episodes without rewards (expert data): their length from 'obs'
             for i, epi in enumerate(epis):
-                if not isinstance(epi, Mapping) or "rews" not in epi:
-                    raise KeyError(f"epis[{i}]: expected an episode dict with 'rews'")
-        lengths = np.fromiter(map(len, map(_rews, epis)), dtype=np.int64, count=len(epis))
+                if not isinstance(epi, Mapping) or not ("rews" in epi or "obs" in epi):
+                    raise KeyError(f"epis[{i}]: expected an episode dict with 'rews' or 'obs'")
+            lengths = np.array(
+                [len(epi["rews"] if "rews" in epi else epi["obs"]) for epi in epis], np.int64
+            )
         empty = np.flatnonzero(lengths == 0)
         if len(empty):
             raise ValueError(f"epis[{empty[0]}]: episodes must have at least one step, got 0")
