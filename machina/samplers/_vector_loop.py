@@ -35,7 +35,7 @@ error) and starts its next episode after it: those steps are lost.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -53,7 +53,8 @@ _UNLIMITED = np.iinfo(np.int64).max
 _SKIPPED_INFOS = {"final_obs", "final_info", "final_observation", "episode"}
 
 
-def _numeric(value: Any, n: int) -> bool:
+def _numeric(value: Any, n: int) -> TypeGuard[np.ndarray]:
+    """Whether ``value`` is a per-slot numeric array of ``n`` slots."""
     return isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.shape[:1] == (n,)
 
 
