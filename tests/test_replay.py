@@ -234,11 +234,15 @@ def test_rank_based_draws_survive_save_load_and_copy(rng, tmp_path, seq_length):
     """The rank order is rebuilt lazily, so it is more than the priorities: a reloaded
     Traj and a copy draw what the Traj draws, through later updates and rebuilds."""
     epis = make_random_epis(rng, 8)
-    traj = Traj(seed=0)
-    traj.add_epis(ef.set_all_pris(epis, 1.0))
-    if seq_length:
-        traj = ef.compute_seq_pris(traj, seq_length)
-    traj.register_epis()
+
+    def memory():
+        traj = Traj(seed=0)
+        traj.add_epis(ef.set_all_pris(epis, 1.0))
+        if seq_length:
+            traj = ef.compute_seq_pris(traj, seq_length)
+        traj.register_epis()
+        return traj
+
     key = "seq_pris" if seq_length else "pris"
 
     def step(t, tds):
@@ -251,16 +255,22 @@ def test_rank_based_draws_survive_save_load_and_copy(rng, tmp_path, seq_length):
         return idx.tolist()
 
     gen = torch.Generator().manual_seed(1)
-    for _ in range(3):  # a rank order now older than the priorities
-        step(traj, torch.rand(4, generator=gen) * 5)
+    first = [torch.rand(4, generator=gen) * 5 for _ in range(3)]
+    traj, *twins = (memory() for _ in range(4))  # the twins are never saved nor copied
+    for t in (traj, *twins):
+        for tds in first:  # a rank order now older than the priorities
+            step(t, tds)
     traj.save(tmp_path / "memory.npz")
     with np.load(tmp_path / "memory.npz") as f:
         assert any(n.startswith(f"rank:{key}:") for n in f.files)
-    others = [Traj.load(tmp_path / "memory.npz"), copy.copy(traj)]
+    # each alone (a copy also changes its original's storage), and all together
+    groups = [[Traj.load(tmp_path / "memory.npz")]]
+    groups += [[copy.copy(traj), traj], [Traj.load(tmp_path / "memory.npz"), copy.copy(traj)]]
     for _ in range(60):  # several rebuilds (every N/16 updates)
         tds = torch.rand(4, generator=gen) * 5
-        drawn = step(traj, tds)
-        assert [step(t, tds) for t in others] == [drawn, drawn]
+        for group, reference in zip(groups, twins):
+            drawn = step(reference, tds)
+            assert [step(t, tds) for t in group] == [drawn] * len(group)
 
 
 def test_a_bad_rank_order_in_a_file_is_refused(rng, tmp_path):

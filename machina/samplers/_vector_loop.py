@@ -68,8 +68,9 @@ def _step_infos(infos: dict[str, Any], final: dict[str, Any], n: int) -> dict[st
         top, last = infos.get(key), final.get(key)
         if not (_numeric(top, n) or _numeric(last, n)):
             continue
-        like = top if _numeric(top, n) else last
-        value = np.zeros_like(like)
+        arrays = [a for a in (top, last) if _numeric(a, n)]
+        # a float step info is kept whole over an int reset info
+        value = np.zeros(arrays[0].shape, dtype=np.result_type(*arrays))
         mask = np.zeros(n, dtype=bool)
         if _numeric(top, n):
             value[:] = top

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import numpy as np
@@ -214,13 +215,27 @@ class PrioritizedReplay:
 
     def _restore_rank_samplers(self, states: dict[tuple[str, int, float], dict]) -> None:
         """Rank-based samplers from ``Traj.save``'s states, keyed by (key, seq_length or 0,
-        alpha), each checked against this Traj's priorities by ``_files``."""
+        alpha), their shapes and order checked by ``_files``."""
         for (key, seq_length, alpha), state in states.items():
             column = self.data_map[key]
             cand = None if not seq_length else _replay.window_starts(self._epis_index, seq_length)
             sampler = _samplers.RankSampler.from_state(state, alpha)
             entry = _CachedSampler(sampler, column, self._epis_index, cand)
             self._samplers[(key, seq_length or None, "rank_based", alpha)] = entry
+
+    def _follow_copied_columns(self, old_columns: dict, old_index: np.ndarray) -> None:
+        """After ``writable_column`` copied the columns into this Traj's own buffers (the same
+        values): each sampler that described an old column describes its copy. Copied, as a
+        shallow copy of this Traj may share it (``__copy__``), and updates write it in place."""
+        for cache_key, entry in list(self._samplers.items()):
+            old = old_columns.get(cache_key[0])
+            if old is None or not entry.current(old, old_index):
+                continue
+            column = self.data_map[cache_key[0]]
+            sampler = copy.deepcopy(entry.sampler)
+            self._samplers[cache_key] = _CachedSampler(
+                sampler, column, self._epis_index, entry.cand
+            )
 
     def _set_priorities(
         self, key: str, indices: torch.Tensor, values: torch.Tensor | np.ndarray
@@ -230,7 +245,10 @@ class PrioritizedReplay:
         The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
         the O(N) rebuild that any other write to the column leads to.
         """
+        old_columns, old_index = dict(self.data_map), self._epis_index
         column = self.writable_column(key)
+        if column is not old_columns[key]:
+            self._follow_copied_columns(old_columns, old_index)
         entries = [
             e
             for k, e in self._samplers.items()

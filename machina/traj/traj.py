@@ -189,8 +189,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
         # The replay samplers too (a rank order is not a function of the priorities alone:
-        # it is rebuilt lazily), shared as they are: a write of either Traj first copies its
-        # columns (below), which leaves the shared samplers behind, never updated.
+        # it is rebuilt lazily), shared: a priority write of either Traj first copies its
+        # columns (below) and then its samplers (PrioritizedReplay._follow_copied_columns).
         new._samplers = dict(self._samplers)
         new._rng = self._rng.clone()
         # Both see the same rows: the next append of either copies them into a new buffer.

@@ -148,7 +148,7 @@ def optimizer_steps(
         raise ValueError("steps: the optimisers share parameters; use optimizer_step per loss")
     if dist_utils.averages_here(optims):
         raise ValueError("steps: gradients are averaged over ranks; use optimizer_step per loss")
-    return separate_steps(steps, opt_params, [max_grad_norm] * len(steps), batch)
+    return separate_steps(steps, opt_params, max_grad_norm, batch)
 
 
 def optimizer_params(optim: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -159,13 +159,19 @@ def optimizer_params(optim: torch.optim.Optimizer) -> list[torch.Tensor]:
 def separate_steps(
     steps: Sequence[tuple[torch.optim.Optimizer, torch.Tensor, Iterable[torch.Tensor], str]],
     opt_params: Sequence[list[torch.Tensor]],
-    max_grad_norms: Sequence[float | None],
+    max_grad_norm: float | None | Sequence[float | None],
     batch: Mapping[str, Any] | None,
 ) -> list[float]:
     """:func:`optimizer_steps` without its checks, for a caller that made them once for many
     calls (``machina.algos._common.PolVfStep``): ``opt_params[i]`` is
     ``optimizer_params(steps[i][0])``, the optimisers share no parameter and nothing averages
-    their gradients over ranks. ``max_grad_norms[i]`` clips step i (None: no clip)."""
+    their gradients over ranks. ``max_grad_norm``: one clip for every step, or one per step
+    (None: no clip)."""
+    clips = (
+        [max_grad_norm] * len(steps)
+        if max_grad_norm is None or isinstance(max_grad_norm, (int, float))
+        else list(max_grad_norm)
+    )
     optims = [opt for opt, _, _, _ in steps]
     values = [float(loss.detach()) for _, loss, _, _ in steps]
     for value, (_, _, _, name) in zip(values, steps):
@@ -174,7 +180,7 @@ def separate_steps(
     for opt in optims:
         opt.zero_grad(set_to_none=True)
     torch.autograd.backward([loss for _, loss, _, _ in steps])
-    for own, clip, (_, _, params, name) in zip(opt_params, max_grad_norms, steps):
+    for own, clip, (_, _, params, name) in zip(opt_params, clips, steps):
         if not _clip_and_check(own, params, clip):
             raise non_finite_error(f"the gradient of {name} is not finite", batch)
     for opt in optims:
