@@ -540,3 +540,5 @@ def test_compute_pris_uses_ddpg_td_errors(rng):
                 nq = float(targ_qf(nob[None], pol.pd_params(nob[None])["mean"])[0])
                 y = float(epi["rews"][t]) + gamma * (1 - float(epi["terms"][t])) * nq
                 assert got["pris"][t] == pytest.approx((abs(q - y) + 1e-3) ** 0.5, rel=1e-4)
+    with pytest.raises(ValueError, match="alpha: expected a float >= 0, got -1.0"):
+        ef.compute_pris(epis, qf, targ_qf, pol, gamma, alpha=-1.0)

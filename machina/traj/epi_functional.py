@@ -370,6 +370,8 @@ def compute_pris(
     _check_unit("gamma", gamma)
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+    if not alpha >= 0.0:
+        raise ValueError(f"alpha: expected a float >= 0, got {alpha!r}")
     device = module_device(qf)
     keys = ("obs", "acs", "rews", "next_obs")
     columns = {k: data.require(k, "compute_pris") for k in keys}
