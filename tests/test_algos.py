@@ -119,22 +119,23 @@ def test_ppo_kl_clips_the_policy_gradient_only(setup):
         pol = make_pol(sampling_pol.observation_space, sampling_pol.action_space, h_size=16)
         pol.load_state_dict(sampling_pol.state_dict())
         vf = make_vf(sampling_pol.observation_space, h_size=16)
-        pol_before = torch.cat([p.detach().flatten() for p in pol.parameters()])
-        vf_before = torch.cat([p.detach().flatten() for p in vf.parameters()])
         optim_pol = torch.optim.SGD(pol.parameters(), lr=1.0)
         optim_vf = torch.optim.SGD(vf.parameters(), lr=1.0)
         if algo is ppo_kl:  # 0.x's positional order
             ppo_kl.train(traj, pol, vf, 1.0, 0.01, optim_pol, optim_vf, 1, traj.num_step, 1e-3)
         else:
             ppo_clip.train(traj, pol, vf, optim_pol, optim_vf, 1, traj.num_step, max_grad_norm=1e-3)
-        pol_step = torch.cat([p.detach().flatten() for p in pol.parameters()]) - pol_before
-        vf_step = torch.cat([p.detach().flatten() for p in vf.parameters()]) - vf_before
-        # one minibatch, SGD at lr 1: each step is minus the (clipped) gradient
-        assert float(pol_step.norm()) == pytest.approx(1e-3, rel=1e-4)
+        # One minibatch: the gradients the step took, clipped in place, are left in .grad.
+        # A clipped norm is max_norm * total / (total + 1e-6) (torch's clip), computed in
+        # float32: within 1e-4 relative of max_norm for any total above 0.01 (the raw
+        # norms here are ~0.4 for the policy and ~2e4 for the value function).
+        pol_norm = float(torch.cat([p.grad.flatten() for p in pol.parameters()]).norm())
+        vf_norm = float(torch.cat([p.grad.flatten() for p in vf.parameters()]).norm())
+        assert pol_norm == pytest.approx(1e-3, rel=1e-4)
         if vf_clipped:
-            assert float(vf_step.norm()) == pytest.approx(1e-3, rel=1e-4)
+            assert vf_norm == pytest.approx(1e-3, rel=1e-4)
         else:
-            assert float(vf_step.norm()) > 1.0
+            assert vf_norm > 1.0
 
 
 def test_missing_keys_name_the_estimator(setup):

@@ -356,7 +356,7 @@ def test_update_pris_writes_the_formula_and_never_shared_arrays(rng):
         tf.update_pris(traj, td * 3, idx, update_epi_pris=True)
     for kwargs, name in (
         (dict(alpha=-1.0), "alpha: expected a float >= 0"),
-        (dict(update_epi_pris=True, seq_length=0), "seq_length: expected a positive int"),
+        (dict(update_epi_pris=True, seq_length=0), "seq_length: expected an int >= 1"),
         (dict(update_epi_pris=True, seq_length=2, eta=7.0), r"eta: expected a float in \[0, 1\]"),
     ):
         with pytest.raises(ValueError, match=name):

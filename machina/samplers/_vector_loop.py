@@ -424,11 +424,7 @@ class VectorStepLoop(LoopChecks):
         for key, value in infos.items():
             if key.startswith("_") or key in _SKIPPED_INFOS:
                 continue
-            if not (
-                isinstance(value, np.ndarray)
-                and value.dtype.kind in "biuf"
-                and value.shape[:1] == (n,)
-            ):
+            if not _numeric(value, n):
                 continue
             name = "e_is/" + key
             if name not in fields:

@@ -219,12 +219,6 @@ class EpiSampler:
                     raise ValueError(
                         f'{name}: only for backend="ray", given {value!r} with backend={backend!r}'
                     )
-        if (
-            isinstance(max_retries, bool)
-            or not isinstance(max_retries, (int, np.integer))
-            or max_retries < 0
-        ):
-            raise ValueError(f"max_retries: expected a non-negative integer, given {max_retries!r}")
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout: expected a positive number of seconds, given {timeout!r}")
         if timeout is not None and backend == "process" and num_parallel == 1:
@@ -233,9 +227,14 @@ class EpiSampler:
                 "num_parallel=1 the environments step in this process, which cannot be "
                 f"interrupted, given timeout={timeout!r} with num_parallel=1"
             )
-        for name, value in (("num_parallel", num_parallel), ("num_envs", num_envs)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, given {value!r}")
+        for name, value, low in (
+            ("num_parallel", num_parallel, 1),
+            ("num_envs", num_envs, 1),
+            ("max_retries", max_retries, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                what = "a positive integer" if low else "a non-negative integer"
+                raise ValueError(f"{name}: expected {what}, given {value!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"seed: expected an integer or None, given {seed!r}")
         if max_episode_steps != "auto" and max_episode_steps is not None:

@@ -11,16 +11,12 @@ import torch
 
 from machina.traj import _ddp, _replay
 
-# What a batch size above what the Traj holds means (``check_batch_size``'s ``over``):
-# an error; the whole of it in one batch (a pass over the data); or nothing special
-# (draws with replacement, any number of them, as machina 0.x's random_batch).
-OVER = ("raise", "whole", "draws")
-
 
 def check_batch_size(batch_size: int, available: int, unit: str, over: str = "raise") -> int:
     """``batch_size`` as an int: a ValueError naming it when it is not a positive int or
-    the Traj is empty; above ``available``, per ``over`` (see ``OVER``), an error,
-    ``available``, or itself."""
+    the Traj is empty. Above ``available``, per ``over``: ``"raise"`` an error, ``"whole"``
+    ``available`` (one batch of everything, a pass over the data), ``"draws"`` itself (draws
+    with replacement take any number, as machina 0.x's random_batch)."""
     try:
         batch_size = operator.index(batch_size)
     except TypeError:

@@ -50,6 +50,11 @@ def check_pri_args(alpha: float, init_beta: float, beta_step: float) -> None:
             raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
+def check_alpha(alpha: float) -> None:
+    """A ValueError naming ``alpha`` unless it is a finite float >= 0 (a priority exponent)."""
+    check_pri_args(alpha, 0.0, 0.0)
+
+
 def sampling_weights(pris: torch.Tensor, mode: str, alpha: float) -> torch.Tensor:
     """Unnormalised sampling weights, float64 (N,).
 

@@ -21,6 +21,7 @@ import torch
 
 from machina.loss_functional import q as lf_q
 from machina.loss_functional import sac as lf_sac
+from machina.traj import _replay
 from machina.traj._diayn_rews import compute_diayn_rews
 from machina.traj._episodes import Columns, episode_function
 from machina.traj._hidden_states import compute_hs
@@ -370,8 +371,7 @@ def compute_pris(
     _check_unit("gamma", gamma)
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
-    if not alpha >= 0.0:
-        raise ValueError(f"alpha: expected a float >= 0, got {alpha!r}")
+    _replay.check_alpha(alpha)
     device = module_device(qf)
     keys = ("obs", "acs", "rews", "next_obs")
     columns = {k: data.require(k, "compute_pris") for k in keys}

@@ -51,18 +51,14 @@ def update_pris(
         raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
     if epsilon <= 0.0:
         raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
-    if not alpha >= 0.0:
-        raise ValueError(f"alpha: expected a float >= 0, got {alpha!r}")
+    _replay.check_alpha(alpha)
     if "pris" not in traj.data_map:
         raise KeyError("pris: the Traj has no 'pris' column; add it with ef.set_all_pris")
     # every check before the first write: a failed call leaves the priorities as they were
     if update_epi_pris:
         if seq_length is None:
             raise ValueError("seq_length: update_epi_pris=True needs the window length, got None")
-        if isinstance(seq_length, bool) or not isinstance(seq_length, (int, np.integer)):
-            raise ValueError(f"seq_length: expected a positive int, got {seq_length!r}")
-        if seq_length < 1:
-            raise ValueError(f"seq_length: expected a positive int, got {seq_length!r}")
+        traj._seq_length(seq_length)  # the windows' own check
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta: expected a float in [0, 1], got {eta!r}")
         if "seq_pris" not in traj.data_map:
