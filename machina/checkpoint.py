@@ -47,7 +47,10 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise TypeError(f"cannot save a numpy array of dtype {value.dtype} without pickle")
-        return {_NP_TAG: torch.from_numpy(np.ascontiguousarray(value))}
+        array = np.ascontiguousarray(value)
+        if not array.flags.writeable:  # e.g. Ray's zero-copy arrays: torch warns on those
+            array = array.copy()
+        return {_NP_TAG: torch.from_numpy(array)}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Mapping):

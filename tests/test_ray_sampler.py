@@ -42,9 +42,13 @@ class SlowEnv(gym.Env):
     observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, length=5, delay=0.0, hang_at=None, fail_at=None, fail_seed=None):
+    def __init__(
+        self, length=5, delay=0.0, hang_at=None, fail_at=None, fail_seed=None, hang_flag=None
+    ):
         self.length, self.delay, self.hang_at, self.fail_at = length, delay, hang_at, fail_at
         self.fail_seed = fail_seed
+        # a file path: only the first environment to reach hang_at hangs (it creates the file)
+        self.hang_flag = hang_flag
         self.first_seed = None
         self.t = 0
 
@@ -58,7 +62,11 @@ class SlowEnv(gym.Env):
     def step(self, action):
         self.t += 1
         if self.t == self.hang_at:
-            time.sleep(3600)
+            if self.hang_flag is None:
+                time.sleep(3600)
+            elif not os.path.exists(self.hang_flag):
+                open(self.hang_flag, "w").close()
+                time.sleep(3600)
         if self.t == self.fail_at and self.fail_seed in (None, self.first_seed):
             raise ValueError(f"boom at step {self.t}")
         if self.delay:
@@ -236,6 +244,46 @@ def test_hanging_actor_times_out(local_ray):
         assert s._pool.slots[0].actor is None  # killed, replaced at the next call
 
 
+def test_stuck_actor_without_timeout_is_replaced(local_ray, monkeypatch, tmp_path):
+    """No timeout: an actor whose environment makes no step for _STALL_TIMEOUT seconds
+    (shortened here from 300) is lost, replaced, and its share re-run: the call returns
+    whole episodes instead of waiting an hour."""
+    from machina.samplers import _ray_backend
+
+    monkeypatch.setattr(_ray_backend, "_STALL_TIMEOUT", 2.0)
+    monkeypatch.setattr(_ray_backend, "_PROBE_INTERVAL", 0.5)
+    flag = str(tmp_path / "hung")
+    env_fn = lambda: SlowEnv(length=5, hang_at=2, hang_flag=flag)  # noqa: E731
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, pol, seed=0, backend="ray") as s:
+        epis = s.sample(pol, max_epis=3)
+        assert os.path.exists(flag) and s._pool.last_stats["replaced"] == 1
+        assert [len(e["rews"]) for e in epis] == [5] * 3
+        assert_whole(epis)
+
+
+def test_stopped_actor_without_timeout_is_replaced(local_ray, monkeypatch):
+    """No timeout: an actor process stopped (SIGSTOP) mid-sample answers no probe; after
+    _STALL_TIMEOUT seconds (shortened) it is killed and replaced, and the call completes."""
+    from machina.samplers import _ray_backend
+
+    monkeypatch.setattr(_ray_backend, "_STALL_TIMEOUT", 2.0)
+    monkeypatch.setattr(_ray_backend, "_PROBE_INTERVAL", 0.5)
+    env_fn = lambda: SlowEnv(length=5, delay=0.05)  # noqa: E731
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(env_fn, pol, seed=0, backend="ray") as s:
+        pid = s._pool.slots[0].where["pid"]
+        stopper = threading.Timer(0.5, os.kill, (pid, signal.SIGSTOP))
+        stopper.start()
+        try:
+            epis = s.sample(pol, max_epis=20)
+        finally:
+            stopper.cancel()
+        assert s._pool.last_stats["replaced"] == 1 and s._pool.slots[0].where["pid"] != pid
+        assert [len(e["rews"]) for e in epis] == [5] * 20
+        assert_whole(epis)
+
+
 def test_without_ray_the_error_names_the_install_command():
     """ray missing (simulated in a fresh interpreter): backend="ray" raises ImportError
     naming pip install -e ".[ray]"; the process backend is unaffected."""
@@ -321,16 +369,21 @@ def test_bad_backend_arguments():
 
 
 def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
-    """No Ray initialised: the first sampler starts a local instance, a second one uses it;
-    closing the first leaves it running for the second, closing the last shuts it down."""
+    """No Ray initialised: the first sampler starts a local instance sized for its actors
+    (one CPU each, one per core), a second one uses it: its actors find no free CPU and
+    reserve none (they share the cores, as process workers would) instead of waiting;
+    closing the first leaves Ray running for the second, closing the last shuts it down."""
     if ray.is_initialized():
         ray.shutdown()
     env = GymEnv("CartPole-v1", max_episode_steps=20)
     pol = categorical_pol(env)
-    first = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
-    second = EpiSampler(env, pol, seed=0, backend="ray", num_cpus=0.5)
+    cores = os.cpu_count() or 1
+    first = EpiSampler(env, pol, num_parallel=cores, seed=0, backend="ray")
+    second = EpiSampler(env, pol, num_parallel=cores, seed=0, backend="ray")
     try:
         assert ray.is_initialized()
+        assert first._pool._options["num_cpus"] == 1 and second._pool._options["num_cpus"] == 0
+        assert len(first.sample(pol, max_epis=2)) == 2
         first.close()
         assert len(second.sample(pol, max_epis=2)) == 2
     finally:

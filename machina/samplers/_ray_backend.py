@@ -38,9 +38,17 @@ from machina.utils.ray_trainers import import_ray
 _POLL_INTERVAL = 0.5
 # An actor that is not placed and has not built its environments by then is lost.
 _START_TIMEOUT = 300.0
+# Without a ``timeout``, an actor still running a task is asked every _PROBE_INTERVAL
+# seconds when it last stepped; one that made no step, or did not answer, for
+# _STALL_TIMEOUT seconds (a stuck environment, a stopped process) is lost: never a hang,
+# and no limit on a long but progressing task.
+_PROBE_INTERVAL = 10.0
+_STALL_TIMEOUT = 300.0
 # The Ray connection machina made (a local instance it started, or a connection to
 # ``address``): shared by every sampler that finds it, shut down when the last one closes.
-_OWNED = {"users": 0}
+# ``local_cpus``: the CPUs of the local instance machina started (0 when it connected to
+# an address); ``reserved``: what its open samplers' actors reserve of them.
+_OWNED: dict[str, float] = {"users": 0, "local_cpus": 0.0, "reserved": 0.0}
 
 
 def _runtime_env(user_env: dict[str, Any] | None) -> dict[str, Any]:
@@ -85,6 +93,8 @@ class EngineActor:
             self.init_error = error_message("init", exc)
         self.lock = threading.Lock()
         self.abort_id: Any = None
+        # time.monotonic() of the running task's last step; None between tasks
+        self.last_step: float | None = None
 
     def ready(self) -> tuple:
         """``("ready", spaces, where)`` or the error that building the engine raised."""
@@ -102,16 +112,25 @@ class EngineActor:
     def abort(self, task_id: Any) -> None:
         self.abort_id = task_id
 
+    def idle_s(self) -> float | None:
+        """Seconds since the running task's last step (None: no task running)."""
+        last = self.last_step
+        return None if last is None else time.monotonic() - last
+
     def sample(self, task_id: Any, task_bytes: bytes, quotas: Quotas) -> Any:
         """The episodes packed and pickled (one message), or an ("error", ...) tuple."""
+
+        def should_stop() -> bool:
+            self.last_step = time.monotonic()
+            return self.abort_id == task_id
+
         with self.lock:
             if self.abort_id == task_id:
                 return ("aborted", task_id)
+            self.last_step = time.monotonic()
             try:
                 task = cloudpickle.loads(task_bytes)
-                packed = self.engine.run_task(
-                    task, quotas, should_stop=lambda: self.abort_id == task_id
-                )
+                packed = self.engine.run_task(task, quotas, should_stop=should_stop)
                 # Pickled here: the driver gets writable arrays (not read-only views of the
                 # object store), in one buffer whatever the number of episodes.
                 return cloudpickle.dumps(("epis", task_id, packed))
@@ -119,6 +138,8 @@ class EngineActor:
                 return ("aborted", task_id)
             except Exception as exc:
                 return error_message(task_id, exc)
+            finally:
+                self.last_step = None
 
     def state_dict(self) -> dict[str, Any]:
         with self.lock:
@@ -212,7 +233,8 @@ class RayPool:
         #: (unpickling and unpacking the actors' messages), ``result_bytes`` (their total
         #: size), ``replaced`` (actors replaced).
         self.last_stats: dict[str, float] = {}
-        self._init_ray(address, num_actors * max(float(num_cpus), 0.0))
+        self._reserved = 0.0
+        num_cpus = self._init_ray(address, num_actors, max(float(num_cpus), 0.0))
         try:
             self._env_fn_ref = ray.put(cloudpickle.dumps(env_fn))
             self._actor_cls = ray.remote(EngineActor)
@@ -240,28 +262,45 @@ class RayPool:
             self.close()
             raise
 
-    def _init_ray(self, address: str | None, cpus_needed: float) -> None:
+    def _init_ray(self, address: str | None, num_actors: int, num_cpus: float) -> float:
+        """Connect to (or start) Ray; the CPUs each actor is to reserve."""
         ray = self.ray
+        cpus_needed = num_actors * num_cpus
         if ray.is_initialized():
             if _OWNED["users"] > 0:  # machina's own: one more sampler on it
                 _OWNED["users"] += 1
                 self.started_ray = True
-            return  # else the user's own Ray: use it, never shut it down
+                free = _OWNED["local_cpus"] - _OWNED["reserved"]
+                if _OWNED["local_cpus"] and cpus_needed > free + 1e-9:
+                    # The local instance cannot grow and its CPUs are only scheduling
+                    # tokens: these actors share the cores, as process workers would,
+                    # instead of waiting for CPUs that the other samplers hold.
+                    num_cpus = 0.0
+                self._reserve(num_actors * num_cpus)
+            return num_cpus  # else the user's own Ray: use it, never shut it down
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             # "local": a new instance even when another was started with `ray start` on
             # this machine (ray.init() alone would attach to it).
+            local_cpus = max(os.cpu_count() or 1, math.ceil(cpus_needed))
             ray.init(
                 address="local",
-                num_cpus=max(os.cpu_count() or 1, math.ceil(cpus_needed)),
+                num_cpus=local_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
+            _OWNED["local_cpus"] = float(local_cpus)
         _OWNED["users"] = 1
         self.started_ray = True
+        self._reserve(cpus_needed)
+        return num_cpus
+
+    def _reserve(self, cpus: float) -> None:
+        self._reserved = cpus
+        _OWNED["reserved"] += cpus
 
     def _new_actor(self, slot: _Slot) -> Any:
         options = dict(self._options)
@@ -354,6 +393,10 @@ class RayPool:
             slot.sampled = True
             deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
             pending[ref] = (slot, deadline)
+            probes.pop(slot.index, None)
+
+        probes: dict[int, tuple[Any, float]] = {}  # slot index -> (probe ref, sent at)
+        next_probe = time.monotonic() + _PROBE_INTERVAL
 
         start = time.perf_counter()
         for slot in self.slots:
@@ -387,6 +430,10 @@ class RayPool:
                     if now > deadline:
                         del pending[ref]
                         lost.append((slot, f"did not answer within {self.timeout} s", None))
+                if self.timeout is None and pending and now >= next_probe:
+                    next_probe = now + _PROBE_INTERVAL
+                    for ref, why in self._stalled(pending, probes, now):
+                        lost.append((pending.pop(ref)[0], why, None))
                 for slot, why, exc in lost:
                     attempts[slot.index] += 1
                     stats["replaced"] += 1
@@ -417,6 +464,37 @@ class RayPool:
         stats["gather_s"] += time.perf_counter() - start
         self.last_stats = stats
         return epis
+
+    def _stalled(
+        self,
+        pending: dict[Any, tuple[_Slot, float]],
+        probes: dict[int, tuple[Any, float]],
+        now: float,
+    ) -> list[tuple[Any, str]]:
+        """The pending tasks whose actor made no step, or did not answer a probe, for
+        ``_STALL_TIMEOUT`` seconds; probes the others again."""
+        ray = self.ray
+        stalled = []
+        for ref, (slot, _) in pending.items():
+            probe = probes.pop(slot.index, None)
+            if probe is not None:
+                probe_ref, sent = probe
+                if not ray.wait([probe_ref], timeout=0)[0]:
+                    if now - sent > _STALL_TIMEOUT:
+                        why = f"did not answer a liveness probe within {_STALL_TIMEOUT:.0f} s"
+                        stalled.append((ref, why))
+                    else:
+                        probes[slot.index] = probe
+                    continue
+                try:
+                    idle = ray.get(probe_ref)
+                except ray.exceptions.RayError:
+                    idle = None  # the actor died: its task's ref reports it
+                if idle is not None and idle > _STALL_TIMEOUT:
+                    stalled.append((ref, f"made no environment step for {idle:.0f} s"))
+                    continue
+            probes[slot.index] = (slot.actor.idle_s.remote(), now)
+        return stalled
 
     def _error(self, slot: _Slot, msg: tuple) -> RuntimeError:
         """The RuntimeError for an actor's ("error", ...) reply, with the original cause."""
@@ -470,5 +548,8 @@ class RayPool:
             self._kill(slot)
         if self.started_ray:
             _OWNED["users"] -= 1
-            if _OWNED["users"] == 0 and ray.is_initialized():
-                ray.shutdown()
+            _OWNED["reserved"] -= self._reserved
+            if _OWNED["users"] == 0:
+                _OWNED.update(local_cpus=0.0, reserved=0.0)
+                if ray.is_initialized():
+                    ray.shutdown()

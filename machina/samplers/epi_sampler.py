@@ -162,7 +162,9 @@ class EpiSampler:
         as lost (killed, replaced, its share re-run up to ``max_retries``). Processes
         (``num_parallel > 1``): the worker is killed, ``sample`` raises a RuntimeError naming
         it and its environment slots, and a new worker replaces it at the next call. None: no
-        limit (a dead worker, actor or node is still noticed at once).
+        limit on the answer (a dead worker, actor or node is still noticed at once); Ray
+        actors are then probed every 10 s, and one that made no environment step, or did not
+        answer the probe, for 5 minutes is lost as above.
     max_retries : int
         Ray only: replacements of one actor's share within one ``sample`` before it raises.
     max_episode_steps : int, None or "auto"
