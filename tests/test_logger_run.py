@@ -271,7 +271,9 @@ class FixedStart(gym.Wrapper):
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
-env = FixedStart(gym.make("Pendulum-v1", max_episode_steps=20))
+env = gym.make("Pendulum-v1", max_episode_steps=20)
+if $fixed_start:
+    env = FixedStart(env)
 ob, ac = env.observation_space, env.action_space
 pol = DeterministicActionNoisePol(ob, ac, PolNet(ob, ac, 8, 8, deterministic=True))
 qf = DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8))
@@ -282,6 +284,7 @@ off_traj = Traj(max_steps=1000)
 state = dict(pol=pol, qf=qf, targ_pol=targ_pol, targ_qf=targ_qf, optim_pol=optim_pol,
              optim_qf=optim_qf, off_traj=off_traj)
 with EpiSampler(env, pol, seed=0) as sampler:
+    state["sampler"] = sampler
     run = logger.Run(r"$log", $max_steps, "ddpg", eval_interval=80, resume=$resume)
     with run:
         print("restored", run.restore(**state))
@@ -317,8 +320,10 @@ def assert_identical(a, b, where):
         assert a == b, where
 
 
-def ddpg_run(log, max_steps, resume=False):
-    code = DDPG_LOOP.substitute(log=log, max_steps=max_steps, resume=resume)
+def ddpg_run(log, max_steps, resume=False, fixed_start=True):
+    code = DDPG_LOOP.substitute(
+        log=log, max_steps=max_steps, resume=resume, fixed_start=fixed_start
+    )
     return run_python(code, timeout=300).stdout
 
 
@@ -337,6 +342,23 @@ def test_a_run_resumed_in_a_new_process_equals_an_uninterrupted_one(tmp_path):
     rows = rows_of(halves)
     assert [int(r["TotalStep"]) for r in rows] == [40, 80, 120, 160]
     assert rows == rows_of(whole)
+
+
+def test_a_larger_budget_after_an_end_of_budget_evaluation_continues_bit_for_bit(tmp_path):
+    """A run stopped at 120 steps (not an evaluation point: every 80) evaluates there
+    because its budget ends; that evaluation draws from the training sampler's environments
+    (their resets are not fixed here). Resumed to 160, it must still equal the run that went
+    to 160 at once, which never evaluated at 120: the checkpoint holds the state before it."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    ddpg_run(whole, 160, fixed_start=False)
+    ddpg_run(part, 120, fixed_start=False)
+    assert "EvalReturn" in rows_of(part)[-1] and rows_of(part)[-1]["EvalReturn"] != ""
+    assert "restored True" in ddpg_run(part, 160, resume=True, fixed_start=False)
+    for name in ("pol", "qf", "targ_pol", "targ_qf", "optim_qf"):
+        a = torch.load(whole / "models" / f"{name}_last.pt")
+        b = torch.load(part / "models" / f"{name}_last.pt")
+        assert_identical(a, b, name)
+    assert [int(r["TotalStep"]) for r in rows_of(part)] == [40, 80, 120, 160]
 
 
 def test_run_ddpg_example_resumes(tmp_path):

@@ -1,6 +1,7 @@
 """Traj: registration, FIFO bound, batching and save/load."""
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -186,6 +187,24 @@ def test_add_traj_does_not_share_storage(rng):
     memory.add_traj(source)
     memory.data_map["rews"][0] += 1.0
     assert memory.data_map["rews"][0] != source.data_map["rews"][0]
+
+
+def test_add_traj_into_a_traj_with_pending_episodes_warns(rng):
+    """machina 0.x's run_mpc.py: ``traj = ef.normalize_obs_and_acs(curr_traj, ...)`` then
+    ``traj.add_traj(curr_traj)``. 0.x normalised curr_traj in place; here the estimator's
+    result holds the normalised episodes, pending, and curr_traj keeps the raw ones: the
+    receiver's pending episodes are named in a warning instead of being silently left out."""
+    curr = Traj()
+    curr.add_epis(make_random_epis(rng, 2))
+    curr = ef.add_next_obs(curr)
+    traj, *_ = ef.normalize_obs_and_acs(curr)
+    curr.register_epis()
+    with pytest.warns(UserWarning, match="holds 2 pending episodes .* register_epis"):
+        traj.add_traj(curr)
+    memory = Traj()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory.add_traj(curr)  # the usual case: nothing pending in the receiver
 
 
 def test_add_traj_of_itself_doubles_its_episodes_through_the_fifo(rng):

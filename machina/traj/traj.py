@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -286,6 +287,17 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
             raise ValueError(
                 f"traj: has {traj.pending.num_epi} pending episodes that add_traj would not "
                 "add; call traj.register_epis() (after the estimators) before add_traj(traj)"
+            )
+        if self.pending is not None and self.pending.num_epi > 0:
+            # 0.x's estimators changed their input in place, so its scripts added the input;
+            # here the estimator's result holds the new episodes, pending (run_mpc.py's case).
+            warnings.warn(
+                f"add_traj: this Traj holds {self.pending.num_epi} pending episodes (from "
+                "add_epis or an estimator's result) that are not stored until its "
+                "register_epis(); estimators return a new Traj and leave their input as it "
+                "was, so add their result after its register_epis()",
+                UserWarning,
+                stacklevel=2,
             )
         if traj.num_epi == 0:
             return
