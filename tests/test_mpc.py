@@ -82,6 +82,31 @@ def test_bad_inputs_are_named():
         mpc.train_dm(Traj(), dm, None, target=None)
 
 
+def test_non_finite_data_leaves_the_model_statistics_unchanged():
+    """One NaN in next_obs: train_dm raises naming the column before any statistic (or
+    weight) is written; the model still predicts what it predicted before."""
+    torch.manual_seed(0)
+    env = gym.make("Pendulum-v1")
+    ob, ac = env.observation_space, env.action_space
+    dm = DeterministicSModel(ob, ac, ModelNet(ob, ac, 8, 8))
+    optim = torch.optim.Adam(dm.parameters(), 1e-3)
+    traj, _ = random_traj(env, 2)
+    mpc.train_dm(traj, dm, optim, epoch=1, batch_size=32)
+    before = {k: v.clone() for k, v in dm.state_dict().items()}
+    bad = {k: v.clone() for k, v in traj.data_map.items()}
+    bad["next_obs"][7, 0] = float("nan")
+    bad_traj = Traj()
+    bad_traj.add_epis([{k: v.numpy() for k, v in bad.items()}])
+    bad_traj.register_epis()
+    for data in (bad_traj, bad):
+        with pytest.raises(ValueError, match="'next_obs' gives non-finite statistics"):
+            mpc.train_dm(data, dm, optim, epoch=1, batch_size=32) if data is bad_traj else (
+                dm.update_stats(data)
+            )
+        for key, value in dm.state_dict().items():
+            assert torch.equal(value, before[key]), key
+
+
 def test_original_style_bare_net_with_statistics():
     """``MPCPol(..., net, rew_func, n, h, mean_obs, std_obs, mean_acs, std_acs)`` as in the
     original: the bare net predicts the change of the standardised observation."""

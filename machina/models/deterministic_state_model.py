@@ -135,9 +135,20 @@ class DeterministicSModel(BaseModel):
         d_obs = column("next_obs", ob_dim) - obs
         if obs.shape[0] < 2:
             raise ValueError(f"data: update_stats needs at least 2 steps, got {obs.shape[0]}")
+        new = {}
         for prefix, x in (("obs", obs), ("acs", acs), ("d_obs", d_obs)):
-            getattr(self, f"mean_{prefix}").copy_(x.mean(0))
-            getattr(self, f"std_{prefix}").copy_(x.std(0).clamp_min(STD_EPS))
+            mean, std = x.mean(0), x.std(0).clamp_min(STD_EPS)
+            if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+                # checked before any is written: NaN statistics would make every prediction NaN
+                key = "next_obs" if prefix == "d_obs" else prefix
+                raise ValueError(
+                    f"data: '{key}' gives non-finite statistics (NaN or inf values); "
+                    f"{type(self).__name__}.update_stats left the model's statistics unchanged"
+                )
+            new[prefix] = mean, std
+        for prefix, (mean, std) in new.items():
+            getattr(self, f"mean_{prefix}").copy_(mean)
+            getattr(self, f"std_{prefix}").copy_(std)
         return self.stats()
 
     def _acs_to_tensor(self, acs: Any, obs: torch.Tensor) -> torch.Tensor:
