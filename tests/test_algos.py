@@ -153,14 +153,14 @@ def test_missing_keys_name_the_estimator(setup):
         trpo.train(epis, pol, vf, optim, log_enable=False)
 
 
-def test_batch_larger_than_traj_is_one_batch_of_it(setup):
-    """A minibatch size above the steps held: one batch of all of them per epoch (0.x
-    yielded none: its scripts' large default batch sizes trained nothing on small runs)."""
+def test_batch_larger_than_traj_is_refused(setup):
+    """A minibatch size above the steps held is refused, naming it (machina 0.x yielded no
+    batch: its runs silently trained on nothing)."""
     pol, vf, epis = setup
     traj = estimated_traj(epis, vf)
     optim = torch.optim.Adam(pol.parameters())
-    result = ppo_clip.train(traj, pol, vf, optim, optim, 2, traj.num_step + 1, log_enable=False)
-    assert len(result["PolLoss"]) == len(result["VfLoss"]) == 2
+    with pytest.raises(ValueError, match=rf"batch_size: expected at most the {traj.num_step}"):
+        ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step + 1, log_enable=False)
 
 
 def test_optimizer_step_clips_gradients():

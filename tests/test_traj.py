@@ -58,13 +58,10 @@ def test_fifo_keeps_newest_whole_episodes(rng):
 def test_iterate_visits_every_step_once_per_epoch(rng, batch_size):
     traj = make_traj(make_random_epis(rng, 50))
     traj.data_map["step_id"] = torch.arange(traj.num_step)
-    if batch_size > traj.num_step:  # one batch of every step per epoch (0.x: none)
-        batches = list(traj.iterate(batch_size, epoch=2))
-        assert [len(b["obs"]) for b in batches] == [traj.num_step] * 2
-        for batch in batches:
-            assert torch.equal(batch["step_id"].sort().values, torch.arange(traj.num_step))
-        batches = list(traj.iterate_step(batch_size, step=3))
-        assert [len(b["obs"]) for b in batches] == [traj.num_step] * 3
+    if batch_size > traj.num_step:  # refused, naming it (0.x yielded nothing)
+        for call in (traj.iterate, traj.iterate_once, traj.iterate_step, traj.random_batch):
+            with pytest.raises(ValueError, match=r"batch_size: expected at most the \d+ steps"):
+                next(call(batch_size))
         return
     seen = torch.cat([b["step_id"] for b in traj.iterate(batch_size, epoch=3)])
     assert len(seen) == 3 * traj.num_step
@@ -73,17 +70,19 @@ def test_iterate_visits_every_step_once_per_epoch(rng, batch_size):
     assert all(len(b["obs"]) <= batch_size for b in traj.iterate_once(batch_size))
 
 
-def test_random_batches_larger_than_the_traj_draw_with_replacement(rng):
-    """As machina 0.x's random_batch (randint draws): an early replay memory smaller than
-    the batch still gives full batches, by every drawing method."""
+def test_random_batches_larger_than_the_traj_are_refused(rng):
+    """Every drawing method refuses a batch above the steps held, naming batch_size."""
     traj = make_traj(ef.set_all_pris(make_random_epis(rng, 2, max_len=5), 1.0))
     big = traj.num_step + 7
-    batch, idx = traj.random_batch_once(big, return_indices=True)
-    assert len(batch["obs"]) == len(idx) == big and int(idx.max()) < traj.num_step
-    for mode in ("proportional", "rank_based"):
-        batch = traj.prioritized_random_batch_once(big, mode=mode)
-        assert len(batch["obs"]) == len(batch["is_weights"]) == big
-    assert traj.random_batch_rnn(big, 2).__next__()["obs"].shape[:2] == (2, big)
+    calls = [
+        lambda: traj.random_batch_once(big),
+        lambda: traj.prioritized_random_batch_once(big, mode="proportional"),
+        lambda: traj.prioritized_random_batch_once(big, mode="rank_based"),
+        lambda: next(traj.random_batch_rnn(big, 2)),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"batch_size: expected at most the {traj.num_step}"):
+            call()
 
 
 def test_random_batch_shapes_and_indices(rng):

@@ -12,11 +12,9 @@ import torch
 from machina.traj import _ddp, _replay
 
 
-def check_batch_size(batch_size: int, available: int, unit: str, over: str = "raise") -> int:
-    """``batch_size`` as an int: a ValueError naming it when it is not a positive int or
-    the Traj is empty. Above ``available``, per ``over``: ``"raise"`` an error, ``"whole"``
-    ``available`` (one batch of everything, a pass over the data), ``"draws"`` itself (draws
-    with replacement take any number, as machina 0.x's random_batch)."""
+def check_batch_size(batch_size: int, available: int, unit: str) -> int:
+    """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``
+    (machina 0.x yielded no batch above ``available``, so its runs trained on nothing)."""
     try:
         batch_size = operator.index(batch_size)
     except TypeError:
@@ -25,9 +23,7 @@ def check_batch_size(batch_size: int, available: int, unit: str, over: str = "ra
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
-    if batch_size > available and over == "whole":
-        return available
-    if batch_size > available and over == "raise":
+    if batch_size > available:
         raise ValueError(
             f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
         )
@@ -129,23 +125,16 @@ class Batching:
         return idx.to(device=self.device, dtype=torch.int64)
 
     def _plan(
-        self,
-        group: _ddp.Group,
-        batch_size: int,
-        available: int,
-        unit: str,
-        count,
-        over: str = "raise",
+        self, group: _ddp.Group, batch_size: int, available: int, unit: str, count
     ) -> tuple[int, int]:
         """The checked batch size and the number of batches all ranks agree on (see _ddp).
 
         ``count(batch_size)`` is this rank's number of batches; an error on any rank is
-        raised on every rank, so that none is left waiting in a collective. ``over``: as
-        ``check_batch_size``'s.
+        raised on every rank, so that none is left waiting in a collective.
         """
         error, n = None, 0
         try:
-            batch_size = check_batch_size(batch_size, available, unit, over)
+            batch_size = check_batch_size(batch_size, available, unit)
             group.check_share(batch_size)
             n = count(batch_size)
         except ValueError as e:
@@ -182,8 +171,8 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Steps per batch; the last batch of an epoch may be smaller (with more than the
-            steps given, one batch of all of them per epoch).
+            Steps per batch, at most the steps given; the last batch of an epoch may be
+            smaller.
         epoch : int
             Number of passes over the data.
         indices : array of int or bool, optional
@@ -201,7 +190,7 @@ class Batching:
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group), "whole"
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group)
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -228,7 +217,7 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step, "whole")
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
         order = self._order(group, n, shuffle)
         if pop is not None:
             order = pop[order]
@@ -285,7 +274,7 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Steps per batch, drawn with replacement (any number, as machina 0.x's).
+            Steps per batch, drawn with replacement; at most the steps held.
         epoch : int
         indices : array of int or bool, optional
             The steps of every batch (step indices, or a mask over ``num_step``), in a new
@@ -308,7 +297,7 @@ class Batching:
         n = self.num_step if pop is None else len(pop)
         if pop is not None:
             batch_size = n
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch, "draws")
+        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
         for _ in range(count):
             if pop is not None:
                 drawn = self._order(group, n, True)
@@ -434,9 +423,7 @@ class Batching:
         """
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(
-            group, batch_size, self.num_step, "steps", lambda b: epoch, "draws"
-        )
+        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
         cand = _replay.window_starts(self._epis_index, seq_length)
         cand = torch.as_tensor(cand, device=self.device)
         for _ in range(count):
