@@ -234,6 +234,13 @@ def test_gym_env_and_two_worker_sampler_make_bullet_ids():
     assert len(epis) == 4
     assert all(epi["terms"][-1] or epi["truncs"][-1] for epi in epis)
     assert not np.array_equal(epis[0]["obs"][0], epis[2]["obs"][0])  # seeds 5 and 6
+    # A factory calling gymnasium.make: the workers never import machina.envs, the
+    # sampler registers this process's ids there first.
+    factory = lambda: gym.make("HopperBulletEnv-v0", max_episode_steps=20)  # noqa: E731
+    with EpiSampler(factory, pol, num_parallel=2, seed=5) as sampler:
+        made_epis = sampler.sample(pol, max_epis=2)
+    assert [len(e["rews"]) <= 20 for e in made_epis] == [True, True]
+    np.testing.assert_array_equal(made_epis[0]["obs"][0], epis[0]["obs"][0])  # seed 5 both
 
 
 def test_restored_sampler_continues_the_same_bullet_episodes():

@@ -31,6 +31,19 @@ def test_lambda_factory_parallel():
         assert len(epis) == 8 and max(lengths(epis)) <= max_steps
 
 
+def test_ids_registered_by_the_script_are_known_to_the_workers():
+    """An id the script registers (a fresh worker process never ran that code) made by a
+    gymnasium.make factory in two workers: the sampler registers it there first."""
+    gym.register("MachinaScriptToy-v0", entry_point=ToyEnv, kwargs={"length": 3})
+    try:
+        pol = RandomPol(ToyEnv.observation_space, ToyEnv.action_space)
+        with EpiSampler(lambda: gym.make("MachinaScriptToy-v0"), pol, num_parallel=2) as s:
+            epis = s.sample(pol, max_epis=4)
+        assert lengths(epis) == [3] * 4
+    finally:
+        del gym.envs.registry["MachinaScriptToy-v0"]
+
+
 class SlowEnv(ToyEnv):
     def step(self, action):
         time.sleep(0.002)

@@ -45,6 +45,42 @@ class SameEnv:
         return self.env
 
 
+class WithParentRegistry:
+    """An environment factory that first registers, where it is called, the gymnasium ids
+    that were registered where it was made and are missing there.
+
+    Worker processes and Ray actors start from a fresh interpreter: ids registered by an
+    import (``import machina.envs``' PyBullet tasks) or by the user's script are unknown
+    there, so ``lambda: gymnasium.make("HopperBulletEnv-v0")`` failed in them. gymnasium's
+    own ids are left out (every process has them), and so is any spec that cannot be
+    pickled.
+
+    Parameters
+    ----------
+    env_fn : callable
+        The zero-argument factory to call after registering.
+    """
+
+    def __init__(self, env_fn: EnvFactory) -> None:
+        self.env_fn = env_fn
+        self.specs = []
+        for spec in gymnasium.envs.registry.values():
+            entry = spec.entry_point
+            if isinstance(entry, str) and entry.startswith("gymnasium."):
+                continue
+            try:
+                cloudpickle.dumps(spec)
+            except Exception:
+                continue
+            self.specs.append(spec)
+
+    def __call__(self) -> object:
+        registry = gymnasium.envs.registry
+        for spec in self.specs:
+            registry.setdefault(spec.id, spec)
+        return self.env_fn()
+
+
 def as_env_factory(env: gymnasium.Env | EnvFactory) -> EnvFactory:
     """Turn what the user gave as ``env`` into a zero-argument factory of fresh copies.
 

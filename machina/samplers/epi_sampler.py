@@ -13,7 +13,12 @@ import torch
 from machina.samplers._buffers import unpack_episodes
 from machina.samplers._env_slots import dict_obs_error
 from machina.samplers._original import mp_sample, one_epi
-from machina.samplers._setup import as_env_factory, engine_rng_seed, split_quotas
+from machina.samplers._setup import (
+    WithParentRegistry,
+    as_env_factory,
+    engine_rng_seed,
+    split_quotas,
+)
 from machina.samplers._task import Episode, SampleTask
 from machina.samplers.engine import BatchEngine
 from machina.samplers.workers import WorkerPool
@@ -283,7 +288,7 @@ class EpiSampler:
             from machina.samplers._ray_backend import RayPool
 
             self._pool = RayPool(
-                env_fn,
+                WithParentRegistry(env_fn),
                 self.num_parallel,
                 self.num_envs,
                 self.seed,
@@ -310,7 +315,11 @@ class EpiSampler:
             backend = self._engine
         else:
             self._pool = WorkerPool(
-                env_fn, self.num_parallel, self.num_envs, self.seed, timeout=timeout
+                WithParentRegistry(env_fn),
+                self.num_parallel,
+                self.num_envs,
+                self.seed,
+                timeout=timeout,
             )
             backend = self._pool
         self.observation_space = backend.observation_space
