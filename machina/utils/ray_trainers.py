@@ -8,6 +8,7 @@ Ray is optional: it is imported when these are used, so ``machina.utils`` import
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import warnings
 from typing import Any
@@ -62,15 +63,18 @@ def import_ray() -> Any:
 def init_ray(
     num_cpus: int | None = None, num_gpus: int | None = None, ray_redis_address: str | None = None
 ) -> None:
-    """Connect to the Ray cluster at ``ray_redis_address`` (``"host:port"``), or start Ray
-    locally with ``num_cpus`` / ``num_gpus`` (all GPUs torch sees by default)."""
+    """Connect to the Ray cluster at ``ray_redis_address`` (``"host:port"``; else at
+    ``RAY_ADDRESS`` when set), or start a new local Ray with ``num_cpus`` / ``num_gpus`` (all
+    GPUs torch sees by default), even when a cluster started by ``ray start`` runs on this
+    machine (``ray.init()`` alone would join it, and refuse the resource arguments)."""
     ray = import_ray()
-    if ray_redis_address is not None:
-        ray.init(address=ray_redis_address)
+    address = ray_redis_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
         return
     if num_gpus is None:
         num_gpus = torch.cuda.device_count()
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
 
 
 class BaseDistributedRayTrainer:
