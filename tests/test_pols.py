@@ -119,6 +119,28 @@ def test_make_pol_sde_per_env_noise():
         make(OB_SPACE, BOX, sde_per_env_noise=True)
 
 
+def test_agent_infos_under_no_grad_need_no_detach():
+    """Under torch.no_grad() every a_i tensor reads as numpy: the expanded log-std, a view
+    of a parameter, kept requires_grad there; with gradients on it still backpropagates."""
+    from machina.nets.mixture import MixturePolNet
+    from machina.pols import MixtureGaussianPol
+
+    env = gym.make("Pendulum-v1")
+    ob, ac = env.observation_space, env.action_space
+    pols = [
+        GaussianPol(ob, ac, PolNet(ob, ac, 8, 8)),
+        MixtureGaussianPol(ob, ac, MixturePolNet(ob, ac, 3, 8, 8)),
+    ]
+    for pol in pols:
+        with torch.no_grad():
+            a_i = pol(torch.zeros(2, 3))[-1]
+        for key, value in a_i.items():
+            if isinstance(value, torch.Tensor):
+                assert not value.requires_grad, (type(pol).__name__, key)
+                value.numpy()
+        assert pol(torch.zeros(2, 3))[-1]["log_std"].requires_grad
+
+
 def test_convert_ac_for_real_keeps_type_and_maps_endpoints():
     pol = make_pol("gauss", False)
     ac = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [0.0, 5.0, -5.0]], dtype=np.float32)

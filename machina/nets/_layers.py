@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from machina.utils.spaces import check_flat_space, check_space
+from machina.utils.tensors import detached_if_no_grad
 
 #: initial state-independent log standard deviation: std ~0.37 in the normalised action
 #: space [-1, 1], wide enough to explore, narrow enough that few actions are clipped.
@@ -155,7 +156,7 @@ class PolHead(nn.Module):
                 mean = torch.tanh(mean)
             if self.deterministic:
                 return (mean,)
-            return mean, self.log_std_param.expand_as(mean)
+            return mean, detached_if_no_grad(self.log_std_param.expand_as(mean))
         logits = self.output_layer(features)
         if isinstance(self.action_space, gym.spaces.MultiDiscrete):
             logits = logits.unflatten(-1, self.valid.shape).masked_fill(~self.valid, -torch.inf)

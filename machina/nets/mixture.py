@@ -13,6 +13,7 @@ from machina.nets._layers import (
     ob_dim_of,
 )
 from machina.utils.spaces import check_flat_space, check_space
+from machina.utils.tensors import detached_if_no_grad
 
 
 class MixturePolNet(nn.Module):
@@ -72,4 +73,4 @@ class MixturePolNet(nn.Module):
         h = torch.relu(self.fc2(h))
         pi = torch.softmax(self.pi_layer(h), dim=-1)
         mean = torch.tanh(self.mean_layer(h)).unflatten(-1, (self.num_components, self.ac_dim))
-        return pi, mean, self.log_std_param.expand_as(mean)
+        return pi, mean, detached_if_no_grad(self.log_std_param.expand_as(mean))

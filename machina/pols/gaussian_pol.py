@@ -7,6 +7,7 @@ from torch import nn
 from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.base import BasePol
 from machina.utils.spaces import check_flat_space, space_shape
+from machina.utils.tensors import detached_if_no_grad
 
 
 class GaussianPol(BasePol):
@@ -64,7 +65,7 @@ class GaussianPol(BasePol):
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         mean, log_std = outputs
-        return dict(mean=mean, log_std=log_std.expand_as(mean))
+        return dict(mean=mean, log_std=detached_if_no_grad(log_std.expand_as(mean)))
 
     def _mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["mean"]

@@ -7,6 +7,7 @@ from torch import nn
 from machina.pds.mixture_gaussian_pd import MixtureGaussianPd
 from machina.pols.base import BasePol
 from machina.utils.spaces import check_flat_space
+from machina.utils.tensors import detached_if_no_grad
 
 
 class MixtureGaussianPol(BasePol):
@@ -70,7 +71,7 @@ class MixtureGaussianPol(BasePol):
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         pi, mean, log_std = outputs
-        return dict(pi=pi, mean=mean, log_std=log_std.expand_as(mean))
+        return dict(pi=pi, mean=mean, log_std=detached_if_no_grad(log_std.expand_as(mean)))
 
     def _mode(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         pi, mean = params["pi"], params["mean"]

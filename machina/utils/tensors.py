@@ -9,7 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["detach_tensor_dict", "state_dict_to_cpu", "get_cpu_state_dict", "to_numpy"]
+__all__ = [
+    "detach_tensor_dict",
+    "detached_if_no_grad",
+    "state_dict_to_cpu",
+    "get_cpu_state_dict",
+    "to_numpy",
+]
+
+
+def detached_if_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x`` detached when gradients are off: a view of a parameter (``expand``) keeps its
+    ``requires_grad`` even under ``torch.no_grad()``, so ``.numpy()`` on it would fail."""
+    return x if torch.is_grad_enabled() else x.detach()
 
 
 def detach_tensor_dict(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -257,7 +257,10 @@ def non_finite_error(what: str, batch: Mapping[str, Any] | None) -> NonFiniteErr
     """The error for a non-finite loss or gradient: what, the batch keys and which of them
     hold non-finite values (looked at only now, on the error path). Nested mappings (e.g.
     ``{"agent": agent_batch, "expert": expert_batch}``) give dotted keys."""
-    msg = f"{what}; the optimiser did not step (parameters and optimiser state are unchanged)"
+    msg = (
+        f"{what}; the optimiser did not step (parameters and optimiser state are as before "
+        "this step; a train call's earlier steps, if any, were applied)"
+    )
     if batch is None:
         return NonFiniteError(msg)
     flat: dict[str, Any] = {}
