@@ -11,6 +11,7 @@ This file is also the script the test runs: ``python tests/test_resume.py MODE D
 """
 
 import copy
+import io
 import os
 import random
 import subprocess
@@ -230,6 +231,11 @@ def test_sampler_state_across_processes_layouts_and_the_ray_backend():
         a.sample(pol, max_steps=40)
         state = a.state_dict()
         ref = a.sample(pol, max_steps=40)
+    # through torch.save and a weights-only torch.load (torch's default), as a module's
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
     with EpiSampler(env, pol, num_parallel=2, seed=3, max_episode_steps=20) as b:
         b.load_state_dict(state)
         assert _same_epis(b.sample(pol, max_steps=40), ref)

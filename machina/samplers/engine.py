@@ -233,16 +233,22 @@ class BatchEngine:
                 self._rng_state = torch.get_rng_state()
 
     def state_dict(self) -> dict[str, Any]:
-        """What makes this engine's next run exact: the policy's torch RNG (uint8 array),
+        """What makes this engine's next run exact: the policy's torch RNG (uint8 tensor),
         each environment's RNG (JSON text) and the "first reset seeded" flags. Between two
         runs no environment is mid-episode (every run resets the slots it uses), so nothing
         else is needed."""
-        return {"policy_rng": self._rng_state.numpy().copy(), **self.slots.state_dict()}
+        # a tensor (torch's own generator state), so torch.save/torch.load(weights_only=True)
+        # of a sampler's state_dict work as for a module's
+        return {"policy_rng": self._rng_state.clone(), **self.slots.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly from ``state`` (``state_dict`` of an engine over the same slots)."""
         self.slots.load_state_dict(state)
-        self._rng_state = torch.from_numpy(np.array(state["policy_rng"], dtype=np.uint8))
+        rng = state["policy_rng"]  # a tensor, or a numpy array (states saved before)
+        if torch.is_tensor(rng):
+            self._rng_state = rng.detach().to("cpu", torch.uint8).clone()
+        else:
+            self._rng_state = torch.from_numpy(np.array(rng, dtype=np.uint8))
 
     def close(self) -> None:
         """Close every environment, ignoring errors (closing is best effort)."""
