@@ -144,6 +144,26 @@ def test_load_names_the_path_and_what_is_wrong(rng, tmp_path, change, message):
     assert str(path) in str(info.value) and message in str(info.value)
 
 
+def test_a_column_removed_from_a_saved_archive_is_named(rng, tmp_path):
+    """Traj.save lists its columns (column_keys): an archive that lost one, or gained one,
+    is refused on load, naming the column; an archive without the list (older files,
+    _good_members) still loads."""
+    good = tmp_path / "good.npz"
+    make_traj(make_random_epis(rng, 3)).save(good)
+    with np.load(good) as f:
+        members = {name: f[name] for name in f.files}
+    assert "column_keys" in members
+    lost = dict(members)
+    lost.pop("col:rews")
+    _write(tmp_path / "lost.npz", **lost)
+    with pytest.raises(ValueError, match=r"lost\.npz: column_keys: .* missing \['col:rews'\]"):
+        Traj.load(tmp_path / "lost.npz")
+    extra = dict(members, **{"col:extra": np.zeros(len(members["col:rews"]))})
+    _write(tmp_path / "extra.npz", **extra)
+    with pytest.raises(ValueError, match=r"not saved \['col:extra'\]"):
+        Traj.load(tmp_path / "extra.npz")
+
+
 def test_load_of_random_bytes_a_cut_archive_or_a_npy_file_says_so(rng, tmp_path):
     random_bytes = tmp_path / "random.npz"
     random_bytes.write_bytes(rng.integers(0, 256, size=4096, dtype=np.uint8).tobytes())

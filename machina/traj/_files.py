@@ -15,7 +15,7 @@ from machina.utils import files
 # Archive members: one "col:<key>" per column, plus these, plus the rank-based samplers'
 # "rank:<key>:<seq_length or 0>:<alpha>:<field>" (fields of RankSampler.state).
 REQUIRED = ("epis_index", "group_keys", "group_names")
-OPTIONAL = ("max_steps", "pri_beta", "rng_state")
+OPTIONAL = ("column_keys", "max_steps", "pri_beta", "rng_state")
 RANK_FIELDS = ("order", "ordered", "moved", "updates")
 
 
@@ -106,6 +106,17 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
     columns = {name[4:]: a for name, a in members.items() if name.startswith("col:")}
     if num_step > 0 and not columns:
         raise _Bad(f"epis_index: {len(steps)} episodes but no 'col:<key>' column")
+    if "column_keys" in members:  # older files have none: their columns go unchecked
+        listed = members["column_keys"]
+        if listed.ndim != 1 or listed.dtype.kind != "U":
+            raise _Bad(f"column_keys: expected a 1-d array of names, got {listed!r}")
+        absent = sorted(set(map(str, listed.tolist())) - set(columns))
+        unlisted = sorted(set(columns) - set(map(str, listed.tolist())))
+        if absent or unlisted:
+            raise _Bad(
+                f"column_keys: the archive's columns differ from those saved: missing "
+                f"{['col:' + k for k in absent]}, not saved {['col:' + k for k in unlisted]}"
+            )
     lengths = {len(c) if c.ndim else -1 for c in columns.values()}
     if len(lengths) == 1 and num_step not in lengths:
         raise _Bad(

@@ -375,6 +375,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         """
         arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
         arrays["epis_index"] = self._epis_index
+        # the column names, so that a load notices a column missing from the archive
+        arrays["column_keys"] = np.array(list(self.data_map), dtype=np.str_)
         arrays["group_keys"] = np.array(list(self.groups), dtype=np.str_)
         arrays["group_names"] = np.array(list(self.groups.values()), dtype=np.str_)
         if self.max_steps is not None:
