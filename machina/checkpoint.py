@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from machina.traj import Traj
+from machina.utils import files
 from machina.utils.files import write_atomic
 
 __all__ = ["FORMAT_VERSION", "load_run", "read_extra", "save_run", "latest_checkpoint"]
@@ -162,7 +163,7 @@ def save_run(
         step = int(previous.name.split("-")[1]) + 1 if previous else 0
     final = run_dir / f"ckpt-{int(step):06d}"
 
-    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".ckpt-tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=files.temporary_prefix("ckpt-tmp")))
     try:
         state: dict[str, Any] = {}
         for name, obj in objects.items():
@@ -189,6 +190,7 @@ def save_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(run_dir / "latest", lambda f: f.write(final.name.encode()))
+    files.remove_stale_temporaries(run_dir, "ckpt-tmp")  # of checkpoints killed half way
     old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
     for path in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)

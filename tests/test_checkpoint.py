@@ -111,7 +111,7 @@ def test_checkpoints_are_numbered_pruned_and_loaded_without_pickle(tmp_path):
     assert latest_checkpoint(tmp_path).name == "ckpt-000003"
     # weights_only=True refuses pickled objects: the state file must load with it
     torch.load(tmp_path / "ckpt-000003" / "state.pt", weights_only=True)
-    assert not list(tmp_path.glob(".ckpt-tmp-*"))
+    assert not list(tmp_path.glob(".ckpt-tmp*"))
 
 
 def test_clear_errors(tmp_path):
@@ -167,3 +167,31 @@ def test_a_run_killed_while_saving_keeps_its_previous_checkpoint(tmp_path):
     extra = load_run(tmp_path, {"traj": traj, "net": net})
     assert float(net.bias.detach()) == extra["i"]
     assert traj.num_step == 2_000_000
+
+
+def test_leftovers_of_killed_checkpoints_go_with_the_next_save(tmp_path):
+    """A checkpoint or Traj save killed half way leaves its temporary behind; the next save
+    on this host removes those whose writer process is gone (a real, finished process
+    here), and leaves a live writer's alone."""
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = socket.gethostname()
+        stale_dir = tmp_path / f".ckpt-tmp.{host}.{dead.pid}.abc"
+        stale_dir.mkdir()
+        (stale_dir / "state.pt").write_bytes(b"partial")
+        live_dir = tmp_path / f".ckpt-tmp.{host}.{live.pid}.def"
+        live_dir.mkdir()
+        stale_file = tmp_path / f".latest.{host}.{dead.pid}.xyz.tmp"
+        stale_file.write_bytes(b"partial")
+        save_run(tmp_path, _objects(0))
+        assert not stale_dir.exists() and not stale_file.exists()
+        assert live_dir.exists()
+    finally:
+        live.kill()
+        live.wait(timeout=60)

@@ -4,23 +4,62 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
-__all__ = ["write_atomic"]
+__all__ = ["remove_stale_temporaries", "temporary_prefix", "write_atomic"]
+
+
+def temporary_prefix(name: str) -> str:
+    """``.<name>.<host>.<pid>.``: the prefix of a temporary file or directory that stands
+    for ``name`` while this process writes it (so that a later save can tell a leftover of
+    a killed writer from a file being written)."""
+    return f".{name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> None:
+    """Remove the temporaries of ``name`` in ``directory`` (:func:`temporary_prefix`) left by
+    processes of this host that no longer run: a save killed half way leaves one, as big as
+    the file. Another host's (a shared file system) and live writers' are left alone."""
+    prefix = f".{name}.{socket.gethostname()}."
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(os.fspath(directory)):
+            pid = entry.name[len(prefix) :].split(".", 1)[0]
+            if not entry.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Write the file ``path`` (exactly that name) with ``write``, atomically.
 
     ``write(f)`` writes the contents to ``f``, a binary file open on a temporary file
-    ``.<name>.<random>.tmp`` in the same directory (so that the rename below stays on one
-    file system). The temporary file is flushed to disk, renamed over ``path`` with
+    ``.<name>.<host>.<pid>.<random>.tmp`` in the same directory (so that the rename below
+    stays on one file system). The temporary file is flushed to disk, renamed over ``path`` with
     ``os.replace`` (atomic on POSIX and Windows), and the directory is flushed so that the
     rename itself survives a power loss. If ``write`` or a later step raises, the temporary
     file is removed and ``path`` is untouched; a process killed while writing leaves
-    ``path`` intact and the temporary file behind.
+    ``path`` intact and the temporary file behind, which the next save of ``path`` on this
+    host removes.
 
     Parameters
     ----------
@@ -31,7 +70,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -43,6 +83,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+    remove_stale_temporaries(directory, name)
 
 
 def _fsync_directory(directory: str) -> None:
