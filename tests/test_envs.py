@@ -105,8 +105,10 @@ def test_gym_env_records_video(tmp_path):
         done = terminated or truncated
     env.close()
     assert list((tmp_path / "videos").glob("*.mp4"))
-    # a copy keeps recording into the same folder
-    assert isinstance(pickle.loads(pickle.dumps(env)).env, gym.wrappers.RecordVideo)
+    # a copy keeps recording into the same folder, without gymnasium's overwrite warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(pickle.loads(pickle.dumps(env)).env, gym.wrappers.RecordVideo)
 
 
 def test_gym_env_records_a_classic_control_video(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -178,13 +179,16 @@ class GymEnv(gymnasium.Env):
         self.original_env = getattr(env, "original_env", seedable)
         if not self.record_video:
             return seedable
-        return SeedableRecordVideo(
-            seedable,
-            video_folder=self.log_dir,
-            episode_trigger=self.video_schedule,
-            name_prefix=self.video_prefix,
-            disable_logger=True,
-        )
+        with warnings.catch_warnings():
+            # the sampler's copies of this env (and a re-made one) share the folder on purpose
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+            return SeedableRecordVideo(
+                seedable,
+                video_folder=self.log_dir,
+                episode_trigger=self.video_schedule,
+                name_prefix=self.video_prefix,
+                disable_logger=True,
+            )
 
     def _set_inner(self, inner: gymnasium.Env) -> None:
         self.env = inner
