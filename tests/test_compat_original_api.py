@@ -21,6 +21,7 @@ from machina import logger
 from machina import loss_functional as lf
 from machina.algos import (
     airl,
+    behavior_clone,
     ddpg,
     diayn,
     gail,
@@ -154,6 +155,19 @@ def _params(module):
 
 def _changed(before, module):
     return any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+
+
+def test_behavior_clone_with_a_batch_above_the_expert_steps(pendulum):
+    """0.x's own test clones 200 expert steps with behavior_clone.train(traj, pol, optim,
+    256): one batch of all the steps (as mpc.train_dm), where the Traj itself refuses."""
+    _, shared_pol, _, traj = pendulum
+    pol = copy.deepcopy(shared_pol)  # the module's fixture stays as the other tests expect
+    optim = torch.optim.Adam(pol.parameters(), 1e-3)
+    before = _params(pol)
+    result = behavior_clone.train(traj, pol, optim, traj.num_step + 56)
+    assert len(result["PolLoss"]) == 1 and _changed(before, pol)
+    with pytest.raises(ValueError, match="batch_size: expected at most"):
+        next(traj.iterate(traj.num_step + 56))
 
 
 # --------------------------------------------------------------------------- on-policy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from machina.algos._common import Batch, check_traj, log, minibatches, whole_batch
+from machina.algos._common import Batch, check_traj, is_recurrent, log, minibatches, whole_batch
 from machina.loss_functional.imitation import log_likelihood
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
@@ -50,7 +50,10 @@ def train(
     optim_pol : torch.optim.Optimizer
         Optimiser of ``pol``.
     batch_size : int
-        Steps per minibatch (sequences when recurrent).
+        Steps per minibatch (sequences when recurrent). Above the expert steps held
+        (feed-forward), one batch of all of them per epoch, as ``mpc.train_dm``: an expert
+        dataset may be smaller than the batch size (machina 0.x's own behaviour-cloning test
+        clones 200 steps with 256).
     epoch : int
         Passes over the data.
     num_epi_per_seq : int
@@ -66,6 +69,8 @@ def train(
         ``PolLoss``: one float per minibatch.
     """
     check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
+    if not is_recurrent(pol) and isinstance(batch_size, int) and expert_traj.num_step > 0:
+        batch_size = min(batch_size, expert_traj.num_step)
     log(log_enable, "Optimizing...")
     pol_losses = [
         update_pol(pol, optim_pol, batch, max_grad_norm)
