@@ -19,12 +19,13 @@ checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,14 @@ from machina.traj import Traj
 from machina.utils import files
 from machina.utils.files import write_atomic
 
-__all__ = ["FORMAT_VERSION", "load_run", "read_extra", "save_run", "latest_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "latest_checkpoint",
+    "load_run",
+    "read_extra",
+    "restore_point",
+    "save_run",
+]
 
 FORMAT = "machina-run"
 FORMAT_VERSION = 1
@@ -103,6 +111,35 @@ def _set_rng_state(tensors: Mapping[str, Any], python_state: list) -> None:
         torch.cuda.set_rng_state_all(tensors["cuda"])
     version, internal, gauss = python_state
     random.setstate((version, tuple(internal), gauss))
+
+
+def restore_point(objects: Mapping[str, Any]) -> Callable[[], None]:
+    """Capture the state of ``objects`` (as :func:`save_run` takes them) and of the global
+    RNGs now; the returned function puts it back into the live objects.
+
+    Trajs are left out (copying a replay memory costs what saving it does; sampling and
+    evaluating do not change one). ``logger.Run`` uses it around an evaluation made only
+    because the budget ends, which a run with a larger budget would not make.
+    """
+    kinds = {name: _kind(name, obj) for name, obj in objects.items()}
+    states: dict[str, Any] = {}
+    for name, obj in objects.items():
+        if kinds[name] == "tensor":
+            states[name] = obj.detach().clone()
+        elif kinds[name] != "traj":
+            states[name] = copy.deepcopy(obj.state_dict())
+    rng = _rng_state()
+
+    def restore() -> None:
+        for name, state in states.items():
+            if kinds[name] == "tensor":
+                with torch.no_grad():
+                    objects[name].copy_(state)
+            else:
+                objects[name].load_state_dict(state)
+        _set_rng_state(*rng)
+
+    return restore
 
 
 # ---------------------------------------------------------------- save / load

@@ -31,17 +31,39 @@ def test_lambda_factory_parallel():
         assert len(epis) == 8 and max(lengths(epis)) <= max_steps
 
 
-def test_ids_registered_by_the_script_are_known_to_the_workers():
-    """An id the script registers (a fresh worker process never ran that code) made by a
-    gymnasium.make factory in two workers: the sampler registers it there first."""
+def test_ids_registered_by_the_script_are_known_to_the_workers(tmp_path):
+    """Ids the script registers (a fresh worker process never ran that code), made by a
+    gymnasium.make factory in two workers: the sampler registers them there first, one
+    with a class of the script's and one with gymnasium's own entry point; an id whose
+    entry point cannot be loaded there (a module imported from outside sys.path) is
+    skipped without breaking the others."""
+    import importlib.util
+
+    (tmp_path / "machina_unloadable_env.py").write_text("class Env:\n    pass\n")
+    spec = importlib.util.spec_from_file_location(
+        "machina_unloadable_env", tmp_path / "machina_unloadable_env.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     gym.register("MachinaScriptToy-v0", entry_point=ToyEnv, kwargs={"length": 3})
+    gym.register(
+        "MachinaScriptPendulum-v0",
+        entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+        max_episode_steps=7,
+    )
+    gym.register("MachinaUnloadable-v0", entry_point=module.Env)
     try:
         pol = RandomPol(ToyEnv.observation_space, ToyEnv.action_space)
         with EpiSampler(lambda: gym.make("MachinaScriptToy-v0"), pol, num_parallel=2) as s:
-            epis = s.sample(pol, max_epis=4)
-        assert lengths(epis) == [3] * 4
+            assert lengths(s.sample(pol, max_epis=4)) == [3] * 4
+        env = gym.make("MachinaScriptPendulum-v0")
+        pol = RandomPol(env.observation_space, env.action_space)
+        factory = lambda: gym.make("MachinaScriptPendulum-v0")  # noqa: E731
+        with EpiSampler(factory, pol, num_parallel=2) as s:
+            assert lengths(s.sample(pol, max_epis=4)) == [7] * 4
     finally:
-        del gym.envs.registry["MachinaScriptToy-v0"]
+        for env_id in ("MachinaScriptToy-v0", "MachinaScriptPendulum-v0", "MachinaUnloadable-v0"):
+            del gym.envs.registry[env_id]
 
 
 class SlowEnv(ToyEnv):

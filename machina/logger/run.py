@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from machina.checkpoint import latest_checkpoint, load_run, read_extra, save_run
+from machina.checkpoint import latest_checkpoint, load_run, read_extra, restore_point, save_run
 from machina.logger import default
 from machina.logger.default import add_tabular_output, add_tensorboard_output, set_logger
 from machina.logger.logger import LEARNING_CURVE_PNG, TOTAL_STEPS, Logger
@@ -345,30 +345,22 @@ class Run:
         self.total_iter += 1
         self.total_epi += len(epis)
         self.total_step += num_step
+        if evaluate is not None and self.eval_due():
+            # Due only because the budget ends, this evaluation is one a run with a larger
+            # budget would not make, and it moves e.g. the sampler's environments: the
+            # checkpoint's objects (and the global RNGs) are put back as they were before
+            # it, so that a resume with a larger budget continues bit for bit.
+            rewind = None
+            if checkpoint is not None and self.progress_count < self.next_eval:
+                rewind = restore_point(checkpoint)
+            self.next_eval = _next(self.next_eval, self.eval_interval, self.progress_count)
+            self.evaluation = _columns(evaluate())
+            if rewind is not None:
+                rewind()
+            result_dict.update(self.evaluation)
         rewards = [float(np.sum(epi["rews"])) for epi in epis]
         if rewards:
             self.train_return = float(np.mean(rewards))
-        evaluating = evaluate is not None and self.eval_due()
-        saved = False
-        if evaluating and checkpoint is not None and self.progress_count < self.next_eval:
-            # Due only because the budget ends: a run with a larger budget would not evaluate
-            # here, and evaluating moves the sampler's environments. Checkpoint the state
-            # before it (with this iteration's row counted), so that a resume with a larger
-            # budget continues bit for bit as that run would.
-            self.next_checkpoint = _next(
-                self.next_checkpoint, self.checkpoint_interval, self.progress_count
-            )
-            self.rows += 1
-            try:
-                self.checkpoint(**checkpoint)
-            finally:
-                self.rows -= 1
-            saved = True
-        if evaluating:
-            assert evaluate is not None
-            self.next_eval = _next(self.next_eval, self.eval_interval, self.progress_count)
-            self.evaluation = _columns(evaluate())
-            result_dict.update(self.evaluation)
         plotted = self._logger.record_results(
             self.log_dir,
             result_dict,
@@ -384,11 +376,7 @@ class Run:
             self._plot_eval_curve()
         if models:
             save_models(self.log_dir, **models)
-        if (
-            checkpoint is not None
-            and not saved
-            and (self.progress_count >= self.next_checkpoint or self.done)
-        ):
+        if checkpoint is not None and (self.progress_count >= self.next_checkpoint or self.done):
             self.next_checkpoint = _next(
                 self.next_checkpoint, self.checkpoint_interval, self.progress_count
             )

@@ -51,9 +51,10 @@ class WithParentRegistry:
 
     Worker processes and Ray actors start from a fresh interpreter: ids registered by an
     import (``import machina.envs``' PyBullet tasks) or by the user's script are unknown
-    there, so ``lambda: gymnasium.make("HopperBulletEnv-v0")`` failed in them. gymnasium's
-    own ids are left out (every process has them), and so is any spec that cannot be
-    pickled.
+    there, so ``lambda: gymnasium.make("HopperBulletEnv-v0")`` failed in them. Each spec
+    travels pickled on its own and is unpickled only where its id is missing; one that
+    cannot be (its entry point's module is not importable there) is skipped, and making
+    that id raises gymnasium's own error, as before.
 
     Parameters
     ----------
@@ -63,21 +64,22 @@ class WithParentRegistry:
 
     def __init__(self, env_fn: EnvFactory) -> None:
         self.env_fn = env_fn
-        self.specs = []
-        for spec in gymnasium.envs.registry.values():
-            entry = spec.entry_point
-            if isinstance(entry, str) and entry.startswith("gymnasium."):
-                continue
+        self.specs: dict[str, bytes] = {}
+        for env_id, spec in gymnasium.envs.registry.items():
             try:
-                cloudpickle.dumps(spec)
+                self.specs[env_id] = cloudpickle.dumps(spec)
             except Exception:
                 continue
-            self.specs.append(spec)
 
     def __call__(self) -> object:
         registry = gymnasium.envs.registry
-        for spec in self.specs:
-            registry.setdefault(spec.id, spec)
+        for env_id, spec_bytes in self.specs.items():
+            if env_id in registry:
+                continue
+            try:
+                registry[env_id] = cloudpickle.loads(spec_bytes)
+            except Exception:
+                continue
         return self.env_fn()
 
 
