@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from machina.algos._common import Batch, check_traj, is_recurrent, log, minibatches, whole_batch
@@ -69,7 +71,7 @@ def train(
         ``PolLoss``: one float per minibatch.
     """
     check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
-    if not is_recurrent(pol) and isinstance(batch_size, int) and expert_traj.num_step > 0:
+    if not is_recurrent(pol) and isinstance(batch_size, numbers.Integral) and expert_traj.num_step:
         batch_size = min(batch_size, expert_traj.num_step)
     log(log_enable, "Optimizing...")
     pol_losses = [

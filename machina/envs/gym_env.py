@@ -150,6 +150,7 @@ class GymEnv(gymnasium.Env):
         self.video_schedule = video_schedule
         self.force_reset = bool(force_reset)
         self.video_prefix = "rl-video"
+        self._is_copy = False
         if isinstance(env, str):
             self.env_id = env
             inner = self._make()
@@ -180,8 +181,8 @@ class GymEnv(gymnasium.Env):
         if not self.record_video:
             return seedable
         with warnings.catch_warnings():
-            # the sampler's copies of this env (and a re-made one) share the folder on purpose
-            warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+            if self._is_copy:  # the sampler's copies share the original's folder on purpose
+                warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
             return SeedableRecordVideo(
                 seedable,
                 video_folder=self.log_dir,
@@ -265,6 +266,7 @@ class GymEnv(gymnasium.Env):
         self.video_schedule = state.get("video_schedule")
         self.force_reset = state.get("force_reset", False)
         self.video_prefix = f"rl-video-{os.getpid()}-{next(_copy_ids)}"
+        self._is_copy = True
         if self.env_id is None:
             inner = self._wrap(state["env"])
         else:

@@ -234,7 +234,9 @@ class RayPool:
         #: size), ``replaced`` (actors replaced).
         self.last_stats: dict[str, float] = {}
         self._reserved = 0.0
-        num_cpus = self._init_ray(address, num_actors, max(float(num_cpus), 0.0))
+        # what the actors reserve (ray_remote_args override num_cpus), for the accounting
+        asked = (ray_remote_args or {}).get("num_cpus", num_cpus)
+        num_cpus = self._init_ray(address, num_actors, max(float(asked), 0.0))
         try:
             self._env_fn_ref = ray.put(cloudpickle.dumps(env_fn))
             self._actor_cls = ray.remote(EngineActor)
@@ -248,6 +250,7 @@ class RayPool:
             if resources:
                 options["resources"] = dict(resources)
             options.update(ray_remote_args or {})
+            options["num_cpus"] = num_cpus
             options["runtime_env"] = _runtime_env(options.get("runtime_env"))
             self._options = options
             self._per_actor = list(per_actor_resources or [])

@@ -38,7 +38,7 @@ def remove_stale_temporaries(directory: str | os.PathLike, name: str) -> None:
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows: os.kill(pid, 0) sends CTRL_C_EVENT
         return True
     try:
         os.kill(pid, 0)
