@@ -207,7 +207,7 @@ def parse_args(
     finally:
         parser.set_defaults(**defaults)
     # A flag that was given on the command line wins; tell which ones did.
-    overridden = [name for name in entry if _given(name, parser, argv)]
+    overridden = _given(list(entry), parser, argv)
     if verbose:
         shown = ", ".join(f"{k}={v}" for k, v in entry.items())
         print(f"hyperparameters: example/hyperparams.py entry {algo}/{env_id}: {shown}")
@@ -219,12 +219,17 @@ def parse_args(
     return args
 
 
-def _given(dest: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> bool:
-    """Whether the flag of ``dest`` appears on the command line."""
-    import sys
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for action in parser._actions:
-        if action.dest == dest:
-            return any(a.split("=", 1)[0] in action.option_strings for a in argv)
-    return False
+def _given(
+    names: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> list[str]:
+    """The ``names`` whose flag appears on the command line, in any spelling argparse takes
+    (an abbreviation such as ``--epoch`` for ``--epoch_per_iter`` included): parsed again
+    with a sentinel as their default, those that still hold it were not given."""
+    sentinel = object()
+    saved = {name: parser.get_default(name) for name in names}
+    parser.set_defaults(**dict.fromkeys(names, sentinel))
+    try:
+        parsed, _ = parser.parse_known_args(argv)
+    finally:
+        parser.set_defaults(**saved)
+    return [name for name in names if getattr(parsed, name, sentinel) is not sentinel]

@@ -45,6 +45,15 @@ def test_every_flag_overrides_the_entry_even_with_the_entrys_value(table, capsys
     assert "overridden by flags: pol_lr=0.001, steps_per_iter=2048, normalize_ob=False" in out
 
 
+def test_an_abbreviated_flag_is_reported_as_overriding(table, capsys):
+    """argparse takes a prefix of a flag (``--steps`` for ``--steps_per_iter``): it overrides
+    the entry, and the printout says so."""
+    argv = ["--env_name", "HopperBulletEnv-v0", "--steps", "64"]
+    args = hyperparams.parse_args(make_parser(), "ppo", argv)
+    assert args.steps_per_iter == 64 and args.pol_lr == 1e-4
+    assert "overridden by flags: steps_per_iter=64" in capsys.readouterr().out
+
+
 def test_task_without_entry_keeps_the_scripts_defaults(table, capsys):
     parser = make_parser()
     args = hyperparams.parse_args(parser, "ppo", [])
