@@ -1642,9 +1642,15 @@ def main() -> None:
         action="store_true",
         help="smoke run: tiny budgets, seed 100, into a new temporary folder (unless --csv / "
         "--ckpt_dir), so that it runs every time; draw it with --report --csv FOLDER/"
-        "bullet_quick.csv (plots go to assets/)",
+        "bullet_quick.csv (plots go beside that CSV)",
     )
     parser.add_argument("--report", action="store_true", help="table and plots from the CSV")
+    parser.add_argument(
+        "--out_dir",
+        default=None,
+        help="where --report draws its plots (default: assets/ for the committed CSV, the "
+        "CSV's own folder for any other, so a smoke run never overwrites the committed plots)",
+    )
     args = parser.parse_args()
     if args.quick and not args.report and (args.csv is None or args.ckpt_dir is None):
         # a fixed smoke CSV would hold finished runs after the first smoke run: all skipped
@@ -1659,7 +1665,9 @@ def main() -> None:
     if args.report:
         import bullet_report
 
-        bullet_report.report(path, os.path.join(REPO, "assets"))
+        committed = os.path.abspath(path) == os.path.abspath(CSV_PATH)
+        default_dir = os.path.join(REPO, "assets") if committed else os.path.dirname(path)
+        bullet_report.report(path, args.out_dir or default_dir or ".")
         return
     overrides, sb3_overrides = _parse_set(args.set), _parse_set(args.sb3_set)
     if args.quick:
