@@ -211,7 +211,8 @@ class EnvSlots:
 
     def state_dict(self) -> dict[str, Any]:
         """Each environment's RNG (``env.unwrapped.np_random``'s bit generator state as JSON
-        text: no pickle) and whether its seeded first reset is still to come."""
+        text: no pickle) and whether its seeded first reset is still to come (``load_state_dict``
+        replays that reset on a fresh environment before restoring its RNG)."""
         return {
             "slot_ids": list(self.slot_ids),
             "np_random": [_rng_json(env) for env in self.envs],
@@ -224,7 +225,13 @@ class EnvSlots:
                 f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
                 f"slots {self.slot_ids}"
             )
-        for env, text in zip(self.envs, state["np_random"]):
+        for k, (env, text) in enumerate(zip(self.envs, state["np_random"])):
+            if self._needs_seed[k] and not state["needs_seed"][k]:
+                # Replay the slot's seeded first reset on a fresh environment: some keep state
+                # from one episode to the next outside np_random (pybullet_envs' walkers add
+                # the ground's parts to the robot at their first reset), so an environment that
+                # was never reset would start its next episode differently from the saved one.
+                self.reset(k)
             if text is not None:
                 _set_rng_json(env, text)
         self._needs_seed = [bool(x) for x in state["needs_seed"]]

@@ -240,6 +240,8 @@ class VectorSlots:
                 f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
                 f"slots {self.slot_ids}"
             )
+        if self._needs_seed and not any(state["needs_seed"]):
+            self.reset_all()  # the seeded first reset, replayed (see EnvSlots.load_state_dict)
         for holder, text in zip(self._rng_holders(), state["np_random"]):
             if text is not None:
                 _set_rng_json(holder, text)
