@@ -3,9 +3,9 @@
 ``python -m torch.distributed.run --nproc_per_node 2 ... _distributed_worker.py SCENARIO DIR``
 
 - ``same_data``: every rank holds the same episodes (``Traj(ddp=True)``): PPO feed-forward
-  and recurrent (several epochs), DDPG and SAC, plus unit checks of the gradient all-reduce
-  (averaged before clipping, NaN on one rank, a gradient present on one rank only, the
-  Distributed* optimisers).
+  and recurrent (several epochs), DDPG, SAC (Adam and SGD) and TD3, plus unit checks of the
+  gradient all-reduce (averaged before clipping, NaN on one rank, a gradient present on one
+  rank only, the Distributed* optimisers).
 - ``own_data``: each rank samples its own episodes with its own seed and a different budget
   (plain ``Traj``): PPO feed-forward and recurrent, SAC.
 
@@ -22,7 +22,7 @@ import sys
 import gymnasium as gym
 import torch
 
-from machina.algos import ddpg, ppo_clip, sac
+from machina.algos import ddpg, ppo_clip, sac, td3
 from machina.nets import PolNet, QNet
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
@@ -134,12 +134,15 @@ def build_sac(seed: int = 0) -> tuple:
     return pol, qfs
 
 
-def train_sac(epis: list[dict], pol, qfs, ddp: bool) -> dict:
+def train_sac(epis: list[dict], pol, qfs, ddp: bool, adam: bool = True) -> dict:
+    """SAC for 6 steps: its losses draw action noise for the whole minibatch on every rank
+    (``machina.utils.batch_share``), so with SGD (see make_optim) mode 1 is the single-process
+    run."""
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
-    optim_pol = torch.optim.Adam(pol.parameters(), 3e-3)
-    optim_qfs = [torch.optim.Adam(qf.parameters(), 3e-3) for qf in qfs]
-    optim_alpha = torch.optim.Adam([log_alpha], 3e-3)
+    optim_pol = make_optim(pol.parameters(), adam)
+    optim_qfs = [make_optim(qf.parameters(), adam) for qf in qfs]
+    optim_alpha = make_optim([log_alpha], adam)
     traj = Traj(ddp=ddp)
     traj.add_epis(epis)
     traj.register_epis()
@@ -155,6 +158,30 @@ def train_sac(epis: list[dict], pol, qfs, ddp: bool) -> dict:
         log_alpha=log_alpha.detach().clone(),
         result=result,
     )
+
+
+def build_td3(seed: int = 0) -> tuple:
+    env = make_env()
+    ob, ac = env.observation_space, env.action_space
+    torch.manual_seed(seed)
+    pol = DeterministicActionNoisePol(ob, ac, PolNet(ob, ac, 8, 8, deterministic=True))
+    qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8)) for _ in range(2)]
+    return pol, qfs
+
+
+def train_td3(epis: list[dict], pol, qfs, ddp: bool) -> dict:
+    """TD3 for 8 steps, SGD: its target smoothing noise is drawn for the whole minibatch."""
+    targ_pol, targ_qfs = copy.deepcopy(pol), [copy.deepcopy(qf) for qf in qfs]
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    td3.train(
+        traj, pol, qfs, targ_pol, targ_qfs, make_optim(pol.parameters(), False),
+        [make_optim(qf.parameters(), False) for qf in qfs], 8, 32, 0.05, 0.99,
+        log_enable=False, max_grad_norm=1.0,
+    )  # fmt: skip
+    return dict(pol=pol.state_dict(), qfs=[qf.state_dict() for qf in qfs])
 
 
 def train_trpo(epis: list[dict], rank: int) -> dict:
@@ -255,6 +282,10 @@ def main() -> None:
         out["ddpg"] = train_ddpg(inputs["epis_rnnFalse"], pol, qf, True)
         pol, qfs = build_sac()
         out["sac"] = train_sac(inputs["epis_rnnFalse"], pol, qfs, True)
+        pol, qfs = build_sac()
+        out["sac_sgd"] = train_sac(inputs["epis_rnnFalse"], pol, qfs, True, adam=False)
+        pol, qfs = build_td3()
+        out["td3"] = train_td3(inputs["epis_rnnFalse"], pol, qfs, True)
         out["unit"] = unit_checks(rank)
     elif scenario == "own_data":
         # Different seeds and budgets: ranks hold different numbers of steps and episodes.

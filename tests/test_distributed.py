@@ -79,6 +79,10 @@ def same_data(tmp_path_factory):
         )
     pol, qf = worker.build_ddpg()
     refs["ddpg"] = worker.train_ddpg(epis["epis_rnnFalse"], pol, qf, False)
+    pol, qfs = worker.build_sac()
+    refs["sac_sgd"] = worker.train_sac(epis["epis_rnnFalse"], pol, qfs, False, adam=False)
+    pol, qfs = worker.build_td3()
+    refs["td3"] = worker.train_td3(epis["epis_rnnFalse"], pol, qfs, False)
     return ranks, refs
 
 
@@ -129,17 +133,47 @@ def test_same_data_ddpg_equals_single_process_training(same_data):
     assert (flat(refs["ddpg"]["pol"]) - initial).abs().max() > 1e-2
 
 
-def test_same_data_sac_keeps_ranks_identical(same_data):
-    """SAC draws its action noise on each rank (from its own RNG), so it is not the
-    single-process run; the ranks must still stay identical, nets, targets and temperature."""
+@pytest.mark.parametrize("run", ["sac", "sac_sgd"])
+def test_same_data_sac_keeps_ranks_identical(same_data, run):
+    """Adam or SGD, the ranks stay identical: nets, targets and temperature."""
     ranks, _ = same_data
-    r0, r1 = ranks[0]["sac"], ranks[1]["sac"]
+    r0, r1 = ranks[0][run], ranks[1][run]
     assert_states_equal(r0["pol"], r1["pol"])
     for a, b in zip(r0["qfs"] + r0["targ_qfs"], r1["qfs"] + r1["targ_qfs"]):
         assert_states_equal(a, b)
     assert torch.equal(r0["log_alpha"], r1["log_alpha"])
     assert float(r0["log_alpha"]) != 0.0
     assert r0["result"]["QfLoss"] != r1["result"]["QfLoss"]  # different shares of each batch
+
+
+def test_same_data_sac_equals_single_process_training(same_data):
+    """SAC's losses draw their action noise for the whole minibatch on every rank (each rank's
+    generator made rank 0's before each minibatch), so mode 1 is the single-process run even
+    for a loss that draws noise (SGD, as PPO's comparison: see worker.make_optim)."""
+    ranks, refs = same_data
+    got, want = ranks[0]["sac_sgd"], refs["sac_sgd"]
+    pairs = [(got["pol"], want["pol"])] + list(zip(got["qfs"] + got["targ_qfs"],
+                                                   want["qfs"] + want["targ_qfs"]))  # fmt: skip
+    for a, b in pairs:
+        # as for PPO: a rounding difference per step, carried linearly (measured: 1 ulp)
+        torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
+    torch.testing.assert_close(got["log_alpha"], want["log_alpha"], rtol=0, atol=1e-6)
+    initial = flat(worker.build_sac()[0].state_dict())
+    assert (flat(want["pol"]) - initial).abs().max() > 1e-3
+
+
+def test_same_data_td3_equals_single_process_training(same_data):
+    """TD3's target smoothing noise is drawn for the whole minibatch on every rank."""
+    ranks, refs = same_data
+    for name in ("pol", "qfs"):
+        a, b = ranks[0]["td3"][name], ranks[1]["td3"][name]
+        for x, y in zip(a if name == "qfs" else [a], b if name == "qfs" else [b]):
+            assert_states_equal(x, y)
+    got, want = ranks[0]["td3"], refs["td3"]
+    for a, b in zip([got["pol"], *got["qfs"]], [want["pol"], *want["qfs"]]):
+        torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
+    initial = flat(worker.build_td3()[1][0].state_dict())
+    assert (flat(want["qfs"][0]) - initial).abs().max() > 1e-3
 
 
 def test_gradients_are_averaged_before_clipping(same_data):

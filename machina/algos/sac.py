@@ -14,6 +14,7 @@ from machina import loss_functional as lf
 from machina.algos._common import check_feed_forward, check_sampling, check_traj, log
 from machina.algos._common import check_stochastic_pol as _check_pol
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 #: what every off-policy algorithm reads from its batches
@@ -107,7 +108,7 @@ def train(
     llh = None
     for batch in traj.random_batch(batch_size, epoch):
         if transform_batch is not None:
-            batch = transform_batch(batch)
+            batch = batch_share.keep_share(transform_batch(batch), batch)
         targets = lf.sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
         qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
         qf_losses.append(

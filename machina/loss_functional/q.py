@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from machina.loss_functional._common import Batch
+from machina.utils import batch_share
 
 
 def bellman_target(
@@ -109,10 +110,11 @@ def td3_targets(
     action space, then ``r + gamma * (1 - term) * min_i Q'_i(s', a')``. Returns ``(B,)``
     without gradient.
     """
-    with torch.no_grad():
+    with torch.no_grad(), batch_share.drawing_for(batch):
         next_obs = batch["next_obs"]
         mean = _mean_acs(targ_pol, next_obs)
-        noise = (torch.randn_like(mean) * target_noise).clamp(-target_noise_clip, target_noise_clip)
+        noise = batch_share.randn_like(mean) * target_noise
+        noise = noise.clamp(-target_noise_clip, target_noise_clip)
         next_acs = _clip_ac(targ_pol, mean + noise)
         next_qs = torch.stack([qf(next_obs, next_acs)[0] for qf in targ_qfs]).min(dim=0).values
         return bellman_target(batch["rews"], batch["terms"], next_qs, gamma)

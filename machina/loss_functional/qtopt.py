@@ -12,6 +12,7 @@ import torch
 
 from machina.loss_functional._common import Batch
 from machina.loss_functional.q import bellman_target, q_regression
+from machina.utils import batch_share
 
 LOSS_TYPES = ("mse", "bce")
 
@@ -38,7 +39,7 @@ def clipped_double_targets(
     torch.Tensor
         ``(B,)`` targets, without gradient.
     """
-    with torch.no_grad():
+    with torch.no_grad(), batch_share.drawing_for(batch):
         next_obs = batch["next_obs"]
         max_qs, max_acs = targ_qf1.max(next_obs)
         lagged_qs = targ_qf2(next_obs, max_acs)[0]

@@ -24,6 +24,7 @@ import torch
 from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional.q import bellman_target
 from machina.loss_functional.sac import sample_acs, with_terms
+from machina.utils import batch_share
 from machina.utils.recurrent import detach_hs
 
 
@@ -104,7 +105,7 @@ def r2d2_sac_targets(
 ) -> torch.Tensor:
     """Soft targets ``r_t + gamma (1 - term_t) E[min_i Q'_i(h_{t+1}, a') - alpha log pi(a')]``,
     ``(T, B)`` without gradient; ``a' ~ pi(.|h_{t+1})``, ``sampling`` draws per step."""
-    with torch.no_grad():
+    with torch.no_grad(), batch_share.drawing_for(batch):
         obs, h_masks = extended_obs(batch)
         params = _pol_params(pol, obs, h_masks, burn_in_length)
         acs, llh = sample_acs(pol, params, sampling)
@@ -156,7 +157,8 @@ def r2d2_sac_pol(
     """
     alpha = torch.exp(log_alpha).detach()
     params = _pol_params(pol, batch["obs"], batch["h_masks"], burn_in_length)
-    acs, llh = sample_acs(pol, params, sampling, reparam)
+    with batch_share.drawing_for(batch):
+        acs, llh = sample_acs(pol, params, sampling, reparam)
     if reparam:
         qs = _min_qs(qfs, batch["obs"], acs, batch["h_masks"], burn_in_length)
         per_step = torch.mean(alpha * llh - qs, dim=0)

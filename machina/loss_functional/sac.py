@@ -22,6 +22,7 @@ import torch
 from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target
+from machina.utils import batch_share
 
 
 def sample_acs(
@@ -76,7 +77,7 @@ def sac_targets(
     The expectation over ``a' ~ pi(.|s')`` is a mean over ``sampling`` draws. Returns ``(B,)``
     without gradient.
     """
-    with torch.no_grad():
+    with torch.no_grad(), batch_share.drawing_for(batch):
         next_obs = batch["next_obs"]
         acs, llh = sample_acs(pol, pol.pd_params(next_obs), sampling)
         next_qs = _min_q(targ_qfs, _expand(next_obs, sampling), acs)
@@ -108,7 +109,8 @@ def sac_pol(
     """
     obs = batch["obs"]
     alpha = torch.exp(log_alpha).detach()
-    acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam)
+    with batch_share.drawing_for(batch):
+        acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam)
     if reparam:
         qs = _min_q(qfs, _expand(obs, sampling), acs)
         loss = torch.mean(alpha * llh - qs)
@@ -135,7 +137,7 @@ def with_terms(batch: Batch) -> Batch:
     episode end then counts as a termination)."""
     if "terms" in batch or "dones" not in batch:
         return batch
-    return {**batch, "terms": batch["dones"]}
+    return batch_share.keep_share({**batch, "terms": batch["dones"]}, batch)
 
 
 def sac_losses(
@@ -189,7 +191,8 @@ def sac_losses(
         pol_loss, llh = sac_pol(pol, qfs, log_alpha, batch, sampling, reparam)
     else:
         obs = batch["obs"]
-        acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam=False)
+        with batch_share.drawing_for(batch):
+            acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam=False)
         with torch.no_grad():
             weights = torch.exp(log_alpha) * llh - _min_q(qfs, _expand(obs, sampling), acs)
             weights = (weights - weights.mean()) / (weights.std() + eps)

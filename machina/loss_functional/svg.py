@@ -25,6 +25,7 @@ from machina.loss_functional._common import Batch, old_params
 from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target, q_regression
 from machina.loss_functional.sac import sample_acs, with_terms
+from machina.utils import batch_share
 
 #: ``rew_fn(obs (..., *ob_shape), acs (..., d)) -> rews (...)``, differentiable in ``acs``
 RewFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -41,7 +42,7 @@ def svg_targets(
 
     The expectation is a mean over ``sampling`` draws. Returns ``(B,)`` without gradient.
     """
-    with torch.no_grad():
+    with torch.no_grad(), batch_share.drawing_for(batch):
         next_obs = batch["next_obs"]
         acs, _ = sample_acs(targ_pol, targ_pol.pd_params(next_obs), sampling)
         next_qs = targ_qf(_expand(next_obs, sampling), acs)[0].mean(dim=0)
@@ -116,7 +117,8 @@ def ag(
     noise is exploration, added only when acting).
     """
     obs = batch["obs"]
-    acs, _ = sample_acs(pol, pol.pd_params(obs), sampling, reparam=True)
+    with batch_share.drawing_for(batch):
+        acs, _ = sample_acs(pol, pol.pd_params(obs), sampling, reparam=True)
     return -torch.mean(qf(_expand(obs, sampling), acs)[0])
 
 
@@ -204,7 +206,8 @@ def svg1_pol(
         Actions drawn per state.
     """
     obs = _expand(batch["obs"], sampling)
-    acs, _ = sample_acs(pol, pol.pd_params(batch["obs"]), sampling, reparam=True)
+    with batch_share.drawing_for(batch):
+        acs, _ = sample_acs(pol, pol.pd_params(batch["obs"]), sampling, reparam=True)
     next_obs = obs + predict_delta(dm, obs, acs)
     not_term = 1.0 - batch["terms"].to(next_obs.dtype)
     returns = rew_fn(obs, acs) + gamma * not_term * _values(vf, next_obs)

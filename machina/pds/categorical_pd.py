@@ -5,6 +5,7 @@ import math
 import torch
 
 from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
+from machina.utils import batch_share
 
 
 def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tensor:
@@ -34,7 +35,9 @@ def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tens
         return torch.zeros(sample_shape + pi.shape[:-1], dtype=torch.int64, device=pi.device)
     cdf = torch.cumsum(pi, dim=-1)
     # every sample of one row searches that row's cdf: the samples go last, (*lead, S)
-    u = cdf.new_empty(pi.shape[:-1] + (sample_shape.numel(),)).uniform_()
+    u = batch_share.rand(
+        pi.shape[:-1] + (sample_shape.numel(),), dtype=cdf.dtype, device=cdf.device
+    )
     u *= cdf[..., -1:]
     # the number of classes with cdf <= u: the first class whose cdf exceeds u
     draws = torch.searchsorted(cdf, u, right=True)

@@ -5,6 +5,7 @@ import math
 import torch
 
 from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params
+from machina.utils import batch_share
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -33,8 +34,9 @@ class GaussianPd(BasePd):
             ``(*sample_shape, *lead, d)``.
         """
         mean, log_std = self._get(params)
-        noise = torch.randn(
-            torch.Size(sample_shape) + mean.shape, dtype=mean.dtype, device=mean.device
+        sample_shape = torch.Size(sample_shape)
+        noise = batch_share.randn(
+            sample_shape + mean.shape, lead=len(sample_shape), dtype=mean.dtype, device=mean.device
         )
         return mean + torch.exp(log_std) * noise
 

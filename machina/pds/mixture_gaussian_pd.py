@@ -5,6 +5,7 @@ import torch
 from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
 from machina.pds.categorical_pd import sample_categorical
 from machina.pds.gaussian_pd import GaussianPd
+from machina.utils import batch_share
 
 _GAUSSIAN = GaussianPd()
 
@@ -65,7 +66,8 @@ class MixtureGaussianPd(BasePd):
         full = sample_shape + mean.shape
         chosen_mean = torch.gather(mean.expand(full), -2, index).squeeze(-2)
         chosen_log_std = torch.gather(log_std.expand(full), -2, index).squeeze(-2)
-        return chosen_mean + torch.exp(chosen_log_std) * torch.randn_like(chosen_mean)
+        noise = batch_share.randn_like(chosen_mean, lead=len(sample_shape))
+        return chosen_mean + torch.exp(chosen_log_std) * noise
 
     def _component_llhs(
         self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from machina.traj import _ddp, _replay
+from machina.utils.batch_share import BatchShare, SharedBatch
 
 
 def check_batch_size(batch_size: int, available: int, unit: str) -> int:
@@ -96,6 +97,19 @@ class Batching:
             return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
         steps = indices.numpy()
         return {k: _take(v, steps, indices) for k, v in self.data_map.items()}
+
+    def _shared(
+        self, group: _ddp.Group, batch: dict[str, torch.Tensor], size: int, axis: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """``batch``, this rank's share of a minibatch of ``size`` items (along ``axis`` of its
+        tensors), as a ``SharedBatch`` when the ranks share minibatches, after making every
+        rank's global generator rank 0's: the losses' noise then is the single process's
+        (``machina.utils.batch_share``). Else ``batch`` as it is."""
+        if not group.split:
+            return batch
+        group.sync_rng()
+        start, stop = group.bounds(size)
+        return SharedBatch(batch, BatchShare(start, stop, size, axis))
 
     def _population(self, indices) -> torch.Tensor | None:
         """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.
@@ -197,7 +211,8 @@ class Batching:
             if pop is not None:
                 order = pop[order]
             for i in range(count):
-                yield self._batch(group.share(order[i * batch_size : (i + 1) * batch_size]))
+                chunk = order[i * batch_size : (i + 1) * batch_size]
+                yield self._shared(group, self._batch(group.share(chunk)), len(chunk))
 
     def iterate_once(
         self, batch_size: int, indices=None, shuffle: bool = True
@@ -224,7 +239,8 @@ class Batching:
         chunks = max(1, self._num_chunks(n, batch_size, group))
         for i in range(count):
             j = i % chunks
-            yield self._batch(group.share(order[j * batch_size : (j + 1) * batch_size]))
+            chunk = order[j * batch_size : (j + 1) * batch_size]
+            yield self._shared(group, self._batch(group.share(chunk)), len(chunk))
 
     def full_batch(self, epoch: int = 1, return_indices: bool = False) -> Iterator:
         """Every stored step as one batch, ``epoch`` times.
@@ -240,7 +256,10 @@ class Batching:
         _, count = self._plan(group, self.num_step, self.num_step, "steps", lambda b: epoch)
         indices = group.share(torch.arange(self.num_step, device=self.device))
         for _ in range(count):
-            batch = self._batch(indices) if group.split else dict(self.data_map)
+            if group.split:
+                batch = self._shared(group, self._batch(indices), self.num_step)
+            else:
+                batch = dict(self.data_map)
             yield (batch, indices) if return_indices else batch
 
     def iterate_epi(self, shuffle: bool = True) -> Iterator[dict[str, torch.Tensor]]:
@@ -306,7 +325,7 @@ class Batching:
             drawn = group.share(drawn.to(self.device))
             if pop is not None:
                 drawn = pop[drawn]
-            batch = self._batch(drawn)
+            batch = self._shared(group, self._batch(drawn), batch_size)
             yield (batch, drawn) if return_indices else batch
 
     def random_batch_once(
@@ -362,7 +381,8 @@ class Batching:
                 seqs = order[i * batch_size : (i + 1) * batch_size]
                 time_steps = int(lengths[seqs].max())
                 mine = group.share(seqs)
-                yield gather_sequences(columns, starts[mine], lengths[mine], time_steps)
+                batch = gather_sequences(columns, starts[mine], lengths[mine], time_steps)
+                yield self._shared(group, batch, len(seqs), axis=1)
 
     def _seq_length(self, seq_length: int | None) -> int:
         if seq_length is None:
@@ -431,5 +451,5 @@ class Batching:
                 lambda: self._randint(len(cand), batch_size), (batch_size,), torch.int64
             )
             starts = cand[group.share(drawn.to(self.device))]
-            batch = self._windows(starts, seq_length)
+            batch = self._shared(group, self._windows(starts, seq_length), batch_size, axis=1)
             yield (batch, starts) if return_indices else batch

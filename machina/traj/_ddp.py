@@ -7,8 +7,10 @@ Two situations, read at every batching call (a Traj can be built, saved or loade
   draws the same minibatch (rank 0 draws it from its Traj's generator, exactly as the
   single-process code would, and broadcasts the indices) and keeps its own share, ranks
   taking disjoint contiguous slices of near-equal size, ``[r * B // W, (r + 1) * B // W)``.
-  The orders never come from torch's global generator, which a loss draws from for its
-  share of the batch only (see ``_rng``): every epoch is the single-process one.
+  The orders never come from torch's global generator (see ``_rng``): every epoch is the
+  single-process one. Before each minibatch every rank's global generator is made rank 0's
+  (``Group.sync_rng``), and the rank's share comes as a ``SharedBatch``, so the noise a loss
+  draws is the single process's (``machina.utils.batch_share``).
 - any process group of W > 1 ranks (``ddp`` or not; without ``ddp`` each rank batches its own
   data): the number of minibatches a call yields is the minimum over the ranks, so that a rank
   with fewer steps never leaves the others waiting in a gradient all-reduce. A rank whose call
@@ -123,6 +125,22 @@ class Group:
         if value is not None:
             return value
         return wire[1:].to(dtype).reshape(shape)
+
+    def sync_rng(self) -> None:
+        """With ``split``, make this rank's global torch generator rank 0's (and, on nccl, the
+        current CUDA device's): the losses then draw a minibatch's noise alike on every rank
+        (``machina.utils.batch_share``) and rank 0 keeps drawing what one process draws. One
+        broadcast of the generator's state (5 KB for the CPU's)."""
+        if not self.split:
+            return
+        pairs = [(torch.get_rng_state, torch.set_rng_state)]
+        if self._device.type == "cuda":
+            pairs.append((torch.cuda.get_rng_state, torch.cuda.set_rng_state))
+        for get, put in pairs:
+            wire = get().to(self._device)
+            dist.broadcast(wire, src=0)
+            if self.rank != 0:
+                put(wire.cpu())
 
     def bounds(self, size: int) -> tuple[int, int]:
         """This rank's slice ``[lo, hi)`` of a minibatch of ``size`` items."""

@@ -116,7 +116,7 @@ class PrioritizedReplay:
                 "ef.set_all_pris or traj_functional.update_pris",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
-            batch = self._batch(indices)
+            batch = self._shared(group, self._batch(indices), batch_size)
             batch["is_weights"] = is_weights
             yield (batch, indices) if return_indices else batch
 
@@ -339,7 +339,7 @@ class PrioritizedReplay:
                 group, "seq_pris", seq_length, added_by, f"{added_by} (the same seq_length)",
                 mode, alpha, batch_size, init_beta, beta_step,
             )  # fmt: skip
-            batch = self._windows(starts, seq_length)
+            batch = self._shared(group, self._windows(starts, seq_length), batch_size, axis=1)
             batch["is_weights"] = is_weights
             yield (batch, starts) if return_indices else batch
 

@@ -8,6 +8,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from machina.utils import batch_share
 from machina.utils.spaces import check_flat_space
 from machina.vfuncs.deterministic_state_action_vfunc import DeterministicSAVfunc
 
@@ -120,7 +121,8 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
         low, high = self._search_low, self._search_high
         dim = low.shape[0]
         obs_rep = obs.unsqueeze(1).expand(batch_size, n, *obs.shape[1:])
-        samples = low + torch.rand(batch_size, n, dim, device=obs.device) * (high - low)
+        uniform = batch_share.rand((batch_size, n, dim), device=obs.device)
+        samples = low + uniform * (high - low)
         best_qs = torch.full((batch_size,), -torch.inf, device=obs.device)
         best_acs = samples[:, 0]
         rows = torch.arange(batch_size, device=obs.device)
@@ -143,7 +145,7 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
         mean = elite.mean(dim=1, keepdim=True)  # (B, 1, d)
         centred = elite - mean
         count = max(elite.shape[1] - 1, 1)
-        noise = torch.randn(elite.shape[0], n, elite.shape[2], device=elite.device)
+        noise = batch_share.randn((elite.shape[0], n, elite.shape[2]), device=elite.device)
         if not self.multivari:
             std = torch.sqrt(centred.pow(2).sum(dim=1, keepdim=True) / count + self.delta)
             return mean + std * noise

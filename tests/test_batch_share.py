@@ -1,0 +1,87 @@
+"""machina.utils.batch_share: a rank's share of a minibatch draws the whole minibatch's noise.
+
+One process: a SharedBatch stands for what a rank of ``Traj(ddp=True)`` gets (the torchrun
+runs of tests/test_distributed.py compare whole training runs).
+"""
+
+import pytest
+import torch
+
+from machina.pds import CategoricalPd, GaussianPd, MixtureGaussianPd
+from machina.utils import batch_share
+from machina.utils.batch_share import BatchShare, SharedBatch
+
+
+def shared(start, stop, size, axis=0):
+    return SharedBatch({"obs": torch.zeros(stop - start)}, BatchShare(start, stop, size, axis))
+
+
+def test_outside_a_share_the_draws_are_torchs():
+    torch.manual_seed(3)
+    want = (torch.randn(5, 2), torch.rand(4))
+    torch.manual_seed(3)
+    with batch_share.drawing_for({"obs": torch.zeros(5)}):  # a plain dict: no share
+        got = (batch_share.randn((5, 2)), batch_share.rand(4))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("start, stop, size", [(0, 3, 7), (3, 7, 7), (2, 3, 5)])
+def test_a_share_gets_its_rows_of_the_whole_draw_and_moves_the_generator_alike(start, stop, size):
+    torch.manual_seed(0)
+    full = torch.randn(2, size, 3)  # lead: 2 samples, then the batch axis
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    with batch_share.drawing_for(shared(start, stop, size)):
+        got = batch_share.randn((2, stop - start, 3), lead=1)
+    assert torch.equal(got, full[:, start:stop])
+    assert torch.equal(torch.rand(1), after)  # the generator moved by the whole draw
+
+
+def test_time_major_batches_share_axis_one():
+    torch.manual_seed(1)
+    full = torch.rand(4, 6, 2)  # (T, B, d)
+    torch.manual_seed(1)
+    with batch_share.drawing_for(shared(2, 5, 6, axis=1)):
+        got = batch_share.rand((4, 3, 2))
+    assert torch.equal(got, full[:, 2:5])
+
+
+def test_a_draw_not_over_the_batch_items_is_a_plain_draw():
+    torch.manual_seed(2)
+    want = torch.randn(4, 3)
+    torch.manual_seed(2)
+    with batch_share.drawing_for(shared(0, 3, 6)):
+        got = batch_share.randn((4, 3))  # 4 rows where the share has 3
+    assert torch.equal(got, want)
+
+
+def test_distributions_sample_the_share_of_the_whole_batch():
+    """Gaussian (with sample dims), categorical and mixture samples of rows [2, 5) of a batch
+    of 8 equal those rows of the whole batch's sample."""
+    torch.manual_seed(4)
+    mean, log_std = torch.randn(8, 2), torch.randn(8, 2) * 0.1
+    pi = torch.softmax(torch.randn(8, 3), -1)
+    mix = dict(pi=pi, mean=torch.randn(8, 3, 2), log_std=torch.zeros(8, 3, 2))
+    cases = [
+        (GaussianPd(), dict(mean=mean, log_std=log_std), torch.Size([2]), 1),
+        (CategoricalPd(), dict(pi=pi), torch.Size([5]), 1),
+        (CategoricalPd(), dict(pi=pi), torch.Size(), 0),
+        (MixtureGaussianPd(), mix, torch.Size(), 0),
+    ]
+    for pd, params, sample_shape, axis in cases:
+        torch.manual_seed(5)
+        whole = pd.sample(params, sample_shape)
+        share = {k: v[2:5] for k, v in params.items()}
+        torch.manual_seed(5)
+        with batch_share.drawing_for(shared(2, 5, 8)):
+            got = pd.sample(share, sample_shape)
+        assert torch.equal(got, whole.narrow(axis, 2, 3)), type(pd).__name__
+
+
+def test_keep_share_and_bad_shares():
+    batch = shared(1, 2, 4)
+    moved = batch_share.keep_share({**batch, "terms": torch.ones(1)}, batch)
+    assert batch_share.share_of(moved) == BatchShare(1, 2, 4)
+    assert batch_share.keep_share({"a": 1}, {"a": 1}) == {"a": 1}
+    with pytest.raises(ValueError, match="share"):
+        BatchShare(3, 2, 4)
