@@ -102,9 +102,9 @@ class Batching:
         self, group: _ddp.Group, batch: dict[str, torch.Tensor], size: int, axis: int = 0
     ) -> dict[str, torch.Tensor]:
         """``batch``, this rank's share of a minibatch of ``size`` items (along ``axis`` of its
-        tensors), as a ``SharedBatch`` when the ranks share minibatches, after making every
-        rank's global generator rank 0's: the losses' noise then is the single process's
-        (``machina.utils.batch_share``). Else ``batch`` as it is."""
+        tensors), as a ``SharedBatch`` when the ranks share minibatches, every rank's global
+        generator made rank 0's at the call's first: the losses' noise then is the single
+        process's (``machina.utils.batch_share``). Else ``batch`` as it is."""
         if not group.split:
             return batch
         group.sync_rng()

@@ -8,9 +8,9 @@ Two situations, read at every batching call (a Traj can be built, saved or loade
   single-process code would, and broadcasts the indices) and keeps its own share, ranks
   taking disjoint contiguous slices of near-equal size, ``[r * B // W, (r + 1) * B // W)``.
   The orders never come from torch's global generator (see ``_rng``): every epoch is the
-  single-process one. Before each minibatch every rank's global generator is made rank 0's
-  (``Group.sync_rng``), and the rank's share comes as a ``SharedBatch``, so the noise a loss
-  draws is the single process's (``machina.utils.batch_share``).
+  single-process one. Before the first minibatch of each call every rank's global generator
+  is made rank 0's (``Group.sync_rng``), and the rank's share comes as a ``SharedBatch``, so
+  the noise a loss draws is the single process's (``machina.utils.batch_share``).
 - any process group of W > 1 ranks (``ddp`` or not; without ``ddp`` each rank batches its own
   data): the number of minibatches a call yields is the minimum over the ranks, so that a rank
   with fewer steps never leaves the others waiting in a gradient all-reduce. A rank whose call
@@ -44,6 +44,7 @@ class Group:
         self.world = dist.get_world_size() if on else 1
         self.rank = dist.get_rank() if on else 0
         self.split = bool(ddp) and self.world > 1
+        self._rng_synced = False
 
     @property
     def _device(self) -> torch.device:
@@ -128,11 +129,14 @@ class Group:
 
     def sync_rng(self) -> None:
         """With ``split``, make this rank's global torch generator rank 0's (and, on nccl, the
-        current CUDA device's): the losses then draw a minibatch's noise alike on every rank
-        (``machina.utils.batch_share``) and rank 0 keeps drawing what one process draws. One
-        broadcast of the generator's state (5 KB for the CPU's)."""
-        if not self.split:
+        current CUDA device's), once per batching call: the losses then draw a minibatch's
+        noise alike on every rank (``machina.utils.batch_share``; each draws the whole
+        minibatch's, so the generators stay together through the call) and rank 0 keeps
+        drawing what one process draws. One broadcast of the generator's state (5 KB for the
+        CPU's, ~0.1-0.3 ms on gloo), not one per minibatch."""
+        if not self.split or self._rng_synced:
             return
+        self._rng_synced = True
         pairs = [(torch.get_rng_state, torch.set_rng_state)]
         if self._device.type == "cuda":
             pairs.append((torch.cuda.get_rng_state, torch.cuda.set_rng_state))

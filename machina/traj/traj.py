@@ -53,9 +53,10 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         ``[r * B // W, (r + 1) * B // W)``, so the shares are disjoint and differ in size by
         at most one (an ``iterate`` tail of fewer than W steps is skipped). A share comes as
         a ``machina.utils.batch_share.SharedBatch`` (a dict saying where it lies), and every
-        rank's global torch generator is made rank 0's before each minibatch, so the losses
-        that draw noise (SAC's actions, TD3's smoothing, a CEM search) draw it for the whole
-        minibatch and keep the share: training equals the single-process run. Whether or not
+        rank's global torch generator is made rank 0's at the first minibatch of each
+        batching call, so the losses that draw noise (SAC's actions, TD3's smoothing, a CEM
+        search) draw it for the whole minibatch and keep the share: training equals the
+        single-process run. Whether or not
         ``ddp`` is set, under an initialised process group the ranks agree on the number of
         minibatches of every call (the minimum; per-rank data may differ), and an error on
         one rank is raised on all of them, so that none waits in a collective.

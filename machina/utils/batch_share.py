@@ -5,7 +5,8 @@ minibatch (``machina.traj``'s ``_ddp``). A loss that draws noise (SAC's actions,
 smoothing, QT-Opt's CEM search) would draw it for its share alone, from its own generator:
 data-parallel training, but not the single-process run. So the Traj hands each rank its
 share as a :class:`SharedBatch`, which says where the share lies in the minibatch, and makes
-every rank's global torch generator rank 0's before each minibatch; inside
+every rank's global torch generator rank 0's at the first minibatch of each batching call;
+inside
 :func:`drawing_for`, :func:`randn` and :func:`rand` (which machina's distributions and losses
 draw with) draw the whole minibatch's noise and keep the rank's share. Rank 0 then draws what
 the single process draws, every rank holds the same noise, and no draw needs a collective
