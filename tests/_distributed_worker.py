@@ -3,9 +3,9 @@
 ``python -m torch.distributed.run --nproc_per_node 2 ... _distributed_worker.py SCENARIO DIR``
 
 - ``same_data``: every rank holds the same episodes (``Traj(ddp=True)``): PPO feed-forward
-  and recurrent (several epochs), DDPG, SAC (Adam and SGD) and TD3, plus unit checks of the
-  gradient all-reduce (averaged before clipping, NaN on one rank, a gradient present on one
-  rank only, the Distributed* optimisers).
+  and recurrent (several epochs), DDPG, SAC (Adam and SGD), TD3, prioritised DDPG and
+  R2D2-SAC, plus unit checks of the gradient all-reduce (averaged before clipping, NaN on
+  one rank, a gradient present on one rank only, the Distributed* optimisers).
 - ``own_data``: each rank samples its own episodes with its own seed and a different budget
   (plain ``Traj``): PPO feed-forward and recurrent, SAC.
 
@@ -22,8 +22,8 @@ import sys
 import gymnasium as gym
 import torch
 
-from machina.algos import ddpg, ppo_clip, sac, td3
-from machina.nets import PolNet, QNet
+from machina.algos import ddpg, ppo_clip, prioritized_ddpg, r2d2_sac, sac, td3
+from machina.nets import PolNet, PolNetLSTM, QNet, QNetLSTM
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -184,6 +184,53 @@ def train_td3(epis: list[dict], pol, qfs, ddp: bool) -> dict:
     return dict(pol=pol.state_dict(), qfs=[qf.state_dict() for qf in qfs])
 
 
+def train_prioritized_ddpg(epis: list[dict], ddp: bool) -> dict:
+    """Prioritised DDPG, 8 steps, SGD: every rank writes the whole minibatch's priorities
+    (its share's TD errors gathered), so the ranks' replay and the draws stay the single
+    process's."""
+    pol, qf = build_ddpg()
+    targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj = ef.set_all_pris(traj, 1.0)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    prioritized_ddpg.train(
+        traj, pol, targ_pol, qf, targ_qf, make_optim(pol.parameters(), False),
+        make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
+        max_grad_norm=1.0,
+    )  # fmt: skip
+    return dict(pol=pol.state_dict(), qf=qf.state_dict(), pris=traj.data_map["pris"].clone())
+
+
+def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
+    """R2D2-SAC on prioritised windows of 8 steps, 16 per batch, burn-in 3, SGD: masked means
+    over the whole minibatch's trained steps, gathered priorities."""
+    env = make_env()
+    ob, ac = env.observation_space, env.action_space
+    torch.manual_seed(0)
+    pol = TanhGaussianPol(ob, ac, PolNetLSTM(ob, ac, 8, 8), rnn=True)
+    qfs = [DeterministicSAVfunc(ob, ac, QNetLSTM(ob, ac, 8, 8), rnn=True) for _ in range(2)]
+    targ_qfs = [copy.deepcopy(qf) for qf in qfs]
+    log_alpha = torch.zeros((), requires_grad=True)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj = ef.compute_seq_pris(ef.set_all_pris(traj, 1.0), 8)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    r2d2_sac.train(
+        traj, pol, qfs, targ_qfs, log_alpha, make_optim(pol.parameters(), False),
+        [make_optim(qf.parameters(), False) for qf in qfs], make_optim([log_alpha], False),
+        6, 16, 8, 3, 0.05, 0.99, log_enable=False, max_grad_norm=1.0,
+    )  # fmt: skip
+    return dict(
+        pol=pol.state_dict(),
+        qfs=[qf.state_dict() for qf in qfs],
+        log_alpha=log_alpha.detach().clone(),
+        pris=traj.data_map["pris"].clone(),
+    )
+
+
 def train_trpo(epis: list[dict], rank: int) -> dict:
     """Two TRPO calls on this rank's own episodes; its natural-gradient step averages the
     gradient, the Fisher-vector products and the line search's values over ranks."""
@@ -286,6 +333,8 @@ def main() -> None:
         out["sac_sgd"] = train_sac(inputs["epis_rnnFalse"], pol, qfs, True, adam=False)
         pol, qfs = build_td3()
         out["td3"] = train_td3(inputs["epis_rnnFalse"], pol, qfs, True)
+        out["prioritized_ddpg"] = train_prioritized_ddpg(inputs["epis_rnnFalse"], True)
+        out["r2d2_sac"] = train_r2d2_sac(inputs["epis_rnnTrue"], True)
         out["unit"] = unit_checks(rank)
     elif scenario == "own_data":
         # Different seeds and budgets: ranks hold different numbers of steps and episodes.

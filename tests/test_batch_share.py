@@ -85,3 +85,43 @@ def test_keep_share_and_bad_shares():
     assert batch_share.keep_share({"a": 1}, {"a": 1}) == {"a": 1}
     with pytest.raises(ValueError, match="share"):
         BatchShare(3, 2, 4)
+
+
+@pytest.mark.parametrize("save_memory", [False, True])
+def test_a_cem_search_of_a_share_is_its_rows_of_the_whole_search(save_memory):
+    """Both ways of searching (all rows at once, or one row at a time, drawing the other
+    rows' noise and dropping it) give a share the rows of the whole minibatch's search and
+    leave the generator where the single process leaves it."""
+    import gymnasium as gym
+
+    from machina.nets import QNet
+    from machina.vfuncs import CEMDeterministicSAVfunc
+
+    ob = gym.spaces.Box(-1.0, 1.0, (3,))
+    ac = gym.spaces.Box(-1.0, 1.0, (2,))
+    torch.manual_seed(0)
+    qf = CEMDeterministicSAVfunc(
+        ob, ac, QNet(ob, ac, 8, 8), num_sampling=16, num_iter=2, save_memory=save_memory
+    )
+    obs = torch.randn(6, 3)
+    torch.manual_seed(1)
+    whole_qs, whole_acs = qf.max(obs)
+    after = torch.rand(1)
+    torch.manual_seed(1)
+    with batch_share.drawing_for(SharedBatch({"obs": obs[1:4]}, BatchShare(1, 4, 6))):
+        qs, acs = qf.max(obs[1:4])
+    assert torch.equal(acs, whole_acs[1:4]) and torch.equal(qs, whole_qs[1:4])
+    assert torch.equal(torch.rand(1), after)
+
+
+def test_plain_draws_keep_torchs_strides_and_a_rebuilt_batch_is_plain():
+    """Out of a share ``randn_like`` is ``torch.randn_like`` (a permuted tensor's noise is laid
+    out as its own); torch's DistributedDataParallel rebuilds input dicts as
+    ``type(batch)(items)``: a SharedBatch so rebuilt is a plain batch."""
+    t = torch.zeros(3, 5).T
+    torch.manual_seed(0)
+    want = torch.randn_like(t)
+    torch.manual_seed(0)
+    assert torch.equal(batch_share.randn_like(t), want)
+    rebuilt = type(shared(0, 2, 4))({"obs": torch.zeros(2)}.items())
+    assert isinstance(rebuilt, SharedBatch) and batch_share.share_of(rebuilt) is None

@@ -83,6 +83,8 @@ def same_data(tmp_path_factory):
     refs["sac_sgd"] = worker.train_sac(epis["epis_rnnFalse"], pol, qfs, False, adam=False)
     pol, qfs = worker.build_td3()
     refs["td3"] = worker.train_td3(epis["epis_rnnFalse"], pol, qfs, False)
+    refs["prioritized_ddpg"] = worker.train_prioritized_ddpg(epis["epis_rnnFalse"], False)
+    refs["r2d2_sac"] = worker.train_r2d2_sac(epis["epis_rnnTrue"], False)
     return ranks, refs
 
 
@@ -174,6 +176,25 @@ def test_same_data_td3_equals_single_process_training(same_data):
         torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
     initial = flat(worker.build_td3()[1][0].state_dict())
     assert (flat(want["qfs"][0]) - initial).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("run", ["prioritized_ddpg", "r2d2_sac"])
+def test_same_data_prioritized_replay_equals_single_process_training(same_data, run):
+    """Each rank writes the whole minibatch's priorities (the shares' TD errors gathered in
+    the single process's order), so the replay memories stay equal on the ranks and to the
+    single process's, and with them the draws; R2D2-SAC's masked means divide by the whole
+    minibatch's count of trained steps (windows that start an episode train their burn-in)."""
+    ranks, refs = same_data
+    r0, r1, want = ranks[0][run], ranks[1][run], refs[run]
+    assert torch.equal(r0["pris"], r1["pris"])
+    torch.testing.assert_close(r0["pris"], want["pris"], rtol=0, atol=1e-5)  # priorities ~1
+    assert not torch.equal(want["pris"], torch.ones_like(want["pris"]))
+    nets = [n for n in ("pol", "qf", "qfs") if n in want]
+    for name in nets:
+        got_states = r0[name] if name == "qfs" else [r0[name]]
+        want_states = want[name] if name == "qfs" else [want[name]]
+        for a, b in zip(got_states, want_states):
+            torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
 
 
 def test_gradients_are_averaged_before_clipping(same_data):

@@ -17,6 +17,7 @@ import random
 import subprocess
 import sys
 
+import gymnasium
 import numpy as np
 import torch
 
@@ -326,3 +327,63 @@ def test_examples_resume_bit_for_bit(tmp_path):
         # progress.csv continued: the same rows as the uninterrupted run's, but for timings
         rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
         assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
+
+
+class TerrainEnv(gymnasium.Env):
+    """Draws a terrain at its first reset only and keeps it in every later episode (as
+    pybullet_envs' walkers keep the parts their first reset added): a restored sampler must
+    replay that reset, with the saved run's seed, for its episodes to be the saved run's."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self):
+        self.terrain, self.t = None, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.terrain is None:
+            self.terrain = float(self.np_random.normal())
+        self.t = 0
+        return np.array([self.terrain], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.array([self.terrain + self.np_random.normal()], np.float32)
+        return obs, self.terrain * float(action[0]), False, self.t >= 5, {}
+
+
+class CountResets(gymnasium.Wrapper):
+    resets = 0  # every instance's, in this process
+
+    def reset(self, **kwargs):
+        type(self).resets += 1
+        return self.env.reset(**kwargs)
+
+
+def make_terrain_env() -> gymnasium.Env:
+    return CountResets(TerrainEnv())
+
+
+def test_a_restored_sampler_replays_the_saved_first_resets_unseen_by_wrappers():
+    """Restored into a sampler of another seed, the episodes are the saved run's, and the
+    replayed first resets go to the innermost environments (a video recorder would otherwise
+    write a one-frame clip of them)."""
+    from machina.pols import RandomPol
+    from machina.samplers import EpiSampler
+
+    pol = RandomPol(TerrainEnv.observation_space, TerrainEnv.action_space)
+    with EpiSampler(make_terrain_env, pol, num_envs=2, seed=3) as first:
+        first.sample(pol, max_epis=4)
+        state = first.state_dict()
+        torch.manual_seed(0)
+        want = first.sample(pol, max_epis=4)
+    with EpiSampler(make_terrain_env, pol, num_envs=2, seed=9) as second:
+        before = CountResets.resets
+        second.load_state_dict(state)
+        assert CountResets.resets == before  # no wrapper saw the replayed resets
+        torch.manual_seed(0)
+        got = second.sample(pol, max_epis=4)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a["obs"], b["obs"])
+        np.testing.assert_array_equal(a["rews"], b["rews"])

@@ -16,6 +16,7 @@ from machina.algos.sac import OFF_POLICY_KEYS
 from machina.loss_functional import prioritized as lf_pri
 from machina.traj import Traj
 from machina.traj import traj_functional as tf
+from machina.utils import batch_share
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
@@ -111,6 +112,8 @@ def train(
                 batch=batch,
             )
         )
+        # every rank writes the whole minibatch's priorities (Traj(ddp=True): its share's TDs)
+        td, indices = batch_share.gather(td, batch), batch_share.gather(indices, batch)
         tf.update_pris(traj, td, indices, alpha=alpha, epsilon=epsilon)
         with frozen([qf]):
             pol_loss = lf.ddpg_pol(pol, qf, batch)

@@ -22,6 +22,7 @@ from machina.algos.sac import OFF_POLICY_KEYS
 from machina.loss_functional import r2d2_sac as lf_r2d2
 from machina.traj import Traj
 from machina.traj import traj_functional as tf
+from machina.utils import batch_share
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
@@ -162,6 +163,8 @@ def train(
         )
         trained = masks > 0
         steps = starts[None, :] + torch.arange(seq_length, device=starts.device)[:, None]
+        # every rank writes the whole minibatch's priorities, in the single process's order
+        td, steps, trained = (batch_share.gather(t, batch) for t in (td, steps, trained))
         tf.update_pris(traj, td[trained], steps[trained], pri_alpha, epsilon, True, seq_length, eta)
         with frozen(qfs):
             pol_loss, llh = lf_r2d2.r2d2_sac_pol(
@@ -177,7 +180,7 @@ def train(
                     batch=batch,
                 )
             )
-        alpha_loss = lf_r2d2.r2d2_sac_alpha(log_alpha, llh, masks, target_ent)
+        alpha_loss = lf_r2d2.r2d2_sac_alpha(log_alpha, llh, masks, target_ent, batch)
         alpha_losses.append(
             optimizer_step(optim_alpha, alpha_loss, name="r2d2_sac.train: alpha_loss", batch=batch)
         )

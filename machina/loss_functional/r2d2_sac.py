@@ -28,11 +28,13 @@ from machina.utils import batch_share
 from machina.utils.recurrent import detach_hs
 
 
-def _masked_mean(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def _masked_mean(x: torch.Tensor, masks: torch.Tensor, batch: Batch | None = None) -> torch.Tensor:
     """Mean of ``x`` weighted by ``masks`` over its non-zero entries; padding is selected
-    away, not multiplied by 0, so that a non-finite value there cannot leak in."""
+    away, not multiplied by 0, so that a non-finite value there cannot leak in. For a rank's
+    share of a minibatch (``Traj(ddp=True)``), divided by the whole minibatch's count per
+    rank, so that the ranks' averaged gradients are the single process's."""
     x = torch.where(masks > 0, x * masks, torch.zeros_like(x))
-    return x.sum() / (masks > 0).sum().clamp_min(1)
+    return x.sum() / batch_share.whole_count_per_rank((masks > 0).sum(), batch).clamp_min(1)
 
 
 def train_masks(batch: Batch, burn_in_length: int) -> torch.Tensor:
@@ -136,7 +138,7 @@ def r2d2_q_loss(
     loss, td = 0.0, 0.0
     for qf in qfs:
         err = _qs(qf, batch["obs"], acs, batch["h_masks"], burn_in_length)[0] - targets
-        loss = loss + 0.5 * _masked_mean(err**2, weights)
+        loss = loss + 0.5 * _masked_mean(err**2, weights, batch)
         td = td + err.detach().abs()
     return loss, td / len(qfs)
 
@@ -169,15 +171,20 @@ def r2d2_sac_pol(
             if sampling > 1:
                 advs = advs - advs.mean(dim=0, keepdim=True)
         per_step = torch.mean(llh * advs, dim=0)
-    return _masked_mean(per_step, masks), llh.detach()
+    return _masked_mean(per_step, masks, batch), llh.detach()
 
 
 def r2d2_sac_alpha(
-    log_alpha: torch.Tensor, llh: torch.Tensor, masks: torch.Tensor, target_ent: float
+    log_alpha: torch.Tensor,
+    llh: torch.Tensor,
+    masks: torch.Tensor,
+    target_ent: float,
+    batch: Batch | None = None,
 ) -> torch.Tensor:
-    """Temperature loss ``-E[log_alpha (log pi + target_ent)]`` over the trained steps."""
+    """Temperature loss ``-E[log_alpha (log pi + target_ent)]`` over the trained steps
+    (``batch``: the sequence batch, for a rank's share of a ``Traj(ddp=True)`` minibatch)."""
     per_step = torch.mean(llh + target_ent, dim=0).detach()
-    return -_masked_mean(log_alpha * per_step, masks)
+    return -_masked_mean(log_alpha * per_step, masks, batch)
 
 
 def r2d2_sac_losses(
@@ -233,13 +240,13 @@ def r2d2_sac_losses(
     qf_losses, errs = [], []
     for qf in qfs:
         err = _qs(qf, batch["obs"], acs, batch["h_masks"], burn_in_length)[0] - targets
-        qf_losses.append(0.5 * _masked_mean(err**2, weights))
+        qf_losses.append(0.5 * _masked_mean(err**2, weights, batch))
         errs.append(err.detach())
     pol_loss, llh = r2d2_sac_pol(
         pol, qfs, log_alpha, batch, masks, burn_in_length, sampling, reparam
     )
     target_ent = -float(np.prod(pol.action_space.shape))
-    alpha_loss = r2d2_sac_alpha(log_alpha, llh, masks, target_ent)
+    alpha_loss = r2d2_sac_alpha(log_alpha, llh, masks, target_ent, batch)
     return given, pol_loss, qf_losses, alpha_loss, torch.stack(errs).mean(dim=0)
 
 

@@ -195,7 +195,8 @@ def sac_losses(
             acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam=False)
         with torch.no_grad():
             weights = torch.exp(log_alpha) * llh - _min_q(qfs, _expand(obs, sampling), acs)
-            weights = (weights - weights.mean()) / (weights.std() + eps)
+            mean, std = batch_share.whole_mean_std(weights, batch)
+            weights = (weights - mean) / (std + eps)
         pol_loss = torch.mean(llh * weights)
         llh = llh.detach()
     target_ent = -float(np.prod(pol.action_space.shape))

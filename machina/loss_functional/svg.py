@@ -165,7 +165,7 @@ def svg1_vf(
         new = pol.pd_params(batch["obs"])
         log_w = pol.pd.llh(batch["acs"], new) - pol.pd.llh(batch["acs"], old_params(new, batch))
         weights = torch.exp(log_w).clamp(max=max_weight)
-        weights = weights / weights.mean().clamp_min(1e-8)
+        weights = weights / batch_share.whole_mean(weights, batch).clamp_min(1e-8)
         targets = bellman_target(
             batch["rews"], batch["terms"], _values(targ_vf, batch["next_obs"]), gamma
         )

@@ -37,7 +37,7 @@ def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tens
     # every sample of one row searches that row's cdf: the samples go last, (*lead, S)
     u = batch_share.rand(
         pi.shape[:-1] + (sample_shape.numel(),), dtype=cdf.dtype, device=cdf.device
-    )
+    ).contiguous()  # a time-major share's is a strided view; searchsorted copies those
     u *= cdf[..., -1:]
     # the number of classes with cdf <= u: the first class whose cdf exceeds u
     draws = torch.searchsorted(cdf, u, right=True)

@@ -42,6 +42,23 @@ def _set_rng_json(env: Any, text: str) -> None:
     getattr(env, "unwrapped", env).np_random = np.random.Generator(bit_generator)
 
 
+def base_env(env: Any) -> Any:
+    """The innermost environment of ``env``: through gymnasium's wrappers (``unwrapped``) and
+    machina's ``GymEnv`` (its own ``unwrapped``; its gymnasium environment is ``env``)."""
+    base = getattr(env, "unwrapped", env)
+    while isinstance(getattr(base, "env", None), gymnasium.Env) and base.env.unwrapped is not base:
+        base = base.env.unwrapped
+    return base
+
+
+def replay_first_reset(env: Any, seed: int | None) -> None:
+    """The seeded first reset of a restored environment, on its innermost environment: what
+    it leaves behind for later episodes (pybullet_envs' walkers add the ground's parts to the
+    robot at their first reset) is then as in the saved run, and no wrapper sees an extra
+    episode (a video recorder would write a one-frame clip). Its RNG is restored after."""
+    base_env(env).reset(seed=seed)
+
+
 def action_shape(space: gymnasium.Space) -> tuple[int, ...] | None:
     """The shape of one action for ``space`` (None: a space whose actions are not arrays)."""
     spaces = gymnasium.spaces
@@ -215,6 +232,7 @@ class EnvSlots:
         replays that reset on a fresh environment before restoring its RNG)."""
         return {
             "slot_ids": list(self.slot_ids),
+            "seeds": list(self.seeds),
             "np_random": [_rng_json(env) for env in self.envs],
             "needs_seed": [bool(x) for x in self._needs_seed],
         }
@@ -225,15 +243,21 @@ class EnvSlots:
                 f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
                 f"slots {self.slot_ids}"
             )
+        # the saved run's seeds (states before session 31 have none: this sampler's)
+        seeds = list(state.get("seeds", self.seeds))
         for k, (env, text) in enumerate(zip(self.envs, state["np_random"])):
             if self._needs_seed[k] and not state["needs_seed"][k]:
                 # Replay the slot's seeded first reset on a fresh environment: some keep state
                 # from one episode to the next outside np_random (pybullet_envs' walkers add
                 # the ground's parts to the robot at their first reset), so an environment that
                 # was never reset would start its next episode differently from the saved one.
-                self.reset(k)
+                try:
+                    replay_first_reset(env, seeds[k])
+                except Exception as exc:
+                    raise self.env_error(k, "reset (replaying a restored state's)", exc) from exc
             if text is not None:
                 _set_rng_json(env, text)
+        self.seeds = seeds
         self._needs_seed = [bool(x) for x in state["needs_seed"]]
 
     def close(self) -> None:

@@ -30,7 +30,13 @@ import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from machina.samplers._env_slots import _rng_json, _set_rng_json, action_shape, non_finite_detail
+from machina.samplers._env_slots import (
+    _rng_json,
+    _set_rng_json,
+    action_shape,
+    non_finite_detail,
+    replay_first_reset,
+)
 from machina.samplers._setup import slot_seeds
 from machina.samplers._task import DEFAULT_MAX_EPISODE_STEPS
 
@@ -230,6 +236,7 @@ class VectorSlots:
         holds them (``SyncVectorEnv``), and whether the seeded first reset is to come."""
         return {
             "slot_ids": list(self.slot_ids),
+            "seeds": list(self.seeds),
             "np_random": [_rng_json(holder) for holder in self._rng_holders()],
             "needs_seed": [bool(self._needs_seed)] * len(self.slot_ids),
         }
@@ -240,12 +247,29 @@ class VectorSlots:
                 f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
                 f"slots {self.slot_ids}"
             )
+        self.seeds = list(state.get("seeds", self.seeds))
         if self._needs_seed and not any(state["needs_seed"]):
-            self.reset_all()  # the seeded first reset, replayed (see EnvSlots.load_state_dict)
+            self._replay_first_reset()
         for holder, text in zip(self._rng_holders(), state["np_random"]):
             if text is not None:
                 _set_rng_json(holder, text)
         self._needs_seed = bool(any(state["needs_seed"]))
+
+    def _replay_first_reset(self) -> None:
+        """The seeded first reset of a restored state (see ``EnvSlots.load_state_dict``): on
+        each innermost sub-environment of a synchronous vector env, where no wrapper sees it;
+        through the vector env otherwise (its sub-environments are out of reach)."""
+        subs = getattr(self.vec.unwrapped, "envs", None)
+        try:
+            if subs is None:
+                self.reset_all()
+                return
+            first = self.seeds[0]
+            for i, sub in enumerate(subs):
+                replay_first_reset(sub, None if first is None else first + i)
+        except Exception as exc:
+            raise self.error("reset (replaying a restored state's)", exc) from exc
+        self._needs_seed = False
 
     def close(self) -> None:
         try:

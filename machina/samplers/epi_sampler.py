@@ -416,10 +416,11 @@ class EpiSampler:
 
         Between two ``sample`` calls no environment is mid-episode (each call resets the
         slots it uses), so a new ``EpiSampler`` with the same ``env``, ``num_parallel``,
-        ``num_envs`` and ``backend`` plus ``load_state_dict`` continues exactly:
-        ``load_state_dict`` replays the seeded first reset of each fresh environment whose
-        saved one had it, for environments whose first reset leaves state the later episodes
-        depend on (PyBullet's walkers). State an environment keeps outside ``np_random`` (its
+        ``num_envs`` and ``backend`` plus ``load_state_dict`` continues exactly (the saved
+        seeds are restored too): ``load_state_dict`` replays the seeded first reset of each
+        fresh environment whose saved one had it, on its innermost environment (no wrapper
+        sees it), for environments whose first reset leaves state the later episodes depend
+        on (PyBullet's walkers). State an environment keeps outside ``np_random`` (its
         own ``random`` module use, a simulator's internal seed) or changes at every episode is
         not captured.
         """

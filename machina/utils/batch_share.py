@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,11 @@ class BatchShare:
 
 class SharedBatch(dict):
     """A rank's share of a minibatch: the dict of its tensors, plus ``share``
-    (:class:`BatchShare`). Everything else treats it as the dict it is."""
+    (:class:`BatchShare`). Everything else treats it as the dict it is; rebuilt from its
+    items alone (``type(batch)(items)``, as torch's DistributedDataParallel does when it
+    moves a forward's inputs) it has no share: a plain batch."""
 
-    def __init__(self, columns: Mapping[str, Any], share: BatchShare) -> None:
+    def __init__(self, columns: Any = (), share: BatchShare | None = None) -> None:
         super().__init__(columns)
         self.share = share
 
@@ -98,6 +101,11 @@ def drawing_for(batch: Any) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+def current() -> BatchShare | None:
+    """The share :func:`drawing_for` set for the draws running now (None: plain draws)."""
+    return _CURRENT.get()
 
 
 def _full_shape(shape: tuple[int, ...], lead: int) -> tuple[tuple[int, ...], BatchShare] | None:
@@ -141,7 +149,10 @@ def randn(
 
 
 def randn_like(t: torch.Tensor, *, lead: int = 0) -> torch.Tensor:
-    """:func:`randn` of ``t``'s shape, dtype and device."""
+    """``torch.randn_like(t)`` (its strides too: the same values as ever for a permuted
+    ``t``); inside :func:`drawing_for`, as :func:`randn` of ``t``'s shape."""
+    if _full_shape(tuple(t.shape), lead) is None:
+        return torch.randn_like(t)
     return randn(t.shape, lead=lead, dtype=t.dtype, device=t.device)
 
 
@@ -150,3 +161,103 @@ def rand(
 ) -> torch.Tensor:
     """``torch.rand(shape)`` (uniform on [0, 1)), shared as :func:`randn`."""
     return _draw(torch.rand, shape, lead, dtype=dtype, device=device)
+
+
+# ---- whole-minibatch values and statistics from the ranks' shares (collectives: every rank
+# of the group calls them for the same minibatch, as it computes the same loss)
+
+
+def _split(batch: Any) -> tuple[BatchShare, int] | None:
+    share = share_of(batch)
+    if share is None or not (dist.is_available() and dist.is_initialized()):
+        return None
+    return share, dist.get_world_size()
+
+
+def gather(t: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Tensor:
+    """The whole minibatch's ``t`` from every rank's share of it, e.g. the TD errors whose
+    priorities every rank writes (``traj_functional.update_pris``). Without a share, ``t``.
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        This rank's values, ``stop - start`` items along ``axis``.
+    batch : mapping
+        The rank's batch (a :class:`SharedBatch` under ``Traj(ddp=True)``).
+    axis : int, optional
+        The items' axis of ``t``; default the share's (0 steps, 1 time-major sequences).
+
+    Returns
+    -------
+    torch.Tensor
+        ``t`` with ``size`` items along ``axis``, the ranks' shares in rank order: the
+        single-process minibatch's values.
+    """
+    split = _split(batch)
+    if split is None:
+        return t
+    share, world = split
+    axis = share.axis if axis is None else axis
+    if t.shape[axis] != share.stop - share.start:
+        raise ValueError(
+            f"t: expected this rank's {share.stop - share.start} items along axis {axis}, "
+            f"got shape {tuple(t.shape)}"
+        )
+    counts = [(r + 1) * share.size // world - r * share.size // world for r in range(world)]
+    wire = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo moves no bool
+    width = max(counts)
+    if wire.shape[axis] < width:
+        pad = list(wire.shape)
+        pad[axis] = width - wire.shape[axis]
+        wire = torch.cat([wire, wire.new_zeros(pad)], dim=axis)
+    wire = wire.contiguous()
+    parts = [torch.empty_like(wire) for _ in range(world)]
+    dist.all_gather(parts, wire)
+    whole = torch.cat([p.narrow(axis, 0, c) for p, c in zip(parts, counts)], dim=axis)
+    return whole.to(torch.bool) if t.dtype == torch.bool else whole
+
+
+def _sums(batch: Any, *values: torch.Tensor) -> list[torch.Tensor] | None:
+    """The values summed over the ranks (one all-reduce), None without a share."""
+    split = _split(batch)
+    if split is None:
+        return None
+    wire = torch.stack([v.detach().to(torch.float64) for v in values])
+    dist.all_reduce(wire)
+    return list(wire.unbind())
+
+
+def whole_mean(t: torch.Tensor, batch: Any) -> torch.Tensor:
+    """``t.mean()`` over the whole minibatch (``t``: this rank's values), detached under a
+    share; ``t.mean()`` itself without one."""
+    sums = _sums(batch, t.sum(), torch.tensor(float(t.numel()), device=t.device))
+    if sums is None:
+        return t.mean()
+    return (sums[0] / sums[1].clamp_min(1.0)).to(t.dtype)
+
+
+def whole_mean_std(t: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t.mean(), t.std())`` (Bessel-corrected) over the whole minibatch, detached under a
+    share; torch's own without one."""
+    x = t.detach().to(torch.float64)
+    sums = _sums(batch, x.sum(), (x * x).sum(), torch.tensor(float(t.numel()), device=t.device))
+    if sums is None:
+        return t.mean(), t.std()
+    total, squares, n = sums
+    mean = total / n.clamp_min(1.0)
+    var = (squares - n * mean * mean).clamp_min(0.0) / (n - 1.0).clamp_min(1.0)
+    return mean.to(t.dtype), var.sqrt().to(t.dtype)
+
+
+def whole_count_per_rank(count: torch.Tensor, batch: Any) -> torch.Tensor:
+    """A count of this rank's share (a scalar, e.g. a mask's real steps) summed over the
+    whole minibatch and divided by the number of ranks, as float32, under a share; ``count``
+    itself without one. Dividing this rank's sum by it, the ranks' averaged gradients are
+    those of the whole minibatch's mean, whatever the shares' counts (``r2d2_sac``'s masked
+    means)."""
+    split = _split(batch)
+    if split is None:
+        return count
+    sums = _sums(batch, count)
+    assert sums is not None
+    return (sums[0] / split[1]).to(torch.float32)

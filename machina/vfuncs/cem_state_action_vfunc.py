@@ -113,8 +113,25 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
         with torch.no_grad():
             if not self.save_memory:
                 return self._cem(obs)
-            results = [self._cem(ob[None]) for ob in obs]
+            share = batch_share.current()
+            if share is None or share.axis != 0 or len(obs) != share.stop - share.start:
+                results = [self._cem(ob[None]) for ob in obs]
+            else:
+                # A rank's share of a minibatch: one process searches every row in turn, so
+                # make the other rows' draws too (and drop them) to draw what it draws.
+                with batch_share.drawing_for(None):
+                    self._skip_rows(share.start, obs.device)
+                    results = [self._cem(ob[None]) for ob in obs]
+                    self._skip_rows(share.size - share.stop, obs.device)
         return torch.cat([q for q, _ in results]), torch.cat([ac for _, ac in results])
+
+    def _skip_rows(self, rows: int, device: torch.device) -> None:
+        """The random draws of ``rows`` one-row searches (``_cem``), without the search."""
+        shape = (1, self.num_sampling, self._search_low.shape[0])
+        for _ in range(rows):
+            torch.rand(shape, device=device)
+            for _ in range(self.num_iter):
+                torch.randn(shape, device=device)
 
     def _cem(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch_size, n, k = obs.shape[0], self.num_sampling, self.num_best_sampling
