@@ -100,6 +100,40 @@ def train_ppo(
     return dict(pol=pol.state_dict(), vf=vf.state_dict(), result=result)
 
 
+def sample_cartpole_epis(seed: int, max_steps: int, rnn: bool) -> list[dict]:
+    """CartPole episodes, most ending at a fall: shares of a sequence minibatch hold
+    different numbers of real steps."""
+    env = gym.make("CartPole-v1", max_episode_steps=EPI_LEN)
+    torch.manual_seed(seed)
+    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
+    with EpiSampler(env, pol, seed=seed) as sampler:
+        return sampler.sample(pol, max_steps=max_steps)
+
+
+def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool) -> dict:
+    """ppo_clip with advantages standardised per minibatch, SGD, 3 epochs, minibatches of 39
+    steps (shares of 19 and 20) or 2 sequences: the losses' means and the standardisation
+    are the whole minibatch's whatever the shares' sizes."""
+    env = gym.make("CartPole-v1", max_episode_steps=EPI_LEN)
+    torch.manual_seed(0)
+    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
+    vf = make_vf(env.observation_space, rnn=rnn, h_size=8)
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    traj = ef.compute_vs(traj, vf)
+    traj = ef.compute_rets(traj, 0.99)
+    traj = ef.compute_advs(traj, 0.99, 0.95)
+    traj = ef.compute_h_masks(traj)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    ppo_clip.train(
+        traj=traj, pol=pol, vf=vf, optim_pol=make_optim(pol.parameters(), False),
+        optim_vf=make_optim(vf.parameters(), False), epoch=3, batch_size=2 if rnn else 39,
+        max_grad_norm=0.5, log_enable=False, minibatch_norm_advs=True,
+    )  # fmt: skip
+    return dict(pol=pol.state_dict(), vf=vf.state_dict())
+
+
 def build_ddpg(seed: int = 0) -> tuple:
     env = make_env()
     ob, ac = env.observation_space, env.action_space
@@ -335,6 +369,8 @@ def main() -> None:
         out["td3"] = train_td3(inputs["epis_rnnFalse"], pol, qfs, True)
         out["prioritized_ddpg"] = train_prioritized_ddpg(inputs["epis_rnnFalse"], True)
         out["r2d2_sac"] = train_r2d2_sac(inputs["epis_rnnTrue"], True)
+        for rnn in (False, True):
+            out[f"ppo_cart_rnn{rnn}"] = train_ppo_cartpole(inputs[f"cart_rnn{rnn}"], True, rnn)
         out["unit"] = unit_checks(rank)
     elif scenario == "own_data":
         # Different seeds and budgets: ranks hold different numbers of steps and episodes.

@@ -68,6 +68,8 @@ def same_data(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("same_data")
     epis = {f"epis_rnn{rnn}": worker.sample_epis(seed=7, max_steps=400, rnn=rnn) for rnn in
             (False, True)}  # fmt: skip
+    for rnn in (False, True):  # 18 episodes of 10-36 steps, 340 in all
+        epis[f"cart_rnn{rnn}"] = worker.sample_cartpole_epis(seed=13, max_steps=340, rnn=rnn)
     torch.save(epis, out_dir / "inputs.pt")
     ranks = run_torchrun("same_data", out_dir)
     refs = {}
@@ -85,6 +87,8 @@ def same_data(tmp_path_factory):
     refs["td3"] = worker.train_td3(epis["epis_rnnFalse"], pol, qfs, False)
     refs["prioritized_ddpg"] = worker.train_prioritized_ddpg(epis["epis_rnnFalse"], False)
     refs["r2d2_sac"] = worker.train_r2d2_sac(epis["epis_rnnTrue"], False)
+    for rnn in (False, True):
+        refs[f"ppo_cart_rnn{rnn}"] = worker.train_ppo_cartpole(epis[f"cart_rnn{rnn}"], False, rnn)
     return ranks, refs
 
 
@@ -195,6 +199,21 @@ def test_same_data_prioritized_replay_equals_single_process_training(same_data, 
         want_states = want[name] if name == "qfs" else [want[name]]
         for a, b in zip(got_states, want_states):
             torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
+def test_same_data_ppo_on_uneven_shares_equals_single_process_training(same_data, rnn):
+    """Episodes ending at falls: 39-step minibatches split 19/20 and sequence shares hold
+    different numbers of real steps; each rank divides its sums by the whole
+    minibatch's count per rank and standardises advantages with the whole minibatch's
+    statistics, so the averaged gradients are the single process's."""
+    ranks, refs = same_data
+    key = f"ppo_cart_rnn{rnn}"
+    for name in ("pol", "vf"):
+        assert_states_equal(ranks[0][key][name], ranks[1][key][name])
+        torch.testing.assert_close(
+            flat(ranks[0][key][name]), flat(refs[key][name]), rtol=0, atol=1e-6
+        )
 
 
 def test_gradients_are_averaged_before_clipping(same_data):

@@ -13,6 +13,7 @@ import torch
 from machina import logger
 from machina.pds import DeterministicPd, GaussianPd
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils import distributed as dist_utils
 from machina.utils.recurrent import check_feed_forward as _check_feed_forward
 from machina.utils.training import (
@@ -120,16 +121,15 @@ def standardize_advs(batch: Batch, eps: float = 1e-8) -> Batch:
     """
     advs = batch["advs"]
     masks = batch.get("out_masks")
-    if masks is None:
-        if advs.numel() < 2:
-            return batch
-        return {**batch, "advs": (advs - advs.mean()) / (advs.std() + eps)}
-    real = masks > 0
-    values = advs[real]
-    if values.numel() < 2:
+    real = None if masks is None else masks > 0
+    # the whole minibatch's statistics for a rank's share of it (Traj(ddp=True))
+    n, mean, std = batch_share.whole_moments(advs if real is None else advs[real], batch)
+    if n < 2:
         return batch
-    out = torch.where(real, (advs - values.mean()) / (values.std() + eps), torch.zeros_like(advs))
-    return {**batch, "advs": out}
+    out = (advs - mean) / (std + eps)
+    if real is not None:
+        out = torch.where(real, out, torch.zeros_like(advs))
+    return batch_share.keep_share({**batch, "advs": out}, batch)
 
 
 def whole_batch(traj: Traj, modules: Iterable[torch.nn.Module]) -> Batch:

@@ -7,6 +7,7 @@ import torch
 from machina import loss_functional as lf
 from machina.algos._common import PolVfStep, check_traj, log, minibatches, whole_batch
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils.training import optimizer_step
 
 
@@ -85,7 +86,8 @@ def train(
         pol_losses.append(pol_loss)
         vf_losses.append(vf_loss)
     with torch.no_grad():
-        kl_mean = float(lf.kl_old_new(pol, whole_batch(traj, [pol])))
+        whole = whole_batch(traj, [pol])  # recurrent under Traj(ddp=True): this rank's share
+        kl_mean = float(batch_share.rank_mean(lf.kl_old_new(pol, whole), whole))
     if kl_mean > 1.3 * kl_targ:
         new_kl_beta = 1.5 * kl_beta
     elif kl_mean < 0.7 * kl_targ:

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import torch
 
+from machina.utils import batch_share
 from machina.utils.recurrent import RecurrentMixin
 
 Batch = dict[str, torch.Tensor]
@@ -21,11 +22,18 @@ def masked_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
     Flat batches (B,) average everything; sequence batches from ``Traj.iterate_rnn`` carry
     ``out_masks`` (T, B) and padding steps are left out — selected away, not multiplied by
     0, since a term of a padding step may be inf or NaN (zero-padded distribution parameters).
+
+    For a rank's share of a ``Traj(ddp=True)`` minibatch the sum is divided by the whole
+    minibatch's count per rank (``machina.utils.batch_share``): the ranks' averaged gradients
+    are then the whole minibatch's mean's, whatever their shares' sizes and real steps, and
+    the value is this rank's part of that mean (``batch_share.rank_mean`` gives the mean).
     """
     masks = batch.get("out_masks")
     if masks is None:
-        return x.mean()
-    return torch.where(masks > 0, x * masks, torch.zeros_like(x)).sum() / masks.sum().clamp_min(1.0)
+        return batch_share.share_mean(x, batch)
+    count = batch_share.whole_count_per_rank(masks.sum(), batch)
+    total = torch.where(masks > 0, x * masks, torch.zeros_like(x)).sum()
+    return total / torch.where(count > 0, count, torch.ones_like(count))
 
 
 def run(module: torch.nn.Module, batch: Batch) -> tuple:

@@ -34,7 +34,8 @@ def _masked_mean(x: torch.Tensor, masks: torch.Tensor, batch: Batch | None = Non
     share of a minibatch (``Traj(ddp=True)``), divided by the whole minibatch's count per
     rank, so that the ranks' averaged gradients are the single process's."""
     x = torch.where(masks > 0, x * masks, torch.zeros_like(x))
-    return x.sum() / batch_share.whole_count_per_rank((masks > 0).sum(), batch).clamp_min(1)
+    count = batch_share.whole_count_per_rank((masks > 0).sum(), batch)
+    return x.sum() / torch.where(count > 0, count, torch.ones_like(count))
 
 
 def train_masks(batch: Batch, burn_in_length: int) -> torch.Tensor:

@@ -236,17 +236,52 @@ def whole_mean(t: torch.Tensor, batch: Any) -> torch.Tensor:
     return (sums[0] / sums[1].clamp_min(1.0)).to(t.dtype)
 
 
-def whole_mean_std(t: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(t.mean(), t.std())`` (Bessel-corrected) over the whole minibatch, detached under a
-    share; torch's own without one."""
+def whole_moments(t: torch.Tensor, batch: Any) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """``(n, mean, std)`` of ``t``'s values over the whole minibatch (std Bessel-corrected;
+    one all-reduce, detached) under a share; ``(t.numel(), t.mean(), t.std())`` without
+    one."""
     x = t.detach().to(torch.float64)
     sums = _sums(batch, x.sum(), (x * x).sum(), torch.tensor(float(t.numel()), device=t.device))
     if sums is None:
-        return t.mean(), t.std()
+        return t.numel(), t.mean(), t.std()
     total, squares, n = sums
     mean = total / n.clamp_min(1.0)
     var = (squares - n * mean * mean).clamp_min(0.0) / (n - 1.0).clamp_min(1.0)
-    return mean.to(t.dtype), var.sqrt().to(t.dtype)
+    return int(n), mean.to(t.dtype), var.sqrt().to(t.dtype)
+
+
+def whole_mean_std(t: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t.mean(), t.std())`` (Bessel-corrected) over the whole minibatch, detached under a
+    share; torch's own without one."""
+    _, mean, std = whole_moments(t, batch)
+    return mean, std
+
+
+def share_mean(x: torch.Tensor, batch: Any) -> torch.Tensor:
+    """``x.mean()``; for a rank's share of a minibatch (``x`` over its items), its sum over
+    the whole minibatch's number of values per rank, so that the ranks' averaged gradients
+    are those of the whole minibatch's mean even when the shares differ in size (a minibatch
+    of an odd number of steps). No communication: the share knows the minibatch's size."""
+    split = _split(batch)
+    if split is None:
+        return x.mean()
+    share, world = split
+    rows = share.stop - share.start
+    if rows == 0 or x.dim() <= share.axis or x.shape[share.axis] != rows:
+        return x.mean()
+    return x.sum() / (x.numel() // rows * share.size / world)
+
+
+def rank_mean(value: torch.Tensor, batch: Any) -> torch.Tensor:
+    """The mean over the ranks of a per-rank ``value`` (detached; one all-reduce) under a
+    share, e.g. a loss computed on a share with :func:`share_mean` or ``masked_mean``, whose
+    mean over the ranks is the whole minibatch's; ``value`` without one."""
+    split = _split(batch)
+    if split is None:
+        return value
+    sums = _sums(batch, value)
+    assert sums is not None
+    return (sums[0] / split[1]).to(value.dtype)
 
 
 def whole_count_per_rank(count: torch.Tensor, batch: Any) -> torch.Tensor:
