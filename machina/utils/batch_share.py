@@ -290,9 +290,6 @@ def whole_count_per_rank(count: torch.Tensor, batch: Any) -> torch.Tensor:
     itself without one. Dividing this rank's sum by it, the ranks' averaged gradients are
     those of the whole minibatch's mean, whatever the shares' counts (``r2d2_sac``'s masked
     means)."""
-    split = _split(batch)
-    if split is None:
+    if _split(batch) is None:
         return count
-    sums = _sums(batch, count)
-    assert sums is not None
-    return (sums[0] / split[1]).to(torch.float32)
+    return rank_mean(count.to(torch.float32), batch)
