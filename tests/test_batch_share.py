@@ -125,3 +125,17 @@ def test_plain_draws_keep_torchs_strides_and_a_rebuilt_batch_is_plain():
     assert torch.equal(batch_share.randn_like(t), want)
     rebuilt = type(shared(0, 2, 4))({"obs": torch.zeros(2)}.items())
     assert isinstance(rebuilt, SharedBatch) and batch_share.share_of(rebuilt) is None
+
+
+def test_standardising_fewer_than_two_advantages_returns_them_without_a_warning():
+    import warnings
+
+    from machina.algos._common import standardize_advs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.std of one value warns
+        for batch in (
+            {"advs": torch.ones(1)},
+            {"advs": torch.ones(2, 1), "out_masks": torch.tensor([[1.0], [0.0]])},
+        ):
+            assert standardize_advs(batch) is batch

@@ -19,6 +19,7 @@ import sys
 
 import gymnasium
 import numpy as np
+import pytest
 import torch
 
 ITERS = 6
@@ -365,7 +366,33 @@ def make_terrain_env() -> gymnasium.Env:
     return CountResets(TerrainEnv())
 
 
-def test_a_restored_sampler_replays_the_saved_first_resets_unseen_by_wrappers():
+class HoldsTerrain(gymnasium.Env):
+    """An environment (not a wrapper) holding another in ``env`` and drawing a first-reset
+    offset of its own: the replayed first reset must be its, not only the inner one's (the
+    inner one only keeps its terrain; every draw after the first reset is the outer's)."""
+
+    observation_space = TerrainEnv.observation_space
+    action_space = TerrainEnv.action_space
+
+    def __init__(self):
+        self.env, self.offset = TerrainEnv(), None
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if self.offset is None:
+            self.offset = float(self.np_random.normal())
+        obs, info = self.env.reset(seed=None if seed is None else seed + 1000)
+        return obs + np.float32(self.offset), info
+
+    def step(self, action):
+        self.env.t += 1
+        level = self.env.terrain + self.offset
+        obs = np.array([level + self.np_random.normal()], np.float32)
+        return obs, level * float(action[0]), False, self.env.t >= 5, {}
+
+
+@pytest.mark.parametrize("make_env", [make_terrain_env, HoldsTerrain])
+def test_a_restored_sampler_replays_the_saved_first_resets_unseen_by_wrappers(make_env):
     """Restored into a sampler of another seed, the episodes are the saved run's, and the
     replayed first resets go to the innermost environments (a video recorder would otherwise
     write a one-frame clip of them)."""
@@ -373,12 +400,12 @@ def test_a_restored_sampler_replays_the_saved_first_resets_unseen_by_wrappers():
     from machina.samplers import EpiSampler
 
     pol = RandomPol(TerrainEnv.observation_space, TerrainEnv.action_space)
-    with EpiSampler(make_terrain_env, pol, num_envs=2, seed=3) as first:
+    with EpiSampler(make_env, pol, num_envs=2, seed=3) as first:
         first.sample(pol, max_epis=4)
         state = first.state_dict()
         torch.manual_seed(0)
         want = first.sample(pol, max_epis=4)
-    with EpiSampler(make_terrain_env, pol, num_envs=2, seed=9) as second:
+    with EpiSampler(make_env, pol, num_envs=2, seed=9) as second:
         before = CountResets.resets
         second.load_state_dict(state)
         assert CountResets.resets == before  # no wrapper saw the replayed resets

@@ -42,11 +42,19 @@ def _set_rng_json(env: Any, text: str) -> None:
     getattr(env, "unwrapped", env).np_random = np.random.Generator(bit_generator)
 
 
+def _is_gym_env(env: Any) -> bool:
+    # machina's GymEnv, known by its class (the samplers do not import machina.envs)
+    cls = type(env)
+    return cls.__name__ == "GymEnv" and cls.__module__ == "machina.envs.gym_env"
+
+
 def base_env(env: Any) -> Any:
     """The innermost environment of ``env``: through gymnasium's wrappers (``unwrapped``) and
-    machina's ``GymEnv`` (its own ``unwrapped``; its gymnasium environment is ``env``)."""
+    machina's ``GymEnv`` (its own ``unwrapped``; its gymnasium environment is ``env``). Any
+    other environment, even one holding another in an ``env`` attribute, is its own: its
+    first reset may do work of its own."""
     base = getattr(env, "unwrapped", env)
-    while isinstance(getattr(base, "env", None), gymnasium.Env) and base.env.unwrapped is not base:
+    while _is_gym_env(base):
         base = base.env.unwrapped
     return base
 

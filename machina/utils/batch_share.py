@@ -239,11 +239,14 @@ def whole_mean(t: torch.Tensor, batch: Any) -> torch.Tensor:
 def whole_moments(t: torch.Tensor, batch: Any) -> tuple[int, torch.Tensor, torch.Tensor]:
     """``(n, mean, std)`` of ``t``'s values over the whole minibatch (std Bessel-corrected;
     one all-reduce, detached) under a share; ``(t.numel(), t.mean(), t.std())`` without
-    one."""
+    one (std NaN below 2 values, without torch's warning)."""
+    if _split(batch) is None:
+        if t.numel() < 2:  # no spread, and torch.std would warn
+            return t.numel(), t.mean(), torch.full_like(t.mean(), float("nan"))
+        return t.numel(), t.mean(), t.std()
     x = t.detach().to(torch.float64)
     sums = _sums(batch, x.sum(), (x * x).sum(), torch.tensor(float(t.numel()), device=t.device))
-    if sums is None:
-        return t.numel(), t.mean(), t.std()
+    assert sums is not None
     total, squares, n = sums
     mean = total / n.clamp_min(1.0)
     var = (squares - n * mean * mean).clamp_min(0.0) / (n - 1.0).clamp_min(1.0)
