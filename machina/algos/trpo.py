@@ -168,14 +168,21 @@ def linesearch(
         ``(n,)`` the accepted point, or ``x``. ``pol`` holds these parameters on return.
     """
     params = list(pol.parameters())
+
+    def loss() -> float:
+        # averaged over the ranks (data-parallel): every rank takes the same branches, so
+        # none waits in a collective of a loss the others no longer compute
+        value = torch.as_tensor(f(pol, batch, ent_beta=ent_beta), dtype=torch.float64)
+        return float(average_tensor(value.detach().clone()))
+
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(x, params)
-        fval = float(f(pol, batch, ent_beta=ent_beta))
+        fval = loss()
         for k in range(max_backtracks):
             frac = 0.5**k
             xnew = x + frac * fullstep
             torch.nn.utils.vector_to_parameters(xnew, params)
-            actual = fval - float(f(pol, batch, ent_beta=ent_beta))
+            actual = fval - loss()
             expected = float(expected_improve_rate) * frac
             if expected != 0 and actual / expected > accept_ratio and actual > 0:
                 return True, xnew
