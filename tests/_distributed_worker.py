@@ -97,7 +97,8 @@ def train_ppo(
         traj=traj, pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, epoch=epoch,
         batch_size=2 if rnn else 40, max_grad_norm=0.5, log_enable=False,
     )  # fmt: skip
-    return dict(pol=pol.state_dict(), vf=vf.state_dict(), result=result)
+    rng = torch.get_rng_state()  # rank 0's must be where one process's is: the next Traj's seed
+    return dict(pol=pol.state_dict(), vf=vf.state_dict(), result=result, rng=rng)
 
 
 def sample_cartpole_epis(seed: int, max_steps: int, rnn: bool) -> list[dict]:

@@ -119,6 +119,9 @@ def test_same_data_ppo_equals_single_process_training(same_data, rnn):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
         assert not torch.equal(got, flat(worker.build_ppo(rnn)[0 if name == "pol" else 1]
                                          .state_dict()))  # fmt: skip
+    # The policy's forward draws an action for the whole minibatch on every rank, so rank 0's
+    # generator ends where one process's does (the next iteration's Traj seeds from it).
+    assert torch.equal(ranks[0][f"ppo_rnn{rnn}"]["rng"], ref["rng"])
     # The ranks saw different halves of each minibatch: their losses differ, their mean is
     # the single-process loss.
     for key in ("PolLoss", "VfLoss"):

@@ -40,14 +40,18 @@ def run(module: torch.nn.Module, batch: Batch) -> tuple:
     """``module(obs)`` for a flat batch, or over whole sequences from a fresh hidden state.
 
     Recurrent modules see ``h_masks`` so their state resets at every episode start; this is
-    the one place where recurrence changes how a loss calls a network.
+    the one place where recurrence changes how a loss calls a network. A policy's forward
+    draws an action; for a rank's share of a ``Traj(ddp=True)`` minibatch it draws the whole
+    minibatch's (``batch_share.drawing_for``), so that rank 0's generator moves as one
+    process's.
     """
-    if getattr(module, "rnn", False):
-        if "h_masks" not in batch:
-            raise KeyError("batch: a recurrent module needs 'h_masks'; use Traj.iterate_rnn")
-        cast(RecurrentMixin, module).reset()  # recurrent modules are RecurrentMixin's
-        return module(batch["obs"], h_masks=batch["h_masks"])
-    return module(batch["obs"])
+    with batch_share.drawing_for(batch):
+        if getattr(module, "rnn", False):
+            if "h_masks" not in batch:
+                raise KeyError("batch: a recurrent module needs 'h_masks'; use Traj.iterate_rnn")
+            cast(RecurrentMixin, module).reset()  # recurrent modules are RecurrentMixin's
+            return module(batch["obs"], h_masks=batch["h_masks"])
+        return module(batch["obs"])
 
 
 def expand_samples(obs: torch.Tensor, sampling: int) -> torch.Tensor:
