@@ -127,15 +127,36 @@ def test_plain_draws_keep_torchs_strides_and_a_rebuilt_batch_is_plain():
     assert isinstance(rebuilt, SharedBatch) and batch_share.share_of(rebuilt) is None
 
 
-def test_standardising_fewer_than_two_advantages_returns_them_without_a_warning():
+def test_standardising_a_one_step_minibatch_gives_no_warning():
+    """PPO with advantages standardised per minibatch on 78 steps in minibatches of 77: the
+    last one, of one step, has no spread and is left as it is, without torch.std's
+    degrees-of-freedom warning."""
     import warnings
 
-    from machina.algos._common import standardize_advs
+    import gymnasium as gym
 
+    from machina.algos import ppo_clip
+    from machina.pols import make_pol
+    from machina.samplers import EpiSampler
+    from machina.traj import Traj
+    from machina.traj import epi_functional as ef
+    from machina.vfuncs import make_vf
+
+    env = gym.make("Pendulum-v1", max_episode_steps=26)
+    torch.manual_seed(0)
+    pol = make_pol(env.observation_space, env.action_space, h_size=8)
+    vf = make_vf(env.observation_space, h_size=8)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=3)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_advs(ef.compute_rets(ef.compute_vs(traj, vf), 0.99), 0.99, 0.95)
+    traj.register_epis()
+    assert traj.num_step == 78
+    optims = [torch.optim.SGD(m.parameters(), 1e-3) for m in (pol, vf)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch.std of one value warns
-        for batch in (
-            {"advs": torch.ones(1)},
-            {"advs": torch.ones(2, 1), "out_masks": torch.tensor([[1.0], [0.0]])},
-        ):
-            assert standardize_advs(batch) is batch
+        ppo_clip.train(
+            traj=traj, pol=pol, vf=vf, optim_pol=optims[0], optim_vf=optims[1], epoch=1,
+            batch_size=77, log_enable=False, minibatch_norm_advs=True,
+        )  # fmt: skip
