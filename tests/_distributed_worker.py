@@ -38,6 +38,29 @@ SEED = 1234  # torch seed before each train call (it seeds rank 0's Traj generat
 COMPARED_EPOCHS = 3
 
 
+def make_traj(epis: list[dict], ddp: bool, *estimators) -> Traj:
+    """A Traj of ``epis`` with ``estimators`` (Traj -> Traj) applied in turn, registered; the
+    global seed is then set to ``SEED``, as before every compared train call."""
+    traj = Traj(ddp=ddp)
+    traj.add_epis(epis)
+    for estimate in estimators:
+        traj = estimate(traj)
+    traj.register_epis()
+    torch.manual_seed(SEED)
+    return traj
+
+
+def on_policy(vf, centre: bool = True) -> list:
+    """The on-policy estimators of the compared PPO runs (values of ``vf``, GAE)."""
+    return [
+        lambda t: ef.compute_vs(t, vf),
+        lambda t: ef.compute_rets(t, 0.99),
+        lambda t: ef.compute_advs(t, 0.99, 0.95),
+        *([ef.centerize_advs] if centre else []),
+        ef.compute_h_masks,
+    ]
+
+
 def make_env() -> gym.Env:
     return gym.make("Pendulum-v1", max_episode_steps=EPI_LEN)
 
@@ -84,15 +107,7 @@ def train_ppo(
     """
     optim_pol = make_optim(pol.parameters(), adam)
     optim_vf = make_optim(vf.parameters(), adam)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj = ef.compute_vs(traj, vf)
-    traj = ef.compute_rets(traj, 0.99)
-    traj = ef.compute_advs(traj, 0.99, 0.95)
-    traj = ef.centerize_advs(traj)
-    traj = ef.compute_h_masks(traj)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp, *on_policy(vf))
     result = ppo_clip.train(
         traj=traj, pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, epoch=epoch,
         batch_size=2 if rnn else 40, max_grad_norm=0.5, log_enable=False,
@@ -119,14 +134,7 @@ def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool) -> dict:
     torch.manual_seed(0)
     pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
     vf = make_vf(env.observation_space, rnn=rnn, h_size=8)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj = ef.compute_vs(traj, vf)
-    traj = ef.compute_rets(traj, 0.99)
-    traj = ef.compute_advs(traj, 0.99, 0.95)
-    traj = ef.compute_h_masks(traj)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp, *on_policy(vf, centre=False))
     ppo_clip.train(
         traj=traj, pol=pol, vf=vf, optim_pol=make_optim(pol.parameters(), False),
         optim_vf=make_optim(vf.parameters(), False), epoch=3, batch_size=2 if rnn else 39,
@@ -148,10 +156,7 @@ def train_ddpg(epis: list[dict], pol, qf, ddp: bool) -> dict:
     """DDPG (noise-free losses) for 8 steps on uniform random batches, SGD (see make_optim):
     an off-policy run that mode 1 makes equal to the single-process one."""
     targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp)
     ddpg.train(
         traj, pol, qf, targ_pol, targ_qf, make_optim(pol.parameters(), False),
         make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
@@ -178,10 +183,7 @@ def train_sac(epis: list[dict], pol, qfs, ddp: bool, adam: bool = True) -> dict:
     optim_pol = make_optim(pol.parameters(), adam)
     optim_qfs = [make_optim(qf.parameters(), adam) for qf in qfs]
     optim_alpha = make_optim([log_alpha], adam)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp)
     result = sac.train(
         traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, 6, 32, 0.05,
         0.99, max_grad_norm=1.0, log_enable=False,
@@ -207,10 +209,7 @@ def build_td3(seed: int = 0) -> tuple:
 def train_td3(epis: list[dict], pol, qfs, ddp: bool) -> dict:
     """TD3 for 8 steps, SGD: its target smoothing noise is drawn for the whole minibatch."""
     targ_pol, targ_qfs = copy.deepcopy(pol), [copy.deepcopy(qf) for qf in qfs]
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp)
     td3.train(
         traj, pol, qfs, targ_pol, targ_qfs, make_optim(pol.parameters(), False),
         [make_optim(qf.parameters(), False) for qf in qfs], 8, 32, 0.05, 0.99,
@@ -225,11 +224,7 @@ def train_prioritized_ddpg(epis: list[dict], ddp: bool) -> dict:
     process's."""
     pol, qf = build_ddpg()
     targ_pol, targ_qf = copy.deepcopy(pol), copy.deepcopy(qf)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj = ef.set_all_pris(traj, 1.0)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp, lambda t: ef.set_all_pris(t, 1.0))
     prioritized_ddpg.train(
         traj, pol, targ_pol, qf, targ_qf, make_optim(pol.parameters(), False),
         make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
@@ -248,11 +243,7 @@ def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
     qfs = [DeterministicSAVfunc(ob, ac, QNetLSTM(ob, ac, 8, 8), rnn=True) for _ in range(2)]
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
-    traj = Traj(ddp=ddp)
-    traj.add_epis(epis)
-    traj = ef.compute_seq_pris(ef.set_all_pris(traj, 1.0), 8)
-    traj.register_epis()
-    torch.manual_seed(SEED)
+    traj = make_traj(epis, ddp, lambda t: ef.compute_seq_pris(ef.set_all_pris(t, 1.0), 8))
     r2d2_sac.train(
         traj, pol, qfs, targ_qfs, log_alpha, make_optim(pol.parameters(), False),
         [make_optim(qf.parameters(), False) for qf in qfs], make_optim([log_alpha], False),

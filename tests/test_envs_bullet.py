@@ -243,46 +243,38 @@ def test_gym_env_and_two_worker_sampler_make_bullet_ids():
     np.testing.assert_array_equal(made_epis[0]["obs"][0], epis[0]["obs"][0])  # seed 5 both
 
 
-@pytest.mark.parametrize("num_parallel", [1, 2])
-def test_restored_sampler_continues_the_same_bullet_episodes(num_parallel):
+def _bullet_samplers(layout: str, seed: int) -> tuple[EpiSampler, RandomPol, int]:
+    """A Hopper sampler in ``layout`` (one process, two workers or a 2-env vector env), its
+    random policy and the episodes per sample call."""
+    if layout == "vector env":
+        vec = gym.make_vec("HopperBulletEnv-v0", 2, vectorization_mode="sync")
+        pol = RandomPol(vec.single_observation_space, vec.single_action_space)
+        return EpiSampler(vec, pol, seed=seed), pol, 4
+    env = GymEnv("HopperBulletEnv-v0", max_episode_steps=20)
+    pol = RandomPol(env.observation_space, env.action_space)
+    num_parallel = 2 if layout == "workers" else 1
+    return EpiSampler(env, pol, num_parallel=num_parallel, seed=seed), pol, 3
+
+
+@pytest.mark.parametrize("layout", ["one process", "workers", "vector env"])
+def test_restored_sampler_continues_the_same_bullet_episodes(layout):
     """The simulator's own RandomState is reseeded from the env's np_random at every reset,
     and a restored sampler replays the seeded first reset of its fresh environments (the
     walkers add the ground's parts to the robot at their first reset, which moves every later
     episode's first reward), so it continues with the same episodes, rewards included: a
     resumed PyBullet run is exact, not only a gymnasium one."""
-    env = GymEnv("HopperBulletEnv-v0", max_episode_steps=20)
-    pol = RandomPol(env.observation_space, env.action_space)
-    with (
-        EpiSampler(env, pol, num_parallel=num_parallel, seed=3) as first,
-        EpiSampler(env, pol, num_parallel=num_parallel, seed=9) as second,
-    ):
+    first, pol, epis = _bullet_samplers(layout, seed=3)
+    second, _, _ = _bullet_samplers(layout, seed=9)
+    with first, second:
         first.sample(pol, max_epis=2)
         second.load_state_dict(first.state_dict())
         torch.manual_seed(0)
-        expected = first.sample(pol, max_epis=3)
+        expected = first.sample(pol, max_epis=epis)
         torch.manual_seed(0)
-        got = second.sample(pol, max_epis=3)
+        got = second.sample(pol, max_epis=epis)
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a["obs"], b["obs"])
         np.testing.assert_array_equal(a["acs"], b["acs"])
-        np.testing.assert_array_equal(a["rews"], b["rews"])
-
-
-def test_restored_sampler_of_a_bullet_vector_env_continues_the_same_episodes():
-    def make_vec():
-        return gym.make_vec("HopperBulletEnv-v0", 2, vectorization_mode="sync")
-
-    vec = make_vec()
-    pol = RandomPol(vec.single_observation_space, vec.single_action_space)
-    with EpiSampler(vec, pol, seed=3) as first, EpiSampler(make_vec(), pol, seed=9) as second:
-        first.sample(pol, max_epis=4)
-        second.load_state_dict(first.state_dict())
-        torch.manual_seed(0)
-        expected = first.sample(pol, max_epis=4)
-        torch.manual_seed(0)
-        got = second.sample(pol, max_epis=4)
-    for a, b in zip(expected, got, strict=True):
-        np.testing.assert_array_equal(a["obs"], b["obs"])
         np.testing.assert_array_equal(a["rews"], b["rews"])
 
 

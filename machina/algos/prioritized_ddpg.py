@@ -113,7 +113,7 @@ def train(
             )
         )
         # every rank writes the whole minibatch's priorities (Traj(ddp=True): its share's TDs)
-        td, indices = batch_share.gather(td, batch), batch_share.gather(indices, batch)
+        td, indices = batch_share.gather(td, indices, batch=batch)
         tf.update_pris(traj, td, indices, alpha=alpha, epsilon=epsilon)
         with frozen([qf]):
             pol_loss = lf.ddpg_pol(pol, qf, batch)

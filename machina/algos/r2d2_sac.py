@@ -164,7 +164,7 @@ def train(
         trained = masks > 0
         steps = starts[None, :] + torch.arange(seq_length, device=starts.device)[:, None]
         # every rank writes the whole minibatch's priorities, in the single process's order
-        td, steps, trained = (batch_share.gather(t, batch) for t in (td, steps, trained))
+        td, steps, trained = batch_share.gather(td, steps, trained, batch=batch)
         tf.update_pris(traj, td[trained], steps[trained], pri_alpha, epsilon, True, seq_length, eta)
         with frozen(qfs):
             pol_loss, llh = lf_r2d2.r2d2_sac_pol(

@@ -174,37 +174,42 @@ def _split(batch: Any) -> tuple[BatchShare, int] | None:
     return share, dist.get_world_size()
 
 
-def gather(t: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Tensor:
-    """The whole minibatch's ``t`` from every rank's share of it, e.g. the TD errors whose
-    priorities every rank writes (``traj_functional.update_pris``). Without a share, ``t``.
+def gather(*ts: torch.Tensor, batch: Any, axis: int | None = None) -> tuple[torch.Tensor, ...]:
+    """The whole minibatch's ``ts`` from every rank's share of them, e.g. the TD errors and
+    step indices whose priorities every rank writes (``traj_functional.update_pris``), in
+    one all-gather. Without a share, ``ts`` as they are.
 
     Parameters
     ----------
-    t : torch.Tensor
-        This rank's values, ``stop - start`` items along ``axis``.
+    *ts : torch.Tensor
+        This rank's values, all of one shape, ``stop - start`` items along ``axis`` (any
+        dtype whose values float64 holds exactly: floats, bools, integers below 2 ** 53).
     batch : mapping
         The rank's batch (a :class:`SharedBatch` under ``Traj(ddp=True)``).
     axis : int, optional
-        The items' axis of ``t``; default the share's (0 steps, 1 time-major sequences).
+        The items' axis of ``ts``; default the share's (0 steps, 1 time-major sequences).
 
     Returns
     -------
-    torch.Tensor
-        ``t`` with ``size`` items along ``axis``, the ranks' shares in rank order: the
-        single-process minibatch's values.
+    tuple of torch.Tensor
+        Each of ``ts`` with ``size`` items along ``axis``, the ranks' shares in rank order
+        (the single-process minibatch's values), in its own dtype.
     """
     split = _split(batch)
     if split is None:
-        return t
+        return ts
     share, world = split
     axis = share.axis if axis is None else axis
-    if t.shape[axis] != share.stop - share.start:
+    shape = ts[0].shape
+    if any(t.shape != shape for t in ts) or shape[axis] != share.stop - share.start:
         raise ValueError(
-            f"t: expected this rank's {share.stop - share.start} items along axis {axis}, "
-            f"got shape {tuple(t.shape)}"
+            f"ts: expected tensors of one shape with this rank's {share.stop - share.start} "
+            f"items along axis {axis}, got shapes {[tuple(t.shape) for t in ts]}"
         )
     counts = [(r + 1) * share.size // world - r * share.size // world for r in range(world)]
-    wire = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo moves no bool
+    # one wire for all of them (float64: gloo moves no bool), padded to the largest share
+    wire = torch.stack([t.to(torch.float64) for t in ts])
+    axis += 1
     width = max(counts)
     if wire.shape[axis] < width:
         pad = list(wire.shape)
@@ -214,7 +219,7 @@ def gather(t: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Tensor
     parts = [torch.empty_like(wire) for _ in range(world)]
     dist.all_gather(parts, wire)
     whole = torch.cat([p.narrow(axis, 0, c) for p, c in zip(parts, counts)], dim=axis)
-    return whole.to(torch.bool) if t.dtype == torch.bool else whole
+    return tuple(w.to(t.dtype) for w, t in zip(whole.unbind(0), ts))
 
 
 def _sums(batch: Any, *values: torch.Tensor) -> list[torch.Tensor] | None:
