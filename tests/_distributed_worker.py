@@ -36,6 +36,9 @@ SEED = 1234  # torch seed before each train call (it seeds rank 0's Traj generat
 # PPO's passes over the data per train call where runs are compared: more than one, so that
 # later epochs' orders are checked too (drawn while the losses draw from the global RNG).
 COMPARED_EPOCHS = 3
+# off-policy minibatches of an odd size: the 2 ranks' shares are 15 and 16 steps, so their
+# losses must weigh by the whole minibatch's size, not their own
+OFF_BATCH = 31
 
 
 def make_traj(epis: list[dict], ddp: bool, *estimators) -> Traj:
@@ -159,7 +162,7 @@ def train_ddpg(epis: list[dict], pol, qf, ddp: bool) -> dict:
     traj = make_traj(epis, ddp)
     ddpg.train(
         traj, pol, qf, targ_pol, targ_qf, make_optim(pol.parameters(), False),
-        make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
+        make_optim(qf.parameters(), False), 8, OFF_BATCH, 0.05, 0.99, log_enable=False,
         max_grad_norm=1.0,
     )  # fmt: skip
     return dict(pol=pol.state_dict(), qf=qf.state_dict(), targ_qf=targ_qf.state_dict())
@@ -185,7 +188,7 @@ def train_sac(epis: list[dict], pol, qfs, ddp: bool, adam: bool = True) -> dict:
     optim_alpha = make_optim([log_alpha], adam)
     traj = make_traj(epis, ddp)
     result = sac.train(
-        traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, 6, 32, 0.05,
+        traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, 6, OFF_BATCH, 0.05,
         0.99, max_grad_norm=1.0, log_enable=False,
     )  # fmt: skip
     return dict(
@@ -212,7 +215,7 @@ def train_td3(epis: list[dict], pol, qfs, ddp: bool) -> dict:
     traj = make_traj(epis, ddp)
     td3.train(
         traj, pol, qfs, targ_pol, targ_qfs, make_optim(pol.parameters(), False),
-        [make_optim(qf.parameters(), False) for qf in qfs], 8, 32, 0.05, 0.99,
+        [make_optim(qf.parameters(), False) for qf in qfs], 8, OFF_BATCH, 0.05, 0.99,
         log_enable=False, max_grad_norm=1.0,
     )  # fmt: skip
     return dict(pol=pol.state_dict(), qfs=[qf.state_dict() for qf in qfs])
@@ -227,15 +230,15 @@ def train_prioritized_ddpg(epis: list[dict], ddp: bool) -> dict:
     traj = make_traj(epis, ddp, lambda t: ef.set_all_pris(t, 1.0))
     prioritized_ddpg.train(
         traj, pol, targ_pol, qf, targ_qf, make_optim(pol.parameters(), False),
-        make_optim(qf.parameters(), False), 8, 32, 0.05, 0.99, log_enable=False,
+        make_optim(qf.parameters(), False), 8, OFF_BATCH, 0.05, 0.99, log_enable=False,
         max_grad_norm=1.0,
     )  # fmt: skip
     return dict(pol=pol.state_dict(), qf=qf.state_dict(), pris=traj.data_map["pris"].clone())
 
 
 def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
-    """R2D2-SAC on prioritised windows of 8 steps, 16 per batch, burn-in 3, SGD: masked means
-    over the whole minibatch's trained steps, gathered priorities."""
+    """R2D2-SAC on prioritised windows of 8 steps, 15 per batch (shares of 7 and 8), burn-in
+    3, SGD: masked means over the whole minibatch's trained steps, gathered priorities."""
     env = make_env()
     ob, ac = env.observation_space, env.action_space
     torch.manual_seed(0)
@@ -247,7 +250,7 @@ def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
     r2d2_sac.train(
         traj, pol, qfs, targ_qfs, log_alpha, make_optim(pol.parameters(), False),
         [make_optim(qf.parameters(), False) for qf in qfs], make_optim([log_alpha], False),
-        6, 16, 8, 3, 0.05, 0.99, log_enable=False, max_grad_norm=1.0,
+        6, 15, 8, 3, 0.05, 0.99, log_enable=False, max_grad_norm=1.0,
     )  # fmt: skip
     return dict(
         pol=pol.state_dict(),

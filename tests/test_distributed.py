@@ -2,8 +2,9 @@
 torchrun on 127.0.0.1 (worker: tests/_distributed_worker.py).
 
 Mode 1 (every rank holds the same episodes, ``Traj(ddp=True)``): PPO's (several epochs per
-train call), DDPG's, SAC's and TD3's parameters equal single-process training on the same
-data within float32 tolerance, identical on both ranks.
+train call), DDPG's, SAC's, TD3's and prioritised replay's (minibatches of an odd size, so
+the ranks' shares differ) parameters equal single-process training on the same data within
+float32 tolerance, identical on both ranks.
 Mode 2 (each rank samples its own episodes, different amounts): training finishes, the ranks
 agree on the number of steps and end with identical parameters.
 """

@@ -129,7 +129,7 @@ def train(
                     batch=batch,
                 )
             )
-        alpha_loss = lf.sac_alpha(log_alpha, llh, target_ent)
+        alpha_loss = lf.sac_alpha(log_alpha, llh, target_ent, batch)
         alpha_losses.append(
             optimizer_step(optim_alpha, alpha_loss, name="sac.train: alpha_loss", batch=batch)
         )

@@ -36,6 +36,15 @@ def masked_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
     return total / torch.where(count > 0, count, torch.ones_like(count))
 
 
+def mean_loss(loss_fn: Callable[..., torch.Tensor], *args: Any, batch: Batch) -> torch.Tensor:
+    """``loss_fn(*args)``, a ``torch.nn.functional`` loss with its mean reduction; for a rank's
+    share of a ``Traj(ddp=True)`` minibatch, :func:`batch_share.share_mean` of its per-item
+    values (``reduction="none"``), so that unequal shares average as the whole minibatch."""
+    if batch_share.share_of(batch) is None:
+        return loss_fn(*args)
+    return batch_share.share_mean(loss_fn(*args, reduction="none"), batch)
+
+
 def run(module: torch.nn.Module, batch: Batch) -> tuple:
     """``module(obs)`` for a flat batch, or over whole sequences from a fresh hidden state.
 

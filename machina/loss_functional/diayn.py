@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from machina.loss_functional._common import Batch
+from machina.loss_functional._common import Batch, mean_loss
 
 
 def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +99,7 @@ def cross_ent_diayn(
     if ob_key not in batch:
         raise KeyError(f"cross_ent_diayn: batch has no '{ob_key}' (ob_key)")
     state, skill = split_skill(batch[ob_key], num_skill)
-    return F.cross_entropy(discrim_logits(discrim, state, num_skill), skill)
+    return mean_loss(F.cross_entropy, discrim_logits(discrim, state, num_skill), skill, batch=batch)
 
 
 def skill_accuracy(discrim: torch.nn.Module, obs: torch.Tensor, num_skill: int) -> torch.Tensor:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from machina.loss_functional._common import Batch, masked_mean, new_params, run
+from machina.loss_functional._common import Batch, masked_mean, mean_loss, new_params, run
 from machina.pds.deterministic_pd import DeterministicPd
+from machina.utils import batch_share
 
 
 def log_likelihood(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -95,9 +96,11 @@ def cross_ent(
         Scalar loss.
     """
     logits = gail_logits(discrim, batch, state_only)
-    loss = F.binary_cross_entropy_with_logits(logits, _labels(logits, expert_or_agent))
+    loss = mean_loss(
+        F.binary_cross_entropy_with_logits, logits, _labels(logits, expert_or_agent), batch=batch
+    )
     if ent_beta:
-        loss = loss - ent_beta * bernoulli_ent(logits).mean()
+        loss = loss - ent_beta * batch_share.share_mean(bernoulli_ent(logits), batch)
     return loss
 
 
@@ -215,7 +218,9 @@ def density_ratio_cross_ent(
         Scalar loss.
     """
     logits = airl_logits(pol, batch, gamma, rewf, shaping_vf, advf)
-    loss = F.binary_cross_entropy_with_logits(logits, _labels(logits, expert_or_agent))
+    loss = mean_loss(
+        F.binary_cross_entropy_with_logits, logits, _labels(logits, expert_or_agent), batch=batch
+    )
     if ent_beta:
-        loss = loss - ent_beta * bernoulli_ent(logits).mean()
+        loss = loss - ent_beta * batch_share.share_mean(bernoulli_ent(logits), batch)
     return loss

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from machina.loss_functional._common import Batch
+from machina.utils import batch_share
 
 NSTEP_KEYS = ("nstep_rews", "nstep_next_obs", "nstep_discounts")
 
@@ -29,7 +30,7 @@ def weighted_q_regression(
     td = qs - targets
     weights = batch.get("is_weights")
     sq = td**2 if weights is None else weights.to(td.dtype) * td**2
-    return 0.5 * sq.mean(), td.detach()
+    return 0.5 * batch_share.share_mean(sq, batch), td.detach()
 
 
 def nstep_target(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from machina.loss_functional._common import Batch
+from machina.loss_functional._common import Batch, mean_loss
 from machina.utils import batch_share
 
 
@@ -70,8 +70,8 @@ def q_regression(
     """
     qs = qf(batch["obs"], batch["acs"])[0]
     if huber:
-        return torch.nn.functional.smooth_l1_loss(qs, targets)
-    return 0.5 * torch.mean((qs - targets) ** 2)
+        return mean_loss(torch.nn.functional.smooth_l1_loss, qs, targets, batch=batch)
+    return 0.5 * batch_share.share_mean((qs - targets) ** 2, batch)
 
 
 def _mean_acs(pol: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ def td3_targets(
 def ddpg_pol(pol: torch.nn.Module, qf: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Deterministic policy gradient loss ``-E[Q(s, mu(s))]`` (DDPG, TD3), a scalar."""
     obs = batch["obs"]
-    return -torch.mean(qf(obs, _mean_acs(pol, obs))[0])
+    return -batch_share.share_mean(qf(obs, _mean_acs(pol, obs))[0], batch)
 
 
 def dqn_targets(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from machina.loss_functional._common import Batch
+from machina.loss_functional._common import Batch, mean_loss
 from machina.loss_functional.q import bellman_target, q_regression
 from machina.utils import batch_share
 
@@ -87,4 +87,6 @@ def clipped_double_bellman(
             "qf: loss_type='bce' needs Q values in [0, 1] (a net ending in a sigmoid), got "
             f"values in [{float(qs.min()):.3g}, {float(qs.max()):.3g}]"
         )
-    return torch.nn.functional.binary_cross_entropy(qs, targets.clamp(0.0, 1.0))
+    return mean_loss(
+        torch.nn.functional.binary_cross_entropy, qs, targets.clamp(0.0, 1.0), batch=batch
+    )

@@ -113,23 +113,27 @@ def sac_pol(
         acs, llh = sample_acs(pol, pol.pd_params(obs), sampling, reparam)
     if reparam:
         qs = _min_q(qfs, _expand(obs, sampling), acs)
-        loss = torch.mean(alpha * llh - qs)
+        loss = batch_share.share_mean(alpha * llh - qs, batch, axis=1)
     else:
         with torch.no_grad():
             advs = alpha * llh - _min_q(qfs, _expand(obs, sampling), acs)
             if sampling > 1:
                 advs = advs - advs.mean(dim=0, keepdim=True)
-        loss = torch.mean(llh * advs)
+        loss = batch_share.share_mean(llh * advs, batch, axis=1)
     return loss, llh.detach()
 
 
-def sac_alpha(log_alpha: torch.Tensor, llh: torch.Tensor, target_ent: float) -> torch.Tensor:
+def sac_alpha(
+    log_alpha: torch.Tensor, llh: torch.Tensor, target_ent: float, batch: Batch | None = None
+) -> torch.Tensor:
     """Temperature loss ``-E[log_alpha * (log pi(a|s) + target_ent)]``, a scalar.
 
     Its gradient raises ``alpha`` while the policy's entropy ``-E[log pi]`` is below
-    ``target_ent`` and lowers it above.
+    ``target_ent`` and lowers it above. ``llh`` is ``(sampling, B)`` (or ``(B,)``); ``batch``,
+    the batch it was drawn for, makes a rank's share of a ``Traj(ddp=True)`` minibatch
+    average as the whole minibatch.
     """
-    return -torch.mean(log_alpha * (llh + target_ent).detach())
+    return -batch_share.share_mean(log_alpha * (llh + target_ent).detach(), batch, axis=-1)
 
 
 def with_terms(batch: Batch) -> Batch:
@@ -186,7 +190,10 @@ def sac_losses(
     """
     batch = with_terms(batch)
     targets = sac_targets(pol, targ_qfs, log_alpha, batch, gamma, sampling)
-    qf_losses = [0.5 * torch.mean((qf(batch["obs"], batch["acs"])[0] - targets) ** 2) for qf in qfs]
+    qf_losses = [
+        0.5 * batch_share.share_mean((qf(batch["obs"], batch["acs"])[0] - targets) ** 2, batch)
+        for qf in qfs
+    ]
     if reparam or not normalize:
         pol_loss, llh = sac_pol(pol, qfs, log_alpha, batch, sampling, reparam)
     else:
@@ -197,10 +204,10 @@ def sac_losses(
             weights = torch.exp(log_alpha) * llh - _min_q(qfs, _expand(obs, sampling), acs)
             mean, std = batch_share.whole_mean_std(weights, batch)
             weights = (weights - mean) / (std + eps)
-        pol_loss = torch.mean(llh * weights)
+        pol_loss = batch_share.share_mean(llh * weights, batch, axis=1)
         llh = llh.detach()
     target_ent = -float(np.prod(pol.action_space.shape))
-    return pol_loss, qf_losses, sac_alpha(log_alpha, llh, target_ent)
+    return pol_loss, qf_losses, sac_alpha(log_alpha, llh, target_ent, batch)
 
 
 make_module_callable(__name__, sac_losses)

@@ -119,7 +119,7 @@ def ag(
     obs = batch["obs"]
     with batch_share.drawing_for(batch):
         acs, _ = sample_acs(pol, pol.pd_params(obs), sampling, reparam=True)
-    return -torch.mean(qf(_expand(obs, sampling), acs)[0])
+    return -batch_share.share_mean(qf(_expand(obs, sampling), acs)[0], batch, axis=1)
 
 
 def predict_delta(dm: torch.nn.Module, obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,8 @@ def predict_delta(dm: torch.nn.Module, obs: torch.Tensor, acs: torch.Tensor) -> 
 def delta_regression(dm: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Dynamics-model loss ``0.5 * E[|dm(s, a) - (s' - s)|^2]`` (summed over dims), a scalar."""
     delta = predict_delta(dm, batch["obs"], batch["acs"])
-    return 0.5 * torch.mean(torch.sum((delta - (batch["next_obs"] - batch["obs"])) ** 2, dim=-1))
+    err = torch.sum((delta - (batch["next_obs"] - batch["obs"])) ** 2, dim=-1)
+    return 0.5 * batch_share.share_mean(err, batch)
 
 
 def _values(vf: torch.nn.Module, obs: torch.Tensor) -> torch.Tensor:
@@ -169,7 +170,7 @@ def svg1_vf(
         targets = bellman_target(
             batch["rews"], batch["terms"], _values(targ_vf, batch["next_obs"]), gamma
         )
-    return 0.5 * torch.mean(weights * (_values(vf, batch["obs"]) - targets) ** 2)
+    return 0.5 * batch_share.share_mean(weights * (_values(vf, batch["obs"]) - targets) ** 2, batch)
 
 
 def svg1_pol(
@@ -211,4 +212,4 @@ def svg1_pol(
     next_obs = obs + predict_delta(dm, obs, acs)
     not_term = 1.0 - batch["terms"].to(next_obs.dtype)
     returns = rew_fn(obs, acs) + gamma * not_term * _values(vf, next_obs)
-    return -torch.mean(returns)
+    return -batch_share.share_mean(returns, batch, axis=1)

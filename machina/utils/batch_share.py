@@ -265,17 +265,20 @@ def whole_mean_std(t: torch.Tensor, batch: Any) -> tuple[torch.Tensor, torch.Ten
     return mean, std
 
 
-def share_mean(x: torch.Tensor, batch: Any) -> torch.Tensor:
+def share_mean(x: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Tensor:
     """``x.mean()``; for a rank's share of a minibatch (``x`` over its items), its sum over
     the whole minibatch's number of values per rank, so that the ranks' averaged gradients
     are those of the whole minibatch's mean even when the shares differ in size (a minibatch
-    of an odd number of steps). No communication: the share knows the minibatch's size."""
+    of an odd number of steps). No communication: the share knows the minibatch's size.
+    ``axis`` is the items' axis of ``x``, default the share's (e.g. 1 for the ``(sampling,
+    B)`` log-likelihoods of actions drawn per state)."""
     split = _split(batch)
     if split is None:
         return x.mean()
     share, world = split
     rows = share.stop - share.start
-    if rows == 0 or x.dim() <= share.axis or x.shape[share.axis] != rows:
+    axis = share.axis if axis is None else axis % max(x.dim(), 1)
+    if rows == 0 or x.dim() <= axis or x.shape[axis] != rows:
         return x.mean()
     return x.sum() / (x.numel() // rows * share.size / world)
 
