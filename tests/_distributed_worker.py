@@ -20,15 +20,17 @@ import os
 import sys
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-from machina.algos import ddpg, ppo_clip, prioritized_ddpg, r2d2_sac, sac, td3
-from machina.nets import PolNet, PolNetLSTM, QNet, QNetLSTM
+from machina.algos import ddpg, diayn, diayn_sac, ppo_clip, prioritized_ddpg, r2d2_sac, sac, td3
+from machina.nets import PolNet, PolNetLSTM, QNet, QNetLSTM, SkillDiscrimNet
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
-from machina.utils import optimizer_step
+from machina.utils import batch_share, optimizer_step
+from machina.utils.batch_share import BatchShare, SharedBatch
 from machina.vfuncs import DeterministicSAVfunc, make_vf
 
 EPI_LEN = 50  # every episode has this length, so each rank's share weighs the same
@@ -260,6 +262,38 @@ def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
     )
 
 
+def train_diayn(epis: list[dict], ddp: bool) -> dict:
+    """DIAYN's discriminator (4 steps) and SAC on its rewards (3 steps), minibatches of
+    OFF_BATCH steps: the accuracies and the mean reward they report are the whole
+    minibatches' (the ranks' shares together), as one process reports them."""
+    num_skill, ob = 2, gym.spaces.Box(-10.0, 10.0, (5,))
+    skill_epis = []
+    for i, epi in enumerate(epis):  # Pendulum's observations plus a skill one-hot
+        onehot = np.eye(num_skill, dtype=epi["obs"].dtype)[i % num_skill]
+        skill_epis.append(
+            {**epi, **{k: np.hstack([epi[k], np.tile(onehot, (len(epi[k]), 1))])
+                       for k in ("obs", "next_obs")}}
+        )  # fmt: skip
+    torch.manual_seed(0)
+    discrim = SkillDiscrimNet(gym.spaces.Box(-10.0, 10.0, (3,)), num_skill, 8, 8)
+    ac = make_env().action_space
+    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, 8, 8))
+    qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac, 8, 8)) for _ in range(2)]
+    traj = make_traj(skill_epis, ddp)
+    accs = diayn.train(
+        discrim, make_optim(discrim.parameters(), False), traj, OFF_BATCH, 4, num_skill,
+        log_enable=False,
+    )["DiscrimAcc"]  # fmt: skip
+    log_alpha = torch.zeros((), requires_grad=True)
+    result = diayn_sac.train(
+        traj, pol, qfs, [copy.deepcopy(qf) for qf in qfs], log_alpha,
+        make_optim(pol.parameters(), False), [make_optim(qf.parameters(), False) for qf in qfs],
+        make_optim([log_alpha], False), 3, OFF_BATCH, 0.05, 0.99, 1, discrim, num_skill,
+        log_enable=False,
+    )  # fmt: skip
+    return dict(accs=accs, rew=result["DiaynRew"], entropy=result["Entropy"])
+
+
 def train_trpo(epis: list[dict], rank: int) -> dict:
     """Two TRPO calls on this rank's own episodes; its natural-gradient step averages the
     gradient, the Fisher-vector products and the line search's values over ranks."""
@@ -309,6 +343,19 @@ def unit_checks(rank: int) -> dict:
     out["distributed_adamw"] = w.detach().clone()
     out["distributed_adamw_grad"] = w.grad.clone()
     dist_utils.set_grad_averaging(True)
+
+    # A loss summed over a share of 2 or 3 of 5 items (0..4): times the number of ranks, the
+    # averaged gradient is the whole sum's (10); a mean over no axis of the share is an error.
+    batch = SharedBatch({}, BatchShare(2 * rank, 2 + 3 * rank, 5))
+    w = torch.nn.Parameter(torch.zeros(1))
+    items = torch.arange(5.0)[2 * rank : 2 + 3 * rank]
+    optimizer_step(torch.optim.SGD([w], lr=1.0), batch_share.share_sum(w * items, batch))
+    out["share_sum_step"] = w.detach().clone()
+    try:
+        batch_share.share_mean(torch.zeros(7), batch)
+        out["share_mean_error"] = None
+    except ValueError as e:
+        out["share_mean_error"] = str(e)
 
     # A tensor averaged for code that computes its own update (e.g. a natural gradient).
     out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))
@@ -364,6 +411,7 @@ def main() -> None:
         out["td3"] = train_td3(inputs["epis_rnnFalse"], pol, qfs, True)
         out["prioritized_ddpg"] = train_prioritized_ddpg(inputs["epis_rnnFalse"], True)
         out["r2d2_sac"] = train_r2d2_sac(inputs["epis_rnnTrue"], True)
+        out["diayn"] = train_diayn(inputs["epis_rnnFalse"], True)
         for rnn in (False, True):
             out[f"ppo_cart_rnn{rnn}"] = train_ppo_cartpole(inputs[f"cart_rnn{rnn}"], True, rnn)
         out["unit"] = unit_checks(rank)

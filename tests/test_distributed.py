@@ -88,6 +88,7 @@ def same_data(tmp_path_factory):
     refs["td3"] = worker.train_td3(epis["epis_rnnFalse"], pol, qfs, False)
     refs["prioritized_ddpg"] = worker.train_prioritized_ddpg(epis["epis_rnnFalse"], False)
     refs["r2d2_sac"] = worker.train_r2d2_sac(epis["epis_rnnTrue"], False)
+    refs["diayn"] = worker.train_diayn(epis["epis_rnnFalse"], False)
     for rnn in (False, True):
         refs[f"ppo_cart_rnn{rnn}"] = worker.train_ppo_cartpole(epis[f"cart_rnn{rnn}"], False, rnn)
     return ranks, refs
@@ -205,6 +206,21 @@ def test_same_data_prioritized_replay_equals_single_process_training(same_data, 
             torch.testing.assert_close(flat(a), flat(b), rtol=0, atol=1e-6)
 
 
+def test_same_data_reported_statistics_are_the_whole_minibatches(same_data):
+    """On shares of 15 and 16 steps, SAC's entropy, DIAYN's discriminator accuracies and its
+    mean reward are the whole minibatches' on every rank (one process's), not each share's."""
+    ranks, refs = same_data
+    r0, r1, want = ranks[0]["diayn"], ranks[1]["diayn"], refs["diayn"]
+    assert r0 == r1
+    # accuracies are counts of 31 (a weight moved by rounding could flip one argmax: 1/31)
+    assert r0["accs"] == pytest.approx(want["accs"], abs=1e-6)
+    assert r0["rew"] == pytest.approx(want["rew"], abs=1e-5)
+    assert r0["entropy"] == pytest.approx(want["entropy"], abs=1e-5)
+    got, want = ranks[0]["sac_sgd"]["result"], refs["sac_sgd"]["result"]
+    assert got["Entropy"] == ranks[1]["sac_sgd"]["result"]["Entropy"]
+    assert got["Entropy"] == pytest.approx(want["Entropy"], abs=1e-5)
+
+
 @pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
 def test_same_data_ppo_on_uneven_shares_equals_single_process_training(same_data, rnn):
     """Episodes ending at falls: 39-step minibatches split 19/20 and sequence shares hold
@@ -233,6 +249,12 @@ def test_gradients_are_averaged_before_clipping(same_data):
 def test_average_tensor_gives_every_rank_the_mean(same_data):
     for r in same_data[0]:
         assert torch.equal(r["unit"]["average_tensor"], torch.tensor([1.0, 1.0]))
+
+
+def test_a_sum_over_unequal_shares_steps_as_the_whole_sum(same_data):
+    for r in same_data[0]:
+        assert torch.equal(r["unit"]["share_sum_step"], torch.tensor([-10.0]))  # 0 - 1 * 10
+        assert "expected this rank's" in r["unit"]["share_mean_error"]
 
 
 def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):

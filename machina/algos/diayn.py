@@ -14,6 +14,7 @@ from machina.algos._adversarial import check_discrim_batch_size
 from machina.algos._common import check_traj, log
 from machina.loss_functional.diayn import cross_ent_diayn, skill_accuracy
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils.training import optimizer_step
 
 __all__ = ["DiscrimResult", "train"]
@@ -102,9 +103,10 @@ def train(
     check_traj(on_traj, (ob_key,), "diayn", "on_traj")
     check_discrim_batch_size(discrim_batch_size, on_traj, "on_traj", "diayn")
     log(log_enable, "Optimizing discriminator...")
-    losses, accs = [], []
+    losses, accs, sizes, batch = [], [], [], None
     for batch in on_traj.random_batch(discrim_batch_size, epc_per_itr):
-        accs.append(float(skill_accuracy(discrim, batch[ob_key], num_skill)))
+        accs.append(skill_accuracy(discrim, batch[ob_key], num_skill))
+        sizes.append(len(batch[ob_key]))
         loss = cross_ent_diayn(discrim, batch, num_skill, ob_key)
         losses.append(
             optimizer_step(
@@ -117,4 +119,17 @@ def train(
             )
         )
     log(log_enable, "Optimization finished!")
-    return DiscrimResult(losses, accs)
+    return DiscrimResult(losses, _whole_accuracies(accs, sizes, batch))
+
+
+def _whole_accuracies(
+    accs: list[torch.Tensor], sizes: list[int], batch: dict | None
+) -> list[float]:
+    """The batches' accuracies; under ``Traj(ddp=True)`` the whole minibatches' from the
+    ranks' shares (one all-reduce for all of them, so every rank reports the same)."""
+    if batch_share.share_of(batch) is None:
+        return [float(a) for a in accs]
+    n = torch.tensor(sizes, dtype=torch.float64)
+    correct = torch.stack(accs).to(torch.float64) * n
+    totals = batch_share.rank_mean(torch.stack([correct, n], dim=1), batch)
+    return (totals[:, 0] / totals[:, 1]).tolist()

@@ -17,6 +17,7 @@ from machina.algos import sac
 from machina.algos._common import check_traj
 from machina.loss_functional.diayn import diayn_rews, split_skill
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils.aliases import keyword_aliases
 
 __all__ = ["calc_rewards", "train"]
@@ -104,10 +105,11 @@ def train(
         batches (0 at chance, ``log(num_skill)`` when every state tells its skill).
     """
     check_traj(traj, (*sac.OFF_POLICY_KEYS, ob_key), "diayn_sac")
-    rew_sum, rew_count = 0.0, 0
+    rew_sum, rew_count, last = 0.0, 0, None
 
     def relabel(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        nonlocal rew_sum, rew_count
+        nonlocal rew_sum, rew_count, last
+        last = batch
         with torch.no_grad():
             rews = diayn_rews(discrim, batch[ob_key], num_skill)
         batch["rews"] = rews.to(batch["rews"].dtype)
@@ -135,5 +137,11 @@ def train(
         max_grad_norm=max_grad_norm,
         transform_batch=relabel,
     )
-    result["DiaynRew"] = rew_sum / max(rew_count, 1)
+    if batch_share.share_of(last) is not None:  # the ranks' shares together (one all-reduce)
+        totals = batch_share.rank_mean(
+            torch.tensor([rew_sum, rew_count], dtype=torch.float64), last
+        )
+        result["DiaynRew"] = float(totals[0] / totals[1].clamp_min(1e-12))
+    else:
+        result["DiaynRew"] = rew_sum / max(rew_count, 1)
     return result

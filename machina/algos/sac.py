@@ -135,7 +135,8 @@ def train(
         )
         polyak_update(targ_qfs, qfs, tau)
     log(log_enable, "Optimization finished!")
-    entropy = float(-llh.mean()) if llh is not None else float("nan")
+    # the last minibatch's, the whole of it under Traj(ddp=True) (every rank calls this)
+    entropy = float(batch_share.whole_mean(-llh, batch)) if llh is not None else float("nan")
     return dict(
         PolLoss=pol_losses,
         QfLoss=qf_losses,

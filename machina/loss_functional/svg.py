@@ -99,7 +99,7 @@ def bellman(
     if reduction in ("elementwise_mean", "mean"):
         return q_regression(qf, batch, targets)
     per_step = 0.5 * (qf(batch["obs"], batch["acs"])[0] - targets) ** 2
-    return per_step.sum() if reduction == "sum" else per_step
+    return batch_share.share_sum(per_step, batch) if reduction == "sum" else per_step
 
 
 def ag(

@@ -278,9 +278,22 @@ def share_mean(x: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Te
     share, world = split
     rows = share.stop - share.start
     axis = share.axis if axis is None else axis % max(x.dim(), 1)
-    if rows == 0 or x.dim() <= axis or x.shape[axis] != rows:
+    if rows == 0:
         return x.mean()
+    if x.dim() <= axis or x.shape[axis] != rows:
+        # a plain mean here would weigh this share as much as larger ones: wrong, silently
+        raise ValueError(
+            f"x: expected this rank's {rows} items along axis {axis} (its share of the "
+            f"minibatch), got shape {tuple(x.shape)}; pass the items' axis"
+        )
     return x.sum() / (x.numel() // rows * share.size / world)
+
+
+def share_sum(x: torch.Tensor, batch: Any) -> torch.Tensor:
+    """``x.sum()``; for a rank's share of a minibatch, times the number of ranks, so that
+    the ranks' averaged gradients are those of the whole minibatch's sum."""
+    split = _split(batch)
+    return x.sum() if split is None else x.sum() * split[1]
 
 
 def rank_mean(value: torch.Tensor, batch: Any) -> torch.Tensor:
