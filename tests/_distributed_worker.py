@@ -391,8 +391,17 @@ def main() -> None:
     mdist.init(timeout=60)  # a stuck collective fails within a minute instead of hanging
     torch.set_num_threads(1)
     rank = mdist.get_rank()
-    inputs = torch.load(f"{out_dir}/inputs.pt", weights_only=False)
     out = {}
+    if scenario == "three_ranks":
+        from machina.utils.distributed import average_tensor
+
+        value = torch.rand(1000, generator=torch.Generator().manual_seed(0))
+        out["value"], out["averaged"] = value, average_tensor(value.clone())
+        out["float32_mean_differs"] = not torch.equal((value + value + value) / 3, value)
+        mdist.destroy()
+        torch.save(out, f"{out_dir}/{scenario}_rank{rank}.pt")
+        return
+    inputs = torch.load(f"{out_dir}/inputs.pt", weights_only=False)
     if scenario == "same_data":
         for rnn in (False, True):
             pol, vf = build_ppo(rnn)

@@ -31,11 +31,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(script: str, *script_args: str, cwd: str = ROOT) -> str:
+def torchrun(script: str, *script_args: str, cwd: str = ROOT, world: int = WORLD) -> str:
     """Run ``script`` on ``WORLD`` local ranks; return its output, failing the test on a
     non-zero exit. The whole process group is killed if it outlives ``TIMEOUT_S``."""
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={WORLD}",
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}",
         "--master_addr=127.0.0.1", f"--master_port={_free_port()}", script, *script_args,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
@@ -255,6 +255,16 @@ def test_a_sum_over_unequal_shares_steps_as_the_whole_sum(same_data):
     for r in same_data[0]:
         assert torch.equal(r["unit"]["share_sum_step"], torch.tensor([-10.0]))  # 0 - 1 * 10
         assert "expected this rank's" in r["unit"]["share_mean_error"]
+
+
+def test_average_tensor_of_equal_values_is_exact_on_three_ranks(tmp_path):
+    """Ranks that hold the same data (TRPO's policy step on a Traj(ddp=True)) average equal
+    gradients: their mean must be the value itself, which float32's (g + g + g) / 3 is not."""
+    torchrun(WORKER, "three_ranks", str(tmp_path), world=3)
+    for r in range(3):
+        out = torch.load(tmp_path / f"three_ranks_rank{r}.pt", weights_only=False)
+        assert out["float32_mean_differs"]  # the values are ones that float32 would change
+        assert torch.equal(out["averaged"], out["value"])
 
 
 def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):

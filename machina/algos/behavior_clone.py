@@ -9,6 +9,7 @@ import torch
 from machina.algos._common import Batch, check_traj, is_recurrent, log, minibatches, whole_batch
 from machina.loss_functional.imitation import log_likelihood
 from machina.traj import Traj
+from machina.utils import batch_share
 from machina.utils.training import optimizer_step
 
 
@@ -92,5 +93,6 @@ def test(expert_traj: Traj, pol: torch.nn.Module) -> dict[str, list[float]]:
     """
     check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
     with torch.no_grad():
-        loss = log_likelihood(pol, whole_batch(expert_traj, [pol]))
+        batch = whole_batch(expert_traj, [pol])
+        loss = batch_share.rank_mean(log_likelihood(pol, batch), batch)  # all ranks' shares
     return dict(TestPolLoss=[float(loss)])

@@ -149,8 +149,12 @@ def average_tensor(t: torch.Tensor) -> torch.Tensor:
     ``optimizer_step`` (e.g. a natural-gradient step: average the gradient and each
     Fisher-vector product), so that every rank takes the same step."""
     if averages_here():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t.div_(get_world_size())
+        # Summed in float64, the mean of equal values is that value exactly (in float32,
+        # (g + g + g) / 3 is not g): ranks holding the same data, as TRPO's policy step on a
+        # Traj(ddp=True), step as one process. Two ranks get float32's result either way.
+        wide = t.detach().to(torch.float64)
+        dist.all_reduce(wide, op=dist.ReduceOp.SUM)
+        t.copy_(wide.div_(get_world_size()))
     return t
 
 
