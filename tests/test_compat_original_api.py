@@ -7,6 +7,7 @@ Each test is a short script in the original's style; nets are tiny and runs a fe
 import copy
 import functools
 import os
+import pickle
 import re
 import warnings
 
@@ -418,6 +419,28 @@ def test_gail_in_the_original_style_with_kl_results(imitation):
     assert {"PolLoss", "DiscrimLoss"} <= set(result) and _changed(before, pol)
     with pytest.raises(TypeError, match="rl_type"):
         gail.train(traj, expert, pol, vf, discrim, optim_vf, optim_discrim, rl_type=lambda t: 1)
+
+
+def test_gail_script_reads_real_rews_of_the_sampled_episodes(pendulum):
+    """0.x's run_gail.py / run_airl.py log ``epi['real_rews']`` of the sampled episodes after
+    the pseudo-reward estimator (which wrote it there in 0.x); the estimators are pure, and
+    the sampled episodes answer it with their own rewards, unchanged."""
+    env, pol, _, _ = pendulum
+    discrim = DeterministicSAVfunc(*_spaces(env), DiscrimNet(*_spaces(env)))
+    epis = EpiSampler(env, pol, num_parallel=1, seed=3).sample(pol, max_steps=40)
+    agent_traj = Traj()
+    agent_traj.add_epis(epis)
+    agent_traj = ef.compute_pseudo_rews(agent_traj, discrim)
+    agent_traj.register_epis()
+    rewards = [np.sum(epi["real_rews"]) for epi in epis]  # the script's lines
+    assert rewards == [np.sum(epi["rews"]) for epi in epis]
+    real = agent_traj.data_map["real_rews"].numpy()
+    np.testing.assert_array_equal(real, np.concatenate([epi["real_rews"] for epi in epis]))
+    assert not np.array_equal(agent_traj.data_map["rews"].numpy(), real)
+    assert all("real_rews" not in epi for epi in epis)  # pure: nothing was written
+    with pytest.raises(KeyError, match="vs"):
+        epis[0]["vs"]
+    assert type(pickle.loads(pickle.dumps(epis[0]))) is dict  # files of episodes: plain dicts
 
 
 def test_airl_in_the_original_positional_order(imitation):

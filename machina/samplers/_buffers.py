@@ -218,6 +218,30 @@ def _history_e_is(
             epi_e_is["raw_obs"] = raw[bounds[i] : bounds[i + 1]]
 
 
+class SampledEpisode(dict):
+    """An episode as a sampler returns it: a plain dict, except that ``epi["real_rews"]``
+    (the environment's rewards) is its ``rews`` while it holds no ``real_rews`` of its own.
+
+    machina 0.x's GAIL/AIRL scripts read ``real_rews`` from the sampled episodes after the
+    pseudo-reward estimator, which then changed them in place; machina's estimators return
+    new episodes and leave these with the environment's rewards in ``rews``, which this
+    lets those scripts read under the old name. Nothing else differs: ``"real_rews" in
+    epi`` and ``epi.get("real_rews")`` see no such key, and copies (``copy``, pickling) are
+    plain dicts.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> Any:
+        if key == "real_rews" and "rews" in self:
+            return self["rews"]
+        raise KeyError(key)
+
+    def __reduce__(self) -> tuple:
+        # pickled (files of episodes, copies) as the plain dict it is: no file names this class
+        return dict, (dict(self),)
+
+
 def unpack_episodes(packed: dict[str, Any]) -> list[Episode]:
     """Split packed columns into episode dicts (views of the columns, no copy)."""
     cols, bounds, e_is = packed["cols"], packed["bounds"].tolist(), packed["e_is"]
@@ -225,7 +249,7 @@ def unpack_episodes(packed: dict[str, Any]) -> list[Episode]:
     a_is = list(cols["a_is"].items())
     epis = []
     for a, b, epi_e_is in zip(bounds[:-1], bounds[1:], e_is):
-        epi = {key: value[a:b] for key, value in columns}
+        epi = SampledEpisode({key: value[a:b] for key, value in columns})
         epi["a_is"] = {key: value[a:b] for key, value in a_is}
         epi["e_is"] = epi_e_is
         epis.append(epi)

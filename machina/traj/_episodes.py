@@ -61,7 +61,9 @@ class Columns:
     def of_epis(cls, epis: Sequence[Epi]) -> Columns:
         # The checks run as C loops (map) over the episodes: a Python loop per episode
         # costs several times more at thousands of episodes.
-        if set(map(type, epis)) == {dict} and all(map(operator.contains, epis, _REWS)):
+        if all(issubclass(t, dict) for t in set(map(type, epis))) and all(
+            map(operator.contains, epis, _REWS)
+        ):
             lengths = np.fromiter(map(len, map(_rews, epis)), dtype=np.int64, count=len(epis))
         else:  # episodes without rewards (expert data): their length from 'obs'
             for i, epi in enumerate(epis):
