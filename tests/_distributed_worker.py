@@ -249,7 +249,7 @@ def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
     traj = make_traj(epis, ddp, lambda t: ef.compute_seq_pris(ef.set_all_pris(t, 1.0), 8))
-    r2d2_sac.train(
+    result = r2d2_sac.train(
         traj, pol, qfs, targ_qfs, log_alpha, make_optim(pol.parameters(), False),
         [make_optim(qf.parameters(), False) for qf in qfs], make_optim([log_alpha], False),
         6, 15, 8, 3, 0.05, 0.99, log_enable=False, max_grad_norm=1.0,
@@ -259,6 +259,7 @@ def train_r2d2_sac(epis: list[dict], ddp: bool) -> dict:
         qfs=[qf.state_dict() for qf in qfs],
         log_alpha=log_alpha.detach().clone(),
         pris=traj.data_map["pris"].clone(),
+        entropy=result["Entropy"],
     )
 
 

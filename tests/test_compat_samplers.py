@@ -181,6 +181,7 @@ def test_ray_sampler_runs_a_users_worker_cls():
         assert len(epis) == 5
         assert all(e["det"] == 1 and not e["obs"].any() for e in epis)
         assert {float(e["rews"][0]) for e in epis} <= {0.0, 1.0}
+        assert all(e["real_rews"] is e["rews"] for e in epis)  # as EpiSampler's episodes
         epis = sampler.sample(max_steps=7)  # stops launching once 7 steps are reached
         assert sum(len(e["rews"]) for e in epis) >= 7 and len(epis) <= 4
         sampler.set_pol_state(pol.state_dict())

@@ -207,18 +207,21 @@ def test_same_data_prioritized_replay_equals_single_process_training(same_data, 
 
 
 def test_same_data_reported_statistics_are_the_whole_minibatches(same_data):
-    """On shares of 15 and 16 steps, SAC's entropy, DIAYN's discriminator accuracies and its
-    mean reward are the whole minibatches' on every rank (one process's), not each share's."""
+    """On shares of 15 and 16 steps (R2D2-SAC: 7 and 8 windows), SAC's and R2D2-SAC's
+    entropies, DIAYN's discriminator accuracies and its mean reward are the whole
+    minibatches' on every rank (one process's), not each share's."""
     ranks, refs = same_data
     r0, r1, want = ranks[0]["diayn"], ranks[1]["diayn"], refs["diayn"]
     assert r0 == r1
-    # accuracies are counts of 31 (a weight moved by rounding could flip one argmax: 1/31)
+    # exact counts of 31 on both sides; 1e-6 covers float32 k/31 against a float64 ratio
     assert r0["accs"] == pytest.approx(want["accs"], abs=1e-6)
     assert r0["rew"] == pytest.approx(want["rew"], abs=1e-5)
     assert r0["entropy"] == pytest.approx(want["entropy"], abs=1e-5)
     got, want = ranks[0]["sac_sgd"]["result"], refs["sac_sgd"]["result"]
     assert got["Entropy"] == ranks[1]["sac_sgd"]["result"]["Entropy"]
     assert got["Entropy"] == pytest.approx(want["Entropy"], abs=1e-5)
+    got, other, want = (r["r2d2_sac"]["entropy"] for r in (*ranks, refs))
+    assert got == other and got == pytest.approx(want, abs=1e-5)
 
 
 @pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])

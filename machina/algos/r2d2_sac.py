@@ -189,8 +189,8 @@ def train(
     pol.reset()
     log(log_enable, "Optimization finished!")
     entropy = float("nan")
-    if llh is not None:
-        entropy = float(-llh.mean(0)[masks > 0].mean())
+    if llh is not None:  # the last minibatch's (all of it under Traj(ddp=True))
+        entropy = float(batch_share.whole_mean(-llh.mean(0)[masks > 0], batch))
     return dict(
         PolLoss=pol_losses,
         QfLoss=qf_losses,

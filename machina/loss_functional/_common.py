@@ -40,7 +40,7 @@ def mean_loss(loss_fn: Callable[..., torch.Tensor], *args: Any, batch: Batch) ->
     """``loss_fn(*args)``, a ``torch.nn.functional`` loss with its mean reduction; for a rank's
     share of a ``Traj(ddp=True)`` minibatch, :func:`batch_share.share_mean` of its per-item
     values (``reduction="none"``), so that unequal shares average as the whole minibatch."""
-    if batch_share.share_of(batch) is None:
+    if not batch_share.splits(batch):
         return loss_fn(*args)
     return batch_share.share_mean(loss_fn(*args, reduction="none"), batch)
 

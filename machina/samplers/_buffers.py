@@ -227,7 +227,9 @@ class SampledEpisode(dict):
     new episodes and leave these with the environment's rewards in ``rews``, which this
     lets those scripts read under the old name. Nothing else differs: ``"real_rews" in
     epi`` and ``epi.get("real_rews")`` see no such key, and copies (``copy``, pickling) are
-    plain dicts.
+    plain dicts. Pickled, it is written as a call of ``dict``, which
+    ``torch.load(weights_only=True)`` refuses (as it refuses the numpy arrays an episode
+    holds); save ``[dict(epi) for epi in epis]`` for that loader.
     """
 
     __slots__ = ()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from machina.samplers._buffers import SampledEpisode
 from machina.utils.device import cpu_mode
 
 __all__ = ["BaseSampleWorker", "DefaultSampleWorker", "mp_sample", "one_epi"]
@@ -311,7 +312,7 @@ class WorkerSampling:
                 raise TimeoutError(f"no worker finished an episode in timeout={self.timeout} s")
             worker = pending.pop(ready[0])
             length, epi = ray.get(ready[0])
-            epis.append(epi)
+            epis.append(SampledEpisode(epi) if type(epi) is dict else epi)
             n_steps += length
             if n_steps < max_steps and len(epis) + len(pending) < max_epis:
                 pending[launch(worker)] = worker

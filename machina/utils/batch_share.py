@@ -277,7 +277,7 @@ def share_mean(x: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Te
         return x.mean()
     share, world = split
     rows = share.stop - share.start
-    axis = share.axis if axis is None else axis % max(x.dim(), 1)
+    axis = share.axis if axis is None else (axis + x.dim() if axis < 0 else axis)
     if rows == 0:
         return x.mean()
     if x.dim() <= axis or x.shape[axis] != rows:
@@ -287,6 +287,12 @@ def share_mean(x: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Te
             f"minibatch), got shape {tuple(x.shape)}; pass the items' axis"
         )
     return x.sum() / (x.numel() // rows * share.size / world)
+
+
+def splits(batch: Any) -> bool:
+    """Whether ``batch`` is a rank's share of a minibatch under an initialised process group:
+    what :func:`share_mean` and :func:`share_sum` weigh by the whole minibatch."""
+    return _split(batch) is not None
 
 
 def share_sum(x: torch.Tensor, batch: Any) -> torch.Tensor:

@@ -149,6 +149,8 @@ def average_tensor(t: torch.Tensor) -> torch.Tensor:
     ``optimizer_step`` (e.g. a natural-gradient step: average the gradient and each
     Fisher-vector product), so that every rank takes the same step."""
     if averages_here():
+        if not t.is_floating_point():
+            raise TypeError(f"t: expected a floating-point tensor to average, got {t.dtype}")
         # Summed in float64, the mean of equal values is that value exactly (in float32,
         # (g + g + g) / 3 is not g): ranks holding the same data, as TRPO's policy step on a
         # Traj(ddp=True), step as one process. Two ranks get float32's result either way.
