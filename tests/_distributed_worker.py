@@ -131,10 +131,12 @@ def sample_cartpole_epis(seed: int, max_steps: int, rnn: bool) -> list[dict]:
         return sampler.sample(pol, max_steps=max_steps)
 
 
-def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool) -> dict:
+def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool, tail_of_one: bool = False) -> dict:
     """ppo_clip with advantages standardised per minibatch, SGD, 3 epochs, minibatches of 39
     steps (shares of 19 and 20) or 2 sequences: the losses' means and the standardisation
-    are the whole minibatch's whatever the shares' sizes."""
+    are the whole minibatch's whatever the shares' sizes. ``tail_of_one``: minibatches of
+    all the steps (sequences) but one, so each epoch ends on a minibatch of one item, of
+    which one rank gets an empty share."""
     env = gym.make("CartPole-v1", max_episode_steps=EPI_LEN)
     torch.manual_seed(0)
     pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
@@ -142,7 +144,8 @@ def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool) -> dict:
     traj = make_traj(epis, ddp, *on_policy(vf, centre=False))
     ppo_clip.train(
         traj=traj, pol=pol, vf=vf, optim_pol=make_optim(pol.parameters(), False),
-        optim_vf=make_optim(vf.parameters(), False), epoch=3, batch_size=2 if rnn else 39,
+        optim_vf=make_optim(vf.parameters(), False), epoch=3,
+        batch_size=(len(epis) if rnn else traj.num_step) - 1 if tail_of_one else 2 if rnn else 39,
         max_grad_norm=0.5, log_enable=False, minibatch_norm_advs=True,
     )  # fmt: skip
     return dict(pol=pol.state_dict(), vf=vf.state_dict())
@@ -358,6 +361,19 @@ def unit_checks(rank: int) -> dict:
     except ValueError as e:
         out["share_mean_error"] = str(e)
 
+    # A minibatch of one item: rank 0's share is empty. share_mean gives it a loss of 0
+    # (the step is the item's); a plain mean of nothing is NaN, and the error says why.
+    batch = SharedBatch({}, BatchShare(0, rank, 1))  # what Traj gives: [0, 0) and [0, 1)
+    w = torch.nn.Parameter(torch.zeros(1))
+    item = torch.tensor([3.0])[:rank]
+    optimizer_step(torch.optim.SGD([w], lr=1.0), batch_share.share_mean(w * item, batch))
+    out["empty_share_step"] = w.detach().clone()
+    try:
+        optimizer_step(torch.optim.SGD([w], lr=1.0), (w * item).mean(), name="mean", batch=batch)
+        out["empty_share_error"] = None
+    except NonFiniteError as e:
+        out["empty_share_error"] = str(e)
+
     # A tensor averaged for code that computes its own update (e.g. a natural gradient).
     out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))
 
@@ -424,6 +440,9 @@ def main() -> None:
         out["diayn"] = train_diayn(inputs["epis_rnnFalse"], True)
         for rnn in (False, True):
             out[f"ppo_cart_rnn{rnn}"] = train_ppo_cartpole(inputs[f"cart_rnn{rnn}"], True, rnn)
+            out[f"ppo_tail_rnn{rnn}"] = train_ppo_cartpole(
+                inputs[f"cart_rnn{rnn}"], True, rnn, tail_of_one=True
+            )
         out["unit"] = unit_checks(rank)
     elif scenario == "own_data":
         # Different seeds and budgets: ranks hold different numbers of steps and episodes.

@@ -91,6 +91,9 @@ def same_data(tmp_path_factory):
     refs["diayn"] = worker.train_diayn(epis["epis_rnnFalse"], False)
     for rnn in (False, True):
         refs[f"ppo_cart_rnn{rnn}"] = worker.train_ppo_cartpole(epis[f"cart_rnn{rnn}"], False, rnn)
+        refs[f"ppo_tail_rnn{rnn}"] = worker.train_ppo_cartpole(
+            epis[f"cart_rnn{rnn}"], False, rnn, tail_of_one=True
+        )
     return ranks, refs
 
 
@@ -225,6 +228,19 @@ def test_same_data_reported_statistics_are_the_whole_minibatches(same_data):
 
 
 @pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
+def test_same_data_ppo_with_a_last_minibatch_of_one_equals_single_process_training(same_data, rnn):
+    """Each epoch ends on a minibatch of one step (sequence): one rank's share is empty, its
+    losses 0, and the step is taken as in one process (it was skipped)."""
+    ranks, refs = same_data
+    key = f"ppo_tail_rnn{rnn}"
+    for name in ("pol", "vf"):
+        assert_states_equal(ranks[0][key][name], ranks[1][key][name])
+        torch.testing.assert_close(
+            flat(ranks[0][key][name]), flat(refs[key][name]), rtol=0, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
 def test_same_data_ppo_on_uneven_shares_equals_single_process_training(same_data, rnn):
     """Episodes ending at falls: 39-step minibatches split 19/20 and sequence shares hold
     different numbers of real steps; each rank divides its sums by the whole
@@ -268,6 +284,14 @@ def test_average_tensor_of_equal_values_is_exact_on_three_ranks(tmp_path):
         out = torch.load(tmp_path / f"three_ranks_rank{r}.pt", weights_only=False)
         assert out["float32_mean_differs"]  # the values are ones that float32 would change
         assert torch.equal(out["averaged"], out["value"])
+
+
+def test_an_empty_share_adds_nothing_and_a_plain_mean_of_it_is_named(same_data):
+    u0, u1 = (r["unit"] for r in same_data[0])
+    for u in (u0, u1):  # one process: mean of one item, gradient 3, lr 1
+        assert torch.equal(u["empty_share_step"], torch.tensor([-3.0]))
+    assert "this rank's share of the minibatch is empty" in u0["empty_share_error"]
+    assert "finite on rank 1 but not on another rank" in u1["empty_share_error"]
 
 
 def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):

@@ -171,11 +171,11 @@ class Batching:
         return torch.randint(0, high, (size,), generator=self._rng.generator()).to(self.device)
 
     @staticmethod
-    def _num_chunks(n: int, batch_size: int, group: _ddp.Group) -> int:
-        """Chunks of ``batch_size`` in ``n`` items; a last smaller chunk counts unless a
-        ``ddp`` rank would get nothing of it (fewer items than ranks)."""
-        full, rest = divmod(n, batch_size)
-        return full + (rest >= (group.world if group.split else 1))
+    def _num_chunks(n: int, batch_size: int) -> int:
+        """Chunks of ``batch_size`` in ``n`` items, a last smaller one included (with
+        ``ddp``, one of fewer items than ranks leaves some ranks an empty share, whose
+        losses are 0: their averaged gradients are still the chunk's)."""
+        return -(-n // batch_size)
 
     def iterate(
         self, batch_size: int, epoch: int = 1, indices=None, shuffle: bool = True
@@ -204,7 +204,7 @@ class Batching:
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b, group)
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b)
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -236,7 +236,7 @@ class Batching:
         order = self._order(group, n, shuffle)
         if pop is not None:
             order = pop[order]
-        chunks = max(1, self._num_chunks(n, batch_size, group))
+        chunks = max(1, self._num_chunks(n, batch_size))
         for i in range(count):
             j = i % chunks
             chunk = order[j * batch_size : (j + 1) * batch_size]
@@ -368,7 +368,7 @@ class Batching:
         num_seq = len(seq_index) - 1
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(
-            group, batch_size, num_seq, "sequences", lambda b: self._num_chunks(num_seq, b, group)
+            group, batch_size, num_seq, "sequences", lambda b: self._num_chunks(num_seq, b)
         )
         starts = torch.as_tensor(seq_index[:-1], device=self.device)
         lengths = torch.as_tensor(np.diff(seq_index), device=self.device)

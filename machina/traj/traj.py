@@ -51,7 +51,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         yield. Rank 0 draws the minibatch (indices, permutation, priorities' draw) with its
         own generator (see ``seed``) and broadcasts it; rank r keeps the contiguous slice
         ``[r * B // W, (r + 1) * B // W)``, so the shares are disjoint and differ in size by
-        at most one (an ``iterate`` tail of fewer than W steps is skipped). A share comes as
+        at most one (a last minibatch of fewer than W items leaves ranks an empty share,
+        whose losses are 0). A share comes as
         a ``machina.utils.batch_share.SharedBatch`` (a dict saying where it lies), and every
         rank's global torch generator is made rank 0's at the first minibatch of each
         batching call, so the losses that draw noise (SAC's actions, TD3's smoothing, a CEM

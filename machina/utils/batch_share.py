@@ -278,8 +278,8 @@ def share_mean(x: torch.Tensor, batch: Any, axis: int | None = None) -> torch.Te
     share, world = split
     rows = share.stop - share.start
     axis = share.axis if axis is None else (axis + x.dim() if axis < 0 else axis)
-    if rows == 0:
-        return x.mean()
+    if rows == 0:  # an empty share (a last minibatch of fewer items than ranks): adds 0
+        return x.sum()
     if x.dim() <= axis or x.shape[axis] != rows:
         # a plain mean here would weigh this share as much as larger ones: wrong, silently
         raise ValueError(

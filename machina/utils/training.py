@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from machina.utils import batch_share
 from machina.utils import distributed as dist_utils
 from machina.utils.checks import NonFiniteError, all_finite
 
@@ -276,6 +277,13 @@ def non_finite_error(what: str, batch: Mapping[str, Any] | None) -> NonFiniteErr
     ]
     msg += f"; batch keys: {sorted(flat)}"
     msg += f"; non-finite values in: {bad}" if bad else "; every batch value is finite"
+    share = batch_share.share_of(batch)
+    if share is not None and share.start == share.stop:
+        msg += (
+            "; this rank's share of the minibatch is empty (a last minibatch of fewer items "
+            "than ranks under Traj(ddp=True)), and a plain mean of nothing is NaN: take the "
+            "loss's mean with machina.utils.batch_share.share_mean(x, batch)"
+        )
     return NonFiniteError(msg)
 
 
