@@ -9,6 +9,7 @@ CartPole as the physics reference of the native vector CartPole (one shared RNG:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 
@@ -313,8 +314,17 @@ def test_env_infos_of_every_step_in_every_autoreset_mode(mode):
 
 
 def test_state_dict_continues_exactly():
+    """Native, synchronous and asynchronous vector envs (the last's generators fetched from and
+    restored into its sub-environments' processes)."""
     pol = policy()
-    for make in (lambda: native_vec(4, 12), lambda: sync_vec(4, AutoresetMode.NEXT_STEP, 12)):
+    async_vec = functools.partial(
+        gym.make_vec, "CartPole-v1", 3, vectorization_mode="async", max_episode_steps=12
+    )
+    for make in (
+        lambda: native_vec(4, 12),
+        lambda: sync_vec(4, AutoresetMode.NEXT_STEP, 12),
+        async_vec,
+    ):
         a = EpiSampler(make(), pol, seed=5)
         a.sample(pol, max_steps=40)
         state = a.state_dict()

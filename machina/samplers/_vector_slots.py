@@ -24,6 +24,7 @@ sampler's ``seed`` then seeds the policy's draws only.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium
@@ -231,13 +232,24 @@ class VectorSlots:
         base = self.vec.unwrapped
         return [base, *getattr(base, "envs", [])]
 
+    def _remote_rngs(self) -> list[SimpleNamespace] | None:
+        """The generators of an ``AsyncVectorEnv``'s sub-environments, fetched from their
+        processes (pickled copies, one round trip), each as a holder's ``np_random``; None
+        for any other vector env."""
+        base = self.vec.unwrapped
+        if not isinstance(base, gymnasium.vector.AsyncVectorEnv):
+            return None
+        return [SimpleNamespace(np_random=rng) for rng in base.get_attr("np_random")]
+
     def state_dict(self) -> dict[str, Any]:
-        """The RNGs (JSON text) of the vector environment and of its sub-environments when it
-        holds them (``SyncVectorEnv``), and whether the seeded first reset is to come."""
+        """The RNGs (JSON text) of the vector environment and of its sub-environments
+        (``SyncVectorEnv``'s in this process, ``AsyncVectorEnv``'s from theirs), and whether
+        the seeded first reset is to come."""
+        holders = [*self._rng_holders(), *(self._remote_rngs() or [])]
         return {
             "slot_ids": list(self.slot_ids),
             "seeds": list(self.seeds),
-            "np_random": [_rng_json(holder) for holder in self._rng_holders()],
+            "np_random": [_rng_json(holder) for holder in holders],
             "needs_seed": [bool(self._needs_seed)] * len(self.slot_ids),
         }
 
@@ -250,9 +262,18 @@ class VectorSlots:
         self.seeds = list(state.get("seeds", self.seeds))
         if self._needs_seed and not any(state["needs_seed"]):
             self._replay_first_reset()
-        for holder, text in zip(self._rng_holders(), state["np_random"]):
+        local = self._rng_holders()
+        for holder, text in zip(local, state["np_random"]):
             if text is not None:
                 _set_rng_json(holder, text)
+        remote = self._remote_rngs()
+        if remote is not None and len(state["np_random"]) > len(local):
+            for holder, text in zip(remote, state["np_random"][len(local) :]):
+                if text is not None:
+                    _set_rng_json(holder, text)
+            base = self.vec.unwrapped
+            assert isinstance(base, gymnasium.vector.AsyncVectorEnv)  # what has remote RNGs
+            base.set_attr("np_random", [h.np_random for h in remote])
         self._needs_seed = bool(any(state["needs_seed"]))
 
     def _replay_first_reset(self) -> None:
