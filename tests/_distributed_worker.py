@@ -148,7 +148,7 @@ def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool, tail_of_one: bool
         batch_size=(len(epis) if rnn else traj.num_step) - 1 if tail_of_one else 2 if rnn else 39,
         max_grad_norm=0.5, log_enable=False, minibatch_norm_advs=True,
     )  # fmt: skip
-    return dict(pol=pol.state_dict(), vf=vf.state_dict())
+    return dict(pol=pol.state_dict(), vf=vf.state_dict(), rng=torch.get_rng_state())
 
 
 def build_ddpg(seed: int = 0) -> tuple:

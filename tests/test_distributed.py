@@ -230,9 +230,13 @@ def test_same_data_reported_statistics_are_the_whole_minibatches(same_data):
 @pytest.mark.parametrize("rnn", [False, True], ids=["feed_forward", "recurrent"])
 def test_same_data_ppo_with_a_last_minibatch_of_one_equals_single_process_training(same_data, rnn):
     """Each epoch ends on a minibatch of one step (sequence): one rank's share is empty, its
-    losses 0, and the step is taken as in one process (it was skipped)."""
+    losses 0, and the step is taken as in one process (it was skipped); the empty share draws
+    the policy's (unused) actions for the whole minibatch too, so every rank's generator ends
+    where one process's does (the next unseeded Traj draws the same minibatches)."""
     ranks, refs = same_data
     key = f"ppo_tail_rnn{rnn}"
+    for r in ranks:
+        assert torch.equal(r[key]["rng"], refs[key]["rng"])
     for name in ("pol", "vf"):
         assert_states_equal(ranks[0][key][name], ranks[1][key][name])
         torch.testing.assert_close(

@@ -32,6 +32,9 @@ def sample_categorical(pi: torch.Tensor, sample_shape: torch.Size) -> torch.Tens
     if pi.numel() == 0:
         if n == 0 and pi.shape[:-1].numel():
             raise invalid_pi_error(pi)
+        # no rows, yet the draw: an empty share of a Traj(ddp=True) minibatch draws the whole
+        # minibatch's uniforms, so that its generator moves as the other ranks' (nothing here)
+        batch_share.rand(pi.shape[:-1] + (sample_shape.numel(),), dtype=pi.dtype, device=pi.device)
         return torch.zeros(sample_shape + pi.shape[:-1], dtype=torch.int64, device=pi.device)
     cdf = torch.cumsum(pi, dim=-1)
     # every sample of one row searches that row's cdf: the samples go last, (*lead, S)
