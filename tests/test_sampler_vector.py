@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.envs.classic_control import CartPoleEnv
 from gymnasium.vector import AutoresetMode
 
 from machina.pols import make_pol
@@ -333,6 +334,45 @@ def test_state_dict_continues_exactly():
         assert_same_episodes(a.sample(pol, max_steps=40), b.sample(pol, max_steps=40))
         a.close()
         b.close()
+
+
+class _NoRngCartPole(CartPoleEnv):
+    """A sub-environment without ``np_random`` (its own generator under another name)."""
+
+    @property
+    def np_random(self):
+        raise AttributeError("np_random")
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None or not hasattr(self, "rng"):
+            self.rng = np.random.default_rng(seed)
+        self.state = self.rng.uniform(-0.05, 0.05, size=(4,))
+        self.steps_beyond_terminated = None
+        return np.array(self.state, dtype=np.float32), {}
+
+
+def test_async_vector_env_states_and_their_errors():
+    pol = policy()
+    # sub-environments without np_random: nothing to capture, and the workers live on
+    # (gymnasium closes a worker whose get_attr raises)
+    no_rng = [lambda: gym.wrappers.TimeLimit(_NoRngCartPole(), 12)] * 2
+    with EpiSampler(gym.vector.AsyncVectorEnv(no_rng), pol, seed=5) as sampler:
+        sampler.sample(pol, max_steps=20)
+        sampler.state_dict()
+        assert len(sampler.sample(pol, max_steps=20)) >= 2
+    # a state of 1 + 3 generators does not restore into a native vector env's one
+    make_async = functools.partial(
+        gym.make_vec, "CartPole-v1", 3, vectorization_mode="async", max_episode_steps=12
+    )
+    with EpiSampler(make_async(), pol, seed=5) as a, EpiSampler(native_vec(3, 12), pol) as b:
+        a.sample(pol, max_steps=20)
+        with pytest.raises(ValueError, match="state: holds 4 generators .* has 1"):
+            b.load_state_dict(a.state_dict())
+    # gymnasium's worker without shared memory steps a reset after reset() in NEXT_STEP mode
+    no_shm = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2, shared_memory=False)
+    with pytest.raises(ValueError, match="shared_memory=False in NEXT_STEP"):
+        EpiSampler(no_shm, pol)
+    no_shm.close()
 
 
 def test_factory_sizes_and_errors():

@@ -119,6 +119,19 @@ class VectorSlots:
                 )
         self.mode = autoreset_mode(vec)
         base = vec.unwrapped
+        if (
+            isinstance(base, gymnasium.vector.AsyncVectorEnv)
+            and not getattr(base, "shared_memory", True)
+            and self.mode == AutoresetMode.NEXT_STEP
+        ):
+            # gymnasium (1.4) leaves such a worker's autoreset flag set across reset(): the
+            # first step after it resets again instead, a step the episode would record
+            raise ValueError(
+                "env: an AsyncVectorEnv with shared_memory=False in NEXT_STEP autoreset mode "
+                "takes its first step after a reset() as another reset (gymnasium's worker "
+                "keeps its autoreset flag), so episodes would hold a step the environment never "
+                "took; use shared_memory=True (the default) or autoreset_mode SAME_STEP"
+            )
         self.masked_reset = self.envpool or isinstance(
             base, (gymnasium.vector.SyncVectorEnv, gymnasium.vector.AsyncVectorEnv)
         )
@@ -228,18 +241,28 @@ class VectorSlots:
 
     def _rng_holders(self) -> list[Any]:
         """The vector environment and, for gymnasium's synchronous one, its sub-environments:
-        whatever holds an ``np_random`` generator."""
+        whatever holds an ``np_random`` generator. An ``AsyncVectorEnv``'s own entry is an
+        empty stand-in: its ``np_random`` is a call into its workers (see ``_remote_rngs``)."""
         base = self.vec.unwrapped
+        if isinstance(base, gymnasium.vector.AsyncVectorEnv):
+            return [SimpleNamespace(np_random=None)]
         return [base, *getattr(base, "envs", [])]
 
     def _remote_rngs(self) -> list[SimpleNamespace] | None:
         """The generators of an ``AsyncVectorEnv``'s sub-environments, fetched from their
-        processes (pickled copies, one round trip), each as a holder's ``np_random``; None
-        for any other vector env."""
+        processes (pickled copies), each as a holder's ``np_random`` (None where a
+        sub-environment has none); None for any other vector env."""
         base = self.vec.unwrapped
         if not isinstance(base, gymnasium.vector.AsyncVectorEnv):
             return None
-        return [SimpleNamespace(np_random=rng) for rng in base.get_attr("np_random")]
+        try:
+            # asked first: gymnasium closes a worker whose get_attr raises
+            if not all(base.call("has_wrapper_attr", "np_random")):
+                return [SimpleNamespace(np_random=None) for _ in self.slot_ids]
+            rngs = base.get_attr("np_random")
+        except Exception as exc:
+            raise self.error("fetching the sub-environments' np_random", exc) from exc
+        return [SimpleNamespace(np_random=rng) for rng in rngs]
 
     def state_dict(self) -> dict[str, Any]:
         """The RNGs (JSON text) of the vector environment and of its sub-environments
@@ -259,21 +282,33 @@ class VectorSlots:
                 f"state: saved for env slots {list(state['slot_ids'])}, given an engine of "
                 f"slots {self.slot_ids}"
             )
+        local, texts = self._rng_holders(), list(state["np_random"])
+        remote = self._remote_rngs()
+        # [vector env, *sub-environments] for gymnasium's synchronous and asynchronous ones
+        # alike, [vector env] for a native one (and an AsyncVectorEnv's before session 32)
+        full = len(local) + len(remote or [])
+        if len(texts) not in (len(local), full):
+            raise ValueError(
+                f"state: holds {len(texts)} generators (a vector env's and its "
+                f"sub-environments'), this sampler's {type(self.vec.unwrapped).__name__} has "
+                f"{full}: saved for another kind of vector env"
+            )
         self.seeds = list(state.get("seeds", self.seeds))
         if self._needs_seed and not any(state["needs_seed"]):
             self._replay_first_reset()
-        local = self._rng_holders()
-        for holder, text in zip(local, state["np_random"]):
+        for holder, text in zip(local, texts):
             if text is not None:
                 _set_rng_json(holder, text)
-        remote = self._remote_rngs()
-        if remote is not None and len(state["np_random"]) > len(local):
-            for holder, text in zip(remote, state["np_random"][len(local) :]):
+        if remote is not None and len(texts) == full:
+            for holder, text in zip(remote, texts[len(local) :]):
                 if text is not None:
                     _set_rng_json(holder, text)
             base = self.vec.unwrapped
             assert isinstance(base, gymnasium.vector.AsyncVectorEnv)  # what has remote RNGs
-            base.set_attr("np_random", [h.np_random for h in remote])
+            try:
+                base.set_attr("np_random", [h.np_random for h in remote])
+            except Exception as exc:
+                raise self.error("restoring the sub-environments' np_random", exc) from exc
         self._needs_seed = bool(any(state["needs_seed"]))
 
     def _replay_first_reset(self) -> None:
