@@ -127,7 +127,7 @@ def _whole_accuracies(
 ) -> list[float]:
     """The batches' accuracies; under ``Traj(ddp=True)`` the whole minibatches' from the
     ranks' shares (one all-reduce for all of them, so every rank reports the same)."""
-    if batch_share.share_of(batch) is None:
+    if not batch_share.splits(batch):
         return [float(a) for a in accs]
     n = torch.tensor(sizes, dtype=torch.float64)
     correct = torch.stack(accs).to(torch.float64) * n

@@ -137,7 +137,7 @@ def train(
         max_grad_norm=max_grad_norm,
         transform_batch=relabel,
     )
-    if batch_share.share_of(last) is not None:  # the ranks' shares together (one all-reduce)
+    if batch_share.splits(last):  # the ranks' shares together (one all-reduce)
         totals = batch_share.rank_mean(
             torch.tensor([rew_sum, rew_count], dtype=torch.float64), last
         )
