@@ -31,8 +31,17 @@ def masked_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
     masks = batch.get("out_masks")
     if masks is None:
         return batch_share.share_mean(x, batch)
-    count = batch_share.whole_count_per_rank(masks.sum(), batch)
+    return weighted_mean(x, masks, masks.sum(), batch)
+
+
+def weighted_mean(
+    x: torch.Tensor, masks: torch.Tensor, count: torch.Tensor, batch: Batch | None
+) -> torch.Tensor:
+    """``sum(x * masks) / count`` over the entries where ``masks > 0`` (the others are
+    selected away, so a non-finite value there cannot leak in); ``count`` (a scalar) is
+    this batch's, summed over the whole minibatch per rank for a rank's share of it."""
     total = torch.where(masks > 0, x * masks, torch.zeros_like(x)).sum()
+    count = batch_share.whole_count_per_rank(count, batch)
     return total / torch.where(count > 0, count, torch.ones_like(count))
 
 

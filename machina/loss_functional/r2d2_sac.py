@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from machina.loss_functional._common import Batch, make_module_callable
+from machina.loss_functional._common import Batch, make_module_callable, weighted_mean
 from machina.loss_functional.q import bellman_target
 from machina.loss_functional.sac import sample_acs, with_terms
 from machina.utils import batch_share
@@ -33,9 +33,7 @@ def _masked_mean(x: torch.Tensor, masks: torch.Tensor, batch: Batch | None = Non
     away, not multiplied by 0, so that a non-finite value there cannot leak in. For a rank's
     share of a minibatch (``Traj(ddp=True)``), divided by the whole minibatch's count per
     rank, so that the ranks' averaged gradients are the single process's."""
-    x = torch.where(masks > 0, x * masks, torch.zeros_like(x))
-    count = batch_share.whole_count_per_rank((masks > 0).sum(), batch)
-    return x.sum() / torch.where(count > 0, count, torch.ones_like(count))
+    return weighted_mean(x, masks, (masks > 0).sum(), batch)
 
 
 def train_masks(batch: Batch, burn_in_length: int) -> torch.Tensor:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 
+from machina.utils.batch_share import share_bounds
+
 
 class Group:
     """This process's place in the default process group, for one batching call.
@@ -150,7 +152,7 @@ class Group:
         """This rank's slice ``[lo, hi)`` of a minibatch of ``size`` items."""
         if not self.split:
             return 0, size
-        return self.rank * size // self.world, (self.rank + 1) * size // self.world
+        return share_bounds(size, self.world, self.rank)
 
     def share(self, items: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous share of ``items`` along its first axis."""

@@ -61,6 +61,12 @@ class BatchShare:
             )
 
 
+def share_bounds(size: int, world: int, rank: int) -> tuple[int, int]:
+    """Rank ``rank``'s items ``[start, stop)`` of a minibatch of ``size`` items shared by
+    ``world`` ranks: contiguous, disjoint, near-equal (the smaller shares first)."""
+    return rank * size // world, (rank + 1) * size // world
+
+
 class SharedBatch(dict):
     """A rank's share of a minibatch: the dict of its tensors, plus ``share``
     (:class:`BatchShare`). Everything else treats it as the dict it is; rebuilt from its
@@ -206,7 +212,7 @@ def gather(*ts: torch.Tensor, batch: Any, axis: int | None = None) -> tuple[torc
             f"ts: expected tensors of one shape with this rank's {share.stop - share.start} "
             f"items along axis {axis}, got shapes {[tuple(t.shape) for t in ts]}"
         )
-    counts = [(r + 1) * share.size // world - r * share.size // world for r in range(world)]
+    counts = [hi - lo for lo, hi in (share_bounds(share.size, world, r) for r in range(world))]
     # one wire for all of them (float64: gloo moves no bool), padded to the largest share
     wire = torch.stack([t.to(torch.float64) for t in ts])
     axis += 1
