@@ -70,8 +70,9 @@ def make_env() -> gym.Env:
     return gym.make("Pendulum-v1", max_episode_steps=EPI_LEN)
 
 
-def sample_epis(seed: int, max_steps: int, rnn: bool = False) -> list[dict]:
-    env = make_env()
+def sample_epis(seed: int, max_steps: int, rnn: bool = False, env: gym.Env | None = None) -> list:
+    """Episodes of a seeded policy on ``env`` (default: Pendulum, cut at EPI_LEN)."""
+    env = make_env() if env is None else env
     torch.manual_seed(seed)
     pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
     with EpiSampler(env, pol, seed=seed) as sampler:
@@ -124,11 +125,7 @@ def train_ppo(
 def sample_cartpole_epis(seed: int, max_steps: int, rnn: bool) -> list[dict]:
     """CartPole episodes, most ending at a fall: shares of a sequence minibatch hold
     different numbers of real steps."""
-    env = gym.make("CartPole-v1", max_episode_steps=EPI_LEN)
-    torch.manual_seed(seed)
-    pol = make_pol(env.observation_space, env.action_space, rnn=rnn, h_size=8)
-    with EpiSampler(env, pol, seed=seed) as sampler:
-        return sampler.sample(pol, max_steps=max_steps)
+    return sample_epis(seed, max_steps, rnn, gym.make("CartPole-v1", max_episode_steps=EPI_LEN))
 
 
 def train_ppo_cartpole(epis: list[dict], ddp: bool, rnn: bool, tail_of_one: bool = False) -> dict:
@@ -308,13 +305,7 @@ def train_trpo(epis: list[dict], rank: int) -> dict:
     mdist.sync_params(pol, vf)
     optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
     for _ in range(2):
-        traj = Traj()
-        traj.add_epis(epis)
-        traj = ef.compute_vs(traj, vf)
-        traj = ef.compute_rets(traj, 0.99)
-        traj = ef.compute_advs(traj, 0.99, 0.95)
-        traj = ef.centerize_advs(traj)
-        traj.register_epis()
+        traj = make_traj(epis, False, *on_policy(vf))
         trpo.train(traj, pol, vf, optim_vf, 1, 64, log_enable=False)
     return {"pol": pol.state_dict(), "vf": vf.state_dict()}
 

@@ -391,7 +391,7 @@ class HoldsTerrain(gymnasium.Env):
         return obs, level * float(action[0]), False, self.env.t >= 5, {}
 
 
-@pytest.mark.parametrize("make_env", [make_terrain_env, HoldsTerrain])
+@pytest.mark.parametrize("make_env", [make_terrain_env, lambda: CountResets(HoldsTerrain())])
 def test_a_restored_sampler_replays_the_saved_first_resets_unseen_by_wrappers(make_env):
     """Restored into a sampler of another seed, the episodes are the saved run's, and the
     replayed first resets go to the innermost environments (a video recorder would otherwise

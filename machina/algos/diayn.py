@@ -129,7 +129,7 @@ def _whole_accuracies(
     ranks' shares (one all-reduce for all of them, so every rank reports the same)."""
     if not batch_share.splits(batch):
         return [float(a) for a in accs]
-    n = torch.tensor(sizes, dtype=torch.float64)
+    n = torch.tensor(sizes, dtype=torch.float64, device=accs[0].device)
     correct = torch.stack(accs).to(torch.float64) * n
     totals = batch_share.rank_mean(torch.stack([correct, n], dim=1), batch)
     return (totals[:, 0] / totals[:, 1]).tolist()

@@ -137,9 +137,10 @@ def train(
         max_grad_norm=max_grad_norm,
         transform_batch=relabel,
     )
-    if batch_share.splits(last):  # the ranks' shares together (one all-reduce)
+    if last is not None and batch_share.splits(last):  # the ranks' shares (one all-reduce)
         totals = batch_share.rank_mean(
-            torch.tensor([rew_sum, rew_count], dtype=torch.float64), last
+            torch.tensor([rew_sum, rew_count], dtype=torch.float64, device=last["rews"].device),
+            last,
         )
         result["DiaynRew"] = float(totals[0] / totals[1].clamp_min(1e-12))
     else:

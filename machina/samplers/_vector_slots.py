@@ -325,7 +325,6 @@ class VectorSlots:
                 replay_first_reset(sub, None if first is None else first + i)
         except Exception as exc:
             raise self.error("reset (replaying a restored state's)", exc) from exc
-        self._needs_seed = False
 
     def close(self) -> None:
         try:

@@ -88,7 +88,8 @@ class Group:
         return count
 
     def check_share(self, batch_size: int) -> None:
-        """A ValueError when a minibatch of ``batch_size`` would leave a rank an empty share."""
+        """A ValueError when a minibatch of ``batch_size`` would leave a rank an empty share:
+        asked of the whole minibatch size (a last, smaller one may leave ranks empty)."""
         if self.split and batch_size < self.world:
             raise ValueError(
                 f"batch_size: Traj(ddp=True) shares each minibatch between {self.world} ranks; "

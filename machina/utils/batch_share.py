@@ -120,7 +120,9 @@ def _full_shape(shape: tuple[int, ...], lead: int) -> tuple[tuple[int, ...], Bat
         return None
     axis = lead + share.axis
     # a draw that is not over the batch's items (its axis is not the share's length) is a
-    # plain draw: the same rule holds on every rank whatever its share
+    # plain draw. machina's losses draw only over the items, so every rank takes the same
+    # branch; a draw of another kind whose axis happened to match one rank's share length
+    # (16 of shares 15/16) would be enlarged on that rank only and part the generators
     if len(shape) <= axis or shape[axis] != share.stop - share.start:
         return None
     full = list(shape)
