@@ -6,7 +6,14 @@ import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from torch.testing import assert_close
 
-from machina.pds import CategoricalPd, DeterministicPd, GaussianPd, MultiCategoricalPd
+from machina.pds import (
+    CategoricalPd,
+    DeterministicPd,
+    GaussianPd,
+    MixtureGaussianPd,
+    MultiCategoricalPd,
+    TanhGaussianPd,
+)
 
 LEADS = [(5,), (4, 3)]
 
@@ -189,3 +196,31 @@ def test_deterministic_is_a_point_mass(lead):
 def test_missing_key_names_it():
     with pytest.raises(KeyError, match="log_std"):
         GaussianPd().llh(torch.zeros(2, 1), dict(mean=torch.zeros(2, 1)))
+
+
+@pytest.mark.parametrize("name", ["gaussian", "tanh", "mixture", "deterministic"])
+def test_llh_of_actions_of_another_rank_raises_instead_of_broadcasting(name):
+    # a 1-dim Box policy's mean is (B, 1); actions saved squeezed, (B,), would broadcast
+    # (x - mean) to (B, B) and sum it: a wrong log-likelihood with no error
+    b = 4
+    mean = torch.linspace(-0.5, 0.5, b)[:, None]
+    pd, params = {
+        "gaussian": (GaussianPd(), dict(mean=mean, log_std=torch.zeros(b, 1))),
+        "tanh": (TanhGaussianPd(), dict(mean=mean, log_std=torch.zeros(b, 1))),
+        "mixture": (
+            MixtureGaussianPd(),
+            dict(
+                pi=torch.full((b, 2), 0.5),
+                mean=mean[:, None].expand(b, 2, 1),
+                log_std=torch.zeros(b, 2, 1),
+            ),
+        ),
+        "deterministic": (DeterministicPd(), dict(mean=mean)),
+    }[name]
+    with pytest.raises(ValueError, match=r"x: .*llh expected actions of shape \(\*sample, 4, 1\)"):
+        pd.llh(mean[:, 0], params)
+    with pytest.raises(ValueError, match="got \\(4, 2\\)"):
+        pd.llh(torch.zeros(b, 2), params)
+    # the right shape, and extra leading sample dims, still work
+    assert pd.llh(mean, params).shape == (b,)
+    assert pd.llh(mean.expand(3, b, 1), params).shape == (3, b)

@@ -209,6 +209,12 @@ class GymEnv(gymnasium.Env):
     def np_random(self) -> np.random.Generator:
         return self.env.unwrapped.np_random
 
+    @np_random.setter
+    def np_random(self, value: np.random.Generator) -> None:
+        # assignable as on gymnasium.Env: a vector env restores its workers' generators so
+        self.env.unwrapped.np_random = value
+        self._np_random = value
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:

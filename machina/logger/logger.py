@@ -584,7 +584,8 @@ def _to_float_array(key: str, value: Any) -> np.ndarray:
 def _to_scalar(key: str, value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    if isinstance(value, numbers.Number) and hasattr(value, "item"):  # numpy scalars
+    # numpy scalars (np.bool_ is not a numbers.Number: it would be logged as 'True')
+    if isinstance(value, (numbers.Number, np.generic)) and hasattr(value, "item"):
         return value.item()
     if _is_array_like(value):
         arr = np.asarray(to_numpy(value))

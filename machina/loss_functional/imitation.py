@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from machina.loss_functional._common import Batch, masked_mean, mean_loss, new_params, run
+from machina.pds.base import check_sample
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils import batch_share
 
@@ -37,6 +38,7 @@ def log_likelihood(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
     params = new_params(a_i)
     acs = batch["acs"]
     if isinstance(pol.pd, DeterministicPd):
+        check_sample(acs, params["mean"], "DeterministicPd")
         sq_err = (params["mean"] - acs).pow(2).sum(dim=-1)
         return 0.5 * masked_mean(sq_err, batch)
     return -masked_mean(pol.pd.llh(acs, params), batch)

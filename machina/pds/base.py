@@ -48,6 +48,19 @@ class BasePd(ABC):
         """Entropy, summed over the action dims: ``(*lead,)``."""
 
 
+def check_sample(x: torch.Tensor, mean: torch.Tensor, pd: str, event_dims: int = 1) -> None:
+    """A ValueError unless ``x (*sample, *lead, d)`` lines up with ``mean``'s trailing
+    ``(*lead, d)`` (``event_dims`` = 2 for a mixture's ``(*lead, K, d)``): an action of
+    another rank, e.g. ``(B,)`` for ``(B, 1)``, would broadcast into a wrong sum."""
+    lead = mean.shape[: mean.dim() - event_dims]
+    want = (*lead, mean.shape[-1])
+    if x.dim() < len(want) or x.shape[-1] != want[-1]:
+        raise ValueError(
+            f"x: {pd}.llh expected actions of shape (*sample, {', '.join(map(str, want))}) "
+            f"matching the parameters' {tuple(mean.shape)}, got {tuple(x.shape)}"
+        )
+
+
 def safe_log(probs: torch.Tensor) -> torch.Tensor:
     """``log(probs)`` with zero probabilities mapped to a large negative finite number.
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params
+from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, check_sample
 
 
 class DeterministicPd(BasePd):
@@ -24,6 +24,7 @@ class DeterministicPd(BasePd):
     def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """``0`` where ``x (*lead, d)`` equals ``mean`` in all dims, else ``-inf``: ``(*lead,)``."""
         (mean,) = self._get(params)
+        check_sample(x, mean, "DeterministicPd")
         equal = torch.all(x == mean, dim=-1)
         return torch.where(equal, 0.0, -torch.inf).to(mean.dtype)
 

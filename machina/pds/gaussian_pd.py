@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params
+from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, check_sample
 from machina.utils import batch_share
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -43,6 +43,7 @@ class GaussianPd(BasePd):
     def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Log-density of ``x (*lead, d)`` summed over ``d``: ``(*lead,)``."""
         mean, log_std = self._get(params)
+        check_sample(x, mean, "GaussianPd")
         z = (x - mean) * torch.exp(-log_std)
         log_std = log_std.expand_as(z)
         return torch.sum(-0.5 * z.pow(2) - log_std - _LOG_SQRT_2PI, dim=-1)

@@ -2,7 +2,7 @@
 
 import torch
 
-from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, safe_log
+from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, check_sample, safe_log
 from machina.pds.categorical_pd import sample_categorical
 from machina.pds.gaussian_pd import GaussianPd
 from machina.utils import batch_share
@@ -78,6 +78,7 @@ class MixtureGaussianPd(BasePd):
     def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """``log sum_k pi_k N(x; mean_k, std_k)`` of ``x (*lead, d)``: ``(*lead,)``."""
         pi, mean, log_std = self._components(params)
+        check_sample(x, mean, "MixtureGaussianPd", event_dims=2)
         return torch.logsumexp(safe_log(pi) + self._component_llhs(x, mean, log_std), dim=-1)
 
     def _pairwise_kl(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params
+from machina.pds.base import NO_SAMPLE_SHAPE, BasePd, Params, check_sample
 from machina.pds.gaussian_pd import GaussianPd
 
 _LOG2 = math.log(2.0)
@@ -77,6 +77,7 @@ class TanhGaussianPd(BasePd):
         ``x`` is clipped to ``±(1 - EPS)`` first, so that actions at the bounds stay finite.
         """
         loc, log_std = self._loc(params)
+        check_sample(x, loc, "TanhGaussianPd")
         u = torch.atanh(x.clamp(-1.0 + self.EPS, 1.0 - self.EPS))
         gauss = dict(mean=loc, log_std=log_std)
         return self._gaussian.llh(u, gauss) - _log_det_tanh(u).sum(dim=-1)
