@@ -130,11 +130,13 @@ def test_record_tabular_values(tmp_path, quiet_logger):
     quiet_logger.record_tabular("np", np.float32(0.25))
     quiet_logger.record_tabular("one_elem", np.array([7]))
     quiet_logger.record_tabular("np", np.int64(3))  # a later call for the key wins
+    # numpy's bool is no numbers.Number: it was logged as the string 'True'
+    quiet_logger.record_tabular("np_bool", np.any(np.array([0.1]) > 0.0))
     with pytest.raises(TypeError, match="record_tabular_misc_stat"):
         quiet_logger.record_tabular("vec", np.zeros(3))
     row = quiet_logger.dump_tabular()
-    assert row == {"tensor": 2.5, "np": 3, "one_elem": 7}
-    assert all(type(v) in (float, int) for v in row.values())
+    assert row == {"tensor": 2.5, "np": 3, "one_elem": 7, "np_bool": True}
+    assert all(type(v) in (float, int, bool) for v in row.values())
     assert quiet_logger.dump_tabular() == {}  # nothing recorded: nothing written
 
 

@@ -20,6 +20,7 @@ import torch
 from gymnasium.envs.classic_control import CartPoleEnv
 from gymnasium.vector import AutoresetMode
 
+from machina.envs import GymEnv
 from machina.pols import make_pol
 from machina.prepro import BasePrePro
 from machina.samplers import EpiSampler
@@ -315,16 +316,19 @@ def test_env_infos_of_every_step_in_every_autoreset_mode(mode):
 
 
 def test_state_dict_continues_exactly():
-    """Native, synchronous and asynchronous vector envs (the last's generators fetched from and
-    restored into its sub-environments' processes)."""
+    """Native, synchronous and asynchronous vector envs (the asynchronous ones' generators
+    fetched from and restored into their sub-environments' processes)."""
     pol = policy()
     async_vec = functools.partial(
         gym.make_vec, "CartPole-v1", 3, vectorization_mode="async", max_episode_steps=12
     )
+    # machina's GymEnv as the sub-environment: its np_random is assigned in its process
+    gym_envs = [lambda: GymEnv(gym.make("CartPole-v1", max_episode_steps=12))] * 2
     for make in (
         lambda: native_vec(4, 12),
         lambda: sync_vec(4, AutoresetMode.NEXT_STEP, 12),
         async_vec,
+        lambda: gym.vector.AsyncVectorEnv(gym_envs),
     ):
         a = EpiSampler(make(), pol, seed=5)
         a.sample(pol, max_steps=40)
