@@ -36,6 +36,24 @@ def test_running_mean_std_merges_other_processes_statistics():
         left.update(np.zeros((3, 4)))
 
 
+def test_running_mean_std_merges_numpy_integer_counts_and_checks_its_arguments():
+    # counts of 70,000 as numpy int32 (e.g. read from an int32 array): their product wrapped
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.0, 1.0, 70_000), rng.normal(3.0, 1.0, 70_000)
+    left, right = RunningMeanStd(), RunningMeanStd()
+    left.update(a)
+    right.update(b)
+    left.merge(right.mean, right.var, np.int32(right.count))
+    np.testing.assert_allclose(left.var, np.concatenate([a, b]).var(), rtol=1e-10)
+    assert type(left.count) is int and left.count == 140_000
+    with pytest.raises(ValueError, match="count: expected a whole number"):
+        left.merge(left.mean, left.var, 2.5)
+    with pytest.raises(ValueError, match=r"mean: expected shape \(\)"):
+        left.merge(np.zeros(2), left.var, 3)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        left.update(3.0)  # one sample is not a batch of samples
+
+
 def test_prepro_normalises_clips_and_inverts():
     space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     prepro = BasePrePro(space)

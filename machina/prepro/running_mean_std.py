@@ -37,7 +37,7 @@ class RunningMeanStd:
         x : (N, *shape) array
         """
         x = np.asarray(x, dtype=np.float64)
-        if x.shape[1:] != self.shape:
+        if x.ndim == 0 or x.shape[1:] != self.shape:
             raise ValueError(f"x: expected shape (N, *{self.shape}), given {x.shape}")
         if x.shape[0] == 0:
             return
@@ -46,13 +46,21 @@ class RunningMeanStd:
     def merge(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """Fold in the statistics of another set of ``count`` samples (e.g. another
         process's ``RunningMeanStd``): their ``mean`` and population ``var``, (*shape)."""
+        # a Python int: a numpy int32 count would wrap around in self.count * count
+        if int(count) != count:
+            raise ValueError(f"count: expected a whole number of samples, given {count!r}")
+        count = int(count)
         if count <= 0:
             return
+        mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+        for name, value in (("mean", mean), ("var", var)):
+            if value.shape != self.shape:
+                raise ValueError(f"{name}: expected shape {self.shape}, given {value.shape}")
         total = self.count + count
-        delta = np.asarray(mean, dtype=np.float64) - self.mean
+        delta = mean - self.mean
         # M2 (sum of squared deviations) of the union: both parts' M2 plus the spread of
         # their means; new mean moves by delta weighted by the other part's share.
-        m2 = self.var * self.count + np.asarray(var, dtype=np.float64) * count
+        m2 = self.var * self.count + var * count
         m2 = m2 + delta**2 * (self.count * count / total)
         self.mean = self.mean + delta * (count / total)
         self.var = m2 / total
