@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import json
+import numbers
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -143,6 +145,12 @@ def restore_point(objects: Mapping[str, Any]) -> Callable[[], None]:
 
 
 # ---------------------------------------------------------------- save / load
+def _step_of(path: Path) -> int:
+    """The step in a checkpoint folder's name ``ckpt-<step>`` (-1 for another name)."""
+    _, _, number = path.name.partition("-")
+    return int(number) if number.isdigit() else -1
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint folder of ``run_dir``, or None when it has none."""
     pointer = Path(run_dir) / "latest"
@@ -197,7 +205,9 @@ def save_run(
         raise TypeError(f"extra: expected JSON-able values ({exc})") from exc
     if step is None:
         previous = latest_checkpoint(run_dir)
-        step = int(previous.name.split("-")[1]) + 1 if previous else 0
+        step = _step_of(previous) + 1 if previous else 0
+    elif isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"step: expected an int >= 0 or None, given {step!r}")
     final = run_dir / f"ckpt-{int(step):06d}"
 
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=files.temporary_prefix("ckpt-tmp")))
@@ -228,7 +238,8 @@ def save_run(
         raise
     write_atomic(run_dir / "latest", lambda f: f.write(final.name.encode()))
     files.remove_stale_temporaries(run_dir, "ckpt-tmp")  # of checkpoints killed half way
-    old = sorted(p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final)
+    # by step, not by name: ckpt-999999 sorts after ckpt-1000000 as text
+    old = sorted((p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final), key=_step_of)
     for path in old[: max(0, len(old) - (keep - 1))]:
         shutil.rmtree(path, ignore_errors=True)
     return final
@@ -261,8 +272,22 @@ def _read_meta(run_dir: Path) -> tuple[Path, dict[str, Any]]:
     and its meta.json, checked to be of this format and version."""
     path = run_dir if (run_dir / "meta.json").is_file() else latest_checkpoint(run_dir)
     if path is None:
-        raise FileNotFoundError(f"run_dir: no checkpoint in {str(run_dir)!r} (no 'latest' file)")
-    meta = json.loads((path / "meta.json").read_text())
+        pointer = run_dir / "latest"
+        why = (
+            f"its 'latest' file names {pointer.read_text().strip()!r}, which holds no meta.json"
+            if pointer.is_file()
+            else "no 'latest' file"
+        )
+        raise FileNotFoundError(f"run_dir: no checkpoint in {str(run_dir)!r} ({why})")
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path / 'meta.json'}: corrupted or partial checkpoint ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{path / 'meta.json'}: corrupted checkpoint (expected a JSON object, given "
+            f"{type(meta).__name__})"
+        )
     if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: expected a {FORMAT} checkpoint of version {FORMAT_VERSION}, given "
@@ -301,7 +326,8 @@ def load_run(
     FileNotFoundError
         When ``run_dir`` holds no complete checkpoint.
     ValueError
-        When the checkpoint is not a machina run of a known version, or names differ.
+        When the checkpoint is not a machina run of a known version, its files are corrupted
+        or cut short, or names differ.
     """
     path, meta = _read_meta(Path(run_dir))
     kinds = meta["kinds"]
@@ -309,7 +335,10 @@ def load_run(
         raise ValueError(
             f"objects: expected the names saved in {path}: {sorted(kinds)}, given {sorted(objects)}"
         )
-    state = torch.load(path / "state.pt", weights_only=True)
+    try:
+        state = torch.load(path / "state.pt", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path / 'state.pt'}: corrupted or partial checkpoint ({exc})") from exc
     for name, obj in objects.items():
         if name not in kinds:
             continue

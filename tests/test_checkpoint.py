@@ -112,6 +112,35 @@ def test_checkpoints_are_numbered_pruned_and_loaded_without_pickle(tmp_path):
     # weights_only=True refuses pickled objects: the state file must load with it
     torch.load(tmp_path / "ckpt-000003" / "state.pt", weights_only=True)
     assert not list(tmp_path.glob(".ckpt-tmp*"))
+    # pruned by step, not by name (ckpt-999500 sorts after ckpt-1000000 as text)
+    run = tmp_path / "long"
+    for step in (999_000, 999_500, 1_000_000, 1_000_500):
+        save_run(run, objs, step=step, keep=2)
+    assert sorted(p.name for p in run.glob("ckpt-*")) == ["ckpt-1000000", "ckpt-1000500"]
+    assert latest_checkpoint(run).name == "ckpt-1000500"
+    assert save_run(run, objs).name == "ckpt-1000501"
+    with pytest.raises(ValueError, match="step: expected an int >= 0 or None, given -1"):
+        save_run(run, objs, step=-1)
+
+
+def test_corrupted_or_partial_checkpoints_are_named(tmp_path):
+    objs = _objects(0)
+    path = save_run(tmp_path, objs)
+    state, meta = (path / "state.pt").read_bytes(), (path / "meta.json").read_text()
+    for cut in (0, len(state) // 2):
+        (path / "state.pt").write_bytes(state[:cut])
+        with pytest.raises(ValueError, match="state.pt: corrupted or partial checkpoint"):
+            load_run(tmp_path, objs)
+    (path / "state.pt").write_bytes(state)
+    for text in ("", meta[: len(meta) // 2], "[1, 2]"):
+        (path / "meta.json").write_text(text)
+        with pytest.raises(ValueError, match="meta.json: corrupted"):
+            load_run(tmp_path, objs)
+    (path / "meta.json").write_text(meta)
+    load_run(tmp_path, objs)
+    (tmp_path / "latest").write_text("ckpt-000009")
+    with pytest.raises(FileNotFoundError, match="'latest' file names 'ckpt-000009'"):
+        load_run(tmp_path, objs)
 
 
 def test_clear_errors(tmp_path):
