@@ -43,6 +43,7 @@ __all__ = [
     "latest_checkpoint",
     "load_run",
     "read_extra",
+    "remove_checkpoints",
     "restore_point",
     "save_run",
 ]
@@ -158,6 +159,18 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         return None
     path = Path(run_dir) / pointer.read_text().strip()
     return path if (path / "meta.json").is_file() else None
+
+
+def remove_checkpoints(run_dir: str | os.PathLike) -> None:
+    """Delete every checkpoint of ``run_dir`` (its ``latest`` file first, then the
+    ``ckpt-*`` folders and leftovers of killed saves), e.g. before a new run reuses the
+    folder: a later resume must not restore the previous run's state."""
+    run_dir = Path(run_dir)
+    (run_dir / "latest").unlink(missing_ok=True)
+    for path in run_dir.glob("ckpt-*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    files.remove_stale_temporaries(run_dir, "ckpt-tmp")
 
 
 def save_run(

@@ -180,6 +180,36 @@ def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp
     rows = rows_of(tmp_path)
     assert [r["It"] for r in rows] == ["0", "1", "12", "13"]
     assert [int(r["TotalStep"]) for r in rows] == [10, 20, 30, 40]
+    # TensorBoard too: the third iteration's row (step 30, It 2) was dropped, not doubled
+    assert scalars_of(tmp_path, "It") == [(10, 0.0), (20, 1.0), (30, 12.0), (40, 13.0)]
+
+
+def scalars_of(log_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+
+
+def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
+    lin = torch.nn.Linear(1, 1)
+    with logger.Run(tmp_path, 5, "old", unit="iteration", checkpoint_interval=1) as run:
+        while not run.done:
+            run.record(epis_of(10), {"It": run.total_iter}, checkpoint=dict(lin=lin))
+    # a new run (resume=False) in the same folder, stopped before its first checkpoint
+    with torch.no_grad():
+        lin.weight.fill_(7.0)
+    with logger.Run(tmp_path, 5, "new", unit="iteration", checkpoint_interval=3) as run:
+        for _ in range(2):
+            run.record(epis_of(10), {"It": 100 + run.total_iter}, checkpoint=dict(lin=lin))
+    assert scalars_of(tmp_path, "It") == [(10, 100.0), (20, 101.0)]  # the old run's are gone
+    # resumed, it starts afresh: the old run's checkpoints (done, other weights) are gone
+    run = logger.Run(tmp_path, 5, "new", unit="iteration", resume=True)
+    assert not run.restore(lin=lin)
+    assert run.total_iter == 0 and not run.done and float(lin.weight) == 7.0
+    assert rows_of(tmp_path) == [] and scalars_of(tmp_path, "It") == []
+    logger.get_logger().close()
 
 
 def test_resume_refuses_other_settings_by_name(tmp_path):

@@ -14,12 +14,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from machina.checkpoint import latest_checkpoint, load_run, read_extra, restore_point, save_run
+from machina.checkpoint import (
+    latest_checkpoint,
+    load_run,
+    read_extra,
+    remove_checkpoints,
+    restore_point,
+    save_run,
+)
 from machina.logger import default
 from machina.logger.default import add_tabular_output, add_tensorboard_output, set_logger
 from machina.logger.logger import LEARNING_CURVE_PNG, TOTAL_STEPS, Logger
 from machina.logger.plot import plot_learning_curve
 from machina.logger.progress import progress
+from machina.logger.tensorboard_output import event_files, truncate_events
 
 #: What ``Run`` can count: env steps, episodes, or iterations (calls of ``record``).
 UNITS = ("step", "episode", "iteration")
@@ -186,6 +194,12 @@ class Run:
             raise ValueError(f"resumable: names not in settings: {unknown}")
         if resume and latest_checkpoint(self.log_dir) is not None:
             self._check_settings(read_extra(self.log_dir).get("settings"))
+        if not resume:
+            # a new run in a used folder replaces the old one: its progress.csv is truncated,
+            # and a later resume must not find the old checkpoints, nor TensorBoard its rows
+            remove_checkpoints(self.log_dir)
+            for path in event_files(self.log_dir):
+                os.remove(path)
         self.score_file = start_run(self.log_dir, append=resume)
         self._logger = default.get_logger()
         self.total_iter = 0
@@ -286,6 +300,8 @@ class Run:
             self.next_checkpoint = counters["next_checkpoint"]
         self.rows = counters.get("rows", 0)
         self._truncate_csv(self.rows)
+        # rows are TensorBoard steps total_step: those after the checkpoint are written again
+        truncate_events(self.log_dir, self.total_step if counters else -1)
         if self._bar is not None:
             self._bar.update(self.progress_count - self._bar.n)
         return bool(counters)

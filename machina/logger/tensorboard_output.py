@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+import glob
 import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["TensorBoardOutput"]
+__all__ = ["TensorBoardOutput", "event_files", "truncate_events"]
+
+_PATTERN = "events.out.tfevents.*"
+
+
+def event_files(log_dir: str | os.PathLike) -> list[str]:
+    """The TensorBoard event files directly in ``log_dir``, oldest first."""
+    return sorted(glob.glob(os.path.join(glob.escape(os.fspath(log_dir)), _PATTERN)))
+
+
+def truncate_events(log_dir: str | os.PathLike, last_step: int) -> None:
+    """Drop the scalars recorded at steps after ``last_step`` from ``log_dir``'s event files
+    (a resumed run's rows from after its checkpoint, which it writes again), as progress.csv
+    is cut back; each file is rewritten only when it loses something."""
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    for path in event_files(log_dir):
+        records = list(RawEventFileLoader(path).Load())
+        kept = [
+            r
+            for r in records
+            if not ((e := event_pb2.Event.FromString(r)).HasField("summary") and e.step > last_step)
+        ]
+        if len(kept) == len(records):
+            continue
+        # a name TensorBoard does not read, replaced atomically
+        tmp = os.path.join(os.path.dirname(path), f".machina-truncating-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            writer = RecordWriter(f)
+            for record in kept:
+                writer.write(record)
+        os.replace(tmp, path)
 
 
 class TensorBoardOutput:
