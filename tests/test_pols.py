@@ -10,7 +10,14 @@ from torch.testing import assert_close
 
 from machina.nets import PolNet, PolNetLSTM
 from machina.nets.lstm import run_lstm
-from machina.pols import CategoricalPol, GaussianPol, MultiCategoricalPol, RandomPol
+from machina.pols import (
+    CategoricalPol,
+    GaussianPol,
+    MultiCategoricalPol,
+    RandomPol,
+    TanhGaussianPol,
+)
+from machina.pols import make_pol as machina_make_pol
 
 OB_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
 BOX = gym.spaces.Box(
@@ -271,6 +278,9 @@ def test_construction_errors_name_the_argument():
     unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
     with pytest.raises(ValueError, match=r"^action_space: .*normalize_ac=False"):
         GaussianPol(OB_SPACE, unbounded, PolNet(OB_SPACE, unbounded))
+    # a class without normalize_ac is not told to pass it
+    with pytest.raises(ValueError, match=r"TanhGaussianPol squashes actions into the bounds"):
+        TanhGaussianPol(OB_SPACE, unbounded, PolNet(OB_SPACE, unbounded))
     with pytest.raises(
         ValueError, match=r"^observation_space: PolNet needs a gymnasium.spaces.Box"
     ):
@@ -421,3 +431,18 @@ def test_pol_net_lstm_outputs_and_init_hs():
     assert_close(pi.sum(-1), torch.ones(2, 4, 3))
     with pytest.raises(ValueError, match=r"^hs: expected"):
         net(torch.zeros(7, 4, 3), net.init_hs(2), None)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"squash_mean": False}, {"sde_sample_freq": 4}])
+def test_make_pol_acts_in_the_units_of_an_unbounded_box(kwargs):
+    # make_pol told users to pass normalize_ac=False, which it did not take
+    unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+    pol = machina_make_pol(OB_SPACE, unbounded, **kwargs)
+    assert not pol.normalize_ac
+    ac_real, ac, _ = pol(torch.zeros(5, *OB_SPACE.shape))
+    assert ac_real.shape == (5, 2) and np.isfinite(ac_real).all()
+    assert machina_make_pol(OB_SPACE, BOX).normalize_ac  # bounded: scaled onto the bounds
+    with pytest.raises(ValueError, match=r"^action_space: GaussianPol with normalize_ac=True"):
+        machina_make_pol(OB_SPACE, unbounded, normalize_ac=True)
+    with pytest.raises(ValueError, match=r"^normalize_ac: only a Box"):
+        machina_make_pol(OB_SPACE, DISCRETE, normalize_ac=False)

@@ -1,5 +1,6 @@
 """Base class of policies: action-space checks, action conversion and the act loop."""
 
+import inspect
 from typing import Any, cast
 
 import gymnasium as gym
@@ -83,9 +84,18 @@ class BasePol(RecurrentMixin, nn.Module):
         check_space("action_space", action_space, self.action_space_types, type(self).__name__)
         bounded = isinstance(action_space, gym.spaces.Box) and action_space.is_bounded("both")
         if isinstance(action_space, gym.spaces.Box) and self.normalize_ac and not bounded:
+            name = type(self).__name__
+            # a class that always scales (TanhGaussianPol squashes into the bounds) takes no
+            # normalize_ac: name what it can take
+            remedy = (
+                "pass normalize_ac=False"
+                if "normalize_ac" in inspect.signature(type(self).__init__).parameters
+                else f"{name} squashes actions into the bounds; give the space finite bounds "
+                "or use GaussianPol(..., normalize_ac=False)"
+            )
             raise ValueError(
-                f"action_space: {type(self).__name__} with normalize_ac=True needs finite Box "
-                f"bounds to scale [-1, 1] onto, got {action_space!r}; pass normalize_ac=False"
+                f"action_space: {name} with normalize_ac=True needs finite Box bounds to scale "
+                f"[-1, 1] onto, got {action_space!r}; {remedy}"
             )
 
     def _register_action_buffers(self) -> None:

@@ -31,6 +31,7 @@ def make_pol(
     squash_mean: bool = True,
     sde_per_env_noise: bool = False,
     activation: str = "relu",
+    normalize_ac: bool | None = None,
 ) -> BasePol:
     """The policy machina pairs with ``action_space``, on an MLP or LSTM net.
 
@@ -61,6 +62,10 @@ def make_pol(
     activation : str
         Feed-forward only: the hidden layers' activation, a key of
         ``machina.nets.HIDDEN_ACTIVATIONS`` (``"relu"``, ``"tanh"``, ...).
+    normalize_ac : bool, optional
+        Box only: the policy acts in ``[-1, 1]``, scaled onto the bounds (True), or in the
+        environment's units (False). Default: True for a Box bounded on both sides, False
+        otherwise (then give ``squash_mean=False`` too: a ``tanh`` mean stays in [-1, 1]).
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -74,6 +79,12 @@ def make_pol(
     if not squash_mean and not box:
         raise ValueError(
             f"squash_mean: False needs a Box action space (a Gaussian mean), got {action_space}"
+        )
+    if normalize_ac is None:
+        normalize_ac = not box or action_space.is_bounded("both")
+    elif not box:
+        raise ValueError(
+            f"normalize_ac: only a Box action space is scaled, got {action_space}; leave it None"
         )
     if rnn and activation != "relu":
         raise ValueError(
@@ -98,6 +109,7 @@ def make_pol(
             net,
             log_std_init=std,
             sample_freq=sde_sample_freq,
+            normalize_ac=normalize_ac,
             per_env_noise=sde_per_env_noise,
         )
     if rnn:
@@ -114,4 +126,6 @@ def make_pol(
     if log_std_init is not None:
         with torch.no_grad():
             net.head.log_std_param.fill_(float(log_std_init))
+    if box:
+        return pol_cls(observation_space, action_space, net, rnn=rnn, normalize_ac=normalize_ac)
     return pol_cls(observation_space, action_space, net, rnn=rnn)
