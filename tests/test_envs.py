@@ -135,6 +135,13 @@ def test_c2d_env_maps_bins_to_evenly_spaced_actions():
         np.testing.assert_allclose(env.action(np.array([k])), [real])
     with pytest.raises(ValueError, match="action"):
         env.action(np.array([5]))
+    # whole floats are indices; others were truncated silently (2.7 -> bin 2)
+    np.testing.assert_allclose(env.action(np.array([3.0])), [1.0])
+    for bad in ([2.7], [0.9], [np.nan]):
+        with pytest.raises(ValueError, match="action: expected integer bin indices"):
+            env.action(np.array(bad))
+    with pytest.raises(ValueError, match="action: expected 1 bin indices, given 0"):
+        env.action(np.zeros(0, np.int64))
 
 
 def test_c2d_env_several_dimensions_and_steps():

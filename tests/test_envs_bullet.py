@@ -218,6 +218,19 @@ def test_fall_is_terminated_time_limit_is_truncated():
     assert results[-1] == (False, True) and all(r == (False, False) for r in results[:-1])
 
 
+def test_bad_actions_and_a_step_before_reset_are_named():
+    # pybullet_envs failed far from the cause: an IndexError, a broadcast error, a bare assert
+    env = gym.make("HopperBulletEnv-v0")
+    with pytest.raises(RuntimeError, match="step: .*HopperBulletEnv has no episode; call reset"):
+        env.unwrapped.step(np.zeros(3, np.float32))
+    env.reset(seed=0)
+    for bad in (np.zeros(2), np.zeros(5), np.full(3, np.nan)):
+        with pytest.raises(ValueError, match=r"action: expected finite values of shape \(3,\)"):
+            env.step(bad)
+    env.step([0.0, 0.0, 0.0])  # any array-like of the right shape
+    env.close()
+
+
 def test_gym_env_and_two_worker_sampler_make_bullet_ids():
     env = GymEnv("HopperBulletEnv-v0")
     assert env.horizon == 1000

@@ -173,6 +173,7 @@ class BulletEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.fast_step = fast_step
         self._walker: WalkerStep | None = None  # made at each reset
+        self._started = False  # reset since made, unpickled or closed
         self._env = _load_class(bullet_class)()
         # Spaces are gymnasium's already (the stand-in's gym.spaces is gymnasium.spaces);
         # rebuilt here so they are plain float32 Boxes that carry no pybullet state.
@@ -206,6 +207,7 @@ class BulletEnv(gymnasium.Env):
             from machina.envs._bullet_walker import walker_step_for  # imports pybullet
 
             self._walker = walker_step_for(self._env)
+        self._started = True
         return np.asarray(obs, dtype=np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -225,8 +227,20 @@ class BulletEnv(gymnasium.Env):
             Always False here: the time limit is the ``TimeLimit`` wrapper's.
         info : dict
         """
+        if not self._started:
+            raise RuntimeError(
+                f"step: {self.bullet_class} has no episode; call reset() first (a new, "
+                "unpickled or closed environment has none)"
+            )
+        ac = np.asarray(action, dtype=np.float32)
+        # pybullet_envs fails on these far from the cause (an IndexError, a bare assert)
+        if ac.shape != self.action_space.shape or not np.isfinite(ac).all():
+            raise ValueError(
+                f"action: expected finite values of shape {self.action_space.shape}, given "
+                f"{action!r}"
+            )
         stepper = self._walker or self._env
-        obs, rew, done, info = stepper.step(np.asarray(action, dtype=np.float32))
+        obs, rew, done, info = stepper.step(ac)
         return np.asarray(obs, dtype=np.float32), float(rew), bool(done), False, dict(info)
 
     def render(self) -> np.ndarray | None:
@@ -238,6 +252,7 @@ class BulletEnv(gymnasium.Env):
 
     def close(self) -> None:
         self._walker = None
+        self._started = False
         self._env.close()
 
     def __reduce__(self) -> tuple[Any, ...]:

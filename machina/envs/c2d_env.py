@@ -48,8 +48,16 @@ class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstruc
         A longer flat action keeps its first ``d`` indices, with a warning (machina 0.x
         zipped the action with the bounds and so ignored the rest).
         """
-        idx = np.asarray(action, dtype=np.int64).reshape(-1)
+        given = np.asarray(action)
+        # a float index would be truncated silently (2.7 -> bin 2): only whole numbers pass
+        if given.dtype.kind not in "iub" and not (
+            given.dtype.kind == "f" and np.all(np.isfinite(given) & (given == np.round(given)))
+        ):
+            raise ValueError(f"action: expected integer bin indices, given {action!r}")
+        idx = given.astype(np.int64).reshape(-1)
         dim = self.bins.shape[0]
+        if idx.size < dim:
+            raise ValueError(f"action: expected {dim} bin indices, given {idx.size}: {action!r}")
         if idx.size > dim:
             warnings.warn(
                 f"action: expected {dim} bin indices, got {idx.size}; using the first {dim}",
