@@ -446,3 +446,34 @@ def test_make_pol_acts_in_the_units_of_an_unbounded_box(kwargs):
         machina_make_pol(OB_SPACE, unbounded, normalize_ac=True)
     with pytest.raises(ValueError, match=r"^normalize_ac: only a Box"):
         machina_make_pol(OB_SPACE, DISCRETE, normalize_ac=False)
+
+
+def test_float64_policies_and_value_functions_act_and_train():
+    # observations were always cast to float32: every call of a .double() net failed
+    import machina.algos.ppo_clip as ppo_clip
+    from machina.samplers import EpiSampler
+    from machina.traj import Traj
+    from machina.traj import epi_functional as ef
+    from machina.vfuncs import make_vf
+
+    env = gym.make("Pendulum-v1")
+    pol = machina_make_pol(env.observation_space, env.action_space).double()
+    vf = make_vf(env.observation_space).double()
+    assert pol.dtype == vf.dtype == torch.float64
+    epis = EpiSampler(env, pol, seed=0).sample(pol, max_steps=200)
+    traj = Traj()
+    traj.add_epis(epis)
+    traj = ef.compute_rets(ef.compute_advs(ef.compute_vs(traj, vf), 0.99, 0.95), 0.99)
+    traj.register_epis()
+    before = [p.detach().clone() for p in pol.parameters()]
+    ppo_clip.train(
+        traj,
+        pol,
+        vf,
+        torch.optim.Adam(pol.parameters()),
+        torch.optim.Adam(vf.parameters()),
+        epoch=1,
+        batch_size=64,
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(before, pol.parameters()))
+    assert all(p.dtype == torch.float64 for p in pol.parameters())

@@ -111,6 +111,18 @@ class RecurrentMixin:
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer; CPU if there are none."""
+        tensor = self._first_tensor()
+        return torch.device("cpu") if tensor is None else tensor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype the net computes in: its first parameter's or buffer's when that is
+        floating (float64 after ``.double()``), else float32."""
+        tensor = self._first_tensor()
+        return tensor.dtype if tensor is not None and tensor.is_floating_point() else torch.float32
+
+    def _first_tensor(self) -> torch.Tensor | None:
+        """The first parameter or buffer (the order of ``chain(parameters(), buffers())``)."""
         # Every call converts observations to this device: walking the modules each time cost
         # about as much as a linear layer. Where the first tensor lives (its module, and its
         # name there) is kept instead, and the tensor looked up anew: that follows ``.to()``
@@ -120,14 +132,14 @@ class RecurrentMixin:
         if place is not None:
             tensor = getattr(place[0], place[1]).get(place[2])
             if tensor is not None:
-                return tensor.device
-        for kind in ("_parameters", "_buffers"):  # the order of chain(parameters(), buffers())
+                return tensor
+        for kind in ("_parameters", "_buffers"):
             for module in self.modules():
                 for name, tensor in getattr(module, kind).items():
                     if tensor is not None:
                         self.__dict__["_device_place"] = (module, kind, name)
-                        return tensor.device
-        return torch.device("cpu")
+                        return tensor
+        return None
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         self.__dict__["_device_place"] = None
@@ -187,7 +199,7 @@ class RecurrentMixin:
         return outputs
 
     def _obs_to_tensor(self, obs: Any) -> torch.Tensor:
-        """Convert ``obs`` (numpy, list or tensor) to a float32 tensor on :attr:`device`.
+        """Convert ``obs`` (numpy, list or tensor) to a tensor of :attr:`dtype` on :attr:`device`.
 
         Parameters
         ----------
@@ -198,7 +210,8 @@ class RecurrentMixin:
         Returns
         -------
         torch.Tensor
-            float32, ``(B, *ob_shape)`` or ``(T, B, *ob_shape)``.
+            :attr:`dtype` (float32 unless the net is float64), ``(B, *ob_shape)`` or
+            ``(T, B, *ob_shape)``.
 
         Raises
         ------
@@ -207,9 +220,12 @@ class RecurrentMixin:
             NaN or inf.
         """
         obs = torch.as_tensor(np.asarray(obs) if isinstance(obs, list | tuple) else obs)
-        device = self.device
-        if obs.dtype is not torch.float32 or obs.device != device:
-            obs = obs.to(device=device, dtype=torch.float32)
+        first = self._first_tensor()
+        device = torch.device("cpu") if first is None else first.device
+        # the net's own floating dtype: float32, or float64 after .double()
+        dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+        if obs.dtype is not dtype or obs.device != device:
+            obs = obs.to(device=device, dtype=dtype)
         ob_shape = tuple(self.observation_space.shape)
         n_lead = obs.ndim - len(ob_shape)
         if n_lead < 0 or obs.shape[n_lead:] != ob_shape or (self.rnn and n_lead > 2):

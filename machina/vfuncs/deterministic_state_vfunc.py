@@ -89,8 +89,8 @@ class DeterministicSVfunc(BaseSVfunc):
     def _forward_unchecked(
         self, obs: Any, hs: HiddenState | None, h_masks: Any
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """The net on ``obs`` as given (float32, on :attr:`device`, at least ``(1, d)``)."""
-        obs = torch.as_tensor(obs).to(device=self.device, dtype=torch.float32)
+        """The net on ``obs`` as given (:attr:`dtype`, on :attr:`device`, at least ``(1, d)``)."""
+        obs = torch.as_tensor(obs).to(device=self.device, dtype=self.dtype)
         while obs.ndim < (3 if self.rnn else 2):
             obs = obs.unsqueeze(0)
         if self.rnn:
