@@ -28,6 +28,10 @@ def test_argmax_qf_pol_is_greedy_and_epsilon_random():
         pol.eps = 1.5
     with pytest.raises(ValueError, match="qfunc"):
         ArgmaxQfPol(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC))
+    # a Q function whose max enumerates Discrete actions: refused at once, not at the first act
+    box_qf = DeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC))
+    with pytest.raises(ValueError, match=r"qfunc: DeterministicSAVfunc.max searches Discrete"):
+        ArgmaxQfPol(BOX_OB, BOX_AC, box_qf)
     # continuous: CEM
     cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet(), num_iter=3)
     pol = ArgmaxQfPol(BOX_OB, BOX_AC, cem, eps=0.0)  # default eps is 0.x's 0.2

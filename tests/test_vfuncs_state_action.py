@@ -38,6 +38,26 @@ def test_discrete_max_enumerates_every_action():
     assert torch.equal(max_acs, each.argmax(dim=-1))
 
 
+def test_discrete_actions_out_of_range_or_fractional_are_named():
+    # torch's one-hot failed naming no argument (out of range) or truncated (fractions)
+    qf = DeterministicSAVfunc(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC))
+    multi = gym.spaces.MultiDiscrete([2, 4])
+    qm = DeterministicSAVfunc(BOX_OB, multi, QNet(BOX_OB, multi))
+    obs = torch.zeros(4, 3)
+    for q, bad, match in [
+        (qf, [1, 2, 3, 3], r"in \[0, n\) with n=3 .*given values from 1 to 3"),
+        (qf, [0, 1, -1, 2], "from -1 to 2"),
+        (qf, [0.9, 1.0, 2.0, 0.0], "with fractions"),
+        (qm, [[1, 3], [2, 0], [0, 0], [1, 1]], r"n=\[2 4\].*from 0 to 3"),
+    ]:
+        with pytest.raises(ValueError, match="acs: DeterministicSAVfunc expects whole action"):
+            q(obs, torch.tensor(bad))
+        with pytest.raises(ValueError, match=match):
+            q(obs, torch.tensor(bad))
+    assert qf(obs, torch.tensor([0.0, 1.0, 2.0, 2.0]))[0].shape == (4,)  # whole floats pass
+    assert qm(obs, torch.tensor([[1, 3], [0, 0], [1, 2], [0, 1]]))[0].shape == (4,)
+
+
 @pytest.mark.parametrize("multivari", [True, False])
 def test_cem_finds_the_argmax(multivari):
     torch.manual_seed(0)

@@ -71,6 +71,13 @@ class ArgmaxQfPol(BasePol):
                 f"qfunc: {owner} needs a Q function with max(obs) (DeterministicSAVfunc for "
                 f"Discrete, CEMDeterministicSAVfunc for Box), got {type(qfunc).__name__}"
             )
+        searchable = getattr(qfunc, "max_action_space_types", (type(action_space),))
+        if not isinstance(action_space, searchable):  # else the first act would fail
+            raise ValueError(
+                f"qfunc: {type(qfunc).__name__}.max searches "
+                f"{' or '.join(t.__name__ for t in searchable)} actions, not {action_space!r} "
+                "(DeterministicSAVfunc for Discrete, CEMDeterministicSAVfunc for Box)"
+            )
         if getattr(qfunc, "action_space", action_space) != action_space:
             raise ValueError(
                 f"qfunc: its action_space {qfunc.action_space!r} differs from {owner}'s "

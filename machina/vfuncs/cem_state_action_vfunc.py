@@ -43,6 +43,7 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
     """
 
     action_space_types = (gym.spaces.Box,)
+    max_action_space_types = (gym.spaces.Box,)
 
     def __init__(
         self,

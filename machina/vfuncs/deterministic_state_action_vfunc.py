@@ -40,6 +40,8 @@ class DeterministicSAVfunc(BaseSAVfunc):
         gym.spaces.Discrete,
         gym.spaces.MultiDiscrete,
     )
+    #: action spaces whose maximum :meth:`max` finds (by enumeration)
+    max_action_space_types: tuple[type, ...] = (gym.spaces.Discrete,)
 
     def __init__(
         self,
@@ -65,9 +67,37 @@ class DeterministicSAVfunc(BaseSAVfunc):
     def _acs_dtype(self) -> torch.dtype:
         return torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
 
+    def _check_indices(self, acs: torch.Tensor) -> None:
+        """A ValueError unless Discrete / MultiDiscrete ``acs`` are whole numbers in
+        ``[0, n)`` per dimension: one-hot encoding truncates fractions silently and fails on
+        others with torch's message, which names no argument."""
+        if acs.numel() == 0:
+            return
+        space = self.action_space
+        discrete = isinstance(space, gym.spaces.Discrete)
+        n = space.n if discrete else space.nvec
+        whole = not acs.is_floating_point() or bool((acs == acs.round()).all())
+        if whole:
+            if discrete:  # the usual case, on every training step: one reduction
+                lo, hi = torch.aminmax(acs)
+                if lo.item() >= 0 and hi.item() < n:
+                    return
+            else:
+                high = torch.as_tensor(np.asarray(n, dtype=np.int64), device=acs.device)
+                if not bool(((acs < 0) | (acs >= high)).any()):
+                    return
+        raise ValueError(
+            f"acs: {type(self).__name__} expects whole action indices in [0, n) with n={n} "
+            f"from action_space (policy space: a space's start is not added), given values "
+            f"from {acs.min().item()} to {acs.max().item()}"
+            + ("" if whole else " with fractions")
+        )
+
     def _acs_to_tensor(self, acs: Any, obs: torch.Tensor) -> torch.Tensor:
         """``acs`` as a tensor on :attr:`device` with the leading dims of ``obs``."""
         acs = torch.as_tensor(np.asarray(acs) if isinstance(acs, list | tuple) else acs)
+        if not isinstance(self.action_space, gym.spaces.Box):
+            self._check_indices(acs)
         acs = acs.to(device=obs.device, dtype=self._acs_dtype())
         ac_shape = tuple(self.action_space.shape)
         lead = tuple(obs.shape[: obs.ndim - len(self.observation_space.shape)])
