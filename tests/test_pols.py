@@ -477,3 +477,17 @@ def test_float64_policies_and_value_functions_act_and_train():
     )
     assert any(not torch.equal(a, b) for a, b in zip(before, pol.parameters()))
     assert all(p.dtype == torch.float64 for p in pol.parameters())
+
+
+def test_integer_box_actions_are_rounded_and_random_ones_uniform():
+    # a cast truncated towards 0: -4.75 became -4, and RandomPol drew 0 twice as often
+    int_box = gym.spaces.Box(-5, 5, (1,), np.int64)
+    pol = GaussianPol(OB_SPACE, int_box, PolNet(OB_SPACE, int_box))
+    acs = np.array([[-0.95], [-0.5], [0.0], [0.3], [0.95], [1.0]], np.float32)
+    np.testing.assert_array_equal(pol.convert_ac_for_real(acs).ravel(), [-5, -2, 0, 2, 5, 5])
+    torch.manual_seed(0)
+    n = 110_000
+    real, _, _ = RandomPol(OB_SPACE, int_box)(np.zeros((n, *OB_SPACE.shape), np.float32))
+    counts = np.bincount(real.ravel() + 5, minlength=11)
+    # chi-square against uniform on -5..5 (10 degrees of freedom; 0.1% critical value 29.6)
+    assert ((counts - n / 11) ** 2 / (n / 11)).sum() < 29.6, counts

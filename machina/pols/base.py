@@ -354,7 +354,10 @@ class BasePol(RecurrentMixin, nn.Module):
         return self._real_to_numpy(torch.from_numpy(x))
 
     def _real_to_numpy(self, ac_real: torch.Tensor) -> np.ndarray:
-        arr = ac_real.cpu().numpy().astype(self.action_space.dtype, copy=False)
+        arr = ac_real.cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box) and self.action_space.dtype.kind in "iu":
+            arr = np.rint(arr)  # the nearest integer action: a cast truncates towards 0
+        arr = arr.astype(self.action_space.dtype, copy=False)
         if isinstance(self.action_space, gym.spaces.Box):
             # clip again after the dtype cast: float32 bounds may round past float64 ones
             arr = np.clip(arr, self.action_space.low, self.action_space.high)

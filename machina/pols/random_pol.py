@@ -73,7 +73,10 @@ class RandomPol(BasePol):
         # zero the infinite bounds so that no inf * 0 turns into NaN in the unused branches
         low = torch.where(low_ok, self._ac_low.to(device), 0.0)
         high = torch.where(high_ok, self._ac_high.to(device), 0.0)
-        uniform = low + torch.rand(shape, device=device) * (high - low)
+        # an integer Box: uniform over low..high, as gymnasium's Box.sample (actions are
+        # rounded to the nearest integer: these intervals of width 1 are each's)
+        pad = 0.5 if space.dtype.kind in "iu" else 0.0
+        uniform = (low - pad) + torch.rand(shape, device=device) * (high - low + 2 * pad)
         exponential = torch.empty(shape, device=device).exponential_()
         one_sided = torch.where(low_ok, low + exponential, high - exponential)
         unbounded = torch.where(low_ok | high_ok, one_sided, torch.randn(shape, device=device))
