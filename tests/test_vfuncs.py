@@ -57,6 +57,19 @@ def test_recurrent_h_masks_reset_the_state():
     assert (unmasked[2:, 1:] - fresh).abs().max() > 1e-4
 
 
+def test_unchecked_recurrent_net_keeps_its_state_as_a_checked_one():
+    # a net that cannot take observation_space (machina 0.x's feature nets) is called
+    # unchecked; its stored state kept the graph and the first batch size (the next call
+    # with another number of rows failed inside the LSTM)
+    features = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    with pytest.warns(UserWarning, match="unchecked"):
+        vf = DeterministicSVfunc(OB_SPACE, VNetLSTM(features, 8, 6), rnn=True)
+    obs = torch.randn(4, 2, 2, requires_grad=True)
+    vf(obs)
+    assert all(h.grad_fn is None for h in vf.hs)
+    assert vf(torch.randn(4, 3, 2))[0].shape == (4, 3)
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"^net: DeterministicSVfunc needs .*\(\.\.\., 1\)"):
         # two outputs (mean, log_std); one (B, k) output is accepted (multi-output nets, as

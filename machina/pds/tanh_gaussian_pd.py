@@ -34,7 +34,9 @@ class TanhGaussianPd(BasePd):
     :meth:`sample_with_llh` computes it from the pre-squash sample ``u``, exact even where
     ``tanh(u)`` rounds to ±1 in float32. KL is the Gaussians' KL (KL is invariant under the
     same bijection); the entropy adds ``E[sum log(1 - tanh(u)^2)]`` to the Gaussian's, by
-    32-point Gauss-Hermite quadrature.
+    32-point Gauss-Hermite quadrature: within ~1e-8 nats per action dim for ``log_std <= 0``,
+    but ~2e-3 at ``log_std = 1`` and ~1e-1 at 2 (the integrand, ``-2 log cosh u``, bends
+    within ``|u| < 1``, narrow against such a spread of ``u``).
     """
 
     param_keys = ("mean", "log_std")
