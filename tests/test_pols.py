@@ -491,3 +491,20 @@ def test_integer_box_actions_are_rounded_and_random_ones_uniform():
     counts = np.bincount(real.ravel() + 5, minlength=11)
     # chi-square against uniform on -5..5 (10 degrees of freedom; 0.1% critical value 29.6)
     assert ((counts - n / 11) ** 2 / (n / 11)).sum() < 29.6, counts
+
+
+def test_multi_categorical_net_with_probability_on_padding_classes_is_refused():
+    # a user's softmax over (k, max(nvec)) classes drew actions outside MultiDiscrete([2, 4])
+    space = gym.spaces.MultiDiscrete([2, 4])
+
+    class Unmasked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(OB_SPACE.shape[0], 8)
+
+        def forward(self, obs):
+            return torch.softmax(self.linear(obs).reshape(-1, 2, 4), dim=-1)
+
+    with pytest.raises(ValueError, match=r"net: MultiCategoricalPol needs probability 0 on"):
+        MultiCategoricalPol(OB_SPACE, space, Unmasked())
+    MultiCategoricalPol(OB_SPACE, space, PolNet(OB_SPACE, space))  # its head masks them

@@ -62,6 +62,17 @@ class MultiCategoricalPol(BasePol):
             or outputs[0].shape[-1] < n_max
         ):
             raise self._net_output_error(what, outputs)
+        # classes past a dimension's nvec are no actions: drawn, they would leave the space
+        pi = outputs[0].detach()
+        classes = torch.arange(pi.shape[-1], device=pi.device)
+        padding = classes >= torch.as_tensor(nvec, device=pi.device)[:, None]
+        if bool((pi * padding).gt(0).any()):
+            raise ValueError(
+                f"net: {type(self).__name__} needs probability 0 on the padding classes "
+                f"(class >= nvec={nvec.tolist()} of each dimension), got "
+                f"{pi.masked_select(padding).max().item():.3g} on one; mask them, as "
+                "machina.nets.PolNet's head does"
+            )
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         return dict(pi=outputs[0])
