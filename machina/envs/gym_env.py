@@ -211,7 +211,7 @@ class GymEnv(gymnasium.Env):
 
     @np_random.setter
     def np_random(self, value: np.random.Generator) -> None:
-        # assignable as on gymnasium.Env: a vector env restores its workers' generators so
+        # assignable as on gymnasium.Env: AsyncVectorEnv.set_attr restores workers' generators
         self.env.unwrapped.np_random = value
         self._np_random = value
 
