@@ -298,7 +298,9 @@ class _StepInfoEnv(gym.Env):
 
     def step(self, action):
         self.t += 1
-        return np.array([self.t], np.float32), 1.0, self.t >= 5, False, {"t": self.t}
+        # "half" is an int at the first step, floats after: its field must widen, not cut
+        info = {"t": self.t, "half": 0 if self.t == 1 else self.t / 2}
+        return np.array([self.t], np.float32), 1.0, self.t >= 5, False, info
 
 
 @pytest.mark.parametrize("mode", list(AutoresetMode))
@@ -313,6 +315,7 @@ def test_env_infos_of_every_step_in_every_autoreset_mode(mode):
     assert len(epis) == 4
     for epi in epis:
         np.testing.assert_array_equal(epi["e_is"]["t"], np.arange(1, 6))
+        np.testing.assert_array_equal(epi["e_is"]["half"], [0.0, 1.0, 1.5, 2.0, 2.5])
 
 
 def test_state_dict_continues_exactly():

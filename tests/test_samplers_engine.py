@@ -333,6 +333,38 @@ def test_prepro_applied_to_obs_and_next_obs():
     np.testing.assert_array_equal(epi["next_obs"][:-1], epi["obs"][1:])
 
 
+class _IntResetWalker(gym.Env):
+    """A float64 space whose reset returns an int array (np.array([0, 0])), steps floats."""
+
+    observation_space = gym.spaces.Box(-100.0, 100.0, (2,), np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos, self.t = np.array([0, 0]), 0
+        return self.pos.copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.pos = self.pos + 0.3 * np.asarray(action, np.float64)
+        return self.pos.copy(), 0.0, False, self.t >= 4, {}
+
+
+@pytest.mark.parametrize("num_parallel", [1, 2])
+def test_prepro_sees_float_steps_after_an_integer_reset(num_parallel):
+    # the raw observations' field took the reset's int64: every later step was truncated
+    pol = RandomPol(_IntResetWalker.observation_space, _IntResetWalker.action_space)
+    with EpiSampler(
+        _IntResetWalker, pol, seed=0, num_parallel=num_parallel, prepro=lambda o: o
+    ) as sampler:
+        epi = sampler.sample(pol, max_epis=1)[0]
+    env = _IntResetWalker()
+    env.reset(seed=0)
+    steps = [env.step(pol.convert_ac_for_real(a))[0] for a in epi["acs"]]
+    np.testing.assert_allclose(epi["next_obs"], steps, rtol=1e-6)
+    assert np.abs(epi["obs"][1:]).max() > 0
+
+
 def test_env_instance_is_copied():
     env = ToyEnv(length=3)
     pol = RandomPol(env.observation_space, env.action_space)

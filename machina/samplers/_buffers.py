@@ -52,6 +52,15 @@ class Growable:
         self.fields[name] = arr
         return arr
 
+    def widen(self, name: str, dtype: Any) -> np.ndarray:
+        """Field ``name`` recast, with the rows written so far, to hold ``dtype``'s values
+        too (a value of a wider dtype than the first one would be truncated)."""
+        arr = self.fields[name]
+        wider = np.result_type(arr.dtype, dtype)
+        if wider != arr.dtype:
+            arr = self.fields[name] = arr.astype(wider)
+        return arr
+
     def ensure(self, size: int) -> bool:
         """Make room for ``size`` items; True when the arrays were reallocated."""
         if size <= self.capacity:

@@ -105,7 +105,11 @@ class StepLoop(LoopChecks):
             # Array observations: the raw ones go to a history field (e_is["raw_obs"]) and
             # the prepro runs once per step on all of them (_step_envs_prepro_rows).
             raw = slots.raw_obs[active[0]]
-            raw_buf = history.add("raw_obs", raw.shape, raw.dtype)
+            # the space's dtype too: a reset returning np.array([0, 0]) must not make the
+            # field int64 for the float steps that follow (they would be truncated)
+            space_dtype = getattr(slots.observation_space, "dtype", None)
+            dtype = raw.dtype if space_dtype is None else np.result_type(raw.dtype, space_dtype)
+            raw_buf = history.add("raw_obs", raw.shape, dtype)
             for k in active:
                 raw_buf[0, k] = slots.raw_obs[k]
             self.raw_rows = True

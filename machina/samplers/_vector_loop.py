@@ -430,6 +430,8 @@ class VectorStepLoop(LoopChecks):
             if name not in fields:
                 self.history.add(name, value.shape[1:], value.dtype)
                 self.history.add("e_is_mask/" + key, (), bool)
+            elif value.dtype != fields[name].dtype:  # e.g. 0 first, then floats
+                self.history.widen(name, value.dtype)
             try:
                 fields[name][t] = value
             except ValueError:
