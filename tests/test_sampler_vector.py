@@ -10,6 +10,7 @@ CartPole as the physics reference of the native vector CartPole (one shared RNG:
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.util
 import warnings
 
@@ -341,6 +342,26 @@ def test_state_dict_continues_exactly():
         assert_same_episodes(a.sample(pol, max_steps=40), b.sample(pol, max_steps=40))
         a.close()
         b.close()
+
+
+def test_a_vector_env_instance_is_closed_only_by_close():
+    # a refused constructor call and a collected sampler closed the caller's vector env
+    vec = gym.make_vec("CartPole-v1", 2, vectorization_mode="sync", max_episode_steps=8)
+    pendulum = gym.make("Pendulum-v1")
+    wrong = make_pol(pendulum.observation_space, pendulum.action_space)
+    with pytest.raises(ValueError, match="does not match the environment"):
+        EpiSampler(vec, wrong)
+    gc.collect()
+    assert not vec.closed
+    pol = policy()
+    sampler = EpiSampler(vec, pol, seed=0)
+    sampler.sample(pol, max_epis=2)
+    del sampler
+    gc.collect()
+    assert not vec.closed
+    with EpiSampler(vec, pol, seed=1) as sampler:
+        assert len(sampler.sample(pol, max_epis=2)) == 2
+    assert vec.closed  # the with block closes it, as close() does
 
 
 class _NoRngCartPole(CartPoleEnv):

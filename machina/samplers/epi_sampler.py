@@ -283,6 +283,9 @@ class EpiSampler:
         self._engine: BatchEngine | None = None
         self._pool: WorkerPool | Any = None
         self._closed = False
+        # the caller's VectorEnv instance: closed by close() / the with block only, never
+        # behind the caller's back (a refused constructor call, garbage collection)
+        self._borrowed_env = isinstance(env, gymnasium.vector.VectorEnv)
         env_fn = as_env_factory(env)
         if backend == "ray":
             from machina.samplers._ray_backend import RayPool
@@ -331,7 +334,7 @@ class EpiSampler:
                 raise dict_obs_error(self.observation_space)
             check_pol_spaces(pol, self.observation_space, self.action_space, prepro is None)
         except (TypeError, ValueError):
-            self.close()
+            self._shut(close_env=not self._borrowed_env)
             raise
 
     def sample(
@@ -464,10 +467,13 @@ class EpiSampler:
     def close(self) -> None:
         """Stop the worker processes (or Ray actors, and the Ray instance this sampler
         started) and close the environments. Idempotent."""
+        self._shut(close_env=True)
+
+    def _shut(self, close_env: bool) -> None:
         self._closed = True
         if self._pool is not None:
             self._pool.close()
-        if self._engine is not None:
+        if self._engine is not None and close_env:
             self._engine.close()
 
     def __enter__(self) -> EpiSampler:
@@ -478,6 +484,6 @@ class EpiSampler:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._shut(close_env=not self._borrowed_env)
         except Exception:
             pass
