@@ -395,6 +395,13 @@ def test_bad_arguments():
         EpiSampler(env, pol, num_envs=0)
     with pytest.raises(TypeError, match="env"):
         EpiSampler(3, pol)
+    # a MultiDiscrete's start shifts its actions: a policy without it acts out of the space
+    shifted = gym.spaces.MultiDiscrete([3, 2], start=[1, -1])
+    toy = ToyEnv(length=3)
+    toy.action_space = shifted
+    unshifted = RandomPol(toy.observation_space, gym.spaces.MultiDiscrete([3, 2]))
+    with pytest.raises(ValueError, match=r"pol\.action_space does not match.*start="):
+        EpiSampler(toy, unshifted)
 
 
 @pytest.mark.parametrize("num_parallel", [1, 2])
@@ -445,6 +452,8 @@ class OddObsEnv(ToyEnv):
             obs[0] = np.inf
         if self.episode == 1 and self.fault == "shape" and self.t == 2:
             obs = np.zeros(5, dtype=np.float32)
+        if self.episode == 1 and self.fault == "array_reward" and self.t == 3:
+            rew = np.array([rew])  # numpy's error named neither the reward nor the env
         return obs, rew, term, trunc, info
 
 
@@ -454,6 +463,7 @@ class OddObsEnv(ToyEnv):
         ("nan_reset", r"non-finite observation.*during reset"),
         ("inf_final", r"non-finite observation.*inf\) during step 4"),
         ("shape", r"observation.* of shape \(5,\) where \(2,\).*during step 2"),
+        ("array_reward", r"returned the reward array\(\[.*\]\); expected a scalar .*step 3"),
     ],
 )
 @pytest.mark.parametrize("prepro", [None, lambda o: o + 1.0])

@@ -135,7 +135,10 @@ class StepLoop(LoopChecks):
             # Step every active slot; the next observations go straight into row t + 1.
             next_row = obs_buf[t + 1]
             rews, ended = step(active, ac_real, step_rows, next_row, t)
-            rews_buf[t][step_rows] = rews
+            try:
+                rews_buf[t][step_rows] = rews
+            except (TypeError, ValueError) as exc:  # numpy's message names nothing
+                raise self._reward_error(active, rews, t) from exc
             if t >= next_cut:
                 ended, next_cut = self._cut(active, ended, t)
             stopped = self._end_episodes(ended, next_row, t) if ended else False
@@ -333,6 +336,18 @@ class StepLoop(LoopChecks):
         continuing = [k for k in active if k not in ending]
         next_cut = min(self._next_cut(continuing), t + self.cap)
         return ended + cut, next_cut
+
+    def _reward_error(self, active: list[int], rews: list, t: int) -> RuntimeError:
+        """The error naming the first environment whose reward is not a scalar number."""
+        for k, rew in zip(active, rews):
+            try:
+                ok = np.ndim(rew) == 0 and isinstance(float(rew), float)
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                detail = f"returned the reward {rew!r}; expected a scalar number"
+                return self.slots.env_error(k, f"step {t - self.first_row[k] + 1}", None, detail)
+        return RuntimeError(f"rewards {rews!r}: expected scalar numbers")
 
     def _raise_non_finite(self, active: list[int], next_row: np.ndarray, t: int) -> None:
         for k in active:

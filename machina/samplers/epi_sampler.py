@@ -54,8 +54,10 @@ def _same_space(pol_space: gymnasium.Space, env_space: gymnasium.Space, bounds: 
             and pol_space.start == env_space.start
         )
     if isinstance(env_space, spaces.MultiDiscrete):
-        return isinstance(pol_space, spaces.MultiDiscrete) and np.array_equal(
-            pol_space.nvec, env_space.nvec
+        return (
+            isinstance(pol_space, spaces.MultiDiscrete)
+            and np.array_equal(pol_space.nvec, env_space.nvec)
+            and np.array_equal(pol_space.start, env_space.start)  # the actions' offsets
         )
     return pol_space == env_space
 
