@@ -270,3 +270,28 @@ def test_cap_with_slots_out_of_phase(num_envs):
         np.testing.assert_array_equal(e["obs"][1:], e["next_obs"][:-1])
         assert e["truncs"][-1] == (n == 15 and not e["terms"][-1])
         assert e["terms"][-1] or e["truncs"][-1]
+
+
+class _CloseCounted(gym.Wrapper):
+    closed_count = 0
+
+    def close(self):
+        type(self).closed_count += 1
+        super().close()
+
+
+def test_a_factory_failing_for_a_later_slot_closes_the_environments_it_made():
+    # the first two environments (a simulator, a process each, in real use) were never closed
+    made = []
+
+    def factory():
+        if len(made) == 2:
+            raise OSError("license server unreachable")
+        made.append(_CloseCounted(gym.make("CartPole-v1")))
+        return made[-1]
+
+    space = gym.make("CartPole-v1").observation_space
+    pol = CategoricalPol(space, gym.spaces.Discrete(2), PolNet(space, gym.spaces.Discrete(2)))
+    with pytest.raises(RuntimeError, match=r"environment 2 .*OSError: license server"):
+        EpiSampler(factory, pol, num_envs=4)
+    assert len(made) == 2 and _CloseCounted.closed_count == 2

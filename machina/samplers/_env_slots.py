@@ -134,8 +134,10 @@ class EnvSlots:
                 # slot 0's may come from the engine's first call of env_fn
                 env = first_env if k == 0 and first_env is not None else env_fn()
             except Exception as exc:
+                self.close()  # the ones made so far (their simulators, processes)
                 raise self.env_error(k, "creation (env factory call)", exc) from exc
             if not (hasattr(env, "reset") and hasattr(env, "step")):
+                self.close()
                 raise TypeError(f"env: the factory returned {env!r}, which has no reset/step")
             self.envs.append(env)
         self.observation_space = self.envs[0].observation_space
