@@ -395,6 +395,11 @@ def test_bad_arguments():
         EpiSampler(env, pol, num_envs=0)
     with pytest.raises(TypeError, match="env"):
         EpiSampler(3, pol)
+    with pytest.raises(TypeError, match="fast_inference: expected a bool, given 'no'"):
+        EpiSampler(env, pol, fast_inference="no")
+    with EpiSampler(env, pol) as sampler:
+        with pytest.raises(TypeError, match="pol: expected a policy"):
+            sampler.sample(None, max_epis=1)
     # a MultiDiscrete's start shifts its actions: a policy without it acts out of the space
     shifted = gym.spaces.MultiDiscrete([3, 2], start=[1, -1])
     toy = ToyEnv(length=3)

@@ -279,6 +279,8 @@ class EpiSampler:
         self.num_envs = int(num_envs)
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
+        if not isinstance(fast_inference, (bool, np.bool_)):  # bool("no") would be True
+            raise TypeError(f"fast_inference: expected a bool, given {fast_inference!r}")
         self.fast_inference = bool(fast_inference)
         self.max_episode_steps = max_episode_steps
         self.backend = backend
@@ -396,6 +398,8 @@ class EpiSampler:
         max_steps = _check_budget("max_steps", max_steps)
         if max_epis is None and max_steps is None:
             raise ValueError("sample: give max_epis or max_steps (or both), given neither")
+        if not callable(pol):
+            raise TypeError(f"pol: expected a policy (a callable torch module), given {pol!r}")
         check_pol_spaces(pol, self.observation_space, self.action_space, self.prepro is None)
         quotas = split_quotas(max_epis, max_steps, self.num_parallel, self.num_envs)
         if self._engine is not None:
