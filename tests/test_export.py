@@ -53,12 +53,19 @@ def make_pol(kind: str) -> BasePol:
     if kind == "multi_categorical":
         space = gym.spaces.MultiDiscrete([3, 2, 4], start=[1, 0, -1])
         return MultiCategoricalPol(OB_SPACE, space, PolNet(OB_SPACE, space, 8, 8))
+    if kind == "gaussian_int_box":  # actions rounded to the nearest integer, as the policy's
+        space = gym.spaces.Box(-3, 4, (2,), dtype=np.int64)
+        return GaussianPol(OB_SPACE, space, PolNet(OB_SPACE, space, 8, 8))
+    if kind == "gaussian_double_net":  # float32 inputs, a float64 net
+        return GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 8, 8)).double()
     raise AssertionError(kind)
 
 
 KINDS = [
     "gaussian",
     "gaussian_float64",
+    "gaussian_int_box",
+    "gaussian_double_net",
     "gaussian_sde",
     "tanh_gaussian",
     "mixture",

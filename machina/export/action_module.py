@@ -127,10 +127,17 @@ class ActionModule(nn.Module):
             self.register_buffer("real_low", torch.as_tensor(space.low, dtype=dtype))
             self.register_buffer("real_high", torch.as_tensor(space.high, dtype=dtype))
         self.out_dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
+        # the policy rounds integer Box actions to the nearest (a cast truncates towards 0)
+        self.round_ac = isinstance(space, gym.spaces.Box) and np.dtype(space.dtype).kind in "iu"
+        # the inputs stay float32; a float64 net (.double()) computes on float64 copies
+        self.net_dtype = pol.dtype
 
     def _policy_space_ac(self, obs: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         pol = self.pol
         net = cast(nn.Module, pol.net)  # _check_pol: the supported policies all have one
+        obs = obs.to(self.net_dtype)
+        if noise is not None:
+            noise = noise.to(self.net_dtype)
         outputs = net(obs)
         params = pol._pd_params(outputs if isinstance(outputs, tuple) else (outputs,))
         if noise is None:
@@ -179,5 +186,7 @@ class ActionModule(nn.Module):
             torch.Tensor, self.pol.convert_ac_for_real(self._policy_space_ac(obs, noise))
         )
         if isinstance(self.pol.action_space, gym.spaces.Box):
+            if self.round_ac:
+                ac_real = torch.round(ac_real)  # half to even, as the policy's np.rint
             ac_real = torch.clamp(ac_real.to(self.out_dtype), self.real_low, self.real_high)
         return ac_real.to(self.out_dtype)
