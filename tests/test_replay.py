@@ -406,6 +406,14 @@ def test_update_pris_takes_any_float_loss_and_index_kind(rng, dtype):
         torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(steps)], expected)
     with pytest.raises(ValueError, match=r"indices: .*got \[-1, "):
         tf.update_pris(traj, td, torch.as_tensor([-1, 0, 1, 2, 3, 4]))
+    # a bool mask (as iterate takes) selects its steps; it was read as indices 0 and 1
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[torch.as_tensor(steps)] = True
+    tf.update_pris(traj, td, mask, alpha=0.6, epsilon=1e-6)
+    # the mask's steps in increasing order take td's values in turn
+    torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(np.sort(steps))], expected)
+    with pytest.raises(ValueError, match="indices: expected integer .* given torch.float32"):
+        tf.update_pris(traj, td, torch.as_tensor(steps, dtype=torch.float32))
     # a loss still in the autograd graph (a learner's TD errors, not detached)
     weights = torch.ones(6, requires_grad=True)
     tf.update_pris(traj, td.float().reshape(-1) * weights, steps, alpha=0.6, epsilon=1e-6)

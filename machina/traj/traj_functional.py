@@ -35,8 +35,9 @@ def update_pris(
         TD errors of the drawn steps, any shape; only their magnitude matters.
     indices : torch.Tensor or sequence of int
         Flat step indices, the shape of ``td_loss`` (``prioritized_random_batch`` returns
-        them; for a sequence batch, ``starts + t`` at its real steps). A repeated index
-        keeps one of its values.
+        them; for a sequence batch, ``starts + t`` at its real steps), or a bool mask over
+        the steps with one ``td_loss`` value per selected step. A repeated index keeps one
+        of its values.
     alpha, epsilon : float
         Priority exponent, and the floor that keeps every step drawable.
     update_epi_pris : bool
@@ -91,6 +92,13 @@ def _flat_indices(indices, device: torch.device) -> torch.Tensor:
         indices = torch.as_tensor(indices)
     if indices.device != device:
         indices = indices.to(device)
+    if indices.dtype == torch.bool:  # a mask over the steps, as iterate takes
+        return indices.reshape(-1).nonzero().reshape(-1)
+    if indices.is_floating_point() or indices.is_complex():
+        # .long() would truncate (1.9 -> step 1) without a word
+        raise ValueError(
+            f"indices: expected integer flat step indices or a bool mask, given {indices.dtype}"
+        )
     if indices.dim() != 1:
         indices = indices.reshape(-1)
     return indices if indices.dtype == torch.int64 else indices.long()
