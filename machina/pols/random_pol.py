@@ -3,6 +3,7 @@
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,7 +76,7 @@ class RandomPol(BasePol):
         high = torch.where(high_ok, self._ac_high.to(device), 0.0)
         # an integer Box: uniform over low..high, as gymnasium's Box.sample (actions are
         # rounded to the nearest integer: these intervals of width 1 are each's)
-        pad = 0.5 if space.dtype.kind in "iu" else 0.0
+        pad = 0.5 if np.dtype(space.dtype).kind in "iu" else 0.0
         uniform = (low - pad) + torch.rand(shape, device=device) * (high - low + 2 * pad)
         exponential = torch.empty(shape, device=device).exponential_()
         one_sided = torch.where(low_ok, low + exponential, high - exponential)

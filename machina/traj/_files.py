@@ -4,6 +4,7 @@ validated before anything is built from it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,12 +163,12 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
             f"rng_state: expected a 1-d uint8 array (a generator's state), got dtype "
             f"{rng_state.dtype} and shape {rng_state.shape}"
         )
-    rank_states = _rank_states(members, columns, index)
+    rank_states = rank_states_of(members, columns, index)
     return TrajFile(columns, index, groups, max_steps, pri_beta, rng_state, rank_states)
 
 
-def _rank_states(
-    members: dict[str, np.ndarray], columns: dict[str, np.ndarray], index: np.ndarray
+def rank_states_of(
+    members: dict[str, np.ndarray], columns: Mapping[str, Sized], index: np.ndarray
 ) -> dict[tuple[str, int, float], dict[str, np.ndarray]]:
     """The rank-based samplers' states, each checked against its priority column."""
     states: dict[tuple[str, int, float], dict[str, np.ndarray]] = {}

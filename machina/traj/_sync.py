@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from machina.traj import _files
 from machina.traj.traj import Traj
 
 
@@ -21,10 +22,10 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     """Every rank gets ``master_rank``'s stored episodes, over torch.distributed.
 
     A collective: every rank of the default process group calls it. The columns, episode
-    boundaries, groups, bound, ``pri_beta`` and the batch generator's state (once seeded)
-    are broadcast as tensors and JSON (no pickle), so every rank then draws the batches
-    ``master_rank`` would; pending episodes are not sent. Without an initialised group of
-    more than one rank, ``traj`` is returned as it is.
+    boundaries, groups, bound, ``pri_beta``, the batch generator's state (once seeded) and
+    the rank-based replay samplers' orders are broadcast as tensors and JSON (no pickle), so
+    every rank then draws the batches ``master_rank`` would; pending episodes are not sent.
+    Without an initialised group of more than one rank, ``traj`` is returned as it is.
 
     Parameters
     ----------
@@ -44,6 +45,7 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     rank, device = dist.get_rank(), _wire_device()
     master = rank == master_rank
     if master:
+        rank_states = traj._rank_sampler_states()
         meta = {
             "columns": [
                 [k, str(v.dtype).removeprefix("torch."), list(v.shape)]
@@ -54,6 +56,11 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
             "max_steps": traj.max_steps,
             "pri_beta": traj.pri_beta,
             "rng_state": traj._rng.seeded,
+            # rank-based samplers rebuild their order lazily: not a function of the
+            # priorities alone, so sent as Traj.save writes them
+            "rank_states": [
+                [name, value.dtype.str, list(value.shape)] for name, value in rank_states.items()
+            ],
         }
         payload = torch.tensor(list(json.dumps(meta).encode()), dtype=torch.uint8, device=device)
         size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
@@ -74,6 +81,18 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
         # gloo has no bool collectives: bools travel as bytes
         dist.broadcast(wire.view(torch.uint8) if dtype == torch.bool else wire, master_rank)
         columns[key] = wire
+    members = {}
+    for name, dtype_str, shape in meta["rank_states"]:
+        dtype = np.dtype(dtype_str)
+        if master:
+            value = np.ascontiguousarray(rank_states[name]).reshape(-1).view(np.uint8)
+            wire = torch.from_numpy(value.copy()).to(device)
+        else:
+            wire = torch.empty(
+                int(np.prod(shape)) * dtype.itemsize, dtype=torch.uint8, device=device
+            )
+        dist.broadcast(wire, master_rank)  # as bytes: any numpy dtype, bools included
+        members[name] = wire.cpu().numpy().view(dtype).reshape(shape)
     rng_state = None
     if meta.get("rng_state"):
         # the generator's state is a CPU byte tensor of fixed size (torch.Generator)
@@ -91,4 +110,5 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     new.pri_beta = meta["pri_beta"]
     if rng_state is not None:
         new._rng.set_state(rng_state)
+    new._restore_rank_samplers(_files.rank_states_of(members, new.data_map, new._epis_index))
     return new
