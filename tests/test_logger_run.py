@@ -189,7 +189,11 @@ def scalars_of(log_dir, tag):
 
     acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+    if tag not in acc.Tags()["scalars"]:
+        return []
+    # by step: files are read in name order, and two writers' names within one second
+    # order by a per-process counter as text (".10" before ".9")
+    return sorted((e.step, e.value) for e in acc.Scalars(tag))
 
 
 def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
