@@ -95,6 +95,11 @@ def test_distributed_optimisers_are_the_plain_ones_in_a_single_process():
     assert (opt.local_rank, opt.world_size) == (0, 1)
     # The original's keyword for the divisor is accepted.
     assert DistributedSGD([torch.nn.Parameter(torch.ones(1))], lr=0.1, world_size=4).world_size == 4
+    # a learning rate given where the original takes the rank: it was taken as the rank
+    with pytest.raises(TypeError, match=r"local_rank: expected an int >= 0 or None, given 0.001"):
+        DistributedAdamW([torch.nn.Parameter(torch.ones(1))], 1e-3)
+    with pytest.raises(TypeError, match="world_size: expected an int >= 1"):
+        DistributedAdamW([torch.nn.Parameter(torch.ones(1))], 0, 0.5)
 
 
 def test_closure_is_called_and_its_loss_returned():

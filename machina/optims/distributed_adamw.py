@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,9 +46,18 @@ class DistributedAdamW(AdamW):
         eps: float = 1e-8,
         weight_decay: float = 0,
     ) -> None:
+        # machina 0.x's order: DistributedAdamW(params, 1e-3) makes 1e-3 the rank, not lr
+        for name, value, low in (("local_rank", local_rank, 0), ("world_size", world_size, 1)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+            ):
+                raise TypeError(
+                    f"{name}: expected an int >= {low} or None, given {value!r} (the learning "
+                    "rate goes by keyword: DistributedAdamW(params, lr=...))"
+                )
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-        self.local_rank = dist_utils.get_rank() if local_rank is None else local_rank
-        self.world_size = dist_utils.get_world_size() if world_size is None else world_size
+        self.local_rank = dist_utils.get_rank() if local_rank is None else int(local_rank)
+        self.world_size = dist_utils.get_world_size() if world_size is None else int(world_size)
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """Average the gradients over ranks (unless already averaged), then :class:`AdamW`'s
