@@ -85,6 +85,24 @@ def test_random_batches_larger_than_the_traj_are_refused(rng):
             call()
 
 
+def test_a_negative_or_fractional_epoch_is_refused(rng):
+    # a negative epoch yielded no batch (a run that trains on nothing), "a" a bare TypeError
+    traj = make_traj(ef.set_all_pris(make_random_epis(rng, 3), 1.0))
+    calls = [
+        lambda epoch: traj.iterate(4, epoch=epoch),
+        lambda epoch: traj.full_batch(epoch=epoch),
+        lambda epoch: traj.random_batch(4, epoch=epoch),
+        lambda epoch: traj.iterate_rnn(1, epoch=epoch),
+        lambda epoch: traj.random_batch_rnn(2, 2, epoch=epoch),
+        lambda epoch: traj.prioritized_random_batch(4, epoch=epoch),
+    ]
+    for call in calls:
+        for bad in (-1, 1.5, "a"):
+            with pytest.raises(ValueError, match="epoch: expected an int >= 0"):
+                next(call(bad))
+        assert list(call(0)) == [] and len(list(call(2.0))) == 2 * len(list(call(1)))
+
+
 def test_random_batch_shapes_and_indices(rng):
     traj = make_traj(make_random_epis(rng, 20))
     batches = list(traj.random_batch(16, epoch=5, return_indices=True))

@@ -13,6 +13,20 @@ from machina.traj import _ddp, _replay
 from machina.utils.batch_share import BatchShare, SharedBatch
 
 
+def check_epoch(epoch: int) -> int:
+    """``epoch`` as an int; a ValueError naming it when it is negative or not an integer
+    (a negative one yielded no batch: a run that trains on nothing)."""
+    if isinstance(epoch, float) and epoch.is_integer():  # e.g. computed with a division
+        epoch = int(epoch)
+    try:
+        epoch = operator.index(epoch)
+    except TypeError:
+        raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}") from None
+    if epoch < 0:
+        raise ValueError(f"epoch: expected an int >= 0, got {epoch}")
+    return epoch
+
+
 def check_batch_size(batch_size: int, available: int, unit: str) -> int:
     """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``
     (machina 0.x yielded no batch above ``available``, so its runs trained on nothing)."""
@@ -200,6 +214,7 @@ class Batching:
             Each column indexed by the batch's steps, shape (B, ...). With ``Traj(ddp=True)``
             under torch.distributed, this rank's share of each batch (see ``Traj``).
         """
+        epoch = check_epoch(epoch)
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
@@ -252,6 +267,7 @@ class Batching:
             rank's share of the steps, copied); with ``return_indices`` the pair
             ``(batch, indices)``, ``indices`` (N,) int64.
         """
+        epoch = check_epoch(epoch)
         group = _ddp.Group(self.ddp)
         _, count = self._plan(group, self.num_step, self.num_step, "steps", lambda b: epoch)
         indices = group.share(torch.arange(self.num_step, device=self.device))
@@ -309,6 +325,7 @@ class Batching:
             with ``return_indices`` the pair ``(batch, indices)``. With ``Traj(ddp=True)``
             under torch.distributed, this rank's share of each.
         """
+        epoch = check_epoch(epoch)
         if isinstance(indices, bool):
             indices, return_indices = None, indices
         group = _ddp.Group(self.ddp)
@@ -360,6 +377,7 @@ class Batching:
             With ``Traj(ddp=True)`` under torch.distributed, this rank's share of the B
             sequences (T_max still that of the whole batch).
         """
+        epoch = check_epoch(epoch)
         if num_epi_per_seq < 1:
             raise ValueError(f"num_epi_per_seq: expected an int >= 1, got {num_epi_per_seq!r}")
         seq_index = self._epis_index[::num_epi_per_seq]
@@ -441,6 +459,7 @@ class Batching:
             ``h_masks`` (L, B), 1.0 at t = 0 where the window starts its episode (the
             hidden state is then exactly the initial one; otherwise burn-in approximates it).
         """
+        epoch = check_epoch(epoch)
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)

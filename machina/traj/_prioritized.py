@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from machina.traj import _ddp, _replay, _samplers
+from machina.traj._batching import check_epoch
 
 
 class _CachedSampler:
@@ -106,6 +107,7 @@ class PrioritizedReplay:
             Columns (B, ...) plus ``is_weights`` (B,) float32; with ``return_indices`` the
             pair ``(batch, indices)``, ``indices`` (B,) int64.
         """
+        epoch = check_epoch(epoch)
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
         group = _ddp.Group(self.ddp)
@@ -328,6 +330,7 @@ class PrioritizedReplay:
             Columns (L, B, ...), ``out_masks``, ``h_masks`` and ``is_weights`` (B,); with
             ``return_indices`` the pair ``(batch, starts)``, ``starts`` (B,) int64.
         """
+        epoch = check_epoch(epoch)
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
         seq_length = self._seq_length(seq_length)
