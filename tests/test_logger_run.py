@@ -201,6 +201,11 @@ def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
     with logger.Run(tmp_path, 5, "old", unit="iteration", checkpoint_interval=1) as run:
         while not run.done:
             run.record(epis_of(10), {"It": run.total_iter}, checkpoint=dict(lin=lin))
+    # a new run that stops before its first row (a bad argument) leaves the old one whole
+    logger.Run(tmp_path, 5, "new", unit="iteration")
+    logger.get_logger().close()
+    assert len(rows_of(tmp_path)) == 5 and len(scalars_of(tmp_path, "It")) == 5
+    assert (tmp_path / "latest").is_file()
     # a new run (resume=False) in the same folder, stopped before its first checkpoint
     with torch.no_grad():
         lin.weight.fill_(7.0)
@@ -210,7 +215,8 @@ def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
     assert scalars_of(tmp_path, "It") == [(10, 100.0), (20, 101.0)]  # the old run's are gone
     # resumed, it starts afresh: the old run's checkpoints (done, other weights) are gone
     run = logger.Run(tmp_path, 5, "new", unit="iteration", resume=True)
-    assert not run.restore(lin=lin)
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        assert not run.restore(lin=lin)
     assert run.total_iter == 0 and not run.done and float(lin.weight) == 7.0
     assert rows_of(tmp_path) == [] and scalars_of(tmp_path, "It") == []
     logger.get_logger().close()
@@ -274,7 +280,8 @@ def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
     with logger.Run(tmp_path, 1, "task") as run:  # a run that never saved a checkpoint
         run.record(epis_of(10), {})
     run = logger.Run(tmp_path, 1, "task", resume=True)
-    assert not run.restore(lin=torch.nn.Linear(1, 1))
+    with pytest.warns(UserWarning, match="resume: no checkpoint in .*; starting a new run"):
+        assert not run.restore(lin=torch.nn.Linear(1, 1))
     assert rows_of(tmp_path) == [] and run.total_step == 0
     logger.get_logger().close()
 

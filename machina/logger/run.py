@@ -3,11 +3,13 @@ bookkeeping every training script shares."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -194,13 +196,12 @@ class Run:
             raise ValueError(f"resumable: names not in settings: {unknown}")
         if resume and latest_checkpoint(self.log_dir) is not None:
             self._check_settings(read_extra(self.log_dir).get("settings"))
-        if not resume:
-            # a new run in a used folder replaces the old one: its progress.csv is truncated,
-            # and a later resume must not find the old checkpoints, nor TensorBoard its rows
-            remove_checkpoints(self.log_dir)
-            for path in event_files(self.log_dir):
-                os.remove(path)
-        self.score_file = start_run(self.log_dir, append=resume)
+        # A new run in a used folder replaces the old one (its rows, checkpoints and
+        # TensorBoard events: a later resume must not find them), but only at its own first
+        # row or checkpoint: a run that stops on a bad argument leaves the old one whole.
+        self._old_events = [] if resume else event_files(self.log_dir)
+        self._replace_old_run = not resume
+        self.score_file = start_run(self.log_dir, append=True)
         self._logger = default.get_logger()
         self.total_iter = 0
         self.total_epi = 0
@@ -278,7 +279,19 @@ class Run:
         """Save the run (networks, optimisers, samplers, replay, prepro, RNGs, counters) in
         ``log_dir`` with :func:`machina.checkpoint.save_run`, so that ``resume`` continues it
         bit for bit."""
+        self._replace_old()
         save_run(self.log_dir, objects, extra=self._counters())
+
+    def _replace_old(self) -> None:
+        """Once, before a new run's first write: the folder's previous run goes."""
+        if not self._replace_old_run:
+            return
+        self._replace_old_run = False
+        remove_checkpoints(self.log_dir)
+        for path in self._old_events:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        self._truncate_csv(0)
 
     def restore(self, **objects: Any) -> bool:
         """With ``resume``, load the newest checkpoint of ``log_dir`` into ``objects`` and the
@@ -288,7 +301,11 @@ class Run:
         if not self.resume:
             return False
         counters: dict[str, Any] = {}
-        if latest_checkpoint(self.log_dir) is not None:
+        if latest_checkpoint(self.log_dir) is None:
+            warnings.warn(
+                f"resume: no checkpoint in {self.log_dir}; starting a new run", stacklevel=2
+            )
+        else:
             counters = load_run(self.log_dir, objects)
             self.total_iter = counters["total_iter"]
             self.total_epi = counters["total_epi"]
@@ -357,6 +374,7 @@ class Run:
         """
         if num_step is None:
             num_step = int(sum(len(epi["rews"]) for epi in epis))
+        self._replace_old()
         before = self.progress_count
         self.total_iter += 1
         self.total_epi += len(epis)
