@@ -35,7 +35,11 @@ from machina.pols import make_pol
 from machina.prepro import BasePrePro
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--env_name", default="HopperBulletEnv-v0", help="any gymnasium id")
+parser.add_argument(
+    "--env_name",
+    default=None,
+    help="any gymnasium id (default: the run's, else HopperBulletEnv-v0)",
+)
 parser.add_argument("--log", default="runs/ppo", help="run folder holding models/")
 parser.add_argument("--pol", default=None, help="policy file (default: LOG/models/pol_last.pt)")
 parser.add_argument("--out", default=None, help="video file (default: LOG/movie.mp4)")
@@ -74,6 +78,7 @@ if os.path.exists(run_args_path):
     with open(run_args_path, encoding="utf-8") as f:
         run_args = json.load(f)
 for name, default in (
+    ("env_name", "HopperBulletEnv-v0"),
     ("rnn", False),
     ("c2d", False),
     ("h_size", 64),

@@ -7,6 +7,7 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import run_example
 
 from machina.envs import C2DEnv, GymEnv
 
@@ -199,3 +200,17 @@ def test_wrappers_pass_gymnasiums_env_checker(wrap):
         warnings.simplefilter("ignore")  # the checker's advice on Box bounds and old seed()
         check_env(env, skip_render_check=True)
     assert env.spec is not None and env.spec.id == "Pendulum-v1"
+
+
+def test_take_movie_reads_the_environment_of_the_run(tmp_path):
+    # it defaulted to HopperBulletEnv-v0 whatever the run: a CartPole run's policy failed to load
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    run_example(
+        "run_ppo.py",
+        *("--env_name", "CartPole-v1", "--log", tmp_path, "--max_steps", 64),
+        *("--steps_per_iter", 64, "--eval_epis", 1),
+    )
+    out = tmp_path / "cartpole.mp4"
+    result = run_example("take_movie.py", "--log", tmp_path, "--out", out, "--max_steps", 20)
+    assert out.is_file() and "frames" in result.stdout
