@@ -47,7 +47,12 @@ parser.add_argument("--epoch_per_iter", type=int, default=5)
 parser.add_argument("--batch_size", type=int, default=256)
 parser.add_argument("--lr", type=float, default=3e-3)
 parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
-parser.add_argument("--solve_fraction", type=float, default=0.95, help="stop at this x teacher")
+parser.add_argument(
+    "--solve_fraction",
+    type=float,
+    default=0.95,
+    help="stop within (1 - this) x |teacher's return| of the teacher's return",
+)
 parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
 args = parser.parse_args()
 
@@ -94,7 +99,9 @@ run = logger.Run(
     args.log,
     args.max_steps,
     "distill",
-    solve_return=args.solve_fraction * teacher_return,
+    # within a fraction of the teacher's return, also when returns are negative (Pendulum's
+    # 0.95 x -1185 would ask the student to beat the teacher)
+    solve_return=teacher_return - (1.0 - args.solve_fraction) * abs(teacher_return),
     title=args.env_name,
 )
 with run:
