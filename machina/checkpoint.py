@@ -224,6 +224,7 @@ def save_run(
     final = run_dir / f"ckpt-{int(step):06d}"
 
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=files.temporary_prefix("ckpt-tmp")))
+    tmp.chmod(files.default_mode(0o777))  # mkdtemp's 0700: as mkdir would have made it
     try:
         state: dict[str, Any] = {}
         for name, obj in objects.items():

@@ -224,3 +224,17 @@ def test_leftovers_of_killed_checkpoints_go_with_the_next_save(tmp_path):
     finally:
         live.kill()
         live.wait(timeout=60)
+
+
+def test_saved_files_and_folders_follow_the_umask(tmp_path):
+    # tempfile's private 0600 / 0700 leaked into the saved files (an expert .npz, latest)
+    old = os.umask(0o022)
+    try:
+        path = save_run(tmp_path, _objects(0))
+        traj_file = tmp_path / "epis.npz"
+        Traj().save(traj_file)
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o755
+    for f in (tmp_path / "latest", path / "state.pt", path / "meta.json", traj_file):
+        assert (f.stat().st_mode & 0o777) == 0o644, f

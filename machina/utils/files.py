@@ -77,6 +77,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_mode(0o666))  # mkstemp's 0600: as open() would have made it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -84,6 +85,14 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         raise
     _fsync_directory(directory)
     remove_stale_temporaries(directory, name)
+
+
+def default_mode(mode: int) -> int:
+    """``mode`` less the process's umask: the permissions ``open`` / ``mkdir`` give a new
+    file or folder (``tempfile`` makes its own private, 0600 / 0700)."""
+    umask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(umask)
+    return mode & ~umask
 
 
 def _fsync_directory(directory: str) -> None:
