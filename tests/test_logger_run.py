@@ -158,6 +158,13 @@ def test_bad_arguments_are_named(tmp_path, kwargs, match):
         logger.Run(tmp_path, 10, "task", **kwargs)
 
 
+@pytest.mark.parametrize("max_steps", [0, -5, 2.5, "10"])
+def test_a_budget_that_is_not_a_positive_whole_number_is_named(tmp_path, max_steps):
+    # every example "ran" a budget of 0 or -5 and reported "not solved after 0 steps"
+    with pytest.raises(ValueError, match="max_steps: expected a positive whole budget of steps"):
+        logger.Run(tmp_path, max_steps, "task")
+
+
 def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp_path):
     lin = torch.nn.Linear(2, 2)
     with logger.Run(tmp_path, 4, "task", unit="iteration", checkpoint_interval=2) as run:

@@ -175,6 +175,14 @@ class Run:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ValueError(f"{name}: expected a positive int or None, given {value!r}")
+        try:
+            whole = int(max_steps) == max_steps
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole or max_steps < 1:  # a budget of 0 "ran" and reported not solved
+            raise ValueError(
+                f"max_steps: expected a positive whole budget of {unit}s, given {max_steps!r}"
+            )
         self.log_dir = os.fspath(log_dir)
         self.max_steps = int(max_steps)
         self.desc = desc
