@@ -60,6 +60,8 @@ parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = parser.parse_args()
+if args.env_name.split("-")[0] != "Pendulum":  # it would plan with Pendulum's reward
+    parser.error("--env_name: rew_func above writes out Pendulum's reward; write your task's own")
 
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)

@@ -18,6 +18,7 @@ checkpoint, with the same other arguments (see run_ddpg.py).
 import argparse
 import copy
 
+import gymnasium as gym
 import torch
 from torch import nn
 
@@ -64,6 +65,10 @@ torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
+if not isinstance(env.action_space, gym.spaces.Box):
+    parser.error(
+        f"--env_name: SVG needs continuous (Box) actions, {args.env_name} has {env.action_space}"
+    )
 if args.svg == 1 and args.env_name.split("-")[0] != "Pendulum":
     parser.error("--svg 1: this script writes out Pendulum's reward; pass your task's own")
 solve_return = args.solve_return
