@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,29 +14,29 @@ from machina.traj import _ddp, _replay
 from machina.utils.batch_share import BatchShare, SharedBatch
 
 
+def _whole(name: str, value: Any, low: int, expected: str) -> int:
+    """``value`` as an int of at least ``low``, or a ValueError naming ``name``."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}") from None
+    if value < low:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return value
+
+
 def check_epoch(epoch: int) -> int:
     """``epoch`` as an int; a ValueError naming it when it is negative or not an integer
     (a negative one yielded no batch: a run that trains on nothing)."""
     if isinstance(epoch, float) and epoch.is_integer():  # e.g. computed with a division
         epoch = int(epoch)
-    try:
-        epoch = operator.index(epoch)
-    except TypeError:
-        raise ValueError(f"epoch: expected an int >= 0, got {epoch!r}") from None
-    if epoch < 0:
-        raise ValueError(f"epoch: expected an int >= 0, got {epoch}")
-    return epoch
+    return _whole("epoch", epoch, 0, "an int >= 0")
 
 
 def check_batch_size(batch_size: int, available: int, unit: str) -> int:
     """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``
     (machina 0.x yielded no batch above ``available``, so its runs trained on nothing)."""
-    try:
-        batch_size = operator.index(batch_size)
-    except TypeError:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}") from None
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    batch_size = _whole("batch_size", batch_size, 1, "a positive int")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
     if batch_size > available:
