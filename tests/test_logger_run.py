@@ -203,6 +203,25 @@ def scalars_of(log_dir, tag):
     return sorted((e.step, e.value) for e in acc.Scalars(tag))
 
 
+def test_resume_cuts_tensorboard_rows_by_time_and_leaves_other_writers_alone(tmp_path):
+    # rows without env steps are all at step 0: cut by the checkpoint's time, not by step
+    from torch.utils.tensorboard import SummaryWriter
+
+    mine = SummaryWriter(str(tmp_path))  # a user's own writer in the run folder
+    with logger.Run(tmp_path, 4, "task", unit="iteration", checkpoint_interval=2) as run:
+        for i in range(3):
+            run.record([], {"It": i}, checkpoint=dict(lin=torch.nn.Linear(1, 1)))
+            mine.add_scalar("Mine", float(i), 100 + i)
+    mine.close()
+    run = logger.Run(tmp_path, 4, "task", unit="iteration", checkpoint_interval=2, resume=True)
+    with run:
+        assert run.restore(lin=torch.nn.Linear(1, 1))
+        while not run.done:
+            run.record([], {"It": 10 + run.total_iter}, checkpoint=dict(lin=torch.nn.Linear(1, 1)))
+    assert scalars_of(tmp_path, "It") == [(0, 0.0), (0, 1.0), (0, 12.0), (0, 13.0)]
+    assert scalars_of(tmp_path, "Mine") == [(100, 0.0), (101, 1.0), (102, 2.0)]
+
+
 def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
     lin = torch.nn.Linear(1, 1)
     with logger.Run(tmp_path, 5, "old", unit="iteration", checkpoint_interval=1) as run:

@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -255,6 +256,7 @@ class Run:
             next_eval=self.next_eval,
             next_checkpoint=self.next_checkpoint,
             rows=self.rows,
+            saved_at=time.time(),  # the TensorBoard rows written after it go on a resume
         )
         if self.settings is not None:
             counters["settings"] = self.settings
@@ -325,8 +327,10 @@ class Run:
             self.next_checkpoint = counters["next_checkpoint"]
         self.rows = counters.get("rows", 0)
         self._truncate_csv(self.rows)
-        # rows are TensorBoard steps total_step: those after the checkpoint are written again
-        truncate_events(self.log_dir, self.total_step if counters else -1)
+        # the rows written after the checkpoint are written again (a checkpoint of an older
+        # machina has no time: its events are left as they are)
+        if not counters or "saved_at" in counters:
+            truncate_events(self.log_dir, counters.get("saved_at", -math.inf))
         if self._bar is not None:
             self._bar.update(self.progress_count - self._bar.n)
         return bool(counters)

@@ -10,18 +10,23 @@ from typing import Any
 
 __all__ = ["TensorBoardOutput", "event_files", "truncate_events"]
 
-_PATTERN = "events.out.tfevents.*"
+#: The suffix of the event files TensorBoardOutput writes: the files machina may rewrite or
+#: delete (a user's own SummaryWriter in the same folder is never touched).
+SUFFIX = ".machina"
+_PATTERN = "events.out.tfevents.*" + SUFFIX
 
 
 def event_files(log_dir: str | os.PathLike) -> list[str]:
-    """The TensorBoard event files directly in ``log_dir``, oldest first."""
+    """The event files :class:`TensorBoardOutput` wrote directly in ``log_dir``, by name."""
     return sorted(glob.glob(os.path.join(glob.escape(os.fspath(log_dir)), _PATTERN)))
 
 
-def truncate_events(log_dir: str | os.PathLike, last_step: int) -> None:
-    """Drop the scalars recorded at steps after ``last_step`` from ``log_dir``'s event files
-    (a resumed run's rows from after its checkpoint, which it writes again), as progress.csv
-    is cut back; each file is rewritten only when it loses something."""
+def truncate_events(log_dir: str | os.PathLike, after: float) -> None:
+    """Drop the scalars written after the wall-clock time ``after`` (seconds since the epoch,
+    e.g. a resumed run's checkpoint: its later rows are written again) from the event files
+    :class:`TensorBoardOutput` wrote in ``log_dir``, as progress.csv is cut back. By time, not
+    step: a loop without env steps writes every row at step 0. Each file is rewritten only
+    when it loses something."""
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
@@ -31,7 +36,9 @@ def truncate_events(log_dir: str | os.PathLike, last_step: int) -> None:
         kept = [
             r
             for r in records
-            if not ((e := event_pb2.Event.FromString(r)).HasField("summary") and e.step > last_step)
+            if not (
+                (e := event_pb2.Event.FromString(r)).HasField("summary") and e.wall_time > after
+            )
         ]
         if len(kept) == len(records):
             continue
@@ -67,7 +74,9 @@ class TensorBoardOutput:
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = os.path.abspath(os.fspath(log_dir))
-        self._writer: SummaryWriter | None = SummaryWriter(log_dir=self.log_dir)
+        self._writer: SummaryWriter | None = SummaryWriter(
+            log_dir=self.log_dir, filename_suffix=SUFFIX
+        )
 
     @property
     def closed(self) -> bool:
