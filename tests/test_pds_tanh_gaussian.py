@@ -43,5 +43,7 @@ def test_llh_of_nearly_saturated_float32_actions_uses_their_own_pre_squash_value
     # relative to 1 - x ~ 1e-6: ~0.3 in u at worst for u ~ 8); u itself is what is compared
     assert (own_u - u.double()).abs().max() < 0.35
     assert_close(pd.llh(x, params).double(), expected, atol=1e-3, rtol=1e-4)
-    # actions at the bounds stay finite
-    assert torch.isfinite(pd.llh(torch.tensor([[1.0], [-1.0]]), params)).all()
+    # actions at the bounds stay finite, and score alike stored as float32 or float64
+    at_bounds = torch.tensor([[1.0], [-1.0]])
+    assert torch.isfinite(pd.llh(at_bounds, params)).all()
+    assert torch.equal(pd.llh(at_bounds, params), pd.llh(at_bounds.double(), params))

@@ -451,15 +451,23 @@ def test_make_pol_acts_in_the_units_of_an_unbounded_box(kwargs):
 def test_float64_policies_and_value_functions_act_and_train():
     # observations were always cast to float32: every call of a .double() net failed
     import machina.algos.ppo_clip as ppo_clip
+    from machina.nets import VNet
     from machina.samplers import EpiSampler
     from machina.traj import Traj
     from machina.traj import epi_functional as ef
-    from machina.vfuncs import make_vf
+    from machina.vfuncs import DeterministicSVfunc, make_vf
 
     env = gym.make("Pendulum-v1")
     pol = machina_make_pol(env.observation_space, env.action_space).double()
     vf = make_vf(env.observation_space).double()
     assert pol.dtype == vf.dtype == torch.float64
+
+    class OwnDtype(DeterministicSVfunc):  # a user's subclass may keep its own attribute
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.dtype = "mine"
+
+    assert OwnDtype(env.observation_space, VNet(env.observation_space)).dtype == "mine"
     epis = EpiSampler(env, pol, seed=0).sample(pol, max_steps=200)
     traj = Traj()
     traj.add_epis(epis)

@@ -32,6 +32,13 @@ def test_argmax_qf_pol_is_greedy_and_epsilon_random():
     box_qf = DeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC))
     with pytest.raises(ValueError, match=r"qfunc: DeterministicSAVfunc.max searches Discrete"):
         ArgmaxQfPol(BOX_OB, BOX_AC, box_qf)
+
+    class OwnSearch(DeterministicSAVfunc):  # a subclass with its own max for a Box
+        def max(self, obs):
+            acs = torch.zeros(len(obs), 1)
+            return self(obs, acs)[0], acs
+
+    ArgmaxQfPol(BOX_OB, BOX_AC, OwnSearch(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC)), eps=0.0)
     # continuous: CEM
     cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet(), num_iter=3)
     pol = ArgmaxQfPol(BOX_OB, BOX_AC, cem, eps=0.0)  # default eps is 0.x's 0.2

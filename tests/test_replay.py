@@ -412,6 +412,8 @@ def test_update_pris_takes_any_float_loss_and_index_kind(rng, dtype):
     tf.update_pris(traj, td, mask, alpha=0.6, epsilon=1e-6)
     # the mask's steps in increasing order take td's values in turn
     torch.testing.assert_close(traj.data_map["pris"][torch.as_tensor(np.sort(steps))], expected)
+    with pytest.raises(ValueError, match=f"indices: a bool mask must cover the Traj's {n} steps"):
+        tf.update_pris(traj, td, torch.ones(6, dtype=torch.bool))  # a mask over a batch
     with pytest.raises(ValueError, match="indices: expected integer .* given torch.float32"):
         tf.update_pris(traj, td, torch.as_tensor(steps, dtype=torch.float32))
     # a loss still in the autograd graph (a learner's TD errors, not detached)

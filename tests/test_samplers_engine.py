@@ -397,6 +397,7 @@ def test_bad_arguments():
         EpiSampler(3, pol)
     with pytest.raises(TypeError, match="fast_inference: expected a bool, given 'no'"):
         EpiSampler(env, pol, fast_inference="no")
+    EpiSampler(env, pol, fast_inference=0).close()  # an argparse int
     with EpiSampler(env, pol) as sampler:
         with pytest.raises(TypeError, match="pol: expected a policy"):
             sampler.sample(None, max_epis=1)

@@ -76,14 +76,16 @@ class TanhGaussianPd(BasePd):
     def llh(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         """Log-density of squashed actions ``x (*lead, d)``, summed over ``d``: ``(*lead,)``.
 
-        ``x`` is clipped to ``±(1 - eps)`` first, ``eps`` its dtype's machine epsilon, so that
+        ``x`` is clipped to ``±(1 - eps)`` first, ``eps`` the parameters' machine epsilon, so that
         actions at the bounds stay finite while every recorded action short of them keeps its
         own pre-squash value (float32 resolves ``|u|`` up to ~8.3; ``EPS`` would cut at 7.25).
         """
         loc, log_std = self._loc(params)
         check_sample(x, loc, "TanhGaussianPd")
-        eps = torch.finfo(x.dtype).eps if x.is_floating_point() else self.EPS
-        u = torch.atanh(x.clamp(-1.0 + eps, 1.0 - eps))
+        # the parameters' precision, which the actions were drawn at: the same llh whether
+        # they were stored as float32 or float64
+        eps = torch.finfo(loc.dtype).eps
+        u = torch.atanh(x.to(loc.dtype).clamp(-1.0 + eps, 1.0 - eps))
         gauss = dict(mean=loc, log_std=log_std)
         return self._gaussian.llh(u, gauss) - _log_det_tanh(u).sum(dim=-1)
 

@@ -71,8 +71,11 @@ class ArgmaxQfPol(BasePol):
                 f"qfunc: {owner} needs a Q function with max(obs) (DeterministicSAVfunc for "
                 f"Discrete, CEMDeterministicSAVfunc for Box), got {type(qfunc).__name__}"
             )
-        searchable = getattr(qfunc, "max_action_space_types", (type(action_space),))
-        if not isinstance(action_space, searchable):  # else the first act would fail
+        # what the class defining max declares it searches (a subclass's own max for a Box
+        # is its author's business)
+        definer = next((c for c in type(qfunc).__mro__ if "max" in vars(c)), None)
+        searchable = vars(definer).get("max_action_space_types") if definer else None
+        if searchable is not None and not isinstance(action_space, searchable):
             raise ValueError(
                 f"qfunc: {type(qfunc).__name__}.max searches "
                 f"{' or '.join(t.__name__ for t in searchable)} actions, not {action_space!r} "

@@ -279,7 +279,8 @@ class EpiSampler:
         self.num_envs = int(num_envs)
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
-        if not isinstance(fast_inference, (bool, np.bool_)):  # bool("no") would be True
+        if fast_inference not in (True, False) or isinstance(fast_inference, str):
+            # bool("no") would be True; 0 and 1 (an argparse int) are fine
             raise TypeError(f"fast_inference: expected a bool, given {fast_inference!r}")
         self.fast_inference = bool(fast_inference)
         self.max_episode_steps = max_episode_steps

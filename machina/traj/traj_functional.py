@@ -70,7 +70,7 @@ def update_pris(
         td_loss = torch.as_tensor(td_loss)
     elif td_loss.requires_grad:
         td_loss = td_loss.detach()
-    indices = _flat_indices(indices, pris.device)
+    indices = _flat_indices(indices, pris.device, traj.num_step)
     if td_loss.numel() != indices.numel():
         raise ValueError(
             f"td_loss: expected one value per index ({indices.numel()}), got shape "
@@ -86,13 +86,18 @@ def update_pris(
     return traj
 
 
-def _flat_indices(indices, device: torch.device) -> torch.Tensor:
+def _flat_indices(indices, device: torch.device, num_step: int) -> torch.Tensor:
     """``indices`` as a flat int64 tensor on ``device``, with no torch call when it is one."""
     if not isinstance(indices, torch.Tensor):
         indices = torch.as_tensor(indices)
     if indices.device != device:
         indices = indices.to(device)
-    if indices.dtype == torch.bool:  # a mask over the steps, as iterate takes
+    if indices.dtype == torch.bool:  # a mask over the Traj's steps, as iterate takes
+        if indices.numel() != num_step:  # e.g. a mask over a batch: other steps would change
+            raise ValueError(
+                f"indices: a bool mask must cover the Traj's {num_step} steps, given "
+                f"{indices.numel()} values"
+            )
         return indices.reshape(-1).nonzero().reshape(-1)
     if indices.is_floating_point() or indices.is_complex():
         # .long() would truncate (1.9 -> step 1) without a word

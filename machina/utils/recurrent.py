@@ -70,6 +70,14 @@ def unsqueeze_front(x: Any, n_trailing: int, rnn: bool) -> torch.Tensor:
     return x
 
 
+class _NetDtype:
+    """``RecurrentMixin.dtype``: only ``__get__``, so an instance attribute of that name, as
+    a user's subclass may set, takes precedence."""
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else obj._net_dtype()
+
+
 class RecurrentMixin:
     """Observation conversion and the recurrent hidden-state protocol for a ``torch.nn.Module``.
 
@@ -114,12 +122,14 @@ class RecurrentMixin:
         tensor = self._first_tensor()
         return torch.device("cpu") if tensor is None else tensor.device
 
-    @property
-    def dtype(self) -> torch.dtype:
-        """Floating dtype the net computes in: its first parameter's or buffer's when that is
-        floating (float64 after ``.double()``), else float32."""
+    def _net_dtype(self) -> torch.dtype:
         tensor = self._first_tensor()
         return tensor.dtype if tensor is not None and tensor.is_floating_point() else torch.float32
+
+    #: Floating dtype the net computes in: its first parameter's or buffer's when that is
+    #: floating (float64 after ``.double()``), else float32. Read-only, yet a subclass may
+    #: assign its own ``self.dtype`` (a non-data descriptor: the attribute shadows it).
+    dtype = _NetDtype()
 
     def _first_tensor(self) -> torch.Tensor | None:
         """The first parameter or buffer (the order of ``chain(parameters(), buffers())``)."""

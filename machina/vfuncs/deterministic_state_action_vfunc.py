@@ -79,8 +79,8 @@ class DeterministicSAVfunc(BaseSAVfunc):
         whole = not acs.is_floating_point() or bool((acs == acs.round()).all())
         if whole:
             if discrete:  # the usual case, on every training step: one reduction
-                lo, hi = torch.aminmax(acs)
-                if lo.item() >= 0 and hi.item() < n:
+                lo, hi = torch.stack(torch.aminmax(acs)).tolist()  # one device sync
+                if lo >= 0 and hi < n:
                     return
             else:
                 high = torch.as_tensor(np.asarray(n, dtype=np.int64), device=acs.device)
