@@ -437,8 +437,15 @@ def test_pol_net_lstm_outputs_and_init_hs():
 def test_make_pol_acts_in_the_units_of_an_unbounded_box(kwargs):
     # make_pol told users to pass normalize_ac=False, which it did not take
     unbounded = gym.spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+    torch.manual_seed(0)
     pol = machina_make_pol(OB_SPACE, unbounded, **kwargs)
     assert not pol.normalize_ac
+    # and a linear mean: a tanh one would stop at ±1 in the environment's units
+    if "sde_sample_freq" not in kwargs:
+        with torch.no_grad():
+            pol.net.head.mean_layer.weight.fill_(10.0)
+        ac_real = pol.deterministic_ac_real(torch.ones(1, *OB_SPACE.shape))[0]
+        assert np.abs(ac_real).max() > 5.0
     ac_real, ac, _ = pol(torch.zeros(5, *OB_SPACE.shape))
     assert ac_real.shape == (5, 2) and np.isfinite(ac_real).all()
     assert machina_make_pol(OB_SPACE, BOX).normalize_ac  # bounded: scaled onto the bounds

@@ -28,7 +28,7 @@ def make_pol(
     h_size: int = 64,
     log_std_init: float | None = None,
     sde_sample_freq: int | None = None,
-    squash_mean: bool = True,
+    squash_mean: bool | None = None,
     sde_per_env_noise: bool = False,
     activation: str = "relu",
     normalize_ac: bool | None = None,
@@ -52,10 +52,12 @@ def make_pol(
     sde_sample_freq : int, optional
         Box, feed-forward only: explore with gSDE, the exploration matrix redrawn every
         ``sde_sample_freq`` acting calls (-1: only on ``reset_noise``).
-    squash_mean : bool
-        Box only: the Gaussian mean through ``tanh`` into [-1, 1] (default); False: a linear
-        mean, the actions clipped to the space (stable-baselines3's). gSDE's mean is always
-        linear (the option changes nothing there).
+    squash_mean : bool, optional
+        Box only: the Gaussian mean through ``tanh`` into [-1, 1]; False: a linear mean, the
+        actions clipped to the space (stable-baselines3's). Default: True when the actions
+        are scaled onto the bounds (``normalize_ac``), else False (a mean in the environment's
+        units must not stop at ±1). gSDE's mean is always linear (the option changes nothing
+        there).
     sde_per_env_noise : bool
         gSDE only: one exploration matrix per environment (row of an acting batch) instead
         of one for all (``GaussianSDEPol``'s ``per_env_noise``).
@@ -65,7 +67,7 @@ def make_pol(
     normalize_ac : bool, optional
         Box only: the policy acts in ``[-1, 1]``, scaled onto the bounds (True), or in the
         environment's units (False). Default: True for a Box bounded on both sides, False
-        otherwise (then give ``squash_mean=False`` too: a ``tanh`` mean stays in [-1, 1]).
+        otherwise.
     """
     pol_cls = _POLS.get(type(action_space))
     if pol_cls is None:
@@ -76,7 +78,7 @@ def make_pol(
         raise ValueError(
             f"log_std_init: only a Box action space has a Gaussian policy, got {action_space}"
         )
-    if not squash_mean and not box:
+    if squash_mean is not None and not squash_mean and not box:
         raise ValueError(
             f"squash_mean: False needs a Box action space (a Gaussian mean), got {action_space}"
         )
@@ -86,6 +88,8 @@ def make_pol(
         raise ValueError(
             f"normalize_ac: only a Box action space is scaled, got {action_space}; leave it None"
         )
+    if squash_mean is None:
+        squash_mean = normalize_ac
     if rnn and activation != "relu":
         raise ValueError(
             f"activation: the LSTM net has its own (ReLU); expected 'relu' with rnn=True, "

@@ -90,9 +90,22 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
 def default_mode(mode: int) -> int:
     """``mode`` less the process's umask: the permissions ``open`` / ``mkdir`` give a new
     file or folder (``tempfile`` makes its own private, 0600 / 0700)."""
-    umask = os.umask(0)  # the only way to read it; set straight back
+    return mode & ~_umask()
+
+
+def _umask() -> int:
+    # Linux shows it in /proc; elsewhere the only way is to set it and set it back, which
+    # for that instant gives a file another thread makes a umask of 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)  # the safe side for that instant
     os.umask(umask)
-    return mode & ~umask
+    return umask
 
 
 def _fsync_directory(directory: str) -> None:
