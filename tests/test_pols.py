@@ -500,12 +500,17 @@ def test_integer_box_actions_are_rounded_and_random_ones_uniform():
     pol = GaussianPol(OB_SPACE, int_box, PolNet(OB_SPACE, int_box))
     acs = np.array([[-0.95], [-0.5], [0.0], [0.3], [0.95], [1.0]], np.float32)
     np.testing.assert_array_equal(pol.convert_ac_for_real(acs).ravel(), [-5, -2, 0, 2, 5, 5])
-    torch.manual_seed(0)
     n = 110_000
-    real, _, _ = RandomPol(OB_SPACE, int_box)(np.zeros((n, *OB_SPACE.shape), np.float32))
-    counts = np.bincount(real.ravel() + 5, minlength=11)
-    # chi-square against uniform on -5..5 (10 degrees of freedom; 0.1% critical value 29.6)
-    assert ((counts - n / 11) ** 2 / (n / 11)).sum() < 29.6, counts
+    for normalize_ac in (False, True):
+        torch.manual_seed(0)
+        random_pol = RandomPol(OB_SPACE, int_box, normalize_ac=normalize_ac)
+        real, ac, _ = random_pol(np.zeros((n, *OB_SPACE.shape), np.float32))
+        counts = np.bincount(real.ravel() + 5, minlength=11)
+        # chi-square against uniform on -5..5 (10 degrees of freedom; 0.1% critical value 29.6)
+        assert ((counts - n / 11) ** 2 / (n / 11)).sum() < 29.6, counts
+        # the recorded (policy-space) actions lie in the space, scaled or not
+        bound = 1.0 if normalize_ac else 5.0
+        assert ac.abs().max() <= bound
 
 
 def test_multi_categorical_net_with_probability_on_padding_classes_is_refused():

@@ -67,6 +67,8 @@ class RandomPol(BasePol):
             draws = torch.floor(torch.rand(lead + nvec.shape, device=device) * nvec).long()
             return torch.minimum(draws, nvec - 1)
         shape = lead + space_shape("action_space", space)
+        if np.dtype(space.dtype).kind in "iu":  # bounded, as integers are
+            return self._sample_integers(shape, device)
         if self.normalize_ac:
             return torch.rand(shape, device=device) * 2.0 - 1.0
         low_ok = torch.isfinite(self._ac_low).to(device)
@@ -74,11 +76,20 @@ class RandomPol(BasePol):
         # zero the infinite bounds so that no inf * 0 turns into NaN in the unused branches
         low = torch.where(low_ok, self._ac_low.to(device), 0.0)
         high = torch.where(high_ok, self._ac_high.to(device), 0.0)
-        # an integer Box: uniform over low..high, as gymnasium's Box.sample (actions are
-        # rounded to the nearest integer: these intervals of width 1 are each's)
-        pad = 0.5 if np.dtype(space.dtype).kind in "iu" else 0.0
-        uniform = (low - pad) + torch.rand(shape, device=device) * (high - low + 2 * pad)
+        uniform = low + torch.rand(shape, device=device) * (high - low)
         exponential = torch.empty(shape, device=device).exponential_()
         one_sided = torch.where(low_ok, low + exponential, high - exponential)
         unbounded = torch.where(low_ok | high_ok, one_sided, torch.randn(shape, device=device))
         return torch.where(low_ok & high_ok, uniform, unbounded)
+
+    def _sample_integers(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """An integer Box's actions uniform over ``low..high`` as gymnasium's ``Box.sample``
+        draws them, in the policy's space (scaled to [-1, 1] with ``normalize_ac``)."""
+        low, high = self._ac_low.to(device), self._ac_high.to(device)
+        ints = torch.minimum(
+            low + torch.floor(torch.rand(shape, device=device) * (high - low + 1)), high
+        )
+        if not self.normalize_ac:
+            return ints
+        span = torch.where(high > low, high - low, 1.0)
+        return (ints - low) / span * 2.0 - 1.0
