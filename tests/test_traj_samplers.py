@@ -235,17 +235,20 @@ def test_direct_writes_to_the_column_rebuild_the_sampler():
 
 @pytest.mark.parametrize("own_buffers", [False, True])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_a_non_finite_update_is_refused_at_the_next_draw(own_buffers, bad):
+def test_a_non_finite_update_is_refused_and_writes_nothing(own_buffers, bad):
+    # it was written, and every later draw failed until the step was overwritten
     rng = np.random.default_rng(7)
     traj = make_memory(rng)
     if own_buffers:  # the column stays the same tensor through the update (a replay memory)
         traj.writable_column("pris")
     next(traj.prioritized_random_batch(4))
     next(traj.prioritized_random_batch(4, mode="rank_based"))
-    tf.update_pris(traj, torch.tensor([bad]), torch.tensor([2]))
+    before = traj.data_map["pris"].clone()
+    with pytest.raises(ValueError, match="td_loss: expected finite TD errors"):
+        tf.update_pris(traj, torch.tensor([1.0, bad]), torch.tensor([2, 3]))
+    assert torch.equal(traj.data_map["pris"], before)
     for mode in ("proportional", "rank_based"):
-        with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
-            next(traj.prioritized_random_batch(4, mode=mode))
+        next(traj.prioritized_random_batch(4, mode=mode))
 
 
 @pytest.mark.parametrize("top", [1, 4, 64])

@@ -78,6 +78,12 @@ def update_pris(
         )
     _check_steps(indices, traj.num_step)
     new = _priorities(td_loss, pris.device, alpha, epsilon)
+    finite = np.isfinite(new).all() if isinstance(new, np.ndarray) else torch.isfinite(new).all()
+    if not finite:  # written, it would make every later draw fail
+        raise ValueError(
+            "td_loss: expected finite TD errors (priorities (|td| + epsilon) ** alpha), got "
+            "NaN or inf; no priority was written"
+        )
     # through the Traj, so that its replay samplers follow in O(B log N)
     traj._set_priorities("pris", indices, new)
     pris = traj.data_map["pris"]
