@@ -76,3 +76,18 @@ def test_cem_finds_the_argmax(multivari):
     assert max_acs.shape == (3, 2) and max_qs.shape == (3,)
     # the third peak lies outside the bounds: the best action is on the boundary
     assert_close(max_acs, torch.tensor([[0.3, -0.5], [-0.8, 0.9], [1.0, 0.0]]), atol=0.05, rtol=0)
+
+
+def test_float64_q_functions_evaluate_and_search():
+    # actions were cast to float32 (and CEM's noise drawn float32): a .double() Q function
+    # failed at every call
+    discrete = DeterministicSAVfunc(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC)).double()
+    box = DeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC)).double()
+    obs = torch.zeros(4, 3)
+    assert discrete(obs, torch.tensor([0, 1, 2, 0]))[0].dtype == torch.float64
+    assert discrete.max(obs)[0].dtype == torch.float64
+    assert box(obs, torch.zeros(4, 1))[0].dtype == torch.float64
+    for multivari in (True, False):
+        cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC), multivari=multivari)
+        max_qs, max_acs = cem.double().max(obs)
+        assert max_qs.dtype == max_acs.dtype == torch.float64

@@ -82,20 +82,23 @@ def action_encoding_dim(action_space: gym.Space, owner: str) -> int:
     return int(np.prod(space.shape, dtype=np.int64))
 
 
-def encode_acs(acs: torch.Tensor, action_space: gym.Space) -> torch.Tensor:
-    """Actions as float features: Box flattened, Discrete / MultiDiscrete one-hot.
+def encode_acs(
+    acs: torch.Tensor, action_space: gym.Space, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Actions as features of ``dtype`` (the net's: float64 after ``.double()``): Box
+    flattened, Discrete / MultiDiscrete one-hot.
 
     ``acs (*lead, *ac_shape)`` -> ``(*lead, action_encoding_dim)``.
     """
     if isinstance(action_space, gym.spaces.Discrete):
-        return nn.functional.one_hot(acs.long(), int(action_space.n)).float()
+        return nn.functional.one_hot(acs.long(), int(action_space.n)).to(dtype)
     if isinstance(action_space, gym.spaces.MultiDiscrete):
         one_hots = [
-            nn.functional.one_hot(acs[..., i].long(), int(n)).float()
+            nn.functional.one_hot(acs[..., i].long(), int(n)).to(dtype)
             for i, n in enumerate(action_space.nvec)
         ]
         return torch.cat(one_hots, dim=-1)
-    return flatten_obs(acs.float(), len(action_space.shape))
+    return flatten_obs(acs.to(dtype), len(action_space.shape))
 
 
 class PolHead(nn.Module):

@@ -203,6 +203,7 @@ class QNet(nn.Module):
     def forward(self, obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
         """Q values ``(*lead, 1)`` for ``obs (*lead, *ob_shape)`` and ``acs (*lead, *ac_shape)``."""
         features = torch.cat(
-            [flatten_obs(obs, self.ob_ndim), encode_acs(acs, self.action_space)], dim=-1
+            [flatten_obs(obs, self.ob_ndim), encode_acs(acs, self.action_space, obs.dtype)],
+            dim=-1,
         )
         return self.output_layer(_hidden(self, features))

@@ -163,7 +163,9 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
         mean = elite.mean(dim=1, keepdim=True)  # (B, 1, d)
         centred = elite - mean
         count = max(elite.shape[1] - 1, 1)
+        # drawn in float32 whatever the net's dtype: the same draws (and _skip_rows') as ever
         noise = batch_share.randn((elite.shape[0], n, elite.shape[2]), device=elite.device)
+        noise = noise.to(elite.dtype)
         if not self.multivari:
             std = torch.sqrt(centred.pow(2).sum(dim=1, keepdim=True) / count + self.delta)
             return mean + std * noise

@@ -65,7 +65,7 @@ class DeterministicSAVfunc(BaseSAVfunc):
             )
 
     def _acs_dtype(self) -> torch.dtype:
-        return torch.float32 if isinstance(self.action_space, gym.spaces.Box) else torch.int64
+        return self.dtype if isinstance(self.action_space, gym.spaces.Box) else torch.int64
 
     def _check_indices(self, acs: torch.Tensor) -> None:
         """A ValueError unless Discrete / MultiDiscrete ``acs`` are whole numbers in
