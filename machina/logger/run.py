@@ -117,7 +117,10 @@ class Run:
         over a fixed data set).
     resume : bool
         Continue the run in ``log_dir``: progress.csv is continued, and :meth:`restore` brings
-        back the objects and counters of its newest checkpoint.
+        back the objects and counters of its newest checkpoint (and cuts the rows and
+        TensorBoard scalars written after it). False: a new run, which replaces a previous
+        run of ``log_dir`` (its rows, checkpoints and machina's TensorBoard event files) at
+        its first row or checkpoint.
     title : str, optional
         Title of the learning curve; ``desc`` by default.
     checkpoint_interval : int, optional
