@@ -498,7 +498,7 @@ def test_integer_box_actions_are_rounded_and_random_ones_uniform():
     # a cast truncated towards 0: -4.75 became -4, and RandomPol drew 0 twice as often
     int_box = gym.spaces.Box(-5, 5, (1,), np.int64)
     pol = GaussianPol(OB_SPACE, int_box, PolNet(OB_SPACE, int_box))
-    acs = np.array([[-0.95], [-0.5], [0.0], [0.3], [0.95], [1.0]], np.float32)
+    acs = np.array([[-0.95], [-0.5], [0.0], [0.35], [0.95], [1.0]], np.float32)
     np.testing.assert_array_equal(pol.convert_ac_for_real(acs).ravel(), [-5, -2, 0, 2, 5, 5])
     n = 110_000
     for normalize_ac in (False, True):

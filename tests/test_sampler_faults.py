@@ -283,6 +283,7 @@ class _CloseCounted(gym.Wrapper):
 def test_a_factory_failing_for_a_later_slot_closes_the_environments_it_made():
     # the first two environments (a simulator, a process each, in real use) were never closed
     made = []
+    _CloseCounted.closed_count = 0
 
     def factory():
         if len(made) == 2:

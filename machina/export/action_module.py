@@ -27,6 +27,7 @@ from machina.pols import (
     MultiCategoricalPol,
     TanhGaussianPol,
 )
+from machina.utils.spaces import is_integer_box
 
 __all__ = ["ActionModule", "noise_shape"]
 
@@ -127,8 +128,7 @@ class ActionModule(nn.Module):
             self.register_buffer("real_low", torch.as_tensor(space.low, dtype=dtype))
             self.register_buffer("real_high", torch.as_tensor(space.high, dtype=dtype))
         self.out_dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
-        # the policy rounds integer Box actions to the nearest (a cast truncates towards 0)
-        self.round_ac = isinstance(space, gym.spaces.Box) and np.dtype(space.dtype).kind in "iu"
+        self.round_ac = is_integer_box(space)  # as the policy rounds them
         # the inputs stay float32; a float64 net (.double()) computes on float64 copies
         self.net_dtype = pol.dtype
 

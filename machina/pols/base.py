@@ -14,7 +14,7 @@ from machina.pds.gaussian_pd import GaussianPd
 from machina.pols.numpy_spec import gaussian_log_std, net_ops
 from machina.utils.aliases import keyword_aliases
 from machina.utils.recurrent import HiddenState, RecurrentMixin
-from machina.utils.spaces import check_space
+from machina.utils.spaces import check_space, is_integer_box
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
@@ -355,8 +355,8 @@ class BasePol(RecurrentMixin, nn.Module):
 
     def _real_to_numpy(self, ac_real: torch.Tensor) -> np.ndarray:
         arr = ac_real.cpu().numpy()
-        if isinstance(self.action_space, gym.spaces.Box) and self.action_space.dtype.kind in "iu":
-            arr = np.rint(arr)  # the nearest integer action: a cast truncates towards 0
+        if is_integer_box(self.action_space):
+            arr = np.rint(arr)
         arr = arr.astype(self.action_space.dtype, copy=False)
         if isinstance(self.action_space, gym.spaces.Box):
             # clip again after the dtype cast: float32 bounds may round past float64 ones

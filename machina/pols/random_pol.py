@@ -3,13 +3,12 @@
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from torch import nn
 
 from machina.pols.base import ActResult, BasePol
 from machina.utils.recurrent import HiddenState
-from machina.utils.spaces import space_shape
+from machina.utils.spaces import is_integer_box, space_shape
 
 
 class RandomPol(BasePol):
@@ -67,7 +66,7 @@ class RandomPol(BasePol):
             draws = torch.floor(torch.rand(lead + nvec.shape, device=device) * nvec).long()
             return torch.minimum(draws, nvec - 1)
         shape = lead + space_shape("action_space", space)
-        if np.dtype(space.dtype).kind in "iu":  # bounded, as integers are
+        if is_integer_box(space):  # bounded, as integers are
             return self._sample_integers(shape, device)
         if self.normalize_ac:
             return torch.rand(shape, device=device) * 2.0 - 1.0

@@ -341,7 +341,8 @@ class StepLoop(LoopChecks):
         """The error naming the first environment whose reward is not a scalar number."""
         for k, rew in zip(active, rews):
             try:
-                ok = np.ndim(rew) == 0 and isinstance(float(rew), float)
+                float(rew)  # a number (a 1-element array passes here, not the ndim check)
+                ok = np.ndim(rew) == 0
             except (TypeError, ValueError):
                 ok = False
             if not ok:

@@ -279,8 +279,7 @@ class EpiSampler:
         self.num_envs = int(num_envs)
         self.prepro = prepro
         self.seed = None if seed is None else int(seed)
-        if fast_inference not in (True, False) or isinstance(fast_inference, str):
-            # bool("no") would be True; 0 and 1 (an argparse int) are fine
+        if fast_inference not in (True, False):  # bool("no") would be True; 0 and 1 are fine
             raise TypeError(f"fast_inference: expected a bool, given {fast_inference!r}")
         self.fast_inference = bool(fast_inference)
         self.max_episode_steps = max_episode_steps

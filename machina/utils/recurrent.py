@@ -119,12 +119,18 @@ class RecurrentMixin:
     @property
     def device(self) -> torch.device:
         """Device of the first parameter or buffer; CPU if there are none."""
-        tensor = self._first_tensor()
-        return torch.device("cpu") if tensor is None else tensor.device
+        return self._device_and_dtype()[0]
 
     def _net_dtype(self) -> torch.dtype:
+        return self._device_and_dtype()[1]
+
+    def _device_and_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where and in which floating dtype the net computes: its first parameter's or
+        buffer's (CPU, and float32 unless that tensor is floating, when it has none)."""
         tensor = self._first_tensor()
-        return tensor.dtype if tensor is not None and tensor.is_floating_point() else torch.float32
+        if tensor is None:
+            return torch.device("cpu"), torch.float32
+        return tensor.device, tensor.dtype if tensor.is_floating_point() else torch.float32
 
     #: Floating dtype the net computes in: its first parameter's or buffer's when that is
     #: floating (float64 after ``.double()``), else float32. Read-only, yet a subclass may
@@ -230,10 +236,7 @@ class RecurrentMixin:
             NaN or inf.
         """
         obs = torch.as_tensor(np.asarray(obs) if isinstance(obs, list | tuple) else obs)
-        first = self._first_tensor()
-        device = torch.device("cpu") if first is None else first.device
-        # the net's own floating dtype: float32, or float64 after .double()
-        dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+        device, dtype = self._device_and_dtype()  # float64 after .double()
         if obs.dtype is not dtype or obs.device != device:
             obs = obs.to(device=device, dtype=dtype)
         ob_shape = tuple(self.observation_space.shape)

@@ -1,8 +1,9 @@
 """Checks of gymnasium spaces with errors that name the argument, the expected and the given."""
 
 import gymnasium as gym
+import numpy as np
 
-__all__ = ["check_flat_space", "check_space", "space_shape"]
+__all__ = ["check_flat_space", "check_space", "is_integer_box", "space_shape"]
 
 
 def space_shape(name: str, space: gym.Space) -> tuple[int, ...]:
@@ -48,3 +49,9 @@ def check_flat_space(name: str, space: gym.Space, owner: str) -> None:
             f"{name}: {owner} needs a one-dimensional {type(space).__name__} "
             f"(shape (d,)), got {space!r} with shape {space.shape}"
         )
+
+
+def is_integer_box(space: gym.Space) -> bool:
+    """A Box of an integer dtype: its actions are rounded to the nearest integer (a cast would
+    truncate towards 0) and drawn uniformly over ``low..high``."""
+    return isinstance(space, gym.spaces.Box) and np.dtype(space.dtype).kind in "iu"

@@ -7,7 +7,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from machina.utils.recurrent import HiddenState, detach_hs
+from machina.utils.recurrent import HiddenState
 from machina.vfuncs.base import BaseSVfunc
 
 
@@ -93,18 +93,9 @@ class DeterministicSVfunc(BaseSVfunc):
         obs = torch.as_tensor(obs).to(device=self.device, dtype=self.dtype)
         while obs.ndim < (3 if self.rnn else 2):
             obs = obs.unsqueeze(0)
-        if self.rnn:  # the stored state as _call_net keeps it: detached, of its batch size
-            batch_size = obs.shape[1]
-            if hs is None:
-                if self.hs is None or self._hs_batch_size != batch_size:
-                    self.hs = self.net.init_hs(batch_size)
-                hs = self.hs
-            h_masks = self._h_masks_to_tensor(h_masks, obs)
-            vs, hs = self.net(obs, hs, h_masks)
-            self.hs = detach_hs(hs)
-            self._hs_batch_size = batch_size
-        else:
-            vs = self.net(obs)
+        # the checked path's call: the stored state kept detached, of its batch size
+        outputs, hs = self._call_net(obs, hs, h_masks)
+        vs = outputs[0]
         if vs.shape[-1] == 1:
             vs = vs.squeeze(-1)
         return vs, dict(mean=vs, hs=hs)
