@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina.envs import C2DEnv, GymEnv
 from machina.nets import HIDDEN_ACTIVATIONS
@@ -30,15 +31,17 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
 parser.add_argument("--pol_path", required=True, help="state_dict of the expert policy (.pt)")
 parser.add_argument("--epis_path", default=None, help="output .npz (default under runs/)")
-parser.add_argument("--num_epis", type=int, default=100, help="expert episodes to save")
+parser.add_argument("--num_epis", type=positive_int, default=100, help="expert episodes to save")
 parser.add_argument("--deterministic", action="store_true", help="act by the policy's mode")
 parser.add_argument("--rnn", action="store_true", help="the policy is an LSTM one")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
-parser.add_argument("--h_size", type=int, default=64, help="hidden units, as when trained")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units, as when trained")
 parser.add_argument(
     "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default="relu", help="as when trained"
 )
-parser.add_argument("--num_envs", type=int, default=8, help="environments stepped together")
+parser.add_argument(
+    "--num_envs", type=positive_int, default=8, help="environments stepped together"
+)
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 

@@ -18,6 +18,7 @@ import argparse
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import behavior_clone
@@ -34,12 +35,14 @@ parser.add_argument("--log", default="runs/behavior_clone", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--train_size", type=float, default=0.7, help="fraction of episodes")
-parser.add_argument("--epoch", type=int, default=50, help="passes over the training episodes")
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument(
+    "--epoch", type=positive_int, default=50, help="passes over the training episodes"
+)
+parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--eval_interval", type=int, default=10, help="epochs between evaluations")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )

@@ -29,6 +29,7 @@ import argparse
 import copy
 
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import ddpg, prioritized_ddpg
@@ -57,14 +58,18 @@ parser.add_argument(
     default=None,
     help="OU sigma (default 0.2) or Gaussian std (default 0.1), in [-1, 1] units",
 )
-parser.add_argument("--num_envs", type=int, default=1, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--qf_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument(
@@ -76,9 +81,9 @@ parser.add_argument(
 parser.add_argument("--alpha", type=float, default=0.6, help="priority exponent")
 parser.add_argument("--init_beta", type=float, default=0.4, help="first IS-weight exponent")
 parser.add_argument("--beta_step", type=float, default=1e-4, help="IS exponent step per batch")
-parser.add_argument("--nstep", type=int, default=1, help="n-step targets when > 1")
+parser.add_argument("--nstep", type=positive_int, default=1, help="n-step targets when > 1")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
@@ -87,9 +92,16 @@ parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 args = parser.parse_args()
+if args.nstep > 1 and not args.prioritized:
+    parser.error(
+        f"--nstep: n-step targets need --prioritized (prioritized_ddpg), given {args.nstep}"
+    )
 torch.set_num_threads(args.num_threads)
 
 torch.manual_seed(args.seed)

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import diayn, diayn_sac
@@ -40,29 +41,40 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
 parser.add_argument("--log", default="runs/diayn", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--num_skill", type=int, default=4)
-parser.add_argument("--max_episode_steps", type=int, default=None, help="time limit override")
-parser.add_argument("--num_envs", type=int, default=1, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=128)
-parser.add_argument("--discrim_batch_size", type=int, default=128)
-parser.add_argument("--epoch_per_iter", type=int, default=50, help="discriminator steps/iter")
+parser.add_argument("--num_skill", type=positive_int, default=4)
+parser.add_argument(
+    "--max_episode_steps", type=positive_int, default=None, help="time limit override"
+)
+parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=128)
+parser.add_argument("--discrim_batch_size", type=positive_int, default=128)
+parser.add_argument(
+    "--epoch_per_iter", type=positive_int, default=50, help="discriminator steps/iter"
+)
 parser.add_argument("--pol_lr", type=float, default=3e-3)
 parser.add_argument("--qf_lr", type=float, default=3e-3)
 parser.add_argument("--discrim_lr", type=float, default=3e-3)
 parser.add_argument(
     "--alpha", type=float, default=0.1, help="fixed temperature (DIAYN's); <= 0: learned"
 )
-parser.add_argument("--h_size", type=int, default=32, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.01, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.9)
-parser.add_argument("--sampling", type=int, default=1, help="actions drawn per state")
+parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=16, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=16, help="episodes per evaluation")
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"

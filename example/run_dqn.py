@@ -19,6 +19,7 @@ import argparse
 import copy
 
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import dqn
@@ -33,20 +34,24 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id, Discrete actions")
 parser.add_argument("--log", default="runs/dqn", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--num_envs", type=int, default=4, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=50_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=50_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=128)
+parser.add_argument("--num_envs", type=positive_int, default=4, help="environments sampled at once")
+parser.add_argument("--max_steps", type=positive_int, default=50_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=50_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=128)
 parser.add_argument("--lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--eps_start", type=float, default=1.0)
 parser.add_argument("--eps_end", type=float, default=0.04)
 parser.add_argument("--explore_steps", type=int, default=5000, help="env steps of annealing")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
@@ -55,7 +60,10 @@ parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)

@@ -20,6 +20,7 @@ import argparse
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import airl, behavior_clone, gail
@@ -40,17 +41,21 @@ parser.add_argument("--method", choices=["gail", "airl"], default="gail")
 parser.add_argument("--rew_type", choices=["rew", "adv"], default="rew", help="AIRL's form of f")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
 parser.add_argument("--rl_type", choices=["ppo_clip", "ppo_kl", "trpo", "vpg"], default="ppo_clip")
-parser.add_argument("--num_envs", type=int, default=8, help="environments stepped together")
-parser.add_argument("--max_steps", type=int, default=30_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=1024)
-parser.add_argument("--epoch_per_iter", type=int, default=10)
-parser.add_argument("--batch_size", type=int, default=256)
-parser.add_argument("--discrim_batch_size", type=int, default=256)
-parser.add_argument("--discrim_step", type=int, default=10, help="discriminator steps per iter")
+parser.add_argument(
+    "--num_envs", type=positive_int, default=8, help="environments stepped together"
+)
+parser.add_argument("--max_steps", type=positive_int, default=30_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=positive_int, default=1024)
+parser.add_argument("--epoch_per_iter", type=positive_int, default=10)
+parser.add_argument("--batch_size", type=positive_int, default=256)
+parser.add_argument("--discrim_batch_size", type=positive_int, default=256)
+parser.add_argument(
+    "--discrim_step", type=positive_int, default=10, help="discriminator steps per iter"
+)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--vf_lr", type=float, default=3e-3)
 parser.add_argument("--discrim_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=32, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--pol_ent_beta", type=float, default=0.0)
@@ -59,8 +64,8 @@ parser.add_argument("--max_grad_norm", type=float, default=0.5)
 parser.add_argument("--max_kl", type=float, default=0.02, help="trpo's trust region")
 parser.add_argument("--kl_targ", type=float, default=0.01, help="ppo_kl's target")
 parser.add_argument("--pretrain", action="store_true", help="behaviour-clone the policy first")
-parser.add_argument("--bc_epoch", type=int, default=10)
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--bc_epoch", type=positive_int, default=10)
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 args = parser.parse_args()
 
 torch.set_num_threads(1)

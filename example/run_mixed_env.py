@@ -19,6 +19,7 @@ import argparse
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import ppo_clip
@@ -37,23 +38,27 @@ parser.add_argument(
 )
 parser.add_argument("--log", default="runs/mixed_env", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--n_bins", type=int, default=10, help="C2DEnv bins per action dimension")
+parser.add_argument(
+    "--n_bins", type=positive_int, default=10, help="C2DEnv bins per action dimension"
+)
 parser.add_argument("--rnn", action=argparse.BooleanOptionalAction, default=True)
-parser.add_argument("--num_parallel", type=int, default=1, help="worker processes per sampler")
-parser.add_argument("--num_envs", type=int, default=4, help="environments per worker")
-parser.add_argument("--max_steps", type=int, default=1_000_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=4096, help="per task")
-parser.add_argument("--epoch_per_iter", type=int, default=10)
-parser.add_argument("--batch_size", type=int, default=256, help="steps per minibatch")
-parser.add_argument("--rnn_batch_size", type=int, default=8, help="sequences per batch")
+parser.add_argument(
+    "--num_parallel", type=positive_int, default=1, help="worker processes per sampler"
+)
+parser.add_argument("--num_envs", type=positive_int, default=4, help="environments per worker")
+parser.add_argument("--max_steps", type=positive_int, default=1_000_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=positive_int, default=4096, help="per task")
+parser.add_argument("--epoch_per_iter", type=positive_int, default=10)
+parser.add_argument("--batch_size", type=positive_int, default=256, help="steps per minibatch")
+parser.add_argument("--rnn_batch_size", type=positive_int, default=8, help="sequences per batch")
 parser.add_argument("--pol_lr", type=float, default=3e-4)
 parser.add_argument("--vf_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--clip_param", type=float, default=0.2)
 parser.add_argument("--max_grad_norm", type=float, default=10.0)
-parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )

@@ -19,6 +19,7 @@ import argparse
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import mpc
@@ -44,18 +45,20 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="Pendulum-v1", help="a task rew_func describes")
 parser.add_argument("--log", default="runs/mpc", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
-parser.add_argument("--num_envs", type=int, default=4, help="environments per worker")
-parser.add_argument("--num_random_rollouts", type=int, default=20, help="warm-up episodes")
-parser.add_argument("--max_epis", type=int, default=40, help="MPC episode budget")
-parser.add_argument("--max_epis_per_iter", type=int, default=4)
-parser.add_argument("--n_samples", type=int, default=500, help="action sequences per step")
-parser.add_argument("--horizon_of_samples", type=int, default=15, help="steps per sequence")
-parser.add_argument("--epoch_per_iter", type=int, default=500, help="model gradient steps")
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--num_parallel", type=positive_int, default=1, help="sampler worker processes")
+parser.add_argument("--num_envs", type=positive_int, default=4, help="environments per worker")
+parser.add_argument("--num_random_rollouts", type=positive_int, default=20, help="warm-up episodes")
+parser.add_argument("--max_epis", type=positive_int, default=40, help="MPC episode budget")
+parser.add_argument("--max_epis_per_iter", type=positive_int, default=4)
+parser.add_argument("--n_samples", type=positive_int, default=500, help="action sequences per step")
+parser.add_argument(
+    "--horizon_of_samples", type=positive_int, default=15, help="steps per sequence"
+)
+parser.add_argument("--epoch_per_iter", type=positive_int, default=500, help="model gradient steps")
+parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--dm_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="model hidden units per layer")
-parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+parser.add_argument("--h_size", type=positive_int, default=64, help="model hidden units per layer")
+parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )

@@ -51,6 +51,7 @@ import os
 import gymnasium as gym
 import hyperparams
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import ppo_clip, ppo_kl
@@ -70,7 +71,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--ppo_type", choices=["clip", "kl"], default="clip")
 parser.add_argument("--rnn", action="store_true", help="LSTM policy and value function")
 parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
-parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
+parser.add_argument("--num_parallel", type=positive_int, default=1, help="sampler worker processes")
 parser.add_argument(
     "--sampler_backend",
     choices=["process", "ray"],
@@ -80,26 +81,26 @@ parser.add_argument(
 )
 parser.add_argument(
     "--num_envs",
-    type=int,
+    type=positive_int,
     default=4,
     help="environments per worker; each finishes its episode, so fewer make smaller iterations",
 )
-parser.add_argument("--max_steps", type=int, default=200_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=512)
-parser.add_argument("--epoch_per_iter", type=int, default=20)
-parser.add_argument("--batch_size", type=int, default=512, help="steps per minibatch")
+parser.add_argument("--max_steps", type=positive_int, default=200_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=positive_int, default=512)
+parser.add_argument("--epoch_per_iter", type=positive_int, default=20)
+parser.add_argument("--batch_size", type=positive_int, default=512, help="steps per minibatch")
 parser.add_argument(
     "--max_minibatches",
     type=int,
     default=2,
     help="per epoch (0: no cap); bigger iterations get bigger minibatches instead",
 )
-parser.add_argument("--rnn_batch_size", type=int, default=8, help="sequences per batch")
+parser.add_argument("--rnn_batch_size", type=positive_int, default=8, help="sequences per batch")
 parser.add_argument("--pol_lr", type=float, default=3e-3)
 parser.add_argument("--vf_lr", type=float, default=1e-2)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument(
-    "--vf_h_size", type=int, default=None, help="the value network's (default: --h_size)"
+    "--vf_h_size", type=positive_int, default=None, help="the value network's (default: --h_size)"
 )
 parser.add_argument(
     "--activation",
@@ -116,7 +117,7 @@ parser.add_argument("--ent_beta", type=float, default=0.0)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
 parser.add_argument("--kl_targ", type=float, default=0.01)
 parser.add_argument("--init_kl_beta", type=float, default=1.0)
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--eval_interval",
     type=int,
@@ -127,7 +128,7 @@ parser.add_argument(
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
     "--num_threads",
-    type=int,
+    type=positive_int,
     default=1,
     help="torch threads; small networks run fastest on one, above all on a busy machine",
 )

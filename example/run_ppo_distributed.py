@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 import torch
+from flags import positive_int
 
 import machina.distributed as mdist
 from machina import logger
@@ -39,13 +40,15 @@ parser.add_argument(
 parser.add_argument("--seed", type=int, default=0, help="rank r samples with seed + r")
 parser.add_argument("--backend", choices=["gloo", "nccl"], default="gloo")
 parser.add_argument("--same_data", action="store_true", help="rank 0 samples for every rank")
-parser.add_argument("--num_envs", type=int, default=4, help="environments per rank")
-parser.add_argument("--max_steps", type=int, default=100_000, help="env steps, all ranks")
-parser.add_argument("--steps_per_iter", type=int, default=512, help="per rank")
-parser.add_argument("--epoch_per_iter", type=int, default=10)
-parser.add_argument("--batch_size", type=int, default=256, help="steps per minibatch per rank")
+parser.add_argument("--num_envs", type=positive_int, default=4, help="environments per rank")
+parser.add_argument("--max_steps", type=positive_int, default=100_000, help="env steps, all ranks")
+parser.add_argument("--steps_per_iter", type=positive_int, default=512, help="per rank")
+parser.add_argument("--epoch_per_iter", type=positive_int, default=10)
+parser.add_argument(
+    "--batch_size", type=positive_int, default=256, help="steps per minibatch per rank"
+)
 parser.add_argument("--lr", type=float, default=3e-3)
-parser.add_argument("--h_size", type=int, default=64)
+parser.add_argument("--h_size", type=positive_int, default=64)
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.97)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)

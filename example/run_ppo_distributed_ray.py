@@ -27,6 +27,7 @@ import argparse
 
 import ray
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import ppo_clip
@@ -44,26 +45,34 @@ parser.add_argument("--log", default="runs/ppo_ray", help="run folder")
 parser.add_argument("--seed", type=int, default=256)
 parser.add_argument("--ray_address", default=None, help="an existing cluster, HOST:PORT")
 parser.add_argument("--num_cpus", type=int, default=None, help="CPUs of a local Ray instance")
-parser.add_argument("--num_parallel", type=int, default=2, help="sampler actors")
-parser.add_argument("--num_envs", type=int, default=4, help="environments per sampler actor")
-parser.add_argument("--num_trainer", type=int, default=2, help="trainer actors (ranks)")
+parser.add_argument("--num_parallel", type=positive_int, default=2, help="sampler actors")
+parser.add_argument(
+    "--num_envs", type=positive_int, default=4, help="environments per sampler actor"
+)
+parser.add_argument("--num_trainer", type=positive_int, default=2, help="trainer actors (ranks)")
 parser.add_argument(
     "--master_address",
     default=None,
     help="torch.distributed address of rank 0, tcp://HOST:PORT (default: a free local port)",
 )
-parser.add_argument("--max_steps", type=int, default=100_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=2048, help="env steps per iteration")
-parser.add_argument("--epoch", type=int, default=10, help="passes over each iteration's steps")
-parser.add_argument("--batch_size", type=int, default=256, help="minibatch, over all ranks")
+parser.add_argument("--max_steps", type=positive_int, default=100_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=2048, help="env steps per iteration"
+)
+parser.add_argument(
+    "--epoch", type=positive_int, default=10, help="passes over each iteration's steps"
+)
+parser.add_argument(
+    "--batch_size", type=positive_int, default=256, help="minibatch, over all ranks"
+)
 parser.add_argument("--pol_lr", type=float, default=3e-4)
 parser.add_argument("--vf_lr", type=float, default=1e-3)
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--clip_param", type=float, default=0.2)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
-parser.add_argument("--eval_epis", type=int, default=8, help="episodes per evaluation")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
+parser.add_argument("--eval_epis", type=positive_int, default=8, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 args = parser.parse_args()
 

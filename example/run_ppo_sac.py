@@ -18,6 +18,7 @@ import argparse
 import copy
 
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import ppo_clip, sac
@@ -33,31 +34,38 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
 parser.add_argument("--log", default="runs/ppo_sac", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--num_envs", type=int, default=2, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=400, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--num_envs", type=positive_int, default=2, help="environments sampled at once")
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=400, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--gamma", type=float, default=0.99)
 # PPO
-parser.add_argument("--ppo_epoch", type=int, default=10, help="PPO passes per iteration")
-parser.add_argument("--ppo_batch_size", type=int, default=200, help="PPO minibatch steps")
+parser.add_argument("--ppo_epoch", type=positive_int, default=10, help="PPO passes per iteration")
+parser.add_argument("--ppo_batch_size", type=positive_int, default=200, help="PPO minibatch steps")
 parser.add_argument("--ppo_pol_lr", type=float, default=3e-4)
 parser.add_argument("--vf_lr", type=float, default=1e-3)
 parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--clip_param", type=float, default=0.2)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
 # SAC
-parser.add_argument("--sac_batch_size", type=int, default=256)
+parser.add_argument("--sac_batch_size", type=positive_int, default=256)
 parser.add_argument("--sac_pol_lr", type=float, default=1e-3)
 parser.add_argument("--qf_lr", type=float, default=1e-3)
 parser.add_argument("--alpha_lr", type=float, default=1e-3)
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"

@@ -14,6 +14,7 @@ import argparse
 import copy
 
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import qtopt
@@ -28,25 +29,32 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
 parser.add_argument("--log", default="runs/qtopt", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=128)
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=128)
 parser.add_argument("--qf_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=32, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lag", type=int, default=1000, help="gradient steps between lagged copies")
 parser.add_argument("--eps", type=float, default=0.2, help="probability of a random action")
-parser.add_argument("--num_sampling", type=int, default=32, help="CEM actions per round")
-parser.add_argument("--num_best_sampling", type=int, default=4, help="CEM elite actions")
-parser.add_argument("--num_iter", type=int, default=1, help="CEM refits")
+parser.add_argument("--num_sampling", type=positive_int, default=32, help="CEM actions per round")
+parser.add_argument("--num_best_sampling", type=positive_int, default=4, help="CEM elite actions")
+parser.add_argument("--num_iter", type=positive_int, default=1, help="CEM refits")
 parser.add_argument("--loss_type", choices=["mse", "bce"], default="mse")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)

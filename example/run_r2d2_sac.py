@@ -22,6 +22,7 @@ import copy
 
 import gymnasium as gym
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import r2d2_sac
@@ -38,30 +39,41 @@ parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id,
 parser.add_argument("--log", default="runs/r2d2_sac", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--hide_velocity", action="store_true", help="drop the last obs component")
-parser.add_argument("--num_envs", type=int, default=1, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=32, help="windows per batch")
-parser.add_argument("--seq_length", type=int, default=20, help="window length, burn-in included")
+parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=32, help="windows per batch")
+parser.add_argument(
+    "--seq_length", type=positive_int, default=20, help="window length, burn-in included"
+)
 parser.add_argument("--burn_in_length", type=int, default=5, help="state warm-up steps")
-parser.add_argument("--updates_per_iter", type=int, default=50, help="gradient steps per iter")
+parser.add_argument(
+    "--updates_per_iter", type=positive_int, default=50, help="gradient steps per iter"
+)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--qf_lr", type=float, default=1e-3)
 parser.add_argument("--alpha_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
-parser.add_argument("--cell_size", type=int, default=64, help="LSTM units")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
+parser.add_argument("--cell_size", type=positive_int, default=64, help="LSTM units")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--sampling", type=int, default=1, help="actions drawn per state")
+parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument(
     "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
 )
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"

@@ -20,6 +20,7 @@ import copy
 
 import gymnasium as gym
 import torch
+from flags import positive_int
 from torch import nn
 
 from machina import logger
@@ -36,22 +37,29 @@ parser.add_argument("--env_name", default="Pendulum-v1", help="Box actions; --sv
 parser.add_argument("--log", default="runs/svg", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--svg", type=int, choices=[0, 1], default=0, help="SVG(0) or SVG(1)")
-parser.add_argument("--max_steps", type=int, default=20_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=200, help="env steps per iteration")
-parser.add_argument("--replay_size", type=int, default=1_000_000, help="replay Traj max_steps")
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
+parser.add_argument(
+    "--steps_per_iter", type=positive_int, default=200, help="env steps per iteration"
+)
+parser.add_argument(
+    "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
+)
+parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--qf_lr", type=float, default=1e-3, help="Q (SVG(0)) or V (SVG(1)) lr")
 parser.add_argument("--dm_lr", type=float, default=1e-3, help="dynamics model lr (SVG(1))")
-parser.add_argument("--h_size", type=int, default=64, help="hidden units per layer")
+parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--sampling", type=int, default=1, help="actions drawn per state")
+parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--num_threads", type=int, default=1, help="torch threads; small nets step fastest on one"
+    "--num_threads",
+    type=positive_int,
+    default=1,
+    help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
     "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"

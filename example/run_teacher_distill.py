@@ -15,6 +15,7 @@ import argparse
 
 import numpy as np
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import on_pol_teacher_distill, ppo_clip
@@ -31,29 +32,33 @@ parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id"
 parser.add_argument("--log", default="runs/teacher_distill", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--teacher_path", default=None, help="teacher state_dict (run_ppo.py's)")
-parser.add_argument("--teacher_h_size", type=int, default=64, help="teacher hidden units")
+parser.add_argument("--teacher_h_size", type=positive_int, default=64, help="teacher hidden units")
 parser.add_argument(
     "--teacher_activation",
     choices=sorted(HIDDEN_ACTIVATIONS),
     default="relu",
     help="the teacher's hidden activation (run_ppo.py's --activation)",
 )
-parser.add_argument("--teacher_steps", type=int, default=30_000, help="PPO steps if no path")
-parser.add_argument("--student_h_size", type=int, default=16, help="student hidden units")
-parser.add_argument("--num_envs", type=int, default=8, help="environments sampled at once")
-parser.add_argument("--max_steps", type=int, default=20_000, help="student env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=1000)
-parser.add_argument("--epoch_per_iter", type=int, default=5)
-parser.add_argument("--batch_size", type=int, default=256)
+parser.add_argument(
+    "--teacher_steps", type=positive_int, default=30_000, help="PPO steps if no path"
+)
+parser.add_argument("--student_h_size", type=positive_int, default=16, help="student hidden units")
+parser.add_argument("--num_envs", type=positive_int, default=8, help="environments sampled at once")
+parser.add_argument(
+    "--max_steps", type=positive_int, default=20_000, help="student env-step budget"
+)
+parser.add_argument("--steps_per_iter", type=positive_int, default=1000)
+parser.add_argument("--epoch_per_iter", type=positive_int, default=5)
+parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--lr", type=float, default=3e-3)
-parser.add_argument("--eval_epis", type=int, default=10, help="episodes per evaluation")
+parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--solve_fraction",
     type=float,
     default=0.95,
     help="stop within (1 - this) x |teacher's return| of the teacher's return",
 )
-parser.add_argument("--num_threads", type=int, default=1, help="torch threads")
+parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 args = parser.parse_args()
 
 torch.set_num_threads(args.num_threads)

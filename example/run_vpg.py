@@ -13,6 +13,7 @@ RNGs are saved too, so the resumed run continues as an uninterrupted one would.
 import argparse
 
 import torch
+from flags import positive_int
 
 from machina import logger
 from machina.algos import vpg
@@ -28,15 +29,15 @@ parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id"
 parser.add_argument("--log", default="runs/vpg", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--rnn", action="store_true", help="LSTM policy and value function")
-parser.add_argument("--num_parallel", type=int, default=1, help="sampler worker processes")
-parser.add_argument("--num_envs", type=int, default=8, help="environments per worker")
-parser.add_argument("--max_steps", type=int, default=100_000, help="env-step budget")
-parser.add_argument("--steps_per_iter", type=int, default=2048)
-parser.add_argument("--epoch_per_iter", type=int, default=1)
-parser.add_argument("--batch_size", type=int, default=1024)
+parser.add_argument("--num_parallel", type=positive_int, default=1, help="sampler worker processes")
+parser.add_argument("--num_envs", type=positive_int, default=8, help="environments per worker")
+parser.add_argument("--max_steps", type=positive_int, default=100_000, help="env-step budget")
+parser.add_argument("--steps_per_iter", type=positive_int, default=2048)
+parser.add_argument("--epoch_per_iter", type=positive_int, default=1)
+parser.add_argument("--batch_size", type=positive_int, default=1024)
 parser.add_argument("--vf_lr", type=float, default=1e-3)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--h_size", type=int, default=64)
+parser.add_argument("--h_size", type=positive_int, default=64)
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument(

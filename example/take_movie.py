@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 import torch
+from flags import positive_int
 from gymnasium.wrappers import RecordVideo
 
 from machina.envs import C2DEnv, GymEnv
@@ -45,7 +46,7 @@ parser.add_argument("--pol", default=None, help="policy file (default: LOG/model
 parser.add_argument("--out", default=None, help="video file (default: LOG/movie.mp4)")
 parser.add_argument("--rnn", action="store_true", default=None, help="an LSTM policy")
 parser.add_argument("--c2d", action="store_true", default=None, help="acts through C2DEnv")
-parser.add_argument("--h_size", type=int, default=None, help="hidden units per layer (64)")
+parser.add_argument("--h_size", type=positive_int, default=None, help="hidden units per layer (64)")
 parser.add_argument(
     "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="hidden (relu)"
 )
@@ -64,8 +65,10 @@ parser.add_argument(
     default=None,
     help="normalise observations with LOG/models/prepro_last.pt",
 )
-parser.add_argument("--num_epis", type=int, default=1, help="episodes to record")
-parser.add_argument("--max_steps", type=int, default=1000, help="steps at most per episode")
+parser.add_argument("--num_epis", type=positive_int, default=1, help="episodes to record")
+parser.add_argument(
+    "--max_steps", type=positive_int, default=1000, help="steps at most per episode"
+)
 parser.add_argument("--stochastic", action="store_true", help="sample actions, not the mode")
 parser.add_argument("--fps", type=int, default=None, help="default: the environment's")
 parser.add_argument("--seed", type=int, default=0)
