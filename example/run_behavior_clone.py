@@ -79,7 +79,8 @@ run = logger.Run(
     settings=vars(args),  # a resume with other settings is refused
     resumable=("epoch", "expert_path"),  # the budget; the same data may be moved
 )
-state = dict(pol=pol, optim_pol=optim_pol)
+# the batch generator of train_traj and the evaluation sampler carry RNG state too
+state = dict(pol=pol, optim_pol=optim_pol, train_traj=train_traj, sampler=sampler)
 with run:
     run.restore(**state)
     while not run.done:

@@ -124,7 +124,8 @@ sampler = EpiSampler(env, pol, args.num_parallel, seed=args.seed, num_envs=args.
 
 
 def evaluate():
-    return sampler.sample(max_epis=args.eval_epis, deterministic=True)
+    # the updated policy: the sampler's own copy still holds the weights it sampled with
+    return sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
 
 
 run = logger.Run(args.log, args.max_steps, args.env_name, args.steps_per_iter, solve_return)
