@@ -7,7 +7,8 @@ import torch
 
 from machina import loss_functional as lf
 from machina.algos import ppo_clip, ppo_kl, trpo, vpg
-from machina.pols import make_pol
+from machina.nets import PolNet
+from machina.pols import DeterministicActionNoisePol, make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.traj import epi_functional as ef
@@ -161,6 +162,34 @@ def test_batch_larger_than_traj_is_refused(setup):
     optim = torch.optim.Adam(pol.parameters())
     with pytest.raises(ValueError, match=rf"batch_size: expected at most the {traj.num_step}"):
         ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step + 1, log_enable=False)
+
+
+def test_policy_gradient_algorithms_refuse_a_deterministic_policy():
+    """A deterministic policy has no log-likelihood: the error names the policy, where the
+    losses failed in autograd ('element 0 of tensors does not require grad') or came out
+    infinite and blamed the data."""
+    torch.manual_seed(0)
+    env = gym.make("Pendulum-v1")
+    pol = DeterministicActionNoisePol(
+        env.observation_space,
+        env.action_space,
+        PolNet(env.observation_space, env.action_space, 8, 8, deterministic=True),
+    )
+    vf = make_vf(env.observation_space, h_size=8)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        traj = estimated_traj(sampler.sample(pol, max_steps=50), vf)
+    optim_pol, optim_vf = torch.optim.Adam(pol.parameters()), torch.optim.Adam(vf.parameters())
+    calls = {
+        "ppo_clip": lambda: ppo_clip.train(traj, pol, vf, optim_pol, optim_vf, 1, 32),
+        "ppo_kl": lambda: ppo_kl.train(traj, pol, vf, 1.0, 0.01, optim_pol, optim_vf, 1, 32),
+        "trpo": lambda: trpo.train(traj, pol, vf, optim_vf, 1, 32),
+        "vpg": lambda: vpg.train(traj, pol, vf, optim_pol, optim_vf, 1, 32),
+    }
+    before = [p.detach().clone() for p in pol.parameters()]
+    for algo, call in calls.items():
+        with pytest.raises(ValueError, match=rf"{algo}\.train: pol: needs a stochastic policy"):
+            call()
+    assert all(torch.equal(a, b) for a, b in zip(before, pol.parameters()))
 
 
 def test_optimizer_step_clips_gradients():

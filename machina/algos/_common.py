@@ -147,17 +147,21 @@ def check_sampling(sampling: int, fn_name: str) -> None:
 
 
 def check_stochastic_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sac.train") -> None:
-    """SAC needs actions it can draw, with log-likelihoods (and gradients when reparam);
-    ``fn_name`` is the function the error names (SAC's relatives share this check)."""
+    """SAC and the policy-gradient algorithms need actions with log-likelihoods (and, with
+    ``reparam``, draws that carry gradients); ``fn_name`` is the function the error names.
+    A deterministic policy's loss would fail deep in autograd, or come out infinite."""
     pd = getattr(pol, "pd", None)
     usable = isinstance(pd, GaussianPd) or hasattr(pd, "sample_with_llh")
     if not reparam:
         usable = pd is not None and not isinstance(pd, DeterministicPd)
     if not usable:
-        what = "a reparameterisable" if reparam else "a stochastic"
+        if reparam:
+            what = "a reparameterisable policy (TanhGaussianPol or GaussianPol)"
+        else:
+            what = "a stochastic policy (e.g. GaussianPol, TanhGaussianPol, CategoricalPol)"
         raise ValueError(
-            f"{fn_name}: pol: needs {what} policy (TanhGaussianPol or GaussianPol), got "
-            f"{type(pol).__name__} with pd {type(pd).__name__}"
+            f"{fn_name}: pol: needs {what}, got {type(pol).__name__} with pd "
+            f"{type(pd).__name__}"
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import PolVfStep, check_traj, log, minibatches
+from machina.algos._common import PolVfStep, check_stochastic_pol, check_traj, log, minibatches
 from machina.traj import Traj
 from machina.utils.training import optimizer_params, optimizer_step
 
@@ -125,6 +125,7 @@ def train(
         ``PolLoss`` and ``VfLoss``: one float per minibatch.
     """
     check_traj(traj, ["advs", "rets", "acs", *(["vs"] if clip_vfunc else [])], "ppo_clip")
+    check_stochastic_pol(pol, reparam=False, fn_name="ppo_clip.train")
     if joint_step:
         _check_joint(optim_pol, vf)
         return _train_joint(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import PolVfStep, check_traj, log, minibatches, whole_batch
+from machina.algos._common import (
+    PolVfStep,
+    check_stochastic_pol,
+    check_traj,
+    log,
+    minibatches,
+    whole_batch,
+)
 from machina.traj import Traj
 from machina.utils import batch_share
 from machina.utils.training import optimizer_step
@@ -73,6 +80,7 @@ def train(
         ``PolLoss``, ``VfLoss`` (per minibatch), ``new_kl_beta`` and ``kl_mean`` (floats).
     """
     check_traj(traj, ["advs", "rets", "acs"], "ppo_kl")
+    check_stochastic_pol(pol, reparam=False, fn_name="ppo_kl.train")
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     batches = minibatches(

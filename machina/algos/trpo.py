@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import check_traj, log, minibatches, whole_batch
+from machina.algos._common import check_stochastic_pol, check_traj, log, minibatches, whole_batch
 from machina.loss_functional import masked_mean
 from machina.pds.base import BasePd
 from machina.pols.base import BasePol
@@ -352,6 +352,7 @@ def train(
         ``PolLoss`` (one float), ``VfLoss`` (per minibatch) and ``KL`` (the step's mean KL).
     """
     check_traj(traj, ["advs", "rets", "acs"], "trpo")
+    check_stochastic_pol(pol, reparam=False, fn_name="trpo.train")
     log(log_enable, "Optimizing...")
     pol_loss, kl = update_pol(
         pol,

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import torch
 
 from machina import loss_functional as lf
-from machina.algos._common import PolVfStep, check_traj, log, minibatches, whole_batch
+from machina.algos._common import (
+    PolVfStep,
+    check_stochastic_pol,
+    check_traj,
+    log,
+    minibatches,
+    whole_batch,
+)
 from machina.traj import Traj
 from machina.utils.training import optimizer_step
 
@@ -62,6 +69,7 @@ def train(
         if isinstance(ent_beta, bool):
             log_enable, ent_beta = ent_beta, 0.0
     check_traj(traj, ["advs", "rets", "acs"], "vpg")
+    check_stochastic_pol(pol, reparam=False, fn_name="vpg.train")
     log(log_enable, "Optimizing...")
     pol_losses, vf_losses = [], []
     batches: Iterator[dict[str, torch.Tensor]]
