@@ -310,6 +310,26 @@ def train_trpo(epis: list[dict], rank: int) -> dict:
     return {"pol": pol.state_dict(), "vf": vf.state_dict()}
 
 
+def train_ppo_kl(epis: list[dict], rank: int) -> dict:
+    """Two ppo_kl calls on this rank's own episodes, each with the coefficient the last
+    returned: the KL that steers it is averaged over ranks, as the gradients are."""
+    import machina.distributed as mdist
+    from machina.algos import ppo_kl
+
+    pol, vf = build_ppo(False, seed=rank)
+    mdist.sync_params(pol, vf)
+    optim_pol, optim_vf = make_optim(pol.parameters(), True), make_optim(vf.parameters(), True)
+    kl_beta, kl_means = 1.0, []
+    for _ in range(2):
+        traj = make_traj(epis, False, *on_policy(vf))
+        result = ppo_kl.train(
+            traj, pol, vf, kl_beta, 0.01, optim_pol, optim_vf, 2, 40, log_enable=False
+        )
+        kl_beta = result["new_kl_beta"]
+        kl_means.append(result["kl_mean"])
+    return {"pol": pol.state_dict(), "kl_beta": kl_beta, "kl_means": kl_means}
+
+
 def unit_checks(rank: int) -> dict:
     """Gradient all-reduce facts that a trained network would blur."""
     from machina import optims
@@ -448,6 +468,7 @@ def main() -> None:
         mdist.sync_params(pol, *qfs)
         out["sac"] = train_sac(sample_epis(seed=200 + rank, max_steps=steps), pol, qfs, False)
         out["trpo"] = train_trpo(sample_epis(seed=300 + rank, max_steps=steps), rank)
+        out["ppo_kl"] = train_ppo_kl(sample_epis(seed=400 + rank, max_steps=steps), rank)
     else:
         raise ValueError(f"scenario: expected 'same_data' or 'own_data', got {scenario!r}")
     mdist.destroy()

@@ -329,6 +329,10 @@ def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
     # TRPO's own natural-gradient step (not optimizer_step) keeps the ranks identical too
     assert_states_equal(r0["trpo"]["pol"], r1["trpo"]["pol"])
     assert_states_equal(r0["trpo"]["vf"], r1["trpo"]["vf"])
+    # ppo_kl's coefficient follows the KL of all ranks' data: the same on every rank
+    assert r0["ppo_kl"]["kl_means"] == r1["ppo_kl"]["kl_means"]
+    assert r0["ppo_kl"]["kl_beta"] == r1["ppo_kl"]["kl_beta"]
+    assert_states_equal(r0["ppo_kl"]["pol"], r1["ppo_kl"]["pol"])
     assert r0["gloo_threads_left"] == [] and r1["gloo_threads_left"] == []
 
 

@@ -160,8 +160,7 @@ def check_stochastic_pol(pol: torch.nn.Module, reparam: bool, fn_name: str = "sa
         else:
             what = "a stochastic policy (e.g. GaussianPol, TanhGaussianPol, CategoricalPol)"
         raise ValueError(
-            f"{fn_name}: pol: needs {what}, got {type(pol).__name__} with pd "
-            f"{type(pd).__name__}"
+            f"{fn_name}: pol: needs {what}, got {type(pol).__name__} with pd {type(pd).__name__}"
         )
 
 

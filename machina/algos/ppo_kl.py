@@ -15,6 +15,7 @@ from machina.algos._common import (
 )
 from machina.traj import Traj
 from machina.utils import batch_share
+from machina.utils.distributed import average_tensor
 from machina.utils.training import optimizer_step
 
 
@@ -95,7 +96,12 @@ def train(
         vf_losses.append(vf_loss)
     with torch.no_grad():
         whole = whole_batch(traj, [pol])  # recurrent under Traj(ddp=True): this rank's share
-        kl_mean = float(batch_share.rank_mean(lf.kl_old_new(pol, whole), whole))
+        kl = batch_share.rank_mean(lf.kl_old_new(pol, whole), whole)
+        if not batch_share.splits(whole):
+            # each rank on its own data, gradients averaged: the KL too, so that every rank
+            # keeps the same coefficient (no-op in one process)
+            kl = average_tensor(kl.to(torch.float64), (optim_pol,))
+        kl_mean = float(kl)
     if kl_mean > 1.3 * kl_targ:
         new_kl_beta = 1.5 * kl_beta
     elif kl_mean < 0.7 * kl_targ:

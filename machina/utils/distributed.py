@@ -143,12 +143,13 @@ def average_gradients(
     return flat[n + len(params) :].view_as(extra)
 
 
-def average_tensor(t: torch.Tensor) -> torch.Tensor:
-    """Replace ``t`` by its mean over ranks, in place, when gradient averaging is on (returns
-    ``t``). For training code that computes its own update direction instead of calling
-    ``optimizer_step`` (e.g. a natural-gradient step: average the gradient and each
-    Fisher-vector product), so that every rank takes the same step."""
-    if averages_here():
+def average_tensor(t: torch.Tensor, optims: Iterable[torch.optim.Optimizer] = ()) -> torch.Tensor:
+    """Replace ``t`` by its mean over ranks, in place, when gradient averaging is on, or one
+    of ``optims`` averages by itself (see :func:`averages_here`; returns ``t``). For training
+    code that computes its own update direction instead of calling ``optimizer_step`` (e.g.
+    a natural-gradient step: average the gradient and each Fisher-vector product), or a
+    statistic that steers later steps (``ppo_kl``'s KL), so that every rank does the same."""
+    if averages_here(optims):
         if not t.is_floating_point():
             raise TypeError(f"t: expected a floating-point tensor to average, got {t.dtype}")
         # Summed in float64, the mean of equal values is that value exactly (in float32,
