@@ -167,6 +167,11 @@ def worker(out_dir: str) -> None:
     result["sync/epis_index"] = synced.epis_index
     result.update({f"sync/col/{k}": v.numpy() for k, v in synced.data_map.items()})
     result["sync/rng_state"] = synced.generator.get_state().numpy()
+    # an unseeded Traj too: its generator is seeded on rank 0 before it is sent, so the
+    # ranks' different global RNGs do not seed theirs at the first draw
+    torch.manual_seed(1000 + rank)
+    unseeded = tf.sync(make_traj(20, seed=0) if rank == 0 else make_traj(3, seed=5))
+    result["sync/unseeded_draw"] = next(unseeded.random_batch(16))["obs"].numpy()
     # and the rank-based sampler's order: every rank then draws rank 0's steps
     _, drawn = tf.sync(ranked).prioritized_random_batch_once(
         64, return_indices=True, mode="rank_based"
@@ -296,6 +301,7 @@ def test_sync_gives_every_rank_the_master_s_episodes(ranks):
             np.testing.assert_array_equal(cols[k], v.numpy())
         # and its batch generator: every rank then draws what rank 0 would
         np.testing.assert_array_equal(r["sync/rng_state"], Traj(seed=9).generator.get_state())
+        np.testing.assert_array_equal(r["sync/unseeded_draw"], ranks[0]["sync/unseeded_draw"])
     # a rank-based sampler's lazily kept order too (43 of 64 draws differed without it)
     _, expected = rank_based_memory().prioritized_random_batch_once(
         64, return_indices=True, mode="rank_based"

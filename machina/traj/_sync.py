@@ -22,9 +22,11 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     """Every rank gets ``master_rank``'s stored episodes, over torch.distributed.
 
     A collective: every rank of the default process group calls it. The columns, episode
-    boundaries, groups, bound, ``pri_beta``, the batch generator's state (once seeded) and
+    boundaries, groups, bound, ``pri_beta``, the batch generator's state and
     the rank-based replay samplers' orders are broadcast as tensors and JSON (no pickle), so
-    every rank then draws the batches ``master_rank`` would; pending episodes are not sent.
+    every rank then draws the batches ``master_rank`` would (an unseeded Traj's generator is
+    seeded on ``master_rank`` first, from its global RNG, as its first draw would seed it);
+    pending episodes are not sent.
     Without an initialised group of more than one rank, ``traj`` is returned as it is.
 
     Parameters
@@ -45,6 +47,9 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     rank, device = dist.get_rank(), _wire_device()
     master = rank == master_rank
     if master:
+        # seeded now, as its first draw would: the other ranks' generators would otherwise be
+        # seeded from their own global RNGs at their first draw, and draw other batches
+        traj._rng.generator()
         rank_states = traj._rank_sampler_states()
         meta = {
             "columns": [
