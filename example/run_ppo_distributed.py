@@ -81,7 +81,7 @@ if rank == 0 or not args.same_data:
 if mdist.is_main():
     score_file = logger.start_run(args.run_dir)
 
-total_step, mean_return, it = 0, -np.inf, 0
+total_step, total_epi, mean_return, it = 0, 0, -np.inf, 0
 while total_step < args.max_steps:
     if device is not None:
         sample_pol.load_state_dict({k: v.cpu() for k, v in train_pol.state_dict().items()})
@@ -110,15 +110,20 @@ while total_step < args.max_steps:
         log_enable=False,
     )
     # Every rank computes the same totals, so every rank leaves the loop at the same time.
-    ranks_sampling = 1 if args.same_data else world
-    total_step += round(mdist.mean_over_ranks(traj.num_step) * ranks_sampling)
-    mean_return = mdist.mean_over_ranks(float(np.mean([np.sum(e["rews"]) for e in epis])))
+    returns = [float(np.sum(e["rews"])) for e in epis]
+    iter_step = traj.num_step
+    if not args.same_data:  # every rank's own episodes
+        returns = [r for rank_returns in mdist.gather_object(returns) for r in rank_returns]
+        iter_step = round(mdist.mean_over_ranks(traj.num_step) * world)
+    total_step += iter_step
+    total_epi += len(returns)
+    mean_return = float(np.mean(returns))
     it += 1
     if mdist.is_main():
-        logger.record_results(args.run_dir, result, score_file, it, traj.num_step, total_step,
-                              [mean_return])  # fmt: skip
+        logger.record_results(args.run_dir, result, score_file, total_epi, iter_step,
+                              total_step, returns)  # fmt: skip
         logger.save_models(args.run_dir, pol=train_pol, vf=train_vf)
-        print(f"iter {it:3d}  steps {total_step:7d}  mean return over ranks {mean_return:8.1f}",
+        print(f"iter {it:3d}  steps {total_step:7d}  mean return {mean_return:8.1f}",
               flush=True)  # fmt: skip
     if solve_return is not None and mean_return >= solve_return:
         break

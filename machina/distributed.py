@@ -55,6 +55,7 @@ __all__ = [
     "sync_params",
     "make_model_distributed",
     "broadcast_object",
+    "gather_object",
     "mean_over_ranks",
 ]
 
@@ -142,6 +143,17 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj if get_rank() == src else None]
     dist.broadcast_object_list(box, src)
     return box[0]
+
+
+def gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank (e.g. the episode returns each rank
+    sampled, for rank 0 to log them all); ``[obj]`` in one process. Pickles, as
+    :func:`broadcast_object`."""
+    if not is_initialized():
+        return [obj]
+    box: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(box, obj)
+    return box
 
 
 def mean_over_ranks(value: float) -> float:

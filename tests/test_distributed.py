@@ -9,6 +9,7 @@ Mode 2 (each rank samples its own episodes, different amounts): training finishe
 agree on the number of steps and end with identical parameters.
 """
 
+import csv
 import os
 import signal
 import socket
@@ -345,14 +346,23 @@ def test_destroy_leaves_no_gloo_thread(same_data):
 
 
 def test_example_runs_under_torchrun(tmp_path):
-    """example/run_ppo_distributed.py, one small iteration on 2 ranks; rank 0 alone logs."""
+    """example/run_ppo_distributed.py, two small iterations on 2 ranks, each rank on its own
+    episodes; rank 0 alone logs, every rank's episodes and steps."""
     output = torchrun(
         os.path.join(ROOT, "example", "run_ppo_distributed.py"), "--run_dir", str(tmp_path),
-        "--max_steps", "200", "--steps_per_iter", "200", "--epoch_per_iter", "1",
+        "--max_steps", "300", "--steps_per_iter", "100", "--epoch_per_iter", "1",
         "--h_size", "16", cwd=str(tmp_path),
     )  # fmt: skip
-    assert output.count("iter   1") == 1 and "on 2 rank(s)" in output
-    assert (tmp_path / "progress.csv").exists() and (tmp_path / "models" / "pol_last.pt").exists()
+    assert output.count("iter   1") == 1 and output.count("iter   2") == 1
+    assert "on 2 rank(s)" in output and (tmp_path / "models" / "pol_last.pt").exists()
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for row in rows:  # both ranks' (>= 100 steps each), episodes of CartPole's random start
+        assert int(row["StepPerIter"]) >= 200 and int(row["EpisodePerIter"]) >= 4
+        assert float(row["RewardStd"]) > 0.0
+    assert int(rows[1]["TotalStep"]) == int(rows[0]["StepPerIter"]) + int(rows[1]["StepPerIter"])
+    assert int(rows[1]["TotalEpisode"]) == sum(int(r["EpisodePerIter"]) for r in rows)
 
 
 def test_init_without_torchrun_runs_in_one_process(monkeypatch):
@@ -365,6 +375,7 @@ def test_init_without_torchrun_runs_in_one_process(monkeypatch):
     try:
         assert not mdist.is_initialized() and mdist.is_main() and mdist.get_world_size() == 1
         assert mdist.broadcast_object([1, 2]) == [1, 2] and mdist.mean_over_ranks(3) == 3.0
+        assert mdist.gather_object({"a": 1}) == [{"a": 1}]
         mdist.barrier()  # no-op
     finally:
         mdist.destroy()
