@@ -98,6 +98,12 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
                 f"got {backend!r}"
             )
         if backend == "nccl":
+            if torch.cuda.device_count() <= get_local_rank():
+                raise ValueError(
+                    f"machina.distributed.init: backend: 'nccl' needs a CUDA device per "
+                    f"process (LOCAL_RANK {get_local_rank()}), found "
+                    f"{torch.cuda.device_count()}; use backend='gloo' on CPU"
+                )
             torch.cuda.set_device(get_local_rank())
         kwargs: dict[str, Any] = {}
         if timeout is not None:

@@ -395,3 +395,8 @@ def test_init_names_what_is_wrong(monkeypatch):
         monkeypatch.setenv(key, value)
     with pytest.raises(ValueError, match=r"backend: expected 'gloo', 'nccl' or 'mpi', got 'tcp'"):
         mdist.init(backend="tcp")
+    if not torch.cuda.is_available():  # torch's own error was an AttributeError of torch._C
+        with pytest.raises(
+            ValueError, match=r"backend: 'nccl' needs a CUDA device .* backend='gloo'"
+        ):
+            mdist.init(backend="nccl")
