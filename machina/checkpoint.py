@@ -259,12 +259,22 @@ def save_run(
     return final
 
 
-def _restore_traj(live: Traj, path: Path) -> None:
-    # The file carries the Traj's batch generator state (Traj.save), so its draws resume too.
-    loaded = Traj.load(path, device=live.device, ddp=live.ddp)
-    # Restore in place: callers hold references to the live Traj.
-    live.__dict__.clear()
-    live.__dict__.update(loaded.__dict__)
+def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """``load_state_dict`` of each object from ``state``; when one refuses its state, the
+    ones restored before it are put back as they were and the error names the object."""
+    restored: list[tuple[Any, Any]] = []
+    for name, obj in objects.items():
+        backup = copy.deepcopy(obj.state_dict())
+        try:
+            obj.load_state_dict(_decode(state[name]))
+        except Exception as exc:
+            for done, previous in reversed(restored):
+                done.load_state_dict(previous)
+            raise ValueError(
+                f"objects[{name!r}]: its saved state does not load into the given "
+                f"{type(obj).__name__} ({exc}); nothing was restored"
+            ) from exc
+        restored.append((obj, backup))
 
 
 def read_extra(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -341,7 +351,8 @@ def load_run(
         When ``run_dir`` holds no complete checkpoint.
     ValueError
         When the checkpoint is not a machina run of a known version, its files are corrupted
-        or cut short, or names differ.
+        or cut short, names differ, a tensor's shape differs or an object refuses its saved
+        state (named; then no object is changed).
     """
     path, meta = _read_meta(Path(run_dir))
     kinds = meta["kinds"]
@@ -353,19 +364,33 @@ def load_run(
         state = torch.load(path / "state.pt", weights_only=True)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
         raise ValueError(f"{path / 'state.pt'}: corrupted or partial checkpoint ({exc})") from exc
-    for name, obj in objects.items():
-        if name not in kinds:
-            continue
+    # Everything that can fail before anything is written: a refused checkpoint leaves the
+    # live objects as they were.
+    live = {name: obj for name, obj in objects.items() if name in kinds}
+    for name, obj in live.items():
         kind = _kind(name, obj)
         if kind != kinds[name]:
             raise ValueError(f"objects[{name!r}]: saved as a {kinds[name]}, given a {kind}")
-        if kind == "traj":
-            _restore_traj(obj, path / f"{name}.npz")
-        elif kind == "tensor":
+        if kind == "tensor" and tuple(state[name].shape) != tuple(obj.shape):
+            raise ValueError(
+                f"objects[{name!r}]: saved with shape {tuple(state[name].shape)}, given a "
+                f"tensor of shape {tuple(obj.shape)}"
+            )
+    trajs = {
+        name: Traj.load(path / f"{name}.npz", device=obj.device, ddp=obj.ddp)
+        for name, obj in live.items()
+        if kinds[name] == "traj"
+    }
+    _load_stateful({n: o for n, o in live.items() if kinds[n] == "stateful"}, state)
+    for name, obj in live.items():
+        if kinds[name] == "tensor":
             with torch.no_grad():
                 obj.copy_(state[name])
-        else:
-            obj.load_state_dict(_decode(state[name]))
+        elif kinds[name] == "traj":
+            # in place: callers hold references to the live Traj; its file carries the batch
+            # generator's state (Traj.save), so its draws resume too
+            obj.__dict__.clear()
+            obj.__dict__.update(trajs[name].__dict__)
     if rng and "__rng__" in state:
         _set_rng_state(state["__rng__"], meta["python_rng"])
     return meta["extra"]

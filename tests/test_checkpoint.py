@@ -164,6 +164,29 @@ def test_clear_errors(tmp_path):
         load_run(tmp_path, objs)
 
 
+def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):
+    """A tensor of another shape (copy_ broadcast a saved () into (3,)) and a state that a
+    later object refuses (torch named the Linear, not the key) are errors that name the
+    object; the objects restored before the refusal are put back as they were."""
+    torch.manual_seed(0)
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    optim = torch.optim.Adam(a.parameters())
+    save_run(tmp_path, {"a": a, "optim": optim, "b": b, "log_alpha": torch.zeros(())})
+    fresh_a = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in fresh_a.state_dict().items()}
+    with pytest.raises(ValueError, match=r"objects\['log_alpha'\]: saved with shape \(\), given"):
+        load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": b, "log_alpha": torch.ones(3)})
+    wrong_b = torch.nn.Linear(2, 3)
+    with pytest.raises(ValueError, match=r"objects\['b'\]: its saved state does not load"):
+        load_run(
+            tmp_path, {"a": fresh_a, "optim": optim, "b": wrong_b, "log_alpha": torch.ones(())}
+        )
+    for k, v in fresh_a.state_dict().items():  # restored, then put back
+        assert torch.equal(v, before[k]), k
+    load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": b, "log_alpha": torch.ones(())})
+    assert torch.equal(fresh_a.weight, a.weight)
+
+
 def test_a_run_killed_while_saving_keeps_its_previous_checkpoint(tmp_path):
     """A real process saving a large replay in a loop is killed at an arbitrary moment."""
     script = textwrap.dedent(
