@@ -40,6 +40,7 @@ from machina.utils.distributed import (
     get_world_size,
     is_initialized,
     make_model_distributed,
+    rank_local,
     set_grad_averaging,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "broadcast_object",
     "gather_object",
     "mean_over_ranks",
+    "rank_local",
 ]
 
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

@@ -17,8 +17,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from machina.distributed import rank_local
 from machina.traj import Traj
 from machina.traj import traj_functional as tf
+from machina.utils import optimizer_step
+from machina.utils.distributed import set_grad_averaging
 
 WORLD = 2
 # Rank 0's global seed before each call, on a fresh Traj whose generator it seeds: the
@@ -147,6 +150,16 @@ def worker(out_dir: str) -> None:
     result["mode2/iterate_rnn"] = np.array(len(list(own.iterate_rnn(3))))
     result["mode2/random_batch"] = np.array(len(list(own.random_batch(4, epoch=5))))
     result["mode2/iterate_epi"] = np.array(len(list(own.iterate_epi())))
+    # Rank 0 alone batches and steps inside rank_local (a validation pass, say): no
+    # collective, so rank 1 is not waited for; outside, the counts are agreed again.
+    set_grad_averaging(True)  # as machina.distributed.init() leaves it
+    with rank_local():
+        if rank == 0:
+            result["local/iterate"] = np.array(len(list(own.iterate(8, epoch=2))))
+            w = torch.nn.Parameter(torch.ones(1))
+            optimizer_step(torch.optim.SGD([w], lr=1.0), (3.0 * w).sum())
+            result["local/step"] = w.detach().numpy()
+    set_grad_averaging(False)
 
     # Errors never leave a rank waiting: each is raised on both ranks.
     # (sequences of episodes: more than held is an error; steps would make one batch)
@@ -288,6 +301,15 @@ def test_ranks_with_their_own_data_agree_on_the_number_of_batches(ranks):
     }
     for key, count in expected.items():
         assert [int(r[f"mode2/{key}"]) for r in ranks] == [count] * WORLD, key
+
+
+def test_a_rank_batches_and_steps_alone_inside_rank_local(ranks):
+    """Rank 0's own count (not the agreed minimum) and a step of its own gradient (3, not
+    averaged with rank 1's nothing), while rank 1 went on: no collective waited for it."""
+    big = make_traj(20, seed=10)
+    assert int(ranks[0]["local/iterate"]) == 2 * -(-big.num_step // 8)
+    np.testing.assert_array_equal(ranks[0]["local/step"], np.array([-2.0], np.float32))
+    assert "local/iterate" not in ranks[1]
 
 
 def test_sync_gives_every_rank_the_master_s_episodes(ranks):

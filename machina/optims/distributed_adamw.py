@@ -74,6 +74,10 @@ class DistributedAdamW(AdamW):
 def average_if_needed(optim: torch.optim.Optimizer) -> None:
     """Average ``optim``'s gradients over ranks when a process group with more than one rank
     exists and ``optimizer_step`` has not averaged them already."""
-    if dist_utils.get_world_size() > 1 and not dist_utils.grads_are_averaged():
+    if (
+        dist_utils.get_world_size() > 1
+        and not dist_utils.grads_are_averaged()
+        and not dist_utils.is_rank_local()
+    ):
         params = [p for group in optim.param_groups for p in group["params"]]
         dist_utils.average_gradients(params, world_size=optim.world_size)

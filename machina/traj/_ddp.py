@@ -14,7 +14,9 @@ Two situations, read at every batching call (a Traj can be built, saved or loade
 - any process group of W > 1 ranks (``ddp`` or not; without ``ddp`` each rank batches its own
   data): the number of minibatches a call yields is the minimum over the ranks, so that a rank
   with fewer steps never leaves the others waiting in a gradient all-reduce. A rank whose call
-  fails (batch size too large, no steps) makes every rank raise instead of hanging.
+  fails (batch size too large, no steps) makes every rank raise instead of hanging. So every
+  rank makes the same batching calls; inside ``machina.distributed.rank_local()`` a rank
+  batches alone, as without a process group.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from machina.utils.batch_share import share_bounds
+from machina.utils.distributed import is_rank_local
 
 
 class Group:
@@ -42,7 +45,7 @@ class Group:
     """
 
     def __init__(self, ddp: bool):
-        on = dist.is_available() and dist.is_initialized()
+        on = dist.is_available() and dist.is_initialized() and not is_rank_local()
         self.world = dist.get_world_size() if on else 1
         self.rank = dist.get_rank() if on else 0
         self.split = bool(ddp) and self.world > 1

@@ -36,6 +36,8 @@ __all__ = [
     "average_tensor",
     "grads_already_averaged",
     "grads_are_averaged",
+    "rank_local",
+    "is_rank_local",
     "broadcast_params",
     "make_model_distributed",
     "wrap_ddp",
@@ -81,7 +83,7 @@ def averages_here(optims: Iterable[torch.optim.Optimizer] = ()) -> bool:
     True with more than one process and either averaging turned on or one of ``optims``
     averaging by itself (``machina.optims.DistributedAdamW`` / ``DistributedSGD``).
     """
-    if get_world_size() <= 1:
+    if get_world_size() <= 1 or is_rank_local():
         return False
     return _GRAD_AVERAGING or any(getattr(o, "averages_gradients", False) for o in optims)
 
@@ -176,6 +178,26 @@ def grads_already_averaged() -> Iterator[None]:
 def grads_are_averaged() -> bool:
     """True inside :func:`grads_already_averaged`."""
     return getattr(_LOCAL, "averaged", False)
+
+
+@contextlib.contextmanager
+def rank_local() -> Iterator[None]:
+    """Inside the block this process batches and trains on its own, as without a process
+    group: Traj batching calls are not collectives (no agreement on minibatch counts, no
+    shared minibatches) and no gradient is averaged. For work one rank does alone, e.g. a
+    validation pass on rank 0: outside the block, once the process group exists, every
+    rank must make the same batching and training calls, or the others wait for it."""
+    previous = getattr(_LOCAL, "rank_local", False)
+    _LOCAL.rank_local = True
+    try:
+        yield
+    finally:
+        _LOCAL.rank_local = previous
+
+
+def is_rank_local() -> bool:
+    """True inside :func:`rank_local`."""
+    return getattr(_LOCAL, "rank_local", False)
 
 
 def _module_tensors(modules: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.Tensor]:
