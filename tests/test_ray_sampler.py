@@ -262,6 +262,31 @@ def test_stuck_actor_without_timeout_is_replaced(local_ray, monkeypatch, tmp_pat
         assert_whole(epis)
 
 
+def test_more_actors_than_free_cpus_warn_at_once_and_fail_naming_the_resources(
+    local_ray, monkeypatch
+):
+    """The user's Ray has 4 CPUs; 5 actors asking one each: a warning at once (the fifth
+    cannot be placed unless the cluster grows), then at the start timeout (300 s, shortened
+    here) an error with the free resources. The placed actors are stopped, and the
+    instance serves the next sampler."""
+    from machina.samplers import _ray_backend
+
+    monkeypatch.setattr(_ray_backend, "_START_TIMEOUT", 3.0)
+    pol = categorical_pol(SlowEnv())
+    with (
+        pytest.warns(RuntimeWarning, match=r"5 actors asking num_cpus=1 each need 5 CPUs; the "
+                     r"Ray cluster has 4 free of 4\..*num_cpus=0"),
+        pytest.raises(RuntimeError, match=r"not placed and started within 3 s.*free resources"),
+    ):  # fmt: skip
+        EpiSampler(SlowEnv, pol, num_parallel=5, seed=0, backend="ray")
+    monkeypatch.undo()
+    deadline = time.monotonic() + 60  # Ray frees the killed actors' CPUs lazily
+    while ray.available_resources().get("CPU", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with EpiSampler(SlowEnv, pol, num_parallel=4, seed=0, backend="ray") as s:
+        assert len(s.sample(pol, max_epis=4)) == 4
+
+
 def test_stopped_actor_without_timeout_is_replaced(local_ray, monkeypatch):
     """No timeout: an actor process stopped (SIGSTOP) mid-sample answers no probe; after
     _STALL_TIMEOUT seconds (shortened) it is killed and replaced, and the call completes."""

@@ -23,6 +23,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -238,6 +239,8 @@ class RayPool:
         asked = (ray_remote_args or {}).get("num_cpus", num_cpus)
         num_cpus = self._init_ray(address, num_actors, max(float(asked), 0.0))
         try:
+            if not _OWNED["local_cpus"]:  # a cluster or the user's instance: may be short
+                self._warn_if_short(num_actors, num_cpus)
             self._env_fn_ref = ray.put(cloudpickle.dumps(env_fn))
             self._actor_cls = ray.remote(EngineActor)
             options = {
@@ -301,6 +304,24 @@ class RayPool:
         self._reserve(cpus_needed)
         return num_cpus
 
+    def _warn_if_short(self, num_actors: int, num_cpus: float) -> None:
+        """Warn at once when the cluster's free CPUs cannot place every actor: the last ones
+        would wait, silently, until the start timeout (unless the cluster grows)."""
+        free = float(self.ray.available_resources().get("CPU", 0.0))
+        if num_actors * num_cpus <= free + 1e-9:
+            return
+        total = float(self.ray.cluster_resources().get("CPU", 0.0))
+        warnings.warn(
+            f"ray sampler: {num_actors} actors asking num_cpus={num_cpus:g} each need "
+            f"{num_actors * num_cpus:g} CPUs; the Ray cluster has {free:g} free of {total:g}. "
+            f"Unless it grows, the actors it cannot place wait (up to {_START_TIMEOUT:.0f} s) "
+            "and the sampler then fails: ask for fewer (num_parallel), less per actor "
+            "(num_cpus=0 lets actors share cores, as worker processes do), or start Ray "
+            "with more CPUs",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
     def _reserve(self, cpus: float) -> None:
         self._reserved = cpus
         _OWNED["reserved"] += cpus
@@ -356,7 +377,8 @@ class RayPool:
                     self._kill(late)
                 raise RuntimeError(
                     f"{slot.describe()} was not placed and started within {limit:.0f} "
-                    f"s; resources asked per actor: {self._options}"
+                    f"s; resources asked per actor: {self._options}; the cluster's free "
+                    f"resources: {self.ray.available_resources()}"
                 )
         # The nodes' addresses as the cluster knows them (what `ray start` was given).
         addresses = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes()}
