@@ -385,6 +385,17 @@ def unit_checks(rank: int) -> dict:
     except NonFiniteError as e:
         out["empty_share_error"] = str(e)
 
+    # make_model_distributed: a loop of the user's own (backward, step), as machina 0.x's
+    # DDP-wrapped model allowed, averages the gradients too (3 and 0: a step of 1.5).
+    lin = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(lin.weight)
+    opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+    lin, opt = dist_utils.make_model_distributed(lin, opt)
+    opt.zero_grad()
+    (lin(torch.ones(1, 1)) * rank_grads[rank][0]).sum().backward()
+    opt.step()
+    out["plain_loop_step"] = lin.weight.detach().clone()
+
     # A tensor averaged for code that computes its own update (e.g. a natural gradient).
     out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))
 

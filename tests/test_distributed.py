@@ -270,6 +270,11 @@ def test_gradients_are_averaged_before_clipping(same_data):
     assert torch.equal(u0["distributed_adamw"], u1["distributed_adamw"])
 
 
+def test_a_plain_loop_after_make_model_distributed_averages(same_data):
+    for rank in same_data[0]:
+        assert torch.equal(rank["unit"]["plain_loop_step"], torch.tensor([[-1.5]]))
+
+
 def test_average_tensor_gives_every_rank_the_mean(same_data):
     for r in same_data[0]:
         assert torch.equal(r["unit"]["average_tensor"], torch.tensor([1.0, 1.0]))

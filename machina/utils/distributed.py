@@ -241,7 +241,10 @@ def make_model_distributed(
     so the clipping sees the global gradient; issue 10), so the
     model needs no wrapper: rank 0's parameters and buffers are broadcast to every rank,
     gradient averaging is turned on, and the same ``model`` object is returned (it shares its
-    parameters with itself). ``device_ids`` and ``output_device`` are accepted for
+    parameters with itself). A loop of your own (``loss.backward(); optim.step()``, as
+    machina 0.x's DDP-wrapped model allowed) averages too: ``optim`` gets a step pre-hook
+    that averages its gradients unless ``optimizer_step`` already did (or the optimiser
+    averages by itself). ``device_ids`` and ``output_device`` are accepted for
     ``DistributedDataParallel``-style calls and not needed: the model stays
     on the device it is on.
 
@@ -264,7 +267,19 @@ def make_model_distributed(
         )
     broadcast_params(model)
     set_grad_averaging(True)
+    if not getattr(optim, "_machina_averaging_hook", None):
+        optim._machina_averaging_hook = optim.register_step_pre_hook(_average_before_step)  # type: ignore[attr-defined]
     return model, optim
+
+
+def _average_before_step(optim: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A step pre-hook: average ``optim``'s gradients over ranks for a user's own loop; not
+    when ``optimizer_step`` averaged them already, nor for an optimiser that averages in its
+    own ``step`` (``machina.optims.Distributed*``)."""
+    if grads_are_averaged() or getattr(optim, "averages_gradients", False):
+        return
+    if averages_here():
+        average_gradients([p for group in optim.param_groups for p in group["params"]])
 
 
 def wrap_ddp(cls: type) -> type:
