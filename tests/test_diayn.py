@@ -174,8 +174,15 @@ def test_errors_name_the_argument(rng):
         compute_diayn_rews(epis, nn.Linear(OB_DIM, K + 1), K)
     with pytest.raises(ValueError, match="obs: expected"):
         split_skill(torch.zeros(5, K), K)
-    with pytest.raises(ValueError, match="num_skill"):
-        split_skill(torch.zeros(5, 8), 1)
+    for num_skill in (1, 3.0, True):
+        with pytest.raises(ValueError, match="num_skill: expected an integer >= 2"):
+            split_skill(torch.zeros(5, 8), num_skill)
+    # a wrong num_skill, or states without a skill: the trailing entries are not a one-hot
+    obs = torch.cat([torch.randn(5, 3), F.one_hot(torch.arange(5) % K, K).float()], -1)
+    assert torch.equal(split_skill(obs, K)[1], torch.arange(5) % K)
+    for bad, num_skill in ((obs, K - 1), (obs, K + 1), (torch.randn(5, 6), 2)):
+        with pytest.raises(ValueError, match=rf"last num_skill={num_skill} entries to be a skill"):
+            split_skill(bad, num_skill)
     with pytest.raises(ValueError, match="rew_giver: expected one reward per step"):
         compute_diayn_rews(epis, lambda x: (torch.zeros(3), {}))
     no_next = [{k: v for k, v in epi.items() if k != "next_obs"} for epi in epis]

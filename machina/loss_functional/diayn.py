@@ -9,6 +9,7 @@ policy is rewarded ``log q(z | s) - log p(z)`` with the uniform prior ``p(z) = 1
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,8 @@ from machina.loss_functional._common import Batch, mean_loss
 
 
 def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split ``obs (*lead, ob_dim + num_skill)`` into the state and the skill index.
+    """Split ``obs (*lead, ob_dim + num_skill)`` into the state and the skill index; a
+    ValueError unless the trailing ``num_skill`` entries are a one-hot.
 
     Returns
     -------
@@ -26,14 +28,24 @@ def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.
     skill : torch.Tensor
         ``(*lead,)`` int64, the argmax of the trailing one-hot.
     """
-    if isinstance(num_skill, bool) or int(num_skill) != num_skill or num_skill < 2:
+    if isinstance(num_skill, bool) or not isinstance(num_skill, numbers.Integral) or num_skill < 2:
         raise ValueError(f"num_skill: expected an integer >= 2, got {num_skill!r}")
     if obs.ndim < 1 or obs.shape[-1] <= num_skill:
         raise ValueError(
             f"obs: expected (..., ob_dim + num_skill) with num_skill={num_skill} trailing "
             f"one-hot entries (from SkillEnv), got shape {tuple(obs.shape)}"
         )
-    return obs[..., :-num_skill], obs[..., -num_skill:].argmax(dim=-1)
+    one_hot = obs[..., -num_skill:]
+    # a wrong num_skill, or observations without a skill, trained silently on state entries
+    rows = one_hot.reshape(-1, num_skill)
+    is_one_hot = ((rows == 0) | (rows == 1)).all(-1) & (rows.sum(-1) == 1)
+    if not bool(is_one_hot.all()):
+        bad = int(torch.nonzero(~is_one_hot)[0])
+        raise ValueError(
+            f"obs: expected the last num_skill={num_skill} entries to be a skill one-hot "
+            f"(SkillEnv's), got row {bad} ending with {rows[bad].tolist()}"
+        )
+    return obs[..., :-num_skill], one_hot.argmax(dim=-1)
 
 
 def discrim_logits(discrim: torch.nn.Module, state: torch.Tensor, num_skill: int) -> torch.Tensor:
