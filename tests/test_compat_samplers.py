@@ -4,6 +4,7 @@ tests/examples call them (on gymnasium's reset/step API)."""
 import copy
 import multiprocessing
 import os
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -144,6 +145,28 @@ class CountingWorker(raysampler.BaseSampleWorker):
         )
 
 
+class FlagPrepro:
+    """An identity prepro carrying a file path to the workers (their one shared value)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, ob):
+        return ob
+
+
+class HangOnceWorker(CountingWorker):
+    """The first episode any worker starts never ends (its flag file, made atomically,
+    tells later ones, a replacement included, that it is taken)."""
+
+    def one_epi(self, deterministic=False):
+        try:
+            os.close(os.open(self.prepro.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return super().one_epi(deterministic)
+        time.sleep(3600)
+
+
 def test_base_sample_worker_is_abstract():
     env = GymEnv("Pendulum-v1")
     with pytest.raises(TypeError):
@@ -154,7 +177,7 @@ def test_base_sample_worker_is_abstract():
     assert length == 200 and epi["obs"].dtype == np.float32
 
 
-def test_ray_sampler_runs_a_users_worker_cls():
+def test_ray_sampler_runs_a_users_worker_cls(tmp_path):
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         pytest.skip("a Ray instance of another test is running")
@@ -186,6 +209,15 @@ def test_ray_sampler_runs_a_users_worker_cls():
         assert sum(len(e["rews"]) for e in epis) >= 7 and len(epis) <= 4
         sampler.set_pol_state(pol.state_dict())
         sampler.close()
+
+        # a stuck worker: with timeout, an error naming it, and a replacement for the next call
+        hang = raysampler.EpiSampler(
+            env, pol, 1, FlagPrepro(str(tmp_path / "hung")), 3, HangOnceWorker, timeout=5
+        )
+        with pytest.raises(TimeoutError, match=r"workers \[0\] \(seed 3\) did not finish"):
+            hang.sample(pol, max_epis=1)
+        assert len(hang.sample(pol, max_epis=2)) == 2
+        hang.close()
 
         sampler = raysampler.EpiSampler(env, pol, 1, worker_cls=raysampler.DefaultSampleWorker)
         epis = sampler.sample(max_epis=1, deterministic=True)

@@ -279,20 +279,37 @@ class WorkerSampling:
                 log_to_driver=False,
             )
         self.pass_deterministic = takes_deterministic(worker_cls)
-        pol_ref, env_ref = ray.put(pol), ray.put(env)
-        resources = per_actor + [{}] * (num_parallel - len(per_actor))
-        self.workers = [
-            worker_cls.as_remote(resources=r or None).remote(pol_ref, env_ref, seed, i, prepro)  # type: ignore[attr-defined]
-            for i, r in enumerate(resources)
-        ]
+        self._worker_cls, self._seed, self._prepro = worker_cls, seed, prepro
+        # what a replacement worker is made from: the current policy and its latest weights
+        self._pol_ref, self._env_ref = ray.put(pol), ray.put(env)
+        self._state_ref: Any = None
+        self._resources = per_actor + [{}] * (num_parallel - len(per_actor))
+        self.workers = [self._new_worker(i) for i in range(num_parallel)]
+
+    def _new_worker(self, index: int) -> Any:
+        cls = self._worker_cls.as_remote(resources=self._resources[index] or None)  # type: ignore[attr-defined]
+        worker = cls.remote(self._pol_ref, self._env_ref, self._seed, index, self._prepro)
+        if self._state_ref is not None:
+            worker.set_pol_state.remote(self._state_ref)  # runs before any later call
+        return worker
+
+    def _replace(self, index: int) -> None:
+        """Kill worker ``index`` (stuck or dead) and start a new one in its place."""
+        try:
+            self.ray.kill(self.workers[index], no_restart=True)
+        except Exception:  # already gone
+            pass
+        self.workers[index] = self._new_worker(index)
 
     def set_pol(self, pol: Any) -> None:
-        ref = self.ray.put(pol)
-        self.ray.get([w.set_pol.remote(ref) for w in self.workers], timeout=self.timeout)
+        self._pol_ref, self._state_ref = self.ray.put(pol), None
+        self.ray.get([w.set_pol.remote(self._pol_ref) for w in self.workers], timeout=self.timeout)
 
     def set_pol_state(self, state_dict: Mapping[str, Any]) -> None:
-        ref = self.ray.put(dict(state_dict))
-        self.ray.get([w.set_pol_state.remote(ref) for w in self.workers], timeout=self.timeout)
+        self._state_ref = self.ray.put(dict(state_dict))
+        self.ray.get(
+            [w.set_pol_state.remote(self._state_ref) for w in self.workers], timeout=self.timeout
+        )
 
     def sample(self, max_epis: int, max_steps: int, deterministic: bool) -> list[dict[str, Any]]:
         """Episodes from the workers until ``max_steps`` steps or ``max_epis`` episodes."""
@@ -305,17 +322,32 @@ class WorkerSampling:
 
         epis: list[dict[str, Any]] = []
         n_steps = 0
-        pending = {launch(w): w for w in self.workers[: max(1, min(len(self.workers), max_epis))]}
+        first = range(max(1, min(len(self.workers), max_epis)))
+        pending = {launch(self.workers[i]): i for i in first}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.timeout)
             if not ready:
-                raise TimeoutError(f"no worker finished an episode in timeout={self.timeout} s")
-            worker = pending.pop(ready[0])
-            length, epi = ray.get(ready[0])
+                stuck = sorted(pending.values())
+                for index in stuck:
+                    self._replace(index)
+                raise TimeoutError(
+                    f"raysampler workers {stuck} (seed {self._seed}) did not finish an episode "
+                    f"within timeout={self.timeout} s: killed; new workers replace them, so the "
+                    "next sample call works"
+                )
+            index = pending.pop(ready[0])
+            try:
+                length, epi = ray.get(ready[0])
+            except ray.exceptions.RayActorError as exc:
+                self._replace(index)
+                raise RuntimeError(
+                    f"raysampler worker {index} (seed {self._seed}) died during one_epi; a new "
+                    "worker replaces it, so the next sample call works"
+                ) from exc
             epis.append(SampledEpisode(epi) if type(epi) is dict else epi)
             n_steps += length
             if n_steps < max_steps and len(epis) + len(pending) < max_epis:
-                pending[launch(worker)] = worker
+                pending[launch(self.workers[index])] = index
         return epis
 
     def close(self) -> None:
