@@ -471,6 +471,11 @@ def test_prioritized_rnn_draws_windows_by_seq_pris(rng):
     assert chi2_pvalue(counts, probs) > 1e-3
     with pytest.raises(ValueError, match="seq_pris"):  # windows of 2 steps were never scored
         traj.prioritized_random_batch_rnn_once(4, 2)
+    # nor windows of 6: their starts hold the priorities of windows of 4 (drawn by them
+    # before); refused for either mode, naming a step where no window of 6 starts
+    for mode in ("proportional", "rank_based"):
+        with pytest.raises(ValueError, match=r"seq_pris: a priority at step \d+, where no window"):
+            traj.prioritized_random_batch_rnn_once(4, 6, mode=mode)
 
 
 # ------------------------------------------------------------------------------ n-step

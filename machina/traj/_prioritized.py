@@ -190,6 +190,7 @@ class PrioritizedReplay:
         if seq_length is not None:
             cand = _replay.window_starts(self._epis_index, seq_length)
             values = column.cpu()[torch.from_numpy(cand)]
+            _replay.check_no_other_windows(column, cand, key, seq_length, fix_hint)
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
         entry = _CachedSampler(

@@ -90,6 +90,22 @@ def check_pris(pris: torch.Tensor, key: str, added_by: str) -> None:
         )
 
 
+def check_no_other_windows(
+    pris: torch.Tensor, starts: np.ndarray, key: str, seq_length: int, added_by: str
+) -> None:
+    """A ValueError unless ``pris`` (T,) is 0 wherever no window of ``seq_length`` starts:
+    priorities computed for shorter windows are positive there, and drawing the starts of
+    longer windows by them would weigh each window by another window's priority."""
+    outside = pris.detach().cpu().clone()
+    outside[torch.from_numpy(starts)] = 0
+    if bool(outside.any()):
+        step = int(torch.nonzero(outside)[0])
+        raise ValueError(
+            f"{key}: a priority at step {step}, where no window of seq_length={seq_length} "
+            f"starts: computed for another (shorter) seq_length? Set them with {added_by}"
+        )
+
+
 def window_counts(lengths: np.ndarray, seq_length: int) -> np.ndarray:
     """Windows per episode: full windows of ``seq_length`` steps, or one for a short episode.
 
