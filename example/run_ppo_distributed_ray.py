@@ -138,5 +138,6 @@ with run:
         vf.load_state_dict(trainers.get_state("vf"))
         run.record(epis, result_dict, evaluate=evaluate, models=dict(pol=pol, vf=vf))
 sampler.close()
+trainers.close()
 if started_ray:
     ray.shutdown()

@@ -122,7 +122,9 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
             self.lin = torch.nn.Linear(1, 1)
             self.optim = torch.optim.SGD(self.lin.parameters(), 0.1)
 
-        def train(self, xs):
+        def train(self, xs, fail_rank=None):
+            if self.rank == fail_rank:
+                raise ValueError("boom")
             x = torch.tensor(xs[self.rank]).reshape(-1, 1)
             for _ in range(5):
                 optimizer_step(self.optim, (self.lin(x) - 2 * x).square().mean())
@@ -134,6 +136,16 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
         params = manager.train(xs=[[1.0, 2.0], [3.0]])
         ranks = ray.get([t.train.remote([[0.0], [0.0]]) for t in manager.trainers], timeout=120)
         state = manager.get_state("lin")
+        # rank 1 fails: named, and both stopped (rank 0 would wait in the all-reduce for
+        # gloo's 30 minutes, and every later call behind it)
+        with pytest.raises(RuntimeError, match="trainer rank 1 of 2 failed") as failed:
+            manager.train(xs=[[1.0], [3.0]], fail_rank=1)
+        assert "boom" in str(failed.value.__cause__)
+        with pytest.raises(RuntimeError, match="its trainer rank 1 failed; make a new"):
+            manager.get_state("lin")
+        again = mu.TrainManager(Trainer, num_trainer=2, timeout=60)
+        assert len(again.train(xs=[[1.0], [3.0]])) == 2
+        again.close()
     finally:
         ray.shutdown()
     # the same weights on both ranks, and what rank 0 reports is that state

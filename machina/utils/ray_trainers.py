@@ -8,6 +8,7 @@ Ray is optional: it is imported when these are used, so ``machina.utils`` import
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import socket
 import warnings
@@ -100,12 +101,16 @@ class BaseDistributedRayTrainer:
         master_address: str | None = None,
         backend: str = "nccl",
         seed: int = 1234,
+        timeout: float | None = None,
     ) -> None:
         cuda = torch.cuda.is_available()
         if backend == "nccl" and not cuda:
             backend = "gloo"
+        kwargs: dict[str, Any] = {}
+        if timeout is not None:  # seconds a collective waits for the other trainers
+            kwargs["timeout"] = datetime.timedelta(seconds=timeout)
         dist.init_process_group(
-            backend=backend, init_method=master_address, world_size=world_size, rank=rank
+            backend=backend, init_method=master_address, world_size=world_size, rank=rank, **kwargs
         )
         # Ray sets CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
         self.device = "cuda:0" if cuda else "cpu"
@@ -147,6 +152,7 @@ class TrainManager:
             init_ray()
         if master_address is None:
             master_address = _free_local_address()
+        self._failed: int | None = None
         remote_cls = trainer_cls.as_remote()
         self.trainers = [
             remote_cls.remote(
@@ -158,14 +164,60 @@ class TrainManager:
     def get_state(self, name: str) -> dict:
         """Rank 0's CPU state dict of its attribute ``name``."""
         ray = import_ray()
+        self._check_open()
         return ray.get(self.trainers[0].get_state.remote(name))
 
     def train(self, **kwargs: Any) -> Any:
         """Call ``train(**kwargs)`` on every trainer (arguments go through the object store
-        once) and return rank 0's result (all ranks hold the same parameters)."""
+        once) and return rank 0's result (all ranks hold the same parameters).
+
+        Raises
+        ------
+        RuntimeError
+            When a trainer fails, naming its rank (its error as the cause). Every trainer is
+            then stopped: the others would wait for it in a collective (gloo's default: 30
+            minutes), and every later call behind them; make a new ``TrainManager``.
+        """
         ray = import_ray()
+        self._check_open()
         args = {k: ray.put(v) for k, v in kwargs.items()}
-        return ray.get([t.train.remote(**args) for t in self.trainers])[0]
+        world = len(self.trainers)
+        pending = {t.train.remote(**args): rank for rank, t in enumerate(self.trainers)}
+        results: dict[int, Any] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            rank = pending.pop(ready[0])
+            try:
+                results[rank] = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                self.close()
+                self._failed = rank
+                raise RuntimeError(
+                    f"TrainManager.train: trainer rank {rank} of {world} failed; every trainer was "
+                    "stopped (the others would wait for it in a collective): make a new "
+                    "TrainManager"
+                ) from exc
+        return results[0]
+
+    def close(self) -> None:
+        """Stop the trainer actors. Idempotent."""
+        if self.trainers:
+            ray = import_ray()
+            for trainer in self.trainers:
+                try:
+                    ray.kill(trainer, no_restart=True)
+                except Exception:  # already gone
+                    pass
+        self.trainers = []
+
+    def _check_open(self) -> None:
+        if not self.trainers:
+            why = (
+                f"its trainer rank {self._failed} failed"
+                if self._failed is not None
+                else "it was closed"
+            )
+            raise RuntimeError(f"TrainManager: {why}; make a new TrainManager")
 
 
 def make_redis(redis_host: str, redis_port: str | int) -> None:
