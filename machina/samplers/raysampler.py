@@ -51,7 +51,10 @@ class EpiSampler:
     worker_cls : type, optional
         None (default): every actor runs machina's sampling engine. A subclass of
         :class:`BaseSampleWorker` (machina 0.x's custom worker): ``num_parallel`` actors of
-        it are started, each running its ``one_epi`` once per episode, as 0.x did.
+        it are started, each running its ``one_epi`` once per episode, as 0.x did. Then
+        ``seed`` only seeds each actor's global RNGs (``seed + worker_id``, as 0.x): which
+        actor runs which episode depends on their timing, so episodes are not reproducible
+        as machina's engine makes them.
     node_info : dict or None
         ``{resource_name: count}``: ``count`` actors each reserve one unit of the custom
         resource ``resource_name`` (a node started with ``ray start

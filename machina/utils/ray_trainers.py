@@ -71,6 +71,13 @@ def init_ray(
     ray = import_ray()
     address = ray_redis_address or os.environ.get("RAY_ADDRESS")
     if address:
+        if num_cpus is not None or num_gpus is not None:
+            warnings.warn(
+                f"init_ray: num_cpus={num_cpus}, num_gpus={num_gpus} are not used: joining the "
+                f"cluster at {address}, whose nodes say what they have",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         ray.init(address=address)
         return
     if num_gpus is None:

@@ -89,7 +89,8 @@ class DeterministicSAVfunc(BaseSAVfunc):
         raise ValueError(
             f"acs: {type(self).__name__} expects whole action indices in [0, n) with n={n} "
             f"from action_space (policy space: a space's start is not added), given values "
-            f"from {acs.min().item()} to {acs.max().item()}" + ("" if whole else " with fractions")
+            f"from {acs.min().item()} to {acs.max().item()}"
+            + ("" if whole else " with fractions (actions recorded in a continuous space?)")
         )
 
     def _acs_to_tensor(self, acs: Any, obs: torch.Tensor) -> torch.Tensor:
