@@ -93,9 +93,13 @@ def check_pris(pris: torch.Tensor, key: str, added_by: str) -> None:
 def check_no_other_windows(
     pris: torch.Tensor, starts: np.ndarray, key: str, seq_length: int, added_by: str
 ) -> None:
-    """A ValueError unless ``pris`` (T,) is 0 wherever no window of ``seq_length`` starts:
-    priorities computed for shorter windows are positive there, and drawing the starts of
-    longer windows by them would weigh each window by another window's priority."""
+    """A ValueError when ``pris`` (T,) looks computed for shorter windows: it has zeros
+    (``ef.compute_seq_pris`` leaves them where none of its windows starts) and is positive
+    where no window of ``seq_length`` starts. Drawing the starts of longer windows by it
+    would weigh each window by another window's priority. Priorities of the user's own,
+    positive at every step, pass."""
+    if not bool((pris == 0).any()):
+        return
     outside = pris.detach().cpu().clone()
     outside[torch.from_numpy(starts)] = 0
     if bool(outside.any()):
