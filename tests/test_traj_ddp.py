@@ -110,6 +110,17 @@ def _error_of(fn) -> str:
     return ""
 
 
+def acs_traj(action: float) -> Traj:
+    """Two 4-step episodes whose actions are all ``action``, in a Traj(ddp=True)."""
+    terms = np.array([False, False, False, True])
+    epi = {"obs": np.zeros((4, 2), np.float32), "acs": np.full((4, 1), action, np.float32),
+           "rews": np.zeros(4, np.float32), "terms": terms}  # fmt: skip
+    traj = Traj(ddp=True)
+    traj.add_epis([epi, dict(epi)])
+    traj.register_epis()
+    return traj
+
+
 def rank_based_memory() -> Traj:
     """A memory whose rank-based sampler has taken updates since its last sort (its order
     is rebuilt lazily: not a function of the priorities alone). Built before the process
@@ -171,6 +182,9 @@ def worker(out_dir: str) -> None:
             make_traj(5, seed=3, ddp=True, pris=False).prioritized_random_batch(4)
         ),
         "ddp_share": lambda: list(traj.iterate(1)),
+        # same sizes, other episodes (each rank sampled its own): named, not trained on
+        "ddp_other_data": lambda: list(acs_traj(float(rank)).iterate(4)),
+        "ddp_other_data_epi": lambda: list(acs_traj(float(rank)).iterate_epi()),
     }
     for name, fn in errors.items():
         result[f"error/{name}"] = np.array(_error_of(fn))
@@ -339,6 +353,8 @@ def test_an_error_on_one_rank_is_raised_on_every_rank(ranks):
     assert "rank 1 of 2 could not build its batches" in err[0]["too_big"]
     for r in range(WORLD):
         assert "same steps on every rank" in err[r]["ddp_unequal"]
+        for key in ("ddp_other_data", "ddp_other_data_epi"):
+            assert "boundaries or values differ" in err[r][key]
         assert "at least 2, got 1" in err[r]["ddp_share"]
     assert err[0]["ddp_no_pris"].startswith("KeyError") and "pris" in err[0]["ddp_no_pris"]
     assert "rank 0 could not draw the minibatch" in err[1]["ddp_no_pris"]

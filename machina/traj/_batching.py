@@ -168,7 +168,8 @@ class Batching:
             n = count(batch_size)
         except ValueError as e:
             error = e
-        return batch_size, group.agree(n, self.num_step, error)
+        fingerprint = group.fingerprint(self._epis_index, self.data_map)
+        return batch_size, group.agree(n, self.num_step, error, fingerprint)
 
     def _order(self, group: _ddp.Group, n: int, shuffle: bool) -> torch.Tensor:
         """A permutation of ``range(n)`` (the identity without ``shuffle``), the same on all
@@ -295,7 +296,8 @@ class Batching:
                 f"iterate_epi: Traj(ddp=True) shares the episodes between {group.world} "
                 f"ranks; expected at least {group.world}, the Traj holds {self.num_epi}"
             )
-        count = group.agree(per_rank, self.num_step, error)
+        fingerprint = group.fingerprint(self._epis_index, self.data_map)
+        count = group.agree(per_rank, self.num_step, error, fingerprint)
         order = self._order(group, self.num_epi, shuffle).tolist()
         lo = group.rank * per_rank if group.split else 0
         index = self._epis_index

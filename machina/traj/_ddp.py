@@ -22,13 +22,18 @@ Two situations, read at every batching call (a Traj can be built, saved or loade
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from machina.utils.batch_share import share_bounds
 from machina.utils.distributed import is_rank_local
+
+# Columns that come from sampling alone, the same bits on every rank given the same episodes.
+_SAMPLED = ("acs", "terms", "truncs", "dones")
 
 
 class Group:
@@ -58,23 +63,28 @@ class Group:
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
 
-    def agree(self, count: int, num_step: int, error: Exception | None) -> int:
+    def agree(
+        self, count: int, num_step: int, error: Exception | None, fingerprint: int = 0
+    ) -> int:
         """The number of minibatches every rank yields: the minimum of ``count`` over ranks.
 
         One all-reduce. With ``error`` on any rank, every rank raises (its own error, or one
         saying which rank failed) instead of leaving the others blocked in a collective. With
-        ``split``, the ranks must also hold the same number of steps.
+        ``split``, the ranks must also hold the same number of steps and the same
+        ``fingerprint`` of their data (:func:`fingerprint`).
         """
         if self.world == 1:
             if error is not None:
                 raise error
             return count
         failed = -1 if error is None else self.rank
-        # MIN of each entry: count, -num_step (its MAX), num_step, -(failed rank + 1)
+        # MIN of each entry: count, -num_step (its MAX), num_step, -(failed rank + 1),
+        # fingerprint, -fingerprint (its MAX)
         local = [count if error is None else 0, -num_step, num_step, -(failed + 1)]
+        local += [fingerprint, -fingerprint]
         values = torch.tensor(local, dtype=torch.int64, device=self._device)
         dist.all_reduce(values, op=dist.ReduceOp.MIN)
-        count, high, low, failed = (int(v) for v in values.tolist())
+        count, high, low, failed, fp_low, fp_high = (int(v) for v in values.tolist())
         if error is not None:
             raise error
         if failed < 0:
@@ -88,7 +98,35 @@ class Group:
                 f"and {-high} steps (rank {self.rank} holds {num_step}); give each rank the "
                 "same episodes, or use ddp=False for per-rank data"
             )
+        if self.split and fp_low != -fp_high:
+            raise ValueError(
+                f"ddp: Traj(ddp=True) needs the same episodes on every rank; the ranks hold "
+                f"{num_step} steps each, but their episode boundaries or values differ; give "
+                "each rank rank 0's episodes (machina.distributed.broadcast_object, or "
+                "traj_functional.sync), or use ddp=False for per-rank data"
+            )
         return count
+
+    def fingerprint(self, epis_index: np.ndarray, columns: dict[str, torch.Tensor]) -> int:
+        """With ``split``, a checksum (CRC-32) of the episode boundaries and of three steps
+        (first, middle, last) of the sampled columns ``_SAMPLED``, so that ranks holding
+        different episodes of the same size are told apart, at O(1) cost; 0 otherwise.
+        Columns the ranks compute themselves (values, returns, normalised rewards) are left
+        out: on unlike CPUs or GPUs their last bits may differ."""
+        if not self.split:
+            return 0
+        crc = zlib.crc32(np.asarray(epis_index, dtype=np.int64).tobytes())
+        num_step = int(epis_index[-1]) if len(epis_index) else 0
+        if num_step:
+            rows = torch.tensor(sorted({0, num_step // 2, num_step - 1}))
+            for key in _SAMPLED:
+                if key not in columns:
+                    continue
+                col = columns[key].detach()
+                picked = col.index_select(0, rows.to(col.device)).cpu().contiguous()
+                crc = zlib.crc32(key.encode(), crc)
+                crc = zlib.crc32(picked.view(torch.uint8).numpy().tobytes(), crc)
+        return crc
 
     def check_share(self, batch_size: int) -> None:
         """A ValueError when a minibatch of ``batch_size`` would leave a rank an empty share:
