@@ -285,6 +285,16 @@ def test_diayn_sac_fits_q_to_the_pseudo_reward_and_keeps_the_replay():
     torch.testing.assert_close(traj.data_map["rews"], env_rews)  # replay untouched
     assert abs(result["DiaynRew"] - float(per_skill[skill].mean())) < 0.1
     assert {"PolLoss", "QfLoss", "AlphaLoss", "Alpha", "Entropy"} <= set(result)
+    # no batch, no reward measured: nan, not 0 (which reads as a discriminator at chance)
+    idle = diayn_sac.train(
+        traj, pol, qfs, targ_qfs, log_alpha, torch.optim.Adam(pol.parameters()),
+        [torch.optim.Adam(qf.parameters()) for qf in qfs], torch.optim.Adam([log_alpha]),
+        0, 128, 0.01, 0.0, 1, discrim, K, log_enable=False,
+    )  # fmt: skip
+    assert math.isnan(idle["DiaynRew"])
+    for bad in (2.5, -1, None):
+        with pytest.raises(ValueError, match=rf"epc_per_itr: expected an int >= 0, got {bad}"):
+            diayn.train(ConstLogits(b), None, traj, 128, bad, K, log_enable=False)
 
 
 def _diayn_heldout_accuracy(max_steps, train_pol, seed=0):

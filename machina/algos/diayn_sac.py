@@ -9,6 +9,7 @@ the one that was current when they were sampled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -143,6 +144,6 @@ def train(
             last,
         )
         result["DiaynRew"] = float(totals[0] / totals[1].clamp_min(1e-12))
-    else:
-        result["DiaynRew"] = rew_sum / max(rew_count, 1)
+    else:  # no batch (epoch=0): no reward measured, not one at chance (0)
+        result["DiaynRew"] = rew_sum / rew_count if rew_count else math.nan
     return result
