@@ -139,3 +139,24 @@ def test_same_machine_check_compares_the_segment_per_env_step(tmp_path):
     row = table.splitlines()[-1]
     # machina 3000 vs 2000 ms/step, SB3 3000 vs 3000: ratios 1.00x (rerun), 0.67x (reported)
     assert row == ("| PPO | HopperBulletEnv-v0 | 0 | 3,000, 2,000 | 3,000, 3,000 | 1.00x, 0.67x |")
+
+
+def test_the_script_writes_plots_beside_a_csv_other_than_the_committed_one(tmp_path):
+    """``bullet_report.py other.csv`` (its docstring's usage) plots beside that CSV: the
+    committed assets/ plots are never overwritten by a smoke run's (they were)."""
+    import subprocess
+
+    path = tmp_path / "smoke.csv"
+    write(path, [("machina", 0, "a1", 0, 1.0, 1.0, 10.0, 0),
+                 ("machina", 0, "a1", 1500, 9.0, 9.0, 20.0, 1)])  # fmt: skip
+    committed = os.path.join(os.path.dirname(HERE), "assets", "bullet_ppo_hopper.png")
+    before = os.stat(committed).st_mtime_ns
+    script = os.path.join(os.path.dirname(HERE), "example", "benchmarks", "bullet_report.py")
+    out = subprocess.run([sys.executable, script, str(path)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout  # fmt: skip
+    assert f"wrote {tmp_path / 'bullet_ppo_hopper.png'}" in out
+    assert os.stat(committed).st_mtime_ns == before
+    assert bullet_report.default_out_dir(bullet_report.COMMITTED_CSV).endswith("assets")
+    help_text = subprocess.run([sys.executable, script, "--help"], capture_output=True,
+                               text=True, timeout=300, check=True).stdout  # fmt: skip
+    assert "--out_dir" in help_text

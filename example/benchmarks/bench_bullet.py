@@ -1665,9 +1665,7 @@ def main() -> None:
     if args.report:
         import bullet_report
 
-        committed = os.path.abspath(path) == os.path.abspath(CSV_PATH)
-        default_dir = os.path.join(REPO, "assets") if committed else os.path.dirname(path)
-        bullet_report.report(path, args.out_dir or default_dir or ".")
+        bullet_report.report(path, args.out_dir or bullet_report.default_out_dir(path))
         return
     overrides, sb3_overrides = _parse_set(args.set), _parse_set(args.sb3_set)
     if args.quick:

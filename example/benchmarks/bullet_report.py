@@ -1,12 +1,13 @@
 """Table and learning-curve plots of ``bench_bullet.py``'s CSV, without rerunning anything.
 
-    python example/benchmarks/bullet_report.py [assets/bullet_results.csv]
+    python example/benchmarks/bullet_report.py [assets/bullet_results.csv] [--out_dir DIR]
     python example/benchmarks/bench_bullet.py --report      # the same
 
 Prints a Markdown table per algorithm and task (final deterministic return: median and
 range over the finished seeds; training wall-clock; env steps per second; the ratio of
 machina's median wall-clock to stable-baselines3's) and writes
-``assets/bullet_<algo>_<task>.png``: median (line) and range (band) over seeds of the
+``bullet_<algo>_<task>.png`` (into ``assets/`` for the committed CSV, else beside the CSV,
+or into ``--out_dir``): median (line) and range (band) over seeds of the
 evaluation return against env steps, training wall-clock and training CPU seconds (where
 runs shared the machine with other programs, CPU seconds are the steadier measure of cost).
 Unfinished runs are drawn up to where they are (the legend counts them as partial).
@@ -21,11 +22,11 @@ libraries on one machine, against the same segment of the reported runs
 
 from __future__ import annotations
 
+import argparse
 import csv
 import math
 import os
 import statistics
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -238,7 +239,7 @@ def table(runs: dict[tuple, list[dict]]) -> str:
                 else "n/a"
             )
             rows[lib] = (
-                f"| {algo.upper()} | {env} | {budget // 1000}k | {LIB_NAMES[lib]} | "
+                f"| {algo.upper()} | {env} | {budget / 1000:g}k | {LIB_NAMES[lib]} | "
                 f"{len(done)} ({partial}) | {ret} | {_fmt(m['wall'])} | {_fmt(m['cpu'])} | "
                 f"{_fmt(m['rate'])} | {_fmt(m['cpu_rate'])} | {last} |"
             )
@@ -306,7 +307,7 @@ def plots(runs: dict[tuple, list[dict]], out_dir: str) -> list[str]:
             ax.set_ylabel("deterministic eval return")
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=8)
-        fig.suptitle(f"{algo.upper()} on {env}, {budget // 1000}k steps: median and range")
+        fig.suptitle(f"{algo.upper()} on {env}, {budget / 1000:g}k steps: median and range")
         fig.tight_layout()
         short = env.replace("BulletEnv-v0", "").lower()
         path = os.path.join(out_dir, f"bullet_{algo}_{short}.png")
@@ -335,10 +336,28 @@ def report(path: str, out_dir: str) -> None:
         print(f"wrote {p}")
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COMMITTED_CSV = os.path.join(REPO, "assets", "bullet_results.csv")
+
+
+def default_out_dir(csv_path: str) -> str:
+    """Where the plots of ``csv_path`` go: ``assets/`` for the committed CSV, else the CSV's
+    own folder, so that a smoke or tuning run never overwrites the committed plots."""
+    if os.path.abspath(csv_path) == os.path.abspath(COMMITTED_CSV):
+        return os.path.join(REPO, "assets")
+    return os.path.dirname(os.path.abspath(csv_path))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("csv", nargs="?", default=COMMITTED_CSV, help="bench_bullet.py's CSV")
+    parser.add_argument(
+        "--out_dir", default=None, help="plots' folder (default: assets/ for the committed "
+        "CSV, else the CSV's folder)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    report(args.csv, args.out_dir or default_out_dir(args.csv))
+
+
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(here))
-    csv_path = (
-        sys.argv[1] if len(sys.argv) > 1 else os.path.join(repo, "assets", "bullet_results.csv")
-    )
-    report(csv_path, os.path.join(repo, "assets"))
+    main()
