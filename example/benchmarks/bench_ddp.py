@@ -131,7 +131,7 @@ def main() -> None:
                 runs[nproc] += result["times"]
                 steps = result["steps"]
     one, two = median(runs[1]), median(runs[2])
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} (after the runs)")
     nets = f"{args.h_size}x{args.h_size}"
     print(
         f"data: {steps} Pendulum-v1 steps, {args.epoch} epochs, minibatch {args.batch_size} "
