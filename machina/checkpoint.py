@@ -259,16 +259,29 @@ def save_run(
     return final
 
 
+def _cpu_copy(value: Any) -> Any:
+    """A copy of a state dict with every tensor on the CPU (a backup on the GPU would double
+    the memory of a model and its Adam state)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return type(value)((k, _cpu_copy(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu_copy(v) for v in value)
+    return copy.deepcopy(value)
+
+
 def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None:
     """``load_state_dict`` of each object from ``state``; when one refuses its state, the
     ones restored before it are put back as they were and the error names the object."""
     restored: list[tuple[Any, Any]] = []
     for name, obj in objects.items():
-        backup = copy.deepcopy(obj.state_dict())
+        backup = _cpu_copy(obj.state_dict())
         try:
             obj.load_state_dict(_decode(state[name]))
         except Exception as exc:
-            for done, previous in reversed(restored):
+            # torch copies the keys that fit before it raises: this object too
+            for done, previous in reversed([*restored, (obj, backup)]):
                 done.load_state_dict(previous)
             raise ValueError(
                 f"objects[{name!r}]: its saved state does not load into the given "

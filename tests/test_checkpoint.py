@@ -176,13 +176,17 @@ def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):
     before = {k: v.clone() for k, v in fresh_a.state_dict().items()}
     with pytest.raises(ValueError, match=r"objects\['log_alpha'\]: saved with shape \(\), given"):
         load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": b, "log_alpha": torch.ones(3)})
-    wrong_b = torch.nn.Linear(2, 3)
+    # b's weight fits and its bias does not: torch copies the weight before it raises
+    wrong_b = torch.nn.Linear(2, 2)
+    wrong_b.bias = torch.nn.Parameter(torch.zeros(3))
+    b_before = {k: v.clone() for k, v in wrong_b.state_dict().items()}
     with pytest.raises(ValueError, match=r"objects\['b'\]: its saved state does not load"):
         load_run(
             tmp_path, {"a": fresh_a, "optim": optim, "b": wrong_b, "log_alpha": torch.ones(())}
         )
-    for k, v in fresh_a.state_dict().items():  # restored, then put back
-        assert torch.equal(v, before[k]), k
+    for module, was in ((fresh_a, before), (wrong_b, b_before)):  # put back, both
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, was[k]), k
     load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": b, "log_alpha": torch.ones(())})
     assert torch.equal(fresh_a.weight, a.weight)
 
