@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -385,16 +386,26 @@ def unit_checks(rank: int) -> dict:
     except NonFiniteError as e:
         out["empty_share_error"] = str(e)
 
-    # make_model_distributed: a loop of the user's own (backward, step), as machina 0.x's
-    # DDP-wrapped model allowed, averages the gradients too (3 and 0: a step of 1.5).
+    # make_model_distributed and a loop of the user's own (backward, step): the step on
+    # unaveraged gradients warns (once); averaged after backward, 3 and 0 step by 1.5.
     lin = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(lin.weight)
     opt = torch.optim.SGD(lin.parameters(), lr=1.0)
     lin, opt = dist_utils.make_model_distributed(lin, opt)
-    opt.zero_grad()
-    (lin(torch.ones(1, 1)) * rank_grads[rank][0]).sum().backward()
-    opt.step()
-    out["plain_loop_step"] = lin.weight.detach().clone()
+    caught = []
+    for average in (False, True, False):
+        opt.zero_grad()
+        (lin(torch.ones(1, 1)) * rank_grads[rank][0]).sum().backward()
+        if average:
+            dist_utils.average_gradients(list(lin.parameters()))
+            before = lin.weight.detach().clone()
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            opt.step()
+        caught.append([str(w.message) for w in record])
+        if average:
+            out["plain_loop_step"] = lin.weight.detach() - before
+    out["plain_loop_warnings"] = caught
 
     # A tensor averaged for code that computes its own update (e.g. a natural gradient).
     out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))

@@ -270,9 +270,14 @@ def test_gradients_are_averaged_before_clipping(same_data):
     assert torch.equal(u0["distributed_adamw"], u1["distributed_adamw"])
 
 
-def test_a_plain_loop_after_make_model_distributed_averages(same_data):
+def test_a_plain_loop_after_make_model_distributed_warns_unless_it_averages(same_data):
+    """A step on gradients nothing averaged warns, once; average_gradients after backward
+    steps both ranks by the mean gradient."""
     for rank in same_data[0]:
         assert torch.equal(rank["unit"]["plain_loop_step"], torch.tensor([[-1.5]]))
+        first, averaged, third = rank["unit"]["plain_loop_warnings"]
+        assert len(first) == 1 and "average_gradients(model.parameters())" in first[0]
+        assert averaged == [] and third == []  # averaged: none; unaveraged again: once only
 
 
 def test_average_tensor_gives_every_rank_the_mean(same_data):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -140,6 +142,8 @@ def average_gradients(
                 p.grad = view.view_as(p).clone()
         else:
             p.grad.copy_(view.view_as(p.grad))
+        if p.grad is not None:  # for make_model_distributed's check of a step
+            p._machina_averaged_grad = weakref.ref(p.grad)  # type: ignore[attr-defined]
     if extra is None:
         return None
     return flat[n + len(params) :].view_as(extra)
@@ -241,12 +245,15 @@ def make_model_distributed(
     so the clipping sees the global gradient; issue 10), so the
     model needs no wrapper: rank 0's parameters and buffers are broadcast to every rank,
     gradient averaging is turned on, and the same ``model`` object is returned (it shares its
-    parameters with itself). A loop of your own (``loss.backward(); optim.step()``, as
-    machina 0.x's DDP-wrapped model allowed) averages too: ``optim`` gets a step pre-hook
-    that averages its gradients unless ``optimizer_step`` already did (or the optimiser
-    averages by itself). ``device_ids`` and ``output_device`` are accepted for
-    ``DistributedDataParallel``-style calls and not needed: the model stays
-    on the device it is on.
+    parameters with itself). A loop of your own (``loss.backward(); optim.step()``, which
+    machina 0.x's DDP-wrapped model averaged in the backward pass) must average itself:
+    :func:`average_gradients` of the parameters after ``backward`` (before any clipping or
+    a GradScaler's step), or machina's ``optimizer_step`` (averages, then clips, then steps).
+    ``optim`` gets a step pre-hook that warns, once, when it steps on gradients nothing
+    averaged since its last step; it does no collective itself, so a rank that skips a step
+    (a GradScaler finding inf) never leaves the others waiting. ``device_ids`` and
+    ``output_device`` are accepted for ``DistributedDataParallel``-style calls and not
+    needed: the model stays on the device it is on.
 
     Raises
     ------
@@ -267,19 +274,36 @@ def make_model_distributed(
         )
     broadcast_params(model)
     set_grad_averaging(True)
-    if not getattr(optim, "_machina_averaging_hook", None):
-        optim._machina_averaging_hook = optim.register_step_pre_hook(_average_before_step)  # type: ignore[attr-defined]
+    if not getattr(optim, "_machina_step_check", None):
+        optim._machina_step_check = optim.register_step_pre_hook(_warn_unaveraged_step)  # type: ignore[attr-defined]
     return model, optim
 
 
-def _average_before_step(optim: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """A step pre-hook: average ``optim``'s gradients over ranks for a user's own loop; not
-    when ``optimizer_step`` averaged them already, nor for an optimiser that averages in its
-    own ``step`` (``machina.optims.Distributed*``)."""
-    if grads_are_averaged() or getattr(optim, "averages_gradients", False):
+def _averaged(param: torch.Tensor) -> bool:
+    """Whether ``param``'s current gradient is the one :func:`average_gradients` averaged."""
+    ref = getattr(param, "_machina_averaged_grad", None)
+    return ref is not None and ref() is param.grad
+
+
+def _warn_unaveraged_step(optim: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A step pre-hook: warn once when ``optim`` steps, with gradient averaging on, on
+    gradients nothing averaged since the last step (a loop of the user's own). No
+    collective: ranks may skip steps on their own."""
+    if getattr(optim, "_machina_warned", False) or getattr(optim, "averages_gradients", False):
         return
-    if averages_here():
-        average_gradients([p for group in optim.param_groups for p in group["params"]])
+    if grads_are_averaged() or not averages_here():
+        return
+    grads = [p for group in optim.param_groups for p in group["params"] if p.grad is not None]
+    if grads and not all(_averaged(p) for p in grads):
+        optim._machina_warned = True  # type: ignore[attr-defined]
+        warnings.warn(
+            "make_model_distributed: this optimiser stepped on gradients that no rank "
+            "averaged: in a loop of your own, call machina.utils.distributed."
+            "average_gradients(model.parameters()) after backward (or use "
+            "machina.utils.optimizer_step), else the ranks' models drift apart",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def wrap_ddp(cls: type) -> type:
