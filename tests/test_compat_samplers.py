@@ -167,6 +167,18 @@ class HangOnceWorker(CountingWorker):
         time.sleep(3600)
 
 
+class DieOnceWorker(CountingWorker):
+    """The first worker asked to load weights dies (its process exits) instead; later ones,
+    a replacement included, load them."""
+
+    def set_pol_state(self, state_dict):
+        try:
+            os.close(os.open(self.prepro.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return super().set_pol_state(state_dict)
+        os._exit(1)
+
+
 def test_base_sample_worker_is_abstract():
     env = GymEnv("Pendulum-v1")
     with pytest.raises(TypeError):
@@ -211,13 +223,23 @@ def test_ray_sampler_runs_a_users_worker_cls(tmp_path):
         sampler.close()
 
         # a stuck worker: with timeout, an error naming it, and a replacement for the next call
+        # (15 s: an actor's start, part of the first wait, took 9 s beside a busy core)
         hang = raysampler.EpiSampler(
-            env, pol, 1, FlagPrepro(str(tmp_path / "hung")), 3, HangOnceWorker, timeout=5
+            env, pol, 1, FlagPrepro(str(tmp_path / "hung")), 3, HangOnceWorker, timeout=15
         )
         with pytest.raises(TimeoutError, match=r"workers \[0\] \(seed 3\) did not finish"):
-            hang.sample(pol, max_epis=1)
-        assert len(hang.sample(pol, max_epis=2)) == 2
+            hang.sample(max_epis=1)
+        assert len(hang.sample(max_epis=2)) == 2
         hang.close()
+        # a worker that dies between episodes (loading weights): replaced, named, and the
+        # call goes on (every later call failed with Ray's ActorDiedError)
+        die = raysampler.EpiSampler(
+            env, pol, 1, FlagPrepro(str(tmp_path / "died")), 3, DieOnceWorker, timeout=120
+        )
+        with pytest.warns(RuntimeWarning, match=r"workers \[0\] \(seed 3\) died or did not"):
+            assert len(die.sample(pol, max_epis=2)) == 2
+        assert len(die.sample(pol, max_epis=1)) == 1
+        die.close()
 
         sampler = raysampler.EpiSampler(env, pol, 1, worker_cls=raysampler.DefaultSampleWorker)
         epis = sampler.sample(max_epis=1, deterministic=True)

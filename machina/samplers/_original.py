@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -303,13 +304,32 @@ class WorkerSampling:
 
     def set_pol(self, pol: Any) -> None:
         self._pol_ref, self._state_ref = self.ray.put(pol), None
-        self.ray.get([w.set_pol.remote(self._pol_ref) for w in self.workers], timeout=self.timeout)
+        self._on_every_worker("set_pol", self._pol_ref)
 
     def set_pol_state(self, state_dict: Mapping[str, Any]) -> None:
         self._state_ref = self.ray.put(dict(state_dict))
-        self.ray.get(
-            [w.set_pol_state.remote(self._state_ref) for w in self.workers], timeout=self.timeout
-        )
+        self._on_every_worker("set_pol_state", self._state_ref)
+
+    def _on_every_worker(self, method: str, ref: Any) -> None:
+        """Call ``method(ref)`` on every worker; a worker that died (between two calls, say)
+        or does not answer within ``timeout`` is replaced by one that already holds the
+        current policy, with a warning naming it."""
+        ray = self.ray
+        calls = [getattr(w, method).remote(ref) for w in self.workers]
+        lost = []
+        for index, call in enumerate(calls):
+            try:
+                ray.get(call, timeout=self.timeout)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                self._replace(index)
+                lost.append(index)
+        if lost:
+            warnings.warn(
+                f"raysampler workers {lost} (seed {self._seed}) died or did not answer "
+                f"{method}; new workers replace them",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def sample(self, max_epis: int, max_steps: int, deterministic: bool) -> list[dict[str, Any]]:
         """Episodes from the workers until ``max_steps`` steps or ``max_epis`` episodes."""

@@ -305,17 +305,18 @@ class RayPool:
         return num_cpus
 
     def _warn_if_short(self, num_actors: int, num_cpus: float) -> None:
-        """Warn at once when the cluster's free CPUs cannot place every actor: the last ones
-        would wait, silently, until the start timeout (unless the cluster grows)."""
-        free = float(self.ray.available_resources().get("CPU", 0.0))
-        if num_actors * num_cpus <= free + 1e-9:
-            return
+        """Warn at once when the cluster has fewer CPUs in all than the actors ask for: the
+        last ones would wait, silently, until the start timeout (unless the cluster grows).
+        Against the total, not the free CPUs: those of a sampler just closed come back
+        lazily, and a short wait for them is no reason to warn."""
         total = float(self.ray.cluster_resources().get("CPU", 0.0))
+        if num_actors * num_cpus <= total + 1e-9:
+            return
         warnings.warn(
             f"ray sampler: {num_actors} actors asking num_cpus={num_cpus:g} each need "
-            f"{num_actors * num_cpus:g} CPUs; the Ray cluster has {free:g} free of {total:g}. "
-            f"Unless it grows, the actors it cannot place wait (up to {_START_TIMEOUT:.0f} s) "
-            "and the sampler then fails: ask for fewer (num_parallel), less per actor "
+            f"{num_actors * num_cpus:g} CPUs; the Ray cluster has {total:g} in all. Unless "
+            f"it grows, the actors it cannot place wait (up to {_START_TIMEOUT:.0f} s) and "
+            "the sampler then fails: ask for fewer (num_parallel), less per actor "
             "(num_cpus=0 lets actors share cores, as worker processes do), or start Ray "
             "with more CPUs",
             RuntimeWarning,
