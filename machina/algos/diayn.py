@@ -8,8 +8,6 @@ pseudo reward ``log q(z | s) - log p(z)``, e.g. :mod:`machina.algos.diayn_sac`.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from machina.algos._adversarial import check_discrim_batch_size
@@ -103,12 +101,6 @@ def train(
         ``DiscrimAcc`` (batch accuracy before each step; chance is ``1 / num_skill``).
     """
     check_traj(on_traj, (ob_key,), "diayn", "on_traj")
-    if (
-        isinstance(epc_per_itr, bool)
-        or not isinstance(epc_per_itr, numbers.Integral)
-        or epc_per_itr < 0
-    ):
-        raise ValueError(f"epc_per_itr: expected an int >= 0, got {epc_per_itr!r}")
     check_discrim_batch_size(discrim_batch_size, on_traj, "on_traj", "diayn")
     log(log_enable, "Optimizing discriminator...")
     losses, accs, sizes, batch = [], [], [], None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,7 @@ from machina.loss_functional._common import Batch, mean_loss
 
 def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ``obs (*lead, ob_dim + num_skill)`` into the state and the skill index; a
-    ValueError unless the trailing ``num_skill`` entries are a one-hot.
+    RuntimeWarning when the trailing ``num_skill`` entries are not a one-hot.
 
     Returns
     -------
@@ -36,14 +37,20 @@ def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.
             f"one-hot entries (from SkillEnv), got shape {tuple(obs.shape)}"
         )
     one_hot = obs[..., -num_skill:]
-    # a wrong num_skill, or observations without a skill, trained silently on state entries
+    # a wrong num_skill, or observations without a skill, trained silently on state entries;
+    # a warning, not an error: normalised observations (a sampler's prepro) hold a skill
+    # whose argmax is still right, though its entries are not 0 and 1
     rows = one_hot.reshape(-1, num_skill)
     is_one_hot = ((rows == 0) | (rows == 1)).all(-1) & (rows.sum(-1) == 1)
     if not bool(is_one_hot.all()):
         bad = int(torch.nonzero(~is_one_hot)[0])
-        raise ValueError(
+        warnings.warn(
             f"obs: expected the last num_skill={num_skill} entries to be a skill one-hot "
-            f"(SkillEnv's), got row {bad} ending with {rows[bad].tolist()}"
+            f"(SkillEnv's), got row {bad} ending with {rows[bad].tolist()}: a wrong "
+            "num_skill, observations without a skill, or a prepro that normalised the skill "
+            "(the skill is read as the argmax of these entries)",
+            RuntimeWarning,
+            stacklevel=2,
         )
     return obs[..., :-num_skill], one_hot.argmax(dim=-1)
 
