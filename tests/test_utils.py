@@ -123,7 +123,7 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
             self.optim = torch.optim.SGD(self.lin.parameters(), 0.1)
 
         def train(self, xs, fail_rank=None):
-            if self.rank == fail_rank:
+            if fail_rank == "all" or self.rank == fail_rank:
                 raise ValueError("boom")
             x = torch.tensor(xs[self.rank]).reshape(-1, 1)
             for _ in range(5):
@@ -136,8 +136,12 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
         params = manager.train(xs=[[1.0, 2.0], [3.0]])
         ranks = ray.get([t.train.remote([[0.0], [0.0]]) for t in manager.trainers], timeout=120)
         state = manager.get_state("lin")
-        # rank 1 fails: named, and both stopped (rank 0 would wait in the all-reduce for
-        # gloo's 30 minutes, and every later call behind it)
+        # every rank fails alike (a bad argument): named, and the trainers stay usable
+        with pytest.raises(RuntimeError, match=r"trainer rank \d of 2 failed$"):
+            manager.train(xs=[[1.0], [3.0]], fail_rank="all")
+        assert len(manager.train(xs=[[1.0], [3.0]])) == 2
+        # rank 1 alone fails: named, and both stopped (rank 0 would wait in the all-reduce
+        # for gloo's 30 minutes, and every later call behind it)
         with pytest.raises(RuntimeError, match="trainer rank 1 of 2 failed") as failed:
             manager.train(xs=[[1.0], [3.0]], fail_rank=1)
         assert "boom" in str(failed.value.__cause__)

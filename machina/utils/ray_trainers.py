@@ -139,6 +139,10 @@ def _free_local_address() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
+# Seconds the other trainers get to finish after one failed, before they count as stuck.
+_GRACE_S = 10.0
+
+
 class TrainManager:
     """Start ``num_trainer`` actors of ``trainer_cls`` (a ``BaseDistributedRayTrainer``) as one
     ``torch.distributed`` group and drive them.
@@ -181,9 +185,10 @@ class TrainManager:
         Raises
         ------
         RuntimeError
-            When a trainer fails, naming its rank (its error as the cause). Every trainer is
-            then stopped: the others would wait for it in a collective (gloo's default: 30
-            minutes), and every later call behind them; make a new ``TrainManager``.
+            When a trainer fails, naming its rank (its error as the cause). If the others
+            have not finished 10 s later, every trainer is stopped: they would wait for it
+            in a collective (gloo's default: 30 minutes), and every later call behind them;
+            then make a new ``TrainManager``.
         """
         ray = import_ray()
         self._check_open()
@@ -197,12 +202,18 @@ class TrainManager:
             try:
                 results[rank] = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
+                # the others fail too (the same bad argument) or wait for it in a collective
+                _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=_GRACE_S)
+                if not stuck:
+                    raise RuntimeError(
+                        f"TrainManager.train: trainer rank {rank} of {world} failed"
+                    ) from exc
                 self.close()
                 self._failed = rank
                 raise RuntimeError(
-                    f"TrainManager.train: trainer rank {rank} of {world} failed; every trainer was "
-                    "stopped (the others would wait for it in a collective): make a new "
-                    "TrainManager"
+                    f"TrainManager.train: trainer rank {rank} of {world} failed; the others "
+                    f"were still waiting {_GRACE_S:.0f} s later (for it, in a collective), so "
+                    "every trainer was stopped: make a new TrainManager"
                 ) from exc
         return results[0]
 
