@@ -104,7 +104,9 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
                 raise ValueError(
                     f"machina.distributed.init: backend: 'nccl' needs a CUDA device per "
                     f"process (LOCAL_RANK {get_local_rank()}), found "
-                    f"{torch.cuda.device_count()}; use backend='gloo' on CPU"
+                    f"{torch.cuda.device_count()} visible (CUDA_VISIBLE_DEVICES="
+                    f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}): make every local rank's "
+                    "GPU visible to it, or use backend='gloo' on CPU"
                 )
             torch.cuda.set_device(get_local_rank())
         kwargs: dict[str, Any] = {}

@@ -103,7 +103,8 @@ def train(
     -------
     dict
         :func:`machina.algos.sac.train`'s, plus ``DiaynRew``: the mean pseudo reward of the
-        batches (0 at chance, ``log(num_skill)`` when every state tells its skill).
+        batches (0 at chance, ``log(num_skill)`` when every state tells its skill; nan
+        without a batch).
     """
     check_traj(traj, (*sac.OFF_POLICY_KEYS, ob_key), "diayn_sac")
     rew_sum, rew_count, last = 0.0, 0, None
@@ -144,6 +145,6 @@ def train(
             last,
         )
         result["DiaynRew"] = float(totals[0] / totals[1].clamp_min(1e-12))
-    else:  # no batch (epoch=0): no reward measured, not one at chance (0)
+    else:  # nan without a batch (epoch=0): no reward measured, not one at chance (0)
         result["DiaynRew"] = rew_sum / rew_count if rew_count else math.nan
     return result

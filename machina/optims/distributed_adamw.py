@@ -73,7 +73,8 @@ class DistributedAdamW(AdamW):
 
 def average_if_needed(optim: torch.optim.Optimizer) -> None:
     """Average ``optim``'s gradients over ranks when a process group with more than one rank
-    exists and ``optimizer_step`` has not averaged them already."""
+    exists, ``optimizer_step`` has not averaged them already and the caller is not inside
+    ``machina.distributed.rank_local()``."""
     if (
         dist_utils.get_world_size() > 1
         and not dist_utils.grads_are_averaged()

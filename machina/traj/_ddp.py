@@ -42,7 +42,8 @@ class Group:
     Attributes
     ----------
     world : int
-        Number of ranks, 1 without an initialised process group.
+        Number of ranks, 1 without an initialised process group or inside
+        ``machina.distributed.rank_local()``.
     rank : int
         This process's rank, 0 without one.
     split : bool

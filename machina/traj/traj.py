@@ -57,10 +57,13 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         rank's global torch generator is made rank 0's at the first minibatch of each
         batching call, so the losses that draw noise (SAC's actions, TD3's smoothing, a CEM
         search) draw it for the whole minibatch and keep the share: training equals the
-        single-process run. Whether or not
+        single-process run; ranks holding other episodes (checked by the step count and a
+        checksum of the episode boundaries and of a few steps of ``acs``, ``terms``,
+        ``truncs``, ``dones``) are refused with an error. Whether or not
         ``ddp`` is set, under an initialised process group the ranks agree on the number of
         minibatches of every call (the minimum; per-rank data may differ), and an error on
-        one rank is raised on all of them, so that none waits in a collective.
+        one rank is raised on all of them, so that none waits in a collective (inside
+        ``machina.distributed.rank_local()`` a rank batches alone).
     device : str or torch.device
         Device of the stored columns.
     seed : int, optional
