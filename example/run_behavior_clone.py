@@ -79,8 +79,24 @@ run = logger.Run(
     settings=vars(args),  # a resume with other settings is refused
     resumable=("epoch", "expert_path"),  # the budget; the same data may be moved
 )
-# the batch generator of train_traj and the evaluation sampler carry RNG state too
-state = dict(pol=pol, optim_pol=optim_pol, train_traj=train_traj, sampler=sampler)
+
+
+class BatchOrder:
+    """The training Traj's batch generator, for the checkpoint: its columns are the expert
+    file's, so only the generator's state is saved (not the whole Traj at every epoch)."""
+
+    def __init__(self, traj: Traj):
+        self.generator = traj.generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+# the batch order and the evaluation sampler carry RNG state too
+state = dict(pol=pol, optim_pol=optim_pol, batch_order=BatchOrder(train_traj), sampler=sampler)
 with run:
     run.restore(**state)
     while not run.done:
