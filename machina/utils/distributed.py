@@ -168,15 +168,20 @@ def average_tensor(t: torch.Tensor, optims: Iterable[torch.optim.Optimizer] = ()
 
 
 @contextlib.contextmanager
-def grads_already_averaged() -> Iterator[None]:
-    """Inside the block, gradient-averaging optimisers (``machina.optims.Distributed*``) do
-    not average again: ``optimizer_step`` averaged before clipping."""
-    previous = getattr(_LOCAL, "averaged", False)
-    _LOCAL.averaged = True
+def _flag_set(name: str) -> Iterator[None]:
+    """This thread's flag ``name`` set inside the block (as it was again after it)."""
+    previous = getattr(_LOCAL, name, False)
+    setattr(_LOCAL, name, True)
     try:
         yield
     finally:
-        _LOCAL.averaged = previous
+        setattr(_LOCAL, name, previous)
+
+
+def grads_already_averaged() -> contextlib.AbstractContextManager[None]:
+    """Inside the block, gradient-averaging optimisers (``machina.optims.Distributed*``) do
+    not average again: ``optimizer_step`` averaged before clipping."""
+    return _flag_set("averaged")
 
 
 def grads_are_averaged() -> bool:
@@ -184,19 +189,13 @@ def grads_are_averaged() -> bool:
     return getattr(_LOCAL, "averaged", False)
 
 
-@contextlib.contextmanager
-def rank_local() -> Iterator[None]:
+def rank_local() -> contextlib.AbstractContextManager[None]:
     """Inside the block this process batches and trains on its own, as without a process
     group: Traj batching calls are not collectives (no agreement on minibatch counts, no
     shared minibatches) and no gradient is averaged. For work one rank does alone, e.g. a
     validation pass on rank 0: outside the block, once the process group exists, every
     rank must make the same batching and training calls, or the others wait for it."""
-    previous = getattr(_LOCAL, "rank_local", False)
-    _LOCAL.rank_local = True
-    try:
-        yield
-    finally:
-        _LOCAL.rank_local = previous
+    return _flag_set("rank_local")
 
 
 def is_rank_local() -> bool:
