@@ -471,6 +471,13 @@ class RayPool:
                             f"{attempts[slot.index]} times in this sample call; a new actor "
                             "replaces it at the next call"
                         ) from exc
+                    # said at once: with the stall probe a lost share can cost minutes
+                    warnings.warn(
+                        f"{slot.describe()} {why}: replaced, its share re-run (loss "
+                        f"{attempts[slot.index]} of at most {self.max_retries} in this call)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 if lost:
                     # The lost shares are re-run whole on replacements (started together):
                     # whole episodes, and the budget kept.
