@@ -260,15 +260,30 @@ def save_run(
 
 
 def _cpu_copy(value: Any) -> Any:
-    """A copy of a state dict with every tensor on the CPU (a backup on the GPU would double
-    the memory of a model and its Adam state)."""
+    """A copy of a module's or an optimiser's state dict with every tensor on the CPU (on
+    the GPU it would double the memory of a model and its Adam state; their
+    ``load_state_dict`` puts values back on the parameters' devices). Containers keep their
+    type and attributes (a module state dict's ``_metadata``)."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", copy=True)
     if isinstance(value, dict):
-        return type(value)((k, _cpu_copy(v)) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return type(value)(_cpu_copy(v) for v in value)
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = _cpu_copy(item)
+        return out
+    if isinstance(value, list):
+        return [_cpu_copy(item) for item in value]
+    if isinstance(value, tuple):
+        items = [_cpu_copy(item) for item in value]
+        return value._make(items) if hasattr(value, "_make") else tuple(items)
     return copy.deepcopy(value)
+
+
+def _backup(obj: Any) -> Any:
+    """``obj``'s state dict as it is now, for a rollback."""
+    if isinstance(obj, torch.nn.Module | torch.optim.Optimizer):
+        return _cpu_copy(obj.state_dict())
+    return copy.deepcopy(obj.state_dict())  # others may keep the tensors they are given
 
 
 def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None:
@@ -276,13 +291,16 @@ def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None
     ones restored before it are put back as they were and the error names the object."""
     restored: list[tuple[Any, Any]] = []
     for name, obj in objects.items():
-        backup = _cpu_copy(obj.state_dict())
+        backup = _backup(obj)
         try:
             obj.load_state_dict(_decode(state[name]))
         except Exception as exc:
-            # torch copies the keys that fit before it raises: this object too
-            for done, previous in reversed([*restored, (obj, backup)]):
+            for done, previous in reversed(restored):
                 done.load_state_dict(previous)
+            try:  # torch copies the keys that fit before it raises: this object too
+                obj.load_state_dict(backup)
+            except Exception:  # it refuses its own state: the error below says which
+                pass
             raise ValueError(
                 f"objects[{name!r}]: its saved state does not load into the given "
                 f"{type(obj).__name__} ({exc}); nothing was restored"

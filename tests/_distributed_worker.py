@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import sys
 import warnings
 
@@ -406,6 +407,7 @@ def unit_checks(rank: int) -> dict:
         if average:
             out["plain_loop_step"] = lin.weight.detach() - before
     out["plain_loop_warnings"] = caught
+    out["pickles_after_averaging"] = len(pickle.dumps(lin)) > 0  # no mark left on it
 
     # A tensor averaged for code that computes its own update (e.g. a natural gradient).
     out["average_tensor"] = dist_utils.average_tensor(torch.tensor([2.0 * rank, 1.0]))

@@ -187,6 +187,16 @@ def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):
     for module, was in ((fresh_a, before), (wrong_b, b_before)):  # put back, both
         for k, v in module.state_dict().items():
             assert torch.equal(v, was[k]), k
+
+    class Refuses(torch.nn.Linear):  # refuses every state, its own too
+        def load_state_dict(self, state, strict=True):
+            raise RuntimeError("never")
+
+    with pytest.raises(ValueError, match=r"objects\['b'\]: its saved state does not load"):
+        load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": Refuses(2, 2),
+                            "log_alpha": torch.ones(())})  # fmt: skip
+    for k, v in fresh_a.state_dict().items():  # still put back
+        assert torch.equal(v, before[k]), k
     load_run(tmp_path, {"a": fresh_a, "optim": optim, "b": b, "log_alpha": torch.ones(())})
     assert torch.equal(fresh_a.weight, a.weight)
 

@@ -278,6 +278,7 @@ def test_a_plain_loop_after_make_model_distributed_warns_unless_it_averages(same
         first, averaged, third = rank["unit"]["plain_loop_warnings"]
         assert len(first) == 1 and "average_gradients(model.parameters())" in first[0]
         assert averaged == [] and third == []  # averaged: none; unaveraged again: once only
+        assert rank["unit"]["pickles_after_averaging"]
 
 
 def test_average_tensor_gives_every_rank_the_mean(same_data):

@@ -566,7 +566,7 @@ def test_run_behavior_clone_resumes_bit_for_bit(expert, tmp_path):
     a, b = (
         torch.load(latest_checkpoint(d) / "state.pt", weights_only=True) for d in (whole, halves)
     )
-    assert "sampler" in a  # (the Traj's columns and generator go to their own file)
+    assert "sampler" in a and "batch_order" in a  # the eval sampler, the Traj's generator
     rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
     assert len(rows[0]) == 5 and rows[0] == rows[1]  # header + one row per epoch, equal
     for name, tensor in a["pol"].items():

@@ -1,5 +1,6 @@
 """machina.utils: the original machina's helpers, with their signatures."""
 
+import os
 import re
 
 import pytest
@@ -122,9 +123,11 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
             self.lin = torch.nn.Linear(1, 1)
             self.optim = torch.optim.SGD(self.lin.parameters(), 0.1)
 
-        def train(self, xs, fail_rank=None):
+        def train(self, xs, fail_rank=None, exit_rank=None):
             if fail_rank == "all" or self.rank == fail_rank:
                 raise ValueError("boom")
+            if self.rank == exit_rank:
+                os._exit(1)
             x = torch.tensor(xs[self.rank]).reshape(-1, 1)
             for _ in range(5):
                 optimizer_step(self.optim, (self.lin(x) - 2 * x).square().mean())
@@ -149,6 +152,12 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
             manager.get_state("lin")
         again = mu.TrainManager(Trainer, num_trainer=2, timeout=60)
         assert len(again.train(xs=[[1.0], [3.0]])) == 2
+        # a trainer whose process dies: the others stop waiting at once, yet a dead actor
+        # would fail every later call, so all are stopped
+        with pytest.raises(RuntimeError, match="rank 1 of 2 failed; its process died"):
+            again.train(xs=[[1.0], [3.0]], exit_rank=1)
+        with pytest.raises(RuntimeError, match="make a new TrainManager"):
+            again.train(xs=[[1.0], [3.0]])
         again.close()
     finally:
         ray.shutdown()

@@ -43,12 +43,12 @@ def split_skill(obs: torch.Tensor, num_skill: int) -> tuple[torch.Tensor, torch.
     rows = one_hot.reshape(-1, num_skill)
     is_one_hot = ((rows == 0) | (rows == 1)).all(-1) & (rows.sum(-1) == 1)
     if not bool(is_one_hot.all()):
-        bad = int(torch.nonzero(~is_one_hot)[0])
+        # the same text every time: Python's filter then shows it once, not every minibatch
         warnings.warn(
             f"obs: expected the last num_skill={num_skill} entries to be a skill one-hot "
-            f"(SkillEnv's), got row {bad} ending with {rows[bad].tolist()}: a wrong "
-            "num_skill, observations without a skill, or a prepro that normalised the skill "
-            "(the skill is read as the argmax of these entries)",
+            "(SkillEnv's), got other values: a wrong num_skill, observations without a "
+            "skill, or a prepro that normalised the skill (the skill is read as the argmax "
+            "of these entries)",
             RuntimeWarning,
             stacklevel=2,
         )

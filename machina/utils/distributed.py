@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.weak import WeakIdKeyDictionary
 
 if dist.is_available():
     # Imported here, before any process group exists: its functions take ``group=group.WORLD``
@@ -47,6 +47,9 @@ __all__ = [
 
 _GRAD_AVERAGING = False
 _LOCAL = threading.local()
+# Gradient tensors average_gradients averaged, held weakly by identity (a mark on the
+# Parameter itself would make the model unpicklable).
+_AVERAGED_GRADS: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def is_initialized() -> bool:
@@ -143,7 +146,7 @@ def average_gradients(
         else:
             p.grad.copy_(view.view_as(p.grad))
         if p.grad is not None:  # for make_model_distributed's check of a step
-            p._machina_averaged_grad = weakref.ref(p.grad)  # type: ignore[attr-defined]
+            _AVERAGED_GRADS[p.grad] = True
     if extra is None:
         return None
     return flat[n + len(params) :].view_as(extra)
@@ -279,9 +282,10 @@ def make_model_distributed(
 
 
 def _averaged(param: torch.Tensor) -> bool:
-    """Whether ``param``'s current gradient is the one :func:`average_gradients` averaged."""
-    ref = getattr(param, "_machina_averaged_grad", None)
-    return ref is not None and ref() is param.grad
+    """Whether ``param``'s current gradient tensor is one :func:`average_gradients` averaged
+    (a gradient accumulated into it in place since, with ``zero_grad(set_to_none=False)``,
+    still counts as averaged)."""
+    return param.grad is not None and param.grad in _AVERAGED_GRADS
 
 
 def _warn_unaveraged_step(optim: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

@@ -185,10 +185,10 @@ class TrainManager:
         Raises
         ------
         RuntimeError
-            When a trainer fails, naming its rank (its error as the cause). If the others
-            have not finished 10 s later, every trainer is stopped: they would wait for it
-            in a collective (gloo's default: 30 minutes), and every later call behind them;
-            then make a new ``TrainManager``.
+            When a trainer fails, naming its rank (its error as the cause). If its process
+            died, or the others have not finished 10 s later, every trainer is stopped: they
+            would wait for it in a collective (gloo's default: 30 minutes), and every later
+            call behind them; then make a new ``TrainManager``.
         """
         ray = import_ray()
         self._check_open()
@@ -204,15 +204,23 @@ class TrainManager:
             except ray.exceptions.RayError as exc:
                 # the others fail too (the same bad argument) or wait for it in a collective
                 _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=_GRACE_S)
-                if not stuck:
+                dead = isinstance(exc, ray.exceptions.RayActorError)  # its process is gone
+                if not stuck and not dead:
                     raise RuntimeError(
                         f"TrainManager.train: trainer rank {rank} of {world} failed"
                     ) from exc
                 self.close()
                 self._failed = rank
+                why = (
+                    "its process died"
+                    if dead
+                    else (
+                        f"the others were still waiting {_GRACE_S:.0f} s later (for it, in a "
+                        "collective)"
+                    )
+                )
                 raise RuntimeError(
-                    f"TrainManager.train: trainer rank {rank} of {world} failed; the others "
-                    f"were still waiting {_GRACE_S:.0f} s later (for it, in a collective), so "
+                    f"TrainManager.train: trainer rank {rank} of {world} failed; {why}, so "
                     "every trainer was stopped: make a new TrainManager"
                 ) from exc
         return results[0]
