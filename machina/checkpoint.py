@@ -37,6 +37,7 @@ import torch
 from machina.traj import Traj
 from machina.utils import files
 from machina.utils.files import write_atomic
+from machina.utils.tensors import cpu_copy
 
 __all__ = [
     "FORMAT_VERSION",
@@ -259,30 +260,10 @@ def save_run(
     return final
 
 
-def _cpu_copy(value: Any) -> Any:
-    """A copy of a module's or an optimiser's state dict with every tensor on the CPU (on
-    the GPU it would double the memory of a model and its Adam state; their
-    ``load_state_dict`` puts values back on the parameters' devices). Containers keep their
-    type and attributes (a module state dict's ``_metadata``)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        out = copy.copy(value)
-        for key, item in value.items():
-            out[key] = _cpu_copy(item)
-        return out
-    if isinstance(value, list):
-        return [_cpu_copy(item) for item in value]
-    if isinstance(value, tuple):
-        items = [_cpu_copy(item) for item in value]
-        return value._make(items) if hasattr(value, "_make") else tuple(items)
-    return copy.deepcopy(value)
-
-
 def _backup(obj: Any) -> Any:
     """``obj``'s state dict as it is now, for a rollback."""
     if isinstance(obj, torch.nn.Module | torch.optim.Optimizer):
-        return _cpu_copy(obj.state_dict())
+        return cpu_copy(obj.state_dict())  # their load_state_dict puts values back on device
     return copy.deepcopy(obj.state_dict())  # others may keep the tensors they are given
 
 

@@ -56,6 +56,13 @@ def test_cpu_state_dicts_are_copies_with_nested_optimiser_state():
     assert not torch.equal(sd["weight"], lin.weight.detach())  # a copy, not the module's
     osd = mu.state_dict_to_cpu(opt.state_dict())
     assert all(t.device.type == "cpu" for s in osd["state"].values() for t in s.values())
+    # cpu_copy (checkpoint rollbacks): copies every tensor, keeps the module's _metadata
+    from machina.utils.tensors import cpu_copy
+
+    copied = cpu_copy(opt.state_dict())
+    copied["state"][0]["exp_avg"].add_(1.0)
+    assert not torch.equal(copied["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert cpu_copy(lin.state_dict())._metadata == lin.state_dict()._metadata
 
 
 def test_measure_logs_through_machina_logger(capsys):

@@ -14,6 +14,7 @@ __all__ = [
     "detached_if_no_grad",
     "state_dict_to_cpu",
     "get_cpu_state_dict",
+    "cpu_copy",
     "to_numpy",
 ]
 
@@ -59,7 +60,27 @@ def state_dict_to_cpu(state_dict: dict[str, Any]) -> dict[str, Any]:
 
 def get_cpu_state_dict(module: torch.nn.Module) -> dict[str, Any]:
     """A CPU copy of ``module.state_dict()``; the module and its own tensors are untouched."""
-    return state_dict_to_cpu(copy.deepcopy(module.state_dict()))
+    return cpu_copy(module.state_dict())
+
+
+def cpu_copy(value: Any) -> Any:
+    """A copy of a (module's or optimiser's) state dict with every tensor copied to the CPU,
+    never first on its own device (a GPU copy would double the memory of a model and its
+    Adam state). Containers keep their type and attributes (a module state dict's
+    ``_metadata``); other values are deep-copied."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = cpu_copy(item)
+        return out
+    if isinstance(value, list):
+        return [cpu_copy(item) for item in value]
+    if isinstance(value, tuple):
+        items = [cpu_copy(item) for item in value]
+        return value._make(items) if hasattr(value, "_make") else tuple(items)
+    return copy.deepcopy(value)
 
 
 def to_numpy(x: Any) -> np.ndarray:
