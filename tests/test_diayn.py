@@ -292,6 +292,13 @@ def test_diayn_sac_fits_q_to_the_pseudo_reward_and_keeps_the_replay():
         0, 128, 0.01, 0.0, 1, discrim, K, log_enable=False,
     )  # fmt: skip
     assert math.isnan(idle["DiaynRew"])
+    # errors name the function the user called, not the sac.train it steps with
+    with pytest.raises(ValueError, match=r"^diayn_sac.train: sampling: expected an int >= 1"):
+        diayn_sac.train(
+            traj, pol, qfs, targ_qfs, log_alpha, torch.optim.Adam(pol.parameters()),
+            [torch.optim.Adam(qf.parameters()) for qf in qfs], torch.optim.Adam([log_alpha]),
+            1, 128, 0.01, 0.0, 0, discrim, K, log_enable=False,
+        )  # fmt: skip
 
 
 def _diayn_heldout_accuracy(max_steps, train_pol, seed=0):

@@ -2,6 +2,7 @@
 test_examples_offpolicy.py)."""
 
 import copy
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -397,6 +398,28 @@ def test_r2d2_sac_trains_on_windows_and_rescores_them():
     rescored = ef.compute_seq_pris(traj.epis(), 8)
     expected = np.concatenate([epi["seq_pris"] for epi in rescored])
     np.testing.assert_allclose(traj.data_map["seq_pris"].numpy(), expected, rtol=1e-5)
+
+
+def test_epoch_zero_reports_nan_beta_until_a_prioritised_batch_is_drawn():
+    """Beta is a float for a logger: nan before traj drew a batch, then the last one's."""
+    pol, targ_pol, qf, targ_qf, optim_pol, optim_qf = ddpg_nets()
+    traj = sample_traj(pol, 200)
+    args = (pol, targ_pol, qf, targ_qf, optim_pol, optim_qf)
+    idle = prioritized_ddpg.train(traj, *args, 0, 32, 0.005, 0.99, log_enable=False)
+    assert idle["PolLoss"] == [] and math.isnan(idle["Beta"])
+    prioritized_ddpg.train(traj, *args, 1, 32, 0.005, 0.99, log_enable=False, init_beta=0.4)
+    assert prioritized_ddpg.train(traj, *args, 0, 32, 0.005, 0.99, log_enable=False)["Beta"] == 0.4
+    r_pol, qfs, targ_qfs, log_alpha, optims = r2d2_nets()
+    with EpiSampler(gym.make("Pendulum-v1"), r_pol, seed=0) as sampler:
+        seq_traj = Traj()
+        seq_traj.add_epis(sampler.sample(r_pol, max_steps=200))
+    seq_traj = ef.compute_seq_pris(ef.set_all_pris(seq_traj, 1.0), 8)
+    seq_traj.register_epis()
+    idle = r2d2_sac.train(
+        seq_traj, r_pol, qfs, targ_qfs, log_alpha, epoch=0, batch_size=4, seq_length=8,
+        burn_in_length=2, tau=0.01, gamma=0.99, log_enable=False, **optims,
+    )  # fmt: skip
+    assert math.isnan(idle["Beta"]) and math.isnan(idle["Entropy"])
 
 
 def test_r2d2_sac_needs_recurrent_modules_and_seq_pris():

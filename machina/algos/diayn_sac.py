@@ -119,26 +119,11 @@ def train(
         rew_count += len(rews)
         return batch
 
-    result = sac.train(
-        traj,
-        pol,
-        qfs,
-        targ_qfs,
-        log_alpha,
-        optim_pol,
-        optim_qfs,
-        optim_alpha,
-        epoch,
-        batch_size,
-        tau,
-        gamma,
-        sampling=sampling,
-        reparam=reparam,
-        log_enable=log_enable,
-        target_ent=target_ent,
-        max_grad_norm=max_grad_norm,
-        transform_batch=relabel,
-    )
+    result = sac._train(
+        traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, epoch,
+        batch_size, tau, gamma, sampling, reparam, log_enable, target_ent, max_grad_norm,
+        relabel, algo="diayn_sac",
+    )  # fmt: skip
     if last is not None and batch_share.splits(last):  # the ranks' shares (one all-reduce)
         totals = batch_share.rank_mean(
             torch.tensor([rew_sum, rew_count], dtype=torch.float64, device=last["rews"].device),

@@ -8,6 +8,8 @@ weights, and whose drawn steps get their new TD errors as priorities
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from machina import loss_functional as lf
@@ -86,7 +88,8 @@ def train(
     Returns
     -------
     dict
-        ``PolLoss``, ``QfLoss``: one float per step; ``Beta``: the last batch's exponent.
+        ``PolLoss``, ``QfLoss``: one float per step; ``Beta``: the last batch's exponent
+        (nan while traj has drawn no prioritised batch).
     """
     keys = (*OFF_POLICY_KEYS, "pris", *(lf_pri.NSTEP_KEYS if nstep else ()))
     check_traj(traj, keys, "prioritized_ddpg")
@@ -129,4 +132,5 @@ def train(
             )
         polyak_update([targ_pol, targ_qf], [pol, qf], tau)
     log(log_enable, "Optimization finished!")
-    return dict(PolLoss=pol_losses, QfLoss=qf_losses, Beta=traj.pri_beta)
+    beta = traj.pri_beta
+    return dict(PolLoss=pol_losses, QfLoss=qf_losses, Beta=math.nan if beta is None else beta)

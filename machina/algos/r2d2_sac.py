@@ -11,6 +11,7 @@ re-scored (``traj_functional.update_pris(..., update_epi_pris=True)``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -123,7 +124,8 @@ def train(
     -------
     dict
         ``PolLoss``, ``QfLoss`` (mean over the Q functions), ``AlphaLoss``: one float per
-        step; ``Alpha``, ``Entropy`` and ``Beta`` after the last step.
+        step; ``Alpha``, ``Entropy`` and ``Beta`` after the last step (Entropy nan without a
+        step, Beta nan while traj has drawn no prioritised batch).
     """
     check_traj(traj, (*OFF_POLICY_KEYS, "pris", "seq_pris"), "r2d2_sac")
     qfs, targ_qfs = list(qfs), list(targ_qfs)
@@ -197,5 +199,5 @@ def train(
         AlphaLoss=alpha_losses,
         Alpha=float(torch.exp(log_alpha.detach())),
         Entropy=entropy,
-        Beta=traj.pri_beta,
+        Beta=math.nan if traj.pri_beta is None else traj.pri_beta,
     )

@@ -95,11 +95,42 @@ def train(
         ``PolLoss``, ``QfLoss`` (mean over the Q functions), ``AlphaLoss``: one float per
         step; ``Alpha`` and ``Entropy`` (estimated ``-E[log pi]``) after the last step.
     """
-    check_traj(traj, OFF_POLICY_KEYS, "sac")
+    return _train(
+        traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs, optim_alpha, epoch,
+        batch_size, tau, gamma, sampling, reparam, log_enable, target_ent, max_grad_norm,
+        transform_batch, algo="sac",
+    )  # fmt: skip
+
+
+def _train(
+    traj: Traj,
+    pol: torch.nn.Module,
+    qfs: Sequence[torch.nn.Module],
+    targ_qfs: Sequence[torch.nn.Module],
+    log_alpha: torch.Tensor,
+    optim_pol: torch.optim.Optimizer,
+    optim_qfs: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+    optim_alpha: torch.optim.Optimizer,
+    epoch: int,
+    batch_size: int,
+    tau: float,
+    gamma: float,
+    sampling: int,
+    reparam: bool,
+    log_enable: bool,
+    target_ent: float | None,
+    max_grad_norm: float | None,
+    transform_batch: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None,
+    algo: str,
+) -> dict:
+    """:func:`train`'s steps, its checks and errors naming ``f"{algo}.train"`` (the algorithm
+    built on it, e.g. ``"diayn_sac"``)."""
+    fn = f"{algo}.train"
+    check_traj(traj, OFF_POLICY_KEYS, algo)
     qfs, targ_qfs = list(qfs), list(targ_qfs)
-    check_feed_forward("sac", pol=pol, qfs=qfs)
-    _check_pol(pol, reparam)
-    check_sampling(sampling, "sac.train")
+    check_feed_forward(algo, pol=pol, qfs=qfs)
+    _check_pol(pol, reparam, fn)
+    check_sampling(sampling, fn)
     if target_ent is None:
         target_ent = -float(np.prod(pol.action_space.shape))
     log(log_enable, "Optimizing...")
@@ -113,7 +144,7 @@ def train(
         qf_loss = sum(lf.q_regression(qf, batch, targets) for qf in qfs)
         qf_losses.append(
             optimizer_step(
-                optim_qfs, qf_loss, qf_params, max_grad_norm, name="sac.train: qf_loss", batch=batch
+                optim_qfs, qf_loss, qf_params, max_grad_norm, name=f"{fn}: qf_loss", batch=batch
             )
             / len(qfs)
         )
@@ -125,13 +156,13 @@ def train(
                     pol_loss,
                     None,
                     max_grad_norm,
-                    name="sac.train: pol_loss",
+                    name=f"{fn}: pol_loss",
                     batch=batch,
                 )
             )
         alpha_loss = lf.sac_alpha(log_alpha, llh, target_ent, batch)
         alpha_losses.append(
-            optimizer_step(optim_alpha, alpha_loss, name="sac.train: alpha_loss", batch=batch)
+            optimizer_step(optim_alpha, alpha_loss, name=f"{fn}: alpha_loss", batch=batch)
         )
         polyak_update(targ_qfs, qfs, tau)
     log(log_enable, "Optimization finished!")
