@@ -228,9 +228,13 @@ def test_direct_writes_to_the_column_rebuild_the_sampler():
     for _, idx in traj.prioritized_random_batch(150, 400, True):
         counts += counts_of(idx, traj.num_step)
     assert_follows(counts, traj.data_map["pris"].numpy().astype(np.float64))
-    traj.writable_column("pris")[5] = float("nan")
-    with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
-        next(traj.prioritized_random_batch(4))
+    for bad in (float("nan"), float("inf"), -float("inf"), 0.0, -1.0):
+        traj.writable_column("pris")[5] = bad
+        with pytest.raises(ValueError, match="pris: expected finite positive priorities"):
+            next(traj.prioritized_random_batch(4))
+    traj.writable_column("pris")[5] = 3.4e38  # the largest float32s are fine
+    traj.writable_column("pris")[6] = 3.4e38
+    next(traj.prioritized_random_batch(4))
 
 
 @pytest.mark.parametrize("own_buffers", [False, True])
