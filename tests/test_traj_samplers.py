@@ -195,6 +195,56 @@ def test_rank_based_order_is_rebuilt_after_enough_updates():
     np.testing.assert_allclose(fresh.sampler.weights(), rank_reference(pris, 0.6))
 
 
+@pytest.mark.parametrize("seq_length", [None, 3])
+def test_rank_order_follows_fifo_adds_without_a_new_sort(monkeypatch, seq_length):
+    """After add_traj evicts and appends, the last rank order is reused for the items still
+    stored (priorities moved by update_pris included) and the new ones merged in: the
+    weights of a fresh sort, ties averaged, and no sort of all N."""
+    rng = np.random.default_rng(9)
+    reused = []
+    shifted = _samplers.RankSampler._shifted_order
+
+    def spy(self, values, shift):
+        result = shifted(self, values, shift)
+        reused.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_samplers.RankSampler, "_shifted_order", spy)
+    key = "pris" if seq_length is None else "seq_pris"
+    memory = Traj(max_steps=200)
+    for i in range(10):
+        batch = make_memory(rng, n_epi=5, seq_length=seq_length)
+        if i % 3 == 2:  # new episodes at the highest priority: ties with the stored maximum
+            column = batch.data_map[key]  # windows' zeros kept
+            batch.data_map[key] = torch.where(column > 0, 3.0, 0.0).to(column.dtype)
+        memory.add_traj(batch)
+        if seq_length is None:
+            next(memory.prioritized_random_batch(4, mode="rank_based"))
+        else:
+            next(memory.prioritized_random_batch_rnn(4, seq_length, mode="rank_based"))
+        entry = memory._replay_sampler(key, seq_length, "", "", "rank_based", 0.6)
+        values = memory.data_map[key].numpy().astype(np.float64)
+        if seq_length is not None:
+            values = values[entry.cand]
+        np.testing.assert_allclose(entry.sampler.weights(), rank_reference(values, 0.6))
+        if seq_length is None:  # moved since the sort: ranked anew at the next add
+            tf.update_pris(memory, torch.as_tensor(rng.uniform(0.1, 2.0, 8)), torch.arange(8))
+    assert memory.num_step <= 200 and reused and all(reused)
+    # a priority changed behind the sampler's back: found unchanged no more, sorted anew
+    changed = -1 if seq_length is None else int(entry.cand[-1])
+    memory.writable_column(key)[changed] = 50.0
+    memory.add_traj(make_memory(rng, n_epi=2, seq_length=seq_length))
+    if seq_length is None:
+        next(memory.prioritized_random_batch(4, mode="rank_based"))
+    else:
+        next(memory.prioritized_random_batch_rnn(4, seq_length, mode="rank_based"))
+    assert reused[-1] is False
+    entry = memory._replay_sampler(key, seq_length, "", "", "rank_based", 0.6)
+    values = memory.data_map[key].numpy().astype(np.float64)
+    values = values if seq_length is None else values[entry.cand]
+    np.testing.assert_allclose(entry.sampler.weights(), rank_reference(values, 0.6))
+
+
 def test_priorities_stay_aligned_through_fifo_evictions_and_save_load(tmp_path):
     rng = np.random.default_rng(5)
     memory = Traj(max_steps=150)

@@ -17,12 +17,15 @@ class _CachedSampler:
     """A replay sampler and what it was built from: column ``key``'s tensor and its version
     (in-place writes bump it), the episode index, and the window starts it draws among."""
 
-    def __init__(self, sampler, column: torch.Tensor, index: np.ndarray, cand):
+    def __init__(
+        self, sampler, column: torch.Tensor, index: np.ndarray, cand, evicted: int = 0
+    ) -> None:
         self.sampler = sampler
         self.column = column
         self.version = column._version
         self.index = index
         self.cand = cand
+        self.evicted = evicted  # the Traj's FIFO evictions so far, when it was built
 
     def current(self, column: torch.Tensor, index: np.ndarray) -> bool:
         """Whether ``column`` over the episodes of ``index`` changed only through the
@@ -37,6 +40,22 @@ class _CachedSampler:
         """Never current again: rebuilt (and its column checked) at the next draw. For a
         write that keeps the column's version (numpy's) and that the sampler did not follow."""
         self.version = -1
+
+
+def _moved_out(entry: _CachedSampler, cand: np.ndarray | None, evicted: int) -> int | None:
+    """How many of ``entry``'s items were evicted since it was built, if the FIFO did no
+    more than evict and append: steps, or window starts (``cand``, sorted) before the first
+    step still stored; None when the rest of its windows do not start where they did."""
+    drop = evicted - entry.evicted
+    if drop < 0:
+        return None
+    if entry.cand is None or cand is None:
+        return drop if entry.cand is None and cand is None else None
+    shift = int(np.searchsorted(entry.cand, drop))
+    kept = entry.cand[shift:]
+    if len(kept) > len(cand) or not np.array_equal(cand[: len(kept)], kept - drop):
+        return None
+    return shift
 
 
 class PrioritizedReplay:
@@ -182,7 +201,8 @@ class PrioritizedReplay:
         entry = self._samplers.get(cache_key)
         if entry is not None and entry.fresh(column, self._epis_index):
             return entry
-        previous = None
+        evicted = getattr(self, "_evicted", 0)
+        previous, shift = None, None
         if entry is not None and entry.sampler.stale and entry.current(column, self._epis_index):
             previous = entry.sampler  # a rank order due: rebuilt from the last one
         cand = None
@@ -191,10 +211,18 @@ class PrioritizedReplay:
             cand = _replay.window_starts(self._epis_index, seq_length)
             values = column.cpu()[torch.from_numpy(cand)]
             _replay.check_no_other_windows(column, cand, key, seq_length, fix_hint)
+        if previous is None and entry is not None and mode == "rank_based":
+            # episodes added (the oldest evicted): the last order is reused for the items
+            # still stored if their priorities are unchanged (checked by the sampler)
+            previous, shift = entry.sampler, _moved_out(entry, cand, evicted)
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
         entry = _CachedSampler(
-            _samplers.make_sampler(values, mode, alpha, previous), column, self._epis_index, cand
+            _samplers.make_sampler(values, mode, alpha, previous, shift),
+            column,
+            self._epis_index,
+            cand,
+            evicted,
         )
         self._samplers[cache_key] = entry
         return entry
@@ -220,8 +248,10 @@ class PrioritizedReplay:
         for (key, seq_length, alpha), state in states.items():
             column = self.data_map[key]
             cand = None if not seq_length else _replay.window_starts(self._epis_index, seq_length)
-            sampler = _samplers.RankSampler.from_state(state, alpha)
-            entry = _CachedSampler(sampler, column, self._epis_index, cand)
+            values = column if cand is None else column.cpu()[torch.from_numpy(cand)]
+            sampler = _samplers.RankSampler.from_state(state, alpha, values)
+            evicted = getattr(self, "_evicted", 0)
+            entry = _CachedSampler(sampler, column, self._epis_index, cand, evicted)
             self._samplers[(key, seq_length or None, "rank_based", alpha)] = entry
 
     def _follow_copied_columns(self, old_columns: dict, old_index: np.ndarray) -> None:
@@ -235,7 +265,7 @@ class PrioritizedReplay:
             column = self.data_map[cache_key[0]]
             sampler = copy.deepcopy(entry.sampler)
             self._samplers[cache_key] = _CachedSampler(
-                sampler, column, self._epis_index, entry.cand
+                sampler, column, self._epis_index, entry.cand, entry.evicted
             )
 
     def _set_priorities(

@@ -10,7 +10,9 @@ starts) and draws i.i.d. positions with ``P(i) = w_i / sum_j w_j``:
   until the order is rebuilt, which happens lazily once the priorities updated since the sort
   reach ``RANK_REBUILD_FRACTION`` of N: the k moved items are sorted alone and merged into
   the rest of the last order, O(N + k log k) per rebuild (O(N log N) for the first sort),
-  i.e. amortised O(log N) per updated priority, and O(B log N) per batch.
+  i.e. amortised O(log N) per updated priority, and O(B log N) per batch. New items (steps
+  appended to a replay memory, its oldest evicted) are merged into the last order the same
+  way, so adding an episode to a full memory costs O(N + k log k), not a sort of N.
 
 Everything is vectorised over the batch: no Python loop per sample.
 """
@@ -233,6 +235,19 @@ class ProportionalSampler:
         self.tree.update(positions, pris)
 
 
+def _insert_sorted(
+    kept: np.ndarray, kept_values: np.ndarray, moved: np.ndarray, moved_values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Items ``kept`` (K,) by decreasing ``kept_values`` with ``moved`` (M,) of
+    ``moved_values`` merged in: the order of all and their values in it. The M are sorted
+    alone, O(K + M log M)."""
+    by_value = np.argsort(-moved_values)
+    moved, moved_values = moved[by_value], moved_values[by_value]
+    # kept_values decrease: their negatives increase, as searchsorted wants
+    at = np.searchsorted(-kept_values, -moved_values, side="right")
+    return np.insert(kept, at, moved), np.insert(kept_values, at, moved_values)
+
+
 @functools.lru_cache(maxsize=2)
 def _distinct_rank_tree(n: int, alpha: float) -> SumTree:
     """The tree of ``rank ** -alpha`` for ranks 1..n in rank order: the same for every set
@@ -247,16 +262,30 @@ class RankSampler:
     ``order[p]``, so a rebuild is one sort, without scattering weights back to steps.
     """
 
-    def __init__(self, pris: torch.Tensor, alpha: float, previous: RankSampler | None = None):
+    def __init__(
+        self,
+        pris: torch.Tensor,
+        alpha: float,
+        previous: RankSampler | None = None,
+        shift: int | None = None,
+    ):
+        """``previous``: a sampler over the same items whose priorities changed only through
+        its ``update`` since (its order is reused as is); or, with ``shift``, one over items
+        of which the first ``shift`` left and the rest are the first of ``pris``, followed
+        by new ones (FIFO), reused only when those values are found unchanged."""
         values = pris.detach().cpu().numpy()
         self.n = len(values)
         self.alpha = float(alpha)
-        if previous is not None and previous.n == self.n:
-            order, ordered = previous._merged_order(values)
-        else:
+        merged = None
+        if previous is not None and shift is None and previous.n == self.n:
+            merged = previous._merged_order(values)
+        elif previous is not None and shift is not None:
+            merged = previous._shifted_order(values, shift)
+        if merged is None:
             order = np.argsort(-values)  # numpy's vectorised sort: about 3x torch.sort here
-            ordered = values[order]
-        self._build(order, ordered)
+            merged = order, values[order]
+        self._build(*merged)
+        self.values = values.copy()  # the items' current priorities, for a shifted reuse
         self._updates = 0
         self._moved = np.zeros(self.n, dtype=bool)  # items updated since the sort
         self.stale = False
@@ -273,11 +302,15 @@ class RankSampler:
         )
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray], alpha: float) -> RankSampler:
-        """The sampler whose ``state()`` was ``state`` (checked by the caller)."""
+    def from_state(
+        cls, state: dict[str, np.ndarray], alpha: float, pris: torch.Tensor
+    ) -> RankSampler:
+        """The sampler whose ``state()`` was ``state`` (checked by the caller), over the
+        items' current priorities ``pris`` (N,)."""
         new = object.__new__(cls)
         new.n, new.alpha = len(state["order"]), float(alpha)
         new._build(state["order"].astype(np.int64), state["ordered"])
+        new.values = pris.detach().cpu().numpy().copy()
         new._updates = int(state["updates"])
         new._moved = state["moved"].astype(bool)
         new.stale = new._updates >= max(1, int(new.n * RANK_REBUILD_FRACTION))
@@ -322,12 +355,27 @@ class RankSampler:
             return self.order, self._ordered
         keep = ~self._moved[self.order]
         kept, kept_values = self.order[keep], self._ordered[keep]
-        moved_values = values[moved]
-        by_value = np.argsort(-moved_values)
-        moved, moved_values = moved[by_value], moved_values[by_value]
-        # kept_values decrease: their negatives increase, as searchsorted wants
-        at = np.searchsorted(-kept_values, -moved_values, side="right")
-        return np.insert(kept, at, moved), np.insert(kept_values, at, moved_values)
+        return _insert_sorted(kept, kept_values, moved, values[moved])
+
+    def _shifted_order(
+        self, values: np.ndarray, shift: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """As :meth:`_merged_order` for ``values`` (M,) whose first ``n - shift`` items are
+        this sampler's items from ``shift`` on, unchanged, and the rest new; None (sort
+        anew) when those values differ."""
+        kept_n = self.n - shift
+        if not 0 <= shift <= self.n or kept_n > len(values):
+            return None
+        if not np.array_equal(values[:kept_n], self.values[shift:]):
+            return None
+        keep = self.order >= shift
+        keep &= ~self._moved[self.order]
+        kept, kept_values = self.order[keep], self._ordered[keep]
+        kept -= shift
+        moved = np.concatenate(
+            [np.flatnonzero(self._moved[shift:]), np.arange(kept_n, len(values))]
+        )
+        return _insert_sorted(kept, kept_values, moved, values[moved])
 
     def draw(
         self, batch_size: int, beta: float, generator: torch.Generator | None = None
@@ -339,6 +387,7 @@ class RankSampler:
         """Note ``positions`` (B,) as updated; their ranks change at the next rebuild."""
         self._updates += len(positions)
         self._moved[positions] = True
+        self.values[positions] = pris
         self.stale = self._updates >= max(1, int(self.n * RANK_REBUILD_FRACTION))
 
     def weights(self) -> np.ndarray:
@@ -348,12 +397,13 @@ class RankSampler:
         return out
 
 
-def make_sampler(pris: torch.Tensor, mode: str, alpha: float, previous=None):
+def make_sampler(
+    pris: torch.Tensor, mode: str, alpha: float, previous=None, shift: int | None = None
+):
     """A sampler of ``mode`` over ``pris`` (N,), which must be finite and positive.
 
-    ``previous``: a rank sampler over the same items whose priorities changed only through
-    its ``update`` since it was built; its order is reused (see ``RankSampler``).
+    ``previous``, ``shift``: a rank sampler whose order may be reused (see ``RankSampler``).
     """
     if mode == "proportional":
         return ProportionalSampler(pris)
-    return RankSampler(pris, alpha, previous)
+    return RankSampler(pris, alpha, previous, shift)

@@ -122,6 +122,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self.pri_beta: float | None = None
         # Prioritised replay samplers by (column, seq_length, mode, alpha); see _samplers.
         self._samplers: dict[tuple, _CachedSampler] = {}
+        # Steps the FIFO has evicted so far: tells a rank sampler how far its items moved.
+        self._evicted = 0
         # The generator of every batch draw (see _rng); copies get a clone of it.
         self._rng = BatchRNG(seed)
 
@@ -346,6 +348,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
             keep_from = int(np.searchsorted(index, index[-1] - self.max_steps))
             drop = int(index[keep_from])
             index = index[keep_from:] - drop
+            self._evicted = getattr(self, "_evicted", 0) + drop
         if self.num_epi == 0 and adopt and drop == 0:
             self._disown()
             self.data_map = columns
