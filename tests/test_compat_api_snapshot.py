@@ -43,11 +43,8 @@ DELIBERATE = {
     "machina.noise.ounoise.OUActionNoise.__call__": "noise(device) as 0.x is recognised",
     "machina.pols.deterministic_action_noise_pol.DeterministicActionNoisePol.forward": "0.x's "
     "pol(obs, True) is recognised (no_noise by its bool type)",
-    "machina.pols.mixture_gaussian_pol.MixtureGaussianPol.__init__": "4th positional is rnn "
-    "(both bools): pass normalize_ac by keyword",
     "machina.pols.mpc_pol.MPCPol.__init__": "normalize_ac default False (0.x ignored True)",
     "machina.pols.random_pol.RandomPol.__init__": "normalize_ac default False (0.x ignored True)",
-    "machina.loss_functional.clipped_double_bellman": "loss_type default 'mse' as qtopt.train",
     "machina.envs.skill_env.SkillEnv.reset": "gymnasium's reset(*, seed, options) API",
     "machina.logger.dump_tabular": "0.x's positional log options; keywords are accepted",
     "machina.logger.SimpleMessage.__init__": "default logger prints, as 0.x's did",

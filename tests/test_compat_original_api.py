@@ -717,3 +717,38 @@ def test_svfunc_over_a_feature_space_takes_states_unchecked():
     assert logits.shape == (5, 3)
     with pytest.raises(ValueError, match="rnn=True needs"):  # not a failed call: still raised
         DeterministicSVfunc(f_space, FeatureNet(), rnn=True)
+
+
+def test_attributes_that_0x_code_read():
+    """0.x's samplers and scripts read these attributes; MixtureGaussianPol takes
+    normalize_ac fourth, as 0.x's did; a mixture policy's outputs keep their shapes in
+    0.x's one_epi."""
+    from machina import nets
+    from machina.nets.mixture import MixturePolNet
+    from machina.pds import MixtureGaussianPd
+    from machina.pds.gaussian_pd import GaussianPd
+    from machina.pols import MixtureGaussianPol
+    from machina.samplers import epi_sampler
+
+    ob = gym.spaces.Box(-1.0, 1.0, (3,), dtype=np.float32)
+    box = gym.spaces.Box(-2.0, 2.0, (2,), dtype=np.float32)
+    disc, multi = gym.spaces.Discrete(3), gym.spaces.MultiDiscrete([2, 4])
+    for pol_cls, space, is_discrete, is_multi, a_i_shape in [
+        (GaussianPol, box, False, False, (2,)),
+        (CategoricalPol, disc, True, False, (3,)),
+        (MultiCategoricalPol, multi, True, True, (2, 4)),
+    ]:
+        pol = pol_cls(ob, space, nets.PolNet(ob, space, 8, 8))
+        assert (pol.discrete, pol.multi, pol.a_i_shape) == (is_discrete, is_multi, a_i_shape)
+    assert Traj().traj_device() == torch.device("cpu")
+    assert DeterministicSVfunc(ob, VNet(ob)).pd is not None
+    assert DeterministicSAVfunc(ob, box, QNet(ob, box)).pd is not None
+    assert isinstance(MixtureGaussianPd().gaussian_pd, GaussianPd)
+    assert GymEnv("Pendulum-v1").monitoring is False
+    mixture = MixtureGaussianPol(ob, box, MixturePolNet(ob, box, 3, 8, 8), False)
+    assert mixture.normalize_ac is False and mixture.rnn is False
+    env = gym.make("Pendulum-v1")
+    space = env.action_space
+    mixture = MixtureGaussianPol(env.observation_space, space, MixturePolNet(ob, space, 3, 8, 8))
+    length, epi = epi_sampler.one_epi(env, mixture)
+    assert epi["a_is"]["mean"].shape == (length, 3, 1) and epi["a_is"]["pi"].shape == (length, 3)

@@ -24,12 +24,14 @@ def test_qtopt_target_is_the_smaller_target_at_the_cem_argmax():
         targets = qtopt_lf.clipped_double_targets(targ_qf1, targ_qf2, batch, gamma)
         assert_close(targets, expected, atol=1e-3, rtol=0)
     qf = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(0.0))
-    loss = qtopt_lf.clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma)
+    loss = qtopt_lf.clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma, "mse")
     assert_close(loss, 0.5 * torch.mean(expected**2), atol=1e-3, rtol=0)
     # BCE: targets (all >= 1 here) clamp to the label 1, so each step costs -log Q = log 2
     half = DeterministicSAVfunc(BOX_OB, BOX_AC, ConstQNet(0.5))
     bce = qtopt_lf.clipped_double_bellman(half, targ_qf1, targ_qf2, batch, gamma, "bce")
     assert_close(bce, torch.tensor(math.log(2.0)))
+    # machina 0.x's default loss here (qtopt.train's is "mse")
+    assert_close(qtopt_lf.clipped_double_bellman(half, targ_qf1, targ_qf2, batch, gamma), bce)
     with pytest.raises(ValueError, match="loss_type"):
         qtopt_lf.clipped_double_bellman(qf, targ_qf1, targ_qf2, batch, gamma, "huber")
     with pytest.raises(ValueError, match="qf: loss_type='bce'"):

@@ -147,6 +147,7 @@ class GymEnv(gymnasium.Env):
         self.make_kwargs: dict[str, Any] = dict(make_kwargs)
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.record_video = bool(record_video)
+        self.monitoring = self.record_video  # machina 0.x's name
         self.video_schedule = video_schedule
         self.force_reset = bool(force_reset)
         self.video_prefix = "rl-video"

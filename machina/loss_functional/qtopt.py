@@ -53,7 +53,7 @@ def clipped_double_bellman(
     targ_qf2: torch.nn.Module,
     batch: Batch,
     gamma: float,
-    loss_type: str = "mse",
+    loss_type: str = "bce",
 ) -> torch.Tensor:
     """QT-Opt's Bellman loss of ``qf`` against :func:`clipped_double_targets`, a scalar.
 
@@ -65,10 +65,11 @@ def clipped_double_bellman(
         ``obs``, ``acs``, ``rews``, ``next_obs`` and ``terms``, leading ``(B,)``.
     gamma : float
         Discount.
-    loss_type : {"mse", "bce"}
-        ``"mse"``: ``0.5 * E[(Q - y)^2]``. ``"bce"``: binary cross-entropy, as QT-Opt uses
-        for success rewards in ``[0, 1]``; ``qf`` must then output probabilities (e.g. a
-        net ending in a sigmoid) and the targets, clamped to ``[0, 1]``, are soft labels.
+    loss_type : {"bce", "mse"}
+        ``"bce"`` (machina 0.x's default here; ``qtopt.train``'s is ``"mse"``): binary
+        cross-entropy, as QT-Opt uses for success rewards in ``[0, 1]``; ``qf`` must then
+        output probabilities (e.g. a net ending in a sigmoid) and the targets, clamped to
+        ``[0, 1]``, are soft labels. ``"mse"``: ``0.5 * E[(Q - y)^2]``.
 
     Returns
     -------

@@ -31,6 +31,7 @@ class MixtureGaussianPd(BasePd):
     ) -> None:
         # machina 0.x's constructor took the spaces; the distribution does not need them.
         del observation_space, action_space
+        self.gaussian_pd = GaussianPd()  # 0.x's attribute: one component's distribution
 
     def _components(self, params: Params, name: str = "params") -> tuple[torch.Tensor, ...]:
         pi, mean, log_std = self._get(params, name)

@@ -20,6 +20,17 @@ ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
 
 
+def _a_i_shape(action_space: gym.Space) -> tuple[int, ...]:
+    """machina 0.x's ``a_i_shape``: the action's shape, or the class count ``(n,)`` of a
+    Discrete and ``(dims, most classes)`` of a MultiDiscrete."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        return (int(action_space.n),)
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        nvec = np.asarray(action_space.nvec).reshape(-1)
+        return (len(nvec), int(nvec.max()))
+    return tuple(action_space.shape or ())
+
+
 class BasePol(RecurrentMixin, nn.Module):
     """A policy: maps observations to an action for the environment and one for learning.
 
@@ -72,6 +83,10 @@ class BasePol(RecurrentMixin, nn.Module):
         self.normalize_ac = bool(normalize_ac)
         self._check_action_space(action_space)
         self.action_space = action_space
+        # machina 0.x's attributes (its samplers read a_i_shape)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)
+        self.multi = isinstance(action_space, gym.spaces.MultiDiscrete)
+        self.a_i_shape = _a_i_shape(action_space)
         self._init_recurrent(observation_space, net, rnn)
         self.pd: BasePd | None = None
         self._np_ac_bounds: tuple | None = None

@@ -25,10 +25,10 @@ class MixtureGaussianPol(BasePol):
         ``machina.nets.mixture.MixturePolNet``); when recurrent
         ``net(obs, hs, h_masks) -> (pi, mean, log_std, hs)`` with leading ``(T, B)``. With
         ``normalize_ac`` the means should lie in ``[-1, 1]``.
-    rnn : bool
-        Whether ``net`` is recurrent.
     normalize_ac : bool
         Scale ``ac`` from ``[-1, 1]`` to ``[low, high]`` for the environment.
+    rnn : bool
+        Whether ``net`` is recurrent (after ``normalize_ac``: machina 0.x's fourth argument).
 
     Notes
     -----
@@ -44,8 +44,8 @@ class MixtureGaussianPol(BasePol):
         observation_space: gym.Space,
         action_space: gym.spaces.Box,
         net: nn.Module,
-        rnn: bool = False,
         normalize_ac: bool = True,
+        rnn: bool = False,
     ) -> None:
         super().__init__(observation_space, action_space, net, rnn=rnn, normalize_ac=normalize_ac)
         self.pd = MixtureGaussianPd()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from machina.pols.base import BasePol
 from machina.samplers._buffers import SampledEpisode
 from machina.utils.device import cpu_mode
 
@@ -86,7 +87,9 @@ def one_epi(
             return x
 
     ac_shape = pol.action_space.shape
-    a_i_shape = getattr(pol, "a_i_shape", None)  # 0.x's pols had it, machina's do not
+    # a 0.x policy's outputs are reshaped to its a_i_shape; machina's have that attribute
+    # for 0.x's code, but their outputs (a mixture's (K, d) means) keep their own shapes
+    a_i_shape = None if isinstance(pol, BasePol) else getattr(pol, "a_i_shape", None)
     obs, acs, rews, terms, truncs, a_is, e_is = [], [], [], [], [], [], []
     with cpu_mode(), torch.no_grad():
         o, _ = env.reset()

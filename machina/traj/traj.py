@@ -358,6 +358,10 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self._epis_index = index
 
     # ------------------------------------------------------------ conversion
+    def traj_device(self) -> torch.device:
+        """The device of the columns (machina 0.x's method; ``device`` is the attribute)."""
+        return self.device
+
     def to(self, device: str | torch.device) -> Traj:
         """Move every column to ``device`` in place; returns self."""
         self.device = torch.device(device)

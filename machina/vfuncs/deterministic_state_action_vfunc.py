@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils.recurrent import HiddenState
 from machina.utils.spaces import check_space
 from machina.vfuncs.base import BaseSAVfunc
@@ -52,6 +53,7 @@ class DeterministicSAVfunc(BaseSAVfunc):
     ) -> None:
         check_space("action_space", action_space, self.action_space_types, type(self).__name__)
         super().__init__(observation_space, action_space, net, rnn)
+        self.pd = DeterministicPd()  # machina 0.x's attribute
         self._check_q_net()
 
     def _check_q_net(self) -> None:

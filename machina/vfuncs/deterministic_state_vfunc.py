@@ -7,6 +7,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
+from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils.recurrent import HiddenState
 from machina.vfuncs.base import BaseSVfunc
 
@@ -36,6 +37,7 @@ class DeterministicSVfunc(BaseSVfunc):
 
     def __init__(self, observation_space: gym.Space, net: nn.Module, rnn: bool = False) -> None:
         super().__init__(observation_space, net, rnn)
+        self.pd = DeterministicPd()  # machina 0.x's attribute
         self.checks_obs = True
         try:
             outputs = self._check_net()
