@@ -144,6 +144,30 @@ def test_plan_picks_the_best_sequence_of_a_known_model():
     assert (ac_real[0::2, 0] < -0.5).all() and (ac_real[1::2, 0] > 0.5).all(), ac_real
 
 
+def test_a_model_without_any_finite_plan_is_an_error_not_a_random_action():
+    """NaN plans never win; when no plan of an observation is finite (a diverged model),
+    planning used to return plan 0, a uniformly random action, silently."""
+
+    class Diverging(nn.Module):  # NaN once the velocity is pushed left: half the plans
+        half = True
+
+        def forward(self, obs, acs):
+            d = torch.stack([obs[:, 1], acs[:, 0], torch.zeros_like(acs[:, 0])], dim=-1)
+            return torch.where(acs[:, :1] < 0, float("nan"), d) if self.half else d * np.nan
+
+    ob = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    ac = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    net = Diverging()
+    pol = MPCPol(ob, ac, DeterministicSModel(ob, ac, net), lambda o, a: -o[:, 0].abs(), 64, 3)
+    net.half = True
+    torch.manual_seed(0)
+    ac_real, _, _ = pol(torch.tensor([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]]))
+    assert (ac_real >= 0).all()  # the finite plans (pushing right) won
+    net.half = False
+    with pytest.raises(RuntimeError, match="every plan is non-finite .* for 2 of 2 observations"):
+        pol(torch.tensor([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]]))
+
+
 class GRUModelNet(nn.Module):
     """A user's recurrent dynamics net: ``(obs, acs, hs, h_masks) -> (d_obs, hs)``."""
 

@@ -186,9 +186,7 @@ class MPCPol(BasePol):
             for ac in plans:
                 states = self.net._predict(states, ac)
                 total += torch.as_tensor(self.rew_func(states, self._ac_to_real(ac))).reshape(-1)
-            # a diverging model's NaN plans never win
-            total = torch.nan_to_num(total, nan=-torch.inf)
-            best = torch.argmax(total.view(batch, n), dim=1)
+            best = _best_plans(total.view(batch, n))
             ac = plans[0].view(batch, n, -1)[torch.arange(batch, device=flat.device), best]
         ac = ac.reshape(*lead, -1)
         return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
@@ -240,9 +238,25 @@ class MPCPol(BasePol):
             d_norm, plan_hs = model.normalized_delta(states[None], ac[None], plan_hs, zeros)
             states = states + d_norm[0] * model.std_d_obs + model.mean_d_obs
             total += torch.as_tensor(self.rew_func(states, self._ac_to_real(ac))).reshape(-1)
-        total = torch.nan_to_num(total, nan=-torch.inf)
-        best = torch.argmax(total.view(batch, n), dim=1)
+        best = _best_plans(total.view(batch, n))
         return plans[0].view(batch, n, -1)[torch.arange(batch, device=obs.device), best]
+
+
+def _best_plans(totals: torch.Tensor) -> torch.Tensor:
+    """The index of the best plan per row of ``totals`` (B, n), the plans' predicted returns.
+
+    A plan whose return is NaN (a model diverging on it) never wins; a row without any finite
+    return would otherwise pick plan 0, a uniformly random action, without a word.
+    """
+    finite = torch.isfinite(totals)
+    if not bool(finite.any(dim=1).all()):
+        raise RuntimeError(
+            "MPCPol: the predicted return of every plan is non-finite (NaN or inf) for "
+            f"{int((~finite.any(dim=1)).sum())} of {len(totals)} observations: the dynamics "
+            "model (net) or rew_func returned non-finite values; check the model's weights "
+            "and the statistics it was built with"
+        )
+    return torch.argmax(torch.where(finite, totals, -torch.inf), dim=1)
 
 
 def _batch_dim(net: nn.Module) -> int:
