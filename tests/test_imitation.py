@@ -393,6 +393,48 @@ def agent_traj_for(data, mods, algo):
     return traj
 
 
+@pytest.mark.parametrize(
+    "space, acs, message",
+    [
+        (gym.spaces.Discrete(2), [0, 1, 5], r"0 \.\. n - 1 of Discrete\(2\).*got 5\.0 at step 2"),
+        (gym.spaces.Discrete(2), [0, 0.5, 1], r"got 0\.5 at step 1"),
+        (gym.spaces.Discrete(3, start=-1), [-1, 0, 1], r"start removed.*got -1\.0 at step 0"),
+        (gym.spaces.Discrete(2), [[1, 0], [0, 1], [1, 0]], r"shape \(T\) .*not one-hot"),
+        # a class beyond this dimension's count fell into a padding class (probability 0)
+        (gym.spaces.MultiDiscrete([3, 2]), [[0, 1], [2, 2], [1, 0]], r"got \[2\.0, 2\.0\]"),
+    ],
+)
+def test_behavior_clone_refuses_expert_actions_that_are_not_class_indices(space, acs, message):
+    ob = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    pol = make_pol(ob, space)
+    acs = np.asarray(acs)
+    epi = dict(
+        obs=np.zeros((3, 3), np.float32), acs=acs, rews=np.zeros(3, np.float32),
+        terms=np.array([0, 0, 1], bool), truncs=np.zeros(3, bool),
+    )  # fmt: skip
+    expert = Traj()
+    expert.add_epis([epi])
+    expert.register_epis()
+    optim = torch.optim.Adam(pol.parameters())
+    with pytest.raises(
+        ValueError, match=r"behavior_clone.train: expert_traj\['acs'\]: .*" + message
+    ):
+        behavior_clone.train(expert, pol, optim, 4, 1, log_enable=False)
+    with pytest.raises(ValueError, match=message):
+        behavior_clone.test(expert, pol)
+
+
+def test_env_to_policy_acs_refuses_fractional_class_actions():
+    """A dataset's discrete actions in the environment's values become class indices; a
+    fraction was truncated toward 0 (2.7 -> class 2)."""
+    from machina.datasets import env_to_policy_acs
+
+    pol = make_pol(gym.spaces.Box(-1.0, 1.0, (3,), np.float32), gym.spaces.Discrete(3, start=-1))
+    np.testing.assert_array_equal(env_to_policy_acs(pol, np.array([-1.0, 1.0])), [0, 2])
+    with pytest.raises(ValueError, match=r"actions: expected whole numbers .* such as 0\.7"):
+        env_to_policy_acs(pol, np.array([-1.0, 0.7]))
+
+
 def test_airl_refuses_both_discriminator_forms(small_cartpole):
     """rewf + shaping_vf and advf together: an error, not a silent pick of one form."""
     ob, ac, pol, vf = (small_cartpole[k] for k in ("ob", "ac", "pol", "vf"))

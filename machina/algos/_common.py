@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+import gymnasium as gym
+import numpy as np
 import torch
 
 from machina import logger
@@ -77,6 +79,38 @@ def check_traj(traj: Traj, keys: Iterable[str], algo: str, name: str = "traj") -
                 adder = adder.replace("(traj", f"({name}", 1)  # the caller's argument name
             hint = f"; add it with {adder} before {name}.register_epis()" if adder else ""
             raise KeyError(f"{algo}.train: {name} has no '{key}'{hint}")
+
+
+def check_class_acs(traj: Traj, pol: torch.nn.Module, algo: str, name: str = "traj") -> None:
+    """A ValueError naming ``name``'s ``acs`` unless they are class indices of ``pol``'s
+    Discrete / MultiDiscrete action space: whole numbers in ``[0, n)`` (policy space, the
+    space's ``start`` removed), of the space's shape. A log-likelihood would truncate a
+    fraction, fail in torch's gather out of range, or (a MultiDiscrete's class beyond one
+    dimension's count) score a padding class silently."""
+    space = getattr(pol, "action_space", None)
+    if not isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
+        return
+    acs = traj.data_map["acs"]
+    what = f"{algo}.train: {name}['acs']"
+    shape = tuple(space.shape or ())
+    if tuple(acs.shape[1:]) != shape:
+        raise ValueError(
+            f"{what}: expected class indices of shape (T{''.join(f', {d}' for d in shape)}) for "
+            f"{space} (not one-hot), got {tuple(acs.shape)}"
+        )
+    if isinstance(space, gym.spaces.Discrete):
+        counts = torch.tensor(int(space.n))
+    else:
+        counts = torch.as_tensor(np.asarray(space.nvec, dtype=np.int64))
+    values = acs.detach().to("cpu", torch.float64)
+    bad = (values != values.round()) | (values < 0) | (values >= counts)
+    if bool(bad.any()):
+        step = int(torch.nonzero(bad.reshape(len(bad), -1).any(dim=1))[0])
+        raise ValueError(
+            f"{what}: expected class indices 0 .. n - 1 of {space} (policy space: the space's "
+            f"start removed, as the samplers store them), got {values[step].tolist()} at step "
+            f"{step}"
+        )
 
 
 def is_recurrent(*modules: torch.nn.Module) -> bool:

@@ -63,5 +63,10 @@ def env_to_policy_acs(pol: BasePol | None, actions: np.ndarray) -> np.ndarray:
             high = np.asarray(space.high, np.float32)
             acs = (2.0 * (acs - low) / (high - low) - 1.0).astype(np.float32)
         return acs
+    if not np.array_equal(actions, np.round(actions)):  # bool and int arrays pass
+        raise ValueError(
+            f"actions: expected whole numbers for {space}, got fractional values such as "
+            f"{float(actions[actions != np.round(actions)][0])}"
+        )
     start = np.asarray(getattr(space, "start", 0), dtype=np.int64)
     return actions.astype(np.int64) - start
