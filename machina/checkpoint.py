@@ -108,6 +108,18 @@ def _rng_state() -> tuple[dict[str, Any], Any]:
     return tensors, [version, list(internal), gauss]
 
 
+def _check_rng_state(tensors: Mapping[str, Any], python_state: Any) -> None:
+    """A ValueError unless the saved global RNG states load: tried on fresh generators, so
+    that a bad one is found before any object is restored."""
+    try:
+        torch.Generator().set_state(tensors["torch"])
+        np.random.RandomState().set_state(tuple(_decode(tensors["numpy"])))
+        version, internal, gauss = python_state
+        random.Random().setstate((version, tuple(internal), gauss))
+    except Exception as exc:
+        raise ValueError(f"the saved random generator states do not load ({exc!r})") from exc
+
+
 def _set_rng_state(tensors: Mapping[str, Any], python_state: list) -> None:
     torch.set_rng_state(tensors["torch"])
     np.random.set_state(tuple(_decode(tensors["numpy"])))  # noqa: NPY002
@@ -267,6 +279,25 @@ def _backup(obj: Any) -> Any:
     return copy.deepcopy(obj.state_dict())  # others may keep the tensors they are given
 
 
+def _check_optimizer_state(optim: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """A ValueError unless each saved per-parameter state tensor (Adam's moments...) has its
+    parameter's shape: torch checks only the number of parameters, so a model resized since
+    the checkpoint (saved apart, e.g. by ``save_models``) got moments of the old shape and
+    failed at the next ``step``."""
+    params = [p for group in optim.param_groups for p in group["params"]]
+    for index, values in saved.get("state", {}).items():
+        if not isinstance(index, int) or not 0 <= index < len(params):
+            continue  # torch's own check names a mismatch in the number of parameters
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                if tuple(value.shape) != tuple(params[index].shape):
+                    raise ValueError(
+                        f"state of parameter {index}: {key!r} saved with shape "
+                        f"{tuple(value.shape)}, the parameter has shape "
+                        f"{tuple(params[index].shape)} (was the model resized?)"
+                    )
+
+
 def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None:
     """``load_state_dict`` of each object from ``state``; when one refuses its state, the
     ones restored before it are put back as they were and the error names the object."""
@@ -274,7 +305,10 @@ def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None
     for name, obj in objects.items():
         backup = _backup(obj)
         try:
-            obj.load_state_dict(_decode(state[name]))
+            saved = _decode(state[name])
+            if isinstance(obj, torch.optim.Optimizer):
+                _check_optimizer_state(obj, saved)
+            obj.load_state_dict(saved)
         except Exception as exc:
             for done, previous in reversed(restored):
                 done.load_state_dict(previous)
@@ -329,6 +363,12 @@ def _read_meta(run_dir: Path) -> tuple[Path, dict[str, Any]]:
             f"{path}: expected a {FORMAT} checkpoint of version {FORMAT_VERSION}, given "
             f"format {meta.get('format')!r} version {meta.get('version')!r}"
         )
+    for key in ("kinds", "extra"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(
+                f"{path / 'meta.json'}: corrupted checkpoint (expected {key!r} to be a JSON "
+                f"object, given {meta.get(key)!r})"
+            )
     return path, meta
 
 
@@ -383,6 +423,11 @@ def load_run(
         kind = _kind(name, obj)
         if kind != kinds[name]:
             raise ValueError(f"objects[{name!r}]: saved as a {kinds[name]}, given a {kind}")
+        if kind != "traj" and name not in state:
+            raise ValueError(
+                f"{path / 'state.pt'}: holds no state for objects[{name!r}], which meta.json "
+                "lists: corrupted, or copied from another checkpoint"
+            )
         if kind == "tensor" and tuple(state[name].shape) != tuple(obj.shape):
             raise ValueError(
                 f"objects[{name!r}]: saved with shape {tuple(state[name].shape)}, given a "
@@ -393,6 +438,12 @@ def load_run(
         for name, obj in live.items()
         if kinds[name] == "traj"
     }
+    restore_rng = rng and "__rng__" in state
+    if restore_rng:
+        try:
+            _check_rng_state(state["__rng__"], meta.get("python_rng"))
+        except ValueError as exc:
+            raise ValueError(f"{path}: corrupted checkpoint: {exc}; nothing was restored") from exc
     _load_stateful({n: o for n, o in live.items() if kinds[n] == "stateful"}, state)
     for name, obj in live.items():
         if kinds[name] == "tensor":
@@ -403,6 +454,6 @@ def load_run(
             # generator's state (Traj.save), so its draws resume too
             obj.__dict__.clear()
             obj.__dict__.update(trajs[name].__dict__)
-    if rng and "__rng__" in state:
+    if restore_rng:
         _set_rng_state(state["__rng__"], meta["python_rng"])
     return meta["extra"]

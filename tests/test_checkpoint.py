@@ -201,6 +201,46 @@ def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):
     assert torch.equal(fresh_a.weight, a.weight)
 
 
+def test_resized_optimizer_state_and_bad_rng_or_meta_restore_nothing(tmp_path):
+    """An optimiser saved apart from its model (resized since: Adam's moments of the old
+    shape loaded and failed at the next step), a python RNG state that does not load (found
+    after every object was restored), meta.json without kinds: errors before any write."""
+    torch.manual_seed(0)
+    big = torch.nn.Linear(3, 64)
+    optim = torch.optim.Adam(big.parameters())
+    big(torch.ones(2, 3)).sum().backward()
+    optim.step()
+    save_run(tmp_path / "a", {"optim": optim})
+    small = torch.nn.Linear(3, 32)
+    small_optim = torch.optim.Adam(small.parameters())
+    with pytest.raises(
+        ValueError, match=r"objects\['optim'\].*'exp_avg' saved with shape \(64, 3\)"
+    ):
+        load_run(tmp_path / "a", {"optim": small_optim})
+    assert small_optim.state_dict()["state"] == {}
+    net = torch.nn.Linear(2, 2)
+    path = save_run(tmp_path / "b", {"net": net})
+    meta = json.loads((path / "meta.json").read_text())
+    meta["python_rng"] = [3, [1, 2], None]
+    (path / "meta.json").write_text(json.dumps(meta))
+    fresh = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(ValueError, match="random generator states do not load"):
+        load_run(tmp_path / "b", {"net": fresh})
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+    load_run(tmp_path / "b", {"net": fresh}, rng=False)  # the rest of it is fine
+    del meta["kinds"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="meta.json: corrupted checkpoint .*'kinds'"):
+        load_run(tmp_path / "b", {"net": fresh})
+    other = save_run(tmp_path / "c", {"pol": torch.nn.Linear(2, 2)})
+    (path / "state.pt").write_bytes((other / "state.pt").read_bytes())
+    meta["kinds"] = {"net": "stateful"}
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"holds no state for objects\['net'\]"):
+        load_run(tmp_path / "b", {"net": fresh}, rng=False)
+
+
 def test_a_run_killed_while_saving_keeps_its_previous_checkpoint(tmp_path):
     """A real process saving a large replay in a loop is killed at an arbitrary moment."""
     script = textwrap.dedent(
