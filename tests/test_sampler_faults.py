@@ -218,6 +218,11 @@ def test_episode_cap_from_the_spec_and_argument():
             assert e["truncs"][-1] or e["terms"][-1]
     with pytest.raises(ValueError, match=r"max_episode_steps: expected a positive integer"):
         EpiSampler(env, pol, max_episode_steps=0)
+    # numpy's message from deep inside the setup before
+    with pytest.raises(
+        ValueError, match=r"seed: expected a non-negative integer or None, given -1"
+    ):
+        EpiSampler(env, pol, seed=-1)
 
 
 def test_stopped_worker_times_out_is_killed_and_replaced():

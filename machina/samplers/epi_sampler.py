@@ -244,8 +244,10 @@ class EpiSampler:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 what = "a positive integer" if low else "a non-negative integer"
                 raise ValueError(f"{name}: expected {what}, given {value!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"seed: expected an integer or None, given {seed!r}")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+        ):  # numpy's SeedSequence and gymnasium's reset(seed=) take no negative seed
+            raise ValueError(f"seed: expected a non-negative integer or None, given {seed!r}")
         if max_episode_steps != "auto" and max_episode_steps is not None:
             if (
                 isinstance(max_episode_steps, bool)
