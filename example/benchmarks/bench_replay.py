@@ -44,6 +44,12 @@ sampler they leave behind, each timed whole) spread over the calls between them.
 Targets: uniform ``random_batch`` <= 1/10 of a SAC step (issue 4); sample + update of 256
 at 1e6 steps <= 0.3 ms proportional and <= 1 ms rank-based amortised (issue 12), printed
 beside cpprb's time on the same machine.
+
+A third table times a training loop's replay work: one 200-step episode added to the full
+FIFO (the oldest evicted), then 200 sample + update calls, per call over the cycle, ours in
+both modes and cpprb's (its ``add`` of the same rows) alternating: what an add costs the
+samplers (ours rebuild at the next draw; the rank-based order merges the new steps into the
+last sort) is counted there.
 """
 
 from __future__ import annotations
@@ -307,6 +313,7 @@ def main() -> None:
         print(f"target: sample + update, {mode} <= {target_ms} ms (got {ms:.3f} ms{versus})")
     if cpprb_buffer is not None:
         per_call_medians(traj, cpprb_buffer, tds, new_pris, args.rounds)
+    with_adds(traj, cpprb_buffer, tds, new_pris, args.rounds, args.seq_length)
     over = [
         f"{name} ({per_call[name] / step_s:.2f}x)"
         for name in per_call
@@ -368,6 +375,60 @@ def per_call_medians(traj: Traj, buffer, tds: torch.Tensor, new_pris: np.ndarray
     ):
         verdict = "met" if ms <= target else "MISSED"
         print(f"target (per-call medians): {mode} <= {target} ms (got {ms:.3f} ms, {verdict})")
+
+
+def with_adds(traj: Traj, buffer, tds: torch.Tensor, new_pris: np.ndarray, rounds: int,
+              seq_length: int) -> None:  # fmt: skip
+    """A training loop's replay work: add one 200-step episode (the full FIFO evicts the
+    oldest), then ``EPI_LEN`` sample + update calls; the cycle's time per call, so that what
+    an add costs the samplers (a rebuild at the next draw) is counted. Ours in both modes and
+    cpprb's (its ``add`` of the same rows), cycle by cycle alternating."""
+    episode = make_memory(EPI_LEN, seq_length, seed=7)  # one episode, as make_memory's
+    columns = {k: v.numpy() for k, v in episode.data_map.items() if k not in ("pris", "seq_pris")}
+    cycles_per_round = 3
+
+    def ours(mode: str) -> float:
+        t0 = time.perf_counter()
+        traj.add_traj(episode)
+        for i in range(EPI_LEN):
+            _, idx = traj.prioritized_random_batch_once(BATCH, True, mode=mode)
+            tf.update_pris(traj, tds[i % len(tds)], idx)
+        return (time.perf_counter() - t0) / EPI_LEN
+
+    def cpprb_cycle() -> float:
+        t0 = time.perf_counter()
+        buffer.add(**columns)  # at the highest priority, as add_traj's new steps
+        for i in range(EPI_LEN):
+            batch = buffer.sample(BATCH, beta=0.4)
+            buffer.update_priorities(batch["indexes"], new_pris[i % len(new_pris)])
+        return (time.perf_counter() - t0) / EPI_LEN
+
+    contenders = {
+        "proportional": lambda: ours("proportional"),
+        "rank_based": lambda: ours("rank_based"),
+    }
+    if buffer is not None:
+        contenders["cpprb"] = cpprb_cycle
+    for fn in contenders.values():  # warm-up: the samplers are built once before timing
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _round in range(rounds):
+        for _ in range(cycles_per_round):
+            for name, fn in contenders.items():
+                times[name].append(fn())
+    cpp_ms = median(times["cpprb"]) * 1e3 if buffer is not None else float("nan")
+    rows = [
+        [f"sample + update_pris({BATCH}), {name}" if name != "cpprb" else
+         f"cpprb sample + update_priorities({BATCH})", median(t) * 1e3,
+         f"{median(t) * 1e3 / cpp_ms:.2f}x", len(t)]
+        for name, t in times.items()
+    ]  # fmt: skip
+    print_table(
+        f"In a training loop, {traj.num_step:,} steps: one {EPI_LEN}-step episode added, then "
+        f"{EPI_LEN} sample + update calls; ms per call over the cycle (median of cycles)",
+        ["operation", "ms per call", "/ cpprb", "cycles"],
+        rows,
+    )
 
 
 if __name__ == "__main__":
