@@ -88,6 +88,32 @@ def test_running_mean_std_refuses_non_finite_input_and_overflow_unchanged():
     assert prepro.ob_rms.count == 0
 
 
+def test_running_mean_std_load_state_dict_checks_shapes_and_values():
+    src = RunningMeanStd((3, 2))
+    src.update(np.random.default_rng(0).normal(size=(10, 3, 2)))
+    rms = RunningMeanStd((2, 3))
+    rms.update(np.arange(12.0).reshape(2, 2, 3))
+    good = rms.state_dict()
+    # a transposed state has as many entries: a reshape took it
+    with pytest.raises(
+        ValueError, match=r"state\['mean'\]: expected shape \(2, 3\), given \(3, 2\)"
+    ):
+        rms.load_state_dict(src.state_dict())
+    bad_values = [
+        ("count", -5, r"state\['count'\]: expected a whole number >= 0, given -5"),
+        ("var", -np.ones((2, 3)), r"state\['var'\]: expected values >= 0, given min -1"),
+        ("var", np.full((2, 3), np.inf), r"state\['var'\]: expected finite values"),
+        ("mean", np.full((2, 3), np.nan), r"state\['mean'\]: expected finite values"),
+    ]
+    for key, value, match in bad_values:
+        with pytest.raises(ValueError, match=match):
+            rms.load_state_dict({**good, key: value})
+    assert_state_equal(rms, good)
+    other = RunningMeanStd((2, 3))
+    other.load_state_dict(good)
+    assert_state_equal(other, good)
+
+
 def test_prepro_normalises_clips_and_inverts():
     space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     prepro = BasePrePro(space)

@@ -112,11 +112,37 @@ class RunningMeanStd:
         Parameters
         ----------
         state : dict
-            ``mean`` and ``var`` of shape (*shape) and ``count``.
+            ``mean`` (finite) and ``var`` (finite, >= 0) of shape exactly (*shape), and a
+            whole ``count`` >= 0; numpy arrays or tensors.
+
+        Raises
+        ------
+        KeyError, ValueError
+            When a key is missing or a value is not as above; the statistics are then
+            unchanged.
         """
-        self.mean = np.array(state["mean"], dtype=np.float64).reshape(self.shape)
-        self.var = np.array(state["var"], dtype=np.float64).reshape(self.shape)
-        self.count = int(state["count"])
+        missing = [key for key in ("mean", "var", "count") if key not in state]
+        if missing:
+            raise KeyError(f"state: expected keys 'mean', 'var' and 'count', missing {missing}")
+        mean = self._loaded_array(state, "mean")
+        var = self._loaded_array(state, "var")
+        if (var < 0).any():
+            raise ValueError(f"state['var']: expected values >= 0, given min {float(var.min())}")
+        count = np.asarray(state["count"])
+        if not (count.ndim == 0 and np.isfinite(count) and count >= 0 and int(count) == count):
+            raise ValueError(
+                f"state['count']: expected a whole number >= 0, given {state['count']!r}"
+            )
+        self.mean, self.var, self.count = mean, var, int(count)
+
+    def _loaded_array(self, state: dict[str, np.ndarray | int], key: str) -> np.ndarray:
+        """``state[key]`` as a float64 copy, checked to be finite and of shape (*shape)
+        exactly (a reshape would accept a transposed (3, 2) state into a (2, 3) one)."""
+        value = np.array(state[key], dtype=np.float64)
+        if value.shape != self.shape:
+            raise ValueError(f"state[{key!r}]: expected shape {self.shape}, given {value.shape}")
+        check_finite(value, f"state[{key!r}]")
+        return value
 
     def __repr__(self) -> str:
         return f"RunningMeanStd(shape={self.shape}, count={self.count})"
