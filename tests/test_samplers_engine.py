@@ -529,6 +529,8 @@ class BadStepEnv(ToyEnv):
         if self.t == 2:
             if self.fault == "info_list":
                 info = [1]
+            elif self.fault == "info_array":
+                info = np.array([1, 2])
             elif self.fault == "term_array":
                 term = np.array([True, False])
             elif self.fault == "str_obs":
@@ -539,7 +541,8 @@ class BadStepEnv(ToyEnv):
 @pytest.mark.parametrize(
     "fault,prepro,pattern",
     [
-        ("info_list", None, r"returned info \[1\] \(a list\); expected a dict during step 2"),
+        ("info_list", None, r"returned info \[1\] of type list; expected a dict during step 2"),
+        ("info_array", None, r"returned info array\(\[1, 2\]\) of type ndarray; expected a dict"),
         ("info_list", np.negative, r"returned info \[1\] .*expected a dict during step 2"),
         ("term_array", None, r"returned terminated array\(\[ True, False\]\); expected a bool"),
         ("str_obs", None, r"returned an observation array\(\['a', 'b'\].*expected numbers"),

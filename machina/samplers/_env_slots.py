@@ -122,8 +122,12 @@ def step_output_detail(result: Any) -> str | None:
         _, _, term, trunc, info = result
     except (TypeError, ValueError):
         return None  # not five values: the unpacking's own error says so
-    if info and not isinstance(info, Mapping):
-        return f"returned info {_short(info)} (a {type(info).__name__}); expected a dict"
+    try:
+        given = bool(info)  # falsy infos (None, {}) are skipped by the loops
+    except Exception:  # e.g. an array's ambiguous truth value
+        given = True
+    if given and not isinstance(info, Mapping):
+        return f"returned info {_short(info)} of type {type(info).__name__}; expected a dict"
     for name, flag in (("terminated", term), ("truncated", trunc)):
         try:
             bool(flag)
