@@ -178,6 +178,21 @@ def test_dataframe_round_trip():
     assert_epis_equal(from_dataframe(df.sample(frac=1.0, random_state=0)), epis)
 
 
+def test_dataframe_refuses_repeated_ids_missing_rows_and_columns():
+    epis = make_random_epis(np.random.default_rng(0), n_epi=2, max_len=6)
+    assert min(len(epi["rews"]) for epi in epis) >= 3
+    df = to_dataframe(epis)
+    # two frames each numbered from 0 would come back as interleaved double-length episodes
+    with pytest.raises(ValueError, match=r"episode 0.*repeats.*distinct 'epi' ids"):
+        from_dataframe(pd.concat([df, df]))
+    with pytest.raises(ValueError, match=r"episode 1.*got t = 2.*rows are missing"):
+        from_dataframe(df.drop(index=df.index[(df["epi"] == 1) & (df["t"] == 1)]))
+    with pytest.raises(ValueError, match=r"missing obs\[1\]"):
+        from_dataframe(df.drop(columns=["obs[1]"]))
+    renumbered = pd.concat([df, df.assign(epi=df["epi"] + 2)])
+    assert_epis_equal(from_dataframe(renumbered), epis + epis)
+
+
 def test_dataframe_of_traj_with_env_actions():
     env, pol, epis = pendulum_epis()
     traj = Traj()

@@ -54,6 +54,66 @@ def test_running_mean_std_merges_numpy_integer_counts_and_checks_its_arguments()
         left.update(3.0)  # one sample is not a batch of samples
 
 
+def assert_state_equal(rms, state):
+    got = rms.state_dict()
+    assert got["count"] == state["count"]
+    np.testing.assert_array_equal(got["mean"], state["mean"])
+    np.testing.assert_array_equal(got["var"], state["var"])
+
+
+def test_running_mean_std_refuses_non_finite_input_and_overflow_unchanged():
+    rms = RunningMeanStd((2,))
+    rms.update(np.array([[1.0, 2.0], [3.0, 5.0]]))
+    before = rms.state_dict()
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match=r"x: expected finite values, given (nan|inf)"):
+            rms.update(np.array([[1.0, 2.0], [bad, 0.0]]))
+    # finite values whose variance overflows float64
+    with pytest.raises(ValueError, match=r"x: .*overflow.*unchanged"):
+        rms.update(np.array([[1e200, 0.0], [-1e200, 0.0]]))
+    with pytest.raises(ValueError, match="var: expected finite values"):
+        rms.merge(np.zeros(2), np.array([np.nan, 1.0]), 3)
+    with pytest.raises(ValueError, match="mean: expected finite values"):
+        rms.merge(np.array([0.0, -np.inf]), np.ones(2), 3)
+    with pytest.raises(ValueError, match=r"mean, var: .*overflow"):
+        rms.merge(np.array([1e200, 0.0]), np.zeros(2), 3)
+    assert_state_equal(rms, before)
+    prepro = BasePrePro(gym.spaces.Box(-np.inf, np.inf, (2,)))
+    with pytest.raises(ValueError, match="obs: expected finite values"):
+        prepro.update(np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match=r"episode 1's e_is\['raw_obs'\]: expected finite"):
+        prepro.update_with_epis(
+            [{"e_is": {"raw_obs": np.ones((2, 2))}}, {"e_is": {"raw_obs": np.full((1, 2), np.inf)}}]
+        )
+    assert prepro.ob_rms.count == 0
+
+
+def test_running_mean_std_load_state_dict_checks_shapes_and_values():
+    src = RunningMeanStd((3, 2))
+    src.update(np.random.default_rng(0).normal(size=(10, 3, 2)))
+    rms = RunningMeanStd((2, 3))
+    rms.update(np.arange(12.0).reshape(2, 2, 3))
+    good = rms.state_dict()
+    # a transposed state has as many entries: a reshape took it
+    with pytest.raises(
+        ValueError, match=r"state\['mean'\]: expected shape \(2, 3\), given \(3, 2\)"
+    ):
+        rms.load_state_dict(src.state_dict())
+    bad_values = [
+        ("count", -5, r"state\['count'\]: expected a whole number >= 0, given -5"),
+        ("var", -np.ones((2, 3)), r"state\['var'\]: expected values >= 0, given min -1"),
+        ("var", np.full((2, 3), np.inf), r"state\['var'\]: expected finite values"),
+        ("mean", np.full((2, 3), np.nan), r"state\['mean'\]: expected finite values"),
+    ]
+    for key, value, match in bad_values:
+        with pytest.raises(ValueError, match=match):
+            rms.load_state_dict({**good, key: value})
+    assert_state_equal(rms, good)
+    other = RunningMeanStd((2, 3))
+    other.load_state_dict(good)
+    assert_state_equal(other, good)
+
+
 def test_prepro_normalises_clips_and_inverts():
     space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
     prepro = BasePrePro(space)

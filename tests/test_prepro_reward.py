@@ -80,6 +80,20 @@ def test_bad_inputs_are_named():
         RewardNormalizer().discounted_returns(np.ones((2, 2)))
 
 
+def test_non_finite_rewards_are_refused_and_the_statistics_kept():
+    norm = RewardNormalizer(0.99)
+    norm.update(np.arange(5.0))
+    scale = norm.scale
+    with pytest.raises(ValueError, match="rews: expected finite rewards, given nan"):
+        norm.update(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="epis: episode 1's rews: expected finite rewards"):
+        norm.update_with_epis([{"rews": np.ones(2)}, {"rews": np.array([0.0, np.inf])}])
+    # finite rewards whose returns' variance overflows float64
+    with pytest.raises(ValueError, match=r"rews \(their discounted returns\): .*overflow"):
+        norm.update(np.array([1e200, -1e200, 1e200]))
+    assert norm.ret_rms.count == 5 and norm.scale == scale
+
+
 def test_update_ob_rms_is_update_with_exact_statistics():
     space = gym.spaces.Box(-np.inf, np.inf, (3,))
     a, b = BasePrePro(space), BasePrePro(space)

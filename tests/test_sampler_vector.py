@@ -267,6 +267,36 @@ def test_prepro_on_the_vector_path():
     prepro.update_with_epis(epis)
 
 
+class NanAtCall:
+    """A batched prepro (BasePrePro's) that puts NaN in row ``row`` of its call ``call``
+    (0: the first reset's observations, 2: those of the second step)."""
+
+    batched = True
+
+    def __init__(self, call, row):
+        self.prepro = BasePrePro(gym.make("CartPole-v1").observation_space)
+        self.call, self.row, self.calls = call, row, 0
+
+    def __call__(self, obs):
+        out = self.prepro(obs)
+        if self.calls == self.call:
+            out[self.row] = np.nan
+        self.calls += 1
+        return out
+
+
+@pytest.mark.parametrize("call,phase", [(0, "reset"), (2, "step 2")])
+def test_non_finite_prepro_output_on_the_vector_path_blames_the_prepro(call, phase):
+    pol = policy()
+    pattern = (
+        r"the prepro returned a non-finite observation .* from a finite raw observation, for "
+        rf"environment 3 \(seed 7, sub-environment 3 of a vector environment\) during {phase}"
+    )
+    with EpiSampler(native_vec(6, 12), pol, seed=4, prepro=NanAtCall(call, 3)) as sampler:
+        with pytest.raises(RuntimeError, match=pattern):
+            sampler.sample(pol, max_steps=30)
+
+
 def test_infos_become_e_is_columns():
     """A vector environment's numeric infos (here RecordEpisodeStatistics's per-step ones are
     not numeric columns; a wrapper adds one) land in e_is, per episode step."""

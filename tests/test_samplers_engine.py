@@ -481,6 +481,83 @@ def test_bad_observation_errors_name_env_and_step(fault, pattern, prepro):
             sampler.sample(pol, max_epis=4)
 
 
+class NanAtTwo:
+    """A prepro (batched when asked, as BasePrePro is) that returns NaN for the finite raw
+    observations of step 2 (obs[0] == 2) or of the second episode's reset (obs == [0, 1])."""
+
+    def __init__(self, batched):
+        self.batched = batched
+
+    def __call__(self, obs):
+        obs = np.asarray(obs, dtype=np.float32)
+        bad = (obs[..., :1] == 2) | ((obs[..., :1] == 0) & (obs[..., 1:] == 1))
+        return np.where(bad, np.nan, obs)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_non_finite_prepro_output_blames_the_prepro(batched):
+    env = ToyEnv(length=1)  # step 2 never comes: the second episode's reset is the fault
+    pol = RandomPol(env.observation_space, env.action_space)
+    pattern = (
+        r"the prepro returned a non-finite observation .* from a finite raw observation, for "
+        r"environment [01] \(seed [01]\) during {}; the prepro is at fault"
+    )
+    with EpiSampler(env, pol, num_envs=2, seed=0, prepro=NanAtTwo(batched)) as sampler:
+        with pytest.raises(RuntimeError, match=pattern.format("reset")):
+            sampler.sample(pol, max_epis=4)
+    env = ToyEnv(length=4)
+    with EpiSampler(env, pol, num_envs=2, seed=0, prepro=NanAtTwo(batched)) as sampler:
+        with pytest.raises(RuntimeError, match=pattern.format("step 2")):
+            sampler.sample(pol, max_epis=2)
+
+
+class BadStepEnv(ToyEnv):
+    """ToyEnv whose step 2 (or reset) returns something that is not what gymnasium says."""
+
+    def __init__(self, fault):
+        super().__init__(length=4)
+        self.fault = fault
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        if self.fault == "none_obs":
+            obs = np.array([0, None], dtype=object)
+        return obs, info
+
+    def step(self, action):
+        obs, rew, term, trunc, info = super().step(action)
+        if self.t == 2:
+            if self.fault == "info_list":
+                info = [1]
+            elif self.fault == "info_array":
+                info = np.array([1, 2])
+            elif self.fault == "term_array":
+                term = np.array([True, False])
+            elif self.fault == "str_obs":
+                obs = np.array(["a", "b"])
+        return obs, rew, term, trunc, info
+
+
+@pytest.mark.parametrize(
+    "fault,prepro,pattern",
+    [
+        ("info_list", None, r"returned info \[1\] of type list; expected a dict during step 2"),
+        ("info_array", None, r"returned info array\(\[1, 2\]\) of type ndarray; expected a dict"),
+        ("info_list", np.negative, r"returned info \[1\] .*expected a dict during step 2"),
+        ("term_array", None, r"returned terminated array\(\[ True, False\]\); expected a bool"),
+        ("str_obs", None, r"returned an observation array\(\['a', 'b'\].*expected numbers"),
+        ("str_obs", np.negative, r"returned an observation array\(\['a', 'b'\].*expected num"),
+        ("none_obs", None, r"returned an observation array\(\[0, None\], dtype=object\) "),
+    ],
+)
+def test_unreadable_step_results_name_the_environment(fault, prepro, pattern):
+    env = BadStepEnv(fault)
+    pol = RandomPol(env.observation_space, env.action_space)
+    with EpiSampler(env, pol, num_envs=2, seed=0, prepro=prepro) as sampler:
+        with pytest.raises(RuntimeError, match=r"environment 0 \(seed 0\) " + pattern):
+            sampler.sample(pol, max_epis=2)
+
+
 def test_list_observations_and_long_episodes():
     """Observations as lists are converted; episodes longer than the engine's first buffer
     (64 steps) and slots that stop early keep every step."""

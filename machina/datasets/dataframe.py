@@ -86,6 +86,36 @@ def to_dataframe(epis: Sequence[Epi] | Traj, pol: BasePol | None = None) -> Any:
     return pd.DataFrame(data)
 
 
+def _check_steps(steps: np.ndarray, epi_ids: np.ndarray, starts: np.ndarray) -> None:
+    """Each episode's sorted ``t`` must be ``0..T-1`` once each: a repeated or missing step
+    would otherwise merge episodes or close a gap silently."""
+    lengths = np.diff(np.append(starts, len(steps)))
+    expected = np.arange(len(steps)) - np.repeat(starts, lengths)
+    bad = np.flatnonzero(steps != expected)
+    if len(bad) == 0:
+        return
+    i = int(np.searchsorted(starts, bad[0], side="right")) - 1
+    row = int(bad[0] - starts[i])
+    raise ValueError(
+        f"df: episode {epi_ids[i]}: expected t = 0..T-1 once each, got t = {steps[bad[0]]} "
+        f"at its sorted row {row} of {lengths[i]}: its 'epi' id repeats or rows are missing "
+        f"(concatenated to_dataframe frames need distinct 'epi' ids, e.g. offset each frame's)"
+    )
+
+
+def _check_entries(key: str, shape: tuple[int, ...], present: set[tuple[int, ...]]) -> None:
+    """Every ``key[i,...]`` column up to ``shape`` must be there: a missing one would leave its
+    entries uninitialised."""
+    missing = [i for i in np.ndindex(*shape) if i not in present]
+    if missing:
+        names = ", ".join(f"{key}[{','.join(map(str, i))}]" for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ValueError(
+            f"df: expected columns {key}[...] for every entry of shape {shape}, "
+            f"missing {names}{more}"
+        )
+
+
 def from_dataframe(df: Any) -> list[Epi]:
     """Episodes from a :func:`to_dataframe` frame (rows grouped by ``epi``, ordered by ``t``).
 
@@ -95,6 +125,13 @@ def from_dataframe(df: Any) -> list[Epi]:
         One dict per ``epi`` value, in ascending order; ``a_is/...`` and ``e_is/...`` columns
         become the ``a_is`` / ``e_is`` dicts, ``name[i,j]`` columns one array of shape
         ``(T, max i + 1, max j + 1)``.
+
+    Raises
+    ------
+    ValueError
+        When an episode's ``t`` is not ``0..T-1`` once each (its ``epi`` id repeats, as in
+        concatenated frames each numbered from 0, or rows are missing), or a ``name[i,...]``
+        column is missing.
     """
     for required in ("epi", "t"):
         if required not in df.columns:
@@ -102,6 +139,7 @@ def from_dataframe(df: Any) -> list[Epi]:
     df = df.sort_values(["epi", "t"], kind="stable")
     epi_ids, starts = np.unique(df["epi"].to_numpy(), return_index=True)
     bounds = list(starts) + [len(df)]
+    _check_steps(df["t"].to_numpy(), epi_ids, starts)
     arrays: dict[str, np.ndarray] = {}
     entries: dict[str, list[tuple[tuple[int, ...], str]]] = {}
     for name in df.columns:
@@ -117,6 +155,7 @@ def from_dataframe(df: Any) -> list[Epi]:
             entries.setdefault(key, []).append((tuple(map(int, index.split(","))), name))
     for key, parts in entries.items():
         shape = tuple(max(i[d] for i, _ in parts) + 1 for d in range(len(parts[0][0])))
+        _check_entries(key, shape, {i for i, _ in parts})
         first = df[parts[0][1]].to_numpy()
         values = np.empty((len(df), *shape), dtype=first.dtype)
         for index, name in parts:

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from machina.prepro.running_mean_std import RunningMeanStd
+from machina.prepro.running_mean_std import RunningMeanStd, check_finite
 
 
 class BasePrePro:
@@ -136,9 +136,16 @@ class BasePrePro:
         Parameters
         ----------
         obs : (N, *ob_shape) or (*ob_shape) array
+            Finite values.
+
+        Raises
+        ------
+        ValueError
+            When ``obs`` has a NaN or inf, or would make the statistics overflow float64;
+            they are then unchanged.
         """
         obs = self._check(obs, "obs")
-        self.ob_rms.update(obs.reshape((-1, *self.ob_rms.shape)))
+        self.ob_rms._update(obs.reshape((-1, *self.ob_rms.shape)), "obs")
 
     def update_ob_rms(self, ob: np.ndarray) -> None:
         """Fold raw observations into the running mean and variance (machina 0.x's name;
@@ -183,7 +190,9 @@ class BasePrePro:
                     "EpiSampler(..., prepro=...) keeps; for episodes sampled without a prepro "
                     "(raw obs), call prepro.update(np.concatenate([epi['obs'] ...]))"
                 )
-            raw.append(self._check(e_is["raw_obs"], "epis: e_is['raw_obs']"))
+            name = f"epis: episode {i}'s e_is['raw_obs']"
+            raw.append(self._check(e_is["raw_obs"], name))
+            check_finite(raw[-1], name)
         if raw:
             self.update(np.concatenate(raw, axis=0))
 

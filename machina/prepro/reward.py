@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
-from machina.prepro.running_mean_std import RunningMeanStd
+from machina.prepro.running_mean_std import RunningMeanStd, check_finite
 
 
 class RewardNormalizer:
@@ -76,8 +76,17 @@ class RewardNormalizer:
         return lfilter([1.0], [1.0, -self.gamma], rews)
 
     def update(self, rews: np.ndarray) -> None:
-        """Fold the running discounted returns of one whole episode's rewards (T,) in."""
-        self.ret_rms.update(self.discounted_returns(rews))
+        """Fold the running discounted returns of one whole episode's rewards (T,) in.
+
+        Raises
+        ------
+        ValueError
+            When ``rews`` has a NaN or inf, or its returns would make the statistics overflow
+            float64; they are then unchanged.
+        """
+        rets = self.discounted_returns(rews)
+        check_finite(np.asarray(rews, dtype=np.float64), "rews", "rewards")
+        self.ret_rms._update(rets, "rews (their discounted returns)")
 
     def update_with_epis(self, epis: Iterable[Mapping[str, Any]]) -> None:
         """Fold the running discounted returns of every step of ``epis`` into the statistics.
@@ -85,11 +94,21 @@ class RewardNormalizer:
         Parameters
         ----------
         epis : iterable of dict
-            Whole episodes with raw ``rews`` (T,).
+            Whole episodes with raw ``rews`` (T,), finite.
+
+        Raises
+        ------
+        ValueError
+            When an episode's ``rews`` has a NaN or inf, or the returns would make the
+            statistics overflow float64; they are then unchanged.
         """
-        rets = [self.discounted_returns(_rews(epi, i)) for i, epi in enumerate(epis)]
+        rets = []
+        for i, epi in enumerate(epis):
+            rews = _rews(epi, i)
+            check_finite(np.asarray(rews, dtype=np.float64), f"epis: episode {i}'s rews", "rewards")
+            rets.append(self.discounted_returns(rews))
         if rets:
-            self.ret_rms.update(np.concatenate(rets))
+            self.ret_rms._update(np.concatenate(rets), "epis: rews (their discounted returns)")
 
     def normalize(self, rews: np.ndarray) -> np.ndarray:
         """Scale (and clip) rewards with the current statistics.

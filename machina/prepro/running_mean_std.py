@@ -35,19 +35,36 @@ class RunningMeanStd:
         Parameters
         ----------
         x : (N, *shape) array
+            Finite values.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` has a NaN or inf, or its values would make the mean or variance
+            overflow float64; the statistics are then unchanged.
         """
+        self._update(x, "x")
+
+    def _update(self, x: np.ndarray, name: str) -> None:
+        """:meth:`update`, its errors naming the caller's argument ``name``."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 0 or x.shape[1:] != self.shape:
-            raise ValueError(f"x: expected shape (N, *{self.shape}), given {x.shape}")
+            raise ValueError(f"{name}: expected shape (N, *{self.shape}), given {x.shape}")
         if x.shape[0] == 0:
             return
-        self.merge(x.mean(axis=0), x.var(axis=0), x.shape[0])
+        check_finite(x, name)
+        # ~1e200 values: var overflows to inf; _fold refuses it before any state changes
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, var = x.mean(axis=0), x.var(axis=0)
+        self._fold(mean, var, x.shape[0], name)
 
     def merge(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """Fold in the statistics of another set of ``count`` samples (e.g. another
-        process's ``RunningMeanStd``): their ``mean`` and population ``var``, (*shape)."""
+        process's ``RunningMeanStd``): their finite ``mean`` and population ``var``,
+        (*shape). Refused (ValueError, statistics unchanged) when the merged mean or variance
+        would overflow float64."""
         # a Python int: a numpy int32 count would wrap around in self.count * count
-        if int(count) != count:
+        if not (np.isfinite(count) and int(count) == count):
             raise ValueError(f"count: expected a whole number of samples, given {count!r}")
         count = int(count)
         if count <= 0:
@@ -56,15 +73,28 @@ class RunningMeanStd:
         for name, value in (("mean", mean), ("var", var)):
             if value.shape != self.shape:
                 raise ValueError(f"{name}: expected shape {self.shape}, given {value.shape}")
+            check_finite(value, name)
+        self._fold(mean, var, count, "mean, var")
+
+    def _fold(self, mean: np.ndarray, var: np.ndarray, count: int, name: str) -> None:
+        """Merge ``count`` samples' ``mean`` and ``var`` in, or raise (naming ``name``) with
+        nothing changed when the result would not be finite."""
         total = self.count + count
-        delta = mean - self.mean
-        # M2 (sum of squared deviations) of the union: both parts' M2 plus the spread of
-        # their means; new mean moves by delta weighted by the other part's share.
-        m2 = self.var * self.count + var * count
-        m2 = m2 + delta**2 * (self.count * count / total)
-        self.mean = self.mean + delta * (count / total)
-        self.var = m2 / total
-        self.count = total
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = mean - self.mean
+            # M2 (sum of squared deviations) of the union: both parts' M2 plus the spread of
+            # their means; new mean moves by delta weighted by the other part's share.
+            m2 = self.var * self.count + var * count
+            m2 = m2 + delta**2 * (self.count * count / total)
+            new_mean = self.mean + delta * (count / total)
+            new_var = m2 / total
+        if not (np.isfinite(new_mean).all() and np.isfinite(new_var).all()):
+            raise ValueError(
+                f"{name}: expected values whose running mean and variance fit in float64, "
+                f"given {count} samples that make them overflow (with the {self.count} "
+                "already folded in); the statistics are unchanged"
+            )
+        self.mean, self.var, self.count = new_mean, new_var, total
 
     def state_dict(self) -> dict[str, np.ndarray | int]:
         """The statistics.
@@ -82,11 +112,58 @@ class RunningMeanStd:
         Parameters
         ----------
         state : dict
-            ``mean`` and ``var`` of shape (*shape) and ``count``.
+            ``mean`` (finite) and ``var`` (finite, >= 0) of shape exactly (*shape), and a
+            whole ``count`` >= 0; numpy arrays or tensors.
+
+        Raises
+        ------
+        KeyError, ValueError
+            When a key is missing or a value is not as above; the statistics are then
+            unchanged.
         """
-        self.mean = np.array(state["mean"], dtype=np.float64).reshape(self.shape)
-        self.var = np.array(state["var"], dtype=np.float64).reshape(self.shape)
-        self.count = int(state["count"])
+        missing = [key for key in ("mean", "var", "count") if key not in state]
+        if missing:
+            raise KeyError(f"state: expected keys 'mean', 'var' and 'count', missing {missing}")
+        mean = self._loaded_array(state, "mean")
+        var = self._loaded_array(state, "var")
+        if (var < 0).any():
+            raise ValueError(f"state['var']: expected values >= 0, given min {float(var.min())}")
+        count = np.asarray(state["count"])
+        if not (count.ndim == 0 and np.isfinite(count) and count >= 0 and int(count) == count):
+            raise ValueError(
+                f"state['count']: expected a whole number >= 0, given {state['count']!r}"
+            )
+        self.mean, self.var, self.count = mean, var, int(count)
+
+    def _loaded_array(self, state: dict[str, np.ndarray | int], key: str) -> np.ndarray:
+        """``state[key]`` as a float64 copy, checked to be finite and of shape (*shape)
+        exactly (a reshape would accept a transposed (3, 2) state into a (2, 3) one)."""
+        value = np.array(state[key], dtype=np.float64)
+        if value.shape != self.shape:
+            raise ValueError(f"state[{key!r}]: expected shape {self.shape}, given {value.shape}")
+        check_finite(value, f"state[{key!r}]")
+        return value
 
     def __repr__(self) -> str:
         return f"RunningMeanStd(shape={self.shape}, count={self.count})"
+
+
+def check_finite(x: np.ndarray, name: str, what: str = "values") -> None:
+    """Raise a ValueError naming ``name`` when ``x`` has a NaN or inf: running statistics
+    that fold one in stay NaN forever.
+
+    Parameters
+    ----------
+    x : array
+    name : str
+        The argument, for the message.
+    what : str
+        What ``x`` holds, for the message (e.g. ``"rewards"``).
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"{name}: expected finite {what}, given {x[where]} at index {where} "
+            f"({int((~finite).sum())} non-finite of {x.size})"
+        )

@@ -7,7 +7,7 @@ worker process or a Ray actor reads the same as one in the user's process.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium
@@ -98,6 +98,44 @@ def non_finite_detail(arr: np.ndarray) -> str:
     )
 
 
+def prepro_detail(arr: np.ndarray, raw: Any) -> str:
+    """What is wrong with a prepro's output holding NaN/inf, and from what it came."""
+    raw = np.asarray(raw) if not isinstance(raw, (dict, tuple)) else raw
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "biuf":
+        source = "a finite raw observation"  # the raw ones are checked before the prepro
+    else:
+        source = f"a raw observation of type {type(raw).__name__}" + (
+            f" (dtype {raw.dtype})" if isinstance(raw, np.ndarray) else ""
+        )
+    return f"the prepro {non_finite_detail(arr)} from {source}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def step_output_detail(result: Any) -> str | None:
+    """What is wrong with what ``env.step`` returned, when converting its ``info`` or its
+    ``terminated`` / ``truncated`` flags failed; None when it is none of these."""
+    try:
+        _, _, term, trunc, info = result
+    except (TypeError, ValueError):
+        return None  # not five values: the unpacking's own error says so
+    try:
+        given = bool(info)  # falsy infos (None, {}) are skipped by the loops
+    except Exception:  # e.g. an array's ambiguous truth value
+        given = True
+    if given and not isinstance(info, Mapping):
+        return f"returned info {_short(info)} of type {type(info).__name__}; expected a dict"
+    for name, flag in (("terminated", term), ("truncated", trunc)):
+        try:
+            bool(flag)
+        except Exception:
+            return f"returned {name} {_short(flag)}; expected a bool"
+    return None
+
+
 class EnvSlots:
     """``len(slot_ids)`` environments built by one factory.
 
@@ -177,6 +215,23 @@ class EnvSlots:
     def non_finite_error(self, k: int, arr: np.ndarray, phase: str) -> RuntimeError:
         return self.env_error(k, phase, None, non_finite_detail(arr))
 
+    def prepro_error(self, k: int, arr: np.ndarray, raw: Any, phase: str) -> RuntimeError:
+        """The prepro's fault (its output ``arr`` for slot ``k`` is non-finite), worded as the
+        environment's errors are."""
+        return RuntimeError(
+            f"{prepro_detail(arr, raw)}, for environment {self.slot_ids[k]} (seed "
+            f"{self.seeds[k]}) during {phase}; the prepro is at fault, not the environment: "
+            "check it (e.g. a BasePrePro's statistics)"
+        )
+
+    def step_error(self, k: int, phase: str, exc: Exception, result: Any) -> RuntimeError:
+        """The error of slot ``k``'s step: ``env.step`` raised ``exc`` (``result`` None), or
+        what it returned (``result``) could not be read."""
+        detail = None if result is None else step_output_detail(result)
+        if detail is None:
+            return self.env_error(k, phase, exc)
+        return self.env_error(k, phase, None, detail)
+
     def observe(self, k: int, raw: Any, phase: str, prepro: Callable | None) -> np.ndarray:
         """One observation, checked (finite, the shape of the run's first), after prepro, as a
         new float32 array: the path of the first resets and of every observation with a
@@ -188,24 +243,75 @@ class EnvSlots:
             # A Dict / Tuple observation goes to the prepro as it is (the prepro makes the
             # array); it is not kept in e_is["raw_obs"], which holds arrays.
             self.raw_obs.pop(k, None)
-            arr = np.array(prepro(raw), dtype=np.float32)
-            if not all_finite(arr):
-                raise self.non_finite_error(k, arr, phase)
+            arr = self._prepro(k, prepro, raw, phase)
         else:
             arr = np.asarray(raw)
             if arr.dtype.kind in "fc" and not all_finite(arr):
                 raise self.non_finite_error(k, arr, phase)
             if prepro is not None:
                 self.raw_obs[k] = np.array(arr)  # a copy: the env may reuse its array
-                arr = np.asarray(prepro(arr))
-        arr = np.array(arr, dtype=np.float32)  # a copy: the env may reuse its array
+                arr = self._prepro(k, prepro, arr, phase)
+            else:
+                given = arr
+                arr = self._as_float(k, arr, phase, False)
+                # after the cast too: None in an object array becomes NaN, a float64 beyond
+                # float32's range inf (the environment's faults, not the policy's)
+                if not all_finite(arr):
+                    raise self._cast_error(k, given, phase)
         if self.ob_shape is None:
             self.ob_shape = arr.shape
         elif arr.shape != self.ob_shape:
             raise self.shape_error(k, arr, phase, prepro is not None)
         return arr
 
+    def _prepro(self, k: int, prepro: Callable, raw: Any, phase: str) -> np.ndarray:
+        """``prepro(raw)`` as a new float32 array, checked finite: slot ``k``'s raw observation
+        was, so a NaN/inf is the prepro's (None casts to NaN: not numbers)."""
+        given = prepro(raw)
+        out = self._as_float(k, given, phase, True)
+        if not all_finite(out):
+            if np.asarray(given).dtype.kind not in "biufc":
+                raise self.not_numeric_error(k, given, phase, True)
+            raise self.prepro_error(k, out, raw, phase)
+        return out
+
+    def _as_float(self, k: int, obs: Any, phase: str, prepro: bool) -> np.ndarray:
+        """``obs`` as a new float32 array (a copy: the env may reuse its array), or an error
+        naming slot ``k`` when it holds no numbers (strings, None)."""
+        try:
+            return np.array(obs, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise self.not_numeric_error(k, obs, phase, prepro) from exc
+
+    def _cast_error(self, k: int, given: np.ndarray, phase: str) -> RuntimeError:
+        """Slot ``k``'s finite (or not numeric) observation ``given`` became NaN/inf as
+        float32."""
+        if given.dtype.kind not in "biufc":
+            return self.not_numeric_error(k, given, phase, False)
+        peak = float(np.abs(given).max())
+        detail = (
+            f"returned an observation beyond float32's range (|value| up to {peak:.3g}); "
+            "expected values the sampler can store as float32"
+        )
+        return self.env_error(k, phase, None, detail)
+
+    def not_numeric_error(self, k: int, obs: Any, phase: str, prepro: bool) -> RuntimeError:
+        """Slot ``k``'s observation (the prepro's output when ``prepro``) holds no numbers."""
+        try:
+            kind = f"dtype {np.asarray(obs).dtype}"
+        except (TypeError, ValueError):  # e.g. a ragged list
+            kind = f"type {type(obs).__name__}"
+        given = f"an observation {_short(obs)} of {kind}"
+        if not prepro:
+            return self.env_error(k, phase, None, f"returned {given}; expected numbers")
+        return RuntimeError(
+            f"the prepro returned {given} for environment {self.slot_ids[k]} (seed "
+            f"{self.seeds[k]}) during {phase}; expected numbers"
+        )
+
     def shape_error(self, k: int, raw: Any, phase: str, prepro: bool = False) -> RuntimeError:
+        if np.shape(raw) == self.ob_shape:  # the shape is right: the values are not numbers
+            return self.not_numeric_error(k, raw, phase, prepro)
         what = "an observation" + (" (after prepro)" if prepro else "")
         return self.env_error(
             k,

@@ -174,21 +174,30 @@ class StepLoop(LoopChecks):
     ) -> tuple[list, list, list]:
         """Step each active slot once: its raw observations, rewards and ended episodes
         ``(slot, raw final observation or None, term, trunc)``; infos are recorded."""
-        slots, infos, first_row, env_steps = self.slots, self.infos, self.first_row, self.env_steps
+        infos, env_steps = self.infos, self.env_steps
         raws, rews, ended = [], [], []
         for k, a in zip(active, ac_real):
+            result = None
             try:
-                raw, rew, term, trunc, info = env_steps[k](a)
+                result = env_steps[k](a)
+                raw, rew, term, trunc, info = result
+                # here, so that an info that is no dict or an array flag names the env too
+                if info:
+                    infos[k].append(numeric_info(info))
+                term, trunc = bool(term), bool(trunc)
             except Exception as exc:
-                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
-                raise self._blame(k, t, error) from exc
+                raise self._step_error(k, t, exc, result) from exc
             raws.append(raw)
             rews.append(rew)
-            if info:
-                infos[k].append(numeric_info(info))
             if term or trunc:
                 ended.append((k, raw if keep_final else None, term, trunc))
         return raws, rews, ended
+
+    def _step_error(self, k: int, t: int, exc: Exception, result: Any) -> RuntimeError:
+        """The error for slot ``k``'s step at row ``t``: ``env.step`` raised ``exc`` or
+        returned ``result`` that could not be read (see ``EnvSlots.step_error``)."""
+        error = self.slots.step_error(k, f"step {t - self.first_row[k] + 1}", exc, result)
+        return self._blame(k, t, error)
 
     def _write_row(
         self, row: np.ndarray, step_rows: Any, active: list[int], raws: list, t: int
@@ -229,7 +238,19 @@ class StepLoop(LoopChecks):
             raise self._blame(
                 k, t, slots.shape_error(k, out[0], f"step {t - first_row[k] + 1}", True)
             ) from exc
+        # One check of the row (after the float32 cast), before the ends read it: the raw
+        # observations were finite, so a NaN/inf here is the prepro's, not the environment's.
+        if not all_finite(next_row):
+            self._raise_prepro_non_finite(active, raw_row, next_row, t)
         return rews, ended
+
+    def _raise_prepro_non_finite(
+        self, active: list[int], raw_row: np.ndarray, next_row: np.ndarray, t: int
+    ) -> None:
+        for k in active:
+            if not all_finite(next_row[k]):
+                phase = f"step {t - self.first_row[k] + 1}"
+                raise self.slots.prepro_error(k, next_row[k], raw_row[k], phase)
 
     def _step_envs_prepro(
         self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
@@ -238,16 +259,18 @@ class StepLoop(LoopChecks):
         slots, infos, first_row, prepro = self.slots, self.infos, self.first_row, self.task.prepro
         rews, ended = [], []
         for k, a in zip(active, ac_real):
+            result = None
             try:
-                raw, rew, term, trunc, info = self.env_steps[k](a)
+                result = self.env_steps[k](a)
+                raw, rew, term, trunc, info = result
+                step_info = numeric_info(info) if info else {}
+                term, trunc = bool(term), bool(trunc)
             except Exception as exc:
-                error = slots.env_error(k, f"step {t - first_row[k] + 1}", exc)
-                raise self._blame(k, t, error) from exc
+                raise self._step_error(k, t, exc, result) from exc
             rews.append(rew)
             # The raw observation this step acted on: running statistics must come from raw
             # observations, which clipped normalised ones cannot give back
             # (machina.prepro.BasePrePro.update_with_epis).
-            step_info = numeric_info(info) if info else {}
             if k in slots.raw_obs:  # array observations (a Dict / Tuple one is not kept)
                 step_info["raw_obs"] = slots.raw_obs[k]
             infos[k].append(step_info)

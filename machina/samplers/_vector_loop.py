@@ -134,9 +134,11 @@ class VectorStepLoop(LoopChecks):
         self.in_epi[idx] = True
         self.starts[idx] = 1.0
 
-    def _observe(self, raw: np.ndarray, out: np.ndarray, raw_out: np.ndarray | None) -> None:
-        """Raw observations (m, ...) into the observation rows ``out`` (after prepro) and the
-        raw rows ``raw_out``."""
+    def _observe(
+        self, raw: np.ndarray, out: np.ndarray, raw_out: np.ndarray | None, t: int
+    ) -> None:
+        """Raw observations (n, ...) of step ``t`` into the observation row ``out`` (after
+        prepro) and the raw row ``raw_out``."""
         prepro = self.task.prepro
         if prepro is None:
             out[...] = raw
@@ -144,6 +146,28 @@ class VectorStepLoop(LoopChecks):
         if raw_out is not None:
             raw_out[...] = raw
         out[...] = apply_prepro(prepro, raw, self.batched)
+        self._check_prepro(raw, out, None, t)
+
+    def _check_prepro(
+        self, raw: np.ndarray, out: np.ndarray, idx: np.ndarray | None, t: int, phase: str = ""
+    ) -> None:
+        """The prepro's output ``out`` (m, ...) of float32 for the raw observations ``raw`` of
+        slots ``idx`` (None: all) at step ``t``: one check; a NaN/inf from a finite raw
+        observation is the prepro's (a raw one's is the environment's: ``_check_row``)."""
+        if all_finite(out):
+            return
+        bad = ~np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+        raw = np.asarray(raw)
+        if raw.dtype.kind in "fc":
+            bad &= np.isfinite(raw.reshape(len(raw), -1)).all(axis=1)
+        if not bad.any():
+            return
+        j = int(np.flatnonzero(bad)[0])
+        k = j if idx is None else int(idx[j])
+        if not phase:
+            in_epi = self.in_epi[k] and self.first_row[k] <= t
+            phase = f"step {t - int(self.first_row[k]) + 1}" if in_epi else f"engine step {t + 1}"
+        raise self.slots.prepro_error(k, out[j], raw[j], phase)
 
     # ------------------------------------------------------------------ the run
     def run(self, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -165,6 +189,7 @@ class VectorStepLoop(LoopChecks):
         obs_buf[0] = obs0
         if raw_buf is not None:
             raw_buf[0] = raw0
+            self._check_prepro(raw0, obs_buf[0], None, -1, "reset")
         self._begin(starting, 0)
         self._check_row(obs_buf[0], -1)
         mode = slots.mode
@@ -206,7 +231,7 @@ class VectorStepLoop(LoopChecks):
             rews_buf[t] = rews
             next_row = obs_buf[t + 1]
             try:
-                self._observe(obs, next_row, None if raw_buf is None else raw_buf[t + 1])
+                self._observe(obs, next_row, None if raw_buf is None else raw_buf[t + 1], t)
             except (TypeError, ValueError) as exc:
                 raise slots.error(
                     f"engine step {t + 1}",
@@ -263,7 +288,7 @@ class VectorStepLoop(LoopChecks):
         if not ended.any():
             return
         idx = np.flatnonzero(ended)
-        finals = self._finals(idx, infos, next_row)
+        finals = self._finals(idx, infos, next_row, t)
         self._record(idx, t, np.asarray(terms)[idx], np.asarray(truncs)[idx], finals)
         go_on = idx[self._under(idx)]
         if not len(go_on):
@@ -297,9 +322,11 @@ class VectorStepLoop(LoopChecks):
         else:
             self._begin(done, t + 1)
 
-    def _finals(self, idx: np.ndarray, infos: dict[str, Any], next_row: np.ndarray) -> np.ndarray:
+    def _finals(
+        self, idx: np.ndarray, infos: dict[str, Any], next_row: np.ndarray, t: int
+    ) -> np.ndarray:
         """The final observations (after prepro) of the episodes of slots ``idx`` that their
-        sub-environments ended at this step."""
+        sub-environments ended at step ``t``."""
         if self.slots.mode != AutoresetMode.SAME_STEP:
             return next_row[idx]  # the returned observation is the final one
         final_obs = infos.get("final_obs") if infos else None
@@ -313,7 +340,9 @@ class VectorStepLoop(LoopChecks):
         raw = np.stack([np.asarray(final_obs[k]) for k in idx.tolist()])
         if self.task.prepro is None:
             return raw.astype(np.float32, copy=False)
-        return apply_prepro(self.task.prepro, raw, self.batched).astype(np.float32, copy=False)
+        out = apply_prepro(self.task.prepro, raw, self.batched).astype(np.float32, copy=False)
+        self._check_prepro(raw, out, idx, t)
+        return out
 
     def _record(
         self, idx: np.ndarray, t: int, terms: np.ndarray, truncs: np.ndarray, finals: np.ndarray
@@ -393,6 +422,8 @@ class VectorStepLoop(LoopChecks):
         next_row[idx] = apply_prepro(prepro, raw, self.batched) if prepro else raw
         if raw_buf is not None:
             raw_buf[t + 1][idx] = raw
+        if prepro:
+            self._check_prepro(raw, next_row[idx], idx, t, "reset")
         # Which of them begin: those whose episode ended (or was cut) at this step, under
         # their quotas (not idle ones, whose sub-environment only had to be reset).
         begins = self.just_ended[idx] & ~self.in_epi[idx] & self._under(idx)
