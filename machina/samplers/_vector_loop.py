@@ -19,7 +19,10 @@ Autoreset modes (gymnasium 1.x, ``metadata["autoreset_mode"]``):
 
 With ``SAME_STEP`` or ``DISABLED`` the policy acts on the slots in an episode only, as the
 per-env engine does, so a ``SyncVectorEnv`` of the same environments gives the per-env engine's
-episodes (same seeds, same draws; see the notes of ``_vector_slots.py``).
+episodes in the first ``sample`` call (same seeds, same draws; see the notes of
+``_vector_slots.py``). Later calls part from them: every call starts with a reset of all
+sub-environments, and those that the vector environment had already reset (or kept stepping
+while idle) draw their starts from a later point of their RNG than the per-env engine's.
 
 Budgets: a slot begins a new episode only while under its quotas, as in the per-env engine;
 a slot that met them idles (its sub-environment still steps, since a vector environment steps
