@@ -189,6 +189,8 @@ def test_dataframe_refuses_repeated_ids_missing_rows_and_columns():
         from_dataframe(df.drop(index=df.index[(df["epi"] == 1) & (df["t"] == 1)]))
     with pytest.raises(ValueError, match=r"missing obs\[1\]"):
         from_dataframe(df.drop(columns=["obs[1]"]))
+    with pytest.raises(ValueError, match=r"columns obs\[\.\.\.\] index 1 and 2 dimensions"):
+        from_dataframe(df.rename(columns={"obs[1]": "obs[1,0]"}))
     renumbered = pd.concat([df, df.assign(epi=df["epi"] + 2)])
     assert_epis_equal(from_dataframe(renumbered), epis + epis)
 

@@ -77,6 +77,8 @@ def test_running_mean_std_refuses_non_finite_input_and_overflow_unchanged():
         rms.merge(np.array([0.0, -np.inf]), np.ones(2), 3)
     with pytest.raises(ValueError, match=r"mean, var: .*overflow"):
         rms.merge(np.array([1e200, 0.0]), np.zeros(2), 3)
+    with pytest.raises(ValueError, match=r"var: expected values >= 0, given min -1\.0"):
+        rms.merge(np.zeros(2), np.array([1.0, -1.0]), 3)
     assert_state_equal(rms, before)
     prepro = BasePrePro(gym.spaces.Box(-np.inf, np.inf, (2,)))
     with pytest.raises(ValueError, match="obs: expected finite values"):

@@ -154,6 +154,12 @@ def from_dataframe(df: Any) -> list[Epi]:
         else:
             entries.setdefault(key, []).append((tuple(map(int, index.split(","))), name))
     for key, parts in entries.items():
+        ranks = sorted({len(i) for i, _ in parts})
+        if len(ranks) > 1:  # obs[0] beside obs[1,2]: no one shape holds both
+            raise ValueError(
+                f"df: columns {key}[...] index {' and '.join(map(str, ranks))} dimensions; "
+                "expected one number of indices for every entry of a key"
+            )
         shape = tuple(max(i[d] for i, _ in parts) + 1 for d in range(len(parts[0][0])))
         _check_entries(key, shape, {i for i, _ in parts})
         first = df[parts[0][1]].to_numpy()

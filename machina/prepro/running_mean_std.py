@@ -74,6 +74,8 @@ class RunningMeanStd:
             if value.shape != self.shape:
                 raise ValueError(f"{name}: expected shape {self.shape}, given {value.shape}")
             check_finite(value, name)
+        if (var < 0).any():  # a variance below 0 would give NaN scales later
+            raise ValueError(f"var: expected values >= 0, given min {float(var.min())}")
         self._fold(mean, var, count, "mean, var")
 
     def _fold(self, mean: np.ndarray, var: np.ndarray, count: int, name: str) -> None:
