@@ -150,6 +150,21 @@ def test_constant_dimension_gets_eps(rng):
     assert np.all(std_obs > 0)
 
 
+@pytest.mark.parametrize("registered", [False, True])
+def test_a_non_finite_step_is_named_not_spread_over_its_dimension(rng, registered):
+    """One NaN (or inf) observation made its dimension's statistics NaN, and that
+    dimension NaN at every normalised step, without a word."""
+    for bad, key in ((np.nan, "obs"), (np.inf, "acs")):
+        epis = scaled_epis(rng)
+        epis[2][key][3, 1] = bad
+        data = make_traj(epis)
+        if registered:
+            data.register_epis()
+        name = f"mean_{key}"
+        with pytest.raises(ValueError, match=rf"{name}: dimensions \[1\] of '{key}' hold NaN"):
+            (tf if registered else ef).normalize_obs_and_acs(data)
+
+
 @pytest.mark.parametrize("as_traj", [False, True])
 def test_input_untouched_and_other_arrays_shared(rng, as_traj):
     epis = scaled_epis(rng)

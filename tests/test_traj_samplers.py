@@ -245,6 +245,51 @@ def test_rank_order_follows_fifo_adds_without_a_new_sort(monkeypatch, seq_length
     np.testing.assert_allclose(entry.sampler.weights(), rank_reference(values, 0.6))
 
 
+def test_rank_order_after_an_add_that_widens_the_priority_dtype():
+    """float32 priorities stored, float64 ones added (numpy's default): the column widens;
+    merged into the old float32 order, two new priorities would round into a tie."""
+
+    def batch(pris):
+        traj = Traj()
+        traj.add_epis([dict(obs=np.zeros((len(pris), 1), np.float32), pris=pris)])
+        traj.register_epis()
+        return traj
+
+    memory = Traj(max_steps=100, seed=0)
+    memory.add_traj(batch(np.array([3.0, 2.0, 1.0], np.float32)))
+    memory.prioritized_random_batch_once(2, mode="rank_based")
+    memory.add_traj(batch(np.array([2.5, np.nextafter(2.5, 3.0)])))
+    memory.prioritized_random_batch_once(2, mode="rank_based")
+    entry = memory._replay_sampler("pris", None, "", "", "rank_based", 0.6)
+    values = memory.data_map["pris"].numpy()
+    assert values.dtype == np.float64
+    np.testing.assert_allclose(entry.sampler.weights(), rank_reference(values, 0.6))
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_a_copy_after_a_direct_write_draws_by_the_written_priorities(mode):
+    """A deep copy or pickle restarts the column's version count, which the stale sampler's
+    could match: the copy drew by the priorities from before the write."""
+    memory = Traj(max_steps=100)
+    memory.add_traj(make_memory(np.random.default_rng(8), n_epi=3))  # the copy-in: version 1
+    next(memory.prioritized_random_batch(4, mode=mode))  # a sampler built at that version
+    memory.writable_column("pris")[:] = 1e-3
+    memory.writable_column("pris")[5] = 1000.0
+    pris = memory.data_map["pris"].numpy().astype(np.float64)
+    expected = pris if mode == "proportional" else rank_reference(pris, 0.6)
+    for copied in (copy.deepcopy(memory), pickle.loads(pickle.dumps(memory)), memory):
+        sampler = copied._replay_sampler("pris", None, "", "", mode, 0.6).sampler
+        weights = sampler.tree.leaves() if mode == "proportional" else sampler.weights()
+        np.testing.assert_allclose(weights, expected)
+    # a current sampler stays current in the copy: the copy draws as the original
+    twin = copy.deepcopy(memory)
+    torch.manual_seed(1)
+    _, a = memory.prioritized_random_batch_once(16, True, mode=mode)
+    torch.manual_seed(1)
+    _, b = twin.prioritized_random_batch_once(16, True, mode=mode)
+    assert torch.equal(a, b)
+
+
 def test_priorities_stay_aligned_through_fifo_evictions_and_save_load(tmp_path):
     rng = np.random.default_rng(5)
     memory = Traj(max_steps=150)
@@ -303,6 +348,32 @@ def test_a_non_finite_update_is_refused_and_writes_nothing(own_buffers, bad):
     assert torch.equal(traj.data_map["pris"], before)
     for mode in ("proportional", "rank_based"):
         next(traj.prioritized_random_batch(4, mode=mode))
+
+
+def test_updates_that_would_break_later_draws_are_refused_and_write_nothing():
+    """A priority underflowing to 0 (epsilon 1e-50 in float32), a NaN/inf epsilon (it
+    blamed td_loss), an integer pris column (update_pris truncated into it), seq_pris made
+    for shorter windows than update_pris's (rewritten over the wrong length, silently)."""
+    traj = make_memory(np.random.default_rng(10), seq_length=3)
+    before = {k: traj.data_map[k].clone() for k in ("pris", "seq_pris")}
+    td, idx = torch.tensor([0.0, 1.0]), torch.tensor([2, 3])
+    with pytest.raises(ValueError, match=r"epsilon, alpha: .* underflow to 0 .*epsilon=1e-50"):
+        tf.update_pris(traj, td, idx, epsilon=1e-50)
+    for epsilon in (float("nan"), float("inf"), "1e-6"):
+        with pytest.raises(ValueError, match="epsilon: expected a positive finite float"):
+            tf.update_pris(traj, td, idx, epsilon=epsilon)
+    last = int(traj.epis_index[1]) - 1  # episode 0's last step: a window of 5 holds it
+    with pytest.raises(ValueError, match=r"seq_length: seq_pris is positive at step \d+, where"):
+        tf.update_pris(traj, td[:1], torch.tensor([last]), update_epi_pris=True, seq_length=5)
+    for key, was in before.items():
+        assert torch.equal(traj.data_map[key], was), key
+    tf.update_pris(traj, td[:1], torch.tensor([last]), update_epi_pris=True, seq_length=3)
+    ints = make_memory(np.random.default_rng(11))
+    ints.data_map["pris"] = torch.ones(ints.num_step, dtype=torch.int64)
+    with pytest.raises(ValueError, match="pris: expected a floating-point"):
+        tf.update_pris(ints, td, idx)
+    with pytest.raises(ValueError, match="pris: expected a floating-point priority column"):
+        next(ints.prioritized_random_batch(4))
 
 
 @pytest.mark.parametrize("top", [1, 4, 64])

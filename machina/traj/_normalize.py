@@ -66,9 +66,19 @@ def _dims(shape: tuple[int, ...]) -> str:
     return ", ".join(map(str, shape))
 
 
-def check_computed_std(name: str, std: np.ndarray) -> None:
-    """A computed ``std + eps`` of 0 (a constant dimension with ``eps = 0``) cannot divide."""
-    zero = np.flatnonzero(std.reshape(-1) <= 0.0)
+def check_computed(name: str, value: np.ndarray) -> None:
+    """A computed statistic is finite (a NaN or inf step makes its dimension NaN at every
+    step, silently), and a computed ``std + eps`` is not 0 (a constant dimension with
+    ``eps = 0`` cannot divide)."""
+    bad = np.flatnonzero(~np.isfinite(value.reshape(-1)))
+    if len(bad):
+        raise ValueError(
+            f"{name}: dimensions {bad.tolist()} of '{STAT_KEYS[name]}' hold NaN or inf values "
+            f"(their {name.split('_')[0]} is {value.reshape(-1)[bad[0]]}); expected finite data"
+        )
+    if not name.startswith("std"):
+        return
+    zero = np.flatnonzero(value.reshape(-1) <= 0.0)
     if len(zero):
         raise ValueError(
             f"{name}: dimensions {zero.tolist()} of '{STAT_KEYS[name]}' are constant and eps "
@@ -106,10 +116,12 @@ def _normalize(
         if given[name] is not None:
             out[name] = given_statistic(name, given[name], x.shape[1:])
         elif name.startswith("mean"):
-            out[name] = x.mean(axis=0, dtype=np.float64, keepdims=True).astype(np.float32)
+            mean = x.mean(axis=0, dtype=np.float64, keepdims=True)
+            check_computed(name, mean)
+            out[name] = mean.astype(np.float32)
         else:
             std = x.std(axis=0, dtype=np.float64, keepdims=True) + eps
-            check_computed_std(name, std)
+            check_computed(name, std)
             out[name] = std.astype(np.float32)
     new = {
         "obs": _standardize(columns["obs"], out["mean_obs"], out["std_obs"]),
@@ -197,10 +209,12 @@ def normalize_traj_columns(
             value = given_statistic(name, given[name], tuple(x.shape[1:]))
             stats[name] = torch.as_tensor(value, device=x.device)
         elif name.startswith("mean"):
-            stats[name] = x.to(torch.float64).mean(0, keepdim=True).to(torch.float32)
+            mean = x.to(torch.float64).mean(0, keepdim=True)
+            check_computed(name, mean.cpu().numpy())
+            stats[name] = mean.to(torch.float32)
         else:
             std = x.to(torch.float64).std(0, correction=0, keepdim=True) + eps
-            check_computed_std(name, std.cpu().numpy())
+            check_computed(name, std.cpu().numpy())
             stats[name] = std.to(torch.float32)
 
     def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,17 @@ class _CachedSampler:
         """Whether the sampler still describes ``column`` over the episodes of ``index``."""
         return self.current(column, index) and not self.sampler.stale
 
+    def __getstate__(self) -> dict:
+        # A copied or unpickled column restarts its version count, which a stale entry's
+        # version could then match: keep whether the entry was current, not the number.
+        state = self.__dict__.copy()
+        state["version"] = self.column._version == self.version
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.version = self.column._version if state["version"] is True else -1
+
     def invalidate(self) -> None:
         """Never current again: rebuilt (and its column checked) at the next draw. For a
         write that keeps the column's version (numpy's) and that the sampler did not follow."""
@@ -84,7 +95,13 @@ class PrioritizedReplay:
                 f"{key}: the Traj has no '{key}' column; add it with {added_by} before "
                 "register_epis()"
             )
-        return self.data_map[key]
+        column = self.data_map[key]
+        if not column.is_floating_point():  # update_pris would truncate priorities into it
+            raise ValueError(
+                f"{key}: expected a floating-point priority column, got {column.dtype}; set "
+                f"it with {added_by}"
+            )
+        return column
 
     def prioritized_random_batch(
         self,

@@ -8,6 +8,7 @@ sample.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -55,6 +56,16 @@ def check_pri_args(alpha: float, init_beta: float, beta_step: float) -> None:
 def check_alpha(alpha: float) -> None:
     """A ValueError naming ``alpha`` unless it is a finite float >= 0 (a priority exponent)."""
     check_pri_args(alpha, 0.0, 0.0)
+
+
+def check_epsilon(epsilon: float) -> None:
+    """A ValueError naming ``epsilon`` unless it is a positive finite float (the floor of
+    priorities ``(|td| + epsilon) ** alpha``: NaN or inf would pass as a floor and then
+    blame the TD errors)."""
+    if isinstance(epsilon, bool) or not (
+        isinstance(epsilon, numbers.Real) and 0.0 < epsilon < math.inf
+    ):
+        raise ValueError(f"epsilon: expected a positive finite float, got {epsilon!r}")
 
 
 def sampling_weights(pris: torch.Tensor, mode: str, alpha: float) -> torch.Tensor:

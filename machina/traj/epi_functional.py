@@ -369,8 +369,7 @@ def compute_pris(
             "ef.set_all_pris(traj, off_traj.get_max_pri()) and let training update them"
         )
     _check_unit("gamma", gamma)
-    if epsilon <= 0.0:
-        raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+    _replay.check_epsilon(epsilon)
     _replay.check_alpha(alpha)
     device = module_device(qf)
     keys = ("obs", "acs", "rews", "next_obs")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import numpy as np
@@ -50,11 +51,15 @@ def update_pris(
     """
     if not isinstance(traj, Traj):
         raise TypeError(f"traj: expected a Traj, got {type(traj).__name__}")
-    if epsilon <= 0.0:
-        raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+    _replay.check_epsilon(epsilon)
     _replay.check_alpha(alpha)
     if "pris" not in traj.data_map:
         raise KeyError("pris: the Traj has no 'pris' column; add it with ef.set_all_pris")
+    if not traj.data_map["pris"].is_floating_point():  # a write would truncate into it
+        raise ValueError(
+            f"pris: expected a floating-point column, got {traj.data_map['pris'].dtype}; set "
+            "it with ef.set_all_pris"
+        )
     # every check before the first write: a failed call leaves the priorities as they were
     if update_epi_pris:
         if seq_length is None:
@@ -78,17 +83,26 @@ def update_pris(
         )
     _check_steps(indices, traj.num_step)
     new = _priorities(td_loss, pris.device, alpha, epsilon)
-    finite = np.isfinite(new).all() if isinstance(new, np.ndarray) else torch.isfinite(new).all()
-    if not finite:  # written, it would make every later draw fail
-        raise ValueError(
-            "td_loss: expected finite TD errors (priorities (|td| + epsilon) ** alpha), got "
-            "NaN or inf; no priority was written"
-        )
+    if len(new):  # written, a NaN, inf or 0 would make every later draw fail
+        low, high = float(new.min()), float(new.max())  # NaN reaches both
+        if not high < math.inf:
+            raise ValueError(
+                "td_loss: expected finite TD errors (priorities (|td| + epsilon) ** alpha), "
+                "got NaN or inf; no priority was written"
+            )
+        if not low > 0.0:
+            raise ValueError(
+                f"epsilon, alpha: priorities (|td| + epsilon) ** alpha underflow to 0 in float32 "
+                f"with epsilon={epsilon!r}, alpha={alpha!r}; raise epsilon (or lower alpha); no "
+                "priority was written"
+            )
+    windows = _touched_windows(traj, indices, seq_length) if update_epi_pris else None
     # through the Traj, so that its replay samplers follow in O(B log N)
     traj._set_priorities("pris", indices, new)
-    pris = traj.data_map["pris"]
-    if update_epi_pris:
-        _update_seq_pris(traj, pris, indices, seq_length, eta)
+    if windows is not None:
+        starts, ends = windows
+        values = _replay.window_pris(traj.data_map["pris"], starts, ends, seq_length, eta)
+        traj._set_priorities("seq_pris", starts, values)
     return traj
 
 
@@ -150,11 +164,16 @@ def _priorities(
     return new.add_(epsilon).pow_(alpha)
 
 
-def _update_seq_pris(
-    traj: Traj, pris: torch.Tensor, indices: torch.Tensor, seq_length: int, eta: float
-) -> None:
-    """Recompute ``seq_pris`` of the windows that hold any of ``indices`` (checked by the
-    caller: ``seq_length`` given, a ``seq_pris`` column present)."""
+def _touched_windows(
+    traj: Traj, indices: torch.Tensor, seq_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The starts of the windows of ``seq_length`` that hold any of ``indices``, and their
+    episodes' ends (checked by the caller: a ``seq_pris`` column present).
+
+    A ValueError when ``seq_pris`` is positive at a step of these episodes where no such
+    window starts while their last step is 0, as ``ef.compute_seq_pris`` leaves it for
+    shorter windows: the update would score those windows over the wrong length.
+    """
     # Windows [s, s + L) holding step i start in [i - L + 1, i]; keep the real window starts.
     cand = (indices[:, None] - torch.arange(seq_length, device=indices.device)).reshape(-1)
     cand = torch.unique(cand[cand >= 0])
@@ -165,9 +184,17 @@ def _update_seq_pris(
         _replay.window_counts(lengths.cpu().numpy(), seq_length), device=indices.device
     )
     keep = cand - index[epi] < counts
-    starts, ends = cand[keep], index[epi + 1][keep]
-    values = _replay.window_pris(pris, starts, ends, seq_length, eta)
-    traj._set_priorities("seq_pris", starts, values)
+    stray, seq_pris = cand[~keep], traj.data_map["seq_pris"]
+    if len(stray):
+        last = index[epi[~keep] + 1] - 1
+        wrong = (seq_pris[stray] > 0) & (seq_pris[last] == 0)
+        if bool(wrong.any()):
+            raise ValueError(
+                f"seq_length: seq_pris is positive at step {int(stray[wrong][0])}, where no "
+                f"window of seq_length={seq_length} starts: computed for a shorter seq_length? "
+                "Pass ef.compute_seq_pris's; no priority was written"
+            )
+    return cand[keep], index[epi + 1][keep]
 
 
 def normalize_obs_and_acs(
