@@ -230,15 +230,15 @@ def test_rank_order_follows_fifo_adds_without_a_new_sort(monkeypatch, seq_length
         if seq_length is None:  # moved since the sort: ranked anew at the next add
             tf.update_pris(memory, torch.as_tensor(rng.uniform(0.1, 2.0, 8)), torch.arange(8))
     assert memory.num_step <= 200 and reused and all(reused)
-    # a priority changed behind the sampler's back: found unchanged no more, sorted anew
-    changed = -1 if seq_length is None else int(entry.cand[-1])
-    memory.writable_column(key)[changed] = 50.0
+    # priorities changed behind the sampler's back (a direct write): merged in as moved
+    changed = [-1, 0] if seq_length is None else [int(entry.cand[-1]), int(entry.cand[0])]
+    memory.writable_column(key)[changed] = torch.tensor([50.0, 1e-3])
     memory.add_traj(make_memory(rng, n_epi=2, seq_length=seq_length))
     if seq_length is None:
         next(memory.prioritized_random_batch(4, mode="rank_based"))
     else:
         next(memory.prioritized_random_batch_rnn(4, seq_length, mode="rank_based"))
-    assert reused[-1] is False
+    assert reused[-1] is True
     entry = memory._replay_sampler(key, seq_length, "", "", "rank_based", 0.6)
     values = memory.data_map[key].numpy().astype(np.float64)
     values = values if seq_length is None else values[entry.cand]

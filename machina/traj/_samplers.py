@@ -272,7 +272,7 @@ class RankSampler:
         """``previous``: a sampler over the same items whose priorities changed only through
         its ``update`` since (its order is reused as is); or, with ``shift``, one over items
         of which the first ``shift`` left and the rest are the first of ``pris``, followed
-        by new ones (FIFO), reused only when those values are found unchanged."""
+        by new ones (FIFO): its order is reused for those whose value it knows."""
         values = pris.detach().cpu().numpy()
         self.n = len(values)
         self.alpha = float(alpha)
@@ -361,22 +361,20 @@ class RankSampler:
         self, values: np.ndarray, shift: int
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """As :meth:`_merged_order` for ``values`` (M,) whose first ``n - shift`` items are
-        this sampler's items from ``shift`` on, unchanged, and the rest new; None (sort
-        anew) when those values differ."""
+        this sampler's items from ``shift`` on and the rest new (a FIFO's add; ``shift`` 0:
+        the same items). Those whose value differs from this sampler's copy (written behind
+        its back) are merged in as moved ones. None (sort anew) for a ``shift`` that does
+        not fit, or another dtype (old values in a widened column's order would round)."""
         kept_n = self.n - shift
-        if not 0 <= shift <= self.n or kept_n > len(values):
+        if not 0 <= shift <= self.n or kept_n > len(values) or values.dtype != self.values.dtype:
             return None
-        if values.dtype != self.values.dtype:  # a widened column: old values would round
-            return None
-        if not np.array_equal(values[:kept_n], self.values[shift:]):
-            return None
+        moved_old = self._moved.copy()
+        moved_old[shift:] |= values[:kept_n] != self.values[shift:]
         keep = self.order >= shift
-        keep &= ~self._moved[self.order]
+        keep &= ~moved_old[self.order]
         kept, kept_values = self.order[keep], self._ordered[keep]
         kept -= shift
-        moved = np.concatenate(
-            [np.flatnonzero(self._moved[shift:]), np.arange(kept_n, len(values))]
-        )
+        moved = np.concatenate([np.flatnonzero(moved_old[shift:]), np.arange(kept_n, len(values))])
         return _insert_sorted(kept, kept_values, moved, values[moved])
 
     def draw(
