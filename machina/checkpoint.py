@@ -60,7 +60,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise TypeError(f"cannot save a numpy array of dtype {value.dtype} without pickle")
-        array = np.ascontiguousarray(value)
+        array = np.ascontiguousarray(value).reshape(value.shape)  # it makes a 0-d one (1,)
         if not array.flags.writeable:  # e.g. Ray's zero-copy arrays: torch warns on those
             array = array.copy()
         return {_NP_TAG: torch.from_numpy(array)}
@@ -279,6 +279,14 @@ def _backup(obj: Any) -> Any:
     return copy.deepcopy(obj.state_dict())  # others may keep the tensors they are given
 
 
+#: optimiser state keys that hold one value per parameter element (Adam(W), NAdam, RAdam,
+#: Adamax, SGD momentum, RMSprop, Adagrad, Adadelta, ASGD, Rprop, SparseAdam)
+_PER_ELEMENT_STATES = frozenset(
+    ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg",
+     "grad_avg", "acc_delta", "sum", "ax", "prev", "step_size")
+)  # fmt: skip
+
+
 def _check_optimizer_state(optim: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
     """A ValueError unless each saved per-parameter state tensor (Adam's moments...) has its
     parameter's shape: torch checks only the number of parameters, so a model resized since
@@ -289,7 +297,9 @@ def _check_optimizer_state(optim: torch.optim.Optimizer, saved: Mapping[str, Any
         if not isinstance(index, int) or not 0 <= index < len(params):
             continue  # torch's own check names a mismatch in the number of parameters
         for key, value in values.items():
-            if isinstance(value, torch.Tensor) and value.dim() > 0:
+            # only the per-element states of torch's optimisers (and machina's): LBFGS keeps
+            # flat vectors under parameter 0, Adafactor factored row and column variances
+            if key in _PER_ELEMENT_STATES and isinstance(value, torch.Tensor) and value.dim():
                 if tuple(value.shape) != tuple(params[index].shape):
                     raise ValueError(
                         f"state of parameter {index}: {key!r} saved with shape "

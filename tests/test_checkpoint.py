@@ -16,7 +16,7 @@ import torch
 from conftest import make_random_epis
 
 from machina.checkpoint import latest_checkpoint, load_run, save_run
-from machina.prepro import BasePrePro
+from machina.prepro import BasePrePro, RewardNormalizer
 from machina.traj import Traj
 
 
@@ -233,6 +233,22 @@ def test_resized_optimizer_state_and_bad_rng_or_meta_restore_nothing(tmp_path):
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="meta.json: corrupted checkpoint .*'kinds'"):
         load_run(tmp_path / "b", {"net": fresh})
+    # optimisers whose state is not per element load as before (LBFGS's flat vectors)
+    lbfgs_net = torch.nn.Linear(3, 4)
+    lbfgs = torch.optim.LBFGS(lbfgs_net.parameters())
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = lbfgs_net(torch.ones(2, 3)).pow(2).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    save_run(tmp_path / "d", {"lbfgs": lbfgs})
+    load_run(tmp_path / "d", {"lbfgs": torch.optim.LBFGS(lbfgs_net.parameters())})
+    # 0-d numpy state (a RewardNormalizer before its first update) came back as (1,)
+    save_run(tmp_path / "e", {"r": RewardNormalizer(0.99)})
+    load_run(tmp_path / "e", {"r": RewardNormalizer(0.99)})
     other = save_run(tmp_path / "c", {"pol": torch.nn.Linear(2, 2)})
     (path / "state.pt").write_bytes((other / "state.pt").read_bytes())
     meta["kinds"] = {"net": "stateful"}

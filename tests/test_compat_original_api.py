@@ -745,6 +745,13 @@ def test_attributes_that_0x_code_read():
     assert DeterministicSAVfunc(ob, box, QNet(ob, box)).pd is not None
     assert isinstance(MixtureGaussianPd().gaussian_pd, GaussianPd)
     assert GymEnv("Pendulum-v1").monitoring is False
+
+    class OwnDiscrete(GaussianPol):  # a subclass's read-only property is left alone
+        @property
+        def discrete(self):
+            return "mine"
+
+    assert OwnDiscrete(ob, box, nets.PolNet(ob, box, 8, 8)).discrete == "mine"
     mixture = MixtureGaussianPol(ob, box, MixturePolNet(ob, box, 3, 8, 8), False)
     assert mixture.normalize_ac is False and mixture.rnn is False
     env = gym.make("Pendulum-v1")

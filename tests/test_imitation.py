@@ -420,7 +420,9 @@ def test_behavior_clone_refuses_expert_actions_that_are_not_class_indices(space,
         ValueError, match=r"behavior_clone.train: expert_traj\['acs'\]: .*" + message
     ):
         behavior_clone.train(expert, pol, optim, 4, 1, log_enable=False)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(
+        ValueError, match=r"behavior_clone.test: expert_traj\['acs'\]: .*" + message
+    ):
         behavior_clone.test(expert, pol)
 
 

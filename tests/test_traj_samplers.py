@@ -290,6 +290,27 @@ def test_a_copy_after_a_direct_write_draws_by_the_written_priorities(mode):
     assert torch.equal(a, b)
 
 
+def test_a_pickled_replay_keeps_its_priority_updates_through_the_next_add():
+    """Unpickled, the columns were no views of the buffers the Traj thought it owned: an
+    update_pris wrote the column, the next add_traj copied the stale buffer over it."""
+
+    def batch(n, value):
+        traj = Traj()
+        traj.add_epis([dict(obs=np.zeros((n, 1), np.float32), pris=np.full(n, value, np.float32))])
+        traj.register_epis()
+        return traj
+
+    memory = Traj(max_steps=100)
+    memory.add_traj(batch(4, 1.0))
+    memory.add_traj(batch(4, 2.0))
+    for copied in (pickle.loads(pickle.dumps(memory)), copy.deepcopy(memory)):
+        tf.update_pris(copied, torch.tensor([9.0]), torch.tensor([1]))
+        updated = float(copied.data_map["pris"][1])
+        copied.add_traj(batch(3, 5.0))
+        assert float(copied.data_map["pris"][1]) == updated != 1.0
+    assert float(memory.data_map["pris"][1]) == 1.0  # the original untouched
+
+
 def test_priorities_stay_aligned_through_fifo_evictions_and_save_load(tmp_path):
     rng = np.random.default_rng(5)
     memory = Traj(max_steps=150)

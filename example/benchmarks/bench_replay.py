@@ -384,6 +384,8 @@ def with_adds(traj: Traj, buffer, tds: torch.Tensor, new_pris: np.ndarray, round
     an add costs the samplers (a rebuild at the next draw) is counted. Ours in each mode in
     turn, cycle by cycle alternating with cpprb's (its ``add`` of the same rows)."""
     episode = make_memory(EPI_LEN, seq_length, seed=7)  # one episode, as make_memory's
+    # without priorities: add_traj gives its steps the highest stored one, as a learner's
+    del episode.data_map["pris"]
     columns = {k: v.numpy() for k, v in episode.data_map.items() if k not in ("pris", "seq_pris")}
     cycles_per_round = 3
 

@@ -81,7 +81,7 @@ def check_traj(traj: Traj, keys: Iterable[str], algo: str, name: str = "traj") -
             raise KeyError(f"{algo}.train: {name} has no '{key}'{hint}")
 
 
-def check_class_acs(traj: Traj, pol: torch.nn.Module, algo: str, name: str = "traj") -> None:
+def check_class_acs(traj: Traj, pol: torch.nn.Module, fn_name: str, name: str = "traj") -> None:
     """A ValueError naming ``name``'s ``acs`` unless they are class indices of ``pol``'s
     Discrete / MultiDiscrete action space: whole numbers in ``[0, n)`` (policy space, the
     space's ``start`` removed), of the space's shape. A log-likelihood would truncate a
@@ -91,7 +91,7 @@ def check_class_acs(traj: Traj, pol: torch.nn.Module, algo: str, name: str = "tr
     if not isinstance(space, gym.spaces.Discrete | gym.spaces.MultiDiscrete):
         return
     acs = traj.data_map["acs"]
-    what = f"{algo}.train: {name}['acs']"
+    what = f"{fn_name}: {name}['acs']"
     shape = tuple(space.shape or ())
     if tuple(acs.shape[1:]) != shape:
         raise ValueError(

@@ -80,7 +80,7 @@ def train(
         ``PolLoss``: one float per minibatch.
     """
     check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
-    check_class_acs(expert_traj, pol, "behavior_clone", "expert_traj")
+    check_class_acs(expert_traj, pol, "behavior_clone.train", "expert_traj")
     if not is_recurrent(pol) and isinstance(batch_size, numbers.Integral) and expert_traj.num_step:
         batch_size = min(batch_size, expert_traj.num_step)
     log(log_enable, "Optimizing...")
@@ -101,7 +101,7 @@ def test(expert_traj: Traj, pol: torch.nn.Module) -> dict[str, list[float]]:
         ``TestPolLoss``: a list of one float.
     """
     check_traj(expert_traj, ["obs", "acs"], "behavior_clone", "expert_traj")
-    check_class_acs(expert_traj, pol, "behavior_clone", "expert_traj")
+    check_class_acs(expert_traj, pol, "behavior_clone.test", "expert_traj")
     with torch.no_grad():
         batch = whole_batch(expert_traj, [pol])
         loss = batch_share.rank_mean(log_likelihood(pol, batch), batch)  # all ranks' shares

@@ -98,8 +98,9 @@ def _check_steps(steps: np.ndarray, epi_ids: np.ndarray, starts: np.ndarray) -> 
     row = int(bad[0] - starts[i])
     raise ValueError(
         f"df: episode {epi_ids[i]}: expected t = 0..T-1 once each, got t = {steps[bad[0]]} "
-        f"at its sorted row {row} of {lengths[i]}: its 'epi' id repeats or rows are missing "
-        f"(concatenated to_dataframe frames need distinct 'epi' ids, e.g. offset each frame's)"
+        f"at its sorted row {row} of {lengths[i]}: t must start at 0 and go up by 1; its "
+        "'epi' id repeats or rows are missing (concatenated to_dataframe frames need distinct "
+        "'epi' ids, e.g. offset each frame's)"
     )
 
 

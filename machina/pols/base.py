@@ -83,10 +83,15 @@ class BasePol(RecurrentMixin, nn.Module):
         self.normalize_ac = bool(normalize_ac)
         self._check_action_space(action_space)
         self.action_space = action_space
-        # machina 0.x's attributes (its samplers read a_i_shape)
-        self.discrete = isinstance(action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)
-        self.multi = isinstance(action_space, gym.spaces.MultiDiscrete)
-        self.a_i_shape = _a_i_shape(action_space)
+        # machina 0.x's attributes (its samplers read a_i_shape), unless a subclass defines
+        # them itself (a read-only property could not be set)
+        for name, value in (
+            ("discrete", isinstance(action_space, gym.spaces.Discrete | gym.spaces.MultiDiscrete)),
+            ("multi", isinstance(action_space, gym.spaces.MultiDiscrete)),
+            ("a_i_shape", _a_i_shape(action_space)),
+        ):
+            if not hasattr(type(self), name):
+                setattr(self, name, value)
         self._init_recurrent(observation_space, net, rnn)
         self.pd: BasePd | None = None
         self._np_ac_bounds: tuple | None = None

@@ -245,8 +245,10 @@ class MPCPol(BasePol):
 def _best_plans(totals: torch.Tensor) -> torch.Tensor:
     """The index of the best plan per row of ``totals`` (B, n), the plans' predicted returns.
 
-    A plan whose return is NaN (a model diverging on it) never wins; a row without any finite
-    return would otherwise pick plan 0, a uniformly random action, without a word.
+    A plan whose return is not finite (NaN from a model diverging on it, or +-inf) never
+    wins; a row without any finite return raises (it would otherwise pick plan 0, a
+    uniformly random action, without a word), so a ``rew_func`` that marks infeasible plans
+    should give them a large finite penalty, not ``-inf``.
     """
     finite = torch.isfinite(totals)
     if not bool(finite.any(dim=1).all()):

@@ -141,6 +141,8 @@ class RunningMeanStd:
         """``state[key]`` as a float64 copy, checked to be finite and of shape (*shape)
         exactly (a reshape would accept a transposed (3, 2) state into a (2, 3) one)."""
         value = np.array(state[key], dtype=np.float64)
+        if self.shape == () and value.shape == (1,):  # checkpoints before session 35 saved so
+            value = value.reshape(())
         if value.shape != self.shape:
             raise ValueError(f"state[{key!r}]: expected shape {self.shape}, given {value.shape}")
         check_finite(value, f"state[{key!r}]")

@@ -62,6 +62,8 @@ def check_epsilon(epsilon: float) -> None:
     """A ValueError naming ``epsilon`` unless it is a positive finite float (the floor of
     priorities ``(|td| + epsilon) ** alpha``: NaN or inf would pass as a floor and then
     blame the TD errors)."""
+    if isinstance(epsilon, torch.Tensor) and epsilon.numel() == 1:
+        epsilon = float(epsilon)
     if isinstance(epsilon, bool) or not (
         isinstance(epsilon, numbers.Real) and 0.0 < epsilon < math.inf
     ):

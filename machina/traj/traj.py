@@ -190,6 +190,15 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         self._pending = pending
         self._current_epis = None
 
+    def __getstate__(self) -> dict:
+        # Pickled, the columns need not come back as views of the buffers (torch pickles
+        # the mapped buffers' storages apart from theirs): the copy would write columns its
+        # next append then copies over from stale buffers. It owns none: its first write
+        # copies the columns into buffers of its own (writable_column).
+        state = self.__dict__.copy()
+        state.update(_bufs={}, _views={}, _start=0)
+        return state
+
     def __copy__(self) -> Traj:
         """A shallow copy sharing the stored columns; neither Traj then writes them in place.
 
