@@ -84,9 +84,8 @@ class RewardNormalizer:
             When ``rews`` has a NaN or inf, or its returns would make the statistics overflow
             float64; they are then unchanged.
         """
-        rets = self.discounted_returns(rews)
         check_finite(np.asarray(rews, dtype=np.float64), "rews", "rewards")
-        self.ret_rms._update(rets, "rews (their discounted returns)")
+        self.ret_rms._update(self.discounted_returns(rews), "rews (their discounted returns)")
 
     def update_with_epis(self, epis: Iterable[Mapping[str, Any]]) -> None:
         """Fold the running discounted returns of every step of ``epis`` into the statistics.

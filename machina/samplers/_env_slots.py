@@ -110,6 +110,15 @@ def prepro_detail(arr: np.ndarray, raw: Any) -> str:
     return f"the prepro {non_finite_detail(arr)} from {source}"
 
 
+def prepro_fault(arr: np.ndarray, raw: Any, env: str, phase: str) -> RuntimeError:
+    """The error for a prepro's NaN/inf output ``arr`` from ``raw``, for environment ``env``
+    (how the slot is named) during ``phase``."""
+    return RuntimeError(
+        f"{prepro_detail(arr, raw)}, for environment {env} during {phase}; the prepro is at "
+        "fault, not the environment: check it (e.g. a BasePrePro's statistics)"
+    )
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -218,11 +227,7 @@ class EnvSlots:
     def prepro_error(self, k: int, arr: np.ndarray, raw: Any, phase: str) -> RuntimeError:
         """The prepro's fault (its output ``arr`` for slot ``k`` is non-finite), worded as the
         environment's errors are."""
-        return RuntimeError(
-            f"{prepro_detail(arr, raw)}, for environment {self.slot_ids[k]} (seed "
-            f"{self.seeds[k]}) during {phase}; the prepro is at fault, not the environment: "
-            "check it (e.g. a BasePrePro's statistics)"
-        )
+        return prepro_fault(arr, raw, f"{self.slot_ids[k]} (seed {self.seeds[k]})", phase)
 
     def step_error(self, k: int, phase: str, exc: Exception, result: Any) -> RuntimeError:
         """The error of slot ``k``'s step: ``env.step`` raised ``exc`` (``result`` None), or

@@ -225,10 +225,9 @@ class StepLoop(LoopChecks):
         raw_row = self.history.fields["raw_obs"][t + 1]
         self._write_row(raw_row, step_rows, active, raws, t)
         if raw_row.dtype.kind in "fc" and not all_finite(raw_row):
-            for k in active:
-                if not all_finite(raw_row[k]):
-                    error = slots.non_finite_error(k, raw_row[k], f"step {t - first_row[k] + 1}")
-                    raise self._blame(k, t, error)
+            k = _first_non_finite(active, raw_row)
+            error = slots.non_finite_error(k, raw_row[k], f"step {t - first_row[k] + 1}")
+            raise self._blame(k, t, error)
         # The stepping slots' rows only (the whole row, a view, when every slot steps).
         out = apply_prepro(self.task.prepro, raw_row[step_rows], self.batched)
         try:
@@ -241,16 +240,10 @@ class StepLoop(LoopChecks):
         # One check of the row (after the float32 cast), before the ends read it: the raw
         # observations were finite, so a NaN/inf here is the prepro's, not the environment's.
         if not all_finite(next_row):
-            self._raise_prepro_non_finite(active, raw_row, next_row, t)
+            k = _first_non_finite(active, next_row)
+            phase = f"step {t - first_row[k] + 1}"
+            raise slots.prepro_error(k, next_row[k], raw_row[k], phase)
         return rews, ended
-
-    def _raise_prepro_non_finite(
-        self, active: list[int], raw_row: np.ndarray, next_row: np.ndarray, t: int
-    ) -> None:
-        for k in active:
-            if not all_finite(next_row[k]):
-                phase = f"step {t - self.first_row[k] + 1}"
-                raise self.slots.prepro_error(k, next_row[k], raw_row[k], phase)
 
     def _step_envs_prepro(
         self, active: list[int], ac_real: np.ndarray, step_rows: Any, next_row: np.ndarray, t: int
@@ -380,3 +373,9 @@ class StepLoop(LoopChecks):
                 phase = "reset" if first else f"step {t - self.first_row[k] + 1}"
                 error = self.slots.non_finite_error(k, next_row[k], phase)
                 raise error if first else self._blame(k, t, error)
+
+
+def _first_non_finite(active: list[int], row: np.ndarray) -> int:
+    """The first of the ``active`` slots whose entry of ``row`` holds a NaN or inf (one found
+    by a whole-row check: only then is this per-slot loop run)."""
+    return next(k for k in active if not all_finite(row[k]))

@@ -36,7 +36,7 @@ from machina.samplers._env_slots import (
     _set_rng_json,
     action_shape,
     non_finite_detail,
-    prepro_detail,
+    prepro_fault,
     replay_first_reset,
 )
 from machina.samplers._setup import slot_seeds
@@ -194,12 +194,8 @@ class VectorSlots:
 
     def prepro_error(self, k: int, arr: np.ndarray, raw: Any, phase: str) -> RuntimeError:
         """The prepro's fault, as ``EnvSlots.prepro_error`` words it."""
-        return RuntimeError(
-            f"{prepro_detail(arr, raw)}, for environment {self.slot_ids[k]} (seed "
-            f"{self.seeds[k]}, sub-environment {k} of a vector environment) during {phase}; "
-            "the prepro is at fault, not the environment: check it (e.g. a BasePrePro's "
-            "statistics)"
-        )
+        where = f"sub-environment {k} of a vector environment"
+        return prepro_fault(arr, raw, f"{self.slot_ids[k]} (seed {self.seeds[k]}, {where})", phase)
 
     def reset_all(self) -> np.ndarray:
         """Reset every sub-environment (seeded the first time); the observations (n, ...)."""

@@ -231,7 +231,8 @@ class PrioritizedReplay:
         if previous is None and entry is not None and mode == "rank_based":
             # episodes added (the oldest evicted): the last order is reused for the items
             # still stored if their priorities are unchanged (checked by the sampler)
-            previous, shift = entry.sampler, _moved_out(entry, cand, evicted)
+            shift = _moved_out(entry, cand, evicted)
+            previous = None if shift is None else entry.sampler  # else: no trusted reuse
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
         entry = _CachedSampler(
