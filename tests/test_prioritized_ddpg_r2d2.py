@@ -206,7 +206,8 @@ MARGIN = 500.0
 #: and loop from the seed) -22, +1,018, +814 on an Intel Xeon (seed 0 had not taken off yet
 #: there: +1,060 at 6,000); at 3,000 none had left
 #: random's level by 500 (recurrent SAC learns slower per env step than the feed-forward
-#: one). The test takes the median of the three seeds.
+#: one). Session 36, AMD EPYC, this seeding: +199, +1,062, +984. The test asks the median
+#: of the three seeds to pass (two seeds passing).
 R2D2_STEPS, R2D2_UPDATES, R2D2_MARGIN = 4000, 100, 300.0
 
 
@@ -464,7 +465,14 @@ def r2d2_final_return(seed: int) -> float:
 
 def test_r2d2_sac_improves_pendulum_over_random():
     baseline = random_return("Pendulum-v1")
-    finals = [r2d2_final_return(seed) for seed in range(3)]
-    final = float(np.median(finals))
-    print(f"R2D2-SAC Pendulum-v1: median {final:.1f} of {finals} vs random {baseline:.1f}")
-    assert final >= baseline + R2D2_MARGIN, (finals, baseline)
+    # The median of three passes iff two seeds pass: stop once two agree (a third of the
+    # suite's longest test). Seed 0, the slowest to take off (+199 at 4,000 steps on an AMD
+    # EPYC in session 36), goes last: the verdict is the same in any order.
+    finals: list[float] = []
+    for seed in (1, 2, 0):
+        finals.append(r2d2_final_return(seed))
+        passed = sum(f >= baseline + R2D2_MARGIN for f in finals)
+        if passed == 2 or len(finals) - passed == 2:
+            break
+    print(f"R2D2-SAC Pendulum-v1: {finals} vs random {baseline:.1f}")
+    assert sum(f >= baseline + R2D2_MARGIN for f in finals) >= 2, (finals, baseline)
