@@ -81,22 +81,9 @@ run = logger.Run(
 )
 
 
-class BatchOrder:
-    """The training Traj's batch generator, for the checkpoint: its columns are the expert
-    file's, so only the generator's state is saved (not the whole Traj at every epoch)."""
-
-    def __init__(self, traj: Traj):
-        self.generator = traj.generator
-
-    def state_dict(self) -> dict:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["state"])
-
-
-# the batch order and the evaluation sampler carry RNG state too
-state = dict(pol=pol, optim_pol=optim_pol, batch_order=BatchOrder(train_traj), sampler=sampler)
+# the batch order and the evaluation sampler carry RNG state too: the training Traj's
+# generator is saved, not its columns (the expert file's)
+state = dict(pol=pol, optim_pol=optim_pol, batch_order=train_traj.generator, sampler=sampler)
 with run:
     run.restore(**state)
     while not run.done:

@@ -14,6 +14,14 @@ records the environment's return (``Reward*``, from ``real_rews``) and the pseud
 rewards ``f(s, a, s') - log pi(a|s)`` (``compute_airl_pseudo_rews``) and trains with
 ``airl.train``. With ``--rew_type rew`` (default) ``f = g(s) + gamma * h(s') - h(s)`` and
 models/rewf_last.pt is the recovered reward ``g``; with ``adv``, ``f = advf(s, a)``.
+
+Every iteration (or every ``--checkpoint_interval`` env steps, and at the end) the whole run
+is saved in ``--log`` (policy, value function, discriminator, optimisers, ppo_kl's penalty,
+the expert batches' generator, the sampler's RNGs, the global RNGs and the counters). A
+stopped run continues bit for bit from its newest checkpoint, with the same other arguments
+(``--max_steps`` may grow, the expert file may move)::
+
+    python example/run_gail.py --expert_path ... --resume runs/gail
 """
 
 import argparse
@@ -66,6 +74,15 @@ parser.add_argument("--kl_targ", type=float, default=0.01, help="ppo_kl's target
 parser.add_argument("--pretrain", action="store_true", help="behaviour-clone the policy first")
 parser.add_argument("--bc_epoch", type=positive_int, default=10)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
+parser.add_argument(
+    "--checkpoint_interval",
+    type=int,
+    default=None,
+    help="env steps between checkpoints (default: every iteration)",
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -98,13 +115,25 @@ sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 expert_traj = Traj.load(args.expert_path)
 expert_return = float(np.mean([np.sum(epi["rews"]) for epi in expert_traj.epis()]))
 print(f"expert return {expert_return:.1f} ({expert_traj.num_epi} episodes)")
-if args.pretrain:
-    behavior_clone.train(expert_traj, pol, optim_pol, args.batch_size, epoch=args.bc_epoch)
 
-# evaluated once, at the end
-run = logger.Run(args.log, args.max_steps, args.env_name, eval_interval=args.max_steps)
-kl_beta = 1.0
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    eval_interval=args.max_steps,  # evaluated once, at the end
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+    resumable=("expert_path",),
+    checkpoint_interval=args.checkpoint_interval,
+)
+kl_beta = torch.tensor(1.0, dtype=torch.float64)  # ppo_kl's adaptive penalty
+state = dict(pol=pol, vf=vf, discrim=discrim, optim_pol=optim_pol, optim_vf=optim_vf)
+# the expert batches' order too (the generator, not the expert file's columns)
+state.update(optim_discrim=optim_discrim, sampler=sampler, kl_beta=kl_beta)
+state.update(expert_batches=expert_traj.generator)
 with run:
+    if not run.restore(**state) and args.pretrain:
+        behavior_clone.train(expert_traj, pol, optim_pol, args.batch_size, epoch=args.bc_epoch)
     while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
 
@@ -140,7 +169,7 @@ with run:
             max_kl=args.max_kl,
             optim_pol=optim_pol,
             max_grad_norm=args.max_grad_norm,
-            kl_beta=kl_beta,
+            kl_beta=float(kl_beta),
             kl_targ=args.kl_targ,
             log_enable=False,
         )
@@ -163,7 +192,7 @@ with run:
                 rew_type=args.rew_type,
                 **common,
             )
-        kl_beta = result_dict.pop("new_kl_beta", kl_beta)
+        kl_beta.fill_(result_dict.pop("new_kl_beta", float(kl_beta)))
 
         pseudo = agent_traj.data_map["rews"]
         result_dict["PseudoReward"] = float(pseudo.sum()) / agent_traj.num_epi
@@ -173,6 +202,7 @@ with run:
             result_dict,
             evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
             models=dict(pol=pol, vf=vf, **models),
+            checkpoint=state,
         )
 
 sampler.close()

@@ -8,6 +8,13 @@ continuous actions by the cross-entropy method (``ArgmaxQfPol`` over a
 Q function learns by clipped double Q-learning against two targets, one following it and one
 following a lagged copy refreshed every ``--lag`` gradient steps. Each iteration samples
 ``--steps_per_iter`` env steps into a bounded replay ``Traj`` and takes as many gradient steps.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(the Q function, its lagged copy and targets, the optimiser, the replay ``Traj``, the
+sampler's RNGs, the global RNGs and the gradient-step counters). A stopped run continues bit
+for bit from its newest checkpoint, with the same other arguments (``--max_steps`` may grow)::
+
+    python example/run_qtopt.py --resume runs/qtopt_pendulum
 """
 
 import argparse
@@ -56,6 +63,12 @@ parser.add_argument(
     default=1,
     help="torch threads; small nets step fastest on one",
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 torch.set_num_threads(args.num_threads)
 
@@ -86,9 +99,22 @@ optim_qf = torch.optim.Adam(qf.parameters(), args.qf_lr)
 sampler = EpiSampler(env, pol, seed=args.seed)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_grad_step, next_lag = 0, args.lag
-run = logger.Run(args.log, args.max_steps, args.env_name, args.eval_interval, solve_return)
+# gradient steps taken, and the count at which the lagged copy is next refreshed
+grad_steps = torch.tensor([0, args.lag], dtype=torch.int64)
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(qf=qf, lagged_qf=lagged_qf, targ_qf1=targ_qf1, targ_qf2=targ_qf2)
+state.update(optim_qf=optim_qf, off_traj=off_traj, sampler=sampler, grad_steps=grad_steps)
 with run:
+    run.restore(**state)
     while not run.done:
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         traj = Traj()
@@ -110,9 +136,9 @@ with run:
             loss_type=args.loss_type,
             log_enable=False,
         )
-        total_grad_step += result_dict.pop("grad_step")
-        if total_grad_step >= next_lag:
-            next_lag += args.lag
+        grad_steps[0] += result_dict.pop("grad_step")
+        if grad_steps[0] >= grad_steps[1]:
+            grad_steps[1] += args.lag
             lagged_qf.load_state_dict(qf.state_dict())
 
         run.record(
@@ -120,6 +146,7 @@ with run:
             result_dict,
             evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
             models=dict(pol=pol, qf=qf, lagged_qf=lagged_qf),
+            checkpoint=state,
         )
 
 sampler.close()

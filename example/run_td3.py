@@ -7,14 +7,19 @@ bounded replay ``Traj`` and takes as many TD3 gradient steps on random batches o
 until a deterministic evaluation reaches ``--solve_return`` or ``--max_steps`` env steps pass,
 and writes progress.csv, TensorBoard events, learning_curve.png and the trained networks
 (models/) into ``--log``.
+
+Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
+(``machina.checkpoint``: networks, targets, optimisers, the replay ``Traj``, the sampler's
+RNGs, the global RNGs and the counters). A stopped run continues bit for bit from its newest
+checkpoint, with the same other arguments (``--max_steps`` may grow)::
+
+    python example/run_td3.py --resume runs/td3_pendulum
 """
 
 import argparse
 import copy
-import os
 
 import hyperparams
-import numpy as np
 import torch
 from flags import positive_int
 
@@ -65,10 +70,14 @@ parser.add_argument(
     default=0,
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
+parser.add_argument(
+    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = hyperparams.parse_args(parser, "td3")
 torch.set_num_threads(args.num_threads)
-
-score_file = logger.start_run(args.log)
 torch.manual_seed(args.seed)
 
 env = GymEnv(args.env_name)
@@ -91,10 +100,23 @@ sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 random_pol = RandomPol(ob_space, ac_space)
 off_traj = Traj(max_steps=args.replay_size)
 
-total_epi, total_step, eval_return, next_eval = 0, 0, -np.inf, args.eval_interval
-with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as bar:
-    while total_step < args.max_steps:
-        warm = total_step < args.random_steps
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.eval_interval,
+    solve_return,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+    checkpoint_interval=args.checkpoint_interval,
+)
+state = dict(pol=pol, targ_pol=targ_pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0])
+state.update(targ_qf2=targ_qfs[1], optim_pol=optim_pol, optim_qf1=optim_qfs[0])
+state.update(optim_qf2=optim_qfs[1], off_traj=off_traj, sampler=sampler)
+with run:
+    run.restore(**state)
+    while not run.done:
+        warm = run.total_step < args.random_steps
         epis = sampler.sample(random_pol if warm else pol, max_steps=args.steps_per_iter)
         traj = Traj()
         if args.random_steps > 0:
@@ -107,7 +129,7 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
         off_traj.add_traj(traj)
 
         # One update per env step past the warm-up.
-        n_updates = min(traj.num_step, total_step + traj.num_step - args.random_steps)
+        n_updates = min(traj.num_step, run.total_step + traj.num_step - args.random_steps)
         result_dict = {}
         if n_updates > 0:
             result_dict = td3.train(
@@ -127,34 +149,11 @@ with logger.progress(total=args.max_steps, desc=args.env_name, disable=False) as
                 target_noise_clip=args.target_noise_clip,
                 log_enable=False,
             )
-
-        total_epi += traj.num_epi
-        total_step += traj.num_step
-        if total_step >= next_eval or total_step >= args.max_steps:
-            next_eval += args.eval_interval
-            eval_epis = sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
-            eval_return = float(np.mean([np.sum(epi["rews"]) for epi in eval_epis]))
-            result_dict["EvalReturn"] = eval_return
-        rewards = [np.sum(epi["rews"]) for epi in epis]
-        logger.record_results(
-            args.log,
+        run.record(
+            epis,
             result_dict,
-            score_file,
-            total_epi,
-            traj.num_step,
-            total_step,
-            rewards,
-            plot_title=args.env_name,
+            evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
+            models=dict(pol=pol, qf1=qfs[0], qf2=qfs[1]),
+            checkpoint=state,
         )
-        logger.save_models(args.log, pol=pol, qf1=qfs[0], qf2=qfs[1])
-        bar.update(traj.num_step)
-        bar.set_postfix(train=f"{np.mean(rewards):.1f}", eval=f"{eval_return:.1f}")
-        if solve_return is not None and eval_return >= solve_return:
-            break
-
 sampler.close()
-logger.close()
-solved = solve_return is not None and eval_return >= solve_return
-status = "solved" if solved else "not solved" if solve_return is not None else "done"
-print(f"{args.env_name}: {status} after {total_step} steps (eval return {eval_return:.1f});")
-print(f"run folder: {os.path.abspath(args.log)}")

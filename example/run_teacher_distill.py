@@ -9,6 +9,14 @@ a reward. Without ``--teacher_path`` a PPO teacher is first trained here for
 ``--teacher_steps`` env steps. Writes progress.csv (``EvalReturn`` of the student,
 ``TeacherReturn``), TensorBoard events, learning_curve.png and the student (models/) into
 ``--log``.
+
+Every iteration (or every ``--checkpoint_interval`` student env steps, and at the end) the
+whole run is saved in ``--log`` (student, teacher and its return, optimiser, the sampler's
+RNGs, the global RNGs and the counters). A stopped run continues bit for bit from its newest
+checkpoint, with the same other arguments (``--max_steps`` may grow, the teacher file may
+move); the teacher is neither trained nor loaded again::
+
+    python example/run_teacher_distill.py --resume runs/teacher_distill
 """
 
 import argparse
@@ -59,6 +67,15 @@ parser.add_argument(
     help="stop within (1 - this) x |teacher's return| of the teacher's return",
 )
 parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
+parser.add_argument(
+    "--checkpoint_interval",
+    type=int,
+    default=None,
+    help="env steps between checkpoints (default: every iteration)",
+)
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
 torch.set_num_threads(args.num_threads)
@@ -77,39 +94,51 @@ def mean_return(epis):
     return float(np.mean([np.sum(epi["rews"]) for epi in epis]))
 
 
-# ---- the teacher: loaded, or trained with PPO ----
-if args.teacher_path is not None:
-    teacher.load_state_dict(torch.load(args.teacher_path, map_location="cpu"))
-else:
-    vf = make_vf(ob_space, h_size=args.teacher_h_size, activation=args.teacher_activation)
-    optim_pol = torch.optim.Adam(teacher.parameters(), 1e-3)
-    optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
-    step = 0
-    while step < args.teacher_steps:
-        traj = Traj()
-        traj.add_epis(sampler.sample(teacher, max_steps=1024))
-        traj = ef.compute_vs(traj, vf)
-        traj = ef.compute_rets(traj, 0.99)
-        traj = ef.compute_advs(traj, 0.99, 0.95)
-        traj = ef.centerize_advs(traj)
-        traj.register_epis()
-        ppo_clip.train(traj, teacher, vf, optim_pol, optim_vf, 10, 256, log_enable=False)
-        step += traj.num_step
-teacher_return = mean_return(sampler.sample(teacher, max_epis=args.eval_epis, deterministic=True))
-print(f"teacher deterministic return: {teacher_return:.1f}")
+def make_teacher() -> float:
+    """Load or train the teacher; its deterministic return."""
+    if args.teacher_path is not None:
+        teacher.load_state_dict(torch.load(args.teacher_path, map_location="cpu"))
+    else:  # trained with PPO
+        vf = make_vf(ob_space, h_size=args.teacher_h_size, activation=args.teacher_activation)
+        optim_pol = torch.optim.Adam(teacher.parameters(), 1e-3)
+        optim_vf = torch.optim.Adam(vf.parameters(), 1e-3)
+        step = 0
+        while step < args.teacher_steps:
+            traj = Traj()
+            traj.add_epis(sampler.sample(teacher, max_steps=1024))
+            traj = ef.compute_vs(traj, vf)
+            traj = ef.compute_rets(traj, 0.99)
+            traj = ef.compute_advs(traj, 0.99, 0.95)
+            traj = ef.centerize_advs(traj)
+            traj.register_epis()
+            ppo_clip.train(traj, teacher, vf, optim_pol, optim_vf, 10, 256, log_enable=False)
+            step += traj.num_step
+    return mean_return(sampler.sample(teacher, max_epis=args.eval_epis, deterministic=True))
 
-# ---- distillation on the student's own episodes ----
+
 optim_student = torch.optim.Adam(student.parameters(), args.lr)
 run = logger.Run(
-    args.log,
+    args.resume or args.log,
     args.max_steps,
     "distill",
+    title=args.env_name,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+    resumable=("teacher_path",),
+    checkpoint_interval=args.checkpoint_interval,
+)
+teacher_return = torch.tensor(0.0, dtype=torch.float64)
+state = dict(student=student, teacher=teacher, teacher_return=teacher_return)
+state.update(optim_student=optim_student, sampler=sampler)
+with run:
+    if not run.restore(**state):
+        teacher_return.fill_(make_teacher())
+    print(f"teacher deterministic return: {float(teacher_return):.1f}")
     # within a fraction of the teacher's return, also when returns are negative (Pendulum's
     # 0.95 x -1185 would ask the student to beat the teacher)
-    solve_return=teacher_return - (1.0 - args.solve_fraction) * abs(teacher_return),
-    title=args.env_name,
-)
-with run:
+    run.solve_return = float(teacher_return) - (1.0 - args.solve_fraction) * abs(
+        float(teacher_return)
+    )
     while not run.done:
         epis = sampler.sample(student, max_steps=args.steps_per_iter)
         traj = Traj()
@@ -124,13 +153,14 @@ with run:
             batchsize=min(args.batch_size, traj.num_step),
             log_enable=False,
         )
-        result_dict["TeacherReturn"] = teacher_return
+        result_dict["TeacherReturn"] = float(teacher_return)
         run.record(
             epis,
             result_dict,
             evaluate=lambda: sampler.sample(student, max_epis=args.eval_epis, deterministic=True),
             models=dict(pol=student, teacher=teacher),
             kl=float(np.mean(result_dict["S_Pol_loss"])),
+            checkpoint=state,
         )
 
 sampler.close()

@@ -83,6 +83,28 @@ def _decode(value: Any) -> Any:
     return value
 
 
+class _GeneratorState:
+    """A ``torch.Generator`` seen as a stateful object (a Traj's batch generator, a sampler's
+    own): its state, (S,) uint8, under ``"state"``."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["state"])
+
+
+def _as_stateful(objects: Mapping[str, Any]) -> dict[str, Any]:
+    """``objects`` with each ``torch.Generator`` wrapped as a stateful object."""
+    return {
+        name: _GeneratorState(obj) if isinstance(obj, torch.Generator) else obj
+        for name, obj in objects.items()
+    }
+
+
 def _kind(name: str, obj: Any) -> str:
     if isinstance(obj, Traj):
         return "traj"
@@ -93,8 +115,9 @@ def _kind(name: str, obj: Any) -> str:
     ):
         return "stateful"
     raise TypeError(
-        f"objects[{name!r}]: expected a Traj, a tensor or an object with state_dict() and "
-        f"load_state_dict(), given {type(obj).__name__}; put plain numbers in extra="
+        f"objects[{name!r}]: expected a Traj, a tensor, a torch.Generator or an object with "
+        f"state_dict() and load_state_dict(), given {type(obj).__name__}; put plain numbers "
+        "in extra="
     )
 
 
@@ -137,6 +160,7 @@ def restore_point(objects: Mapping[str, Any]) -> Callable[[], None]:
     evaluating do not change one). ``logger.Run`` uses it around an evaluation made only
     because the budget ends, which a run with a larger budget would not make.
     """
+    objects = _as_stateful(objects)
     kinds = {name: _kind(name, obj) for name, obj in objects.items()}
     states: dict[str, Any] = {}
     for name, obj in objects.items():
@@ -203,9 +227,10 @@ def save_run(
     objects : mapping of str to object
         What to save, by a name that ``load_run`` uses again: ``Traj`` objects (columns,
         priorities, ``pri_beta`` and the state of the Traj's batch generator), tensors (e.g.
-        SAC's ``log_alpha``), and anything with ``state_dict()`` / ``load_state_dict()``:
-        networks, optimisers, learning-rate schedulers, ``EpiSampler`` (policy and
-        environment RNGs of every worker), prepro.
+        SAC's ``log_alpha``), ``torch.Generator`` objects (e.g. ``traj.generator``: the batch
+        order of a Traj whose columns need no saving, an expert data set's), and anything
+        with ``state_dict()`` / ``load_state_dict()``: networks, optimisers, learning-rate
+        schedulers, ``EpiSampler`` (policy and environment RNGs of every worker), prepro.
     extra : mapping, optional
         JSON-able values (step counters, the iteration number, arguments).
     step : int, optional
@@ -224,6 +249,7 @@ def save_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     if keep < 1:
         raise ValueError(f"keep: expected a positive int, given {keep!r}")
+    objects = _as_stateful(objects)
     kinds = {name: _kind(name, obj) for name, obj in objects.items()}
     try:
         extra_json = json.dumps(dict(extra or {}))
@@ -417,6 +443,7 @@ def load_run(
         state (named; then no object is changed).
     """
     path, meta = _read_meta(Path(run_dir))
+    objects = _as_stateful(objects)
     kinds = meta["kinds"]
     if strict and set(kinds) != set(objects):
         raise ValueError(

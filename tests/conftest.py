@@ -5,13 +5,16 @@ comparisons and error model of the numpy fast path against torch. Test layout: R
 import concurrent.futures
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.special
+import torch
 from torch import nn
 
 # Ray starts its worker processes at nice 15 (its worker_niceness), below the raylet: with
@@ -192,6 +195,80 @@ def run_examples(
         ]
         concurrent.futures.wait(futures)
     return [future.result() for future in futures]
+
+
+def assert_same_state(a, b, where: str) -> None:
+    """``a`` and ``b`` (checkpoint contents: nested dicts / lists of tensors and plain values)
+    are equal bit for bit, dtypes included; ``where`` names the first difference."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert set(a) == set(b), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def final_state(run_dir: str | os.PathLike) -> dict:
+    """The newest checkpoint's state.pt of an example's run folder, without the global numpy
+    RNG (the scripts seed torch only: numpy's differs between processes, unused)."""
+    from machina.checkpoint import latest_checkpoint
+
+    state = torch.load(latest_checkpoint(run_dir) / "state.pt", weights_only=True)
+    state["__rng__"].pop("numpy")
+    return state
+
+
+def crashed_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of the run folder ``run_dir`` as if its run had been killed just before writing
+    its newest checkpoint: the later rows, TensorBoard scalars and models are there, ``latest``
+    names the checkpoint before (which a resume must cut them back to)."""
+    shutil.copytree(run_dir, dest)
+    ckpts = sorted(path for path in dest.glob("ckpt-*") if path.is_dir())
+    assert len(ckpts) >= 2, f"{run_dir}: expected two checkpoints or more, found {ckpts}"
+    shutil.rmtree(ckpts[-1])
+    (dest / "latest").write_text(ckpts[-2].name)
+    return dest
+
+
+def check_examples_resume_after_crash(
+    runs: list[tuple[str, list]], tmp_path: Path
+) -> list[tuple[dict, dict]]:
+    """Each example run uninterrupted, then resumed from its last-but-one checkpoint (after a
+    simulated crash, :func:`crashed_copy`) with the same arguments, ends in the same state.
+
+    Parameters
+    ----------
+    runs : list of (str, list)
+        ``(script, args)``: ``args`` must make the run write two checkpoints or more
+        (``--checkpoint_interval`` half the budget, say) and carry no ``--log``.
+    tmp_path : Path
+        Where the run folders go.
+
+    Returns
+    -------
+    list of (dict, dict)
+        The uninterrupted and the resumed runs' final states (:func:`final_state`), which
+        were found equal, and whose progress.csv have the same number of rows.
+    """
+    wholes = [tmp_path / f"{i}-whole" for i in range(len(runs))]
+    run_examples([(script, ["--log", whole, *args]) for (script, args), whole in zip(runs, wholes)])
+    crashed = [crashed_copy(whole, tmp_path / f"{i}-crashed") for i, whole in enumerate(wholes)]
+    run_examples([(script, ["--resume", d, *args]) for (script, args), d in zip(runs, crashed)])
+    states = []
+    for (script, _), whole, resumed in zip(runs, wholes, crashed):
+        a, b = final_state(whole), final_state(resumed)
+        assert_same_state(a, b, script)
+        rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, resumed)]
+        assert len(rows[0]) == len(rows[1]) > 2, (script, rows)
+        states.append((a, b))
+    return states
 
 
 class Prefetch:

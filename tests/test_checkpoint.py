@@ -201,6 +201,37 @@ def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):
     assert torch.equal(fresh_a.weight, a.weight)
 
 
+def test_a_torch_generator_is_saved_by_its_state(tmp_path):
+    """A Traj's batch generator alone (an expert data set's: its columns are a file's): a new
+    Traj of the same data given the saved state draws the batches the saved one would have.
+    A state that does not load (another object's) is named, and nothing is restored."""
+
+    def traj(seed):
+        out = Traj(seed=seed)
+        out.add_epis(make_random_epis(np.random.default_rng(0), 10))
+        out.register_epis()
+        return out
+
+    def batches(t):
+        return torch.cat([b["obs"] for b in t.random_batch(8, epoch=3)])
+
+    saved = traj(1)
+    batches(saved)  # mid-run
+    save_run(tmp_path, {"order": saved.generator})
+    expected = batches(saved)
+    fresh = traj(2)
+    assert not torch.equal(batches(traj(2)), expected)
+    load_run(tmp_path, {"order": fresh.generator})
+    assert torch.equal(batches(fresh), expected)
+
+    save_run(tmp_path, {"order": torch.nn.Linear(2, 2)})
+    other = traj(2)
+    before = other.generator.get_state()
+    with pytest.raises(ValueError, match=r"objects\['order'\]: its saved state does not load"):
+        load_run(tmp_path, {"order": other.generator})
+    assert torch.equal(other.generator.get_state(), before)
+
+
 def test_resized_optimizer_state_and_bad_rng_or_meta_restore_nothing(tmp_path):
     """An optimiser saved apart from its model (resized since: Adam's moments of the old
     shape loaded and failed at the next step), a python RNG state that does not load (found

@@ -1,7 +1,7 @@
 """Imitation example scripts run end to end on small budgets (the GAIL / AIRL / behaviour-cloning
 examples stay in test_imitation.py, beside the expert fixture they share)."""
 
-from conftest import run_example
+from conftest import check_examples_resume_after_crash, run_example
 
 
 def test_example_runs(tmp_path):
@@ -13,3 +13,12 @@ def test_example_runs(tmp_path):
     )
     assert (tmp_path / "progress.csv").stat().st_size > 0
     assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+
+
+def test_teacher_distill_resumes_bit_for_bit(tmp_path):
+    """A run killed after its first checkpoint resumes without training the teacher again and
+    ends as the uninterrupted run (student, teacher, the teacher's return)."""
+    args = ["--teacher_steps", 1000, "--max_steps", 1000, "--steps_per_iter", 500,
+            "--checkpoint_interval", 500, "--eval_epis", 1, "--num_envs", 2]  # fmt: skip
+    ((state, _),) = check_examples_resume_after_crash([("run_teacher_distill.py", args)], tmp_path)
+    assert {"student", "teacher", "teacher_return"} <= set(state)

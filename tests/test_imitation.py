@@ -592,6 +592,27 @@ def test_imitation_examples_run(expert, tmp_path):
             assert weights and all(8 in p.shape for p in weights), (name, state.keys())
 
 
+def test_run_gail_and_airl_resume_bit_for_bit(expert, tmp_path):
+    """GAIL (ppo_kl: its adaptive penalty is run state; behaviour-cloning pretraining, not
+    repeated on resume) and AIRL: a 300-step run killed after its checkpoint at 150, resumed,
+    equals the uninterrupted one."""
+    from conftest import check_examples_resume_after_crash
+
+    common = ["--expert_path", expert["path"], "--eval_epis", 1, "--max_steps", 300,
+              "--steps_per_iter", 150, "--checkpoint_interval", 150, "--h_size", 8,
+              "--num_envs", 2]  # fmt: skip
+    states = check_examples_resume_after_crash(
+        [
+            ("run_gail.py", [*common, "--rl_type", "ppo_kl", "--pretrain", "--bc_epoch", 1]),
+            ("run_airl.py", [*common, "--discrim_step", 2, "--epoch_per_iter", 2]),
+        ],
+        tmp_path,
+    )
+    (gail_state, _), (airl_state, _) = states
+    assert "kl_beta" in gail_state and "discrim" in gail_state
+    assert {"rewf", "shaping_vf"} <= {key.split(".")[0] for key in airl_state["discrim"]}
+
+
 def test_run_behavior_clone_resumes_bit_for_bit(expert, tmp_path):
     """Two epochs, then --resume to four, equal four uninterrupted: the checkpoint holds the
     training Traj's batch generator and the evaluation sampler, not only the policy."""

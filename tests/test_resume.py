@@ -161,24 +161,9 @@ def _run(*runs: tuple[str, str, int]) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def _assert_equal(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert set(a) == set(b), where
-        for key in a:
-            _assert_equal(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_equal(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
-
-
 def test_ppo_sac_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path):
     import pytest
+    from conftest import assert_same_state
 
     from machina.checkpoint import latest_checkpoint
 
@@ -191,7 +176,7 @@ def test_ppo_sac_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path)
         resumed = latest_checkpoint(os.path.join(run_dir, "resumed"))
         half = latest_checkpoint(os.path.join(run_dir, "half"))
         states = [torch.load(p / "state.pt", weights_only=True) for p in (full, resumed, half)]
-        _assert_equal(states[0], states[1], f"num_parallel={num_parallel}: state")
+        assert_same_state(states[0], states[1], f"num_parallel={num_parallel}: state")
         with np.load(full / "off_traj.npz") as f, np.load(resumed / "off_traj.npz") as g:
             assert set(f.files) == set(g.files) and "col:pris" in f.files
             assert any("pri_beta" in key for key in f.files)
@@ -200,7 +185,7 @@ def test_ppo_sac_resumed_in_a_new_process_equals_the_uninterrupted_run(tmp_path)
                 np.testing.assert_array_equal(f[key], g[key], err_msg=key)
         # and the comparison has teeth: the half-way run differs
         with pytest.raises(AssertionError):
-            _assert_equal(states[0]["pol"], states[2]["pol"], "pol")
+            assert_same_state(states[0]["pol"], states[2]["pol"], "pol")
 
 
 if __name__ == "__main__":
@@ -270,9 +255,17 @@ _PPO_ARGS = [
     "--eval_epis",
     1,
 ]
-EXAMPLE_RUNS = [
+# (run_ppo.py checkpoints every iteration, the off-policy scripts every --checkpoint_interval)
+_OFF_ARGS = ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8, "--eval_interval", 200,
+             "--eval_epis", 1, "--checkpoint_interval", 200]  # fmt: skip
+#: stopped at 200 steps, then resumed with the budget grown to 400 (a halves run)
+GROWN_RUNS = [
     # tiny budgets: one 200-step Pendulum episode per iteration, 1 + 1 iterations
     ("run_ppo.py", _PPO_ARGS),
+    ("run_sac.py", _OFF_ARGS),
+]
+#: killed after 200 of 400 steps, then resumed from the checkpoint at 200
+CRASHED_RUNS = [
     # gSDE: the exploration matrix (drawn mid-window: 200 is not a multiple of 7) is
     # in the checkpoint too
     ("run_ppo.py", [*_PPO_ARGS, "--sde_sample_freq", 7]),
@@ -282,27 +275,43 @@ EXAMPLE_RUNS = [
     ("run_ppo.py", [*_PPO_ARGS, "--ppo_type", "kl"]),
     # one optimiser over both networks, annealed lr, per-minibatch advantage standardisation,
     # stable-baselines3's Adam epsilon and a value network of its own width
-    ("run_ppo.py", [*_PPO_ARGS, "--joint_step", "--anneal_lr", "--minibatch_norm_advs",
-                    "--adam_eps", 1e-5, "--vf_h_size", 12]),
-    ("run_sac.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
-                    "--eval_interval", 200, "--eval_epis", 1]),
+    (
+        "run_ppo.py",
+        [
+            *_PPO_ARGS,
+            "--joint_step",
+            "--anneal_lr",
+            "--minibatch_norm_advs",
+            "--adam_eps",
+            1e-5,
+            "--vf_h_size",
+            12,
+        ],
+    ),
     # the Ornstein-Uhlenbeck noise's state is in the checkpoint too
-    ("run_ddpg.py", ["--steps_per_iter", 100, "--batch_size", 16, "--h_size", 8,
-                     "--eval_interval", 200, "--eval_epis", 1, "--noise", "ou"]),
-]  # fmt: skip
+    ("run_ddpg.py", [*_OFF_ARGS, "--noise", "ou"]),
+    # random warm-up steps on both sides of the checkpoint
+    ("run_td3.py", [*_OFF_ARGS, "--random_steps", 300]),
+    # the lagged copy is refreshed after the checkpoint (at 250 gradient steps): the
+    # gradient-step counters are in the checkpoint too
+    ("run_qtopt.py", [*_OFF_ARGS, "--lag", 250, "--num_sampling", 8]),
+]
 
 
 def test_examples_resume_bit_for_bit(tmp_path):
-    """run_ppo.py (plain, gSDE with one or per-environment matrices, ppo_kl, joint step),
-    run_sac.py and run_ddpg.py (OU noise): 200 steps, then --resume to 400, equal the
-    400-step run."""
-    import pytest  # noqa: F401 (the helpers below need the tests folder on sys.path)
-    from conftest import run_examples
+    """run_ppo.py (plain) and run_sac.py: 200 steps, then --resume to 400, equal the 400-step
+    run. run_ppo.py (gSDE with one or per-environment matrices, ppo_kl, joint step),
+    run_ddpg.py (OU noise), run_td3.py and run_qtopt.py: a 400-step run killed after its
+    checkpoint at 200, resumed, equals the uninterrupted one."""
+    from conftest import (
+        assert_same_state,
+        check_examples_resume_after_crash,
+        final_state,
+        run_examples,
+    )
 
-    from machina.checkpoint import latest_checkpoint
-
-    dirs = [(tmp_path / f"{i}-whole", tmp_path / f"{i}-halves") for i in range(len(EXAMPLE_RUNS))]
-    runs = [(script, args, *pair) for (script, args), pair in zip(EXAMPLE_RUNS, dirs)]
+    dirs = [(tmp_path / f"{i}-whole", tmp_path / f"{i}-halves") for i in range(len(GROWN_RUNS))]
+    runs = [(script, args, *pair) for (script, args), pair in zip(GROWN_RUNS, dirs)]
     # the uninterrupted runs and the first halves side by side, then the second halves
     run_examples(
         [(s, ["--log", whole, "--max_steps", 400, *args]) for s, args, whole, _ in runs]
@@ -311,23 +320,24 @@ def test_examples_resume_bit_for_bit(tmp_path):
     run_examples(
         [(s, ["--resume", halves, "--max_steps", 400, *args]) for s, args, _, halves in runs]
     )
-    for (script, args), (whole, halves) in zip(EXAMPLE_RUNS, dirs):
-        a, b = (
-            torch.load(latest_checkpoint(d) / "state.pt", weights_only=True)
-            for d in (whole, halves)
-        )
-        # The scripts seed torch only: the global numpy RNG (unused) differs between processes.
-        for state in (a, b):
-            state["__rng__"].pop("numpy")
-        _assert_equal(a, b, script)
+    for (script, _), (whole, halves) in zip(GROWN_RUNS, dirs):
+        assert_same_state(final_state(whole), final_state(halves), script)
+        # progress.csv continued: the same rows as the uninterrupted run's, but for timings
+        rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
+        assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
+
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    states = check_examples_resume_after_crash(
+        [(s, ["--max_steps", 400, *a]) for s, a in CRASHED_RUNS],
+        crashed,
+    )
+    for (_, args), (a, _) in zip(CRASHED_RUNS, states):
         if "--adam_eps" in args:  # the flag reaches the optimiser (saved with the run)
             assert {g["eps"] for g in a["optim_pol"]["param_groups"]} == {1e-5}
         if "--vf_h_size" in args:  # hidden layers of 12 units in the value network only
             widths = {t.shape[0] for t in a["vf"].values() if t.ndim == 2}
             assert widths == {12, 1}, widths
-        # progress.csv continued: the same rows as the uninterrupted run's, but for timings
-        rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, halves)]
-        assert len(rows[0]) == len(rows[1]) == 3  # header + one row per 200-step iteration
 
 
 class TerrainEnv(gymnasium.Env):
