@@ -558,6 +558,28 @@ def test_discrim_batch_size_and_traj_errors_name_the_argument(small_cartpole):
     assert all(torch.equal(before[k], v) for k, v in discrim.state_dict().items())
 
 
+def test_a_discriminator_of_the_other_kind_is_named_with_state_only():
+    """A state-action discriminator with state_only=True failed inside its forward (missing
+    acs); a state-only one with state_only=False took acs for a recurrent state (ignored by a
+    feed-forward net: silently state-only). Both name state_only, in the loss and in the
+    pseudo rewards."""
+    ob = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    ac = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    batch = dict(obs=torch.zeros(4, 3), acs=torch.zeros(4, 2))
+    sa = DeterministicSAVfunc(ob, ac, DiscrimNet(ob, ac))
+    s = DeterministicSVfunc(ob, StateDiscrimNet(ob))
+    with pytest.raises(TypeError, match=r"state_only=True.*DeterministicSAVfunc.*state_only="):
+        cross_ent(sa, batch, 1, state_only=True)
+    with pytest.raises(TypeError, match=r"state-only DeterministicSVfunc with state_only=False"):
+        cross_ent(s, batch, 1)
+    traj = Traj()
+    traj.add_epis(make_random_epis(np.random.default_rng(0), 3, ob_dim=3))
+    with pytest.raises(TypeError, match="state_only=False"):
+        compute_pseudo_rews(traj, s)
+    for discrim, state_only in ((sa, False), (s, True)):  # the right pairs
+        assert cross_ent(discrim, batch, 1, state_only=state_only).isfinite()
+
+
 # ---------------------------------------------------------------------------- examples
 def test_imitation_examples_run(expert, tmp_path):
     epis_path = tmp_path / "expert.npz"

@@ -6,6 +6,8 @@ probability that a step came from the *expert*; expert steps are labelled 1, age
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 
@@ -13,6 +15,7 @@ from machina.loss_functional._common import Batch, masked_mean, mean_loss, new_p
 from machina.pds.base import check_sample
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils import batch_share
+from machina.vfuncs import DeterministicSVfunc
 
 
 def log_likelihood(pol: torch.nn.Module, batch: Batch) -> torch.Tensor:
@@ -58,9 +61,42 @@ def bernoulli_ent(logits: torch.Tensor) -> torch.Tensor:
     return (1.0 - torch.sigmoid(logits)) * logits - F.logsigmoid(logits)
 
 
+def _check_discrim_arity(
+    discrim: torch.nn.Module, args: tuple, state_only: bool, exc: TypeError
+) -> None:
+    """A TypeError naming ``state_only`` when ``discrim``'s forward does not take ``args``
+    (a state-action discriminator called on states only, or the reverse)."""
+    try:
+        inspect.signature(discrim.forward).bind(*args)
+    except TypeError:
+        given = "obs" if state_only else "obs and acs"
+        other = (
+            "a state-action discriminator and state_only=False"
+            if state_only
+            else ("a state-only discriminator and state_only=True")
+        )
+        raise TypeError(
+            f"discrim: with state_only={state_only} it is called with {given}, which "
+            f"{type(discrim).__name__}.forward does not take ({exc}); give {other}"
+        ) from exc
+    except ValueError:  # no signature to read: the original error stands
+        pass
+
+
 def gail_logits(discrim: torch.nn.Module, batch: Batch, state_only: bool = False) -> torch.Tensor:
     """GAIL discriminator logits ``discrim(obs, acs)`` (or ``discrim(obs)``), shape (B,)."""
-    out = discrim(batch["obs"]) if state_only else discrim(batch["obs"], batch["acs"])
+    if not state_only and isinstance(discrim, DeterministicSVfunc):
+        # its second argument is a recurrent state: acs would be taken for one, or ignored
+        raise TypeError(
+            f"discrim: a state-only {type(discrim).__name__} with state_only=False; give "
+            "state_only=True, or a state-action discriminator (DeterministicSAVfunc)"
+        )
+    args = (batch["obs"],) if state_only else (batch["obs"], batch["acs"])
+    try:
+        out = discrim(*args)
+    except TypeError as exc:
+        _check_discrim_arity(discrim, args, state_only, exc)
+        raise
     logits = out[0] if isinstance(out, tuple) else out
     return logits.reshape(batch["obs"].shape[0])
 
