@@ -21,6 +21,14 @@ Each iteration:
 
 The run folder ``--log`` gets progress.csv, TensorBoard events, learning_curve.png and rank
 0's ``models/pol_last.pt`` / ``vf_last.pt``.
+
+Every iteration ends with a checkpoint of the whole run in ``--log``: every trainer's
+networks, optimisers and RNGs (``TrainManager.state_dict``), the sampler actors' policy and
+environment RNGs, this process's networks and RNGs, and the counters. A stopped run
+continues bit for bit from its newest checkpoint, with the same other arguments
+(``--max_steps`` may grow; the cluster and ``--master_address`` may be others)::
+
+    python example/run_ppo_distributed_ray.py --resume runs/ppo_ray
 """
 
 import argparse
@@ -74,6 +82,9 @@ parser.add_argument("--max_grad_norm", type=float, default=0.5)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--eval_epis", type=positive_int, default=8, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
 
 
@@ -128,15 +139,29 @@ def evaluate():
     return sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
 
 
-run = logger.Run(args.log, args.max_steps, args.env_name, args.steps_per_iter, solve_return)
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.steps_per_iter,
+    solve_return,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+    # where the processes run may change; what they compute may not
+    resumable=("ray_address", "num_cpus", "master_address"),
+)
+state = dict(trainers=trainers, sampler=sampler, pol=pol, vf=vf)
 with run:
+    run.restore(**state)
     while not run.done:
         sampler.set_pol_state(trainers.get_state("pol"))
         epis = sampler.sample(max_steps=args.steps_per_iter)
         result_dict = trainers.train(epis=epis)
         pol.load_state_dict(trainers.get_state("pol"))
         vf.load_state_dict(trainers.get_state("vf"))
-        run.record(epis, result_dict, evaluate=evaluate, models=dict(pol=pol, vf=vf))
+        run.record(
+            epis, result_dict, evaluate=evaluate, models=dict(pol=pol, vf=vf), checkpoint=state
+        )
 sampler.close()
 trainers.close()
 if started_ray:

@@ -220,6 +220,8 @@ def test_ray_sampler_runs_a_users_worker_cls(tmp_path):
         epis = sampler.sample(max_steps=7)  # stops launching once 7 steps are reached
         assert sum(len(e["rews"]) for e in epis) >= 7 and len(epis) <= 4
         sampler.set_pol_state(pol.state_dict())
+        with pytest.raises(ValueError, match="state_dict: not available with worker_cls"):
+            sampler.state_dict()
         sampler.close()
 
         # a stuck worker: with timeout, an error naming it, and a replacement for the next call

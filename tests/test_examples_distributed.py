@@ -1,39 +1,35 @@
 """The examples on Ray: run_ppo_distributed_ray.py (Ray sampler actors feeding two trainer
 actors that form one torch.distributed group, on a local Ray instance the script starts and
-stops) and run_ppo.py's Ray sampler on a cluster named by RAY_ADDRESS."""
+stops; resumed from a checkpoint) and run_ppo.py's Ray sampler on a cluster named by RAY_ADDRESS."""
 
 import os
 
 import pytest
-from conftest import forget_ray_address, run_example
+from conftest import assert_same_state, crashed_copy, final_state, forget_ray_address, run_example
 
 
-def test_ppo_on_ray_trainers_learns_and_writes_the_run(tmp_path):
-    out = run_example(
-        "run_ppo_distributed_ray.py",
-        "--log",
-        tmp_path,
-        "--max_steps",
-        3000,
-        "--steps_per_iter",
-        1000,
-        "--num_cpus",
-        2,
-        "--num_trainer",
-        2,
-        "--num_parallel",
-        2,
-        timeout=400,
-    ).stdout
+def test_ppo_on_ray_trainers_learns_writes_the_run_and_resumes_bit_for_bit(tmp_path):
+    """Three iterations learn; killed after the second one's checkpoint, the run resumes
+    (trainers' networks, optimisers and RNGs, the sampler actors' RNGs) to the same end."""
+    args = ["--max_steps", 3000, "--steps_per_iter", 1000, "--num_cpus", 2, "--num_trainer", 2,
+            "--num_parallel", 2]  # fmt: skip
+    run_dir = tmp_path / "run"
+    out = run_example("run_ppo_distributed_ray.py", "--log", run_dir, *args).stdout
     assert "CartPole-v1: " in out and "after" in out
-    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    rows = (run_dir / "progress.csv").read_text().splitlines()
     header = rows[0].split(",")
     evals = [float(r.split(",")[header.index("EvalReturn")]) for r in rows[1:]]
     assert len(evals) >= 3
     # Untrained CartPole policies last about 10-30 steps deterministically; three PPO updates
     # shared by both ranks must lift the greedy return.
     assert evals[-1] > evals[0]
-    assert (tmp_path / "models" / "pol_last.pt").stat().st_size > 0
+    assert (run_dir / "models" / "pol_last.pt").stat().st_size > 0
+
+    crashed = crashed_copy(run_dir, tmp_path / "crashed")
+    run_example("run_ppo_distributed_ray.py", "--resume", crashed, *args)
+    whole = final_state(run_dir)
+    assert len(whole["trainers"]["ranks"]) == 2
+    assert_same_state(whole, final_state(crashed), "run_ppo_distributed_ray.py")
 
 
 def test_run_ppo_samples_on_the_ray_cluster_that_ray_address_names(tmp_path):

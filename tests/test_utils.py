@@ -140,12 +140,32 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
                 optimizer_step(self.optim, (self.lin(x) - 2 * x).square().mean())
             return [p.detach().clone() for p in self.lin.parameters()]
 
+        def draw(self):
+            return torch.rand(3)
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         manager = mu.TrainManager(Trainer, num_trainer=2)
         params = manager.train(xs=[[1.0, 2.0], [3.0]])
         ranks = ray.get([t.train.remote([[0.0], [0.0]]) for t in manager.trainers], timeout=120)
         state = manager.get_state("lin")
+        # a checkpoint of every rank: its modules, optimisers and global RNGs
+        saved = manager.state_dict()
+        assert [set(rank["objects"]) for rank in saved["ranks"]] == [{"lin", "optim"}] * 2
+        draws = ray.get([t.draw.remote() for t in manager.trainers])
+        manager.train(xs=[[1.0], [3.0]])
+        manager.load_state_dict(saved)
+        assert torch.equal(manager.get_state("lin")["weight"], state["weight"])
+        again_draws = ray.get([t.draw.remote() for t in manager.trainers])
+        assert all(torch.equal(a, b) for a, b in zip(draws, again_draws))
+        with pytest.raises(ValueError, match=r"states of 2 trainers, given 1 trainers"):
+            manager.load_state_dict({"ranks": saved["ranks"][:1]})
+        with pytest.raises(ValueError, match="trainer rank 0 refused its state") as refused:
+            manager.load_state_dict({"ranks": [{**r, "objects": {}} for r in saved["ranks"]]})
+        assert "expected the trainer's modules, optimisers and schedulers ['lin', 'optim']" in str(
+            refused.value.__cause__
+        )
+        manager.load_state_dict(saved)
         # every rank fails alike (a bad argument): named, and the trainers stay usable
         with pytest.raises(RuntimeError, match=r"trainer rank \d of 2 failed$"):
             manager.train(xs=[[1.0], [3.0]], fail_rank="all")

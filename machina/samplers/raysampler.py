@@ -162,6 +162,33 @@ class EpiSampler:
             deterministic,
         )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The policy the sampler acts with and every actor's RNG state
+        (:meth:`machina.samplers.EpiSampler.state_dict`), for a checkpoint.
+
+        Raises
+        ------
+        ValueError
+            With ``worker_cls``: which actor runs which episode depends on timing, so there
+            is no state to continue exactly from.
+        """
+        self._check_engine("state_dict")
+        return {"pol": copy.deepcopy(self.pol.state_dict()), "sampler": self._sampler.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s result (as ``machina.samplers.EpiSampler``'s, into a
+        sampler of the same ``num_parallel`` and ``num_envs``)."""
+        self._check_engine("load_state_dict")
+        self._sampler.load_state_dict(state["sampler"])
+        self.pol.load_state_dict(state["pol"])
+
+    def _check_engine(self, method: str) -> None:
+        if self._workers is not None:
+            raise ValueError(
+                f"EpiSampler.{method}: not available with worker_cls (its actors take "
+                "episodes as they finish: a run on them cannot continue exactly)"
+            )
+
     def close(self) -> None:
         """Stop the actors (and the Ray instance the sampler started)."""
         if self._workers is not None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import random
 import socket
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -132,6 +134,67 @@ class BaseDistributedRayTrainer:
         """A CPU copy of the state dict of attribute ``name`` (a module or optimiser)."""
         return state_dict_to_cpu(copy.deepcopy(getattr(self, name).state_dict()))
 
+    def _stateful(self) -> dict[str, Any]:
+        return {
+            name: value
+            for name, value in sorted(vars(self).items())
+            if isinstance(value, _STATEFUL_TYPES)
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """This rank's run state, for a checkpoint (``TrainManager.state_dict``): CPU copies
+        of the state dicts of its modules, optimisers and learning-rate schedulers (its
+        attributes, by name) and its process's global torch / numpy / python RNG states
+        (a ``Traj`` made in ``train`` seeds its batch order from torch's). A subclass with
+        other state (a replay ``Traj``) extends both methods."""
+        return {
+            "objects": {name: self.get_state(name) for name in self._stateful()},
+            "rng": _global_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s result into this rank's objects and RNGs.
+
+        Raises
+        ------
+        ValueError
+            When the state names other attributes than this trainer has.
+        """
+        objects, saved = self._stateful(), state["objects"]
+        if set(objects) != set(saved):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: state['objects']: expected the "
+                f"trainer's modules, optimisers and schedulers {sorted(objects)}, given "
+                f"{sorted(saved)}"
+            )
+        for name, obj in objects.items():
+            obj.load_state_dict(saved[name])
+        _set_global_rng_state(state["rng"])
+
+
+_STATEFUL_TYPES = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+
+
+def _global_rng_state() -> dict[str, Any]:
+    """This process's global RNG states (numpy's as a tuple holding a uint32 array)."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the global one, seeded above)
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(tuple(state["numpy"]))  # noqa: NPY002
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
 
 def _free_local_address() -> str:
     with socket.socket() as s:
@@ -177,6 +240,41 @@ class TrainManager:
         ray = import_ray()
         self._check_open()
         return ray.get(self.trainers[0].get_state.remote(name))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every trainer's :meth:`BaseDistributedRayTrainer.state_dict`, by rank: a
+        ``TrainManager`` is one of the objects ``machina.checkpoint.save_run`` saves (and
+        ``load_run`` restores into a new one of as many trainers)."""
+        ray = import_ray()
+        self._check_open()
+        return {"ranks": ray.get([trainer.state_dict.remote() for trainer in self.trainers])}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s result, each rank's into the trainer of that rank.
+
+        Raises
+        ------
+        ValueError
+            When the state holds another number of trainers, or a trainer refuses its state
+            (the rank named; ranks before it may have loaded theirs).
+        """
+        ray = import_ray()
+        self._check_open()
+        ranks = state.get("ranks") if isinstance(state, Mapping) else None
+        if not isinstance(ranks, list | tuple) or len(ranks) != len(self.trainers):
+            given = f"{len(ranks)} trainers" if isinstance(ranks, list | tuple) else repr(state)
+            raise ValueError(
+                f"TrainManager.load_state_dict: state['ranks']: expected the states of "
+                f"{len(self.trainers)} trainers, given {given}"
+            )
+        calls = [t.load_state_dict.remote(s) for t, s in zip(self.trainers, ranks)]
+        for rank, call in enumerate(calls):
+            try:
+                ray.get(call)
+            except ray.exceptions.RayTaskError as exc:
+                raise ValueError(
+                    f"TrainManager.load_state_dict: trainer rank {rank} refused its state"
+                ) from exc
 
     def train(self, **kwargs: Any) -> Any:
         """Call ``train(**kwargs)`` on every trainer (arguments go through the object store
