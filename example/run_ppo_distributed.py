@@ -11,10 +11,22 @@ logs progress.csv and the policy into ``--run_dir`` and prints one line per iter
 on CPU; on a machine with GPUs use ``--backend nccl`` to train each rank on its own GPU.
 Across machines, run the same command on each with ``--nnodes N --node_rank i
 --master_addr <host of rank 0> --master_port 29500``.
+
+Every iteration each rank checkpoints its part of the run in ``--run_dir``/checkpoints/rank-R
+(``machina.checkpoint``: networks, optimisers, its sampler's RNGs, its global RNGs, the
+counters). A stopped run continues bit for bit on as many ranks, with the same other
+arguments (``--max_steps`` may grow), from the newest iteration every rank saved::
+
+    torchrun --nproc_per_node 2 example/run_ppo_distributed.py --resume runs/ppo_ddp
+
+progress.csv and the TensorBoard scalars are cut back to that iteration's row first.
 """
 
 import argparse
+import csv
+import itertools
 import os
+import time
 
 import numpy as np
 import torch
@@ -23,7 +35,9 @@ from flags import positive_int
 import machina.distributed as mdist
 from machina import logger
 from machina.algos import ppo_clip
+from machina.checkpoint import latest_checkpoint, load_run, save_run
 from machina.envs import GymEnv
+from machina.logger.tensorboard_output import truncate_events
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -53,7 +67,13 @@ parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--lam", type=float, default=0.97)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this return")
+parser.add_argument(
+    "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
+)
 args = parser.parse_args()
+run_dir = args.resume or args.run_dir
+#: settings a resumed run may change (the others are compared with the checkpoint's)
+RESUMABLE = {"resume", "run_dir", "max_steps"}
 
 mdist.init(backend=args.backend)  # reads torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...
 rank, world = mdist.get_rank(), mdist.get_world_size()
@@ -78,11 +98,57 @@ optim_vf = torch.optim.Adam(train_vf.parameters(), args.lr)
 sampler = None
 if rank == 0 or not args.same_data:
     sampler = EpiSampler(env, sample_pol, num_envs=args.num_envs, seed=args.seed + rank)
-if mdist.is_main():
-    score_file = logger.start_run(args.run_dir)
 
-total_step, total_epi, mean_return, it = 0, 0, -np.inf, 0
-while total_step < args.max_steps:
+# This rank's part of the run (the networks and optimisers are the same on every rank).
+ckpt_dir = os.path.join(run_dir, "checkpoints", f"rank-{rank}")
+objects = dict(pol=train_pol, vf=train_vf, optim_pol=optim_pol, optim_vf=optim_vf)
+if sampler is not None:
+    objects["sampler"] = sampler
+counters = dict(total_step=0, total_epi=0, it=0, mean_return=None)
+
+
+def resume() -> dict:
+    """Load the newest iteration every rank checkpointed (one rank may have saved one more
+    before the run stopped) and cut rank 0's rows and TensorBoard scalars back to it."""
+    newest = latest_checkpoint(ckpt_dir)
+    steps = mdist.gather_object(-1 if newest is None else int(newest.name.split("-")[1]))
+    if min(steps) < 0:
+        raise FileNotFoundError(
+            f"--resume {run_dir}: no checkpoint of rank {steps.index(min(steps))} of {world} "
+            f"in {run_dir}/checkpoints (a run on another number of ranks?)"
+        )
+    extra = load_run(os.path.join(ckpt_dir, f"ckpt-{min(steps):06d}"), objects)
+    if extra["world"] != world:
+        raise ValueError(f"--resume {run_dir}: saved on {extra['world']} ranks, run on {world}")
+    differ = {
+        key: (value, vars(args).get(key))
+        for key, value in extra["settings"].items()
+        if key not in RESUMABLE and value != vars(args).get(key)
+    }
+    if differ:
+        raise ValueError(
+            f"--resume {run_dir}: other settings than the run's (saved, given): {differ}"
+        )
+    if mdist.is_main():
+        score_file = os.path.join(run_dir, "progress.csv")
+        with open(score_file, newline="", encoding="utf-8") as f:
+            kept = list(itertools.islice(csv.reader(f), extra["it"] + 1))
+        with open(score_file, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(kept)
+        truncate_events(run_dir, extra["saved_at"])
+    return {key: extra[key] for key in counters}
+
+
+if args.resume:
+    counters = resume()
+if mdist.is_main():
+    score_file = logger.start_run(run_dir, append=args.resume is not None)
+
+total_step, total_epi, it = counters["total_step"], counters["total_epi"], counters["it"]
+mean_return = -np.inf if counters["mean_return"] is None else counters["mean_return"]
+while total_step < args.max_steps and not (
+    solve_return is not None and mean_return >= solve_return
+):
     if device is not None:
         sample_pol.load_state_dict({k: v.cpu() for k, v in train_pol.state_dict().items()})
     epis = sampler.sample(sample_pol, max_steps=args.steps_per_iter) if sampler else None
@@ -120,18 +186,20 @@ while total_step < args.max_steps:
     mean_return = float(np.mean(returns))
     it += 1
     if mdist.is_main():
-        logger.record_results(args.run_dir, result, score_file, total_epi, iter_step,
+        logger.record_results(run_dir, result, score_file, total_epi, iter_step,
                               total_step, returns)  # fmt: skip
-        logger.save_models(args.run_dir, pol=train_pol, vf=train_vf)
+        logger.save_models(run_dir, pol=train_pol, vf=train_vf)
         print(f"iter {it:3d}  steps {total_step:7d}  mean return {mean_return:8.1f}",
               flush=True)  # fmt: skip
-    if solve_return is not None and mean_return >= solve_return:
-        break
+    # after the row (and its TensorBoard scalars): a resume cuts back what came later
+    extra = dict(total_step=total_step, total_epi=total_epi, it=it, mean_return=mean_return)
+    extra.update(world=world, settings=vars(args), saved_at=time.time())
+    save_run(ckpt_dir, objects, extra=extra, step=it)
 
 if sampler is not None:
     sampler.close()
 if mdist.is_main():
     logger.close()
     print(f"{args.env_name}: mean return {mean_return:.1f} after {total_step} steps on "
-          f"{world} rank(s); run folder: {os.path.abspath(args.run_dir)}")  # fmt: skip
+          f"{world} rank(s); run folder: {os.path.abspath(run_dir)}")  # fmt: skip
 mdist.destroy()

@@ -11,6 +11,7 @@ agree on the number of steps and end with identical parameters.
 
 import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -356,17 +357,22 @@ def test_destroy_leaves_no_gloo_thread(same_data):
         assert rank["gloo_threads_left"] == []
 
 
-def test_example_runs_under_torchrun(tmp_path):
+def test_example_runs_and_resumes_under_torchrun(tmp_path):
     """example/run_ppo_distributed.py, two small iterations on 2 ranks, each rank on its own
-    episodes; rank 0 alone logs, every rank's episodes and steps."""
-    output = torchrun(
-        os.path.join(ROOT, "example", "run_ppo_distributed.py"), "--run_dir", str(tmp_path),
-        "--max_steps", "300", "--steps_per_iter", "100", "--epoch_per_iter", "1",
-        "--h_size", "16", cwd=str(tmp_path),
-    )  # fmt: skip
+    episodes; rank 0 alone logs, every rank's episodes and steps. Then, killed after rank 0
+    checkpointed its second iteration and before rank 1 did: the resume loads the first on
+    both ranks, cuts progress.csv back to its row and ends as the uninterrupted run, on every
+    rank; on another number of ranks it is refused."""
+    from conftest import assert_same_state
+
+    script = os.path.join(ROOT, "example", "run_ppo_distributed.py")
+    args = ["--max_steps", "300", "--steps_per_iter", "100", "--epoch_per_iter", "1",
+            "--h_size", "16"]  # fmt: skip
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    output = torchrun(script, "--run_dir", str(whole), *args, cwd=str(tmp_path))
     assert output.count("iter   1") == 1 and output.count("iter   2") == 1
-    assert "on 2 rank(s)" in output and (tmp_path / "models" / "pol_last.pt").exists()
-    with open(tmp_path / "progress.csv") as f:
+    assert "on 2 rank(s)" in output and (whole / "models" / "pol_last.pt").exists()
+    with open(whole / "progress.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2
     for row in rows:  # both ranks' (>= 100 steps each), episodes of CartPole's random start
@@ -374,6 +380,24 @@ def test_example_runs_under_torchrun(tmp_path):
         assert float(row["RewardStd"]) > 0.0
     assert int(rows[1]["TotalStep"]) == int(rows[0]["StepPerIter"]) + int(rows[1]["StepPerIter"])
     assert int(rows[1]["TotalEpisode"]) == sum(int(r["EpisodePerIter"]) for r in rows)
+
+    shutil.copytree(whole, crashed)
+    rank1 = crashed / "checkpoints" / "rank-1"
+    shutil.rmtree(rank1 / "ckpt-000002")
+    (rank1 / "latest").write_text("ckpt-000001")
+    output = torchrun(script, "--resume", str(crashed), *args, cwd=str(tmp_path))
+    assert output.count("iter   1") == 0 and output.count("iter   2") == 1
+    for rank in (0, 1):
+        a, b = (
+            torch.load(d / "checkpoints" / f"rank-{rank}" / "ckpt-000002" / "state.pt")
+            for d in (whole, crashed)
+        )
+        assert "sampler" in a
+        assert_same_state(a, b, f"rank {rank}")
+    lines = [(d / "progress.csv").read_text().splitlines() for d in (whole, crashed)]
+    assert len(lines[0]) == 3 and lines[0] == lines[1]
+    with pytest.raises(AssertionError, match="saved on 2 ranks, run on 1"):
+        torchrun(script, "--resume", str(crashed), *args, cwd=str(tmp_path), world=1)
 
 
 def test_init_without_torchrun_runs_in_one_process(monkeypatch):
