@@ -25,6 +25,7 @@ stopped run continues bit for bit from its newest checkpoint, with the same othe
 """
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -120,7 +121,10 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    eval_interval=args.max_steps,  # evaluated once, at the end
+    # evaluated once, at the end: an end-of-budget evaluation, which Run rewinds so that a
+    # resume with a larger --max_steps continues bit for bit (an interval of max_steps would
+    # make it a scheduled one, which moves the sampler)
+    eval_interval=sys.maxsize,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
     resumable=("expert_path",),

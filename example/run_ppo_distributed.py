@@ -24,9 +24,12 @@ progress.csv and the TensorBoard scalars are cut back to that iteration's row fi
 
 import argparse
 import csv
+import glob
 import itertools
 import os
+import shutil
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -35,9 +38,9 @@ from flags import positive_int
 import machina.distributed as mdist
 from machina import logger
 from machina.algos import ppo_clip
-from machina.checkpoint import latest_checkpoint, load_run, save_run
+from machina.checkpoint import latest_checkpoint, load_run, read_extra, remove_checkpoints, save_run
 from machina.envs import GymEnv
-from machina.logger.tensorboard_output import truncate_events
+from machina.logger.tensorboard_output import event_files, truncate_events
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
@@ -107,17 +110,22 @@ if sampler is not None:
 counters = dict(total_step=0, total_epi=0, it=0, mean_return=None)
 
 
-def resume() -> dict:
+def resume() -> dict | None:
     """Load the newest iteration every rank checkpointed (one rank may have saved one more
-    before the run stopped) and cut rank 0's rows and TensorBoard scalars back to it."""
+    before the run stopped) and cut rank 0's rows and TensorBoard scalars back to it; None
+    (a new run) when no rank has a checkpoint yet."""
     newest = latest_checkpoint(ckpt_dir)
     steps = mdist.gather_object(-1 if newest is None else int(newest.name.split("-")[1]))
+    if max(steps) < 0:
+        warnings.warn(f"--resume {run_dir}: no checkpoint yet; starting a new run", stacklevel=2)
+        return None
     if min(steps) < 0:
         raise FileNotFoundError(
             f"--resume {run_dir}: no checkpoint of rank {steps.index(min(steps))} of {world} "
-            f"in {run_dir}/checkpoints (a run on another number of ranks?)"
+            f"in {run_dir}/checkpoints (a run on fewer ranks?)"
         )
-    extra = load_run(os.path.join(ckpt_dir, f"ckpt-{min(steps):06d}"), objects)
+    path = os.path.join(ckpt_dir, f"ckpt-{min(steps):06d}")
+    extra = read_extra(path)  # checked before anything is loaded
     if extra["world"] != world:
         raise ValueError(f"--resume {run_dir}: saved on {extra['world']} ranks, run on {world}")
     differ = {
@@ -129,6 +137,7 @@ def resume() -> dict:
         raise ValueError(
             f"--resume {run_dir}: other settings than the run's (saved, given): {differ}"
         )
+    load_run(path, objects)
     if mdist.is_main():
         score_file = os.path.join(run_dir, "progress.csv")
         with open(score_file, newline="", encoding="utf-8") as f:
@@ -139,10 +148,21 @@ def resume() -> dict:
     return {key: extra[key] for key in counters}
 
 
-if args.resume:
-    counters = resume()
+resumed = resume() if args.resume else None
+if resumed is None:
+    # a new run in a used folder: the old run's checkpoints go (a later --resume must not
+    # restore them), those of ranks this run does not have too, and its TensorBoard events
+    remove_checkpoints(ckpt_dir)
+    if mdist.is_main():
+        for path in glob.glob(os.path.join(glob.escape(run_dir), "checkpoints", "rank-*")):
+            if int(path.rsplit("-", 1)[1]) >= world:
+                shutil.rmtree(path, ignore_errors=True)
+        for path in event_files(run_dir):
+            os.remove(path)
+else:
+    counters = resumed
 if mdist.is_main():
-    score_file = logger.start_run(run_dir, append=args.resume is not None)
+    score_file = logger.start_run(run_dir, append=resumed is not None)
 
 total_step, total_epi, it = counters["total_step"], counters["total_epi"], counters["it"]
 mean_return = -np.inf if counters["mean_return"] is None else counters["mean_return"]

@@ -94,6 +94,9 @@ class _GeneratorState:
         return {"state": self.generator.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping) or set(state) != {"state"}:
+            keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"expected a generator's state {{'state': ...}}, given {keys}")
         self.generator.set_state(state["state"])
 
 
@@ -352,9 +355,10 @@ def _load_stateful(objects: Mapping[str, Any], state: Mapping[str, Any]) -> None
                 obj.load_state_dict(backup)
             except Exception:  # it refuses its own state: the error below says which
                 pass
+            given = "torch.Generator" if isinstance(obj, _GeneratorState) else type(obj).__name__
             raise ValueError(
-                f"objects[{name!r}]: its saved state does not load into the given "
-                f"{type(obj).__name__} ({exc}); nothing was restored"
+                f"objects[{name!r}]: its saved state does not load into the given {given} "
+                f"({exc}); nothing was restored"
             ) from exc
         restored.append((obj, backup))
 

@@ -271,6 +271,51 @@ def check_examples_resume_after_crash(
     return states
 
 
+def check_examples_resume_with_a_larger_budget(
+    runs: list[tuple[str, list]],
+    tmp_path: Path,
+    budgets: tuple[int, int],
+    flag: str = "--max_steps",
+) -> list[tuple[dict, dict]]:
+    """Each example run to the larger budget equals the run stopped at the smaller one and
+    resumed (``--resume``) with the larger: the checkpoint continues, and the evaluation made
+    only because the first budget ended leaves no trace.
+
+    Parameters
+    ----------
+    runs : list of (str, list)
+        ``(script, args)``, ``args`` without ``--log`` and the budget ``flag``.
+    tmp_path : Path
+        Where the run folders go.
+    budgets : (int, int)
+        The smaller budget and the larger.
+    flag : str
+        The scripts' budget flag.
+
+    Returns
+    -------
+    list of (dict, dict)
+        The uninterrupted and the resumed runs' final states (:func:`final_state`), found
+        equal, whose progress.csv have the same number of rows.
+    """
+    half, whole = budgets
+    dirs = [(tmp_path / f"{i}-whole", tmp_path / f"{i}-halves") for i in range(len(runs))]
+    # the uninterrupted runs and the first halves side by side, then the second halves
+    run_examples(
+        [(s, ["--log", w, flag, whole, *a]) for (s, a), (w, _) in zip(runs, dirs)]
+        + [(s, ["--log", h, flag, half, *a]) for (s, a), (_, h) in zip(runs, dirs)]
+    )
+    run_examples([(s, ["--resume", h, flag, whole, *a]) for (s, a), (_, h) in zip(runs, dirs)])
+    states = []
+    for (script, _), (w, h) in zip(runs, dirs):
+        a, b = final_state(w), final_state(h)
+        assert_same_state(a, b, script)
+        rows = [(d / "progress.csv").read_text().splitlines() for d in (w, h)]
+        assert len(rows[0]) == len(rows[1]) > 2, (script, rows)
+        states.append((a, b))
+    return states
+
+
 class Prefetch:
     """Commands run one step ahead of the tests that check them, two at a time.
 

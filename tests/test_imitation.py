@@ -616,21 +616,24 @@ def test_imitation_examples_run(expert, tmp_path):
 
 def test_run_gail_and_airl_resume_bit_for_bit(expert, tmp_path):
     """GAIL (ppo_kl: its adaptive penalty is run state; behaviour-cloning pretraining, not
-    repeated on resume) and AIRL: a 300-step run killed after its checkpoint at 150, resumed,
-    equals the uninterrupted one."""
-    from conftest import check_examples_resume_after_crash
-
-    common = ["--expert_path", expert["path"], "--eval_epis", 1, "--max_steps", 300,
-              "--steps_per_iter", 150, "--checkpoint_interval", 150, "--h_size", 8,
-              "--num_envs", 2]  # fmt: skip
-    states = check_examples_resume_after_crash(
-        [
-            ("run_gail.py", [*common, "--rl_type", "ppo_kl", "--pretrain", "--bc_epoch", 1]),
-            ("run_airl.py", [*common, "--discrim_step", 2, "--epoch_per_iter", 2]),
-        ],
-        tmp_path,
+    repeated on resume) stopped at 150 steps and resumed to 300 (its end-of-budget evaluation
+    rewound) equals the 300-step run; AIRL killed after its checkpoint at 150, resumed, equals
+    the uninterrupted run."""
+    from conftest import (
+        check_examples_resume_after_crash,
+        check_examples_resume_with_a_larger_budget,
     )
-    (gail_state, _), (airl_state, _) = states
+
+    common = ["--expert_path", expert["path"], "--eval_epis", 1, "--steps_per_iter", 150,
+              "--h_size", 8, "--num_envs", 2]  # fmt: skip
+    gail = [*common, "--rl_type", "ppo_kl", "--pretrain", "--bc_epoch", 1]
+    ((gail_state, _),) = check_examples_resume_with_a_larger_budget(
+        [("run_gail.py", gail)], tmp_path / "gail", (150, 300)
+    )
+    airl = [*common, "--max_steps", 300, "--discrim_step", 2, "--epoch_per_iter", 2]
+    ((airl_state, _),) = check_examples_resume_after_crash(
+        [("run_airl.py", airl)], tmp_path / "airl"
+    )
     assert "kl_beta" in gail_state and "discrim" in gail_state
     assert {"rewf", "shaping_vf"} <= {key.split(".")[0] for key in airl_state["discrim"]}
 
