@@ -1,5 +1,8 @@
 """Algorithms and losses: closed-form values, trust regions and clear errors."""
 
+import copy
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -154,14 +157,25 @@ def test_missing_keys_name_the_estimator(setup):
         trpo.train(epis, pol, vf, optim, log_enable=False)
 
 
-def test_batch_larger_than_traj_is_refused(setup):
-    """A minibatch size above the steps held is refused, naming it (machina 0.x yielded no
-    batch: its runs silently trained on nothing)."""
+def test_batch_larger_than_traj_trains_on_all_its_steps(setup):
+    """A minibatch size above the steps held trains on one batch of all of them per epoch,
+    with a warning (machina 0.x yielded no batch: its runs silently trained on nothing)."""
     pol, vf, epis = setup
-    traj = estimated_traj(epis, vf)
-    optim = torch.optim.Adam(pol.parameters())
-    with pytest.raises(ValueError, match=rf"batch_size: expected at most the {traj.num_step}"):
-        ppo_clip.train(traj, pol, vf, optim, optim, 1, traj.num_step + 1, log_enable=False)
+    runs = []
+    for extra in (0, 1):
+        p, v = copy.deepcopy(pol), copy.deepcopy(vf)
+        traj = estimated_traj(epis, v)
+        batch_size = traj.num_step + extra
+        optim_pol, optim_vf = torch.optim.Adam(p.parameters()), torch.optim.Adam(v.parameters())
+        torch.manual_seed(0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = ppo_clip.train(traj, p, v, optim_pol, optim_vf, 2, batch_size, log_enable=False)
+        runs.append((out["PolLoss"], [t.clone() for t in p.parameters()], caught))
+    (loss, params, quiet), (big_loss, big_params, warned) = runs
+    assert len(loss) == len(big_loss) == 2 and loss == big_loss  # one batch per epoch
+    assert all(torch.equal(a, b) for a, b in zip(params, big_params))
+    assert not quiet and any("is larger than the steps" in str(w.message) for w in warned)
 
 
 def test_policy_gradient_algorithms_refuse_a_deterministic_policy():

@@ -58,10 +58,17 @@ def test_fifo_keeps_newest_whole_episodes(rng):
 def test_iterate_visits_every_step_once_per_epoch(rng, batch_size):
     traj = make_traj(make_random_epis(rng, 50))
     traj.data_map["step_id"] = torch.arange(traj.num_step)
-    if batch_size > traj.num_step:  # refused, naming it (0.x yielded nothing)
-        for call in (traj.iterate, traj.iterate_once, traj.iterate_step, traj.random_batch):
-            with pytest.raises(ValueError, match=r"batch_size: expected at most the \d+ steps"):
-                next(call(batch_size))
+    if batch_size > traj.num_step:
+        # every step in one batch, with a warning (0.x yielded nothing: small runs of its
+        # scripts trained on nothing); a draw with replacement is refused, naming it
+        for call in (traj.iterate, traj.iterate_once, traj.iterate_step):
+            with pytest.warns(UserWarning, match=f"batch_size={batch_size} is larger than"):
+                batches = [b["step_id"] for b in call(batch_size)]
+            assert len(batches) == 1 and torch.equal(
+                batches[0].sort().values, traj.data_map["step_id"]
+            )
+        with pytest.raises(ValueError, match=r"batch_size: expected at most the \d+ steps"):
+            next(traj.random_batch(batch_size))
         return
     seen = torch.cat([b["step_id"] for b in traj.iterate(batch_size, epoch=3)])
     assert len(seen) == 3 * traj.num_step

@@ -4,6 +4,7 @@ share."""
 from __future__ import annotations
 
 import operator
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,23 @@ def check_batch_size(batch_size: int, available: int, unit: str) -> int:
         raise ValueError(
             f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
         )
+    return batch_size
+
+
+def capped_batch_size(batch_size: int, available: int, fn_name: str) -> int:
+    """``batch_size``, or ``available`` with a warning when it is larger: an epoch of
+    ``iterate`` is then one batch of all the steps (as stable-baselines3's rollout buffer
+    does; machina 0.x yielded no batch, so small runs of its scripts trained on nothing)."""
+    batch_size = _whole("batch_size", batch_size, 1, "a positive int")
+    if 0 < available < batch_size:
+        # one text per batch_size (not per step count): warned once per call site, not at
+        # every iteration of a loop whose episodes vary in length
+        warnings.warn(
+            f"{fn_name}: batch_size={batch_size} is larger than the steps to iterate over: "
+            "each batch holds all of them",
+            stacklevel=4,
+        )
+        return available
     return batch_size
 
 
@@ -201,8 +219,8 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Steps per batch, at most the steps given; the last batch of an epoch may be
-            smaller.
+            Steps per batch; the last batch of an epoch may be smaller. Above the steps
+            given, each epoch is one batch of all of them (with a warning).
         epoch : int
             Number of passes over the data.
         indices : array of int or bool, optional
@@ -220,6 +238,7 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
+        batch_size = capped_batch_size(batch_size, n, "iterate")
         batch_size, count = self._plan(
             group, batch_size, n, "steps", lambda b: self._num_chunks(n, b)
         )
@@ -249,6 +268,7 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
+        batch_size = capped_batch_size(batch_size, n, "iterate_step")
         batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
         order = self._order(group, n, shuffle)
         if pop is not None:
