@@ -34,13 +34,14 @@ def check_epoch(epoch: int) -> int:
     return _whole("epoch", epoch, 0, "an int >= 0")
 
 
-def check_batch_size(batch_size: int, available: int, unit: str) -> int:
+def check_batch_size(batch_size: int, available: int, unit: str, replacement: bool = False) -> int:
     """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``
-    (machina 0.x yielded no batch above ``available``, so its runs trained on nothing)."""
+    (any positive size for draws with ``replacement``, as machina 0.x and stable-baselines3
+    draw them)."""
     batch_size = _whole("batch_size", batch_size, 1, "a positive int")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
-    if batch_size > available:
+    if batch_size > available and not replacement:
         raise ValueError(
             f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
         )
@@ -172,16 +173,23 @@ class Batching:
         return idx.to(device=self.device, dtype=torch.int64)
 
     def _plan(
-        self, group: _ddp.Group, batch_size: int, available: int, unit: str, count
+        self,
+        group: _ddp.Group,
+        batch_size: int,
+        available: int,
+        unit: str,
+        count,
+        replacement: bool = False,
     ) -> tuple[int, int]:
         """The checked batch size and the number of batches all ranks agree on (see _ddp).
 
         ``count(batch_size)`` is this rank's number of batches; an error on any rank is
-        raised on every rank, so that none is left waiting in a collective.
+        raised on every rank, so that none is left waiting in a collective. ``replacement``:
+        the batches are drawn with replacement (any positive size).
         """
         error, n = None, 0
         try:
-            batch_size = check_batch_size(batch_size, available, unit)
+            batch_size = check_batch_size(batch_size, available, unit, replacement)
             group.check_share(batch_size)
             n = count(batch_size)
         except ValueError as e:
@@ -332,7 +340,7 @@ class Batching:
         Parameters
         ----------
         batch_size : int
-            Steps per batch, drawn with replacement; at most the steps held.
+            Steps per batch, drawn with replacement (so it may exceed the steps held).
         epoch : int
         indices : array of int or bool, optional
             The steps of every batch (step indices, or a mask over ``num_step``), in a new
@@ -356,7 +364,9 @@ class Batching:
         n = self.num_step if pop is None else len(pop)
         if pop is not None:
             batch_size = n
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, n, "steps", lambda b: epoch, replacement=pop is None
+        )
         for _ in range(count):
             if pop is not None:
                 drawn = self._order(group, n, True)
@@ -485,7 +495,9 @@ class Batching:
         epoch = check_epoch(epoch)
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+        )
         cand = _replay.window_starts(self._epis_index, seq_length)
         cand = torch.as_tensor(cand, device=self.device)
         for _ in range(count):

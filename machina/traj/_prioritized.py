@@ -147,7 +147,9 @@ class PrioritizedReplay:
         _replay.check_mode(mode)
         _replay.check_pri_args(alpha, init_beta, beta_step)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+        )
         for _ in range(count):
             indices, is_weights = self._prioritized_draw(
                 group, "pris", None, "ef.set_all_pris or ef.compute_pris",
@@ -384,7 +386,9 @@ class PrioritizedReplay:
         _replay.check_pri_args(alpha, init_beta, beta_step)
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
-        batch_size, count = self._plan(group, batch_size, self.num_step, "steps", lambda b: epoch)
+        batch_size, count = self._plan(
+            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+        )
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
         for _ in range(count):
             starts, is_weights = self._prioritized_draw(
