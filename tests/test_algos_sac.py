@@ -120,12 +120,17 @@ def test_train_functions_return_their_losses(rng):
             0.1,
             0.9,
         )
-    for bad in (0, traj.num_step + 1):  # a replay memory smaller than the batch too
-        with pytest.raises(ValueError, match="batch_size"):
-            ddpg.train(
-                traj, det, qfs[0], copy.deepcopy(det), targ_qfs[0], optim_det, one_optim, 1,
-                bad, 0.1, 0.9,
-            )  # fmt: skip
+    with pytest.raises(ValueError, match="batch_size"):
+        ddpg.train(
+            traj, det, qfs[0], copy.deepcopy(det), targ_qfs[0], optim_det, one_optim, 1,
+            0, 0.1, 0.9,
+        )  # fmt: skip
+    # a replay memory smaller than the batch: drawn with replacement (as 0.x and SB3 do)
+    result = ddpg.train(
+        traj, det, qfs[0], copy.deepcopy(det), targ_qfs[0], optim_det, one_optim, 1,
+        traj.num_step + 1, 0.1, 0.9, log_enable=False,
+    )  # fmt: skip
+    assert len(result["QfLoss"]) == 1
 
 
 def test_sac_transform_batch_sees_every_batch_and_trains_on_its_result(rng):
