@@ -23,9 +23,7 @@ progress.csv and the TensorBoard scalars are cut back to that iteration's row fi
 """
 
 import argparse
-import csv
 import glob
-import itertools
 import os
 import shutil
 import time
@@ -40,6 +38,7 @@ from machina import logger
 from machina.algos import ppo_clip
 from machina.checkpoint import latest_checkpoint, load_run, read_extra, remove_checkpoints, save_run
 from machina.envs import GymEnv
+from machina.logger.run import check_resume_settings, truncate_rows
 from machina.logger.tensorboard_output import event_files, truncate_events
 from machina.pols import make_pol
 from machina.samplers import EpiSampler
@@ -128,22 +127,10 @@ def resume() -> dict | None:
     extra = read_extra(path)  # checked before anything is loaded
     if extra["world"] != world:
         raise ValueError(f"--resume {run_dir}: saved on {extra['world']} ranks, run on {world}")
-    differ = {
-        key: (value, vars(args).get(key))
-        for key, value in extra["settings"].items()
-        if key not in RESUMABLE and value != vars(args).get(key)
-    }
-    if differ:
-        raise ValueError(
-            f"--resume {run_dir}: other settings than the run's (saved, given): {differ}"
-        )
+    check_resume_settings(extra["settings"], vars(args), RESUMABLE, run_dir)
     load_run(path, objects)
     if mdist.is_main():
-        score_file = os.path.join(run_dir, "progress.csv")
-        with open(score_file, newline="", encoding="utf-8") as f:
-            kept = list(itertools.islice(csv.reader(f), extra["it"] + 1))
-        with open(score_file, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(kept)
+        truncate_rows(os.path.join(run_dir, "progress.csv"), extra["it"])
         truncate_events(run_dir, extra["saved_at"])
     return {key: extra[key] for key in counters}
 

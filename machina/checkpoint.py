@@ -37,6 +37,7 @@ import torch
 from machina.traj import Traj
 from machina.utils import files
 from machina.utils.files import write_atomic
+from machina.utils.rng import global_rng_state, set_global_rng_state
 from machina.utils.tensors import cpu_copy
 
 __all__ = [
@@ -127,11 +128,10 @@ def _kind(name: str, obj: Any) -> str:
 # ---------------------------------------------------------------- global RNGs
 def _rng_state() -> tuple[dict[str, Any], Any]:
     """(tensors for state.pt, JSON-able python RNG state)."""
-    tensors = {"torch": torch.get_rng_state(), "numpy": _encode(np.random.get_state())}  # noqa: NPY002 (the global one)
-    if torch.cuda.is_available():
-        tensors["cuda"] = torch.cuda.get_rng_state_all()
-    version, internal, gauss = random.getstate()
-    return tensors, [version, list(internal), gauss]
+    tensors = global_rng_state()
+    python = tensors.pop("python")
+    tensors["numpy"] = _encode(tensors["numpy"])
+    return tensors, python
 
 
 def _check_rng_state(tensors: Mapping[str, Any], python_state: Any) -> None:
@@ -147,12 +147,7 @@ def _check_rng_state(tensors: Mapping[str, Any], python_state: Any) -> None:
 
 
 def _set_rng_state(tensors: Mapping[str, Any], python_state: list) -> None:
-    torch.set_rng_state(tensors["torch"])
-    np.random.set_state(tuple(_decode(tensors["numpy"])))  # noqa: NPY002
-    if "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(tensors["cuda"])
-    version, internal, gauss = python_state
-    random.setstate((version, tuple(internal), gauss))
+    set_global_rng_state({**tensors, "numpy": _decode(tensors["numpy"]), "python": python_state})
 
 
 def restore_point(objects: Mapping[str, Any]) -> Callable[[], None]:

@@ -261,14 +261,7 @@ def check_examples_resume_after_crash(
     run_examples([(script, ["--log", whole, *args]) for (script, args), whole in zip(runs, wholes)])
     crashed = [crashed_copy(whole, tmp_path / f"{i}-crashed") for i, whole in enumerate(wholes)]
     run_examples([(script, ["--resume", d, *args]) for (script, args), d in zip(runs, crashed)])
-    states = []
-    for (script, _), whole, resumed in zip(runs, wholes, crashed):
-        a, b = final_state(whole), final_state(resumed)
-        assert_same_state(a, b, script)
-        rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, resumed)]
-        assert len(rows[0]) == len(rows[1]) > 2, (script, rows)
-        states.append((a, b))
-    return states
+    return [_same_ends(script, w, r) for (script, _), w, r in zip(runs, wholes, crashed)]
 
 
 def check_examples_resume_with_a_larger_budget(
@@ -306,14 +299,16 @@ def check_examples_resume_with_a_larger_budget(
         + [(s, ["--log", h, flag, half, *a]) for (s, a), (_, h) in zip(runs, dirs)]
     )
     run_examples([(s, ["--resume", h, flag, whole, *a]) for (s, a), (_, h) in zip(runs, dirs)])
-    states = []
-    for (script, _), (w, h) in zip(runs, dirs):
-        a, b = final_state(w), final_state(h)
-        assert_same_state(a, b, script)
-        rows = [(d / "progress.csv").read_text().splitlines() for d in (w, h)]
-        assert len(rows[0]) == len(rows[1]) > 2, (script, rows)
-        states.append((a, b))
-    return states
+    return [_same_ends(script, w, h) for (script, _), (w, h) in zip(runs, dirs)]
+
+
+def _same_ends(script: str, whole: Path, resumed: Path) -> tuple[dict, dict]:
+    """The two run folders' final states, checked equal, with as many progress.csv rows."""
+    a, b = final_state(whole), final_state(resumed)
+    assert_same_state(a, b, script)
+    rows = [(d / "progress.csv").read_text().splitlines() for d in (whole, resumed)]
+    assert len(rows[0]) == len(rows[1]) > 2, (script, rows)
+    return a, b
 
 
 class Prefetch:

@@ -60,6 +60,46 @@ def start_run(log_dir: str | os.PathLike, stdout: bool = False, append: bool = F
     return score_file
 
 
+def check_resume_settings(
+    saved: Mapping[str, Any],
+    given: Mapping[str, Any],
+    resumable: Iterable[str],
+    log_dir: str | os.PathLike,
+) -> None:
+    """A ValueError naming every setting that both the checkpoint's ``saved`` settings and
+    the resuming run's ``given`` ones name with another value, apart from ``resumable``
+    (``Run``'s check; a script checkpointing without ``Run`` calls it too). A name only one
+    side has (a flag added to a script since) is not compared."""
+
+    def shown(value: Any) -> str:
+        # as JSON text, so that NaN equals NaN and dicts compare in any key order
+        return json.dumps(value, sort_keys=True)
+
+    differ = [
+        f"{name}: saved {shown(saved[name])}, given {shown(given[name])}"
+        for name in sorted(set(saved) & set(given) - set(resumable))
+        if shown(saved[name]) != shown(given[name])
+    ]
+    if differ:
+        raise ValueError(
+            f"settings: the run in {os.fspath(log_dir)} was saved with other settings "
+            f"({'; '.join(differ)}); resume it with the settings it was started with, or start "
+            "a new run folder"
+        )
+
+
+def truncate_rows(score_file: str | os.PathLike, rows: int) -> None:
+    """Keep the header and the first ``rows`` rows of the CSV ``score_file`` (none left when
+    ``rows`` is 0; nothing when the file is missing): a resumed run's rows written after its
+    checkpoint go, to be written again."""
+    if not os.path.exists(score_file):
+        return
+    with open(score_file, newline="", encoding="utf-8") as f:
+        kept = list(itertools.islice(csv.reader(f), rows + 1))
+    with open(score_file, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(kept if rows else [])
+
+
 def save_models(log_dir: str | os.PathLike, **modules: torch.nn.Module | torch.Tensor) -> None:
     """Save each module's ``state_dict`` (or a tensor) as ``log_dir/models/<name>_last.pt``.
 
@@ -268,25 +308,8 @@ class Run:
     def _check_settings(self, saved: Mapping[str, Any] | None) -> None:
         """ValueError if a setting named by both the checkpoint's ``saved`` settings and this
         run's differs (outside :attr:`resumable`); nothing to compare when either has none."""
-        if saved is None or self.settings is None:
-            return
-        given = self.settings
-
-        def shown(value: Any) -> str:
-            # as JSON text, so that NaN equals NaN and dicts compare in any key order
-            return json.dumps(value, sort_keys=True)
-
-        differ = [
-            f"{name}: saved {shown(saved[name])}, given {shown(given[name])}"
-            for name in sorted(set(saved) & set(given) - self.resumable)
-            if shown(saved[name]) != shown(given[name])
-        ]
-        if differ:
-            shown_all = "; ".join(differ)
-            raise ValueError(
-                f"settings: the run in {self.log_dir} was saved with other settings ({shown_all}); "
-                "resume it with the settings it was started with, or start a new run folder"
-            )
+        if saved is not None and self.settings is not None:
+            check_resume_settings(saved, self.settings, self.resumable, self.log_dir)
 
     def checkpoint(self, **objects: Any) -> None:
         """Save the run (networks, optimisers, samplers, replay, prepro, RNGs, counters) in
@@ -341,11 +364,7 @@ class Run:
     def _truncate_csv(self, rows: int) -> None:
         """Keep the header and the first ``rows`` rows of progress.csv."""
         self._logger.remove_tabular_output(self.score_file)
-        if os.path.exists(self.score_file):
-            with open(self.score_file, newline="", encoding="utf-8") as f:
-                kept = list(itertools.islice(csv.reader(f), rows + 1))
-            with open(self.score_file, "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows(kept if rows else [])
+        truncate_rows(self.score_file, rows)
         self._logger.add_tabular_output(self.score_file, append=True)
 
     # ---------------------------------------------------------------- per iteration

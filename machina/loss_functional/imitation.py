@@ -69,15 +69,11 @@ def _check_discrim_arity(
     try:
         inspect.signature(discrim.forward).bind(*args)
     except TypeError:
-        given = "obs" if state_only else "obs and acs"
-        other = (
-            "a state-action discriminator and state_only=False"
-            if state_only
-            else ("a state-only discriminator and state_only=True")
-        )
+        given, other = ("obs", "state-action") if state_only else ("obs and acs", "state-only")
         raise TypeError(
             f"discrim: with state_only={state_only} it is called with {given}, which "
-            f"{type(discrim).__name__}.forward does not take ({exc}); give {other}"
+            f"{type(discrim).__name__}.forward does not take ({exc}); give a {other} "
+            f"discriminator and state_only={not state_only}"
         ) from exc
     except ValueError:  # no signature to read: the original error stands
         pass

@@ -34,35 +34,33 @@ def check_epoch(epoch: int) -> int:
     return _whole("epoch", epoch, 0, "an int >= 0")
 
 
-def check_batch_size(batch_size: int, available: int, unit: str, replacement: bool = False) -> int:
-    """``batch_size`` as an int; a ValueError naming it when it is not in ``[1, available]``
-    (any positive size for draws with ``replacement``, as machina 0.x and stable-baselines3
-    draw them)."""
+def check_batch_size(
+    batch_size: int, available: int, unit: str, above: str = "refuse", fn_name: str = ""
+) -> int:
+    """``batch_size`` as an int: a ValueError naming it unless it is positive, and what a
+    size above ``available`` becomes by ``above``: ``"refuse"``, a ValueError; ``"draw"``, kept
+    (draws with replacement, as machina 0.x and stable-baselines3 make them); ``"cap"``,
+    ``available`` with a warning naming ``fn_name`` (one batch of all of them, as
+    stable-baselines3's rollout buffer iterates; machina 0.x yielded no batch, so small runs
+    of its scripts trained on nothing)."""
     batch_size = _whole("batch_size", batch_size, 1, "a positive int")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
-    if batch_size > available and not replacement:
-        raise ValueError(
-            f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
-        )
-    return batch_size
-
-
-def capped_batch_size(batch_size: int, available: int, fn_name: str) -> int:
-    """``batch_size``, or ``available`` with a warning when it is larger: an epoch of
-    ``iterate`` is then one batch of all the steps (as stable-baselines3's rollout buffer
-    does; machina 0.x yielded no batch, so small runs of its scripts trained on nothing)."""
-    batch_size = _whole("batch_size", batch_size, 1, "a positive int")
-    if 0 < available < batch_size:
+    if batch_size <= available or above == "draw":
+        return batch_size
+    if above == "cap":
         # one text per batch_size (not per step count): warned once per call site, not at
-        # every iteration of a loop whose episodes vary in length
+        # every iteration of a loop whose episodes vary in length (from the caller of
+        # fn_name, through _plan)
         warnings.warn(
-            f"{fn_name}: batch_size={batch_size} is larger than the steps to iterate over: "
+            f"{fn_name}: batch_size={batch_size} is larger than the {unit} to iterate over: "
             "each batch holds all of them",
-            stacklevel=4,
+            stacklevel=5,
         )
         return available
-    return batch_size
+    raise ValueError(
+        f"batch_size: expected at most the {available} {unit} the Traj holds, got {batch_size}"
+    )
 
 
 def gather_sequences(
@@ -179,17 +177,18 @@ class Batching:
         available: int,
         unit: str,
         count,
-        replacement: bool = False,
+        above: str = "refuse",
+        fn_name: str = "",
     ) -> tuple[int, int]:
         """The checked batch size and the number of batches all ranks agree on (see _ddp).
 
         ``count(batch_size)`` is this rank's number of batches; an error on any rank is
-        raised on every rank, so that none is left waiting in a collective. ``replacement``:
-        the batches are drawn with replacement (any positive size).
+        raised on every rank, so that none is left waiting in a collective. ``above`` and
+        ``fn_name``: what a batch above ``available`` becomes (``check_batch_size``).
         """
         error, n = None, 0
         try:
-            batch_size = check_batch_size(batch_size, available, unit, replacement)
+            batch_size = check_batch_size(batch_size, available, unit, above, fn_name)
             group.check_share(batch_size)
             n = count(batch_size)
         except ValueError as e:
@@ -246,9 +245,8 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
-        batch_size = capped_batch_size(batch_size, n, "iterate")
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b)
+            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b), "cap", "iterate"
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -276,8 +274,9 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
-        batch_size = capped_batch_size(batch_size, n, "iterate_step")
-        batch_size, count = self._plan(group, batch_size, n, "steps", lambda b: step)
+        batch_size, count = self._plan(
+            group, batch_size, n, "steps", lambda b: step, "cap", "iterate_step"
+        )
         order = self._order(group, n, shuffle)
         if pop is not None:
             order = pop[order]
@@ -365,7 +364,7 @@ class Batching:
         if pop is not None:
             batch_size = n
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: epoch, replacement=pop is None
+            group, batch_size, n, "steps", lambda b: epoch, "draw" if pop is None else "refuse"
         )
         for _ in range(count):
             if pop is not None:
@@ -496,7 +495,7 @@ class Batching:
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(
-            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draw"
         )
         cand = _replay.window_starts(self._epis_index, seq_length)
         cand = torch.as_tensor(cand, device=self.device)

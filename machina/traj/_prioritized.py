@@ -148,7 +148,7 @@ class PrioritizedReplay:
         _replay.check_pri_args(alpha, init_beta, beta_step)
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(
-            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draw"
         )
         for _ in range(count):
             indices, is_weights = self._prioritized_draw(
@@ -387,7 +387,7 @@ class PrioritizedReplay:
         seq_length = self._seq_length(seq_length)
         group = _ddp.Group(self.ddp)
         batch_size, count = self._plan(
-            group, batch_size, self.num_step, "steps", lambda b: epoch, replacement=True
+            group, batch_size, self.num_step, "steps", lambda b: epoch, "draw"
         )
         added_by = f"ef.compute_seq_pris(traj, {seq_length})"
         for _ in range(count):

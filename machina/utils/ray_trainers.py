@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import random
 import socket
 import warnings
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ import torch.distributed as dist
 
 from machina.utils.device import set_device
 from machina.utils.distributed import set_grad_averaging
+from machina.utils.rng import global_rng_state, set_global_rng_state
 from machina.utils.tensors import state_dict_to_cpu
 
 __all__ = [
@@ -149,7 +149,7 @@ class BaseDistributedRayTrainer:
         other state (a replay ``Traj``) extends both methods."""
         return {
             "objects": {name: self.get_state(name) for name in self._stateful()},
-            "rng": _global_rng_state(),
+            "rng": global_rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -169,31 +169,10 @@ class BaseDistributedRayTrainer:
             )
         for name, obj in objects.items():
             obj.load_state_dict(saved[name])
-        _set_global_rng_state(state["rng"])
+        set_global_rng_state(state["rng"])
 
 
 _STATEFUL_TYPES = (torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
-
-
-def _global_rng_state() -> dict[str, Any]:
-    """This process's global RNG states (numpy's as a tuple holding a uint32 array)."""
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 (the global one, seeded above)
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_global_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(tuple(state["numpy"]))  # noqa: NPY002
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _free_local_address() -> str:
