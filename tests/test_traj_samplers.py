@@ -353,6 +353,20 @@ def test_direct_writes_to_the_column_rebuild_the_sampler():
     next(traj.prioritized_random_batch(4))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("td, expected", [(1e-30, "min 0.0 "), (1e30, r"[1-4] non-finite")])
+def test_an_update_that_a_float16_column_cannot_hold_is_caught_at_the_next_draw(td, expected):
+    """float32 priorities that pass update_pris's check but round to 0 or inf in a float16
+    column: the sampler does not take them in silently, the next draw names the column."""
+    rng = np.random.default_rng(12)
+    traj = make_memory(rng)
+    traj.data_map["pris"] = traj.data_map["pris"].half()
+    _, idx = next(traj.prioritized_random_batch(4, 1, True))
+    tf.update_pris(traj, torch.full((4,), td), idx, alpha=1.0, epsilon=1e-30)
+    with pytest.raises(ValueError, match=f"pris: expected finite positive priorities.*{expected}"):
+        next(traj.prioritized_random_batch(4))
+
+
 @pytest.mark.parametrize("own_buffers", [False, True])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_a_non_finite_update_is_refused_and_writes_nothing(own_buffers, bad):
@@ -456,3 +470,36 @@ def test_rank_order_merged_after_updates_equals_a_full_sort():
     for _, idx in traj.prioritized_random_batch(150, 600, True, "rank_based", 0.7):
         counts += counts_of(idx, n)
     assert_follows(counts, rank_reference(pris, 0.7))
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+@pytest.mark.parametrize("copy_of", ["pickle", "deepcopy"])
+def test_draws_use_torch_rand_numbers_and_survive_a_copy(mode, copy_of):
+    """A sampler's draws come from the masses ``torch.rand`` gives on the generator (its
+    reused draw buffer changes no number), and a pickled or deep-copied sampler, whose buffer
+    is made anew, draws what the original draws from the same generator state."""
+    rng = np.random.default_rng(11)
+    pris = torch.as_tensor(rng.uniform(0.1, 2.0, size=3000))
+    sampler = _samplers.make_sampler(pris, mode, 0.7)
+    gen = torch.Generator().manual_seed(4)
+    sampler.draw(64, 0.4, gen)  # the buffer exists before the copy
+    twin = pickle.loads(pickle.dumps(sampler)) if copy_of == "pickle" else copy.deepcopy(sampler)
+    # the tree's leaves in its order: the steps' priorities, or the weights of ranks 1..N
+    weights = pris.numpy() if mode == "proportional" else np.arange(1, 3001) ** -0.7
+    where = np.arange(3000)  # a step's leaf
+    if mode == "rank_based":
+        where[sampler.order] = np.arange(3000)
+    cum = np.cumsum(weights)
+    for size in (64, 64, 10):  # the buffer is reused, then made for another size
+        state = gen.get_state()
+        masses = torch.rand(size, dtype=torch.float64, generator=gen).numpy() * cum[-1]
+        gen.set_state(state)
+        got, _ = sampler.draw(size, 0.4, gen)
+        gen.set_state(state)
+        again, _ = twin.draw(size, 0.4, gen)
+        np.testing.assert_array_equal(got, again)
+        # the leaf of each mass, up to rounding at a boundary (a few ulps of the total)
+        leaf = where[got]
+        slack = 1e-12 * cum[-1]
+        assert (cum[leaf] - weights[leaf] <= masses + slack).all()
+        assert (masses < cum[leaf] + slack).all()

@@ -289,12 +289,17 @@ class PrioritizedReplay:
             )
 
     def _set_priorities(
-        self, key: str, indices: torch.Tensor, values: torch.Tensor | np.ndarray
+        self,
+        key: str,
+        indices: torch.Tensor,
+        values: torch.Tensor | np.ndarray,
+        checked: bool = False,
     ) -> None:
         """``data_map[key][indices] = values`` in place, and the same in the samplers over it.
 
         The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
-        the O(N) rebuild that any other write to the column leads to.
+        the O(N) rebuild that any other write to the column leads to. ``checked``: the
+        caller found every one of ``values`` finite and positive in the column's dtype.
         """
         old_columns, old_index = dict(self.data_map), self._epis_index
         column = self.writable_column(key)
@@ -326,7 +331,8 @@ class PrioritizedReplay:
                 return
             steps = indices.cpu().numpy()
             written = column.take(indices).cpu().numpy().astype(np.float64)
-        if len(written) and not (written.min() > 0.0 and written.max() < np.inf):  # NaN fails
+        # NaN fails the check
+        if not checked and len(written) and not (written.min() > 0.0 and written.max() < np.inf):
             for entry in entries:  # the check raises at the rebuild
                 entry.invalidate()
             return

@@ -62,6 +62,8 @@ def check_epsilon(epsilon: float) -> None:
     """A ValueError naming ``epsilon`` unless it is a positive finite float (the floor of
     priorities ``(|td| + epsilon) ** alpha``: NaN or inf would pass as a floor and then
     blame the TD errors)."""
+    if type(epsilon) is float and 0.0 < epsilon < math.inf:  # the usual call, per step
+        return
     if isinstance(epsilon, torch.Tensor) and epsilon.numel() == 1:
         epsilon = float(epsilon)
     if isinstance(epsilon, bool) or not (

@@ -203,19 +203,53 @@ class SumTree:
             self._rescan_min()
 
 
-def _uniform(batch_size: int, generator: torch.Generator | None = None) -> np.ndarray:
-    """U[0, 1) float64 draws from ``generator`` (a Traj's), else torch's global one."""
-    return torch.rand(batch_size, dtype=torch.float64, generator=generator).numpy()
+class _Uniforms:
+    """U[0, 1) float64 draws into one reused tensor: the numbers of ``torch.rand(n,
+    dtype=torch.float64, generator=generator)`` (``rand`` is ``uniform_`` on a new tensor),
+    without its allocation and conversion, several us per call between gradient steps. The
+    array returned is overwritten by the next draw."""
+
+    def __init__(self) -> None:
+        self._tensor: torch.Tensor | None = None
+        self._array = np.empty(0)
+
+    def __getstate__(self) -> dict:
+        return {}  # a copied tensor and array would no longer share memory: made anew
+
+    def __setstate__(self, state: dict) -> None:
+        self._tensor, self._array = None, np.empty(0)
+
+    def draw(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
+        """``n`` draws (n,) from ``generator`` (a Traj's), else torch's global one."""
+        if self._tensor is None or len(self._array) != n:
+            self._tensor = torch.empty(n, dtype=torch.float64)
+            self._array = self._tensor.numpy()
+        self._tensor.uniform_(generator=generator)
+        return self._array
+
+
+def _uniforms_of(sampler) -> _Uniforms:
+    """The sampler's draw buffer, made at its first draw (also for one pickled before it
+    had one)."""
+    uniforms = sampler.__dict__.get("_uniforms")
+    if uniforms is None:
+        uniforms = sampler._uniforms = _Uniforms()
+    return uniforms
 
 
 def _draw(
-    tree: SumTree, batch_size: int, beta: float, generator: torch.Generator | None = None
+    tree: SumTree,
+    uniforms: _Uniforms,
+    batch_size: int,
+    beta: float,
+    generator: torch.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions (B,) int64 drawn with P(i) = w_i / sum_j w_j, and importance weights
     ``(P(i) / min_j P(j)) ** -beta`` (B,) float32 (the largest over the population is 1)."""
-    positions, weights = tree.find(_uniform(batch_size, generator) * tree.total, with_weights=True)
+    mass = uniforms.draw(batch_size, generator) * tree.total
+    positions, weights = tree.find(mass, with_weights=True)
     weights /= tree.min
-    return positions, (weights ** -float(beta)).astype(np.float32)
+    return positions, np.power(weights, -float(beta), out=weights).astype(np.float32)
 
 
 class ProportionalSampler:
@@ -229,7 +263,7 @@ class ProportionalSampler:
     def draw(
         self, batch_size: int, beta: float, generator: torch.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _draw(self.tree, batch_size, beta, generator)
+        return _draw(self.tree, _uniforms_of(self), batch_size, beta, generator)
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:
         self.tree.update(positions, pris)
@@ -380,7 +414,7 @@ class RankSampler:
     def draw(
         self, batch_size: int, beta: float, generator: torch.Generator | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        positions, is_weights = _draw(self.tree, batch_size, beta, generator)
+        positions, is_weights = _draw(self.tree, _uniforms_of(self), batch_size, beta, generator)
         return self.order[positions], is_weights
 
     def update(self, positions: np.ndarray, pris: np.ndarray) -> None:

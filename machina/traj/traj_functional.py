@@ -84,7 +84,7 @@ def update_pris(
     _check_steps(indices, traj.num_step)
     new = _priorities(td_loss, pris.device, alpha, epsilon)
     if len(new):  # written, a NaN, inf or 0 would make every later draw fail
-        low, high = float(new.min()), float(new.max())  # NaN reaches both
+        low, high = _low_high(new)  # NaN reaches both
         if not high < math.inf:
             raise ValueError(
                 "td_loss: expected finite TD errors (priorities (|td| + epsilon) ** alpha), "
@@ -97,8 +97,10 @@ def update_pris(
                 "priority was written"
             )
     windows = _touched_windows(traj, indices, seq_length) if update_epi_pris else None
-    # through the Traj, so that its replay samplers follow in O(B log N)
-    traj._set_priorities("pris", indices, new)
+    # through the Traj, so that its replay samplers follow in O(B log N); float32 values
+    # checked above stay finite and positive in a float32 or float64 column, not in float16
+    wide = pris.dtype in (torch.float32, torch.float64)
+    traj._set_priorities("pris", indices, new, checked=wide)
     if windows is not None:
         starts, ends = windows
         values = _replay.window_pris(traj.data_map["pris"], starts, ends, seq_length, eta)
@@ -129,13 +131,22 @@ def _flat_indices(indices, device: torch.device, num_step: int) -> torch.Tensor:
     return indices if indices.dtype == torch.int64 else indices.long()
 
 
+def _low_high(values: torch.Tensor | np.ndarray) -> tuple[float, float]:
+    """The least and the greatest of ``values`` (B,), B > 0; numpy's reductions called
+    directly for an array (its ``min`` method's wrapper costs as much again here)."""
+    if isinstance(values, np.ndarray):
+        return float(np.minimum.reduce(values)), float(np.maximum.reduce(values))
+    low, high = torch.aminmax(values)
+    return float(low), float(high)
+
+
 def _check_steps(indices: torch.Tensor, num_step: int) -> None:
     """Raise a ValueError unless every one of ``indices`` (B,) int64 is in ``[0, num_step)``."""
     if not indices.numel():
         return
     if indices.device.type == "cpu":
         # one numpy reduction on the same memory: a negative index is huge as uint64
-        if int(indices.numpy().view(np.uint64).max()) < num_step:
+        if int(np.maximum.reduce(indices.numpy().view(np.uint64))) < num_step:
             return
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= num_step:
