@@ -368,7 +368,8 @@ with run:
             checkpoint=run_state,
         )
         for name, norm in (("prepro", prepro), ("rew_norm", rew_norm)):
-            if norm is not None:  # tensors, so that torch.load(weights_only=True) reads them
-                state = {k: torch.as_tensor(v) for k, v in norm.state_dict().items()}
-                torch.save(state, os.path.join(run.log_dir, "models", f"{name}_last.pt"))
+            if norm is not None:  # tensors: torch.load(weights_only=True) reads them
+                torch.save(
+                    norm.state_dict(), os.path.join(run.log_dir, "models", f"{name}_last.pt")
+                )
 sampler.close()

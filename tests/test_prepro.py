@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from machina.pols import RandomPol
 from machina.prepro import BasePrePro, RunningMeanStd
@@ -132,6 +133,27 @@ def test_prepro_normalises_clips_and_inverts():
     off = BasePrePro(space, normalize_ob=False)
     np.testing.assert_array_equal(off.prepro_with_update(ob), ob.astype(np.float32))
     np.testing.assert_array_equal(off.ob_rm, ob)
+
+
+def test_prepro_state_dict_round_trips_through_torch_save_and_loads_numpy_states(tmp_path):
+    """torch.save(prepro.state_dict()) reads back with torch.load's default weights_only=True
+    (a state of numpy arrays it refused), and a state of numpy arrays still loads."""
+    space = gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32)
+    prepro = BasePrePro(space)
+    prepro.update(np.random.default_rng(5).normal(size=(40, 2, 3)))
+    state = prepro.state_dict()
+    assert all(isinstance(state[k], torch.Tensor) and state[k].dtype == torch.float64
+               for k in ("mean", "var"))  # fmt: skip
+    state["mean"] += 1.0  # a copy: the prepro's statistics stay
+    torch.save(prepro.state_dict(), tmp_path / "prepro.pt")
+    loaded = BasePrePro(space)
+    loaded.load_state_dict(torch.load(tmp_path / "prepro.pt"))
+    ob = np.random.default_rng(6).normal(size=(4, 2, 3))
+    np.testing.assert_array_equal(loaded(ob), prepro(ob))
+    assert loaded.ob_rms.count == prepro.ob_rms.count == 40
+    from_numpy = BasePrePro(space)
+    from_numpy.load_state_dict(prepro.ob_rms.state_dict())
+    np.testing.assert_array_equal(from_numpy(ob), prepro(ob))
 
 
 def _offset_pendulum():

@@ -58,7 +58,7 @@ def test_state_dict_round_trips_through_torch_save_as_tensors(tmp_path):
     norm = RewardNormalizer(0.99)
     norm.update(np.random.default_rng(1).normal(size=50))
     path = tmp_path / "rew_norm.pt"
-    torch.save({k: torch.as_tensor(v) for k, v in norm.state_dict().items()}, path)
+    torch.save(norm.state_dict(), path)
     loaded = RewardNormalizer(0.99)
     loaded.load_state_dict(torch.load(path))  # weights_only=True by default
     assert loaded.ret_rms.count == 50

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from machina.prepro.running_mean_std import RunningMeanStd, check_finite
+from machina.prepro.running_mean_std import RunningMeanStd, check_finite, tensor_state
 
 
 class BasePrePro:
@@ -213,14 +213,16 @@ class BasePrePro:
         return self.prepro(ob)
 
     def state_dict(self) -> dict[str, Any]:
-        """The statistics, for saving with the policy.
+        """The statistics, for saving with the policy (``torch.save``; ``torch.load`` reads
+        them back with its default ``weights_only=True``).
 
         Returns
         -------
         dict
-            ``mean`` and ``var`` (*ob_shape) float64 copies and the sample ``count``.
+            ``mean`` and ``var`` (*ob_shape) float64 tensors (copies) and the sample
+            ``count`` (int).
         """
-        return self.ob_rms.state_dict()
+        return tensor_state(self.ob_rms.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the statistics saved by :meth:`state_dict`.
@@ -228,7 +230,7 @@ class BasePrePro:
         Parameters
         ----------
         state : dict
-            ``mean`` and ``var`` (*ob_shape) arrays and the sample ``count``.
+            ``mean`` and ``var`` (*ob_shape), numpy arrays or tensors, and the sample ``count``.
         """
         self.ob_rms.load_state_dict(state)
 

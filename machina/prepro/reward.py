@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import lfilter
 
-from machina.prepro.running_mean_std import RunningMeanStd, check_finite
+from machina.prepro.running_mean_std import RunningMeanStd, check_finite, tensor_state
 
 
 class RewardNormalizer:
@@ -143,9 +143,9 @@ class RewardNormalizer:
         return [{**epi, "rews": self.normalize(_rews(epi, i))} for i, epi in enumerate(epis)]
 
     def state_dict(self) -> dict[str, Any]:
-        """The statistics: ``mean`` and ``var`` of the running returns (0-d float64 arrays)
-        and their ``count``."""
-        return self.ret_rms.state_dict()
+        """The statistics: ``mean`` and ``var`` of the running returns (0-d float64 tensors,
+        which ``torch.load``'s default ``weights_only=True`` reads back) and their ``count``."""
+        return tensor_state(self.ret_rms.state_dict())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the statistics of :meth:`state_dict` (numpy arrays or tensors)."""

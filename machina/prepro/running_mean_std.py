@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+
+def tensor_state(state: dict[str, np.ndarray | int]) -> dict[str, torch.Tensor | int]:
+    """A :meth:`RunningMeanStd.state_dict` with float64 tensors for ``mean`` and ``var``: what
+    ``torch.save`` writes and ``torch.load``'s default (``weights_only=True``) reads back,
+    as a policy's state dict (numpy arrays it refuses)."""
+    return {
+        "mean": torch.from_numpy(np.asarray(state["mean"])),
+        "var": torch.from_numpy(np.asarray(state["var"])),
+        "count": int(state["count"]),
+    }
 
 
 class RunningMeanStd:
