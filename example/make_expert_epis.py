@@ -9,9 +9,25 @@ start's run stops at its first evaluation of 475 or more (about 1,200 steps on C
 when its mode balances the pole (return 500) but its samples still fall early (about 57);
 without the flag the episodes are those samples. The script prints their mean return. It
 writes ``runs/expert_epis/CartPole-v1_100epis.npz`` (``--epis_path`` to choose): a ``Traj``
-saved with ``Traj.save``, which ``Traj.load`` reads back without unpickling anything. The
-policy is rebuilt with ``make_pol`` and the same ``--h_size`` / ``--activation`` / ``--rnn`` /
-``--c2d`` as the run that trained it.
+saved with ``Traj.save``, which ``Traj.load`` reads back without unpickling anything.
+
+With ``--log RUN`` (the trained run's folder) the policy is rebuilt with that run's own
+settings, read from RUN/args.json as take_movie.py reads them (``env_name``, ``rnn``,
+``c2d``, ``h_size``, ``activation``, a gSDE policy's ``sde_sample_freq``, ``squash_mean``,
+``normalize_ob``), from RUN/models/pol_last.pt unless ``--pol_path``; a flag given on the
+command line wins. So the PyBullet entries of example/hyperparams.py work as trained::
+
+    python example/run_ppo.py --env_name HopperBulletEnv-v0 --log runs/ppo_hopper
+    python example/make_expert_epis.py --log runs/ppo_hopper --num_epis 20 --deterministic
+
+A run that normalised its observations (``normalize_ob``) acts on them through its
+statistics (RUN/models/prepro_last.pt), and the expert episodes keep the environment's raw
+observations, as an imitation learner with its own normalisation needs them: ``obs`` the
+raw observation each step acted on, ``next_obs`` the next one's, and at an episode's last
+step the normalised final observation mapped back (``BasePrePro.unprepro``: within float32
+rounding, unless it was clipped at ``ob_clip`` standard deviations).
+Without ``--log`` the flags (``--h_size``, ``--activation``, ``--rnn``, ``--c2d``) describe
+the policy, as in machina 0.x.
 """
 
 import argparse
@@ -20,46 +36,78 @@ import os
 import numpy as np
 import torch
 from flags import positive_int
+from run_settings import describe, fill_from_run, load_run_prepro, make_run_pol
 
 from machina.envs import C2DEnv, GymEnv
 from machina.nets import HIDDEN_ACTIVATIONS
-from machina.pols import make_pol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id")
-parser.add_argument("--pol_path", required=True, help="state_dict of the expert policy (.pt)")
+parser.add_argument(
+    "--env_name", default=None, help="any gymnasium id (default: the run's, else CartPole-v1)"
+)
+parser.add_argument("--log", default=None, help="the trained run's folder (args.json, models/)")
+parser.add_argument(
+    "--pol_path", default=None, help="state_dict of the expert policy (default: LOG's)"
+)
 parser.add_argument("--epis_path", default=None, help="output .npz (default under runs/)")
 parser.add_argument("--num_epis", type=positive_int, default=100, help="expert episodes to save")
 parser.add_argument("--deterministic", action="store_true", help="act by the policy's mode")
-parser.add_argument("--rnn", action="store_true", help="the policy is an LSTM one")
-parser.add_argument("--c2d", action="store_true", help="discretise a continuous action space")
-parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units, as when trained")
+parser.add_argument("--rnn", action="store_true", default=None, help="the policy is an LSTM one")
 parser.add_argument(
-    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default="relu", help="as when trained"
+    "--c2d", action="store_true", default=None, help="discretise a continuous action space"
+)
+parser.add_argument(
+    "--h_size", type=positive_int, default=None, help="hidden units, as when trained (64)"
+)
+parser.add_argument(
+    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="as when trained (relu)"
+)
+parser.add_argument(
+    "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
+)
+parser.add_argument(
+    "--squash_mean",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
 )
 parser.add_argument(
     "--num_envs", type=positive_int, default=8, help="environments stepped together"
 )
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
+if args.pol_path is None and args.log is None:
+    parser.error("--pol_path: give the expert policy's file, or --log with the run's folder")
+fill_from_run(args, args.log, "CartPole-v1")
+print(f"policy settings: {describe(args)}")
+
+
+def raw_episodes(epis: list[dict], prepro) -> list[dict]:
+    """``epis`` sampled through ``prepro`` with the environment's raw observations back in
+    ``obs`` / ``next_obs`` (see the module's docstring)."""
+    out = []
+    for epi in epis:
+        raw = epi["e_is"]["raw_obs"]
+        final = prepro.unprepro(epi["next_obs"][-1:]).astype(raw.dtype)
+        e_is = {k: v for k, v in epi["e_is"].items() if k != "raw_obs"}
+        out.append({**epi, "obs": raw, "next_obs": np.concatenate([raw[1:], final]), "e_is": e_is})
+    return out
+
 
 torch.set_num_threads(1)
 env = GymEnv(args.env_name)
 if args.c2d:
     env = C2DEnv(env)
-pol = make_pol(
-    env.observation_space,
-    env.action_space,
-    rnn=args.rnn,
-    h_size=args.h_size,
-    activation=args.activation,
-)
-pol.load_state_dict(torch.load(args.pol_path, map_location="cpu"))
+pol_path = args.pol_path or os.path.join(args.log, "models", "pol_last.pt")
+pol = make_run_pol(env.observation_space, env.action_space, args, pol_path)
+prepro = load_run_prepro(env.observation_space, args, args.log)
 
-with EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed) as sampler:
+with EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed, prepro=prepro) as sampler:
     epis = sampler.sample(pol, max_epis=args.num_epis, deterministic=args.deterministic)
+if prepro is not None:
+    epis = raw_episodes(epis, prepro)
 
 path = args.epis_path or os.path.join("runs", "expert_epis", f"{args.env_name}_{len(epis)}epis.npz")
 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

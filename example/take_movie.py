@@ -22,18 +22,16 @@ alone describe the policy.
 """
 
 import argparse
-import json
 import os
 
 import numpy as np
 import torch
 from flags import positive_int
 from gymnasium.wrappers import RecordVideo
+from run_settings import fill_from_run, load_run_prepro, make_run_pol
 
 from machina.envs import C2DEnv, GymEnv
 from machina.nets import HIDDEN_ACTIVATIONS
-from machina.pols import make_pol
-from machina.prepro import BasePrePro
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument(
@@ -75,27 +73,7 @@ parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
 # The run's settings fill in what the command line leaves open.
-run_args_path = os.path.join(args.log, "args.json")
-run_args = {}
-if os.path.exists(run_args_path):
-    with open(run_args_path, encoding="utf-8") as f:
-        run_args = json.load(f)
-for name, default in (
-    ("env_name", "HopperBulletEnv-v0"),
-    ("rnn", False),
-    ("c2d", False),
-    ("h_size", 64),
-    ("activation", "relu"),
-    ("sde_sample_freq", None),
-    ("squash_mean", True),
-    ("sde_per_env_noise", False),
-    ("normalize_ob", False),
-    ("ob_clip", 10.0),
-):
-    if getattr(args, name, None) is None:
-        setattr(args, name, run_args.get(name, default))
-if args.sde_sample_freq == 0:
-    args.sde_sample_freq = None
+fill_from_run(args, args.log, "HopperBulletEnv-v0")
 
 try:
     import moviepy  # noqa: F401  (RecordVideo writes the files with it)
@@ -116,24 +94,13 @@ env = RecordVideo(
 )
 if args.c2d:
     env = C2DEnv(env)
-pol = make_pol(
+pol = make_run_pol(
     env.observation_space,
     env.action_space,
-    rnn=args.rnn,
-    h_size=args.h_size,
-    activation=args.activation,
-    sde_sample_freq=args.sde_sample_freq,
-    squash_mean=args.squash_mean,
-    sde_per_env_noise=args.sde_per_env_noise,
+    args,
+    args.pol or os.path.join(args.log, "models", "pol_last.pt"),
 )
-pol_path = args.pol or os.path.join(args.log, "models", "pol_last.pt")
-pol.load_state_dict(torch.load(pol_path, map_location="cpu"))
-pol.eval()
-prepro = None
-if args.normalize_ob:
-    prepro = BasePrePro(env.observation_space, clip=args.ob_clip)
-    prepro_path = os.path.join(args.log, "models", "prepro_last.pt")
-    prepro.load_state_dict(torch.load(prepro_path, map_location="cpu"))
+prepro = load_run_prepro(env.observation_space, args, args.log)
 act = pol.forward if args.stochastic else pol.deterministic_ac_real
 
 n_frames, returns = 0, []

@@ -391,3 +391,30 @@ def test_take_movie_writes_a_video_of_a_saved_policy(tmp_path):
     # Container timing may drop or repeat a frame or two at the ends.
     assert abs(len(frames) - n_frames) <= 3 and n_frames >= 10
     assert np.std(frames[0]) > 0
+
+
+def test_make_expert_epis_rebuilds_a_pybullet_entry_policy_and_keeps_raw_observations(tmp_path):
+    """The Hopper entry trains a gSDE policy on normalised observations: make_expert_epis.py
+    --log rebuilds it from the run's args.json (its parameters, as saved, do not fit the flags'
+    default policy) and saves the environment's raw observations, not the normalised ones."""
+    run_example(
+        "run_ppo.py",
+        *("--env_name", "HopperBulletEnv-v0", "--log", tmp_path, "--max_steps", 64),
+        *("--steps_per_iter", 64, "--num_envs", 2, "--eval_epis", 1),
+    )
+    epis_path = tmp_path / "epis.npz"
+    result = run_example(
+        "make_expert_epis.py",
+        *("--log", tmp_path, "--num_epis", 3, "--deterministic", "--epis_path", epis_path),
+    )
+    assert "sde_sample_freq=4" in result.stdout and "normalize_ob=True" in result.stdout
+    traj = Traj.load(str(epis_path))
+    obs, next_obs = traj.data_map["obs"].numpy(), traj.data_map["next_obs"].numpy()
+    bounds = traj.epis_index
+    assert traj.num_epi == 3 and "raw_obs" not in traj.data_map
+    env = GymEnv("HopperBulletEnv-v0")
+    for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        # episode i starts from the environment's reset with seed i (the sampler's seed 0)
+        np.testing.assert_array_equal(obs[start], env.reset(seed=i)[0])
+        np.testing.assert_array_equal(next_obs[start : end - 1], obs[start + 1 : end])
+    env.close()

@@ -1,0 +1,84 @@
+"""A trained run's policy, rebuilt from the settings its script wrote to ``LOG/args.json``
+(run_ppo.py, run_trpo.py and the other ``make_pol`` examples), for the scripts that use the
+policy afterwards: take_movie.py and make_expert_epis.py.
+
+A setting given on the command line wins over the file; without the file, the flags (else
+the defaults below, run_ppo.py's) alone describe the policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import gymnasium as gym
+import torch
+
+from machina.pols import make_pol
+from machina.prepro import BasePrePro
+
+# (name, default): what make_pol and the observation prepro were built with
+POLICY_SETTINGS = (
+    ("rnn", False),
+    ("c2d", False),
+    ("h_size", 64),
+    ("activation", "relu"),
+    ("sde_sample_freq", None),
+    ("squash_mean", True),
+    ("sde_per_env_noise", False),
+    ("normalize_ob", False),
+    ("ob_clip", 10.0),
+)
+
+
+def fill_from_run(args: argparse.Namespace, log: str | None, env_default: str) -> None:
+    """Set each of ``POLICY_SETTINGS`` and ``env_name`` that ``args`` leaves None (or
+    lacks) from ``log``/args.json, else to its default (``env_default`` for the env)."""
+    run_args = {}
+    path = os.path.join(log, "args.json") if log else None
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            run_args = json.load(f)
+    for name, default in (("env_name", env_default),) + POLICY_SETTINGS:
+        if getattr(args, name, None) is None:
+            setattr(args, name, run_args.get(name, default))
+    if args.sde_sample_freq == 0:
+        args.sde_sample_freq = None
+
+
+def make_run_pol(
+    observation_space: gym.Space, action_space: gym.Space, args: argparse.Namespace, path: str
+):
+    """The policy of ``args``' settings, with the parameters saved at ``path``, in eval mode."""
+    pol = make_pol(
+        observation_space,
+        action_space,
+        rnn=args.rnn,
+        h_size=args.h_size,
+        activation=args.activation,
+        sde_sample_freq=args.sde_sample_freq,
+        squash_mean=args.squash_mean,
+        sde_per_env_noise=args.sde_per_env_noise,
+    )
+    pol.load_state_dict(torch.load(path, map_location="cpu"))
+    return pol.eval()
+
+
+def load_run_prepro(
+    observation_space: gym.Space, args: argparse.Namespace, log: str | None
+) -> BasePrePro | None:
+    """The run's observation statistics (``log``/models/prepro_last.pt) when it normalised
+    its observations (``args.normalize_ob``), else None."""
+    if not args.normalize_ob:
+        return None
+    if not log:
+        raise SystemExit("--normalize_ob: the statistics are read from a run folder; give --log")
+    prepro = BasePrePro(observation_space, clip=args.ob_clip)
+    prepro.load_state_dict(torch.load(os.path.join(log, "models", "prepro_last.pt")))
+    return prepro
+
+
+def describe(args: argparse.Namespace) -> str:
+    """The policy settings in use, one line."""
+    return ", ".join(f"{name}={getattr(args, name)}" for name, _ in POLICY_SETTINGS)
