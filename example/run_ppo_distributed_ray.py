@@ -121,13 +121,25 @@ class Trainer(BaseDistributedRayTrainer):
         )
 
 
-started_ray = not ray.is_initialized()
-init_ray(args.num_cpus, 0, args.ray_address)
 torch.manual_seed(args.seed)
 env = GymEnv(args.env_name)
 solve_return = args.solve_return
 if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
+# before Ray starts: a resume with other settings is refused at once
+run = logger.Run(
+    args.resume or args.log,
+    args.max_steps,
+    args.env_name,
+    args.steps_per_iter,
+    solve_return,
+    resume=args.resume is not None,
+    settings=vars(args),
+    # where the processes run may change; what they compute may not
+    resumable=("ray_address", "num_cpus", "master_address"),
+)
+started_ray = not ray.is_initialized()
+init_ray(args.num_cpus, 0, args.ray_address)
 pol = make_pol(env.observation_space, env.action_space, h_size=args.h_size)
 vf = make_vf(env.observation_space, h_size=args.h_size)
 trainers = TrainManager(Trainer, args.num_trainer, args.master_address, pol=pol, vf=vf)
@@ -139,17 +151,6 @@ def evaluate():
     return sampler.sample(pol, max_epis=args.eval_epis, deterministic=True)
 
 
-run = logger.Run(
-    args.resume or args.log,
-    args.max_steps,
-    args.env_name,
-    args.steps_per_iter,
-    solve_return,
-    resume=args.resume is not None,
-    settings=vars(args),  # a resume with other settings is refused
-    # where the processes run may change; what they compute may not
-    resumable=("ray_address", "num_cpus", "master_address"),
-)
 state = dict(trainers=trainers, sampler=sampler, pol=pol, vf=vf)
 with run:
     run.restore(**state)

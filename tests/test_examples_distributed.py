@@ -3,9 +3,17 @@ actors that form one torch.distributed group, on a local Ray instance the script
 stops; resumed from a checkpoint) and run_ppo.py's Ray sampler on a cluster named by RAY_ADDRESS."""
 
 import os
+import subprocess
 
 import pytest
-from conftest import assert_same_state, crashed_copy, final_state, forget_ray_address, run_example
+from conftest import (
+    assert_same_state,
+    crashed_copy,
+    example_cmd,
+    final_state,
+    forget_ray_address,
+    run_example,
+)
 
 
 def test_ppo_on_ray_trainers_learns_writes_the_run_and_resumes_bit_for_bit(tmp_path):
@@ -26,6 +34,16 @@ def test_ppo_on_ray_trainers_learns_writes_the_run_and_resumes_bit_for_bit(tmp_p
     assert (run_dir / "models" / "pol_last.pt").stat().st_size > 0
 
     crashed = crashed_copy(run_dir, tmp_path / "crashed")
+    # another setting is refused before Ray starts (it took Ray's ~10 s start-up before)
+    other = [str(a) for a in args]
+    other[other.index("--steps_per_iter") + 1] = "500"
+    refused = subprocess.run(
+        example_cmd("run_ppo_distributed_ray.py", "--resume", crashed, *other),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "steps_per_iter: saved 1000, given 500" in refused.stderr
+    assert "Started a local Ray instance" not in refused.stderr
     run_example("run_ppo_distributed_ray.py", "--resume", crashed, *args)
     whole = final_state(run_dir)
     assert len(whole["trainers"]["ranks"]) == 2
