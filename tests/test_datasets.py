@@ -193,6 +193,13 @@ def test_dataframe_refuses_repeated_ids_missing_rows_and_columns():
         from_dataframe(df.rename(columns={"obs[1]": "obs[1,0]"}))
     renumbered = pd.concat([df, df.assign(epi=df["epi"] + 2)])
     assert_epis_equal(from_dataframe(renumbered), epis + epis)
+    # a dropped last row leaves steps 0..T-2, numbered right: only the missing flag shows it
+    last_of_1 = df.index[(df["epi"] == 1) & (df["t"] == df[df["epi"] == 1]["t"].max())]
+    with pytest.warns(
+        UserWarning, match=r"1 episode\(s\) end on a row with no end flag \(epi \[1\]"
+    ):
+        cut = from_dataframe(df.drop(index=last_of_1))
+    assert len(cut[1]["rews"]) == len(epis[1]["rews"]) - 1
 
 
 def test_dataframe_of_traj_with_env_actions():

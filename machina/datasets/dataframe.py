@@ -10,6 +10,7 @@ exactly.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,4 +181,25 @@ def from_dataframe(df: Any) -> list[Epi]:
             else:
                 epi[key] = values[rows]
         epis.append(epi)
+    _warn_unflagged_ends(arrays, epi_ids, np.asarray(bounds[1:]) - 1)
     return epis
+
+
+def _warn_unflagged_ends(
+    arrays: dict[str, np.ndarray], epi_ids: np.ndarray, last: np.ndarray
+) -> None:
+    """Warn of episodes whose last row has none of the end flags the frame holds (``terms``,
+    ``truncs``, ``dones``): a sampler ends every episode with one, so rows are likely missing
+    at their end (``t`` cannot show that), and the estimators would take the cut for an end."""
+    flags = [arrays[k][last].astype(bool) for k in ("terms", "truncs", "dones") if k in arrays]
+    if not flags:
+        return
+    unflagged = ~np.logical_or.reduce(flags)
+    if unflagged.any():
+        ids = epi_ids[unflagged]
+        warnings.warn(
+            f"df: {len(ids)} episode(s) end on a row with no end flag (epi {ids[:5].tolist()}"
+            f"{' ...' if len(ids) > 5 else ''}): rows missing at their end? Every sampled "
+            "episode ends terminated or truncated",
+            stacklevel=3,
+        )
