@@ -242,6 +242,30 @@ def test_truncation_closed_form():
     np.testing.assert_allclose(out[1]["rets"][0], (1 - 0.9**length) / (1 - 0.9), rtol=1e-5)
 
 
+@pytest.mark.parametrize("path", ["list", "traj"])
+def test_an_end_with_neither_flag_is_a_cut_bootstrapped_as_a_truncation(epis, path):
+    """A hand-built rollout segment whose last step has neither terms nor truncs: with
+    next_vs it is bootstrapped, exactly as if truncated; without, the estimators refuse it as
+    they refuse a truncated one (it was read as terminated: returns silently cut short)."""
+    cut = [dict(epi, terms=np.zeros_like(epi["terms"]), truncs=np.zeros_like(epi["truncs"]))
+           for epi in epis]  # fmt: skip
+    truncated = [dict(epi, truncs=epi["truncs"].copy()) for epi in cut]
+    for epi in truncated:
+        epi["truncs"][-1] = True
+    vf = LinearVf(3)
+    a, b = (_episodes(ef.compute_advs(ef.compute_rets(ef.compute_vs(_as(path, e), vf), 0.97),
+            0.97, 0.9)) for e in (cut, truncated))  # fmt: skip
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["rets"], y["rets"])
+        np.testing.assert_array_equal(x["advs"], y["advs"])
+    n = len(epis)
+    with pytest.raises(KeyError, match=rf"{n} truncated episode\(s\) \({n} ending with neither"):
+        ef.compute_rets(_as(path, cut), 0.97)
+    cut[0]["terms"][-1] = True  # terminated now: one fewer to bootstrap
+    with pytest.raises(KeyError, match=rf"{n - 1} truncated episode"):
+        ef.compute_advs(_as(path, [dict(e, vs=np.zeros(len(e["rews"]))) for e in cut]), 0.9, 1.0)
+
+
 def test_concatenation_equals_each_alone(epis):
     vf = LinearVf(3)
     together = ef.compute_advs(ef.compute_vs(epis, vf), 0.99, 0.95)

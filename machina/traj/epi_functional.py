@@ -141,17 +141,25 @@ def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None)
     ``vs``), or zeros without ``vs`` (read only at episode ends, where they are 0)."""
     if "next_vs" in data:
         return data["next_vs"]
-    if "truncs" in data:
-        last = data.last
-        truncated = data["truncs"][last].astype(bool)
-        if "terms" in data:
-            truncated &= ~data["terms"][last].astype(bool)
-        n_trunc = int(truncated.sum())
-        if n_trunc:
-            raise KeyError(
-                f"{fn_name}: {n_trunc} truncated episode(s) need 'next_vs' to bootstrap from; "
-                "call ef.compute_vs(data, vf) first"
-            )
+    last = data.last
+    truncs = data["truncs"][last].astype(bool) if "truncs" in data else None
+    if "terms" in data:
+        # an end with neither flag is a cut (a rollout segment), bootstrapped as a truncation
+        truncated = ~data["terms"][last].astype(bool)
+    else:
+        truncated = np.zeros(len(last), bool) if truncs is None else truncs
+    n_trunc = int(truncated.sum())
+    if n_trunc:
+        n_cut = n_trunc - int((truncated & truncs).sum()) if truncs is not None else n_trunc
+        cut = (
+            f" ({n_cut} ending with neither terms nor truncs: cut, bootstrapped so)"
+            if n_cut
+            else ""
+        )
+        raise KeyError(
+            f"{fn_name}: {n_trunc} truncated episode(s){cut} need 'next_vs' to bootstrap "
+            "from; call ef.compute_vs(data, vf) first"
+        )
     if vs is None:
         return np.zeros(data.num_step)
     next_vs = np.zeros(data.num_step, dtype=np.float64)
