@@ -36,10 +36,9 @@ import os
 import numpy as np
 import torch
 from flags import positive_int
-from run_settings import describe, fill_from_run, load_run_prepro, make_run_pol
+from run_settings import add_policy_flags, describe, fill_from_run, load_run_prepro, make_run_pol
 
 from machina.envs import C2DEnv, GymEnv
-from machina.nets import HIDDEN_ACTIVATIONS
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 
@@ -54,25 +53,7 @@ parser.add_argument(
 parser.add_argument("--epis_path", default=None, help="output .npz (default under runs/)")
 parser.add_argument("--num_epis", type=positive_int, default=100, help="expert episodes to save")
 parser.add_argument("--deterministic", action="store_true", help="act by the policy's mode")
-parser.add_argument("--rnn", action="store_true", default=None, help="the policy is an LSTM one")
-parser.add_argument(
-    "--c2d", action="store_true", default=None, help="discretise a continuous action space"
-)
-parser.add_argument(
-    "--h_size", type=positive_int, default=None, help="hidden units, as when trained (64)"
-)
-parser.add_argument(
-    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="as when trained (relu)"
-)
-parser.add_argument(
-    "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
-)
-parser.add_argument(
-    "--squash_mean",
-    action=argparse.BooleanOptionalAction,
-    default=None,
-    help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
-)
+add_policy_flags(parser)
 parser.add_argument(
     "--num_envs", type=positive_int, default=8, help="environments stepped together"
 )

@@ -14,7 +14,9 @@ import os
 
 import gymnasium as gym
 import torch
+from flags import positive_int
 
+from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.prepro import BasePrePro
 
@@ -30,6 +32,29 @@ POLICY_SETTINGS = (
     ("normalize_ob", False),
     ("ob_clip", 10.0),
 )
+
+
+def add_policy_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe the policy, each None unless given (``fill_from_run``)."""
+    parser.add_argument("--rnn", action="store_true", default=None, help="an LSTM policy")
+    parser.add_argument(
+        "--c2d", action="store_true", default=None, help="acts through C2DEnv (discretised)"
+    )
+    parser.add_argument(
+        "--h_size", type=positive_int, default=None, help="hidden units per layer (64)"
+    )
+    parser.add_argument(
+        "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="hidden (relu)"
+    )
+    parser.add_argument(
+        "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
+    )
+    parser.add_argument(
+        "--squash_mean",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
+    )
 
 
 def fill_from_run(args: argparse.Namespace, log: str | None, env_default: str) -> None:

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from flags import positive_int
 from gymnasium.wrappers import RecordVideo
-from run_settings import fill_from_run, load_run_prepro, make_run_pol
+from run_settings import add_policy_flags, fill_from_run, load_run_prepro, make_run_pol
 
 from machina.envs import C2DEnv, GymEnv
-from machina.nets import HIDDEN_ACTIVATIONS
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument(
@@ -42,21 +41,7 @@ parser.add_argument(
 parser.add_argument("--log", default="runs/ppo", help="run folder holding models/")
 parser.add_argument("--pol", default=None, help="policy file (default: LOG/models/pol_last.pt)")
 parser.add_argument("--out", default=None, help="video file (default: LOG/movie.mp4)")
-parser.add_argument("--rnn", action="store_true", default=None, help="an LSTM policy")
-parser.add_argument("--c2d", action="store_true", default=None, help="acts through C2DEnv")
-parser.add_argument("--h_size", type=positive_int, default=None, help="hidden units per layer (64)")
-parser.add_argument(
-    "--activation", choices=sorted(HIDDEN_ACTIVATIONS), default=None, help="hidden (relu)"
-)
-parser.add_argument(
-    "--sde_sample_freq", type=int, default=None, help="a gSDE policy (GaussianSDEPol); 0: not"
-)
-parser.add_argument(
-    "--squash_mean",
-    action=argparse.BooleanOptionalAction,
-    default=None,
-    help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
-)
+add_policy_flags(parser)
 parser.add_argument(
     "--normalize_ob",
     action=argparse.BooleanOptionalAction,
