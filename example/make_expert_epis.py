@@ -23,9 +23,10 @@ command line wins. So the PyBullet entries of example/hyperparams.py work as tra
 A run that normalised its observations (``normalize_ob``) acts on them through its
 statistics (RUN/models/prepro_last.pt), and the expert episodes keep the environment's raw
 observations, as an imitation learner with its own normalisation needs them: ``obs`` the
-raw observation each step acted on, ``next_obs`` the next one's, and at an episode's last
-step the normalised final observation mapped back (``BasePrePro.unprepro``: within float32
-rounding, unless it was clipped at ``ob_clip`` standard deviations).
+raw observation each step acted on (the sampler's ``e_is["raw_obs"]``), ``next_obs`` the one
+each step returned, the final one included (a wrapper hands it to the sampler in the step's
+info: the normalised final observation, clipped at ``ob_clip`` standard deviations when a
+walker falls, cannot be mapped back).
 Without ``--log`` the flags (``--h_size``, ``--activation``, ``--rnn``, ``--c2d``) describe
 the policy, as in machina 0.x.
 """
@@ -33,6 +34,7 @@ the policy, as in machina 0.x.
 import argparse
 import os
 
+import gymnasium as gym
 import numpy as np
 import torch
 from flags import positive_int
@@ -65,30 +67,40 @@ fill_from_run(args, args.log, "CartPole-v1")
 print(f"policy settings: {describe(args)}")
 
 
-def raw_episodes(epis: list[dict], prepro) -> list[dict]:
-    """``epis`` sampled through ``prepro`` with the environment's raw observations back in
+class RawNextObs(gym.Wrapper):
+    """Each step's observation also in its info as ``raw_next_obs``, which the sampler keeps
+    in the episode's ``e_is`` before its prepro normalises the observation itself."""
+
+    def step(self, action):
+        ob, rew, terminated, truncated, info = self.env.step(action)
+        return ob, rew, terminated, truncated, {**info, "raw_next_obs": np.array(ob)}
+
+
+def raw_episodes(epis: list[dict]) -> list[dict]:
+    """``epis`` sampled through a prepro with the environment's raw observations back in
     ``obs`` / ``next_obs`` (see the module's docstring)."""
     out = []
     for epi in epis:
-        raw = epi["e_is"]["raw_obs"]
-        final = prepro.unprepro(epi["next_obs"][-1:]).astype(raw.dtype)
-        e_is = {k: v for k, v in epi["e_is"].items() if k != "raw_obs"}
-        out.append({**epi, "obs": raw, "next_obs": np.concatenate([raw[1:], final]), "e_is": e_is})
+        e_is = dict(epi["e_is"])
+        obs, next_obs = e_is.pop("raw_obs"), e_is.pop("raw_next_obs")
+        out.append({**epi, "obs": obs, "next_obs": next_obs.astype(obs.dtype), "e_is": e_is})
     return out
 
 
 torch.set_num_threads(1)
 env = GymEnv(args.env_name)
+prepro = load_run_prepro(env.observation_space, args, args.log)
+if prepro is not None:
+    env = RawNextObs(env)
 if args.c2d:
     env = C2DEnv(env)
 pol_path = args.pol_path or os.path.join(args.log, "models", "pol_last.pt")
 pol = make_run_pol(env.observation_space, env.action_space, args, pol_path)
-prepro = load_run_prepro(env.observation_space, args, args.log)
 
 with EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed, prepro=prepro) as sampler:
     epis = sampler.sample(pol, max_epis=args.num_epis, deterministic=args.deterministic)
 if prepro is not None:
-    epis = raw_episodes(epis, prepro)
+    epis = raw_episodes(epis)
 
 path = args.epis_path or os.path.join("runs", "expert_epis", f"{args.env_name}_{len(epis)}epis.npz")
 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -1,9 +1,10 @@
-"""A trained run's policy, rebuilt from the settings its script wrote to ``LOG/args.json``
-(run_ppo.py, run_trpo.py and the other ``make_pol`` examples), for the scripts that use the
-policy afterwards: take_movie.py and make_expert_epis.py.
+"""A trained run's policy, rebuilt from the settings its script saved (run_ppo.py's
+``LOG/args.json``, else the settings every ``logger.Run`` example keeps in its checkpoints:
+run_trpo.py, run_vpg.py, ...), for the scripts that use the policy afterwards: take_movie.py
+and make_expert_epis.py.
 
-A setting given on the command line wins over the file; without the file, the flags (else
-the defaults below, run_ppo.py's) alone describe the policy.
+A setting given on the command line wins over the run's; without either, the defaults below
+(run_ppo.py's) describe the policy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import gymnasium as gym
 import torch
 from flags import positive_int
 
+from machina.checkpoint import read_extra
 from machina.nets import HIDDEN_ACTIVATIONS
 from machina.pols import make_pol
 from machina.prepro import BasePrePro
@@ -27,7 +29,7 @@ POLICY_SETTINGS = (
     ("h_size", 64),
     ("activation", "relu"),
     ("sde_sample_freq", None),
-    ("squash_mean", True),
+    ("squash_mean", None),  # make_pol decides, as for the scripts that do not set it
     ("sde_per_env_noise", False),
     ("normalize_ob", False),
     ("ob_clip", 10.0),
@@ -57,14 +59,23 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_settings(log: str) -> dict:
+    """The settings the run in ``log`` was started with: its args.json, else those of its
+    newest checkpoint; {} when it has neither."""
+    path = os.path.join(log, "args.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    try:
+        return dict(read_extra(log).get("settings") or {})
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def fill_from_run(args: argparse.Namespace, log: str | None, env_default: str) -> None:
     """Set each of ``POLICY_SETTINGS`` and ``env_name`` that ``args`` leaves None (or
-    lacks) from ``log``/args.json, else to its default (``env_default`` for the env)."""
-    run_args = {}
-    path = os.path.join(log, "args.json") if log else None
-    if path and os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            run_args = json.load(f)
+    lacks) from the run in ``log``, else to its default (``env_default`` for the env)."""
+    run_args = run_settings(log) if log else {}
     for name, default in (("env_name", env_default),) + POLICY_SETTINGS:
         if getattr(args, name, None) is None:
             setattr(args, name, run_args.get(name, default))

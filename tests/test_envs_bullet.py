@@ -396,7 +396,9 @@ def test_take_movie_writes_a_video_of_a_saved_policy(tmp_path):
 def test_make_expert_epis_rebuilds_a_pybullet_entry_policy_and_keeps_raw_observations(tmp_path):
     """The Hopper entry trains a gSDE policy on normalised observations: make_expert_epis.py
     --log rebuilds it from the run's args.json (its parameters, as saved, do not fit the flags'
-    default policy) and saves the environment's raw observations, not the normalised ones."""
+    default policy) and saves the environment's raw observations, the final ones included
+    (an untrained walker falls into states its prepro clips): replayed, the environment
+    returns exactly the saved next_obs."""
     run_example(
         "run_ppo.py",
         *("--env_name", "HopperBulletEnv-v0", "--log", tmp_path, "--max_steps", 64),
@@ -404,17 +406,19 @@ def test_make_expert_epis_rebuilds_a_pybullet_entry_policy_and_keeps_raw_observa
     )
     epis_path = tmp_path / "epis.npz"
     result = run_example(
-        "make_expert_epis.py",
-        *("--log", tmp_path, "--num_epis", 3, "--deterministic", "--epis_path", epis_path),
+        "make_expert_epis.py", "--log", tmp_path, "--num_epis", 4, "--epis_path", epis_path
     )
     assert "sde_sample_freq=4" in result.stdout and "normalize_ob=True" in result.stdout
     traj = Traj.load(str(epis_path))
-    obs, next_obs = traj.data_map["obs"].numpy(), traj.data_map["next_obs"].numpy()
-    bounds = traj.epis_index
-    assert traj.num_epi == 3 and "raw_obs" not in traj.data_map
+    obs, next_obs, acs = (traj.data_map[k].numpy() for k in ("obs", "next_obs", "acs"))
+    assert traj.num_epi == 4 and not {"raw_obs", "raw_next_obs"} & set(traj.data_map)
     env = GymEnv("HopperBulletEnv-v0")
+    to_env = make_pol(env.observation_space, env.action_space).convert_ac_for_real
+    bounds = traj.epis_index
     for i, (start, end) in enumerate(zip(bounds[:-1], bounds[1:])):
         # episode i starts from the environment's reset with seed i (the sampler's seed 0)
         np.testing.assert_array_equal(obs[start], env.reset(seed=i)[0])
         np.testing.assert_array_equal(next_obs[start : end - 1], obs[start + 1 : end])
+        for t in range(start, end):
+            np.testing.assert_array_equal(env.step(to_env(acs[t]))[0], next_obs[t])
     env.close()

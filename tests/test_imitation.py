@@ -661,3 +661,22 @@ def test_run_behavior_clone_resumes_bit_for_bit(expert, tmp_path):
     assert len(rows[0]) == 5 and rows[0] == rows[1]  # header + one row per epoch, equal
     for name, tensor in a["pol"].items():
         assert torch.equal(tensor, b["pol"][name]), name
+
+
+def test_make_expert_epis_reads_the_settings_of_a_run_without_args_json(tmp_path):
+    """run_trpo.py writes no args.json: --log takes the environment and the policy's size from
+    the settings its checkpoints keep (the flags' defaults would be CartPole and 64 units)."""
+    run_dir = tmp_path / "trpo"
+    run_example(
+        "run_trpo.py",
+        *("--env_name", "Pendulum-v1", "--log", run_dir, "--h_size", 16),
+        *("--max_steps", 400, "--steps_per_iter", 400),
+    )
+    assert not (run_dir / "args.json").exists()
+    epis_path = tmp_path / "epis.npz"
+    out = run_example(
+        "make_expert_epis.py", "--log", run_dir, "--num_epis", 2, "--epis_path", epis_path
+    ).stdout
+    assert "h_size=16" in out
+    traj = Traj.load(epis_path)
+    assert traj.num_epi == 2 and traj.data_map["obs"].shape == (400, 3)  # Pendulum's

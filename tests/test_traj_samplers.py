@@ -3,6 +3,7 @@ priorities kept aligned through updates, FIFO evictions and save/load."""
 
 import copy
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -473,7 +474,7 @@ def test_rank_order_merged_after_updates_equals_a_full_sort():
 
 
 @pytest.mark.parametrize("mode", ["proportional", "rank_based"])
-@pytest.mark.parametrize("copy_of", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("copy_of", ["pickle0", "pickle", "deepcopy"])
 def test_draws_use_torch_rand_numbers_and_survive_a_copy(mode, copy_of):
     """A sampler's draws come from the masses ``torch.rand`` gives on the generator (its
     reused draw buffer changes no number), and a pickled or deep-copied sampler, whose buffer
@@ -483,7 +484,10 @@ def test_draws_use_torch_rand_numbers_and_survive_a_copy(mode, copy_of):
     sampler = _samplers.make_sampler(pris, mode, 0.7)
     gen = torch.Generator().manual_seed(4)
     sampler.draw(64, 0.4, gen)  # the buffer exists before the copy
-    twin = pickle.loads(pickle.dumps(sampler)) if copy_of == "pickle" else copy.deepcopy(sampler)
+    if copy_of == "deepcopy":
+        twin = copy.deepcopy(sampler)
+    else:  # protocol 0 too: an empty state once left the copy's buffer unmade
+        twin = pickle.loads(pickle.dumps(sampler, 0 if copy_of == "pickle0" else None))
     # the tree's leaves in its order: the steps' priorities, or the weights of ranks 1..N
     weights = pris.numpy() if mode == "proportional" else np.arange(1, 3001) ** -0.7
     where = np.arange(3000)  # a step's leaf
@@ -503,3 +507,49 @@ def test_draws_use_torch_rand_numbers_and_survive_a_copy(mode, copy_of):
         slack = 1e-12 * cum[-1]
         assert (cum[leaf] - weights[leaf] <= masses + slack).all()
         assert (masses < cum[leaf] + slack).all()
+
+
+def test_shallow_copies_draw_their_own_batches_from_two_threads():
+    """copy.copy(traj) shares the samplers (and their draw buffers): two copies drawing at
+    once from two threads each get the batches they draw alone."""
+    rng = np.random.default_rng(13)
+    traj = make_memory(rng, n_epi=200, max_len=50)
+    next(traj.prioritized_random_batch(8))  # the sampler is built before the copies
+
+    def draws(copy_of: Traj, seed: int, out: list) -> None:
+        copy_of.generator.manual_seed(seed)
+        for _ in range(500):
+            out.append(next(copy_of.prioritized_random_batch(4096, 1, True))[1])
+
+    alone = [[], []]
+    for seed, out in zip((1, 2), alone):
+        draws(copy.copy(traj), seed, out)
+    together = [[], []]
+    threads = [
+        threading.Thread(target=draws, args=(copy.copy(traj), seed, out))
+        for seed, out in zip((1, 2), together)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for a, b in zip(alone, together):
+        assert len(b) == 500 and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("mode", ["proportional", "rank_based"])
+def test_a_bfloat16_priority_column_is_drawn_by_and_updated(mode):
+    """bfloat16, which numpy lacks: update_pris writes the column (it raised after writing)
+    and the draws follow the priorities it holds."""
+    rng = np.random.default_rng(14)
+    traj = make_memory(rng)
+    traj.data_map["pris"] = traj.data_map["pris"].to(torch.bfloat16)
+    torch.manual_seed(5)
+    for _ in range(20):
+        _, idx = next(traj.prioritized_random_batch(16, 1, True, mode))
+        tf.update_pris(traj, torch.as_tensor(rng.normal(size=16) * 2), idx)
+    pris = traj.data_map["pris"].to(torch.float64).numpy()
+    counts = np.zeros(traj.num_step)
+    for _, idx in traj.prioritized_random_batch(150, 1000, True, mode):
+        counts += counts_of(idx, traj.num_step)
+    assert_follows(counts, pris if mode == "proportional" else rank_reference(pris, 0.6))

@@ -330,7 +330,7 @@ class PrioritizedReplay:
             if not entries:
                 return
             steps = indices.cpu().numpy()
-            written = column.take(indices).cpu().numpy().astype(np.float64)
+            written = column.take(indices).cpu().to(torch.float64).numpy()  # bfloat16 too
         # NaN fails the check
         if not checked and len(written) and not (written.min() > 0.0 and written.max() < np.inf):
             for entry in entries:  # the check raises at the rebuild

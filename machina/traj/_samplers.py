@@ -20,6 +20,7 @@ Everything is vectorised over the batch: no Python loop per sample.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import torch
@@ -204,28 +205,28 @@ class SumTree:
 
 
 class _Uniforms:
-    """U[0, 1) float64 draws into one reused tensor: the numbers of ``torch.rand(n,
-    dtype=torch.float64, generator=generator)`` (``rand`` is ``uniform_`` on a new tensor),
-    without its allocation and conversion, several us per call between gradient steps. The
-    array returned is overwritten by the next draw."""
+    """U[0, 1) float64 draws into one reused tensor per thread: the numbers of
+    ``torch.rand(n, dtype=torch.float64, generator=generator)`` (``rand`` is ``uniform_`` on a
+    new tensor), without its allocation and conversion, several us per call between gradient
+    steps. The array returned is overwritten by the thread's next draw. Per thread, as shallow
+    copies of a Traj share its samplers and may draw from two threads."""
 
     def __init__(self) -> None:
-        self._tensor: torch.Tensor | None = None
-        self._array = np.empty(0)
+        self._local = threading.local()
 
-    def __getstate__(self) -> dict:
-        return {}  # a copied tensor and array would no longer share memory: made anew
-
-    def __setstate__(self, state: dict) -> None:
-        self._tensor, self._array = None, np.empty(0)
+    def __reduce__(self):
+        # the buffers are not state: a copy or unpickled one makes its own (any protocol)
+        return (_Uniforms, ())
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> np.ndarray:
         """``n`` draws (n,) from ``generator`` (a Traj's), else torch's global one."""
-        if self._tensor is None or len(self._array) != n:
-            self._tensor = torch.empty(n, dtype=torch.float64)
-            self._array = self._tensor.numpy()
-        self._tensor.uniform_(generator=generator)
-        return self._array
+        local = self._local
+        array = getattr(local, "array", None)
+        if array is None or len(array) != n:
+            local.tensor = torch.empty(n, dtype=torch.float64)
+            local.array = array = local.tensor.numpy()
+        local.tensor.uniform_(generator=generator)
+        return array
 
 
 def _uniforms_of(sampler) -> _Uniforms:
@@ -289,6 +290,15 @@ def _distinct_rank_tree(n: int, alpha: float) -> SumTree:
     return SumTree(torch.arange(1, n + 1, dtype=torch.float64).pow_(-alpha))
 
 
+def _as_numpy(pris: torch.Tensor) -> np.ndarray:
+    """``pris`` (N,) as a numpy array of its dtype; bfloat16, which numpy lacks, as float32
+    (exact)."""
+    pris = pris.detach().cpu()
+    if pris.dtype == torch.bfloat16:
+        pris = pris.to(torch.float32)
+    return pris.numpy()
+
+
 class RankSampler:
     """``P(i) ∝ rank(i) ** -alpha`` with the ranks of the last sort (see the module).
 
@@ -307,7 +317,7 @@ class RankSampler:
         its ``update`` since (its order is reused as is); or, with ``shift``, one over items
         of which the first ``shift`` left and the rest are the first of ``pris``, followed
         by new ones (FIFO): its order is reused for those whose value it knows."""
-        values = pris.detach().cpu().numpy()
+        values = _as_numpy(pris)
         self.n = len(values)
         self.alpha = float(alpha)
         merged = None
@@ -344,7 +354,7 @@ class RankSampler:
         new = object.__new__(cls)
         new.n, new.alpha = len(state["order"]), float(alpha)
         new._build(state["order"].astype(np.int64), state["ordered"])
-        new.values = pris.detach().cpu().numpy().copy()
+        new.values = _as_numpy(pris).copy()
         new._updates = int(state["updates"])
         new._moved = state["moved"].astype(bool)
         new.stale = new._updates >= max(1, int(new.n * RANK_REBUILD_FRACTION))
