@@ -1,6 +1,7 @@
 """Traj: registration, FIFO bound, batching and save/load."""
 
 import copy
+import pickle
 import warnings
 
 import numpy as np
@@ -592,6 +593,31 @@ def test_a_bad_generator_state_in_a_file_names_the_path(rng, tmp_path):
     np.savez(tmp_path / "bad2.npz", **members, rng_state=np.zeros(7, np.float32))
     with pytest.raises(ValueError, match=r"bad2.npz: rng_state: expected a 1-d uint8 array"):
         Traj.load(tmp_path / "bad2.npz")
+
+
+def test_batches_follow_columns_replaced_written_or_made_to_require_grad(rng):
+    """The numpy views batches are gathered through are made once per column object: a
+    column replaced, written in place, appended to (the buffers regrown) or set to require
+    grad after a batch is gathered as it is now; a pickle carries no view (its size is the
+    columns' alone)."""
+    traj = make_traj(make_random_epis(rng, 6), max_steps=None)
+    batch, idx = traj.random_batch_once(9, return_indices=True)
+    traj.data_map["rews"] = traj.data_map["rews"] * 2.0  # a new column object
+    traj.data_map["obs"].mul_(3.0)  # the same object, written
+    more = make_traj(make_random_epis(rng, 3))
+    traj.add_traj(more)  # new views of grown buffers
+    traj.random_batch_once(9)  # views of the new columns made
+    traj.data_map["acs"].requires_grad_(True)  # the same object, in the graph now
+    batch, idx = traj.random_batch_once(9, return_indices=True)
+    for key, column in traj.data_map.items():
+        torch.testing.assert_close(batch[key], column[idx], rtol=0, atol=0)
+    assert batch["acs"].requires_grad  # gathered by torch, in the graph
+    # the columns, not also their views: as large as a copy that never gathered a batch
+    assert len(pickle.dumps(traj)) < 1.2 * len(pickle.dumps(copy.copy(traj)))
+    clone = pickle.loads(pickle.dumps(traj))
+    batch, idx = clone.random_batch_once(9, return_indices=True)
+    for key, column in clone.data_map.items():
+        torch.testing.assert_close(batch[key], column[idx], rtol=0, atol=0)
 
 
 def test_batches_are_copies_of_the_rows_for_every_dtype(rng):

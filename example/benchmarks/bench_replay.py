@@ -231,8 +231,9 @@ def main() -> None:
             calls,
         )
 
-    # Every batch's gather of all columns at 256 random rows, the Traj's own (see _batching's
-    # _take, since session 19) beside the index_select per column it replaced;
+    # Every batch's gather of all columns at 256 random rows, the Traj's own (numpy's take on
+    # the columns' memory, see Batching._batch, since session 19) beside the index_select per
+    # column it replaced;
     # one generator each, seeded alike, so that both gather the same rows call by call.
     gens = {own: torch.Generator().manual_seed(2) for own in (True, False)}
 

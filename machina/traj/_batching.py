@@ -102,15 +102,13 @@ def gather_sequences(
     return batch
 
 
-def _take(column: torch.Tensor, steps: np.ndarray, indices: torch.Tensor) -> torch.Tensor:
-    """``column[indices]`` for a CPU column: numpy's ``take`` on the same memory, cheaper than
-    ``index_select`` for rows of several values (7.2 against 8.7 us for (1M, 3), 256 random
-    rows) and, between gradient steps (code out of the caches), for single values too.
-    Torch's for what numpy cannot hold (a column that requires grad, bfloat16)."""
+def _numpy_view(column: torch.Tensor) -> np.ndarray | None:
+    """``column``'s memory as a numpy array, None for what numpy cannot hold (a column that
+    requires grad, bfloat16)."""
     try:
-        return torch.from_numpy(column.numpy().take(steps, 0))
+        return column.numpy()
     except (RuntimeError, TypeError):
-        return torch.index_select(column, 0, indices)
+        return None
 
 
 class Batching:
@@ -127,8 +125,24 @@ class Batching:
         if indices.device.type != "cpu" or self.device.type != "cpu":
             # index_select per column: faster than v[indices] (example/benchmarks/README.md).
             return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
+        # numpy's take on the columns' memory: cheaper than index_select for rows of several
+        # values (7.2 against 8.7 us for (1M, 3), 256 random rows) and, between gradient
+        # steps (code out of the caches), for single values too. Each column's numpy view is
+        # made once per column object (Tensor.numpy costs ~1 us a call there): _np_views
+        # keeps it with the column, checked by identity; torch's index_select for the rest.
         steps = indices.numpy()
-        return {k: _take(v, steps, indices) for k, v in self.data_map.items()}
+        views = self.__dict__.setdefault("_np_views", {})
+        batch = {}
+        for k, v in self.data_map.items():
+            entry = views.get(k)
+            if entry is None or entry[0] is not v:
+                entry = views[k] = (v, _numpy_view(v))
+            array = entry[1]
+            if array is None or v.requires_grad:
+                batch[k] = torch.index_select(v, 0, indices)
+            else:
+                batch[k] = torch.from_numpy(array.take(steps, 0))
+        return batch
 
     def _shared(
         self, group: _ddp.Group, batch: dict[str, torch.Tensor], size: int, axis: int = 0

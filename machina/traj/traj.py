@@ -197,6 +197,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         # copies the columns into buffers of its own (writable_column).
         state = self.__dict__.copy()
         state.update(_bufs={}, _views={}, _start=0)
+        state.pop("_np_views", None)  # numpy views of the columns (_batch): copies once pickled
         return state
 
     def __copy__(self) -> Traj:
@@ -209,6 +210,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         new.__dict__.update(self.__dict__)
         new.data_map = dict(self.data_map)
         new.groups = dict(self.groups)
+        new.__dict__.pop("_np_views", None)  # its own (_batch)
         # The replay samplers too (a rank order is not a function of the priorities alone:
         # it is rebuilt lazily), shared: a priority write of either Traj first copies its
         # columns (below) and then its samplers (PrioritizedReplay._follow_copied_columns).
