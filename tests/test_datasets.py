@@ -200,6 +200,7 @@ def test_dataframe_refuses_repeated_ids_missing_rows_and_columns():
     ):
         cut = from_dataframe(df.drop(index=last_of_1))
     assert len(cut[1]["rews"]) == len(epis[1]["rews"]) - 1
+    assert from_dataframe(df.iloc[:0]) == []  # a frame filtered down to no row
 
 
 def test_dataframe_of_traj_with_env_actions():

@@ -618,6 +618,14 @@ def test_batches_follow_columns_replaced_written_or_made_to_require_grad(rng):
     batch, idx = clone.random_batch_once(9, return_indices=True)
     for key, column in clone.data_map.items():
         torch.testing.assert_close(batch[key], column[idx], rtol=0, atol=0)
+    # share_memory_ (torch.multiprocessing's pickler calls it) moves a column's memory under
+    # the same object, the old memory freed: a view kept by object alone read freed memory
+    for column in clone.data_map.values():
+        column.share_memory_()
+    clone.data_map["obs"].add_(1.0)
+    batch, idx = clone.random_batch_once(9, return_indices=True)
+    for key, column in clone.data_map.items():
+        torch.testing.assert_close(batch[key], column[idx], rtol=0, atol=0)
 
 
 def test_batches_are_copies_of_the_rows_for_every_dtype(rng):

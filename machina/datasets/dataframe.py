@@ -181,7 +181,7 @@ def from_dataframe(df: Any) -> list[Epi]:
             else:
                 epi[key] = values[rows]
         epis.append(epi)
-    _warn_unflagged_ends(arrays, epi_ids, np.asarray(bounds[1:]) - 1)
+    _warn_unflagged_ends(arrays, epi_ids, np.asarray(bounds[1:], dtype=np.int64) - 1)
     return epis
 
 

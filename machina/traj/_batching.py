@@ -123,21 +123,23 @@ class Batching:
     def _batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """Rows ``indices`` (B,) int64, in range, of every column: a dict of (B, ...)."""
         if indices.device.type != "cpu" or self.device.type != "cpu":
+            self.__dict__.pop("_np_views", None)
             # index_select per column: faster than v[indices] (example/benchmarks/README.md).
             return {k: torch.index_select(v, 0, indices) for k, v in self.data_map.items()}
         # numpy's take on the columns' memory: cheaper than index_select for rows of several
         # values (7.2 against 8.7 us for (1M, 3), 256 random rows) and, between gradient
         # steps (code out of the caches), for single values too. Each column's numpy view is
-        # made once per column object (Tensor.numpy costs ~1 us a call there): _np_views
-        # keeps it with the column, checked by identity; torch's index_select for the rest.
+        # made once per column object and memory (Tensor.numpy costs ~1 us a call there):
+        # _np_views keeps it with the column and its address (share_memory_ moves a column's
+        # memory under the same object); torch's index_select for the rest.
         steps = indices.numpy()
         views = self.__dict__.setdefault("_np_views", {})
         batch = {}
         for k, v in self.data_map.items():
             entry = views.get(k)
-            if entry is None or entry[0] is not v:
-                entry = views[k] = (v, _numpy_view(v))
-            array = entry[1]
+            if entry is None or entry[0] is not v or entry[1] != v.data_ptr():
+                entry = views[k] = (v, v.data_ptr(), _numpy_view(v))
+            array = entry[2]
             if array is None or v.requires_grad:
                 batch[k] = torch.index_select(v, 0, indices)
             else:

@@ -134,6 +134,9 @@ class ColumnStorage:
 
     def _write(self, columns: dict[str, torch.Tensor], drop: int) -> None:
         """Append ``columns`` after the stored rows, dropping the first ``drop`` rows of both."""
+        # the batching job's numpy views hold the buffers' storage: a regrown buffer could not
+        # release its pages (_unshared) or be freed before the next batch
+        self.__dict__.pop("_np_views", None)
         old = {k: v for k, v in self.data_map.items()} if self.num_epi > 0 else {}
         old_drop = min(drop, self.num_step)
         kept_old = self.num_step - old_drop

@@ -152,7 +152,7 @@ def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None)
     if n_trunc:
         n_cut = n_trunc - int((truncated & truncs).sum()) if truncs is not None else n_trunc
         cut = (
-            f" ({n_cut} ending with neither terms nor truncs: cut, bootstrapped so)"
+            f" ({n_cut} ending with neither terms nor truncs: cut, treated as truncated)"
             if n_cut
             else ""
         )
@@ -253,7 +253,8 @@ def compute_advs(data: Columns, gamma: float, lam: float) -> dict[str, np.ndarra
         Episodes with ``rews``, ``terms``, ``vs`` and ``next_vs`` (T,) from ``compute_vs``.
         Without ``next_vs`` (episodes given ``vs`` by other means, as in machina 0.x),
         V(s[t+1]) is the next step's ``vs`` and 0 after an episode's last step, which then
-        must not be truncated.
+        must not be truncated (nor cut: with a ``terms`` column, a last step with neither
+        ``terms`` nor ``truncs`` set is treated as truncated).
     gamma, lam : float
         Discount and GAE lambda, each in [0, 1].
     """

@@ -376,6 +376,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
     def to(self, device: str | torch.device) -> Traj:
         """Move every column to ``device`` in place; returns self."""
         self.device = torch.device(device)
+        self.__dict__.pop("_np_views", None)  # they would keep the CPU columns alive
         moved = {k: v.to(self.device) for k, v in self.data_map.items()}
         if any(moved[k] is not v for k, v in self.data_map.items()):
             self._disown()  # only the live rows moved; the next append allocates a buffer
