@@ -266,6 +266,26 @@ def test_an_end_with_neither_flag_is_a_cut_bootstrapped_as_a_truncation(epis, pa
         ef.compute_advs(_as(path, [dict(e, vs=np.zeros(len(e["rews"]))) for e in cut]), 0.9, 1.0)
 
 
+@pytest.mark.parametrize("path", ["list", "traj"])
+def test_dones_and_truncs_without_terms_bootstrap_the_truncated_ends(epis, path):
+    """Episodes recorded with ``dones`` (either end) and ``truncs`` but no ``terms``: a
+    truncated end is bootstrapped, as with ``terms`` (it was refused without next_vs, yet
+    read as terminated with them); n-step targets alike."""
+    for epi in epis:  # ends both terminated and truncated need terms to tell: terminated here
+        epi["truncs"] = epi["truncs"] & ~epi["terms"]
+    without = [{k: v for k, v in epi.items() if k != "terms"} for epi in epis]
+    assert any(epi["truncs"][-1] for epi in epis) and any(epi["terms"][-1] for epi in epis)
+    vf = LinearVf(3)
+    a, b = (_episodes(ef.compute_advs(ef.compute_rets(ef.compute_vs(_as(path, e), vf), 0.97),
+            0.97, 0.9)) for e in (without, epis))  # fmt: skip
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["rets"], y["rets"])
+        np.testing.assert_array_equal(x["advs"], y["advs"])
+    x, y = (_episodes(ef.compute_nstep(_as(path, e), 0.97, 3)) for e in (without, epis))
+    for p, q in zip(x, y):
+        np.testing.assert_array_equal(p["nstep_discounts"], q["nstep_discounts"])
+
+
 def test_concatenation_equals_each_alone(epis):
     vf = LinearVf(3)
     together = ef.compute_advs(ef.compute_vs(epis, vf), 0.99, 0.95)

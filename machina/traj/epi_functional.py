@@ -130,9 +130,15 @@ def _values_rnn(
 
 
 def _terms(data: Columns) -> np.ndarray:
-    """Terminated flags; episodes without ``terms`` (old data) count every end as terminal."""
-    key = "terms" if "terms" in data else "dones"
-    return data.require(key, "the estimators", "a sampler that records 'terms' and 'truncs'")
+    """Terminated flags; episodes without ``terms`` (old data) count every ``dones`` end as
+    terminal but those ``truncs`` marks truncated (``dones`` is either; an end both
+    terminated and truncated needs ``terms`` to be read as terminated)."""
+    if "terms" in data:
+        return data["terms"]
+    dones = data.require("dones", "the estimators", "a sampler that records 'terms' and 'truncs'")
+    if "truncs" not in data:
+        return dones
+    return dones.astype(bool) & ~data["truncs"].astype(bool)
 
 
 def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None) -> np.ndarray:
