@@ -160,6 +160,8 @@ def test_iterate_rnn_joins_episodes_with_h_masks(rng):
 
 def test_save_load_round_trip_without_pickle(rng, tmp_path):
     traj = make_traj(make_random_epis(rng, 9), max_steps=10_000)
+    # bfloat16, which numpy lacks, travels as its bits (saving it raised before)
+    traj.data_map["bf16"] = torch.randn(traj.num_step, 2).to(torch.bfloat16)
     path = tmp_path / "traj.npz"
     traj.save(path)
     loaded = Traj.load(path)
@@ -170,6 +172,10 @@ def test_save_load_round_trip_without_pickle(rng, tmp_path):
         assert loaded.data_map[key].dtype == col.dtype
         assert torch.equal(loaded.data_map[key], col)
     assert loaded.groups == traj.groups
+    epis = loaded.epis()  # bfloat16 as float32 there
+    np.testing.assert_array_equal(
+        np.concatenate([e["bf16"] for e in epis]), traj.data_map["bf16"].float().numpy()
+    )
     # np.load(allow_pickle=False) must be able to read every entry.
     with np.load(path, allow_pickle=False) as f:
         for name in f.files:

@@ -132,6 +132,7 @@ def test_a_crafted_valid_file_loads(rng, tmp_path):
         (lambda m, n: m.update(pri_beta=np.array(7.0)), "pri_beta: expected"),
         (lambda m, n: m.update(group_names=np.array(["x_is"] * len(m["group_keys"]))), "group"),
         (lambda m, n: m.update(extra=np.zeros(2)), "unknown member(s) ['extra']"),
+        (lambda m, n: m.update(bfloat16_keys=np.array(["obs"])), "bfloat16_keys: expected"),
         (lambda m, n: [m.pop(k) for k in [k for k in m if k.startswith("col:")]], "no 'col:"),
     ],
 )

@@ -16,7 +16,7 @@ from machina.utils import files
 # Archive members: one "col:<key>" per column, plus these, plus the rank-based samplers'
 # "rank:<key>:<seq_length or 0>:<alpha>:<field>" (fields of RankSampler.state).
 REQUIRED = ("epis_index", "group_keys", "group_names")
-OPTIONAL = ("column_keys", "max_steps", "pri_beta", "rng_state")
+OPTIONAL = ("column_keys", "max_steps", "pri_beta", "rng_state", "bfloat16_keys")
 RANK_FIELDS = ("order", "ordered", "moved", "updates")
 
 
@@ -40,6 +40,8 @@ class TrajFile:
     rng_state: np.ndarray | None = None
     # rank-based samplers' states by (key, seq_length or 0, alpha): RANK_FIELDS -> array
     rank_states: dict[tuple[str, int, float], dict[str, np.ndarray]] = field(default_factory=dict)
+    # columns stored as the uint16 bits of bfloat16 values (numpy has no bfloat16)
+    bfloat16_keys: frozenset[str] = frozenset()
 
 
 def read_checked(path: str | os.PathLike) -> TrajFile:
@@ -164,7 +166,22 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
             f"{rng_state.dtype} and shape {rng_state.shape}"
         )
     rank_states = rank_states_of(members, columns, index)
-    return TrajFile(columns, index, groups, max_steps, pri_beta, rng_state, rank_states)
+    bfloat16_keys = frozenset()
+    if "bfloat16_keys" in members:
+        listed = members["bfloat16_keys"]
+        keys = set(map(str, listed.tolist())) if listed.ndim == 1 else set()
+        if (
+            listed.ndim != 1
+            or listed.dtype.kind != "U"
+            or any(k not in columns or columns[k].dtype != np.uint16 for k in keys)
+        ):
+            raise _Bad(
+                f"bfloat16_keys: expected names of uint16 columns (bfloat16 bits), got {listed!r}"
+            )
+        bfloat16_keys = frozenset(keys)
+    return TrajFile(
+        columns, index, groups, max_steps, pri_beta, rng_state, rank_states, bfloat16_keys
+    )
 
 
 def rank_states_of(

@@ -384,8 +384,12 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         return self
 
     def epis(self) -> list[Epi]:
-        """Stored episodes as dicts of numpy arrays (views of the columns on CPU)."""
-        columns = {k: v.cpu().numpy() for k, v in self.data_map.items()}
+        """Stored episodes as dicts of numpy arrays (views of the columns on CPU; a bfloat16
+        column, which numpy lacks, as a float32 copy)."""
+        columns = {
+            k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
+            for k, v in self.data_map.items()
+        }
         return split_columns(columns, self.groups, np.diff(self._epis_index))
 
     def save(self, path: str | os.PathLike) -> None:
@@ -401,7 +405,17 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         flushed to disk, then renamed over ``path``; a save killed half way leaves the
         previous file intact.
         """
-        arrays = {f"col:{k}": v.cpu().numpy() for k, v in self.data_map.items()}
+        arrays: dict[str, np.ndarray] = {}
+        bfloat16 = []
+        for k, v in self.data_map.items():
+            v = v.detach().cpu()
+            if v.dtype == torch.bfloat16:  # numpy has none: its bits as uint16, the key listed
+                arrays[f"col:{k}"] = v.view(torch.int16).numpy().view(np.uint16)
+                bfloat16.append(k)
+            else:
+                arrays[f"col:{k}"] = v.numpy()
+        if bfloat16:
+            arrays["bfloat16_keys"] = np.array(bfloat16, dtype=np.str_)
         arrays["epis_index"] = self._epis_index
         # the column names, so that a load notices a column missing from the archive
         arrays["column_keys"] = np.array(list(self.data_map), dtype=np.str_)
@@ -430,7 +444,12 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         f = _files.read_checked(path)
         traj = cls(max_steps=f.max_steps, ddp=ddp, device=device)
         traj._epis_index = f.epis_index
-        traj.data_map = {k: torch.from_numpy(v).to(traj.device) for k, v in f.columns.items()}
+        traj.data_map = {}
+        for k, v in f.columns.items():
+            column = torch.from_numpy(v)
+            if k in f.bfloat16_keys:
+                column = column.view(torch.int16).view(torch.bfloat16)
+            traj.data_map[k] = column.to(traj.device)
         traj.groups = f.groups
         traj.pri_beta = f.pri_beta
         if f.rng_state is not None:
