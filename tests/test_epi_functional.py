@@ -242,6 +242,16 @@ def test_truncation_closed_form():
     np.testing.assert_allclose(out[1]["rets"][0], (1 - 0.9**length) / (1 - 0.9), rtol=1e-5)
 
 
+def assert_same_targets(path, epis_a, epis_b):
+    """``rets`` and GAE ``advs`` (with next_vs) of two sets of episodes are equal bit for bit."""
+    vf = LinearVf(3)
+    a, b = (_episodes(ef.compute_advs(ef.compute_rets(ef.compute_vs(_as(path, e), vf), 0.97),
+            0.97, 0.9)) for e in (epis_a, epis_b))  # fmt: skip
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["rets"], y["rets"])
+        np.testing.assert_array_equal(x["advs"], y["advs"])
+
+
 @pytest.mark.parametrize("path", ["list", "traj"])
 def test_an_end_with_neither_flag_is_a_cut_bootstrapped_as_a_truncation(epis, path):
     """A hand-built rollout segment whose last step has neither terms nor truncs: with
@@ -252,12 +262,7 @@ def test_an_end_with_neither_flag_is_a_cut_bootstrapped_as_a_truncation(epis, pa
     truncated = [dict(epi, truncs=epi["truncs"].copy()) for epi in cut]
     for epi in truncated:
         epi["truncs"][-1] = True
-    vf = LinearVf(3)
-    a, b = (_episodes(ef.compute_advs(ef.compute_rets(ef.compute_vs(_as(path, e), vf), 0.97),
-            0.97, 0.9)) for e in (cut, truncated))  # fmt: skip
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x["rets"], y["rets"])
-        np.testing.assert_array_equal(x["advs"], y["advs"])
+    assert_same_targets(path, cut, truncated)
     n = len(epis)
     with pytest.raises(KeyError, match=rf"{n} truncated episode\(s\) \({n} ending with neither"):
         ef.compute_rets(_as(path, cut), 0.97)
@@ -275,12 +280,7 @@ def test_dones_and_truncs_without_terms_bootstrap_the_truncated_ends(epis, path)
         epi["truncs"] = epi["truncs"] & ~epi["terms"]
     without = [{k: v for k, v in epi.items() if k != "terms"} for epi in epis]
     assert any(epi["truncs"][-1] for epi in epis) and any(epi["terms"][-1] for epi in epis)
-    vf = LinearVf(3)
-    a, b = (_episodes(ef.compute_advs(ef.compute_rets(ef.compute_vs(_as(path, e), vf), 0.97),
-            0.97, 0.9)) for e in (without, epis))  # fmt: skip
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x["rets"], y["rets"])
-        np.testing.assert_array_equal(x["advs"], y["advs"])
+    assert_same_targets(path, without, epis)
     x, y = (_episodes(ef.compute_nstep(_as(path, e), 0.97, 3)) for e in (without, epis))
     for p, q in zip(x, y):
         np.testing.assert_array_equal(p["nstep_discounts"], q["nstep_discounts"])
