@@ -7,9 +7,11 @@ import pytest
 import torch
 from conftest import make_random_epis
 
+from machina.loss_functional import sac as lf_sac
 from machina.traj import Traj, _scan
 from machina.traj import epi_functional as ef
 from machina.traj._scan import reverse_discounted_sum
+from machina.utils.ends import terminated
 
 GAMMAS = [0.0, 0.5, 0.99, 1.0]
 LAMS = [0.0, 0.7, 0.95, 1.0]
@@ -284,6 +286,19 @@ def test_dones_and_truncs_without_terms_bootstrap_the_truncated_ends(epis, path)
     x, y = (_episodes(ef.compute_nstep(_as(path, e), 0.97, 3)) for e in (without, epis))
     for p, q in zip(x, y):
         np.testing.assert_array_equal(p["nstep_discounts"], q["nstep_discounts"])
+
+
+def test_every_reader_of_older_flags_takes_truncs_into_account():
+    """Without ``terms``: the estimators, SAC's Bellman targets and AIRL's shaping read an end
+    that ``truncs`` marks as truncated, ``dones`` alone as terminated (machina 0.x)."""
+    dones, truncs = np.array([1, 0, 1, 1], np.float32), np.array([0, 0, 1, 0], bool)
+    want = np.array([True, False, False, True])
+    np.testing.assert_array_equal(terminated({"dones": dones, "truncs": truncs}), want)
+    np.testing.assert_array_equal(terminated({"dones": dones}), dones)
+    batch = {"dones": torch.as_tensor(dones), "truncs": torch.as_tensor(truncs)}
+    assert torch.equal(lf_sac.with_terms(batch)["terms"], torch.as_tensor(want))
+    both = {**batch, "terms": torch.ones(4, dtype=torch.bool)}
+    assert lf_sac.with_terms(both)["terms"] is both["terms"]  # terms win
 
 
 def test_concatenation_equals_each_alone(epis):

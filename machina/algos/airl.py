@@ -114,6 +114,8 @@ def _end_key(traj: Traj, name: str) -> str:
     shaping term ``h(s')`` in ``traj``'s steps."""
     if "terms" in traj.data_map or "dones" not in traj.data_map:
         return "terms"
+    if "truncs" in traj.data_map:  # they tell the truncations apart (utils.ends.terminated)
+        return "dones"
     warnings.warn(
         f"airl.train: {name} has 'dones' but no 'terms': its time-limit truncations are "
         "treated as terminations (h(s') cut to 0 after them); store 'terms' to tell them "

@@ -11,10 +11,17 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from machina.loss_functional._common import Batch, masked_mean, mean_loss, new_params, run
+from machina.loss_functional._common import (
+    Batch,
+    masked_mean,
+    mean_loss,
+    new_params,
+    run,
+)
 from machina.pds.base import check_sample
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils import batch_share
+from machina.utils.ends import terminated
 from machina.vfuncs import DeterministicSVfunc
 
 
@@ -210,7 +217,7 @@ def airl_logits(
 
     ``log pi`` is a constant here (no gradient to the policy). Returns (B,).
     """
-    terms = batch["terms"] if "terms" in batch else batch["dones"]
+    terms = terminated(batch)
     energies = airl_energies(
         batch["obs"], batch["acs"], batch["next_obs"], terms, gamma, rewf, shaping_vf, advf
     )

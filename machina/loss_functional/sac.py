@@ -23,6 +23,7 @@ from machina.loss_functional._common import Batch, make_module_callable
 from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target
 from machina.utils import batch_share
+from machina.utils.ends import terminated
 
 
 def sample_acs(
@@ -137,11 +138,12 @@ def sac_alpha(
 
 
 def with_terms(batch: Batch) -> Batch:
-    """``batch`` with ``terms``: its own, or ``dones`` where only those were recorded (every
-    episode end then counts as a termination)."""
+    """``batch`` with ``terms``: its own, or where only ``dones`` were recorded those of
+    ``machina.utils.ends.terminated`` (every ``dones`` end a termination unless ``truncs`` says
+    truncated)."""
     if "terms" in batch or "dones" not in batch:
         return batch
-    return batch_share.keep_share({**batch, "terms": batch["dones"]}, batch)
+    return batch_share.keep_share({**batch, "terms": terminated(batch)}, batch)
 
 
 def sac_losses(

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from machina.loss_functional.imitation import airl_energies, gail_logits
 from machina.traj._episodes import Columns, episode_function
 from machina.traj._modules import chunked_no_grad, module_device
+from machina.utils.ends import terminated
 from machina.utils.recurrent import check_feed_forward
 
 __all__ = ["compute_airl_pseudo_rews", "compute_pseudo_rews"]
@@ -107,7 +108,8 @@ def compute_airl_pseudo_rews(
     obs = data.require("obs", name)
     acs = data.require("acs", name)
     next_obs = data.require("next_obs", name, "ef.add_next_obs (EpiSampler episodes carry it)")
-    terms = data.require("terms" if "terms" in data else "dones", name)
+    data.require("terms" if "terms" in data else "dones", name)
+    terms = terminated(data)
     device = module_device(pol, rewf, shaping_vf, advf)
 
     def pseudo_rews(rows: slice) -> torch.Tensor:

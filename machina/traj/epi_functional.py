@@ -31,6 +31,7 @@ from machina.traj._pseudo_rews import compute_airl_pseudo_rews, compute_pseudo_r
 from machina.traj._replay import window_counts, window_pris, window_starts
 from machina.traj._scan import reverse_discounted_sum
 from machina.traj._split import train_test_split
+from machina.utils.ends import terminated
 
 __all__ = [
     "add_next_obs",
@@ -133,12 +134,9 @@ def _terms(data: Columns) -> np.ndarray:
     """Terminated flags; episodes without ``terms`` (old data) count every ``dones`` end as
     terminal but those ``truncs`` marks truncated (``dones`` is either; an end both
     terminated and truncated needs ``terms`` to be read as terminated)."""
-    if "terms" in data:
-        return data["terms"]
-    dones = data.require("dones", "the estimators", "a sampler that records 'terms' and 'truncs'")
-    if "truncs" not in data:
-        return dones
-    return dones.astype(bool) & ~data["truncs"].astype(bool)
+    if "terms" not in data:
+        data.require("dones", "the estimators", "a sampler that records 'terms' and 'truncs'")
+    return terminated(data)
 
 
 def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None) -> np.ndarray:
