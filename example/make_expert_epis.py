@@ -12,7 +12,8 @@ writes ``runs/expert_epis/CartPole-v1_100epis.npz`` (``--epis_path`` to choose):
 saved with ``Traj.save``, which ``Traj.load`` reads back without unpickling anything.
 
 With ``--log RUN`` (the trained run's folder) the policy is rebuilt with that run's own
-settings, read from RUN/args.json as take_movie.py reads them (``env_name``, ``rnn``,
+settings, read as take_movie.py reads them (RUN/args.json, else the settings its
+checkpoints keep: run_trpo.py and the other logger.Run examples) (``env_name``, ``rnn``,
 ``c2d``, ``h_size``, ``activation``, a gSDE policy's ``sde_sample_freq``, ``squash_mean``,
 ``normalize_ob``), from RUN/models/pol_last.pt unless ``--pol_path``; a flag given on the
 command line wins. So the PyBullet entries of example/hyperparams.py work as trained::

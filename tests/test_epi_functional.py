@@ -283,6 +283,15 @@ def test_dones_and_truncs_without_terms_bootstrap_the_truncated_ends(epis, path)
     without = [{k: v for k, v in epi.items() if k != "terms"} for epi in epis]
     assert any(epi["truncs"][-1] for epi in epis) and any(epi["terms"][-1] for epi in epis)
     assert_same_targets(path, without, epis)
+    # an end with dones unset is a cut there too: refused without next_vs, named
+    unset = {
+        "dones": np.zeros_like(without[0]["dones"]),
+        "truncs": np.zeros_like(without[0]["truncs"]),
+    }
+    cut = [dict(without[0], **unset)] + without[1:]
+    terminated_only = [e for e in cut[1:] if e["dones"][-1] and not e["truncs"][-1]]
+    with pytest.raises(KeyError, match=r"1 truncated episode\(s\) \(1 ending with neither"):
+        ef.compute_rets(_as(path, cut[:1] + terminated_only), 0.97)
     x, y = (_episodes(ef.compute_nstep(_as(path, e), 0.97, 3)) for e in (without, epis))
     for p, q in zip(x, y):
         np.testing.assert_array_equal(p["nstep_discounts"], q["nstep_discounts"])

@@ -11,13 +11,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-from machina.loss_functional._common import (
-    Batch,
-    masked_mean,
-    mean_loss,
-    new_params,
-    run,
-)
+from machina.loss_functional._common import Batch, masked_mean, mean_loss, new_params, run
 from machina.pds.base import check_sample
 from machina.pds.deterministic_pd import DeterministicPd
 from machina.utils import batch_share

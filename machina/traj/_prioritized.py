@@ -299,7 +299,9 @@ class PrioritizedReplay:
 
         The one way ``traj_functional.update_pris`` writes priorities: O(B log N) instead of
         the O(N) rebuild that any other write to the column leads to. ``checked``: the
-        caller found every one of ``values`` finite and positive in the column's dtype.
+        caller found every one of ``values`` (float32) finite and positive, which they stay
+        once written into a float32 or float64 column (a float16 one may round them to 0 or
+        inf: those are checked as written).
         """
         old_columns, old_index = dict(self.data_map), self._epis_index
         column = self.writable_column(key)
@@ -331,6 +333,7 @@ class PrioritizedReplay:
                 return
             steps = indices.cpu().numpy()
             written = column.take(indices).cpu().to(torch.float64).numpy()  # bfloat16 too
+        checked = checked and column.dtype in (torch.float32, torch.float64)
         # NaN fails the check
         if not checked and len(written) and not (written.min() > 0.0 and written.max() < np.inf):
             for entry in entries:  # the check raises at the rebuild

@@ -146,15 +146,16 @@ def _bootstrap_values(data: Columns, fn_name: str, vs: np.ndarray | None = None)
     if "next_vs" in data:
         return data["next_vs"]
     last = data.last
-    truncs = data["truncs"][last].astype(bool) if "truncs" in data else None
-    if "terms" in data:
-        # an end with neither flag is a cut (a rollout segment), bootstrapped as a truncation
-        truncated = ~data["terms"][last].astype(bool)
-    else:
-        truncated = np.zeros(len(last), bool) if truncs is None else truncs
+    flagged = data["truncs"][last].astype(bool) if "truncs" in data else False
+    if "terms" in data or "truncs" in data:
+        # every end not terminated bootstraps: truncated, or cut (a rollout segment that
+        # ends with neither flag), as lambda_returns reads _terms
+        truncated = ~np.asarray(_terms(data))[last].astype(bool)
+    else:  # dones alone (machina 0.x): every end terminal
+        truncated = np.zeros(len(last), bool)
     n_trunc = int(truncated.sum())
     if n_trunc:
-        n_cut = n_trunc - int((truncated & truncs).sum()) if truncs is not None else n_trunc
+        n_cut = int((truncated & ~flagged).sum())
         cut = (
             f" ({n_cut} ending with neither terms nor truncs: cut, treated as truncated)"
             if n_cut

@@ -97,10 +97,8 @@ def update_pris(
                 "priority was written"
             )
     windows = _touched_windows(traj, indices, seq_length) if update_epi_pris else None
-    # through the Traj, so that its replay samplers follow in O(B log N); float32 values
-    # checked above stay finite and positive in a float32 or float64 column, not in float16
-    wide = pris.dtype in (torch.float32, torch.float64)
-    traj._set_priorities("pris", indices, new, checked=wide)
+    # through the Traj, so that its replay samplers follow in O(B log N)
+    traj._set_priorities("pris", indices, new, checked=True)
     if windows is not None:
         starts, ends = windows
         values = _replay.window_pris(traj.data_map["pris"], starts, ends, seq_length, eta)
