@@ -1,6 +1,7 @@
 """machina.utils: the original machina's helpers, with their signatures."""
 
 import os
+import random
 import re
 
 import pytest
@@ -143,9 +144,15 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
         def draw(self):
             return torch.rand(3)
 
+        def py_draw(self):
+            return random.random()
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         manager = mu.TrainManager(Trainer, num_trainer=2)
+        # Python's global RNG seeded as numpy's and torch's (seed 1234 by default)
+        py_draws = ray.get([t.py_draw.remote() for t in manager.trainers], timeout=120)
+        assert py_draws == [random.Random(1234).random()] * 2
         params = manager.train(xs=[[1.0, 2.0], [3.0]])
         ranks = ray.get([t.train.remote([[0.0], [0.0]]) for t in manager.trainers], timeout=120)
         state = manager.get_state("lin")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import random
 import socket
 import warnings
 from collections.abc import Mapping
@@ -123,7 +124,10 @@ class BaseDistributedRayTrainer:
         )
         # Ray sets CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
         self.device = "cuda:0" if cuda else "cpu"
-        np.random.seed(seed)  # noqa: NPY002 - machina 0.x seeds the global RNG for users' code
+        # machina 0.x seeds the global RNGs for users' code; Python's too, so that a trainer's
+        # random.* draws repeat from run to run as its numpy and torch draws do
+        random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002
         torch.manual_seed(seed)
         set_device(self.device)
         if cuda:
