@@ -273,6 +273,46 @@ def test_rank_based_draws_survive_save_load_and_copy(rng, tmp_path, seq_length):
             assert [step(t, tds) for t in group] == [drawn] * len(group)
 
 
+def test_rank_based_draws_survive_a_save_between_an_add_and_the_next_draw(tmp_path):
+    """Saved after add_traj and before the draw that rebuilds the order: the rebuild reuses
+    the last order (the new steps tie at the highest priority), which the file must carry;
+    a load that sorted anew would order the ties otherwise and draw other steps."""
+    memory = Traj(max_steps=100, seed=0)
+
+    def add(seed):
+        r = np.random.default_rng(seed)
+        new = Traj()
+        new.add_epis(
+            [
+                dict(
+                    obs=r.normal(size=(10, 2)).astype(np.float32),
+                    rews=r.normal(size=10).astype(np.float32),
+                    terms=np.arange(10) == 9,
+                )
+                for _ in range(4)
+            ]
+        )
+        new = ef.set_all_pris(new, memory.get_max_pri())
+        new.register_epis()
+        memory.add_traj(new)
+
+    def step(t, tds):
+        _, idx = t.prioritized_random_batch_once(len(tds), True, mode="rank_based")
+        tf.update_pris(t, tds, idx)
+        return idx.tolist()
+
+    add(1)
+    for _ in range(3):  # an order built, priorities updated
+        step(memory, torch.arange(8.0) + 1.0)
+    add(2)  # 40 steps tied at the highest priority
+    memory.save(tmp_path / "memory.npz")
+    loaded = Traj.load(tmp_path / "memory.npz")
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        tds = torch.rand(16, generator=gen) * 5
+        assert step(loaded, tds) == step(memory, tds)
+
+
 def test_a_bad_rank_order_in_a_file_is_refused(rng, tmp_path):
     traj = Traj(seed=0)
     traj.add_epis(ef.set_all_pris(make_random_epis(rng, 3), 1.0))

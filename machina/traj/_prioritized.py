@@ -220,6 +220,22 @@ class PrioritizedReplay:
         entry = self._samplers.get(cache_key)
         if entry is not None and entry.fresh(column, self._epis_index):
             return entry
+        entry = self._rebuilt(entry, column, key, seq_length, fix_hint, mode, alpha)
+        self._samplers[cache_key] = entry
+        return entry
+
+    def _rebuilt(
+        self,
+        entry: _CachedSampler | None,
+        column: torch.Tensor,
+        key: str,
+        seq_length: int | None,
+        fix_hint: str,
+        mode: str,
+        alpha: float,
+    ) -> _CachedSampler:
+        """The sampler over ``column`` that replaces ``entry`` (None: the first), reusing
+        its rank order where it may. No random numbers: the same build whenever it is made."""
         evicted = getattr(self, "_evicted", 0)
         previous, shift = None, None
         if entry is not None and entry.sampler.stale and entry.current(column, self._epis_index):
@@ -237,15 +253,13 @@ class PrioritizedReplay:
             previous = None if shift is None else entry.sampler  # else: no trusted reuse
         # the one O(N) check, when building; updates are checked as they come
         _replay.check_pris(values, key, fix_hint)
-        entry = _CachedSampler(
+        return _CachedSampler(
             _samplers.make_sampler(values, mode, alpha, previous, shift),
             column,
             self._epis_index,
             cand,
             evicted,
         )
-        self._samplers[cache_key] = entry
-        return entry
 
     def _rank_sampler_states(self) -> dict[str, np.ndarray]:
         """The state of every rank-based sampler that describes the stored priorities, as
@@ -257,7 +271,14 @@ class PrioritizedReplay:
             if mode != "rank_based" or column is None:
                 continue
             if not entry.current(column, self._epis_index):
-                continue
+                # The next draw rebuilds it, reusing its order (ties: new steps enter at the
+                # highest priority; FIFO shifts): save that build, or a load would sort anew
+                # and order the ties otherwise. Not kept here: the draw makes the same one.
+                try:
+                    column = self._pris(key, "ef.set_all_pris")
+                    entry = self._rebuilt(entry, column, key, seq_length, key, mode, alpha)
+                except ValueError:  # priorities a draw refuses: that draw will say so
+                    continue
             for field, value in entry.sampler.state().items():
                 members[f"rank:{key}:{seq_length or 0}:{alpha!r}:{field}"] = value
         return members
