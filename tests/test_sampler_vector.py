@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import gc
 import importlib.util
+import os
 import warnings
 
 import gymnasium as gym
@@ -431,6 +432,55 @@ def test_async_vector_env_states_and_their_errors():
     with pytest.raises(ValueError, match="shared_memory=False in NEXT_STEP"):
         EpiSampler(no_shm, pol)
     no_shm.close()
+
+
+class _FailsOnce(gym.Wrapper):
+    """Raises in its 5th step, once in all processes: the first to create ``marker``."""
+
+    def __init__(self, env, marker):
+        super().__init__(env)
+        self.marker, self.count = marker, 0
+
+    def step(self, action):
+        self.count += 1
+        if self.count == 5:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                raise ValueError("boom once")
+        return self.env.step(action)
+
+
+def test_an_async_vector_env_whose_worker_raised_is_remade(tmp_path):
+    """gymnasium's AsyncVectorEnv closes the worker of a sub-environment that raised, for
+    good: the error names it, a factory's vector env is made anew for the next sample, and
+    the caller's own instance, which cannot be, is named instead of failing obscurely."""
+    pol = policy()
+
+    def make(marker):
+        wrapper = functools.partial(_FailsOnce, marker=str(marker))
+        return gym.make_vec("CartPole-v1", 2, vectorization_mode="async", wrappers=[wrapper])
+
+    with EpiSampler(lambda: make(tmp_path / "factory"), pol, seed=0) as sampler:
+        first = sampler._engine.slots.vec
+        with pytest.raises(RuntimeError, match=r"closed the worker of sub-environment \d"):
+            sampler.sample(pol, max_steps=40)
+        epis = sampler.sample(pol, max_steps=40)
+        assert sampler._engine.slots.vec is not first and first.unwrapped.closed
+        assert sum(len(e["rews"]) for e in epis) >= 40
+        for epi in epis:
+            assert_whole(epi)
+    vec = make(tmp_path / "instance")
+    try:
+        with EpiSampler(vec, pol, seed=0) as sampler:
+            with pytest.raises(RuntimeError, match="boom once"):
+                sampler.sample(pol, max_steps=40)
+            with pytest.raises(RuntimeError, match="cannot step again.*factory"):
+                sampler.sample(pol, max_steps=40)
+    finally:
+        vec.close()
 
 
 def test_factory_sizes_and_errors():

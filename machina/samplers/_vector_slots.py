@@ -177,7 +177,34 @@ class VectorSlots:
 
     def error(self, phase: str, exc: BaseException | None, detail: str = "") -> RuntimeError:
         what = f"raised {type(exc).__name__}: {exc}" if exc is not None else detail
+        closed = self._closed_workers()
+        if exc is not None and closed:
+            # gymnasium's AsyncVectorEnv shut down the worker of each sub-environment that
+            # raised: name them, and what happens next
+            subs = ", ".join(f"{k} (slot {self.slot_ids[k]}, seed {self.seeds[k]})" for k in closed)
+            what += (
+                f"; gymnasium closed the worker of sub-environment {subs}, so this VectorEnv "
+                "cannot step again: a sampler made with a factory of VectorEnvs makes a new one "
+                "at its next sample"
+            )
         return RuntimeError(f"{self.describe()} {what} during {phase}")
+
+    def _closed_workers(self) -> list[int]:
+        """The sub-environments whose worker gymnasium's ``AsyncVectorEnv`` closed (it does so
+        for good when one raises); none for any other vector env."""
+        base = self.vec.unwrapped
+        if not isinstance(base, gymnasium.vector.AsyncVectorEnv):
+            return []
+        pipes = getattr(base, "parent_pipes", None) or []
+        return [k for k, pipe in enumerate(pipes) if pipe is None or pipe.closed]
+
+    def dead(self) -> bool:
+        """Whether the vector environment can no longer step: an ``AsyncVectorEnv`` with a
+        closed worker (a sub-environment raised) or closed itself."""
+        base = self.vec.unwrapped
+        if not isinstance(base, gymnasium.vector.AsyncVectorEnv):
+            return False
+        return bool(getattr(base, "closed", False)) or bool(self._closed_workers())
 
     def env_error(
         self, k: int, phase: str, exc: BaseException | None, detail: str = ""

@@ -121,6 +121,7 @@ class BatchEngine:
         seeded: Sequence[bool] | None = None,
         vector_size_from_env: bool = False,
     ) -> None:
+        self._env_fn, self._seed = env_fn, seed
         self.slots = make_slots(env_fn, slot_ids, seed, seeded, vector_size_from_env)
         self.slot_ids = self.slots.slot_ids
         self.seeds = self.slots.seeds
@@ -222,6 +223,7 @@ class BatchEngine:
         # no_grad per call. Not for recurrent policies: they keep their hidden state, which
         # would then be an inference tensor that a later training call could not use.
         rnn = bool(getattr(task.pol, "rnn", False))
+        self._remake_dead_vector_env()
         grad_mode = torch.no_grad() if rnn else torch.inference_mode()
         with torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self._rng_state)
@@ -231,6 +233,25 @@ class BatchEngine:
                     return loop_cls(self.slots, task, quotas).run(should_stop)
             finally:
                 self._rng_state = torch.get_rng_state()
+
+    def _remake_dead_vector_env(self) -> None:
+        """A vector environment that can no longer step (gymnasium's ``AsyncVectorEnv``
+        closes the worker of a sub-environment that raised, for good) is made anew by the
+        factory, as a replaced worker's environments are: its first resets unseeded (the seeds
+        were used). The caller's own instance, which the factory returns again, cannot be."""
+        old = self.slots
+        if not (isinstance(old, VectorSlots) and old.dead()):
+            return
+        vec = self._env_fn()
+        if vec is old.vec:
+            raise RuntimeError(
+                f"{old.describe()} cannot step again: gymnasium closed the worker of a "
+                "sub-environment that raised. Pass a new VectorEnv, or a factory of them (e.g. "
+                "lambda: gymnasium.make_vec(...)), which the sampler remakes after a failure"
+            )
+        old.close()
+        seeded = [True] * len(old.slot_ids)
+        self.slots = make_slots(lambda: vec, old.slot_ids, self._seed, seeded)
 
     def state_dict(self) -> dict[str, Any]:
         """What makes this engine's next run exact: the policy's torch RNG (uint8 tensor),
