@@ -204,6 +204,11 @@ def test_bad_input_errors(rng):
     mask[-1] = True
     batch = next(traj.iterate(1, indices=mask, shuffle=False))
     torch.testing.assert_close(batch["rews"], traj.data_map["rews"][-1:])
+    # a selection of no step is named as such (not a batch_size of 0, nor an empty Traj)
+    for call in (traj.iterate, traj.random_batch, traj.iterate_step):
+        for none in (np.zeros(traj.num_step, dtype=bool), np.array([], dtype=np.int64)):
+            with pytest.raises(ValueError, match="indices: expected at least one step, got none"):
+                next(call(2, indices=none))
 
 
 def test_fifo_refuses_an_episode_longer_than_the_bound(rng):

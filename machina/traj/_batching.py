@@ -34,6 +34,10 @@ def check_epoch(epoch: int) -> int:
     return _whole("epoch", epoch, 0, "an int >= 0")
 
 
+# the unit of a batching call over the steps its ``indices`` select
+SELECTED = "steps selected"
+
+
 def check_batch_size(
     batch_size: int, available: int, unit: str, above: str = "refuse", fn_name: str = ""
 ) -> int:
@@ -44,6 +48,8 @@ def check_batch_size(
     stable-baselines3's rollout buffer iterates; machina 0.x yielded no batch, so small runs
     of its scripts trained on nothing)."""
     batch_size = _whole("batch_size", batch_size, 1, "a positive int")
+    if available == 0 and unit == SELECTED:
+        raise ValueError("indices: expected at least one step, got none (an empty selection)")
     if available == 0:
         raise ValueError("batch_size: the Traj holds no steps; call register_epis() first")
     if batch_size <= available or above == "draw":
@@ -261,8 +267,9 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
+        unit = "steps" if pop is None else SELECTED
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: self._num_chunks(n, b), "cap", "iterate"
+            group, batch_size, n, unit, lambda b: self._num_chunks(n, b), "cap", "iterate"
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -290,8 +297,9 @@ class Batching:
         group = _ddp.Group(self.ddp)
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
+        unit = "steps" if pop is None else SELECTED
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: step, "cap", "iterate_step"
+            group, batch_size, n, unit, lambda b: step, "cap", "iterate_step"
         )
         order = self._order(group, n, shuffle)
         if pop is not None:
@@ -378,9 +386,10 @@ class Batching:
         pop = self._population(indices)
         n = self.num_step if pop is None else len(pop)
         if pop is not None:
-            batch_size = n
+            batch_size = n or batch_size  # none selected: refused by _plan, named
+        unit = "steps" if pop is None else SELECTED
         batch_size, count = self._plan(
-            group, batch_size, n, "steps", lambda b: epoch, "draw" if pop is None else "refuse"
+            group, batch_size, n, unit, lambda b: epoch, "draw" if pop is None else "refuse"
         )
         for _ in range(count):
             if pop is not None:

@@ -385,7 +385,8 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
 
     def epis(self) -> list[Epi]:
         """Stored episodes as dicts of numpy arrays (views of the columns on CPU; a bfloat16
-        column, which numpy lacks, as a float32 copy)."""
+        column, which numpy lacks, as a float32 copy). Views: a later append (a FIFO memory's
+        eviction above all) may write over them, as over ``data_map``; copy what you keep."""
         columns = {
             k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
             for k, v in self.data_map.items()
