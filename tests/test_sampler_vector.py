@@ -481,6 +481,9 @@ def test_an_async_vector_env_whose_worker_raised_is_remade(tmp_path):
                 sampler.sample(pol, max_steps=40)
     finally:
         vec.close()
+    with EpiSampler(vec, pol, seed=0) as sampler:  # closed by its owner
+        with pytest.raises(RuntimeError, match=r"slots 0\.\.1, seeds 0\.\.1\) was closed"):
+            sampler.sample(pol, max_steps=40)
 
 
 def test_factory_sizes_and_errors():

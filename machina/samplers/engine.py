@@ -244,9 +244,11 @@ class BatchEngine:
             return
         vec = self._env_fn()
         if vec is old.vec:
+            why = "cannot step again: gymnasium closed the worker of a sub-environment that raised"
+            if getattr(vec.unwrapped, "closed", False):
+                why = "was closed"
             raise RuntimeError(
-                f"{old.describe()} cannot step again: gymnasium closed the worker of a "
-                "sub-environment that raised. Pass a new VectorEnv, or a factory of them (e.g. "
+                f"{old.describe()} {why}. Pass a new VectorEnv, or a factory of them (e.g. "
                 "lambda: gymnasium.make_vec(...)), which the sampler remakes after a failure"
             )
         old.close()
