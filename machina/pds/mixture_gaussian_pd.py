@@ -19,7 +19,7 @@ class MixtureGaussianPd(BasePd):
     ``(K, d)``).
 
     ``sample`` and ``llh`` are exact. A mixture's KL divergence and entropy have no closed
-    form; :meth:`kl_pq` and :meth:`ent` use the pairwise-KL approximations below, which are
+    form; :meth:`kl_pq` (an upper bound) and :meth:`ent` (a pairwise-KL estimate) are
     deterministic and differentiable (usable in losses, unlike Monte-Carlo estimates), and
     exact for one component.
     """
@@ -95,26 +95,34 @@ class MixtureGaussianPd(BasePd):
         return _GAUSSIAN.kl_pq(p, q)
 
     def kl_pq(self, p_params: Params, q_params: Params) -> torch.Tensor:
-        """Variational approximation of KL(p || q): ``(*lead,)``.
+        """Upper bound of KL(p || q) over components matched by index: ``(*lead,)``.
 
-        Hershey & Olsen, 2007, "Approximating the Kullback Leibler divergence between
-        Gaussian mixture models", eq. (20)::
+        ::
 
-            sum_a pi_a log( sum_a' pi_a' exp(-KL(p_a || p_a'))
-                            / sum_b w_b exp(-KL(p_a || q_b)) )
+            KL(pi || w) + sum_a pi_a KL(p_a || q_a)
 
-        with weights ``pi`` of ``p`` and ``w`` of ``q``. Zero when ``p`` equals ``q``, the
-        Gaussian KL for one component each, and the exact KL in the limit of well-separated
-        components (the variational approximation of Hershey & Olsen, "Approximating the
-        Kullback Leibler Divergence Between Gaussian Mixture Models", ICASSP 2007).
+        with weights ``pi`` of ``p`` and ``w`` of ``q``: the KL of the joint distributions of
+        component and action, which bounds that of the actions (chain rule). Never negative
+        and zero only where ``p`` equals ``q``, so its gradient vanishes there and its
+        Hessian (TRPO's Fisher matrix) is positive semi-definite; the Gaussian KL for one
+        component, and the exact KL in the limit of well-separated components. It fits what
+        the losses compare: two outputs of one policy head, whose component ``a`` is the same
+        unit in both. (machina 0.x used Hershey & Olsen's variational approximation, which
+        goes negative for overlapping components of unequal weights and has its minimum away
+        from ``q = p``: minimised, it moved a policy away from its target.)
         """
         p_pi, p_mean, p_log_std = self._components(p_params, "p_params")
         q_pi, q_mean, q_log_std = self._components(q_params, "q_params")
-        kl_pp = self._pairwise_kl(p_mean, p_log_std, p_mean, p_log_std)
-        kl_pq = self._pairwise_kl(p_mean, p_log_std, q_mean, q_log_std)
-        log_self = torch.logsumexp(safe_log(p_pi).unsqueeze(-2) - kl_pp, dim=-1)
-        log_other = torch.logsumexp(safe_log(q_pi).unsqueeze(-2) - kl_pq, dim=-1)
-        return torch.sum(p_pi * (log_self - log_other), dim=-1)
+        if p_pi.shape[-1] != q_pi.shape[-1]:
+            raise ValueError(
+                f"q_params: MixtureGaussianPd.kl_pq compares mixtures of as many components, "
+                f"got {p_pi.shape[-1]} in p_params and {q_pi.shape[-1]} in q_params"
+            )
+        weights = p_pi * (safe_log(p_pi) - safe_log(q_pi))
+        components = _GAUSSIAN.kl_pq(
+            dict(mean=p_mean, log_std=p_log_std), dict(mean=q_mean, log_std=q_log_std)
+        )  # (*lead, K)
+        return torch.sum(weights + p_pi * components, dim=-1)
 
     def ent(self, params: Params) -> torch.Tensor:
         """Pairwise-KL estimate of the entropy, an upper bound: ``(*lead,)``.
