@@ -10,9 +10,11 @@ import torch
 from conftest import make_random_epis
 from offpolicy_parts import BOX_OB, _off_policy_loop, _pendulum_spaces, _traj_from
 
+from machina import loss_functional as lf
 from machina.algos import ddpg, sac, td3
 from machina.nets import PolNet, QNet
 from machina.pols import DeterministicActionNoisePol, TanhGaussianPol
+from machina.utils.spaces import default_target_entropy
 from machina.vfuncs import DeterministicSAVfunc
 
 
@@ -207,3 +209,19 @@ def test_sac_solves_pendulum_within_15k_steps():
     eval_return, steps, _ = _off_policy_loop("Pendulum-v1", pol, train, 15_000, -250.0)
     print(f"SAC Pendulum-v1: eval return {eval_return:.1f} after {steps} steps")
     assert eval_return >= -250.0
+
+
+def test_default_target_entropy_fits_the_action_space():
+    """-action_dim for a Box; for discrete spaces, whose entropy is never negative (a target
+    of -1 only ever lowered the temperature), 0.98 of the largest entropy."""
+    box = gym.spaces.Box(-1.0, 1.0, (3,))
+    assert default_target_entropy(box) == -3.0
+    assert default_target_entropy(gym.spaces.Discrete(4)) == pytest.approx(0.98 * np.log(4))
+    multi = gym.spaces.MultiDiscrete([3, 5])
+    assert default_target_entropy(multi) == pytest.approx(0.98 * np.log(15))
+    assert default_target_entropy(gym.spaces.MultiBinary(3)) == pytest.approx(0.98 * 3 * np.log(2))
+    # a nearly deterministic categorical policy: the temperature rises toward the target
+    log_alpha = torch.zeros((), requires_grad=True)
+    llh = torch.full((1, 8), -1e-3)
+    lf.sac_alpha(log_alpha, llh, default_target_entropy(gym.spaces.Discrete(4))).backward()
+    assert log_alpha.grad < 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from machina.algos._common import check_sampling, check_traj, log
@@ -24,6 +23,7 @@ from machina.loss_functional import r2d2_sac as lf_r2d2
 from machina.traj import Traj
 from machina.traj import traj_functional as tf
 from machina.utils import batch_share
+from machina.utils.spaces import default_target_entropy
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 
@@ -116,7 +116,8 @@ def train(
     init_beta, beta_step : float
         Importance-weight exponent's start and increment per batch (annealed to 1).
     target_ent : float, optional
-        Target entropy; default ``-action_dim``.
+        Target entropy; default ``machina.utils.spaces.default_target_entropy``: ``-action_dim``
+        for a Box.
     max_grad_norm : float, optional
         Gradient-norm clip of every network.
 
@@ -138,7 +139,7 @@ def train(
             f"got {burn_in_length!r}"
         )
     if target_ent is None:
-        target_ent = -float(np.prod(pol.action_space.shape))
+        target_ent = default_target_entropy(pol.action_space)
     log(log_enable, "Optimizing...")
     pol_losses, qf_losses, alpha_losses = [], [], []
     qf_params = [p for qf in qfs for p in qf.parameters()]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 
 from machina import loss_functional as lf
@@ -15,6 +14,7 @@ from machina.algos._common import check_feed_forward, check_sampling, check_traj
 from machina.algos._common import check_stochastic_pol as _check_pol
 from machina.traj import Traj
 from machina.utils import batch_share
+from machina.utils.spaces import default_target_entropy
 from machina.utils.training import frozen, optimizer_step, polyak_update
 
 #: what every off-policy algorithm reads from its batches
@@ -80,7 +80,8 @@ def train(
     log_enable : bool
         Log progress through ``machina.logger``.
     target_ent : float, optional
-        Target entropy; default ``-action_dim``.
+        Target entropy; default ``machina.utils.spaces.default_target_entropy``: ``-action_dim``
+        for a Box.
     max_grad_norm : float, optional
         Gradient-norm clip of the policy's step and of the Q functions' step: the Q
         functions step together on their summed loss, so one norm covers all of them.
@@ -132,7 +133,7 @@ def _train(
     _check_pol(pol, reparam, fn)
     check_sampling(sampling, fn)
     if target_ent is None:
-        target_ent = -float(np.prod(pol.action_space.shape))
+        target_ent = default_target_entropy(pol.action_space)
     log(log_enable, "Optimizing...")
     pol_losses, qf_losses, alpha_losses = [], [], []
     qf_params = [p for qf in qfs for p in qf.parameters()]

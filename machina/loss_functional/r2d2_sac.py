@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from machina.loss_functional._common import Batch, make_module_callable, weighted_mean
@@ -26,6 +25,7 @@ from machina.loss_functional.q import bellman_target
 from machina.loss_functional.sac import sample_acs, with_terms
 from machina.utils import batch_share
 from machina.utils.recurrent import detach_hs
+from machina.utils.spaces import default_target_entropy
 
 
 def _masked_mean(x: torch.Tensor, masks: torch.Tensor, batch: Batch | None = None) -> torch.Tensor:
@@ -244,7 +244,7 @@ def r2d2_sac_losses(
     pol_loss, llh = r2d2_sac_pol(
         pol, qfs, log_alpha, batch, masks, burn_in_length, sampling, reparam
     )
-    target_ent = -float(np.prod(pol.action_space.shape))
+    target_ent = default_target_entropy(pol.action_space)
     alpha_loss = r2d2_sac_alpha(log_alpha, llh, masks, target_ent, batch)
     return given, pol_loss, qf_losses, alpha_loss, torch.stack(errs).mean(dim=0)
 

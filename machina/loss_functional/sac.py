@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from machina.loss_functional._common import Batch, make_module_callable
@@ -24,6 +23,7 @@ from machina.loss_functional._common import expand_samples as _expand
 from machina.loss_functional.q import bellman_target
 from machina.utils import batch_share
 from machina.utils.ends import terminated
+from machina.utils.spaces import default_target_entropy
 
 
 def sample_acs(
@@ -208,7 +208,7 @@ def sac_losses(
             weights = (weights - mean) / (std + eps)
         pol_loss = batch_share.share_mean(llh * weights, batch, axis=1)
         llh = llh.detach()
-    target_ent = -float(np.prod(pol.action_space.shape))
+    target_ent = default_target_entropy(pol.action_space)
     return pol_loss, qf_losses, sac_alpha(log_alpha, llh, target_ent, batch)
 
 

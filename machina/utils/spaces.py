@@ -3,7 +3,13 @@
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["check_flat_space", "check_space", "is_integer_box", "space_shape"]
+__all__ = [
+    "check_flat_space",
+    "check_space",
+    "default_target_entropy",
+    "is_integer_box",
+    "space_shape",
+]
 
 
 def space_shape(name: str, space: gym.Space) -> tuple[int, ...]:
@@ -55,3 +61,20 @@ def is_integer_box(space: gym.Space) -> bool:
     """A Box of an integer dtype: its actions are rounded to the nearest integer (a cast would
     truncate towards 0) and drawn uniformly over ``low..high``."""
     return isinstance(space, gym.spaces.Box) and np.dtype(space.dtype).kind in "iu"
+
+
+def default_target_entropy(action_space: gym.Space) -> float:
+    """SAC's default target entropy for ``action_space``.
+
+    A Box: ``-prod(shape)`` (Haarnoja et al., 2018). A discrete space, whose entropy is never
+    negative (so a negative target would only ever lower the temperature): ``0.98`` of its
+    largest entropy, ``0.98 * sum(log n_i)`` over its ``n_i`` choices per dimension
+    (Christodoulou, 2019, "Soft Actor-Critic for Discrete Action Settings").
+    """
+    if isinstance(action_space, gym.spaces.Discrete):
+        return 0.98 * float(np.log(int(action_space.n)))
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return 0.98 * float(np.sum(np.log(np.asarray(action_space.nvec, dtype=np.float64))))
+    if isinstance(action_space, gym.spaces.MultiBinary):
+        return 0.98 * float(np.prod(action_space.shape)) * float(np.log(2.0))
+    return -float(np.prod(space_shape("action_space", action_space)))
