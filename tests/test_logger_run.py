@@ -11,6 +11,7 @@ import torch
 from conftest import example_cmd, run_example, run_python
 
 from machina import logger
+from machina.logger import run as run_module
 
 
 @pytest.fixture(autouse=True)
@@ -323,6 +324,7 @@ import gymnasium as gym
 import torch
 
 from machina import logger
+from machina.logger import run as run_module
 from machina.algos import ddpg
 from machina.nets import PolNet, QNet
 from machina.pols import DeterministicActionNoisePol
@@ -426,6 +428,48 @@ def test_a_larger_budget_after_an_end_of_budget_evaluation_continues_bit_for_bit
         b = torch.load(part / "models" / f"{name}_last.pt")
         assert_identical(a, b, name)
     assert [int(r["TotalStep"]) for r in rows_of(part)] == [40, 80, 120, 160]
+
+
+def test_an_end_of_budget_evaluation_that_solves_does_not_end_a_larger_resumed_budget(tmp_path):
+    """Evaluated at its budget's end (not an evaluation point), a run reports it, solved or
+    not; resumed with a larger budget it trains on to its next evaluation point, as the
+    run given that budget at once did: the checkpoint keeps the evaluation before it."""
+
+    def go(log, max_steps, resume):
+        weight = torch.zeros(1)
+        run = logger.Run(log, max_steps, "task", 1000, solve_return=5.0, resume=resume)
+        with run:
+            run.restore(weight=weight)
+            while not run.done:
+                weight += 1.0  # one "training" iteration
+                run.record(
+                    epis_of(100), {}, evaluate=Evaluator(ret=9.0), checkpoint=dict(weight=weight)
+                )
+        return run.total_step, float(weight), run.solved
+
+    assert go(tmp_path / "whole", 3000, False) == (1000, 10.0, True)
+    assert go(tmp_path / "part", 300, False) == (300, 3.0, True)
+    assert go(tmp_path / "part", 3000, True) == (1000, 10.0, True)
+
+
+def test_rows_cut_on_a_resume_survive_an_interruption(tmp_path, monkeypatch):
+    """The cut CSV replaces the file at once: interrupted while writing it (Ctrl-C, a full
+    disk), the run keeps every row, where emptying the file first lost them all."""
+    path = tmp_path / "progress.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["TotalStep"], *([i] for i in range(50))])
+    before = path.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module.csv, "writer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_module.truncate_rows(path, 40)
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    run_module.truncate_rows(path, 40)
+    assert path.read_bytes().splitlines() == before.splitlines()[:41]
 
 
 def test_run_ddpg_example_resumes(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import itertools
 import json
 import math
@@ -31,6 +32,7 @@ from machina.logger.logger import LEARNING_CURVE_PNG, TOTAL_STEPS, Logger
 from machina.logger.plot import plot_learning_curve
 from machina.logger.progress import progress
 from machina.logger.tensorboard_output import event_files, truncate_events
+from machina.utils.files import write_atomic
 
 #: What ``Run`` can count: env steps, episodes, or iterations (calls of ``record``).
 UNITS = ("step", "episode", "iteration")
@@ -96,8 +98,10 @@ def truncate_rows(score_file: str | os.PathLike, rows: int) -> None:
         return
     with open(score_file, newline="", encoding="utf-8") as f:
         kept = list(itertools.islice(csv.reader(f), rows + 1))
-    with open(score_file, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(kept if rows else [])
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(kept if rows else [])
+    # replaced atomically: a resume killed here keeps every row (the checkpoint counts them)
+    write_atomic(score_file, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
 def save_models(log_dir: str | os.PathLike, **modules: torch.nn.Module | torch.Tensor) -> None:
@@ -260,6 +264,9 @@ class Run:
         self.total_step = 0
         #: Columns of the newest evaluation (``EvalReturn``, or what ``evaluate`` returned).
         self.evaluation: dict[str, float] = {}
+        # what the checkpoint keeps instead of an evaluation due only because the budget
+        # ended (see record); None: the newest evaluation
+        self._kept_evaluation: dict[str, float] | None = None
         #: Mean return of the newest iteration's episodes.
         self.train_return = -math.inf
         self.next_eval = eval_interval or 0
@@ -294,7 +301,7 @@ class Run:
             total_iter=self.total_iter,
             total_epi=self.total_epi,
             total_step=self.total_step,
-            evaluation=self.evaluation,
+            evaluation=self.evaluation if self._kept_evaluation is None else self._kept_evaluation,
             train_return=None if math.isinf(self.train_return) else self.train_return,
             next_eval=self.next_eval,
             next_checkpoint=self.next_checkpoint,
@@ -422,9 +429,13 @@ class Run:
             if checkpoint is not None and self.progress_count < self.next_eval:
                 rewind = restore_point(checkpoint)
             self.next_eval = _next(self.next_eval, self.eval_interval, self.progress_count)
-            self.evaluation = _columns(evaluate())
+            before_it, self.evaluation = self.evaluation, _columns(evaluate())
+            # Nor is it what a resume with a larger budget continues from: the checkpoint
+            # keeps the evaluation before it (one reaching solve_return would end that run).
+            self._kept_evaluation = None
             if rewind is not None:
                 rewind()
+                self._kept_evaluation = before_it
             result_dict.update(self.evaluation)
         rewards = [float(np.sum(epi["rews"])) for epi in epis]
         if rewards:
