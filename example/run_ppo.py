@@ -234,7 +234,8 @@ for flag in ("log_std_init", "sde_sample_freq"):
             f"--{flag}: expected a Gaussian policy (a Box action space, no --c2d), given "
             f"{env.action_space}"
         )
-# The run folder first: args.json goes into it.
+if args.joint_step and args.ppo_type != "clip":
+    parser.error("--joint_step: needs --ppo_type clip")
 run = logger.Run(
     args.log,
     args.max_steps,
@@ -244,8 +245,6 @@ run = logger.Run(
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
 )
-# The run's settings, for take_movie.py and for whoever reads the run later.
-logger.log_parameters_lite(os.path.join(args.log, "args.json"), args)
 pol = make_pol(
     env.observation_space,
     env.action_space,
@@ -263,8 +262,6 @@ vf = make_vf(
     h_size=args.vf_h_size or args.h_size,
     activation=args.activation,
 )
-if args.joint_step and args.ppo_type != "clip":
-    parser.error("--joint_step: needs --ppo_type clip")
 # stable-baselines3's form with --joint_step: one optimiser over both nets at --pol_lr
 optim_pol, optim_vf = ppo_clip.make_optims(
     pol, vf, args.pol_lr, args.vf_lr, joint_step=args.joint_step, eps=args.adam_eps
@@ -289,7 +286,9 @@ sampler = EpiSampler(
 kl_beta = torch.tensor(args.init_kl_beta, dtype=torch.float64)
 run_state = dict(pol=pol, vf=vf, optim_pol=optim_pol, optim_vf=optim_vf, sampler=sampler,
                  kl_beta=kl_beta)  # fmt: skip
-run_state.update({k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None})
+norms = {k: v for k, v in (("prepro", prepro), ("rew_norm", rew_norm)) if v is not None}
+run_state.update(norms)
+args_json: str | None = os.path.join(args.log, "args.json")
 with run:
     run.restore(**run_state)
     while not run.done:
@@ -363,13 +362,14 @@ with run:
             epis,  # raw rewards
             result_dict,
             evaluate=lambda: sampler.sample(pol, max_epis=args.eval_epis, deterministic=True),
-            models=dict(pol=pol, vf=vf),
+            models=dict(pol=pol, vf=vf, **norms),  # the normalisers' states are tensors
             num_step=traj.num_step,
             checkpoint=run_state,
         )
-        for name, norm in (("prepro", prepro), ("rew_norm", rew_norm)):
-            if norm is not None:  # tensors: torch.load(weights_only=True) reads them
-                torch.save(
-                    norm.state_dict(), os.path.join(run.log_dir, "models", f"{name}_last.pt")
-                )
+        if args_json is not None:
+            # The run's settings, for take_movie.py and whoever reads the run later: written
+            # at this call's first row, once that row replaced an older run in the folder (a
+            # call that stops on a bad flag or setting before leaves that run whole).
+            logger.log_parameters_lite(args_json, args)
+            args_json = None
 sampler.close()

@@ -111,6 +111,17 @@ def test_run_ppo_log_std_init_and_linear_annealing(tmp_path):
     # One epoch at lr <= 1e-3 with gradient clipping moves the log-std far less than 0.1.
     log_std = state["pol"]["net.head.log_std_param"]
     assert torch.all((log_std - 0.5).abs() < 0.1), log_std
+    # calls into the run's folder that stop on a bad flag or setting leave its args.json
+    # (what take_movie.py and make_expert_epis.py --log rebuild the policy from) as it was
+    settings = (log / "args.json").read_bytes()
+    for refused in (["--log", str(log), "--activation", "tanh", "--joint_step", "--ppo_type", "kl"],
+                    ["--resume", str(log), "--activation", "tanh"]):  # fmt: skip
+        stopped = subprocess.run(
+            [sys.executable, os.path.join(EXAMPLES, "run_ppo.py"), "--env_name", "Pendulum-v1",
+             *refused], env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert stopped.returncode != 0
+        assert (log / "args.json").read_bytes() == settings
 
     bad = subprocess.run(
         [sys.executable, os.path.join(EXAMPLES, "run_ppo.py"), "--env_name", "CartPole-v1",
