@@ -279,8 +279,10 @@ def save_run(
         }
         if rng:
             state["__rng__"], meta["python_rng"] = _rng_state()
-        torch.save(state, tmp / "state.pt")
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        # flushed to disk (with the folder) before the rename: else, after a power loss,
+        # "latest" could name a checkpoint whose files are empty
+        write_atomic(tmp / "state.pt", lambda f: torch.save(state, f))
+        write_atomic(tmp / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
