@@ -7,7 +7,9 @@ time one of them is made. ``pybullet_envs`` is written against the retired ``gym
 adapts one of its environments to gymnasium's:
 
 - ``reset(seed=...) -> (obs, info)``: the seed draws the simulator's own RandomState seed from
-  the environment's ``np_random``, so a seeded reset reproduces the episode exactly;
+  the environment's ``np_random``, so a seeded reset reproduces the episode exactly, whatever
+  the environment did before (a walker's first reset is preceded by one of its own: see
+  :meth:`BulletEnv.reset`);
 - ``step -> (obs, rew, terminated, truncated, info)``: pybullet's ``done`` means the robot
   fell (or the pendulum dropped), a true end, so it is ``terminated``; the time limit is
   gymnasium's ``TimeLimit`` (added by ``gymnasium.make`` from the registered
@@ -196,6 +198,13 @@ class BulletEnv(gymnasium.Env):
         info : dict (empty)
         """
         super().reset(seed=seed)
+        if not self._started and getattr(self._env, "stateId", None) == -1:
+            # A walker saves the simulator's state at its first reset and restores it at
+            # every later one, so its first episode starts otherwise: a reset first, so that
+            # every episode, a fresh environment's first included, starts the same way and
+            # reset(seed=s) repeats it whatever the environment did before.
+            self._env.seed(0)
+            self._env.reset()
         # The simulator's robots draw their initial state from a RandomState of their own.
         # Reseeding it from np_random at every reset makes the episode a function of
         # np_random alone: reset(seed=s) reproduces it, and restoring np_random's state
@@ -254,6 +263,9 @@ class BulletEnv(gymnasium.Env):
         self._walker = None
         self._started = False
         self._env.close()
+        # pybullet_envs' environment keeps its disconnected client and scene: a new one, so
+        # that a reset after close starts afresh (it failed: "Not connected to physics server")
+        self._env = _load_class(self.bullet_class)()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.bullet_class, self.render_mode, self.fast_step))
