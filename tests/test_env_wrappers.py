@@ -133,3 +133,27 @@ def test_rew_in_ob_keeps_the_appended_reward_within_its_bounds():
     assert any(rew + 1.0 < -2.0 for _, rew in appended)  # clipping was exercised
     for value, rew in appended:
         assert value == pytest.approx(min(max(rew + 1.0, -2.0), 0.5))
+
+
+def test_ac_in_ob_checks_the_action_before_the_environment_steps():
+    """A whole-number float bin index, which C2DEnv takes, is taken; a fractional one is
+    refused before the inner environment moves (it stepped, then raised)."""
+    env = AcInObEnv(C2DEnv(GymEnv("Pendulum-v1"), 5))
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([4.0]))
+    np.testing.assert_array_equal(obs[-5:], [0, 0, 0, 0, 1])
+    state = env.original_env.unwrapped.state.copy()
+    with pytest.raises(ValueError, match="action: expected an element of"):
+        env.step(np.array([2.5]))
+    np.testing.assert_array_equal(env.original_env.unwrapped.state, state)
+
+
+def test_c2d_bins_of_an_integer_box_round_to_the_nearest():
+    class IntBoxEnv(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        action_space = gym.spaces.Box(-3, 4, (1,), np.int64)
+
+    env = C2DEnv(IntBoxEnv(), n_bins=15)  # -3, -2.5, ..., 4: halves to the even neighbour
+    np.testing.assert_array_equal(env.bins[0], np.rint(np.linspace(-3, 4, 15)).astype(np.int64))
+    assert env.bins[0][1] == -2 and env.bins[0][3] == -2 and env.bins[0][11] == 2
+    assert sorted(set(env.bins[0])) == list(range(-3, 5))

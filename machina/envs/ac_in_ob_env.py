@@ -113,7 +113,12 @@ class AcInObEnv(_AppendWrapper):
             nvec = space.nvec.ravel().astype(np.int64)
             start = np.asarray(space.start, dtype=np.int64).ravel()
         given = np.asarray(action)
-        if given.size != nvec.size or given.dtype.kind not in "iub":
+        # whole numbers as floats too, as C2DEnv takes them (2.7 would be truncated: refused)
+        whole = given.dtype.kind in "iub" or (
+            given.dtype.kind == "f"
+            and bool(np.all(np.isfinite(given) & (given == np.round(given))))
+        )
+        if given.size != nvec.size or not whole:
             raise ValueError(f"action: expected an element of {space}, given {action!r}")
         # Both spaces may start elsewhere than 0 (``start``): the one-hot index is the offset.
         idx = given.astype(np.int64).reshape(nvec.size) - start
@@ -146,5 +151,6 @@ class AcInObEnv(_AppendWrapper):
         rew, terminated, truncated, info
             As the inner environment's.
         """
+        part = self.encode_action(action)  # checked before the environment moves
         obs, rew, term, trunc, info = self.env.step(action)
-        return self._append(obs, self.encode_action(action)), rew, term, trunc, info
+        return self._append(obs, part), rew, term, trunc, info

@@ -40,7 +40,10 @@ class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstruc
             np.full(space.shape, self.n_bins, dtype=np.int64)
         )
         # bins: (d, n_bins) table of real actions, so mapping is one fancy index.
-        self.bins = np.linspace(space.low, space.high, self.n_bins, axis=-1).astype(space.dtype)
+        bins = np.linspace(space.low, space.high, self.n_bins, axis=-1)
+        if np.issubdtype(space.dtype, np.integer):  # to the nearest, not toward 0 (-2.5 -> -2)
+            bins = np.rint(bins)
+        self.bins = bins.astype(space.dtype)
 
     def action(self, action: np.ndarray) -> np.ndarray:
         """Map bin indices (d,) int to the real action (d,) of the inner ``Box``.
