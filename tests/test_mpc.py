@@ -167,6 +167,20 @@ def test_a_model_without_any_finite_plan_is_an_error_not_a_random_action():
     with pytest.raises(RuntimeError, match="every plan is non-finite .* for 2 of 2 observations"):
         pol(torch.tensor([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]]))
 
+    class RecurrentDiverging(nn.Module):  # the same through a recurrent model's path
+        def init_hs(self, batch_size):
+            return torch.zeros(batch_size, 1)
+
+        def forward(self, obs, acs, hs, h_masks):
+            return net(obs.reshape(-1, 3), acs.reshape(-1, 1)).reshape(obs.shape), hs
+
+    model = DeterministicSModel(ob, ac, RecurrentDiverging(), rnn=True)
+    pol = MPCPol(ob, ac, model, lambda o, a: -o[:, 0].abs(), 64, 3, rnn=True)
+    net.half = True
+    torch.manual_seed(0)  # the plans it diverges on are dropped (it raised, blaming obs)
+    ac_real, _, _ = pol(torch.tensor([[[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]]]))
+    assert (ac_real >= 0).all()
+
 
 class GRUModelNet(nn.Module):
     """A user's recurrent dynamics net: ``(obs, acs, hs, h_masks) -> (d_obs, hs)``."""

@@ -215,6 +215,17 @@ class DeterministicSModel(BaseModel):
         obs = self._obs_to_tensor(obs)
         return obs + self(obs, acs)[0]
 
+    def _planned_delta(
+        self, obs: torch.Tensor, acs: torch.Tensor, hs: HiddenState, h_masks: torch.Tensor
+    ) -> tuple[torch.Tensor, HiddenState | None]:
+        """:meth:`normalized_delta` for planners' rollouts, recurrent ones included: tensors
+        as given, no conversion or checks (a rollout the model diverges on holds NaN or inf,
+        which the planner drops; the check would blame the observation)."""
+        obs_n = (obs - self.mean_obs) / self.std_obs
+        acs_n = (acs - self.mean_acs) / self.std_acs
+        outputs, new_hs = self._call_net(obs_n, hs, h_masks, extra=(acs_n,))
+        return outputs[0], new_hs
+
     def _predict(self, obs: torch.Tensor, acs: torch.Tensor) -> torch.Tensor:
         """Fast feed-forward path for planners: no conversion or checks, ``(N, ob_dim)``."""
         obs_n = (obs - self.mean_obs) / self.std_obs

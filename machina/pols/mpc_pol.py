@@ -235,7 +235,7 @@ class MPCPol(BasePol):
         total = obs.new_zeros(batch * n)
         for ac in plans:
             # the model takes actions as episodes record them (policy space), like _predict
-            d_norm, plan_hs = model.normalized_delta(states[None], ac[None], plan_hs, zeros)
+            d_norm, plan_hs = model._planned_delta(states[None], ac[None], plan_hs, zeros)
             states = states + d_norm[0] * model.std_d_obs + model.mean_d_obs
             total += torch.as_tensor(self.rew_func(states, self._ac_to_real(ac))).reshape(-1)
         best = _best_plans(total.view(batch, n))
