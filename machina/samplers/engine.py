@@ -242,18 +242,17 @@ class BatchEngine:
         old = self.slots
         if not (isinstance(old, VectorSlots) and old.dead()):
             return
-        vec = self._env_fn()
-        if vec is old.vec:
+        new = make_slots(self._env_fn, old.slot_ids, self._seed, [True] * len(old.slot_ids))
+        if getattr(new, "vec", None) is old.vec:
             why = "cannot step again: gymnasium closed the worker of a sub-environment that raised"
-            if getattr(vec.unwrapped, "closed", False):
+            if getattr(old.vec.unwrapped, "closed", False):
                 why = "was closed"
             raise RuntimeError(
                 f"{old.describe()} {why}. Pass a new VectorEnv, or a factory of them (e.g. "
                 "lambda: gymnasium.make_vec(...)), which the sampler remakes after a failure"
             )
         old.close()
-        seeded = [True] * len(old.slot_ids)
-        self.slots = make_slots(lambda: vec, old.slot_ids, self._seed, seeded)
+        self.slots = new
 
     def state_dict(self) -> dict[str, Any]:
         """What makes this engine's next run exact: the policy's torch RNG (uint8 tensor),
