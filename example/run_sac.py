@@ -100,7 +100,7 @@ optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_qfs = [torch.optim.Adam(qf.parameters(), args.qf_lr) for qf in qfs]
 optim_alpha = torch.optim.Adam([log_alpha], args.alpha_lr)
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
-random_pol = RandomPol(ob_space, ac_space)
+random_pol = RandomPol(ob_space, ac_space, normalize_ac=pol.normalize_ac)  # acs as pol records them
 off_traj = Traj(max_steps=args.replay_size)
 
 run = logger.Run(

@@ -97,7 +97,7 @@ targ_pol, targ_qfs = copy.deepcopy(pol), [copy.deepcopy(qf) for qf in qfs]
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_qfs = [torch.optim.Adam(qf.parameters(), args.qf_lr) for qf in qfs]
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
-random_pol = RandomPol(ob_space, ac_space)
+random_pol = RandomPol(ob_space, ac_space, normalize_ac=pol.normalize_ac)  # acs as pol records them
 off_traj = Traj(max_steps=args.replay_size)
 
 run = logger.Run(

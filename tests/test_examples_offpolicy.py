@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from conftest import Prefetch, example_cmd
 
+from machina import checkpoint
+from machina.traj import Traj
+
 EVAL = ["--max_steps", "400", "--eval_interval", "200", "--eval_epis", "2"]
 #: test id -> (script, arguments), in the order of the tests below
 RUNS = {
@@ -30,6 +33,9 @@ RUNS = {
             "--hide_velocity",
         ],
     ),  # fmt: skip
+    # warm-up actions from a random policy, on Pendulum (bounds +-2): 200 of 400 steps
+    "sac_warm": ("run_sac.py", [*EVAL, "--random_steps", "200"]),
+    "td3_warm": ("run_td3.py", [*EVAL, "--random_steps", "200"]),
     "ppo_sac": (
         "run_ppo_sac.py",
         [
@@ -92,3 +98,14 @@ def test_run_ppo_sac_example_runs(runs):
     assert np.isfinite(float(rows[-1]["EvalReturn"]))
     for name in ("pol", "vf", "qf1", "qf2", "log_alpha"):
         assert (log / "models" / f"{name}_last.pt").stat().st_size > 0
+
+
+@pytest.mark.parametrize("key", ["sac_warm", "td3_warm"])
+def test_warm_up_actions_are_recorded_as_the_policy_records_its_own(runs, key):
+    """The replay holds one action space: the policy's [-1, 1] (its actions scaled to the
+    bounds), the random warm-up's included (they were in Pendulum's units, +-2)."""
+    log, _ = runs(key)
+    memory = Traj.load(checkpoint.latest_checkpoint(log) / "off_traj.npz")
+    acs = memory.data_map["acs"].numpy()
+    assert len(acs) == 400 and np.abs(acs).max() <= 1.0
+    assert np.abs(acs[:200]).max() > 0.9  # the uniform warm-up reaches the bounds

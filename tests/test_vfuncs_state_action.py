@@ -91,3 +91,16 @@ def test_float64_q_functions_evaluate_and_search():
         cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, QNet(BOX_OB, BOX_AC), multivari=multivari)
         max_qs, max_acs = cem.double().max(obs)
         assert max_qs.dtype == max_acs.dtype == torch.float64
+
+
+def test_cem_searches_a_wide_action_range_in_many_dimensions():
+    """Bounds +-100 in 6 dims (as many as the elite): the elite's covariance, of rank < d,
+    lost its diagonal floor to float32 rounding and Cholesky failed on most seeds."""
+    ob = gym.spaces.Box(-1, 1, (3,), np.float32)
+    ac = gym.spaces.Box(-100, 100, (6,), np.float32)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        qf = CEMDeterministicSAVfunc(ob, ac, QNet(ob, ac), normalize_ac=False)
+        best_qs, best_acs = qf.max(torch.zeros(4, 3))
+        assert best_acs.shape == (4, 6) and torch.isfinite(best_qs).all()
+        assert (best_acs.abs() <= 100).all()

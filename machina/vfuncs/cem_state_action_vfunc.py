@@ -169,7 +169,10 @@ class CEMDeterministicSAVfunc(DeterministicSAVfunc):
         if not self.multivari:
             std = torch.sqrt(centred.pow(2).sum(dim=1, keepdim=True) / count + self.delta)
             return mean + std * noise
-        cov = centred.transpose(1, 2) @ centred / count  # (B, d, d)
-        cov = cov + self.delta * torch.eye(cov.shape[-1], device=cov.device)
-        chol = torch.linalg.cholesky(cov)
+        # in float64: the elite's covariance has rank < k, and float32's rounding (~1e-7 of
+        # the variance) outgrew delta on wide action ranges (+-100): Cholesky then failed
+        wide = centred.to(torch.float64)
+        cov = wide.transpose(1, 2) @ wide / count  # (B, d, d)
+        cov = cov + self.delta * torch.eye(cov.shape[-1], device=cov.device, dtype=cov.dtype)
+        chol = torch.linalg.cholesky(cov).to(elite.dtype)
         return mean + noise @ chol.transpose(1, 2)
