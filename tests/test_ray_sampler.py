@@ -233,6 +233,15 @@ def test_actor_killed_mid_sample_is_replaced(local_ray):
         assert_whole(epis)
         assert pool.slots[0].restarts == 1 and pool.slots[0].where["pid"] != pid
         assert len(s.sample(pol, max_epis=4)) == 4
+        # killed between calls: state_dict and load_state_dict replace it too (they raised
+        # Ray's ActorDiedError until a sample call did)
+        state = s.state_dict()
+        for call in (s.state_dict, lambda: s.load_state_dict(state)):
+            os.kill(pool.slots[1].where["pid"], signal.SIGKILL)
+            with pytest.warns(RuntimeWarning, match=r"ray sampler actor 1 .* was lost"):
+                call()
+        assert pool.slots[1].restarts == 0  # the loaded state's count
+        assert len(s.sample(pol, max_epis=4)) == 4
 
 
 def test_hanging_actor_times_out(local_ray):

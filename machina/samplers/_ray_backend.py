@@ -544,24 +544,56 @@ class RayPool:
         error.__cause__ = cause
         return error
 
-    def state_dict(self) -> list[dict[str, Any]]:
-        """Every actor's ``BatchEngine.state_dict``, in actor order."""
+    def _ask_all(self, call: Callable[[_Slot], Any]) -> list[Any]:
+        """What every actor answers to ``call(slot)`` (an actor method's ref), in actor
+        order. An actor lost since the last call (its process or node died, or it does not
+        answer) is replaced, as a sample call replaces one, and asked again, once."""
+        ray = self.ray
         dead = [slot for slot in self.slots if slot.actor is None]
         if dead:  # lost in an earlier call that raised
             self._start(dead)
-        refs = [slot.actor.state_dict.remote() for slot in self.slots]
-        states = self.ray.get(refs, timeout=self.timeout or _START_TIMEOUT)
+        answers: dict[int, Any] = {}
+        asked = list(self.slots)
+        for attempt in range(2):
+            refs = [(slot, call(slot)) for slot in asked]
+            lost = []
+            for slot, ref in refs:
+                try:
+                    answers[slot.index] = ray.get(ref, timeout=self.timeout or _START_TIMEOUT)
+                except ray.exceptions.RayTaskError:
+                    raise  # the call itself failed (e.g. a state of another layout)
+                except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+                    if attempt:
+                        self._kill(slot)
+                        raise RuntimeError(
+                            f"{slot.describe()} was lost again ({type(exc).__name__}); a new "
+                            "actor replaces it at the next call"
+                        ) from exc
+                    lost.append((slot, exc))
+            if not lost:
+                break
+            for slot, exc in lost:
+                self._kill(slot)
+                slot.restarts += 1
+                warnings.warn(
+                    f"{slot.describe()} was lost ({type(exc).__name__}): replaced",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            asked = [slot for slot, _ in lost]
+            self._start(asked)
+        return [answers[slot.index] for slot in self.slots]
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        """Every actor's ``BatchEngine.state_dict``, in actor order."""
+        states = self._ask_all(lambda slot: slot.actor.state_dict.remote())
         for state, slot in zip(states, self.slots):
             state["restarts"] = slot.restarts
         return states
 
     def load_state_dict(self, states: Sequence[dict[str, Any]]) -> None:
         """Load one engine state per actor (``state_dict``'s list)."""
-        dead = [slot for slot in self.slots if slot.actor is None]
-        if dead:
-            self._start(dead)
-        refs = [slot.actor.load_state_dict.remote(st) for slot, st in zip(self.slots, states)]
-        self.ray.get(refs, timeout=self.timeout or _START_TIMEOUT)
+        self._ask_all(lambda slot: slot.actor.load_state_dict.remote(states[slot.index]))
         for slot, state in zip(self.slots, states):
             slot.restarts = int(state.get("restarts", slot.restarts))
             slot.sampled = not any(state["needs_seed"])  # replacements must not replay seeds
