@@ -425,6 +425,20 @@ def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
         first.close()
         second.close()
     assert not ray.is_initialized()
+    # machina 0.x's custom-worker sampler shares it the same way, in either order (its
+    # close shut Ray down under the other sampler's actors, and the other's under it)
+    for order in ((0, 1), (1, 0)):
+        samplers = [None, None]
+        for i in order:
+            samplers[i] = (
+                EpiSampler(env, pol, num_parallel=1, seed=0, backend="ray")
+                if i == 0
+                else raysampler.EpiSampler(env, pol, 1, worker_cls=raysampler.DefaultSampleWorker)
+            )
+        samplers[order[0]].close()
+        assert len(samplers[order[1]].sample(pol, max_epis=2)) == 2
+        samplers[order[1]].close()
+        assert not ray.is_initialized()
 
 
 def _reserve_one_head_cpu():

@@ -23,6 +23,7 @@ import torch
 
 from machina.pols.base import BasePol
 from machina.samplers._buffers import SampledEpisode
+from machina.samplers._ray_backend import join_owned_ray, own_started_ray, release_owned_ray
 from machina.utils.device import cpu_mode
 
 __all__ = ["BaseSampleWorker", "DefaultSampleWorker", "mp_sample", "one_epi"]
@@ -274,14 +275,19 @@ class WorkerSampling:
 
         self.ray = ray
         self.timeout = timeout
-        self.started_ray = not ray.is_initialized()
-        if self.started_ray:
+        # machina's Ray instance is shared by its samplers, this one included: the last to
+        # close shuts it down (an instance of the user's own is never shut down)
+        if ray.is_initialized():
+            self.started_ray = join_owned_ray()
+        else:
             ray.init(
                 address="local",
                 num_cpus=max(1, num_parallel),
                 include_dashboard=False,
                 log_to_driver=False,
             )
+            own_started_ray(max(1, num_parallel))
+            self.started_ray = True
         self.pass_deterministic = takes_deterministic(worker_cls)
         self._worker_cls, self._seed, self._prepro = worker_cls, seed, prepro
         # what a replacement worker is made from: the current policy and its latest weights
@@ -378,5 +384,5 @@ class WorkerSampling:
             self.ray.kill(w)
         self.workers = []
         if self.started_ray:
-            self.ray.shutdown()
             self.started_ray = False
+            release_owned_ray(self.ray)

@@ -155,6 +155,31 @@ class EngineActor:
             self.engine.close()
 
 
+def join_owned_ray() -> bool:
+    """One more user of the Ray instance a machina sampler started, when one runs: True
+    (call :func:`release_owned_ray` at close); False for an instance of the user's own."""
+    if _OWNED["users"] > 0:
+        _OWNED["users"] += 1
+        return True
+    return False
+
+
+def own_started_ray(local_cpus: float) -> None:
+    """Note that the caller just started Ray (``local_cpus`` CPUs): it is its first user."""
+    _OWNED.update(users=1, local_cpus=float(local_cpus), reserved=0.0)
+
+
+def release_owned_ray(ray: Any, reserved: float = 0.0) -> None:
+    """One user of machina's Ray instance fewer (its ``reserved`` CPUs back); the last shuts
+    it down, so that no sampler's close stops Ray under another's actors."""
+    _OWNED["users"] -= 1
+    _OWNED["reserved"] -= reserved
+    if _OWNED["users"] <= 0:
+        _OWNED.update(users=0, local_cpus=0.0, reserved=0.0)
+        if ray.is_initialized():
+            ray.shutdown()
+
+
 class _Slot:
     """One share of the slots (engine ``index``) and the actor currently serving it."""
 
@@ -612,9 +637,4 @@ class RayPool:
         for slot in getattr(self, "slots", []):
             self._kill(slot)
         if self.started_ray:
-            _OWNED["users"] -= 1
-            _OWNED["reserved"] -= self._reserved
-            if _OWNED["users"] == 0:
-                _OWNED.update(local_cpus=0.0, reserved=0.0)
-                if ray.is_initialized():
-                    ray.shutdown()
+            release_owned_ray(ray, self._reserved)
