@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -187,6 +188,21 @@ def test_ray_backend_same_episodes_as_processes(local_ray):
         assert_whole(epis["ray"])
         assert all(e["obs"].flags.writeable for e in epis["ray"])
     assert ray.is_initialized()  # the user's Ray (this module's) is left running
+
+
+class WarningEnv(SlowEnv):
+    def reset(self, *, seed=None, options=None):
+        warnings.warn("a note from the environment", UserWarning, stacklevel=2)
+        return super().reset(seed=seed, options=options)
+
+
+def test_an_actors_warnings_reach_the_caller(local_ray):
+    """Raised again in the driver, naming the actor (Ray does not forward an actor's output
+    to a driver whose Ray machina started: the default episode cap's warning was lost)."""
+    pol = categorical_pol(SlowEnv())
+    with EpiSampler(WarningEnv, pol, num_parallel=2, seed=0, backend="ray") as s:
+        with pytest.warns(UserWarning, match=r"^ray sampler actor 1 .*: a note from the env"):
+            s.sample(pol, max_epis=2)
 
 
 def test_env_error_names_slot_seed_and_node(local_ray):

@@ -201,6 +201,11 @@ def test_never_ending_default_cap_warns_and_bounds_memory():
             epis = sampler.sample(pol, max_steps=20)
         assert [len(e["rews"]) for e in epis] == [10_000, 10_000]
         assert all(e["truncs"][-1] for e in epis)
+    # in worker processes: raised again in this process, naming the worker (they were only
+    # printed by the worker, out of reach of warnings filters and pytest.warns)
+    with EpiSampler(env, pol, num_parallel=2, seed=0) as sampler:
+        with pytest.warns(RuntimeWarning, match=r"^sampler worker 1 .*: environment 1: .*10,000"):
+            sampler.sample(pol, max_steps=20)
 
 
 def test_episode_cap_from_the_spec_and_argument():

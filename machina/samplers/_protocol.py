@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import traceback
+import warnings
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -30,3 +32,22 @@ def error_message(task_id: Any, exc: BaseException) -> tuple:
     # The engine's RuntimeErrors already name the environment and the original exception.
     message = str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}"
     return ("error", task_id, message, cause_bytes, tb)
+
+
+def run_recording_warnings(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s packed episodes, with the warnings it raised (category, text) under
+    ``"warnings"``: a worker's or actor's warnings reach the driver, where its filters and
+    ``pytest.warns`` see them (Ray does not forward an actor's output to a machina-started
+    driver; a worker process only printed them)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        packed = run()
+    packed["warnings"] = [(w.category, str(w.message)) for w in caught]
+    return packed
+
+
+def reemit_warnings(packed: dict[str, Any], where: str) -> None:
+    """Raise again, on the driver, the warnings ``run_recording_warnings`` kept, each
+    prefixed with ``where`` (the worker or actor)."""
+    for category, text in packed.pop("warnings", ()):
+        warnings.warn(f"{where}: {text}", category, stacklevel=4)

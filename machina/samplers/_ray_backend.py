@@ -30,7 +30,7 @@ from typing import Any
 import cloudpickle
 
 from machina.samplers._buffers import unpack_episodes
-from machina.samplers._protocol import error_message
+from machina.samplers._protocol import error_message, reemit_warnings, run_recording_warnings
 from machina.samplers._setup import engine_rng_seed, slot_seeds
 from machina.samplers._task import EngineSpec, Episode, Quotas, SampleTask, SamplingAborted
 from machina.utils.ray_trainers import import_ray
@@ -131,7 +131,9 @@ class EngineActor:
             self.last_step = time.monotonic()
             try:
                 task = cloudpickle.loads(task_bytes)
-                packed = self.engine.run_task(task, quotas, should_stop=should_stop)
+                packed = run_recording_warnings(
+                    lambda: self.engine.run_task(task, quotas, should_stop=should_stop)
+                )
                 # Pickled here: the driver gets writable arrays (not read-only views of the
                 # object store), in one buffer whatever the number of episodes.
                 return cloudpickle.dumps(("epis", task_id, packed))
@@ -518,6 +520,8 @@ class RayPool:
                         pass
             raise
         start = time.perf_counter()
+        for slot in self.slots:
+            reemit_warnings(results[slot.index], slot.describe())
         epis = [epi for slot in self.slots for epi in unpack_episodes(results[slot.index])]
         stats["gather_s"] += time.perf_counter() - start
         self.last_stats = stats

@@ -27,6 +27,7 @@ parent died: it never outlives the sampler that started it.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -34,7 +35,7 @@ from multiprocessing.connection import Connection
 
 import cloudpickle
 
-from machina.samplers._protocol import error_message, recv, send
+from machina.samplers._protocol import error_message, recv, run_recording_warnings, send
 
 
 def serve(conn: Connection) -> None:
@@ -80,7 +81,8 @@ def serve(conn: Connection) -> None:
                     if engine is None:
                         raise RuntimeError("sample before a successful init")
                     task = cloudpickle.loads(msg[2])
-                    packed = engine.run_task(task, msg[3], should_stop=conn.poll)
+                    run = functools.partial(engine.run_task, task, msg[3], should_stop=conn.poll)
+                    packed = run_recording_warnings(run)
                     reply = ("epis", task_id, packed)
                 except SamplingAborted:
                     reply = ("aborted", task_id)

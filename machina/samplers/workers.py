@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from machina.samplers._buffers import unpack_episodes
-from machina.samplers._protocol import recv, send
+from machina.samplers._protocol import recv, reemit_warnings, send
 from machina.samplers._setup import engine_rng_seed, slot_seeds
 from machina.samplers._task import EngineSpec, Episode, Quotas, SampleTask
 
@@ -220,6 +220,8 @@ class WorkerPool:
             w.pending = task_id
             w.sampled = True
         replies = self._collect(self.workers, task_id, timeout=self.timeout)
+        for w, msg in zip(self.workers, replies):
+            reemit_warnings(msg[2], w.describe())
         return [epi for msg in replies for epi in unpack_episodes(msg[2])]
 
     def state_dict(self) -> list[dict[str, Any]]:
