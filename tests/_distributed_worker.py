@@ -19,6 +19,7 @@ import copy
 import os
 import pickle
 import sys
+import time
 import warnings
 
 import gymnasium as gym
@@ -493,6 +494,21 @@ def main() -> None:
         out["sac"] = train_sac(sample_epis(seed=200 + rank, max_steps=steps), pol, qfs, False)
         out["trpo"] = train_trpo(sample_epis(seed=300 + rank, max_steps=steps), rank)
         out["ppo_kl"] = train_ppo_kl(sample_epis(seed=400 + rank, max_steps=steps), rank)
+        # rank 1 holds no steps this time: every rank stops at once, told why (the others
+        # waited in their first collective until the process group's timeout)
+        pol, vf = build_ppo(False)
+        traj = Traj()  # an empty Traj cannot be registered: nothing to add on rank 1
+        if rank == 0:
+            traj = make_traj(sample_epis(seed=500, max_steps=100), False, *on_policy(vf))
+        start = time.monotonic()
+        try:
+            ppo_clip.train(
+                traj=traj, pol=pol, vf=vf, optim_pol=make_optim(pol.parameters(), True),
+                optim_vf=make_optim(vf.parameters(), True), epoch=1, batch_size=40,
+                log_enable=False,
+            )  # fmt: skip
+        except (ValueError, RuntimeError) as exc:
+            out["empty_rank"] = (type(exc).__name__, str(exc), time.monotonic() - start)
     else:
         raise ValueError(f"scenario: expected 'same_data' or 'own_data', got {scenario!r}")
     mdist.destroy()

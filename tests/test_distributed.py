@@ -347,6 +347,11 @@ def test_own_data_of_unequal_size_finishes_in_sync(tmp_path):
     assert r0["ppo_kl"]["kl_beta"] == r1["ppo_kl"]["kl_beta"]
     assert_states_equal(r0["ppo_kl"]["pol"], r1["ppo_kl"]["pol"])
     assert r0["gloo_threads_left"] == [] and r1["gloo_threads_left"] == []
+    # a rank without steps: it names its traj, the other names that rank's, neither waits
+    assert r1["empty_rank"][:2] == ("ValueError", "ppo_clip.train: traj holds no registered steps")
+    assert r0["empty_rank"][0] == "RuntimeError"
+    assert "traj of another rank holds no registered steps" in r0["empty_rank"][1]
+    assert r0["empty_rank"][2] < 30 and r1["empty_rank"][2] < 30  # the timeout is 60 s
 
 
 def test_destroy_leaves_no_gloo_thread(same_data):

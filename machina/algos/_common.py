@@ -68,7 +68,15 @@ def check_traj(traj: Traj, keys: Iterable[str], algo: str, name: str = "traj") -
         raise TypeError(
             f"{algo}.train: {name}: expected a machina.traj.Traj, got {type(traj).__name__}"
         )
-    if traj.num_step == 0:
+    empty = traj.num_step == 0
+    # every rank of a process group stops if one holds none (else the others would wait for
+    # it in their first batching call)
+    if dist_utils.any_rank(empty):
+        if not empty:
+            raise RuntimeError(
+                f"{algo}.train: {name} of another rank holds no registered steps (its error is "
+                f"raised there); this rank ({dist_utils.get_rank()}) stops too rather than wait"
+            )
         pending = f" (episodes are pending: call {name}.register_epis())"
         hint = pending if traj.current_epis else ""
         raise ValueError(f"{algo}.train: {name} holds no registered steps{hint}")

@@ -36,6 +36,7 @@ __all__ = [
     "averages_here",
     "average_gradients",
     "average_tensor",
+    "any_rank",
     "grads_already_averaged",
     "grads_are_averaged",
     "rank_local",
@@ -204,6 +205,22 @@ def rank_local() -> contextlib.AbstractContextManager[None]:
 def is_rank_local() -> bool:
     """True inside :func:`rank_local`."""
     return getattr(_LOCAL, "rank_local", False)
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank: one all-reduce once a process group exists
+    (outside :func:`rank_local`), where Traj's batching calls are collectives; ``flag``
+    itself otherwise. For a check that fails on one rank only: every rank then stops, instead
+    of the others waiting for it in their next collective."""
+    if not (dist.is_available() and dist.is_initialized()) or is_rank_local():
+        return flag
+    if dist.get_world_size() == 1:
+        return flag
+    cuda = dist.get_backend() == "nccl"  # nccl moves only CUDA tensors
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    value = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def _module_tensors(modules: torch.nn.Module | Iterable[torch.nn.Module]) -> list[torch.Tensor]:
