@@ -4,6 +4,7 @@ the wrong shape, Dict observations, never-ending episodes, stuck worker processe
 import math
 import os
 import signal
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -206,6 +207,30 @@ def test_never_ending_default_cap_warns_and_bounds_memory():
     with EpiSampler(env, pol, num_parallel=2, seed=0) as sampler:
         with pytest.warns(RuntimeWarning, match=r"^sampler worker 1 .*: environment 1: .*10,000"):
             sampler.sample(pol, max_steps=20)
+
+
+class SlowStepWarning(UserWarning):
+    """A user's warning category whose constructor takes other arguments."""
+
+    def __init__(self, step, seconds):
+        super().__init__(f"step {step} took {seconds} s")
+
+
+class WarningRewEnv(RewEnv):
+    def step(self, action):
+        warnings.warn(SlowStepWarning(1, 3.0), stacklevel=2)
+        return super().step(action)
+
+
+def test_a_workers_warning_of_a_users_category_reaches_the_caller_as_its_builtin_base():
+    """The driver may not unpickle or construct a user's category: its nearest built-in
+    base carries the text and the category's name (a SlowStepWarning(step, s) broke the
+    call)."""
+    env = WarningRewEnv(length=3)
+    pol = gaussian(env)
+    with EpiSampler(env, pol, num_parallel=2, seed=0) as sampler:
+        with pytest.warns(UserWarning, match=r"^sampler worker 0 .*: SlowStepWarning: step 1"):
+            assert len(sampler.sample(pol, max_epis=2)) == 2
 
 
 def test_episode_cap_from_the_spec_and_argument():

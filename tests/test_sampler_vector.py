@@ -467,6 +467,8 @@ def test_an_async_vector_env_whose_worker_raised_is_remade(tmp_path):
         first = sampler._engine.slots.vec
         with pytest.raises(RuntimeError, match=r"closed the worker of sub-environment \d"):
             sampler.sample(pol, max_steps=40)
+        state = sampler.state_dict()  # remade here too (it raised until a sample call)
+        sampler.load_state_dict(state)
         epis = sampler.sample(pol, max_steps=40)
         assert sampler._engine.slots.vec is not first and first.unwrapped.closed
         assert sum(len(e["rews"]) for e in epis) >= 40

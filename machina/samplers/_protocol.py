@@ -38,12 +38,23 @@ def run_recording_warnings(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``run()``'s packed episodes, with the warnings it raised (category, text) under
     ``"warnings"``: a worker's or actor's warnings reach the driver, where its filters and
     ``pytest.warns`` see them (Ray does not forward an actor's output to a machina-started
-    driver; a worker process only printed them)."""
+    driver; a worker process only printed them). The process's own filters still apply
+    (an environment's ``filterwarnings``, Python's defaults). A category of the user's is
+    sent as its nearest built-in base, its name kept in the text: the driver may not be able
+    to unpickle or construct it."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
         packed = run()
-    packed["warnings"] = [(w.category, str(w.message)) for w in caught]
+    packed["warnings"] = [_portable(w.category, str(w.message)) for w in caught]
     return packed
+
+
+def _portable(category: type[Warning], text: str) -> tuple[type[Warning], str]:
+    """``(category, text)`` with a built-in category: ``category`` itself, else its nearest
+    built-in base, ``text`` then prefixed with the category's name."""
+    for base in category.__mro__:
+        if base.__module__ == "builtins" and issubclass(base, Warning):
+            return base, text if base is category else f"{category.__name__}: {text}"
+    return UserWarning, f"{category.__name__}: {text}"
 
 
 def reemit_warnings(packed: dict[str, Any], where: str) -> None:

@@ -259,12 +259,14 @@ class BatchEngine:
         each environment's RNG (JSON text) and the "first reset seeded" flags. Between two
         runs no environment is mid-episode (every run resets the slots it uses), so nothing
         else is needed."""
+        self._remake_dead_vector_env()  # a state of environments that can step
         # a tensor (torch's own generator state), so torch.save/torch.load(weights_only=True)
         # of a sampler's state_dict work as for a module's
         return {"policy_rng": self._rng_state.clone(), **self.slots.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly from ``state`` (``state_dict`` of an engine over the same slots)."""
+        self._remake_dead_vector_env()
         self.slots.load_state_dict(state)
         rng = state["policy_rng"]  # a tensor, or a numpy array (states saved before)
         if torch.is_tensor(rng):
