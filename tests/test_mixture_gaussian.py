@@ -156,8 +156,10 @@ def test_kl_is_an_upper_bound_with_its_minimum_at_q_equals_p():
     assert kl.item() == 0.0
     for grad in (logits.grad, mean.grad, log_std.grad):
         assert_close(grad, torch.zeros_like(grad), atol=1e-12, rtol=0)
-    with pytest.raises(ValueError, match="as many components, got 3 in p_params and 2"):
-        pd.kl_pq(p, _params(generator, (8,), k=2))
+    # mixtures of different sizes (a student with fewer components than its teacher):
+    # nothing to match, 0.x's variational approximation, close to the Monte-Carlo KL
+    small = _params(generator, (8,), k=2, spread=1.5)
+    assert_close(pd.kl_pq(p, small), _mc_kl(p, small), atol=0.5, rtol=0.5)
 
 
 def _pendulum_pol(k=3):

@@ -19,7 +19,8 @@ class MixtureGaussianPd(BasePd):
     ``(K, d)``).
 
     ``sample`` and ``llh`` are exact. A mixture's KL divergence and entropy have no closed
-    form; :meth:`kl_pq` (an upper bound) and :meth:`ent` (a pairwise-KL estimate) are
+    form; :meth:`kl_pq` (an upper bound; for mixtures of different sizes an approximation) and
+    :meth:`ent` (a pairwise-KL estimate) are
     deterministic and differentiable (usable in losses, unlike Monte-Carlo estimates), and
     exact for one component.
     """
@@ -109,20 +110,36 @@ class MixtureGaussianPd(BasePd):
         the losses compare: two outputs of one policy head, whose component ``a`` is the same
         unit in both. (machina 0.x used Hershey & Olsen's variational approximation, which
         goes negative for overlapping components of unequal weights and has its minimum away
-        from ``q = p``: minimised, it moved a policy away from its target.)
+        from ``q = p``: minimised, it moved a policy away from its target; it remains for
+        mixtures of different sizes, whose components cannot be matched.)
         """
         p_pi, p_mean, p_log_std = self._components(p_params, "p_params")
         q_pi, q_mean, q_log_std = self._components(q_params, "q_params")
-        if p_pi.shape[-1] != q_pi.shape[-1]:
-            raise ValueError(
-                f"q_params: MixtureGaussianPd.kl_pq compares mixtures of as many components, "
-                f"got {p_pi.shape[-1]} in p_params and {q_pi.shape[-1]} in q_params"
-            )
+        if p_pi.shape[-1] != q_pi.shape[-1]:  # nothing to match: 0.x's approximation
+            return self._variational_kl(p_pi, p_mean, p_log_std, q_pi, q_mean, q_log_std)
         weights = p_pi * (safe_log(p_pi) - safe_log(q_pi))
         components = _GAUSSIAN.kl_pq(
             dict(mean=p_mean, log_std=p_log_std), dict(mean=q_mean, log_std=q_log_std)
         )  # (*lead, K)
         return torch.sum(weights + p_pi * components, dim=-1)
+
+    def _variational_kl(
+        self,
+        p_pi: torch.Tensor,
+        p_mean: torch.Tensor,
+        p_log_std: torch.Tensor,
+        q_pi: torch.Tensor,
+        q_mean: torch.Tensor,
+        q_log_std: torch.Tensor,
+    ) -> torch.Tensor:
+        """Hershey & Olsen's variational approximation of KL(p || q) (ICASSP 2007, eq. 20),
+        for mixtures of different sizes: ``(*lead,)``. Zero for equal mixtures, but it can
+        go negative for overlapping components of unequal weights."""
+        kl_pp = self._pairwise_kl(p_mean, p_log_std, p_mean, p_log_std)
+        kl_pq = self._pairwise_kl(p_mean, p_log_std, q_mean, q_log_std)
+        log_self = torch.logsumexp(safe_log(p_pi).unsqueeze(-2) - kl_pp, dim=-1)
+        log_other = torch.logsumexp(safe_log(q_pi).unsqueeze(-2) - kl_pq, dim=-1)
+        return torch.sum(p_pi * (log_self - log_other), dim=-1)
 
     def ent(self, params: Params) -> torch.Tensor:
         """Pairwise-KL estimate of the entropy, an upper bound: ``(*lead,)``.
