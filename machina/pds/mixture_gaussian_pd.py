@@ -19,10 +19,9 @@ class MixtureGaussianPd(BasePd):
     ``(K, d)``).
 
     ``sample`` and ``llh`` are exact. A mixture's KL divergence and entropy have no closed
-    form; :meth:`kl_pq` (an upper bound; for mixtures of different sizes an approximation) and
-    :meth:`ent` (a pairwise-KL estimate) are
-    deterministic and differentiable (usable in losses, unlike Monte-Carlo estimates), and
-    exact for one component.
+    form; :meth:`kl_pq` (an upper bound; for mixtures of different sizes an approximation)
+    and :meth:`ent` (a pairwise-KL estimate) are deterministic and differentiable (usable in
+    losses, unlike Monte-Carlo estimates), and exact for one component.
     """
 
     param_keys = ("pi", "mean", "log_std")
