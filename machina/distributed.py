@@ -36,6 +36,7 @@ import torch.distributed as dist
 
 from machina.utils.distributed import (
     broadcast_params,
+    collective_device,
     get_rank,
     get_world_size,
     is_initialized,
@@ -170,8 +171,6 @@ def mean_over_ranks(value: float) -> float:
     """The mean of ``value`` over ranks (e.g. a loss or return to log on rank 0)."""
     if not is_initialized():
         return float(value)
-    t = torch.tensor([float(value)], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)
     return float(t) / get_world_size()

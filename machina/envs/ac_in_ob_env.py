@@ -8,6 +8,7 @@ import gymnasium
 import numpy as np
 
 from machina.envs._append_wrapper import _AppendWrapper, _check_dim, _check_flat_box
+from machina.envs.c2d_env import whole_numbers
 
 
 class AcInObEnv(_AppendWrapper):
@@ -113,12 +114,8 @@ class AcInObEnv(_AppendWrapper):
             nvec = space.nvec.ravel().astype(np.int64)
             start = np.asarray(space.start, dtype=np.int64).ravel()
         given = np.asarray(action)
-        # whole numbers as floats too, as C2DEnv takes them (2.7 would be truncated: refused)
-        whole = given.dtype.kind in "iub" or (
-            given.dtype.kind == "f"
-            and bool(np.all(np.isfinite(given) & (given == np.round(given))))
-        )
-        if given.size != nvec.size or not whole:
+        # whole numbers as floats too, as C2DEnv takes them
+        if given.size != nvec.size or not whole_numbers(given):
             raise ValueError(f"action: expected an element of {space}, given {action!r}")
         # Both spaces may start elsewhere than 0 (``start``): the one-hot index is the offset.
         idx = given.astype(np.int64).reshape(nvec.size) - start

@@ -10,6 +10,14 @@ import numpy as np
 from machina.envs._wrapper_api import WrapperAPI
 
 
+def whole_numbers(given: np.ndarray) -> bool:
+    """Whether ``given`` holds integers, or floats that are all whole (finite) numbers: the
+    indices a discrete action may come as (2.7 would be truncated to 2 without a word)."""
+    if given.dtype.kind in "iub":
+        return True
+    return given.dtype.kind == "f" and bool(np.all(np.isfinite(given) & (given == np.round(given))))
+
+
 class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstructorArgs):
     """Turn a 1-D ``Box`` action space into ``MultiDiscrete([n_bins] * d)``.
 
@@ -53,9 +61,7 @@ class C2DEnv(WrapperAPI, gymnasium.ActionWrapper, gymnasium.utils.RecordConstruc
         """
         given = np.asarray(action)
         # a float index would be truncated silently (2.7 -> bin 2): only whole numbers pass
-        if given.dtype.kind not in "iub" and not (
-            given.dtype.kind == "f" and np.all(np.isfinite(given) & (given == np.round(given)))
-        ):
+        if not whole_numbers(given):
             raise ValueError(f"action: expected integer bin indices, given {action!r}")
         idx = given.astype(np.int64).reshape(-1)
         dim = self.bins.shape[0]

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from machina.utils.batch_share import share_bounds
-from machina.utils.distributed import is_rank_local
+from machina.utils.distributed import collective_device, is_rank_local
 
 # Columns that come from sampling alone, the same bits on every rank given the same episodes.
 _SAMPLED = ("acs", "terms", "truncs", "dones")
@@ -59,10 +59,7 @@ class Group:
 
     @property
     def _device(self) -> torch.device:
-        # nccl moves only CUDA tensors; gloo (and mpi) CPU ones.
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
+        return collective_device()
 
     def agree(
         self, count: int, num_step: int, error: Exception | None, fingerprint: int = 0

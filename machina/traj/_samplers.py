@@ -25,6 +25,8 @@ import threading
 import numpy as np
 import torch
 
+from machina.utils.tensors import to_numpy
+
 # Nodes of the tree level searched in one call through its running sums (or all the leaves,
 # when fewer): a draw descends the log2(N / TOP) levels below it one numpy call per level for
 # the whole batch; an update recomputes those levels and one cumulative sum of TOP values.
@@ -290,15 +292,6 @@ def _distinct_rank_tree(n: int, alpha: float) -> SumTree:
     return SumTree(torch.arange(1, n + 1, dtype=torch.float64).pow_(-alpha))
 
 
-def _as_numpy(pris: torch.Tensor) -> np.ndarray:
-    """``pris`` (N,) as a numpy array of its dtype; bfloat16, which numpy lacks, as float32
-    (exact)."""
-    pris = pris.detach().cpu()
-    if pris.dtype == torch.bfloat16:
-        pris = pris.to(torch.float32)
-    return pris.numpy()
-
-
 class RankSampler:
     """``P(i) ∝ rank(i) ** -alpha`` with the ranks of the last sort (see the module).
 
@@ -317,7 +310,7 @@ class RankSampler:
         its ``update`` since (its order is reused as is); or, with ``shift``, one over items
         of which the first ``shift`` left and the rest are the first of ``pris``, followed
         by new ones (FIFO): its order is reused for those whose value it knows."""
-        values = _as_numpy(pris)
+        values = to_numpy(pris, bfloat16_as_float32=True)
         self.n = len(values)
         self.alpha = float(alpha)
         merged = None
@@ -354,7 +347,7 @@ class RankSampler:
         new = object.__new__(cls)
         new.n, new.alpha = len(state["order"]), float(alpha)
         new._build(state["order"].astype(np.int64), state["ordered"])
-        new.values = _as_numpy(pris).copy()
+        new.values = to_numpy(pris, bfloat16_as_float32=True).copy()
         new._updates = int(state["updates"])
         new._moved = state["moved"].astype(bool)
         new.stale = new._updates >= max(1, int(new.n * RANK_REBUILD_FRACTION))

@@ -10,12 +10,7 @@ import torch.distributed as dist
 
 from machina.traj import _files
 from machina.traj.traj import Traj
-
-
-def _wire_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+from machina.utils.distributed import collective_device
 
 
 def sync(traj: Traj, master_rank: int = 0) -> Traj:
@@ -44,7 +39,7 @@ def sync(traj: Traj, master_rank: int = 0) -> Traj:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return traj
-    rank, device = dist.get_rank(), _wire_device()
+    rank, device = dist.get_rank(), collective_device()
     master = rank == master_rank
     if master:
         # seeded now, as its first draw would: the other ranks' generators would otherwise be

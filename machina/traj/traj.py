@@ -17,6 +17,7 @@ from machina.traj._columns import FlatEpisodes, split_columns
 from machina.traj._prioritized import PrioritizedReplay, _CachedSampler
 from machina.traj._rng import BatchRNG
 from machina.traj._storage import ColumnStorage
+from machina.utils.tensors import to_numpy
 
 Epi = dict
 
@@ -387,10 +388,7 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
         """Stored episodes as dicts of numpy arrays (views of the columns on CPU; a bfloat16
         column, which numpy lacks, as a float32 copy). Views: a later append (a FIFO memory's
         eviction above all) may write over them, as over ``data_map``; copy what you keep."""
-        columns = {
-            k: (v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy()
-            for k, v in self.data_map.items()
-        }
+        columns = {k: to_numpy(v, bfloat16_as_float32=True) for k, v in self.data_map.items()}
         return split_columns(columns, self.groups, np.diff(self._epis_index))
 
     def save(self, path: str | os.PathLike) -> None:

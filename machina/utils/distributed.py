@@ -37,6 +37,7 @@ __all__ = [
     "average_gradients",
     "average_tensor",
     "any_rank",
+    "collective_device",
     "grads_already_averaged",
     "grads_are_averaged",
     "rank_local",
@@ -207,6 +208,14 @@ def is_rank_local() -> bool:
     return getattr(_LOCAL, "rank_local", False)
 
 
+def collective_device() -> torch.device:
+    """Where the default process group's collectives take their tensors: nccl moves only
+    CUDA tensors (this process's current GPU), gloo and mpi CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def any_rank(flag: bool) -> bool:
     """Whether ``flag`` holds on any rank: one all-reduce once a process group exists
     (outside :func:`rank_local`), where Traj's batching calls are collectives; ``flag``
@@ -216,9 +225,7 @@ def any_rank(flag: bool) -> bool:
         return flag
     if dist.get_world_size() == 1:
         return flag
-    cuda = dist.get_backend() == "nccl"  # nccl moves only CUDA tensors
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-    value = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    value = torch.tensor([int(flag)], dtype=torch.int64, device=collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

@@ -83,19 +83,22 @@ def cpu_copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any, bfloat16_as_float32: bool = False) -> np.ndarray:
     """``x`` as a numpy array of the same shape.
 
     A CPU tensor outside autograd is viewed without a copy (the array shares its memory);
     any other tensor is detached and copied to the CPU; a list or tuple is converted element
     by element (tensors inside included); anything else goes through ``np.asarray``.
+    ``bfloat16_as_float32``: a bfloat16 tensor, which numpy lacks, as a float32 copy (exact).
 
     Raises
     ------
     TypeError
-        For a tensor of a dtype numpy lacks (e.g. bfloat16).
+        For a tensor of a dtype numpy lacks (e.g. bfloat16, unless converted as above).
     """
     if isinstance(x, torch.Tensor):
+        if bfloat16_as_float32 and x.dtype == torch.bfloat16:
+            x = x.detach().to("cpu", torch.float32)
         try:
             return x.numpy()  # a CPU tensor outside autograd: no copy, cheapest
         except (RuntimeError, TypeError):
