@@ -555,10 +555,38 @@ def test_compute_nstep_matches_reference(rng, gamma, n, as_traj):
         np.testing.assert_allclose(cols["nstep_rews"], np.concatenate([e["rews"] for e in epis]))
 
 
+def test_window_lengths_far_above_every_episode_are_whole_episodes(rng):
+    # Monte-Carlo n-step returns and whole-episode windows: as many array passes (and a
+    # window matrix as wide) as the longest episode, not n (10**9 passes, or a (W, 10**9)
+    # matrix, before); numpy's integers taken like Python's
+    epis = make_random_epis(rng, 15, max_len=30)
+    for e in epis:
+        e["pris"] = rng.uniform(0.1, 2.0, size=len(e["rews"])).astype(np.float32)
+    huge = np.int64(10**9)
+    out = ef.compute_nstep(epis, 0.9, huge)
+    rews, next_obs, discounts = ref_nstep(epis, 0.9, 30)
+    np.testing.assert_allclose(np.concatenate([e["nstep_rews"] for e in out]), rews, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate([e["nstep_discounts"] for e in out]), discounts)
+    out = ef.compute_seq_pris(epis, huge, eta=0.9)
+    np.testing.assert_allclose(
+        np.concatenate([e["seq_pris"] for e in out]), ref_seq_pris(epis, 30, 0.9), rtol=1e-5
+    )
+    traj = make_traj(ef.compute_seq_pris(epis, 30, eta=0.9))
+    idx = torch.as_tensor(rng.choice(traj.num_step, size=10, replace=False))
+    tf.update_pris(traj, torch.ones(10), idx, update_epi_pris=True, seq_length=int(huge))
+    np.testing.assert_allclose(
+        traj.data_map["seq_pris"].numpy(), ref_seq_pris(traj.epis(), 30, 0.9), rtol=1e-5
+    )
+
+
 def test_compute_nstep_errors():
     epis = make_random_epis(np.random.default_rng(1), 2)
     with pytest.raises(ValueError, match="n:"):
         ef.compute_nstep(epis, 0.9, 0)
+    with pytest.raises(ValueError, match="n: expected an int >= 1, got True"):
+        ef.compute_nstep(epis, 0.9, True)
+    with pytest.raises(ValueError, match="seq_length: expected an int >= 1, got 2.0"):
+        ef.compute_seq_pris(ef.set_all_pris(epis, 1.0), 2.0)
     with pytest.raises(ValueError, match="gamma"):
         ef.compute_nstep(epis, 1.5, 2)
 

@@ -404,6 +404,27 @@ def test_data_map_views_after_eviction(rng):
         )
 
 
+def test_appends_of_a_narrower_dtype_than_stored_grow_geometrically(rng):
+    # One float64 batch widens the stored columns; later float32 batches fit into them
+    # (copied up), so appends regrow the buffers O(log) times, not at every add.
+    memory = Traj()
+    wide = make_random_epis(rng, 2, max_len=10)
+    for e in wide:
+        e["rews"] = e["rews"].astype(np.float64)
+    memory.add_traj(make_traj(wide))
+    added = list(wide)
+    buffers = set()
+    for _ in range(60):
+        epis = make_random_epis(rng, 2, max_len=10)
+        added.extend(epis)
+        memory.add_traj(make_traj(epis))
+        buffers.add(memory._bufs["rews"].untyped_storage().data_ptr())
+    assert len(buffers) <= 12  # about log(61 / 2) / log(growth); 60 when every add regrew
+    assert memory.data_map["rews"].dtype == torch.float64
+    reference = np.concatenate([e["rews"] for e in added]).astype(np.float64)
+    np.testing.assert_array_equal(memory.data_map["rews"].numpy(), reference)
+
+
 def test_save_load_after_eviction(rng, tmp_path):
     memory = Traj(max_steps=40)
     for _ in range(12):

@@ -462,9 +462,7 @@ class Batching:
     def _seq_length(self, seq_length: int | None) -> int:
         if seq_length is None:
             return int(np.diff(self._epis_index).max()) if self.num_epi else 1
-        if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
-            raise ValueError(f"seq_length: expected an int >= 1 or None, got {seq_length!r}")
-        return seq_length
+        return _replay.check_count("seq_length", seq_length, "an int >= 1 or None")
 
     def _windows(self, starts: torch.Tensor, seq_length: int) -> dict[str, torch.Tensor]:
         """Time-major windows (L, B, ...) from flat ``starts`` (B,), cut at episode ends."""

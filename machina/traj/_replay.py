@@ -53,6 +53,14 @@ def check_pri_args(alpha: float, init_beta: float, beta_step: float) -> None:
             raise ValueError(f"{name}: expected {expected}, got {value!r}")
 
 
+def check_count(name: str, value: int, expected: str = "an int >= 1") -> int:
+    """``value`` as an int >= 1 (numpy's integers too), or a ValueError naming ``name``; a
+    bool is refused (True would pass as 1)."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1:
+        return int(value)
+    raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
 def check_alpha(alpha: float) -> None:
     """A ValueError naming ``alpha`` unless it is a finite float >= 0 (a priority exponent)."""
     check_pri_args(alpha, 0.0, 0.0)
@@ -155,7 +163,10 @@ def window_pris(
     R2D2's sequence priority (Kapturowski et al., 2019, section 2.3). ``starts`` and ``ends``
     (the end of each window's episode) are (S,); returns (S,) float32.
     """
-    t = torch.arange(seq_length, device=pris.device)
+    # no wider than the longest window: a seq_length far above every episode's length
+    # would build a (S, seq_length) matrix of mostly invalid steps
+    width = min(seq_length, int((ends - starts).max())) if len(starts) else seq_length
+    t = torch.arange(width, device=pris.device)
     idx = starts[:, None] + t[None, :]
     valid = idx < ends[:, None]
     values = pris.abs().to(torch.float32)[torch.where(valid, idx, starts[:, None])]

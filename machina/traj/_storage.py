@@ -148,7 +148,15 @@ class ColumnStorage:
                     f"{k}: expected steps of shape {tuple(v.shape[1:])} as stored, "
                     f"got {tuple(columns[k].shape[1:])}"
                 )
-        owned = self._owns() and all(self._bufs[k].dtype == c.dtype for k, c in columns.items())
+        # a buffer holds a batch it need not widen (e.g. float32 rows after one float64 batch)
+        owned = self._owns() and all(
+            self._bufs[k].dtype == c.dtype
+            or (
+                k in old
+                and torch.promote_types(self._bufs[k].dtype, c.dtype) == self._bufs[k].dtype
+            )
+            for k, c in columns.items()
+        )
         cap = len(next(iter(self._bufs.values()))) if owned else 0
         start = self._start + old_drop  # eviction of stored rows only moves the start
         if owned and start + size > cap and size <= cap:

@@ -426,8 +426,7 @@ def compute_seq_pris(data: Columns, seq_length: int, eta: float = 0.9) -> dict[s
     eta : float
         Weight of the maximum, in [0, 1].
     """
-    if isinstance(seq_length, bool) or not isinstance(seq_length, int) or seq_length < 1:
-        raise ValueError(f"seq_length: expected an int >= 1, got {seq_length!r}")
+    seq_length = _replay.check_count("seq_length", seq_length)
     _check_unit("eta", eta)
     pris = torch.as_tensor(data.require("pris", "compute_seq_pris", "ef.set_all_pris"))
     index = np.concatenate([[0], data.ends])
@@ -463,8 +462,7 @@ def compute_nstep(data: Columns, gamma: float, n: int) -> dict[str, np.ndarray]:
     n : int
         Steps summed, >= 1.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    n = _replay.check_count("n", n)
     _check_unit("gamma", gamma)
     rews = data.require("rews", "compute_nstep").astype(np.float64)
     next_obs = data.require(
@@ -475,9 +473,10 @@ def compute_nstep(data: Columns, gamma: float, n: int) -> dict[str, np.ndarray]:
     t = np.arange(num)
     end = np.repeat(data.ends, data.lengths)  # one past each step's episode end
     k = np.minimum(n, end - t)
-    # n array passes, one per summed step: n is small, and no step loop over the data.
+    # One array pass per summed step, no step loop over the data; never more passes than
+    # the longest episode's steps (an n far above them, Monte-Carlo targets, adds only 0s).
     acc = np.zeros(num)
-    for j in range(n):
+    for j in range(int(k.max()) if num else 0):
         acc += np.where(j < k, gamma**j * rews[np.minimum(t + j, num - 1)], 0.0)
     last = t + k - 1
     terminated = terms[last] & (last == end - 1)

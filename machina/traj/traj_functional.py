@@ -183,8 +183,11 @@ def _touched_windows(
     window starts while their last step is 0, as ``ef.compute_seq_pris`` leaves it for
     shorter windows: the update would score those windows over the wrong length.
     """
-    # Windows [s, s + L) holding step i start in [i - L + 1, i]; keep the real window starts.
-    cand = (indices[:, None] - torch.arange(seq_length, device=indices.device)).reshape(-1)
+    # Windows [s, s + L) holding step i start in [i - L + 1, i], and in i's episode: no
+    # further back than the longest episode; keep the real window starts.
+    lengths = np.diff(traj.epis_index)
+    span = min(seq_length, int(lengths.max())) if len(lengths) else 0
+    cand = (indices[:, None] - torch.arange(span, device=indices.device)).reshape(-1)
     cand = torch.unique(cand[cand >= 0])
     index = torch.as_tensor(traj.epis_index, device=indices.device)
     epi = torch.searchsorted(index, cand, right=True) - 1
