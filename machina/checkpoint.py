@@ -20,6 +20,7 @@ checkpoint.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import numbers
 import os
@@ -62,6 +63,8 @@ def _encode(value: Any) -> Any:
         if value.dtype.kind not in "biuf":
             raise TypeError(f"cannot save a numpy array of dtype {value.dtype} without pickle")
         array = np.ascontiguousarray(value).reshape(value.shape)  # it makes a 0-d one (1,)
+        if not array.dtype.isnative:  # torch holds native byte order only; the values kept
+            array = array.astype(array.dtype.newbyteorder("="))
         if not array.flags.writeable:  # e.g. Ray's zero-copy arrays: torch warns on those
             array = array.copy()
         return {_NP_TAG: torch.from_numpy(array)}
@@ -69,9 +72,49 @@ def _encode(value: Any) -> Any:
         return value.item()
     if isinstance(value, Mapping):
         return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, tuple) and hasattr(type(value), "_fields"):  # a namedtuple
+        return type(value)(*(_encode(v) for v in value))
     if isinstance(value, list | tuple):
         return type(value)(_encode(v) for v in value)
     return value
+
+
+#: what weights-only loading takes for certain (others are tried, see _check_loadable)
+_PLAIN_LEAVES = (
+    type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size, torch.dtype,
+    torch.device,
+)  # fmt: skip
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is built of dicts, lists, tuples and :data:`_PLAIN_LEAVES` only."""
+    kind = type(value)
+    if kind is dict:
+        return all(isinstance(k, str | int) and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN_LEAVES)
+
+
+def _check_loadable(name: str, state: Any) -> None:
+    """A TypeError naming ``objects[name]`` unless ``load_run`` can read ``state`` back:
+    ``torch.save`` pickles anything, ``torch.load(weights_only=True)`` refuses other classes
+    (a deque, an Enum, a path...), and a checkpoint found unreadable only at the resume would
+    already have replaced the older, readable ones."""
+    if _plain(state):
+        return
+    buffer = io.BytesIO()
+    try:
+        torch.save(state, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except (pickle.PickleError, AttributeError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TypeError(
+            f"objects[{name!r}]: its state_dict() holds a value that load_run cannot read "
+            f"back without pickle ({reason}); make its state of tensors, numpy arrays, "
+            "numbers, strings, lists, tuples and dicts"
+        ) from None
 
 
 def _decode(value: Any) -> Any:
@@ -182,9 +225,15 @@ def restore_point(objects: Mapping[str, Any]) -> Callable[[], None]:
 
 # ---------------------------------------------------------------- save / load
 def _step_of(path: Path) -> int:
-    """The step in a checkpoint folder's name ``ckpt-<step>`` (-1 for another name)."""
-    _, _, number = path.name.partition("-")
+    """The step in a checkpoint folder's name ``ckpt-<step>`` or ``ckpt-<step>.replaced``
+    (-1 for another name)."""
+    number = path.name.partition("-")[2].partition(".")[0]
     return int(number) if number.isdigit() else -1
+
+
+def _replaced(final: Path) -> Path:
+    """Where a checkpoint saved again at its step waits until the new one is in place."""
+    return final.with_name(final.name + ".replaced")
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -193,6 +242,9 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     if not pointer.is_file():
         return None
     path = Path(run_dir) / pointer.read_text().strip()
+    if not (path / "meta.json").is_file():
+        # a save of the same step killed between its two renames: the previous one
+        path = _replaced(path)
     return path if (path / "meta.json").is_file() else None
 
 
@@ -271,6 +323,7 @@ def save_run(
                 state[name] = obj.detach().clone()
             else:
                 state[name] = _encode(obj.state_dict())
+                _check_loadable(name, state[name])
         meta: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -283,13 +336,19 @@ def save_run(
         # "latest" could name a checkpoint whose files are empty
         write_atomic(tmp / "state.pt", lambda f: torch.save(state, f))
         write_atomic(tmp / "meta.json", lambda f: f.write(json.dumps(meta).encode()))
+        # Saved again at its step: the old folder is renamed aside, not deleted (a deletion
+        # takes a while and is not atomic), so that a kill leaves a checkpoint to resume from.
+        replaced = _replaced(final)
         if final.exists():
-            shutil.rmtree(final)
+            if replaced.exists():  # of a save killed before (the folder at `final` is newer)
+                shutil.rmtree(replaced)
+            os.replace(final, replaced)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(run_dir / "latest", lambda f: f.write(final.name.encode()))
+    shutil.rmtree(replaced, ignore_errors=True)
     files.remove_stale_temporaries(run_dir, "ckpt-tmp")  # of checkpoints killed half way
     # by step, not by name: ckpt-999999 sorts after ckpt-1000000 as text
     old = sorted((p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final), key=_step_of)

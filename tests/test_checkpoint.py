@@ -1,5 +1,7 @@
 """machina.checkpoint: one call saves a run, one restores it into the live objects."""
 
+import collections
+import enum
 import json
 import os
 import random
@@ -162,6 +164,66 @@ def test_clear_errors(tmp_path):
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="version 99"):
         load_run(tmp_path, objs)
+
+
+class _Holder:
+    """A stateful object holding whatever state it is given."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state):
+        self.state = state
+
+
+class _Mode(enum.Enum):
+    A = 1
+
+
+def test_states_load_run_cannot_read_are_refused_when_saved(tmp_path):
+    """torch.save pickles anything; load_run reads without pickle: a deque or an Enum was
+    saved, named by ``latest`` and failed only at the resume (as a 'corrupted' state.pt)."""
+    objs = _objects(0)
+    good = save_run(tmp_path, objs, keep=1)
+    point = collections.namedtuple("Point", "x y")
+    for value in (collections.deque([1, 2]), _Mode.A, point(1, 2), frozenset({3})):
+        with pytest.raises(TypeError, match=r"objects\['odd'\]: its state_dict\(\) holds a"):
+            save_run(tmp_path, {**objs, "odd": _Holder({"value": value})}, keep=1)
+        assert latest_checkpoint(tmp_path) == good and good.is_dir()
+    # numpy arrays of either byte order, sets and ordered dicts go through
+    big = np.arange(6, dtype=">f8").reshape(2, 3)
+    state = {"big": big, "set": {1, 2}, "ordered": collections.OrderedDict(a=1)}
+    save_run(tmp_path, {**objs, "odd": _Holder(state)}, keep=1)
+    holder = _Holder(None)
+    load_run(tmp_path, {**objs, "odd": holder})
+    np.testing.assert_array_equal(holder.state["big"], big)
+    assert holder.state["set"] == {1, 2} and holder.state["ordered"] == {"a": 1}
+
+
+@pytest.mark.parametrize("kill_at", ["first_rename", "second_rename"])
+def test_a_step_saved_again_keeps_a_checkpoint_at_every_moment(tmp_path, kill_at):
+    """Saved again at its step (bench_bullet.py saves at step=steps with keep=1), the old
+    folder was deleted before the new one took its name: a run killed in between had none.
+    The folders as such a kill leaves them, between the two renames or after both."""
+    objs = _objects(0)
+    save_run(tmp_path, objs, step=5, keep=1, extra={"i": 0})
+    expected = _state(objs)
+    _train(objs, 2)
+    save_run(tmp_path / "next", objs, step=5, keep=1, extra={"i": 1})
+    os.replace(tmp_path / "ckpt-000005", tmp_path / "ckpt-000005.replaced")
+    if kill_at == "second_rename":
+        os.replace(tmp_path / "next" / "ckpt-000005", tmp_path / "ckpt-000005")
+        expected = _state(objs)
+    fresh = _objects(1)
+    extra = load_run(tmp_path, fresh)
+    assert extra["i"] == (1 if kill_at == "second_rename" else 0)
+    _assert_same(_state(fresh), expected)
+    assert save_run(tmp_path, objs).name == "ckpt-000006"  # the step counts on
+    save_run(tmp_path, objs, step=6, keep=1)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-000006"]
 
 
 def test_a_refused_load_names_the_object_and_restores_nothing(tmp_path):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -332,6 +337,34 @@ def test_progress_bar(disable, tmp_path):
     else:
         assert bar.n == 4
         assert "train" in text and "4/4" in text and "loss=0.5" in text
+
+
+def test_a_run_killed_while_saving_models_keeps_the_previous_files(tmp_path):
+    """A real process saving a large module in a loop (as Run.record does every iteration)
+    is killed at an arbitrary moment: the file holds one whole iteration's weights."""
+    (tmp_path / "models").mkdir()
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from machina import logger
+        net = torch.nn.Linear(4000, 4000)
+        for i in range(1000):
+            with torch.no_grad():
+                net.weight.fill_(i)
+            logger.save_models({str(tmp_path)!r}, pol=net)
+            print(i, flush=True)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline()  # one save is complete
+        time.sleep(0.3)  # ... and a later one is being written
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    weight = torch.load(tmp_path / "models" / "pol_last.pt")["weight"]
+    assert weight.shape == (4000, 4000) and bool((weight == weight[0, 0]).all())
 
 
 def test_start_run_and_save_models_make_a_run_folder(tmp_path):

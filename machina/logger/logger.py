@@ -573,7 +573,7 @@ def _is_array_like(value: Any) -> bool:
 def _to_float_array(key: str, value: Any) -> np.ndarray:
     """Convert numbers, arrays, tensors or lists of scalar tensors to a float array."""
     try:
-        return np.asarray(to_numpy(value), dtype=np.float64)
+        return np.asarray(to_numpy(value, bfloat16_as_float32=True), dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise TypeError(
             f"{key!r}: expected numbers, a numpy array or a torch tensor, got "
@@ -588,7 +588,7 @@ def _to_scalar(key: str, value: Any) -> Any:
     if isinstance(value, (numbers.Number, np.generic)) and hasattr(value, "item"):
         return value.item()
     if _is_array_like(value):
-        arr = np.asarray(to_numpy(value))
+        arr = np.asarray(to_numpy(value, bfloat16_as_float32=True))
         if arr.size != 1:
             raise TypeError(
                 f"record_tabular: {key!r} must be a scalar, got an array of shape "

@@ -107,11 +107,13 @@ def truncate_rows(score_file: str | os.PathLike, rows: int) -> None:
 def save_models(log_dir: str | os.PathLike, **modules: torch.nn.Module | torch.Tensor) -> None:
     """Save each module's ``state_dict`` (or a tensor) as ``log_dir/models/<name>_last.pt``.
 
-    The files load with ``torch.load``'s default ``weights_only=True``.
+    The files load with ``torch.load``'s default ``weights_only=True``. Each is replaced
+    atomically: a run killed while saving keeps the previous iteration's file.
     """
     for name, module in modules.items():
         state = module.detach() if isinstance(module, torch.Tensor) else module.state_dict()
-        torch.save(state, os.path.join(os.fspath(log_dir), "models", f"{name}_last.pt"))
+        path = os.path.join(os.fspath(log_dir), "models", f"{name}_last.pt")
+        write_atomic(path, lambda f, state=state: torch.save(state, f))
 
 
 def _as_json(settings: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -104,5 +104,5 @@ def to_numpy(x: Any, bfloat16_as_float32: bool = False) -> np.ndarray:
         except (RuntimeError, TypeError):
             return x.detach().cpu().numpy()
     if isinstance(x, list | tuple):
-        return np.asarray([to_numpy(v) for v in x])
+        return np.asarray([to_numpy(v, bfloat16_as_float32) for v in x])
     return np.asarray(x)
