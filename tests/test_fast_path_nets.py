@@ -191,11 +191,18 @@ def test_other_nets_keep_the_torch_path():
         nn.Sequential(nn.Linear(4, 8), nn.Hardswish(), nn.Linear(8, 2), nn.Softmax(-1)),
         nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2), nn.Softmax(-1)),
         nn.Sequential(nn.Tanh(), nn.Linear(4, 2), nn.Softmax(-1)),
-        nn.Sequential(nn.Linear(4, 2), nn.Softmax(0)),  # over the batch axis
     ]
     for net in nets:
         pol = CategoricalPol(space, ac_space, net)
         assert NumpyPolicy.build(pol, space.shape) is None, net
+    # softmax over the batch axis: no probabilities per row, refused at construction; set
+    # afterwards, the numpy path still does not take it
+    over_batch = nn.Sequential(nn.Linear(4, 2), nn.Softmax(0))
+    with pytest.raises(ValueError, match=r"net: CategoricalPol needs a net returning prob"):
+        CategoricalPol(space, ac_space, over_batch)
+    pol = CategoricalPol(space, ac_space, nn.Sequential(nn.Linear(4, 2), nn.Softmax(-1)))
+    pol.net = over_batch
+    assert NumpyPolicy.build(pol, space.shape) is None
     hooked = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Softmax(-1))
     hooked[1].register_forward_hook(lambda module, args, out: out * 0.0)
     assert NumpyPolicy.build(CategoricalPol(space, ac_space, hooked), space.shape) is None

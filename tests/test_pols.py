@@ -528,3 +528,190 @@ def test_multi_categorical_net_with_probability_on_padding_classes_is_refused():
     with pytest.raises(ValueError, match=r"net: MultiCategoricalPol needs probability 0 on"):
         MultiCategoricalPol(OB_SPACE, space, Unmasked())
     MultiCategoricalPol(OB_SPACE, space, PolNet(OB_SPACE, space))  # its head masks them
+
+
+def test_bfloat16_box_policies_act_and_sample():
+    # numpy has no bfloat16: the action conversion and the sampler's copies of the outputs
+    # went through .numpy() on bfloat16 tensors (TypeError)
+    from machina.noise import GaussianActionNoise
+    from machina.pols import DeterministicActionNoisePol
+    from machina.samplers import EpiSampler
+
+    torch.manual_seed(0)
+    obs = random_obs(64)
+    pol = GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 16, 16)).to(torch.bfloat16)
+    noisy = DeterministicActionNoisePol(
+        OB_SPACE,
+        BOX,
+        PolNet(OB_SPACE, BOX, 16, 16, deterministic=True),
+        noise=GaussianActionNoise(BOX, std=0.5),
+    ).to(torch.bfloat16)
+    for p in (pol, noisy):
+        for act in (p, p.deterministic_ac_real):
+            ac_real, ac, _ = act(obs)
+            assert ac.dtype == torch.bfloat16 and ac_real.dtype == BOX.dtype
+            assert BOX.contains(ac_real[0]) and np.all(ac_real >= BOX.low)
+            assert np.all(ac_real <= BOX.high)
+            # the scaling onto [low, high], to bfloat16 rounding: (a few roundings, where
+            # the policy converts in bfloat16, of values up to the range)
+            a = ac.detach().double().numpy()
+            expected = np.clip(BOX.low + (a + 1.0) * 0.5 * (BOX.high - BOX.low), BOX.low, BOX.high)
+            atol = 4 * float(torch.finfo(torch.bfloat16).eps) * float(np.max(BOX.high - BOX.low))
+            np.testing.assert_allclose(ac_real, expected, rtol=0, atol=atol)
+    env = gym.make("Pendulum-v1", max_episode_steps=10)
+    torch.manual_seed(0)
+    pol = GaussianPol(
+        env.observation_space, env.action_space, PolNet(env.observation_space, env.action_space)
+    ).to(torch.bfloat16)
+    with EpiSampler(env, pol, seed=0) as sampler:
+        epis = sampler.sample(pol, max_epis=1)
+    assert len(epis) == 1 and len(epis[0]["rews"]) == 10
+    assert epis[0]["a_is"]["mean"].dtype == np.float32 and np.isfinite(epis[0]["acs"]).all()
+
+
+class _FlippedGaussianPol(GaussianPol):
+    """machina 0.x's public hook: the environment's action is convert_ac_for_real's."""
+
+    def convert_ac_for_real(self, x):
+        return -super().convert_ac_for_real(x)
+
+
+class _ActionEchoEnv(gym.Env):
+    """Reports the action it was given in its info, so that episodes record it (e_is)."""
+
+    observation_space = OB_SPACE
+    action_space = BOX
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        self._t += 1
+        info = {f"ac{i}": float(a) for i, a in enumerate(np.asarray(action).ravel())}
+        return np.full(3, 0.1 * self._t, np.float32), 0.0, self._t >= 5, False, info
+
+
+def test_an_overriding_convert_ac_for_real_gives_the_environment_action():
+    # 0.x's forward and deterministic_ac_real returned self.convert_ac_for_real(ac); export
+    # and datasets still call it, so the policy's own acting must not bypass it
+    from machina.noise import GaussianActionNoise
+    from machina.pols import DeterministicActionNoisePol
+    from machina.samplers import EpiSampler
+
+    torch.manual_seed(0)
+    obs = random_obs(8)
+    pol = _FlippedGaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 16, 16))
+
+    class FlippedNoisy(DeterministicActionNoisePol):
+        def convert_ac_for_real(self, x):
+            return -super().convert_ac_for_real(x)
+
+    noisy = FlippedNoisy(
+        OB_SPACE,
+        BOX,
+        PolNet(OB_SPACE, BOX, 16, 16, deterministic=True),
+        noise=GaussianActionNoise(BOX, std=0.5),
+    )
+
+    class FlippedRandom(RandomPol):
+        def convert_ac_for_real(self, x):
+            return -super().convert_ac_for_real(x)
+
+    rand = FlippedRandom(OB_SPACE, BOX, normalize_ac=True)
+    for p in (pol, noisy, rand):
+        for act in (p, p.deterministic_ac_real):
+            ac_real, ac, _ = act(obs)
+            expected = GaussianPol.convert_ac_for_real(p, ac.detach().numpy())
+            np.testing.assert_array_equal(ac_real, -expected)
+            assert np.any(ac_real != expected)
+    # set on an instance of GaussianPol itself: the sampler's numpy copy must not take over
+    plain = GaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 16, 16))
+    assert plain.numpy_inference() is not None
+    plain.convert_ac_for_real = lambda x: np.zeros_like(x)
+    assert plain.numpy_inference() is None
+    np.testing.assert_array_equal(plain(obs)[0], np.zeros((8, 3), np.float32))
+    # the sampler (its numpy fast path asked for) steps the environment with the override's
+    with EpiSampler(_ActionEchoEnv(), pol, seed=0, fast_inference=True) as sampler:
+        epis = sampler.sample(pol, max_steps=5)
+    epi = epis[0]
+    sent = np.stack([epi["e_is"][f"ac{i}"] for i in range(3)], axis=-1)
+    expected = -GaussianPol.convert_ac_for_real(pol, epi["acs"])
+    np.testing.assert_allclose(sent, expected, rtol=0, atol=0)
+
+
+def test_namedtuple_hidden_states_are_kept():
+    # detach_hs rebuilt the state with type(hs)(generator), which a NamedTuple refuses
+    from typing import NamedTuple
+
+    class State(NamedTuple):
+        h: torch.Tensor
+        c: torch.Tensor
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 8)
+            self.mean = torch.nn.Linear(8, 3)
+            self.log_std = torch.nn.Parameter(torch.zeros(3))
+
+        def init_hs(self, batch_size=1):
+            return State(torch.zeros(1, batch_size, 8), torch.zeros(1, batch_size, 8))
+
+        def forward(self, obs, hs, h_masks):
+            keep = 1.0 - h_masks
+            out, (h, c) = self.lstm(obs, (hs.h * keep[:1], hs.c * keep[:1]))
+            mean = torch.tanh(self.mean(out))
+            return mean, self.log_std.expand_as(mean), State(h, c)
+
+    torch.manual_seed(0)
+    pol = GaussianPol(OB_SPACE, BOX, Net(), rnn=True)
+    ac_real, _, _ = pol(random_obs(4, 2))
+    assert ac_real.shape == (4, 2, 3)
+    assert type(pol.hs) is State and not pol.hs.h.requires_grad
+    pol(random_obs(1, 2))  # continues from the stored state
+    from machina.utils.recurrent import detach_hs, map_hs
+
+    state = State(torch.ones(2, requires_grad=True), torch.zeros(2))
+    nested = [state, (state.h,)]
+    detached = detach_hs(nested)
+    assert type(detached) is list and type(detached[0]) is State
+    assert type(detached[1]) is tuple and not detached[0].h.requires_grad
+    doubled = map_hs(state, lambda t: 2 * t)
+    assert type(doubled) is State and torch.equal(doubled.h, 2 * state.h)
+
+
+def test_categorical_net_giving_logits_is_refused():
+    # a net without softmax was accepted and its argmax, llh and entropy silently wrong
+    torch.manual_seed(0)
+    space = gym.spaces.Discrete(4)
+    logits = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4))
+    with pytest.raises(ValueError, match=r"net: CategoricalPol needs a net returning prob.*logits"):
+        CategoricalPol(OB_SPACE, space, logits)
+
+    class Halved(torch.nn.Module):  # non-negative, each row summing to 1/2
+        def forward(self, obs):
+            return torch.full((*obs.shape[:-1], 4), 0.125)
+
+    with pytest.raises(ValueError, match=r"net: CategoricalPol .* summing to 1"):
+        CategoricalPol(OB_SPACE, space, Halved())
+    multi = gym.spaces.MultiDiscrete([2, 2])
+
+    class MultiLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 4)
+
+        def forward(self, obs):
+            return self.fc(obs).reshape(*obs.shape[:-1], 2, 2)
+
+    with pytest.raises(ValueError, match=r"net: MultiCategoricalPol needs a net returning prob"):
+        MultiCategoricalPol(OB_SPACE, multi, MultiLogits())
+    # softmax outputs pass, over many classes of very different probabilities too
+    wide = gym.spaces.Discrete(1000)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 1000), torch.nn.Softmax(dim=-1))
+    with torch.no_grad():
+        net[0].bias.copy_(torch.randn(1000) * 10)
+    CategoricalPol(OB_SPACE, wide, net)
+    CategoricalPol(OB_SPACE, space, PolNet(OB_SPACE, space))

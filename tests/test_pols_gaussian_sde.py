@@ -310,3 +310,39 @@ def test_a_policy_pickled_before_per_env_noise_existed_still_acts():
     with torch.no_grad():
         _, ac, _ = old(obs_batch())
     assert ac.shape == (6, 3) and old.exploration_mat.shape == (8, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_sde_pol_acts_in_its_dtype_after_a_move_once_it_has_acted(dtype):
+    # the exploration matrix is a plain attribute: .double() / .half() after the first draw
+    # left it float32 and every later acting call failed on the matmul
+    pol = make(sample_freq=-1)
+    with torch.no_grad():
+        pol(obs_batch())
+    drawn = pol.exploration_mat.clone()
+    pol.to(dtype)
+    with torch.no_grad():
+        ac_real, ac, a_i = pol(obs_batch())
+    assert ac.dtype == dtype and a_i["log_std"].dtype == dtype
+    assert np.all(np.abs(ac_real) <= 1.0)
+    # the same draw, cast as the parameters were: the noise window goes on
+    assert pol.exploration_mat.dtype == dtype
+    assert torch.equal(pol.exploration_mat, drawn.to(dtype))
+    assert torch.equal(pol.get_extra_state()["exploration_mat"], drawn.to(dtype))
+
+
+def test_sde_pol_loads_a_float32_state_into_a_float64_policy():
+    src = make(sample_freq=-1)
+    with torch.no_grad():
+        src(obs_batch())
+    dst = make(sample_freq=-1).double()
+    dst.load_state_dict(src.state_dict())
+    assert dst.exploration_mat.dtype == torch.float64
+    assert torch.equal(dst.exploration_mat, src.exploration_mat.double())
+    obs = obs_batch()
+    with torch.no_grad():
+        _, ac, _ = dst(obs)
+        mean, features = dst.net(obs.double())
+    assert ac.dtype == torch.float64
+    # acts with the loaded draw (no redraw): ac = mean + phi(s) @ E
+    torch.testing.assert_close(ac, mean + features @ src.exploration_mat.double())

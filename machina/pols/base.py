@@ -15,6 +15,7 @@ from machina.pols.numpy_spec import gaussian_log_std, net_ops
 from machina.utils.aliases import keyword_aliases
 from machina.utils.recurrent import HiddenState, RecurrentMixin
 from machina.utils.spaces import check_space, is_integer_box
+from machina.utils.tensors import to_numpy
 
 ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
@@ -264,10 +265,12 @@ class BasePol(RecurrentMixin, nn.Module):
 
     def _numpy_ready(self) -> bool:
         """Whether a numpy copy can stand for this policy's act step at all, whatever its
-        net: feed-forward, everything on the CPU in float32, no forward hooks, and the
-        numpy copies of the action conversion (absent in policies pickled by an older
-        version)."""
+        net: feed-forward, everything on the CPU in float32, no forward hooks, no own
+        ``convert_ac_for_real``, and the numpy copies of the action conversion (absent in
+        policies pickled by an older version)."""
         if self.rnn or self.net is None or self.observation_space.shape is None:
+            return False
+        if self._own_convert_ac_for_real():  # the numpy copy converts with BasePol's arithmetic
             return False
         tensors = list(self.parameters()) + list(self.buffers())
         if any(not t.is_cpu for t in tensors) or torch.get_default_dtype() != torch.float32:
@@ -329,14 +332,40 @@ class BasePol(RecurrentMixin, nn.Module):
             return torch.clamp(ac, low, high)
         return ac.long() + self._ac_start.to(ac.device)
 
+    def _own_convert_ac_for_real(self) -> bool:
+        """Whether :meth:`convert_ac_for_real` is overridden (by a subclass, or set on the
+        instance): machina 0.x's ``forward`` and ``deterministic_ac_real`` returned
+        ``self.convert_ac_for_real(ac)``, so an override is that policy's conversion."""
+        return (
+            type(self).convert_ac_for_real is not BasePol.convert_ac_for_real
+            or "convert_ac_for_real" in self.__dict__
+        )
+
+    def _ac_real_by_override(self, ac: torch.Tensor) -> np.ndarray:
+        """The environment's action through an overriding :meth:`convert_ac_for_real`,
+        given a numpy copy of ``ac`` as 0.x gave it (a copy: an override that writes into
+        its argument must not change the ``ac`` returned beside it)."""
+        arr = np.array(to_numpy(ac.detach(), bfloat16_as_float32=True), copy=True)
+        return np.asarray(to_numpy(self.convert_ac_for_real(arr), bfloat16_as_float32=True))
+
+    def _ac_real_torch(self, ac: torch.Tensor) -> np.ndarray:
+        """``_real_to_numpy(_ac_to_real(ac))`` in torch, or through an overriding
+        :meth:`convert_ac_for_real`; for subclasses that act without :meth:`_ac_real_numpy`."""
+        if self._own_convert_ac_for_real():
+            return self._ac_real_by_override(ac)
+        return self._real_to_numpy(self._ac_to_real(ac))
+
     def _ac_real_numpy(self, ac: torch.Tensor) -> np.ndarray:
         """``_real_to_numpy(_ac_to_real(ac))``: the environment's action for a detached ``ac``.
 
         On the CPU the same arithmetic runs in numpy on the tensor's memory, with the bounds
         kept as arrays: no per-call device moves or tiny torch kernels (see "Measurements
         behind the code" in example/benchmarks/README.md). Subclasses that override either
-        conversion keep their own path.
+        conversion keep their own path; one that overrides :meth:`convert_ac_for_real`
+        (machina 0.x's hook) gets its action from it.
         """
+        if self._own_convert_ac_for_real():
+            return self._ac_real_by_override(ac)
         cls = type(self)
         # (read from __dict__: a policy pickled by an older version has neither)
         bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
@@ -347,7 +376,8 @@ class BasePol(RecurrentMixin, nn.Module):
             or (bounds is None and start is None)  # a subclass registered its own buffers
         ):
             return self._real_to_numpy(self._ac_to_real(ac))
-        return self._ac_real_from_numpy(ac.numpy())
+        # numpy has no bfloat16: its values as float32 (exact), which the bounds are in
+        return self._ac_real_from_numpy(to_numpy(ac, bfloat16_as_float32=True))
 
     def _ac_real_from_numpy(self, arr: np.ndarray) -> np.ndarray:
         """The numpy arithmetic of :meth:`_ac_real_numpy`, for a policy-space action array
@@ -374,7 +404,8 @@ class BasePol(RecurrentMixin, nn.Module):
         return self._real_to_numpy(torch.from_numpy(x))
 
     def _real_to_numpy(self, ac_real: torch.Tensor) -> np.ndarray:
-        arr = ac_real.cpu().numpy()
+        # numpy has no bfloat16: a float32 copy (exact) before the cast to the space's dtype
+        arr = to_numpy(ac_real, bfloat16_as_float32=True)
         if is_integer_box(self.action_space):
             arr = np.rint(arr)
         arr = arr.astype(self.action_space.dtype, copy=False)

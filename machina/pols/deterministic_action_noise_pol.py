@@ -102,7 +102,7 @@ class DeterministicActionNoisePol(BasePol):
         ac = params["mean"]
         if not deterministic and self.noise is not None:
             ac = self.clip_ac(ac + self.noise(ac.shape[:-1], ac.device).to(ac.dtype))
-        return self._real_to_numpy(self._ac_to_real(ac.detach())), ac, params
+        return self._ac_real_torch(ac.detach()), ac, params
 
     def reset(self) -> None:
         """Forget the hidden state and restart the noise process."""

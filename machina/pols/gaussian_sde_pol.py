@@ -230,7 +230,14 @@ class GaussianSDEPol(BasePol):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         mat = state["exploration_mat"]
-        self.exploration_mat = None if mat.numel() == 0 else mat.detach().clone()
+        # in this policy's dtype and device, as load_state_dict copies parameters into them
+        # (a float32 policy's state loaded into a float64 one)
+        log_std = self.log_std
+        self.exploration_mat = (
+            None
+            if mat.numel() == 0
+            else mat.detach().to(device=log_std.device, dtype=log_std.dtype, copy=True)
+        )
         self._acting_calls = int(state["acting_calls"])
 
     def _noise(self, features: torch.Tensor) -> torch.Tensor:
@@ -239,7 +246,8 @@ class GaussianSDEPol(BasePol):
         flat = features.reshape(-1, features.shape[-1])
         # acting (autograd off) advances the resampling schedule
         mat = self._scheduled_mat(not torch.is_grad_enabled(), flat.shape[0])
-        mat = mat.to(features.device)
+        # (a no-op unless the net's outputs differ from log_std in device or dtype)
+        mat = mat.to(device=features.device, dtype=features.dtype)
         if mat.ndim == 2:
             return features @ mat
         noise = torch.bmm(flat.unsqueeze(1), mat).squeeze(1)
@@ -249,8 +257,15 @@ class GaussianSDEPol(BasePol):
         """The current matrices for a batch of ``batch_size`` rows, redrawn when missing, of
         another shape or, for an acting call, stale; an acting call advances the schedule. A
         training call whose batch the per-row matrices do not fit gets matrices of its own."""
-        mat = self.exploration_mat
-        shape = (batch_size, *self.log_std.shape) if self.per_env_noise else self.log_std.shape
+        mat, log_std = self.exploration_mat, self.log_std
+        if mat is not None and (mat.dtype != log_std.dtype or mat.device != log_std.device):
+            # the policy was moved (.double(), .half(), .to(device)) after the draw: the
+            # matrix follows it as a buffer would, same draw, so the window goes on (a normal
+            # tensor even in inference mode: see _draw)
+            with torch.inference_mode(False), torch.no_grad():
+                mat = mat.to(device=log_std.device, dtype=log_std.dtype)
+            self.exploration_mat = mat
+        shape = (batch_size, *log_std.shape) if self.per_env_noise else log_std.shape
         stale = self.sample_freq > 0 and self._acting_calls >= self.sample_freq
         if mat is None or mat.shape != shape or (acting and stale):
             if not acting and mat is not None and self.per_env_noise:

@@ -12,7 +12,7 @@ from torch import nn
 
 from machina.models import DeterministicSModel
 from machina.pols.base import ActResult, BasePol
-from machina.utils.recurrent import HiddenState
+from machina.utils.recurrent import HiddenState, map_hs
 from machina.utils.spaces import check_flat_space
 
 RewFunc = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -189,7 +189,7 @@ class MPCPol(BasePol):
             best = _best_plans(total.view(batch, n))
             ac = plans[0].view(batch, n, -1)[torch.arange(batch, device=flat.device), best]
         ac = ac.reshape(*lead, -1)
-        return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
+        return self._ac_real_torch(ac), ac, {}
 
     def _sample_plans(self, rows: int, device: torch.device) -> torch.Tensor:
         ac_dim = self.action_space.shape[0]
@@ -221,7 +221,7 @@ class MPCPol(BasePol):
                 acs.append(ac)
         self.hs, self._hs_batch_size = hs, batch
         ac = torch.stack(acs)
-        return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
+        return self._ac_real_torch(ac), ac, {}
 
     def _plan_recurrent(self, obs: torch.Tensor, hs: HiddenState, dim: int) -> torch.Tensor:
         """The first action of the best plan for each row of ``obs (B, ob_dim)`` from the
@@ -278,20 +278,14 @@ def _first_tensor(hs: HiddenState) -> torch.Tensor:
     return hs if isinstance(hs, torch.Tensor) else _first_tensor(hs[0])
 
 
-def _map_hs(hs: HiddenState, fn: Callable[[torch.Tensor], torch.Tensor]) -> HiddenState:
-    if isinstance(hs, torch.Tensor):
-        return fn(hs)
-    return type(hs)(_map_hs(h, fn) for h in hs)
-
-
 def _scale_rows(hs: HiddenState, scale: torch.Tensor, dim: int) -> HiddenState:
     def fn(h: torch.Tensor) -> torch.Tensor:
         shape = [1] * h.ndim
         shape[dim] = -1
         return h * scale.to(h.dtype).reshape(shape)
 
-    return _map_hs(hs, fn)
+    return map_hs(hs, fn)
 
 
 def _repeat_rows(hs: HiddenState, n: int, dim: int) -> HiddenState:
-    return _map_hs(hs, lambda h: h.repeat_interleave(n, dim=dim))
+    return map_hs(hs, lambda h: h.repeat_interleave(n, dim=dim))

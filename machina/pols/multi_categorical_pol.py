@@ -8,6 +8,7 @@ from torch import nn
 
 from machina.pds.multi_categorical_pd import MultiCategoricalPd
 from machina.pols.base import BasePol
+from machina.pols.categorical_pol import check_probe_probabilities
 from machina.utils.spaces import check_flat_space
 
 
@@ -73,6 +74,7 @@ class MultiCategoricalPol(BasePol):
                 f"{pi.masked_select(padding).max().item():.3g} on one; mask them, as "
                 "machina.nets.PolNet's head does"
             )
+        check_probe_probabilities(type(self).__name__, pi)
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         return dict(pi=outputs[0])

@@ -55,7 +55,7 @@ class RandomPol(BasePol):
         ob_shape = space_shape("observation_space", self.observation_space)
         lead = obs.shape[: obs.ndim - len(ob_shape)]
         ac = self._sample(lead, obs.device)
-        return self._real_to_numpy(self._ac_to_real(ac)), ac, {}
+        return self._ac_real_torch(ac), ac, {}
 
     def _sample(self, lead: torch.Size, device: torch.device) -> torch.Tensor:
         space = self.action_space

@@ -24,7 +24,13 @@ import torch
 from machina.samplers._buffers import StepOutputs
 from machina.samplers._numpy_policy import NumpyPolicy
 from machina.samplers._task import SampleTask
-from machina.utils.tensors import to_numpy as _to_numpy
+from machina.utils.tensors import to_numpy
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """A policy output as numpy; a bfloat16 policy's as float32 (exact: numpy has no
+    bfloat16)."""
+    return to_numpy(x, bfloat16_as_float32=True)
 
 
 def _is_a_i(key: str, value: Any) -> bool:

@@ -6,6 +6,7 @@ Policies, value functions and models hold the same three things: an ``observatio
 kept between calls lives here, once, so that no subclass repeats it.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -21,6 +22,7 @@ __all__ = [
     "StateActionModule",
     "check_feed_forward",
     "detach_hs",
+    "map_hs",
     "unsqueeze_front",
 ]
 
@@ -52,12 +54,33 @@ def _as_tuple(outputs: Any) -> tuple:
     return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
-def detach_hs(hs: HiddenState) -> HiddenState:
-    """``hs`` detached from the graph: a tensor, or a tuple / list of them (nested), rebuilt
-    with the same container types."""
+def map_hs(hs: HiddenState, fn: Callable[[torch.Tensor], torch.Tensor]) -> HiddenState:
+    """``fn`` applied to every tensor of ``hs``: a tensor, or a tuple / list / NamedTuple of
+    them (nested), rebuilt with the same container types.
+
+    Parameters
+    ----------
+    hs : HiddenState
+        A tensor or a (nested) tuple, list or NamedTuple of tensors.
+    fn : callable
+        Maps one tensor to one tensor.
+
+    Returns
+    -------
+    HiddenState
+        Of the same structure as ``hs``.
+    """
     if isinstance(hs, torch.Tensor):
-        return hs.detach()
-    return type(hs)(detach_hs(h) for h in hs)
+        return fn(hs)
+    items = [map_hs(h, fn) for h in hs]
+    # a NamedTuple class takes its fields as arguments, not one iterable
+    return type(hs)(*items) if hasattr(type(hs), "_fields") else type(hs)(items)
+
+
+def detach_hs(hs: HiddenState) -> HiddenState:
+    """``hs`` detached from the graph: a tensor, or a tuple / list / NamedTuple of them
+    (nested), rebuilt with the same container types."""
+    return map_hs(hs, torch.Tensor.detach)
 
 
 def unsqueeze_front(x: Any, n_trailing: int, rnn: bool) -> torch.Tensor:
