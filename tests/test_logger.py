@@ -137,24 +137,32 @@ def test_record_tabular_values(tmp_path, quiet_logger):
     quiet_logger.record_tabular("np", np.int64(3))  # a later call for the key wins
     # numpy's bool is no numbers.Number: it was logged as the string 'True'
     quiet_logger.record_tabular("np_bool", np.any(np.array([0.1]) > 0.0))
+    # a bfloat16 loss (numpy has none: refused before), exact as float32
+    quiet_logger.record_tabular("bf16", torch.tensor(0.375, dtype=torch.bfloat16))
     with pytest.raises(TypeError, match="record_tabular_misc_stat"):
         quiet_logger.record_tabular("vec", np.zeros(3))
     row = quiet_logger.dump_tabular()
-    assert row == {"tensor": 2.5, "np": 3, "one_elem": 7, "np_bool": True}
+    assert row == {"tensor": 2.5, "np": 3, "one_elem": 7, "np_bool": True, "bf16": 0.375}
     assert all(type(v) in (float, int, bool) for v in row.values())
     assert quiet_logger.dump_tabular() == {}  # nothing recorded: nothing written
 
 
 def test_record_tabular_misc_stat(quiet_logger):
-    quiet_logger.record_tabular_misc_stat("Loss", [torch.tensor(1.0), torch.tensor(3.0)])
-    row = quiet_logger.dump_tabular()
-    assert row == {
-        "LossAverage": 2.0,
-        "LossStd": 1.0,
-        "LossMedian": 2.0,
-        "LossMin": 1.0,
-        "LossMax": 3.0,
-    }
+    half = torch.bfloat16
+    for values in (
+        [torch.tensor(1.0), torch.tensor(3.0)],
+        [torch.tensor(1.0, dtype=half), torch.tensor(3.0, dtype=half)],
+        torch.tensor([1.0, 3.0], dtype=half),
+    ):
+        quiet_logger.record_tabular_misc_stat("Loss", values)
+        row = quiet_logger.dump_tabular()
+        assert row == {
+            "LossAverage": 2.0,
+            "LossStd": 1.0,
+            "LossMedian": 2.0,
+            "LossMin": 1.0,
+            "LossMax": 3.0,
+        }
 
 
 # ---------------------------------------------------------------------------- text
