@@ -412,6 +412,29 @@ def test_estimators_refuse_a_traj_without_pending_episodes(epis):
         ef.compute_advs(fresh, 0.99, 0.95)
 
 
+def test_bad_arguments_are_named_not_computed_on(epis):
+    with_advs = [dict(e, advs=np.arange(len(e["rews"]), dtype=np.float32)) for e in epis]
+    for eps in (-1.0, float("nan"), float("inf")):  # -1 inflated the advantages ~10x
+        with pytest.raises(ValueError, match="eps: expected a finite float >= 0"):
+            ef.centerize_advs(with_advs, eps=eps)
+    ef.centerize_advs(with_advs, eps=0.0)
+    # one episode's dict was split by its keys, a Traj failed as 'not iterable'
+    with pytest.raises(TypeError, match="epis: expected a list of episode dicts, got dict"):
+        ef.train_test_split(epis[0], 0.5)
+    traj = Traj()
+    traj.add_epis(epis)
+    with pytest.raises(TypeError, match=r"got Traj; for a Traj, pass traj.epis\(\)"):
+        ef.train_test_split(traj, 0.5)
+    assert ef.train_test_split(iter(epis), 0.5)[0] == epis[: len(epis) // 2]
+
+    class TwoValues(torch.nn.Module):  # (B, 2): reshaped, its values misaligned with steps
+        def forward(self, obs):
+            return obs[:, :2], {}
+
+    with pytest.raises(ValueError, match=r"vf: expected one value per observation.*\(\d+, 2\)"):
+        ef.compute_vs(epis, TwoValues())
+
+
 def test_missing_keys_name_the_estimator(epis):
     with pytest.raises(KeyError, match="compute_vs"):
         ef.compute_advs(epis, 0.99, 0.95)

@@ -115,6 +115,8 @@ def test_compute_airl_pseudo_rews_matches_per_step_loop(rng, form):
                 assert new_flat["rews"][t] == pytest.approx(f - llh, rel=1e-4, abs=1e-5)
             np.testing.assert_array_equal(new["real_rews"], epi["rews"])
     assert {(True, False), (False, True)} <= ends  # both kinds of end were exercised
+    with pytest.raises(ValueError, match=r"gamma: expected a float in \[0, 1\], got 7.0"):
+        compute_airl_pseudo_rews(epis, pol, 7.0, **mods)  # accepted before
 
 
 def test_discriminator_losses_match_their_formulas(rng):

@@ -104,6 +104,8 @@ def compute_airl_pseudo_rews(
     check_feed_forward(
         "compute_airl_pseudo_rews", pol=pol, rewf=rewf, shaping_vf=shaping_vf, advf=advf
     )
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
     name = "compute_airl_pseudo_rews"
     obs = data.require("obs", name)
     acs = data.require("acs", name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = ["train_test_split"]
 
@@ -25,6 +25,10 @@ def train_test_split(epis: Sequence[dict], train_size: float) -> tuple[list[dict
     (list of dict, list of dict)
         Training and held-out episodes (the same dicts, not copies).
     """
+    if isinstance(epis, Mapping) or not isinstance(epis, Iterable):
+        # one episode's dict would be split by its keys; a Traj is not a list of episodes
+        hint = "; for a Traj, pass traj.epis()" if hasattr(epis, "epis") else ""
+        raise TypeError(f"epis: expected a list of episode dicts, got {type(epis).__name__}{hint}")
     if not 0.0 <= train_size <= 1.0:
         raise ValueError(f"train_size: expected a float in [0, 1], got {train_size!r}")
     epis = list(epis)

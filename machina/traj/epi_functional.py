@@ -14,6 +14,7 @@ observation, ``next_vs`` at its last step (added by ``compute_vs``).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -93,7 +94,14 @@ def _values_ff(vf: torch.nn.Module, obs: np.ndarray) -> np.ndarray:
     device = module_device(vf)
 
     def values(rows: slice) -> torch.Tensor:
-        return vf(torch.as_tensor(obs[rows], dtype=torch.float32, device=device))[0].reshape(-1)
+        batch = torch.as_tensor(obs[rows], dtype=torch.float32, device=device)
+        out = vf(batch)[0]
+        if out.numel() != len(batch):  # e.g. (B, 2): reshaped, it misaligned every value
+            raise ValueError(
+                f"vf: expected one value per observation, (B,) or (B, 1), got shape "
+                f"{tuple(out.shape)} for B={len(batch)} observations"
+            )
+        return out.reshape(-1)
 
     return chunked_no_grad(len(obs), values)
 
@@ -273,7 +281,10 @@ def compute_advs(data: Columns, gamma: float, lam: float) -> dict[str, np.ndarra
 
 @episode_function
 def centerize_advs(data: Columns, eps: float = 1e-6) -> dict[str, np.ndarray]:
-    """Normalise ``advs`` to zero mean and unit standard deviation over all episodes."""
+    """Normalise ``advs`` to zero mean and unit standard deviation over all episodes
+    (``eps`` >= 0 added to the standard deviation)."""
+    if not 0.0 <= eps < math.inf:  # a negative one inflated the advantages, NaN made them NaN
+        raise ValueError(f"eps: expected a finite float >= 0, got {eps!r}")
     advs = data.require("advs", "centerize_advs", "ef.compute_advs(data, gamma, lam)")
     advs = advs.astype(np.float64)
     advs -= advs.mean()
