@@ -112,6 +112,28 @@ def test_csv_append_resumes_existing_file(tmp_path):
     assert os.path.getsize(path) == 0
 
 
+def test_csv_append_drops_a_row_cut_short(tmp_path):
+    """A row cut mid-write (a full disk, a power loss) got the next row glued onto it:
+    '9,9' + '6,,' read as ['9', '96', '', ''] before."""
+    path = tmp_path / "progress.csv"
+    out = CsvOutput(path)
+    for i in range(3):
+        out.write({"x": i, "y": 10 * i})
+    out.close()
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"9,9")  # a fourth row, cut
+    out = CsvOutput(path, append=True)
+    out.write({"x": 6, "y": 60})
+    out.close()
+    assert read_csv(path)[1][-2:] == [{"x": "2", "y": "20"}, {"x": "6", "y": "60"}]
+    path.write_bytes(whole[:3])  # even the header cut: a fresh file
+    out = CsvOutput(path, append=True)
+    assert out.fieldnames == []
+    out.write({"x": 7})
+    out.close()
+    assert read_csv(path) == (["x"], [{"x": "7"}])
+
+
 def test_every_csv_output_gets_the_row_and_remove_stops_it(tmp_path, quiet_logger):
     p1, p2 = tmp_path / "one.csv", tmp_path / "two.csv"
     quiet_logger.add_tabular_output(p1)

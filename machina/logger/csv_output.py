@@ -42,6 +42,7 @@ class CsvOutput:
             os.makedirs(parent, exist_ok=True)
         self.fieldnames: list[str] = []
         if append and os.path.exists(self.path):
+            _drop_cut_row(self.path)
             with open(self.path, newline="", encoding="utf-8") as f:
                 header = next(csv.reader(f), None)
             self.fieldnames = list(header) if header else []
@@ -105,3 +106,24 @@ class CsvOutput:
 
     def __repr__(self) -> str:
         return f"CsvOutput({self.path!r}, columns={len(self.fieldnames)})"
+
+
+def _drop_cut_row(path: str) -> None:
+    """Cut ``path`` after its last line break: a row cut short (a disk filled, a power loss
+    mid-write) would have the next row glued onto it, its cells shifted."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - 4096)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            found = chunk.rfind(b"\n")
+            if found >= 0:
+                keep = start + found + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        if keep < end:
+            f.truncate(keep)
