@@ -228,11 +228,14 @@ def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
     with logger.Run(tmp_path, 5, "old", unit="iteration", checkpoint_interval=1) as run:
         while not run.done:
             run.record(epis_of(10), {"It": run.total_iter}, checkpoint=dict(lin=lin))
+    (tmp_path / "args.json").write_text('{"h_size": 32}')  # as run_ppo.py writes it
+    logger.save_models(tmp_path, old=lin)
     # a new run that stops before its first row (a bad argument) leaves the old one whole
     logger.Run(tmp_path, 5, "new", unit="iteration")
     logger.get_logger().close()
     assert len(rows_of(tmp_path)) == 5 and len(scalars_of(tmp_path, "It")) == 5
     assert (tmp_path / "latest").is_file()
+    assert (tmp_path / "args.json").is_file() and (tmp_path / "models" / "old_last.pt").is_file()
     # a new run (resume=False) in the same folder, stopped before its first checkpoint
     with torch.no_grad():
         lin.weight.fill_(7.0)
@@ -240,6 +243,9 @@ def test_a_new_run_in_a_used_folder_replaces_the_old_one(tmp_path):
         for _ in range(2):
             run.record(epis_of(10), {"It": 100 + run.total_iter}, checkpoint=dict(lin=lin))
     assert scalars_of(tmp_path, "It") == [(10, 100.0), (20, 101.0)]  # the old run's are gone
+    # and its settings and models: take_movie.py rebuilt the new run's policy with them
+    assert not (tmp_path / "args.json").exists()
+    assert not (tmp_path / "models" / "old_last.pt").exists()
     # resumed, it starts afresh: the old run's checkpoints (done, other weights) are gone
     run = logger.Run(tmp_path, 5, "new", unit="iteration", resume=True)
     with pytest.warns(UserWarning, match="no checkpoint"):

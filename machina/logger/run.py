@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import io
 import itertools
 import json
@@ -333,7 +334,10 @@ class Run:
             return
         self._replace_old_run = False
         remove_checkpoints(self.log_dir)
-        for path in self._old_events:
+        # its settings (run_ppo.py's args.json) and models (save_models'): take_movie.py and
+        # make_expert_epis.py would rebuild this run's policy with the old run's settings
+        models = glob.glob(os.path.join(glob.escape(self.log_dir), "models", "*_last.pt"))
+        for path in [*self._old_events, os.path.join(self.log_dir, "args.json"), *models]:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         self._truncate_csv(0)
