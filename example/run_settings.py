@@ -72,9 +72,35 @@ def run_settings(log: str) -> dict:
         return {}
 
 
+#: the examples whose policy is make_pol's, built from POLICY_SETTINGS
+MAKE_POL_SCRIPTS = (
+    "run_behavior_clone.py", "run_gail.py", "run_mixed_env.py", "run_ppo.py",
+    "run_ppo_distributed.py", "run_ppo_distributed_ray.py", "run_teacher_distill.py",
+    "run_trpo.py", "run_vpg.py",
+)  # fmt: skip
+
+
+def check_run_script(log: str) -> None:
+    """SystemExit naming the script when the run in ``log`` was made by one whose policy is
+    not make_pol's (run_sac.py's TanhGaussianPol loaded into a GaussianPol silently, DDPG's
+    and DQN's failed on their state dicts); runs saved before their checkpoints named the
+    script are not checked."""
+    try:
+        script = read_extra(log).get("script")
+    except (FileNotFoundError, ValueError):
+        return
+    if script and script.startswith("run_") and script not in MAKE_POL_SCRIPTS:
+        raise SystemExit(
+            f"--log: {log} is a run of {script}, whose policy make_pol does not rebuild; "
+            f"the runs of {', '.join(MAKE_POL_SCRIPTS)} can be"
+        )
+
+
 def fill_from_run(args: argparse.Namespace, log: str | None, env_default: str) -> None:
     """Set each of ``POLICY_SETTINGS`` and ``env_name`` that ``args`` leaves None (or
     lacks) from the run in ``log``, else to its default (``env_default`` for the env)."""
+    if log:
+        check_run_script(log)
     run_args = run_settings(log) if log else {}
     for name, default in (("env_name", env_default),) + POLICY_SETTINGS:
         if getattr(args, name, None) is None:

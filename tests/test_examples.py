@@ -3,6 +3,7 @@
 import csv
 import math
 import os
+import subprocess
 
 import nbformat
 import pytest
@@ -75,6 +76,23 @@ def test_example_script_runs(script_runs, key):
     prefetch.result(key)
     assert (root / key / "progress.csv").stat().st_size > 0
     assert (root / key / "models" / "pol_last.pt").stat().st_size > 0
+
+
+@pytest.mark.parametrize("key", ["sac", "dqn"])
+def test_policy_readers_refuse_the_runs_of_off_policy_scripts(script_runs, key, tmp_path):
+    """make_pol does not rebuild their policies: SAC's TanhGaussianPol loaded into a
+    GaussianPol without a word (other actions), DQN's Q net failed as a raw state dict."""
+    prefetch, root = script_runs
+    prefetch.result(key)
+    cmd = example_cmd(
+        "make_expert_epis.py", "--log", root / key, "--num_epis", 1, "--epis_path",
+        tmp_path / "epis.npz",
+    )  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    script = SCRIPT_RUNS[key][0]
+    assert f"is a run of {script}, whose policy make_pol does not rebuild" in result.stderr
+    assert not (tmp_path / "epis.npz").exists()
 
 
 def test_ppo_evaluates_every_eval_interval_steps(script_runs):

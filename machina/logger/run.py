@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -313,6 +314,8 @@ class Run:
         )
         if self.settings is not None:
             counters["settings"] = self.settings
+        # which script made the run, for those that rebuild its policy (take_movie.py)
+        counters["script"] = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else None
         return counters
 
     def _check_settings(self, saved: Mapping[str, Any] | None) -> None:
