@@ -18,3 +18,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def interval(text: str) -> int:
+    """``text`` as an int >= 0 (``type=`` of an interval flag: ``--eval_interval``,
+    ``--checkpoint_interval``); 0 means every iteration, passed to ``logger.Run`` as None
+    (``args.eval_interval or None``). A negative one is refused: ``Run`` failed on it, and
+    on 0, with a traceback after the run folder was opened."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 (0: every iteration), got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 (0: every iteration), got {text!r}"
+        )
+    return value

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import behavior_clone
@@ -41,7 +41,9 @@ parser.add_argument(
 parser.add_argument("--batch_size", type=positive_int, default=256)
 parser.add_argument("--pol_lr", type=float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--eval_interval", type=int, default=10, help="epochs between evaluations")
+parser.add_argument(
+    "--eval_interval", type=interval, default=10, help="epochs between evaluations (0: every epoch)"
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -60,6 +62,12 @@ sampler = EpiSampler(env, pol, seed=args.seed)
 
 expert_epis = Traj.load(args.expert_path).epis()
 train_epis, test_epis = ef.train_test_split(expert_epis, train_size=args.train_size)
+if not train_epis or not test_epis:  # register_epis failed on an empty side, unnamed
+    side = "training" if not train_epis else "the held-out test loss"
+    parser.error(
+        f"--train_size {args.train_size}: of the {len(expert_epis)} episodes in "
+        f"--expert_path, none is left for {side}; keep both sides non-empty"
+    )
 train_traj = Traj()
 train_traj.add_epis(train_epis)
 train_traj.register_epis()
@@ -73,7 +81,7 @@ run = logger.Run(
     args.resume or args.log,
     args.epoch,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     unit="iteration",
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused

@@ -29,7 +29,7 @@ import argparse
 import copy
 
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import ddpg, prioritized_ddpg
@@ -82,11 +82,16 @@ parser.add_argument("--alpha", type=float, default=0.6, help="priority exponent"
 parser.add_argument("--init_beta", type=float, default=0.4, help="first IS-weight exponent")
 parser.add_argument("--beta_step", type=float, default=1e-4, help="IS exponent step per batch")
 parser.add_argument("--nstep", type=positive_int, default=1, help="n-step targets when > 1")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -129,11 +134,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(
     sampler=sampler,

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import diayn, diayn_sac
@@ -68,7 +68,12 @@ parser.add_argument("--h_size", type=positive_int, default=32, help="hidden unit
 parser.add_argument("--tau", type=float, default=0.01, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.9)
 parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=16, help="episodes per evaluation")
 parser.add_argument(
     "--num_threads",
@@ -77,7 +82,7 @@ parser.add_argument(
     help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -122,11 +127,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     f"DIAYN {args.env_name}",
-    args.eval_interval,
+    args.eval_interval or None,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
     title=f"DIAYN {args.env_name} (environment return)",
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(
     sampler=sampler,

@@ -19,7 +19,7 @@ import argparse
 import copy
 
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import dqn
@@ -50,11 +50,16 @@ parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--eps_start", type=float, default=1.0)
 parser.add_argument("--eps_end", type=float, default=0.04)
 parser.add_argument("--explore_steps", type=int, default=5000, help="env steps of annealing")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -87,11 +92,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(sampler=sampler, qf=qf, targ_qf=targ_qf, optim_qf=optim_qf, off_traj=off_traj)
 with run:

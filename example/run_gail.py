@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import airl, behavior_clone, gail
@@ -77,7 +77,7 @@ parser.add_argument("--bc_epoch", type=positive_int, default=10)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--checkpoint_interval",
-    type=int,
+    type=interval,
     default=None,
     help="env steps between checkpoints (default: every iteration)",
 )
@@ -128,7 +128,7 @@ run = logger.Run(
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
     resumable=("expert_path",),
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 kl_beta = torch.tensor(1.0, dtype=torch.float64)  # ppo_kl's adaptive penalty
 state = dict(pol=pol, vf=vf, discrim=discrim, optim_pol=optim_pol, optim_vf=optim_vf)

@@ -51,7 +51,7 @@ import os
 import gymnasium as gym
 import hyperparams
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import ppo_clip, ppo_kl
@@ -120,7 +120,7 @@ parser.add_argument("--init_kl_beta", type=float, default=1.0)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--eval_interval",
-    type=int,
+    type=interval,
     default=0,
     help="env steps between evaluations (0: after every iteration); the last iteration "
     "always evaluates",
@@ -240,7 +240,7 @@ run = logger.Run(
     args.log,
     args.max_steps,
     args.env_name,
-    eval_interval=args.eval_interval if args.eval_interval > 0 else None,
+    eval_interval=args.eval_interval or None,
     solve_return=solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused

@@ -18,7 +18,7 @@ import argparse
 import copy
 
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import ppo_clip, sac
@@ -58,7 +58,12 @@ parser.add_argument("--sac_pol_lr", type=float, default=1e-3)
 parser.add_argument("--qf_lr", type=float, default=1e-3)
 parser.add_argument("--alpha_lr", type=float, default=1e-3)
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
@@ -68,7 +73,7 @@ parser.add_argument(
     help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -106,12 +111,12 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
     title=f"PPO + SAC {args.env_name}",
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(
     sampler=sampler,

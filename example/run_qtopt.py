@@ -21,7 +21,7 @@ import argparse
 import copy
 
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import qtopt
@@ -54,7 +54,12 @@ parser.add_argument("--num_sampling", type=positive_int, default=32, help="CEM a
 parser.add_argument("--num_best_sampling", type=positive_int, default=4, help="CEM elite actions")
 parser.add_argument("--num_iter", type=positive_int, default=1, help="CEM refits")
 parser.add_argument("--loss_type", choices=["mse", "bce"], default="mse")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
@@ -64,7 +69,7 @@ parser.add_argument(
     help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -105,11 +110,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(qf=qf, lagged_qf=lagged_qf, targ_qf1=targ_qf1, targ_qf2=targ_qf2)
 state.update(optim_qf=optim_qf, off_traj=off_traj, sampler=sampler, grad_steps=grad_steps)

@@ -22,7 +22,7 @@ import copy
 
 import gymnasium as gym
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import r2d2_sac
@@ -66,7 +66,12 @@ parser.add_argument("--sampling", type=positive_int, default=1, help="actions dr
 parser.add_argument(
     "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
 )
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
@@ -76,7 +81,7 @@ parser.add_argument(
     help="torch threads; small nets step fastest on one",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -123,11 +128,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(
     sampler=sampler,

@@ -20,7 +20,7 @@ import copy
 
 import hyperparams
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import sac
@@ -57,7 +57,12 @@ parser.add_argument("--h_size", type=positive_int, default=64, help="hidden unit
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
@@ -73,7 +78,7 @@ parser.add_argument(
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -107,11 +112,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(pol=pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0], targ_qf2=targ_qfs[1])
 state.update(log_alpha=log_alpha, optim_pol=optim_pol, optim_qf1=optim_qfs[0])

@@ -21,7 +21,7 @@ import copy
 
 import hyperparams
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import td3
@@ -55,7 +55,12 @@ parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--pol_update_delay", type=positive_int, default=2)
 parser.add_argument("--target_noise", type=float, default=0.2)
 parser.add_argument("--target_noise_clip", type=float, default=0.5)
-parser.add_argument("--eval_interval", type=int, default=2000, help="env steps between evals")
+parser.add_argument(
+    "--eval_interval",
+    type=interval,
+    default=2000,
+    help="env steps between evals (0: every iteration)",
+)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")
 parser.add_argument(
@@ -71,7 +76,7 @@ parser.add_argument(
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
 parser.add_argument(
-    "--checkpoint_interval", type=int, default=2000, help="env steps between checkpoints"
+    "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
@@ -104,11 +109,11 @@ run = logger.Run(
     args.resume or args.log,
     args.max_steps,
     args.env_name,
-    args.eval_interval,
+    args.eval_interval or None,
     solve_return,
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 state = dict(pol=pol, targ_pol=targ_pol, qf1=qfs[0], qf2=qfs[1], targ_qf1=targ_qfs[0])
 state.update(targ_qf2=targ_qfs[1], optim_pol=optim_pol, optim_qf1=optim_qfs[0])

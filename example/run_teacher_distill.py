@@ -23,7 +23,7 @@ import argparse
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import interval, positive_int
 
 from machina import logger
 from machina.algos import on_pol_teacher_distill, ppo_clip
@@ -69,7 +69,7 @@ parser.add_argument(
 parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(
     "--checkpoint_interval",
-    type=int,
+    type=interval,
     default=None,
     help="env steps between checkpoints (default: every iteration)",
 )
@@ -125,7 +125,7 @@ run = logger.Run(
     resume=args.resume is not None,
     settings=vars(args),  # a resume with other settings is refused
     resumable=("teacher_path",),
-    checkpoint_interval=args.checkpoint_interval,
+    checkpoint_interval=args.checkpoint_interval or None,
 )
 teacher_return = torch.tensor(0.0, dtype=torch.float64)
 state = dict(student=student, teacher=teacher, teacher_return=teacher_return)

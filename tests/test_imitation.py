@@ -6,7 +6,9 @@ reference loops on random episodes with terminated and truncated ends mixed.
 """
 
 import copy
+import csv
 import math
+import subprocess
 import warnings
 
 import gymnasium as gym
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import make_random_epis, mean_return, run_example, run_examples
+from conftest import example_cmd, make_random_epis, mean_return, run_example, run_examples
 
 from machina.algos import airl, behavior_clone, gail, ppo_clip
 from machina.algos._adversarial import discrim_batches
@@ -638,6 +640,27 @@ def test_run_gail_and_airl_resume_bit_for_bit(expert, tmp_path):
     )
     assert "kl_beta" in gail_state and "discrim" in gail_state
     assert {"rewf", "shaping_vf"} <= {key.split(".")[0] for key in airl_state["discrim"]}
+
+
+def test_run_behavior_clone_names_an_empty_split_and_takes_interval_0(expert, tmp_path):
+    """--train_size leaving no episode on a side failed in register_epis, unnamed;
+    --eval_interval 0 failed in logger.Run (run_ppo.py's 0 evaluates every iteration)."""
+    common = ["--expert_path", expert["path"], "--eval_epis", 1, "--h_size", 8]
+    for size, side in (("1.0", "the held-out test loss"), ("0.0", "training")):
+        cmd = example_cmd("run_behavior_clone.py", *common, "--train_size", size,
+                          "--log", tmp_path / "split")  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert f"--train_size {size}: of the" in proc.stderr and f"left for {side}" in proc.stderr
+    assert not (tmp_path / "split").exists()
+    cmd = example_cmd("run_behavior_clone.py", *common, "--eval_interval", "-1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "argument --eval_interval: expected an integer >= 0" in proc.stderr
+    log = tmp_path / "every"
+    run_example("run_behavior_clone.py", *common, "--eval_interval", 0, "--epoch", 2, "--log", log)
+    with open(log / "progress.csv", newline="") as f:
+        assert [row["EvalReturn"] != "" for row in csv.DictReader(f)] == [True, True]
 
 
 def test_run_behavior_clone_resumes_bit_for_bit(expert, tmp_path):
