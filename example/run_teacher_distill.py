@@ -20,10 +20,12 @@ move); the teacher is neither trained nor loaded again::
 """
 
 import argparse
+import os
 
 import numpy as np
 import torch
 from flags import interval, positive_int
+from run_settings import run_settings
 
 from machina import logger
 from machina.algos import on_pol_teacher_distill, ppo_clip
@@ -40,12 +42,17 @@ parser.add_argument("--env_name", default="CartPole-v1", help="any gymnasium id"
 parser.add_argument("--log", default="runs/teacher_distill", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--teacher_path", default=None, help="teacher state_dict (run_ppo.py's)")
-parser.add_argument("--teacher_h_size", type=positive_int, default=64, help="teacher hidden units")
+parser.add_argument(
+    "--teacher_h_size",
+    type=positive_int,
+    default=None,
+    help="teacher hidden units (the teacher run's --h_size, else 64)",
+)
 parser.add_argument(
     "--teacher_activation",
     choices=sorted(HIDDEN_ACTIVATIONS),
-    default="relu",
-    help="the teacher's hidden activation (run_ppo.py's --activation)",
+    default=None,
+    help="the teacher's hidden activation (the teacher run's --activation, else relu)",
 )
 parser.add_argument(
     "--teacher_steps", type=positive_int, default=30_000, help="PPO steps if no path"
@@ -76,7 +83,33 @@ parser.add_argument(
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
+
+
+def teacher_run_settings(path: str | None, parser: argparse.ArgumentParser) -> dict:
+    """The settings of the run whose ``models/`` holds the teacher ``path`` ({} for a file
+    elsewhere); a parser error for a teacher this script cannot feed: the student's raw
+    observations would reach a teacher trained on normalised or discretised ones, or an LSTM
+    (it acted on them without a word, CartPole's teacher returning 69 instead of 401)."""
+    if path is None or os.path.basename(os.path.dirname(os.path.abspath(path))) != "models":
+        return {}
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    settings = run_settings(run_dir)
+    unsupported = [f"--{name}" for name in ("normalize_ob", "c2d", "rnn") if settings.get(name)]
+    if unsupported:
+        parser.error(
+            f"--teacher_path: the teacher's run ({run_dir}) used {', '.join(unsupported)}; "
+            "this script gives the teacher the student's raw observations and actions and "
+            "cannot distil such a teacher"
+        )
+    return settings
+
+
 args = parser.parse_args()
+teacher_settings = teacher_run_settings(args.teacher_path, parser)
+if args.teacher_h_size is None:
+    args.teacher_h_size = teacher_settings.get("h_size", 64)
+if args.teacher_activation is None:
+    args.teacher_activation = teacher_settings.get("activation", "relu")
 
 torch.set_num_threads(args.num_threads)
 torch.manual_seed(args.seed)
@@ -84,7 +117,12 @@ torch.manual_seed(args.seed)
 env = GymEnv(args.env_name)
 ob_space, ac_space = env.observation_space, env.action_space
 teacher = make_pol(
-    ob_space, ac_space, h_size=args.teacher_h_size, activation=args.teacher_activation
+    ob_space,
+    ac_space,
+    h_size=args.teacher_h_size,
+    activation=args.teacher_activation,
+    sde_sample_freq=teacher_settings.get("sde_sample_freq") or None,
+    squash_mean=teacher_settings.get("squash_mean"),
 )
 student = make_pol(ob_space, ac_space, h_size=args.student_h_size)
 sampler = EpiSampler(env, student, num_envs=args.num_envs, seed=args.seed)
