@@ -57,6 +57,12 @@ def add_policy_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the Gaussian mean through tanh (run_ppo.py's default) or linear (--no-squash_mean)",
     )
+    parser.add_argument(
+        "--normalize_ob",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="normalise observations with LOG/models/prepro_last.pt (the run's setting)",
+    )
 
 
 def run_settings(log: str) -> dict:
@@ -136,8 +142,13 @@ def load_run_prepro(
         return None
     if not log:
         raise SystemExit("--normalize_ob: the statistics are read from a run folder; give --log")
+    path = os.path.join(log, "models", "prepro_last.pt")
+    if not os.path.exists(path):
+        raise SystemExit(
+            f"--normalize_ob: {path} is missing: the run did not normalise its observations"
+        )
     prepro = BasePrePro(observation_space, clip=args.ob_clip)
-    prepro.load_state_dict(torch.load(os.path.join(log, "models", "prepro_last.pt")))
+    prepro.load_state_dict(torch.load(path))
     return prepro
 
 

@@ -42,12 +42,6 @@ parser.add_argument("--log", default="runs/ppo", help="run folder holding models
 parser.add_argument("--pol", default=None, help="policy file (default: LOG/models/pol_last.pt)")
 parser.add_argument("--out", default=None, help="video file (default: LOG/movie.mp4)")
 add_policy_flags(parser)
-parser.add_argument(
-    "--normalize_ob",
-    action=argparse.BooleanOptionalAction,
-    default=None,
-    help="normalise observations with LOG/models/prepro_last.pt",
-)
 parser.add_argument("--num_epis", type=positive_int, default=1, help="episodes to record")
 parser.add_argument(
     "--max_steps", type=positive_int, default=1000, help="steps at most per episode"

@@ -705,3 +705,12 @@ def test_make_expert_epis_reads_the_settings_of_a_run_without_args_json(tmp_path
     assert "h_size=16" in out
     traj = Traj.load(epis_path)
     assert traj.num_epi == 2 and traj.data_map["obs"].shape == (400, 3)  # Pendulum's
+    # a flag given wins over the run's setting (--normalize_ob was take_movie.py's only);
+    # this run kept no statistics to normalise with
+    cmd = example_cmd(
+        "make_expert_epis.py", "--log", run_dir, "--num_epis", 1, "--epis_path", epis_path,
+        "--normalize_ob",
+    )  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "normalize_ob=True" in proc.stdout
+    assert "prepro_last.pt is missing: the run did not normalise its observations" in proc.stderr
