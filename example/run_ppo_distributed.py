@@ -114,7 +114,9 @@ def resume() -> dict | None:
     before the run stopped) and cut rank 0's rows and TensorBoard scalars back to it; None
     (a new run) when no rank has a checkpoint yet."""
     newest = latest_checkpoint(ckpt_dir)
-    steps = mdist.gather_object(-1 if newest is None else int(newest.name.split("-")[1]))
+    # (a save of the same step killed between its two renames left 'ckpt-<step>.replaced')
+    step = -1 if newest is None else int(newest.name.split("-")[1].partition(".")[0])
+    steps = mdist.gather_object(step)
     if max(steps) < 0:
         warnings.warn(f"--resume {run_dir}: no checkpoint yet; starting a new run", stacklevel=2)
         return None
@@ -124,6 +126,8 @@ def resume() -> dict | None:
             f"in {run_dir}/checkpoints (a run on fewer ranks?)"
         )
     path = os.path.join(ckpt_dir, f"ckpt-{min(steps):06d}")
+    if not os.path.isfile(os.path.join(path, "meta.json")):  # set aside by a killed save
+        path += ".replaced"
     extra = read_extra(path)  # checked before anything is loaded
     if extra["world"] != world:
         raise ValueError(f"--resume {run_dir}: saved on {extra['world']} ranks, run on {world}")

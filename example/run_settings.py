@@ -78,11 +78,11 @@ def run_settings(log: str) -> dict:
         return {}
 
 
-#: the examples whose policy is make_pol's, built from POLICY_SETTINGS
-MAKE_POL_SCRIPTS = (
-    "run_behavior_clone.py", "run_gail.py", "run_mixed_env.py", "run_ppo.py",
-    "run_ppo_distributed.py", "run_ppo_distributed_ray.py", "run_teacher_distill.py",
-    "run_trpo.py", "run_vpg.py",
+#: the examples whose policy is not make_pol's (the others', and a user's script's, may be)
+OTHER_POLICY_SCRIPTS = (
+    "run_ddpg.py", "run_diayn.py", "run_dqn.py", "run_mpc.py", "run_ppo_sac.py",
+    "run_prioritized_ddpg.py", "run_qtopt.py", "run_r2d2_sac.py", "run_sac.py", "run_svg.py",
+    "run_td3.py",
 )  # fmt: skip
 
 
@@ -95,10 +95,11 @@ def check_run_script(log: str) -> None:
         script = read_extra(log).get("script")
     except (FileNotFoundError, ValueError):
         return
-    if script and script.startswith("run_") and script not in MAKE_POL_SCRIPTS:
+    if script in OTHER_POLICY_SCRIPTS:
         raise SystemExit(
-            f"--log: {log} is a run of {script}, whose policy make_pol does not rebuild; "
-            f"the runs of {', '.join(MAKE_POL_SCRIPTS)} can be"
+            f"--log: {log} is a run of {script}, whose policy make_pol does not rebuild "
+            "(take_movie.py and make_expert_epis.py rebuild make_pol's policies: run_ppo.py's, "
+            "run_trpo.py's, run_vpg.py's, the imitation examples'...)"
         )
 
 

@@ -107,7 +107,7 @@ def _check_loadable(name: str, state: Any) -> None:
     try:
         torch.save(state, buffer)
         buffer.seek(0)
-        torch.load(buffer, weights_only=True)
+        torch.load(buffer, weights_only=True, map_location="cpu")
     except (pickle.PickleError, AttributeError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TypeError(
@@ -348,7 +348,10 @@ def save_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_atomic(run_dir / "latest", lambda f: f.write(final.name.encode()))
-    shutil.rmtree(replaced, ignore_errors=True)
+    # every folder set aside is stale now that 'latest' names a complete one (this save's,
+    # and those of saves killed after their renames, which pruning by step would keep)
+    for path in run_dir.glob("ckpt-*.replaced"):
+        shutil.rmtree(path, ignore_errors=True)
     files.remove_stale_temporaries(run_dir, "ckpt-tmp")  # of checkpoints killed half way
     # by step, not by name: ckpt-999999 sorts after ckpt-1000000 as text
     old = sorted((p for p in run_dir.glob("ckpt-*") if p.is_dir() and p != final), key=_step_of)

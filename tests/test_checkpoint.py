@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import make_random_epis
 
-from machina.checkpoint import latest_checkpoint, load_run, save_run
+from machina.checkpoint import latest_checkpoint, load_run, read_extra, save_run
 from machina.prepro import BasePrePro, RewardNormalizer
 from machina.traj import Traj
 
@@ -203,7 +203,7 @@ def test_states_load_run_cannot_read_are_refused_when_saved(tmp_path):
     assert holder.state["set"] == {1, 2} and holder.state["ordered"] == {"a": 1}
 
 
-@pytest.mark.parametrize("kill_at", ["first_rename", "second_rename"])
+@pytest.mark.parametrize("kill_at", ["first_rename", "second_rename", "cleanup"])
 def test_a_step_saved_again_keeps_a_checkpoint_at_every_moment(tmp_path, kill_at):
     """Saved again at its step (bench_bullet.py saves at step=steps with keep=1), the old
     folder was deleted before the new one took its name: a run killed in between had none.
@@ -214,14 +214,21 @@ def test_a_step_saved_again_keeps_a_checkpoint_at_every_moment(tmp_path, kill_at
     _train(objs, 2)
     save_run(tmp_path / "next", objs, step=5, keep=1, extra={"i": 1})
     os.replace(tmp_path / "ckpt-000005", tmp_path / "ckpt-000005.replaced")
-    if kill_at == "second_rename":
+    if kill_at != "first_rename":  # the new folder in place, the old one not yet removed
         os.replace(tmp_path / "next" / "ckpt-000005", tmp_path / "ckpt-000005")
         expected = _state(objs)
     fresh = _objects(1)
     extra = load_run(tmp_path, fresh)
-    assert extra["i"] == (1 if kill_at == "second_rename" else 0)
+    assert extra["i"] == (0 if kill_at == "first_rename" else 1)
     _assert_same(_state(fresh), expected)
-    assert save_run(tmp_path, objs).name == "ckpt-000006"  # the step counts on
+    # the step counts on; the folder set aside goes, never kept instead of the newer one
+    assert save_run(tmp_path, objs, keep=2).name == "ckpt-000006"
+    kept = sorted(p.name for p in tmp_path.glob("ckpt-*"))
+    if kill_at == "first_rename":  # the folder set aside was the only one before
+        assert kept == ["ckpt-000006"]
+    else:
+        assert kept == ["ckpt-000005", "ckpt-000006"]
+        assert read_extra(tmp_path / "ckpt-000005")["i"] == 1
     save_run(tmp_path, objs, step=6, keep=1)
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-000006"]
 

@@ -45,33 +45,3 @@ def test_argmax_qf_pol_is_greedy_and_epsilon_random():
     ac_real, ac, _ = pol(torch.tensor([[0.5, 0.0, 0.0]]))
     assert_close(ac, torch.tensor([[0.5]]), atol=0.05, rtol=0)
     assert_close(torch.as_tensor(ac_real), torch.tensor([[1.0]]), atol=0.1, rtol=0)
-
-
-def test_argmax_qf_pol_keeps_0x_q_of_the_action_taken():
-    # machina 0.x's a_i held 'q', the Q value of the action taken (a random one's own where
-    # it explored), with a_i_shape (1,); 'max_q' is the greedy action's
-    torch.manual_seed(0)
-    qf = DeterministicSAVfunc(BOX_OB, DISCRETE_AC, QNet(BOX_OB, DISCRETE_AC))
-    obs = torch.randn(500, 3)
-    for eps in (0.0, 0.5, 1.0):
-        pol = ArgmaxQfPol(BOX_OB, DISCRETE_AC, qf, eps=eps)
-        assert pol.a_i_shape == (1,)
-        _, ac, a_i = pol(obs)
-        assert a_i["q"].shape == (500, 1) and a_i["max_q"].shape == (500,)
-        with torch.no_grad():
-            taken = qf(obs, ac)[0]
-        assert_close(a_i["q"][:, 0], taken)
-        greedy = ac == qf.all_qs(obs).argmax(-1)
-        assert_close(a_i["q"][greedy, 0], a_i["max_q"][greedy])
-        if eps == 1.0:  # some random actions are not the greedy ones
-            assert bool((~greedy).any())
-    _, _, a_i = pol.deterministic_ac_real(obs)
-    assert torch.equal(a_i["q"][:, 0], a_i["max_q"])
-    # continuous, with more leading dims
-    cem = CEMDeterministicSAVfunc(BOX_OB, BOX_AC, PeakQNet(), num_iter=1)
-    pol = ArgmaxQfPol(BOX_OB, BOX_AC, cem, eps=1.0)
-    obs = torch.randn(2, 4, 3)
-    _, ac, a_i = pol(obs)
-    assert a_i["q"].shape == (2, 4, 1) and a_i["max_q"].shape == (2, 4)
-    with torch.no_grad():
-        assert_close(a_i["q"][..., 0], cem(obs, ac)[0])

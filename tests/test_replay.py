@@ -574,6 +574,8 @@ def test_window_lengths_far_above_every_episode_are_whole_episodes(rng):
     traj = make_traj(ef.compute_seq_pris(epis, 30, eta=0.9))
     idx = torch.as_tensor(rng.choice(traj.num_step, size=10, replace=False))
     tf.update_pris(traj, torch.ones(10), idx, update_epi_pris=True, seq_length=int(huge))
+    none = torch.zeros(0, dtype=torch.int64)  # no window touched: no (0, 10**9) index either
+    tf.update_pris(traj, torch.ones(0), none, update_epi_pris=True, seq_length=int(huge))
     np.testing.assert_allclose(
         traj.data_map["seq_pris"].numpy(), ref_seq_pris(traj.epis(), 30, 0.9), rtol=1e-5
     )

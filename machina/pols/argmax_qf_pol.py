@@ -40,16 +40,11 @@ class ArgmaxQfPol(BasePol):
 
     Notes
     -----
-    ``a_i`` holds ``max_q`` (B,), the greedy action's Q value, and machina 0.x's ``q``
-    (B, 1), the Q value of the action taken (the random action's where it explored; then
-    ``qfunc`` is called once more, on those rows). :attr:`pd` is None; :attr:`a_i_shape` is
-    0.x's ``(1,)``, ``q``'s shape per row.
+    ``a_i`` holds ``max_q`` (B,), the greedy action's Q value. :attr:`pd` is None.
     """
 
     action_space_types = (gym.spaces.Discrete, gym.spaces.Box)
     uses_net = False
-    #: machina 0.x's ArgmaxQfPol.a_i_shape: the shape of one row of ``a_i["q"]``
-    a_i_shape = (1,)
 
     def __init__(
         self,
@@ -128,20 +123,11 @@ class ArgmaxQfPol(BasePol):
             lead = obs.shape[: obs.ndim - len(self.observation_space.shape)]
             max_qs, ac = self.qfunc.max(obs.flatten(0, len(lead) - 1))
             max_qs, ac = max_qs.reshape(lead), ac.reshape(lead + ac.shape[1:])
-        max_qs = max_qs.detach()
-        qs = max_qs
         if not deterministic and self.eps > 0.0:
             lead = max_qs.shape
             explore = torch.rand(lead, device=obs.device) < self.eps
             random_acs = self._random_acs(lead, obs.device).to(ac.dtype)
             mask = explore.reshape(lead + (1,) * (ac.ndim - len(lead)))
             ac = torch.where(mask, random_acs, ac)
-            if bool(explore.any()):
-                # 0.x's q is the Q of the action taken: the random actions' own
-                rows = explore.nonzero(as_tuple=True)
-                with torch.no_grad():
-                    random_qs = self.qfunc(obs[rows], ac[rows])[0]
-                qs = max_qs.clone()
-                qs[rows] = random_qs.reshape(-1).to(qs.dtype)
         ac = ac.detach()
-        return self._ac_real_torch(ac), ac, dict(max_q=max_qs, q=qs.unsqueeze(-1))
+        return self._ac_real_torch(ac), ac, dict(max_q=max_qs.detach())

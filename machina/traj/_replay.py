@@ -165,7 +165,7 @@ def window_pris(
     """
     # no wider than the longest window: a seq_length far above every episode's length
     # would build a (S, seq_length) matrix of mostly invalid steps
-    width = min(seq_length, int((ends - starts).max())) if len(starts) else seq_length
+    width = min(seq_length, int((ends - starts).max())) if len(starts) else 1
     t = torch.arange(width, device=pris.device)
     idx = starts[:, None] + t[None, :]
     valid = idx < ends[:, None]
