@@ -786,6 +786,15 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   after the one-backward PPO step below, at ~1.1x v8's CPU: 257-265 s against 236-242)
   leads at 200k on 6 of 7 seeds and ends level too (means 2208 and 2196). None is adopted:
   seventeen single changes around v8 tried, none better at 500k.
+- Session 39, both PPO cells rerun on the reported seeds 0-2 with the entries and rl-zoo's
+  settings unchanged (session 38 changed a walker's first episode in both libraries, so the
+  recorded runs no longer reproduced; an AMD EPYC, each library's six runs in turn on its
+  own core, the machine shared with other work): Hopper machina 1941, 1908, 2468 against
+  1459, 1766, 2094 (0.49x CPU); HalfCheetah 2371, 2467, 1638 against 2259, 2232, 2591
+  (0.52x CPU). Both cells meet both targets; on HalfCheetah that is the seeds' draw more
+  than a change in the libraries' gap (over sixteen pairs the medians are 2359 and 2358.5).
+  The replaced rows are in ``assets/bullet_tuning.csv``. An idle same-machine check of
+  seed 0's second 25k steps: 0.60x (HalfCheetah), 0.41x (Hopper).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
