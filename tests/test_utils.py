@@ -3,6 +3,7 @@
 import os
 import random
 import re
+import time
 
 import pytest
 import torch
@@ -131,10 +132,11 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
             self.lin = torch.nn.Linear(1, 1)
             self.optim = torch.optim.SGD(self.lin.parameters(), 0.1)
 
-        def train(self, xs, fail_rank=None, exit_rank=None):
+        def train(self, xs, fail_rank=None, exit_rank=None, exit_after=0.0):
             if fail_rank == "all" or self.rank == fail_rank:
                 raise ValueError("boom")
             if self.rank == exit_rank:
+                time.sleep(exit_after)
                 os._exit(1)
             x = torch.tensor(xs[self.rank]).reshape(-1, 1)
             for _ in range(5):
@@ -193,6 +195,12 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
         with pytest.raises(RuntimeError, match="make a new TrainManager"):
             again.train(xs=[[1.0], [3.0]])
         again.close()
+        # the dead rank is named even when another's error (its broken collective) comes first
+        third = mu.TrainManager(Trainer, num_trainer=2, timeout=60)
+        with pytest.raises(RuntimeError, match="rank 1 of 2 failed; its process died"):
+            third.train(xs=[[1.0], [3.0]], fail_rank=0, exit_rank=1, exit_after=1.0)
+        with pytest.raises(RuntimeError, match="its trainer rank 1 failed; make a new"):
+            third.train(xs=[[1.0], [3.0]])
     finally:
         ray.shutdown()
     # the same weights on both ranks, and what rank 0 reports is that state

@@ -266,7 +266,8 @@ class TrainManager:
         Raises
         ------
         RuntimeError
-            When a trainer fails, naming its rank (its error as the cause). If its process
+            When a trainer fails, naming its rank (its error as the cause; a trainer whose
+            process died is named before one whose collective its death broke). If its process
             died, or the others have not finished 10 s later, every trainer is stopped: they
             would wait for it in a collective (gloo's default: 30 minutes), and every later
             call behind them; then make a new ``TrainManager``.
@@ -282,9 +283,14 @@ class TrainManager:
             rank = pending.pop(ready[0])
             try:
                 results[rank] = ray.get(ready[0])
-            except ray.exceptions.RayError as exc:
+            except ray.exceptions.RayError as own:
+                exc: Exception = own
                 # the others fail too (the same bad argument) or wait for it in a collective
-                _, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=_GRACE_S)
+                done, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=_GRACE_S)
+                # a peer's death shows first as another rank's collective error: name the dead
+                died = _dead_rank(ray, {ref: pending[ref] for ref in done})
+                if died is not None:
+                    rank, exc = died
                 dead = isinstance(exc, ray.exceptions.RayActorError)  # its process is gone
                 if not stuck and not dead:
                     raise RuntimeError(
@@ -325,6 +331,19 @@ class TrainManager:
                 else "it was closed"
             )
             raise RuntimeError(f"TrainManager: {why}; make a new TrainManager")
+
+
+def _dead_rank(ray: Any, finished: Mapping[Any, int]) -> tuple[int, Exception] | None:
+    """The lowest rank among ``finished`` (call ref -> rank) whose process died, with its
+    error; ``None`` when none did."""
+    for ref, rank in sorted(finished.items(), key=lambda item: item[1]):
+        try:
+            ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            return rank, exc
+        except ray.exceptions.RayError:
+            pass
+    return None
 
 
 def make_redis(redis_host: str, redis_port: str | int) -> None:
