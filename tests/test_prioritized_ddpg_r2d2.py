@@ -476,3 +476,10 @@ def test_r2d2_sac_improves_pendulum_over_random():
             break
     print(f"R2D2-SAC Pendulum-v1: {finals} vs random {baseline:.1f}")
     assert sum(f >= baseline + R2D2_MARGIN for f in finals) >= 2, (finals, baseline)
+
+
+def test_qnet_lstm_names_a_non_box_action_space():
+    """The action space at fault is named (the message said observation_space)."""
+    ob = gym.spaces.Box(-1, 1, (3,), np.float32)
+    with pytest.raises(ValueError, match=r"^action_space: QNetLSTM needs a gymnasium.spaces.Box"):
+        QNetLSTM(ob, gym.spaces.Discrete(4), 8, 8)

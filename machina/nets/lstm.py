@@ -8,10 +8,12 @@ steps where some column resets, and each piece runs through ``torch.nn.LSTM`` at
 """
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
 from machina.nets._layers import HIDDEN_GAIN, PolHead, flatten_obs, init_linear, ob_dim_of
+from machina.utils.spaces import check_space
 
 HiddenState = tuple[torch.Tensor, torch.Tensor]
 
@@ -204,7 +206,8 @@ class QNetLSTM(_LSTMBody):
         cell_size: int = 64,
     ) -> None:
         super().__init__(observation_space, h_size, cell_size)
-        ac_dim = ob_dim_of(action_space, type(self).__name__)
+        check_space("action_space", action_space, gym.spaces.Box, type(self).__name__)
+        ac_dim = int(np.prod(action_space.shape, dtype=np.int64))
         self.hidden_layer = init_linear(nn.Linear(cell_size + ac_dim, h_size), HIDDEN_GAIN)
         self.output_layer = init_linear(nn.Linear(h_size, 1), 1.0)
 

@@ -25,6 +25,7 @@ from machina.pols.base import BasePol
 from machina.samplers._buffers import SampledEpisode
 from machina.samplers._ray_backend import join_owned_ray, own_started_ray, release_owned_ray
 from machina.utils.device import cpu_mode
+from machina.utils.tensors import to_numpy
 
 __all__ = ["BaseSampleWorker", "DefaultSampleWorker", "mp_sample", "one_epi"]
 
@@ -47,7 +48,7 @@ def _numbers(infos: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
 def _one_row(value: torch.Tensor, shape: tuple[int, ...] | None, rnn: bool) -> np.ndarray:
     """One step's policy output without its batch axis of 1 (and a recurrent policy's time
     axis of 1)."""
-    a = value.detach().cpu().numpy()
+    a = to_numpy(value, bfloat16_as_float32=True)
     if shape is not None:
         return a.squeeze().reshape(shape)
     for _ in range(2 if rnn else 1):
@@ -108,13 +109,15 @@ def one_epi(
             rews.append(r)
             terms.append(bool(term))
             truncs.append(bool(trunc))
-            acs.append(ac.squeeze().detach().cpu().numpy().reshape(ac_shape))
+            acs.append(to_numpy(ac.squeeze(), bfloat16_as_float32=True).reshape(ac_shape))
             step_a_i: dict[str, Any] = {}
             for key, value in a_i.items():
                 if value is None:
                     continue
                 if isinstance(value, tuple):  # recurrent state (h, c)
-                    step_a_i[key] = tuple(h.squeeze().detach().cpu().numpy() for h in value)
+                    step_a_i[key] = tuple(
+                        to_numpy(h.squeeze(), bfloat16_as_float32=True) for h in value
+                    )
                 else:
                     step_a_i[key] = _one_row(value, a_i_shape, bool(getattr(pol, "rnn", False)))
             a_is.append(step_a_i)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from machina.utils.tensors import to_numpy
+
 # Rows per network call: bounds memory on million-step batches.
 CHUNK = 65536
 
@@ -43,7 +45,7 @@ def chunked_no_grad(
     out = []
     with torch.no_grad():
         for lo in range(0, num_rows, chunk):
-            out.append(torch.as_tensor(fn(slice(lo, lo + chunk))).cpu().numpy())
+            out.append(to_numpy(torch.as_tensor(fn(slice(lo, lo + chunk))), True))
     if not out:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(out).astype(np.float32)

@@ -15,6 +15,7 @@ import torch
 
 from machina.traj._episodes import Columns, episode_function
 from machina.traj.traj import Traj
+from machina.utils.tensors import to_numpy
 
 NAME = "normalize_obs_and_acs"
 STAT_NAMES = ("mean_obs", "std_obs", "mean_acs", "std_acs")
@@ -42,7 +43,7 @@ def given_statistic(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray
     numpy, torch or nested lists. Standard deviations must be positive, all values finite.
     """
     if torch.is_tensor(value):
-        value = value.detach().cpu().numpy()
+        value = to_numpy(value, bfloat16_as_float32=True)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

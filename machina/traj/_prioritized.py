@@ -11,6 +11,7 @@ import torch
 
 from machina.traj import _ddp, _replay, _samplers
 from machina.traj._batching import check_epoch
+from machina.utils.tensors import to_numpy
 
 
 class _CachedSampler:
@@ -342,7 +343,7 @@ class PrioritizedReplay:
             # The write does not bump column._version; the entries are set to it below.
             steps = indices.numpy() if indices.device.type == "cpu" else indices.cpu().numpy()
             array = column.numpy()
-            array[steps] = values.cpu().numpy() if isinstance(values, torch.Tensor) else values
+            array[steps] = to_numpy(values, bfloat16_as_float32=True)
             if not entries:
                 return
             written = array[steps].astype(np.float64)  # a repeated index: the value that stayed

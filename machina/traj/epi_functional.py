@@ -33,6 +33,7 @@ from machina.traj._replay import window_counts, window_pris, window_starts
 from machina.traj._scan import reverse_discounted_sum
 from machina.traj._split import train_test_split
 from machina.utils.ends import terminated
+from machina.utils.tensors import to_numpy
 
 __all__ = [
     "add_next_obs",
@@ -131,7 +132,7 @@ def _values_rnn(
         h_masks[0] = 1.0
         vf.reset()
         out = vf(torch.as_tensor(padded, device=device), h_masks=h_masks)[0]
-        out = out.reshape(len(t), n).cpu().numpy()
+        out = to_numpy(out.reshape(len(t), n), bfloat16_as_float32=True)
         vs[steps] = out[real]
         final_vs[lo : lo + n] = out[chunk_lengths, np.arange(n)]
     vf.reset()

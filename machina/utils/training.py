@@ -306,7 +306,7 @@ def polyak_update(
     target, source : torch.nn.Module or sequence of torch.nn.Module
         Networks of the same architecture (a sequence is updated pairwise, e.g. twin Q).
     tau : float
-        In ``[0, 1]``: 0 leaves ``target`` as it is, 1 copies ``source``.
+        In ``[0, 1]``: 0 leaves ``target``'s parameters as they are, 1 copies ``source``.
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau: expected a float in [0, 1], got {tau!r}")
