@@ -225,9 +225,10 @@ def test_ray_sampler_runs_a_users_worker_cls(tmp_path):
         sampler.close()
 
         # a stuck worker: with timeout, an error naming it, and a replacement for the next call
-        # (15 s: an actor's start, part of the first wait, took 9 s beside a busy core)
+        # (10 s times episodes only: the sampler waits for a worker's start, 9 s beside a
+        # busy core, before a call's timeout starts, and for a replacement's too)
         hang = raysampler.EpiSampler(
-            env, pol, 1, FlagPrepro(str(tmp_path / "hung")), 3, HangOnceWorker, timeout=15
+            env, pol, 1, FlagPrepro(str(tmp_path / "hung")), 3, HangOnceWorker, timeout=10
         )
         with pytest.raises(TimeoutError, match=r"workers \[0\] \(seed 3\) did not finish"):
             hang.sample(max_epis=1)

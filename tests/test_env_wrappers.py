@@ -31,6 +31,29 @@ def test_ac_in_ob_appends_normalised_previous_action():
     assert raw.step(np.array([-1.5], np.float32))[0][3] == pytest.approx(-1.5)
 
 
+class FixedDimEnv(gym.Env):
+    """A Box action whose second dimension is fixed (low == high)."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Box(np.array([0, 1], np.float32), np.array([1, 1], np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
+def test_ac_in_ob_maps_a_fixed_action_dimension_to_0():
+    """low == high normalised: 0, not 0 / 0 (a NaN observation outside the space)."""
+    env = AcInObEnv(FixedDimEnv())
+    env.reset(seed=0)
+    obs = env.step(np.array([0.75, 1.0], np.float32))[0]
+    np.testing.assert_array_equal(obs[2:], [0.5, 0.0])
+    assert obs in env.observation_space
+
+
 def test_rew_in_ob_appends_standardised_previous_reward():
     env = RewInObEnv(GymEnv("Pendulum-v1"), mean=-4.0, std=2.0, initial_value=0.25)
     obs, _ = env.reset(seed=1)

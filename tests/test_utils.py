@@ -149,7 +149,7 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
         def py_draw(self):
             return random.random()
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         manager = mu.TrainManager(Trainer, num_trainer=2)
         # Python's global RNG seeded as numpy's and torch's (seed 1234 by default)

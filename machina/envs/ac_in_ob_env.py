@@ -103,8 +103,10 @@ class AcInObEnv(_AppendWrapper):
             ac = np.clip(
                 np.asarray(action, dtype=np.float64).reshape(space.shape), space.low, space.high
             )
-            if self.normalize:
-                ac = (ac - space.low) * 2.0 / (space.high - space.low) - 1.0
+            if self.normalize:  # a fixed dimension (low == high) maps to 0, not 0 / 0
+                span = space.high.astype(np.float64) - space.low
+                fixed = span <= 0
+                ac = np.where(fixed, 0.0, (ac - space.low) * 2.0 / np.where(fixed, 1.0, span) - 1.0)
             return ac.astype(np.float32)
         if isinstance(space, spaces.Discrete):
             nvec = np.array([space.n], dtype=np.int64)

@@ -298,6 +298,20 @@ class WorkerSampling:
         self._state_ref: Any = None
         self._resources = per_actor + [{}] * (num_parallel - len(per_actor))
         self.workers = [self._new_worker(i) for i in range(num_parallel)]
+        self._await_started(self.workers)
+
+    def _await_started(self, workers: list[Any]) -> None:
+        """Wait (up to ``max(timeout, 60)`` s) for ``workers``' processes to start, so that
+        ``timeout`` times episodes, not a cold start (9 s beside a busy core). Without a
+        timeout there is nothing to wait for; a worker still starting after the wait is
+        left to the next call's timeout."""
+        if self.timeout is None:
+            return
+        ray = self.ray
+        try:
+            ray.get([w.__ray_ready__.remote() for w in workers], timeout=max(self.timeout, 60.0))
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+            pass  # a dead or unplaced worker: the call that uses it names it
 
     def _new_worker(self, index: int) -> Any:
         cls = self._worker_cls.as_remote(resources=self._resources[index] or None)  # type: ignore[attr-defined]
@@ -313,6 +327,7 @@ class WorkerSampling:
         except Exception:  # already gone
             pass
         self.workers[index] = self._new_worker(index)
+        self._await_started([self.workers[index]])
 
     def set_pol(self, pol: Any) -> None:
         self._pol_ref, self._state_ref = self.ray.put(pol), None
