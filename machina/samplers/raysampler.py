@@ -54,7 +54,9 @@ class EpiSampler:
         it are started, each running its ``one_epi`` once per episode, as 0.x did. Then
         ``seed`` only seeds each actor's global RNGs (``seed + worker_id``, as 0.x): which
         actor runs which episode depends on their timing, so episodes are not reproducible
-        as machina's engine makes them.
+        as machina's engine makes them. With it, ``timeout=`` (the one keyword it takes)
+        limits each wait for an episode; an actor's start (and a replacement's) is awaited
+        first, up to ``max(timeout, 60)`` s.
     node_info : dict or None
         ``{resource_name: count}``: ``count`` actors each reserve one unit of the custom
         resource ``resource_name`` (a node started with ``ray start
