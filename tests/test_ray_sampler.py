@@ -260,6 +260,21 @@ def test_actor_killed_mid_sample_is_replaced(local_ray):
         assert len(s.sample(pol, max_epis=4)) == 4
 
 
+def test_an_address_of_another_cluster_is_named_as_unused(local_ray):
+    """Ray is already initialised in this process (one process, one cluster): an address
+    of another cluster is not used, and the warning says so (it was ignored silently)."""
+    pol = categorical_pol(SlowEnv())
+    with pytest.warns(RuntimeWarning, match=r"address='127.0.0.1:1' is not used: Ray is") as rec:
+        s = EpiSampler(SlowEnv, pol, seed=0, backend="ray", address="127.0.0.1:1")
+    with s:
+        assert rec[0].filename == __file__  # the user's line
+        assert len(s.sample(pol, max_epis=1)) == 1
+    current = ray.get_runtime_context().gcs_address
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # its own address: no warning
+        EpiSampler(SlowEnv, pol, seed=0, backend="ray", address=current).close()
+
+
 def test_hanging_actor_times_out(local_ray):
     """An env that sleeps for an hour on a step: with timeout=2 the actor is treated as lost
     (killed; max_retries=0: no replacement within the call) and the call raises, naming the

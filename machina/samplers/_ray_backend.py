@@ -157,6 +157,22 @@ class EngineActor:
             self.engine.close()
 
 
+def _warn_if_other_address(ray: Any, address: str | None) -> None:
+    """Warn that ``address`` is not used: this process is connected to a Ray already, and
+    Ray cannot connect one process to two clusters."""
+    if not address or address in ("auto", "local"):
+        return
+    current = ray.get_runtime_context().gcs_address
+    if address != current:
+        warnings.warn(
+            f"address={address!r} is not used: Ray is already initialised in this process "
+            f"(the cluster at {current}), and the actors start there; call ray.shutdown() "
+            "first to connect elsewhere",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+
 def join_owned_ray() -> bool:
     """One more user of the Ray instance a machina sampler started, when one runs: True
     (call :func:`release_owned_ray` at close); False for an instance of the user's own."""
@@ -300,6 +316,7 @@ class RayPool:
         ray = self.ray
         cpus_needed = num_actors * num_cpus
         if ray.is_initialized():
+            _warn_if_other_address(ray, address)
             if _OWNED["users"] > 0:  # machina's own: one more sampler on it
                 _OWNED["users"] += 1
                 self.started_ray = True
