@@ -53,6 +53,8 @@ __all__ = [
 
 FORMAT = "machina-run"
 FORMAT_VERSION = 1
+# state.pt's key of the global random generators' state (no object may take it)
+_RNG_KEY = "__rng__"
 _NP_TAG = "__numpy__"
 
 
@@ -153,6 +155,7 @@ def _as_stateful(objects: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kind(name: str, obj: Any) -> str:
+    _check_name(name)
     if isinstance(obj, Traj):
         return "traj"
     if isinstance(obj, torch.Tensor):
@@ -166,6 +169,19 @@ def _kind(name: str, obj: Any) -> str:
         f"state_dict() and load_state_dict(), given {type(obj).__name__}; put plain numbers "
         "in extra="
     )
+
+
+def _check_name(name: Any) -> None:
+    """An object's name: a key of state.pt and a Traj's file name in the checkpoint folder."""
+    if name == _RNG_KEY:
+        raise ValueError(
+            f"objects[{name!r}]: the name is reserved (the global random generators' state)"
+        )
+    if not isinstance(name, str) or any(c in name for c in ("/", "\\", "\0")):
+        raise ValueError(
+            f"objects: expected str names usable in a file name (no '/', '\\' or NUL), given "
+            f"{name!r}"
+        )
 
 
 # ---------------------------------------------------------------- global RNGs
@@ -331,7 +347,7 @@ def save_run(
             "extra": json.loads(extra_json),
         }
         if rng:
-            state["__rng__"], meta["python_rng"] = _rng_state()
+            state[_RNG_KEY], meta["python_rng"] = _rng_state()
         # flushed to disk (with the folder) before the rename: else, after a power loss,
         # "latest" could name a checkpoint whose files are empty
         write_atomic(tmp / "state.pt", lambda f: torch.save(state, f))
@@ -533,15 +549,20 @@ def load_run(
                 f"objects[{name!r}]: saved with shape {tuple(state[name].shape)}, given a "
                 f"tensor of shape {tuple(obj.shape)}"
             )
-    trajs = {
-        name: Traj.load(path / f"{name}.npz", device=obj.device, ddp=obj.ddp)
-        for name, obj in live.items()
-        if kinds[name] == "traj"
-    }
-    restore_rng = rng and "__rng__" in state
+    trajs = {}
+    for name, obj in live.items():
+        if kinds[name] == "traj":
+            file = path / f"{name}.npz"
+            if not file.is_file():
+                raise ValueError(
+                    f"{file}: missing (objects[{name!r}]'s replay memory): corrupted or partial "
+                    "checkpoint; nothing was restored"
+                )
+            trajs[name] = Traj.load(file, device=obj.device, ddp=obj.ddp)
+    restore_rng = rng and _RNG_KEY in state
     if restore_rng:
         try:
-            _check_rng_state(state["__rng__"], meta.get("python_rng"))
+            _check_rng_state(state[_RNG_KEY], meta.get("python_rng"))
         except ValueError as exc:
             raise ValueError(f"{path}: corrupted checkpoint: {exc}; nothing was restored") from exc
     _load_stateful({n: o for n, o in live.items() if kinds[n] == "stateful"}, state)
@@ -555,5 +576,5 @@ def load_run(
             obj.__dict__.clear()
             obj.__dict__.update(trajs[name].__dict__)
     if restore_rng:
-        _set_rng_state(state["__rng__"], meta["python_rng"])
+        _set_rng_state(state[_RNG_KEY], meta["python_rng"])
     return meta["extra"]

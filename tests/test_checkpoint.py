@@ -140,6 +140,12 @@ def test_corrupted_or_partial_checkpoints_are_named(tmp_path):
             load_run(tmp_path, objs)
     (path / "meta.json").write_text(meta)
     load_run(tmp_path, objs)
+    # a replay memory's file missing: named as the others (a bare FileNotFoundError before)
+    npz = next(path.glob("*.npz"))
+    npz.rename(tmp_path / "aside.npz")
+    with pytest.raises(ValueError, match=r"\.npz: missing .*corrupted or partial checkpoint"):
+        load_run(tmp_path, objs)
+    (tmp_path / "aside.npz").rename(npz)
     (tmp_path / "latest").write_text("ckpt-000009")
     with pytest.raises(FileNotFoundError, match="'latest' file names 'ckpt-000009'"):
         load_run(tmp_path, objs)
@@ -153,6 +159,14 @@ def test_clear_errors(tmp_path):
         save_run(tmp_path, {"x": object()})
     with pytest.raises(TypeError, match="extra: expected JSON-able"):
         save_run(tmp_path, objs, extra={"x": object()})
+    # the global RNGs' key (saved, then refused at load) and names unusable in a file name
+    # (a Traj's file: '../x' wrote outside the checkpoint)
+    with pytest.raises(ValueError, match=r"objects\['__rng__'\]: the name is reserved"):
+        save_run(tmp_path, {"__rng__": torch.nn.Linear(2, 2)})
+    for name in ("rep/lay", "../x", 3):
+        with pytest.raises(ValueError, match=r"objects: expected str names usable in a file"):
+            save_run(tmp_path, {name: Traj()})
+    assert list(tmp_path.iterdir()) == []  # nothing written
     path = save_run(tmp_path, objs)
     with pytest.raises(ValueError, match="objects: expected the names saved"):
         load_run(tmp_path, {"net": objs["net"]})

@@ -192,6 +192,27 @@ def test_resume_restores_counters_and_cuts_rows_written_after_the_checkpoint(tmp
     assert scalars_of(tmp_path, "It") == [(10, 0.0), (20, 1.0), (30, 12.0), (40, 13.0)]
 
 
+def test_a_checkpoint_interval_changed_on_resume_takes_effect_at_once(tmp_path):
+    """checkpoint_interval may change on resume: a run started with 100 iterations between
+    checkpoints and resumed with 1 checkpoints every iteration (the old schedule's next
+    checkpoint, at 100, was kept: a crash lost everything since the resume)."""
+    from machina.checkpoint import latest_checkpoint
+
+    lin = torch.nn.Linear(2, 2)
+    with logger.Run(tmp_path, 3, "task", unit="iteration", checkpoint_interval=100) as run:
+        while not run.done:
+            run.record(epis_of(5), {}, checkpoint=dict(lin=lin))
+    first = latest_checkpoint(tmp_path)  # the end of the budget's
+    run = logger.Run(tmp_path, 8, "task", unit="iteration", checkpoint_interval=1, resume=True)
+    names = []
+    with run:
+        assert run.restore(lin=lin)
+        for _ in range(2):
+            run.record(epis_of(5), {}, checkpoint=dict(lin=lin))
+            names.append(latest_checkpoint(tmp_path))
+    assert len({first, *names}) == 3
+
+
 def scalars_of(log_dir, tag):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

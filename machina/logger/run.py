@@ -366,7 +366,9 @@ class Run:
             train_return = counters["train_return"]
             self.train_return = -math.inf if train_return is None else train_return
             self.next_eval = counters["next_eval"]
-            self.next_checkpoint = counters["next_checkpoint"]
+            # checkpoint_interval may change on resume: the new schedule from here (the
+            # saved one, with the same interval)
+            self.next_checkpoint = _next(0, self.checkpoint_interval, self.progress_count)
         self.rows = counters.get("rows", 0)
         self._truncate_csv(self.rows)
         # the rows written after the checkpoint are written again (a checkpoint of an older

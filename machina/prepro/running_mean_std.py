@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from machina.utils.tensors import to_numpy
+
 
 def tensor_state(state: dict[str, np.ndarray | int]) -> dict[str, torch.Tensor | int]:
     """A :meth:`RunningMeanStd.state_dict` with float64 tensors for ``mean`` and ``var``: what
@@ -152,7 +154,8 @@ class RunningMeanStd:
     def _loaded_array(self, state: dict[str, np.ndarray | int], key: str) -> np.ndarray:
         """``state[key]`` as a float64 copy, checked to be finite and of shape (*shape)
         exactly (a reshape would accept a transposed (3, 2) state into a (2, 3) one)."""
-        value = np.array(state[key], dtype=np.float64)
+        # via to_numpy: np.array(tensor) warns (torch's __array__ takes no copy keyword)
+        value = to_numpy(state[key], bfloat16_as_float32=True).astype(np.float64)
         if self.shape == () and value.shape == (1,):  # checkpoints before session 35 saved so
             value = value.reshape(())
         if value.shape != self.shape:
