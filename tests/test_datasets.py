@@ -178,6 +178,16 @@ def test_dataframe_round_trip():
     assert_epis_equal(from_dataframe(df.sample(frac=1.0, random_state=0)), epis)
 
 
+def test_to_dataframe_refuses_keys_named_as_its_index_columns():
+    """A key 't' or 'epi' overwrote the step or episode column (from_dataframe then blamed
+    the frame's ids)."""
+    epis = make_random_epis(np.random.default_rng(0), n_epi=2, max_len=4)
+    for epi in epis:
+        epi["t"] = np.zeros(len(epi["rews"]), np.float32)
+    with pytest.raises(ValueError, match=r"epis: keys \['t'\] are the DataFrame's episode"):
+        to_dataframe(epis)
+
+
 def test_dataframe_refuses_repeated_ids_missing_rows_and_columns():
     epis = make_random_epis(np.random.default_rng(0), n_epi=2, max_len=6)
     assert min(len(epi["rews"]) for epi in epis) >= 3

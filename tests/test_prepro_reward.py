@@ -123,3 +123,27 @@ def test_with_sampled_episodes():
     scaled = np.concatenate([e["rews"] for e in norm.normalize_epis(epis)])
     np.testing.assert_allclose(scaled, np.clip(raw / norm.scale, -10, 10), rtol=1e-6)
     assert prepro.ob_rms.count == len(raw)
+
+
+def test_statistics_take_bfloat16_tensors_and_tensors_that_require_grad():
+    """As BasePrePro's: RewardNormalizer.load_state_dict went through np.asarray (bfloat16
+    raised, a tensor requiring grad too); BasePrePro.update refused bfloat16 observations;
+    a count past int64 raised numpy's TypeError instead of being checked."""
+    norm = RewardNormalizer(gamma=0.9)
+    norm.update(np.array([1.0, 2.0, 4.0]))
+    state = norm.state_dict()
+    for convert in (lambda t: t.to(torch.bfloat16), lambda t: t.clone().requires_grad_()):
+        other = RewardNormalizer(gamma=0.9)
+        other.load_state_dict({**state, "mean": convert(state["mean"]), "var": state["var"]})
+        assert other.ret_rms.count == norm.ret_rms.count
+    pp = BasePrePro(gym.spaces.Box(-1, 1, (3,)))
+    obs = torch.tensor([[0.5, -0.25, 1.0], [0.0, 0.125, -1.0]])
+    pp.update(obs.to(torch.bfloat16))  # these values are exact in bfloat16
+    ref = BasePrePro(gym.spaces.Box(-1, 1, (3,)))
+    ref.update(obs.numpy())
+    np.testing.assert_array_equal(pp.ob_rm, ref.ob_rm)
+    big = {**pp.state_dict(), "count": 2**70}
+    ref.load_state_dict(big)
+    assert ref.ob_rms.count == 2**70
+    with pytest.raises(ValueError, match=r"state\['count'\]: expected a whole number"):
+        ref.load_state_dict({**big, "count": 2.5})

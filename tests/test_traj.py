@@ -675,3 +675,74 @@ def test_batches_are_copies_of_the_rows_for_every_dtype(rng):
         torch.testing.assert_close(batch[key], column[idx], rtol=0, atol=0)
     batch["obs"].add_(1.0)
     torch.testing.assert_close(traj.data_map["obs"][idx] + 1.0, batch["obs"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_recurrent_batches_of_a_wide_unsigned_column(dtype):
+    """torch has no index_select for 1-D uint16/32/64 tensors: the sequence batches of such
+    a column (frame numbers, say) raised NotImplementedError; they hold its values."""
+    epis = [
+        {
+            "obs": np.zeros((n, 2), np.float32),
+            "rews": np.zeros(n, np.float32),
+            "e_is": {"frame": np.arange(n, dtype=dtype) + 7},
+        }
+        for n in (4, 3)
+    ]
+    traj = Traj()
+    traj.add_epis(epis)
+    traj.register_epis()
+    batch = next(traj.iterate_rnn(2))
+    frames = batch["frame"]
+    assert frames.dtype == getattr(torch, np.dtype(dtype).name)
+    masks = batch["out_masks"].bool()
+    assert sorted(frames[masks].tolist()) == sorted([7, 8, 9, 10, 7, 8, 9])
+    window = next(traj.random_batch_rnn(2, seq_length=2))
+    assert window["out_masks"].shape == (2, 2)
+
+
+def test_a_complex_column_saves_and_loads(tmp_path):
+    """add_epis and save took complex numbers; load refused them (a checkpoint holding such
+    a Traj could not resume)."""
+    traj = Traj()
+    obs = (np.arange(6) + 1j * np.arange(6)).astype(np.complex64).reshape(3, 2)
+    traj.add_epis([{"obs": obs, "rews": np.zeros(3, np.float32)}])
+    traj.register_epis()
+    traj.save(tmp_path / "c.npz")
+    loaded = Traj.load(tmp_path / "c.npz")
+    assert torch.equal(loaded.data_map["obs"], traj.data_map["obs"])
+
+
+def test_add_epis_names_the_key_and_episode_of_bad_steps():
+    """numpy's bare 'all the input array dimensions...' and torch's 'can't convert
+    np.ndarray of type numpy.str_' (at register_epis) named no key."""
+    epis = [
+        {"obs": np.zeros((2, 3), np.float32), "rews": np.zeros(2, np.float32)},
+        {"obs": np.zeros((2, 4), np.float32), "rews": np.zeros(2, np.float32)},
+    ]
+    with pytest.raises(ValueError, match=r"epis\[1\]\['obs'\]: expected steps of shape \(3,\)"):
+        Traj().add_epis(epis)
+    epis[1]["obs"] = np.zeros((2, 3), np.float32)
+    for epi in epis:
+        epi["e_is"] = {"name": np.array(["a", "b"])}
+    with pytest.raises(ValueError, match=r"\['e_is.name'\]: expected numbers .* got dtype <U1"):
+        Traj().add_epis(epis)
+
+
+def test_a_refused_append_evicts_nothing():
+    """The FIFO eviction count (what a rank-based order is shifted by) moved on an append
+    that was then refused."""
+
+    def epi(n, d=2):
+        return {"obs": np.zeros((n, d), np.float32), "rews": np.zeros(n, np.float32)}
+
+    traj = Traj(max_steps=6)
+    traj.add_epis([epi(3), epi(3)])
+    traj.register_epis()
+    traj.add_epis([epi(3, d=5)])
+    with pytest.raises(ValueError):
+        traj.register_epis()
+    assert getattr(traj, "_evicted", 0) == 0 and traj.num_step == 6
+    traj.add_epis([epi(3)])
+    traj.register_epis()
+    assert traj._evicted == 3 and traj.num_step == 6

@@ -65,6 +65,11 @@ def to_dataframe(epis: Sequence[Epi] | Traj, pol: BasePol | None = None) -> Any:
     epis = as_epis(epis)
     lengths = [len(to_numpy(epi["rews"])) for epi in epis]
     keys = [k for k in epis[0] if k not in GROUPS]
+    taken = sorted({"epi", "t"} & set(keys))
+    if taken:  # they would overwrite the index columns
+        raise ValueError(
+            f"epis: keys {taken} are the DataFrame's episode and step columns; rename them"
+        )
     data: dict[str, np.ndarray] = {
         "epi": np.repeat(np.arange(len(epis)), lengths),
         "t": np.concatenate([np.arange(n) for n in lengths]),

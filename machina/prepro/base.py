@@ -9,6 +9,7 @@ import gymnasium
 import numpy as np
 
 from machina.prepro.running_mean_std import RunningMeanStd, check_finite, tensor_state
+from machina.utils.tensors import to_numpy
 
 
 class BasePrePro:
@@ -85,7 +86,7 @@ class BasePrePro:
         return self.ob_rms.var
 
     def _check(self, obs: Any, name: str) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.float64)
+        obs = to_numpy(obs, bfloat16_as_float32=True).astype(np.float64, copy=False)
         shape = self.ob_rms.shape
         if obs.shape[obs.ndim - len(shape) :] != shape:
             raise ValueError(f"{name}: expected shape (..., *{shape}), given {obs.shape}")

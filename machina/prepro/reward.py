@@ -149,9 +149,7 @@ class RewardNormalizer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the statistics of :meth:`state_dict` (numpy arrays or tensors)."""
-        self.ret_rms.load_state_dict(
-            {k: np.asarray(state[k]) if k != "count" else state[k] for k in state}
-        )
+        self.ret_rms.load_state_dict(dict(state))  # it converts tensors (bfloat16 too)
 
     def __repr__(self) -> str:
         return (

@@ -61,7 +61,7 @@ class RunningMeanStd:
 
     def _update(self, x: np.ndarray, name: str) -> None:
         """:meth:`update`, its errors naming the caller's argument ``name``."""
-        x = np.asarray(x, dtype=np.float64)
+        x = to_numpy(x, bfloat16_as_float32=True).astype(np.float64, copy=False)
         if x.ndim == 0 or x.shape[1:] != self.shape:
             raise ValueError(f"{name}: expected shape (N, *{self.shape}), given {x.shape}")
         if x.shape[0] == 0:
@@ -144,7 +144,10 @@ class RunningMeanStd:
         var = self._loaded_array(state, "var")
         if (var < 0).any():
             raise ValueError(f"state['var']: expected values >= 0, given min {float(var.min())}")
-        count = np.asarray(state["count"])
+        try:  # as float64: a count past int64 (an object array) is checked, not a TypeError
+            count = to_numpy(state["count"], bfloat16_as_float32=True).astype(np.float64)
+        except (TypeError, ValueError):
+            count = np.asarray(np.nan)
         if not (count.ndim == 0 and np.isfinite(count) and count >= 0 and int(count) == count):
             raise ValueError(
                 f"state['count']: expected a whole number >= 0, given {state['count']!r}"

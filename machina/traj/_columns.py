@@ -81,6 +81,13 @@ class FlatEpisodes:
             columns[k] = concat_checked(
                 [epi.get(g, {}).get(k) for epi in epis], lengths, f"{g}.{k}"
             )
+        for k, column in columns.items():  # torch holds numbers only (register_epis failed)
+            if column.dtype.kind not in "biufc":
+                name = f"{groups[k]}.{k}" if k in groups else k
+                raise ValueError(
+                    f"epis[...]['{name}']: expected numbers (bool, integer, float or complex), "
+                    f"got dtype {column.dtype}"
+                )
         return cls(columns, groups, lengths)
 
     @property
@@ -150,7 +157,17 @@ def concat_checked(parts: list, lengths: np.ndarray, key: str) -> np.ndarray:
     if not ok:
         for i, (part, length) in enumerate(zip(parts, lengths)):
             column_part(part, int(length), i, key)
-    return np.concatenate(parts)
+    try:
+        return np.concatenate(parts)
+    except ValueError:  # numpy's message names neither the key nor the episode
+        shapes = [np.shape(part)[1:] for part in parts]
+        odd = [i for i, shape in enumerate(shapes) if shape != shapes[0]]
+        if not odd:
+            raise
+        raise ValueError(
+            f"epis[{odd[0]}]['{key}']: expected steps of shape {shapes[0]} (as epis[0]'s), got "
+            f"{shapes[odd[0]]}"
+        ) from None
 
 
 def column_part(value, length: int, i: int, key: str) -> np.ndarray:

@@ -131,8 +131,10 @@ def _validate(members: dict[str, np.ndarray]) -> TrajFile:
                 f"col:{key}: expected a first axis of length {num_step} (epis_index[-1]), "
                 f"got shape {column.shape}"
             )
-        if column.dtype.kind not in "biuf":
-            raise _Bad(f"col:{key}: expected a bool, integer or float column, got {column.dtype}")
+        if column.dtype.kind not in "biufc":
+            raise _Bad(
+                f"col:{key}: expected a bool, integer, float or complex column, got {column.dtype}"
+            )
     group_keys, group_names = members["group_keys"], members["group_names"]
     if group_keys.shape != group_names.shape or group_keys.ndim != 1:
         raise _Bad(

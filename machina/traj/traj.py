@@ -360,12 +360,13 @@ class Traj(ColumnStorage, Batching, PrioritizedReplay):
             keep_from = int(np.searchsorted(index, index[-1] - self.max_steps))
             drop = int(index[keep_from])
             index = index[keep_from:] - drop
-            self._evicted = getattr(self, "_evicted", 0) + drop
         if self.num_epi == 0 and adopt and drop == 0:
             self._disown()
             self.data_map = columns
         else:
             self._write(columns, drop)
+        # counted once written: a refused append (a step of another shape) evicts nothing
+        self._evicted = getattr(self, "_evicted", 0) + drop
         self.groups.update(groups)
         self._epis_index = index
 
