@@ -227,7 +227,8 @@ def from_minari(
     pol : BasePol, optional
         The policy the episodes are for: the environment's actions are mapped into its action
         space (Box bounds to ``[-1, 1]`` when ``normalize_ac``; Discrete minus ``start``).
-        None: ``acs`` are the environment's actions.
+        None: ``acs`` are the environment's actions (unless ``use_stored_acs`` finds the
+        policy-space ones).
     episode_indices : sequence of int, optional
         Episodes to read; default all.
     use_stored_acs : bool
