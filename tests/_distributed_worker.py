@@ -419,6 +419,29 @@ def unit_checks(rank: int) -> dict:
     optimizer_step(torch.optim.SGD([a, b], lr=1.0), loss)
     out["one_rank_grad"] = torch.cat([a.detach(), b.detach()])
 
+    # Clipped parameters the optimiser does not hold (a frozen trunk a, the head b steps):
+    # their gradients are averaged too, so both ranks clip by one factor. Trunk gradients
+    # [3,0,0] and [0,4,0] average to [1.5,2,0]; with the head's [0,0,1] the norm is
+    # sqrt(7.25), so b moves by 1/sqrt(7.25) on its third entry on both ranks.
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    loss = (rank_grads[rank] * a).sum() + b[2]
+    optimizer_step(torch.optim.SGD([b], lr=1.0), loss, [a, b], 1.0)
+    out["clip_beyond_optim"] = b.detach().clone()
+
+    # Mixed dtypes: a float32 parameter with a gradient on rank 0 only gets a float32 mean
+    # (a float64 one, and a raise on rank 1 only, before); a float16 first parameter does
+    # not make a loss above 65504 inf (a false non-finite error on every rank).
+    a = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.ones(2))
+    loss = (a * 2).sum() + ((b * 4).sum() if rank == 0 else 0.0)
+    optimizer_step(torch.optim.SGD([a, b], lr=1.0), loss)
+    out["mixed_dtype_grad"] = (b.grad.dtype, b.detach().clone())
+    h = torch.nn.Parameter(torch.ones(2, dtype=torch.float16))
+    w = torch.nn.Parameter(torch.ones(2))
+    out["half_first_loss"] = optimizer_step(
+        torch.optim.SGD([h, w], lr=0.0), h.float().sum() + w.sum() * 1e5
+    )
+
     # A NaN loss on rank 1 only: both ranks raise, neither steps, no rank waits.
     w = torch.nn.Parameter(torch.ones(2))
     opt = torch.optim.Adam([w], 0.1)

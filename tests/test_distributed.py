@@ -10,6 +10,7 @@ agree on the number of steps and end with identical parameters.
 """
 
 import csv
+import math
 import os
 import shutil
 import signal
@@ -315,6 +316,22 @@ def test_a_gradient_on_one_rank_only_is_averaged_with_zero(same_data):
     for r in same_data[0]:
         # a: gradient 2 on both ranks; b: 4 on rank 0, none on rank 1 -> mean 2; SGD lr 1.
         assert torch.equal(r["unit"]["one_rank_grad"], torch.tensor([-1.0, -1.0, -1.0, -1.0]))
+
+
+def test_clipped_parameters_outside_the_optimiser_are_averaged_too(same_data):
+    """A clip set beyond the optimiser's parameters (ppo_clip clips pol.parameters() while
+    optim_pol may hold the head only): each rank clipped by its own factor and the ranks
+    drifted apart silently."""
+    expected = torch.tensor([1.0, 1.0, 1.0 - 1.0 / math.sqrt(7.25)])
+    for r in same_data[0]:
+        torch.testing.assert_close(r["unit"]["clip_beyond_optim"], expected)
+
+
+def test_averaging_keeps_each_gradient_dtype_and_a_wide_loss(same_data):
+    for r in same_data[0]:
+        dtype, b = r["unit"]["mixed_dtype_grad"]
+        assert dtype == torch.float32 and torch.equal(b, torch.tensor([-1.0, -1.0]))
+        assert r["unit"]["half_first_loss"] == pytest.approx(2e5 + 2.0)
 
 
 def test_nan_loss_on_one_rank_stops_every_rank_before_the_step(same_data):

@@ -10,6 +10,7 @@ created the process group with ``torch.distributed.init_process_group`` themselv
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -131,10 +132,13 @@ def average_gradients(
         return None
     missing = [p.grad is None for p in params]
     grads = [torch.zeros_like(p) if m else p.grad for p, m in zip(params, missing)]
-    flags = torch.tensor([0.0 if m else 1.0 for m in missing], dtype=ref.dtype, device=ref.device)
-    pieces = [g.reshape(-1) for g in grads] + [flags]
+    # one buffer of every gradient's dtype and at least float32: a float16 first parameter
+    # made a loss above 65504 inf (a false non-finite error on every rank)
+    dtype = functools.reduce(torch.promote_types, [g.dtype for g in grads], torch.float32)
+    flags = torch.tensor([0.0 if m else 1.0 for m in missing], dtype=dtype, device=ref.device)
+    pieces = [g.reshape(-1).to(dtype) for g in grads] + [flags]
     if extra is not None:
-        pieces.append(extra.detach().reshape(-1).to(ref.dtype))
+        pieces.append(extra.detach().reshape(-1).to(dtype))
     flat = torch.cat(pieces)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat.div_(divisor)
@@ -144,7 +148,7 @@ def average_gradients(
     for i, (p, view) in enumerate(zip(params, flat[:n].split(sizes))):
         if missing[i]:
             if counts[i] != 0.0:  # some rank had a gradient: this rank's share was zero
-                p.grad = view.view_as(p).clone()
+                p.grad = view.view_as(p).to(p.dtype, copy=True)
         else:
             p.grad.copy_(view.view_as(p.grad))
         if p.grad is not None:  # for make_model_distributed's check of a step

@@ -39,8 +39,8 @@ def optimizer_step(
 
     Data-parallel (``torch.distributed`` with more than one process, averaging turned on by
     ``machina.distributed.init()`` or a ``machina.optims.Distributed*`` optimiser): the
-    gradients of the optimisers' parameters are averaged over ranks in one flattened
-    all-reduce, **before** clipping, so ``max_grad_norm`` clips the averaged gradient and
+    gradients of the optimisers' parameters (and of any clipped ``params`` they do not hold)
+    are averaged over ranks in one flattened all-reduce, **before** clipping, so ``max_grad_norm`` clips the averaged gradient and
     every rank takes the same step. The loss travels in the same all-reduce, so all ranks
     agree on whether to raise.
 
@@ -81,7 +81,19 @@ def optimizer_step(
         opt.zero_grad(set_to_none=True)
     loss.backward()
     if averaging:
-        mean_loss = float(dist_utils.average_gradients(opt_params, extra=loss.detach()))
+        if max_grad_norm is not None and params is not None:
+            # clipped parameters the optimisers do not hold (a frozen trunk, say) are
+            # averaged too: else each rank's clip factor, so its step, would differ
+            params = list(params)
+            averaged = list(opt_params)
+            held = {id(p) for p in opt_params}
+            for p in params:  # in the caller's order: every rank sends the same list
+                if id(p) not in held:
+                    held.add(id(p))
+                    averaged.append(p)
+        else:
+            averaged = opt_params
+        mean_loss = float(dist_utils.average_gradients(averaged, extra=loss.detach()))
         if not math.isfinite(mean_loss):
             rank = dist_utils.get_rank()
             where = (
