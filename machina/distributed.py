@@ -81,7 +81,7 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
         nccl each process uses GPU ``LOCAL_RANK``.
     timeout : float, optional
         Seconds a collective waits for the other ranks before raising (torch's default,
-        10 minutes for gloo, otherwise).
+        30 minutes for gloo, otherwise).
     """
     if not is_initialized():
         present = [k for k in _ENV if k in os.environ]

@@ -98,10 +98,13 @@ class BaseDistributedRayTrainer:
 
     @classmethod
     def as_remote(cls, num_gpus: float | None = None, resources: dict | None = None) -> Any:
-        """The Ray actor class; ``num_gpus`` defaults to 1 when torch sees a GPU, else 0."""
+        """The Ray actor class; ``num_gpus`` defaults to 1 when torch sees a GPU and the
+        running Ray cluster has one (a Ray started with ``num_gpus=0`` could never place an
+        actor asking for one: the trainers waited forever), else 0."""
         ray = import_ray()
         if num_gpus is None:
-            num_gpus = 1 if torch.cuda.is_available() else 0
+            cluster_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
+            num_gpus = 1 if torch.cuda.is_available() and cluster_gpus >= 1 else 0
         return ray.remote(num_cpus=0, num_gpus=num_gpus, resources=resources)(cls)
 
     def __init__(

@@ -40,9 +40,9 @@ def optimizer_step(
     Data-parallel (``torch.distributed`` with more than one process, averaging turned on by
     ``machina.distributed.init()`` or a ``machina.optims.Distributed*`` optimiser): the
     gradients of the optimisers' parameters (and of any clipped ``params`` they do not hold)
-    are averaged over ranks in one flattened all-reduce, **before** clipping, so ``max_grad_norm`` clips the averaged gradient and
-    every rank takes the same step. The loss travels in the same all-reduce, so all ranks
-    agree on whether to raise.
+    are averaged over ranks in one flattened all-reduce, **before** clipping, so
+    ``max_grad_norm`` clips the averaged gradient and every rank takes the same step. The
+    loss travels in the same all-reduce, so all ranks agree on whether to raise.
 
     Parameters
     ----------
