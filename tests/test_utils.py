@@ -118,7 +118,7 @@ def test_ray_helpers_explain_a_missing_ray(monkeypatch):
         mu.init_ray()
 
 
-def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
+def test_train_manager_runs_ray_actor_trainers_as_one_process_group(monkeypatch):
     """The original's Ray-launched trainers: two actors form a gloo group; each fits its own
     data and optimizer_step averages their gradients, so both end with the same weights."""
     ray = pytest.importorskip("ray")
@@ -151,6 +151,10 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group():
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        with monkeypatch.context() as m:  # a driver that sees CUDA, a Ray without GPUs
+            m.setattr(torch.cuda, "is_available", lambda: True)
+            # asking for one, the trainers were never placed (a hang)
+            assert Trainer.as_remote()._default_options["num_gpus"] == 0
         manager = mu.TrainManager(Trainer, num_trainer=2)
         # Python's global RNG seeded as numpy's and torch's (seed 1234 by default)
         py_draws = ray.get([t.py_draw.remote() for t in manager.trainers], timeout=120)
