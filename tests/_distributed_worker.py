@@ -442,6 +442,39 @@ def unit_checks(rank: int) -> dict:
         torch.optim.SGD([h, w], lr=0.0), h.float().sum() + w.sum() * 1e5
     )
 
+    # Traj(ddp=True) batching: the same episodes on both ranks.
+    from machina.traj import _batching
+
+    rng = np.random.default_rng(3)
+    epis = [
+        {"obs": rng.normal(size=(n, 2)).astype(np.float32), "rews": np.ones(n, np.float32)}
+        for n in (10, 7, 15)
+    ]
+    traj = Traj(ddp=True)
+    traj.add_epis(epis)
+    traj.register_epis()
+    # machina's averaging off (a process group of the user's own): warned once
+    dist_utils.set_grad_averaging(False)
+    _batching._WARNED_NOT_AVERAGING[0] = False
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        next(traj.iterate(8))
+        next(traj.iterate(8))
+    dist_utils.set_grad_averaging(True)
+    out["not_averaging_warnings"] = [str(w.message) for w in record]
+    # another batch_size per rank: refused on both (the shares overlapped, steps left out)
+    try:
+        next(traj.iterate(16 if rank == 0 else 8))
+        out["batch_size_error"] = None
+    except ValueError as e:
+        out["batch_size_error"] = str(e)
+    # bad indices on rank 1 only: raised on both ranks (rank 0 waited in a collective)
+    try:
+        next(traj.iterate(4, indices=[0, 1, 2, 3] if rank == 0 else [0, 99]))
+        out["indices_error"] = None
+    except (ValueError, RuntimeError) as e:
+        out["indices_error"] = str(e)
+
     # A NaN loss on rank 1 only: both ranks raise, neither steps, no rank waits.
     w = torch.nn.Parameter(torch.ones(2))
     opt = torch.optim.Adam([w], 0.1)

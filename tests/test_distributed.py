@@ -334,6 +334,21 @@ def test_averaging_keeps_each_gradient_dtype_and_a_wide_loss(same_data):
         assert r["unit"]["half_first_loss"] == pytest.approx(2e5 + 2.0)
 
 
+def test_ddp_traj_batching_checks_every_rank_agrees(same_data):
+    """Traj(ddp=True): without machina's averaging a warning (once) that the ranks would
+    drift apart; another batch_size per rank refused on both; bad indices on one rank
+    raised on both (the other waited in a collective)."""
+    u0, u1 = (r["unit"] for r in same_data[0])
+    for u in (u0, u1):
+        assert len(u["not_averaging_warnings"]) == 1
+        assert "gradient averaging is off" in u["not_averaging_warnings"][0]
+        assert (
+            "every rank must ask for the same size; got between 8 and 16" in (u["batch_size_error"])
+        )
+    assert "indices: expected step indices in [0, 32)" in u1["indices_error"]
+    assert "rank 1 of 2 could not build its batches" in u0["indices_error"]
+
+
 def test_nan_loss_on_one_rank_stops_every_rank_before_the_step(same_data):
     u0, u1 = (r["unit"] for r in same_data[0])
     assert "unit_loss is finite on rank 0 but not on another rank" in u0["nan_error"]

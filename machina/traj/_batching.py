@@ -13,6 +13,7 @@ import torch
 
 from machina.traj import _ddp, _replay
 from machina.utils.batch_share import BatchShare, SharedBatch
+from machina.utils.distributed import grad_averaging_enabled
 
 
 def _whole(name: str, value: Any, low: int, expected: str) -> int:
@@ -119,6 +120,25 @@ def take_rows(column: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch.index_select(column, 0, indices)
 
 
+_WARNED_NOT_AVERAGING = [False]
+
+
+def _warn_if_not_averaging() -> None:
+    """Warn once per process: minibatches are shared out, but machina averages no gradient."""
+    if _WARNED_NOT_AVERAGING[0] or grad_averaging_enabled():
+        return
+    _WARNED_NOT_AVERAGING[0] = True
+    warnings.warn(
+        "Traj(ddp=True) gives each rank a share of every minibatch, but machina's gradient "
+        "averaging is off: each rank trains on its share alone and the ranks drift apart, "
+        "unless the optimisers average by themselves (machina.optims.Distributed*). "
+        "machina.distributed.init() turns it on; with a process group of your own, call "
+        "machina.utils.distributed.set_grad_averaging(True)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
 def _numpy_view(column: torch.Tensor) -> np.ndarray | None:
     """``column``'s memory as a numpy array, None for what numpy cannot hold (a column that
     requires grad, bfloat16)."""
@@ -172,9 +192,18 @@ class Batching:
         process's (``machina.utils.batch_share``). Else ``batch`` as it is."""
         if not group.split:
             return batch
+        _warn_if_not_averaging()
         group.sync_rng()
         start, stop = group.bounds(size)
         return SharedBatch(batch, BatchShare(start, stop, size, axis))
+
+    def _population_checked(self, indices) -> tuple[torch.Tensor | None, ValueError | None]:
+        """``_population(indices)``, or None and its error (for ``_plan`` to raise on every
+        rank: raised here, on one rank, it left the others waiting in a collective)."""
+        try:
+            return self._population(indices), None
+        except ValueError as e:
+            return None, e
 
     def _population(self, indices) -> torch.Tensor | None:
         """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.
@@ -212,22 +241,26 @@ class Batching:
         count,
         above: str = "refuse",
         fn_name: str = "",
+        refused: ValueError | None = None,
     ) -> tuple[int, int]:
         """The checked batch size and the number of batches all ranks agree on (see _ddp).
 
         ``count(batch_size)`` is this rank's number of batches; an error on any rank is
         raised on every rank, so that none is left waiting in a collective. ``above`` and
         ``fn_name``: what a batch above ``available`` becomes (``check_batch_size``).
+        ``refused``: an error found before (bad ``indices``), raised on every rank likewise.
         """
-        error, n = None, 0
-        try:
-            batch_size = check_batch_size(batch_size, available, unit, above, fn_name)
-            group.check_share(batch_size)
-            n = count(batch_size)
-        except ValueError as e:
-            error = e
+        error, n = refused, 0
+        if error is None:
+            try:
+                batch_size = check_batch_size(batch_size, available, unit, above, fn_name)
+                group.check_share(batch_size)
+                n = count(batch_size)
+            except ValueError as e:
+                error = e
         fingerprint = group.fingerprint(self._epis_index, self.data_map)
-        return batch_size, group.agree(n, self.num_step, error, fingerprint)
+        size = batch_size if error is None else 0
+        return batch_size, group.agree(n, self.num_step, error, fingerprint, size)
 
     def _order(self, group: _ddp.Group, n: int, shuffle: bool) -> torch.Tensor:
         """A permutation of ``range(n)`` (the identity without ``shuffle``), the same on all
@@ -276,11 +309,11 @@ class Batching:
         """
         epoch = check_epoch(epoch)
         group = _ddp.Group(self.ddp)
-        pop = self._population(indices)
+        pop, refused = self._population_checked(indices)
         n = self.num_step if pop is None else len(pop)
         unit = "steps" if pop is None else SELECTED
         batch_size, count = self._plan(
-            group, batch_size, n, unit, lambda b: self._num_chunks(n, b), "cap", "iterate"
+            group, batch_size, n, unit, lambda b: self._num_chunks(n, b), "cap", "iterate", refused
         )
         for _ in range(epoch):
             order = self._order(group, n, shuffle)
@@ -306,11 +339,11 @@ class Batching:
         are those chunks in turn, starting again at the first after the last.
         """
         group = _ddp.Group(self.ddp)
-        pop = self._population(indices)
+        pop, refused = self._population_checked(indices)
         n = self.num_step if pop is None else len(pop)
         unit = "steps" if pop is None else SELECTED
         batch_size, count = self._plan(
-            group, batch_size, n, unit, lambda b: step, "cap", "iterate_step"
+            group, batch_size, n, unit, lambda b: step, "cap", "iterate_step", refused
         )
         order = self._order(group, n, shuffle)
         if pop is not None:
@@ -394,13 +427,14 @@ class Batching:
         if isinstance(indices, bool):
             indices, return_indices = None, indices
         group = _ddp.Group(self.ddp)
-        pop = self._population(indices)
+        pop, refused = self._population_checked(indices)
         n = self.num_step if pop is None else len(pop)
         if pop is not None:
             batch_size = n or batch_size  # none selected: refused by _plan, named
         unit = "steps" if pop is None else SELECTED
+        above = "draw" if pop is None else "refuse"
         batch_size, count = self._plan(
-            group, batch_size, n, unit, lambda b: epoch, "draw" if pop is None else "refuse"
+            group, batch_size, n, unit, lambda b: epoch, above, "", refused
         )
         for _ in range(count):
             if pop is not None:

@@ -62,14 +62,20 @@ class Group:
         return collective_device()
 
     def agree(
-        self, count: int, num_step: int, error: Exception | None, fingerprint: int = 0
+        self,
+        count: int,
+        num_step: int,
+        error: Exception | None,
+        fingerprint: int = 0,
+        size: int = 0,
     ) -> int:
         """The number of minibatches every rank yields: the minimum of ``count`` over ranks.
 
         One all-reduce. With ``error`` on any rank, every rank raises (its own error, or one
         saying which rank failed) instead of leaving the others blocked in a collective. With
         ``split``, the ranks must also hold the same number of steps and the same
-        ``fingerprint`` of their data (:func:`fingerprint`).
+        ``fingerprint`` of their data (:func:`fingerprint`) and, when given, the same
+        minibatch ``size`` (the shares of different sizes overlapped and left steps out).
         """
         if self.world == 1:
             if error is not None:
@@ -77,12 +83,14 @@ class Group:
             return count
         failed = -1 if error is None else self.rank
         # MIN of each entry: count, -num_step (its MAX), num_step, -(failed rank + 1),
-        # fingerprint, -fingerprint (its MAX)
+        # fingerprint, -fingerprint (its MAX), size, -size (its MAX)
         local = [count if error is None else 0, -num_step, num_step, -(failed + 1)]
-        local += [fingerprint, -fingerprint]
+        local += [fingerprint, -fingerprint, size, -size]
         values = torch.tensor(local, dtype=torch.int64, device=self._device)
         dist.all_reduce(values, op=dist.ReduceOp.MIN)
-        count, high, low, failed, fp_low, fp_high = (int(v) for v in values.tolist())
+        count, high, low, failed, fp_low, fp_high, size_low, size_high = (
+            int(v) for v in values.tolist()
+        )
         if error is not None:
             raise error
         if failed < 0:
@@ -102,6 +110,12 @@ class Group:
                 f"{num_step} steps each, but their episode boundaries or values differ; give "
                 "each rank rank 0's episodes (machina.distributed.broadcast_object, or "
                 "traj_functional.sync), or use ddp=False for per-rank data"
+            )
+        if self.split and size_low != -size_high:
+            raise ValueError(
+                f"batch_size: Traj(ddp=True) shares each minibatch out between the ranks, so "
+                f"every rank must ask for the same size; got between {size_low} and "
+                f"{-size_high} (rank {self.rank} asked for {size})"
             )
         return count
 
