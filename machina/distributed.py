@@ -40,6 +40,7 @@ from machina.utils.distributed import (
     get_rank,
     get_world_size,
     is_initialized,
+    is_rank_local,
     make_model_distributed,
     rank_local,
     set_grad_averaging,
@@ -134,9 +135,16 @@ def is_main() -> bool:
     return get_rank() == 0
 
 
+def _collective() -> bool:
+    """Whether the helpers below talk to the other ranks: a process group exists and this
+    process is not inside ``rank_local()``."""
+    return is_initialized() and not is_rank_local()
+
+
 def barrier() -> None:
-    """Wait until every rank reaches this point (no-op in a single process)."""
-    if is_initialized():
+    """Wait until every rank reaches this point (no-op in a single process and inside
+    ``rank_local()``, where only this rank runs)."""
+    if _collective():
         dist.barrier()
 
 
@@ -148,8 +156,8 @@ def sync_params(*modules: torch.nn.Module, src: int = 0) -> None:
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank (e.g. the episodes rank 0 sampled). Pickles: use
-    it only between your own processes."""
-    if not is_initialized():
+    it only between your own processes. ``obj`` itself inside ``rank_local()``."""
+    if not _collective():
         return obj
     box = [obj if get_rank() == src else None]
     dist.broadcast_object_list(box, src)
@@ -159,8 +167,8 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 def gather_object(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank (e.g. the episode returns each rank
     sampled, for rank 0 to log them all); ``[obj]`` in one process. Pickles, as
-    :func:`broadcast_object`."""
-    if not is_initialized():
+    :func:`broadcast_object`; ``[obj]`` inside ``rank_local()`` too."""
+    if not _collective():
         return [obj]
     box: list[Any] = [None] * get_world_size()
     dist.all_gather_object(box, obj)
@@ -168,8 +176,10 @@ def gather_object(obj: Any) -> list[Any]:
 
 
 def mean_over_ranks(value: float) -> float:
-    """The mean of ``value`` over ranks (e.g. a loss or return to log on rank 0)."""
-    if not is_initialized():
+    """The mean of ``value`` over ranks (e.g. a loss or return to log on rank 0); ``value``
+    in one process and inside ``rank_local()`` (a collective there would wait for ranks
+    that never come)."""
+    if not _collective():
         return float(value)
     t = torch.tensor([float(value)], dtype=torch.float64, device=collective_device())
     dist.all_reduce(t)

@@ -475,6 +475,19 @@ def unit_checks(rank: int) -> dict:
     except (ValueError, RuntimeError) as e:
         out["indices_error"] = str(e)
 
+    # machina.distributed's helpers inside rank_local() on rank 0 alone: one process's
+    # answers (they were collectives there: rank 0 waited for a rank that never came)
+    from machina import distributed as mdist
+
+    if rank == 0:
+        with dist_utils.rank_local():
+            out["rank_local_helpers"] = (
+                mdist.mean_over_ranks(3.0),
+                mdist.gather_object(5),
+                mdist.broadcast_object(7),
+                mdist.barrier(),
+            )
+
     # A NaN loss on rank 1 only: both ranks raise, neither steps, no rank waits.
     w = torch.nn.Parameter(torch.ones(2))
     opt = torch.optim.Adam([w], 0.1)

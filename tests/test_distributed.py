@@ -349,6 +349,10 @@ def test_ddp_traj_batching_checks_every_rank_agrees(same_data):
     assert "rank 1 of 2 could not build its batches" in u0["indices_error"]
 
 
+def test_distributed_helpers_inside_rank_local_answer_for_this_process(same_data):
+    assert same_data[0][0]["unit"]["rank_local_helpers"] == (3.0, [5], 7, None)
+
+
 def test_nan_loss_on_one_rank_stops_every_rank_before_the_step(same_data):
     u0, u1 = (r["unit"] for r in same_data[0])
     assert "unit_loss is finite on rank 0 but not on another rank" in u0["nan_error"]
