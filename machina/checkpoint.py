@@ -155,7 +155,6 @@ def _as_stateful(objects: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _kind(name: str, obj: Any) -> str:
-    _check_name(name)
     if isinstance(obj, Traj):
         return "traj"
     if isinstance(obj, torch.Tensor):
@@ -171,16 +170,19 @@ def _kind(name: str, obj: Any) -> str:
     )
 
 
-def _check_name(name: Any) -> None:
-    """An object's name: a key of state.pt and a Traj's file name in the checkpoint folder."""
+def _check_name(name: Any, kind: str) -> None:
+    """An object's name to save: a str key of state.pt (meta.json keeps names as text), and a
+    Traj's file name in the checkpoint folder."""
+    if not isinstance(name, str):
+        raise ValueError(f"objects: expected str names, given {name!r}")
     if name == _RNG_KEY:
         raise ValueError(
             f"objects[{name!r}]: the name is reserved (the global random generators' state)"
         )
-    if not isinstance(name, str) or any(c in name for c in ("/", "\\", "\0")):
+    if kind == "traj" and any(c in name for c in ("/", "\\", "\0")):
         raise ValueError(
-            f"objects: expected str names usable in a file name (no '/', '\\' or NUL), given "
-            f"{name!r}"
+            f"objects[{name!r}]: a Traj's name is its file's in the checkpoint: expected no "
+            "'/', '\\' or NUL"
         )
 
 
@@ -317,6 +319,8 @@ def save_run(
         raise ValueError(f"keep: expected a positive int, given {keep!r}")
     objects = _as_stateful(objects)
     kinds = {name: _kind(name, obj) for name, obj in objects.items()}
+    for name, kind in kinds.items():
+        _check_name(name, kind)
     try:
         extra_json = json.dumps(dict(extra or {}))
     except TypeError as exc:

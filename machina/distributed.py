@@ -81,8 +81,8 @@ def init(backend: str | None = None, timeout: float | None = None) -> None:
         ``"gloo"`` or ``"nccl"``; ``"nccl"`` when CUDA is available, else ``"gloo"``. With
         nccl each process uses GPU ``LOCAL_RANK``.
     timeout : float, optional
-        Seconds a collective waits for the other ranks before raising (torch's default,
-        30 minutes for gloo, otherwise).
+        Seconds a collective waits for the other ranks before raising; otherwise torch's
+        default (30 minutes for gloo).
     """
     if not is_initialized():
         present = [k for k in _ENV if k in os.environ]

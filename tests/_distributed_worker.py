@@ -443,8 +443,6 @@ def unit_checks(rank: int) -> dict:
     )
 
     # Traj(ddp=True) batching: the same episodes on both ranks.
-    from machina.traj import _batching
-
     rng = np.random.default_rng(3)
     epis = [
         {"obs": rng.normal(size=(n, 2)).astype(np.float32), "rews": np.ones(n, np.float32)}
@@ -453,13 +451,17 @@ def unit_checks(rank: int) -> dict:
     traj = Traj(ddp=True)
     traj.add_epis(epis)
     traj.register_epis()
-    # machina's averaging off (a process group of the user's own): warned once
+    # machina's averaging off (a process group of the user's own): a step on a share
+    # warns, once
+    from machina.utils import training
+
     dist_utils.set_grad_averaging(False)
-    _batching._WARNED_NOT_AVERAGING[0] = False
+    training._WARNED_SHARE[0] = False
+    w = torch.nn.Parameter(torch.zeros(2))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        next(traj.iterate(8))
-        next(traj.iterate(8))
+        for batch in traj.iterate(8):
+            optimizer_step(torch.optim.SGD([w], lr=0.1), (batch["obs"] * w).sum())
     dist_utils.set_grad_averaging(True)
     out["not_averaging_warnings"] = [str(w.message) for w in record]
     # another batch_size per rank: refused on both (the shares overlapped, steps left out)

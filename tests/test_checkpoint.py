@@ -163,10 +163,15 @@ def test_clear_errors(tmp_path):
     # (a Traj's file: '../x' wrote outside the checkpoint)
     with pytest.raises(ValueError, match=r"objects\['__rng__'\]: the name is reserved"):
         save_run(tmp_path, {"__rng__": torch.nn.Linear(2, 2)})
-    for name in ("rep/lay", "../x", 3):
-        with pytest.raises(ValueError, match=r"objects: expected str names usable in a file"):
+    for name in ("rep/lay", "../x"):
+        with pytest.raises(ValueError, match=r"a Traj's name is its file's in the checkpoint"):
             save_run(tmp_path, {name: Traj()})
+    with pytest.raises(ValueError, match=r"objects: expected str names, given 3"):
+        save_run(tmp_path, {3: torch.nn.Linear(2, 2)})  # meta.json made it '3': unloadable
     assert list(tmp_path.iterdir()) == []  # nothing written
+    # other objects' names are only keys: '/' is fine there
+    lin = torch.nn.Linear(2, 2)
+    load_run(save_run(tmp_path / "slash", {"agent/pol": lin}).parent, {"agent/pol": lin})
     path = save_run(tmp_path, objs)
     with pytest.raises(ValueError, match="objects: expected the names saved"):
         load_run(tmp_path, {"net": objs["net"]})

@@ -335,13 +335,13 @@ def test_averaging_keeps_each_gradient_dtype_and_a_wide_loss(same_data):
 
 
 def test_ddp_traj_batching_checks_every_rank_agrees(same_data):
-    """Traj(ddp=True): without machina's averaging a warning (once) that the ranks would
+    """Traj(ddp=True): a step on a share without averaging warns (once) that the ranks
     drift apart; another batch_size per rank refused on both; bad indices on one rank
     raised on both (the other waited in a collective)."""
     u0, u1 = (r["unit"] for r in same_data[0])
     for u in (u0, u1):
         assert len(u["not_averaging_warnings"]) == 1
-        assert "gradient averaging is off" in u["not_averaging_warnings"][0]
+        assert "averages no gradient over the ranks" in u["not_averaging_warnings"][0]
         assert (
             "every rank must ask for the same size; got between 8 and 16" in (u["batch_size_error"])
         )

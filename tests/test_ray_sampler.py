@@ -263,6 +263,8 @@ def test_actor_killed_mid_sample_is_replaced(local_ray):
 def test_an_address_of_another_cluster_is_named_as_unused(local_ray):
     """Ray is already initialised in this process (one process, one cluster): an address
     of another cluster is not used, and the warning says so (it was ignored silently)."""
+    from machina.samplers import _ray_backend
+
     pol = categorical_pol(SlowEnv())
     with pytest.warns(RuntimeWarning, match=r"address='127.0.0.1:1' is not used: Ray is") as rec:
         s = EpiSampler(SlowEnv, pol, seed=0, backend="ray", address="127.0.0.1:1")
@@ -270,9 +272,12 @@ def test_an_address_of_another_cluster_is_named_as_unused(local_ray):
         assert rec[0].filename == __file__  # the user's line
         assert len(s.sample(pol, max_epis=1)) == 1
     current = ray.get_runtime_context().gcs_address
+    port = current.rpartition(":")[2]
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # its own address: no warning
-        EpiSampler(SlowEnv, pol, seed=0, backend="ray", address=current).close()
+        warnings.simplefilter("error")  # its own address, by any name: no warning
+        for address in (current, f"127.0.0.1:{port}", f"localhost:{port}"):
+            assert _ray_backend._same_address(address, current)
+        EpiSampler(SlowEnv, pol, seed=0, backend="ray", address=f"localhost:{port}").close()
 
 
 def test_hanging_actor_times_out(local_ray):

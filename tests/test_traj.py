@@ -725,7 +725,9 @@ def test_add_epis_names_the_key_and_episode_of_bad_steps():
     epis[1]["obs"] = np.zeros((2, 3), np.float32)
     for epi in epis:
         epi["e_is"] = {"name": np.array(["a", "b"])}
-    with pytest.raises(ValueError, match=r"\['e_is.name'\]: expected numbers .* got dtype <U1"):
+    with pytest.raises(
+        ValueError, match=r"epis\[0\]\['e_is.name'\]: expected numbers .* got dtype <U1"
+    ):
         Traj().add_epis(epis)
 
 

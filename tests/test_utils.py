@@ -201,8 +201,9 @@ def test_train_manager_runs_ray_actor_trainers_as_one_process_group(monkeypatch)
         again.close()
         # the dead rank is named even when another's error (its broken collective) comes first
         third = mu.TrainManager(Trainer, num_trainer=2, timeout=60)
-        with pytest.raises(RuntimeError, match="rank 1 of 2 failed; its process died"):
+        with pytest.raises(RuntimeError, match="rank 1 of 2 failed; its process died") as both:
             third.train(xs=[[1.0], [3.0]], fail_rank=0, exit_rank=1, exit_after=1.0)
+        assert "(rank 0 failed too: ValueError: boom)" in str(both.value)
         with pytest.raises(RuntimeError, match="its trainer rank 1 failed; make a new"):
             third.train(xs=[[1.0], [3.0]])
     finally:

@@ -528,8 +528,8 @@ def _next(current: int, interval: int | None, count: int) -> int:
     """The first multiple of ``interval`` after ``count`` (0 without an interval: always due)."""
     if not interval:
         return 0
-    while current <= count:
-        current += interval
+    if current <= count:  # whole intervals at once: a resume may start from 0
+        current += ((count - current) // interval + 1) * interval
     return current
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -144,15 +146,12 @@ class RunningMeanStd:
         var = self._loaded_array(state, "var")
         if (var < 0).any():
             raise ValueError(f"state['var']: expected values >= 0, given min {float(var.min())}")
-        try:  # as float64: a count past int64 (an object array) is checked, not a TypeError
-            count = to_numpy(state["count"], bfloat16_as_float32=True).astype(np.float64)
-        except (TypeError, ValueError):
-            count = np.asarray(np.nan)
-        if not (count.ndim == 0 and np.isfinite(count) and count >= 0 and int(count) == count):
+        count = _whole_count(state["count"])
+        if count is None:
             raise ValueError(
                 f"state['count']: expected a whole number >= 0, given {state['count']!r}"
             )
-        self.mean, self.var, self.count = mean, var, int(count)
+        self.mean, self.var, self.count = mean, var, count
 
     def _loaded_array(self, state: dict[str, np.ndarray | int], key: str) -> np.ndarray:
         """``state[key]`` as a float64 copy, checked to be finite and of shape (*shape)
@@ -189,3 +188,20 @@ def check_finite(x: np.ndarray, name: str, what: str = "values") -> None:
             f"{name}: expected finite {what}, given {x[where]} at index {where} "
             f"({int((~finite).sum())} non-finite of {x.size})"
         )
+
+
+def _whole_count(value: Any) -> int | None:
+    """``value`` as an exact int >= 0 (an int of any size, a 0-d integer array or tensor, a
+    whole float); None for anything else."""
+    try:
+        array = to_numpy(value, bfloat16_as_float32=True)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 0:
+        return None
+    item = array.item()  # int, float or (past int64) an object holding a Python int
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return None
+    if isinstance(item, float) and not (np.isfinite(item) and item.is_integer()):
+        return None
+    return int(item) if item >= 0 else None

@@ -320,14 +320,16 @@ class WorkerSampling:
             worker.set_pol_state.remote(self._state_ref)  # runs before any later call
         return worker
 
-    def _replace(self, index: int) -> None:
-        """Kill worker ``index`` (stuck or dead) and start a new one in its place."""
-        try:
-            self.ray.kill(self.workers[index], no_restart=True)
-        except Exception:  # already gone
-            pass
-        self.workers[index] = self._new_worker(index)
-        self._await_started([self.workers[index]])
+    def _replace(self, *indices: int) -> None:
+        """Kill the workers ``indices`` (stuck or dead) and start new ones in their places,
+        awaiting their starts together."""
+        for index in indices:
+            try:
+                self.ray.kill(self.workers[index], no_restart=True)
+            except Exception:  # already gone
+                pass
+            self.workers[index] = self._new_worker(index)
+        self._await_started([self.workers[index] for index in indices])
 
     def set_pol(self, pol: Any) -> None:
         self._pol_ref, self._state_ref = self.ray.put(pol), None
@@ -348,9 +350,9 @@ class WorkerSampling:
             try:
                 ray.get(call, timeout=self.timeout)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                self._replace(index)
                 lost.append(index)
         if lost:
+            self._replace(*lost)
             warnings.warn(
                 f"raysampler workers {lost} (seed {self._seed}) died or did not answer "
                 f"{method}; new workers replace them",
@@ -375,8 +377,7 @@ class WorkerSampling:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.timeout)
             if not ready:
                 stuck = sorted(pending.values())
-                for index in stuck:
-                    self._replace(index)
+                self._replace(*stuck)
                 raise TimeoutError(
                     f"raysampler workers {stuck} (seed {self._seed}) did not finish an episode "
                     f"within timeout={self.timeout} s: killed; new workers replace them, so the "

@@ -160,10 +160,10 @@ class EngineActor:
 def _warn_if_other_address(ray: Any, address: str | None) -> None:
     """Warn that ``address`` is not used: this process is connected to a Ray already, and
     Ray cannot connect one process to two clusters."""
-    if not address or address in ("auto", "local"):
+    if not address or address in ("auto", "local") or address.startswith("ray://"):
         return
     current = ray.get_runtime_context().gcs_address
-    if address != current:
+    if not _same_address(address, current):
         warnings.warn(
             f"address={address!r} is not used: Ray is already initialised in this process "
             f"(the cluster at {current}), and the actors start there; call ray.shutdown() "
@@ -171,6 +171,22 @@ def _warn_if_other_address(ray: Any, address: str | None) -> None:
             RuntimeWarning,
             stacklevel=5,
         )
+
+
+def _same_address(given: str, current: str) -> bool:
+    """Whether ``given`` ("host:port") names the cluster at ``current`` ("ip:port"): the same
+    port, and a host resolving to its IP or to this machine's loopback."""
+    if given == current:
+        return True
+    host, _, port = given.rpartition(":")
+    current_host, _, current_port = current.rpartition(":")
+    if port != current_port:
+        return False
+    try:
+        ip = socket.gethostbyname(host)
+    except (OSError, UnicodeError):
+        return False
+    return ip == current_host or ip.startswith("127.")
 
 
 def join_owned_ray() -> bool:

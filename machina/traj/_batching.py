@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from machina.traj import _ddp, _replay
-from machina.utils.batch_share import BatchShare, SharedBatch
-from machina.utils.distributed import grad_averaging_enabled
+from machina.utils.batch_share import BatchShare, SharedBatch, note_share
 
 
 def _whole(name: str, value: Any, low: int, expected: str) -> int:
@@ -120,25 +119,6 @@ def take_rows(column: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return torch.index_select(column, 0, indices)
 
 
-_WARNED_NOT_AVERAGING = [False]
-
-
-def _warn_if_not_averaging() -> None:
-    """Warn once per process: minibatches are shared out, but machina averages no gradient."""
-    if _WARNED_NOT_AVERAGING[0] or grad_averaging_enabled():
-        return
-    _WARNED_NOT_AVERAGING[0] = True
-    warnings.warn(
-        "Traj(ddp=True) gives each rank a share of every minibatch, but machina's gradient "
-        "averaging is off: each rank trains on its share alone and the ranks drift apart, "
-        "unless the optimisers average by themselves (machina.optims.Distributed*). "
-        "machina.distributed.init() turns it on; with a process group of your own, call "
-        "machina.utils.distributed.set_grad_averaging(True)",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-
-
 def _numpy_view(column: torch.Tensor) -> np.ndarray | None:
     """``column``'s memory as a numpy array, None for what numpy cannot hold (a column that
     requires grad, bfloat16)."""
@@ -192,7 +172,7 @@ class Batching:
         process's (``machina.utils.batch_share``). Else ``batch`` as it is."""
         if not group.split:
             return batch
-        _warn_if_not_averaging()
+        note_share()  # for optimizer_step's check that such a loss's gradient is averaged
         group.sync_rng()
         start, stop = group.bounds(size)
         return SharedBatch(batch, BatchShare(start, stop, size, axis))
@@ -204,6 +184,8 @@ class Batching:
             return self._population(indices), None
         except ValueError as e:
             return None, e
+        except (TypeError, RuntimeError) as e:  # torch.as_tensor's, for [0, None] or "ab"
+            return None, ValueError(f"indices: expected step indices or a boolean mask ({e})")
 
     def _population(self, indices) -> torch.Tensor | None:
         """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.

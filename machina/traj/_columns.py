@@ -83,10 +83,15 @@ class FlatEpisodes:
             )
         for k, column in columns.items():  # torch holds numbers only (register_epis failed)
             if column.dtype.kind not in "biufc":
-                name = f"{groups[k]}.{k}" if k in groups else k
+                group = groups.get(k)
+                parts = [epi[group][k] if group else epi[k] for epi in epis]
+                i = next(
+                    (i for i, p in enumerate(parts) if np.asarray(p).dtype.kind not in "biufc"), 0
+                )
+                name = f"{group}.{k}" if group else k
                 raise ValueError(
-                    f"epis[...]['{name}']: expected numbers (bool, integer, float or complex), "
-                    f"got dtype {column.dtype}"
+                    f"epis[{i}]['{name}']: expected numbers (bool, integer, float or complex), "
+                    f"got dtype {np.asarray(parts[i]).dtype}"
                 )
         return cls(columns, groups, lengths)
 

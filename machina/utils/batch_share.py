@@ -331,3 +331,18 @@ def whole_count_per_rank(count: torch.Tensor, batch: Any) -> torch.Tensor:
     if _split(batch) is None:
         return count
     return rank_mean(count.to(torch.float32), batch)
+
+
+# Whether a batching call handed this process a share of a minibatch since the last step
+_SHARED = [False]
+
+
+def note_share() -> None:
+    """Record that a batching call handed out a rank's share of a minibatch."""
+    _SHARED[0] = True
+
+
+def take_share_note() -> bool:
+    """Whether a share was handed out since the last call; resets the note."""
+    shared, _SHARED[0] = _SHARED[0], False
+    return shared

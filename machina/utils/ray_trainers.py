@@ -103,8 +103,10 @@ class BaseDistributedRayTrainer:
         actor asking for one: the trainers waited forever), else 0."""
         ray = import_ray()
         if num_gpus is None:
-            cluster_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
-            num_gpus = 1 if torch.cuda.is_available() and cluster_gpus >= 1 else 0
+            has_gpu = torch.cuda.is_available()
+            if has_gpu and ray.is_initialized():  # else (Ray not started yet) as it was
+                has_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+            num_gpus = 1 if has_gpu else 0
         return ray.remote(num_cpus=0, num_gpus=num_gpus, resources=resources)(cls)
 
     def __init__(
@@ -292,6 +294,9 @@ class TrainManager:
                 done, stuck = ray.wait(list(pending), num_returns=len(pending), timeout=_GRACE_S)
                 # a peer's death shows first as another rank's collective error: name the dead
                 died = _dead_rank(ray, {ref: pending[ref] for ref in done})
+                also = ""
+                if died is not None and died[0] != rank:
+                    also = f" (rank {rank} failed too: {_last_line(exc)})"
                 if died is not None:
                     rank, exc = died
                 dead = isinstance(exc, ray.exceptions.RayActorError)  # its process is gone
@@ -311,7 +316,7 @@ class TrainManager:
                 )
                 raise RuntimeError(
                     f"TrainManager.train: trainer rank {rank} of {world} failed; {why}, so "
-                    "every trainer was stopped: make a new TrainManager"
+                    f"every trainer was stopped: make a new TrainManager{also}"
                 ) from exc
         return results[0]
 
@@ -334,6 +339,12 @@ class TrainManager:
                 else "it was closed"
             )
             raise RuntimeError(f"TrainManager: {why}; make a new TrainManager")
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last line of ``exc``'s message (a Ray task error's is its cause's type and text)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
 
 
 def _dead_rank(ray: Any, finished: Mapping[Any, int]) -> tuple[int, Exception] | None:

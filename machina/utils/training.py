@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -74,6 +75,8 @@ def optimizer_step(
     optims = list(optim) if isinstance(optim, list | tuple) else [optim]
     opt_params = [p for opt in optims for p in optimizer_params(opt)]
     averaging = dist_utils.averages_here(optims)
+    if batch_share.take_share_note() and not averaging:
+        _warn_share_not_averaged()
     loss_value = float(loss.detach())
     if not averaging and not math.isfinite(loss_value):
         raise non_finite_error(f"{name} is {loss_value}", batch)
@@ -88,7 +91,7 @@ def optimizer_step(
             averaged = list(opt_params)
             held = {id(p) for p in opt_params}
             for p in params:  # in the caller's order: every rank sends the same list
-                if id(p) not in held:
+                if id(p) not in held and p.requires_grad:  # a frozen one has no gradient
                     held.add(id(p))
                     averaged.append(p)
         else:
@@ -186,6 +189,8 @@ def separate_steps(
         else list(max_grad_norm)
     )
     optims = [opt for opt, _, _, _ in steps]
+    if batch_share.take_share_note():  # nothing averages here
+        _warn_share_not_averaged()
     values = [float(loss.detach()) for _, loss, _, _ in steps]
     for value, (_, _, _, name) in zip(values, steps):
         if not math.isfinite(value):
@@ -199,6 +204,25 @@ def separate_steps(
     for opt in optims:
         opt.step()
     return values
+
+
+_WARNED_SHARE = [False]
+
+
+def _warn_share_not_averaged() -> None:
+    """Warn once per process: a step on a rank's share of a minibatch, nothing averaged."""
+    if _WARNED_SHARE[0]:
+        return
+    _WARNED_SHARE[0] = True
+    warnings.warn(
+        "Traj(ddp=True) gave this rank a share of a minibatch, and this step averages no "
+        "gradient over the ranks: each rank trains on its share alone and the ranks drift "
+        "apart. machina.distributed.init() turns averaging on; with a process group of your "
+        "own, call machina.utils.distributed.set_grad_averaging(True) (harmless if your "
+        "gradients are averaged another way, e.g. by DistributedDataParallel)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _clip_and_check(
