@@ -235,6 +235,78 @@ def test_other_nets_keep_the_torch_path():
     assert NumpyPolicy.build(pol, (3,)) is None
 
 
+def test_replaced_layers_instance_forwards_and_autocast_keep_the_torch_path():
+    """The layers inside machina's own nets were not type-checked: a Linear subclass ran as
+    a plain Linear (pi off by up to 0.5), a module without .weight crashed the sampler, and
+    spectral norm's parametrised layer ran on its snapshot. A forward set on an instance,
+    and autocast (torch's Linear in bfloat16), are not the copy's arithmetic either."""
+    space, ac_space = (
+        gym.make("CartPole-v1").observation_space,
+        gym.make("CartPole-v1").action_space,
+    )
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    def polnet():
+        torch.manual_seed(0)
+        return PolNet(space, ac_space)
+
+    plain = CategoricalPol(space, ac_space, polnet())
+    assert NumpyPolicy.build(plain, space.shape) is not None
+    replaced = []
+    net = polnet()
+    net.fc1 = Scaled(4, 64)
+    replaced.append(net)
+    net = polnet()
+    net.fc1 = nn.Sequential(nn.Linear(4, 64), nn.LayerNorm(64))  # no .weight: crashed
+    replaced.append(net)
+    net = polnet()
+    net.fc2 = torch.nn.utils.parametrizations.spectral_norm(net.fc2)
+    replaced.append(net)
+    head = PolHead(8, ac_space, "u")
+    head.output_layer = Scaled(8, 2)
+    replaced.append(nn.Sequential(nn.Linear(4, 8), nn.Tanh(), head))
+    net = polnet()
+    net.forward = lambda obs, **kwargs: type(net).forward(net, obs * 2.0, **kwargs)
+    replaced.append(net)
+    for net in replaced:
+        assert NumpyPolicy.build(CategoricalPol(space, ac_space, net), space.shape) is None
+    pol = CategoricalPol(space, ac_space, replaced[1])
+    with EpiSampler(GymEnv("CartPole-v1"), pol) as s:
+        assert len(s.sample(pol, max_epis=1)) == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert NumpyPolicy.build(plain, space.shape) is None
+
+
+def test_vector_envs_get_their_own_action_array():
+    """Discrete actions from 0: the fast path gave the env the stored actions' row itself;
+    an env writing into its action array changed the recorded actions."""
+
+    class Scribbles(gym.vector.VectorWrapper):
+        def step(self, actions):
+            out = self.env.step(actions)
+            actions[...] = 7
+            return out
+
+    def make():
+        envs = [lambda: gym.make("CartPole-v1", max_episode_steps=20)] * 2
+        return Scribbles(gym.vector.SyncVectorEnv(envs))
+
+    env = gym.make("CartPole-v1")
+    torch.manual_seed(0)
+    pol = CategoricalPol(
+        env.observation_space,
+        env.action_space,
+        spread(PolNet(env.observation_space, env.action_space)),
+    )
+    assert NumpyPolicy.build(pol, env.observation_space.shape) is not None
+    with EpiSampler(make(), pol, seed=1, num_envs=2) as s:
+        acs = np.concatenate([e["acs"] for e in s.sample(pol, max_steps=40)])
+    assert set(np.unique(acs).tolist()) <= {0, 1}
+
+
 def test_sampler_same_episodes_with_a_user_sequential():
     """EpiSampler with a user's nn.Sequential (64x64 Tanh) policy: fast path on and off give
     the same CartPole episodes (discrete draws leave no rounding in the trajectory), and the

@@ -281,6 +281,12 @@ class BasePol(RecurrentMixin, nn.Module):
             return False
         if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
             return False
+        # a forward set on an instance, or autocast (torch's Linear in bfloat16): not the
+        # float32 arithmetic of the copy
+        if any("forward" in m.__dict__ for m in self.modules()):
+            return False
+        if torch.is_autocast_enabled("cpu"):
+            return False
         bounds, start = self.__dict__.get("_np_ac_bounds"), self.__dict__.get("_np_ac_start")
         return bounds is not None or start is not None
 

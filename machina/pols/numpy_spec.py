@@ -67,7 +67,15 @@ def _qualname(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+class _NotPlain(Exception):
+    """A layer the numpy copy cannot stand for (a Linear subclass, a wrapper): torch path."""
+
+
 def _linear(layer: nn.Module) -> Op:
+    # exactly nn.Linear: a subclass (weight norm's included) or a replacement module may
+    # compute anything else
+    if type(layer) is not nn.Linear or "forward" in layer.__dict__:
+        raise _NotPlain
     weight = layer.weight.detach().numpy()
     if layer.bias is None:
         bias = np.zeros(weight.shape[0], weight.dtype)
@@ -177,17 +185,20 @@ def net_ops(net: nn.Module, kind: str, ob_ndim: int) -> list[Op] | None:
     list of tuple or None
         The ops (see the module docstring); no hooks on any module (the caller checks that).
     """
-    if _qualname(net) == _POLNET:
-        head = _head_ops(net.head, kind)
-        if head is None:
+    try:
+        if _qualname(net) == _POLNET:
+            head = _head_ops(net.head, kind)
+            if head is None:
+                return None
+            act = _hidden_activation(net)
+            if act is None:
+                return None
+            ops = [_linear(net.fc1), act, _linear(net.fc2), act, *head]
+        elif type(net) is nn.Sequential:
+            ops = _sequential_ops(net, kind, ob_ndim)
+        else:
             return None
-        act = _hidden_activation(net)
-        if act is None:
-            return None
-        ops = [_linear(net.fc1), act, _linear(net.fc2), act, *head]
-    elif type(net) is nn.Sequential:
-        ops = _sequential_ops(net, kind, ob_ndim)
-    else:
+    except _NotPlain:
         return None
     if ops is None or not _well_formed(ops, kind):
         return None
@@ -210,4 +221,7 @@ def sde_net_ops(net: nn.Module) -> list[Op] | None:
     act = _hidden_activation(net)
     if act is None:
         return None
-    return [_linear(net.fc1), act, _linear(net.fc2), act, _linear(net.mean_layer)]
+    try:
+        return [_linear(net.fc1), act, _linear(net.fc2), act, _linear(net.mean_layer)]
+    except _NotPlain:
+        return None

@@ -256,8 +256,8 @@ class NumpyPolicy:
         return pi, cum
 
     def _finish(self, ac: np.ndarray, a_i: dict[str, np.ndarray]) -> ActResult:
-        if self.ac_is_real:
-            return ac, ac, a_i
+        if self.ac_is_real:  # the env's own array: ac may be a row of the stored actions
+            return ac.copy(), ac, a_i
         return self._ac_real(ac), ac, a_i
 
     def sample(self, obs: np.ndarray, outs: dict[str, np.ndarray] | None = None) -> ActResult:
