@@ -7,6 +7,7 @@ failed later naming a library argument the user never typed (``--steps_per_iter 
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -36,3 +37,30 @@ def interval(text: str) -> int:
             f"expected an integer >= 0 (0: every iteration), got {text!r}"
         )
     return value
+
+
+def _float(text: str, ok, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``text`` as a finite float > 0 (``--max_kl``: 0 or less made no step, silently)."""
+    return _float(text, lambda v: v > 0, "a positive number")
+
+
+def nonneg_float(text: str) -> float:
+    """``text`` as a finite float >= 0 (``--target_noise_clip``: a negative clip moved every
+    target action, silently)."""
+    return _float(text, lambda v: v >= 0, "a number >= 0")
+
+
+def probability(text: str) -> float:
+    """``text`` as a float in [0, 1] (``--eps_end``: outside, the run failed thousands of
+    steps in, naming the library's argument)."""
+    return _float(text, lambda v: 0 <= v <= 1, "a probability in [0, 1]")

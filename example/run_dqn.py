@@ -19,7 +19,7 @@ import argparse
 import copy
 
 import torch
-from flags import interval, positive_int
+from flags import interval, positive_int, probability
 
 from machina import logger
 from machina.algos import dqn
@@ -47,8 +47,8 @@ parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--eps_start", type=float, default=1.0)
-parser.add_argument("--eps_end", type=float, default=0.04)
+parser.add_argument("--eps_start", type=probability, default=1.0)
+parser.add_argument("--eps_end", type=probability, default=0.04)
 parser.add_argument("--explore_steps", type=int, default=5000, help="env steps of annealing")
 parser.add_argument(
     "--eval_interval",

@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 import torch
-from flags import interval, positive_int
+from flags import interval, positive_float, positive_int
 
 from machina import logger
 from machina.algos import airl, behavior_clone, gail
@@ -70,7 +70,7 @@ parser.add_argument("--lam", type=float, default=0.95)
 parser.add_argument("--pol_ent_beta", type=float, default=0.0)
 parser.add_argument("--discrim_ent_beta", type=float, default=0.0)
 parser.add_argument("--max_grad_norm", type=float, default=0.5)
-parser.add_argument("--max_kl", type=float, default=0.02, help="trpo's trust region")
+parser.add_argument("--max_kl", type=positive_float, default=0.02, help="trpo's trust region")
 parser.add_argument("--kl_targ", type=float, default=0.01, help="ppo_kl's target")
 parser.add_argument("--pretrain", action="store_true", help="behaviour-clone the policy first")
 parser.add_argument("--bc_epoch", type=positive_int, default=10)

@@ -87,6 +87,11 @@ parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )
 args = parser.parse_args()
+if not 0 <= args.burn_in_length < args.seq_length:  # before anything is built
+    parser.error(
+        f"argument --burn_in_length: expected an integer in [0, --seq_length={args.seq_length})"
+        f", got {args.burn_in_length}"
+    )
 torch.set_num_threads(args.num_threads)
 
 

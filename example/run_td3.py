@@ -21,7 +21,7 @@ import copy
 
 import hyperparams
 import torch
-from flags import interval, positive_int
+from flags import interval, nonneg_float, positive_int
 
 from machina import logger
 from machina.algos import td3
@@ -53,8 +53,8 @@ parser.add_argument("--h_size", type=positive_int, default=64, help="hidden unit
 parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
 parser.add_argument("--gamma", type=float, default=0.99)
 parser.add_argument("--pol_update_delay", type=positive_int, default=2)
-parser.add_argument("--target_noise", type=float, default=0.2)
-parser.add_argument("--target_noise_clip", type=float, default=0.5)
+parser.add_argument("--target_noise", type=nonneg_float, default=0.2)
+parser.add_argument("--target_noise_clip", type=nonneg_float, default=0.5)
 parser.add_argument(
     "--eval_interval",
     type=interval,

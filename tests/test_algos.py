@@ -88,6 +88,10 @@ def test_trpo_step_stays_in_the_trust_region(setup):
     assert float(lf.kl_old_new(pol, batch).detach()) == pytest.approx(kl, rel=1e-4)
     # The surrogate E[ratio * A] starts at E[A] = 0 and must improve.
     assert loss < 0
+    # a trust region of 0 or less: every step was refused, the policy never moved, silently
+    for max_kl in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"trpo.update_pol: max_kl: expected a positive"):
+            trpo.update_pol(pol, batch, max_kl=max_kl)
 
 
 def test_ppo_kl_adapts_beta(setup):

@@ -92,6 +92,12 @@ def test_train_functions_return_their_losses(rng):
         )  # fmt: skip
     assert len(result["QfLoss"]) == 1 and result["PolLoss"] == []
     assert all(torch.equal(a, b) for a, b in zip(before, det.parameters()))
+    # a negative noise clip made clamp(c, -c): every target action moved by -c, silently
+    with pytest.raises(ValueError, match=r"td3.train: target_noise_clip: expected a float >= 0"):
+        td3.train(
+            traj, det, qfs, copy.deepcopy(det), targ_qfs, optim_det, one_optim, 2, 8, 0.1, 0.9,
+            log_enable=False, target_noise_clip=-1.0,
+        )  # fmt: skip
     result = ddpg.train(
         traj,
         det,

@@ -35,6 +35,19 @@ def test_positive_int_accepts_counts_and_refuses_the_rest():
             positive_int(text)
 
 
+def test_float_flag_types_refuse_what_they_name():
+    import argparse
+
+    flags = _flags()
+    assert flags.positive_float("0.01") == 0.01 and flags.nonneg_float("0") == 0.0
+    assert flags.probability("1") == 1.0
+    cases = [(flags.positive_float, "0"), (flags.nonneg_float, "-0.5"), (flags.probability, "2")]
+    cases += [(f, t) for f in (flags.positive_float, flags.probability) for t in ("nan", "x")]
+    for fn, text in cases:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+            fn(text)
+
+
 def _count_flags_typed_int(path: str) -> list[str]:
     """Count flags of ``path`` whose ``add_argument`` has ``type=int`` (not positive_int)."""
     found = []
@@ -63,6 +76,12 @@ def test_every_example_parses_its_count_flags_as_positive():
         ("run_ppo.py", ["--h_size", "0"], "argument --h_size: expected a positive integer"),
         ("run_sac.py", ["--steps_per_iter", "-1"], "argument --steps_per_iter: expected a posit"),
         ("run_ddpg.py", ["--nstep", "3"], "--nstep: n-step targets need --prioritized"),
+        # values that trained silently on nothing or on wrong targets, or failed thousands
+        # of steps in naming the library's argument
+        ("run_trpo.py", ["--max_kl", "-1"], "argument --max_kl: expected a positive number"),
+        ("run_td3.py", ["--target_noise_clip", "-1"], "--target_noise_clip: expected a number"),
+        ("run_dqn.py", ["--eps_end", "1.5"], "--eps_end: expected a probability in [0, 1]"),
+        ("run_r2d2_sac.py", ["--burn_in_length", "25"], "--burn_in_length: expected an integer"),
     ],
 )
 def test_example_refuses_a_bad_flag_before_running(tmp_path, script, args, message):

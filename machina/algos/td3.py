@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Sequence
 
@@ -74,6 +76,10 @@ def train(
     check_feed_forward("td3", pol=pol, qfs=qfs)
     if pol_update_delay < 1:
         raise ValueError(f"pol_update_delay: expected an int >= 1, got {pol_update_delay!r}")
+    for name, value in (("target_noise", target_noise), ("target_noise_clip", target_noise_clip)):
+        # a negative clip made clamp(c, -c): every target action moved by -c, silently
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"td3.train: {name}: expected a float >= 0, got {value!r}")
     if epoch < pol_update_delay:
         warnings.warn(
             f"td3.train: epoch={epoch} < pol_update_delay={pol_update_delay}: this call steps "

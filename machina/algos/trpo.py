@@ -263,6 +263,9 @@ def update_pol(
         raise TypeError(
             f"trpo.update_pol: make_kl: expected a function of (pol, batch), got {make_kl!r}"
         )
+    if not (isinstance(max_kl, numbers.Real) and math.isfinite(max_kl) and max_kl > 0):
+        # sqrt of a negative step size: every step refused, the policy never updated, silently
+        raise ValueError(f"trpo.update_pol: max_kl: expected a positive float, got {max_kl!r}")
     params = [p for p in pol.parameters() if p.requires_grad]
     surrogate, _ = _surrogate(pol, batch, ent_beta)
     # Data-parallel (machina.distributed): the gradient, every Fisher-vector product and the
