@@ -236,15 +236,6 @@ for flag in ("log_std_init", "sde_sample_freq"):
         )
 if args.joint_step and args.ppo_type != "clip":
     parser.error("--joint_step: needs --ppo_type clip")
-run = logger.Run(
-    args.log,
-    args.max_steps,
-    args.env_name,
-    eval_interval=args.eval_interval or None,
-    solve_return=solve_return,
-    resume=args.resume is not None,
-    settings=vars(args),  # a resume with other settings is refused
-)
 pol = make_pol(
     env.observation_space,
     env.action_space,
@@ -272,6 +263,16 @@ if optim_vf is not optim_pol:
 # The prepro travels to the sampler's workers with the policy at every sample call.
 prepro = BasePrePro(env.observation_space, clip=args.ob_clip) if args.normalize_ob else None
 rew_norm = RewardNormalizer(args.gamma) if args.normalize_rew else None
+# made after the nets: a flag they refuse (--sde_sample_freq -5) leaves the folder alone
+run = logger.Run(
+    args.log,
+    args.max_steps,
+    args.env_name,
+    eval_interval=args.eval_interval or None,
+    solve_return=solve_return,
+    resume=args.resume is not None,
+    settings=vars(args),  # a resume with other settings is refused
+)
 sampler = EpiSampler(
     env,
     pol,
