@@ -59,11 +59,13 @@ def test_compute_vs_with_a_bfloat16_vf(rnn):
     vf = make_vf(OB, rnn=rnn).to(torch.bfloat16)
     vs = registered(ef.compute_vs(traj_of(epis), vf)).data_map["vs"]
     assert vs.dtype == torch.float32
-    if not rnn:  # the module's own bfloat16 outputs, exactly
+    if not rnn:  # the module's own bfloat16 outputs (to bfloat16's rounding: the batch
+        # differs from compute_vs's chunks, so may the CPU kernel)
         obs = torch.as_tensor(np.concatenate([e["obs"] for e in epis]))
         with torch.no_grad():
             expected = vf(obs.to(torch.bfloat16))[0].reshape(-1).float()
-        torch.testing.assert_close(vs.reshape(-1), expected, rtol=0, atol=0)
+        atol = 2 * 2.0**-8 * (float(expected.abs().max()) + 1.0)
+        torch.testing.assert_close(vs.reshape(-1), expected, rtol=0, atol=atol)
     # against the same weights in float32: bfloat16 keeps 8 bits of mantissa
     vs32 = registered(ef.compute_vs(traj_of(epis), vf.float())).data_map["vs"]
     scale = float(vs32.abs().max()) + 1.0

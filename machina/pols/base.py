@@ -279,11 +279,12 @@ class BasePol(RecurrentMixin, nn.Module):
             return False
         if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
             return False
-        if any(m._forward_hooks or m._forward_pre_hooks for m in self.modules()):
-            return False
-        # a forward set on an instance, or autocast (torch's Linear in bfloat16): not the
-        # float32 arithmetic of the copy
-        if any("forward" in m.__dict__ for m in self.modules()):
+        # hooks, a forward set on an instance, or autocast (torch's Linear in bfloat16): not
+        # the float32 arithmetic of the copy
+        if any(
+            m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__
+            for m in self.modules()
+        ):
             return False
         if torch.is_autocast_enabled("cpu"):
             return False

@@ -73,8 +73,8 @@ class _NotPlain(Exception):
 
 def _linear(layer: nn.Module) -> Op:
     # exactly nn.Linear: a subclass (weight norm's included) or a replacement module may
-    # compute anything else
-    if type(layer) is not nn.Linear or "forward" in layer.__dict__:
+    # compute anything else (an instance-set forward: _numpy_ready refuses the policy)
+    if type(layer) is not nn.Linear:
         raise _NotPlain
     weight = layer.weight.detach().numpy()
     if layer.bias is None:

@@ -184,8 +184,6 @@ class Batching:
             return self._population(indices), None
         except ValueError as e:
             return None, e
-        except (TypeError, RuntimeError) as e:  # torch.as_tensor's, for [0, None] or "ab"
-            return None, ValueError(f"indices: expected step indices or a boolean mask ({e})")
 
     def _population(self, indices) -> torch.Tensor | None:
         """The steps a batching call draws from, (n,) int64 on the Traj's device; None: all.
@@ -194,7 +192,10 @@ class Batching:
         """
         if indices is None:
             return None
-        idx = torch.as_tensor(indices.copy() if isinstance(indices, np.ndarray) else indices)
+        try:
+            idx = torch.as_tensor(indices.copy() if isinstance(indices, np.ndarray) else indices)
+        except (TypeError, RuntimeError) as e:  # [0, None], "ab", a set
+            raise ValueError(f"indices: expected step indices or a boolean mask ({e})") from None
         if idx.dtype == torch.bool:
             if idx.shape != (self.num_step,):
                 raise ValueError(

@@ -84,14 +84,12 @@ class FlatEpisodes:
         for k, column in columns.items():  # torch holds numbers only (register_epis failed)
             if column.dtype.kind not in "biufc":
                 group = groups.get(k)
-                parts = [epi[group][k] if group else epi[k] for epi in epis]
-                i = next(
-                    (i for i, p in enumerate(parts) if np.asarray(p).dtype.kind not in "biufc"), 0
-                )
+                dtypes = [np.asarray(epi[group][k] if group else epi[k]).dtype for epi in epis]
+                i = next((i for i, d in enumerate(dtypes) if d.kind not in "biufc"), 0)
                 name = f"{group}.{k}" if group else k
                 raise ValueError(
                     f"epis[{i}]['{name}']: expected numbers (bool, integer, float or complex), "
-                    f"got dtype {np.asarray(parts[i]).dtype}"
+                    f"got dtype {dtypes[i]}"
                 )
         return cls(columns, groups, lengths)
 

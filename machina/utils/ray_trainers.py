@@ -295,9 +295,8 @@ class TrainManager:
                 # a peer's death shows first as another rank's collective error: name the dead
                 died = _dead_rank(ray, {ref: pending[ref] for ref in done})
                 also = ""
-                if died is not None and died[0] != rank:
+                if died is not None:  # another rank than this one (`done` excludes it)
                     also = f" (rank {rank} failed too: {_last_line(exc)})"
-                if died is not None:
                     rank, exc = died
                 dead = isinstance(exc, ray.exceptions.RayActorError)  # its process is gone
                 if not stuck and not dead:
