@@ -63,6 +63,28 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # pytest-xdist's --dist loadfile queues files by their number of tests, which put the
+    # slowest files (a few long learning or Ray tests each) last: one process ran them alone
+    # while the other had finished. Keep the order of pytest_collection_modifyitems instead.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+# Seconds each file took in a whole-suite run (written by ``python tests/_durations.py``):
+# pytest_collection_modifyitems runs the slowest files first, so the two processes of
+# ``-n 2 --dist loadfile`` end together (longest first), whatever the machine's speed.
+DURATIONS_FILE = Path(__file__).with_name("durations.json")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the files by their recorded duration, longest first; each file's tests keep
+    their order, and a file with no record (a new one) goes after the recorded ones."""
+    if not DURATIONS_FILE.exists():
+        return
+    import json
+
+    seconds = json.loads(DURATIONS_FILE.read_text())
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))
 
 
 def mean_return(epis: list[dict], key: str = "rews") -> float:

@@ -21,6 +21,18 @@ ActResult = tuple[np.ndarray, torch.Tensor, dict[str, torch.Tensor]]
 _ONE = np.float32(1.0)
 
 
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether a tensor of ``shape`` broadcasts to exactly ``target``.
+
+    numpy's rule, which is torch's: ``torch.broadcast_shapes`` imports torch's symbolic
+    shapes module on first use, a third of a second in every process building a policy.
+    """
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        return False
+
+
 def _a_i_shape(action_space: gym.Space) -> tuple[int, ...]:
     """machina 0.x's ``a_i_shape``: the action's shape, or the class count ``(n,)`` of a
     Discrete and ``(dims, most classes)`` of a MultiDiscrete."""

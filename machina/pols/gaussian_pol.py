@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from machina.pds.gaussian_pd import GaussianPd
-from machina.pols.base import BasePol
+from machina.pols.base import BasePol, broadcasts_to
 from machina.utils.spaces import check_flat_space, space_shape
 from machina.utils.tensors import detached_if_no_grad
 
@@ -56,11 +56,7 @@ class GaussianPol(BasePol):
         what = f"(mean (..., {dim}), log_std broadcastable to mean)"
         if len(outputs) != 2 or tuple(outputs[0].shape[-1:]) != (dim,):
             raise self._net_output_error(what, outputs)
-        try:
-            shape = torch.broadcast_shapes(outputs[1].shape, outputs[0].shape)
-        except RuntimeError:
-            shape = None
-        if shape != outputs[0].shape:
+        if not broadcasts_to(outputs[1].shape, outputs[0].shape):
             raise self._net_output_error(what, outputs)
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:

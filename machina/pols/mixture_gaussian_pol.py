@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from machina.pds.mixture_gaussian_pd import MixtureGaussianPd
-from machina.pols.base import BasePol
+from machina.pols.base import BasePol, broadcasts_to
 from machina.utils.spaces import check_flat_space
 from machina.utils.tensors import detached_if_no_grad
 
@@ -62,11 +62,7 @@ class MixtureGaussianPol(BasePol):
         pi, mean, log_std = outputs
         if mean.ndim != pi.ndim + 1 or tuple(mean.shape[-2:]) != (pi.shape[-1], dim):
             raise self._net_output_error(what, outputs)
-        try:
-            shape = torch.broadcast_shapes(log_std.shape, mean.shape)
-        except RuntimeError:
-            shape = None
-        if shape != mean.shape:
+        if not broadcasts_to(log_std.shape, mean.shape):
             raise self._net_output_error(what, outputs)
 
     def _pd_params(self, outputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
