@@ -7,6 +7,9 @@ as many SAC gradient steps on random batches of it. Trains until a deterministic
 reaches ``--solve_return`` or ``--max_steps`` env steps pass, and writes progress.csv,
 TensorBoard events, learning_curve.png and the trained networks (models/) into ``--log``.
 
+``--anneal_lr`` decays the three learning rates linearly to 0 over ``--max_steps``
+(rl-baselines3-zoo's ``lin_`` schedule), from the step count, so a resumed run continues it.
+
 Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
 (``machina.checkpoint``: networks, targets, optimisers, temperature, replay, sampler state,
 RNGs, counters; no pickle, atomic): the replay makes a checkpoint large (about 40 MB at 1e6
@@ -78,6 +81,12 @@ parser.add_argument(
     help="env steps of uniformly random actions before the first update (warm-up)",
 )
 parser.add_argument(
+    "--anneal_lr",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="decay the three learning rates linearly to 0 over --max_steps (rl-zoo's lin_)",
+)
+parser.add_argument(
     "--checkpoint_interval", type=interval, default=2000, help="env steps between checkpoints"
 )
 parser.add_argument(
@@ -104,6 +113,8 @@ log_alpha = torch.zeros((), requires_grad=True)
 optim_pol = torch.optim.Adam(pol.parameters(), args.pol_lr)
 optim_qfs = [torch.optim.Adam(qf.parameters(), args.qf_lr) for qf in qfs]
 optim_alpha = torch.optim.Adam([log_alpha], args.alpha_lr)
+lr_schedules = [(optim_pol, args.pol_lr), (optim_alpha, args.alpha_lr)]
+lr_schedules += [(optim, args.qf_lr) for optim in optim_qfs]
 sampler = EpiSampler(env, pol, num_envs=args.num_envs, seed=args.seed)
 random_pol = RandomPol(ob_space, ac_space, normalize_ac=pol.normalize_ac)  # acs as pol records them
 off_traj = Traj(max_steps=args.replay_size)
@@ -140,6 +151,14 @@ with run:
         n_updates = min(traj.num_step, run.total_step + traj.num_step - args.random_steps)
         result_dict = {}
         if n_updates > 0:
+            if args.anneal_lr:
+                # From the step count (this batch's steps included, as rl-zoo's schedule at
+                # update time), so a resumed run continues the schedule exactly.
+                # Whole episodes may overshoot --max_steps: never a negative rate.
+                remaining = max(1.0 - (run.total_step + traj.num_step) / args.max_steps, 0.0)
+                for optim, lr in lr_schedules:
+                    for group in optim.param_groups:
+                        group["lr"] = lr * remaining
             result_dict = sac.train(
                 off_traj,
                 pol,

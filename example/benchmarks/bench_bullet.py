@@ -1243,9 +1243,7 @@ def machina_ppo(
             # run_ppo.py's --anneal_lr / --anneal_clip: linear decay to 0 over the budget.
             remaining = 1.0 - steps / budget
             if hp.get("anneal_lr"):
-                for optim, lr in lr_schedules:
-                    for group in optim.param_groups:
-                        group["lr"] = lr * remaining
+                _set_lrs(lr_schedules, remaining)
             clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
             epis = sampler.sample(pol, max_steps=hp["steps_per_iter"])
             traj = machina_ppo_traj(parts, hp, epis)
@@ -1289,6 +1287,8 @@ def machina_offpolicy(
     optim_qfs = [torch.optim.Adam(qf.parameters(), hp["qf_lr"], fused=True) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
     optim_alpha = torch.optim.Adam([log_alpha], hp.get("alpha_lr", 1e-3))
+    lr_schedules = [(optim_pol, hp["pol_lr"]), (optim_alpha, hp.get("alpha_lr", 1e-3))]
+    lr_schedules += [(optim, hp["qf_lr"]) for optim in optim_qfs]
     random_pol = RandomPol(ob, ac)
     sampler = EpiSampler(lambda: gymnasium.make(env_id), pol, seed=seed)
     evaluator, evaluate = machina_eval(pol, env_id, seed, None)
@@ -1299,7 +1299,7 @@ def machina_offpolicy(
     )  # fmt: skip
     for i in range(2):
         objects.update({f"qf{i}": qfs[i], f"targ_qf{i}": targ_qfs[i], f"optim_qf{i}": optim_qfs[i]})
-    steps = 0
+    steps, stats = 0, {}
     with sampler, evaluator:
         steps = _machina_start(ckpt, objects, rec, evaluate)
         while steps < budget:
@@ -1313,6 +1313,10 @@ def machina_offpolicy(
             off_traj.add_traj(traj)
             steps += traj.num_step
             if steps >= hp["random_steps"]:
+                if hp.get("anneal_lr"):
+                    # rl-zoo's lin_ schedule: every optimiser's lr decays linearly to 0 over
+                    # the budget, set at each update from the env steps done.
+                    _set_lrs(lr_schedules, max(1.0 - steps / budget, 0.0))
                 # One update per env step sampled, the first ones right after the warm-up.
                 n = traj.num_step if not warm else steps - hp["random_steps"]
                 common = dict(
@@ -1323,16 +1327,35 @@ def machina_offpolicy(
                     log_enable=False,
                 )
                 if algo == "sac":
-                    sac.train(off_traj, pol, qfs, targ_qfs, log_alpha, optim_pol, optim_qfs,
-                              optim_alpha, **common)  # fmt: skip
+                    stats = sac.train(off_traj, pol, qfs, targ_qfs, log_alpha, optim_pol,
+                                      optim_qfs, optim_alpha, **common)  # fmt: skip
                 else:
-                    td3.train(off_traj, pol, qfs, targ_pol, targ_qfs, optim_pol, optim_qfs,
-                              **common)  # fmt: skip
+                    stats = td3.train(off_traj, pol, qfs, targ_pol, targ_qfs, optim_pol,
+                                      optim_qfs, **common)  # fmt: skip
             if rec.due(steps):
+                _print_stats(stats)
                 rec.record(steps, evaluate, defer=ckpt is not None)
                 _machina_save(ckpt, objects, rec, steps)
         rec.record(steps, evaluate, final=True)
     _drop_ckpt(ckpt)
+
+
+def _print_stats(stats: dict[str, Any]) -> None:
+    """The last update's losses (means over its steps), temperature and entropy: what to
+    read first when a run stalls (a Q loss that grows, a temperature that collapses)."""
+    shown = []
+    for name, value in stats.items():
+        value = float(np.mean(value)) if isinstance(value, (list, tuple)) else float(value)
+        shown.append(f"{name} {value:.4g}")
+    if shown:
+        print("    " + ", ".join(shown), flush=True)
+
+
+def _set_lrs(schedules: list[tuple[torch.optim.Optimizer, float]], fraction: float) -> None:
+    """Set every optimiser's learning rate to ``fraction`` of its initial one."""
+    for optim, lr in schedules:
+        for group in optim.param_groups:
+            group["lr"] = lr * fraction
 
 
 def _machina_start(
