@@ -39,6 +39,18 @@ def interval(text: str) -> int:
     return value
 
 
+def nonneg_int(text: str) -> int:
+    """``text`` as an int >= 0 (``type=`` of a count that may be none: ``--random_steps``,
+    ``--explore_steps``, ``--max_minibatches``; a negative one acted as 0, silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _float(text: str, ok, expected: str) -> float:
     try:
         value = float(text)
@@ -64,3 +76,16 @@ def probability(text: str) -> float:
     """``text`` as a float in [0, 1] (``--eps_end``: outside, the run failed thousands of
     steps in, naming the library's argument)."""
     return _float(text, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def unit_interval(text: str) -> float:
+    """``text`` as a float in [0, 1] (``--gamma``, ``--lam``, ``--init_beta``: outside, the
+    returns or importance weights were wrong, silently, or the run failed late)."""
+    return _float(text, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def polyak_rate(text: str) -> float:
+    """``text`` as a float in (0, 1] (``--tau``: 0 never moved the target networks, so the
+    run trained on its first random targets, silently; outside [0, 1] it failed after the
+    first gradient step, naming the library's argument)."""
+    return _float(text, lambda v: 0 < v <= 1, "a number in (0, 1]")

@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 import torch
-from flags import interval, positive_int
+from flags import interval, positive_float, positive_int
 
 from machina import logger
 from machina.algos import behavior_clone
@@ -39,7 +39,7 @@ parser.add_argument(
     "--epoch", type=positive_int, default=50, help="passes over the training episodes"
 )
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument(
     "--eval_interval", type=interval, default=10, help="epochs between evaluations (0: every epoch)"

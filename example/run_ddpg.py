@@ -29,7 +29,7 @@ import argparse
 import copy
 
 import torch
-from flags import interval, positive_int
+from flags import interval, nonneg_float, polyak_rate, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import ddpg, prioritized_ddpg
@@ -54,7 +54,7 @@ parser.add_argument(
 )
 parser.add_argument(
     "--noise_scale",
-    type=float,
+    type=nonneg_float,
     default=None,
     help="OU sigma (default 0.2) or Gaussian std (default 0.1), in [-1, 1] units",
 )
@@ -67,20 +67,22 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
 )
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument(
     "--prioritized", action="store_true", help="prioritised replay (the flags below)"
 )
 parser.add_argument(
     "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"
 )
-parser.add_argument("--alpha", type=float, default=0.6, help="priority exponent")
-parser.add_argument("--init_beta", type=float, default=0.4, help="first IS-weight exponent")
-parser.add_argument("--beta_step", type=float, default=1e-4, help="IS exponent step per batch")
+parser.add_argument("--alpha", type=nonneg_float, default=0.6, help="priority exponent")
+parser.add_argument("--init_beta", type=unit_interval, default=0.4, help="first IS-weight exponent")
+parser.add_argument(
+    "--beta_step", type=nonneg_float, default=1e-4, help="IS exponent step per batch"
+)
 parser.add_argument("--nstep", type=positive_int, default=1, help="n-step targets when > 1")
 parser.add_argument(
     "--eval_interval",

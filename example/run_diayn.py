@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 import torch
-from flags import interval, positive_int
+from flags import interval, polyak_rate, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import diayn, diayn_sac
@@ -58,15 +58,15 @@ parser.add_argument("--discrim_batch_size", type=positive_int, default=128)
 parser.add_argument(
     "--epoch_per_iter", type=positive_int, default=50, help="discriminator steps/iter"
 )
-parser.add_argument("--pol_lr", type=float, default=3e-3)
-parser.add_argument("--qf_lr", type=float, default=3e-3)
-parser.add_argument("--discrim_lr", type=float, default=3e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=3e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=3e-3)
+parser.add_argument("--discrim_lr", type=positive_float, default=3e-3)
 parser.add_argument(
     "--alpha", type=float, default=0.1, help="fixed temperature (DIAYN's); <= 0: learned"
 )
 parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.01, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.9)
+parser.add_argument("--tau", type=polyak_rate, default=0.01, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.9)
 parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument(
     "--eval_interval",

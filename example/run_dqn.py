@@ -19,7 +19,15 @@ import argparse
 import copy
 
 import torch
-from flags import interval, positive_int, probability
+from flags import (
+    interval,
+    nonneg_int,
+    polyak_rate,
+    positive_float,
+    positive_int,
+    probability,
+    unit_interval,
+)
 
 from machina import logger
 from machina.algos import dqn
@@ -43,13 +51,13 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=50_000, help="replay Traj max_steps"
 )
 parser.add_argument("--batch_size", type=positive_int, default=128)
-parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument("--eps_start", type=probability, default=1.0)
 parser.add_argument("--eps_end", type=probability, default=0.04)
-parser.add_argument("--explore_steps", type=int, default=5000, help="env steps of annealing")
+parser.add_argument("--explore_steps", type=nonneg_int, default=5000, help="env steps of annealing")
 parser.add_argument(
     "--eval_interval",
     type=interval,

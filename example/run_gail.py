@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 import torch
-from flags import interval, positive_float, positive_int
+from flags import interval, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import airl, behavior_clone, gail
@@ -61,17 +61,17 @@ parser.add_argument("--discrim_batch_size", type=positive_int, default=256)
 parser.add_argument(
     "--discrim_step", type=positive_int, default=10, help="discriminator steps per iter"
 )
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--vf_lr", type=float, default=3e-3)
-parser.add_argument("--discrim_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
+parser.add_argument("--vf_lr", type=positive_float, default=3e-3)
+parser.add_argument("--discrim_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument("--lam", type=unit_interval, default=0.95)
 parser.add_argument("--pol_ent_beta", type=float, default=0.0)
 parser.add_argument("--discrim_ent_beta", type=float, default=0.0)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--max_grad_norm", type=positive_float, default=0.5)
 parser.add_argument("--max_kl", type=positive_float, default=0.02, help="trpo's trust region")
-parser.add_argument("--kl_targ", type=float, default=0.01, help="ppo_kl's target")
+parser.add_argument("--kl_targ", type=positive_float, default=0.01, help="ppo_kl's target")
 parser.add_argument("--pretrain", action="store_true", help="behaviour-clone the policy first")
 parser.add_argument("--bc_epoch", type=positive_int, default=10)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")

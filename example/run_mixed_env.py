@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import ppo_clip
@@ -51,13 +51,13 @@ parser.add_argument("--steps_per_iter", type=positive_int, default=4096, help="p
 parser.add_argument("--epoch_per_iter", type=positive_int, default=10)
 parser.add_argument("--batch_size", type=positive_int, default=256, help="steps per minibatch")
 parser.add_argument("--rnn_batch_size", type=positive_int, default=8, help="sequences per batch")
-parser.add_argument("--pol_lr", type=float, default=3e-4)
-parser.add_argument("--vf_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=3e-4)
+parser.add_argument("--vf_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
-parser.add_argument("--clip_param", type=float, default=0.2)
-parser.add_argument("--max_grad_norm", type=float, default=10.0)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument("--lam", type=unit_interval, default=0.95)
+parser.add_argument("--clip_param", type=positive_float, default=0.2)
+parser.add_argument("--max_grad_norm", type=positive_float, default=10.0)
 parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"

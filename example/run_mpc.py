@@ -19,7 +19,7 @@ import argparse
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import positive_float, positive_int
 
 from machina import logger
 from machina.algos import mpc
@@ -56,7 +56,7 @@ parser.add_argument(
 )
 parser.add_argument("--epoch_per_iter", type=positive_int, default=500, help="model gradient steps")
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--dm_lr", type=float, default=1e-3)
+parser.add_argument("--dm_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="model hidden units per layer")
 parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(

@@ -51,7 +51,7 @@ import os
 import gymnasium as gym
 import hyperparams
 import torch
-from flags import interval, positive_int
+from flags import interval, nonneg_float, nonneg_int, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import ppo_clip, ppo_kl
@@ -91,13 +91,13 @@ parser.add_argument("--epoch_per_iter", type=positive_int, default=20)
 parser.add_argument("--batch_size", type=positive_int, default=512, help="steps per minibatch")
 parser.add_argument(
     "--max_minibatches",
-    type=int,
+    type=nonneg_int,
     default=2,
     help="per epoch (0: no cap); bigger iterations get bigger minibatches instead",
 )
 parser.add_argument("--rnn_batch_size", type=positive_int, default=8, help="sequences per batch")
-parser.add_argument("--pol_lr", type=float, default=3e-3)
-parser.add_argument("--vf_lr", type=float, default=1e-2)
+parser.add_argument("--pol_lr", type=positive_float, default=3e-3)
+parser.add_argument("--vf_lr", type=positive_float, default=1e-2)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument(
     "--vf_h_size", type=positive_int, default=None, help="the value network's (default: --h_size)"
@@ -108,15 +108,18 @@ parser.add_argument(
     default="relu",
     help="hidden activation of both feed-forward networks",
 )
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument(
-    "--lam", type=float, default=0.97, help="GAE lambda, also of the value targets (TD(lambda))"
+    "--lam",
+    type=unit_interval,
+    default=0.97,
+    help="GAE lambda, also of the value targets (TD(lambda))",
 )
-parser.add_argument("--clip_param", type=float, default=0.2)
+parser.add_argument("--clip_param", type=positive_float, default=0.2)
 parser.add_argument("--ent_beta", type=float, default=0.0)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
-parser.add_argument("--kl_targ", type=float, default=0.01)
-parser.add_argument("--init_kl_beta", type=float, default=1.0)
+parser.add_argument("--max_grad_norm", type=positive_float, default=0.5)
+parser.add_argument("--kl_targ", type=positive_float, default=0.01)
+parser.add_argument("--init_kl_beta", type=positive_float, default=1.0)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--eval_interval",
@@ -144,7 +147,7 @@ parser.add_argument(
     default=False,
     help="scale rewards by the running std of discounted returns (RewardNormalizer)",
 )
-parser.add_argument("--ob_clip", type=float, default=10.0, help="bound of normalised obs")
+parser.add_argument("--ob_clip", type=positive_float, default=10.0, help="bound of normalised obs")
 parser.add_argument(
     "--log_std_init",
     type=float,
@@ -201,7 +204,7 @@ parser.add_argument(
 )
 parser.add_argument(
     "--adam_eps",
-    type=float,
+    type=nonneg_float,
     default=1e-8,
     help="Adam's epsilon (torch's default 1e-8; stable-baselines3's PPO uses 1e-5)",
 )

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 import torch
-from flags import positive_int
+from flags import positive_float, positive_int, unit_interval
 
 import machina.distributed as mdist
 from machina import logger
@@ -63,11 +63,11 @@ parser.add_argument("--epoch_per_iter", type=positive_int, default=10)
 parser.add_argument(
     "--batch_size", type=positive_int, default=256, help="steps per minibatch per rank"
 )
-parser.add_argument("--lr", type=float, default=3e-3)
+parser.add_argument("--lr", type=positive_float, default=3e-3)
 parser.add_argument("--h_size", type=positive_int, default=64)
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.97)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument("--lam", type=unit_interval, default=0.97)
+parser.add_argument("--max_grad_norm", type=positive_float, default=0.5)
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this return")
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"

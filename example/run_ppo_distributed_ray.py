@@ -35,7 +35,7 @@ import argparse
 
 import ray
 import torch
-from flags import positive_int
+from flags import positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import ppo_clip
@@ -73,12 +73,12 @@ parser.add_argument(
 parser.add_argument(
     "--batch_size", type=positive_int, default=256, help="minibatch, over all ranks"
 )
-parser.add_argument("--pol_lr", type=float, default=3e-4)
-parser.add_argument("--vf_lr", type=float, default=1e-3)
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
-parser.add_argument("--clip_param", type=float, default=0.2)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--pol_lr", type=positive_float, default=3e-4)
+parser.add_argument("--vf_lr", type=positive_float, default=1e-3)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument("--lam", type=unit_interval, default=0.95)
+parser.add_argument("--clip_param", type=positive_float, default=0.2)
+parser.add_argument("--max_grad_norm", type=positive_float, default=0.5)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--eval_epis", type=positive_int, default=8, help="episodes per evaluation")
 parser.add_argument("--solve_return", type=float, default=None, help="stop at this eval return")

@@ -18,7 +18,7 @@ import argparse
 import copy
 
 import torch
-from flags import interval, positive_int
+from flags import interval, polyak_rate, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import ppo_clip, sac
@@ -43,21 +43,21 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
 )
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 # PPO
 parser.add_argument("--ppo_epoch", type=positive_int, default=10, help="PPO passes per iteration")
 parser.add_argument("--ppo_batch_size", type=positive_int, default=200, help="PPO minibatch steps")
-parser.add_argument("--ppo_pol_lr", type=float, default=3e-4)
-parser.add_argument("--vf_lr", type=float, default=1e-3)
-parser.add_argument("--lam", type=float, default=0.95)
-parser.add_argument("--clip_param", type=float, default=0.2)
-parser.add_argument("--max_grad_norm", type=float, default=0.5)
+parser.add_argument("--ppo_pol_lr", type=positive_float, default=3e-4)
+parser.add_argument("--vf_lr", type=positive_float, default=1e-3)
+parser.add_argument("--lam", type=unit_interval, default=0.95)
+parser.add_argument("--clip_param", type=positive_float, default=0.2)
+parser.add_argument("--max_grad_norm", type=positive_float, default=0.5)
 # SAC
 parser.add_argument("--sac_batch_size", type=positive_int, default=256)
-parser.add_argument("--sac_pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
-parser.add_argument("--alpha_lr", type=float, default=1e-3)
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
+parser.add_argument("--sac_pol_lr", type=positive_float, default=1e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=1e-3)
+parser.add_argument("--alpha_lr", type=positive_float, default=1e-3)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
 parser.add_argument(
     "--eval_interval",
     type=interval,

@@ -21,7 +21,7 @@ import argparse
 import copy
 
 import torch
-from flags import interval, positive_int
+from flags import interval, polyak_rate, positive_float, positive_int, probability, unit_interval
 
 from machina import logger
 from machina.algos import qtopt
@@ -44,12 +44,14 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
 )
 parser.add_argument("--batch_size", type=positive_int, default=128)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=32, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lag", type=int, default=1000, help="gradient steps between lagged copies")
-parser.add_argument("--eps", type=float, default=0.2, help="probability of a random action")
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument(
+    "--lag", type=interval, default=1000, help="gradient steps between lagged copies"
+)
+parser.add_argument("--eps", type=probability, default=0.2, help="probability of a random action")
 parser.add_argument("--num_sampling", type=positive_int, default=32, help="CEM actions per round")
 parser.add_argument("--num_best_sampling", type=positive_int, default=4, help="CEM elite actions")
 parser.add_argument("--num_iter", type=positive_int, default=1, help="CEM refits")

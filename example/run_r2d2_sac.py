@@ -22,7 +22,7 @@ import copy
 
 import gymnasium as gym
 import torch
-from flags import interval, positive_int
+from flags import interval, polyak_rate, positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import r2d2_sac
@@ -55,13 +55,13 @@ parser.add_argument("--burn_in_length", type=int, default=5, help="state warm-up
 parser.add_argument(
     "--updates_per_iter", type=positive_int, default=50, help="gradient steps per iter"
 )
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
-parser.add_argument("--alpha_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=1e-3)
+parser.add_argument("--alpha_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
 parser.add_argument("--cell_size", type=positive_int, default=64, help="LSTM units")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument(
     "--mode", choices=["proportional", "rank_based"], default="proportional", help="priorities"

@@ -20,7 +20,7 @@ import copy
 
 import gymnasium as gym
 import torch
-from flags import interval, positive_int
+from flags import interval, polyak_rate, positive_float, positive_int, unit_interval
 from torch import nn
 
 from machina import logger
@@ -45,12 +45,14 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
 )
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3, help="Q (SVG(0)) or V (SVG(1)) lr")
-parser.add_argument("--dm_lr", type=float, default=1e-3, help="dynamics model lr (SVG(1))")
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
+parser.add_argument(
+    "--qf_lr", type=positive_float, default=1e-3, help="Q (SVG(0)) or V (SVG(1)) lr"
+)
+parser.add_argument("--dm_lr", type=positive_float, default=1e-3, help="dynamics model lr (SVG(1))")
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument("--sampling", type=positive_int, default=1, help="actions drawn per state")
 parser.add_argument(
     "--eval_interval",

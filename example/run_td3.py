@@ -21,7 +21,15 @@ import copy
 
 import hyperparams
 import torch
-from flags import interval, nonneg_float, positive_int
+from flags import (
+    interval,
+    nonneg_float,
+    nonneg_int,
+    polyak_rate,
+    positive_float,
+    positive_int,
+    unit_interval,
+)
 
 from machina import logger
 from machina.algos import td3
@@ -37,7 +45,9 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--env_name", default="Pendulum-v1", help="any gymnasium id, Box actions")
 parser.add_argument("--log", default="runs/td3", help="run folder")
 parser.add_argument("--seed", type=int, default=0)
-parser.add_argument("--noise_std", type=float, default=0.1, help="exploration, [-1, 1] units")
+parser.add_argument(
+    "--noise_std", type=nonneg_float, default=0.1, help="exploration, [-1, 1] units"
+)
 parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
 parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
 parser.add_argument(
@@ -47,11 +57,11 @@ parser.add_argument(
     "--replay_size", type=positive_int, default=1_000_000, help="replay Traj max_steps"
 )
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
-parser.add_argument("--qf_lr", type=float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
+parser.add_argument("--qf_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64, help="hidden units per layer")
-parser.add_argument("--tau", type=float, default=0.005, help="target Polyak rate")
-parser.add_argument("--gamma", type=float, default=0.99)
+parser.add_argument("--tau", type=polyak_rate, default=0.005, help="target Polyak rate")
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
 parser.add_argument("--pol_update_delay", type=positive_int, default=2)
 parser.add_argument("--target_noise", type=nonneg_float, default=0.2)
 parser.add_argument("--target_noise_clip", type=nonneg_float, default=0.5)
@@ -71,7 +81,7 @@ parser.add_argument(
 )
 parser.add_argument(
     "--random_steps",
-    type=int,
+    type=nonneg_int,
     default=0,
     help="env steps of uniformly random actions before the first update (warm-up)",
 )

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 import torch
-from flags import interval, positive_int
+from flags import interval, positive_float, positive_int
 from run_settings import run_settings
 
 from machina import logger
@@ -65,13 +65,14 @@ parser.add_argument(
 parser.add_argument("--steps_per_iter", type=positive_int, default=1000)
 parser.add_argument("--epoch_per_iter", type=positive_int, default=5)
 parser.add_argument("--batch_size", type=positive_int, default=256)
-parser.add_argument("--lr", type=float, default=3e-3)
+parser.add_argument("--lr", type=positive_float, default=3e-3)
 parser.add_argument("--eval_epis", type=positive_int, default=10, help="episodes per evaluation")
 parser.add_argument(
     "--solve_fraction",
-    type=float,
+    type=positive_float,
     default=0.95,
-    help="stop within (1 - this) x |teacher's return| of the teacher's return",
+    help="stop within (1 - this) x |teacher's return| of the teacher's return (> 0; 1: at "
+    "the teacher's return, above 1: beyond it)",
 )
 parser.add_argument("--num_threads", type=positive_int, default=1, help="torch threads")
 parser.add_argument(

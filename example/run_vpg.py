@@ -13,7 +13,7 @@ RNGs are saved too, so the resumed run continues as an uninterrupted one would.
 import argparse
 
 import torch
-from flags import positive_int
+from flags import positive_float, positive_int, unit_interval
 
 from machina import logger
 from machina.algos import vpg
@@ -35,11 +35,11 @@ parser.add_argument("--max_steps", type=positive_int, default=100_000, help="env
 parser.add_argument("--steps_per_iter", type=positive_int, default=2048)
 parser.add_argument("--epoch_per_iter", type=positive_int, default=1)
 parser.add_argument("--batch_size", type=positive_int, default=1024)
-parser.add_argument("--vf_lr", type=float, default=1e-3)
-parser.add_argument("--pol_lr", type=float, default=1e-3)
+parser.add_argument("--vf_lr", type=positive_float, default=1e-3)
+parser.add_argument("--pol_lr", type=positive_float, default=1e-3)
 parser.add_argument("--h_size", type=positive_int, default=64)
-parser.add_argument("--gamma", type=float, default=0.99)
-parser.add_argument("--lam", type=float, default=0.95)
+parser.add_argument("--gamma", type=unit_interval, default=0.99)
+parser.add_argument("--lam", type=unit_interval, default=0.95)
 parser.add_argument(
     "--resume", metavar="RUN_DIR", default=None, help="continue the run saved in RUN_DIR"
 )

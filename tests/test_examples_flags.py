@@ -1,4 +1,5 @@
-"""The examples' count flags are refused at parsing when not positive, naming the flag."""
+"""The examples' count flags are refused at parsing when not positive, and their rates,
+discounts and fractions when out of range, naming the flag."""
 
 import ast
 import importlib.util
@@ -48,6 +49,83 @@ def test_float_flag_types_refuse_what_they_name():
             fn(text)
 
 
+def test_nonneg_int_unit_interval_and_polyak_rate_refuse_what_they_name():
+    import argparse
+
+    flags = _flags()
+    assert flags.nonneg_int("0") == 0 and flags.nonneg_int("10000") == 10_000
+    assert flags.unit_interval("0") == 0.0 and flags.unit_interval("1") == 1.0
+    assert flags.polyak_rate("1") == 1.0 and flags.polyak_rate("0.005") == 0.005
+    cases = [(flags.nonneg_int, t, "an integer >= 0") for t in ("-5", "-1", "0.5", "x")]
+    cases += [(flags.unit_interval, t, r"a number in \[0, 1\]") for t in ("-0.1", "1.5", "nan")]
+    cases += [(flags.polyak_rate, t, r"a number in \(0, 1\]") for t in ("0", "-0.01", "2", "inf")]
+    for fn, text, expected in cases:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"expected {expected}, got '"):
+            fn(text)
+
+
+# Flags of the same meaning in every example that has them, and the type that checks them:
+# a discount or GAE lambda outside [0, 1], a Polyak rate of 0 (targets never move), a
+# learning rate, clip range or gradient-norm bound <= 0 (no step, or a reversed one), and a
+# negative warm-up / annealing length (acted as 0), all went through without a word.
+RANGED_FLAGS = {
+    "gamma": "unit_interval", "lam": "unit_interval", "tau": "polyak_rate",
+    "clip_param": "positive_float", "max_grad_norm": "positive_float",
+    "kl_targ": "positive_float", "random_steps": "nonneg_int", "explore_steps": "nonneg_int",
+    "max_minibatches": "nonneg_int",
+    **dict.fromkeys(["lr", "pol_lr", "vf_lr", "qf_lr", "alpha_lr", "discrim_lr", "dm_lr",
+                     "ppo_pol_lr", "sac_pol_lr"], "positive_float"),
+}  # fmt: skip
+
+
+def _flag_types(path: str) -> dict[str, str]:
+    """Flag (without dashes) -> the name of its ``type=`` in ``path`` ('' when none)."""
+    types = {}
+    for node in ast.walk(ast.parse(open(path).read())):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument"):
+            continue
+        names = [a.value for a in node.args if isinstance(a, ast.Constant)]
+        kind = [getattr(k.value, "id", "") for k in node.keywords if k.arg == "type"]
+        if names:
+            types[names[0].lstrip("-")] = kind[0] if kind else ""
+    return types
+
+
+def test_every_example_checks_its_rates_discounts_and_lengths():
+    scripts = sorted(f for f in os.listdir(EXAMPLE_DIR) if f.endswith(".py"))
+    wrong = {}
+    for script in scripts:
+        types = _flag_types(os.path.join(EXAMPLE_DIR, script))
+        for flag, expected in RANGED_FLAGS.items():
+            if flag in types and types[flag] != expected:
+                wrong[f"{script} --{flag}"] = (types[flag], expected)
+    assert not wrong
+
+
+def test_every_hyperparams_table_value_passes_its_flags_check():
+    """The table's entries become parser defaults, which argparse does not pass through
+    ``type=``: each value is checked here by its flag's own type instead."""
+    import sys
+
+    sys.path.insert(0, EXAMPLE_DIR)
+    try:
+        import hyperparams
+    finally:
+        sys.path.remove(EXAMPLE_DIR)
+    flags = _flags()
+    checked = 0
+    for algo, script in (("ppo", "run_ppo.py"), ("sac", "run_sac.py"), ("td3", "run_td3.py")):
+        types = _flag_types(os.path.join(EXAMPLE_DIR, script))
+        for env_id, entry in hyperparams.TABLE[algo].items():
+            for name, value in entry.items():
+                check = getattr(flags, types.get(name, ""), None)
+                if check is None or isinstance(value, bool):
+                    continue
+                assert check(str(value)) == value, (algo, env_id, name, value)
+                checked += 1
+    assert checked > 50
+
+
 def _count_flags_typed_int(path: str) -> list[str]:
     """Count flags of ``path`` whose ``add_argument`` has ``type=int`` (not positive_int)."""
     found = []
@@ -82,6 +160,14 @@ def test_every_example_parses_its_count_flags_as_positive():
         ("run_td3.py", ["--target_noise_clip", "-1"], "--target_noise_clip: expected a number"),
         ("run_dqn.py", ["--eps_end", "1.5"], "--eps_end: expected a probability in [0, 1]"),
         ("run_r2d2_sac.py", ["--burn_in_length", "25"], "--burn_in_length: expected an integer"),
+        # values that trained silently (a reversed clip, no warm-up, targets that never move,
+        # a discount above 1, no learning) or failed late
+        ("run_ppo.py", ["--clip_param", "-1"], "argument --clip_param: expected a positive"),
+        ("run_sac.py", ["--random_steps", "-5"], "--random_steps: expected an integer >= 0"),
+        ("run_dqn.py", ["--tau", "0"], "argument --tau: expected a number in (0, 1], got '0'"),
+        ("run_ddpg.py", ["--gamma", "1.5"], "argument --gamma: expected a number in [0, 1]"),
+        ("run_td3.py", ["--pol_lr", "0"], "argument --pol_lr: expected a positive number"),
+        ("run_teacher_distill.py", ["--solve_fraction", "0"], "--solve_fraction: expected a"),
     ],
 )
 def test_example_refuses_a_bad_flag_before_running(tmp_path, script, args, message):
