@@ -10,15 +10,19 @@ import argparse
 import math
 
 
-def positive_int(text: str) -> int:
-    """``text`` as an int >= 1 (``type=`` of a count flag)."""
+def _int(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``text`` as an int >= 1 (``type=`` of a count flag)."""
+    return _int(text, 1, "a positive integer")
 
 
 def interval(text: str) -> int:
@@ -26,29 +30,13 @@ def interval(text: str) -> int:
     ``--checkpoint_interval``); 0 means every iteration, passed to ``logger.Run`` as None
     (``args.eval_interval or None``). A negative one is refused: ``Run`` failed on it, and
     on 0, with a traceback after the run folder was opened."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 0 (0: every iteration), got {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 0 (0: every iteration), got {text!r}"
-        )
-    return value
+    return _int(text, 0, "an integer >= 0 (0: every iteration)")
 
 
 def nonneg_int(text: str) -> int:
     """``text`` as an int >= 0 (``type=`` of a count that may be none: ``--random_steps``,
     ``--explore_steps``, ``--max_minibatches``; a negative one acted as 0, silently)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return _int(text, 0, "an integer >= 0")
 
 
 def _float(text: str, ok, expected: str) -> float:
