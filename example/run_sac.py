@@ -7,8 +7,10 @@ as many SAC gradient steps on random batches of it. Trains until a deterministic
 reaches ``--solve_return`` or ``--max_steps`` env steps pass, and writes progress.csv,
 TensorBoard events, learning_curve.png and the trained networks (models/) into ``--log``.
 
-``--anneal_lr`` decays the three learning rates linearly to 0 over ``--max_steps``
-(rl-baselines3-zoo's ``lin_`` schedule), from the step count, so a resumed run continues it.
+``--state_std`` gives the policy a state-dependent log-std (``PolNet(state_std=True)``, the
+SAC paper's and stable-baselines3's policy) instead of one learned vector. ``--anneal_lr``
+decays the three learning rates linearly to 0 over ``--max_steps`` (rl-baselines3-zoo's
+``lin_`` schedule), from the step count, so a resumed run continues it.
 
 Every ``--checkpoint_interval`` env steps (and at the end) the whole run is saved in ``--log``
 (``machina.checkpoint``: networks, targets, optimisers, temperature, replay, sampler state,
@@ -43,6 +45,12 @@ parser.add_argument(
     choices=["tanh", "gaussian"],
     default="tanh",
     help="tanh-squashed Gaussian, or a Gaussian clipped by the environment",
+)
+parser.add_argument(
+    "--state_std",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="the policy's log-std a function of the state (SAC's), not one learned vector",
 )
 parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
 parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
@@ -103,7 +111,8 @@ if solve_return is None and env.spec is not None:
 ob_space, ac_space = env.observation_space, env.action_space
 
 Pol = TanhGaussianPol if args.pol == "tanh" else GaussianPol
-pol = Pol(ob_space, ac_space, PolNet(ob_space, ac_space, args.h_size, args.h_size))
+pol_net = PolNet(ob_space, ac_space, args.h_size, args.h_size, state_std=args.state_std)
+pol = Pol(ob_space, ac_space, pol_net)
 qfs = [
     DeterministicSAVfunc(ob_space, ac_space, QNet(ob_space, ac_space, args.h_size, args.h_size))
     for _ in range(2)

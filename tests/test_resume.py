@@ -292,8 +292,9 @@ CRASHED_RUNS = [
     ("run_ddpg.py", [*_OFF_ARGS, "--noise", "ou"]),
     # random warm-up steps on both sides of the checkpoint
     ("run_td3.py", [*_OFF_ARGS, "--random_steps", 300]),
-    # the learning rates' linear decay continues from the step count
-    ("run_sac.py", [*_OFF_ARGS, "--anneal_lr", "--pol_lr", 1e-3]),
+    # the learning rates' linear decay continues from the step count; a state-dependent
+    # log-std (the torch sampling path)
+    ("run_sac.py", [*_OFF_ARGS, "--anneal_lr", "--pol_lr", 1e-3, "--state_std"]),
     # the lagged copy is refreshed after the checkpoint (at 250 gradient steps): the
     # gradient-step counters are in the checkpoint too
     ("run_qtopt.py", [*_OFF_ARGS, "--lag", 250, "--num_sampling", 8]),
@@ -303,8 +304,9 @@ CRASHED_RUNS = [
 def test_examples_resume_bit_for_bit(tmp_path):
     """run_ppo.py (plain) and run_sac.py: 200 steps, then --resume to 400, equal the 400-step
     run. run_ppo.py (gSDE with one or per-environment matrices, ppo_kl, joint step),
-    run_ddpg.py (OU noise), run_td3.py, run_sac.py (annealed lr) and run_qtopt.py: a
-    400-step run killed after its checkpoint at 200, resumed, equals the uninterrupted one."""
+    run_ddpg.py (OU noise), run_td3.py, run_sac.py (annealed lr, state-dependent log-std)
+    and run_qtopt.py: a 400-step run killed after its checkpoint at 200, resumed, equals the
+    uninterrupted one."""
     from conftest import (
         check_examples_resume_after_crash,
         check_examples_resume_with_a_larger_budget,
@@ -328,6 +330,8 @@ def test_examples_resume_bit_for_bit(tmp_path):
             assert {g["eps"] for g in a["optim_pol"]["param_groups"]} == {1e-5}
         if "--anneal_lr" in args and "--pol_lr" in args:  # decayed to 0 at the budget's end
             assert [g["lr"] for g in a["optim_pol"]["param_groups"]] == [0.0]
+        if "--state_std" in args:
+            assert "net.head.log_std_layer.weight" in a["pol"]
         if "--vf_h_size" in args:  # hidden layers of 12 units in the value network only
             widths = {t.shape[0] for t in a["vf"].values() if t.ndim == 2}
             assert widths == {12, 1}, widths

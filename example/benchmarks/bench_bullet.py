@@ -1274,7 +1274,7 @@ def machina_offpolicy(
     env = gymnasium.make(env_id)
     ob, ac, h = env.observation_space, env.action_space, hp["h_size"]
     if algo == "sac":
-        pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, h, h))
+        pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, h, h, state_std=hp.get("state_std", False)))
     else:
         noise = GaussianActionNoise(ac, std=hp["noise_std"])
         pol = DeterministicActionNoisePol(
@@ -1595,6 +1595,7 @@ OPTIONAL_HP = frozenset(
         "sde_per_env_noise",
         "sde_sample_freq",
         "squash_mean",
+        "state_std",
         "vf_h_size",
     }
 )

@@ -16,6 +16,9 @@ from machina.utils.tensors import detached_if_no_grad
 #: space [-1, 1], wide enough to explore, narrow enough that few actions are clipped.
 LOG_STD_INIT = -1.0
 HIDDEN_GAIN = math.sqrt(2.0)
+#: bounds of a state-dependent log standard deviation (``PolHead(state_std=True)``), as in
+#: SAC's reference implementation and stable-baselines3: wide, only against overflow.
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 #: small output gain so that the initial policy is close to uniform / centred
 #: ("What Matters in On-Policy RL", Andrychowicz et al. 2020, section 3.2).
 POLICY_GAIN = 0.01
@@ -107,13 +110,17 @@ class PolHead(nn.Module):
     Box: ``(mean (*lead, d) in [-1, 1] via tanh, log_std (*lead, d))`` with a learned
     state-independent ``log_std``, or ``(mean,)`` when ``deterministic``; with
     ``squash_mean=False`` the mean is the linear layer's output, unbounded (the policy clips
-    the actions it sends to the environment, as stable-baselines3 and CleanRL do). Discrete:
+    the actions it sends to the environment, as stable-baselines3 and CleanRL do); with
+    ``state_std=True`` ``log_std`` is a second linear layer's output, clamped to
+    ``[LOG_STD_MIN, LOG_STD_MAX]``, a function of the state (SAC's policy, Haarnoja et al.
+    2018), starting at ``LOG_STD_INIT`` in every state. Discrete:
     ``(pi (*lead, n),)``. MultiDiscrete: ``(pi (*lead, k, n_max),)``, where the classes beyond a
     sub-action's own ``n`` get probability 0.
     """
 
-    #: a class default, so heads pickled before the option existed still load
+    #: class defaults, so heads pickled before the options existed still load
     squash_mean = True
+    state_std = False
 
     def __init__(
         self,
@@ -122,6 +129,7 @@ class PolHead(nn.Module):
         owner: str,
         deterministic: bool = False,
         squash_mean: bool = True,
+        state_std: bool = False,
     ) -> None:
         super().__init__()
         space = check_space(
@@ -130,14 +138,23 @@ class PolHead(nn.Module):
             (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete),
             owner,
         )
+        if state_std and (deterministic or not isinstance(space, gym.spaces.Box)):
+            raise ValueError(
+                f"{owner}: state_std=True needs a stochastic Box policy (a log_std to output), "
+                f"given deterministic={deterministic} and {type(space).__name__} actions"
+            )
         self.action_space = space
         self.deterministic = deterministic
         self.squash_mean = bool(squash_mean)
+        self.state_std = bool(state_std)
         if isinstance(space, gym.spaces.Box):
             check_flat_space("action_space", space, owner)
             dim = space.shape[0]
             self.mean_layer = init_linear(nn.Linear(in_features, dim), POLICY_GAIN)
-            if not deterministic:
+            if state_std:
+                self.log_std_layer = init_linear(nn.Linear(in_features, dim), POLICY_GAIN)
+                nn.init.constant_(self.log_std_layer.bias, LOG_STD_INIT)
+            elif not deterministic:
                 self.log_std_param = nn.Parameter(torch.full((dim,), LOG_STD_INIT))
         elif isinstance(space, gym.spaces.Discrete):
             self.output_layer = init_linear(nn.Linear(in_features, int(space.n)), POLICY_GAIN)
@@ -159,6 +176,8 @@ class PolHead(nn.Module):
                 mean = torch.tanh(mean)
             if self.deterministic:
                 return (mean,)
+            if self.state_std:
+                return mean, self.log_std_layer(features).clamp(LOG_STD_MIN, LOG_STD_MAX)
             return mean, detached_if_no_grad(self.log_std_param.expand_as(mean))
         logits = self.output_layer(features)
         if isinstance(self.action_space, gym.spaces.MultiDiscrete):

@@ -45,6 +45,11 @@ class PolNet(nn.Module):
     activation : str
         The hidden layers' activation, a key of ``machina.nets.HIDDEN_ACTIVATIONS``
         (``"relu"``, ``"tanh"``, ``"elu"``, ``"silu"``, ``"leaky_relu"``, ``"gelu"``).
+    state_std : bool
+        Box, stochastic only: ``log_std`` a function of the state (a linear layer on the
+        hidden features, clamped to [-20, 2]; SAC's and stable-baselines3's SAC policy)
+        instead of one learned vector. Such a net samples through torch, not the sampler's
+        numpy fast path.
     """
 
     #: a class default, so nets pickled before the option existed still load
@@ -59,6 +64,7 @@ class PolNet(nn.Module):
         deterministic: bool = False,
         squash_mean: bool = True,
         activation: str = "relu",
+        state_std: bool = False,
     ) -> None:
         super().__init__()
         ob_dim = ob_dim_of(observation_space, type(self).__name__)
@@ -66,7 +72,9 @@ class PolNet(nn.Module):
         self.ob_ndim = len(observation_space.shape)
         self.fc1 = init_linear(nn.Linear(ob_dim, h1), HIDDEN_GAIN)
         self.fc2 = init_linear(nn.Linear(h1, h2), HIDDEN_GAIN)
-        self.head = PolHead(h2, action_space, type(self).__name__, deterministic, squash_mean)
+        self.head = PolHead(
+            h2, action_space, type(self).__name__, deterministic, squash_mean, state_std
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Policy outputs for ``obs (*lead, *ob_shape)``.
