@@ -795,6 +795,39 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   than a change in the libraries' gap (over sixteen pairs the medians are 2359 and 2358.5).
   The replaced rows are in ``assets/bullet_tuning.csv``. An idle same-machine check of
   seed 0's second 25k steps: 0.60x (HalfCheetah), 0.41x (Hopper).
+- Session 41, SAC Hopper rerun on the reported seeds 0-2 (sessions 40-41, an AMD EPYC,
+  the entry and rl-zoo's settings unchanged; machina's runs used session 40's early code,
+  which today's repeats to the digit: seed 0's evaluation at 20,866 steps 898.5 both
+  times): machina 647, 1800, 305 (median 647) against 1047, 2006, 1395 (1395), 1370 against
+  2349 CPU seconds (0.58x). The return target is **missed**; the runs replaced (session 20's
+  code) gave 616, 2494, 1910 against 1702, 2128, 1665 on the same seeds and settings, so one
+  run moves by up to 1,600 between code versions that change no algorithm. Curves
+  (evaluations at 0, 10k, ..., 100k): machina seed 0 46 20 899 1246 1394 1608 1648 1884 1866
+  1892 647; seed 1 40 21 142 143 220 226 1593 1550 531 1822 1800; seed 2 39 22 910 144 129
+  190 224 243 147 165 305; stable-baselines3 seed 0 29 30 133 275 174 306 260 190 675 1627
+  1047; seed 1 36 39 118 367 317 539 981 1906 1995 2016 2006; seed 2 29 30 162 236 322 720 1855
+  2007 2139 1546 1395. machina is far ahead at 20k (~900, the hopper upright and leaning, against
+  ~150) and then either climbs with large swings or falls to 130-330 and stays there for
+  40k steps or more (seed 2, and both tuning seeds below); stable-baselines3 rises late and
+  steadily. The temperature and entropy (printed at each evaluation since this session)
+  look sound in the stuck runs: alpha ~0.03, entropy at its target -3, Q ~48-50 (1-2 reward
+  per step over gamma 0.98's ~50-step horizon), Q losses 0.2-0.5.
+  What differs from stable-baselines3's run, in the order to test them on seeds 100+:
+  (1) the policy's noise: machina's ``PolNet`` has one state-independent log-std vector
+  (PPO's parameterisation), where SAC's paper and stable-baselines3 make it a function of
+  the state (here gSDE, initial log-std -3): ``PolNet(state_std=True)`` (``--set
+  state_std=True``, ``run_sac.py --state_std``) added this session for it; (2) the update
+  cadence: machina samples whole episodes, up to 1,000 steps, then takes as many updates in
+  a row, where rl-zoo interleaves 8 steps and 8 updates: the data lag behind the policy by
+  up to 1,000 updates once episodes are long; (3) 256x256 against 400x300 nets; (4) rl-zoo
+  decays Hopper's lr linearly (``--set anneal_lr=True``, ``run_sac.py --anneal_lr``, added
+  this session): on tuning seeds 100 and 101 it gave 159 and 449 at 100k (100: 911 at 20k,
+  then 150-160 from 61k; 101: 450 at 20k, then 140-330), no better; not adopted. The
+  baseline entry and ``state_std`` on the same seeds were started this session and are
+  partial in ``assets/bullet_tuning.csv``. Still to try: the evaluation against the
+  training episodes' returns (whether the deterministic mean is what fails while the noisy
+  policy hops), and (2), which whole-episode sampling cannot shorten with one environment
+  (it needs partial episodes, or several environments and updates between their episodes).
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
