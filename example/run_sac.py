@@ -161,10 +161,12 @@ with run:
         result_dict = {}
         if n_updates > 0:
             if args.anneal_lr:
-                # From the step count (this batch's steps included, as rl-zoo's schedule at
-                # update time), so a resumed run continues the schedule exactly.
-                # Whole episodes may overshoot --max_steps: never a negative rate.
-                remaining = max(1.0 - (run.total_step + traj.num_step) / args.max_steps, 0.0)
+                # From the step count, so a resumed run continues the schedule exactly: the
+                # rate at the middle of this batch's steps, which its updates stand for (at
+                # its end, a budget of one batch would never learn); never negative when
+                # whole episodes overshoot --max_steps.
+                middle = run.total_step + traj.num_step / 2
+                remaining = max(1.0 - middle / args.max_steps, 0.0)
                 for optim, lr in lr_schedules:
                     for group in optim.param_groups:
                         group["lr"] = lr * remaining

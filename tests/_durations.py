@@ -8,6 +8,7 @@ Only the order of the files is read from it, so the numbers of any machine do.
 """
 
 import json
+import os
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -20,9 +21,12 @@ def file_seconds(junit_xml: str) -> dict[str, float]:
     """Seconds per test file (``"tests/test_x.py"``), setup and teardown included."""
     seconds: dict[str, float] = defaultdict(float)
     for case in ET.parse(junit_xml).getroot().iter("testcase"):
-        # classname "tests.test_x" or "tests.test_x.TestClass": the file is its first two parts
-        package, module = case.get("classname", "").split(".")[:2]
-        seconds[f"{package}/{module}.py"] += float(case.get("time", 0.0))
+        # classname "tests.test_x" or "tests.test_x.TestClass": the file is its first two
+        # parts; a module that failed to collect has classname "" and name "tests.test_x"
+        parts = (case.get("classname") or case.get("name", "")).split(".")
+        if len(parts) < 2:
+            continue
+        seconds[f"{parts[0]}/{parts[1]}.py"] += float(case.get("time", 0.0))
     return dict(seconds)
 
 
@@ -31,7 +35,9 @@ def main() -> None:
         sys.exit(f"usage: python {sys.argv[0]} <junit.xml of a whole-suite run>")
     seconds = file_seconds(sys.argv[1])
     ordered = dict(sorted(((k, round(v, 1)) for k, v in seconds.items()), key=lambda kv: -kv[1]))
-    OUT.write_text(json.dumps(ordered, indent=1) + "\n")
+    tmp = OUT.with_suffix(".tmp")  # an interrupted write leaves the old file whole
+    tmp.write_text(json.dumps(ordered, indent=1) + "\n")
+    os.replace(tmp, OUT)
     print(f"{OUT}: {len(ordered)} files, {sum(ordered.values()):.0f} s in all")
 
 

@@ -79,11 +79,23 @@ DURATIONS_FILE = Path(__file__).with_name("durations.json")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Order the files by their recorded duration, longest first; each file's tests keep
     their order, and a file with no record (a new one) goes after the recorded ones."""
-    if not DURATIONS_FILE.exists():
-        return
     import json
+    import warnings
 
-    seconds = json.loads(DURATIONS_FILE.read_text())
+    try:
+        seconds = json.loads(DURATIONS_FILE.read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        message = f"{DURATIONS_FILE}: unreadable ({error}); files in collection order"
+        warnings.warn(pytest.PytestConfigWarning(message), stacklevel=1)
+        return
+    if not isinstance(seconds, dict) or not all(
+        isinstance(v, (int, float)) for v in seconds.values()
+    ):
+        message = f"{DURATIONS_FILE}: expected {{file: seconds}}; files in collection order"
+        warnings.warn(pytest.PytestConfigWarning(message), stacklevel=1)
+        return
     items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0.0))
 
 

@@ -1348,8 +1348,8 @@ def machina_offpolicy(
             if steps >= hp["random_steps"]:
                 if hp.get("anneal_lr"):
                     # rl-zoo's lin_ schedule: every optimiser's lr decays linearly to 0 over
-                    # the budget, set at each update from the env steps done.
-                    _set_lrs(lr_schedules, max(1.0 - steps / budget, 0.0))
+                    # the budget, at the middle of the batch's steps (run_sac.py's).
+                    _set_lrs(lr_schedules, max(1.0 - (steps - traj.num_step / 2) / budget, 0.0))
                 # One update per env step sampled, the first ones right after the warm-up.
                 n = traj.num_step if not warm else steps - hp["random_steps"]
                 common = dict(
@@ -1638,6 +1638,8 @@ def machina_hp(algo: str, env_id: str, overrides: dict[str, Any]) -> dict[str, A
     entry = hyperparams.lookup(algo, env_id)
     if entry is None:
         raise ValueError(f"--envs: no machina entry for {algo}/{env_id} in example/hyperparams.py")
+    if "state_std" in overrides and algo != "sac":
+        raise ValueError(f"--set: state_std is SAC's policy option, not used by {algo}")
     unknown = sorted(set(overrides) - set(entry) - OPTIONAL_HP)
     if unknown:
         raise ValueError(

@@ -31,6 +31,11 @@ def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
         return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
     except ValueError:
         return False
+    except RuntimeError:  # more axes than numpy handles (32 in numpy 2.x): torch's rule
+        try:
+            return tuple(torch.broadcast_shapes(shape, target)) == tuple(target)
+        except RuntimeError:
+            return False
 
 
 def _a_i_shape(action_space: gym.Space) -> tuple[int, ...]:
