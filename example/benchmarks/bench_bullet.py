@@ -821,10 +821,13 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   a row, where rl-zoo interleaves 8 steps and 8 updates: the data lag behind the policy by
   up to 1,000 updates once episodes are long; (3) 256x256 against 400x300 nets; (4) rl-zoo
   decays Hopper's lr linearly (``--set anneal_lr=True``, ``run_sac.py --anneal_lr``, added
-  this session): on tuning seeds 100 and 101 it gave 159 and 449 at 100k (100: 911 at 20k,
-  then 150-160 from 61k; 101: 450 at 20k, then 140-330), no better; not adopted. The
-  baseline entry and ``state_std`` on the same seeds were started this session and are
-  partial in ``assets/bullet_tuning.csv``. Still to try: the evaluation against the
+  this session; these runs set each batch's rate at its end, since moved to its middle, 1%
+  of the budget apart): on tuning seeds 100 and 101 it gave 159 and 449 at 100k (100: 911
+  at 20k, then 150-160 from 61k; 101: 450 at 20k, then 140-330); on seed 100 the unchanged
+  entry reached 2174 (1011 at 20k, 137-465 from 30k to 80k, 2134 at 90k) and ``state_std``
+  1590 (140 at 20k, 198-1048, then 750 and 1590): one seed, so nothing adopted; seed 101 of
+  both was stopped at 20k (``assets/bullet_tuning.csv``, labelled). All three swing by
+  1,000 and more between evaluations. Still to try: the evaluation against the
   training episodes' returns (whether the deterministic mean is what fails while the noisy
   policy hops), and (2), which whole-episode sampling cannot shorten with one environment
   (it needs partial episodes, or several environments and updates between their episodes).
