@@ -12,7 +12,6 @@ from torch.testing import assert_close
 
 from machina import loss_functional as lf
 from machina.nets import PolNet, QNet
-from machina.nets._layers import LOG_STD_INIT, LOG_STD_MAX, LOG_STD_MIN
 from machina.pols import TanhGaussianPol
 
 
@@ -39,6 +38,10 @@ def test_tanh_gaussian_pol_samples_the_distribution_sac_assumes():
     # the deterministic action is the net's mean, the median of the samples
     det_real, det_ac, _ = pol.deterministic_ac_real(obs[:1])
     assert_close(det_ac, a_i["mean"][:1])
+
+
+# PolNet's initial log-std and the clamp of a state-dependent one (SAC's reference values)
+LOG_STD_INIT, LOG_STD_MIN, LOG_STD_MAX = -1.0, -20.0, 2.0
 
 
 def _state_std_pol(seed: int = 0) -> TanhGaussianPol:
