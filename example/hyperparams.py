@@ -233,3 +233,19 @@ def _given(
     finally:
         parser.set_defaults(**saved)
     return [name for name in names if getattr(parsed, name, sentinel) is not sentinel]
+
+
+def scale_lrs(schedules: Sequence[tuple[Any, float]], fraction: float) -> None:
+    """Set each optimiser's learning rate to ``fraction`` of its initial one (the examples'
+    ``--anneal_lr``: ``fraction`` is the budget's remaining share).
+
+    Parameters
+    ----------
+    schedules : sequence of (torch.optim.Optimizer, float)
+        Each optimiser with its initial learning rate.
+    fraction : float
+        In [0, 1].
+    """
+    for optim, lr in schedules:
+        for group in optim.param_groups:
+            group["lr"] = lr * fraction

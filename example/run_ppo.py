@@ -299,9 +299,7 @@ with run:
         # Linear schedules from the step count, so a resumed run continues them exactly.
         remaining = 1.0 - run.total_step / args.max_steps
         if args.anneal_lr:
-            for optim, lr in lr_schedules:
-                for group in optim.param_groups:
-                    group["lr"] = lr * remaining
+            hyperparams.scale_lrs(lr_schedules, remaining)
         clip_param = args.clip_param * (remaining if args.anneal_clip else 1.0)
         epis = sampler.sample(pol, max_steps=args.steps_per_iter)
         train_epis = epis

@@ -166,10 +166,7 @@ with run:
                 # its end, a budget of one batch would never learn); never negative when
                 # whole episodes overshoot --max_steps.
                 middle = run.total_step + traj.num_step / 2
-                remaining = max(1.0 - middle / args.max_steps, 0.0)
-                for optim, lr in lr_schedules:
-                    for group in optim.param_groups:
-                        group["lr"] = lr * remaining
+                hyperparams.scale_lrs(lr_schedules, max(1.0 - middle / args.max_steps, 0.0))
             result_dict = sac.train(
                 off_traj,
                 pol,

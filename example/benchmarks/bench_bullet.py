@@ -1279,7 +1279,7 @@ def machina_ppo(
             # run_ppo.py's --anneal_lr / --anneal_clip: linear decay to 0 over the budget.
             remaining = 1.0 - steps / budget
             if hp.get("anneal_lr"):
-                _set_lrs(lr_schedules, remaining)
+                hyperparams.scale_lrs(lr_schedules, remaining)
             clip_param = hp["clip_param"] * (remaining if hp.get("anneal_clip") else 1.0)
             epis = sampler.sample(pol, max_steps=hp["steps_per_iter"])
             traj = machina_ppo_traj(parts, hp, epis)
@@ -1352,7 +1352,9 @@ def machina_offpolicy(
                 if hp.get("anneal_lr"):
                     # rl-zoo's lin_ schedule: every optimiser's lr decays linearly to 0 over
                     # the budget, at the middle of the batch's steps (run_sac.py's).
-                    _set_lrs(lr_schedules, max(1.0 - (steps - traj.num_step / 2) / budget, 0.0))
+                    hyperparams.scale_lrs(
+                        lr_schedules, max(1.0 - (steps - traj.num_step / 2) / budget, 0.0)
+                    )
                 # One update per env step sampled, the first ones right after the warm-up.
                 n = traj.num_step if not warm else steps - hp["random_steps"]
                 common = dict(
@@ -1385,13 +1387,6 @@ def _print_stats(stats: dict[str, Any]) -> None:
         shown.append(f"{name} {value:.4g}")
     if shown:
         print("    " + ", ".join(shown), flush=True)
-
-
-def _set_lrs(schedules: list[tuple[torch.optim.Optimizer, float]], fraction: float) -> None:
-    """Set every optimiser's learning rate to ``fraction`` of its initial one."""
-    for optim, lr in schedules:
-        for group in optim.param_groups:
-            group["lr"] = lr * fraction
 
 
 def _machina_start(
