@@ -1335,12 +1335,13 @@ def machina_offpolicy(
     )  # fmt: skip
     for i in range(2):
         objects.update({f"qf{i}": qfs[i], f"targ_qf{i}": targ_qfs[i], f"optim_qf{i}": optim_qfs[i]})
-    steps, stats = 0, {}
+    steps, stats, train_rets = 0, {}, []
     with sampler, evaluator:
         steps = _machina_start(ckpt, objects, rec, evaluate)
         while steps < budget:
             warm = steps < hp["random_steps"]
             epis = sampler.sample(random_pol if warm else pol, max_steps=hp["steps_per_iter"])
+            train_rets += [float(np.sum(epi["rews"])) for epi in epis]
             traj = Traj()
             # The random warm-up policy has no distribution parameters in ``a_is`` and the
             # off-policy losses need none: keep the same (empty) set of keys in the replay.
@@ -1371,17 +1372,26 @@ def machina_offpolicy(
                     stats = td3.train(off_traj, pol, qfs, targ_pol, targ_qfs, optim_pol,
                                       optim_qfs, **common)  # fmt: skip
             if rec.due(steps):
-                _print_stats(stats)
+                _print_stats(stats, train_rets)
+                train_rets = []
                 rec.record(steps, evaluate, defer=ckpt is not None)
                 _machina_save(ckpt, objects, rec, steps)
         rec.record(steps, evaluate, final=True)
     _drop_ckpt(ckpt)
 
 
-def _print_stats(stats: dict[str, Any]) -> None:
+def _print_stats(stats: dict[str, Any], train_rets: list[float]) -> None:
     """The last update's losses (means over its steps), temperature and entropy: what to
-    read first when a run stalls (a Q loss that grows, a temperature that collapses)."""
+    read first when a run stalls (a Q loss that grows, a temperature that collapses); and
+    the returns of the exploring policy's episodes since the last evaluation, beside the
+    deterministic evaluation that follows (does the mean action fail where the noisy one
+    hops?)."""
     shown = []
+    if train_rets:
+        shown.append(
+            f"train episodes {len(train_rets)} return median {np.median(train_rets):.4g} "
+            f"max {max(train_rets):.4g}"
+        )
     for name, value in stats.items():
         value = float(np.mean(value)) if isinstance(value, (list, tuple)) else float(value)
         shown.append(f"{name} {value:.4g}")
