@@ -1299,9 +1299,14 @@ def machina_offpolicy(
     """``example/run_sac.py`` / ``run_td3.py``'s loop with random warm-up steps; with
     ``ckpt``, checkpointed (replay included) at every evaluation and continued from there."""
     from machina.algos import sac, td3
-    from machina.nets import PolNet, QNet
+    from machina.nets import PolNet, QNet, SDEPolNet
     from machina.noise import GaussianActionNoise
-    from machina.pols import DeterministicActionNoisePol, RandomPol, TanhGaussianPol
+    from machina.pols import (
+        DeterministicActionNoisePol,
+        RandomPol,
+        TanhGaussianPol,
+        TanhGaussianSDEPol,
+    )
     from machina.samplers import EpiSampler
     from machina.traj import Traj
     from machina.vfuncs import DeterministicSAVfunc
@@ -1309,7 +1314,13 @@ def machina_offpolicy(
     torch.manual_seed(seed)
     env = gymnasium.make(env_id)
     ob, ac, h = env.observation_space, env.action_space, hp["h_size"]
-    if algo == "sac":
+    if algo == "sac" and hp.get("sde_sample_freq"):
+        # rl-zoo's use_sde=True: gSDE noise, log-std init -3, clip_mean 2
+        pol = TanhGaussianSDEPol(
+            ob, ac, SDEPolNet(ob, ac, h, h), log_std_init=hp.get("log_std_init", -3.0),
+            sample_freq=hp["sde_sample_freq"],
+        )  # fmt: skip
+    elif algo == "sac":
         pol = TanhGaussianPol(ob, ac, PolNet(ob, ac, h, h, state_std=hp.get("state_std", False)))
     else:
         noise = GaussianActionNoise(ac, std=hp["noise_std"])
@@ -1648,6 +1659,12 @@ def machina_hp(algo: str, env_id: str, overrides: dict[str, Any]) -> dict[str, A
         raise ValueError(f"--envs: no machina entry for {algo}/{env_id} in example/hyperparams.py")
     if "state_std" in overrides and algo != "sac":
         raise ValueError(f"--set: state_std is SAC's policy option, not used by {algo}")
+    if algo == "td3" and overrides.keys() & {"sde_sample_freq", "log_std_init"}:
+        raise ValueError("--set: sde_sample_freq and log_std_init are not used by td3")
+    if algo == "sac" and overrides.get("state_std") and overrides.get("sde_sample_freq"):
+        raise ValueError("--set: state_std and sde_sample_freq are two policies; give one")
+    if algo == "sac" and "log_std_init" in overrides and not overrides.get("sde_sample_freq"):
+        raise ValueError("--set: SAC reads log_std_init only for its gSDE policy (sde_sample_freq)")
     unknown = sorted(set(overrides) - set(entry) - OPTIONAL_HP)
     if unknown:
         raise ValueError(

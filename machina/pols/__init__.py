@@ -12,6 +12,7 @@ from machina.pols.mpc_pol import MPCPol
 from machina.pols.multi_categorical_pol import MultiCategoricalPol
 from machina.pols.random_pol import RandomPol
 from machina.pols.tanh_gaussian_pol import TanhGaussianPd, TanhGaussianPol
+from machina.pols.tanh_gaussian_sde_pol import TanhGaussianSDEPol
 
 __all__ = [
     "ArgmaxQfPol",
@@ -26,5 +27,6 @@ __all__ = [
     "RandomPol",
     "TanhGaussianPd",
     "TanhGaussianPol",
+    "TanhGaussianSDEPol",
     "make_pol",
 ]
