@@ -8,7 +8,10 @@ reaches ``--solve_return`` or ``--max_steps`` env steps pass, and writes progres
 TensorBoard events, learning_curve.png and the trained networks (models/) into ``--log``.
 
 ``--state_std`` gives the policy a state-dependent log-std (``PolNet(state_std=True)``, the
-SAC paper's and stable-baselines3's policy) instead of one learned vector. ``--anneal_lr``
+SAC paper's and stable-baselines3's policy) instead of one learned vector;
+``--sde_sample_freq N`` explores with gSDE instead (``TanhGaussianSDEPol``: noise that is a
+function of the state, its matrix redrawn every N steps; stable-baselines3's ``use_sde``,
+initial log-std ``--log_std_init``). ``--anneal_lr``
 decays the three learning rates linearly to 0 over ``--max_steps`` (rl-baselines3-zoo's
 ``lin_`` schedule), from the step count, so a resumed run continues it.
 
@@ -30,8 +33,8 @@ from flags import interval, nonneg_int, polyak_rate, positive_float, positive_in
 from machina import logger
 from machina.algos import sac
 from machina.envs import GymEnv
-from machina.nets import PolNet, QNet
-from machina.pols import GaussianPol, RandomPol, TanhGaussianPol
+from machina.nets import PolNet, QNet, SDEPolNet
+from machina.pols import GaussianPol, RandomPol, TanhGaussianPol, TanhGaussianSDEPol
 from machina.samplers import EpiSampler
 from machina.traj import Traj
 from machina.vfuncs import DeterministicSAVfunc
@@ -51,6 +54,15 @@ parser.add_argument(
     action=argparse.BooleanOptionalAction,
     default=False,
     help="the policy's log-std a function of the state (SAC's), not one learned vector",
+)
+parser.add_argument(
+    "--sde_sample_freq",
+    type=nonneg_int,
+    default=0,
+    help="a gSDE policy (TanhGaussianSDEPol), its noise redrawn every N steps; 0: not",
+)
+parser.add_argument(
+    "--log_std_init", type=float, default=-3.0, help="the gSDE policy's initial log-std"
 )
 parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
 parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
@@ -110,9 +122,21 @@ if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
 ob_space, ac_space = env.observation_space, env.action_space
 
-Pol = TanhGaussianPol if args.pol == "tanh" else GaussianPol
-pol_net = PolNet(ob_space, ac_space, args.h_size, args.h_size, state_std=args.state_std)
-pol = Pol(ob_space, ac_space, pol_net)
+if args.sde_sample_freq and (args.pol != "tanh" or args.state_std):
+    parser.error("--sde_sample_freq: the gSDE policy is tanh-squashed, with its own noise; "
+                 "not with --pol gaussian or --state_std")  # fmt: skip
+if args.sde_sample_freq:
+    pol = TanhGaussianSDEPol(
+        ob_space,
+        ac_space,
+        SDEPolNet(ob_space, ac_space, args.h_size, args.h_size),
+        log_std_init=args.log_std_init,
+        sample_freq=args.sde_sample_freq,
+    )
+else:
+    Pol = TanhGaussianPol if args.pol == "tanh" else GaussianPol
+    pol_net = PolNet(ob_space, ac_space, args.h_size, args.h_size, state_std=args.state_std)
+    pol = Pol(ob_space, ac_space, pol_net)
 qfs = [
     DeterministicSAVfunc(ob_space, ac_space, QNet(ob_space, ac_space, args.h_size, args.h_size))
     for _ in range(2)

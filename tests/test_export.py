@@ -17,6 +17,7 @@ from machina.pols import (
     MixtureGaussianPol,
     MultiCategoricalPol,
     TanhGaussianPol,
+    TanhGaussianSDEPol,
 )
 from machina.pols.base import BasePol
 
@@ -38,6 +39,11 @@ def make_pol(kind: str) -> BasePol:
     if kind == "gaussian_sde":
         pol = GaussianSDEPol(OB_SPACE, BOX, SDEPolNet(OB_SPACE, BOX, 8, 8), log_std_init=-0.5)
         with torch.no_grad():  # a mean that is not ~0 (SDEPolNet's output gain is 0.01)
+            pol.net.mean_layer.weight.mul_(100.0)
+        return pol
+    if kind == "tanh_gaussian_sde":  # means inside and beyond clip_mean's clamp
+        pol = TanhGaussianSDEPol(OB_SPACE, BOX, SDEPolNet(OB_SPACE, BOX, 8, 8), log_std_init=-0.5)
+        with torch.no_grad():
             pol.net.mean_layer.weight.mul_(100.0)
         return pol
     if kind == "tanh_gaussian":
@@ -67,6 +73,7 @@ KINDS = [
     "gaussian_int_box",
     "gaussian_double_net",
     "gaussian_sde",
+    "tanh_gaussian_sde",
     "tanh_gaussian",
     "mixture",
     "deterministic",
@@ -90,7 +97,11 @@ def policy_noise(pol: BasePol, seed: int) -> tuple[np.ndarray, torch.Tensor]:
         noise = torch.randn(BATCH, 2, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             params = pol.pd_params(obs)
-            ac = params["mean"] + torch.exp(params["log_std"]) * noise
+            if isinstance(pol, TanhGaussianSDEPol):  # the marginal before the squash
+                loc = torch.atanh(params["mean"].double())
+                ac = torch.tanh(loc + torch.exp(params["log_std"].double()) * noise).float()
+            else:
+                ac = params["mean"] + torch.exp(params["log_std"]) * noise
         return pol._ac_real_numpy(ac), noise
     torch.manual_seed(seed)
     ac_real = pol(obs)[0]

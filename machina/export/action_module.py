@@ -62,8 +62,9 @@ def noise_shape(pol: BasePol) -> tuple[int, ...]:
     One row of noise per observation, ``(B, *noise_shape(pol))``:
 
     - GaussianPol, TanhGaussianPol: ``(d,)`` standard normal draws.
-    - GaussianSDEPol: ``(d,)`` standard normal draws of its per-state marginal Gaussian (the
-      exploration matrix and its schedule belong to a sampling loop, not to one action).
+    - GaussianSDEPol, TanhGaussianSDEPol: ``(d,)`` standard normal draws of its per-state
+      marginal Gaussian (before the squash for the latter; the exploration matrix and its
+      schedule belong to a sampling loop, not to one action).
     - DeterministicActionNoisePol: ``(d,)`` exploration noise in policy space (e.g. one draw
       of the policy's ``noise`` process), added to the mean, then clipped like ``forward``.
     - CategoricalPol: ``(1,)`` uniform draws in ``[0, 1)``.
@@ -99,9 +100,9 @@ class ActionModule(nn.Module):
     Parameters
     ----------
     pol : BasePol
-        A feed-forward GaussianPol, GaussianSDEPol, TanhGaussianPol, MixtureGaussianPol,
-        CategoricalPol, MultiCategoricalPol or DeterministicActionNoisePol. Its modules are
-        shared, not copied.
+        A feed-forward GaussianPol, GaussianSDEPol (or TanhGaussianSDEPol), TanhGaussianPol,
+        MixtureGaussianPol, CategoricalPol, MultiCategoricalPol or DeterministicActionNoisePol.
+        Its modules are shared, not copied.
     deterministic : bool
         True: ``forward(obs)`` returns ``pol.deterministic_ac_real(obs)[0]``. False:
         ``forward(obs, noise)`` returns the action ``pol(obs)[0]`` would take with that noise
@@ -144,8 +145,8 @@ class ActionModule(nn.Module):
             return pol._mode(params)
         if isinstance(pol, DeterministicActionNoisePol):
             return pol.clip_ac(params["mean"] + noise.to(params["mean"].dtype))
-        if isinstance(pol, TanhGaussianPol):
-            loc, log_std = cast(TanhGaussianPd, pol.pd)._loc(params)
+        if isinstance(pol.pd, TanhGaussianPd):  # TanhGaussianPol, TanhGaussianSDEPol
+            loc, log_std = pol.pd._loc(params)
             return torch.tanh(loc + torch.exp(log_std) * noise)
         if isinstance(pol, (GaussianPol, GaussianSDEPol)):
             return params["mean"] + torch.exp(params["log_std"]) * noise

@@ -89,7 +89,8 @@ class PolNet(nn.Module):
 
 
 class SDEPolNet(nn.Module):
-    """MLP net for :class:`machina.pols.GaussianSDEPol`: the mean and the exploration features.
+    """MLP net for :class:`machina.pols.GaussianSDEPol` (and ``TanhGaussianSDEPol``): the
+    mean and the exploration features.
 
     Parameters
     ----------

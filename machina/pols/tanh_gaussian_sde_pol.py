@@ -31,6 +31,9 @@ class TanhGaussianSDEPol(GaussianSDEPol):
     policy's distribution is that :class:`TanhGaussianPd` (``a_i``: ``mean = tanh(m(s))``,
     the median and deterministic action, and the per-state ``log_std``). SAC's losses draw
     fresh actions from it, independently per sample, as for :class:`TanhGaussianPol`.
+    Samplers act through its torch path (the numpy fast path knows ``GaussianSDEPol`` itself
+    only); exported (``machina.export``), a stochastic action takes standard normal draws of
+    that marginal before the squash.
 
     Parameters
     ----------
