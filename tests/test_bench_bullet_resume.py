@@ -106,6 +106,27 @@ def test_unknown_setting_is_refused(tmp_path):
     assert rows == []  # refused before the first evaluation
 
 
+@pytest.mark.parametrize(
+    "algo, overrides, message",
+    [
+        ("td3", {"sde_sample_freq": 8}, "not used by td3"),
+        ("ppo", {"state_std": True}, "state_std is SAC's policy option"),
+        ("sac", {"state_std": True, "sde_sample_freq": 8}, "two policies; give one"),
+        ("sac", {"log_std_init": -2.0}, "only for its gSDE policy"),
+    ],
+)
+def test_settings_the_run_would_not_read_are_refused(algo, overrides, message):
+    import bench_bullet
+
+    with pytest.raises(ValueError, match=message):
+        bench_bullet.machina_hp(algo, "HopperBulletEnv-v0", overrides)
+    if algo == "sac" and "state_std" not in overrides:  # with gSDE, both are read
+        hp = bench_bullet.machina_hp(
+            algo, "HopperBulletEnv-v0", {**overrides, "sde_sample_freq": 8}
+        )
+        assert hp["sde_sample_freq"] == 8 and hp["log_std_init"] == -2.0
+
+
 def test_sidecar_written_before_a_column_was_added_is_upgraded(tmp_path):
     import bench_bullet
 
