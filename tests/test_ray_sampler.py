@@ -443,38 +443,43 @@ def test_embedded_ray_shared_and_shut_down_by_the_last_close(_ray_module):
     """No Ray initialised: the first sampler starts a local instance sized for its actors
     (one CPU each, one per core), a second one uses it: its actors find no free CPU and
     reserve none (they share the cores, as process workers would) instead of waiting;
-    closing the first leaves Ray running for the second, closing the last shuts it down."""
+    closing the first leaves Ray running for the second, closing the last shuts it down.
+    machina 0.x's custom-worker sampler shares it the same way, in either order: joining an
+    EpiSampler's instance, and starting the instance that an EpiSampler then joins."""
     if ray.is_initialized():
         ray.shutdown()
     env = GymEnv("CartPole-v1", max_episode_steps=20)
     pol = categorical_pol(env)
     cores = os.cpu_count() or 1
+
+    def original():
+        return raysampler.EpiSampler(env, pol, 1, worker_cls=raysampler.DefaultSampleWorker)
+
     first = EpiSampler(env, pol, num_parallel=cores, seed=0, backend="ray")
     second = EpiSampler(env, pol, num_parallel=cores, seed=0, backend="ray")
+    # a 0.x sampler opened beside them: the EpiSamplers' closes (one of them shut Ray down
+    # under the other sampler's actors) leave the instance running for it
+    samplers = [first, second, original()]
     try:
         assert ray.is_initialized()
         assert first._pool._options["num_cpus"] == 1 and second._pool._options["num_cpus"] == 0
         assert len(first.sample(pol, max_epis=2)) == 2
         first.close()
         assert len(second.sample(pol, max_epis=2)) == 2
-    finally:
-        first.close()
         second.close()
-    assert not ray.is_initialized()
-    # machina 0.x's custom-worker sampler shares it the same way, in either order (its
-    # close shut Ray down under the other sampler's actors, and the other's under it)
-    for order in ((0, 1), (1, 0)):
-        samplers = [None, None]
-        for i in order:
-            samplers[i] = (
-                EpiSampler(env, pol, num_parallel=1, seed=0, backend="ray")
-                if i == 0
-                else raysampler.EpiSampler(env, pol, 1, worker_cls=raysampler.DefaultSampleWorker)
-            )
-        samplers[order[0]].close()
-        assert len(samplers[order[1]].sample(pol, max_epis=2)) == 2
-        samplers[order[1]].close()
+        assert len(samplers[2].sample(pol, max_epis=2)) == 2
+        samplers[2].close()
         assert not ray.is_initialized()
+        # the other way round: a 0.x sampler starts the instance, an EpiSampler joins it,
+        # and the 0.x one's close (it shut Ray down under the other's) leaves it running
+        samplers += [original(), EpiSampler(env, pol, num_parallel=1, seed=0, backend="ray")]
+        samplers[3].close()
+        assert len(samplers[4].sample(pol, max_epis=2)) == 2
+        samplers[4].close()
+        assert not ray.is_initialized()
+    finally:
+        for sampler in samplers:
+            sampler.close()
 
 
 def _reserve_one_head_cpu():
