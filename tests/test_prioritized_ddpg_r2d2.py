@@ -2,6 +2,7 @@
 test_examples_offpolicy.py)."""
 
 import copy
+import functools
 import math
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ from machina.traj import epi_functional as ef
 from machina.vfuncs import DeterministicSAVfunc
 
 
+@functools.cache  # seeded: the same value in both learning tests, computed once
 def random_return(env_id, n_epi=10):
     env = gym.make(env_id)
     pol = RandomPol(env.observation_space, env.action_space)
