@@ -62,7 +62,7 @@ parser.add_argument(
     help="a gSDE policy (TanhGaussianSDEPol), its noise redrawn every N steps; 0: not",
 )
 parser.add_argument(
-    "--log_std_init", type=float, default=-3.0, help="the gSDE policy's initial log-std"
+    "--log_std_init", type=float, default=None, help="the gSDE policy's initial log-std (-3)"
 )
 parser.add_argument("--num_envs", type=positive_int, default=1, help="environments sampled at once")
 parser.add_argument("--max_steps", type=positive_int, default=20_000, help="env-step budget")
@@ -122,6 +122,8 @@ if solve_return is None and env.spec is not None:
     solve_return = env.spec.reward_threshold
 ob_space, ac_space = env.observation_space, env.action_space
 
+if args.log_std_init is not None and not args.sde_sample_freq:
+    parser.error("--log_std_init: the gSDE policy's (--sde_sample_freq N); the others start at -1")
 if args.sde_sample_freq and (args.pol != "tanh" or args.state_std):
     parser.error("--sde_sample_freq: the gSDE policy is tanh-squashed, with its own noise; "
                  "not with --pol gaussian or --state_std")  # fmt: skip
@@ -130,7 +132,7 @@ if args.sde_sample_freq:
         ob_space,
         ac_space,
         SDEPolNet(ob_space, ac_space, args.h_size, args.h_size),
-        log_std_init=args.log_std_init,
+        log_std_init=-3.0 if args.log_std_init is None else args.log_std_init,
         sample_freq=args.sde_sample_freq,
     )
 else:

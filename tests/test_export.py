@@ -41,10 +41,11 @@ def make_pol(kind: str) -> BasePol:
         with torch.no_grad():  # a mean that is not ~0 (SDEPolNet's output gain is 0.01)
             pol.net.mean_layer.weight.mul_(100.0)
         return pol
-    if kind == "tanh_gaussian_sde":  # means inside and beyond clip_mean's clamp
+    if kind == "tanh_gaussian_sde":  # means inside (dim 1) and beyond (dim 0) the clamp at 2
         pol = TanhGaussianSDEPol(OB_SPACE, BOX, SDEPolNet(OB_SPACE, BOX, 8, 8), log_std_init=-0.5)
         with torch.no_grad():
             pol.net.mean_layer.weight.mul_(100.0)
+            pol.net.mean_layer.bias.copy_(torch.tensor([3.5, 0.0]))
         return pol
     if kind == "tanh_gaussian":
         return TanhGaussianPol(OB_SPACE, BOX, PolNet(OB_SPACE, BOX, 8, 8))

@@ -84,6 +84,8 @@ def test_acting_draws_follow_the_marginal_over_exploration_matrices():
 
 def test_noise_is_kept_for_sample_freq_acting_calls_and_scaled_to_the_bounds():
     pol = make(sample_freq=3)
+    with torch.no_grad():  # one mean beyond clip_mean: the noise is added to the clamped one
+        pol.net.mean_layer.bias.copy_(torch.tensor([0.5, -3.0, 1.0]))
     obs = obs_batch()
     mats = []
     with torch.no_grad():
@@ -127,9 +129,10 @@ def test_sac_gradients_reach_the_trunk_through_the_features_by_default():
     assert grads[False] is None or torch.all(grads[False] == 0)
 
 
-@pytest.mark.parametrize("clip_mean", [0.0, -1.0, float("nan")])
-def test_clip_mean_must_be_positive(clip_mean):
-    with pytest.raises(ValueError, match=r"clip_mean: expected a positive bound"):
+@pytest.mark.parametrize("clip_mean", [0.0, -1.0, float("nan"), 7.5, float("inf")])
+def test_clip_mean_must_be_a_bound_the_distribution_keeps(clip_mean):
+    # beyond |m| = 7.25 the distribution's mean, recovered from tanh(m), would not be m
+    with pytest.raises(ValueError, match=r"clip_mean: expected a bound in \(0, 7.0\]"):
         make(clip_mean=clip_mean)
 
 

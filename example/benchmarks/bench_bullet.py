@@ -1394,9 +1394,9 @@ def machina_offpolicy(
 def _print_stats(stats: dict[str, Any], train_rets: list[float]) -> None:
     """The last update's losses (means over its steps), temperature and entropy: what to
     read first when a run stalls (a Q loss that grows, a temperature that collapses); and
-    the returns of the exploring policy's episodes since the last evaluation, beside the
-    deterministic evaluation that follows (does the mean action fail where the noisy one
-    hops?)."""
+    the returns of the episodes sampled since the last evaluation (the exploring policy's,
+    or the random warm-up's), beside the deterministic evaluation that follows (does the
+    mean action fail where the noisy one hops?)."""
     shown = []
     if train_rets:
         shown.append(

@@ -54,8 +54,9 @@ def export_pol(
     Parameters
     ----------
     pol : BasePol
-        A feed-forward GaussianPol, TanhGaussianPol, MixtureGaussianPol, CategoricalPol,
-        MultiCategoricalPol or DeterministicActionNoisePol.
+        A feed-forward GaussianPol, GaussianSDEPol, TanhGaussianPol, TanhGaussianSDEPol,
+        MixtureGaussianPol, CategoricalPol, MultiCategoricalPol or
+        DeterministicActionNoisePol.
     path : str or os.PathLike
         File to write (conventional suffixes: :data:`FORMATS`); written atomically.
     format : {"onnx", "torchscript", "torch.export"}

@@ -59,8 +59,12 @@ class TanhGaussianSDEPol(GaussianSDEPol):
     clip_mean : float
         Bound on ``|m(s)|`` before squashing (stable-baselines3's ``clip_mean``, 2:
         ``tanh(2) = 0.964``): keeps the mean off tanh's flat tails where the noise could
-        no longer move the action; ``inf``: no clamp.
+        no longer move the action. At most 7: :class:`TanhGaussianPd` recovers the mean
+        from its median ``tanh(m)``, which float32 rounds to 1 beyond ``|m| = 7.25``.
     """
+
+    #: the largest ``clip_mean``: ``TanhGaussianPd``'s ``atanh(1 - EPS)`` is 7.25
+    MAX_CLIP_MEAN = 7.0
 
     def __init__(
         self,
@@ -74,8 +78,10 @@ class TanhGaussianSDEPol(GaussianSDEPol):
         clip_mean: float = 2.0,
     ) -> None:
         clip_mean = float(clip_mean)
-        if not clip_mean > 0.0:
-            raise ValueError(f"clip_mean: expected a positive bound (or inf), got {clip_mean}")
+        if not 0.0 < clip_mean <= self.MAX_CLIP_MEAN:
+            raise ValueError(
+                f"clip_mean: expected a bound in (0, {self.MAX_CLIP_MEAN}], got {clip_mean}"
+            )
         self.clip_mean = clip_mean
         super().__init__(
             observation_space,
