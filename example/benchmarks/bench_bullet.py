@@ -828,9 +828,46 @@ What the runs show so far (seed 0, Hopper; the CSV has every number):
   1590 (140 at 20k, 198-1048, then 750 and 1590): one seed, so nothing adopted; seed 101 of
   both was stopped at 20k (``assets/bullet_tuning.csv``, labelled). All three swing by
   1,000 and more between evaluations. Still to try: the evaluation against the
-  training episodes' returns (whether the deterministic mean is what fails while the noisy
-  policy hops), and (2), which whole-episode sampling cannot shorten with one environment
-  (it needs partial episodes, or several environments and updates between their episodes).
+  training episodes' returns (done in session 42, below), and (2), which whole-episode
+  sampling cannot shorten with one environment (it needs partial episodes, or several
+  environments and updates between their episodes).
+- Session 42, SAC Hopper on the tuning seeds 100-103 (an AMD EPYC, three runs at a time on
+  the 2 cores beside this session's tests; evaluations are deterministic per seed, CPU
+  seconds not compared; every evaluation in ``assets/bullet_tuning.csv``, labelled).
+  New: ``machina.pols.TanhGaussianSDEPol``, gSDE for SAC as stable-baselines3's
+  ``use_sde=True`` (``tanh(clip(m(s), ±2) + phi(s) @ E)``, the ``(256, 3)`` exploration
+  matrix redrawn every 8 steps as rl-zoo's ``train_freq=8`` does, initial log-std -3,
+  features learned through the log-likelihood; ``--set sde_sample_freq=8``,
+  ``run_sac.py --sde_sample_freq 8``). Final evaluations at 100k:
+
+  =======================  ======  ======  ======  ======
+  settings                 100     101     102     103
+  =======================  ======  ======  ======  ======
+  entry (unchanged)        2174    2215    487     2469
+  + ``state_std=True``     1590    1141    418     (10k)
+  + gSDE (every 8 steps)   --      1137    788     1162
+  =======================  ======  ======  ======  ======
+
+  Curves, every 10k from 20k: entry 101: 116 136 213 205 360 318 725 265 2215; 102: 120
+  159 142 154 148 325 408 734 487; ``state_std`` 101: 120 622 190 222 2022 940 2186 565
+  1141; 102: 144 152 629 994 559 290 1101 525 418; gSDE 101: 138 154 164 275 319 677 486
+  576 1137; 102: 155 384 294 2062 2055 1124 857 2492 788; 103: 129 185 1534 1701 862 2183
+  2122 726 1162; entry 103: 157 153 153 1375 541 1538 1685 2475 2469. gSDE is behind the
+  entry on two of three seeds (medians over 101-103: 1137 against 2215) and swings as
+  much (102: 2492 at 90k, 788 at 100k); the state-dependent log-std is behind on all three
+  where both finished. Neither is adopted: what stable-baselines3's run has and machina's
+  entry lacks is not, on these seeds, what makes the difference. The entry itself reached
+  2174, 2215, 487, 2469 on 100-103 (median 2195), against 647, 1800, 305 on the reported
+  0-2: over its seven runs the median is 1800. stable-baselines3 has not been run on
+  100-103; that comparison (about 40 CPU minutes per run) is the next measurement, before
+  any more tuning: if its runs there are as far above its reported 1395, the shortfall is
+  the three reported seeds' draw.
+  The exploring policy's own episodes, printed beside each evaluation since this session,
+  are as short as the deterministic evaluation's where a run is stuck (entry seed 102 at
+  30k-60k: evaluations 159, 142, 154, 148, training-episode medians 137, 136, 146, 151 over
+  120-130 episodes each): the policy itself falls after ~80 steps on average (10k steps
+  in 120-130 episodes); it is not a deterministic mean failing where the noisy policy
+  hops.
 - Cost: machina's PPO samples and learns about 1.6x as many env steps per CPU second as
   stable-baselines3's at these settings (1332 against 821 on Hopper, seed 0; 64x64 nets and
   10x32 minibatches per 2048 steps against 256x256 nets and 20x64 minibatches per 8192);
