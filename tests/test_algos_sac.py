@@ -1,5 +1,5 @@
 """machina.algos.sac (with td3 and ddpg on the same random episodes): losses returned,
-transform_batch, Pendulum learning."""
+transform_batch, Pendulum learning (also with gSDE, TanhGaussianSDEPol)."""
 
 import copy
 
@@ -12,8 +12,8 @@ from offpolicy_parts import BOX_OB, _off_policy_loop, _pendulum_spaces, _traj_fr
 
 from machina import loss_functional as lf
 from machina.algos import ddpg, sac, td3
-from machina.nets import PolNet, QNet
-from machina.pols import DeterministicActionNoisePol, TanhGaussianPol
+from machina.nets import PolNet, QNet, SDEPolNet
+from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, TanhGaussianSDEPol
 from machina.utils.spaces import default_target_entropy
 from machina.vfuncs import DeterministicSAVfunc
 
@@ -183,10 +183,14 @@ def test_sac_transform_batch_sees_every_batch_and_trains_on_its_result(rng):
     assert torch.equal(traj.data_map["rews"], rews_before)
 
 
-def test_sac_solves_pendulum_within_15k_steps():
+@pytest.mark.parametrize("gsde", [False, True], ids=["tanh_gaussian", "tanh_gaussian_sde"])
+def test_sac_solves_pendulum_within_15k_steps(gsde):
     torch.manual_seed(0)
     ob, ac = _pendulum_spaces()
-    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
+    if gsde:  # stable-baselines3's use_sde: noise matrix redrawn every 8 steps, log-std -3
+        pol = TanhGaussianSDEPol(ob, ac, SDEPolNet(ob, ac))
+    else:
+        pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
     qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac)) for _ in range(2)]
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)
@@ -213,7 +217,9 @@ def test_sac_solves_pendulum_within_15k_steps():
         assert len(result["QfLoss"]) == epoch and np.isfinite(result["Entropy"])
 
     eval_return, steps, _ = _off_policy_loop("Pendulum-v1", pol, train, 15_000, -250.0)
-    print(f"SAC Pendulum-v1: eval return {eval_return:.1f} after {steps} steps")
+    print(
+        f"SAC Pendulum-v1 ({type(pol).__name__}): eval return {eval_return:.1f} after {steps} steps"
+    )
     assert eval_return >= -250.0
 
 

@@ -1,19 +1,16 @@
 """TanhGaussianSDEPol (SAC with gSDE): its squashed marginal against torch.distributions, its
-noise schedule, the mean's clamp, its errors, a resumed state, and SAC learning with it."""
+noise schedule, the mean's clamp, its errors and a resumed state (SAC learning with it:
+test_algos_sac.py)."""
 
-import copy
 import math
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from offpolicy_parts import _off_policy_loop, _pendulum_spaces
 
-from machina.algos import sac
-from machina.nets import QNet, SDEPolNet
+from machina.nets import SDEPolNet
 from machina.pols import TanhGaussianSDEPol
-from machina.vfuncs import DeterministicSAVfunc
 
 OB = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
 AC = gym.spaces.Box(np.array([-2.0, 0.0, -1.0], np.float32), np.array([2.0, 1.0, 3.0], np.float32))
@@ -150,26 +147,3 @@ def test_state_dict_carries_the_exploration_matrix():
             a = pol(obs)[1]
             torch.set_rng_state(state)
             torch.testing.assert_close(copy_(obs)[1], a, rtol=0, atol=0)
-
-
-def test_sac_with_gsde_solves_pendulum_within_15k_steps():
-    torch.manual_seed(0)
-    ob, ac = _pendulum_spaces()
-    pol = TanhGaussianSDEPol(ob, ac, SDEPolNet(ob, ac))
-    qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac)) for _ in range(2)]
-    targ_qfs = [copy.deepcopy(qf) for qf in qfs]
-    log_alpha = torch.zeros((), requires_grad=True)
-    optims = dict(
-        optim_pol=torch.optim.Adam(pol.parameters(), 1e-3),
-        optim_qfs=[torch.optim.Adam(qf.parameters(), 1e-3) for qf in qfs],
-        optim_alpha=torch.optim.Adam([log_alpha], 1e-3),
-    )
-
-    def train(off_traj, epoch):
-        sac.train(off_traj, pol, qfs, targ_qfs, log_alpha, epoch=epoch,
-                  batch_size=min(128, off_traj.num_step), tau=0.005, gamma=0.99,
-                  log_enable=False, **optims)  # fmt: skip
-
-    eval_return, steps, _ = _off_policy_loop("Pendulum-v1", pol, train, 15_000, -250.0)
-    print(f"SAC with gSDE, Pendulum-v1: eval return {eval_return:.1f} after {steps} steps")
-    assert eval_return >= -250.0
