@@ -1,5 +1,5 @@
 """machina.algos.sac (with td3 and ddpg on the same random episodes): losses returned,
-transform_batch, Pendulum learning (also with gSDE, TanhGaussianSDEPol)."""
+transform_batch, Pendulum learning."""
 
 import copy
 
@@ -12,8 +12,8 @@ from offpolicy_parts import BOX_OB, _off_policy_loop, _pendulum_spaces, _traj_fr
 
 from machina import loss_functional as lf
 from machina.algos import ddpg, sac, td3
-from machina.nets import PolNet, QNet, SDEPolNet
-from machina.pols import DeterministicActionNoisePol, TanhGaussianPol, TanhGaussianSDEPol
+from machina.nets import PolNet, QNet
+from machina.pols import DeterministicActionNoisePol, TanhGaussianPol
 from machina.utils.spaces import default_target_entropy
 from machina.vfuncs import DeterministicSAVfunc
 
@@ -183,14 +183,13 @@ def test_sac_transform_batch_sees_every_batch_and_trains_on_its_result(rng):
     assert torch.equal(traj.data_map["rews"], rews_before)
 
 
-@pytest.mark.parametrize("gsde", [False, True], ids=["tanh_gaussian", "tanh_gaussian_sde"])
-def test_sac_solves_pendulum_within_15k_steps(gsde):
+def test_sac_solves_pendulum_within_15k_steps():
+    # (with TanhGaussianSDEPol it solves too, at 4-6k steps on seeds 0-5 in session 42, but
+    # another ~40 s does not fit the suite's 15 minutes: its learning is shown on Hopper in
+    # example/benchmarks/bench_bullet.py's Findings, "Session 42")
     torch.manual_seed(0)
     ob, ac = _pendulum_spaces()
-    if gsde:  # stable-baselines3's use_sde: noise matrix redrawn every 8 steps, log-std -3
-        pol = TanhGaussianSDEPol(ob, ac, SDEPolNet(ob, ac))
-    else:
-        pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
+    pol = TanhGaussianPol(ob, ac, PolNet(ob, ac))
     qfs = [DeterministicSAVfunc(ob, ac, QNet(ob, ac)) for _ in range(2)]
     targ_qfs = [copy.deepcopy(qf) for qf in qfs]
     log_alpha = torch.zeros((), requires_grad=True)

@@ -1,6 +1,5 @@
 """TanhGaussianSDEPol (SAC with gSDE): its squashed marginal against torch.distributions, its
-noise schedule, the mean's clamp, its errors and a resumed state (SAC learning with it:
-test_algos_sac.py)."""
+noise schedule, the mean's clamp, its errors and a resumed state."""
 
 import math
 
